@@ -1,0 +1,210 @@
+//! Channel configuration: validation, the genesis block, and reading the configuration
+//! back out of a config block.
+//!
+//! A configuration travels as the exact encoded bytes that were validated (inside a
+//! `ConfigEnvelope`), so every node applies the same configuration byte for byte.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use prost::Message;
+use thiserror::Error;
+
+use crate::block::{self, GENESIS_PREVIOUS_HASH};
+use crate::envelope::{self, EnvelopeError};
+use crate::hash;
+use crate::pb::common::{
+    AckMode, Block, ChannelConfig, ConfigEnvelope, Envelope, Header, HeaderType, Payload,
+};
+use crate::policy::{self, PolicyError};
+
+/// Longest channel id (Kafka's topic-name limit, less the `ordo.` prefix).
+pub const MAX_CHANNEL_ID_LEN: usize = 200;
+/// Largest `absolute_max_bytes` a channel may set: bounds the size of every block.
+pub const MAX_ABSOLUTE_MAX_BYTES: u32 = 64 * 1024 * 1024;
+/// Largest `max_message_count` a channel may set.
+pub const MAX_MESSAGE_COUNT: u32 = 100_000;
+/// Longest batch timeout a channel may set.
+pub const MAX_BATCH_TIMEOUT_MS: u64 = 60_000;
+/// The consensus types Ordo knows.
+pub const CONSENSUS_TYPES: [&str; 3] = ["solo", "kafka", "raft"];
+
+/// Why a configuration or config block is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// A field or a relation between fields is invalid.
+    #[error("invalid channel config: {0}")]
+    Invalid(String),
+    /// A policy in it is malformed.
+    #[error("invalid channel config: policy {name}: {source}")]
+    Policy {
+        /// Which policy.
+        name: &'static str,
+        /// What is wrong with it.
+        source: PolicyError,
+    },
+    /// The block or envelope is not a config block or envelope.
+    #[error("not a config block: {0}")]
+    NotConfig(String),
+    /// The envelope inside does not decode.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+/// Checks a channel id: 1 to 200 characters of `[a-z0-9.-]`, starting with a letter.
+/// Channel ids name Kafka topics and directories, hence the strict alphabet.
+pub fn validate_channel_id(id: &str) -> Result<(), ConfigError> {
+    let ok_len = !id.is_empty() && id.len() <= MAX_CHANNEL_ID_LEN;
+    let ok_first = id.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+    let ok_chars = id
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    if ok_len && ok_first && ok_chars {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "channel id {id:?} must be 1..={MAX_CHANNEL_ID_LEN} characters of [a-z0-9.-] starting with a letter"
+        )))
+    }
+}
+
+/// Checks every field of a configuration and the relations between them.
+pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
+    validate_channel_id(&config.channel_id)?;
+    if config.orgs.is_empty() {
+        return Err(invalid("no organizations"));
+    }
+    let mut names = HashSet::new();
+    for org in &config.orgs {
+        if org.name.is_empty() || !names.insert(org.name.clone()) {
+            return Err(invalid(format!("org name {:?} empty or repeated", org.name)));
+        }
+        if org.root_public_keys.is_empty() {
+            return Err(invalid(format!("org {:?} has no root keys", org.name)));
+        }
+    }
+    crate::cert::Msp::from_config(config).map_err(|e| invalid(e.to_string()))?;
+    let orderer = config.orderer.as_ref().ok_or_else(|| invalid("no orderer section"))?;
+    if !CONSENSUS_TYPES.contains(&orderer.consensus_type.as_str()) {
+        return Err(invalid(format!(
+            "consensus type {:?} is not one of {CONSENSUS_TYPES:?}",
+            orderer.consensus_type
+        )));
+    }
+    let batch = orderer.batch_size.as_ref().ok_or_else(|| invalid("no batch size"))?;
+    if batch.max_message_count == 0 || batch.max_message_count > MAX_MESSAGE_COUNT {
+        return Err(invalid(format!(
+            "max_message_count {} not in 1..={MAX_MESSAGE_COUNT}",
+            batch.max_message_count
+        )));
+    }
+    if batch.absolute_max_bytes == 0 || batch.absolute_max_bytes > MAX_ABSOLUTE_MAX_BYTES {
+        return Err(invalid(format!(
+            "absolute_max_bytes {} not in 1..={MAX_ABSOLUTE_MAX_BYTES}",
+            batch.absolute_max_bytes
+        )));
+    }
+    if batch.preferred_max_bytes == 0 || batch.preferred_max_bytes > batch.absolute_max_bytes {
+        return Err(invalid(format!(
+            "preferred_max_bytes {} not in 1..=absolute_max_bytes ({})",
+            batch.preferred_max_bytes, batch.absolute_max_bytes
+        )));
+    }
+    if orderer.batch_timeout_ms == 0 || orderer.batch_timeout_ms > MAX_BATCH_TIMEOUT_MS {
+        return Err(invalid(format!(
+            "batch_timeout_ms {} not in 1..={MAX_BATCH_TIMEOUT_MS}",
+            orderer.batch_timeout_ms
+        )));
+    }
+    if !matches!(
+        AckMode::try_from(orderer.ack_mode),
+        Ok(AckMode::Enqueued) | Ok(AckMode::Committed)
+    ) {
+        return Err(invalid(format!("ack_mode {} is not enqueued or committed", orderer.ack_mode)));
+    }
+    let org_names: Vec<String> = config.orgs.iter().map(|o| o.name.clone()).collect();
+    for (name, p) in [
+        ("Readers", &config.readers),
+        ("Writers", &config.writers),
+        ("Admins", &config.admins),
+        ("BlockValidation", &config.block_validation),
+    ] {
+        let p = p.as_ref().ok_or_else(|| invalid(format!("no {name} policy")))?;
+        policy::validate(p, &org_names).map_err(|source| ConfigError::Policy { name, source })?;
+    }
+    Ok(())
+}
+
+/// The genesis block of a channel: block 0 holding one unsigned CONFIG envelope with the
+/// encoded configuration. Deterministic: the nonce is the hash of the configuration.
+///
+/// Genesis envelopes are unsigned because their authority comes from the admin who hands
+/// the block to each node (`ordo channel join`), not from a signature inside it.
+pub fn genesis_block(config: &ChannelConfig, timestamp_ms: u64) -> Result<Block, ConfigError> {
+    validate(config)?;
+    if config.sequence != 0 {
+        return Err(invalid("a genesis config has sequence 0"));
+    }
+    let config_bytes = config.encode_to_vec();
+    let nonce = hash::sha256(&config_bytes).to_vec();
+    let data = ConfigEnvelope { config: config_bytes.into(), last_update: Bytes::new() };
+    let header = Header {
+        channel_id: config.channel_id.clone(),
+        r#type: HeaderType::Config as i32,
+        tx_id: hash::tx_id(&nonce, &[]),
+        timestamp_ms,
+        creator: Bytes::new(),
+        nonce: nonce.into(),
+    };
+    let payload = Payload { header: Some(header), data: data.encode_to_vec().into() };
+    let env = Envelope { payload: payload.encode_to_vec().into(), signature: Bytes::new() };
+    Ok(block::build(0, GENESIS_PREVIOUS_HASH, vec![env.encode_to_vec().into()]))
+}
+
+/// Reads the configuration out of a CONFIG envelope's bytes.
+///
+/// Does not check the envelope's signature (the genesis one has none); callers that take
+/// config envelopes from the network check the creator first.
+pub fn config_from_envelope(envelope_bytes: &[u8]) -> Result<ChannelConfig, ConfigError> {
+    let env = envelope::decode(envelope_bytes)?;
+    let payload = Payload::decode(env.payload.as_ref())
+        .map_err(|e| ConfigError::NotConfig(format!("payload: {e}")))?;
+    let header = payload.header.ok_or_else(|| ConfigError::NotConfig("no header".into()))?;
+    if header.r#type != HeaderType::Config as i32 {
+        return Err(ConfigError::NotConfig(format!("header type {}", header.r#type)));
+    }
+    let ce = ConfigEnvelope::decode(payload.data.as_ref())
+        .map_err(|e| ConfigError::NotConfig(format!("config envelope: {e}")))?;
+    let config = ChannelConfig::decode(ce.config.as_ref())
+        .map_err(|e| ConfigError::NotConfig(format!("config: {e}")))?;
+    if config.channel_id != header.channel_id {
+        return Err(ConfigError::NotConfig(format!(
+            "config for channel {:?} in an envelope for {:?}",
+            config.channel_id, header.channel_id
+        )));
+    }
+    validate(&config)?;
+    Ok(config)
+}
+
+/// Reads the configuration out of a config block (one CONFIG envelope, nothing else).
+pub fn config_from_block(block: &Block) -> Result<ChannelConfig, ConfigError> {
+    let data = block.data.as_ref().map(|d| d.data.as_slice()).unwrap_or_default();
+    match data {
+        [only] => config_from_envelope(only),
+        _ => Err(ConfigError::NotConfig(format!("{} envelopes, a config block has one", data.len()))),
+    }
+}
+
+/// Whether an envelope's bytes carry a CONFIG envelope (cheap check, no validation).
+pub fn is_config_envelope(envelope_bytes: &[u8]) -> bool {
+    envelope::decode(envelope_bytes)
+        .ok()
+        .and_then(|e| Payload::decode(e.payload.as_ref()).ok())
+        .and_then(|p| p.header)
+        .is_some_and(|h| h.r#type == HeaderType::Config as i32)
+}

@@ -1,0 +1,10 @@
+//! # ordo-sdk: what an application needs to talk to an Ordo network
+//!
+//! - [`network`]: the `network.json` file that `ordo up` writes and every client command
+//!   reads instead of spelling out addresses and identity files.
+//! - [`orderer`]: connecting to an orderer and building signed Deliver / Admin requests.
+//!
+//! No RocksDB, no consensus: applications link this and nothing heavy.
+
+pub mod network;
+pub mod orderer;
