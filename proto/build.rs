@@ -5,7 +5,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // Build scripts are single-threaded, so setting the variable here races with nothing.
     std::env::set_var("PROTOC", protoc);
-    let protos = ["proto/common.proto", "proto/orderer.proto", "proto/admin.proto"];
+    let protos = [
+        "proto/common.proto",
+        "proto/orderer.proto",
+        "proto/admin.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

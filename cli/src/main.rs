@@ -1,1 +1,73 @@
-fn main() {}
+//! `ordo`: the one Ordo binary.
+//!
+//! Nodes (`ordo orderer`), the one-command local network (`ordo up`), key and genesis
+//! tooling (`ordo crypto`, `ordo channel genesis`), admin and client commands (`ordo
+//! channel`, `ordo block`) and the load generator (`ordo bench`). This file only parses
+//! flags and dispatches; each command lives in `cmd/`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod client;
+mod cmd;
+mod logging;
+
+/// Ordo: a pluggable ordering service and peer for permissioned ledgers.
+#[derive(Parser)]
+#[command(name = "ordo", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an orderer node.
+    Orderer(cmd::orderer::OrdererArgs),
+    /// Start a whole local network with one command (keys, genesis, nodes).
+    Up(cmd::up::UpArgs),
+    /// Create keys and certificates for a consortium.
+    #[command(subcommand)]
+    Crypto(cmd::crypto::CryptoCommand),
+    /// Create, join, list, remove and inspect channels.
+    #[command(subcommand)]
+    Channel(cmd::channel::ChannelCommand),
+    /// Fetch and verify blocks.
+    #[command(subcommand)]
+    Block(cmd::block::BlockCommand),
+    /// Measure throughput and latency against a running network.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Orderer(a) => cmd::orderer::run(a).await,
+            Command::Up(a) => cmd::up::run(a).await,
+            Command::Crypto(c) => cmd::crypto::run(c),
+            Command::Channel(c) => cmd::channel::run(c).await,
+            Command::Block(c) => cmd::block::run(c).await,
+            Command::Bench(c) => cmd::bench::run(c).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

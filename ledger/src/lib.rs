@@ -1,1 +1,634 @@
-//! placeholder
+//! # ordo-ledger: the append-only block store of one channel
+//!
+//! A [`BlockStore`] is one RocksDB instance in one directory per channel ledger. It holds
+//! the channel's hash-linked chain of blocks and two things derived from it, all in three
+//! column families:
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | [`CF_BLOCKS`] | block number, `u64` big-endian | the block, protobuf-encoded exactly once at append |
+//! | [`CF_TXIDS`] | transaction id (UTF-8 bytes) | block number `u64` BE ‖ index within the block `u32` BE |
+//! | [`CF_META`] | `height` | number of blocks, `u64` BE |
+//! | [`CF_META`] | `last_hash` | hash of block `height - 1`, 32 bytes |
+//!
+//! Big-endian keys make RocksDB's byte order the numeric order, so a range of blocks is one
+//! forward iterator ([`BlockStore::blocks`]).
+//!
+//! ## Durability contract
+//!
+//! [`BlockStore::append`] writes the block, its transaction-index entries and the new
+//! `height`/`last_hash` in **one** RocksDB write batch with `sync = true`. The batch is
+//! atomic across column families, so a crash at any point (even `SIGKILL` or power loss
+//! after the sync) leaves either the whole block committed or nothing of it. When `append`
+//! returns `Ok`, the block is on disk: callers may acknowledge it to others (the orderer's
+//! `committed` ack mode and the Deliver service rely on this). The in-memory height and the
+//! height watch ([`BlockStore::subscribe`]) move only after the sync, so a reader never sees
+//! a block that a crash could take back.
+//!
+//! A rejected block ([`LedgerError::WrongNumber`], [`LedgerError::BrokenChain`],
+//! [`LedgerError::InvalidBlock`]) writes nothing.
+//!
+//! [`BlockStore::open`] recovers height and last hash from `meta` and cross-checks them
+//! against the stored chain tip (the block at `height - 1` exists and hashes to `last_hash`;
+//! no block is stored at or beyond `height`); any mismatch is [`LedgerError::Corrupt`],
+//! because serving a ledger that disagrees with itself would fork the channel.
+//!
+//! ## Concurrency
+//!
+//! A `BlockStore` is cheap to clone (an `Arc`) and may be shared between tasks and threads.
+//! There is one logical writer per channel; `append` additionally serialises concurrent
+//! callers with a mutex so that the check-then-write sequence cannot interleave. Reads do
+//! not take that mutex. The calls are blocking (RocksDB and `fsync`): async callers should
+//! run `append` on a blocking thread when the latency matters.
+//!
+//! ## Transaction index
+//!
+//! Every entry of a block's data that decodes as an [`Envelope`] whose [`Payload`] header
+//! carries a non-empty `tx_id` is indexed. The first location of a tx id wins, both across
+//! blocks and within a block: a duplicate is still stored in its block (the ledger records
+//! what was ordered) but the index keeps pointing at the first occurrence, which is the one
+//! validators treat as authoritative (later ones are `DUPLICATE_TXID`).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use bytes::Bytes;
+use ordo_proto::block::{self as chain, BlockError, GENESIS_PREVIOUS_HASH};
+use ordo_proto::hash::Hash;
+use ordo_proto::pb::common::{Block, Envelope, Payload};
+use prost::Message;
+use rocksdb::{
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
+    DBIteratorWithThreadMode, DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch, WriteOptions,
+};
+use thiserror::Error;
+use tokio::sync::watch;
+
+/// Column family holding the blocks, keyed by big-endian block number.
+pub const CF_BLOCKS: &str = "blocks";
+/// Column family mapping a transaction id to its first location (block, index).
+pub const CF_TXIDS: &str = "txids";
+/// Column family holding the chain tip (`height`, `last_hash`), written with every block.
+pub const CF_META: &str = "meta";
+/// Every column family of a ledger directory, so tools can open one read-only.
+pub const COLUMN_FAMILIES: [&str; 3] = [CF_BLOCKS, CF_TXIDS, CF_META];
+
+/// `meta` key of the number of blocks (`u64` big-endian).
+const META_HEIGHT: &[u8] = b"height";
+/// `meta` key of the hash of the last block (32 bytes).
+const META_LAST_HASH: &[u8] = b"last_hash";
+/// Length of a `txids` value: block number (8) ‖ index within the block (4).
+const TX_LOCATION_LEN: usize = 12;
+
+/// The database type. Named explicitly (not `rocksdb::DB`) so that another crate turning on
+/// rocksdb's `multi-threaded-cf` feature cannot change the column-family handle type here.
+type Db = rocksdb::DBWithThreadMode<rocksdb::SingleThreaded>;
+
+/// Why a ledger operation failed.
+#[derive(Debug, Error)]
+pub enum LedgerError {
+    /// RocksDB failed (IO error, lock held by another process, ...). Nothing about the
+    /// chain is known to be wrong; the operation may be retried or the node stopped.
+    #[error("storage: {0}")]
+    Storage(#[from] rocksdb::Error),
+    /// The appended block is not the next one: its number differs from the height.
+    #[error("block number {got} is not the next block number {expected}")]
+    WrongNumber {
+        /// The number the next block must have (the current height).
+        expected: u64,
+        /// The number the block carries.
+        got: u64,
+    },
+    /// The appended block does not link to the chain: its previous hash is not the hash of
+    /// the last block (or not [`GENESIS_PREVIOUS_HASH`] for block 0).
+    #[error("block {number}: previous hash does not match the hash of the last block")]
+    BrokenChain {
+        /// The block's number.
+        number: u64,
+    },
+    /// The appended block is malformed (no header, bad hash lengths, data hash not the
+    /// Merkle root of its data, ...).
+    #[error("invalid block: {0}")]
+    InvalidBlock(String),
+    /// The stored data contradicts itself (undecodable block, meta inconsistent with the
+    /// blocks, index entry of the wrong size). The ledger must not be served as is.
+    #[error("corrupt ledger: {0}")]
+    Corrupt(String),
+}
+
+/// Where a transaction id was first ordered: the block and the position of its envelope in
+/// the block's data. The index is what validators and `CommitStatus` need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxLocation {
+    /// The block number.
+    pub block: u64,
+    /// The index of the envelope within the block's data.
+    pub index: u32,
+}
+
+impl TxLocation {
+    /// The 12-byte `txids` value: block number `u64` BE ‖ index `u32` BE.
+    fn encode(self) -> [u8; TX_LOCATION_LEN] {
+        let mut out = [0u8; TX_LOCATION_LEN];
+        out[..8].copy_from_slice(&self.block.to_be_bytes());
+        out[8..].copy_from_slice(&self.index.to_be_bytes());
+        out
+    }
+
+    fn decode(tx_id: &str, bytes: &[u8]) -> Result<Self, LedgerError> {
+        let bad = || {
+            LedgerError::Corrupt(format!(
+                "tx index entry for {tx_id:?} is {} bytes, expected {TX_LOCATION_LEN}",
+                bytes.len()
+            ))
+        };
+        let block = bytes
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(bad)?;
+        let index = bytes
+            .get(8..)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(bad)?;
+        Ok(Self {
+            block: u64::from_be_bytes(block),
+            index: u32::from_be_bytes(index),
+        })
+    }
+}
+
+/// The chain tip as known in memory; moves only after the write that makes it durable.
+#[derive(Debug, Clone, Copy)]
+struct Tip {
+    height: u64,
+    last_hash: Option<Hash>,
+}
+
+struct Inner {
+    db: Db,
+    dir: PathBuf,
+    tip: RwLock<Tip>,
+    /// Serialises `append`: the checks against the tip and the write must not interleave
+    /// with another append. A std mutex: it is never held across an `.await`.
+    writer: Mutex<()>,
+    /// Height watch; `send_replace` keeps it updated even with no receivers.
+    height_tx: watch::Sender<u64>,
+}
+
+/// The block store of one channel: append-only, hash-linked, indexed by tx id, durable at
+/// every append. See the [crate docs](crate) for the layout and the durability contract.
+///
+/// Cloning is cheap and every clone is the same store. The database closes when the last
+/// clone is dropped.
+#[derive(Clone)]
+pub struct BlockStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for BlockStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tip = self.tip();
+        f.debug_struct("BlockStore")
+            .field("dir", &self.inner.dir)
+            .field("height", &tip.height)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockStore {
+    /// Opens the ledger in `dir`, creating an empty one if missing, and recovers the chain
+    /// tip. Fails with [`LedgerError::Corrupt`] when `meta` disagrees with the stored blocks,
+    /// and with [`LedgerError::Storage`] when the directory is in use by another open store.
+    pub fn open(dir: &Path) -> Result<Self, LedgerError> {
+        let db = Db::open_cf_descriptors(&db_options(), dir, cf_descriptors())?;
+        let tip = recover_tip(&db)?;
+        tracing::info!(dir = %dir.display(), height = tip.height, "opened ledger");
+        let (height_tx, _) = watch::channel(tip.height);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                dir: dir.to_path_buf(),
+                tip: RwLock::new(tip),
+                writer: Mutex::new(()),
+                height_tx,
+            }),
+        })
+    }
+
+    /// Deletes the ledger in `dir` (when a channel is removed). Succeeds if there is none.
+    /// Every [`BlockStore`] on `dir` must have been dropped first: RocksDB refuses to
+    /// destroy a database that is open.
+    pub fn destroy(dir: &Path) -> Result<(), LedgerError> {
+        if !dir.exists() {
+            return Ok(());
+        }
+        Db::destroy(&Options::default(), dir)?;
+        tracing::info!(dir = %dir.display(), "destroyed ledger");
+        Ok(())
+    }
+
+    /// Appends `block` as the next block and makes it durable before returning.
+    ///
+    /// Rejects, writing nothing: a number other than the height
+    /// ([`LedgerError::WrongNumber`]), a previous hash other than the last block's hash
+    /// ([`LedgerError::BrokenChain`]), a structurally invalid block
+    /// ([`LedgerError::InvalidBlock`]). Otherwise writes the block bytes, its tx index
+    /// entries and the new tip in one synced write batch, then moves the in-memory tip and
+    /// the height watch. Concurrent callers are serialised.
+    pub fn append(&self, block: &Block) -> Result<(), LedgerError> {
+        let _writer = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let tip = self.tip();
+
+        let header = block
+            .header
+            .as_ref()
+            .ok_or_else(|| LedgerError::InvalidBlock("block has no header".into()))?;
+        if header.number != tip.height {
+            return Err(LedgerError::WrongNumber {
+                expected: tip.height,
+                got: header.number,
+            });
+        }
+        let prev = tip.last_hash.unwrap_or(GENESIS_PREVIOUS_HASH);
+        if header.previous_hash.as_ref() != prev.as_slice() {
+            return Err(LedgerError::BrokenChain {
+                number: header.number,
+            });
+        }
+        chain::check_structure(block, Some((tip.height, &prev))).map_err(|e| match e {
+            BlockError::WrongNumber { number, expected } => LedgerError::WrongNumber {
+                expected,
+                got: number,
+            },
+            BlockError::BrokenChain { number, .. } => LedgerError::BrokenChain { number },
+            other => LedgerError::InvalidBlock(other.to_string()),
+        })?;
+
+        let number = tip.height;
+        let new_hash = chain::hash(block);
+        let new_tx_ids = self.new_tx_ids(block)?;
+
+        let blocks = self.cf(CF_BLOCKS)?;
+        let txids = self.cf(CF_TXIDS)?;
+        let meta = self.cf(CF_META)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(blocks, number.to_be_bytes(), block.encode_to_vec());
+        for (index, tx_id) in &new_tx_ids {
+            batch.put_cf(
+                txids,
+                tx_id.as_bytes(),
+                TxLocation {
+                    block: number,
+                    index: *index,
+                }
+                .encode(),
+            );
+        }
+        let new_height = number + 1;
+        batch.put_cf(meta, META_HEIGHT, new_height.to_be_bytes());
+        batch.put_cf(meta, META_LAST_HASH, new_hash);
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.inner.db.write_opt(batch, &opts)?;
+
+        *self
+            .inner
+            .tip
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Tip {
+            height: new_height,
+            last_hash: Some(new_hash),
+        };
+        self.inner.height_tx.send_replace(new_height);
+        tracing::debug!(number, indexed_txs = new_tx_ids.len(), "appended block");
+        Ok(())
+    }
+
+    /// The number of blocks, i.e. the number the next block must carry.
+    pub fn height(&self) -> u64 {
+        self.tip().height
+    }
+
+    /// The hash of the last block (`height - 1`), which the next block must link to;
+    /// `None` while the ledger is empty (the genesis block links to
+    /// [`GENESIS_PREVIOUS_HASH`]).
+    pub fn last_hash(&self) -> Option<Hash> {
+        self.tip().last_hash
+    }
+
+    /// The block with `number`, or `None` at or beyond the height.
+    pub fn block(&self, number: u64) -> Result<Option<Block>, LedgerError> {
+        self.block_bytes(number)?
+            .map(|bytes| decode_block(number, bytes))
+            .transpose()
+    }
+
+    /// The stored encoding of block `number`, byte-identical to what [`append`] stored, so
+    /// Deliver can send it without re-encoding. `None` at or beyond the height.
+    ///
+    /// [`append`]: BlockStore::append
+    pub fn block_bytes(&self, number: u64) -> Result<Option<Bytes>, LedgerError> {
+        if number >= self.height() {
+            return Ok(None);
+        }
+        let bytes = self
+            .inner
+            .db
+            .get_cf(self.cf(CF_BLOCKS)?, number.to_be_bytes())?
+            .ok_or_else(|| {
+                LedgerError::Corrupt(format!("block {number} is below the height but missing"))
+            })?;
+        Ok(Some(Bytes::from(bytes)))
+    }
+
+    /// Where `tx_id` was first ordered, or `None` if it never was: the duplicate check of
+    /// validators and the lookup of `CommitStatus`.
+    pub fn tx_location(&self, tx_id: &str) -> Result<Option<TxLocation>, LedgerError> {
+        self.inner
+            .db
+            .get_pinned_cf(self.cf(CF_TXIDS)?, tx_id.as_bytes())?
+            .map(|v| TxLocation::decode(tx_id, &v))
+            .transpose()
+    }
+
+    /// The block in which `tx_id` was first ordered, or `None` if it never was.
+    pub fn block_by_tx_id(&self, tx_id: &str) -> Result<Option<Block>, LedgerError> {
+        let Some(location) = self.tx_location(tx_id)? else {
+            return Ok(None);
+        };
+        self.block(location.block)?.map(Some).ok_or_else(|| {
+            LedgerError::Corrupt(format!(
+                "tx {tx_id:?} is indexed in block {}, which is not stored",
+                location.block
+            ))
+        })
+    }
+
+    /// Blocks `from..to_exclusive` in order, read with one RocksDB iterator, for Deliver and
+    /// catch-up. The range is clipped to the height at the time of the call, so the iterator
+    /// ends there even if blocks are appended meanwhile. After an error it ends.
+    pub fn blocks(
+        &self,
+        from: u64,
+        to_exclusive: u64,
+    ) -> impl Iterator<Item = Result<Block, LedgerError>> + '_ {
+        let end = to_exclusive.min(self.height());
+        let mut range = BlockRange {
+            iter: None,
+            pending_error: None,
+            next: from,
+            end,
+        };
+        if from < end {
+            match self.cf(CF_BLOCKS) {
+                Ok(cf) => {
+                    let mut opts = ReadOptions::default();
+                    opts.set_iterate_upper_bound(end.to_be_bytes().to_vec());
+                    let start = from.to_be_bytes();
+                    let mode = IteratorMode::From(&start, Direction::Forward);
+                    range.iter = Some(self.inner.db.iterator_cf_opt(cf, opts, mode));
+                }
+                Err(e) => range.pending_error = Some(e),
+            }
+        }
+        range
+    }
+
+    /// A watch of the height, updated after every successful (durable) append: how Deliver
+    /// and other waiters learn about new blocks without polling.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.height_tx.subscribe()
+    }
+
+    /// Returns once the height is at least `min_height`. Cancel-safe: dropping the future
+    /// loses nothing.
+    pub async fn wait_for_height(&self, min_height: u64) {
+        let mut rx = self.subscribe();
+        // `wait_for` fails only when the sender is dropped; it lives in `self`, which this
+        // future borrows, so it cannot be.
+        let _ = rx.wait_for(|height| *height >= min_height).await;
+    }
+
+    fn tip(&self) -> Tip {
+        *self
+            .inner
+            .tip
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cf(&self, name: &str) -> Result<&ColumnFamily, LedgerError> {
+        cf(&self.inner.db, name)
+    }
+
+    /// The (index, tx id) pairs of `block` to add to the index: the first occurrence of
+    /// each tx id within the block, minus those already indexed by an earlier block.
+    fn new_tx_ids(&self, block: &Block) -> Result<Vec<(u32, String)>, LedgerError> {
+        let data = block
+            .data
+            .as_ref()
+            .map(|d| d.data.as_slice())
+            .unwrap_or_default();
+        let mut seen = HashSet::new();
+        let mut candidates = Vec::new();
+        for (i, entry) in data.iter().enumerate() {
+            let Some(tx_id) = tx_id_of(entry) else {
+                continue;
+            };
+            if seen.insert(tx_id.clone()) {
+                let index = u32::try_from(i).map_err(|_| {
+                    LedgerError::InvalidBlock(format!("more than {} data entries", u32::MAX))
+                })?;
+                candidates.push((index, tx_id));
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(candidates);
+        }
+        let txids = self.cf(CF_TXIDS)?;
+        let existing = self
+            .inner
+            .db
+            .multi_get_cf(candidates.iter().map(|(_, id)| (txids, id.as_bytes())));
+        let mut fresh = Vec::with_capacity(candidates.len());
+        for (candidate, found) in candidates.into_iter().zip(existing) {
+            if found?.is_none() {
+                fresh.push(candidate);
+            }
+        }
+        Ok(fresh)
+    }
+}
+
+/// The tx id carried by a block data entry, if it is an envelope with a non-empty one.
+fn tx_id_of(entry: &Bytes) -> Option<String> {
+    let envelope = Envelope::decode(entry.clone()).ok()?;
+    let payload = Payload::decode(envelope.payload).ok()?;
+    let tx_id = payload.header?.tx_id;
+    (!tx_id.is_empty()).then_some(tx_id)
+}
+
+/// Blocks `next..end` from one forward iterator; ends after the first error.
+struct BlockRange<'a> {
+    iter: Option<DBIteratorWithThreadMode<'a, Db>>,
+    pending_error: Option<LedgerError>,
+    next: u64,
+    end: u64,
+}
+
+impl Iterator for BlockRange<'_> {
+    type Item = Result<Block, LedgerError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.pending_error.take() {
+            return Some(Err(e));
+        }
+        if self.next >= self.end {
+            return None;
+        }
+        let number = self.next;
+        let result = match self.iter.as_mut()?.next() {
+            None => Err(LedgerError::Corrupt(format!(
+                "block {number} is below the height but missing"
+            ))),
+            Some(Err(e)) => Err(e.into()),
+            Some(Ok((key, value))) if key.as_ref() == number.to_be_bytes() => {
+                decode_block(number, Bytes::from(value.into_vec()))
+            }
+            Some(Ok((key, _))) => Err(LedgerError::Corrupt(format!(
+                "expected block {number}, found key {key:02x?}"
+            ))),
+        };
+        if result.is_ok() {
+            self.next += 1;
+        } else {
+            self.iter = None;
+        }
+        Some(result)
+    }
+}
+
+fn cf<'a>(db: &'a Db, name: &str) -> Result<&'a ColumnFamily, LedgerError> {
+    db.cf_handle(name)
+        .ok_or_else(|| LedgerError::Corrupt(format!("column family {name:?} missing")))
+}
+
+/// Decodes stored block bytes and checks they are the block stored under `number`.
+fn decode_block(number: u64, bytes: Bytes) -> Result<Block, LedgerError> {
+    let block = Block::decode(bytes)
+        .map_err(|e| LedgerError::Corrupt(format!("block {number} does not decode: {e}")))?;
+    let stored_number = block.header.as_ref().map(|h| h.number);
+    if stored_number != Some(number) {
+        return Err(LedgerError::Corrupt(format!(
+            "block stored under {number} carries number {stored_number:?}"
+        )));
+    }
+    Ok(block)
+}
+
+/// Reads the tip from `meta` and checks it against the stored blocks.
+fn recover_tip(db: &Db) -> Result<Tip, LedgerError> {
+    let meta = cf(db, CF_META)?;
+    let blocks = cf(db, CF_BLOCKS)?;
+    let height = match db.get_cf(meta, META_HEIGHT)? {
+        None => 0,
+        Some(v) => u64::from_be_bytes(v.as_slice().try_into().map_err(|_| {
+            LedgerError::Corrupt(format!("meta height is {} bytes, expected 8", v.len()))
+        })?),
+    };
+    let last_hash = match db.get_cf(meta, META_LAST_HASH)? {
+        None => None,
+        Some(v) => Some(Hash::try_from(v.as_slice()).map_err(|_| {
+            LedgerError::Corrupt(format!("meta last_hash is {} bytes, expected 32", v.len()))
+        })?),
+    };
+
+    // Appends write the tip with the block, so nothing may be stored at or beyond it.
+    let start = height.to_be_bytes();
+    if let Some(item) = db
+        .iterator_cf(blocks, IteratorMode::From(&start, Direction::Forward))
+        .next()
+    {
+        let (key, _) = item?;
+        return Err(LedgerError::Corrupt(format!(
+            "block key {key:02x?} stored at or beyond the height {height}"
+        )));
+    }
+
+    match (height, last_hash) {
+        (0, None) => Ok(Tip {
+            height: 0,
+            last_hash: None,
+        }),
+        (0, Some(_)) => Err(LedgerError::Corrupt(
+            "meta has a last hash but height 0".into(),
+        )),
+        (_, None) => Err(LedgerError::Corrupt(format!(
+            "meta has height {height} but no last hash"
+        ))),
+        (_, Some(expected)) => {
+            let number = height - 1;
+            let bytes = db.get_cf(blocks, number.to_be_bytes())?.ok_or_else(|| {
+                LedgerError::Corrupt(format!("last block {number} (height {height}) is missing"))
+            })?;
+            let block = decode_block(number, Bytes::from(bytes))?;
+            chain::check_structure(&block, None)
+                .map_err(|e| LedgerError::Corrupt(format!("last block: {e}")))?;
+            if chain::hash(&block) != expected {
+                return Err(LedgerError::Corrupt(format!(
+                    "last block {number} does not hash to meta last_hash"
+                )));
+            }
+            Ok(Tip {
+                height,
+                last_hash: Some(expected),
+            })
+        }
+    }
+}
+
+/// Database-wide options: modest, because a node opens one ledger per channel and the
+/// machines may be small.
+fn db_options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_max_background_jobs(2);
+    // `meta` gets a few bytes per block and would rarely flush on its own, pinning every
+    // WAL file since its last flush; a WAL cap forces the flush and bounds the disk used.
+    opts.set_max_total_wal_size(64 << 20);
+    opts.set_keep_log_file_num(4);
+    // The default, spelled out: recovery replays the WAL up to the last intact record,
+    // which after a synced write includes every acknowledged block.
+    opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    opts
+}
+
+fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
+    let mut blocks = Options::default();
+    blocks.set_compression_type(DBCompressionType::Lz4);
+
+    // Almost every lookup at append is for a tx id that is not there yet: a bloom filter
+    // answers most of them without reading a data block.
+    let mut txids = Options::default();
+    txids.set_compression_type(DBCompressionType::Lz4);
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    txids.set_block_based_table_factory(&table);
+
+    vec![
+        ColumnFamilyDescriptor::new(CF_BLOCKS, blocks),
+        ColumnFamilyDescriptor::new(CF_TXIDS, txids),
+        ColumnFamilyDescriptor::new(CF_META, Options::default()),
+    ]
+}
+
+#[cfg(test)]
+mod tests;

@@ -93,7 +93,8 @@ pub fn build(number: u64, previous_hash: Hash, data: Vec<Bytes>) -> Block {
 /// The bytes an orderer signs for a block: the domain tag, the block hash, the last
 /// config block number and the consenter metadata (length-prefixed).
 pub fn signing_bytes(block_hash: &Hash, last_config: u64, consenter_metadata: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(SIGNATURE_DOMAIN.len() + HASH_LEN + 12 + consenter_metadata.len());
+    let mut out =
+        Vec::with_capacity(SIGNATURE_DOMAIN.len() + HASH_LEN + 12 + consenter_metadata.len());
     out.extend_from_slice(SIGNATURE_DOMAIN);
     out.extend_from_slice(block_hash);
     out.extend_from_slice(&last_config.to_be_bytes());
@@ -124,17 +125,26 @@ pub fn check_structure(block: &Block, expected: Option<(u64, &Hash)>) -> Result<
         reason: "no header".into(),
     })?;
     let number = header.number;
-    let malformed = |reason: &str| BlockError::Malformed { number, reason: reason.into() };
+    let malformed = |reason: &str| BlockError::Malformed {
+        number,
+        reason: reason.into(),
+    };
     if header.previous_hash.len() != HASH_LEN || header.data_hash.len() != HASH_LEN {
         return Err(malformed("hashes must be 32 bytes"));
     }
     let data = block.data.as_ref().ok_or_else(|| malformed("no data"))?;
     if merkle::root(&data.data).as_slice() != header.data_hash.as_ref() {
-        return Err(BlockError::DataHashMismatch { number, count: data.data.len() });
+        return Err(BlockError::DataHashMismatch {
+            number,
+            count: data.data.len(),
+        });
     }
     if let Some((expected_number, expected_prev)) = expected {
         if number != expected_number {
-            return Err(BlockError::WrongNumber { number, expected: expected_number });
+            return Err(BlockError::WrongNumber {
+                number,
+                expected: expected_number,
+            });
         }
         if header.previous_hash.as_ref() != expected_prev.as_slice() {
             return Err(BlockError::BrokenChain {
@@ -169,7 +179,14 @@ pub fn verify_signatures(
         .enumerate()
         .filter_map(|(i, c)| {
             c.as_ref().map(|c| {
-                (i, SignedMessage { key: &c.public_key, msg: &msg, sig: &md.signatures[i].signature })
+                (
+                    i,
+                    SignedMessage {
+                        key: &c.public_key,
+                        msg: &msg,
+                        sig: &md.signatures[i].signature,
+                    },
+                )
             })
         })
         .collect();
@@ -191,14 +208,25 @@ mod tests {
 
     #[test]
     fn built_blocks_link_and_verify() {
-        let b0 = build(0, GENESIS_PREVIOUS_HASH, vec![Bytes::from_static(b"genesis")]);
+        let b0 = build(
+            0,
+            GENESIS_PREVIOUS_HASH,
+            vec![Bytes::from_static(b"genesis")],
+        );
         check_structure(&b0, Some((0, &GENESIS_PREVIOUS_HASH))).expect("genesis is sound");
         let h0 = hash(&b0);
-        let b1 = build(1, h0, vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+        let b1 = build(
+            1,
+            h0,
+            vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+        );
         check_structure(&b1, Some((1, &h0))).expect("block 1 links");
         assert!(matches!(
             check_structure(&b1, Some((2, &h0))),
-            Err(BlockError::WrongNumber { number: 1, expected: 2 })
+            Err(BlockError::WrongNumber {
+                number: 1,
+                expected: 2
+            })
         ));
         assert!(matches!(
             check_structure(&b1, Some((1, &[7u8; 32]))),
@@ -210,7 +238,10 @@ mod tests {
         }
         assert!(matches!(
             check_structure(&tampered, None),
-            Err(BlockError::DataHashMismatch { number: 1, count: 2 })
+            Err(BlockError::DataHashMismatch {
+                number: 1,
+                count: 2
+            })
         ));
     }
 }

@@ -81,10 +81,16 @@ impl VerifiedCert {
     /// Checks the validity window against `now_secs`.
     pub fn check_validity(&self, now_secs: u64) -> Result<(), CertError> {
         if now_secs > self.not_after {
-            return Err(CertError::Expired { not_after: self.not_after, now_secs });
+            return Err(CertError::Expired {
+                not_after: self.not_after,
+                now_secs,
+            });
         }
         if now_secs < self.not_before {
-            return Err(CertError::NotYetValid { not_before: self.not_before, now_secs });
+            return Err(CertError::NotYetValid {
+                not_before: self.not_before,
+                now_secs,
+            });
         }
         Ok(())
     }
@@ -95,7 +101,10 @@ pub fn issue(ca: &SigningKey, mut body: CertificateBody) -> Certificate {
     body.issuer_public_key = ca.verifying_key().to_bytes().to_vec().into();
     let body_bytes = body.encode_to_vec();
     let sig = crypto::sign(ca, &body_bytes);
-    Certificate { body: body_bytes.into(), issuer_signature: sig.to_vec().into() }
+    Certificate {
+        body: body_bytes.into(),
+        issuer_signature: sig.to_vec().into(),
+    }
 }
 
 /// Decodes a certificate and its body without checking anything.
@@ -107,8 +116,8 @@ pub fn decode(cert_bytes: &[u8]) -> Result<(Certificate, CertificateBody), CertE
         )));
     }
     let cert = Certificate::decode(cert_bytes).map_err(|e| CertError::Malformed(e.to_string()))?;
-    let body =
-        CertificateBody::decode(cert.body.as_ref()).map_err(|e| CertError::Malformed(e.to_string()))?;
+    let body = CertificateBody::decode(cert.body.as_ref())
+        .map_err(|e| CertError::Malformed(e.to_string()))?;
     Ok((cert, body))
 }
 
@@ -185,7 +194,11 @@ impl Msp {
         Ok(verified)
     }
 
-    fn verify_uncached(&self, cert_bytes: &[u8], cert_hash: Hash) -> Result<VerifiedCert, CertError> {
+    fn verify_uncached(
+        &self,
+        cert_bytes: &[u8],
+        cert_hash: Hash,
+    ) -> Result<VerifiedCert, CertError> {
         let (cert, body) = decode(cert_bytes)?;
         let role = Role::try_from(body.role)
             .ok()
@@ -204,7 +217,9 @@ impl Msp {
         let public_key = crypto::parse_public_key(&body.public_key)
             .map_err(|e| CertError::Malformed(format!("holder key: {e}")))?;
         if body.not_before > body.not_after {
-            return Err(CertError::Malformed("validity window ends before it starts".into()));
+            return Err(CertError::Malformed(
+                "validity window ends before it starts".into(),
+            ));
         }
         Ok(VerifiedCert {
             org: body.org,
@@ -253,9 +268,15 @@ mod tests {
         // Cached, but expiry is still checked.
         assert_eq!(
             msp.verify(&cert, 1001).unwrap_err(),
-            CertError::Expired { not_after: 1000, now_secs: 1001 }
+            CertError::Expired {
+                not_after: 1000,
+                now_secs: 1001
+            }
         );
-        assert!(matches!(msp.verify(&cert, 50), Err(CertError::NotYetValid { .. })));
+        assert!(matches!(
+            msp.verify(&cert, 50),
+            Err(CertError::NotYetValid { .. })
+        ));
     }
 
     #[test]
@@ -264,9 +285,15 @@ mod tests {
         let other_ca = SigningKey::from_bytes(&[8; 32]);
         let holder = SigningKey::from_bytes(&[1; 32]);
         let cert = issue(&other_ca, body("BankZ", Role::Client, &holder, 1000)).encode_to_vec();
-        assert_eq!(msp.verify(&cert, 500).unwrap_err(), CertError::UnknownOrg("BankZ".into()));
+        assert_eq!(
+            msp.verify(&cert, 500).unwrap_err(),
+            CertError::UnknownOrg("BankZ".into())
+        );
         let cert = issue(&other_ca, body("BankA", Role::Client, &holder, 1000)).encode_to_vec();
-        assert_eq!(msp.verify(&cert, 500).unwrap_err(), CertError::UnknownIssuer("BankA".into()));
+        assert_eq!(
+            msp.verify(&cert, 500).unwrap_err(),
+            CertError::UnknownIssuer("BankA".into())
+        );
     }
 
     #[test]
@@ -281,6 +308,9 @@ mod tests {
             msp.verify(&cert.encode_to_vec(), 500).unwrap_err(),
             CertError::BadIssuerSignature
         );
-        assert!(matches!(msp.verify(b"\xff\xff garbage", 500), Err(CertError::Malformed(_))));
+        assert!(matches!(
+            msp.verify(b"\xff\xff garbage", 500),
+            Err(CertError::Malformed(_))
+        ));
     }
 }

@@ -81,21 +81,30 @@ pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
     let mut names = HashSet::new();
     for org in &config.orgs {
         if org.name.is_empty() || !names.insert(org.name.clone()) {
-            return Err(invalid(format!("org name {:?} empty or repeated", org.name)));
+            return Err(invalid(format!(
+                "org name {:?} empty or repeated",
+                org.name
+            )));
         }
         if org.root_public_keys.is_empty() {
             return Err(invalid(format!("org {:?} has no root keys", org.name)));
         }
     }
     crate::cert::Msp::from_config(config).map_err(|e| invalid(e.to_string()))?;
-    let orderer = config.orderer.as_ref().ok_or_else(|| invalid("no orderer section"))?;
+    let orderer = config
+        .orderer
+        .as_ref()
+        .ok_or_else(|| invalid("no orderer section"))?;
     if !CONSENSUS_TYPES.contains(&orderer.consensus_type.as_str()) {
         return Err(invalid(format!(
             "consensus type {:?} is not one of {CONSENSUS_TYPES:?}",
             orderer.consensus_type
         )));
     }
-    let batch = orderer.batch_size.as_ref().ok_or_else(|| invalid("no batch size"))?;
+    let batch = orderer
+        .batch_size
+        .as_ref()
+        .ok_or_else(|| invalid("no batch size"))?;
     if batch.max_message_count == 0 || batch.max_message_count > MAX_MESSAGE_COUNT {
         return Err(invalid(format!(
             "max_message_count {} not in 1..={MAX_MESSAGE_COUNT}",
@@ -124,7 +133,10 @@ pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
         AckMode::try_from(orderer.ack_mode),
         Ok(AckMode::Enqueued) | Ok(AckMode::Committed)
     ) {
-        return Err(invalid(format!("ack_mode {} is not enqueued or committed", orderer.ack_mode)));
+        return Err(invalid(format!(
+            "ack_mode {} is not enqueued or committed",
+            orderer.ack_mode
+        )));
     }
     let org_names: Vec<String> = config.orgs.iter().map(|o| o.name.clone()).collect();
     for (name, p) in [
@@ -133,7 +145,9 @@ pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
         ("Admins", &config.admins),
         ("BlockValidation", &config.block_validation),
     ] {
-        let p = p.as_ref().ok_or_else(|| invalid(format!("no {name} policy")))?;
+        let p = p
+            .as_ref()
+            .ok_or_else(|| invalid(format!("no {name} policy")))?;
         policy::validate(p, &org_names).map_err(|source| ConfigError::Policy { name, source })?;
     }
     Ok(())
@@ -151,7 +165,10 @@ pub fn genesis_block(config: &ChannelConfig, timestamp_ms: u64) -> Result<Block,
     }
     let config_bytes = config.encode_to_vec();
     let nonce = hash::sha256(&config_bytes).to_vec();
-    let data = ConfigEnvelope { config: config_bytes.into(), last_update: Bytes::new() };
+    let data = ConfigEnvelope {
+        config: config_bytes.into(),
+        last_update: Bytes::new(),
+    };
     let header = Header {
         channel_id: config.channel_id.clone(),
         r#type: HeaderType::Config as i32,
@@ -160,9 +177,19 @@ pub fn genesis_block(config: &ChannelConfig, timestamp_ms: u64) -> Result<Block,
         creator: Bytes::new(),
         nonce: nonce.into(),
     };
-    let payload = Payload { header: Some(header), data: data.encode_to_vec().into() };
-    let env = Envelope { payload: payload.encode_to_vec().into(), signature: Bytes::new() };
-    Ok(block::build(0, GENESIS_PREVIOUS_HASH, vec![env.encode_to_vec().into()]))
+    let payload = Payload {
+        header: Some(header),
+        data: data.encode_to_vec().into(),
+    };
+    let env = Envelope {
+        payload: payload.encode_to_vec().into(),
+        signature: Bytes::new(),
+    };
+    Ok(block::build(
+        0,
+        GENESIS_PREVIOUS_HASH,
+        vec![env.encode_to_vec().into()],
+    ))
 }
 
 /// Reads the configuration out of a CONFIG envelope's bytes.
@@ -173,9 +200,14 @@ pub fn config_from_envelope(envelope_bytes: &[u8]) -> Result<ChannelConfig, Conf
     let env = envelope::decode(envelope_bytes)?;
     let payload = Payload::decode(env.payload.as_ref())
         .map_err(|e| ConfigError::NotConfig(format!("payload: {e}")))?;
-    let header = payload.header.ok_or_else(|| ConfigError::NotConfig("no header".into()))?;
+    let header = payload
+        .header
+        .ok_or_else(|| ConfigError::NotConfig("no header".into()))?;
     if header.r#type != HeaderType::Config as i32 {
-        return Err(ConfigError::NotConfig(format!("header type {}", header.r#type)));
+        return Err(ConfigError::NotConfig(format!(
+            "header type {}",
+            header.r#type
+        )));
     }
     let ce = ConfigEnvelope::decode(payload.data.as_ref())
         .map_err(|e| ConfigError::NotConfig(format!("config envelope: {e}")))?;
@@ -193,10 +225,17 @@ pub fn config_from_envelope(envelope_bytes: &[u8]) -> Result<ChannelConfig, Conf
 
 /// Reads the configuration out of a config block (one CONFIG envelope, nothing else).
 pub fn config_from_block(block: &Block) -> Result<ChannelConfig, ConfigError> {
-    let data = block.data.as_ref().map(|d| d.data.as_slice()).unwrap_or_default();
+    let data = block
+        .data
+        .as_ref()
+        .map(|d| d.data.as_slice())
+        .unwrap_or_default();
     match data {
         [only] => config_from_envelope(only),
-        _ => Err(ConfigError::NotConfig(format!("{} envelopes, a config block has one", data.len()))),
+        _ => Err(ConfigError::NotConfig(format!(
+            "{} envelopes, a config block has one",
+            data.len()
+        ))),
     }
 }
 

@@ -146,7 +146,11 @@ mod tests {
         let mut sigs: Vec<[u8; 64]> = keys.iter().zip(&msgs).map(|(k, m)| sign(k, m)).collect();
         let items = |sigs: &Vec<[u8; 64]>| -> Vec<bool> {
             let v: Vec<SignedMessage<'_>> = (0..5)
-                .map(|i| SignedMessage { key: &vks[i], msg: &msgs[i], sig: &sigs[i] })
+                .map(|i| SignedMessage {
+                    key: &vks[i],
+                    msg: &msgs[i],
+                    sig: &sigs[i],
+                })
                 .collect();
             verify_each(&v)
         };

@@ -58,7 +58,14 @@ pub fn create_signed(
     timestamp_ms: u64,
 ) -> (Envelope, String) {
     let nonce: [u8; NONCE_LEN] = rand::random();
-    create_signed_with_nonce(identity, channel_id, header_type, data, timestamp_ms, &nonce)
+    create_signed_with_nonce(
+        identity,
+        channel_id,
+        header_type,
+        data,
+        timestamp_ms,
+        &nonce,
+    )
 }
 
 /// Builds and signs an envelope with the given nonce (deterministic, for tests).
@@ -86,7 +93,10 @@ pub fn create_signed_with_nonce(
     let payload_bytes = payload.encode_to_vec();
     let signature = identity.sign(&payload_bytes);
     (
-        Envelope { payload: payload_bytes.into(), signature: signature.to_vec().into() },
+        Envelope {
+            payload: payload_bytes.into(),
+            signature: signature.to_vec().into(),
+        },
         tx_id,
     )
 }
@@ -94,14 +104,18 @@ pub fn create_signed_with_nonce(
 /// Decodes an envelope's payload and checks its header: channel id present, a known
 /// type, a creator, a nonce of sane length and a tx id that matches them.
 pub fn unpack(envelope: &Envelope) -> Result<Unpacked, EnvelopeError> {
-    let payload = Payload::decode(envelope.payload.as_ref()).map_err(|e| {
-        EnvelopeError::Malformed { what: "payload", reason: e.to_string() }
-    })?;
+    let payload =
+        Payload::decode(envelope.payload.as_ref()).map_err(|e| EnvelopeError::Malformed {
+            what: "payload",
+            reason: e.to_string(),
+        })?;
     let header = payload.header.ok_or(EnvelopeError::MissingHeader)?;
     let header_type = HeaderType::try_from(header.r#type)
         .ok()
         .filter(|t| *t != HeaderType::Unspecified)
-        .ok_or_else(|| EnvelopeError::BadHeader(format!("unknown header type {}", header.r#type)))?;
+        .ok_or_else(|| {
+            EnvelopeError::BadHeader(format!("unknown header type {}", header.r#type))
+        })?;
     if header.channel_id.is_empty() {
         return Err(EnvelopeError::BadHeader("empty channel id".into()));
     }
@@ -115,13 +129,21 @@ pub fn unpack(envelope: &Envelope) -> Result<Unpacked, EnvelopeError> {
         )));
     }
     if header.tx_id != hash::tx_id(&header.nonce, &header.creator) {
-        return Err(EnvelopeError::TxIdMismatch { claimed: header.tx_id });
+        return Err(EnvelopeError::TxIdMismatch {
+            claimed: header.tx_id,
+        });
     }
-    Ok(Unpacked { header, header_type, data: payload.data })
+    Ok(Unpacked {
+        header,
+        header_type,
+        data: payload.data,
+    })
 }
 
 /// Decodes envelope bytes (as stored in a block).
 pub fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
-    Envelope::decode(bytes)
-        .map_err(|e| EnvelopeError::Malformed { what: "envelope", reason: e.to_string() })
+    Envelope::decode(bytes).map_err(|e| EnvelopeError::Malformed {
+        what: "envelope",
+        reason: e.to_string(),
+    })
 }

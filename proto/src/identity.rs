@@ -67,7 +67,13 @@ impl Identity {
             return Err(IdentityError::KeyMismatch);
         }
         let role = Role::try_from(body.role).unwrap_or(Role::Unspecified);
-        Ok(Self { key, cert_bytes, org: body.org, role, subject: body.subject })
+        Ok(Self {
+            key,
+            cert_bytes,
+            org: body.org,
+            role,
+            subject: body.subject,
+        })
     }
 
     /// Loads `<stem>.key` and `<stem>.cert` as written by [`Identity::save`].
@@ -117,10 +123,16 @@ impl Identity {
 /// Reads a hex-encoded 32-byte Ed25519 seed.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, IdentityError> {
     let raw = read_hex(path)?;
-    let seed: [u8; SECRET_KEY_LEN] = raw.as_slice().try_into().map_err(|_| IdentityError::Format {
-        path: path.display().to_string(),
-        reason: format!("expected {SECRET_KEY_LEN} bytes of key, found {}", raw.len()),
-    })?;
+    let seed: [u8; SECRET_KEY_LEN] =
+        raw.as_slice()
+            .try_into()
+            .map_err(|_| IdentityError::Format {
+                path: path.display().to_string(),
+                reason: format!(
+                    "expected {SECRET_KEY_LEN} bytes of key, found {}",
+                    raw.len()
+                ),
+            })?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -131,8 +143,10 @@ pub fn save_signing_key(key: &SigningKey, path: &Path) -> Result<(), IdentityErr
 
 /// Reads a file holding hex text (surrounding whitespace ignored).
 pub fn read_hex(path: &Path) -> Result<Vec<u8>, IdentityError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| IdentityError::Io { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| IdentityError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     hex::decode(text.trim()).map_err(|e| IdentityError::Format {
         path: path.display().to_string(),
         reason: format!("not hex: {e}"),
@@ -140,7 +154,10 @@ pub fn read_hex(path: &Path) -> Result<Vec<u8>, IdentityError> {
 }
 
 fn write_text(path: &Path, text: &str, secret: bool) -> Result<(), IdentityError> {
-    let io = |source| IdentityError::Io { path: path.display().to_string(), source };
+    let io = |source| IdentityError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -23,8 +23,8 @@ pub mod cert;
 pub mod config;
 pub mod crypto;
 pub mod envelope;
-pub mod identity;
 pub mod hash;
+pub mod identity;
 pub mod merkle;
 pub mod policy;
 

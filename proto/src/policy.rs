@@ -165,7 +165,10 @@ pub fn evaluate<S: Signer>(
 
 fn dedupe<S: Signer>(signers: &[S]) -> Vec<&S> {
     let mut seen = HashSet::new();
-    signers.iter().filter(|s| seen.insert(s.identity().to_vec())).collect()
+    signers
+        .iter()
+        .filter(|s| seen.insert(s.identity().to_vec()))
+        .collect()
 }
 
 /// Size of a maximum matching between principals and distinct signers (Kuhn's algorithm;
@@ -257,7 +260,10 @@ pub mod build {
                 n,
                 principals: principals
                     .iter()
-                    .map(|(o, r)| Principal { org: o.to_string(), role: *r as i32 })
+                    .map(|(o, r)| Principal {
+                        org: o.to_string(),
+                        role: *r as i32,
+                    })
                     .collect(),
             })),
         }
@@ -298,7 +304,11 @@ mod tests {
         }
     }
     fn s(org: &str, role: Role, id: u8) -> S {
-        S { org: org.into(), role, id: vec![id] }
+        S {
+            org: org.into(),
+            role,
+            id: vec![id],
+        }
     }
     fn orgs() -> Vec<String> {
         ["A", "B", "C"].iter().map(|s| s.to_string()).collect()
@@ -341,7 +351,10 @@ mod tests {
 
     #[test]
     fn malformed_policies_are_refused() {
-        assert!(matches!(validate(&Policy { rule: None }, &orgs()), Err(PolicyError::Malformed(_))));
+        assert!(matches!(
+            validate(&Policy { rule: None }, &orgs()),
+            Err(PolicyError::Malformed(_))
+        ));
         assert!(validate(&n_out_of(3, &[("A", Role::Peer)]), &orgs()).is_err());
         assert!(validate(&n_out_of(0, &[("A", Role::Peer)]), &orgs()).is_err());
         assert!(validate(&any_member(&["Z"], &[]), &orgs()).is_err());

@@ -119,8 +119,10 @@ impl IdentityFiles {
 impl Network {
     /// Reads and checks a network file.
     pub fn load(path: &Path) -> Result<Self, NetworkError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| NetworkError::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| NetworkError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         let net: Network = serde_json::from_str(&text).map_err(|e| NetworkError::Format {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -139,7 +141,10 @@ impl Network {
 
     /// Writes the file atomically (temporary file, then rename).
     pub fn save(&self, path: &Path) -> Result<(), NetworkError> {
-        let io = |source| NetworkError::Io { path: path.display().to_string(), source };
+        let io = |source| NetworkError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let text = serde_json::to_string_pretty(self).map_err(|e| NetworkError::Format {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -154,13 +159,20 @@ impl Network {
         self.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
             NetworkError::NotFound(format!(
                 "no node {name:?} in the network (nodes: {})",
-                self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                self.nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })
     }
 
     /// The nodes with the given role (`orderer` or `peer`).
-    pub fn nodes_with_role<'a>(&'a self, role: &'a str) -> impl Iterator<Item = &'a NodeEntry> + 'a {
+    pub fn nodes_with_role<'a>(
+        &'a self,
+        role: &'a str,
+    ) -> impl Iterator<Item = &'a NodeEntry> + 'a {
         self.nodes.iter().filter(move |n| n.role == role)
     }
 
@@ -174,11 +186,11 @@ impl Network {
     /// The channel called `name`, or the only/first channel when `name` is `None`.
     pub fn channel(&self, name: Option<&str>) -> Result<&ChannelEntry, NetworkError> {
         match name {
-            Some(n) => self
-                .channels
-                .iter()
-                .find(|c| c.name == n)
-                .ok_or_else(|| NetworkError::NotFound(format!("no channel {n:?} in the network"))),
+            Some(n) => {
+                self.channels.iter().find(|c| c.name == n).ok_or_else(|| {
+                    NetworkError::NotFound(format!("no channel {n:?} in the network"))
+                })
+            }
             None => self
                 .channels
                 .first()
@@ -189,17 +201,15 @@ impl Network {
     /// Loads the identity `member` (`admin`, `client`, …) of `org`; the first org when
     /// `org` is `None`.
     pub fn identity(&self, org: Option<&str>, member: &str) -> Result<Identity, NetworkError> {
-        let (org_name, members) = match org {
-            Some(o) => self
-                .identities
-                .get_key_value(o)
-                .ok_or_else(|| NetworkError::NotFound(format!("no org {o:?} in the network")))?,
-            None => self
-                .identities
-                .iter()
-                .next()
-                .ok_or_else(|| NetworkError::NotFound("the network has no identities".into()))?,
-        };
+        let (org_name, members) =
+            match org {
+                Some(o) => self.identities.get_key_value(o).ok_or_else(|| {
+                    NetworkError::NotFound(format!("no org {o:?} in the network"))
+                })?,
+                None => self.identities.iter().next().ok_or_else(|| {
+                    NetworkError::NotFound("the network has no identities".into())
+                })?,
+            };
         let files = members.get(member).ok_or_else(|| {
             NetworkError::NotFound(format!("org {org_name:?} has no member {member:?}"))
         })?;

@@ -16,7 +16,11 @@ pub const MAX_GRPC_MESSAGE_BYTES: usize = 80 * 1024 * 1024;
 
 /// Opens a gRPC channel to `addr` (`host:port` or a URL).
 pub async fn connect(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    let url = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
     Endpoint::from_shared(url)?
         .connect_timeout(std::time::Duration::from_secs(5))
         .tcp_nodelay(true)
@@ -50,7 +54,9 @@ pub fn position(n: Option<u64>) -> SeekPosition {
 
 /// The oldest position.
 pub fn oldest() -> SeekPosition {
-    SeekPosition { r#type: Some(seek_position::Type::Oldest(Default::default())) }
+    SeekPosition {
+        r#type: Some(seek_position::Type::Oldest(Default::default())),
+    }
 }
 
 /// A signed Deliver request for `channel`.
@@ -61,7 +67,11 @@ pub fn seek_request(
     stop: Option<SeekPosition>,
     behavior: SeekBehavior,
 ) -> Envelope {
-    let seek = SeekInfo { start: Some(start), stop, behavior: behavior as i32 };
+    let seek = SeekInfo {
+        start: Some(start),
+        stop,
+        behavior: behavior as i32,
+    };
     envelope::create_signed(
         identity,
         channel,
@@ -73,8 +83,14 @@ pub fn seek_request(
 }
 
 /// A signed Admin request. Channel-less commands (list) use the channel id `-`.
-pub fn admin_request(identity: &Identity, channel: &str, command: admin_command::Command) -> Envelope {
-    let cmd = AdminCommand { command: Some(command) };
+pub fn admin_request(
+    identity: &Identity,
+    channel: &str,
+    command: admin_command::Command,
+) -> Envelope {
+    let cmd = AdminCommand {
+        command: Some(command),
+    };
     let channel = if channel.is_empty() { "-" } else { channel };
     envelope::create_signed(
         identity,

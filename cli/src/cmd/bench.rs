@@ -1,0 +1,73 @@
+//! `ordo bench`: load generators against a running network (see `benches/`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use ordo_sdk::network::Network;
+
+/// `ordo bench ...`
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Broadcast freshly signed envelopes over concurrent streams while a Deliver client
+    /// checks what was ordered; reports throughput, latency, losses and duplicates.
+    Orderer(OrdererBenchArgs),
+}
+
+/// `ordo bench orderer`
+#[derive(Args)]
+pub struct OrdererBenchArgs {
+    /// The network file written by `ordo up`.
+    #[arg(long, env = "ORDO_NETWORK")]
+    pub network: PathBuf,
+    /// Channel (default: the network's first).
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Orderer node name (default: the first orderer).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Envelopes to send.
+    #[arg(long, default_value_t = 100_000)]
+    pub txs: u64,
+    /// Payload bytes per envelope.
+    #[arg(long, default_value_t = 1024)]
+    pub payload_bytes: usize,
+    /// Concurrent Broadcast streams.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Give up waiting for deliveries after this many seconds without progress.
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout_s: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a bench command.
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Orderer(a) => {
+            let network = Network::load(&a.network)
+                .with_context(|| format!("loading {}", a.network.display()))?;
+            let report = ordo_bench::run_orderer_bench(ordo_bench::OrdererBenchOptions {
+                network,
+                channel: a.channel,
+                orderer: a.node,
+                txs: a.txs,
+                payload_bytes: a.payload_bytes,
+                clients: a.clients.max(1),
+                progress: !a.json,
+                drain_timeout: Duration::from_secs(a.drain_timeout_s),
+            })
+            .await?;
+            if a.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{}", report.human());
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! `ordo channel`: genesis blocks and channel participation.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use prost::Message;
+
+use ordo_proto::config;
+use ordo_proto::pb::admin::{
+    admin_command, ChannelInfo, GetChannelInfo, JoinChannel, ListChannels, RemoveChannel,
+};
+use ordo_proto::pb::common::{
+    AckMode, BatchSize, Block, ChannelConfig, Consenter, OrdererConfig, Organization, Role,
+};
+use ordo_proto::policy::build as policy;
+
+use crate::client::{admin, ClientArgs};
+use crate::cmd::crypto::Manifest;
+
+/// `ordo channel ...`
+#[derive(Subcommand)]
+pub enum ChannelCommand {
+    /// Write a channel's genesis block from a consortium's crypto directory.
+    Genesis(GenesisArgs),
+    /// Join a node to a channel from its genesis block (needs an admin of the node's org).
+    Join(JoinArgs),
+    /// List the channels a node serves.
+    List(ListArgs),
+    /// Make a node leave a channel and delete its ledger for it.
+    Remove(RemoveArgs),
+    /// Show a channel's height, last block hash, consensus type and role on a node.
+    Info(InfoArgs),
+}
+
+/// Consensus backends.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Consensus {
+    /// One orderer; for development and single-org use.
+    Solo,
+    /// Every orderer consumes one Kafka partition.
+    Kafka,
+    /// Raft among the channel's consenters.
+    Raft,
+}
+
+/// Broadcast acknowledgement modes.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum AckModeArg {
+    /// Acknowledge once the chain accepted the envelope (Fabric's semantics).
+    Enqueued,
+    /// Acknowledge once the envelope's block is durable.
+    Committed,
+}
+
+/// Batch settings shared by `channel genesis` and `up`.
+#[derive(Args, Debug, Clone)]
+pub struct BatchArgs {
+    /// Most envelopes per block.
+    #[arg(long, default_value_t = 1000)]
+    pub max_message_count: u32,
+    /// Largest envelope and largest block data, in bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub absolute_max_bytes: u32,
+    /// A block is cut once its data reaches this many bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub preferred_max_bytes: u32,
+    /// A non-empty pending batch is cut after this long.
+    #[arg(long, default_value_t = 200)]
+    pub batch_timeout_ms: u64,
+    /// When Broadcast answers SUCCESS.
+    #[arg(long, value_enum, default_value = "enqueued")]
+    pub ack_mode: AckModeArg,
+}
+
+/// `ordo channel genesis`
+#[derive(Args)]
+pub struct GenesisArgs {
+    /// The directory written by `ordo crypto init`.
+    #[arg(long)]
+    pub crypto: PathBuf,
+    /// Channel id: lower-case letters, digits, '.' and '-', starting with a letter.
+    #[arg(long)]
+    pub channel: String,
+    /// Consensus backend.
+    #[arg(long, value_enum, default_value = "solo")]
+    pub consensus: Consensus,
+    /// Orderer endpoints (host:port), one per consenter, taken from the orgs in order.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7050")]
+    pub orderer_endpoints: Vec<String>,
+    #[command(flatten)]
+    pub batch: BatchArgs,
+    /// Output file for the encoded genesis block.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `ordo channel join`
+#[derive(Args)]
+pub struct JoinArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The channel's genesis block file.
+    #[arg(long)]
+    pub genesis: PathBuf,
+}
+
+/// `ordo channel list`
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ordo channel remove`
+#[derive(Args)]
+pub struct RemoveArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The channel to leave.
+    #[arg(long)]
+    pub channel: String,
+}
+
+/// `ordo channel info`
+#[derive(Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The channel (default: the network's first channel).
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a channel command.
+pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
+    match cmd {
+        ChannelCommand::Genesis(a) => {
+            let block = genesis(
+                &a.crypto,
+                &a.channel,
+                a.consensus,
+                &a.orderer_endpoints,
+                &a.batch,
+            )?;
+            write_block(&a.out, &block)?;
+            println!(
+                "wrote the genesis block of channel {} ({:?}, hash {}) to {}",
+                a.channel,
+                a.consensus,
+                hex::encode(ordo_proto::block::hash(&block)),
+                a.out.display()
+            );
+            Ok(())
+        }
+        ChannelCommand::Join(a) => {
+            let bytes = std::fs::read(&a.genesis)
+                .with_context(|| format!("reading {}", a.genesis.display()))?;
+            let addr = a.client.orderer_addr()?;
+            let id = a.client.identity("admin")?;
+            let resp = admin(
+                &addr,
+                &id,
+                "",
+                admin_command::Command::Join(JoinChannel {
+                    genesis_block: bytes.into(),
+                }),
+            )
+            .await?;
+            let info = resp.channel.unwrap_or_default();
+            println!(
+                "joined channel {} on {addr} (height {})",
+                info.channel_id, info.height
+            );
+            Ok(())
+        }
+        ChannelCommand::List(a) => {
+            let addr = a.client.orderer_addr()?;
+            let id = a.client.identity("admin")?;
+            let resp = admin(
+                &addr,
+                &id,
+                "",
+                admin_command::Command::List(ListChannels {}),
+            )
+            .await?;
+            let channels = resp.list.unwrap_or_default().channels;
+            if a.json {
+                let v: Vec<_> = channels.iter().map(info_json).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if channels.is_empty() {
+                println!("{addr} serves no channels");
+            } else {
+                for c in &channels {
+                    println!(
+                        "{}\theight {}\t{}",
+                        c.channel_id, c.height, c.consensus_type
+                    );
+                }
+            }
+            Ok(())
+        }
+        ChannelCommand::Remove(a) => {
+            let addr = a.client.orderer_addr()?;
+            let id = a.client.identity("admin")?;
+            admin(
+                &addr,
+                &id,
+                &a.channel,
+                admin_command::Command::Remove(RemoveChannel {
+                    channel_id: a.channel.clone(),
+                }),
+            )
+            .await?;
+            println!("removed channel {} from {addr}", a.channel);
+            Ok(())
+        }
+        ChannelCommand::Info(a) => {
+            let net = a.client.load_network()?;
+            let channel = match (&a.channel, &net) {
+                (Some(c), _) => c.clone(),
+                (None, Some(n)) => n.channel(None)?.name.clone(),
+                (None, None) => bail!("--channel is required without --network"),
+            };
+            let addr = a.client.orderer_addr()?;
+            let id = a.client.identity("admin")?;
+            let resp = admin(
+                &addr,
+                &id,
+                &channel,
+                admin_command::Command::Info(GetChannelInfo {
+                    channel_id: channel.clone(),
+                }),
+            )
+            .await?;
+            let info = resp.channel.unwrap_or_default();
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&info_json(&info))?);
+            } else {
+                println!("channel:        {}", info.channel_id);
+                println!("node:           {addr}");
+                println!("height:         {}", info.height);
+                println!("last block:     {}", hex::encode(&info.last_block_hash));
+                println!("consensus:      {}", info.consensus_type);
+                println!("role:           {}", info.role);
+                if !info.leader.is_empty() {
+                    println!("leader:         {} (term {})", info.leader, info.term);
+                }
+                println!("ack mode:       {}", ack_name(info.ack_mode));
+                println!("config seq:     {}", info.config_sequence);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn ack_name(mode: i32) -> &'static str {
+    match AckMode::try_from(mode) {
+        Ok(AckMode::Committed) => "committed",
+        Ok(AckMode::Enqueued) => "enqueued",
+        _ => "unknown",
+    }
+}
+
+fn info_json(i: &ChannelInfo) -> serde_json::Value {
+    serde_json::json!({
+        "channel": i.channel_id,
+        "height": i.height,
+        "last_block_hash": hex::encode(&i.last_block_hash),
+        "consensus": i.consensus_type,
+        "role": i.role,
+        "leader": if i.leader.is_empty() { serde_json::Value::Null } else { i.leader.clone().into() },
+        "term": i.term,
+        "ack_mode": ack_name(i.ack_mode),
+        "config_sequence": i.config_sequence,
+    })
+}
+
+/// Writes an encoded block to `path`.
+pub fn write_block(path: &Path, block: &Block) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+    }
+    std::fs::write(path, block.encode_to_vec())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The channel configuration `ordo` writes: Readers = any member; Writers = any admin,
+/// client or peer (orderers do not submit transactions); Admins = a majority of orgs'
+/// admins; BlockValidation = any orderer.
+pub fn channel_config(
+    manifest: &Manifest,
+    channel: &str,
+    consensus: Consensus,
+    orderer_endpoints: &[String],
+    batch: &BatchArgs,
+) -> anyhow::Result<ChannelConfig> {
+    let mut orgs = Vec::new();
+    for o in &manifest.orgs {
+        orgs.push(Organization {
+            name: o.name.clone(),
+            root_public_keys: vec![hex::decode(&o.ca_public_key)
+                .context("CA public key in crypto.json")?
+                .into()],
+        });
+    }
+    let mut consenters = Vec::new();
+    for (i, endpoint) in orderer_endpoints.iter().enumerate() {
+        let org = manifest
+            .orgs
+            .get(i % manifest.orgs.len())
+            .context("no orgs in crypto.json")?;
+        let files = org
+            .members
+            .get("orderer")
+            .context("org has no orderer identity")?;
+        let cert = ordo_proto::identity::read_hex(&files.cert)?;
+        consenters.push(Consenter {
+            id: format!("orderer{i}"),
+            endpoint: endpoint.clone(),
+            certificate: cert.into(),
+        });
+    }
+    let cfg = ChannelConfig {
+        channel_id: channel.to_string(),
+        sequence: 0,
+        orgs,
+        orderer: Some(OrdererConfig {
+            consensus_type: match consensus {
+                Consensus::Solo => "solo",
+                Consensus::Kafka => "kafka",
+                Consensus::Raft => "raft",
+            }
+            .into(),
+            batch_size: Some(BatchSize {
+                max_message_count: batch.max_message_count,
+                absolute_max_bytes: batch.absolute_max_bytes,
+                preferred_max_bytes: batch.preferred_max_bytes,
+            }),
+            batch_timeout_ms: batch.batch_timeout_ms,
+            consenters,
+            kafka: None,
+            raft: None,
+            ack_mode: match batch.ack_mode {
+                AckModeArg::Enqueued => AckMode::Enqueued,
+                AckModeArg::Committed => AckMode::Committed,
+            } as i32,
+        }),
+        readers: Some(policy::any_member(&[], &[])),
+        writers: Some(policy::any_member(
+            &[],
+            &[Role::Admin, Role::Client, Role::Peer],
+        )),
+        admins: Some(policy::majority(&[], Role::Admin)),
+        block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
+        chaincodes: vec![],
+    };
+    config::validate(&cfg)?;
+    Ok(cfg)
+}
+
+/// Builds a channel's genesis block from a crypto directory.
+pub fn genesis(
+    crypto: &Path,
+    channel: &str,
+    consensus: Consensus,
+    orderer_endpoints: &[String],
+    batch: &BatchArgs,
+) -> anyhow::Result<Block> {
+    let manifest = Manifest::load(crypto)?;
+    let cfg = channel_config(&manifest, channel, consensus, orderer_endpoints, batch)?;
+    Ok(config::genesis_block(&cfg, ordo_proto::now_ms())?)
+}

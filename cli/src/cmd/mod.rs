@@ -1,0 +1,8 @@
+//! One module per top-level command.
+
+pub mod bench;
+pub mod block;
+pub mod channel;
+pub mod crypto;
+pub mod orderer;
+pub mod up;

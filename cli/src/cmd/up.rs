@@ -1,0 +1,333 @@
+//! `ordo up`: a whole local network with one command.
+//!
+//! First run: keys and certificates for the orgs, a genesis block per channel, a config
+//! file per node; then the nodes start as their own processes, join the channels, and
+//! `DIR/network.json` describes it all. Later runs reuse DIR (keys, ledgers) and only
+//! start the nodes again. Ctrl-C (or SIGTERM) stops every node cleanly.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use ordo_proto::pb::admin::{admin_command, JoinChannel, ListChannels};
+use ordo_sdk::network::{ChannelEntry, IdentityFiles, Network, NodeEntry, NETWORK_FILE_VERSION};
+
+use crate::cmd::channel::{self, AckModeArg, BatchArgs, Consensus};
+use crate::cmd::crypto::{self, Manifest};
+
+/// `ordo up`
+#[derive(Args)]
+pub struct UpArgs {
+    /// Network directory: keys, genesis blocks, node configs, ledgers, logs.
+    #[arg(long, default_value = ".ordo")]
+    pub dir: PathBuf,
+    /// Orgs of the consortium (first run only).
+    #[arg(long, value_delimiter = ',', default_value = "BankA,BankB,BankC")]
+    pub orgs: Vec<String>,
+    /// Channels to create (first run only).
+    #[arg(long, value_delimiter = ',', default_value = "ordo-channel")]
+    pub channels: Vec<String>,
+    /// Consensus backend (first run only).
+    #[arg(long, value_enum, default_value = "solo")]
+    pub consensus: Consensus,
+    /// gRPC port of the first orderer.
+    #[arg(long, default_value_t = 7050)]
+    pub port: u16,
+    /// Operations (/healthz, /metrics) port of the first orderer.
+    #[arg(long, default_value_t = 8443)]
+    pub ops_port: u16,
+    /// Seconds to wait for the nodes to become ready.
+    #[arg(long, default_value_t = 60)]
+    pub ready_timeout_s: u64,
+    #[command(flatten)]
+    pub batch: BatchArgs,
+}
+
+/// Runs the network until Ctrl-C or SIGTERM.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    if args.consensus != Consensus::Solo {
+        bail!(
+            "`ordo up --consensus {:?}` is not available yet: this build orders with solo only",
+            args.consensus
+        );
+    }
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
+    let dir = args.dir.canonicalize()?;
+    let crypto_dir = dir.join("crypto");
+    let manifest = if crypto_dir.join("crypto.json").exists() {
+        eprintln!("reusing keys and certificates in {}", crypto_dir.display());
+        Manifest::load(&crypto_dir)?
+    } else {
+        eprintln!(
+            "creating keys and certificates for {} in {}",
+            args.orgs.join(", "),
+            crypto_dir.display()
+        );
+        crypto::init(&args.orgs, &crypto_dir, 365)?
+    };
+    let first_org = manifest.orgs.first().context("crypto.json names no org")?;
+
+    // Channels: reuse the genesis blocks of an earlier run.
+    let network_path = dir.join("network.json");
+    let previous = Network::load(&network_path).ok();
+    let channel_entries: Vec<ChannelEntry> = match &previous {
+        Some(p) => p.channels.clone(),
+        None => {
+            let mut v = Vec::new();
+            for name in &args.channels {
+                let path = dir.join("channels").join(format!("{name}.genesis.block"));
+                let endpoint = format!("127.0.0.1:{}", args.port);
+                let block =
+                    channel::genesis(&crypto_dir, name, args.consensus, &[endpoint], &args.batch)?;
+                channel::write_block(&path, &block)?;
+                v.push(ChannelEntry {
+                    name: name.clone(),
+                    consensus: "solo".into(),
+                    ack_mode: match args.batch.ack_mode {
+                        AckModeArg::Enqueued => "enqueued".into(),
+                        AckModeArg::Committed => "committed".into(),
+                    },
+                    genesis_block: path,
+                });
+            }
+            v
+        }
+    };
+
+    // The orderer node.
+    let node_dir = dir.join("orderer0");
+    std::fs::create_dir_all(&node_dir)?;
+    let config_path = node_dir.join("orderer.toml");
+    let orderer_files = first_org
+        .members
+        .get("orderer")
+        .context("no orderer identity")?;
+    let (grpc_addr, ops_addr) = match previous.as_ref().and_then(|p| p.node("orderer0").ok()) {
+        Some(n) => (n.grpc_addr.clone(), n.ops_addr.clone()),
+        None => (
+            format!("127.0.0.1:{}", args.port),
+            format!("127.0.0.1:{}", args.ops_port),
+        ),
+    };
+    if !config_path.exists() {
+        let text = format!(
+            "# Written by `ordo up`. Every field: `ordo orderer --print-example-config`.\n\
+             [node]\nname = \"orderer0\"\nlisten_addr = \"{grpc_addr}\"\nops_listen_addr = \"{ops_addr}\"\ndata_dir = \"{}\"\n\n\
+             [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n",
+            node_dir.join("data").display(),
+            orderer_files.key.display(),
+            orderer_files.cert.display(),
+        );
+        std::fs::write(&config_path, text)
+            .with_context(|| format!("writing {}", config_path.display()))?;
+    }
+    let exe = std::env::current_exe().context("locating the ordo binary")?;
+    let command = vec![
+        exe.display().to_string(),
+        "orderer".to_string(),
+        "--config".to_string(),
+        config_path.display().to_string(),
+    ];
+    let log_file = node_dir.join("orderer.log");
+    let mut child = spawn(&command, &log_file)?;
+    let pid = child.id();
+
+    let mut identities = std::collections::BTreeMap::new();
+    for o in &manifest.orgs {
+        let m: std::collections::BTreeMap<String, IdentityFiles> = o.members.clone();
+        identities.insert(o.name.clone(), m);
+    }
+    let mut network = Network {
+        version: NETWORK_FILE_VERSION,
+        dir: dir.clone(),
+        crypto_dir: crypto_dir.clone(),
+        channels: channel_entries.clone(),
+        nodes: vec![NodeEntry {
+            name: "orderer0".into(),
+            role: "orderer".into(),
+            org: first_org.name.clone(),
+            grpc_addr: grpc_addr.clone(),
+            ops_addr: ops_addr.clone(),
+            pid,
+            command: command.clone(),
+            config: config_path.clone(),
+            data_dir: node_dir.join("data"),
+            log_file: log_file.clone(),
+        }],
+        identities,
+    };
+    network.save(&network_path)?;
+
+    let admin = network.identity(Some(&first_org.name), "admin")?;
+    let ready = wait_ready(
+        &grpc_addr,
+        &admin,
+        &mut child,
+        &log_file,
+        Duration::from_secs(args.ready_timeout_s),
+    )
+    .await;
+    let joined = match ready {
+        Ok(list) => list,
+        Err(e) => {
+            stop(&mut child).await;
+            return Err(e);
+        }
+    };
+    for c in &channel_entries {
+        if joined.contains(&c.name) {
+            continue;
+        }
+        let genesis = std::fs::read(&c.genesis_block)
+            .with_context(|| format!("reading {}", c.genesis_block.display()))?;
+        if let Err(e) = crate::client::admin(
+            &grpc_addr,
+            &admin,
+            "",
+            admin_command::Command::Join(JoinChannel {
+                genesis_block: genesis.into(),
+            }),
+        )
+        .await
+        {
+            stop(&mut child).await;
+            return Err(e.context(format!("joining channel {}", c.name)));
+        }
+    }
+
+    println!(
+        "ordo network ready: orderer0 (solo) on {grpc_addr}, channels: {}, orgs: {}",
+        channel_entries
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        manifest
+            .orgs
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("  network file: {}", network_path.display());
+    println!("  logs:         {}", log_file.display());
+    println!("  metrics:      http://{ops_addr}/metrics");
+    println!("try:");
+    println!("  ordo channel info --network {}", network_path.display());
+    println!(
+        "  ordo bench orderer --network {} --txs 100000 --clients 4",
+        network_path.display()
+    );
+    println!("  ordo block verify --network {}", network_path.display());
+    println!("press Ctrl-C to stop");
+
+    tokio::select! {
+        _ = crate::cmd::orderer::shutdown_signal() => {
+            eprintln!("stopping the network...");
+        }
+        status = child.wait() => {
+            eprintln!("orderer0 exited unexpectedly ({}); see {}", status.map(|s| s.to_string()).unwrap_or_default(), log_file.display());
+        }
+    }
+    stop(&mut child).await;
+    for n in &mut network.nodes {
+        n.pid = None;
+    }
+    network.save(&network_path)?;
+    eprintln!(
+        "stopped; run `ordo up --dir {}` again to restart with the same ledgers",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn spawn(command: &[String], log_file: &Path) -> anyhow::Result<tokio::process::Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_file)
+        .with_context(|| format!("opening {}", log_file.display()))?;
+    let err = log.try_clone()?;
+    let (prog, rest) = command.split_first().context("empty command")?;
+    tokio::process::Command::new(prog)
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err))
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", command.join(" ")))
+}
+
+/// Polls the node's Admin service until it answers; returns the channels it serves.
+async fn wait_ready(
+    addr: &str,
+    admin: &ordo_proto::identity::Identity,
+    child: &mut tokio::process::Child,
+    log_file: &Path,
+    timeout: Duration,
+) -> anyhow::Result<Vec<String>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_err = String::new();
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "the orderer exited during start-up ({status}); last log lines:\n{}",
+                tail(log_file, 20)
+            );
+        }
+        match crate::client::admin(
+            addr,
+            admin,
+            "",
+            admin_command::Command::List(ListChannels {}),
+        )
+        .await
+        {
+            Ok(resp) => {
+                return Ok(resp
+                    .list
+                    .unwrap_or_default()
+                    .channels
+                    .into_iter()
+                    .map(|c| c.channel_id)
+                    .collect());
+            }
+            Err(e) => last_err = format!("{e:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!(
+        "the orderer at {addr} was not ready after {timeout:?} (last error: {last_err}); see {}",
+        log_file.display()
+    )
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// SIGTERM, then SIGKILL after 20 s.
+async fn stop(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        #[cfg(unix)]
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours; the pid is
+        // our own child's, which we have not yet reaped, so it cannot have been reused.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
+    if tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}

@@ -1,0 +1,359 @@
+//! Test harness: real `ordo` processes on 127.0.0.1, real gRPC clients.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::admin::{admin_command, JoinChannel, ListChannels};
+use ordo_proto::pb::common::{Block, Envelope, HeaderType, Status as Code};
+use ordo_proto::pb::orderer::{deliver_response, BroadcastResponse, SeekBehavior, SeekPosition};
+use prost::Message;
+use tokio_stream::StreamExt;
+
+/// The `ordo` binary under test.
+pub fn ordo() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ordo"))
+}
+
+/// Runs `ordo args...`, asserting success; returns stdout.
+pub fn run_ok(args: &[&str]) -> String {
+    let out = ordo().args(args).output().expect("ordo runs");
+    assert!(
+        out.status.success(),
+        "ordo {} failed: {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `ordo args...`; returns (success, stdout, stderr).
+pub fn run(args: &[&str]) -> (bool, String, String) {
+    let out = ordo().args(args).output().expect("ordo runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A consortium's crypto material in a temporary directory.
+pub struct Consortium {
+    pub dir: tempfile::TempDir,
+}
+
+impl Consortium {
+    pub fn new(orgs: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let crypto = dir.path().join("crypto");
+        run_ok(&[
+            "crypto",
+            "init",
+            "--orgs",
+            orgs,
+            "--out",
+            crypto.to_str().expect("utf8"),
+        ]);
+        Self { dir }
+    }
+
+    pub fn crypto(&self) -> PathBuf {
+        self.dir.path().join("crypto")
+    }
+
+    pub fn identity(&self, org: &str, member: &str) -> Identity {
+        let d = self.crypto().join(org);
+        Identity::load(
+            &d.join(format!("{member}.key")),
+            &d.join(format!("{member}.cert")),
+        )
+        .expect("identity loads")
+    }
+
+    pub fn ca_key(&self, org: &str) -> ed25519_dalek::SigningKey {
+        ordo_proto::identity::load_signing_key(&self.crypto().join(org).join("ca.key"))
+            .expect("ca key")
+    }
+
+    /// Writes a genesis block with `ordo channel genesis` and returns its path.
+    pub fn genesis(&self, channel: &str, extra: &[&str]) -> PathBuf {
+        let out = self.dir.path().join(format!("{channel}.block"));
+        let crypto = self.crypto();
+        let mut args = vec![
+            "channel",
+            "genesis",
+            "--crypto",
+            crypto.to_str().expect("utf8"),
+            "--channel",
+            channel,
+            "--out",
+            out.to_str().expect("utf8"),
+        ];
+        args.extend_from_slice(extra);
+        run_ok(&args);
+        out
+    }
+}
+
+/// A running orderer process.
+pub struct OrdererProcess {
+    pub child: Option<Child>,
+    pub addr: String,
+    pub ops: String,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl OrdererProcess {
+    /// Writes a config under `dir` using `org`'s orderer identity and starts the node.
+    pub fn start(c: &Consortium, name: &str, org: &str) -> Self {
+        let node_dir = c.dir.path().join(name);
+        std::fs::create_dir_all(&node_dir).expect("node dir");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let ops = format!("127.0.0.1:{}", free_port());
+        let id_dir = c.crypto().join(org);
+        let config = node_dir.join("orderer.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nname = \"{name}\"\nlisten_addr = \"{addr}\"\nops_listen_addr = \"{ops}\"\ndata_dir = \"data\"\n\
+                 [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n[log]\nfilter = \"info\"\n",
+                id_dir.join("orderer.key").display(),
+                id_dir.join("orderer.cert").display()
+            ),
+        )
+        .expect("config written");
+        let log = node_dir.join("orderer.log");
+        let mut p = Self {
+            child: None,
+            addr,
+            ops,
+            config,
+            log,
+        };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = ordo()
+            .args(["orderer", "--config", self.config.to_str().expect("utf8")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("dup")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("orderer starts");
+        self.child = Some(child);
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the Admin service answers (or panics with the log).
+    pub async fn wait_ready(&mut self, admin: &Identity) {
+        for _ in 0..300 {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("orderer exited ({status}):\n{}", self.log_text());
+                }
+            }
+            if let Ok(ch) = ordo_sdk::orderer::connect(&self.addr).await {
+                let mut client = ordo_sdk::orderer::admin_client(ch);
+                let req = ordo_sdk::orderer::admin_request(
+                    admin,
+                    "",
+                    admin_command::Command::List(ListChannels {}),
+                );
+                if let Ok(resp) = client.execute(req).await {
+                    if resp.get_ref().status == Code::Success as i32 {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("orderer not ready:\n{}", self.log_text());
+    }
+
+    /// SIGTERM and wait: a graceful stop.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), libc::SIGTERM);
+            let status = child.wait().expect("orderer exits");
+            assert!(
+                status.success(),
+                "orderer exit status {status}:\n{}",
+                self.log_text()
+            );
+        }
+    }
+
+    /// SIGKILL and wait: a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn restart(&mut self, admin: &Identity) {
+        self.spawn();
+        self.wait_ready(admin).await;
+    }
+}
+
+impl Drop for OrdererProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[allow(unsafe_code)]
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with plain integers on our own unreaped child.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// Joins `addr` to the channel of `genesis` with the Admin service.
+pub async fn join(addr: &str, admin: &Identity, genesis: &Path) {
+    let bytes = std::fs::read(genesis).expect("genesis file");
+    let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
+    let mut client = ordo_sdk::orderer::admin_client(ch);
+    let req = ordo_sdk::orderer::admin_request(
+        admin,
+        "",
+        admin_command::Command::Join(JoinChannel {
+            genesis_block: bytes.into(),
+        }),
+    );
+    let resp = client
+        .execute(req)
+        .await
+        .expect("admin answers")
+        .into_inner();
+    assert_eq!(
+        resp.status,
+        Code::Success as i32,
+        "join failed: {}",
+        resp.info
+    );
+}
+
+/// A signed MESSAGE envelope with `payload` bytes of data.
+pub fn message(id: &Identity, channel: &str, payload: usize, tag: u64) -> (Envelope, String) {
+    let mut data = vec![0u8; payload.max(8)];
+    data[..8].copy_from_slice(&tag.to_be_bytes());
+    ordo_proto::envelope::create_signed(
+        id,
+        channel,
+        HeaderType::Message,
+        Bytes::from(data),
+        ordo_proto::now_ms(),
+    )
+}
+
+/// Broadcasts `envs` over one stream; returns the responses in order.
+pub async fn broadcast(addr: &str, envs: Vec<Envelope>) -> Vec<BroadcastResponse> {
+    let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
+    let mut client = ordo_sdk::orderer::broadcast_client(ch);
+    let n = envs.len();
+    let mut stream = client
+        .broadcast(tokio_stream::iter(envs))
+        .await
+        .expect("broadcast stream opens")
+        .into_inner();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        match stream.next().await {
+            Some(Ok(r)) => out.push(r),
+            Some(Err(e)) => panic!("broadcast stream error after {} responses: {e}", out.len()),
+            None => panic!(
+                "broadcast stream ended after {} of {n} responses",
+                out.len()
+            ),
+        }
+    }
+    out
+}
+
+/// The result of a Deliver request: the blocks and the final status with its info.
+pub struct Delivered {
+    pub blocks: Vec<Block>,
+    pub status: Option<Code>,
+    pub info: String,
+}
+
+pub async fn deliver(
+    addr: &str,
+    id: &Identity,
+    channel: &str,
+    start: SeekPosition,
+    stop: Option<SeekPosition>,
+    behavior: SeekBehavior,
+) -> Delivered {
+    let req = ordo_sdk::orderer::seek_request(id, channel, start, stop, behavior);
+    deliver_raw(addr, req).await
+}
+
+pub async fn deliver_raw(addr: &str, req: Envelope) -> Delivered {
+    let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
+    let mut client = ordo_sdk::orderer::broadcast_client(ch);
+    let mut stream = client
+        .deliver(req)
+        .await
+        .expect("deliver opens")
+        .into_inner();
+    let mut blocks = Vec::new();
+    while let Some(item) = stream.next().await {
+        let resp = item.expect("deliver stream item");
+        match resp.r#type {
+            Some(deliver_response::Type::Block(b)) => blocks.push(b),
+            Some(deliver_response::Type::Status(c)) => {
+                return Delivered {
+                    blocks,
+                    status: Code::try_from(c).ok(),
+                    info: resp.info,
+                };
+            }
+            None => panic!("empty deliver response"),
+        }
+    }
+    Delivered {
+        blocks,
+        status: None,
+        info: String::new(),
+    }
+}
+
+/// Tx ids of a block's envelopes, in order.
+pub fn block_tx_ids(b: &Block) -> Vec<String> {
+    b.data
+        .iter()
+        .flat_map(|d| d.data.iter())
+        .filter_map(|e| {
+            let env = Envelope::decode(e.as_ref()).ok()?;
+            let p = ordo_proto::pb::common::Payload::decode(env.payload.as_ref()).ok()?;
+            Some(p.header?.tx_id)
+        })
+        .collect()
+}

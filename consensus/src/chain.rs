@@ -1,0 +1,88 @@
+//! The consenter boundary: what the orderer asks of a backend ([`Chain`]) and the errors
+//! a backend answers with.
+//!
+//! Drawn where Fabric draws it. The orderer validates an envelope, then hands it to the
+//! channel's chain with the config sequence it was validated against; the backend orders
+//! it, cuts blocks with the channel's [`crate::cutter::BlockCutter`] and writes them
+//! through [`crate::support::ChainSupport`]. If the config sequence moved in between, the
+//! backend re-validates before ordering.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+/// A boxed future, so that [`Chain`] stays object-safe (the orderer holds `dyn Chain`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An envelope to order, as validated by the orderer.
+#[derive(Debug, Clone)]
+pub struct OrderRequest {
+    /// The encoded envelope, exactly as it will be stored in the block.
+    pub envelope: Bytes,
+    /// Its tx id (for logs and commit notifications).
+    pub tx_id: String,
+    /// The config sequence it was validated against.
+    pub config_seq: u64,
+}
+
+/// Why a chain did not take an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ChainError {
+    /// The chain cannot order right now (starting, no leader, broker unreachable, full).
+    #[error("service unavailable: {reason}")]
+    NotReady {
+        /// Why, for the client.
+        reason: String,
+    },
+    /// This node is not the leader; the hint names the one it knows.
+    #[error("not the leader{}", .hint.as_ref().map(|h| format!(" (leader: {h})")).unwrap_or_default())]
+    NotLeader {
+        /// The leader's node id, when known.
+        hint: Option<String>,
+    },
+    /// The chain is halted or halting.
+    #[error("chain is shutting down")]
+    ShuttingDown,
+    /// Re-validation against a newer configuration refused the envelope.
+    #[error("rejected after a configuration change: {0}")]
+    Revalidation(String),
+    /// Writing to the ledger failed; the chain stops.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The channel's configuration asks for something this build cannot do.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+/// What a chain reports about itself (for `ordo channel info` and metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainStatus {
+    /// "solo", "leader", "follower", "candidate", …
+    pub role: String,
+    /// The leader this node knows, if any.
+    pub leader: Option<String>,
+    /// Consensus term (0 for backends without terms).
+    pub term: u64,
+}
+
+/// One channel's ordering backend.
+pub trait Chain: Send + Sync + 'static {
+    /// Orders a normal envelope. Returns once the chain has accepted it (it is then
+    /// ordered unless the node crashes before cutting, which the `committed` ack mode
+    /// covers). Waits while the chain's bounded queue is full (backpressure).
+    fn order(&self, req: OrderRequest) -> BoxFuture<'_, Result<(), ChainError>>;
+
+    /// Orders a CONFIG envelope; it will be alone in its block.
+    fn configure(&self, req: OrderRequest) -> BoxFuture<'_, Result<(), ChainError>>;
+
+    /// Resolves once the chain can take envelopes, or with why not.
+    fn wait_ready(&self) -> BoxFuture<'_, Result<(), ChainError>>;
+
+    /// The chain's role and leader.
+    fn status(&self) -> ChainStatus;
+
+    /// Stops the chain, writing what it has already cut; resolves when it has stopped.
+    fn halt(&self) -> BoxFuture<'_, ()>;
+}

@@ -1,0 +1,107 @@
+//! The config path: turning a client's CONFIG_UPDATE into the CONFIG envelope that the
+//! backend orders alone in a block.
+
+use bytes::Bytes;
+use prost::Message;
+
+use ordo_proto::cert::VerifiedCert;
+use ordo_proto::config;
+use ordo_proto::crypto::{self, SignedMessage};
+use ordo_proto::envelope;
+use ordo_proto::pb::common::{ChannelConfig, ConfigEnvelope, ConfigUpdate, HeaderType};
+use ordo_proto::policy;
+
+use crate::filters::{Candidate, FilterError};
+use crate::support::ChainSupport;
+
+/// Validates a CONFIG_UPDATE (its envelope signature already verified) against the
+/// configuration in force and returns the encoded CONFIG envelope, signed by this orderer,
+/// with its tx id.
+///
+/// Rules: the update proposes a whole configuration for the same channel with sequence
+/// = current + 1, valid on its own, with the same consensus type, and signed (over the
+/// exact config bytes) by enough admins to satisfy the current Admins policy.
+pub fn process_config_update(
+    support: &ChainSupport,
+    candidate: &Candidate,
+    now_secs: u64,
+) -> Result<(Bytes, String), FilterError> {
+    let state = support.state();
+    let update = ConfigUpdate::decode(candidate.unpacked.data.as_ref())
+        .map_err(|e| FilterError::BadRequest(format!("config update: {e}")))?;
+    let proposed = ChannelConfig::decode(update.config.as_ref())
+        .map_err(|e| FilterError::BadRequest(format!("proposed config: {e}")))?;
+    if proposed.channel_id != state.config.channel_id {
+        return Err(FilterError::BadRequest(
+            "proposed config is for another channel".into(),
+        ));
+    }
+    if proposed.sequence != state.sequence() + 1 {
+        return Err(FilterError::BadRequest(format!(
+            "proposed config sequence {} must be {}",
+            proposed.sequence,
+            state.sequence() + 1
+        )));
+    }
+    config::validate(&proposed).map_err(|e| FilterError::BadRequest(e.to_string()))?;
+    let new_type = proposed
+        .orderer
+        .as_ref()
+        .map(|o| o.consensus_type.as_str())
+        .unwrap_or("");
+    if new_type != state.consensus_type() {
+        return Err(FilterError::BadRequest(format!(
+            "consensus type cannot change ({} -> {new_type})",
+            state.consensus_type()
+        )));
+    }
+    let mut signers: Vec<VerifiedCert> = Vec::new();
+    let certs: Vec<Option<VerifiedCert>> = update
+        .signatures
+        .iter()
+        .map(|s| state.msp.verify(&s.signer, now_secs).ok())
+        .collect();
+    let items: Vec<(usize, SignedMessage<'_>)> = certs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            c.as_ref().map(|c| {
+                (
+                    i,
+                    SignedMessage {
+                        key: &c.public_key,
+                        msg: &update.config,
+                        sig: &update.signatures[i].signature,
+                    },
+                )
+            })
+        })
+        .collect();
+    let ok = crypto::verify_each(&items.iter().map(|(_, m)| *m).collect::<Vec<_>>());
+    for ((i, _), good) in items.iter().zip(ok) {
+        if good {
+            if let Some(c) = &certs[*i] {
+                signers.push(c.clone());
+            }
+        }
+    }
+    let admins = state
+        .config
+        .admins
+        .as_ref()
+        .ok_or_else(|| FilterError::PolicyDenied("channel has no Admins policy".into()))?;
+    policy::evaluate(admins, &signers, &state.org_names)
+        .map_err(|e| FilterError::PolicyDenied(format!("Admins policy: {e}")))?;
+    let data = ConfigEnvelope {
+        config: update.config.clone(),
+        last_update: candidate.encoded(),
+    };
+    let (env, tx_id) = envelope::create_signed(
+        support.signer(),
+        support.channel_id(),
+        HeaderType::Config,
+        data.encode_to_vec().into(),
+        ordo_proto::now_ms(),
+    );
+    Ok((env.encode_to_vec().into(), tx_id))
+}

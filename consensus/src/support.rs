@@ -1,0 +1,299 @@
+//! [`ChainSupport`]: what the orderer gives each channel's backend — the ledger, the
+//! signer, the configuration in force, block creation and writing, and commit
+//! notifications.
+//!
+//! One concrete type rather than a trait: every backend (and the conformance suite) runs
+//! against the real ledger, so there is nothing to mock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use ordo_ledger::{BlockStore, LedgerError};
+use ordo_proto::block;
+use ordo_proto::cert::Msp;
+use ordo_proto::config;
+use ordo_proto::envelope;
+use ordo_proto::hash::Hash;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::{AckMode, Block, ChannelConfig, Payload};
+
+use crate::cutter::BatchLimits;
+use crate::filters::{self, FilterError};
+use prost::Message;
+
+/// Why a chain support could not be built or a block not written.
+#[derive(Debug, thiserror::Error)]
+pub enum SupportError {
+    /// The ledger failed.
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    /// The ledger holds no usable configuration.
+    #[error("channel configuration: {0}")]
+    Config(String),
+}
+
+/// The configuration in force on a channel, with everything derived from it.
+#[derive(Debug, Clone)]
+pub struct ConfigState {
+    /// The configuration.
+    pub config: ChannelConfig,
+    /// Number of the block that holds it.
+    pub last_config_block: u64,
+    /// Its org roots, with a certificate cache.
+    pub msp: Msp,
+    /// Org names in configuration order.
+    pub org_names: Vec<String>,
+    /// The batch limits.
+    pub limits: BatchLimits,
+    /// The batch timeout.
+    pub batch_timeout: Duration,
+    /// When Broadcast acknowledges.
+    pub ack_mode: AckMode,
+}
+
+impl ConfigState {
+    /// Derives the state from a validated configuration held in block `block_number`.
+    pub fn new(config: ChannelConfig, block_number: u64) -> Result<Self, SupportError> {
+        config::validate(&config).map_err(|e| SupportError::Config(e.to_string()))?;
+        let msp = Msp::from_config(&config).map_err(|e| SupportError::Config(e.to_string()))?;
+        let orderer = config.orderer.clone().unwrap_or_default();
+        let limits = BatchLimits::from(&orderer.batch_size.unwrap_or_default());
+        let ack_mode = AckMode::try_from(orderer.ack_mode).unwrap_or(AckMode::Enqueued);
+        Ok(Self {
+            org_names: config.orgs.iter().map(|o| o.name.clone()).collect(),
+            msp,
+            limits,
+            batch_timeout: Duration::from_millis(orderer.batch_timeout_ms),
+            ack_mode,
+            last_config_block: block_number,
+            config,
+        })
+    }
+
+    /// The config sequence.
+    pub fn sequence(&self) -> u64 {
+        self.config.sequence
+    }
+
+    /// The consensus type ("solo", "kafka", "raft").
+    pub fn consensus_type(&self) -> &str {
+        self.config
+            .orderer
+            .as_ref()
+            .map(|o| o.consensus_type.as_str())
+            .unwrap_or("")
+    }
+}
+
+/// What a committed-mode waiter learns: the block holding its envelope, or why the
+/// envelope was dropped.
+pub type CommitOutcome = Result<u64, String>;
+
+/// The channel services a backend uses.
+#[derive(Debug)]
+pub struct ChainSupport {
+    channel_id: String,
+    ledger: BlockStore,
+    signer: Identity,
+    state: RwLock<Arc<ConfigState>>,
+    /// (number, hash) of the last block created (written or in flight).
+    last_created: Mutex<(u64, Hash)>,
+    waiters: Mutex<HashMap<String, oneshot::Sender<CommitOutcome>>>,
+}
+
+impl ChainSupport {
+    /// Support for the channel whose ledger is `ledger` (which holds at least the genesis
+    /// block); reads the configuration in force from the ledger.
+    pub fn new(ledger: BlockStore, signer: Identity) -> Result<Self, SupportError> {
+        let height = ledger.height();
+        let last = ledger
+            .block(
+                height
+                    .checked_sub(1)
+                    .ok_or_else(|| SupportError::Config("empty ledger".into()))?,
+            )?
+            .ok_or_else(|| SupportError::Config("last block missing".into()))?;
+        let last_config_number = if config::config_from_block(&last).is_ok() {
+            height - 1
+        } else {
+            last.metadata.as_ref().map(|m| m.last_config).unwrap_or(0)
+        };
+        let config_block = ledger.block(last_config_number)?.ok_or_else(|| {
+            SupportError::Config(format!("config block {last_config_number} missing"))
+        })?;
+        let config = config::config_from_block(&config_block)
+            .map_err(|e| SupportError::Config(e.to_string()))?;
+        let state = ConfigState::new(config, last_config_number)?;
+        let last_hash = ledger.last_hash().unwrap_or(block::GENESIS_PREVIOUS_HASH);
+        Ok(Self {
+            channel_id: state.config.channel_id.clone(),
+            last_created: Mutex::new((height, last_hash)),
+            ledger,
+            signer,
+            state: RwLock::new(Arc::new(state)),
+            waiters: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The channel id.
+    pub fn channel_id(&self) -> &str {
+        &self.channel_id
+    }
+
+    /// The channel's ledger.
+    pub fn ledger(&self) -> &BlockStore {
+        &self.ledger
+    }
+
+    /// The node's signing identity.
+    pub fn signer(&self) -> &Identity {
+        &self.signer
+    }
+
+    /// The configuration in force.
+    pub fn state(&self) -> Arc<ConfigState> {
+        match self.state.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The config sequence in force.
+    pub fn sequence(&self) -> u64 {
+        self.state().sequence()
+    }
+
+    /// Ledger height.
+    pub fn height(&self) -> u64 {
+        self.ledger.height()
+    }
+
+    /// Builds the block that follows the last created one, holding `data`.
+    pub fn create_next_block(&self, data: Vec<Bytes>) -> Block {
+        let mut last = self.last_created.lock().unwrap_or_else(|p| p.into_inner());
+        let b = block::build(last.0, last.1, data);
+        *last = (last.0 + 1, block::hash(&b));
+        b
+    }
+
+    /// Signs and appends a normal block (synced), then tells committed-mode waiters.
+    pub fn write_block(
+        &self,
+        mut b: Block,
+        consenter_metadata: Bytes,
+    ) -> Result<u64, SupportError> {
+        let last_config = self.state().last_config_block;
+        block::sign(&mut b, &self.signer, last_config, consenter_metadata);
+        self.append(&b)
+    }
+
+    /// Signs and appends a config block, then puts its configuration in force.
+    pub fn write_config_block(
+        &self,
+        mut b: Block,
+        consenter_metadata: Bytes,
+    ) -> Result<u64, SupportError> {
+        let number = block::number(&b);
+        let config =
+            config::config_from_block(&b).map_err(|e| SupportError::Config(e.to_string()))?;
+        let state = ConfigState::new(config, number)?;
+        block::sign(&mut b, &self.signer, number, consenter_metadata);
+        let n = self.append(&b)?;
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+        Ok(n)
+    }
+
+    fn append(&self, b: &Block) -> Result<u64, SupportError> {
+        if let Err(e) = self.ledger.append(b) {
+            // Keep block creation in step with what is really on disk.
+            let mut last = self.last_created.lock().unwrap_or_else(|p| p.into_inner());
+            *last = (
+                self.ledger.height(),
+                self.ledger
+                    .last_hash()
+                    .unwrap_or(block::GENESIS_PREVIOUS_HASH),
+            );
+            return Err(e.into());
+        }
+        let number = block::number(b);
+        self.notify_committed(b, number);
+        Ok(number)
+    }
+
+    /// Registers interest in the block that will hold `tx_id` (committed ack mode).
+    pub fn register_commit_waiter(&self, tx_id: &str) -> oneshot::Receiver<CommitOutcome> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tx_id.to_string(), tx);
+        rx
+    }
+
+    /// Drops a waiter (the envelope was refused before ordering).
+    pub fn cancel_commit_waiter(&self, tx_id: &str) {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tx_id);
+    }
+
+    /// Tells the waiter of `tx_id` that its envelope was dropped, and why.
+    pub fn notify_rejected(&self, tx_id: &str, reason: String) {
+        if let Some(w) = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tx_id)
+        {
+            let _ = w.send(Err(reason));
+        }
+    }
+
+    fn notify_committed(&self, b: &Block, number: u64) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if waiters.is_empty() {
+            return;
+        }
+        for data in b.data.iter().flat_map(|d| d.data.iter()) {
+            let Ok(env) = envelope::decode(data) else {
+                continue;
+            };
+            let Ok(payload) = Payload::decode(env.payload.as_ref()) else {
+                continue;
+            };
+            let Some(h) = payload.header else { continue };
+            if let Some(w) = waiters.remove(&h.tx_id) {
+                let _ = w.send(Ok(number));
+            }
+        }
+    }
+
+    /// Re-runs every filter on an envelope against the configuration now in force; used
+    /// by backends when the config sequence moved after the envelope was first checked.
+    pub fn revalidate(&self, envelope_bytes: &[u8]) -> Result<(), FilterError> {
+        let env =
+            envelope::decode(envelope_bytes).map_err(|e| FilterError::BadRequest(e.to_string()))?;
+        filters::check_normal(&self.state(), env, ordo_proto::now_ms() / 1000).map(|_| ())
+    }
+}
+
+impl ChainSupport {
+    /// Tells every committed-mode waiter that its envelope will not be written (the chain
+    /// stopped on a ledger failure).
+    pub fn fail_all_waiters(&self, reason: &str) {
+        let drained: Vec<_> = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for (_, w) in drained {
+            let _ = w.send(Err(reason.to_string()));
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! The backend conformance suite: properties every consensus backend must have, run
+//! against the real ledger. Today: solo. Later backends add a `Backend` and call the same
+//! functions.
+//!
+//! Total order with no gaps and no duplicates; a submitter's envelopes stay in its order;
+//! a config envelope alone in its block and in force from the next block; the batch
+//! timeout cuts; restart resumes where it stopped; envelopes validated against an older
+//! configuration are re-validated; committed-mode waiters learn their block.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use prost::Message;
+
+use ordo_consensus::filters::precheck;
+use ordo_consensus::{configtx, start_chain, Chain, ChainSupport, OrderRequest};
+use ordo_ledger::BlockStore;
+use ordo_proto::block;
+use ordo_proto::cert;
+use ordo_proto::config;
+use ordo_proto::envelope;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::{
+    AckMode, BatchSize, Block, CertificateBody, ChannelConfig, ConfigSignature, ConfigUpdate,
+    Envelope, HeaderType, OrdererConfig, Organization, Payload, Role,
+};
+use ordo_proto::policy::build as policy;
+
+/// A backend under test.
+trait Backend {
+    fn start(&self, support: Arc<ChainSupport>) -> Arc<dyn Chain>;
+}
+
+struct Solo;
+impl Backend for Solo {
+    fn start(&self, support: Arc<ChainSupport>) -> Arc<dyn Chain> {
+        start_chain(support).expect("solo starts")
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    ca_a: SigningKey,
+    orderer: Identity,
+    client_a: Identity,
+    client_b: Identity,
+    admin_a: Identity,
+    admin_b: Identity,
+}
+
+fn member(ca: &SigningKey, org: &str, role: Role, name: &str) -> Identity {
+    let key = ordo_proto::crypto::generate_signing_key();
+    let body = CertificateBody {
+        org: org.into(),
+        role: role as i32,
+        subject: format!("{name}@{org}"),
+        public_key: key.verifying_key().to_bytes().to_vec().into(),
+        not_before: 0,
+        not_after: u64::MAX / 2,
+        issuer_public_key: Default::default(),
+        serial: 1,
+    };
+    Identity::new(key, cert::issue(ca, body).encode_to_vec().into()).expect("identity")
+}
+
+fn fixture(max_count: u32, timeout_ms: u64, ack: AckMode) -> Fixture {
+    let ca_a = ordo_proto::crypto::generate_signing_key();
+    let ca_b = ordo_proto::crypto::generate_signing_key();
+    let config = ChannelConfig {
+        channel_id: "conformance".into(),
+        sequence: 0,
+        orgs: vec![
+            Organization {
+                name: "A".into(),
+                root_public_keys: vec![ca_a.verifying_key().to_bytes().to_vec().into()],
+            },
+            Organization {
+                name: "B".into(),
+                root_public_keys: vec![ca_b.verifying_key().to_bytes().to_vec().into()],
+            },
+        ],
+        orderer: Some(OrdererConfig {
+            consensus_type: "solo".into(),
+            batch_size: Some(BatchSize {
+                max_message_count: max_count,
+                absolute_max_bytes: 1 << 20,
+                preferred_max_bytes: 1 << 19,
+            }),
+            batch_timeout_ms: timeout_ms,
+            ack_mode: ack as i32,
+            ..Default::default()
+        }),
+        readers: Some(policy::any_member(&[], &[])),
+        writers: Some(policy::any_member(&[], &[Role::Client, Role::Admin])),
+        admins: Some(policy::majority(&[], Role::Admin)),
+        block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
+        chaincodes: vec![],
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = BlockStore::open(&dir.path().join("ledger")).expect("ledger");
+    store
+        .append(&config::genesis_block(&config, 1).expect("genesis"))
+        .expect("append genesis");
+    Fixture {
+        dir,
+        orderer: member(&ca_a, "A", Role::Orderer, "orderer"),
+        client_a: member(&ca_a, "A", Role::Client, "client"),
+        admin_a: member(&ca_a, "A", Role::Admin, "admin"),
+        client_b: member(&ca_b, "B", Role::Client, "client"),
+        admin_b: member(&ca_b, "B", Role::Admin, "admin"),
+        ca_a,
+    }
+}
+
+impl Fixture {
+    fn open(&self, backend: &dyn Backend) -> (Arc<ChainSupport>, Arc<dyn Chain>) {
+        let store = BlockStore::open(&self.dir.path().join("ledger")).expect("ledger reopens");
+        let support = Arc::new(ChainSupport::new(store, self.orderer.clone()).expect("support"));
+        let chain = backend.start(support.clone());
+        (support, chain)
+    }
+}
+
+fn request(id: &Identity, tag: u64, config_seq: u64) -> OrderRequest {
+    let (env, tx_id) = envelope::create_signed(
+        id,
+        "conformance",
+        HeaderType::Message,
+        Bytes::from(tag.to_be_bytes().to_vec()),
+        1,
+    );
+    OrderRequest {
+        envelope: env.encode_to_vec().into(),
+        tx_id,
+        config_seq,
+    }
+}
+
+fn tx_ids(b: &Block) -> Vec<String> {
+    b.data
+        .iter()
+        .flat_map(|d| d.data.iter())
+        .map(|e| {
+            let env = Envelope::decode(e.as_ref()).expect("envelope");
+            Payload::decode(env.payload.as_ref())
+                .expect("payload")
+                .header
+                .expect("header")
+                .tx_id
+        })
+        .collect()
+}
+
+/// Every block of the ledger, checked to be a hash chain from the genesis block.
+fn chain_of(support: &ChainSupport) -> Vec<Block> {
+    let ledger = support.ledger();
+    let mut prev = block::GENESIS_PREVIOUS_HASH;
+    let mut out = Vec::new();
+    for n in 0..ledger.height() {
+        let b = ledger.block(n).expect("read").expect("present");
+        block::check_structure(&b, Some((n, &prev))).expect("hash chain");
+        prev = block::hash(&b);
+        out.push(b);
+    }
+    out
+}
+
+async fn wait_height(support: &ChainSupport, h: u64) {
+    tokio::time::timeout(Duration::from_secs(20), support.ledger().wait_for_height(h))
+        .await
+        .expect("height reached in time");
+}
+
+async fn total_order_no_gaps_no_duplicates(backend: &dyn Backend) {
+    let f = fixture(37, 20, AckMode::Enqueued);
+    let (support, chain) = f.open(backend);
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let chain = chain.clone();
+        let id = if t % 2 == 0 {
+            f.client_a.clone()
+        } else {
+            f.client_b.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..250 {
+                let r = request(&id, t * 1000 + i, 0);
+                ids.push(r.tx_id.clone());
+                chain.order(r).await.expect("ordered");
+            }
+            ids
+        }));
+    }
+    let mut per_task = Vec::new();
+    for t in tasks {
+        per_task.push(t.await.expect("task"));
+    }
+    chain.halt().await;
+    let blocks = chain_of(&support);
+    let all: Vec<String> = blocks[1..].iter().flat_map(tx_ids).collect();
+    assert_eq!(all.len(), 2000, "no envelope lost or added");
+    assert_eq!(
+        all.iter().collect::<HashSet<_>>().len(),
+        2000,
+        "no duplicates"
+    );
+    for b in &blocks[1..] {
+        assert!(
+            b.data.as_ref().map(|d| d.data.len()).unwrap_or(0) <= 37,
+            "max_message_count respected"
+        );
+        assert_eq!(b.metadata.as_ref().map(|m| m.last_config), Some(0));
+    }
+    for ids in per_task {
+        let positions: Vec<usize> = ids
+            .iter()
+            .map(|id| all.iter().position(|x| x == id).expect("present"))
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "a submitter's order is kept"
+        );
+    }
+}
+
+fn config_update(
+    f: &Fixture,
+    support: &ChainSupport,
+    change: impl FnOnce(&mut ChannelConfig),
+) -> ordo_consensus::filters::Candidate {
+    let mut next = support.state().config.clone();
+    next.sequence += 1;
+    change(&mut next);
+    let bytes = next.encode_to_vec();
+    let signatures = [&f.admin_a, &f.admin_b]
+        .iter()
+        .map(|a| ConfigSignature {
+            signer: a.cert_bytes().clone(),
+            signature: a.sign(&bytes).to_vec().into(),
+        })
+        .collect();
+    let update = ConfigUpdate {
+        config: bytes.into(),
+        signatures,
+    };
+    let (env, _) = envelope::create_signed(
+        &f.admin_a,
+        "conformance",
+        HeaderType::ConfigUpdate,
+        update.encode_to_vec().into(),
+        1,
+    );
+    precheck(&support.state(), env, 10).expect("config update passes precheck")
+}
+
+async fn config_alone_and_in_force(backend: &dyn Backend) {
+    let f = fixture(100, 20, AckMode::Enqueued);
+    let (support, chain) = f.open(backend);
+    for i in 0..10 {
+        chain
+            .order(request(&f.client_a, i, 0))
+            .await
+            .expect("ordered");
+    }
+    let cand = config_update(&f, &support, |c| {
+        if let Some(bs) = c.orderer.as_mut().and_then(|o| o.batch_size.as_mut()) {
+            bs.max_message_count = 3;
+        }
+    });
+    let (cfg_env, _) = configtx::process_config_update(&support, &cand, 10).expect("valid update");
+    chain
+        .configure(OrderRequest {
+            envelope: cfg_env,
+            tx_id: "cfg".into(),
+            config_seq: 0,
+        })
+        .await
+        .expect("configured");
+    for i in 10..20 {
+        chain
+            .order(request(&f.client_a, i, 1))
+            .await
+            .expect("ordered");
+    }
+    chain.halt().await;
+    let blocks = chain_of(&support);
+    let cfg_pos = blocks
+        .iter()
+        .skip(1)
+        .position(|b| config::config_from_block(b).is_ok())
+        .expect("config block")
+        + 1;
+    assert_eq!(
+        blocks[cfg_pos].data.as_ref().map(|d| d.data.len()),
+        Some(1),
+        "config alone in its block"
+    );
+    let before: usize = blocks[1..cfg_pos].iter().map(|b| tx_ids(b).len()).sum();
+    assert_eq!(before, 10, "the pending batch was cut before the config");
+    for b in &blocks[cfg_pos + 1..] {
+        assert!(
+            tx_ids(b).len() <= 3,
+            "new batch size in force after the config block"
+        );
+        assert_eq!(
+            b.metadata.as_ref().map(|m| m.last_config),
+            Some(cfg_pos as u64)
+        );
+    }
+    assert_eq!(support.sequence(), 1);
+    drop((support, chain));
+    // And the configuration survives a restart.
+    let (support2, chain2) = f.open(backend);
+    assert_eq!(support2.sequence(), 1);
+    assert_eq!(support2.state().limits.max_message_count, 3);
+    chain2.halt().await;
+}
+
+async fn stale_config_seq_is_revalidated(backend: &dyn Backend) {
+    let f = fixture(100, 20, AckMode::Enqueued);
+    let (support, chain) = f.open(backend);
+    // New config: only org B may write.
+    let cand = config_update(&f, &support, |c| {
+        c.writers = Some(policy::any_member(&["B"], &[]))
+    });
+    let (cfg_env, _) = configtx::process_config_update(&support, &cand, 10).expect("valid update");
+    chain
+        .configure(OrderRequest {
+            envelope: cfg_env,
+            tx_id: "cfg".into(),
+            config_seq: 0,
+        })
+        .await
+        .expect("configured");
+    // Validated (by the caller) against sequence 0, when A could still write.
+    let from_a = request(&f.client_a, 1, 0);
+    let from_b = request(&f.client_b, 2, 0);
+    let rejected = support.register_commit_waiter(&from_a.tx_id);
+    chain.order(from_a.clone()).await.expect("taken");
+    chain.order(from_b.clone()).await.expect("taken");
+    let outcome = tokio::time::timeout(Duration::from_secs(10), rejected)
+        .await
+        .expect("told")
+        .expect("sent");
+    assert!(outcome.is_err(), "A's envelope refused on re-validation");
+    chain.halt().await;
+    let all: Vec<String> = chain_of(&support)[1..].iter().flat_map(tx_ids).collect();
+    assert!(all.contains(&from_b.tx_id));
+    assert!(!all.contains(&from_a.tx_id));
+    let _ = &f.ca_a;
+}
+
+async fn batch_timeout_cuts(backend: &dyn Backend) {
+    let f = fixture(10_000, 30, AckMode::Enqueued);
+    let (support, chain) = f.open(backend);
+    let r = request(&f.client_a, 1, 0);
+    chain.order(r.clone()).await.expect("ordered");
+    wait_height(&support, 2).await;
+    let b = support.ledger().block(1).expect("read").expect("block 1");
+    assert_eq!(tx_ids(&b), vec![r.tx_id]);
+    chain.halt().await;
+}
+
+async fn restart_resumes(backend: &dyn Backend) {
+    let f = fixture(5, 20, AckMode::Enqueued);
+    let mut expected = Vec::new();
+    for round in 0..3u64 {
+        let (support, chain) = f.open(backend);
+        let h = support.height();
+        for i in 0..12 {
+            let r = request(&f.client_b, round * 100 + i, 0);
+            expected.push(r.tx_id.clone());
+            chain.order(r).await.expect("ordered");
+        }
+        chain.halt().await;
+        assert!(support.height() > h, "round {round} extended the chain");
+        let all: Vec<String> = chain_of(&support)[1..].iter().flat_map(tx_ids).collect();
+        assert_eq!(
+            all, expected,
+            "round {round}: everything so far, once, in order"
+        );
+        drop((support, chain));
+    }
+}
+
+async fn committed_waiters_learn_their_block(backend: &dyn Backend) {
+    let f = fixture(4, 20, AckMode::Committed);
+    let (support, chain) = f.open(backend);
+    let mut waits = Vec::new();
+    for i in 0..10 {
+        let r = request(&f.client_a, i, 0);
+        waits.push((r.tx_id.clone(), support.register_commit_waiter(&r.tx_id)));
+        chain.order(r).await.expect("ordered");
+    }
+    for (tx_id, w) in waits {
+        let n = tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("in time")
+            .expect("sent")
+            .expect("committed");
+        let b = support
+            .ledger()
+            .block(n)
+            .expect("read")
+            .expect("durable before the ack");
+        assert!(tx_ids(&b).contains(&tx_id));
+    }
+    chain.halt().await;
+}
+
+macro_rules! conformance {
+    ($backend:expr, $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(&$backend).await;
+            }
+        )*
+    };
+}
+
+mod solo {
+    use super::Solo;
+    conformance!(
+        Solo,
+        total_order_no_gaps_no_duplicates,
+        config_alone_and_in_force,
+        stale_config_seq_is_revalidated,
+        batch_timeout_cuts,
+        restart_resumes,
+        committed_waiters_learn_their_block,
+    );
+}

@@ -1,0 +1,257 @@
+//! The Admin service: channel participation (join, list, remove) and channel info.
+//!
+//! Every request is a signed ADMIN_COMMAND envelope. Join, list and remove need an admin
+//! of this node's own org — a certificate with role ADMIN issued by the same CA as the
+//! node's own certificate. Info is also open to any member the channel's Readers policy
+//! admits. A request's timestamp must be within `admin_clock_skew_s` of the node's clock,
+//! which bounds how long a captured request could be replayed.
+
+use std::sync::Arc;
+
+use prost::Message;
+
+use ordo_proto::cert::{Msp, VerifiedCert};
+use ordo_proto::crypto;
+use ordo_proto::envelope;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::admin::{admin_command, AdminCommand, AdminResponse, ChannelInfo, ChannelList};
+use ordo_proto::pb::common::{Block, Envelope, HeaderType, Role, Status as Code};
+use ordo_proto::policy;
+
+use crate::metrics::Metrics;
+use crate::registry::{ChannelHandle, Registry};
+
+/// Shared state of the Admin handler.
+pub struct AdminHandler {
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    local_msp: Msp,
+    org: String,
+    clock_skew_s: u64,
+}
+
+type Refusal = (Code, String);
+
+impl AdminHandler {
+    /// Admins are checked against the CA that issued `node_identity`'s certificate.
+    pub fn new(
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        node_identity: &Identity,
+        clock_skew_s: u64,
+    ) -> Result<Self, ordo_proto::cert::CertError> {
+        let (_, body) = ordo_proto::cert::decode(node_identity.cert_bytes())?;
+        let local_msp = Msp::new([(body.org.clone(), vec![body.issuer_public_key.to_vec()])])?;
+        Ok(Self {
+            registry,
+            metrics,
+            local_msp,
+            org: body.org,
+            clock_skew_s,
+        })
+    }
+
+    /// Executes one request.
+    pub async fn execute(&self, request: Envelope) -> AdminResponse {
+        let (name, result) = match self.run(&request).await {
+            Ok((name, resp)) => (name, Ok(resp)),
+            Err((name, refusal)) => (name, Err(refusal)),
+        };
+        let resp = result.unwrap_or_else(|(code, info)| AdminResponse {
+            status: code as i32,
+            info,
+            ..Default::default()
+        });
+        let status = Code::try_from(resp.status)
+            .map(|c| c.as_str_name())
+            .unwrap_or("UNKNOWN");
+        self.metrics
+            .admin_requests
+            .get_or_create(&vec![
+                ("command".into(), name.into()),
+                ("status".into(), status.into()),
+            ])
+            .inc();
+        resp
+    }
+
+    async fn run(
+        &self,
+        request: &Envelope,
+    ) -> Result<(&'static str, AdminResponse), (&'static str, Refusal)> {
+        let unpacked = envelope::unpack(request)
+            .map_err(|e| ("unknown", (Code::BadRequest, e.to_string())))?;
+        if unpacked.header_type != HeaderType::AdminCommand {
+            return Err((
+                "unknown",
+                (Code::BadRequest, "header type is not ADMIN_COMMAND".into()),
+            ));
+        }
+        let now_ms = ordo_proto::now_ms();
+        let skew_ms = self.clock_skew_s.saturating_mul(1000);
+        if unpacked.header.timestamp_ms.abs_diff(now_ms) > skew_ms {
+            return Err((
+                "unknown",
+                (
+                    Code::BadRequest,
+                    format!(
+                        "request timestamp is more than {}s from the node's clock",
+                        self.clock_skew_s
+                    ),
+                ),
+            ));
+        }
+        let cmd = AdminCommand::decode(unpacked.data.as_ref())
+            .map_err(|e| ("unknown", (Code::BadRequest, format!("admin command: {e}"))))?;
+        let Some(command) = cmd.command else {
+            return Err(("unknown", (Code::BadRequest, "empty admin command".into())));
+        };
+        let now_secs = now_ms / 1000;
+        let creator = &unpacked.header.creator;
+        match command {
+            admin_command::Command::Join(j) => {
+                let name = "join";
+                self.authorize_admin(request, creator, now_secs)
+                    .map_err(|r| (name, r))?;
+                let genesis = Block::decode(j.genesis_block.as_ref())
+                    .map_err(|e| (name, (Code::BadRequest, format!("genesis block: {e}"))))?;
+                let handle = self
+                    .registry
+                    .join(genesis)
+                    .await
+                    .map_err(|e| (name, (e.status(), e.to_string())))?;
+                Ok((name, ok_with(info(&handle))))
+            }
+            admin_command::Command::List(_) => {
+                let name = "list";
+                self.authorize_admin(request, creator, now_secs)
+                    .map_err(|r| (name, r))?;
+                let channels = self.registry.list().iter().map(|h| info(h)).collect();
+                Ok((
+                    name,
+                    AdminResponse {
+                        status: Code::Success as i32,
+                        list: Some(ChannelList { channels }),
+                        ..Default::default()
+                    },
+                ))
+            }
+            admin_command::Command::Remove(r) => {
+                let name = "remove";
+                self.authorize_admin(request, creator, now_secs)
+                    .map_err(|r| (name, r))?;
+                self.registry
+                    .remove(&r.channel_id)
+                    .await
+                    .map_err(|e| (name, (e.status(), e.to_string())))?;
+                Ok((
+                    name,
+                    AdminResponse {
+                        status: Code::Success as i32,
+                        ..Default::default()
+                    },
+                ))
+            }
+            admin_command::Command::Info(i) => {
+                let name = "info";
+                let handle = self.registry.get(&i.channel_id).ok_or_else(|| {
+                    (
+                        name,
+                        (
+                            Code::NotFound,
+                            format!("channel {:?} not found", i.channel_id),
+                        ),
+                    )
+                })?;
+                if self.authorize_admin(request, creator, now_secs).is_err() {
+                    self.authorize_reader(&handle, request, creator, now_secs)
+                        .map_err(|r| (name, r))?;
+                }
+                Ok((name, ok_with(info(&handle))))
+            }
+        }
+    }
+
+    fn authorize_admin(
+        &self,
+        request: &Envelope,
+        creator: &[u8],
+        now_secs: u64,
+    ) -> Result<VerifiedCert, Refusal> {
+        let cert = self.local_msp.verify(creator, now_secs).map_err(|e| {
+            (
+                Code::Forbidden,
+                format!("not an admin of {}: {e}", self.org),
+            )
+        })?;
+        if cert.role != Role::Admin {
+            return Err((
+                Code::Forbidden,
+                format!("{} is not an admin of {}", cert.subject, self.org),
+            ));
+        }
+        crypto::verify(&cert.public_key, &request.payload, &request.signature).map_err(|_| {
+            (
+                Code::Forbidden,
+                "request signature does not verify".to_string(),
+            )
+        })?;
+        Ok(cert)
+    }
+
+    fn authorize_reader(
+        &self,
+        handle: &ChannelHandle,
+        request: &Envelope,
+        creator: &[u8],
+        now_secs: u64,
+    ) -> Result<(), Refusal> {
+        let state = handle.support.state();
+        let cert = state
+            .msp
+            .verify(creator, now_secs)
+            .map_err(|e| (Code::Forbidden, format!("creator certificate: {e}")))?;
+        crypto::verify(&cert.public_key, &request.payload, &request.signature).map_err(|_| {
+            (
+                Code::Forbidden,
+                "request signature does not verify".to_string(),
+            )
+        })?;
+        let readers = state
+            .config
+            .readers
+            .as_ref()
+            .ok_or((Code::Forbidden, "no Readers policy".to_string()))?;
+        policy::evaluate(readers, std::slice::from_ref(&cert), &state.org_names)
+            .map_err(|e| (Code::Forbidden, format!("Readers policy: {e}")))
+    }
+}
+
+fn ok_with(channel: ChannelInfo) -> AdminResponse {
+    AdminResponse {
+        status: Code::Success as i32,
+        channel: Some(channel),
+        ..Default::default()
+    }
+}
+
+/// The info `ordo channel info` shows for a channel.
+pub fn info(handle: &ChannelHandle) -> ChannelInfo {
+    let state = handle.support.state();
+    let status = handle.chain.status();
+    let ledger = handle.support.ledger();
+    ChannelInfo {
+        channel_id: handle.id().to_string(),
+        height: ledger.height(),
+        last_block_hash: ledger
+            .last_hash()
+            .map(|h| h.to_vec().into())
+            .unwrap_or_default(),
+        consensus_type: state.consensus_type().to_string(),
+        role: status.role,
+        leader: status.leader.unwrap_or_default(),
+        term: status.term,
+        ack_mode: state.ack_mode as i32,
+        config_sequence: state.sequence(),
+    }
+}

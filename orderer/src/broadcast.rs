@@ -1,0 +1,324 @@
+//! Broadcast: clients stream envelopes in; one response per envelope comes back, in order.
+//!
+//! Each stream runs three tasks, so that reading, checking and answering overlap:
+//! the *reader* pulls envelopes off the wire into a bounded queue; the *processor* takes
+//! whatever is queued (up to [`MAX_VERIFY_BATCH`]), runs the filters, verifies all their
+//! signatures in one batch and hands the good ones to the chain, in order; the *responder*
+//! answers in order — at once in `enqueued` mode, once the block is durable in `committed`
+//! mode. The queues bound how much one stream may have in flight.
+//!
+//! Filters, in order: node size limit, decode, channel exists, channel size limit, header
+//! sanity, creator certificate, signature, header type, Writers (or Admins) policy,
+//! duplicate tx id; then `Chain::order` / `Chain::configure`.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Streaming};
+use tracing::debug;
+
+use ordo_consensus::configtx;
+use ordo_consensus::filters::{self, Candidate, FilterError};
+use ordo_consensus::support::CommitOutcome;
+use ordo_consensus::OrderRequest;
+use ordo_proto::envelope;
+use ordo_proto::pb::common::{AckMode, Envelope, HeaderType, Status as Code};
+use ordo_proto::pb::orderer::BroadcastResponse;
+use prost::Message;
+
+use crate::metrics::Metrics;
+use crate::registry::{ChannelHandle, Registry};
+use crate::status::chain_error_code;
+
+/// Most envelopes whose signatures are verified in one batch.
+pub const MAX_VERIFY_BATCH: usize = 512;
+
+/// What the responder answers for one envelope.
+enum Slot {
+    Ready(BroadcastResponse),
+    Commit {
+        tx_id: String,
+        channel: String,
+        rx: oneshot::Receiver<CommitOutcome>,
+    },
+}
+
+fn response(code: Code, info: impl Into<String>, tx_id: &str) -> BroadcastResponse {
+    BroadcastResponse {
+        status: code as i32,
+        info: info.into(),
+        tx_id: tx_id.to_string(),
+        block_number: None,
+    }
+}
+
+/// Shared state of the Broadcast handler.
+#[derive(Clone)]
+pub struct BroadcastHandler {
+    /// The channels.
+    pub registry: Arc<Registry>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Node-level envelope size limit.
+    pub max_envelope_bytes: usize,
+    /// Envelopes in flight per stream.
+    pub inflight: usize,
+    /// Cancelled on node shutdown.
+    pub shutdown: CancellationToken,
+}
+
+impl BroadcastHandler {
+    /// Starts the tasks of one Broadcast stream and returns its response stream.
+    pub fn handle(
+        &self,
+        request: Request<Streaming<Envelope>>,
+    ) -> Response<ReceiverStream<Result<BroadcastResponse, tonic::Status>>> {
+        let mut inbound = request.into_inner();
+        let half = (self.inflight / 2).max(1);
+        let (in_tx, in_rx) = mpsc::channel::<Envelope>(half);
+        let (slot_tx, slot_rx) = mpsc::channel::<Slot>(half);
+        let (out_tx, out_rx) = mpsc::channel(256);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    n = inbound.next() => n,
+                    _ = shutdown.cancelled() => None,
+                };
+                match next {
+                    Some(Ok(env)) => {
+                        if in_tx.send(env).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Err(status)) => {
+                        debug!(%status, "broadcast stream ended with an error");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        });
+        let this = self.clone();
+        this.metrics.broadcast_streams.inc();
+        tokio::spawn(async move {
+            this.process(in_rx, slot_tx).await;
+        });
+        let metrics = self.metrics.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            respond(slot_rx, out_tx, &metrics, shutdown).await;
+            metrics.broadcast_streams.dec();
+        });
+        Response::new(ReceiverStream::new(out_rx))
+    }
+
+    async fn process(&self, mut in_rx: mpsc::Receiver<Envelope>, slot_tx: mpsc::Sender<Slot>) {
+        loop {
+            let first = tokio::select! {
+                e = in_rx.recv() => e,
+                _ = self.shutdown.cancelled() => None,
+            };
+            let Some(first) = first else { return };
+            let mut batch = vec![first];
+            while batch.len() < MAX_VERIFY_BATCH {
+                match in_rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            let now_secs = ordo_proto::now_ms() / 1000;
+            let checked: Vec<Result<(Arc<ChannelHandle>, Candidate), BroadcastResponse>> = batch
+                .into_iter()
+                .map(|env| self.precheck(env, now_secs))
+                .collect();
+            let candidates: Vec<&Candidate> = checked
+                .iter()
+                .filter_map(|r| r.as_ref().ok().map(|(_, c)| c))
+                .collect();
+            self.metrics
+                .verify_batch_size
+                .observe(candidates.len() as f64);
+            let mut sig_ok = filters::verify_signatures(&candidates).into_iter();
+            for item in checked {
+                let slot = match item {
+                    Err(resp) => Slot::Ready(resp),
+                    Ok((ch, cand)) => {
+                        if sig_ok.next().unwrap_or(false) {
+                            self.admit(&ch, cand, now_secs).await
+                        } else {
+                            Slot::Ready(response(
+                                Code::Forbidden,
+                                FilterError::BadSignature.to_string(),
+                                cand.tx_id(),
+                            ))
+                        }
+                    }
+                };
+                if slot_tx.send(slot).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Size, decode, channel, header and creator checks.
+    fn precheck(
+        &self,
+        env: Envelope,
+        now_secs: u64,
+    ) -> Result<(Arc<ChannelHandle>, Candidate), BroadcastResponse> {
+        let size = env.encoded_len();
+        if size > self.max_envelope_bytes {
+            return Err(response(
+                Code::RequestEntityTooLarge,
+                format!(
+                    "envelope of {size} bytes exceeds the node's limit of {} bytes",
+                    self.max_envelope_bytes
+                ),
+                "",
+            ));
+        }
+        let unpacked =
+            envelope::unpack(&env).map_err(|e| response(Code::BadRequest, e.to_string(), ""))?;
+        let tx_id = unpacked.header.tx_id.clone();
+        let channel = &unpacked.header.channel_id;
+        let ch = self.registry.get(channel).ok_or_else(|| {
+            response(
+                Code::NotFound,
+                format!("channel {channel:?} not found"),
+                &tx_id,
+            )
+        })?;
+        let state = ch.support.state();
+        let cand = filters::precheck(&state, env, now_secs)
+            .map_err(|e| response(e.status(), e.to_string(), &tx_id))?;
+        Ok((ch, cand))
+    }
+
+    /// Type, policy and duplicate checks, then hands the envelope to the chain.
+    async fn admit(&self, ch: &Arc<ChannelHandle>, cand: Candidate, now_secs: u64) -> Slot {
+        let tx_id = cand.tx_id().to_string();
+        let state = ch.support.state();
+        let (order_env, order_tx_id, is_config) = match cand.header_type() {
+            HeaderType::ConfigUpdate => {
+                match configtx::process_config_update(&ch.support, &cand, now_secs) {
+                    Ok((env, config_tx_id)) => (env, config_tx_id, true),
+                    Err(e) => return Slot::Ready(response(e.status(), e.to_string(), &tx_id)),
+                }
+            }
+            _ => {
+                if let Err(e) = filters::authorize_normal(&state, &cand) {
+                    return Slot::Ready(response(e.status(), e.to_string(), &tx_id));
+                }
+                (cand.encoded(), tx_id.clone(), false)
+            }
+        };
+        if !self.remember(ch, &tx_id) {
+            return Slot::Ready(response(
+                Code::Conflict,
+                format!("duplicate tx id {tx_id}"),
+                &tx_id,
+            ));
+        }
+        if let Err(e) = ch.chain.wait_ready().await {
+            self.forget(ch, &tx_id);
+            return Slot::Ready(response(chain_error_code(&e), e.to_string(), &tx_id));
+        }
+        let committed = state.ack_mode == AckMode::Committed;
+        let waiter = committed.then(|| ch.support.register_commit_waiter(&order_tx_id));
+        let req = OrderRequest {
+            envelope: order_env,
+            tx_id: order_tx_id.clone(),
+            config_seq: state.sequence(),
+        };
+        let result = if is_config {
+            ch.chain.configure(req).await
+        } else {
+            ch.chain.order(req).await
+        };
+        match (result, waiter) {
+            (Err(e), _) => {
+                ch.support.cancel_commit_waiter(&order_tx_id);
+                self.forget(ch, &tx_id);
+                Slot::Ready(response(chain_error_code(&e), e.to_string(), &tx_id))
+            }
+            (Ok(()), None) => Slot::Ready(response(Code::Success, "", &tx_id)),
+            (Ok(()), Some(rx)) => Slot::Commit {
+                tx_id,
+                channel: ch.id().to_string(),
+                rx,
+            },
+        }
+    }
+
+    /// Records a tx id as accepted; `false` when it is a duplicate (recently, or in the
+    /// ledger).
+    fn remember(&self, ch: &ChannelHandle, tx_id: &str) -> bool {
+        if matches!(ch.support.ledger().tx_location(tx_id), Ok(Some(_))) {
+            return false;
+        }
+        ch.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tx_id)
+    }
+
+    fn forget(&self, ch: &ChannelHandle, tx_id: &str) {
+        ch.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tx_id);
+    }
+}
+
+async fn respond(
+    mut slot_rx: mpsc::Receiver<Slot>,
+    out_tx: mpsc::Sender<Result<BroadcastResponse, tonic::Status>>,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+) {
+    while let Some(slot) = slot_rx.recv().await {
+        let (resp, channel) = match slot {
+            Slot::Ready(r) => (r, String::new()),
+            Slot::Commit { tx_id, channel, rx } => {
+                let outcome = tokio::select! {
+                    o = rx => o.ok(),
+                    _ = shutdown.cancelled() => None,
+                };
+                let r = match outcome {
+                    Some(Ok(block)) => BroadcastResponse {
+                        status: Code::Success as i32,
+                        info: String::new(),
+                        tx_id,
+                        block_number: Some(block),
+                    },
+                    Some(Err(reason)) => response(
+                        Code::ServiceUnavailable,
+                        format!("not ordered: {reason}"),
+                        &tx_id,
+                    ),
+                    None => response(
+                        Code::ServiceUnavailable,
+                        "the node stopped before the envelope's block was written; resubmit",
+                        &tx_id,
+                    ),
+                };
+                (r, channel)
+            }
+        };
+        let status = Code::try_from(resp.status)
+            .map(|c| c.as_str_name())
+            .unwrap_or("UNKNOWN");
+        metrics
+            .broadcast_responses
+            .get_or_create(&Metrics::channel_status(&channel, status))
+            .inc();
+        if out_tx.send(Ok(resp)).await.is_err() {
+            return;
+        }
+    }
+}

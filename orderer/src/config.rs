@@ -1,0 +1,305 @@
+//! The orderer's node configuration: a TOML file with `ORDO_` environment overrides.
+//!
+//! Every field has a documented default that makes a working single-machine node, so a
+//! config file only needs the identity. An environment variable `ORDO_<SECTION>_<KEY>`
+//! (upper case) overrides `<key>` in `[<section>]`, e.g. `ORDO_NODE_LISTEN_ADDR=0.0.0.0:7050`;
+//! values are read as TOML scalars (numbers, booleans) and otherwise as strings.
+//! Unknown fields are an error, never silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Sections that environment overrides may address.
+const SECTIONS: [&str; 4] = ["node", "identity", "limits", "log"];
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file or an override does not parse, or names an unknown field.
+    #[error("{path}: {reason}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// Fields that parse but do not make sense together.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OrdererConfig {
+    /// Where the node listens and keeps its data.
+    #[serde(default)]
+    pub node: NodeSection,
+    /// The node's signing identity.
+    pub identity: IdentitySection,
+    /// Limits on what clients may send.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// Node name, used in logs and as the consenter id. Default: `orderer0`.
+    pub name: String,
+    /// gRPC address for Broadcast, Deliver and Admin. Default: `127.0.0.1:7050`.
+    pub listen_addr: SocketAddr,
+    /// Operations address for `/healthz` and `/metrics`. Default: `127.0.0.1:8443`.
+    pub ops_listen_addr: SocketAddr,
+    /// Data directory; each channel's ledger lives in `<data_dir>/channels/<id>`.
+    /// Default: `./ordo-data`. Relative paths are taken from the config file's directory.
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            name: "orderer0".into(),
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 7050)),
+            ops_listen_addr: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            data_dir: PathBuf::from("ordo-data"),
+        }
+    }
+}
+
+/// `[identity]`: the node's key and certificate (role `orderer`), as written by
+/// `ordo crypto init`. Admins of the certificate's org (same issuing CA) may run channel
+/// participation commands on this node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    /// Hex Ed25519 seed file. Relative to the config file's directory.
+    pub key_file: PathBuf,
+    /// Hex certificate file. Relative to the config file's directory.
+    pub cert_file: PathBuf,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest gRPC message accepted, in bytes; envelopes above a channel's
+    /// `absolute_max_bytes` are refused per envelope with REQUEST_ENTITY_TOO_LARGE.
+    /// Default: 80 MiB (above the largest allowed block).
+    pub max_grpc_message_bytes: usize,
+    /// Concurrent gRPC streams per connection. Default: 256.
+    pub max_concurrent_streams: u32,
+    /// Recent tx ids remembered per channel for duplicate detection (beyond it, the
+    /// ledger's tx index answers). Default: 1,000,000.
+    pub dedupe_window: usize,
+    /// Envelopes a Broadcast stream may have in flight (received, not yet answered).
+    /// Default: 4,096.
+    pub broadcast_inflight: usize,
+    /// How far an admin request's timestamp may be from the node's clock, in seconds
+    /// (replay protection). Default: 300.
+    pub admin_clock_skew_s: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_grpc_message_bytes: 80 * 1024 * 1024,
+            max_concurrent_streams: 256,
+            dedupe_window: 1_000_000,
+            broadcast_inflight: 4096,
+            admin_clock_skew_s: 300,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `tracing` filter, e.g. `info` or `ordo_orderer=debug,info`. Default: `info`;
+    /// the `RUST_LOG` environment variable wins when set.
+    pub filter: String,
+    /// `text` or `json`. Default: `text`.
+    pub format: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl OrdererConfig {
+    /// Loads `path`, applies `ORDO_` overrides from the process environment, resolves
+    /// relative paths against the file's directory and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::parse(&text, &vars, base, &path.display().to_string())
+    }
+
+    /// Parses TOML text with the given overrides; `base` resolves relative paths.
+    pub fn parse(
+        text: &str,
+        env: &[(String, String)],
+        base: &Path,
+        origin: &str,
+    ) -> Result<Self, ConfigError> {
+        let parse_err = |reason: String| ConfigError::Parse {
+            path: origin.to_string(),
+            reason,
+        };
+        let mut value: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        apply_overrides(&mut value, env).map_err(parse_err)?;
+        let mut cfg: OrdererConfig = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        for p in [
+            &mut cfg.node.data_dir,
+            &mut cfg.identity.key_file,
+            &mut cfg.identity.cert_file,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks relations between fields.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node.name.is_empty() {
+            return Err(ConfigError::Invalid("node.name is empty".into()));
+        }
+        if self.limits.max_grpc_message_bytes < 1024 * 1024 {
+            return Err(ConfigError::Invalid(
+                "limits.max_grpc_message_bytes below 1 MiB".into(),
+            ));
+        }
+        if self.limits.broadcast_inflight == 0 || self.limits.max_concurrent_streams == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.broadcast_inflight and limits.max_concurrent_streams must be positive"
+                    .into(),
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(format!(
+                "log.format {:?} is not text or json",
+                self.log.format
+            )));
+        }
+        Ok(())
+    }
+
+    /// A commented example configuration with every default spelled out.
+    pub fn example() -> &'static str {
+        include_str!("../orderer.example.toml")
+    }
+}
+
+fn apply_overrides(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), String> {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("ORDO_") else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once('_') else {
+            continue;
+        };
+        let section = section.to_ascii_lowercase();
+        if !SECTIONS.contains(&section.as_str()) || key.is_empty() {
+            continue;
+        }
+        let key = key.to_ascii_lowercase();
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(sec) = entry else {
+            return Err(format!("{section} is not a table (override {name})"));
+        };
+        sec.insert(key, value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[identity]\nkey_file = \"o.key\"\ncert_file = \"o.cert\"\n";
+
+    #[test]
+    fn defaults_fill_everything_but_the_identity() {
+        let c = OrdererConfig::parse(MINIMAL, &[], Path::new("/etc/ordo"), "t").expect("valid");
+        assert_eq!(c.node.listen_addr.port(), 7050);
+        assert_eq!(c.identity.key_file, PathBuf::from("/etc/ordo/o.key"));
+        assert_eq!(c.node.data_dir, PathBuf::from("/etc/ordo/ordo-data"));
+        assert_eq!(c.limits.dedupe_window, 1_000_000);
+    }
+
+    #[test]
+    fn environment_overrides_win() {
+        let env = vec![
+            (
+                "ORDO_NODE_LISTEN_ADDR".to_string(),
+                "0.0.0.0:9000".to_string(),
+            ),
+            ("ORDO_LIMITS_DEDUPE_WINDOW".to_string(), "10".to_string()),
+            ("ORDO_KAFKA_BROKERS".to_string(), "ignored:9092".to_string()),
+        ];
+        let c = OrdererConfig::parse(MINIMAL, &env, Path::new("/"), "t").expect("valid");
+        assert_eq!(c.node.listen_addr.port(), 9000);
+        assert_eq!(c.limits.dedupe_window, 10);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_errors() {
+        let bad = format!("{MINIMAL}[node]\nlisten_adr = \"x\"\n");
+        assert!(matches!(
+            OrdererConfig::parse(&bad, &[], Path::new("/"), "t"),
+            Err(ConfigError::Parse { .. })
+        ));
+        let env = vec![("ORDO_NODE_BOGUS".to_string(), "1".to_string())];
+        assert!(OrdererConfig::parse(MINIMAL, &env, Path::new("/"), "t").is_err());
+        let bad = format!("{MINIMAL}[log]\nformat = \"xml\"\n");
+        assert!(matches!(
+            OrdererConfig::parse(&bad, &[], Path::new("/"), "t"),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        OrdererConfig::parse(OrdererConfig::example(), &[], Path::new("/"), "example")
+            .expect("example is valid");
+    }
+}

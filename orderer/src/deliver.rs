@@ -1,0 +1,245 @@
+//! Deliver: a signed SeekInfo in, a stream of blocks out, ended by a status.
+//!
+//! Checks, in order: decode and header (BAD_REQUEST), channel (NOT_FOUND), creator
+//! certificate and signature (FORBIDDEN), Readers policy (FORBIDDEN), the seek range
+//! (BAD_REQUEST when stop is before start). Then blocks stream from the ledger; past the
+//! height the stream waits on the ledger's height watch (BLOCK_UNTIL_READY) or ends with
+//! NOT_FOUND (FAIL_IF_NOT_READY). The stream ends with SUCCESS after the stop block, with
+//! SERVICE_UNAVAILABLE when the channel is removed or the node stops, and with FORBIDDEN
+//! when the reader's certificate expires mid-stream.
+
+use std::sync::Arc;
+
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use ordo_proto::cert::VerifiedCert;
+use ordo_proto::crypto;
+use ordo_proto::envelope;
+use ordo_proto::pb::common::{Envelope, HeaderType, Status as Code};
+use ordo_proto::pb::orderer::{
+    deliver_response, seek_position, DeliverResponse, SeekBehavior, SeekInfo, SeekPosition,
+};
+use ordo_proto::policy;
+
+use crate::metrics::Metrics;
+use crate::registry::{ChannelHandle, Registry};
+
+/// A Deliver request that passed every check.
+struct Seek {
+    channel: Arc<ChannelHandle>,
+    reader: VerifiedCert,
+    start: u64,
+    stop: u64,
+    fail_if_not_ready: bool,
+}
+
+type Refusal = (Code, String);
+
+/// Shared state of the Deliver handler.
+#[derive(Clone)]
+pub struct DeliverHandler {
+    /// The channels.
+    pub registry: Arc<Registry>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled on node shutdown.
+    pub shutdown: CancellationToken,
+}
+
+fn end(code: Code, info: impl Into<String>) -> DeliverResponse {
+    DeliverResponse {
+        r#type: Some(deliver_response::Type::Status(code as i32)),
+        info: info.into(),
+    }
+}
+
+impl DeliverHandler {
+    /// Checks the request and starts streaming.
+    pub fn handle(
+        &self,
+        request: Envelope,
+    ) -> ReceiverStream<Result<DeliverResponse, tonic::Status>> {
+        let (tx, rx) = mpsc::channel(4);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let final_status = match this.check(&request) {
+                Err((code, info)) => end(code, info),
+                Ok(seek) => {
+                    this.metrics.deliver_streams.inc();
+                    let r = this.stream(seek, &tx).await;
+                    this.metrics.deliver_streams.dec();
+                    match r {
+                        Some(resp) => resp,
+                        None => return, // the client went away
+                    }
+                }
+            };
+            let name = match &final_status.r#type {
+                Some(deliver_response::Type::Status(c)) => Code::try_from(*c)
+                    .map(|c| c.as_str_name())
+                    .unwrap_or("UNKNOWN"),
+                _ => "UNKNOWN",
+            };
+            this.metrics
+                .deliver_ends
+                .get_or_create(&vec![("status".to_string(), name.to_string())])
+                .inc();
+            let _ = tx.send(Ok(final_status)).await;
+        });
+        ReceiverStream::new(rx)
+    }
+
+    fn check(&self, request: &Envelope) -> Result<Seek, Refusal> {
+        let unpacked = envelope::unpack(request).map_err(|e| (Code::BadRequest, e.to_string()))?;
+        if unpacked.header_type != HeaderType::DeliverSeekInfo {
+            return Err((
+                Code::BadRequest,
+                format!(
+                    "header type {} is not DELIVER_SEEK_INFO",
+                    unpacked.header_type.as_str_name()
+                ),
+            ));
+        }
+        let channel_id = &unpacked.header.channel_id;
+        let channel = self
+            .registry
+            .get(channel_id)
+            .ok_or_else(|| (Code::NotFound, format!("channel {channel_id:?} not found")))?;
+        let state = channel.support.state();
+        let now_secs = ordo_proto::now_ms() / 1000;
+        let reader = state
+            .msp
+            .verify(&unpacked.header.creator, now_secs)
+            .map_err(|e| (Code::Forbidden, format!("creator certificate: {e}")))?;
+        crypto::verify(&reader.public_key, &request.payload, &request.signature).map_err(|_| {
+            (
+                Code::Forbidden,
+                "request signature does not verify".to_string(),
+            )
+        })?;
+        let readers = state
+            .config
+            .readers
+            .as_ref()
+            .ok_or((Code::Forbidden, "channel has no Readers policy".to_string()))?;
+        policy::evaluate(readers, std::slice::from_ref(&reader), &state.org_names)
+            .map_err(|e| (Code::Forbidden, format!("Readers policy: {e}")))?;
+        let seek = SeekInfo::decode(unpacked.data.as_ref())
+            .map_err(|e| (Code::BadRequest, format!("seek info: {e}")))?;
+        let height = channel.support.height();
+        let newest = height.saturating_sub(1);
+        let resolve = |p: &Option<SeekPosition>, what: &str| -> Result<u64, Refusal> {
+            match p.as_ref().and_then(|p| p.r#type.as_ref()) {
+                Some(seek_position::Type::Oldest(_)) => Ok(0),
+                Some(seek_position::Type::Newest(_)) => Ok(newest),
+                Some(seek_position::Type::Specified(n)) => Ok(*n),
+                None => Err((
+                    Code::BadRequest,
+                    format!("seek info has no {what} position"),
+                )),
+            }
+        };
+        let start = resolve(&seek.start, "start")?;
+        let stop = if seek.stop.is_none() {
+            u64::MAX
+        } else {
+            resolve(&seek.stop, "stop")?
+        };
+        if stop < start {
+            return Err((
+                Code::BadRequest,
+                format!("stop {stop} is before start {start}"),
+            ));
+        }
+        let behavior = SeekBehavior::try_from(seek.behavior).map_err(|_| {
+            (
+                Code::BadRequest,
+                format!("unknown seek behavior {}", seek.behavior),
+            )
+        })?;
+        let fail_if_not_ready = behavior == SeekBehavior::FailIfNotReady;
+        if fail_if_not_ready && start >= height {
+            return Err((
+                Code::NotFound,
+                format!("block {start} is not available yet (height {height})"),
+            ));
+        }
+        Ok(Seek {
+            channel,
+            reader,
+            start,
+            stop,
+            fail_if_not_ready,
+        })
+    }
+
+    /// Streams blocks; returns the final status, or `None` when the client went away.
+    async fn stream(
+        &self,
+        seek: Seek,
+        tx: &mpsc::Sender<Result<DeliverResponse, tonic::Status>>,
+    ) -> Option<DeliverResponse> {
+        let ledger = seek.channel.support.ledger().clone();
+        let labels = Metrics::channel(seek.channel.id());
+        let mut next = seek.start;
+        loop {
+            if next > seek.stop {
+                return Some(end(Code::Success, ""));
+            }
+            if self.shutdown.is_cancelled() || seek.channel.closed.is_cancelled() {
+                return Some(end(
+                    Code::ServiceUnavailable,
+                    "the channel was removed or the node is stopping",
+                ));
+            }
+            if ledger.height() <= next {
+                if seek.fail_if_not_ready {
+                    return Some(end(
+                        Code::NotFound,
+                        format!(
+                            "block {next} is not available yet (height {})",
+                            ledger.height()
+                        ),
+                    ));
+                }
+                tokio::select! {
+                    _ = ledger.wait_for_height(next + 1) => {}
+                    _ = seek.channel.closed.cancelled() => {}
+                    _ = self.shutdown.cancelled() => {}
+                    _ = tx.closed() => return None,
+                }
+                continue;
+            }
+            if let Err(e) = seek.reader.check_validity(ordo_proto::now_ms() / 1000) {
+                return Some(end(Code::Forbidden, format!("reader certificate: {e}")));
+            }
+            let block = match ledger.block(next) {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    return Some(end(
+                        Code::InternalServerError,
+                        format!("block {next} missing from the ledger"),
+                    ))
+                }
+                Err(e) => {
+                    return Some(end(
+                        Code::InternalServerError,
+                        format!("reading block {next}: {e}"),
+                    ))
+                }
+            };
+            let resp = DeliverResponse {
+                r#type: Some(deliver_response::Type::Block(block)),
+                info: String::new(),
+            };
+            if tx.send(Ok(resp)).await.is_err() {
+                return None;
+            }
+            self.metrics.deliver_blocks.get_or_create(&labels).inc();
+            next += 1;
+        }
+    }
+}

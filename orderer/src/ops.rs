@@ -1,0 +1,84 @@
+//! The operations endpoint: `GET /healthz` and `GET /metrics` over plain HTTP.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+#[derive(Clone)]
+struct Ops {
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+}
+
+/// Serves the operations endpoint on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .with_state(Ops { registry, metrics });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// 200 with `{"status":"OK",...}` when every channel's chain can order; 503 naming the
+/// failing channels otherwise.
+async fn healthz(State(ops): State<Ops>) -> impl IntoResponse {
+    let mut failing = Vec::new();
+    let channels = ops.registry.list();
+    for ch in &channels {
+        if let Err(e) = ch.chain.wait_ready().await {
+            failing.push(format!(
+                "{{\"channel\":\"{}\",\"reason\":\"{}\"}}",
+                ch.id(),
+                e.to_string().replace('"', "'")
+            ));
+        }
+    }
+    let (code, status) = if failing.is_empty() {
+        (StatusCode::OK, "OK")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+    };
+    let body = format!(
+        "{{\"status\":\"{status}\",\"channels\":{},\"failed_checks\":[{}]}}\n",
+        channels.len(),
+        failing.join(",")
+    );
+    (code, [(header::CONTENT_TYPE, "application/json")], body)
+}
+
+async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
+    for ch in ops.registry.list() {
+        let labels = Metrics::channel(ch.id());
+        ops.metrics
+            .ledger_height
+            .get_or_create(&labels)
+            .set(ch.support.height());
+        ops.metrics
+            .config_sequence
+            .get_or_create(&labels)
+            .set(ch.support.sequence());
+    }
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        ops.metrics.render(),
+    )
+}

@@ -1,0 +1,315 @@
+//! The channels this node serves: each with its ledger, its chain support, its running
+//! chain and its recent tx ids.
+//!
+//! Joining is all or nothing: the ledger is built in `<id>.joining`, holding the genesis
+//! block, and renamed into place only once complete; a crash in between leaves a
+//! `.joining` directory that the next start removes.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use ordo_consensus::{start_chain, Chain, ChainError, ChainSupport};
+use ordo_ledger::{BlockStore, LedgerError};
+use ordo_proto::block;
+use ordo_proto::config;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::{Block, Status};
+
+/// Why a channel operation failed.
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    /// The channel does not exist here.
+    #[error("channel {0:?} not found")]
+    NotFound(String),
+    /// The node already serves the channel.
+    #[error("channel {0:?} already joined")]
+    AlreadyExists(String),
+    /// The genesis block is not acceptable.
+    #[error("invalid genesis block: {0}")]
+    InvalidGenesis(String),
+    /// The ledger failed.
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    /// Filesystem failure.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The channel's chain could not start.
+    #[error("chain: {0}")]
+    Chain(#[from] ChainError),
+    /// The channel support could not be built.
+    #[error("channel: {0}")]
+    Support(#[from] ordo_consensus::support::SupportError),
+}
+
+impl RegistryError {
+    /// The status a client sees.
+    pub fn status(&self) -> Status {
+        match self {
+            RegistryError::NotFound(_) => Status::NotFound,
+            RegistryError::AlreadyExists(_) => Status::Conflict,
+            RegistryError::InvalidGenesis(_) => Status::BadRequest,
+            RegistryError::Chain(ChainError::Unsupported(_)) => Status::NotImplemented,
+            _ => Status::InternalServerError,
+        }
+    }
+}
+
+/// Recently accepted tx ids of a channel (bounded, oldest forgotten first).
+#[derive(Debug)]
+pub struct RecentTxIds {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl RecentTxIds {
+    /// An empty window of `capacity` ids.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Records `tx_id`; `false` if it was already there.
+    pub fn insert(&mut self, tx_id: &str) -> bool {
+        if self.set.contains(tx_id) {
+            return false;
+        }
+        if self.order.len() >= self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.set.insert(tx_id.to_string());
+        self.order.push_back(tx_id.to_string());
+        true
+    }
+
+    /// Forgets `tx_id` (its envelope was refused after all), so a retry is not a duplicate.
+    pub fn remove(&mut self, tx_id: &str) {
+        if self.set.remove(tx_id) {
+            self.order.retain(|t| t != tx_id);
+        }
+    }
+}
+
+/// One channel served by this node.
+pub struct ChannelHandle {
+    /// Ledger, config and block writing.
+    pub support: Arc<ChainSupport>,
+    /// The running backend.
+    pub chain: Arc<dyn Chain>,
+    /// Recently accepted tx ids.
+    pub recent: Mutex<RecentTxIds>,
+    /// Cancelled when the channel is removed or the node shuts down: Deliver streams end.
+    pub closed: CancellationToken,
+}
+
+impl ChannelHandle {
+    /// The channel id.
+    pub fn id(&self) -> &str {
+        self.support.channel_id()
+    }
+}
+
+/// All channels of the node.
+pub struct Registry {
+    channels_dir: PathBuf,
+    signer: Identity,
+    dedupe_window: usize,
+    channels: RwLock<HashMap<String, Arc<ChannelHandle>>>,
+    /// Serialises join and remove.
+    admin_lock: tokio::sync::Mutex<()>,
+}
+
+impl Registry {
+    /// Opens every channel found under `<data_dir>/channels` and starts its chain.
+    pub fn open(
+        data_dir: &Path,
+        signer: Identity,
+        dedupe_window: usize,
+    ) -> Result<Self, RegistryError> {
+        let channels_dir = data_dir.join("channels");
+        std::fs::create_dir_all(&channels_dir).map_err(|source| RegistryError::Io {
+            path: channels_dir.display().to_string(),
+            source,
+        })?;
+        let reg = Self {
+            channels_dir: channels_dir.clone(),
+            signer,
+            dedupe_window,
+            channels: RwLock::new(HashMap::new()),
+            admin_lock: tokio::sync::Mutex::new(()),
+        };
+        let entries = std::fs::read_dir(&channels_dir).map_err(|source| RegistryError::Io {
+            path: channels_dir.display().to_string(),
+            source,
+        })?;
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for name in names {
+            let path = channels_dir.join(&name);
+            if name.ends_with(".joining") || name.ends_with(".removing") {
+                warn!(dir = %path.display(), "removing an interrupted join or removal");
+                std::fs::remove_dir_all(&path).map_err(|source| RegistryError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                continue;
+            }
+            let ledger = BlockStore::open(&path)?;
+            let handle = reg.start(ledger)?;
+            info!(channel = %name, height = handle.support.height(), "channel opened");
+            reg.write_map().insert(name, handle);
+        }
+        Ok(reg)
+    }
+
+    fn start(&self, ledger: BlockStore) -> Result<Arc<ChannelHandle>, RegistryError> {
+        let support = Arc::new(ChainSupport::new(ledger, self.signer.clone())?);
+        let chain = start_chain(support.clone())?;
+        Ok(Arc::new(ChannelHandle {
+            support,
+            chain,
+            recent: Mutex::new(RecentTxIds::new(self.dedupe_window)),
+            closed: CancellationToken::new(),
+        }))
+    }
+
+    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<ChannelHandle>>> {
+        self.channels.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The channel `id`, if served here.
+    pub fn get(&self, id: &str) -> Option<Arc<ChannelHandle>> {
+        self.channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Every channel, sorted by id.
+    pub fn list(&self) -> Vec<Arc<ChannelHandle>> {
+        let mut v: Vec<_> = self
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.id().cmp(b.id()));
+        v
+    }
+
+    /// Joins a channel from its genesis block.
+    pub async fn join(&self, genesis: Block) -> Result<Arc<ChannelHandle>, RegistryError> {
+        let _guard = self.admin_lock.lock().await;
+        if block::number(&genesis) != 0 {
+            return Err(RegistryError::InvalidGenesis(format!(
+                "block number {} (a genesis block is block 0)",
+                block::number(&genesis)
+            )));
+        }
+        block::check_structure(&genesis, Some((0, &block::GENESIS_PREVIOUS_HASH)))
+            .map_err(|e| RegistryError::InvalidGenesis(e.to_string()))?;
+        let cfg = config::config_from_block(&genesis)
+            .map_err(|e| RegistryError::InvalidGenesis(e.to_string()))?;
+        if cfg.sequence != 0 {
+            return Err(RegistryError::InvalidGenesis(
+                "config sequence is not 0".into(),
+            ));
+        }
+        let id = cfg.channel_id.clone();
+        if self.get(&id).is_some() {
+            return Err(RegistryError::AlreadyExists(id));
+        }
+        let final_dir = self.channels_dir.join(&id);
+        let tmp_dir = self.channels_dir.join(format!("{id}.joining"));
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| RegistryError::Io { path, source }
+        };
+        if tmp_dir.exists() {
+            std::fs::remove_dir_all(&tmp_dir).map_err(io(&tmp_dir))?;
+        }
+        let build = || -> Result<(), RegistryError> {
+            let store = BlockStore::open(&tmp_dir)?;
+            store.append(&genesis)?;
+            drop(store);
+            std::fs::rename(&tmp_dir, &final_dir).map_err(io(&final_dir))?;
+            Ok(())
+        };
+        if let Err(e) = build() {
+            let _ = std::fs::remove_dir_all(&tmp_dir);
+            return Err(e);
+        }
+        let handle = match BlockStore::open(&final_dir)
+            .map_err(RegistryError::from)
+            .and_then(|l| self.start(l))
+        {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&final_dir);
+                return Err(e);
+            }
+        };
+        info!(channel = %id, "channel joined");
+        self.write_map().insert(id, handle.clone());
+        Ok(handle)
+    }
+
+    /// Stops serving a channel and deletes its ledger.
+    pub async fn remove(&self, id: &str) -> Result<(), RegistryError> {
+        let _guard = self.admin_lock.lock().await;
+        let handle = self
+            .write_map()
+            .remove(id)
+            .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+        handle.closed.cancel();
+        handle.chain.halt().await;
+        let dir = self.channels_dir.join(id);
+        let doomed = self.channels_dir.join(format!("{id}.removing"));
+        drop(handle);
+        // Rename first so that a crash mid-delete never leaves a half channel that opens.
+        std::fs::rename(&dir, &doomed).map_err(|source| RegistryError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        // Plain removal rather than a RocksDB destroy: a Deliver stream that has not yet
+        // noticed the removal may still hold the store open.
+        std::fs::remove_dir_all(&doomed).map_err(|source| RegistryError::Io {
+            path: doomed.display().to_string(),
+            source,
+        })?;
+        info!(channel = %id, "channel removed");
+        Ok(())
+    }
+
+    /// Ends every channel's streams and halts every chain (graceful shutdown).
+    pub async fn shutdown(&self) {
+        let all = self.list();
+        for h in &all {
+            h.closed.cancel();
+        }
+        for h in all {
+            h.chain.halt().await;
+        }
+    }
+}

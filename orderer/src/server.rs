@@ -1,0 +1,180 @@
+//! Running a node: gRPC services and the operations endpoint, until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::info;
+
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::admin::admin_server::{Admin, AdminServer};
+use ordo_proto::pb::admin::AdminResponse;
+use ordo_proto::pb::common::Envelope;
+use ordo_proto::pb::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
+use ordo_proto::pb::orderer::{BroadcastResponse, DeliverResponse};
+
+use crate::admin::AdminHandler;
+use crate::broadcast::BroadcastHandler;
+use crate::config::OrdererConfig;
+use crate::deliver::DeliverHandler;
+use crate::metrics::Metrics;
+use crate::registry::{Registry, RegistryError};
+
+/// Why the node could not start or stopped with an error.
+#[derive(Debug, Error)]
+pub enum OrdererError {
+    /// The identity files could not be loaded.
+    #[error("identity: {0}")]
+    Identity(#[from] ordo_proto::identity::IdentityError),
+    /// The identity's certificate is unusable.
+    #[error("identity certificate: {0}")]
+    Cert(#[from] ordo_proto::cert::CertError),
+    /// Opening the channels failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The operations endpoint failed.
+    #[error("operations endpoint: {0}")]
+    Ops(std::io::Error),
+}
+
+struct BroadcastService {
+    broadcast: BroadcastHandler,
+    deliver: DeliverHandler,
+}
+
+#[tonic::async_trait]
+impl AtomicBroadcast for BroadcastService {
+    type BroadcastStream = ReceiverStream<Result<BroadcastResponse, Status>>;
+    type DeliverStream = ReceiverStream<Result<DeliverResponse, Status>>;
+
+    async fn broadcast(
+        &self,
+        request: Request<Streaming<Envelope>>,
+    ) -> Result<Response<Self::BroadcastStream>, Status> {
+        Ok(self.broadcast.handle(request))
+    }
+
+    async fn deliver(
+        &self,
+        request: Request<Envelope>,
+    ) -> Result<Response<Self::DeliverStream>, Status> {
+        Ok(Response::new(self.deliver.handle(request.into_inner())))
+    }
+}
+
+struct AdminService {
+    handler: AdminHandler,
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn execute(&self, request: Request<Envelope>) -> Result<Response<AdminResponse>, Status> {
+        Ok(Response::new(
+            self.handler.execute(request.into_inner()).await,
+        ))
+    }
+}
+
+/// Runs the node on the given listeners until `shutdown` resolves, then stops gracefully:
+/// streams end with SERVICE_UNAVAILABLE, every chain writes what it has accepted, and the
+/// ledgers close.
+pub async fn run(
+    config: OrdererConfig,
+    grpc: TcpListener,
+    ops: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), OrdererError> {
+    let identity = Identity::load(&config.identity.key_file, &config.identity.cert_file)?;
+    let registry = Arc::new(Registry::open(
+        &config.node.data_dir,
+        identity.clone(),
+        config.limits.dedupe_window,
+    )?);
+    let metrics = Arc::new(Metrics::new());
+    let token = CancellationToken::new();
+    let max_msg = config.limits.max_grpc_message_bytes;
+
+    let svc = BroadcastService {
+        broadcast: BroadcastHandler {
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+            max_envelope_bytes: max_msg,
+            inflight: config.limits.broadcast_inflight,
+            shutdown: token.clone(),
+        },
+        deliver: DeliverHandler {
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+            shutdown: token.clone(),
+        },
+    };
+    let admin = AdminService {
+        handler: AdminHandler::new(
+            registry.clone(),
+            metrics.clone(),
+            &identity,
+            config.limits.admin_clock_skew_s,
+        )?,
+    };
+
+    let grpc_addr = grpc.local_addr().ok();
+    let ops_addr = ops.local_addr().ok();
+    let ops_token = token.clone();
+    let ops_task = tokio::spawn(crate::ops::serve(
+        ops,
+        registry.clone(),
+        metrics.clone(),
+        async move { ops_token.cancelled().await },
+    ));
+    {
+        let token = token.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            info!("shutting down: ending streams, draining chains");
+            token.cancel();
+        });
+    }
+    info!(
+        node = %config.node.name,
+        grpc = ?grpc_addr,
+        ops = ?ops_addr,
+        channels = registry.list().len(),
+        "orderer ready"
+    );
+    let serve_token = token.clone();
+    let result = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .max_concurrent_streams(config.limits.max_concurrent_streams)
+        .initial_stream_window_size(4 * 1024 * 1024)
+        .initial_connection_window_size(16 * 1024 * 1024)
+        .add_service(
+            AtomicBroadcastServer::new(svc)
+                .max_decoding_message_size(max_msg)
+                .max_encoding_message_size(max_msg),
+        )
+        .add_service(
+            AdminServer::new(admin)
+                .max_decoding_message_size(max_msg)
+                .max_encoding_message_size(max_msg),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+            serve_token.cancelled().await
+        })
+        .await;
+    token.cancel();
+    registry.shutdown().await;
+    let ops_result = ops_task.await;
+    result?;
+    if let Ok(Err(e)) = ops_result {
+        return Err(OrdererError::Ops(e));
+    }
+    info!("orderer stopped");
+    Ok(())
+}
