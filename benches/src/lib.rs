@@ -33,9 +33,10 @@
 //! - *tx/s*: delivered envelopes per second from the first submit to the last delivery;
 //!   *accepted/s*: accepted envelopes per second from the first submit to the last SUCCESS.
 //!
-//! Layout: [`prepare`](crate::prepare) signs, [`broadcast`](crate::broadcast) drives one
-//! Broadcast stream, [`deliver`](crate::deliver) follows blocks, [`orderer`](crate::orderer)
-//! runs the whole thing, [`stats`] computes percentiles, [`report`] formats the result.
+//! Layout: `prepare` signs, `broadcast` drives one Broadcast stream, `deliver` follows
+//! blocks (its tracker owns the delivery times), `txid` reads tx ids without copying,
+//! `progress` prints the live line, `orderer` runs the whole thing, [`stats`] computes
+//! percentiles and [`report`] formats the result.
 //!
 //! Memory: every envelope is kept from signing to the end of the run (about
 //! `payload_bytes` + 400 bytes each), so a run of a million 1 KiB envelopes needs ~1.5 GB.

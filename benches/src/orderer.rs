@@ -87,6 +87,9 @@ pub async fn run_orderer_bench(opts: OrdererBenchOptions) -> anyhow::Result<Orde
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    if opts.progress {
+        eprintln!("signing {txs} envelopes on {threads} threads before the clock starts…");
+    }
     let prepared = {
         let identity = identity.clone();
         let channel = channel.clone();
