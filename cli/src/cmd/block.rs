@@ -62,6 +62,10 @@ pub struct FetchArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub range: RangeArgs,
+    /// Verify the blocks saved by `ordo block fetch --out DIR` (DIR/0.block, 1.block, …)
+    /// instead of fetching them from an orderer.
+    #[arg(long)]
+    pub blocks_dir: Option<PathBuf>,
 }
 
 impl RangeArgs {
@@ -274,6 +278,9 @@ impl ChainVerifier {
 }
 
 async fn verify_cmd(a: VerifyArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &a.blocks_dir {
+        return verify_dir(dir, a.range.to);
+    }
     let channel = a.range.channel()?;
     let addr = a.range.client.orderer_addr()?;
     let id = a.range.client.identity("client")?;
@@ -293,6 +300,34 @@ async fn verify_cmd(a: VerifyArgs) -> anyhow::Result<()> {
     println!(
         "OK: blocks {}..={last} of channel {channel} ({txs} envelopes): hash chain, Merkle data hashes, last-config metadata and orderer signatures (BlockValidation policy) all verify",
         a.range.from.min(last)
+    );
+    Ok(())
+}
+
+fn verify_dir(dir: &std::path::Path, to: Option<u64>) -> anyhow::Result<()> {
+    let mut verifier = ChainVerifier::new();
+    let mut n = 0u64;
+    let mut txs = 0usize;
+    loop {
+        if to.is_some_and(|t| n > t) {
+            break;
+        }
+        let path = dir.join(format!("{n}.block"));
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && n > 0 => break,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let b = Block::decode(bytes.as_slice())
+            .with_context(|| format!("block {n}: {} does not decode", path.display()))?;
+        verifier.check(&b)?;
+        txs += b.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
+        n += 1;
+    }
+    println!(
+        "OK: blocks 0..={} in {} ({txs} envelopes): hash chain, Merkle data hashes, last-config metadata and orderer signatures (BlockValidation policy) all verify",
+        n.saturating_sub(1),
+        dir.display()
     );
     Ok(())
 }
