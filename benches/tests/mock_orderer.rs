@@ -411,18 +411,3 @@ async fn unknown_channel_and_node_are_errors() {
     let err = run_orderer_bench(opts).await.expect_err("no such node");
     assert!(format!("{err:#}").contains("orderer9"), "{err:#}");
 }
-
-/// Throughput of the client against the mock (both in this process), for a rough look:
-/// `cargo test -p ordo-bench --test mock_orderer -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, not a check"]
-async fn throughput_against_the_mock() {
-    let dir = Scratch::new("throughput");
-    let addr = start_mock(Faults::default()).await;
-    let mut opts = options(network(&dir, &addr), 200_000, 4, Duration::from_secs(10));
-    opts.payload_bytes = 1024;
-    opts.progress = true;
-    let r = run_orderer_bench(opts).await.expect("bench");
-    println!("{}", r.human());
-    assert_eq!(r.txs_lost, 0);
-}

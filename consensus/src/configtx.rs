@@ -4,9 +4,7 @@
 use bytes::Bytes;
 use prost::Message;
 
-use ordo_proto::cert::VerifiedCert;
 use ordo_proto::config;
-use ordo_proto::crypto::{self, SignedMessage};
 use ordo_proto::envelope;
 use ordo_proto::pb::common::{ChannelConfig, ConfigEnvelope, ConfigUpdate, HeaderType};
 use ordo_proto::policy;
@@ -55,36 +53,14 @@ pub fn process_config_update(
             state.consensus_type()
         )));
     }
-    let mut signers: Vec<VerifiedCert> = Vec::new();
-    let certs: Vec<Option<VerifiedCert>> = update
-        .signatures
-        .iter()
-        .map(|s| state.msp.verify(&s.signer, now_secs).ok())
-        .collect();
-    let items: Vec<(usize, SignedMessage<'_>)> = certs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
-            c.as_ref().map(|c| {
-                (
-                    i,
-                    SignedMessage {
-                        key: &c.public_key,
-                        msg: &update.config,
-                        sig: &update.signatures[i].signature,
-                    },
-                )
-            })
-        })
-        .collect();
-    let ok = crypto::verify_each(&items.iter().map(|(_, m)| *m).collect::<Vec<_>>());
-    for ((i, _), good) in items.iter().zip(ok) {
-        if good {
-            if let Some(c) = &certs[*i] {
-                signers.push(c.clone());
-            }
-        }
-    }
+    let signers = state.msp.verified_signers(
+        &update.config,
+        update
+            .signatures
+            .iter()
+            .map(|s| (s.signer.as_ref(), s.signature.as_ref())),
+        now_secs,
+    );
     let admins = state
         .config
         .admins

@@ -16,8 +16,8 @@ use ordo_proto::envelope;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, AdminCommand, AdminResponse, ChannelInfo, ChannelList};
 use ordo_proto::pb::common::{Block, Envelope, HeaderType, Role, Status as Code};
-use ordo_proto::policy;
 
+use crate::auth::{authorize_reader, Refusal};
 use crate::metrics::Metrics;
 use crate::registry::{ChannelHandle, Registry};
 
@@ -29,8 +29,6 @@ pub struct AdminHandler {
     org: String,
     clock_skew_s: u64,
 }
-
-type Refusal = (Code, String);
 
 impl AdminHandler {
     /// Admins are checked against the CA that issued `node_identity`'s certificate.
@@ -164,7 +162,7 @@ impl AdminHandler {
                     )
                 })?;
                 if self.authorize_admin(request, creator, now_secs).is_err() {
-                    self.authorize_reader(&handle, request, creator, now_secs)
+                    authorize_reader(&handle.support.state(), request, creator, now_secs)
                         .map_err(|r| (name, r))?;
                 }
                 Ok((name, ok_with(info(&handle))))
@@ -197,33 +195,6 @@ impl AdminHandler {
             )
         })?;
         Ok(cert)
-    }
-
-    fn authorize_reader(
-        &self,
-        handle: &ChannelHandle,
-        request: &Envelope,
-        creator: &[u8],
-        now_secs: u64,
-    ) -> Result<(), Refusal> {
-        let state = handle.support.state();
-        let cert = state
-            .msp
-            .verify(creator, now_secs)
-            .map_err(|e| (Code::Forbidden, format!("creator certificate: {e}")))?;
-        crypto::verify(&cert.public_key, &request.payload, &request.signature).map_err(|_| {
-            (
-                Code::Forbidden,
-                "request signature does not verify".to_string(),
-            )
-        })?;
-        let readers = state
-            .config
-            .readers
-            .as_ref()
-            .ok_or((Code::Forbidden, "no Readers policy".to_string()))?;
-        policy::evaluate(readers, std::slice::from_ref(&cert), &state.org_names)
-            .map_err(|e| (Code::Forbidden, format!("Readers policy: {e}")))
     }
 }
 

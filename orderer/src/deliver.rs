@@ -16,14 +16,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use ordo_proto::cert::VerifiedCert;
-use ordo_proto::crypto;
 use ordo_proto::envelope;
 use ordo_proto::pb::common::{Envelope, HeaderType, Status as Code};
 use ordo_proto::pb::orderer::{
     deliver_response, seek_position, DeliverResponse, SeekBehavior, SeekInfo, SeekPosition,
 };
-use ordo_proto::policy;
 
+use crate::auth::{authorize_reader, Refusal};
 use crate::metrics::Metrics;
 use crate::registry::{ChannelHandle, Registry};
 
@@ -35,8 +34,6 @@ struct Seek {
     stop: u64,
     fail_if_not_ready: bool,
 }
-
-type Refusal = (Code, String);
 
 /// Shared state of the Deliver handler.
 #[derive(Clone)]
@@ -110,23 +107,7 @@ impl DeliverHandler {
             .ok_or_else(|| (Code::NotFound, format!("channel {channel_id:?} not found")))?;
         let state = channel.support.state();
         let now_secs = ordo_proto::now_ms() / 1000;
-        let reader = state
-            .msp
-            .verify(&unpacked.header.creator, now_secs)
-            .map_err(|e| (Code::Forbidden, format!("creator certificate: {e}")))?;
-        crypto::verify(&reader.public_key, &request.payload, &request.signature).map_err(|_| {
-            (
-                Code::Forbidden,
-                "request signature does not verify".to_string(),
-            )
-        })?;
-        let readers = state
-            .config
-            .readers
-            .as_ref()
-            .ok_or((Code::Forbidden, "channel has no Readers policy".to_string()))?;
-        policy::evaluate(readers, std::slice::from_ref(&reader), &state.org_names)
-            .map_err(|e| (Code::Forbidden, format!("Readers policy: {e}")))?;
+        let reader = authorize_reader(&state, request, &unpacked.header.creator, now_secs)?;
         let seek = SeekInfo::decode(unpacked.data.as_ref())
             .map_err(|e| (Code::BadRequest, format!("seek info: {e}")))?;
         let height = channel.support.height();

@@ -12,6 +12,7 @@
 //! - [`server::run`]: everything together, until a shutdown future resolves.
 
 pub mod admin;
+pub mod auth;
 pub mod broadcast;
 pub mod config;
 pub mod deliver;

@@ -5,7 +5,6 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::cert::{Msp, VerifiedCert};
-use crate::crypto::{self, SignedMessage};
 use crate::hash::{self, Hash, HASH_LEN};
 use crate::identity::Identity;
 use crate::merkle;
@@ -169,34 +168,13 @@ pub fn verify_signatures(
     let number = number(block);
     let md = block.metadata.clone().unwrap_or_default();
     let msg = signing_bytes(&hash(block), md.last_config, &md.consenter_metadata);
-    let certs: Vec<Option<VerifiedCert>> = md
-        .signatures
-        .iter()
-        .map(|s| msp.verify(&s.signer, now_secs).ok())
-        .collect();
-    let items: Vec<(usize, SignedMessage<'_>)> = certs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
-            c.as_ref().map(|c| {
-                (
-                    i,
-                    SignedMessage {
-                        key: &c.public_key,
-                        msg: &msg,
-                        sig: &md.signatures[i].signature,
-                    },
-                )
-            })
-        })
-        .collect();
-    let ok = crypto::verify_each(&items.iter().map(|(_, m)| *m).collect::<Vec<_>>());
-    let signers: Vec<VerifiedCert> = items
-        .iter()
-        .zip(ok)
-        .filter(|(_, good)| *good)
-        .filter_map(|((i, _), _)| certs[*i].clone())
-        .collect();
+    let signers = msp.verified_signers(
+        &msg,
+        md.signatures
+            .iter()
+            .map(|s| (s.signer.as_ref(), s.signature.as_ref())),
+        now_secs,
+    );
     policy::evaluate(policy, &signers, msp.org_names())
         .map_err(|source| BlockError::Signatures { number, source })?;
     Ok(signers)

@@ -233,6 +233,37 @@ impl Msp {
     }
 }
 
+impl Msp {
+    /// The signers whose certificate verifies (valid at `now_secs`) and whose signature
+    /// over `msg` verifies, from `(certificate bytes, signature)` pairs. Signatures are
+    /// checked in one batch; bad ones are left out, so they can only make a policy fail.
+    pub fn verified_signers<'a>(
+        &self,
+        msg: &[u8],
+        signatures: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+        now_secs: u64,
+    ) -> Vec<VerifiedCert> {
+        let checked: Vec<(VerifiedCert, &[u8])> = signatures
+            .into_iter()
+            .filter_map(|(signer, sig)| self.verify(signer, now_secs).ok().map(|c| (c, sig)))
+            .collect();
+        let items: Vec<crypto::SignedMessage<'_>> = checked
+            .iter()
+            .map(|(c, sig)| crypto::SignedMessage {
+                key: &c.public_key,
+                msg,
+                sig,
+            })
+            .collect();
+        let good = crypto::verify_each(&items);
+        checked
+            .into_iter()
+            .zip(good)
+            .filter_map(|((c, _), ok)| ok.then_some(c))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
