@@ -92,6 +92,13 @@ pub fn precheck(
     envelope: Envelope,
     now_secs: u64,
 ) -> Result<Candidate, FilterError> {
+    check_size(state, &envelope)?;
+    let unpacked =
+        envelope::unpack(&envelope).map_err(|e| FilterError::BadRequest(e.to_string()))?;
+    precheck_unpacked(state, envelope, unpacked, now_secs)
+}
+
+fn check_size(state: &ConfigState, envelope: &Envelope) -> Result<usize, FilterError> {
     let size = envelope.encoded_len();
     if size > state.limits.absolute_max_bytes as usize {
         return Err(FilterError::TooLarge {
@@ -99,8 +106,18 @@ pub fn precheck(
             max: state.limits.absolute_max_bytes,
         });
     }
-    let unpacked =
-        envelope::unpack(&envelope).map_err(|e| FilterError::BadRequest(e.to_string()))?;
+    Ok(size)
+}
+
+/// [`precheck`] for an envelope the caller has already unpacked (the orderer unpacks
+/// first to learn the channel), so the payload is decoded once.
+pub fn precheck_unpacked(
+    state: &ConfigState,
+    envelope: Envelope,
+    unpacked: Unpacked,
+    now_secs: u64,
+) -> Result<Candidate, FilterError> {
+    let size = check_size(state, &envelope)?;
     if unpacked.header.channel_id != state.config.channel_id {
         return Err(FilterError::BadRequest(format!(
             "envelope for channel {:?} sent to channel {:?}",

@@ -194,7 +194,7 @@ impl BroadcastHandler {
             )
         })?;
         let state = ch.support.state();
-        let cand = filters::precheck(&state, env, now_secs)
+        let cand = filters::precheck_unpacked(&state, env, unpacked, now_secs)
             .map_err(|e| response(e.status(), e.to_string(), &tx_id))?;
         Ok((ch, cand))
     }
