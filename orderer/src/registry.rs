@@ -313,3 +313,27 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RecentTxIds;
+
+    #[test]
+    fn recent_ids_are_bounded_and_forget_the_oldest_first() {
+        let mut r = RecentTxIds::new(2);
+        assert!(r.insert("a"));
+        assert!(!r.insert("a"), "a duplicate is refused");
+        assert!(r.insert("b"));
+        assert!(r.insert("c"), "the window slides");
+        assert!(r.insert("a"), "the oldest was forgotten");
+        assert!(!r.insert("c"));
+    }
+
+    #[test]
+    fn a_refused_envelope_can_be_retried() {
+        let mut r = RecentTxIds::new(10);
+        assert!(r.insert("x"));
+        r.remove("x");
+        assert!(r.insert("x"));
+    }
+}
