@@ -9,6 +9,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: the orderer's hot path allocates small
+/// buffers per envelope from several threads, where glibc's malloc showed up at ~10% of
+/// the profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod client;
 mod cmd;
 mod logging;

@@ -36,7 +36,7 @@ pub struct SoloOptions {
 impl Default for SoloOptions {
     fn default() -> Self {
         Self {
-            queue_capacity: 20_000,
+            queue_capacity: 4_096,
             write_queue_capacity: 8,
         }
     }

@@ -36,7 +36,12 @@ pub async fn run(args: OrdererArgs) -> anyhow::Result<()> {
     let ops = TcpListener::bind(config.node.ops_listen_addr)
         .await
         .with_context(|| format!("binding operations address {}", config.node.ops_listen_addr))?;
-    ordo_orderer::run(config, grpc, ops, shutdown_signal()).await?;
+    // Run the node on the runtime's worker threads, not on the thread that blocks on
+    // `main`: otherwise that thread drives the gRPC server's accept loop and connections
+    // as a third busy thread beside the workers.
+    tokio::spawn(ordo_orderer::run(config, grpc, ops, shutdown_signal()))
+        .await
+        .context("the orderer task panicked")??;
     Ok(())
 }
 
