@@ -104,8 +104,9 @@ pub struct LimitsSection {
     pub max_grpc_message_bytes: usize,
     /// Concurrent gRPC streams per connection. Default: 256.
     pub max_concurrent_streams: u32,
-    /// Recent tx ids remembered per channel for duplicate detection (beyond it, the
-    /// ledger's tx index answers). Default: 1,000,000.
+    /// Recent tx ids remembered per channel for duplicate detection; it must cover the
+    /// envelopes accepted but not yet in a block (the ledger's tx index answers for the
+    /// rest). Default: 100,000 (about 15 MB per channel).
     pub dedupe_window: usize,
     /// Envelopes a Broadcast stream may have in flight (received, not yet answered).
     /// Default: 4,096.
@@ -120,7 +121,7 @@ impl Default for LimitsSection {
         Self {
             max_grpc_message_bytes: 80 * 1024 * 1024,
             max_concurrent_streams: 256,
-            dedupe_window: 1_000_000,
+            dedupe_window: 100_000,
             broadcast_inflight: 4096,
             admin_clock_skew_s: 300,
         }
@@ -263,7 +264,7 @@ mod tests {
         assert_eq!(c.node.listen_addr.port(), 7050);
         assert_eq!(c.identity.key_file, PathBuf::from("/etc/ordo/o.key"));
         assert_eq!(c.node.data_dir, PathBuf::from("/etc/ordo/ordo-data"));
-        assert_eq!(c.limits.dedupe_window, 1_000_000);
+        assert_eq!(c.limits.dedupe_window, 100_000);
     }
 
     #[test]

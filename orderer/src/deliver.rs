@@ -187,7 +187,7 @@ impl DeliverHandler {
                     ));
                 }
                 tokio::select! {
-                    _ = ledger.wait_for_height(next + 1) => {}
+                    _ = ledger.wait_for_height(next.saturating_add(1)) => {}
                     _ = seek.channel.closed.cancelled() => {}
                     _ = self.shutdown.cancelled() => {}
                     _ = tx.closed() => return None,
