@@ -10,6 +10,11 @@
 //! | [`CF_TXIDS`] | transaction id (UTF-8 bytes) | block number `u64` BE ‖ index within the block `u32` BE |
 //! | [`CF_META`] | `height` | number of blocks, `u64` BE |
 //! | [`CF_META`] | `last_hash` | hash of block `height - 1`, 32 bytes |
+//! | [`CF_STATE`], [`CF_HISTORY`] | a peer's world state and key history | see the `state` module |
+//!
+//! An orderer appends blocks with [`BlockStore::append`]; a peer commits them with
+//! [`BlockStore::commit`], which adds the block's validation codes to the tx index and its
+//! state changes, history and commit hash to the same write batch.
 //!
 //! Big-endian keys make RocksDB's byte order the numeric order, so a range of blocks is one
 //! forward iterator ([`BlockStore::blocks`]).
@@ -67,14 +72,22 @@ use rocksdb::{
 use thiserror::Error;
 use tokio::sync::watch;
 
+mod state;
+pub use state::{HistoryEntry, StateCommit, StateWrite, Version, VersionedValue};
+
 /// Column family holding the blocks, keyed by big-endian block number.
 pub const CF_BLOCKS: &str = "blocks";
 /// Column family mapping a transaction id to its first location (block, index).
 pub const CF_TXIDS: &str = "txids";
 /// Column family holding the chain tip (`height`, `last_hash`), written with every block.
 pub const CF_META: &str = "meta";
-/// Every column family of a ledger directory, so tools can open one read-only.
-pub const COLUMN_FAMILIES: [&str; 3] = [CF_BLOCKS, CF_TXIDS, CF_META];
+/// Column family of a peer's world state: (namespace, key) → version ‖ value.
+pub const CF_STATE: &str = "state";
+/// Column family of a peer's key history: (namespace, key, block, tx) → write or delete.
+pub const CF_HISTORY: &str = "history";
+/// Every column family of a ledger directory, so tools can open one read-only. An
+/// orderer's ledger leaves `state` and `history` empty.
+pub const COLUMN_FAMILIES: [&str; 5] = [CF_BLOCKS, CF_TXIDS, CF_META, CF_STATE, CF_HISTORY];
 
 /// `meta` key of the number of blocks (`u64` big-endian).
 const META_HEIGHT: &[u8] = b"height";
@@ -127,35 +140,49 @@ pub struct TxLocation {
     pub block: u64,
     /// The index of the envelope within the block's data.
     pub index: u32,
+    /// The validation code a peer gave the transaction (`None` on an orderer's ledger,
+    /// where transactions are ordered, not validated).
+    pub code: Option<u8>,
 }
 
 impl TxLocation {
-    /// The 12-byte `txids` value: block number `u64` BE ‖ index `u32` BE.
-    fn encode(self) -> [u8; TX_LOCATION_LEN] {
-        let mut out = [0u8; TX_LOCATION_LEN];
-        out[..8].copy_from_slice(&self.block.to_be_bytes());
-        out[8..].copy_from_slice(&self.index.to_be_bytes());
+    /// The `txids` value: block number `u64` BE ‖ index `u32` BE, then the validation code
+    /// byte on a peer's ledger.
+    fn encode(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(TX_LOCATION_LEN + 1);
+        out.extend_from_slice(&self.block.to_be_bytes());
+        out.extend_from_slice(&self.index.to_be_bytes());
+        if let Some(code) = self.code {
+            out.push(code);
+        }
         out
     }
 
     fn decode(tx_id: &str, bytes: &[u8]) -> Result<Self, LedgerError> {
         let bad = || {
             LedgerError::Corrupt(format!(
-                "tx index entry for {tx_id:?} is {} bytes, expected {TX_LOCATION_LEN}",
-                bytes.len()
+                "tx index entry for {tx_id:?} is {} bytes, expected {TX_LOCATION_LEN} or {}",
+                bytes.len(),
+                TX_LOCATION_LEN + 1
             ))
+        };
+        let code = match bytes.len() {
+            TX_LOCATION_LEN => None,
+            n if n == TX_LOCATION_LEN + 1 => Some(bytes[TX_LOCATION_LEN]),
+            _ => return Err(bad()),
         };
         let block = bytes
             .get(..8)
             .and_then(|b| b.try_into().ok())
             .ok_or_else(bad)?;
         let index = bytes
-            .get(8..)
+            .get(8..TX_LOCATION_LEN)
             .and_then(|b| b.try_into().ok())
             .ok_or_else(bad)?;
         Ok(Self {
             block: u64::from_be_bytes(block),
             index: u32::from_be_bytes(index),
+            code,
         })
     }
 }
@@ -168,7 +195,7 @@ struct Tip {
 }
 
 struct Inner {
-    db: Db,
+    pub(crate) db: Db,
     dir: PathBuf,
     tip: RwLock<Tip>,
     /// Serialises `append`: the checks against the tip and the write must not interleave
@@ -185,7 +212,7 @@ struct Inner {
 /// clone is dropped.
 #[derive(Clone)]
 pub struct BlockStore {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl fmt::Debug for BlockStore {
@@ -239,6 +266,12 @@ impl BlockStore {
     /// entries and the new tip in one synced write batch, then moves the in-memory tip and
     /// the height watch. Concurrent callers are serialised.
     pub fn append(&self, block: &Block) -> Result<(), LedgerError> {
+        self.write_block(block, None)
+    }
+
+    /// The one write path: checks, then one synced batch with the block, its index
+    /// entries, the tip and (on a peer) the state commit.
+    fn write_block(&self, block: &Block, commit: Option<&StateCommit>) -> Result<(), LedgerError> {
         let _writer = self
             .inner
             .writer
@@ -274,6 +307,9 @@ impl BlockStore {
         let number = tip.height;
         let new_hash = chain::hash(block);
         let new_tx_ids = self.new_tx_ids(block)?;
+        if let Some(c) = commit {
+            c.check(block, number)?;
+        }
 
         let blocks = self.cf(CF_BLOCKS)?;
         let txids = self.cf(CF_TXIDS)?;
@@ -287,6 +323,7 @@ impl BlockStore {
                 TxLocation {
                     block: number,
                     index: *index,
+                    code: commit.and_then(|c| c.codes.get(*index as usize).copied()),
                 }
                 .encode(),
             );
@@ -294,6 +331,9 @@ impl BlockStore {
         let new_height = number + 1;
         batch.put_cf(meta, META_HEIGHT, new_height.to_be_bytes());
         batch.put_cf(meta, META_LAST_HASH, new_hash);
+        if let Some(c) = commit {
+            self.add_state_commit(&mut batch, c)?;
+        }
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         self.inner.db.write_opt(batch, &opts)?;
@@ -424,7 +464,7 @@ impl BlockStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn cf(&self, name: &str) -> Result<&ColumnFamily, LedgerError> {
+    pub(crate) fn cf(&self, name: &str) -> Result<&ColumnFamily, LedgerError> {
         cf(&self.inner.db, name)
     }
 
@@ -638,6 +678,8 @@ fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
         ColumnFamilyDescriptor::new(CF_BLOCKS, blocks),
         ColumnFamilyDescriptor::new(CF_TXIDS, txids),
         ColumnFamilyDescriptor::new(CF_META, Options::default()),
+        ColumnFamilyDescriptor::new(CF_STATE, state::cf_options()),
+        ColumnFamilyDescriptor::new(CF_HISTORY, state::cf_options()),
     ]
 }
 

@@ -40,7 +40,11 @@ fn append_next(store: &BlockStore, tx_ids: &[&str]) -> Block {
 }
 
 fn loc(block: u64, index: u32) -> Option<TxLocation> {
-    Some(TxLocation { block, index })
+    Some(TxLocation {
+        block,
+        index,
+        code: None,
+    })
 }
 
 #[test]

@@ -124,7 +124,8 @@ fn sigkill_while_appending_loses_no_acknowledged_block() {
                 .expect("read"),
             Some(ordo_ledger::TxLocation {
                 block: height,
-                index: 0
+                index: 0,
+                code: None
             })
         );
         eprintln!(

@@ -74,7 +74,7 @@ proptest! {
                 prev = chain::hash(&block);
                 for (i, e) in (0u32..).zip(entries) {
                     if let Some(id) = e.tx_id() {
-                        index.entry(id).or_insert(TxLocation { block: n, index: i });
+                        index.entry(id).or_insert(TxLocation { block: n, index: i, code: None });
                     }
                 }
                 let bytes = block.encode_to_vec();

@@ -80,7 +80,11 @@ pub fn verify_ledger(store: &BlockStore) -> Vec<Block> {
         for (index, entry) in data.iter().enumerate() {
             if let Some(id) = tx_id_of(entry) {
                 let index = u32::try_from(index).expect("index fits");
-                first.entry(id).or_insert(TxLocation { block: n, index });
+                first.entry(id).or_insert(TxLocation {
+                    block: n,
+                    index,
+                    code: None,
+                });
             }
         }
         blocks.push(block);
