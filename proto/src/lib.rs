@@ -14,6 +14,7 @@
 //! - [`envelope`]: building and checking signed envelopes.
 //! - [`block`]: building, hashing, signing and verifying blocks.
 //! - [`config`]: channel configuration validation and genesis blocks.
+//! - [`verify`]: checking a chain block by block as an untrusting reader.
 //!
 //! Rule of the crate: sign and hash the exact bytes carried. No function here re-encodes a
 //! decoded message in order to check a signature or a hash.
@@ -27,6 +28,7 @@ pub mod hash;
 pub mod identity;
 pub mod merkle;
 pub mod policy;
+pub mod verify;
 
 /// Generated protobuf and gRPC code.
 #[allow(missing_docs, clippy::all, clippy::pedantic, rust_2018_idioms)]

@@ -7,14 +7,13 @@ use clap::{Args, Subcommand};
 use prost::Message;
 use tokio_stream::StreamExt;
 
-use ordo_proto::block::{self, GENESIS_PREVIOUS_HASH};
-use ordo_proto::cert::Msp;
+use ordo_proto::block;
 use ordo_proto::config;
 use ordo_proto::envelope;
-use ordo_proto::hash::Hash;
 use ordo_proto::identity::Identity;
-use ordo_proto::pb::common::{Block, Payload, Policy, Status as Code};
+use ordo_proto::pb::common::{Block, Payload, Status as Code};
 use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
+use ordo_proto::verify::ChainVerifier;
 
 use crate::client::ClientArgs;
 
@@ -198,85 +197,6 @@ async fn fetch_cmd(a: FetchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Incremental verifier of a channel's chain, starting at the genesis block.
-pub struct ChainVerifier {
-    next: u64,
-    prev: Hash,
-    msp: Option<Msp>,
-    policy: Option<Policy>,
-    last_config: u64,
-    now_secs: u64,
-}
-
-impl Default for ChainVerifier {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ChainVerifier {
-    /// A verifier expecting block 0.
-    pub fn new() -> Self {
-        Self {
-            next: 0,
-            prev: GENESIS_PREVIOUS_HASH,
-            msp: None,
-            policy: None,
-            last_config: 0,
-            now_secs: ordo_proto::now_ms() / 1000,
-        }
-    }
-
-    /// Checks the next block; the error names the block and the fault.
-    pub fn check(&mut self, b: &Block) -> anyhow::Result<()> {
-        let number = self.next;
-        block::check_structure(b, Some((number, &self.prev)))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let is_config = config::config_from_block(b).ok();
-        if number == 0 {
-            let cfg = is_config.context("block 0: not a config (genesis) block")?;
-            self.apply_config(cfg, 0)?;
-        } else {
-            let md = b.metadata.clone().unwrap_or_default();
-            let expected_last_config = if is_config.is_some() {
-                number
-            } else {
-                self.last_config
-            };
-            if md.last_config != expected_last_config {
-                bail!("block {number}: last config {} but the last config block is {expected_last_config}", md.last_config);
-            }
-            let (msp, policy) = match (&self.msp, &self.policy) {
-                (Some(m), Some(p)) => (m, p),
-                _ => bail!("block {number}: no configuration in force"),
-            };
-            block::verify_signatures(b, msp, policy, self.now_secs)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            if let Some(cfg) = is_config {
-                self.apply_config(cfg, number)?;
-            }
-        }
-        self.prev = block::hash(b);
-        self.next += 1;
-        Ok(())
-    }
-
-    fn apply_config(
-        &mut self,
-        cfg: ordo_proto::pb::common::ChannelConfig,
-        number: u64,
-    ) -> anyhow::Result<()> {
-        self.msp =
-            Some(Msp::from_config(&cfg).map_err(|e| anyhow::anyhow!("block {number}: {e}"))?);
-        self.policy = Some(
-            cfg.block_validation
-                .context("config without a BlockValidation policy")?,
-        );
-        self.last_config = number;
-        Ok(())
-    }
-}
-
 async fn verify_cmd(a: VerifyArgs) -> anyhow::Result<()> {
     if let Some(dir) = &a.blocks_dir {
         return verify_dir(dir, a.range.to);
@@ -285,11 +205,12 @@ async fn verify_cmd(a: VerifyArgs) -> anyhow::Result<()> {
     let addr = a.range.client.orderer_addr()?;
     let id = a.range.client.identity("client")?;
     let mut verifier = ChainVerifier::new();
+    let now_secs = ordo_proto::now_ms() / 1000;
     let mut txs = 0usize;
     // Verification needs the configuration in force, so it always starts at block 0;
     // --from only limits what is reported.
     let n = fetch(&addr, &id, &channel, 0, a.range.to, |b| {
-        verifier.check(&b)?;
+        verifier.check(&b, now_secs)?;
         if block::number(&b) >= a.range.from {
             txs += b.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
         }
@@ -306,6 +227,7 @@ async fn verify_cmd(a: VerifyArgs) -> anyhow::Result<()> {
 
 fn verify_dir(dir: &std::path::Path, to: Option<u64>) -> anyhow::Result<()> {
     let mut verifier = ChainVerifier::new();
+    let now_secs = ordo_proto::now_ms() / 1000;
     let mut n = 0u64;
     let mut txs = 0usize;
     loop {
@@ -320,7 +242,7 @@ fn verify_dir(dir: &std::path::Path, to: Option<u64>) -> anyhow::Result<()> {
         };
         let b = Block::decode(bytes.as_slice())
             .with_context(|| format!("block {n}: {} does not decode", path.display()))?;
-        verifier.check(&b)?;
+        verifier.check(&b, now_secs)?;
         txs += b.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
         n += 1;
     }
