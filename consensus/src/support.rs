@@ -208,7 +208,7 @@ impl ChainSupport {
     }
 
     fn append(&self, b: &Block) -> Result<u64, SupportError> {
-        if let Err(e) = self.ledger.append(b) {
+        if let Err(e) = self.ledger.append_built(b) {
             // Keep block creation in step with what is really on disk.
             let mut last = self.last_created.lock().unwrap_or_else(|p| p.into_inner());
             *last = (

@@ -266,12 +266,25 @@ impl BlockStore {
     /// entries and the new tip in one synced write batch, then moves the in-memory tip and
     /// the height watch. Concurrent callers are serialised.
     pub fn append(&self, block: &Block) -> Result<(), LedgerError> {
-        self.write_block(block, None)
+        self.write_block(block, None, DataCheck::Verify)
+    }
+
+    /// [`BlockStore::append`] for a block the caller has just built with
+    /// [`ordo_proto::block::build`], whose data hash is the Merkle root of its data by
+    /// construction: everything is checked but the Merkle root, which is not recomputed
+    /// (it costs a SHA-256 pass over every envelope, ~5% of an orderer's CPU).
+    pub fn append_built(&self, block: &Block) -> Result<(), LedgerError> {
+        self.write_block(block, None, DataCheck::TrustBuilder)
     }
 
     /// The one write path: checks, then one synced batch with the block, its index
     /// entries, the tip and (on a peer) the state commit.
-    fn write_block(&self, block: &Block, commit: Option<&StateCommit>) -> Result<(), LedgerError> {
+    fn write_block(
+        &self,
+        block: &Block,
+        commit: Option<&StateCommit>,
+        data_check: DataCheck,
+    ) -> Result<(), LedgerError> {
         let _writer = self
             .inner
             .writer
@@ -295,7 +308,11 @@ impl BlockStore {
                 number: header.number,
             });
         }
-        chain::check_structure(block, Some((tip.height, &prev))).map_err(|e| match e {
+        let checked = match data_check {
+            DataCheck::Verify => chain::check_structure(block, Some((tip.height, &prev))),
+            DataCheck::TrustBuilder => chain::check_links(block, Some((tip.height, &prev))),
+        };
+        checked.map_err(|e| match e {
             BlockError::WrongNumber { number, expected } => LedgerError::WrongNumber {
                 expected,
                 got: number,
@@ -513,6 +530,15 @@ fn tx_id_of(entry: &Bytes) -> Option<String> {
     let payload = Payload::decode(envelope.payload).ok()?;
     let tx_id = payload.header?.tx_id;
     (!tx_id.is_empty()).then_some(tx_id)
+}
+
+/// Whether an append recomputes the block's Merkle data hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DataCheck {
+    /// Recompute it: the block came from elsewhere.
+    Verify,
+    /// The caller built the block from its data moments ago.
+    TrustBuilder,
 }
 
 /// Blocks `next..end` from one forward iterator; ends after the first error.

@@ -497,3 +497,27 @@ fn destroy_removes_the_ledger() {
     assert_eq!(store.height(), 0);
     assert_eq!(store.tx_location("a").expect("read"), None);
 }
+
+#[test]
+fn append_built_checks_the_links_but_trusts_the_data_hash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = BlockStore::open(dir.path()).expect("open");
+    let b0 = block(0, GENESIS_PREVIOUS_HASH, &["g"]);
+    store.append_built(&b0).expect("genesis");
+    let h0 = chain::hash(&b0);
+    assert!(matches!(
+        store.append_built(&block(5, h0, &["x"])),
+        Err(LedgerError::WrongNumber {
+            expected: 1,
+            got: 5
+        })
+    ));
+    assert!(matches!(
+        store.append_built(&block(1, [3; 32], &["x"])),
+        Err(LedgerError::BrokenChain { number: 1 })
+    ));
+    store
+        .append_built(&block(1, h0, &["a", "b"]))
+        .expect("built block");
+    assert_eq!(store.height(), 2);
+}
