@@ -82,6 +82,35 @@ impl RecentTxIds {
         }
     }
 
+    /// A window holding the tx ids of the ledger's last blocks (newest last), up to
+    /// `capacity`: after a restart, duplicates of recent envelopes are still refused.
+    pub fn from_ledger(ledger: &BlockStore, capacity: usize) -> Result<Self, RegistryError> {
+        let mut newest_first: Vec<String> = Vec::new();
+        let mut number = ledger.height();
+        while number > 0 && newest_first.len() < capacity {
+            number -= 1;
+            let Some(block) = ledger.block(number)? else {
+                break;
+            };
+            let ids = block
+                .data
+                .iter()
+                .flat_map(|d| d.data.iter())
+                .filter_map(|e| {
+                    let env = ordo_proto::envelope::decode(e).ok()?;
+                    Some(ordo_proto::envelope::unpack(&env).ok()?.header.tx_id)
+                });
+            let mut ids: Vec<String> = ids.collect();
+            ids.reverse();
+            newest_first.extend(ids);
+        }
+        let mut window = Self::new(capacity);
+        for id in newest_first.into_iter().take(capacity).rev() {
+            window.insert(&id);
+        }
+        Ok(window)
+    }
+
     /// Records `tx_id`; `false` if it was already there.
     pub fn insert(&mut self, tx_id: &str) -> bool {
         if self.set.contains(tx_id) {
@@ -182,12 +211,13 @@ impl Registry {
     }
 
     fn start(&self, ledger: BlockStore) -> Result<Arc<ChannelHandle>, RegistryError> {
+        let recent = RecentTxIds::from_ledger(&ledger, self.dedupe_window)?;
         let support = Arc::new(ChainSupport::new(ledger, self.signer.clone())?);
         let chain = start_chain(support.clone())?;
         Ok(Arc::new(ChannelHandle {
             support,
             chain,
-            recent: Mutex::new(RecentTxIds::new(self.dedupe_window)),
+            recent: Mutex::new(recent),
             closed: CancellationToken::new(),
         }))
     }
