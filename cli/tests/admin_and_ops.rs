@@ -154,6 +154,7 @@ async fn channel_participation_is_admin_only_and_all_or_nothing() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("ordo_orderer_ledger_height"), "{body}");
     assert!(body.contains("ordo_orderer_admin_requests"), "{body}");
+    assert!(body.contains("ordo_orderer_blocks_written_total"), "{body}");
     o.stop();
 }
 

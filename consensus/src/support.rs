@@ -6,6 +6,7 @@
 //! against the real ledger, so there is nothing to mock.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -103,6 +104,43 @@ pub struct ChainSupport {
     /// (number, hash) of the last block created (written or in flight).
     last_created: Mutex<(u64, Hash)>,
     waiters: Mutex<HashMap<String, oneshot::Sender<CommitOutcome>>>,
+    stats: WriteStats,
+}
+
+/// What a channel's block writer has done since the node started: read by the metrics
+/// endpoint, written once per block (relaxed atomics; no lock on the write path).
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    blocks: AtomicU64,
+    envelopes: AtomicU64,
+    write_micros: AtomicU64,
+}
+
+impl WriteStats {
+    fn record(&self, envelopes: usize, took: Duration) {
+        self.blocks.fetch_add(1, Ordering::Relaxed);
+        self.envelopes
+            .fetch_add(envelopes as u64, Ordering::Relaxed);
+        self.write_micros.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Blocks written.
+    pub fn blocks(&self) -> u64 {
+        self.blocks.load(Ordering::Relaxed)
+    }
+
+    /// Envelopes written, in all blocks.
+    pub fn envelopes(&self) -> u64 {
+        self.envelopes.load(Ordering::Relaxed)
+    }
+
+    /// Total time spent appending blocks to the ledger (including fsync).
+    pub fn write_time(&self) -> Duration {
+        Duration::from_micros(self.write_micros.load(Ordering::Relaxed))
+    }
 }
 
 impl ChainSupport {
@@ -136,6 +174,7 @@ impl ChainSupport {
             signer,
             state: RwLock::new(Arc::new(state)),
             waiters: Mutex::new(HashMap::new()),
+            stats: WriteStats::default(),
         })
     }
 
@@ -208,6 +247,7 @@ impl ChainSupport {
     }
 
     fn append(&self, b: &Block) -> Result<u64, SupportError> {
+        let started = std::time::Instant::now();
         if let Err(e) = self.ledger.append_built(b) {
             // Keep block creation in step with what is really on disk.
             let mut last = self.last_created.lock().unwrap_or_else(|p| p.into_inner());
@@ -220,8 +260,15 @@ impl ChainSupport {
             return Err(e.into());
         }
         let number = block::number(b);
+        let envelopes = b.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
+        self.stats.record(envelopes, started.elapsed());
         self.notify_committed(b, number);
         Ok(number)
+    }
+
+    /// Counters of what this channel's block writer has done since start (for metrics).
+    pub fn stats(&self) -> &WriteStats {
+        &self.stats
     }
 
     /// Registers interest in the block that will hold `tx_id` (committed ack mode).

@@ -28,6 +28,12 @@ pub struct Metrics {
     pub ledger_height: Family<Labels, Gauge<u64, AtomicU64>>,
     /// Config sequence by channel (refreshed at scrape time).
     pub config_sequence: Family<Labels, Gauge<u64, AtomicU64>>,
+    /// Blocks written by channel (refreshed at scrape time).
+    pub blocks_written: Family<Labels, Counter<u64, AtomicU64>>,
+    /// Envelopes written in blocks, by channel (refreshed at scrape time).
+    pub envelopes_written: Family<Labels, Counter<u64, AtomicU64>>,
+    /// Seconds spent appending blocks (including fsync), by channel.
+    pub block_write_seconds: Family<Labels, Counter<f64, AtomicU64>>,
     /// Envelopes per signature-verification batch.
     pub verify_batch_size: Histogram,
     /// Admin requests by command and status.
@@ -52,6 +58,9 @@ impl Metrics {
             deliver_ends: Family::default(),
             ledger_height: Family::default(),
             config_sequence: Family::default(),
+            blocks_written: Family::default(),
+            envelopes_written: Family::default(),
+            block_write_seconds: Family::default(),
             verify_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             admin_requests: Family::default(),
             registry: Registry::default(),
@@ -90,6 +99,21 @@ impl Metrics {
             "config_sequence",
             "Sequence of the channel configuration in force",
             m.config_sequence.clone(),
+        );
+        registry.register(
+            "blocks_written",
+            "Blocks written to the ledger since start",
+            m.blocks_written.clone(),
+        );
+        registry.register(
+            "envelopes_written",
+            "Envelopes written in blocks since start",
+            m.envelopes_written.clone(),
+        );
+        registry.register(
+            "block_write_seconds",
+            "Time spent appending blocks to the ledger, fsync included",
+            m.block_write_seconds.clone(),
         );
         registry.register(
             "verify_batch_size",

@@ -16,6 +16,9 @@ use crate::registry::Registry;
 struct Ops {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    /// Serialises the refresh of counters from running totals, so that two concurrent
+    /// scrapes cannot both add the same difference.
+    refresh: Arc<std::sync::Mutex<()>>,
 }
 
 /// Serves the operations endpoint on `listener` until `shutdown` resolves.
@@ -28,7 +31,11 @@ pub async fn serve(
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
-        .with_state(Ops { registry, metrics });
+        .with_state(Ops {
+            registry,
+            metrics,
+            refresh: Arc::new(std::sync::Mutex::new(())),
+        });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -61,7 +68,19 @@ async fn healthz(State(ops): State<Ops>) -> impl IntoResponse {
     (code, [(header::CONTENT_TYPE, "application/json")], body)
 }
 
+/// Moves a counter up to `total` (counters only go up; the source is a running total).
+fn catch_up(
+    counter: &prometheus_client::metrics::counter::Counter<u64, std::sync::atomic::AtomicU64>,
+    total: u64,
+) {
+    let current = counter.get();
+    if total > current {
+        counter.inc_by(total - current);
+    }
+}
+
 async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
+    let guard = ops.refresh.lock().unwrap_or_else(|p| p.into_inner());
     for ch in ops.registry.list() {
         let labels = Metrics::channel(ch.id());
         ops.metrics
@@ -72,7 +91,22 @@ async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
             .config_sequence
             .get_or_create(&labels)
             .set(ch.support.sequence());
+        let stats = ch.support.stats();
+        catch_up(
+            &ops.metrics.blocks_written.get_or_create(&labels),
+            stats.blocks(),
+        );
+        catch_up(
+            &ops.metrics.envelopes_written.get_or_create(&labels),
+            stats.envelopes(),
+        );
+        let secs = ops.metrics.block_write_seconds.get_or_create(&labels);
+        let delta = stats.write_time().as_secs_f64() - secs.get();
+        if delta > 0.0 {
+            secs.inc_by(delta);
+        }
     }
+    drop(guard);
     (
         StatusCode::OK,
         [(
