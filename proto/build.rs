@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/common.proto",
         "proto/orderer.proto",
         "proto/admin.proto",
+        "proto/transaction.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

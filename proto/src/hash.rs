@@ -27,6 +27,24 @@ pub fn tx_id(nonce: &[u8], creator: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
+/// The proposal hash of an endorser transaction:
+/// `SHA-256(tx_id ‖ 0x00 ‖ channel_id ‖ 0x00 ‖ proposal)`, where `proposal` is the encoded
+/// `ChaincodeProposal` exactly as carried in the transaction.
+///
+/// Endorsers put it in the response payload they sign, so an endorsement is bound to one
+/// transaction (its tx id, hence its creator and nonce) on one channel and cannot be
+/// replayed into another. The zero separators cannot be ambiguous: a tx id is hex and a
+/// channel id is `[a-z0-9.-]`, neither holds a zero byte.
+pub fn proposal_hash(tx_id: &str, channel_id: &str, proposal: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update(tx_id.as_bytes());
+    h.update([0u8]);
+    h.update(channel_id.as_bytes());
+    h.update([0u8]);
+    h.update(proposal);
+    h.finalize().into()
+}
+
 /// The hash of a block: SHA-256 over the fixed encoding
 /// `number (u64 big-endian) ‖ previous_hash ‖ data_hash`.
 ///
@@ -60,6 +78,19 @@ mod tests {
         assert_ne!(a, tx_id(b"n2", b"creator"));
         assert_ne!(a, tx_id(b"n1", b"other"));
         assert_eq!(a, tx_id(b"n1", b"creator"));
+    }
+
+    #[test]
+    fn proposal_hash_is_the_documented_concatenation() {
+        let h = proposal_hash("ab12", "ch", b"prop");
+        assert_eq!(h, sha256(b"ab12\0ch\0prop"));
+        assert_eq!(
+            hex::encode(h),
+            "b8d8fbaf3e957f6b4741317a20c075e3c3cdc29f47adcba9c30ada5f546c8e25"
+        );
+        assert_ne!(h, proposal_hash("ab12", "ch2", b"prop"));
+        assert_ne!(h, proposal_hash("ab13", "ch", b"prop"));
+        assert_ne!(h, proposal_hash("ab12", "ch", b"prop2"));
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub mod pb {
     pub mod admin {
         include!(concat!(env!("OUT_DIR"), "/ordo.admin.rs"));
     }
+    /// `ordo.peer`: endorser transactions (proposal, read/write set, endorsements) and
+    /// validation codes.
+    pub mod peer {
+        include!(concat!(env!("OUT_DIR"), "/ordo.peer.rs"));
+    }
 }
 
 pub use pb::common::{Block, Envelope, Status};

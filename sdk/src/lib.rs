@@ -8,3 +8,4 @@
 
 pub mod network;
 pub mod orderer;
+pub mod tx;

@@ -1,0 +1,250 @@
+//! The validator: one [`TxValidationCode`] per transaction of a block, and the world-state
+//! updates of the valid ones, as a pure function of its inputs ([`validate_block`]).
+//!
+//! # Checks, in order
+//!
+//! A transaction's code is the first check it fails, in this order (so every peer picks
+//! the same code for a transaction with several faults):
+//!
+//! | # | check | code |
+//! |---|---|---|
+//! | 1 | the envelope, payload and header decode; the header is sane (channel id, creator, nonce, tx id = hex(SHA-256(nonce ‖ creator))) | BAD_PAYLOAD |
+//! | 2 | not a CONFIG envelope (those must be alone in their block) | INVALID_CONFIG |
+//! | 3 | the header's channel is this channel | WRONG_CHANNEL |
+//! | 4 | the header type is ENDORSER_TRANSACTION | UNKNOWN_TX_TYPE |
+//! | 5 | the creator certificate is valid on the channel at `now_secs` | BAD_CREATOR |
+//! | 6 | the envelope signature verifies | BAD_SIGNATURE |
+//! | 7 | the tx id is not committed and not used earlier in the block | DUPLICATE_TXID |
+//! | 8 | the transaction, proposal and response payload decode; the chaincode names agree; a response is present; at most [`MAX_ENDORSEMENTS`] endorsements | BAD_PAYLOAD |
+//! | 9 | the proposal hash is `ordo_proto::hash::proposal_hash(tx_id, channel, proposal)` | BAD_PROPOSAL_HASH |
+//! | 10 | the chaincode is defined on the channel | UNKNOWN_CHAINCODE |
+//! | 11 | the endorsed chaincode version is the defined one | CHAINCODE_VERSION_MISMATCH |
+//! | 12 | the read/write set is well formed (see [`MAX_KEY_BYTES`]) | BAD_RWSET |
+//! | 13 | every namespace of the read/write set is a defined chaincode | UNKNOWN_CHAINCODE |
+//! | 14 | the response status is a success ([`SUCCESS_STATUSES`]) | BAD_RESPONSE |
+//! | 15 | the endorsements whose certificate is valid and whose signature over the exact response payload bytes verifies satisfy the endorsement policy of the chaincode and of every other namespace written | ENDORSEMENT_POLICY_FAILURE |
+//! | 16 | MVCC (stage 2) | MVCC_READ_CONFLICT |
+//!
+//! Checks 1–6 and 8–15 are stage 1 (parallel); 7 runs between the stages in block order,
+//! and counts only tx ids authenticated by check 6; 16 is stage 2. Bad endorsements are
+//! dropped, not fatal: they can only make check 15 fail.
+//!
+//! A block that holds exactly one CONFIG envelope is a config block: it is VALID with no
+//! state updates when the new configuration follows from the one in force (see
+//! `config_block`), else INVALID_CONFIG.
+//!
+//! # The caller's duties
+//!
+//! - Verify the block first (hash chain, data hash, orderer signatures): the validator
+//!   judges transactions, not the block.
+//! - Store [`BlockValidation::codes_bytes`] in the block's
+//!   `metadata.transaction_validation_codes`, apply [`BlockValidation::updates`] in order,
+//!   and index the tx ids of [`BlockValidation::tx_ids`] — all in one write batch.
+//! - When [`BlockValidation::config`] is set, validate the following blocks with a new
+//!   [`ValidationContext`] built from it.
+//! - Give every peer the same `now_secs` for the same block (see [`ValidationContext`]).
+
+mod config_block;
+mod context;
+mod mvcc;
+mod prepare;
+mod rwset;
+mod stage1;
+mod state;
+mod txid;
+
+#[cfg(test)]
+mod tests;
+
+use bytes::Bytes;
+use ordo_proto::block;
+use ordo_proto::config;
+use ordo_proto::pb::common::{Block, ChannelConfig};
+
+pub use context::{ContextError, ValidationContext, ValidatorOptions, DEFAULT_CHUNK_SIZE};
+pub use ordo_proto::pb::peer::{ChaincodeEvent, TxValidationCode, Version};
+pub use prepare::{MAX_ENDORSEMENTS, SUCCESS_STATUSES};
+pub use rwset::MAX_KEY_BYTES;
+pub use state::{StateView, TxIndex};
+
+use mvcc::Mvcc;
+
+/// One world-state change made by a valid transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateUpdate {
+    /// The chaincode whose state it is.
+    pub namespace: String,
+    /// The key.
+    pub key: String,
+    /// The new value; `None` deletes the key.
+    pub value: Option<Bytes>,
+    /// (block number, index of the transaction in the block): the key's new version.
+    pub version: Version,
+}
+
+/// The chaincode event of a valid transaction, for event listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxEvent {
+    /// Index of the transaction in the block.
+    pub tx_index: u32,
+    /// Its tx id.
+    pub tx_id: String,
+    /// The event the chaincode set.
+    pub event: ChaincodeEvent,
+}
+
+/// The validator's verdict on a block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockValidation {
+    /// The block's number.
+    pub block_number: u64,
+    /// One code per transaction, in block order.
+    pub codes: Vec<TxValidationCode>,
+    /// Per transaction, the tx id the committer adds to its tx index: `Some` when the
+    /// envelope signature authenticated it and it is not a duplicate (whatever the code),
+    /// `None` otherwise — an unauthenticated id could be anyone's, and a duplicate must
+    /// not overwrite the original's entry.
+    pub tx_ids: Vec<Option<String>>,
+    /// The writes and deletes of valid transactions, in block order (and, within a
+    /// transaction, in read/write-set order). Apply them in this order: a later update of
+    /// a key replaces an earlier one.
+    pub updates: Vec<StateUpdate>,
+    /// The events set by valid transactions, in block order.
+    pub events: Vec<TxEvent>,
+    /// For a valid config block: the configuration in force from the next block on.
+    pub config: Option<ChannelConfig>,
+}
+
+impl BlockValidation {
+    /// The codes as stored in `BlockMetadata.transaction_validation_codes`: one byte per
+    /// transaction (every code fits in a byte).
+    pub fn codes_bytes(&self) -> Vec<u8> {
+        self.codes
+            .iter()
+            .map(|c| u8::try_from(*c as i32).unwrap_or(u8::MAX))
+            .collect()
+    }
+
+    /// How many transactions are VALID.
+    pub fn valid_count(&self) -> usize {
+        self.codes
+            .iter()
+            .filter(|c| **c == TxValidationCode::Valid)
+            .count()
+    }
+}
+
+/// The reason a transaction got its code, kept for the logs.
+#[derive(Debug, Clone)]
+pub(crate) struct Verdict {
+    pub code: TxValidationCode,
+    pub reason: String,
+}
+
+impl Verdict {
+    pub(crate) fn new(code: TxValidationCode, reason: String) -> Self {
+        Self { code, reason }
+    }
+}
+
+/// Validates every transaction of `block` against the channel configuration of `ctx`,
+/// the committed versions of `state` and the committed tx ids of `txindex`.
+///
+/// Pure and deterministic: the same inputs give the same result on every machine,
+/// whatever its number of cores. Never panics on any block content.
+pub fn validate_block<S, I>(
+    block: &Block,
+    ctx: &ValidationContext,
+    state: &S,
+    txindex: &I,
+) -> BlockValidation
+where
+    S: StateView + ?Sized,
+    I: TxIndex + ?Sized,
+{
+    let number = block::number(block);
+    let envelopes = block
+        .data
+        .as_ref()
+        .map(|d| d.data.as_slice())
+        .unwrap_or_default();
+    if let [only] = envelopes {
+        if config::is_config_envelope(only) {
+            return validate_config_block(block, number, ctx);
+        }
+    }
+
+    let mut checked = stage1::run(envelopes, ctx);
+    txid::mark_duplicates(&mut checked, txindex);
+
+    let mut mvcc = Mvcc::new(number, state);
+    let mut updates = Vec::new();
+    let mut events = Vec::new();
+    for (i, c) in checked.iter_mut().enumerate() {
+        let Some(effects) = c.effects.take() else {
+            continue;
+        };
+        let tx_index = u32::try_from(i).unwrap_or(u32::MAX);
+        match mvcc.apply(tx_index, &effects.rwset, &mut updates) {
+            Ok(()) => {
+                if let (Some(event), Some(tx_id)) = (effects.event, &c.tx_id) {
+                    events.push(TxEvent {
+                        tx_index,
+                        tx_id: tx_id.clone(),
+                        event,
+                    });
+                }
+            }
+            Err(reason) => {
+                c.code = TxValidationCode::MvccReadConflict;
+                c.reason = Some(reason);
+            }
+        }
+    }
+
+    for (i, c) in checked.iter().enumerate() {
+        if let Some(reason) = &c.reason {
+            tracing::debug!(
+                block = number,
+                tx = i,
+                code = c.code.as_str_name(),
+                reason = reason.as_str(),
+                "invalid transaction"
+            );
+        }
+    }
+    BlockValidation {
+        block_number: number,
+        codes: checked.iter().map(|c| c.code).collect(),
+        tx_ids: checked.into_iter().map(|c| c.tx_id).collect(),
+        updates,
+        events,
+        config: None,
+    }
+}
+
+fn validate_config_block(block: &Block, number: u64, ctx: &ValidationContext) -> BlockValidation {
+    let (code, tx_id, config) = match config_block::check(block, number, ctx) {
+        Ok(accepted) => (
+            TxValidationCode::Valid,
+            Some(accepted.tx_id),
+            Some(accepted.config),
+        ),
+        Err(reason) => {
+            tracing::warn!(
+                block = number,
+                reason = reason.as_str(),
+                "invalid config block"
+            );
+            (TxValidationCode::InvalidConfig, None, None)
+        }
+    };
+    BlockValidation {
+        block_number: number,
+        codes: vec![code],
+        tx_ids: vec![tx_id],
+        updates: Vec::new(),
+        events: Vec::new(),
+        config,
+    }
+}

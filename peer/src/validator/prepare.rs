@@ -1,0 +1,222 @@
+//! Stage 1, first half: everything about one transaction that needs no Ed25519
+//! signature check (certificates aside, which the MSP verifies and caches): decoding,
+//! header, creator certificate, proposal hash, chaincode, read/write set, response.
+//!
+//! The result says which signatures are still to be checked; [`super::stage1`] checks
+//! those of a whole chunk in one batch and then settles each transaction's code.
+
+use bytes::Bytes;
+use prost::Message;
+
+use ordo_proto::cert::VerifiedCert;
+use ordo_proto::config;
+use ordo_proto::envelope;
+use ordo_proto::hash;
+use ordo_proto::pb::common::{ChaincodeDefinition, Envelope, Header, HeaderType};
+use ordo_proto::pb::peer::{
+    ChaincodeEvent, ChaincodeProposal, EndorserTransaction, ProposalResponsePayload, TxRwSet,
+    TxValidationCode,
+};
+
+use super::context::ValidationContext;
+use super::rwset;
+use super::Verdict;
+
+/// Most endorsements one transaction may carry: each costs a signature check, and no
+/// policy needs more than a few.
+pub const MAX_ENDORSEMENTS: usize = 32;
+
+/// The chaincode response statuses that count as success (HTTP's 2xx and 3xx).
+pub const SUCCESS_STATUSES: std::ops::Range<i32> = 200..400;
+
+/// One transaction after the checks that need no signature.
+pub(crate) enum Prepared<'c> {
+    /// Failed before its creator was known to be valid: its tx id cannot be trusted.
+    Rejected(Verdict),
+    /// The creator certificate is valid; the envelope signature is still to be checked.
+    Signed(Box<SignedTx<'c>>),
+}
+
+/// A transaction whose creator certificate is valid on the channel.
+pub(crate) struct SignedTx<'c> {
+    /// The envelope's payload bytes, exactly as signed.
+    pub payload: Bytes,
+    /// The creator's signature over them.
+    pub signature: Bytes,
+    /// The creator.
+    pub creator: VerifiedCert,
+    /// The header's tx id (already known to match nonce and creator).
+    pub tx_id: String,
+    /// The outcome of the checks on the transaction itself.
+    pub body: Result<Body<'c>, Verdict>,
+}
+
+/// A transaction whose every check but the signatures and the policy passed.
+pub(crate) struct Body<'c> {
+    /// The response payload bytes the endorsers signed.
+    pub response_payload: Bytes,
+    /// Endorsements whose certificate is valid on the channel: (endorser, signature).
+    pub endorsers: Vec<(VerifiedCert, Bytes)>,
+    /// The chaincodes whose endorsement policy must hold: the one invoked, then each
+    /// other namespace written, each once.
+    pub policies: Vec<&'c ChaincodeDefinition>,
+    /// The read/write set, shape already checked.
+    pub rwset: TxRwSet,
+    /// The chaincode event, if any.
+    pub event: Option<ChaincodeEvent>,
+}
+
+/// Runs the signature-free checks on one envelope of a block.
+pub(crate) fn prepare<'c>(envelope_bytes: &Bytes, ctx: &'c ValidationContext) -> Prepared<'c> {
+    match prepare_envelope(envelope_bytes, ctx) {
+        Ok((env, header, creator, data)) => Prepared::Signed(Box::new(SignedTx {
+            payload: env.payload,
+            signature: env.signature,
+            creator,
+            body: prepare_body(&header, data, ctx),
+            tx_id: header.tx_id,
+        })),
+        Err(v) => Prepared::Rejected(v),
+    }
+}
+
+fn prepare_envelope(
+    envelope_bytes: &Bytes,
+    ctx: &ValidationContext,
+) -> Result<(Envelope, Header, VerifiedCert, Bytes), Verdict> {
+    let env = Envelope::decode(envelope_bytes.clone())
+        .map_err(|e| Verdict::new(TxValidationCode::BadPayload, format!("envelope: {e}")))?;
+    let unpacked = match envelope::unpack(&env) {
+        Ok(u) => u,
+        // An unsigned (genesis-style) config envelope fails the header checks; it is
+        // still a config envelope out of place.
+        Err(_) if config::is_config_envelope(envelope_bytes) => {
+            return Err(config_out_of_place());
+        }
+        Err(e) => return Err(Verdict::new(TxValidationCode::BadPayload, e.to_string())),
+    };
+    let header = unpacked.header;
+    match unpacked.header_type {
+        HeaderType::Config => return Err(config_out_of_place()),
+        _ if header.channel_id != ctx.channel_id() => {
+            return Err(Verdict::new(
+                TxValidationCode::WrongChannel,
+                format!("envelope for channel {:?}", header.channel_id),
+            ));
+        }
+        HeaderType::EndorserTransaction => {}
+        other => {
+            return Err(Verdict::new(
+                TxValidationCode::UnknownTxType,
+                format!("header type {}", other.as_str_name()),
+            ));
+        }
+    }
+    let creator = ctx
+        .msp()
+        .verify(&header.creator, ctx.now_secs())
+        .map_err(|e| Verdict::new(TxValidationCode::BadCreator, e.to_string()))?;
+    Ok((env, header, creator, unpacked.data))
+}
+
+fn config_out_of_place() -> Verdict {
+    Verdict::new(
+        TxValidationCode::InvalidConfig,
+        "config envelope in a block with other envelopes".into(),
+    )
+}
+
+fn prepare_body<'c>(
+    header: &Header,
+    data: Bytes,
+    ctx: &'c ValidationContext,
+) -> Result<Body<'c>, Verdict> {
+    let bad = |what: &str, e: prost::DecodeError| {
+        Verdict::new(TxValidationCode::BadPayload, format!("{what}: {e}"))
+    };
+    let tx = EndorserTransaction::decode(data).map_err(|e| bad("endorser transaction", e))?;
+    let proposal =
+        ChaincodeProposal::decode(tx.proposal.clone()).map_err(|e| bad("proposal", e))?;
+    let prp = ProposalResponsePayload::decode(tx.response_payload.clone())
+        .map_err(|e| bad("response payload", e))?;
+    if prp.chaincode != proposal.chaincode {
+        return Err(Verdict::new(
+            TxValidationCode::BadPayload,
+            format!(
+                "response for chaincode {:?}, proposal for {:?}",
+                prp.chaincode, proposal.chaincode
+            ),
+        ));
+    }
+    let response = prp.response.ok_or_else(|| {
+        Verdict::new(
+            TxValidationCode::BadPayload,
+            "response payload has no response".into(),
+        )
+    })?;
+    if tx.endorsements.len() > MAX_ENDORSEMENTS {
+        return Err(Verdict::new(
+            TxValidationCode::BadPayload,
+            format!(
+                "{} endorsements exceed the limit of {MAX_ENDORSEMENTS}",
+                tx.endorsements.len()
+            ),
+        ));
+    }
+    let expected = hash::proposal_hash(&header.tx_id, &header.channel_id, &tx.proposal);
+    if prp.proposal_hash.as_ref() != expected.as_slice() {
+        return Err(Verdict::new(
+            TxValidationCode::BadProposalHash,
+            "response payload is for another proposal".into(),
+        ));
+    }
+    let def = ctx.chaincode(&proposal.chaincode).ok_or_else(|| {
+        Verdict::new(
+            TxValidationCode::UnknownChaincode,
+            format!("chaincode {:?} is not defined", proposal.chaincode),
+        )
+    })?;
+    if prp.chaincode_version != def.version {
+        return Err(Verdict::new(
+            TxValidationCode::ChaincodeVersionMismatch,
+            format!(
+                "endorsed with version {:?}, the channel defines {:?}",
+                prp.chaincode_version, def.version
+            ),
+        ));
+    }
+    let rwset = prp.results.unwrap_or_default();
+    rwset::check(&rwset, ctx)?;
+    if !SUCCESS_STATUSES.contains(&response.status) {
+        return Err(Verdict::new(
+            TxValidationCode::BadResponse,
+            format!("chaincode response status {}", response.status),
+        ));
+    }
+    let mut policies = vec![def];
+    for ns in rwset::written_namespaces(&rwset) {
+        // rwset::check made sure every namespace is defined.
+        if let Some(d) = ctx.chaincode(ns) {
+            if !policies.iter().any(|p| p.name == d.name) {
+                policies.push(d);
+            }
+        }
+    }
+    let endorsers = tx
+        .endorsements
+        .into_iter()
+        .filter_map(|e| {
+            ctx.msp()
+                .verify(&e.endorser, ctx.now_secs())
+                .ok()
+                .map(|c| (c, e.signature))
+        })
+        .collect();
+    Ok(Body {
+        response_payload: tx.response_payload,
+        endorsers,
+        policies,
+        rwset,
+        event: prp.event,
+    })
+}

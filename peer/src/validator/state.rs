@@ -1,0 +1,50 @@
+//! What the validator asks of the committed ledger: versions of keys and known tx ids.
+//!
+//! The committer implements both over its RocksDB column families; tests and simulations
+//! use the implementations for `HashMap` and `HashSet` below.
+//!
+//! **Contract for implementations.** Answers must describe the ledger exactly as committed
+//! up to (not including) the block being validated: never a later state, never a partial
+//! one. The methods cannot fail, on purpose: an implementation over storage whose read
+//! fails must not answer `None` or `false` (that would let a stale read pass or make a
+//! good transaction conflict, forking this peer from the others). It should remember the
+//! error (say in a `Cell`) and have its caller discard the whole
+//! [`super::BlockValidation`], committing nothing for that block.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use ordo_proto::pb::peer::Version;
+
+/// Committed versions of world-state keys.
+pub trait StateView {
+    /// The version of the transaction that last wrote `key` in `namespace`, or `None`
+    /// if the key does not exist (never written, or deleted).
+    fn version(&self, namespace: &str, key: &str) -> Option<Version>;
+}
+
+/// The ids of committed transactions.
+pub trait TxIndex {
+    /// Whether a transaction with this id is already in the ledger (with any code).
+    fn contains(&self, tx_id: &str) -> bool;
+}
+
+/// `(namespace, key) → version`, for tests and simulations.
+impl StateView for HashMap<(String, String), Version> {
+    fn version(&self, namespace: &str, key: &str) -> Option<Version> {
+        self.get(&(namespace.to_string(), key.to_string())).copied()
+    }
+}
+
+/// `(namespace, key) → version`, for tests and simulations.
+impl StateView for BTreeMap<(String, String), Version> {
+    fn version(&self, namespace: &str, key: &str) -> Option<Version> {
+        self.get(&(namespace.to_string(), key.to_string())).copied()
+    }
+}
+
+/// A set of tx ids, for tests and simulations.
+impl TxIndex for HashSet<String> {
+    fn contains(&self, tx_id: &str) -> bool {
+        HashSet::contains(self, tx_id)
+    }
+}

@@ -1,0 +1,568 @@
+//! Building endorser transactions, one step at a time.
+//!
+//! The flow, each step a separate function so that the steps can run on different
+//! machines (the client proposes, endorsing peers sign, the client assembles and signs,
+//! possibly offline):
+//!
+//! 1. [`Proposal::new`] (or [`Proposal::with_nonce`]): the client's invocation on a
+//!    channel, with its nonce, tx id (`hex(SHA-256(nonce ‖ creator))`) and proposal hash.
+//! 2. [`response_payload`]: each endorser turns its simulation ([`Simulation`]: read/write
+//!    set, chaincode response, event) into the encoded `ProposalResponsePayload` that it
+//!    signs. Endorsers that simulated the same thing produce the same bytes; use
+//!    [`RwSetBuilder`] so the read/write set is in a canonical order.
+//! 3. [`endorse`]: an endorser's signature over those exact bytes.
+//! 4. [`assemble`]: the signed `ENDORSER_TRANSACTION` envelope, signed by the proposal's
+//!    creator with the proposal's nonce, so the envelope's tx id is the proposal's. For a
+//!    creator key held elsewhere, [`transaction_payload`] gives the bytes to sign and
+//!    [`attach_signature`] makes the envelope.
+//!
+//! The peer's validator checks exactly what is built here: see `ordo-peer`'s `validator`.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use ordo_proto::envelope::{self, MAX_NONCE_LEN, NONCE_LEN};
+use ordo_proto::hash::{self, Hash};
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::{Envelope, Header, HeaderType, Payload};
+use ordo_proto::pb::peer::{
+    ChaincodeEvent, ChaincodeProposal, ChaincodeResponse, Endorsement, EndorserTransaction, KvRead,
+    KvWrite, NsRwSet, ProposalResponsePayload, TxRwSet, Version,
+};
+use prost::Message;
+use thiserror::Error;
+
+/// Why a transaction could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TxError {
+    /// The nonce is empty or longer than [`MAX_NONCE_LEN`] bytes.
+    #[error("nonce of {0} bytes (1..={MAX_NONCE_LEN} allowed)")]
+    BadNonce(usize),
+    /// The identity signing the envelope is not the proposal's creator, so the envelope's
+    /// tx id would not be the one the endorsers signed for.
+    #[error("the envelope signer is not the proposal's creator")]
+    CreatorMismatch,
+    /// Bytes received from elsewhere do not decode.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// Which part.
+        what: &'static str,
+        /// The decoder's complaint.
+        reason: String,
+    },
+}
+
+/// The invocation `chaincode.function(args)`.
+pub fn invocation(chaincode: &str, function: &str, args: Vec<Bytes>) -> ChaincodeProposal {
+    ChaincodeProposal {
+        chaincode: chaincode.to_string(),
+        function: function.to_string(),
+        args,
+    }
+}
+
+/// A proposal: an invocation on a channel by a creator, with the nonce and tx id the
+/// final envelope will carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal {
+    channel_id: String,
+    creator: Bytes,
+    nonce: Bytes,
+    tx_id: String,
+    invocation: ChaincodeProposal,
+    proposal_bytes: Bytes,
+    proposal_hash: Hash,
+}
+
+impl Proposal {
+    /// A proposal by `creator` with a fresh random nonce of [`NONCE_LEN`] bytes.
+    pub fn new(creator: &Identity, channel_id: &str, invocation: ChaincodeProposal) -> Self {
+        let nonce: [u8; NONCE_LEN] = rand_nonce();
+        Self::build(
+            channel_id,
+            creator.cert_bytes().clone(),
+            Bytes::copy_from_slice(&nonce),
+            invocation.encode_to_vec().into(),
+            invocation,
+        )
+    }
+
+    /// A proposal with the given nonce, for the creator whose encoded certificate is
+    /// `creator_cert` (the secret key is not needed until [`assemble`]).
+    pub fn with_nonce(
+        creator_cert: Bytes,
+        channel_id: &str,
+        invocation: ChaincodeProposal,
+        nonce: &[u8],
+    ) -> Result<Self, TxError> {
+        check_nonce(nonce)?;
+        Ok(Self::build(
+            channel_id,
+            creator_cert,
+            Bytes::copy_from_slice(nonce),
+            invocation.encode_to_vec().into(),
+            invocation,
+        ))
+    }
+
+    /// The proposal as an endorser or a gateway receives it: the creator's certificate,
+    /// the nonce and the encoded `ChaincodeProposal` bytes, kept exactly as received.
+    pub fn from_parts(
+        channel_id: &str,
+        creator_cert: Bytes,
+        nonce: Bytes,
+        proposal_bytes: Bytes,
+    ) -> Result<Self, TxError> {
+        check_nonce(&nonce)?;
+        let invocation =
+            ChaincodeProposal::decode(proposal_bytes.clone()).map_err(|e| TxError::Malformed {
+                what: "chaincode proposal",
+                reason: e.to_string(),
+            })?;
+        Ok(Self::build(
+            channel_id,
+            creator_cert,
+            nonce,
+            proposal_bytes,
+            invocation,
+        ))
+    }
+
+    fn build(
+        channel_id: &str,
+        creator: Bytes,
+        nonce: Bytes,
+        proposal_bytes: Bytes,
+        invocation: ChaincodeProposal,
+    ) -> Self {
+        let tx_id = hash::tx_id(&nonce, &creator);
+        let proposal_hash = hash::proposal_hash(&tx_id, channel_id, &proposal_bytes);
+        Self {
+            channel_id: channel_id.to_string(),
+            creator,
+            nonce,
+            tx_id,
+            invocation,
+            proposal_bytes,
+            proposal_hash,
+        }
+    }
+
+    /// The channel.
+    pub fn channel_id(&self) -> &str {
+        &self.channel_id
+    }
+
+    /// The creator's encoded certificate.
+    pub fn creator(&self) -> &Bytes {
+        &self.creator
+    }
+
+    /// The nonce.
+    pub fn nonce(&self) -> &Bytes {
+        &self.nonce
+    }
+
+    /// The tx id: `hex(SHA-256(nonce ‖ creator))`.
+    pub fn tx_id(&self) -> &str {
+        &self.tx_id
+    }
+
+    /// The decoded invocation.
+    pub fn invocation(&self) -> &ChaincodeProposal {
+        &self.invocation
+    }
+
+    /// The encoded `ChaincodeProposal`, exactly as it goes into the transaction.
+    pub fn proposal_bytes(&self) -> &Bytes {
+        &self.proposal_bytes
+    }
+
+    /// `ordo_proto::hash::proposal_hash(tx_id, channel_id, proposal_bytes)`.
+    pub fn proposal_hash(&self) -> &Hash {
+        &self.proposal_hash
+    }
+}
+
+fn rand_nonce() -> [u8; NONCE_LEN] {
+    // A fresh key's seed is 32 bytes from the operating system's RNG; borrowing it through
+    // ordo_proto keeps the SDK free of an RNG dependency of its own.
+    let key = ordo_proto::crypto::generate_signing_key();
+    let mut nonce = [0u8; NONCE_LEN];
+    let seed = key.to_bytes();
+    nonce.copy_from_slice(&seed[..NONCE_LEN]);
+    nonce
+}
+
+fn check_nonce(nonce: &[u8]) -> Result<(), TxError> {
+    if nonce.is_empty() || nonce.len() > MAX_NONCE_LEN {
+        return Err(TxError::BadNonce(nonce.len()));
+    }
+    Ok(())
+}
+
+/// What an endorser's simulation of a proposal produced.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Simulation {
+    /// The version of the chaincode that ran (the channel's definition).
+    pub chaincode_version: String,
+    /// The read/write set.
+    pub results: TxRwSet,
+    /// The chaincode's answer.
+    pub response: ChaincodeResponse,
+    /// The event it set, if any.
+    pub event: Option<ChaincodeEvent>,
+}
+
+/// The encoded `ProposalResponsePayload` an endorser signs for `proposal`.
+pub fn response_payload(proposal: &Proposal, simulation: Simulation) -> Bytes {
+    ProposalResponsePayload {
+        proposal_hash: Bytes::copy_from_slice(proposal.proposal_hash()),
+        chaincode: proposal.invocation().chaincode.clone(),
+        chaincode_version: simulation.chaincode_version,
+        response: Some(simulation.response),
+        results: Some(simulation.results),
+        event: simulation.event,
+    }
+    .encode_to_vec()
+    .into()
+}
+
+/// `identity`'s endorsement: its signature over the exact `response_payload` bytes.
+pub fn endorse(identity: &Identity, response_payload: &[u8]) -> Endorsement {
+    Endorsement {
+        endorser: identity.cert_bytes().clone(),
+        signature: identity.sign(response_payload).to_vec().into(),
+    }
+}
+
+/// The encoded `EndorserTransaction`: the envelope payload's data.
+pub fn transaction_data(
+    proposal: &Proposal,
+    response_payload: Bytes,
+    endorsements: Vec<Endorsement>,
+) -> Bytes {
+    EndorserTransaction {
+        proposal: proposal.proposal_bytes().clone(),
+        response_payload,
+        endorsements,
+    }
+    .encode_to_vec()
+    .into()
+}
+
+/// The signed `ENDORSER_TRANSACTION` envelope, signed by `creator` with the proposal's
+/// nonce, so its tx id is [`Proposal::tx_id`].
+pub fn assemble(
+    creator: &Identity,
+    proposal: &Proposal,
+    response_payload: Bytes,
+    endorsements: Vec<Endorsement>,
+    timestamp_ms: u64,
+) -> Result<Envelope, TxError> {
+    if creator.cert_bytes() != proposal.creator() {
+        return Err(TxError::CreatorMismatch);
+    }
+    let (env, tx_id) = envelope::create_signed_with_nonce(
+        creator,
+        proposal.channel_id(),
+        HeaderType::EndorserTransaction,
+        transaction_data(proposal, response_payload, endorsements),
+        timestamp_ms,
+        proposal.nonce(),
+    );
+    debug_assert_eq!(tx_id, proposal.tx_id());
+    Ok(env)
+}
+
+/// The envelope payload bytes the creator signs, for signing elsewhere; finish with
+/// [`attach_signature`].
+pub fn transaction_payload(
+    proposal: &Proposal,
+    response_payload: Bytes,
+    endorsements: Vec<Endorsement>,
+    timestamp_ms: u64,
+) -> Bytes {
+    Payload {
+        header: Some(Header {
+            channel_id: proposal.channel_id().to_string(),
+            r#type: HeaderType::EndorserTransaction as i32,
+            tx_id: proposal.tx_id().to_string(),
+            timestamp_ms,
+            creator: proposal.creator().clone(),
+            nonce: proposal.nonce().clone(),
+        }),
+        data: transaction_data(proposal, response_payload, endorsements),
+    }
+    .encode_to_vec()
+    .into()
+}
+
+/// The envelope from payload bytes and the creator's signature over exactly them.
+pub fn attach_signature(payload: Bytes, signature: &[u8]) -> Envelope {
+    Envelope {
+        payload,
+        signature: Bytes::copy_from_slice(signature),
+    }
+}
+
+/// Collects a simulation's reads and writes into a [`TxRwSet`] in canonical order:
+/// namespaces and keys sorted, each key read at most once (the first read's version is
+/// kept: it is the version the simulation saw) and written at most once (the last write
+/// wins). Two endorsers that simulated the same thing produce identical bytes.
+#[derive(Debug, Clone, Default)]
+pub struct RwSetBuilder {
+    namespaces: BTreeMap<String, NsEntry>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct NsEntry {
+    reads: BTreeMap<String, Option<Version>>,
+    writes: BTreeMap<String, Option<Bytes>>,
+}
+
+impl RwSetBuilder {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a read of `key` that saw `version` (`None`: the key did not exist).
+    pub fn read(&mut self, namespace: &str, key: &str, version: Option<Version>) -> &mut Self {
+        self.ns(namespace)
+            .reads
+            .entry(key.to_string())
+            .or_insert(version);
+        self
+    }
+
+    /// Records a write of `value` to `key`.
+    pub fn write(&mut self, namespace: &str, key: &str, value: Bytes) -> &mut Self {
+        self.ns(namespace)
+            .writes
+            .insert(key.to_string(), Some(value));
+        self
+    }
+
+    /// Records the deletion of `key`.
+    pub fn delete(&mut self, namespace: &str, key: &str) -> &mut Self {
+        self.ns(namespace).writes.insert(key.to_string(), None);
+        self
+    }
+
+    fn ns(&mut self, namespace: &str) -> &mut NsEntry {
+        self.namespaces.entry(namespace.to_string()).or_default()
+    }
+
+    /// The read/write set.
+    pub fn build(&self) -> TxRwSet {
+        TxRwSet {
+            ns_rwsets: self
+                .namespaces
+                .iter()
+                .map(|(ns, e)| NsRwSet {
+                    namespace: ns.clone(),
+                    reads: e
+                        .reads
+                        .iter()
+                        .map(|(k, v)| KvRead {
+                            key: k.clone(),
+                            version: *v,
+                        })
+                        .collect(),
+                    writes: e
+                        .writes
+                        .iter()
+                        .map(|(k, v)| KvWrite {
+                            key: k.clone(),
+                            value: v.clone().unwrap_or_default(),
+                            is_delete: v.is_none(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ordo_proto::cert;
+    use ordo_proto::crypto;
+    use ordo_proto::pb::common::{CertificateBody, Role};
+
+    fn member(org: &str, role: Role) -> Identity {
+        let ca = crypto::generate_signing_key();
+        let key = crypto::generate_signing_key();
+        let body = CertificateBody {
+            org: org.into(),
+            role: role as i32,
+            subject: format!("m@{org}"),
+            public_key: key.verifying_key().to_bytes().to_vec().into(),
+            not_before: 0,
+            not_after: u64::MAX / 2,
+            issuer_public_key: Bytes::new(),
+            serial: 1,
+        };
+        Identity::new(key, cert::issue(&ca, body).encode_to_vec().into()).expect("identity")
+    }
+
+    fn sample() -> (Identity, Identity, Proposal, Bytes) {
+        let client = member("A", Role::Client);
+        let peer = member("B", Role::Peer);
+        let proposal = Proposal::with_nonce(
+            client.cert_bytes().clone(),
+            "ch",
+            invocation("bank", "transfer", vec![Bytes::from_static(b"x")]),
+            b"nonce-1",
+        )
+        .expect("nonce ok");
+        let mut rw = RwSetBuilder::new();
+        rw.read("bank", "x", None)
+            .write("bank", "x", Bytes::from_static(b"1"));
+        let payload = response_payload(
+            &proposal,
+            Simulation {
+                chaincode_version: "1".into(),
+                results: rw.build(),
+                response: ChaincodeResponse {
+                    status: 200,
+                    ..Default::default()
+                },
+                event: None,
+            },
+        );
+        (client, peer, proposal, payload)
+    }
+
+    #[test]
+    fn assembled_envelope_carries_the_proposal_tx_id_and_hash() {
+        let (client, peer, proposal, payload) = sample();
+        assert_eq!(
+            proposal.tx_id(),
+            hash::tx_id(b"nonce-1", client.cert_bytes())
+        );
+        let e = endorse(&peer, &payload);
+        let env = assemble(&client, &proposal, payload.clone(), vec![e.clone()], 5)
+            .expect("creator matches");
+        let unpacked = envelope::unpack(&env).expect("sane header");
+        assert_eq!(unpacked.header.tx_id, proposal.tx_id());
+        assert_eq!(unpacked.header_type, HeaderType::EndorserTransaction);
+        let tx = EndorserTransaction::decode(unpacked.data).expect("decodes");
+        assert_eq!(tx.proposal, *proposal.proposal_bytes());
+        assert_eq!(tx.endorsements, vec![e.clone()]);
+        let prp = ProposalResponsePayload::decode(tx.response_payload.clone()).expect("decodes");
+        assert_eq!(
+            prp.proposal_hash.as_ref(),
+            hash::proposal_hash(proposal.tx_id(), "ch", &tx.proposal).as_slice()
+        );
+        assert_eq!(prp.chaincode, "bank");
+        // The endorsement signs the exact response payload bytes.
+        let (_, body) = cert::decode(&e.endorser).expect("cert");
+        let key = crypto::parse_public_key(&body.public_key).expect("key");
+        crypto::verify(&key, &tx.response_payload, &e.signature).expect("verifies");
+        // The envelope signature is the creator's over the payload bytes.
+        let (_, body) = cert::decode(client.cert_bytes()).expect("cert");
+        let key = crypto::parse_public_key(&body.public_key).expect("key");
+        crypto::verify(&key, &env.payload, &env.signature).expect("verifies");
+    }
+
+    #[test]
+    fn offline_signing_gives_the_same_envelope() {
+        let (client, peer, proposal, payload) = sample();
+        let e = endorse(&peer, &payload);
+        let env = assemble(&client, &proposal, payload.clone(), vec![e.clone()], 5).expect("ok");
+        let unsigned = transaction_payload(&proposal, payload, vec![e], 5);
+        let offline = attach_signature(unsigned.clone(), &client.sign(&unsigned));
+        assert_eq!(offline, env);
+    }
+
+    #[test]
+    fn a_proposal_received_from_parts_is_the_same_proposal() {
+        let (_, _, proposal, _) = sample();
+        let again = Proposal::from_parts(
+            "ch",
+            proposal.creator().clone(),
+            proposal.nonce().clone(),
+            proposal.proposal_bytes().clone(),
+        )
+        .expect("decodes");
+        assert_eq!(again, proposal);
+        assert!(matches!(
+            Proposal::from_parts(
+                "ch",
+                Bytes::new(),
+                Bytes::from_static(b"n"),
+                Bytes::from_static(b"\xff\xff")
+            ),
+            Err(TxError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn another_signer_or_a_bad_nonce_is_refused() {
+        let (_, peer, proposal, payload) = sample();
+        assert_eq!(
+            assemble(&peer, &proposal, payload, vec![], 5),
+            Err(TxError::CreatorMismatch)
+        );
+        let inv = invocation("bank", "f", vec![]);
+        assert_eq!(
+            Proposal::with_nonce(Bytes::new(), "ch", inv.clone(), b""),
+            Err(TxError::BadNonce(0))
+        );
+        assert_eq!(
+            Proposal::with_nonce(Bytes::new(), "ch", inv, &[0u8; 65]),
+            Err(TxError::BadNonce(65))
+        );
+    }
+
+    #[test]
+    fn random_nonces_differ() {
+        let client = member("A", Role::Client);
+        let inv = invocation("bank", "f", vec![]);
+        let a = Proposal::new(&client, "ch", inv.clone());
+        let b = Proposal::new(&client, "ch", inv);
+        assert_eq!(a.nonce().len(), NONCE_LEN);
+        assert_ne!(a.tx_id(), b.tx_id());
+    }
+
+    #[test]
+    fn rwset_builder_is_canonical() {
+        let v = |b, t| Some(Version { block: b, tx: t });
+        let mut one = RwSetBuilder::new();
+        one.read("b", "k2", v(1, 0))
+            .write("a", "z", Bytes::from_static(b"1"))
+            .read("b", "k1", None)
+            .read("b", "k2", v(9, 9))
+            .write("a", "z", Bytes::from_static(b"2"))
+            .delete("a", "y");
+        let mut two = RwSetBuilder::new();
+        two.delete("a", "y")
+            .read("b", "k1", None)
+            .write("a", "z", Bytes::from_static(b"2"))
+            .read("b", "k2", v(1, 0));
+        let set = one.build();
+        assert_eq!(set, two.build());
+        assert_eq!(set.encode_to_vec(), two.build().encode_to_vec());
+        let names: Vec<&str> = set.ns_rwsets.iter().map(|n| n.namespace.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(
+            set.ns_rwsets[0].writes,
+            vec![
+                KvWrite {
+                    key: "y".into(),
+                    value: Bytes::new(),
+                    is_delete: true
+                },
+                KvWrite {
+                    key: "z".into(),
+                    value: Bytes::from_static(b"2"),
+                    is_delete: false
+                },
+            ]
+        );
+        assert_eq!(set.ns_rwsets[1].reads[1].version, v(1, 0));
+    }
+}
