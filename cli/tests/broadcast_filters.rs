@@ -80,6 +80,14 @@ async fn every_filter_has_its_status_and_nothing_else_is_disturbed() {
     let expired = message(&expired_identity(&c, "BankA"), "filters", 100, 5).0;
     let not_a_writer = message(&c.identity("BankA", "orderer"), "filters", 100, 6).0;
     let dup = ok(7);
+    let backdated = ordo_proto::envelope::create_signed(
+        &client,
+        "filters",
+        ordo_proto::pb::common::HeaderType::Message,
+        Bytes::from_static(b"from an hour ago"),
+        ordo_proto::now_ms() - 3_600_000,
+    )
+    .0;
 
     // A second client keeps broadcasting concurrently and must see only successes.
     let bystander = c.identity("BankB", "client");
@@ -101,6 +109,7 @@ async fn every_filter_has_its_status_and_nothing_else_is_disturbed() {
         (unknown_org, Code::Forbidden, "unknown org"),
         (expired, Code::Forbidden, "expired"),
         (not_a_writer, Code::Forbidden, "Writers"),
+        (backdated, Code::BadRequest, "timestamp"),
         (dup.clone(), Code::Success, ""),
         (dup.clone(), Code::Conflict, "duplicate"),
         (ok(102), Code::Success, ""),

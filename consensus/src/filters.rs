@@ -17,6 +17,12 @@ use ordo_proto::policy;
 
 use crate::support::ConfigState;
 
+/// How far an envelope's creation time may be from the orderer's clock. Peers check
+/// certificates at a transaction's own creation time (so that validation is
+/// deterministic); this bound is what stops a holder of an expired certificate from
+/// backdating new transactions into its validity.
+pub const MAX_TX_CLOCK_SKEW_SECS: u64 = 600;
+
 /// Why an envelope was refused by a filter.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum FilterError {
@@ -31,6 +37,14 @@ pub enum FilterError {
     /// Does not decode, or the header is not sane.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The envelope's timestamp is too far from the orderer's clock.
+    #[error("bad request: envelope timestamp {timestamp_secs}s is more than {MAX_TX_CLOCK_SKEW_SECS}s from the orderer's clock ({now_secs}s)")]
+    Timestamp {
+        /// The envelope's creation time, seconds since the epoch.
+        timestamp_secs: u64,
+        /// The orderer's time.
+        now_secs: u64,
+    },
     /// The creator's certificate is not acceptable on this channel.
     #[error("forbidden: creator certificate: {0}")]
     BadCreator(String),
@@ -47,7 +61,7 @@ impl FilterError {
     pub fn status(&self) -> Status {
         match self {
             FilterError::TooLarge { .. } => Status::RequestEntityTooLarge,
-            FilterError::BadRequest(_) => Status::BadRequest,
+            FilterError::BadRequest(_) | FilterError::Timestamp { .. } => Status::BadRequest,
             FilterError::BadCreator(_)
             | FilterError::BadSignature
             | FilterError::PolicyDenied(_) => Status::Forbidden,
@@ -123,6 +137,13 @@ pub fn precheck_unpacked(
             "envelope for channel {:?} sent to channel {:?}",
             unpacked.header.channel_id, state.config.channel_id
         )));
+    }
+    let timestamp_secs = unpacked.header.timestamp_ms / 1000;
+    if timestamp_secs.abs_diff(now_secs) > MAX_TX_CLOCK_SKEW_SECS {
+        return Err(FilterError::Timestamp {
+            timestamp_secs,
+            now_secs,
+        });
     }
     let creator = state
         .msp

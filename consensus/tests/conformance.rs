@@ -130,7 +130,7 @@ fn request(id: &Identity, tag: u64, config_seq: u64) -> OrderRequest {
         "conformance",
         HeaderType::Message,
         Bytes::from(tag.to_be_bytes().to_vec()),
-        1,
+        ordo_proto::now_ms(),
     );
     OrderRequest {
         envelope: env.encode_to_vec().into(),
@@ -252,9 +252,10 @@ fn config_update(
         "conformance",
         HeaderType::ConfigUpdate,
         update.encode_to_vec().into(),
-        1,
+        ordo_proto::now_ms(),
     );
-    precheck(&support.state(), env, 10).expect("config update passes precheck")
+    precheck(&support.state(), env, ordo_proto::now_ms() / 1000)
+        .expect("config update passes precheck")
 }
 
 async fn config_alone_and_in_force(backend: &dyn Backend) {
@@ -271,7 +272,9 @@ async fn config_alone_and_in_force(backend: &dyn Backend) {
             bs.max_message_count = 3;
         }
     });
-    let (cfg_env, _) = configtx::process_config_update(&support, &cand, 10).expect("valid update");
+    let (cfg_env, _) =
+        configtx::process_config_update(&support, &cand, ordo_proto::now_ms() / 1000)
+            .expect("valid update");
     chain
         .configure(OrderRequest {
             envelope: cfg_env,
@@ -327,7 +330,9 @@ async fn stale_config_seq_is_revalidated(backend: &dyn Backend) {
     let cand = config_update(&f, &support, |c| {
         c.writers = Some(policy::any_member(&["B"], &[]))
     });
-    let (cfg_env, _) = configtx::process_config_update(&support, &cand, 10).expect("valid update");
+    let (cfg_env, _) =
+        configtx::process_config_update(&support, &cand, ordo_proto::now_ms() / 1000)
+            .expect("valid update");
     chain
         .configure(OrderRequest {
             envelope: cfg_env,

@@ -90,6 +90,9 @@ fn check_update(
     if unpacked.header.channel_id != ctx.channel_id() {
         return Err("last update is for another channel".into());
     }
+    // Admin certificates are checked at the update's own (signed) creation time, like a
+    // transaction's: the same answer on every peer, whenever it validates.
+    let update_time_secs = unpacked.header.timestamp_ms / 1000;
     let update = ConfigUpdate::decode(unpacked.data).map_err(|e| format!("config update: {e}"))?;
     if update.config != config_bytes {
         return Err("config differs from the one the update proposed".into());
@@ -105,7 +108,7 @@ fn check_update(
             .signatures
             .iter()
             .map(|s| (s.signer.as_ref(), s.signature.as_ref())),
-        ctx.now_secs(),
+        update_time_secs,
     );
     policy::evaluate(admins, &signers, ctx.org_names()).map_err(|e| format!("Admins policy: {e}"))
 }

@@ -48,11 +48,10 @@ pub enum ContextError {
 /// Build one per configuration and keep it across blocks (clones share the MSP's cache of
 /// verified certificates); call [`ValidationContext::set_now_secs`] before each block.
 ///
-/// **Time and determinism.** Certificate validity is checked against `now_secs`, never a
-/// clock. Two peers that validate the same block with different times can disagree when a
-/// certificate expires in between, so every peer must use the same time for the same
-/// block; the wall clock at validation is not that (a peer catching up months later would
-/// refuse what others accepted). The caller chooses the rule.
+/// **Time and determinism.** Certificates are checked at the time the transaction (or
+/// config update) says it was created, from its signed header — never a clock, and never
+/// `now_secs`, so every peer reaches the same answer whenever it validates. `now_secs` is
+/// kept for diagnostics only (how old a block is when validated).
 #[derive(Debug, Clone)]
 pub struct ValidationContext {
     config: ChannelConfig,

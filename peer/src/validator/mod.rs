@@ -12,7 +12,7 @@
 //! | 2 | not a CONFIG envelope (those must be alone in their block) | INVALID_CONFIG |
 //! | 3 | the header's channel is this channel | WRONG_CHANNEL |
 //! | 4 | the header type is ENDORSER_TRANSACTION | UNKNOWN_TX_TYPE |
-//! | 5 | the creator certificate is valid on the channel at `now_secs` | BAD_CREATOR |
+//! | 5 | the creator certificate is valid on the channel at the transaction's own time (its signed header's timestamp) | BAD_CREATOR |
 //! | 6 | the envelope signature verifies | BAD_SIGNATURE |
 //! | 7 | the tx id is not committed and not used earlier in the block | DUPLICATE_TXID |
 //! | 8 | the transaction, proposal and response payload decode; the chaincode names agree; a response is present; at most [`MAX_ENDORSEMENTS`] endorsements | BAD_PAYLOAD |
@@ -42,7 +42,6 @@
 //!   and index the tx ids of [`BlockValidation::tx_ids`] — all in one write batch.
 //! - When [`BlockValidation::config`] is set, validate the following blocks with a new
 //!   [`ValidationContext`] built from it.
-//! - Give every peer the same `now_secs` for the same block (see [`ValidationContext`]).
 
 mod config_block;
 mod context;

@@ -114,9 +114,17 @@ fn prepare_envelope(
     }
     let creator = ctx
         .msp()
-        .verify(&header.creator, ctx.now_secs())
+        .verify(&header.creator, tx_time_secs(&header))
         .map_err(|e| Verdict::new(TxValidationCode::BadCreator, e.to_string()))?;
     Ok((env, header, creator, unpacked.data))
+}
+
+/// The time a transaction's certificates are checked at: its own creation time, from its
+/// signed header. Every peer reads the same value from the same transaction, so expiry
+/// can never make peers disagree; the orderer refuses envelopes whose timestamp is far
+/// from its clock, which bounds how far a creator can backdate.
+fn tx_time_secs(header: &ordo_proto::pb::common::Header) -> u64 {
+    header.timestamp_ms / 1000
 }
 
 fn config_out_of_place() -> Verdict {
@@ -207,7 +215,7 @@ fn prepare_body<'c>(
         .into_iter()
         .filter_map(|e| {
             ctx.msp()
-                .verify(&e.endorser, ctx.now_secs())
+                .verify(&e.endorser, tx_time_secs(header))
                 .ok()
                 .map(|c| (c, e.signature))
         })

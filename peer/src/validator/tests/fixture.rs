@@ -224,7 +224,7 @@ impl<'a> TxBuilder<'a> {
             .iter()
             .map(|e| tx::endorse(e, &payload))
             .collect();
-        tx::assemble(self.creator, &p, payload, endorsements, 1)
+        tx::assemble(self.creator, &p, payload, endorsements, NOW * 1000)
             .expect("creator")
             .encode_to_vec()
             .into()
