@@ -323,10 +323,13 @@ impl BlockStore {
 
         let number = tip.height;
         let new_hash = chain::hash(block);
-        let new_tx_ids = self.new_tx_ids(block)?;
         if let Some(c) = commit {
             c.check(block, number)?;
         }
+        let new_tx_ids = match commit {
+            Some(c) => self.fresh_tx_ids(c.indexed_tx_ids())?,
+            None => self.new_tx_ids(block)?,
+        };
 
         let blocks = self.cf(CF_BLOCKS)?;
         let txids = self.cf(CF_TXIDS)?;
@@ -488,24 +491,15 @@ impl BlockStore {
     /// The (index, tx id) pairs of `block` to add to the index: the first occurrence of
     /// each tx id within the block, minus those already indexed by an earlier block.
     fn new_tx_ids(&self, block: &Block) -> Result<Vec<(u32, String)>, LedgerError> {
-        let data = block
-            .data
-            .as_ref()
-            .map(|d| d.data.as_slice())
-            .unwrap_or_default();
-        let mut seen = HashSet::new();
-        let mut candidates = Vec::new();
-        for (i, entry) in data.iter().enumerate() {
-            let Some(tx_id) = tx_id_of(entry) else {
-                continue;
-            };
-            if seen.insert(tx_id.clone()) {
-                let index = u32::try_from(i).map_err(|_| {
-                    LedgerError::InvalidBlock(format!("more than {} data entries", u32::MAX))
-                })?;
-                candidates.push((index, tx_id));
-            }
-        }
+        let candidates = first_occurrences(block)?;
+        self.fresh_tx_ids(candidates)
+    }
+
+    /// The candidates whose tx id is not indexed yet.
+    fn fresh_tx_ids(
+        &self,
+        candidates: Vec<(u32, String)>,
+    ) -> Result<Vec<(u32, String)>, LedgerError> {
         if candidates.is_empty() {
             return Ok(candidates);
         }
@@ -522,6 +516,29 @@ impl BlockStore {
         }
         Ok(fresh)
     }
+}
+
+/// The (index, tx id) of the first occurrence of each tx id among a block's envelopes.
+fn first_occurrences(block: &Block) -> Result<Vec<(u32, String)>, LedgerError> {
+    let data = block
+        .data
+        .as_ref()
+        .map(|d| d.data.as_slice())
+        .unwrap_or_default();
+    let mut seen = HashSet::new();
+    let mut candidates = Vec::new();
+    for (i, entry) in data.iter().enumerate() {
+        let Some(tx_id) = tx_id_of(entry) else {
+            continue;
+        };
+        if seen.insert(tx_id.clone()) {
+            let index = u32::try_from(i).map_err(|_| {
+                LedgerError::InvalidBlock(format!("more than {} data entries", u32::MAX))
+            })?;
+            candidates.push((index, tx_id));
+        }
+    }
+    Ok(candidates)
 }
 
 /// The tx id carried by a block data entry, if it is an envelope with a non-empty one.

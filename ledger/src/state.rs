@@ -58,6 +58,11 @@ pub struct StateCommit {
     pub writes: Vec<StateWrite>,
     /// The peer's commit hash after this block.
     pub commit_hash: Hash,
+    /// Per data entry, the tx id to index, or `None` to leave it out: a validating peer
+    /// indexes only tx ids it authenticated (a forged envelope must not claim someone
+    /// else's id), and not the later copies of a duplicate. Must have one entry per data
+    /// entry.
+    pub tx_ids: Vec<Option<String>>,
 }
 
 /// A value with the version that wrote it.
@@ -149,6 +154,12 @@ impl StateCommit {
                 self.codes.len()
             )));
         }
+        if self.tx_ids.len() != entries {
+            return Err(LedgerError::InvalidBlock(format!(
+                "{} tx index entries for {entries} transactions",
+                self.tx_ids.len()
+            )));
+        }
         for w in &self.writes {
             if w.version.block != number || w.version.tx as usize >= entries {
                 return Err(LedgerError::InvalidBlock(format!(
@@ -168,6 +179,17 @@ impl StateCommit {
             }
         }
         Ok(())
+    }
+}
+
+impl StateCommit {
+    /// The (index, tx id) pairs to index.
+    pub(crate) fn indexed_tx_ids(&self) -> Vec<(u32, String)> {
+        self.tx_ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| Some((u32::try_from(i).ok()?, id.clone()?)))
+            .collect()
     }
 }
 
@@ -350,6 +372,25 @@ mod tests {
         }
     }
 
+    fn ids(ids: &[&str]) -> Vec<Option<String>> {
+        ids.iter().map(|s| Some(s.to_string())).collect()
+    }
+
+    #[test]
+    fn the_index_holds_what_the_validator_authenticated() {
+        let (_dir, store, genesis) = setup();
+        // A forged copy of "x" comes first; only the second, authenticated one is indexed.
+        let b1 = block::build(1, block::hash(&genesis), vec![env("x"), env("x")]);
+        let c = StateCommit {
+            codes: vec![3, 0],
+            tx_ids: vec![None, Some("x".into())],
+            ..Default::default()
+        };
+        store.commit(&b1, &c).expect("commit");
+        let loc = store.tx_location("x").expect("read").expect("indexed");
+        assert_eq!((loc.block, loc.index, loc.code), (1, 1, Some(0)));
+    }
+
     fn setup() -> (tempfile::TempDir, BlockStore, Block) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = BlockStore::open(dir.path()).expect("open");
@@ -359,6 +400,7 @@ mod tests {
                 &genesis,
                 &StateCommit {
                     codes: vec![0],
+                    tx_ids: vec![Some("genesis".into())],
                     ..Default::default()
                 },
             )
@@ -382,6 +424,7 @@ mod tests {
                 write("kv", "alice", Some("other ns"), 1, 2),
             ],
             commit_hash: [1; 32],
+            tx_ids: ids(&["t1", "t2", "t3"]),
         };
         store.commit(&b1, &c1).expect("commit");
         let b2 = block::build(2, block::hash(&b1), vec![env("t4")]);
@@ -392,6 +435,7 @@ mod tests {
                 write("bank", "carol", Some("7"), 2, 0),
             ],
             commit_hash: [2; 32],
+            tx_ids: ids(&["t4"]),
         };
         store.commit(&b2, &c2).expect("commit");
         drop(store);
@@ -452,22 +496,30 @@ mod tests {
         for bad in [
             StateCommit {
                 codes: vec![],
+                tx_ids: ids(&["t1"]),
+                ..Default::default()
+            },
+            StateCommit {
+                codes: vec![0],
                 ..Default::default()
             },
             StateCommit {
                 codes: vec![0],
                 writes: vec![write("bank", "a", Some("1"), 7, 0)],
                 commit_hash: [0; 32],
+                tx_ids: ids(&["t1"]),
             },
             StateCommit {
                 codes: vec![0],
                 writes: vec![write("bank", "a", Some("1"), 1, 5)],
                 commit_hash: [0; 32],
+                tx_ids: ids(&["t1"]),
             },
             StateCommit {
                 codes: vec![0],
                 writes: vec![write("", "a", Some("1"), 1, 0)],
                 commit_hash: [0; 32],
+                tx_ids: ids(&["t1"]),
             },
         ] {
             assert!(
@@ -491,6 +543,7 @@ mod tests {
                 write("a\u{0}b", "c", Some("2"), 1, 0),
             ],
             commit_hash: [0; 32],
+            tx_ids: ids(&["t1"]),
         };
         store.commit(&b1, &c).expect("commit");
         assert_eq!(
