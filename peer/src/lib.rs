@@ -39,4 +39,5 @@
 //! The number of threads only changes how fast the answer comes, never the answer; the
 //! tests check that by validating the same blocks with different chunk sizes.
 
+pub mod committer;
 pub mod validator;

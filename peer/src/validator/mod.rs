@@ -53,7 +53,7 @@ mod state;
 mod txid;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use bytes::Bytes;
 use ordo_proto::block;

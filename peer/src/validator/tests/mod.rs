@@ -2,5 +2,5 @@
 
 mod codes;
 mod config;
-mod fixture;
+pub(crate) mod fixture;
 mod props;
