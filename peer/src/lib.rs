@@ -8,6 +8,8 @@
 //!   configuration in force, a time, the committed state versions and the committed tx
 //!   ids, it decides one [`validator::TxValidationCode`] per transaction and the state
 //!   updates of the valid ones. No network, no disk, no clock.
+//! - [`committer`]: validates each verified block against the committed state and commits
+//!   block, codes, state, history, tx index and commit hash in one synced write batch.
 //!
 //! ## Validation in two stages
 //!
