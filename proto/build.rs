@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/orderer.proto",
         "proto/admin.proto",
         "proto/transaction.proto",
+        "proto/query.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

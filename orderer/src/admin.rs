@@ -224,5 +224,7 @@ pub fn info(handle: &ChannelHandle) -> ChannelInfo {
         term: status.term,
         ack_mode: state.ack_mode as i32,
         config_sequence: state.sequence(),
+        commit_hash: Default::default(),
+        node_role: "orderer".into(),
     }
 }

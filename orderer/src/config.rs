@@ -175,7 +175,7 @@ impl OrdererConfig {
         let mut value: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
-        apply_overrides(&mut value, env).map_err(parse_err)?;
+        ordo_sdk::config::apply_env_overrides(&mut value, env, &SECTIONS).map_err(parse_err)?;
         let mut cfg: OrdererConfig = toml::Value::Table(value)
             .try_into()
             .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
@@ -221,35 +221,6 @@ impl OrdererConfig {
     pub fn example() -> &'static str {
         include_str!("../orderer.example.toml")
     }
-}
-
-fn apply_overrides(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), String> {
-    for (name, raw) in env {
-        let Some(rest) = name.strip_prefix("ORDO_") else {
-            continue;
-        };
-        let Some((section, key)) = rest.split_once('_') else {
-            continue;
-        };
-        let section = section.to_ascii_lowercase();
-        if !SECTIONS.contains(&section.as_str()) || key.is_empty() {
-            continue;
-        }
-        let key = key.to_ascii_lowercase();
-        let value = format!("v = {raw}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(raw.clone()));
-        let entry = table
-            .entry(section.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let toml::Value::Table(sec) = entry else {
-            return Err(format!("{section} is not a table (override {name})"));
-        };
-        sec.insert(key, value);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -45,6 +45,10 @@ pub mod pb {
     pub mod admin {
         include!(concat!(env!("OUT_DIR"), "/ordo.admin.rs"));
     }
+    /// `ordo.query`: the peer's ledger queries.
+    pub mod query {
+        include!(concat!(env!("OUT_DIR"), "/ordo.query.rs"));
+    }
     /// `ordo.peer`: endorser transactions (proposal, read/write set, endorsements) and
     /// validation codes.
     pub mod peer {

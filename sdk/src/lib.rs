@@ -2,10 +2,12 @@
 //!
 //! - [`network`]: the `network.json` file that `ordo up` writes and every client command
 //!   reads instead of spelling out addresses and identity files.
+//! - [`config`]: `ORDO_` environment overrides of node configuration files.
 //! - [`orderer`]: connecting to an orderer and building signed Deliver / Admin requests.
 //!
 //! No RocksDB, no consensus: applications link this and nothing heavy.
 
+pub mod config;
 pub mod network;
 pub mod orderer;
 pub mod tx;
