@@ -17,8 +17,8 @@ pub struct ClientArgs {
     /// The network file written by `ordo up` (instead of --orderer/--key/--cert).
     #[arg(long, env = "ORDO_NETWORK")]
     pub network: Option<PathBuf>,
-    /// Orderer gRPC address (host:port).
-    #[arg(long)]
+    /// gRPC address (host:port) of the node to talk to: an orderer, or a peer (`--peer`).
+    #[arg(long, visible_alias = "peer")]
     pub orderer: Option<String>,
     /// Node name in the network file (default: the first orderer).
     #[arg(long)]

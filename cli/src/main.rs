@@ -31,6 +31,8 @@ struct Cli {
 enum Command {
     /// Run an orderer node.
     Orderer(cmd::orderer::OrdererArgs),
+    /// Run a peer node: follow channels, validate and commit every transaction.
+    Peer(cmd::peer::PeerArgs),
     /// Start a whole local network with one command (keys, genesis, nodes).
     Up(cmd::up::UpArgs),
     /// Create keys and certificates for a consortium.
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Orderer(a) => cmd::orderer::run(a).await,
+            Command::Peer(a) => cmd::peer::run(a).await,
             Command::Up(a) => cmd::up::run(a).await,
             Command::Crypto(c) => cmd::crypto::run(c),
             Command::Channel(c) => cmd::channel::run(c).await,

@@ -42,4 +42,6 @@
 //! tests check that by validating the same blocks with different chunk sizes.
 
 pub mod committer;
+pub mod deliver;
+pub mod node;
 pub mod validator;

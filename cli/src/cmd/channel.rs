@@ -254,6 +254,9 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
                 }
                 println!("ack mode:       {}", ack_name(info.ack_mode));
                 println!("config seq:     {}", info.config_sequence);
+                if info.node_role == "peer" {
+                    println!("commit hash:    {}", hex::encode(&info.commit_hash));
+                }
             }
             Ok(())
         }
@@ -279,6 +282,8 @@ fn info_json(i: &ChannelInfo) -> serde_json::Value {
         "term": i.term,
         "ack_mode": ack_name(i.ack_mode),
         "config_sequence": i.config_sequence,
+        "node_role": i.node_role,
+        "commit_hash": if i.commit_hash.is_empty() { serde_json::Value::Null } else { hex::encode(&i.commit_hash).into() },
     })
 }
 

@@ -5,4 +5,5 @@ pub mod block;
 pub mod channel;
 pub mod crypto;
 pub mod orderer;
+pub mod peer;
 pub mod up;

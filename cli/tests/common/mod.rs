@@ -357,3 +357,144 @@ pub fn block_tx_ids(b: &Block) -> Vec<String> {
         })
         .collect()
 }
+
+/// A running peer process.
+pub struct PeerProcess {
+    pub child: Option<Child>,
+    pub addr: String,
+    pub ops: String,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl PeerProcess {
+    /// Writes a config under the consortium dir using `org`'s peer identity, with the
+    /// given static orderer endpoints, and starts the node.
+    pub fn start(c: &Consortium, name: &str, org: &str, orderers: &[&str]) -> Self {
+        let node_dir = c.dir.path().join(name);
+        std::fs::create_dir_all(&node_dir).expect("node dir");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let ops = format!("127.0.0.1:{}", free_port());
+        let id_dir = c.crypto().join(org);
+        let config = node_dir.join("peer.toml");
+        let endpoints: Vec<String> = orderers.iter().map(|e| format!("\"{e}\"")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nname = \"{name}\"\nlisten_addr = \"{addr}\"\nops_listen_addr = \"{ops}\"\ndata_dir = \"data\"\n\
+                 [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n[deliver]\norderer_endpoints = [{}]\nbackoff_max_ms = 500\n",
+                id_dir.join("peer.key").display(),
+                id_dir.join("peer.cert").display(),
+                endpoints.join(", ")
+            ),
+        )
+        .expect("config written");
+        let log = node_dir.join("peer.log");
+        let mut p = Self {
+            child: None,
+            addr,
+            ops,
+            config,
+            log,
+        };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = ordo()
+            .args(["peer", "--config", self.config.to_str().expect("utf8")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("dup")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("peer starts");
+        self.child = Some(child);
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the Admin service answers.
+    pub async fn wait_ready(&mut self, admin: &Identity) {
+        for _ in 0..300 {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("peer exited ({status}):\n{}", self.log_text());
+                }
+            }
+            if let Ok(ch) = ordo_sdk::orderer::connect(&self.addr).await {
+                let mut client = ordo_sdk::orderer::admin_client(ch);
+                let req = ordo_sdk::orderer::admin_request(
+                    admin,
+                    "",
+                    admin_command::Command::List(ListChannels {}),
+                );
+                if let Ok(resp) = client.execute(req).await {
+                    if resp.get_ref().status == Code::Success as i32 {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("peer not ready:\n{}", self.log_text());
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), libc::SIGTERM);
+            let status = child.wait().expect("peer exits");
+            assert!(
+                status.success(),
+                "peer exit status {status}:\n{}",
+                self.log_text()
+            );
+        }
+    }
+
+    pub async fn restart(&mut self, admin: &Identity) {
+        self.spawn();
+        self.wait_ready(admin).await;
+    }
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `ordo channel info` of a node as JSON.
+pub async fn channel_info(
+    addr: &str,
+    id: &Identity,
+    channel: &str,
+) -> ordo_proto::pb::admin::ChannelInfo {
+    let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
+    let mut client = ordo_sdk::orderer::admin_client(ch);
+    let req = ordo_sdk::orderer::admin_request(
+        id,
+        channel,
+        admin_command::Command::Info(ordo_proto::pb::admin::GetChannelInfo {
+            channel_id: channel.into(),
+        }),
+    );
+    let resp = client
+        .execute(req)
+        .await
+        .expect("admin answers")
+        .into_inner();
+    assert_eq!(resp.status, Code::Success as i32, "info: {}", resp.info);
+    resp.channel.expect("channel info")
+}

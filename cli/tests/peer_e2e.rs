@@ -1,0 +1,317 @@
+//! Peers over real processes: an orderer and two peers of different orgs follow a
+//! channel, validate endorser transactions (endorsement policy, MVCC, duplicates) and
+//! commit the same state — their commit hashes agree — across a peer restart.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use ordo_proto::config;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::{Block, ChaincodeDefinition, Role, Status as Code};
+use ordo_proto::pb::peer::{ChaincodeResponse, TxValidationCode, Version};
+use ordo_proto::pb::query::{query_request, GetState, GetTransaction, QueryRequest, QueryResponse};
+use ordo_proto::policy::build as policy;
+use ordo_sdk::tx::{self, Proposal, RwSetBuilder, Simulation};
+use prost::Message;
+
+const CHANNEL: &str = "ledger";
+
+/// A `bank` transaction writing `key = value`, reading `read` at a version, endorsed by
+/// the given peers.
+fn bank_tx(
+    creator: &Identity,
+    endorsers: &[&Identity],
+    key: &str,
+    value: &str,
+    read: Option<Option<Version>>,
+) -> (ordo_proto::pb::common::Envelope, String) {
+    let p = Proposal::new(
+        creator,
+        CHANNEL,
+        tx::invocation("bank", "set", vec![Bytes::copy_from_slice(key.as_bytes())]),
+    );
+    let mut rw = RwSetBuilder::new();
+    if let Some(v) = read {
+        rw.read("bank", key, v);
+    }
+    rw.write("bank", key, Bytes::copy_from_slice(value.as_bytes()));
+    let payload = tx::response_payload(
+        &p,
+        Simulation {
+            chaincode_version: "1".into(),
+            results: rw.build(),
+            response: ChaincodeResponse {
+                status: 200,
+                message: String::new(),
+                payload: Bytes::new(),
+            },
+            event: None,
+        },
+    );
+    let endorsements = endorsers.iter().map(|e| tx::endorse(e, &payload)).collect();
+    let env =
+        tx::assemble(creator, &p, payload, endorsements, ordo_proto::now_ms()).expect("assemble");
+    let tx_id = p.tx_id().to_string();
+    (env, tx_id)
+}
+
+async fn query(addr: &str, id: &Identity, q: query_request::Query) -> QueryResponse {
+    let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
+    let mut client = ordo_proto::pb::query::query_client::QueryClient::new(ch);
+    let req = QueryRequest { query: Some(q) };
+    let env = ordo_proto::envelope::create_signed(
+        id,
+        CHANNEL,
+        ordo_proto::pb::common::HeaderType::Message,
+        req.encode_to_vec().into(),
+        ordo_proto::now_ms(),
+    )
+    .0;
+    client.query(env).await.expect("query answers").into_inner()
+}
+
+async fn wait_for_height(
+    addr: &str,
+    id: &Identity,
+    height: u64,
+) -> ordo_proto::pb::admin::ChannelInfo {
+    for _ in 0..200 {
+        let info = channel_info(addr, id, CHANNEL).await;
+        if info.height >= height {
+            return info;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("peer at {addr} did not reach height {height}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_peers_validate_commit_and_agree() {
+    let c = Consortium::new("BankA,BankB,BankC");
+    let admin_a = c.identity("BankA", "admin");
+    let admin_b = c.identity("BankB", "admin");
+    let mut o = OrdererProcess::start(&c, "orderer0", "BankA");
+    o.wait_ready(&admin_a).await;
+    // The channel names this orderer as its endpoint and deploys `bank` under 2 of 3 orgs.
+    let path = c.genesis(
+        CHANNEL,
+        &[
+            "--orderer-endpoints",
+            &o.addr,
+            "--batch-timeout-ms",
+            "30",
+            "--max-message-count",
+            "20",
+        ],
+    );
+    let block = Block::decode(std::fs::read(&path).expect("read").as_slice()).expect("block");
+    let mut cfg = config::config_from_block(&block).expect("config");
+    cfg.chaincodes.push(ChaincodeDefinition {
+        name: "bank".into(),
+        version: "1".into(),
+        endorsement_policy: Some(policy::n_out_of(
+            2,
+            &[
+                ("BankA", Role::Peer),
+                ("BankB", Role::Peer),
+                ("BankC", Role::Peer),
+            ],
+        )),
+        runtime: "builtin:bank".into(),
+    });
+    std::fs::write(
+        &path,
+        config::genesis_block(&cfg, 0)
+            .expect("genesis")
+            .encode_to_vec(),
+    )
+    .expect("write");
+    join(&o.addr, &admin_a, &path).await;
+
+    let mut pa = PeerProcess::start(&c, "peerA", "BankA", &[]);
+    let mut pb = PeerProcess::start(&c, "peerB", "BankB", &[]);
+    pa.wait_ready(&admin_a).await;
+    pb.wait_ready(&admin_b).await;
+    let crypto = c.crypto();
+    for (peer, org) in [(&pa, "BankA"), (&pb, "BankB")] {
+        run_ok(&[
+            "channel",
+            "join",
+            "--peer",
+            &peer.addr,
+            "--key",
+            crypto
+                .join(format!("{org}/admin.key"))
+                .to_str()
+                .expect("utf8"),
+            "--cert",
+            crypto
+                .join(format!("{org}/admin.cert"))
+                .to_str()
+                .expect("utf8"),
+            "--genesis",
+            path.to_str().expect("utf8"),
+        ]);
+    }
+
+    let client = c.identity("BankC", "client");
+    let (peer_a, peer_b, peer_c) = (
+        c.identity("BankA", "peer"),
+        c.identity("BankB", "peer"),
+        c.identity("BankC", "peer"),
+    );
+    // Round 1: 30 fresh keys, properly endorsed; one under-endorsed; one endorsed by a client.
+    let mut envs = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let (e, id) = bank_tx(
+            &client,
+            &[&peer_a, &peer_c],
+            &format!("acct{i}"),
+            "100",
+            Some(None),
+        );
+        envs.push(e);
+        ids.push(id);
+    }
+    let (under, under_id) = bank_tx(&client, &[&peer_a], "acct-x", "1", None);
+    let (by_client, by_client_id) = bank_tx(
+        &client,
+        &[&peer_a, &c.identity("BankB", "client")],
+        "acct-y",
+        "1",
+        None,
+    );
+    envs.push(under);
+    envs.push(by_client);
+    let resps = broadcast(&o.addr, envs).await;
+    assert!(
+        resps.iter().all(|r| r.status == Code::Success as i32),
+        "{resps:?}"
+    );
+
+    // Round 2: acct0 read at its committed version (valid) twice in one block — the
+    // second read is stale once the first writes (MVCC) — and acct1 read as absent.
+    let height = channel_info(&o.addr, &admin_a, CHANNEL).await.height;
+    let a = wait_for_height(&pa.addr, &admin_a, height).await;
+    let st = query(
+        &pa.addr,
+        &client,
+        query_request::Query::State(GetState {
+            namespace: "bank".into(),
+            key: "acct0".into(),
+        }),
+    )
+    .await;
+    assert_eq!(st.status, Code::Success as i32, "{}", st.info);
+    let v0 = Version {
+        block: st.values[0].block,
+        tx: st.values[0].tx,
+    };
+    let (t1, t1_id) = bank_tx(&client, &[&peer_b, &peer_c], "acct0", "90", Some(Some(v0)));
+    let (t2, t2_id) = bank_tx(&client, &[&peer_b, &peer_c], "acct0", "80", Some(Some(v0)));
+    let (t3, t3_id) = bank_tx(&client, &[&peer_b, &peer_c], "acct1", "5", Some(None));
+    let resps = broadcast(&o.addr, vec![t1, t2, t3]).await;
+    assert!(resps.iter().all(|r| r.status == Code::Success as i32));
+    assert!(a.height >= 2);
+
+    let final_height = {
+        let mut h = 0;
+        for _ in 0..100 {
+            h = channel_info(&o.addr, &admin_a, CHANNEL).await.height;
+            let ia = channel_info(&pa.addr, &admin_a, CHANNEL).await;
+            if ia.height == h {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        h
+    };
+    let ia = wait_for_height(&pa.addr, &admin_a, final_height).await;
+    let ib = wait_for_height(&pb.addr, &admin_b, final_height).await;
+    assert_eq!(ia.height, ib.height);
+    assert_eq!(
+        ia.commit_hash, ib.commit_hash,
+        "peers of two orgs agree on the state"
+    );
+    assert_eq!(ia.node_role, "peer");
+
+    let code_of = |resp: &QueryResponse| {
+        resp.transaction
+            .as_ref()
+            .map(|t| t.code_name.clone())
+            .unwrap_or_default()
+    };
+    for (id, want) in [
+        (&ids[0], TxValidationCode::Valid),
+        (&under_id, TxValidationCode::EndorsementPolicyFailure),
+        (&by_client_id, TxValidationCode::EndorsementPolicyFailure),
+        (&t1_id, TxValidationCode::Valid),
+        (&t2_id, TxValidationCode::MvccReadConflict),
+        (&t3_id, TxValidationCode::MvccReadConflict),
+    ] {
+        let r = query(
+            &pb.addr,
+            &client,
+            query_request::Query::Transaction(GetTransaction { tx_id: id.clone() }),
+        )
+        .await;
+        assert_eq!(code_of(&r), want.as_str_name(), "tx {id}: {}", r.info);
+    }
+    let st = query(
+        &pb.addr,
+        &client,
+        query_request::Query::State(GetState {
+            namespace: "bank".into(),
+            key: "acct0".into(),
+        }),
+    )
+    .await;
+    assert_eq!(st.values[0].value.as_ref(), b"90");
+
+    // The CLI shows the commit hash beside the height.
+    let out = run_ok(&[
+        "channel",
+        "info",
+        "--peer",
+        &pb.addr,
+        "--channel",
+        CHANNEL,
+        "--json",
+        "--key",
+        crypto.join("BankB/admin.key").to_str().expect("utf8"),
+        "--cert",
+        crypto.join("BankB/admin.cert").to_str().expect("utf8"),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        v["commit_hash"].as_str().map(str::to_string),
+        Some(hex::encode(&ia.commit_hash))
+    );
+
+    // A restarted peer resumes from its height and keeps agreeing.
+    pb.stop();
+    let (t4, _) = bank_tx(&client, &[&peer_a, &peer_b], "acct2", "7", None);
+    assert_eq!(
+        broadcast(&o.addr, vec![t4]).await[0].status,
+        Code::Success as i32
+    );
+    pb.restart(&admin_b).await;
+    let mut h = final_height;
+    for _ in 0..100 {
+        h = channel_info(&o.addr, &admin_a, CHANNEL).await.height;
+        if h > final_height {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ia = wait_for_height(&pa.addr, &admin_a, h).await;
+    let ib = wait_for_height(&pb.addr, &admin_b, h).await;
+    assert_eq!((ia.height, &ia.commit_hash), (ib.height, &ib.commit_hash));
+    pa.stop();
+    pb.stop();
+    o.stop();
+}

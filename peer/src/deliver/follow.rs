@@ -1,0 +1,329 @@
+//! The driver: sockets, timers, the verifier and the sink around the pure cores.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use tonic::Streaming;
+use tracing::{debug, info, warn};
+
+use ordo_proto::block;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::{Block, Status as Code};
+use ordo_proto::pb::orderer::{deliver_response, DeliverResponse, SeekBehavior};
+use ordo_proto::verify::{ChainVerifier, VerifyError};
+
+use super::{
+    channel_endpoints, Backoff, BlockSink, DeliverConfig, DeliverError, DeliverStats, EndpointSet,
+    FollowOptions, SinkError,
+};
+
+/// Follows `opts.channel_id` until `shutdown` is cancelled (then `Ok(())`), handing every
+/// verified block to `sink` in order; see the module docs for the flow, the failover
+/// rules and the sink's contract.
+///
+/// Returns an error only for what retrying cannot repair: an invalid configuration, no
+/// endpoint at all, a sink that failed or got out of step with the verifier.
+pub async fn follow(
+    opts: FollowOptions,
+    sink: impl BlockSink,
+    shutdown: CancellationToken,
+) -> Result<(), DeliverError> {
+    opts.config.validate()?;
+    let FollowOptions {
+        channel_id,
+        identity,
+        verifier,
+        static_endpoints,
+        config,
+        jitter_seed,
+        stats,
+    } = opts;
+    if sink.next_number() != verifier.next_number() {
+        return Err(DeliverError::SinkOutOfStep {
+            sink: sink.next_number(),
+            verifier: verifier.next_number(),
+        });
+    }
+    let mut endpoints = EndpointSet::new(static_endpoints, config.avoid_ms);
+    if let Some(cfg) = verifier.config() {
+        endpoints.set_channel_endpoints(channel_endpoints(cfg));
+    }
+    let backoff = Backoff::new(
+        config.backoff_base_ms,
+        config.backoff_max_ms,
+        StdRng::seed_from_u64(jitter_seed),
+    );
+    let mut follower = Follower {
+        channel_id,
+        identity,
+        verifier,
+        config,
+        stats: &stats,
+        endpoints,
+        backoff,
+        started: Instant::now(),
+        sink,
+        shutdown,
+    };
+    follower.run().await
+}
+
+/// Why a stream ended without ending `follow`.
+#[derive(Debug, Error)]
+enum Interrupted {
+    #[error("could not open a Deliver stream: {0}")]
+    Open(String),
+    #[error("opening the Deliver stream took over {0} ms")]
+    OpenTimeout(u64),
+    #[error("no message for {0} ms")]
+    Idle(u64),
+    #[error("the orderer ended the stream with {code}: {info}")]
+    Status { code: String, info: String },
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("the stream closed without a status")]
+    Closed,
+    #[error("an empty Deliver response")]
+    Empty,
+}
+
+/// How one stream ended.
+enum StreamEnd {
+    /// The shutdown token was cancelled.
+    Shutdown,
+    /// The sink closed.
+    SinkClosed,
+    /// The endpoint failed: back off and try the next one.
+    Interrupted(Interrupted),
+    /// The endpoint served a block that failed verification: avoid it.
+    Refused { number: u64, error: VerifyError },
+}
+
+struct Follower<'a, S> {
+    channel_id: String,
+    identity: Identity,
+    verifier: ChainVerifier,
+    config: DeliverConfig,
+    stats: &'a DeliverStats,
+    endpoints: EndpointSet,
+    backoff: Backoff<StdRng>,
+    /// The origin of the cores' millisecond clock.
+    started: Instant,
+    sink: S,
+    shutdown: CancellationToken,
+}
+
+impl<S: BlockSink> Follower<'_, S> {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn run(&mut self) -> Result<(), DeliverError> {
+        let mut first = true;
+        loop {
+            if !first {
+                self.stats.reconnecting();
+                let delay_ms = self.backoff.next_delay_ms();
+                debug!(channel = %self.channel_id, delay_ms, "backing off before reconnecting");
+                tokio::select! {
+                    biased;
+                    _ = self.shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_millis(delay_ms)) => {}
+                }
+            }
+            first = false;
+            let now_ms = self.now_ms();
+            let endpoint = self
+                .endpoints
+                .next(now_ms)
+                .ok_or_else(|| DeliverError::NoEndpoints {
+                    channel: self.channel_id.clone(),
+                })?
+                .to_string();
+            match self.stream_from(&endpoint).await? {
+                StreamEnd::Shutdown | StreamEnd::SinkClosed => return Ok(()),
+                StreamEnd::Interrupted(why @ Interrupted::Idle(_)) => info!(
+                    channel = %self.channel_id,
+                    endpoint = %endpoint,
+                    next_block = self.verifier.next_number(),
+                    "deliver stream idle ({why}); reconnecting"
+                ),
+                StreamEnd::Interrupted(why) => warn!(
+                    channel = %self.channel_id,
+                    endpoint = %endpoint,
+                    next_block = self.verifier.next_number(),
+                    "deliver stream ended ({why}); reconnecting"
+                ),
+                StreamEnd::Refused { number, error } => {
+                    self.stats.verification_failed();
+                    let now_ms = self.now_ms();
+                    self.endpoints.avoid(&endpoint, now_ms);
+                    warn!(
+                        channel = %self.channel_id,
+                        endpoint = %endpoint,
+                        block = number,
+                        reason = %error,
+                        avoid_ms = self.config.avoid_ms,
+                        "block failed verification: not delivered; avoiding the endpoint"
+                    );
+                }
+            }
+        }
+    }
+
+    /// One stream from `endpoint`, from the verifier's next block, until it ends.
+    async fn stream_from(&mut self, endpoint: &str) -> Result<StreamEnd, DeliverError> {
+        let start = self.verifier.next_number();
+        let open = open_stream(
+            endpoint,
+            &self.identity,
+            &self.channel_id,
+            start,
+            self.config.max_message_bytes,
+        );
+        let connect_timeout = Duration::from_millis(self.config.connect_timeout_ms);
+        let mut stream = tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => return Ok(StreamEnd::Shutdown),
+            r = tokio::time::timeout(connect_timeout, open) => match r {
+                Err(_) => {
+                    let why = Interrupted::OpenTimeout(self.config.connect_timeout_ms);
+                    return Ok(StreamEnd::Interrupted(why));
+                }
+                Ok(Err(why)) => return Ok(StreamEnd::Interrupted(Interrupted::Open(why))),
+                Ok(Ok(stream)) => stream,
+            },
+        };
+        debug!(channel = %self.channel_id, endpoint, start, "deliver stream open");
+        let idle = Duration::from_millis(self.config.idle_timeout_ms);
+        loop {
+            let message = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Ok(StreamEnd::Shutdown),
+                r = tokio::time::timeout(idle, stream.message()) => r,
+            };
+            let response = match message {
+                Err(_) => {
+                    let why = Interrupted::Idle(self.config.idle_timeout_ms);
+                    return Ok(StreamEnd::Interrupted(why));
+                }
+                Ok(Err(status)) => {
+                    let why = Interrupted::Transport(status.to_string());
+                    return Ok(StreamEnd::Interrupted(why));
+                }
+                Ok(Ok(None)) => return Ok(StreamEnd::Interrupted(Interrupted::Closed)),
+                Ok(Ok(Some(response))) => response,
+            };
+            match response.r#type {
+                Some(deliver_response::Type::Block(b)) => {
+                    if let Some(end) = self.take(b).await? {
+                        return Ok(end);
+                    }
+                }
+                Some(deliver_response::Type::Status(code)) => {
+                    let code = Code::try_from(code)
+                        .map(|c| c.as_str_name().to_string())
+                        .unwrap_or_else(|_| format!("status {code}"));
+                    let why = Interrupted::Status {
+                        code,
+                        info: response.info,
+                    };
+                    return Ok(StreamEnd::Interrupted(why));
+                }
+                None => return Ok(StreamEnd::Interrupted(Interrupted::Empty)),
+            }
+        }
+    }
+
+    /// Verifies a block and, if it verifies, hands it to the sink. `Some` ends the stream.
+    async fn take(&mut self, b: Block) -> Result<Option<StreamEnd>, DeliverError> {
+        self.stats.block_received();
+        let number = block::number(&b);
+        let sequence_before = self.verifier.config().map(|c| c.sequence);
+        // Hashing a block of tens of megabytes and checking its signatures takes long
+        // enough to stall other tasks: verify on the blocking pool. The verifier moves
+        // there and back; a refused block leaves it unchanged.
+        let mut verifier = std::mem::take(&mut self.verifier);
+        let now_secs = ordo_proto::now_ms() / 1000;
+        let (verifier, b, verdict) = tokio::task::spawn_blocking(move || {
+            let verdict = verifier.check(&b, now_secs);
+            (verifier, b, verdict)
+        })
+        .await
+        .map_err(|e| DeliverError::VerifierTask(e.to_string()))?;
+        self.verifier = verifier;
+        if let Err(error) = verdict {
+            return Ok(Some(StreamEnd::Refused { number, error }));
+        }
+        self.stats.block_verified();
+        self.backoff.reset();
+        if let Some(config) = self.verifier.config() {
+            if Some(config.sequence) != sequence_before {
+                self.endpoints
+                    .set_channel_endpoints(channel_endpoints(config));
+                info!(
+                    channel = %self.channel_id,
+                    block = number,
+                    sequence = config.sequence,
+                    endpoints = ?self.endpoints.endpoints(),
+                    "channel configuration in force changed"
+                );
+            }
+        }
+        match self.sink.deliver(b).await {
+            Ok(()) => {}
+            Err(SinkError::Closed) => return Ok(Some(StreamEnd::SinkClosed)),
+            Err(source) => return Err(DeliverError::Sink { number, source }),
+        }
+        let (sink, verifier) = (self.sink.next_number(), self.verifier.next_number());
+        if sink != verifier {
+            return Err(DeliverError::SinkOutOfStep { sink, verifier });
+        }
+        debug!(channel = %self.channel_id, block = number, "block delivered");
+        Ok(None)
+    }
+}
+
+/// Connects to `endpoint` and opens a Deliver stream from block `start`, following.
+async fn open_stream(
+    endpoint: &str,
+    identity: &Identity,
+    channel_id: &str,
+    start: u64,
+    max_message_bytes: usize,
+) -> Result<Streaming<DeliverResponse>, String> {
+    let channel = ordo_sdk::orderer::connect(endpoint)
+        .await
+        .map_err(|e| error_chain(&e))?;
+    let mut client = ordo_sdk::orderer::broadcast_client(channel)
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    let request = ordo_sdk::orderer::seek_request(
+        identity,
+        channel_id,
+        ordo_sdk::orderer::position(Some(start)),
+        None,
+        SeekBehavior::BlockUntilReady,
+    );
+    let response = client
+        .deliver(request)
+        .await
+        .map_err(|status| status.to_string())?;
+    Ok(response.into_inner())
+}
+
+/// An error with its causes, `outer: inner: …` (tonic's transport errors say little at
+/// the top level).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

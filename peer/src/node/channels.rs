@@ -1,0 +1,372 @@
+//! The channels a peer serves: each with its ledger, a follower task (deliver client →
+//! committer) and a status snapshot for Admin, Query and metrics.
+//!
+//! Joining is all or nothing: the ledger is built in `<id>.joining` holding the committed
+//! genesis block and renamed into place only once complete.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use ordo_ledger::{BlockStore, LedgerError};
+use ordo_proto::config;
+use ordo_proto::hash::Hash;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::{Block, ChannelConfig, Status};
+use ordo_proto::verify::ChainVerifier;
+
+use crate::committer::{CommitError, Committer};
+use crate::deliver::{self, BlockSink, DeliverConfig, DeliverStats, FollowOptions, SinkError};
+
+/// Why a channel operation failed.
+#[derive(Debug, Error)]
+pub enum ChannelError {
+    /// Not served here.
+    #[error("channel {0:?} not found")]
+    NotFound(String),
+    /// Already joined.
+    #[error("channel {0:?} already joined")]
+    AlreadyExists(String),
+    /// The genesis block is unusable.
+    #[error("invalid genesis block: {0}")]
+    InvalidGenesis(String),
+    /// Ledger or commit failure.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    /// Ledger failure.
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    /// Filesystem failure.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl ChannelError {
+    /// The status a client sees.
+    pub fn status(&self) -> Status {
+        match self {
+            ChannelError::NotFound(_) => Status::NotFound,
+            ChannelError::AlreadyExists(_) => Status::Conflict,
+            ChannelError::InvalidGenesis(_) => Status::BadRequest,
+            _ => Status::InternalServerError,
+        }
+    }
+}
+
+/// What the follower last committed.
+#[derive(Debug, Clone)]
+pub struct ChannelStatus {
+    /// Committed blocks.
+    pub height: u64,
+    /// Commit hash after the last block.
+    pub commit_hash: Hash,
+    /// Hash of the last block.
+    pub last_block_hash: Option<Hash>,
+    /// Configuration in force.
+    pub config: Arc<ChannelConfig>,
+    /// Transactions committed since start, VALID ones.
+    pub valid_txs: u64,
+    /// Transactions committed since start, by non-VALID code name.
+    pub invalid_txs: HashMap<String, u64>,
+    /// Why the follower stopped, if it did.
+    pub failed: Option<String>,
+}
+
+/// One channel of the peer.
+pub struct PeerChannel {
+    id: String,
+    ledger: BlockStore,
+    status: RwLock<ChannelStatus>,
+    /// The deliver client's counters.
+    pub deliver_stats: Arc<DeliverStats>,
+    stop: CancellationToken,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl PeerChannel {
+    /// The channel id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The channel's ledger (reads only; the follower is its one writer).
+    pub fn ledger(&self) -> &BlockStore {
+        &self.ledger
+    }
+
+    /// A snapshot of the status.
+    pub fn status(&self) -> ChannelStatus {
+        self.status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn stop(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
+
+/// The committer behind the deliver client.
+struct CommitSink {
+    committer: Committer,
+    channel: Arc<PeerChannel>,
+}
+
+impl BlockSink for CommitSink {
+    fn next_number(&self) -> u64 {
+        self.committer.height()
+    }
+
+    async fn deliver(&mut self, block: Block) -> Result<(), SinkError> {
+        // Validation and the synced write block the thread; let the runtime move other
+        // tasks off it meanwhile.
+        let done = tokio::task::block_in_place(|| self.committer.commit(block))
+            .map_err(|e| SinkError::Failed(Box::new(e)))?;
+        let mut st = self
+            .channel
+            .status
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        st.height = self.committer.height();
+        st.commit_hash = done.commit_hash;
+        st.last_block_hash = self.committer.ledger().last_hash();
+        st.valid_txs += done.validation.valid_count() as u64;
+        for c in &done.validation.codes {
+            if *c != crate::validator::TxValidationCode::Valid {
+                *st.invalid_txs
+                    .entry(c.as_str_name().to_string())
+                    .or_default() += 1;
+            }
+        }
+        if done.validation.config.is_some() {
+            st.config = Arc::new(self.committer.config().0.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Settings every channel's follower shares.
+#[derive(Clone)]
+pub struct FollowerSettings {
+    /// The peer's identity.
+    pub identity: Identity,
+    /// Orderer endpoints from the peer's configuration.
+    pub static_endpoints: Vec<String>,
+    /// Deliver client tunables.
+    pub deliver: DeliverConfig,
+}
+
+/// All channels of the peer.
+pub struct PeerChannels {
+    dir: PathBuf,
+    settings: FollowerSettings,
+    channels: RwLock<HashMap<String, Arc<PeerChannel>>>,
+    admin_lock: tokio::sync::Mutex<()>,
+}
+
+impl PeerChannels {
+    /// Opens every channel under `<data_dir>/channels` and starts its follower.
+    pub fn open(data_dir: &Path, settings: FollowerSettings) -> Result<Self, ChannelError> {
+        let dir = data_dir.join("channels");
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| ChannelError::Io { path, source }
+        };
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let me = Self {
+            dir: dir.clone(),
+            settings,
+            channels: RwLock::new(HashMap::new()),
+            admin_lock: tokio::sync::Mutex::new(()),
+        };
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(io(&dir))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for name in names {
+            let path = dir.join(&name);
+            if name.ends_with(".joining") || name.ends_with(".removing") {
+                warn!(dir = %path.display(), "removing an interrupted join or removal");
+                std::fs::remove_dir_all(&path).map_err(io(&path))?;
+                continue;
+            }
+            let committer = Committer::open(BlockStore::open(&path)?)?;
+            let ch = me.start(name.clone(), committer)?;
+            me.channels
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name, ch);
+        }
+        Ok(me)
+    }
+
+    fn start(&self, id: String, committer: Committer) -> Result<Arc<PeerChannel>, ChannelError> {
+        let (cfg, cfg_block) = committer.config();
+        let (cfg, cfg_block) = (cfg.clone(), cfg_block);
+        let height = committer.height();
+        let last_hash = committer
+            .ledger()
+            .last_hash()
+            .unwrap_or(ordo_proto::block::GENESIS_PREVIOUS_HASH);
+        let verifier = ChainVerifier::resume(height, last_hash, cfg.clone(), cfg_block)
+            .map_err(|e| ChannelError::InvalidGenesis(e.to_string()))?;
+        let mut opts = FollowOptions::new(id.clone(), self.settings.identity.clone(), verifier);
+        opts.static_endpoints = self.settings.static_endpoints.clone();
+        opts.config = self.settings.deliver.clone();
+        let channel = Arc::new(PeerChannel {
+            id: id.clone(),
+            ledger: committer.ledger().clone(),
+            status: RwLock::new(ChannelStatus {
+                height,
+                commit_hash: committer.commit_hash(),
+                last_block_hash: committer.ledger().last_hash(),
+                config: Arc::new(cfg),
+                valid_txs: 0,
+                invalid_txs: HashMap::new(),
+                failed: None,
+            }),
+            deliver_stats: opts.stats.clone(),
+            stop: CancellationToken::new(),
+            task: Mutex::new(None),
+        });
+        let sink = CommitSink {
+            committer,
+            channel: channel.clone(),
+        };
+        let stop = channel.stop.clone();
+        let ch = channel.clone();
+        let task = tokio::spawn(async move {
+            info!(channel = %ch.id, height, "following the ordering service");
+            if let Err(e) = deliver::follow(opts, sink, stop).await {
+                error!(channel = %ch.id, error = %e, "the channel stopped committing");
+                ch.status.write().unwrap_or_else(|p| p.into_inner()).failed = Some(e.to_string());
+            }
+        });
+        *channel.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        Ok(channel)
+    }
+
+    /// The channel `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<PeerChannel>> {
+        self.channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Every channel, sorted by id.
+    pub fn list(&self) -> Vec<Arc<PeerChannel>> {
+        let mut v: Vec<_> = self
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Joins a channel from its genesis block: commits it, then follows the orderers.
+    pub async fn join(&self, genesis: Block) -> Result<Arc<PeerChannel>, ChannelError> {
+        let _guard = self.admin_lock.lock().await;
+        let cfg = config::config_from_block(&genesis)
+            .map_err(|e| ChannelError::InvalidGenesis(e.to_string()))?;
+        if ordo_proto::block::number(&genesis) != 0 || cfg.sequence != 0 {
+            return Err(ChannelError::InvalidGenesis(
+                "not block 0 with config sequence 0".into(),
+            ));
+        }
+        let id = cfg.channel_id.clone();
+        if self.get(&id).is_some() {
+            return Err(ChannelError::AlreadyExists(id));
+        }
+        let final_dir = self.dir.join(&id);
+        let tmp = self.dir.join(format!("{id}.joining"));
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| ChannelError::Io { path, source }
+        };
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        let built = (|| -> Result<(), ChannelError> {
+            let committer = Committer::join(BlockStore::open(&tmp)?, genesis)?;
+            drop(committer);
+            std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))
+        })();
+        if let Err(e) = built {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(match e {
+                ChannelError::Commit(CommitError::Config(m)) => ChannelError::InvalidGenesis(m),
+                other => other,
+            });
+        }
+        let started = Committer::open(BlockStore::open(&final_dir)?)
+            .map_err(ChannelError::from)
+            .and_then(|c| self.start(id.clone(), c));
+        let ch = match started {
+            Ok(ch) => ch,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&final_dir);
+                return Err(e);
+            }
+        };
+        info!(channel = %id, "channel joined");
+        self.channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, ch.clone());
+        Ok(ch)
+    }
+
+    /// Leaves a channel and deletes its ledger and state.
+    pub async fn remove(&self, id: &str) -> Result<(), ChannelError> {
+        let _guard = self.admin_lock.lock().await;
+        let ch = self
+            .channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+            .ok_or_else(|| ChannelError::NotFound(id.to_string()))?;
+        ch.stop().await;
+        drop(ch);
+        let dir = self.dir.join(id);
+        let doomed = self.dir.join(format!("{id}.removing"));
+        std::fs::rename(&dir, &doomed).map_err(|source| ChannelError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        std::fs::remove_dir_all(&doomed).map_err(|source| ChannelError::Io {
+            path: doomed.display().to_string(),
+            source,
+        })?;
+        info!(channel = %id, "channel removed");
+        Ok(())
+    }
+
+    /// Stops every follower (graceful shutdown; a block being committed finishes).
+    pub async fn shutdown(&self) {
+        for ch in self.list() {
+            ch.stop().await;
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The peer's node configuration: a TOML file with `ORDO_` environment overrides
+//! (`ORDO_NODE_LISTEN_ADDR=…`), every field documented with its default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Sections that environment overrides may address.
+const SECTIONS: [&str; 4] = ["node", "identity", "deliver", "log"];
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, Error)]
+pub enum PeerConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file or an override does not parse, or names an unknown field.
+    #[error("{path}: {reason}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+}
+
+/// The whole peer configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Where the node listens and keeps its data.
+    #[serde(default)]
+    pub node: PeerNodeSection,
+    /// The peer's identity (role `peer`); it signs Deliver requests to the orderers.
+    pub identity: PeerIdentitySection,
+    /// How the peer follows the orderers.
+    #[serde(default)]
+    pub deliver: PeerDeliverSection,
+    /// Logging.
+    #[serde(default)]
+    pub log: PeerLogSection,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerNodeSection {
+    /// Node name, for logs. Default: `peer0`.
+    pub name: String,
+    /// gRPC address: Admin (channel join/list/remove/info) and Query. Default:
+    /// `127.0.0.1:7051`.
+    pub listen_addr: SocketAddr,
+    /// Operations address: `/healthz`, `/readyz`, `/metrics`. Default: `127.0.0.1:9443`.
+    pub ops_listen_addr: SocketAddr,
+    /// Data directory; each channel's ledger and state live in `<data_dir>/channels/<id>`.
+    /// Default: `peer-data`, relative to the config file.
+    pub data_dir: PathBuf,
+}
+
+impl Default for PeerNodeSection {
+    fn default() -> Self {
+        Self {
+            name: "peer0".into(),
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 7051)),
+            ops_listen_addr: SocketAddr::from(([127, 0, 0, 1], 9443)),
+            data_dir: PathBuf::from("peer-data"),
+        }
+    }
+}
+
+/// `[identity]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerIdentitySection {
+    /// Hex Ed25519 seed file, relative to the config file.
+    pub key_file: PathBuf,
+    /// Hex certificate file, relative to the config file.
+    pub cert_file: PathBuf,
+}
+
+/// `[deliver]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerDeliverSection {
+    /// Orderer endpoints (`host:port`) tried after those in the channel configuration.
+    /// Default: none.
+    pub orderer_endpoints: Vec<String>,
+    /// First reconnection backoff, milliseconds (doubling, capped). Default: 100.
+    pub backoff_base_ms: u64,
+    /// Largest reconnection backoff, milliseconds. Default: 10,000.
+    pub backoff_max_ms: u64,
+    /// How long an orderer that served a bad block is avoided, milliseconds. Default:
+    /// 300,000.
+    pub avoid_ms: u64,
+    /// A stream silent this long is dropped and reopened, milliseconds. Default: 60,000.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for PeerDeliverSection {
+    fn default() -> Self {
+        Self {
+            orderer_endpoints: Vec::new(),
+            backoff_base_ms: 100,
+            backoff_max_ms: 10_000,
+            avoid_ms: 300_000,
+            idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerLogSection {
+    /// `tracing` filter; `RUST_LOG` wins when set. Default: `info`.
+    pub filter: String,
+    /// `text` or `json`. Default: `text`.
+    pub format: String,
+}
+
+impl Default for PeerLogSection {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl PeerConfig {
+    /// Loads `path` with `ORDO_` overrides from the environment; relative paths are taken
+    /// from the file's directory.
+    pub fn load(path: &Path) -> Result<Self, PeerConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PeerConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::parse(
+            &text,
+            &env,
+            path.parent().unwrap_or_else(|| Path::new(".")),
+            &path.display().to_string(),
+        )
+    }
+
+    /// Parses TOML text with the given overrides.
+    pub fn parse(
+        text: &str,
+        env: &[(String, String)],
+        base: &Path,
+        origin: &str,
+    ) -> Result<Self, PeerConfigError> {
+        let err = |reason: String| PeerConfigError::Parse {
+            path: origin.to_string(),
+            reason,
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| err(e.to_string()))?;
+        ordo_sdk::config::apply_env_overrides(&mut table, env, &SECTIONS).map_err(err)?;
+        let mut cfg: PeerConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| err(e.to_string()))?;
+        for p in [
+            &mut cfg.node.data_dir,
+            &mut cfg.identity.key_file,
+            &mut cfg.identity.cert_file,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if !matches!(cfg.log.format.as_str(), "text" | "json") {
+            return Err(err(format!(
+                "log.format {:?} is not text or json",
+                cfg.log.format
+            )));
+        }
+        Ok(cfg)
+    }
+
+    /// The deliver client's settings.
+    pub fn deliver_config(&self) -> crate::deliver::DeliverConfig {
+        crate::deliver::DeliverConfig {
+            backoff_base_ms: self.deliver.backoff_base_ms,
+            backoff_max_ms: self.deliver.backoff_max_ms,
+            avoid_ms: self.deliver.avoid_ms,
+            idle_timeout_ms: self.deliver.idle_timeout_ms,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let text = "[identity]\nkey_file = \"p.key\"\ncert_file = \"p.cert\"\n";
+        let env = vec![(
+            "ORDO_DELIVER_ORDERER_ENDPOINTS".to_string(),
+            "[\"127.0.0.1:7050\"]".to_string(),
+        )];
+        let c = PeerConfig::parse(text, &env, Path::new("/etc"), "t").expect("valid");
+        assert_eq!(c.node.listen_addr.port(), 7051);
+        assert_eq!(
+            c.deliver.orderer_endpoints,
+            vec!["127.0.0.1:7050".to_string()]
+        );
+        assert_eq!(c.identity.key_file, PathBuf::from("/etc/p.key"));
+        assert!(PeerConfig::parse(
+            "[identity]\nkey_file=\"a\"\ncert_file=\"b\"\n[node]\nbogus=1\n",
+            &[],
+            Path::new("/"),
+            "t"
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! The peer's Query service: committed state, key history, transaction status and
+//! blocks, for any member the channel's Readers policy admits.
+
+use std::sync::Arc;
+
+use prost::Message;
+
+use ordo_proto::envelope;
+use ordo_proto::pb::common::{Envelope, Status as Code};
+use ordo_proto::pb::peer::TxValidationCode;
+use ordo_proto::pb::query::{
+    query_request, HistoryEntry, QueryRequest, QueryResponse, TransactionStatus, VersionedValue,
+};
+
+use super::admin::authorize_reader;
+use super::channels::PeerChannels;
+
+/// Most values a range query returns.
+pub const MAX_RANGE_RESULTS: u32 = 10_000;
+
+/// The Query handler.
+pub struct PeerQuery {
+    channels: Arc<PeerChannels>,
+}
+
+impl PeerQuery {
+    /// A handler over the peer's channels.
+    pub fn new(channels: Arc<PeerChannels>) -> Self {
+        Self { channels }
+    }
+
+    /// Answers one signed query.
+    pub fn execute(&self, request: &Envelope) -> QueryResponse {
+        self.run(request)
+            .unwrap_or_else(|(code, info)| QueryResponse {
+                status: code as i32,
+                info,
+                ..Default::default()
+            })
+    }
+
+    fn run(&self, request: &Envelope) -> Result<QueryResponse, (Code, String)> {
+        let unpacked = envelope::unpack(request).map_err(|e| (Code::BadRequest, e.to_string()))?;
+        let channel = &unpacked.header.channel_id;
+        let ch = self
+            .channels
+            .get(channel)
+            .ok_or_else(|| (Code::NotFound, format!("channel {channel:?} not found")))?;
+        authorize_reader(
+            &ch,
+            request,
+            &unpacked.header.creator,
+            ordo_proto::now_ms() / 1000,
+        )?;
+        let q = QueryRequest::decode(unpacked.data.as_ref())
+            .map_err(|e| (Code::BadRequest, format!("query: {e}")))?;
+        let ledger = ch.ledger();
+        let storage = |e: ordo_ledger::LedgerError| (Code::InternalServerError, e.to_string());
+        let mut resp = QueryResponse {
+            status: Code::Success as i32,
+            ..Default::default()
+        };
+        match q
+            .query
+            .ok_or((Code::BadRequest, "empty query".to_string()))?
+        {
+            query_request::Query::State(s) => {
+                if let Some(v) = ledger.state(&s.namespace, &s.key).map_err(storage)? {
+                    resp.values.push(VersionedValue {
+                        key: s.key,
+                        value: v.value,
+                        block: v.version.block,
+                        tx: v.version.tx,
+                    });
+                } else {
+                    return Err((
+                        Code::NotFound,
+                        format!("no key {:?} in {:?}", s.key, s.namespace),
+                    ));
+                }
+            }
+            query_request::Query::Range(r) => {
+                let limit = if r.limit == 0 {
+                    MAX_RANGE_RESULTS
+                } else {
+                    r.limit.min(MAX_RANGE_RESULTS)
+                };
+                for (key, v) in ledger
+                    .state_range(&r.namespace, &r.start, &r.end, limit as usize)
+                    .map_err(storage)?
+                {
+                    resp.values.push(VersionedValue {
+                        key,
+                        value: v.value,
+                        block: v.version.block,
+                        tx: v.version.tx,
+                    });
+                }
+            }
+            query_request::Query::History(h) => {
+                for e in ledger.history(&h.namespace, &h.key).map_err(storage)? {
+                    resp.history.push(HistoryEntry {
+                        block: e.version.block,
+                        tx: e.version.tx,
+                        is_delete: e.value.is_none(),
+                        value: e.value.unwrap_or_default(),
+                    });
+                }
+            }
+            query_request::Query::Transaction(t) => {
+                let loc = ledger
+                    .tx_location(&t.tx_id)
+                    .map_err(storage)?
+                    .ok_or_else(|| (Code::NotFound, format!("tx {} not committed", t.tx_id)))?;
+                let code = loc.code.unwrap_or(TxValidationCode::NotValidated as u8);
+                resp.transaction = Some(TransactionStatus {
+                    tx_id: t.tx_id,
+                    block: loc.block,
+                    index: loc.index,
+                    code: u32::from(code),
+                    code_name: TxValidationCode::try_from(i32::from(code))
+                        .map(|c| c.as_str_name().to_string())
+                        .unwrap_or_default(),
+                });
+            }
+            query_request::Query::Block(b) => {
+                resp.block = Some(ledger.block(b.number).map_err(storage)?.ok_or_else(|| {
+                    (Code::NotFound, format!("block {} not committed", b.number))
+                })?);
+            }
+        }
+        Ok(resp)
+    }
+}
