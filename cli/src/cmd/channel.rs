@@ -11,7 +11,8 @@ use ordo_proto::pb::admin::{
     admin_command, ChannelInfo, GetChannelInfo, JoinChannel, ListChannels, RemoveChannel,
 };
 use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, ChannelConfig, Consenter, OrdererConfig, Organization, Role,
+    AckMode, BatchSize, Block, ChaincodeDefinition, ChannelConfig, Consenter, OrdererConfig,
+    Organization, Role,
 };
 use ordo_proto::policy::build as policy;
 
@@ -71,6 +72,10 @@ pub struct BatchArgs {
     /// When Broadcast answers SUCCESS.
     #[arg(long, value_enum, default_value = "enqueued")]
     pub ack_mode: AckModeArg,
+    /// Chaincodes to deploy, as NAME or NAME:N — endorsed by the peers of N different orgs
+    /// (default: a majority of the orgs). Repeat or separate with commas.
+    #[arg(long = "chaincode", value_delimiter = ',')]
+    pub chaincodes: Vec<String>,
 }
 
 /// `ordo channel genesis`
@@ -367,10 +372,50 @@ pub fn channel_config(
         )),
         admins: Some(policy::majority(&[], Role::Admin)),
         block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-        chaincodes: vec![],
+        chaincodes: chaincode_definitions(manifest, &batch.chaincodes)?,
     };
     config::validate(&cfg)?;
     Ok(cfg)
+}
+
+/// `NAME[:N]` → a chaincode definition endorsed by the peers of `N` distinct orgs.
+fn chaincode_definitions(
+    manifest: &Manifest,
+    specs: &[String],
+) -> anyhow::Result<Vec<ChaincodeDefinition>> {
+    let orgs: Vec<&str> = manifest.orgs.iter().map(|o| o.name.as_str()).collect();
+    let mut out = Vec::new();
+    for spec in specs {
+        let (name, n) = match spec.split_once(':') {
+            Some((name, n)) => (
+                name,
+                n.parse::<u32>()
+                    .with_context(|| format!("--chaincode {spec}: N is not a number"))?,
+            ),
+            None => (spec.as_str(), orgs.len() as u32 / 2 + 1),
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!("--chaincode {spec}: the name must be letters, digits, '-' and '_'");
+        }
+        if n == 0 || n as usize > orgs.len() {
+            bail!(
+                "--chaincode {spec}: N must be between 1 and the number of orgs ({})",
+                orgs.len()
+            );
+        }
+        let principals: Vec<(&str, Role)> = orgs.iter().map(|o| (*o, Role::Peer)).collect();
+        out.push(ChaincodeDefinition {
+            name: name.to_string(),
+            version: "1".into(),
+            endorsement_policy: Some(policy::n_out_of(n, &principals)),
+            runtime: format!("builtin:{name}"),
+        });
+    }
+    Ok(out)
 }
 
 /// Builds a channel's genesis block from a crypto directory.

@@ -42,6 +42,9 @@ pub struct UpArgs {
     /// Seconds to wait for the nodes to become ready.
     #[arg(long, default_value_t = 60)]
     pub ready_timeout_s: u64,
+    /// Start only the orderer, no peers.
+    #[arg(long)]
+    pub no_peers: bool,
     #[command(flatten)]
     pub batch: BatchArgs,
 }
@@ -81,8 +84,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             for name in &args.channels {
                 let path = dir.join("channels").join(format!("{name}.genesis.block"));
                 let endpoint = format!("127.0.0.1:{}", args.port);
+                let mut batch = args.batch.clone();
+                if batch.chaincodes.is_empty() {
+                    batch.chaincodes = vec!["bank".into(), "kv".into()];
+                }
                 let block =
-                    channel::genesis(&crypto_dir, name, args.consensus, &[endpoint], &args.batch)?;
+                    channel::genesis(&crypto_dir, name, args.consensus, &[endpoint], &batch)?;
                 channel::write_block(&path, &block)?;
                 v.push(ChannelEntry {
                     name: name.clone(),
@@ -199,8 +206,62 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
 
+    // One peer per org, following every channel.
+    let mut peers: Vec<(String, tokio::process::Child)> = Vec::new();
+    if !args.no_peers {
+        for (i, org) in manifest.orgs.iter().enumerate() {
+            let started =
+                start_peer(&dir, org, i, &grpc_addr, &args, previous.as_ref(), &exe).await;
+            let (entry, child) = match started {
+                Ok(p) => p,
+                Err(e) => {
+                    for (_, c) in &mut peers {
+                        stop(c).await;
+                    }
+                    stop(&mut child).await;
+                    return Err(e);
+                }
+            };
+            network.nodes.push(entry.clone());
+            peers.push((entry.name.clone(), child));
+            let peer_admin = network.identity(Some(&org.name), "admin")?;
+            let joined = crate::client::admin(
+                &entry.grpc_addr,
+                &peer_admin,
+                "",
+                admin_command::Command::List(ListChannels {}),
+            )
+            .await?
+            .list
+            .unwrap_or_default()
+            .channels
+            .into_iter()
+            .map(|c| c.channel_id)
+            .collect::<Vec<_>>();
+            for c in &channel_entries {
+                if joined.contains(&c.name) {
+                    continue;
+                }
+                let genesis = std::fs::read(&c.genesis_block)
+                    .with_context(|| format!("reading {}", c.genesis_block.display()))?;
+                crate::client::admin(
+                    &entry.grpc_addr,
+                    &peer_admin,
+                    "",
+                    admin_command::Command::Join(JoinChannel {
+                        genesis_block: genesis.into(),
+                    }),
+                )
+                .await
+                .with_context(|| format!("joining {} to channel {}", entry.name, c.name))?;
+            }
+        }
+        network.save(&network_path)?;
+    }
+
     println!(
-        "ordo network ready: orderer0 (solo) on {grpc_addr}, channels: {}, orgs: {}",
+        "ordo network ready: orderer0 (solo) on {grpc_addr}, {} peer(s), channels: {}, orgs: {}",
+        peers.len(),
         channel_entries
             .iter()
             .map(|c| c.name.as_str())
@@ -213,11 +274,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    for n in &network.nodes {
+        println!(
+            "  {:<14} {:<8} {}  (ops http://{}, log {})",
+            n.name,
+            n.role,
+            n.grpc_addr,
+            n.ops_addr,
+            n.log_file.display()
+        );
+    }
     println!("  network file: {}", network_path.display());
-    println!("  logs:         {}", log_file.display());
-    println!("  metrics:      http://{ops_addr}/metrics");
     println!("try:");
     println!("  ordo channel info --network {}", network_path.display());
+    if let Some(p) = network.nodes.iter().find(|n| n.role == "peer") {
+        println!(
+            "  ordo channel info --network {} --node {}",
+            network_path.display(),
+            p.name
+        );
+    }
     println!(
         "  ordo bench orderer --network {} --txs 100000 --clients 4",
         network_path.display()
@@ -225,13 +301,36 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  ordo block verify --network {}", network_path.display());
     println!("press Ctrl-C to stop");
 
-    tokio::select! {
-        _ = crate::cmd::orderer::shutdown_signal() => {
-            eprintln!("stopping the network...");
+    let shutdown = crate::cmd::orderer::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                eprintln!("stopping the network...");
+                break;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
-        status = child.wait() => {
-            eprintln!("orderer0 exited unexpectedly ({}); see {}", status.map(|s| s.to_string()).unwrap_or_default(), log_file.display());
+        if let Ok(Some(status)) = child.try_wait() {
+            eprintln!(
+                "orderer0 exited unexpectedly ({status}); see {}",
+                log_file.display()
+            );
+            break;
         }
+        if let Some(name) = peers
+            .iter_mut()
+            .find_map(|(n, c)| matches!(c.try_wait(), Ok(Some(_))).then(|| n.clone()))
+        {
+            eprintln!(
+                "{name} exited unexpectedly; see its log in {}",
+                dir.display()
+            );
+            break;
+        }
+    }
+    for (_, c) in &mut peers {
+        stop(c).await;
     }
     stop(&mut child).await;
     for n in &mut network.nodes {
@@ -243,6 +342,81 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+/// Writes the config of the peer of `org` (first run), starts it, and waits until its
+/// Admin service answers.
+async fn start_peer(
+    dir: &Path,
+    org: &crate::cmd::crypto::OrgEntry,
+    index: usize,
+    orderer_addr: &str,
+    args: &UpArgs,
+    previous: Option<&Network>,
+    exe: &Path,
+) -> anyhow::Result<(NodeEntry, tokio::process::Child)> {
+    let name = format!("peer0.{}", org.name);
+    let node_dir = dir.join(&name);
+    std::fs::create_dir_all(&node_dir)?;
+    let config_path = node_dir.join("peer.toml");
+    let (grpc_addr, ops_addr) = match previous.and_then(|p| p.node(&name).ok()) {
+        Some(n) => (n.grpc_addr.clone(), n.ops_addr.clone()),
+        None => (
+            format!("127.0.0.1:{}", args.port + 1 + index as u16),
+            format!("127.0.0.1:{}", args.ops_port + 1 + index as u16),
+        ),
+    };
+    let files = org
+        .members
+        .get("peer")
+        .context("org has no peer identity")?;
+    if !config_path.exists() {
+        let text = format!(
+            "# Written by `ordo up`.\n[node]\nname = \"{name}\"\nlisten_addr = \"{grpc_addr}\"\nops_listen_addr = \"{ops_addr}\"\ndata_dir = \"{}\"\n\n[identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n\n[deliver]\norderer_endpoints = [\"{orderer_addr}\"]\n",
+            node_dir.join("data").display(),
+            files.key.display(),
+            files.cert.display(),
+        );
+        std::fs::write(&config_path, text)
+            .with_context(|| format!("writing {}", config_path.display()))?;
+    }
+    let command = vec![
+        exe.display().to_string(),
+        "peer".into(),
+        "--config".into(),
+        config_path.display().to_string(),
+    ];
+    let log_file = node_dir.join("peer.log");
+    let mut child = spawn(&command, &log_file)?;
+    let admin = ordo_proto::identity::Identity::load(
+        &org.members.get("admin").context("org has no admin")?.key,
+        &org.members.get("admin").context("org has no admin")?.cert,
+    )?;
+    if let Err(e) = wait_ready(
+        &grpc_addr,
+        &admin,
+        &mut child,
+        &log_file,
+        Duration::from_secs(args.ready_timeout_s),
+    )
+    .await
+    {
+        stop(&mut child).await;
+        return Err(e);
+    }
+    let entry = NodeEntry {
+        name,
+        role: "peer".into(),
+        org: org.name.clone(),
+        grpc_addr,
+        ops_addr,
+        pid: child.id(),
+        command,
+        config: config_path,
+        data_dir: node_dir.join("data"),
+        log_file,
+    };
+    Ok((entry, child))
 }
 
 fn spawn(command: &[String], log_file: &Path) -> anyhow::Result<tokio::process::Child> {

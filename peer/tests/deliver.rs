@@ -1,0 +1,806 @@
+//! The deliver client against real orderers: `ordo_orderer::run` in-process on
+//! 127.0.0.1 listeners with RocksDB ledgers in temporary directories, and small in-test
+//! gRPC servers for orderers that misbehave (tamper with blocks, say nothing).
+//!
+//! Every wait is bounded by a timeout; nothing sleeps to synchronise.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use ordo_orderer::config::{IdentitySection, LimitsSection, LogSection, NodeSection};
+use ordo_orderer::OrdererConfig as NodeConfig;
+use ordo_peer::deliver::{
+    follow, BlockSink, DeliverConfig, DeliverCounts, DeliverError, FollowOptions, SinkError,
+};
+use ordo_proto::block;
+use ordo_proto::cert;
+use ordo_proto::config;
+use ordo_proto::envelope;
+use ordo_proto::hash::Hash;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::admin::{admin_command, JoinChannel};
+use ordo_proto::pb::common::{
+    AckMode, BatchSize, Block, CertificateBody, ChannelConfig, Consenter, Envelope, HeaderType,
+    OrdererConfig, Organization, Payload, Role, Status as Code,
+};
+use ordo_proto::pb::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
+use ordo_proto::pb::orderer::{deliver_response, BroadcastResponse, DeliverResponse, SeekBehavior};
+use ordo_proto::policy::build as policy;
+use ordo_proto::verify::ChainVerifier;
+
+/// Bound on any single wait of a test.
+const WAIT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------
+// Crypto material and channels
+// ---------------------------------------------------------------------------------------
+
+/// One org with an orderer, an admin, a peer and a client, in a temporary directory.
+struct Org {
+    dir: tempfile::TempDir,
+    ca: SigningKey,
+    orderer: Identity,
+    admin: Identity,
+    peer: Identity,
+    client: Identity,
+}
+
+fn member(ca: &SigningKey, role: Role, name: &str) -> Identity {
+    let key = ordo_proto::crypto::generate_signing_key();
+    let body = CertificateBody {
+        org: "A".into(),
+        role: role as i32,
+        subject: format!("{name}@A"),
+        public_key: key.verifying_key().to_bytes().to_vec().into(),
+        not_before: 0,
+        not_after: u64::MAX / 2,
+        issuer_public_key: Default::default(),
+        serial: 1,
+    };
+    Identity::new(key, cert::issue(ca, body).encode_to_vec().into()).expect("identity")
+}
+
+impl Org {
+    fn new() -> Self {
+        let ca = ordo_proto::crypto::generate_signing_key();
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            orderer: member(&ca, Role::Orderer, "orderer"),
+            admin: member(&ca, Role::Admin, "admin"),
+            peer: member(&ca, Role::Peer, "peer"),
+            client: member(&ca, Role::Client, "client"),
+            ca,
+        }
+    }
+
+    /// A solo channel whose orderer endpoints are `endpoints`, cutting blocks of at most
+    /// two envelopes.
+    fn channel(&self, channel_id: &str, endpoints: &[String]) -> (ChannelConfig, Block) {
+        let consenters = endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Consenter {
+                id: format!("orderer{i}"),
+                endpoint: e.clone(),
+                certificate: self.orderer.cert_bytes().clone(),
+            })
+            .collect();
+        let cfg = ChannelConfig {
+            channel_id: channel_id.into(),
+            sequence: 0,
+            orgs: vec![Organization {
+                name: "A".into(),
+                root_public_keys: vec![self.ca.verifying_key().to_bytes().to_vec().into()],
+            }],
+            orderer: Some(OrdererConfig {
+                consensus_type: "solo".into(),
+                batch_size: Some(BatchSize {
+                    max_message_count: 2,
+                    absolute_max_bytes: 1 << 20,
+                    preferred_max_bytes: 1 << 19,
+                }),
+                batch_timeout_ms: 50,
+                consenters,
+                ack_mode: AckMode::Enqueued as i32,
+                ..Default::default()
+            }),
+            readers: Some(policy::any_member(&[], &[])),
+            writers: Some(policy::any_member(&[], &[Role::Client])),
+            admins: Some(policy::any_member(&[], &[Role::Admin])),
+            block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
+            chaincodes: vec![],
+        };
+        let genesis = config::genesis_block(&cfg, 1).expect("genesis block");
+        (cfg, genesis)
+    }
+
+    fn envelope(&self, channel_id: &str, tag: u64) -> (Envelope, String) {
+        envelope::create_signed(
+            &self.client,
+            channel_id,
+            HeaderType::Message,
+            Bytes::from(tag.to_be_bytes().to_vec()),
+            ordo_proto::now_ms(),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A real orderer, in-process
+// ---------------------------------------------------------------------------------------
+
+struct Orderer {
+    addr: String,
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), ordo_orderer::OrdererError>>,
+}
+
+async fn bind() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("local addr").to_string();
+    (l, addr)
+}
+
+/// An address where nothing listens: bound, then released.
+fn dead_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("local addr").to_string()
+}
+
+/// Runs an orderer node of `org` on `grpc` with its data in `data_dir`.
+async fn start_orderer(org: &Org, grpc: TcpListener, data_dir: PathBuf) -> Orderer {
+    let (ops, _) = bind().await;
+    let id_dir = org.dir.path().join("orderer-identity");
+    std::fs::create_dir_all(&id_dir).expect("identity dir");
+    let (key_file, cert_file) = (id_dir.join("orderer.key"), id_dir.join("orderer.cert"));
+    org.orderer
+        .save(&key_file, &cert_file)
+        .expect("identity saved");
+    let addr = grpc.local_addr().expect("local addr");
+    let config = NodeConfig {
+        node: NodeSection {
+            name: "orderer0".into(),
+            listen_addr: addr,
+            ops_listen_addr: ops.local_addr().expect("ops addr"),
+            data_dir,
+        },
+        identity: IdentitySection {
+            key_file,
+            cert_file,
+        },
+        limits: LimitsSection::default(),
+        log: LogSection::default(),
+    };
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(ordo_orderer::run(config, grpc, ops, async move {
+        token.cancelled().await
+    }));
+    Orderer {
+        addr: addr.to_string(),
+        stop,
+        task,
+    }
+}
+
+impl Orderer {
+    /// Joins the node to the channel of `genesis`.
+    async fn join(&self, org: &Org, genesis: &Block) {
+        let ch = ordo_sdk::orderer::connect(&self.addr)
+            .await
+            .expect("connect");
+        let req = ordo_sdk::orderer::admin_request(
+            &org.admin,
+            "",
+            admin_command::Command::Join(JoinChannel {
+                genesis_block: genesis.encode_to_vec().into(),
+            }),
+        );
+        let resp = tokio::time::timeout(WAIT, ordo_sdk::orderer::admin_client(ch).execute(req))
+            .await
+            .expect("join in time")
+            .expect("admin answers")
+            .into_inner();
+        assert_eq!(resp.status, Code::Success as i32, "join: {}", resp.info);
+    }
+
+    /// Broadcasts `envs` over one stream and checks every one was accepted.
+    async fn broadcast(&self, envs: Vec<Envelope>) {
+        let ch = ordo_sdk::orderer::connect(&self.addr)
+            .await
+            .expect("connect");
+        let mut client = ordo_sdk::orderer::broadcast_client(ch);
+        let n = envs.len();
+        let mut stream = client
+            .broadcast(tokio_stream::iter(envs))
+            .await
+            .expect("broadcast opens")
+            .into_inner();
+        let mut answers: Vec<BroadcastResponse> = Vec::with_capacity(n);
+        while answers.len() < n {
+            let r = tokio::time::timeout(WAIT, stream.next())
+                .await
+                .expect("broadcast answers in time")
+                .expect("broadcast stream open")
+                .expect("broadcast response");
+            assert_eq!(r.status, Code::Success as i32, "broadcast: {}", r.info);
+            answers.push(r);
+        }
+    }
+
+    /// Blocks `0..=last` as the node holds them.
+    async fn blocks(&self, org: &Org, channel_id: &str, last: u64) -> Vec<Block> {
+        let req = ordo_sdk::orderer::seek_request(
+            &org.peer,
+            channel_id,
+            ordo_sdk::orderer::position(Some(0)),
+            Some(ordo_sdk::orderer::position(Some(last))),
+            SeekBehavior::FailIfNotReady,
+        );
+        let ch = ordo_sdk::orderer::connect(&self.addr)
+            .await
+            .expect("connect");
+        let mut stream = ordo_sdk::orderer::broadcast_client(ch)
+            .deliver(req)
+            .await
+            .expect("deliver opens")
+            .into_inner();
+        let mut blocks = Vec::new();
+        loop {
+            let resp = tokio::time::timeout(WAIT, stream.message())
+                .await
+                .expect("deliver in time")
+                .expect("deliver stream")
+                .expect("a status ends the stream");
+            match resp.r#type {
+                Some(deliver_response::Type::Block(b)) => blocks.push(b),
+                Some(deliver_response::Type::Status(c)) => {
+                    assert_eq!(c, Code::Success as i32, "deliver: {}", resp.info);
+                    return blocks;
+                }
+                None => panic!("empty deliver response"),
+            }
+        }
+    }
+
+    /// Stops the node gracefully and waits until it has closed its ledgers.
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("orderer stops in time")
+            .expect("orderer task")
+            .expect("orderer stops cleanly");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Misbehaving orderers
+// ---------------------------------------------------------------------------------------
+
+/// What a fake orderer does to the Deliver streams it serves.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Proxies the real orderer but changes block `n`'s data (data hash mismatch).
+    Data(u64),
+    /// Proxies the real orderer but corrupts block `n`'s orderer signature.
+    Signature(u64),
+    /// Proxies the real orderer but changes block `n`'s previous hash (and re-signs
+    /// nothing, so the chain breaks).
+    PreviousHash(u64),
+    /// Opens the stream and never sends anything.
+    Silent,
+}
+
+type DeliverSender = mpsc::Sender<Result<DeliverResponse, Status>>;
+
+struct FakeOrderer {
+    upstream: String,
+    fault: Fault,
+    /// Senders of silent streams, held so the streams stay open.
+    held: Arc<Mutex<Vec<DeliverSender>>>,
+}
+
+fn tamper(b: &mut Block, fault: Fault) {
+    match fault {
+        Fault::Data(_) => {
+            if let Some(first) = b.data.as_mut().and_then(|d| d.data.first_mut()) {
+                *first = Bytes::from_static(b"forged envelope");
+            }
+        }
+        Fault::Signature(_) => {
+            if let Some(sig) = b.metadata.as_mut().and_then(|m| m.signatures.first_mut()) {
+                let mut bytes = sig.signature.to_vec();
+                bytes[0] ^= 0xff;
+                sig.signature = bytes.into();
+            }
+        }
+        Fault::PreviousHash(_) => {
+            if let Some(h) = b.header.as_mut() {
+                h.previous_hash = Bytes::from(vec![7u8; 32]);
+            }
+        }
+        Fault::Silent => {}
+    }
+}
+
+#[tonic::async_trait]
+impl AtomicBroadcast for FakeOrderer {
+    type BroadcastStream = ReceiverStream<Result<BroadcastResponse, Status>>;
+    type DeliverStream = ReceiverStream<Result<DeliverResponse, Status>>;
+
+    async fn broadcast(
+        &self,
+        _request: Request<Streaming<Envelope>>,
+    ) -> Result<Response<Self::BroadcastStream>, Status> {
+        Err(Status::unimplemented("a fake orderer takes no envelopes"))
+    }
+
+    async fn deliver(
+        &self,
+        request: Request<Envelope>,
+    ) -> Result<Response<Self::DeliverStream>, Status> {
+        let (tx, rx) = mpsc::channel(4);
+        let fault = self.fault;
+        let target = match fault {
+            Fault::Silent => {
+                self.held.lock().expect("lock").push(tx);
+                return Ok(Response::new(ReceiverStream::new(rx)));
+            }
+            Fault::Data(n) | Fault::Signature(n) | Fault::PreviousHash(n) => n,
+        };
+        let ch = ordo_sdk::orderer::connect(&self.upstream)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        // The peer's own signed request, passed on unchanged.
+        let mut upstream = ordo_sdk::orderer::broadcast_client(ch)
+            .deliver(request.into_inner())
+            .await?
+            .into_inner();
+        tokio::spawn(async move {
+            while let Ok(Some(mut resp)) = upstream.message().await {
+                if let Some(deliver_response::Type::Block(b)) = resp.r#type.as_mut() {
+                    if block::number(b) == target {
+                        tamper(b, fault);
+                    }
+                }
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Serves a fake orderer on `listener` until `stop` is cancelled.
+fn start_fake(listener: TcpListener, upstream: String, fault: Fault, stop: CancellationToken) {
+    let svc = FakeOrderer {
+        upstream,
+        fault,
+        held: Arc::new(Mutex::new(Vec::new())),
+    };
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AtomicBroadcastServer::new(svc))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                stop.cancelled().await
+            }),
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The sink and the follower
+// ---------------------------------------------------------------------------------------
+
+/// A sink that checks the order and passes blocks to the test.
+struct TestSink {
+    next: u64,
+    out: mpsc::Sender<Block>,
+}
+
+impl BlockSink for TestSink {
+    fn next_number(&self) -> u64 {
+        self.next
+    }
+
+    async fn deliver(&mut self, block: Block) -> Result<(), SinkError> {
+        assert_eq!(block::number(&block), self.next, "blocks arrive in order");
+        self.out.send(block).await.map_err(|_| SinkError::Closed)?;
+        self.next += 1;
+        Ok(())
+    }
+}
+
+struct Follower {
+    rx: mpsc::Receiver<Block>,
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), DeliverError>>,
+    stats: Arc<ordo_peer::deliver::DeliverStats>,
+    /// Every block the sink took, in order.
+    blocks: Vec<Block>,
+}
+
+/// Test timings: quick backoff; timeouts long enough that a healthy stream never hits
+/// them, so reconnect counts are exact.
+fn quick() -> DeliverConfig {
+    DeliverConfig {
+        backoff_base_ms: 20,
+        backoff_max_ms: 500,
+        connect_timeout_ms: 10_000,
+        idle_timeout_ms: 10_000,
+        ..DeliverConfig::default()
+    }
+}
+
+fn start_follow(opts: FollowOptions, next: u64) -> Follower {
+    let (tx, rx) = mpsc::channel(16);
+    let stop = CancellationToken::new();
+    let stats = opts.stats.clone();
+    let task = tokio::spawn(follow(opts, TestSink { next, out: tx }, stop.clone()));
+    Follower {
+        rx,
+        stop,
+        task,
+        stats,
+        blocks: Vec::new(),
+    }
+}
+
+fn tx_ids(b: &Block) -> Vec<String> {
+    b.data
+        .iter()
+        .flat_map(|d| d.data.iter())
+        .filter_map(|e| {
+            let env = Envelope::decode(e.as_ref()).ok()?;
+            let payload = Payload::decode(env.payload.as_ref()).ok()?;
+            let header = payload.header?;
+            (header.r#type == HeaderType::Message as i32).then_some(header.tx_id)
+        })
+        .collect()
+}
+
+impl Follower {
+    /// Takes blocks until every id of `want` has been seen in some block.
+    async fn until_seen(&mut self, want: &[String]) {
+        let mut missing: HashSet<&String> = want.iter().collect();
+        for b in &self.blocks {
+            for id in tx_ids(b) {
+                missing.remove(&id);
+            }
+        }
+        while !missing.is_empty() {
+            let b = tokio::time::timeout(WAIT, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{} tx ids not delivered in time; stats {:?}",
+                        missing.len(),
+                        self.stats.snapshot()
+                    )
+                })
+                .expect("the follower is running");
+            for id in tx_ids(&b) {
+                missing.remove(&id);
+            }
+            self.blocks.push(b);
+        }
+    }
+
+    /// Stops following; `follow` must return `Ok`.
+    async fn stop(self) -> (Vec<Block>, DeliverCounts) {
+        self.stop.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("follow stops in time")
+            .expect("follow task")
+            .expect("follow ends cleanly");
+        (self.blocks, self.stats.snapshot())
+    }
+}
+
+/// Checks that `blocks` are numbered `first, first + 1, …` and hold every id of `want`
+/// exactly once and nothing else.
+fn assert_chain(blocks: &[Block], first: u64, want: &[String]) {
+    for (i, b) in blocks.iter().enumerate() {
+        assert_eq!(block::number(b), first + i as u64, "no gap, no duplicate");
+    }
+    let mut seen: Vec<String> = blocks.iter().flat_map(tx_ids).collect();
+    assert_eq!(
+        seen.len(),
+        want.len(),
+        "every envelope delivered exactly once"
+    );
+    seen.sort();
+    let mut want = want.to_vec();
+    want.sort();
+    assert_eq!(seen, want);
+}
+
+/// A verifier that has checked the genesis block the peer joined with: how a peer that
+/// joined a channel starts (its ledger holds block 0; it asks for block 1 on).
+fn joined(genesis: &Block) -> ChainVerifier {
+    let mut v = ChainVerifier::new();
+    v.check(genesis, ordo_proto::now_ms() / 1000)
+        .expect("genesis verifies");
+    v
+}
+
+fn envelopes(
+    org: &Org,
+    channel_id: &str,
+    tags: std::ops::Range<u64>,
+) -> (Vec<Envelope>, Vec<String>) {
+    tags.map(|t| org.envelope(channel_id, t)).unzip()
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+/// From genesis (no configuration yet: the endpoint is a static one) through twenty
+/// envelopes: every block once, in order, all verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_a_channel_from_genesis() {
+    let org = Org::new();
+    let (listener, addr) = bind().await;
+    let (_, genesis) = org.channel("follow", std::slice::from_ref(&addr));
+    let orderer = start_orderer(&org, listener, org.dir.path().join("o1")).await;
+    orderer.join(&org, &genesis).await;
+
+    let mut opts = FollowOptions::new("follow", org.peer.clone(), ChainVerifier::new());
+    opts.static_endpoints = vec![addr.clone()];
+    opts.config = quick();
+    let mut f = start_follow(opts, 0);
+
+    let (envs, ids) = envelopes(&org, "follow", 0..20);
+    orderer.broadcast(envs).await;
+    f.until_seen(&ids).await;
+    let (blocks, counts) = f.stop().await;
+
+    assert_eq!(blocks.first().map(block::hash), Some(block::hash(&genesis)));
+    assert_chain(&blocks[1..], 1, &ids);
+    let last = block::number(blocks.last().expect("blocks"));
+    let on_orderer = orderer.blocks(&org, "follow", last).await;
+    assert_eq!(
+        blocks.iter().map(block::hash).collect::<Vec<_>>(),
+        on_orderer.iter().map(block::hash).collect::<Vec<_>>(),
+        "the sink holds the orderer's chain"
+    );
+    let n = blocks.len() as u64;
+    assert_eq!(
+        counts,
+        DeliverCounts {
+            blocks_received: n,
+            blocks_verified: n,
+            verification_failures: 0,
+            reconnects: 0,
+        }
+    );
+    orderer.stop().await;
+}
+
+/// The channel names three endpoints: a dead one, orderer A, and B (bound but not yet
+/// serving). The client skips the dead one and follows A; A stops; the same node comes
+/// back on B's address and the client follows it there, with no gap or duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_across_the_channel_endpoints() {
+    let org = Org::new();
+    let dead = dead_address();
+    let (listener_a, addr_a) = bind().await;
+    let (listener_b, addr_b) = bind().await;
+    let (_, genesis) = org.channel("failover", &[dead.clone(), addr_a, addr_b]);
+    let data = org.dir.path().join("node");
+    let a = start_orderer(&org, listener_a, data.clone()).await;
+    a.join(&org, &genesis).await;
+
+    let mut opts = FollowOptions::new("failover", org.peer.clone(), joined(&genesis));
+    opts.config = quick();
+    let mut f = start_follow(opts, 1);
+
+    let (envs, mut ids) = envelopes(&org, "failover", 0..10);
+    a.broadcast(envs).await;
+    f.until_seen(&ids).await;
+    assert!(
+        f.stats.snapshot().reconnects >= 1,
+        "the dead endpoint came first"
+    );
+
+    a.stop().await;
+    let b = start_orderer(&org, listener_b, data).await;
+    let (envs, more) = envelopes(&org, "failover", 10..20);
+    b.broadcast(envs).await;
+    ids.extend(more);
+    f.until_seen(&ids).await;
+    let (blocks, counts) = f.stop().await;
+
+    assert_chain(&blocks, 1, &ids);
+    assert_eq!(counts.verification_failures, 0);
+    assert_eq!(counts.blocks_verified, blocks.len() as u64);
+    assert!(counts.reconnects >= 2, "{counts:?}");
+    b.stop().await;
+}
+
+/// Each way of tampering with a block, by an orderer listed before the honest one: the
+/// client refuses the block once, avoids the tamperer and delivers the honest chain from
+/// the real orderer, with no gap or duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampering_orderer_is_refused_and_avoided() {
+    let org = Org::new();
+    let (listener, real) = bind().await;
+    let orderer = start_orderer(&org, listener, org.dir.path().join("o1")).await;
+    let stop_fakes = CancellationToken::new();
+
+    for (i, fault) in [Fault::Data(2), Fault::Signature(3), Fault::PreviousHash(2)]
+        .into_iter()
+        .enumerate()
+    {
+        let channel_id = format!("tamper{i}");
+        let (fake_listener, fake) = bind().await;
+        start_fake(fake_listener, real.clone(), fault, stop_fakes.clone());
+        let (_, genesis) = org.channel(&channel_id, &[fake, real.clone()]);
+        orderer.join(&org, &genesis).await;
+        let (envs, ids) = envelopes(&org, &channel_id, 0..10);
+        orderer.broadcast(envs).await;
+
+        let mut opts = FollowOptions::new(channel_id.clone(), org.peer.clone(), joined(&genesis));
+        opts.config = quick();
+        let mut f = start_follow(opts, 1);
+        f.until_seen(&ids).await;
+        let (blocks, counts) = f.stop().await;
+
+        assert_chain(&blocks, 1, &ids);
+        let last = block::number(blocks.last().expect("blocks"));
+        let honest: Vec<Hash> = orderer
+            .blocks(&org, &channel_id, last)
+            .await
+            .iter()
+            .skip(1)
+            .map(block::hash)
+            .collect();
+        assert_eq!(
+            blocks.iter().map(block::hash).collect::<Vec<_>>(),
+            honest,
+            "{fault:?}: the sink holds the honest chain"
+        );
+        assert_eq!(counts.verification_failures, 1, "{fault:?}: {counts:?}");
+        assert_eq!(counts.reconnects, 1, "{fault:?}: {counts:?}");
+        assert_eq!(counts.blocks_verified, blocks.len() as u64);
+        assert_eq!(counts.blocks_received, blocks.len() as u64 + 1);
+    }
+    stop_fakes.cancel();
+    orderer.stop().await;
+}
+
+/// Endpoints that accept connections but never answer, and that open a stream but send
+/// nothing, are given up after the connect and idle timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_endpoints_are_abandoned() {
+    let org = Org::new();
+    let (listener, real) = bind().await;
+    let orderer = start_orderer(&org, listener, org.dir.path().join("o1")).await;
+    // Accepts TCP connections (the kernel does) and never speaks HTTP/2.
+    let (_black_hole, black_hole) = bind().await;
+    let (silent_listener, silent) = bind().await;
+    let stop_fakes = CancellationToken::new();
+    start_fake(
+        silent_listener,
+        real.clone(),
+        Fault::Silent,
+        stop_fakes.clone(),
+    );
+    let (_, genesis) = org.channel("stall", &[black_hole, silent, real]);
+    orderer.join(&org, &genesis).await;
+    let (envs, ids) = envelopes(&org, "stall", 0..6);
+    orderer.broadcast(envs).await;
+
+    let mut opts = FollowOptions::new("stall", org.peer.clone(), joined(&genesis));
+    opts.config = DeliverConfig {
+        connect_timeout_ms: 1_000,
+        idle_timeout_ms: 1_000,
+        ..quick()
+    };
+    let mut f = start_follow(opts, 1);
+    f.until_seen(&ids).await;
+    let (blocks, counts) = f.stop().await;
+
+    assert_chain(&blocks, 1, &ids);
+    assert_eq!(counts.reconnects, 2, "{counts:?}");
+    assert_eq!(counts.verification_failures, 0);
+    stop_fakes.cancel();
+    orderer.stop().await;
+}
+
+/// A sink at block k resumes with `ChainVerifier::resume` and gets k, k + 1, … only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_from_the_sinks_height() {
+    let org = Org::new();
+    let (listener, addr) = bind().await;
+    let (cfg, genesis) = org.channel("resume", &[addr]);
+    let orderer = start_orderer(&org, listener, org.dir.path().join("o1")).await;
+    orderer.join(&org, &genesis).await;
+
+    let mut opts = FollowOptions::new("resume", org.peer.clone(), joined(&genesis));
+    opts.config = quick();
+    let mut f = start_follow(opts, 1);
+    let (envs, first_ids) = envelopes(&org, "resume", 0..10);
+    orderer.broadcast(envs).await;
+    f.until_seen(&first_ids).await;
+    let (first, _) = f.stop().await;
+    assert!(first.len() >= 5, "ten envelopes, at most two a block");
+
+    // The peer restarts having committed blocks 0..k.
+    let k = 3u64;
+    let prev = block::hash(&first[(k - 2) as usize]);
+    let verifier = ChainVerifier::resume(k, prev, cfg, 0).expect("resume");
+    let mut opts = FollowOptions::new("resume", org.peer.clone(), verifier);
+    opts.config = quick();
+    let mut f = start_follow(opts, k);
+    let (envs, more) = envelopes(&org, "resume", 10..16);
+    orderer.broadcast(envs).await;
+    let want: Vec<String> = first[(k - 1) as usize..]
+        .iter()
+        .flat_map(tx_ids)
+        .chain(more)
+        .collect();
+    f.until_seen(&want).await;
+    let (resumed, counts) = f.stop().await;
+
+    assert_chain(&resumed, k, &want);
+    for (a, b) in first[(k - 1) as usize..].iter().zip(&resumed) {
+        assert_eq!(block::hash(a), block::hash(b), "the same chain");
+    }
+    assert_eq!(counts.blocks_verified, resumed.len() as u64);
+    assert_eq!(counts.verification_failures, 0);
+    orderer.stop().await;
+}
+
+/// A sink that is not where the verifier is, or no endpoint at all: `follow` refuses to
+/// start rather than deliver a wrong block or spin.
+#[tokio::test]
+async fn refuses_to_start_out_of_step_or_without_endpoints() {
+    let org = Org::new();
+    let (_, genesis) = org.channel("nothing", &[]);
+    let (tx, _rx) = mpsc::channel(1);
+    let opts = FollowOptions::new("nothing", org.peer.clone(), joined(&genesis));
+    let r = follow(
+        opts,
+        TestSink {
+            next: 5,
+            out: tx.clone(),
+        },
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(
+        matches!(
+            r,
+            Err(DeliverError::SinkOutOfStep {
+                sink: 5,
+                verifier: 1
+            })
+        ),
+        "{r:?}"
+    );
+    let opts = FollowOptions::new("nothing", org.peer.clone(), joined(&genesis));
+    let r = follow(
+        opts,
+        TestSink { next: 1, out: tx },
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(matches!(r, Err(DeliverError::NoEndpoints { .. })), "{r:?}");
+}
