@@ -119,6 +119,11 @@ pub struct OrdererProcess {
 impl OrdererProcess {
     /// Writes a config under `dir` using `org`'s orderer identity and starts the node.
     pub fn start(c: &Consortium, name: &str, org: &str) -> Self {
+        Self::start_with(c, name, org, "")
+    }
+
+    /// [`OrdererProcess::start`] with extra TOML sections appended to the config.
+    pub fn start_with(c: &Consortium, name: &str, org: &str, extra_toml: &str) -> Self {
         let node_dir = c.dir.path().join(name);
         std::fs::create_dir_all(&node_dir).expect("node dir");
         let addr = format!("127.0.0.1:{}", free_port());
@@ -129,7 +134,7 @@ impl OrdererProcess {
             &config,
             format!(
                 "[node]\nname = \"{name}\"\nlisten_addr = \"{addr}\"\nops_listen_addr = \"{ops}\"\ndata_dir = \"data\"\n\
-                 [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n[log]\nfilter = \"info\"\n",
+                 [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n[log]\nfilter = \"info\"\n{extra_toml}\n",
                 id_dir.join("orderer.key").display(),
                 id_dir.join("orderer.cert").display()
             ),
@@ -445,6 +450,14 @@ impl PeerProcess {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("peer not ready:\n{}", self.log_text());
+    }
+
+    /// SIGKILL and wait: a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// SIGTERM and wait.
