@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 
 use common::*;
 use ordo_proto::pb::admin::{
@@ -26,23 +25,6 @@ async fn admin_call(
         .await
         .expect("admin answers")
         .into_inner()
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).expect("ops port open");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("response");
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

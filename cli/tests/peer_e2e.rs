@@ -238,6 +238,15 @@ async fn two_peers_validate_commit_and_agree() {
         "peers of two orgs agree on the state"
     );
     assert_eq!(ia.node_role, "peer");
+    let (code, body) = http_get(&pa.ops, "/readyz");
+    assert_eq!(code, 200, "caught up, so ready: {body}");
+    let (code, body) = http_get(&pa.ops, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("ordo_peer_blocks_committed_total{channel=\"ledger\"}"),
+        "{body}"
+    );
+    assert!(body.contains("ordo_peer_transactions_invalid_total{channel=\"ledger\",code=\"ENDORSEMENT_POLICY_FAILURE\"} 2"), "{body}");
 
     let code_of = |resp: &QueryResponse| {
         resp.transaction
@@ -311,7 +320,11 @@ async fn two_peers_validate_commit_and_agree() {
     let ia = wait_for_height(&pa.addr, &admin_a, h).await;
     let ib = wait_for_height(&pb.addr, &admin_b, h).await;
     assert_eq!((ia.height, &ia.commit_hash), (ib.height, &ib.commit_hash));
+    // With the ordering service gone the peer cannot know it is caught up: not ready.
+    o.stop();
+    let (code, body) = http_get(&pa.ops, "/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("no orderer reachable"), "{body}");
     pa.stop();
     pb.stop();
-    o.stop();
 }

@@ -511,3 +511,22 @@ pub async fn channel_info(
     assert_eq!(resp.status, Code::Success as i32, "info: {}", resp.info);
     resp.channel.expect("channel info")
 }
+
+/// A plain HTTP GET; returns (status code, whole response text).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("ops port open");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("response");
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}

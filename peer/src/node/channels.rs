@@ -79,6 +79,10 @@ pub struct ChannelStatus {
     pub invalid_txs: HashMap<String, u64>,
     /// Why the follower stopped, if it did.
     pub failed: Option<String>,
+    /// Blocks committed since start.
+    pub blocks_committed: u64,
+    /// Time spent validating and committing them (fsync included).
+    pub commit_time: std::time::Duration,
 }
 
 /// One channel of the peer.
@@ -168,6 +172,8 @@ pub struct FollowerSettings {
     pub static_endpoints: Vec<String>,
     /// Deliver client tunables.
     pub deliver: DeliverConfig,
+    /// `/readyz` is ready while every channel is at most this many blocks behind.
+    pub max_lag_blocks: u64,
 }
 
 /// All channels of the peer.
@@ -241,6 +247,8 @@ impl PeerChannels {
                 valid_txs: 0,
                 invalid_txs: HashMap::new(),
                 failed: None,
+                blocks_committed: 0,
+                commit_time: std::time::Duration::ZERO,
             }),
             deliver_stats: opts.stats.clone(),
             stop: CancellationToken::new(),
@@ -261,6 +269,11 @@ impl PeerChannels {
         });
         *channel.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         Ok(channel)
+    }
+
+    /// The settings every follower shares (identity, static orderer endpoints).
+    pub fn settings(&self) -> &FollowerSettings {
+        &self.settings
     }
 
     /// The channel `id`.

@@ -62,6 +62,9 @@ pub struct PeerNodeSection {
     /// Data directory; each channel's ledger and state live in `<data_dir>/channels/<id>`.
     /// Default: `peer-data`, relative to the config file.
     pub data_dir: PathBuf,
+    /// `/readyz` answers 200 while every channel is at most this many blocks behind the
+    /// ordering service. Default: 5.
+    pub ready_max_lag_blocks: u64,
 }
 
 impl Default for PeerNodeSection {
@@ -71,6 +74,7 @@ impl Default for PeerNodeSection {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7051)),
             ops_listen_addr: SocketAddr::from(([127, 0, 0, 1], 9443)),
             data_dir: PathBuf::from("peer-data"),
+            ready_max_lag_blocks: 5,
         }
     }
 }

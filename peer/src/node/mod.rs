@@ -84,6 +84,7 @@ pub async fn run(
         identity: identity.clone(),
         static_endpoints: config.deliver.orderer_endpoints.clone(),
         deliver: config.deliver_config(),
+        max_lag_blocks: config.node.ready_max_lag_blocks,
     };
     let channels = Arc::new(PeerChannels::open(&config.node.data_dir, settings)?);
     let admin = AdminService(PeerAdmin::new(channels.clone(), &identity)?);

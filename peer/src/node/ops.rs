@@ -58,23 +58,67 @@ async fn healthz(State(channels): State<Arc<PeerChannels>>) -> impl IntoResponse
     )
 }
 
-/// 200 once every channel's follower has received a block from an orderer since start
-/// (so the peer is connected and following), 503 before.
+/// 200 when every channel is within `max_lag_blocks` of the ordering service's height
+/// (asked of the orderers with a signed Deliver for the newest block), 503 with the
+/// lagging channels otherwise.
 async fn readyz(State(channels): State<Arc<PeerChannels>>) -> impl IntoResponse {
-    let waiting: Vec<String> = channels
-        .list()
-        .iter()
-        .filter(|c| c.status().failed.is_some() || c.deliver_stats.snapshot().blocks_verified == 0)
-        .map(|c| c.id().to_string())
-        .collect();
-    if waiting.is_empty() {
+    let mut lagging = Vec::new();
+    for c in channels.list() {
+        let st = c.status();
+        if let Some(f) = &st.failed {
+            lagging.push(format!("{}: stopped: {f}", c.id()));
+            continue;
+        }
+        match orderer_height(&channels, c.id(), &st.config).await {
+            Some(h) if h.saturating_sub(st.height) <= channels.settings().max_lag_blocks => {}
+            Some(h) => lagging.push(format!("{}: height {} of {h}", c.id(), st.height)),
+            None => lagging.push(format!("{}: no orderer reachable", c.id())),
+        }
+    }
+    if lagging.is_empty() {
         (StatusCode::OK, "ready\n".to_string())
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not following yet: {}\n", waiting.join(", ")),
+            format!("not ready: {}\n", lagging.join("; ")),
         )
     }
+}
+
+/// The channel's height on the first orderer that answers within 2 s.
+async fn orderer_height(
+    channels: &PeerChannels,
+    channel: &str,
+    config: &ordo_proto::pb::common::ChannelConfig,
+) -> Option<u64> {
+    use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
+    use tokio_stream::StreamExt;
+    let settings = channels.settings();
+    let mut endpoints = crate::deliver::channel_endpoints(config);
+    endpoints.extend(settings.static_endpoints.iter().cloned());
+    for ep in endpoints {
+        let ask = async {
+            let ch = ordo_sdk::orderer::connect(&ep).await.ok()?;
+            let mut client = ordo_sdk::orderer::broadcast_client(ch);
+            let newest = ordo_sdk::orderer::position(None);
+            let req = ordo_sdk::orderer::seek_request(
+                &settings.identity,
+                channel,
+                newest,
+                Some(newest),
+                SeekBehavior::FailIfNotReady,
+            );
+            let mut stream = client.deliver(req).await.ok()?.into_inner();
+            match stream.next().await?.ok()?.r#type? {
+                deliver_response::Type::Block(b) => Some(ordo_proto::block::number(&b) + 1),
+                deliver_response::Type::Status(_) => None,
+            }
+        };
+        if let Ok(Some(h)) = tokio::time::timeout(std::time::Duration::from_secs(2), ask).await {
+            return Some(h);
+        }
+    }
+    None
 }
 
 async fn metrics(State(channels): State<Arc<PeerChannels>>) -> impl IntoResponse {
@@ -117,6 +161,27 @@ async fn metrics(State(channels): State<Arc<PeerChannels>>) -> impl IntoResponse
         "counter",
         "Invalid transactions committed since start, by code",
         invalid,
+    );
+    emit(
+        "blocks_committed_total",
+        "counter",
+        "Blocks validated and committed since start",
+        list.iter()
+            .map(|c| (label(c.id()), c.status().blocks_committed))
+            .collect(),
+    );
+    emit(
+        "commit_microseconds_total",
+        "counter",
+        "Time spent validating and committing blocks (fsync included), microseconds",
+        list.iter()
+            .map(|c| {
+                (
+                    label(c.id()),
+                    u64::try_from(c.status().commit_time.as_micros()).unwrap_or(u64::MAX),
+                )
+            })
+            .collect(),
     );
     emit(
         "deliver_blocks_verified_total",
