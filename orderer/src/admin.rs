@@ -10,12 +10,11 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use ordo_proto::cert::{Msp, VerifiedCert};
-use ordo_proto::crypto;
+use ordo_proto::authz::NodeAdmins;
 use ordo_proto::envelope;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, AdminCommand, AdminResponse, ChannelInfo, ChannelList};
-use ordo_proto::pb::common::{Block, Envelope, HeaderType, Role, Status as Code};
+use ordo_proto::pb::common::{Block, Envelope, HeaderType, Status as Code};
 
 use crate::auth::{authorize_reader, Refusal};
 use crate::metrics::Metrics;
@@ -25,8 +24,7 @@ use crate::registry::{ChannelHandle, Registry};
 pub struct AdminHandler {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
-    local_msp: Msp,
-    org: String,
+    admins: NodeAdmins,
     clock_skew_s: u64,
 }
 
@@ -38,13 +36,10 @@ impl AdminHandler {
         node_identity: &Identity,
         clock_skew_s: u64,
     ) -> Result<Self, ordo_proto::cert::CertError> {
-        let (_, body) = ordo_proto::cert::decode(node_identity.cert_bytes())?;
-        let local_msp = Msp::new([(body.org.clone(), vec![body.issuer_public_key.to_vec()])])?;
         Ok(Self {
             registry,
             metrics,
-            local_msp,
-            org: body.org,
+            admins: NodeAdmins::for_identity(node_identity)?,
             clock_skew_s,
         })
     }
@@ -109,7 +104,9 @@ impl AdminHandler {
         match command {
             admin_command::Command::Join(j) => {
                 let name = "join";
-                self.authorize_admin(request, creator, now_secs)
+                self.admins
+                    .authorize(request, creator, now_secs)
+                    .map_err(|e| (Code::Forbidden, e.0))
                     .map_err(|r| (name, r))?;
                 let genesis = Block::decode(j.genesis_block.as_ref())
                     .map_err(|e| (name, (Code::BadRequest, format!("genesis block: {e}"))))?;
@@ -122,7 +119,9 @@ impl AdminHandler {
             }
             admin_command::Command::List(_) => {
                 let name = "list";
-                self.authorize_admin(request, creator, now_secs)
+                self.admins
+                    .authorize(request, creator, now_secs)
+                    .map_err(|e| (Code::Forbidden, e.0))
                     .map_err(|r| (name, r))?;
                 let channels = self.registry.list().iter().map(|h| info(h)).collect();
                 Ok((
@@ -136,7 +135,9 @@ impl AdminHandler {
             }
             admin_command::Command::Remove(r) => {
                 let name = "remove";
-                self.authorize_admin(request, creator, now_secs)
+                self.admins
+                    .authorize(request, creator, now_secs)
+                    .map_err(|e| (Code::Forbidden, e.0))
                     .map_err(|r| (name, r))?;
                 self.registry
                     .remove(&r.channel_id)
@@ -161,40 +162,18 @@ impl AdminHandler {
                         ),
                     )
                 })?;
-                if self.authorize_admin(request, creator, now_secs).is_err() {
+                if self
+                    .admins
+                    .authorize(request, creator, now_secs)
+                    .map_err(|e| (Code::Forbidden, e.0))
+                    .is_err()
+                {
                     authorize_reader(&handle.support.state(), request, creator, now_secs)
                         .map_err(|r| (name, r))?;
                 }
                 Ok((name, ok_with(info(&handle))))
             }
         }
-    }
-
-    fn authorize_admin(
-        &self,
-        request: &Envelope,
-        creator: &[u8],
-        now_secs: u64,
-    ) -> Result<VerifiedCert, Refusal> {
-        let cert = self.local_msp.verify(creator, now_secs).map_err(|e| {
-            (
-                Code::Forbidden,
-                format!("not an admin of {}: {e}", self.org),
-            )
-        })?;
-        if cert.role != Role::Admin {
-            return Err((
-                Code::Forbidden,
-                format!("{} is not an admin of {}", cert.subject, self.org),
-            ));
-        }
-        crypto::verify(&cert.public_key, &request.payload, &request.signature).map_err(|_| {
-            (
-                Code::Forbidden,
-                "request signature does not verify".to_string(),
-            )
-        })?;
-        Ok(cert)
     }
 }
 

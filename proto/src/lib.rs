@@ -4,6 +4,7 @@
 //! nodes in any of it is a fork: a block hash computed differently, a signature accepted
 //! by one node and refused by another, a policy read two ways.
 //!
+//! - [`authz`]: who may make a signed request to a node (its org's admins, a channel policy).
 //! - [`pb`]: the prost/tonic types generated from `proto/*.proto`.
 //! - [`hash`]: SHA-256, transaction ids and the block header hash.
 //! - [`merkle`]: the RFC 6962 Merkle tree over a block's envelopes, with inclusion proofs.
@@ -19,6 +20,7 @@
 //! Rule of the crate: sign and hash the exact bytes carried. No function here re-encodes a
 //! decoded message in order to check a signature or a hash.
 
+pub mod authz;
 pub mod block;
 pub mod cert;
 pub mod config;

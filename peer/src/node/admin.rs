@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use ordo_proto::cert::{Msp, VerifiedCert};
-use ordo_proto::crypto;
+use ordo_proto::authz::{authorize_by_policy, NodeAdmins};
+use ordo_proto::cert::Msp;
 use ordo_proto::envelope;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, AdminCommand, AdminResponse, ChannelInfo, ChannelList};
-use ordo_proto::pb::common::{AckMode, Block, Envelope, HeaderType, Role, Status as Code};
-use ordo_proto::policy;
+use ordo_proto::pb::common::{AckMode, Block, Envelope, HeaderType, Status as Code};
 
 use super::channels::{PeerChannel, PeerChannels};
 
@@ -25,8 +24,7 @@ type Refusal = (Code, String);
 /// The Admin handler.
 pub struct PeerAdmin {
     channels: Arc<PeerChannels>,
-    local_msp: Msp,
-    org: String,
+    admins: NodeAdmins,
 }
 
 impl PeerAdmin {
@@ -35,12 +33,9 @@ impl PeerAdmin {
         channels: Arc<PeerChannels>,
         identity: &Identity,
     ) -> Result<Self, ordo_proto::cert::CertError> {
-        let (_, body) = ordo_proto::cert::decode(identity.cert_bytes())?;
-        let local_msp = Msp::new([(body.org.clone(), vec![body.issuer_public_key.to_vec()])])?;
         Ok(Self {
             channels,
-            local_msp,
-            org: body.org,
+            admins: NodeAdmins::for_identity(identity)?,
         })
     }
 
@@ -82,7 +77,9 @@ impl PeerAdmin {
             .ok_or((Code::BadRequest, "empty admin command".to_string()))?
         {
             admin_command::Command::Join(j) => {
-                self.authorize_admin(request, creator, now_secs)?;
+                self.admins
+                    .authorize(request, creator, now_secs)
+                    .map_err(|e| (Code::Forbidden, e.0))?;
                 let genesis = Block::decode(j.genesis_block.as_ref())
                     .map_err(|e| (Code::BadRequest, format!("genesis block: {e}")))?;
                 let ch = self
@@ -93,12 +90,16 @@ impl PeerAdmin {
                 Ok(ok(Some(info(&ch)), None))
             }
             admin_command::Command::List(_) => {
-                self.authorize_admin(request, creator, now_secs)?;
+                self.admins
+                    .authorize(request, creator, now_secs)
+                    .map_err(|e| (Code::Forbidden, e.0))?;
                 let channels = self.channels.list().iter().map(|c| info(c)).collect();
                 Ok(ok(None, Some(ChannelList { channels })))
             }
             admin_command::Command::Remove(r) => {
-                self.authorize_admin(request, creator, now_secs)?;
+                self.admins
+                    .authorize(request, creator, now_secs)
+                    .map_err(|e| (Code::Forbidden, e.0))?;
                 self.channels
                     .remove(&r.channel_id)
                     .await
@@ -112,39 +113,17 @@ impl PeerAdmin {
                         format!("channel {:?} not found", i.channel_id),
                     )
                 })?;
-                if self.authorize_admin(request, creator, now_secs).is_err() {
+                if self
+                    .admins
+                    .authorize(request, creator, now_secs)
+                    .map_err(|e| (Code::Forbidden, e.0))
+                    .is_err()
+                {
                     authorize_reader(&ch, request, creator, now_secs)?;
                 }
                 Ok(ok(Some(info(&ch)), None))
             }
         }
-    }
-
-    fn authorize_admin(
-        &self,
-        request: &Envelope,
-        creator: &[u8],
-        now_secs: u64,
-    ) -> Result<VerifiedCert, Refusal> {
-        let cert = self.local_msp.verify(creator, now_secs).map_err(|e| {
-            (
-                Code::Forbidden,
-                format!("not an admin of {}: {e}", self.org),
-            )
-        })?;
-        if cert.role != Role::Admin {
-            return Err((
-                Code::Forbidden,
-                format!("{} is not an admin of {}", cert.subject, self.org),
-            ));
-        }
-        crypto::verify(&cert.public_key, &request.payload, &request.signature).map_err(|_| {
-            (
-                Code::Forbidden,
-                "request signature does not verify".to_string(),
-            )
-        })?;
-        Ok(cert)
     }
 }
 
@@ -157,22 +136,16 @@ pub fn authorize_reader(
 ) -> Result<(), Refusal> {
     let cfg = ch.status().config;
     let msp = Msp::from_config(&cfg).map_err(|e| (Code::InternalServerError, e.to_string()))?;
-    let cert = msp
-        .verify(creator, now_secs)
-        .map_err(|e| (Code::Forbidden, format!("creator certificate: {e}")))?;
-    crypto::verify(&cert.public_key, &request.payload, &request.signature).map_err(|_| {
-        (
-            Code::Forbidden,
-            "request signature does not verify".to_string(),
-        )
-    })?;
-    let readers = cfg
-        .readers
-        .as_ref()
-        .ok_or((Code::Forbidden, "no Readers policy".to_string()))?;
-    let orgs: Vec<String> = cfg.orgs.iter().map(|o| o.name.clone()).collect();
-    policy::evaluate(readers, std::slice::from_ref(&cert), &orgs)
-        .map_err(|e| (Code::Forbidden, format!("Readers policy: {e}")))
+    authorize_by_policy(
+        &msp,
+        cfg.readers.as_ref(),
+        "Readers",
+        request,
+        creator,
+        now_secs,
+    )
+    .map(|_| ())
+    .map_err(|e| (Code::Forbidden, e.0))
 }
 
 /// The info `ordo channel info` shows for a peer's channel.
