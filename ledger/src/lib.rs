@@ -72,7 +72,9 @@ use rocksdb::{
 use thiserror::Error;
 use tokio::sync::watch;
 
+pub mod dirs;
 mod state;
+pub use dirs::ChannelDirs;
 pub use state::{HistoryEntry, StateCommit, StateWrite, Version, VersionedValue};
 
 /// Column family holding the blocks, keyed by big-endian block number.

@@ -6,15 +6,15 @@
 //! `.joining` directory that the next start removes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use ordo_consensus::{start_chain, Chain, ChainError, ChainSupport};
-use ordo_ledger::{BlockStore, LedgerError};
+use ordo_ledger::{BlockStore, ChannelDirs, LedgerError};
 use ordo_proto::block;
 use ordo_proto::config;
 use ordo_proto::identity::Identity;
@@ -35,14 +35,9 @@ pub enum RegistryError {
     /// The ledger failed.
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
-    /// Filesystem failure.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    /// Creating, moving or deleting a channel directory failed.
+    #[error("channel directory: {0}")]
+    Dir(#[from] std::io::Error),
     /// The channel's chain could not start.
     #[error("chain: {0}")]
     Chain(#[from] ChainError),
@@ -155,7 +150,7 @@ impl ChannelHandle {
 
 /// All channels of the node.
 pub struct Registry {
-    channels_dir: PathBuf,
+    dirs: ChannelDirs,
     signer: Identity,
     dedupe_window: usize,
     channels: RwLock<HashMap<String, Arc<ChannelHandle>>>,
@@ -170,39 +165,16 @@ impl Registry {
         signer: Identity,
         dedupe_window: usize,
     ) -> Result<Self, RegistryError> {
-        let channels_dir = data_dir.join("channels");
-        std::fs::create_dir_all(&channels_dir).map_err(|source| RegistryError::Io {
-            path: channels_dir.display().to_string(),
-            source,
-        })?;
+        let (dirs, ids) = ChannelDirs::open(&data_dir.join("channels"))?;
         let reg = Self {
-            channels_dir: channels_dir.clone(),
+            dirs,
             signer,
             dedupe_window,
             channels: RwLock::new(HashMap::new()),
             admin_lock: tokio::sync::Mutex::new(()),
         };
-        let entries = std::fs::read_dir(&channels_dir).map_err(|source| RegistryError::Io {
-            path: channels_dir.display().to_string(),
-            source,
-        })?;
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        names.sort();
-        for name in names {
-            let path = channels_dir.join(&name);
-            if name.ends_with(".joining") || name.ends_with(".removing") {
-                warn!(dir = %path.display(), "removing an interrupted join or removal");
-                std::fs::remove_dir_all(&path).map_err(|source| RegistryError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                continue;
-            }
-            let ledger = BlockStore::open(&path)?;
+        for name in ids {
+            let ledger = BlockStore::open(&reg.dirs.path(&name))?;
             let handle = reg.start(ledger)?;
             info!(channel = %name, height = handle.support.height(), "channel opened");
             reg.write_map().insert(name, handle);
@@ -270,26 +242,10 @@ impl Registry {
         if self.get(&id).is_some() {
             return Err(RegistryError::AlreadyExists(id));
         }
-        let final_dir = self.channels_dir.join(&id);
-        let tmp_dir = self.channels_dir.join(format!("{id}.joining"));
-        let io = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| RegistryError::Io { path, source }
-        };
-        if tmp_dir.exists() {
-            std::fs::remove_dir_all(&tmp_dir).map_err(io(&tmp_dir))?;
-        }
-        let build = || -> Result<(), RegistryError> {
-            let store = BlockStore::open(&tmp_dir)?;
-            store.append(&genesis)?;
-            drop(store);
-            std::fs::rename(&tmp_dir, &final_dir).map_err(io(&final_dir))?;
+        let final_dir = self.dirs.install(&id, |tmp| -> Result<(), RegistryError> {
+            BlockStore::open(tmp)?.append(&genesis)?;
             Ok(())
-        };
-        if let Err(e) = build() {
-            let _ = std::fs::remove_dir_all(&tmp_dir);
-            return Err(e);
-        }
+        })?;
         let handle = match BlockStore::open(&final_dir)
             .map_err(RegistryError::from)
             .and_then(|l| self.start(l))
@@ -314,20 +270,8 @@ impl Registry {
             .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
         handle.closed.cancel();
         handle.chain.halt().await;
-        let dir = self.channels_dir.join(id);
-        let doomed = self.channels_dir.join(format!("{id}.removing"));
         drop(handle);
-        // Rename first so that a crash mid-delete never leaves a half channel that opens.
-        std::fs::rename(&dir, &doomed).map_err(|source| RegistryError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        // Plain removal rather than a RocksDB destroy: a Deliver stream that has not yet
-        // noticed the removal may still hold the store open.
-        std::fs::remove_dir_all(&doomed).map_err(|source| RegistryError::Io {
-            path: doomed.display().to_string(),
-            source,
-        })?;
+        self.dirs.remove(id)?;
         info!(channel = %id, "channel removed");
         Ok(())
     }

@@ -5,14 +5,14 @@
 //! genesis block and renamed into place only once complete.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
-use ordo_ledger::{BlockStore, LedgerError};
+use ordo_ledger::{BlockStore, ChannelDirs, LedgerError};
 use ordo_proto::config;
 use ordo_proto::hash::Hash;
 use ordo_proto::identity::Identity;
@@ -40,14 +40,9 @@ pub enum ChannelError {
     /// Ledger failure.
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
-    /// Filesystem failure.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    /// Creating, moving or deleting a channel directory failed.
+    #[error("channel directory: {0}")]
+    Dir(#[from] std::io::Error),
 }
 
 impl ChannelError {
@@ -178,7 +173,7 @@ pub struct FollowerSettings {
 
 /// All channels of the peer.
 pub struct PeerChannels {
-    dir: PathBuf,
+    dirs: ChannelDirs,
     settings: FollowerSettings,
     channels: RwLock<HashMap<String, Arc<PeerChannel>>>,
     admin_lock: tokio::sync::Mutex<()>,
@@ -187,33 +182,15 @@ pub struct PeerChannels {
 impl PeerChannels {
     /// Opens every channel under `<data_dir>/channels` and starts its follower.
     pub fn open(data_dir: &Path, settings: FollowerSettings) -> Result<Self, ChannelError> {
-        let dir = data_dir.join("channels");
-        let io = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| ChannelError::Io { path, source }
-        };
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let (dirs, ids) = ChannelDirs::open(&data_dir.join("channels"))?;
         let me = Self {
-            dir: dir.clone(),
+            dirs,
             settings,
             channels: RwLock::new(HashMap::new()),
             admin_lock: tokio::sync::Mutex::new(()),
         };
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .map_err(io(&dir))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        names.sort();
-        for name in names {
-            let path = dir.join(&name);
-            if name.ends_with(".joining") || name.ends_with(".removing") {
-                warn!(dir = %path.display(), "removing an interrupted join or removal");
-                std::fs::remove_dir_all(&path).map_err(io(&path))?;
-                continue;
-            }
-            let committer = Committer::open(BlockStore::open(&path)?)?;
+        for name in ids {
+            let committer = Committer::open(BlockStore::open(&me.dirs.path(&name))?)?;
             let ch = me.start(name.clone(), committer)?;
             me.channels
                 .write()
@@ -312,27 +289,16 @@ impl PeerChannels {
         if self.get(&id).is_some() {
             return Err(ChannelError::AlreadyExists(id));
         }
-        let final_dir = self.dir.join(&id);
-        let tmp = self.dir.join(format!("{id}.joining"));
-        let io = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| ChannelError::Io { path, source }
-        };
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-        }
-        let built = (|| -> Result<(), ChannelError> {
-            let committer = Committer::join(BlockStore::open(&tmp)?, genesis)?;
-            drop(committer);
-            std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))
-        })();
-        if let Err(e) = built {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(match e {
+        let final_dir = self
+            .dirs
+            .install(&id, |tmp| -> Result<(), ChannelError> {
+                Committer::join(BlockStore::open(tmp)?, genesis)?;
+                Ok(())
+            })
+            .map_err(|e| match e {
                 ChannelError::Commit(CommitError::Config(m)) => ChannelError::InvalidGenesis(m),
                 other => other,
-            });
-        }
+            })?;
         let started = Committer::open(BlockStore::open(&final_dir)?)
             .map_err(ChannelError::from)
             .and_then(|c| self.start(id.clone(), c));
@@ -362,16 +328,7 @@ impl PeerChannels {
             .ok_or_else(|| ChannelError::NotFound(id.to_string()))?;
         ch.stop().await;
         drop(ch);
-        let dir = self.dir.join(id);
-        let doomed = self.dir.join(format!("{id}.removing"));
-        std::fs::rename(&dir, &doomed).map_err(|source| ChannelError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        std::fs::remove_dir_all(&doomed).map_err(|source| ChannelError::Io {
-            path: doomed.display().to_string(),
-            source,
-        })?;
+        self.dirs.remove(id)?;
         info!(channel = %id, "channel removed");
         Ok(())
     }
