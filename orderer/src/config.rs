@@ -168,26 +168,23 @@ impl OrdererConfig {
         base: &Path,
         origin: &str,
     ) -> Result<Self, ConfigError> {
-        let parse_err = |reason: String| ConfigError::Parse {
+        let cfg: OrdererConfig = ordo_sdk::config::parse_node_config(
+            text,
+            env,
+            &SECTIONS,
+            base,
+            |c: &mut OrdererConfig| {
+                vec![
+                    &mut c.node.data_dir,
+                    &mut c.identity.key_file,
+                    &mut c.identity.cert_file,
+                ]
+            },
+        )
+        .map_err(|reason| ConfigError::Parse {
             path: origin.to_string(),
             reason,
-        };
-        let mut value: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
-        ordo_sdk::config::apply_env_overrides(&mut value, env, &SECTIONS).map_err(parse_err)?;
-        let mut cfg: OrdererConfig = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
-        for p in [
-            &mut cfg.node.data_dir,
-            &mut cfg.identity.key_file,
-            &mut cfg.identity.cert_file,
-        ] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }

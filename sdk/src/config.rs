@@ -5,6 +5,28 @@
 //! scalars (numbers, booleans, arrays) and otherwise as strings. Variables naming another
 //! section are ignored (they may belong to another tool, e.g. `ORDO_KAFKA_BROKERS`).
 
+/// Parses a node's TOML configuration with `ORDO_` overrides from `env` for `sections`,
+/// then makes the listed relative paths relative to `base` (the file's directory).
+pub fn parse_node_config<T: serde::de::DeserializeOwned>(
+    text: &str,
+    env: &[(String, String)],
+    sections: &[&str],
+    base: &std::path::Path,
+    paths: impl Fn(&mut T) -> Vec<&mut std::path::PathBuf>,
+) -> Result<T, String> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    apply_env_overrides(&mut table, env, sections)?;
+    let mut cfg: T = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| e.to_string())?;
+    for p in paths(&mut cfg) {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    Ok(cfg)
+}
+
 /// Applies `ORDO_` overrides from `env` to `table` for the given `sections`.
 pub fn apply_env_overrides(
     table: &mut toml::Table,

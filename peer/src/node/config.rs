@@ -166,22 +166,20 @@ impl PeerConfig {
             path: origin.to_string(),
             reason,
         };
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| err(e.to_string()))?;
-        ordo_sdk::config::apply_env_overrides(&mut table, env, &SECTIONS).map_err(err)?;
-        let mut cfg: PeerConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| err(e.to_string()))?;
-        for p in [
-            &mut cfg.node.data_dir,
-            &mut cfg.identity.key_file,
-            &mut cfg.identity.cert_file,
-        ] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
+        let cfg: PeerConfig = ordo_sdk::config::parse_node_config(
+            text,
+            env,
+            &SECTIONS,
+            base,
+            |c: &mut PeerConfig| {
+                vec![
+                    &mut c.node.data_dir,
+                    &mut c.identity.key_file,
+                    &mut c.identity.cert_file,
+                ]
+            },
+        )
+        .map_err(err)?;
         if !matches!(cfg.log.format.as_str(), "text" | "json") {
             return Err(err(format!(
                 "log.format {:?} is not text or json",
