@@ -52,6 +52,50 @@ pub(crate) struct StreamOutcome {
     pub last_ack: Option<Instant>,
 }
 
+/// The sums over every stream of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BroadcastTotals {
+    /// Envelopes handed to a stream.
+    pub sent: u64,
+    /// Envelopes answered SUCCESS.
+    pub accepted: u64,
+    /// Envelopes answered otherwise.
+    pub rejected: u64,
+    /// Rejections by status name.
+    pub rejections: BTreeMap<String, u64>,
+    /// The first submit of any stream: the start of the clock.
+    pub first_submit: Option<Instant>,
+    /// The last SUCCESS of any stream.
+    pub last_ack: Option<Instant>,
+}
+
+impl BroadcastTotals {
+    /// Sums `streams`.
+    pub fn of(streams: &[StreamOutcome]) -> Self {
+        let mut rejections: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut sent, mut accepted) = (0u64, 0u64);
+        for s in streams {
+            sent += s.submitted_at.len() as u64;
+            accepted += s.accepted.iter().filter(|a| **a).count() as u64;
+            for (name, n) in &s.rejections {
+                *rejections.entry(name.clone()).or_default() += n;
+            }
+        }
+        Self {
+            sent,
+            accepted,
+            rejected: rejections.values().sum(),
+            rejections,
+            first_submit: streams
+                .iter()
+                .filter_map(|s| s.submitted_at.first())
+                .min()
+                .copied(),
+            last_ack: streams.iter().filter_map(|s| s.last_ack).max(),
+        }
+    }
+}
+
 /// Sends every envelope of `plan` and collects the answers.
 pub(crate) async fn run_stream(
     plan: StreamPlan,

@@ -36,6 +36,8 @@ pub(crate) struct DeliverTracker {
     blocks: u64,
     /// When the last new envelope of ours was delivered.
     last_delivery: Option<Instant>,
+    /// (block number, envelopes of ours it delivered first), for each block that did.
+    ours_per_block: Vec<(u64, u64)>,
     /// Which envelopes were accepted; known once every Broadcast answer is in.
     accepted: Option<Vec<bool>>,
     /// Accepted envelopes not delivered yet (meaningful once `accepted` is known).
@@ -55,6 +57,9 @@ pub(crate) struct DeliverOutcome {
     pub blocks: u64,
     /// When the last new envelope of ours was delivered.
     pub last_delivery: Option<Instant>,
+    /// (block number, envelopes of ours it delivered first), in delivery order, for each
+    /// block that delivered any: where the run's transactions ended up.
+    pub ours_per_block: Vec<(u64, u64)>,
     /// Accepted envelopes never delivered.
     pub lost: u64,
 }
@@ -71,6 +76,7 @@ impl DeliverTracker {
             duplicates: 0,
             blocks: 0,
             last_delivery: None,
+            ours_per_block: Vec::new(),
             accepted: None,
             outstanding: 0,
         }
@@ -106,6 +112,8 @@ impl DeliverTracker {
         if new > 0 {
             self.delivered += new;
             self.last_delivery = Some(now);
+            self.ours_per_block
+                .push((ordo_proto::block::number(block), new));
         }
         new
     }
@@ -143,19 +151,21 @@ impl DeliverTracker {
             duplicates: self.duplicates,
             blocks: self.blocks,
             last_delivery: self.last_delivery,
+            ours_per_block: self.ours_per_block,
         }
     }
 }
 
 /// Opens a Deliver stream following `channel` from its newest block, and waits for that
 /// block: from then on, every block ordered is guaranteed to come through this stream.
+/// Returns the stream and the newest block's number.
 pub(crate) async fn open(
     mut client: AtomicBroadcastClient<Channel>,
     identity: &Identity,
     channel: &str,
     addr: &str,
     timeout: Duration,
-) -> anyhow::Result<Streaming<DeliverResponse>> {
+) -> anyhow::Result<(Streaming<DeliverResponse>, u64)> {
     let request = seek_request(
         identity,
         channel,
@@ -178,9 +188,9 @@ pub(crate) async fn open(
         .with_context(|| format!("Deliver from {addr} on channel {channel:?}"))?;
     match first {
         Some(DeliverResponse {
-            r#type: Some(deliver_response::Type::Block(_)),
+            r#type: Some(deliver_response::Type::Block(newest)),
             ..
-        }) => Ok(stream),
+        }) => Ok((stream, ordo_proto::block::number(&newest))),
         other => Err(unexpected_end(other, addr, channel)),
     }
 }
@@ -205,18 +215,33 @@ fn unexpected_end(msg: Option<DeliverResponse>, addr: &str, channel: &str) -> an
     }
 }
 
+/// Where a Deliver stream comes from and how long to drain it.
+pub(crate) struct FollowSettings {
+    /// The orderer's address, for messages.
+    pub addr: String,
+    /// The channel, for messages.
+    pub channel: String,
+    /// After the accepted flags arrive: give up after this long without a new delivery.
+    pub drain_timeout: Duration,
+}
+
 /// Follows the stream into `tracker` until every accepted envelope has been delivered, or
 /// until `drain_timeout` passes without a new delivery of ours once the accepted flags
-/// have arrived on `accepted_rx`.
+/// have arrived on `accepted_rx`. `on_block(number, new)` is called for every block that
+/// delivered `new` > 0 envelopes of ours for the first time (for live progress).
 pub(crate) async fn follow(
     mut stream: Streaming<DeliverResponse>,
     mut tracker: DeliverTracker,
     mut accepted_rx: oneshot::Receiver<Vec<bool>>,
-    drain_timeout: Duration,
+    settings: FollowSettings,
     counters: Arc<Counters>,
-    addr: String,
-    channel: String,
+    mut on_block: impl FnMut(u64, u64) + Send,
 ) -> anyhow::Result<DeliverOutcome> {
+    let FollowSettings {
+        addr,
+        channel,
+        drain_timeout,
+    } = settings;
     // `Some` once draining: give up at this instant unless something new arrives.
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
@@ -243,6 +268,7 @@ pub(crate) async fn follow(
                 };
                 let new = tracker.record_block(&block, Instant::now());
                 if new > 0 {
+                    on_block(ordo_proto::block::number(&block), new);
                     Counters::add(&counters.delivered, new);
                     if deadline.is_some() {
                         deadline = Some(tokio::time::Instant::now() + drain_timeout);
@@ -263,12 +289,15 @@ mod tests {
     use crate::txid::tests::test_identity;
     use bytes::Bytes;
     use ordo_proto::envelope::create_signed;
-    use ordo_proto::pb::common::{BlockData, HeaderType};
+    use ordo_proto::pb::common::{BlockData, BlockHeader, HeaderType};
     use prost::Message;
 
-    fn block(envs: &[&Bytes]) -> Block {
+    fn block(number: u64, envs: &[&Bytes]) -> Block {
         Block {
-            header: None,
+            header: Some(BlockHeader {
+                number,
+                ..Default::default()
+            }),
             data: Some(BlockData {
                 data: envs.iter().map(|b| (*b).clone()).collect(),
             }),
@@ -294,7 +323,7 @@ mod tests {
         let t0 = Instant::now();
         let t1 = t0 + Duration::from_millis(5);
         assert_eq!(
-            t.record_block(&block(&[&encoded[0], &foreign, &junk]), t0),
+            t.record_block(&block(3, &[&encoded[0], &foreign, &junk]), t0),
             1
         );
         assert_eq!(t.record_block(&Block::default(), t0), 0);
@@ -303,11 +332,14 @@ mod tests {
         t.set_accepted(vec![true, true, true, false]);
         assert_eq!(t.outstanding, 2);
         assert_eq!(
-            t.record_block(&block(&[&encoded[1], &encoded[0], &encoded[3]]), t1),
+            t.record_block(&block(5, &[&encoded[1], &encoded[0], &encoded[3]]), t1),
             2
         );
         assert!(!t.is_complete());
-        assert_eq!(t.record_block(&block(&[&encoded[2], &encoded[2]]), t1), 1);
+        assert_eq!(
+            t.record_block(&block(6, &[&encoded[2], &encoded[2]]), t1),
+            1
+        );
         assert!(t.is_complete());
         let out = t.finish();
         assert_eq!(out.delivered, 4);
@@ -315,6 +347,7 @@ mod tests {
         assert_eq!(out.blocks, 4);
         assert_eq!(out.lost, 0);
         assert_eq!(out.last_delivery, Some(t1));
+        assert_eq!(out.ours_per_block, vec![(3, 1), (5, 2), (6, 1)]);
         assert_eq!(
             out.delivered_at,
             vec![Some(t0), Some(t1), Some(t1), Some(t1)]

@@ -1,4 +1,4 @@
-//! # ordo-bench: the end-to-end load generator behind `ordo bench`
+//! # ordo-bench: the end-to-end load generators behind `ordo bench`
 //!
 //! `ordo bench orderer` ([`run_orderer_bench`]) measures how fast one orderer node orders
 //! transactions, end to end, from a client's point of view:
@@ -33,17 +33,53 @@
 //! - *tx/s*: delivered envelopes per second from the first submit to the last delivery;
 //!   *accepted/s*: accepted envelopes per second from the first submit to the last SUCCESS.
 //!
-//! Layout: `prepare` signs, `broadcast` drives one Broadcast stream, `deliver` follows
-//! blocks (its tracker owns the delivery times), `txid` reads tx ids without copying,
-//! `progress` prints the live line, `orderer` runs the whole thing, [`stats`] computes
-//! percentiles and [`report`] formats the result.
+//! `ordo bench peer` ([`run_peer_bench`]) measures how fast the peers of a network
+//! validate and commit endorser transactions fed to them by a live orderer:
+//!
+//! 1. **Before the clock**, `txs` ENDORSER_TRANSACTION envelopes for chaincode `bank` are
+//!    built on every core: proposed and signed by the first org's client, each with a
+//!    read/write set that reads one key as absent and writes it, response status 200, and
+//!    endorsed by the peer identities of the fewest orgs (in channel order) that satisfy
+//!    `bank`'s endorsement policy. Keys and tx ids carry a random run id, so runs never
+//!    collide. `conflict_percent`% of them share their key with the transaction before
+//!    them: exactly that many get MVCC_READ_CONFLICT (see `endorse`). Then the Deliver
+//!    stream from the orderer is opened at its newest block, and every peer must have
+//!    caught up with that block.
+//! 2. **The load** goes out exactly as in the orderer bench (same streams, same window);
+//!    the orderer's Deliver stream tells which blocks hold our transactions, so the
+//!    *final height* — one past the last of them — is known once every accepted
+//!    transaction has been delivered.
+//! 3. **Every peer** is polled every 10 ms for its height (Admin `GetChannelInfo`, signed
+//!    by that peer's org admin), by one task per peer; the time a peer reached the final
+//!    height is the first poll that saw it there.
+//! 4. **After the clock**, every peer's height and commit hash are read again (they agree
+//!    when the world states agree), and the blocks holding our transactions are read back
+//!    from one peer (Query `GetBlock`) to count the validation codes in their metadata.
+//!
+//! What its report's numbers mean ([`PeerBenchReport`]): *tx/s* is committed
+//! transactions (of any code) divided by the time from the first submit until the
+//! slowest peer reached the final height — validated and committed, on every peer; per
+//! peer the same over its own time; *codes* counts our transactions per validation code;
+//! *commit_hashes_agree* says every peer reached the final height and all report the same
+//! height and commit hash. The load generator, the orderer and the peers share the
+//! machine's cores when run with `ordo up`.
+//!
+//! Layout: `prepare` signs, `endorse` builds endorser transactions, `broadcast` drives one
+//! Broadcast stream, `deliver` follows blocks (its tracker owns the delivery times),
+//! `peers` polls and reads the peers, `txid` reads tx ids without copying, `progress`
+//! prints the live line, `orderer` and `peer` run the two benches, [`stats`] computes
+//! percentiles and [`report`] formats the results.
 //!
 //! Memory: every envelope is kept from signing to the end of the run (about
-//! `payload_bytes` + 400 bytes each), so a run of a million 1 KiB envelopes needs ~1.5 GB.
+//! `payload_bytes` + 400 bytes each for the orderer bench, about 1.2 KB each for the peer
+//! bench), so a run of a million 1 KiB envelopes needs ~1.5 GB.
 
 mod broadcast;
 mod deliver;
+mod endorse;
 mod orderer;
+mod peer;
+mod peers;
 mod prepare;
 mod progress;
 pub mod report;
@@ -51,4 +87,5 @@ pub mod stats;
 mod txid;
 
 pub use orderer::{run_orderer_bench, OrdererBenchOptions, BROADCAST_WINDOW};
-pub use report::OrdererBenchReport;
+pub use peer::{run_peer_bench, PeerBenchOptions, PEER_BENCH_CHAINCODE};
+pub use report::{OrdererBenchReport, PeerBenchReport, PeerFigures};

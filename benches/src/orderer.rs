@@ -1,6 +1,5 @@
 //! `ordo bench orderer`: the whole run, from signing to the report.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,10 +10,10 @@ use ordo_sdk::orderer::{broadcast_client, connect};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
-use crate::broadcast::{run_stream, StreamOutcome, StreamPlan};
-use crate::deliver::{self, DeliverOutcome, DeliverTracker};
+use crate::broadcast::{run_stream, BroadcastTotals, StreamOutcome, StreamPlan};
+use crate::deliver::{self, DeliverOutcome, DeliverTracker, FollowSettings};
 use crate::prepare::{prepare, split_range};
-use crate::progress::{self, Counters};
+use crate::progress::{self, Counters, Live};
 use crate::report::OrdererBenchReport;
 use crate::stats::LatencySummary;
 
@@ -23,7 +22,7 @@ use crate::stats::LatencySummary;
 pub const BROADCAST_WINDOW: usize = 2_000;
 
 /// Longest wait for a connection, the start of a stream, or the first Deliver block.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shortest wait for any single Broadcast response before the run is declared stuck
 /// (the drain timeout is used when longer): in committed ack mode an answer waits for
@@ -68,17 +67,7 @@ pub async fn run_orderer_bench(opts: OrdererBenchOptions) -> anyhow::Result<Orde
     let net = &opts.network;
     let channel_entry = net.channel(opts.channel.as_deref())?.clone();
     let channel = channel_entry.name.clone();
-    let node = match opts.orderer.as_deref() {
-        Some(name) => {
-            let node = net.node(name)?;
-            if node.role != "orderer" {
-                bail!("node {name:?} is a {}, not an orderer", node.role);
-            }
-            node
-        }
-        None => net.first_orderer()?,
-    };
-    let addr = node.grpc_addr.clone();
+    let addr = orderer_addr(net, opts.orderer.as_deref())?;
     let identity = net
         .identity(None, "client")
         .context("loading the first org's client identity")?;
@@ -112,8 +101,8 @@ pub async fn run_orderer_bench(opts: OrdererBenchOptions) -> anyhow::Result<Orde
     );
 
     // Connections and the Deliver stream, still before the clock.
-    let deliver_conn = connect_to(&addr).await?;
-    let deliver_stream = deliver::open(
+    let deliver_conn = connect_to("orderer", &addr).await?;
+    let (deliver_stream, _newest) = deliver::open(
         broadcast_client(deliver_conn),
         &identity,
         &channel,
@@ -123,7 +112,7 @@ pub async fn run_orderer_bench(opts: OrdererBenchOptions) -> anyhow::Result<Orde
     .await?;
     let mut connections = Vec::with_capacity(clients);
     for _ in 0..clients {
-        connections.push(connect_to(&addr).await?);
+        connections.push(connect_to("orderer", &addr).await?);
     }
     let plans = plan_streams(prepared.envelopes, connections, &addr, opts.drain_timeout);
 
@@ -134,6 +123,7 @@ pub async fn run_orderer_bench(opts: OrdererBenchOptions) -> anyhow::Result<Orde
         background.spawn(progress::print_every_second(
             counters.clone(),
             Instant::now(),
+            Live::Orderer,
         ));
     }
     let (accepted_tx, accepted_rx) = oneshot::channel();
@@ -142,18 +132,51 @@ pub async fn run_orderer_bench(opts: OrdererBenchOptions) -> anyhow::Result<Orde
         deliver_stream,
         DeliverTracker::new(prepared.index),
         accepted_rx,
-        opts.drain_timeout,
+        FollowSettings {
+            addr: addr.clone(),
+            channel: channel.clone(),
+            drain_timeout: opts.drain_timeout,
+        },
         counters.clone(),
-        addr.clone(),
-        channel.clone(),
+        |_, _| {},
     ));
     let mut senders = JoinSet::new();
     for plan in plans {
         senders.spawn(run_stream(plan, counters.clone()));
     }
 
-    // Every answer, or the first failure of any stream.
-    let mut streams: Vec<StreamOutcome> = Vec::with_capacity(clients);
+    let (streams, delivered) =
+        await_streams_then_deliveries(&mut senders, &mut deliver_task, accepted_tx, txs).await?;
+    let end = Instant::now();
+    background.abort_all();
+
+    Ok(build_report(
+        Tally {
+            streams: &streams,
+            delivered,
+            end,
+        },
+        ReportHeader {
+            consensus: channel_entry.consensus,
+            ack_mode: channel_entry.ack_mode,
+            channel,
+            clients,
+            payload_bytes: opts.payload_bytes,
+            signing,
+        },
+    ))
+}
+
+/// Waits for every Broadcast stream (failing on the first failure of any stream, or if
+/// the Deliver task ends first), hands the accepted flags of all `txs` envelopes to the
+/// Deliver task, and waits for its outcome. The streams come back in envelope order.
+pub(crate) async fn await_streams_then_deliveries(
+    senders: &mut JoinSet<anyhow::Result<StreamOutcome>>,
+    deliver_task: &mut JoinSet<anyhow::Result<DeliverOutcome>>,
+    accepted_tx: oneshot::Sender<Vec<bool>>,
+    txs: usize,
+) -> anyhow::Result<(Vec<StreamOutcome>, DeliverOutcome)> {
+    let mut streams: Vec<StreamOutcome> = Vec::with_capacity(senders.len());
     loop {
         tokio::select! {
             done = senders.join_next() => match done {
@@ -182,35 +205,37 @@ pub async fn run_orderer_bench(opts: OrdererBenchOptions) -> anyhow::Result<Orde
         Some(joined) => joined.context("the Deliver task failed")??,
         None => bail!("the Deliver task vanished"),
     };
-    let end = Instant::now();
-    background.abort_all();
-
-    Ok(build_report(
-        Tally {
-            streams: &streams,
-            delivered,
-            end,
-        },
-        ReportHeader {
-            consensus: channel_entry.consensus,
-            ack_mode: channel_entry.ack_mode,
-            channel,
-            clients,
-            payload_bytes: opts.payload_bytes,
-            signing,
-        },
-    ))
+    Ok((streams, delivered))
 }
 
-async fn connect_to(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
+/// The gRPC address of the orderer called `name`, or of the network's first orderer.
+pub(crate) fn orderer_addr(net: &Network, name: Option<&str>) -> anyhow::Result<String> {
+    let node = match name {
+        Some(name) => {
+            let node = net.node(name)?;
+            if node.role != "orderer" {
+                bail!("node {name:?} is a {}, not an orderer", node.role);
+            }
+            node
+        }
+        None => net.first_orderer()?,
+    };
+    Ok(node.grpc_addr.clone())
+}
+
+/// A connection to the `role` ("orderer", "peer") at `addr`, within [`SETUP_TIMEOUT`].
+pub(crate) async fn connect_to(
+    role: &str,
+    addr: &str,
+) -> anyhow::Result<tonic::transport::Channel> {
     tokio::time::timeout(SETUP_TIMEOUT, connect(addr))
         .await
-        .map_err(|_| anyhow!("connecting to orderer at {addr}: no answer in {SETUP_TIMEOUT:?}"))?
-        .with_context(|| format!("connecting to orderer at {addr}"))
+        .map_err(|_| anyhow!("connecting to {role} at {addr}: no answer in {SETUP_TIMEOUT:?}"))?
+        .with_context(|| format!("connecting to {role} at {addr}"))
 }
 
 /// Splits the envelopes into one contiguous share per connection.
-fn plan_streams(
+pub(crate) fn plan_streams(
     envelopes: Vec<Envelope>,
     connections: Vec<tonic::transport::Channel>,
     addr: &str,
@@ -257,29 +282,22 @@ struct Tally<'a> {
 fn build_report(t: Tally<'_>, h: ReportHeader) -> OrdererBenchReport {
     let d = &t.delivered;
     let mut latencies_ms = Vec::with_capacity(d.delivered as usize);
-    let mut rejections: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut sent, mut accepted) = (0u64, 0u64);
     for s in t.streams {
-        sent += s.submitted_at.len() as u64;
-        accepted += s.accepted.iter().filter(|a| **a).count() as u64;
-        for (name, n) in &s.rejections {
-            *rejections.entry(name.clone()).or_default() += n;
-        }
         for (k, submitted) in s.submitted_at.iter().enumerate() {
             if let Some(at) = d.delivered_at[s.first_index + k] {
                 latencies_ms.push(at.saturating_duration_since(*submitted).as_nanos() as f64 / 1e6);
             }
         }
     }
-    let rejected = rejections.values().sum();
     let latency = LatencySummary::from_samples(&mut latencies_ms);
-    let first_submit = t
-        .streams
-        .iter()
-        .filter_map(|s| s.submitted_at.first())
-        .min()
-        .copied();
-    let last_ack = t.streams.iter().filter_map(|s| s.last_ack).max();
+    let BroadcastTotals {
+        sent,
+        accepted,
+        rejected,
+        rejections,
+        first_submit,
+        last_ack,
+    } = BroadcastTotals::of(t.streams);
     let span = |until: Option<Instant>| match (first_submit, until) {
         (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
         _ => 0.0,
@@ -318,6 +336,7 @@ fn build_report(t: Tally<'_>, h: ReportHeader) -> OrdererBenchReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn header() -> ReportHeader {
         ReportHeader {
@@ -358,6 +377,7 @@ mod tests {
             duplicates: 1,
             blocks: 3,
             last_delivery: Some(ms(500)),
+            ours_per_block: vec![(5, 1), (7, 1)],
             lost: 1,
         };
         let r = build_report(
@@ -410,6 +430,7 @@ mod tests {
             duplicates: 0,
             blocks: 0,
             last_delivery: None,
+            ours_per_block: Vec::new(),
             lost: 0,
         };
         let end = t0 + Duration::from_secs(2);

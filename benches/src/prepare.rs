@@ -1,6 +1,7 @@
 //! Building and signing every envelope before the clock starts, on all cores.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -39,13 +40,40 @@ pub(crate) fn prepare(
     payload_bytes: usize,
     threads: usize,
 ) -> Prepared {
+    let built = build_in_parallel(txs, threads, |_| {
+        let mut data = vec![0u8; payload_bytes];
+        rand::thread_rng().fill_bytes(&mut data);
+        Ok::<_, Infallible>(create_signed(
+            identity,
+            channel,
+            HeaderType::Message,
+            Bytes::from(data),
+            ordo_proto::now_ms(),
+        ))
+    });
+    match built {
+        Ok(prepared) => prepared,
+        Err(never) => match never {},
+    }
+}
+
+/// Builds envelopes `0..txs` with `build(i)` → (envelope, tx id) on `threads` threads,
+/// each thread taking one contiguous range, and indexes them by tx id (blocking; call it
+/// from `spawn_blocking`). The first error of any thread is returned. Panics if two
+/// envelopes share a tx id: every builder makes unique ids, so that is a bug.
+pub(crate) fn build_in_parallel<F, E>(txs: usize, threads: usize, build: F) -> Result<Prepared, E>
+where
+    F: Fn(usize) -> Result<(Envelope, String), E> + Sync,
+    E: Send,
+{
     let start = Instant::now();
     let threads = threads.clamp(1, txs.max(1));
-    let chunks: Vec<(Vec<Envelope>, Vec<String>)> = std::thread::scope(|s| {
+    let build = &build;
+    let chunks: Vec<Result<Vec<(Envelope, String)>, E>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let n = split_range(txs, threads, t).len();
-                s.spawn(move || sign_chunk(identity, channel, n, payload_bytes))
+                let range = split_range(txs, threads, t);
+                s.spawn(move || range.map(build).collect())
             })
             .collect();
         handles
@@ -58,50 +86,21 @@ pub(crate) fn prepare(
     });
     let mut envelopes = Vec::with_capacity(txs);
     let mut index = HashMap::with_capacity(txs);
-    for (envs, ids) in chunks {
-        let base = envelopes.len();
-        for (k, id) in ids.into_iter().enumerate() {
-            let previous = index.insert(id, base + k);
-            assert!(
-                previous.is_none(),
-                "two envelopes with one tx id: random nonces collided"
-            );
+    for chunk in chunks {
+        for (env, id) in chunk? {
+            let previous = index.insert(id, envelopes.len());
+            assert!(previous.is_none(), "two envelopes with one tx id");
+            envelopes.push(env);
         }
-        envelopes.extend(envs);
     }
     assert_eq!(envelopes.len(), txs);
     assert_eq!(index.len(), txs);
-    Prepared {
+    Ok(Prepared {
         envelopes,
         index,
         threads,
         elapsed: start.elapsed(),
-    }
-}
-
-fn sign_chunk(
-    identity: &Identity,
-    channel: &str,
-    n: usize,
-    payload_bytes: usize,
-) -> (Vec<Envelope>, Vec<String>) {
-    let mut rng = rand::thread_rng();
-    let mut envelopes = Vec::with_capacity(n);
-    let mut ids = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut data = vec![0u8; payload_bytes];
-        rng.fill_bytes(&mut data);
-        let (env, tx_id) = create_signed(
-            identity,
-            channel,
-            HeaderType::Message,
-            Bytes::from(data),
-            ordo_proto::now_ms(),
-        );
-        envelopes.push(env);
-        ids.push(tx_id);
-    }
-    (envelopes, ids)
+    })
 }
 
 #[cfg(test)]
