@@ -328,8 +328,10 @@ impl BlockStore {
         if let Some(c) = commit {
             c.check(block, number)?;
         }
+        // A peer's commit names exactly the ids to index: its validator already refused
+        // every id the index holds (DUPLICATE_TXID), so there is nothing to look up again.
         let new_tx_ids = match commit {
-            Some(c) => self.fresh_tx_ids(c.indexed_tx_ids())?,
+            Some(c) => c.indexed_tx_ids(),
             None => self.new_tx_ids(block)?,
         };
 

@@ -60,8 +60,9 @@ pub struct StateCommit {
     pub commit_hash: Hash,
     /// Per data entry, the tx id to index, or `None` to leave it out: a validating peer
     /// indexes only tx ids it authenticated (a forged envelope must not claim someone
-    /// else's id), and not the later copies of a duplicate. Must have one entry per data
-    /// entry.
+    /// else's id), and not the later copies of a duplicate nor ids already indexed (the
+    /// ledger does not look them up again; an id given here overwrites its entry). Must
+    /// have one entry per data entry.
     pub tx_ids: Vec<Option<String>>,
 }
 

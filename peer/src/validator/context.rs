@@ -12,7 +12,7 @@ use thiserror::Error;
 /// Fixed, never derived from the machine: 32 transactions with two endorsements each make
 /// batches of about 100 signatures, where batch verification has most of its gain, while
 /// a 500-transaction block still splits into 16 chunks to spread over the cores.
-pub const DEFAULT_CHUNK_SIZE: usize = 32;
+pub const DEFAULT_CHUNK_SIZE: usize = 128;
 
 /// How stage 1 spreads its work. Neither field changes any result, only the speed (the
 /// tests validate the same blocks with different values and compare).
