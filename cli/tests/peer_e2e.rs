@@ -246,6 +246,14 @@ async fn two_peers_validate_commit_and_agree() {
         body.contains("ordo_peer_blocks_committed_total{channel=\"ledger\"}"),
         "{body}"
     );
+    for metric in [
+        "ordo_peer_block_verify_microseconds_total",
+        "ordo_peer_block_validate_microseconds_total",
+        "ordo_peer_block_commit_microseconds_total",
+        "ordo_peer_ledger_height",
+    ] {
+        assert!(body.contains(metric), "{metric} in {body}");
+    }
     assert!(body.contains("ordo_peer_transactions_invalid_total{channel=\"ledger\",code=\"ENDORSEMENT_POLICY_FAILURE\"} 2"), "{body}");
 
     let code_of = |resp: &QueryResponse| {

@@ -74,6 +74,10 @@ pub struct Committed {
     pub validation: BlockValidation,
     /// The commit hash after this block.
     pub commit_hash: Hash,
+    /// Time spent validating the block's transactions.
+    pub validate_time: std::time::Duration,
+    /// Time spent writing block, state and index (fsync included).
+    pub write_time: std::time::Duration,
 }
 
 /// The committed state seen by the validator, over the ledger. Storage errors are kept
@@ -228,11 +232,13 @@ impl Committer {
             });
         }
         self.ctx.set_now_secs(ordo_proto::now_ms() / 1000);
+        let started = std::time::Instant::now();
         let view = LedgerView {
             ledger: &self.ledger,
             error: RefCell::new(None),
         };
         let validation = validate_block(&block, &self.ctx, &view, &view);
+        let validate_time = started.elapsed();
         if let Some(reason) = view.error.into_inner() {
             return Err(CommitError::StateRead { number, reason });
         }
@@ -260,7 +266,9 @@ impl Committer {
             commit_hash,
             tx_ids: validation.tx_ids.clone(),
         };
+        let writing = std::time::Instant::now();
         self.ledger.commit(&block, &commit)?;
+        let write_time = writing.elapsed();
         self.commit_hash = commit_hash;
         if let Some(cfg) = &validation.config {
             if number > 0 {
@@ -272,6 +280,8 @@ impl Committer {
             number,
             validation,
             commit_hash,
+            validate_time,
+            write_time,
         })
     }
 }

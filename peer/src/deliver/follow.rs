@@ -248,12 +248,14 @@ impl<S: BlockSink> Follower<'_, S> {
         // there and back; a refused block leaves it unchanged.
         let mut verifier = std::mem::take(&mut self.verifier);
         let now_secs = ordo_proto::now_ms() / 1000;
+        let started = std::time::Instant::now();
         let (verifier, b, verdict) = tokio::task::spawn_blocking(move || {
             let verdict = verifier.check(&b, now_secs);
             (verifier, b, verdict)
         })
         .await
         .map_err(|e| DeliverError::VerifierTask(e.to_string()))?;
+        self.stats.verify_took(started.elapsed());
         self.verifier = verifier;
         if let Err(error) = verdict {
             return Ok(Some(StreamEnd::Refused { number, error }));

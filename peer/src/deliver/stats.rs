@@ -10,6 +10,7 @@ pub struct DeliverStats {
     blocks_verified: AtomicU64,
     verification_failures: AtomicU64,
     reconnects: AtomicU64,
+    verify_micros: AtomicU64,
 }
 
 /// The counters of [`DeliverStats`] at one moment.
@@ -49,6 +50,16 @@ impl DeliverStats {
 
     pub(crate) fn block_verified(&self) {
         self.blocks_verified.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn verify_took(&self, took: std::time::Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.verify_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Total time spent verifying blocks (hash chain, Merkle root, orderer signatures).
+    pub fn verify_time(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.verify_micros.load(Ordering::Relaxed))
     }
 
     pub(crate) fn verification_failed(&self) {

@@ -76,8 +76,10 @@ pub struct ChannelStatus {
     pub failed: Option<String>,
     /// Blocks committed since start.
     pub blocks_committed: u64,
-    /// Time spent validating and committing them (fsync included).
-    pub commit_time: std::time::Duration,
+    /// Time spent validating their transactions.
+    pub validate_time: std::time::Duration,
+    /// Time spent writing them with their state (fsync included).
+    pub write_time: std::time::Duration,
 }
 
 /// One channel of the peer.
@@ -225,7 +227,8 @@ impl PeerChannels {
                 invalid_txs: HashMap::new(),
                 failed: None,
                 blocks_committed: 0,
-                commit_time: std::time::Duration::ZERO,
+                validate_time: std::time::Duration::ZERO,
+                write_time: std::time::Duration::ZERO,
             }),
             deliver_stats: opts.stats.clone(),
             stop: CancellationToken::new(),
