@@ -89,29 +89,61 @@ pub fn build(number: u64, previous_hash: Hash, data: Vec<Bytes>) -> Block {
     }
 }
 
+/// How far in the future (by the verifier's clock) a block signature's timestamp may be.
+pub const MAX_SIGNATURE_CLOCK_SKEW_SECS: u64 = 600;
+
 /// The bytes an orderer signs for a block: the domain tag, the block hash, the last
-/// config block number and the consenter metadata (length-prefixed).
-pub fn signing_bytes(block_hash: &Hash, last_config: u64, consenter_metadata: &[u8]) -> Vec<u8> {
+/// config block number, the consenter metadata (length-prefixed) and the signing time.
+pub fn signing_bytes(
+    block_hash: &Hash,
+    last_config: u64,
+    consenter_metadata: &[u8],
+    timestamp_ms: u64,
+) -> Vec<u8> {
     let mut out =
-        Vec::with_capacity(SIGNATURE_DOMAIN.len() + HASH_LEN + 12 + consenter_metadata.len());
+        Vec::with_capacity(SIGNATURE_DOMAIN.len() + HASH_LEN + 20 + consenter_metadata.len());
     out.extend_from_slice(SIGNATURE_DOMAIN);
     out.extend_from_slice(block_hash);
     out.extend_from_slice(&last_config.to_be_bytes());
     out.extend_from_slice(&(consenter_metadata.len() as u32).to_be_bytes());
     out.extend_from_slice(consenter_metadata);
+    out.extend_from_slice(&timestamp_ms.to_be_bytes());
     out
 }
 
-/// Sets the block's metadata and adds `signer`'s signature over it.
+/// Sets the block's metadata and adds `signer`'s signature over it, stamped now.
 pub fn sign(block: &mut Block, signer: &Identity, last_config: u64, consenter_metadata: Bytes) {
+    sign_at(
+        block,
+        signer,
+        last_config,
+        consenter_metadata,
+        crate::now_ms(),
+    );
+}
+
+/// [`sign`] with the signing time given (for tests and replay).
+pub fn sign_at(
+    block: &mut Block,
+    signer: &Identity,
+    last_config: u64,
+    consenter_metadata: Bytes,
+    timestamp_ms: u64,
+) {
     let h = hash(block);
-    let sig = signer.sign(&signing_bytes(&h, last_config, &consenter_metadata));
+    let sig = signer.sign(&signing_bytes(
+        &h,
+        last_config,
+        &consenter_metadata,
+        timestamp_ms,
+    ));
     let md = block.metadata.get_or_insert_with(BlockMetadata::default);
     md.last_config = last_config;
     md.consenter_metadata = consenter_metadata;
     md.signatures.push(MetadataSignature {
         signer: signer.cert_bytes().clone(),
         signature: sig.to_vec().into(),
+        timestamp_ms,
     });
 }
 
@@ -177,8 +209,11 @@ pub fn check_links(block: &Block, expected: Option<(u64, &Hash)>) -> Result<(), 
 }
 
 /// Verifies the orderer signatures on a block and checks them against `policy` (the
-/// channel's BlockValidation policy). Signatures that do not verify, or whose certificate
-/// does not, are ignored, so they can only make the policy fail. Returns the signers.
+/// channel's BlockValidation policy). Each signer's certificate is checked at the time the
+/// signature says it was made (so old blocks stay verifiable after certificates expire),
+/// and a signature stamped more than [`MAX_SIGNATURE_CLOCK_SKEW_SECS`] after `now_secs` is
+/// ignored. Signatures that do not verify, or whose certificate does not, are ignored, so
+/// they can only make the policy fail. Returns the signers.
 pub fn verify_signatures(
     block: &Block,
     msp: &Msp,
@@ -187,14 +222,25 @@ pub fn verify_signatures(
 ) -> Result<Vec<VerifiedCert>, BlockError> {
     let number = number(block);
     let md = block.metadata.clone().unwrap_or_default();
-    let msg = signing_bytes(&hash(block), md.last_config, &md.consenter_metadata);
-    let signers = msp.verified_signers(
-        &msg,
-        md.signatures
-            .iter()
-            .map(|s| (s.signer.as_ref(), s.signature.as_ref())),
-        now_secs,
-    );
+    let block_hash = hash(block);
+    let mut signers = Vec::new();
+    for s in &md.signatures {
+        let at_secs = s.timestamp_ms / 1000;
+        if at_secs > now_secs.saturating_add(MAX_SIGNATURE_CLOCK_SKEW_SECS) {
+            continue;
+        }
+        let msg = signing_bytes(
+            &block_hash,
+            md.last_config,
+            &md.consenter_metadata,
+            s.timestamp_ms,
+        );
+        signers.extend(msp.verified_signers(
+            &msg,
+            [(s.signer.as_ref(), s.signature.as_ref())],
+            at_secs,
+        ));
+    }
     policy::evaluate(policy, &signers, msp.org_names())
         .map_err(|source| BlockError::Signatures { number, source })?;
     Ok(signers)

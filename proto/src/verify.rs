@@ -243,20 +243,20 @@ mod tests {
                 block::hash(&blocks[i as usize - 1]),
                 vec![Bytes::from(vec![i as u8; 10])],
             );
-            block::sign(&mut b, &orderer, 0, Bytes::new());
+            block::sign_at(&mut b, &orderer, 0, Bytes::new(), 100_000);
             blocks.push(b);
         }
         let next = config(&ca, 1, Role::Peer);
         let env_bytes = config_envelope(&next);
         let mut b3 = block::build(3, block::hash(&blocks[2]), vec![env_bytes]);
-        block::sign(&mut b3, &orderer, 3, Bytes::new());
+        block::sign_at(&mut b3, &orderer, 3, Bytes::new(), 100_000);
         blocks.push(b3);
         let mut b4 = block::build(
             4,
             block::hash(&blocks[3]),
             vec![Bytes::from_static(b"after")],
         );
-        block::sign(&mut b4, &peer, 3, Bytes::new());
+        block::sign_at(&mut b4, &peer, 3, Bytes::new(), 100_000);
         blocks.push(b4);
         (blocks, next)
     }
@@ -300,7 +300,13 @@ mod tests {
                 ..next
             })],
         );
-        block::sign(&mut b3, &member(&ca, Role::Orderer, 2), 3, Bytes::new());
+        block::sign_at(
+            &mut b3,
+            &member(&ca, Role::Orderer, 2),
+            3,
+            Bytes::new(),
+            100_000,
+        );
         assert!(matches!(
             v.check(&b3, 100),
             Err(VerifyError::Config { number: 3, .. })
@@ -325,7 +331,13 @@ mod tests {
         if let Some(md) = forged.metadata.as_mut() {
             md.signatures.clear();
         }
-        block::sign(&mut forged, &member(&ca, Role::Orderer, 2), 3, Bytes::new());
+        block::sign_at(
+            &mut forged,
+            &member(&ca, Role::Orderer, 2),
+            3,
+            Bytes::new(),
+            100_000,
+        );
         assert!(matches!(
             v.check(&forged, 100),
             Err(VerifyError::Block(BlockError::Signatures { number: 4, .. }))
@@ -343,7 +355,13 @@ mod tests {
         if let Some(md) = b.metadata.as_mut() {
             md.signatures.clear();
         }
-        block::sign(&mut b, &member(&ca, Role::Orderer, 2), 7, Bytes::new());
+        block::sign_at(
+            &mut b,
+            &member(&ca, Role::Orderer, 2),
+            7,
+            Bytes::new(),
+            100_000,
+        );
         assert_eq!(
             v.check(&b, 100),
             Err(VerifyError::LastConfig {
@@ -352,11 +370,41 @@ mod tests {
                 expected: 0
             })
         );
+        // Signed after the orderer's certificate expired (not_after 10,000 s): refused.
+        let mut late = blocks[1].clone();
+        if let Some(md) = late.metadata.as_mut() {
+            md.signatures.clear();
+        }
+        block::sign_at(
+            &mut late,
+            &member(&ca, Role::Orderer, 2),
+            0,
+            Bytes::new(),
+            20_000_000,
+        );
         assert!(matches!(
-            v.check(&blocks[1], 20_000),
+            v.check(&late, 20_000),
             Err(VerifyError::Block(BlockError::Signatures { .. }))
         ));
-        v.check(&blocks[1], 100).expect("valid at time 100");
+        // Stamped far in the verifier's future: refused.
+        let mut future = blocks[1].clone();
+        if let Some(md) = future.metadata.as_mut() {
+            md.signatures.clear();
+        }
+        block::sign_at(
+            &mut future,
+            &member(&ca, Role::Orderer, 2),
+            0,
+            Bytes::new(),
+            5_000_000,
+        );
+        assert!(matches!(
+            v.check(&future, 100),
+            Err(VerifyError::Block(BlockError::Signatures { .. }))
+        ));
+        // Signed while the certificate was valid: still verifies long after it expired.
+        v.check(&blocks[1], 1_000_000)
+            .expect("verifiable after expiry");
     }
 
     #[test]

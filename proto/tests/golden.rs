@@ -73,10 +73,15 @@ fn vectors() -> BTreeMap<&'static str, String> {
 
     v.insert(
         "block_signing_bytes",
-        hex::encode(block::signing_bytes(&[0x5a; 32], 3, b"consenter")),
+        hex::encode(block::signing_bytes(
+            &[0x5a; 32],
+            3,
+            b"consenter",
+            1_750_000_000_000,
+        )),
     );
     let mut b = block::build(1, [0x77; 32], vec![env.encode_to_vec().into()]);
-    block::sign(&mut b, &id, 0, Bytes::new());
+    block::sign_at(&mut b, &id, 0, Bytes::new(), 1_750_000_000_000);
     v.insert("signed_block", hex::encode(b.encode_to_vec()));
 
     let cfg = ChannelConfig {
