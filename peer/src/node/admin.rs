@@ -8,7 +8,6 @@ use std::sync::Arc;
 use prost::Message;
 
 use ordo_proto::authz::{authorize_by_policy, NodeAdmins};
-use ordo_proto::cert::Msp;
 use ordo_proto::envelope;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, AdminCommand, AdminResponse, ChannelInfo, ChannelList};
@@ -134,8 +133,14 @@ pub fn authorize_reader(
     creator: &[u8],
     now_secs: u64,
 ) -> Result<(), Refusal> {
-    let cfg = ch.status().config;
-    let msp = Msp::from_config(&cfg).map_err(|e| (Code::InternalServerError, e.to_string()))?;
+    let st = ch.status();
+    let cfg = st.config;
+    let msp = st.msp.ok_or_else(|| {
+        (
+            Code::InternalServerError,
+            "the channel configuration has no usable MSP".to_string(),
+        )
+    })?;
     authorize_by_policy(
         &msp,
         cfg.readers.as_ref(),

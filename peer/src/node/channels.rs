@@ -68,6 +68,9 @@ pub struct ChannelStatus {
     pub last_block_hash: Option<Hash>,
     /// Configuration in force.
     pub config: Arc<ChannelConfig>,
+    /// The configuration's MSP, with its cache of verified certificates: Admin and Query
+    /// check requesters against it without rebuilding it per request.
+    pub msp: Option<ordo_proto::cert::Msp>,
     /// Transactions committed since start, VALID ones.
     pub valid_txs: u64,
     /// Transactions committed since start, by non-VALID code name.
@@ -154,7 +157,9 @@ impl BlockSink for CommitSink {
             }
         }
         if done.validation.config.is_some() {
-            st.config = Arc::new(self.committer.config().0.clone());
+            let cfg = self.committer.config().0.clone();
+            st.msp = ordo_proto::cert::Msp::from_config(&cfg).ok();
+            st.config = Arc::new(cfg);
         }
         Ok(())
     }
@@ -222,6 +227,7 @@ impl PeerChannels {
                 height,
                 commit_hash: committer.commit_hash(),
                 last_block_hash: committer.ledger().last_hash(),
+                msp: ordo_proto::cert::Msp::from_config(&cfg).ok(),
                 config: Arc::new(cfg),
                 valid_txs: 0,
                 invalid_txs: HashMap::new(),
