@@ -218,17 +218,22 @@ async fn two_peers_validate_commit_and_agree() {
     assert!(resps.iter().all(|r| r.status == Code::Success as i32));
     assert!(a.height >= 2);
 
+    // Settled: the orderer's height holds still for 300 ms (ten batch timeouts) and both
+    // peers are at it.
     let final_height = {
-        let mut h = 0;
+        let mut settled = None;
         for _ in 0..100 {
-            h = channel_info(&o.addr, &admin_a, CHANNEL).await.height;
-            let ia = channel_info(&pa.addr, &admin_a, CHANNEL).await;
-            if ia.height == h {
+            let before = channel_info(&o.addr, &admin_a, CHANNEL).await.height;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let h = channel_info(&o.addr, &admin_a, CHANNEL).await.height;
+            let ha = channel_info(&pa.addr, &admin_a, CHANNEL).await.height;
+            let hb = channel_info(&pb.addr, &admin_b, CHANNEL).await.height;
+            if before == h && ha == h && hb == h {
+                settled = Some(h);
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        h
+        settled.expect("the network settles")
     };
     let ia = wait_for_height(&pa.addr, &admin_a, final_height).await;
     let ib = wait_for_height(&pb.addr, &admin_b, final_height).await;
