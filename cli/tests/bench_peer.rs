@@ -77,7 +77,8 @@ impl Drop for Up {
 fn bench_peer_commits_everything_with_the_planned_conflicts_and_peers_agree() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("net");
-    let (port, ops) = (free_port(), free_port());
+    let base = free_ports(8);
+    let (port, ops) = (base, base + 4);
     let mut up = Up(Some(start_up(dir.to_str().expect("utf8"), port, ops)));
     let network = dir.join("network.json");
 

@@ -63,7 +63,8 @@ fn up_then_use_then_stop_then_up_again() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("net");
     let dir_s = dir.to_str().expect("utf8");
-    let (port, ops) = (free_port(), free_port());
+    let base = free_ports(8);
+    let (port, ops) = (base, base + 4);
     let (child, banner) = start_up(dir_s, port, ops);
     assert!(banner.contains("ordo network ready"), "{banner}");
     let network = dir.join("network.json");

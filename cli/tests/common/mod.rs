@@ -41,12 +41,32 @@ pub fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+/// A free TCP port on 127.0.0.1 below Linux's ephemeral range (32768–60999), so that no
+/// outgoing connection of another test can take it between this check and the node's bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    free_ports(1)
+}
+
+/// The first of `n` consecutive free ports (for `ordo up`, which uses base, base+1, ...).
+pub fn free_ports(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let seed = std::process::id().wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    for _ in 0..1000 {
+        let k = NEXT.fetch_add(u32::from(n) + 1, Ordering::Relaxed);
+        let base = LOW + (seed.wrapping_add(k.wrapping_mul(37)) % (SPAN - u32::from(n)));
+        let base = u16::try_from(base).expect("below 32768");
+        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports below the ephemeral range");
 }
 
 /// A consortium's crypto material in a temporary directory.
