@@ -4,74 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-
 use common::*;
-
-/// Starts `ordo up` and waits for its "press Ctrl-C" line.
-fn start_up(dir: &str, port: u16, ops: u16) -> Child {
-    let mut child = ordo()
-        .args([
-            "up",
-            "--dir",
-            dir,
-            "--port",
-            &port.to_string(),
-            "--ops-port",
-            &ops.to_string(),
-            "--batch-timeout-ms",
-            "50",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ordo up starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut seen = String::new();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if line.contains("press Ctrl-C") {
-                    break;
-                }
-            }
-            _ => {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("ordo up ended before it was ready:\n{seen}\n{err}");
-            }
-        }
-    }
-    child
-}
-
-/// SIGINTs `ordo up` when dropped, so a failed assertion does not leave the network
-/// running.
-struct Up(Option<Child>);
-
-impl Up {
-    fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.0.take()?;
-        signal(child.id(), libc::SIGINT);
-        child.wait().ok()
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 #[test]
 fn bench_peer_commits_everything_with_the_planned_conflicts_and_peers_agree() {
@@ -79,7 +12,7 @@ fn bench_peer_commits_everything_with_the_planned_conflicts_and_peers_agree() {
     let dir = tmp.path().join("net");
     let base = free_ports(8);
     let (port, ops) = (base, base + 4);
-    let mut up = Up(Some(start_up(dir.to_str().expect("utf8"), port, ops)));
+    let mut up = Up(Some(start_up(dir.to_str().expect("utf8"), port, ops).0));
     let network = dir.join("network.json");
 
     let out = run_ok(&[

@@ -4,53 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Child;
 
 use common::*;
-
-fn start_up(dir: &str, port: u16, ops: u16) -> (Child, String) {
-    let mut child = ordo()
-        .args([
-            "up",
-            "--dir",
-            dir,
-            "--port",
-            &port.to_string(),
-            "--ops-port",
-            &ops.to_string(),
-            "--batch-timeout-ms",
-            "50",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ordo up starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut seen = String::new();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if line.contains("press Ctrl-C") {
-                    break;
-                }
-            }
-            _ => {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("ordo up ended before it was ready:\n{seen}\n{err}");
-            }
-        }
-    }
-    (child, seen)
-}
 
 fn interrupt(mut child: Child) {
     signal(child.id(), libc::SIGINT);

@@ -550,3 +550,70 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
         .unwrap_or(0);
     (code, text)
 }
+
+/// Starts `ordo up` in `dir` with the given base ports and waits for its "press Ctrl-C"
+/// line; returns the process and everything it printed until then.
+pub fn start_up(dir: &str, port: u16, ops: u16) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = ordo()
+        .args([
+            "up",
+            "--dir",
+            dir,
+            "--port",
+            &port.to_string(),
+            "--ops-port",
+            &ops.to_string(),
+            "--batch-timeout-ms",
+            "50",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ordo up starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = String::new();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains("press Ctrl-C") {
+                    break;
+                }
+            }
+            _ => {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("ordo up ended before it was ready:\n{seen}\n{err}");
+            }
+        }
+    }
+    (child, seen)
+}
+
+/// A running `ordo up`, interrupted (SIGINT, like Ctrl-C) when stopped or dropped, so a
+/// failed assertion does not leave the network running.
+pub struct Up(pub Option<Child>);
+
+impl Up {
+    /// SIGINT and wait; the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.0.take()?;
+        signal(child.id(), libc::SIGINT);
+        child.wait().ok()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
