@@ -131,8 +131,8 @@ async fn two_peers_validate_commit_and_agree() {
     .expect("write");
     join(&o.addr, &admin_a, &path).await;
 
-    let mut pa = PeerProcess::start(&c, "peerA", "BankA", &[]);
-    let mut pb = PeerProcess::start(&c, "peerB", "BankB", &[]);
+    let mut pa = PeerProcess::start_peer(&c, "peerA", "BankA", &[]);
+    let mut pb = PeerProcess::start_peer(&c, "peerB", "BankB", &[]);
     pa.wait_ready(&admin_a).await;
     pb.wait_ready(&admin_b).await;
     let crypto = c.crypto();

@@ -82,7 +82,7 @@ async fn network() -> Net {
 
 async fn start_peer(net: &Net, name: &str, org: &str) -> PeerProcess {
     let admin = net.c.identity(org, "admin");
-    let mut p = PeerProcess::start(&net.c, name, org, &[]);
+    let mut p = PeerProcess::start_peer(&net.c, name, org, &[]);
     p.wait_ready(&admin).await;
     join(&p.addr, &admin, &net.genesis).await;
     p

@@ -127,46 +127,75 @@ impl Consortium {
     }
 }
 
-/// A running orderer process.
-pub struct OrdererProcess {
+/// A running `ordo orderer` or `ordo peer` process with its config, log and addresses.
+pub struct NodeProcess {
     pub child: Option<Child>,
     pub addr: String,
     pub ops: String,
     pub config: PathBuf,
     pub log: PathBuf,
+    /// "orderer" or "peer": the subcommand.
+    kind: &'static str,
 }
 
-impl OrdererProcess {
-    /// Writes a config under `dir` using `org`'s orderer identity and starts the node.
+/// An orderer process.
+pub type OrdererProcess = NodeProcess;
+/// A peer process.
+pub type PeerProcess = NodeProcess;
+
+impl NodeProcess {
+    /// Writes an orderer config under the consortium dir using `org`'s orderer identity
+    /// and starts the node.
     pub fn start(c: &Consortium, name: &str, org: &str) -> Self {
         Self::start_with(c, name, org, "")
     }
 
-    /// [`OrdererProcess::start`] with extra TOML sections appended to the config.
+    /// [`NodeProcess::start`] with extra TOML sections appended to the config.
     pub fn start_with(c: &Consortium, name: &str, org: &str, extra_toml: &str) -> Self {
+        let id_dir = c.crypto().join(org);
+        let identity = format!(
+            "[identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n[log]\nfilter = \"info\"\n{extra_toml}\n",
+            id_dir.join("orderer.key").display(),
+            id_dir.join("orderer.cert").display()
+        );
+        Self::launch(c, name, "orderer", &identity)
+    }
+
+    /// Writes a peer config using `org`'s peer identity, with the given static orderer
+    /// endpoints, and starts the node.
+    pub fn start_peer(c: &Consortium, name: &str, org: &str, orderers: &[&str]) -> Self {
+        let id_dir = c.crypto().join(org);
+        let endpoints: Vec<String> = orderers.iter().map(|e| format!("\"{e}\"")).collect();
+        let identity = format!(
+            "[identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n[deliver]\norderer_endpoints = [{}]\nbackoff_max_ms = 500\n",
+            id_dir.join("peer.key").display(),
+            id_dir.join("peer.cert").display(),
+            endpoints.join(", ")
+        );
+        Self::launch(c, name, "peer", &identity)
+    }
+
+    fn launch(c: &Consortium, name: &str, kind: &'static str, sections: &str) -> Self {
         let node_dir = c.dir.path().join(name);
         std::fs::create_dir_all(&node_dir).expect("node dir");
         let addr = format!("127.0.0.1:{}", free_port());
         let ops = format!("127.0.0.1:{}", free_port());
-        let id_dir = c.crypto().join(org);
-        let config = node_dir.join("orderer.toml");
+        let config = node_dir.join(format!("{kind}.toml"));
         std::fs::write(
             &config,
             format!(
-                "[node]\nname = \"{name}\"\nlisten_addr = \"{addr}\"\nops_listen_addr = \"{ops}\"\ndata_dir = \"data\"\n\
-                 [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n[log]\nfilter = \"info\"\n{extra_toml}\n",
-                id_dir.join("orderer.key").display(),
-                id_dir.join("orderer.cert").display()
+                "[node]\nname = \"{name}\"\nlisten_addr = \"{addr}\"\nops_listen_addr = \"{ops}\"\ndata_dir = \"data\"\n{sections}"
             ),
         )
         .expect("config written");
-        let log = node_dir.join("orderer.log");
+        let log = node_dir.join(format!("{kind}.log"));
         let mut p = Self {
             child: None,
             addr,
             ops,
             config,
             log,
+            kind,
         };
         p.spawn();
         p
@@ -179,12 +208,12 @@ impl OrdererProcess {
             .open(&self.log)
             .expect("log file");
         let child = ordo()
-            .args(["orderer", "--config", self.config.to_str().expect("utf8")])
+            .args([self.kind, "--config", self.config.to_str().expect("utf8")])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("dup")))
             .stderr(Stdio::from(log))
             .spawn()
-            .expect("orderer starts");
+            .expect("node starts");
         self.child = Some(child);
     }
 
@@ -197,7 +226,7 @@ impl OrdererProcess {
         for _ in 0..300 {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("orderer exited ({status}):\n{}", self.log_text());
+                    panic!("{} exited ({status}):\n{}", self.kind, self.log_text());
                 }
             }
             if let Ok(ch) = ordo_sdk::orderer::connect(&self.addr).await {
@@ -215,17 +244,18 @@ impl OrdererProcess {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("orderer not ready:\n{}", self.log_text());
+        panic!("{} not ready:\n{}", self.kind, self.log_text());
     }
 
-    /// SIGTERM and wait: a graceful stop.
+    /// SIGTERM and wait: a graceful stop, which must exit 0.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             signal(child.id(), libc::SIGTERM);
-            let status = child.wait().expect("orderer exits");
+            let status = child.wait().expect("node exits");
             assert!(
                 status.success(),
-                "orderer exit status {status}:\n{}",
+                "{} exit status {status}:\n{}",
+                self.kind,
                 self.log_text()
             );
         }
@@ -239,13 +269,14 @@ impl OrdererProcess {
         }
     }
 
+    /// Starts the same node again (same config, data and log).
     pub async fn restart(&mut self, admin: &Identity) {
         self.spawn();
         self.wait_ready(admin).await;
     }
 }
 
-impl Drop for OrdererProcess {
+impl Drop for NodeProcess {
     fn drop(&mut self) {
         self.kill();
     }
@@ -381,131 +412,6 @@ pub fn block_tx_ids(b: &Block) -> Vec<String> {
             Some(p.header?.tx_id)
         })
         .collect()
-}
-
-/// A running peer process.
-pub struct PeerProcess {
-    pub child: Option<Child>,
-    pub addr: String,
-    pub ops: String,
-    pub config: PathBuf,
-    pub log: PathBuf,
-}
-
-impl PeerProcess {
-    /// Writes a config under the consortium dir using `org`'s peer identity, with the
-    /// given static orderer endpoints, and starts the node.
-    pub fn start(c: &Consortium, name: &str, org: &str, orderers: &[&str]) -> Self {
-        let node_dir = c.dir.path().join(name);
-        std::fs::create_dir_all(&node_dir).expect("node dir");
-        let addr = format!("127.0.0.1:{}", free_port());
-        let ops = format!("127.0.0.1:{}", free_port());
-        let id_dir = c.crypto().join(org);
-        let config = node_dir.join("peer.toml");
-        let endpoints: Vec<String> = orderers.iter().map(|e| format!("\"{e}\"")).collect();
-        std::fs::write(
-            &config,
-            format!(
-                "[node]\nname = \"{name}\"\nlisten_addr = \"{addr}\"\nops_listen_addr = \"{ops}\"\ndata_dir = \"data\"\n\
-                 [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n[deliver]\norderer_endpoints = [{}]\nbackoff_max_ms = 500\n",
-                id_dir.join("peer.key").display(),
-                id_dir.join("peer.cert").display(),
-                endpoints.join(", ")
-            ),
-        )
-        .expect("config written");
-        let log = node_dir.join("peer.log");
-        let mut p = Self {
-            child: None,
-            addr,
-            ops,
-            config,
-            log,
-        };
-        p.spawn();
-        p
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = ordo()
-            .args(["peer", "--config", self.config.to_str().expect("utf8")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().expect("dup")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("peer starts");
-        self.child = Some(child);
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the Admin service answers.
-    pub async fn wait_ready(&mut self, admin: &Identity) {
-        for _ in 0..300 {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("peer exited ({status}):\n{}", self.log_text());
-                }
-            }
-            if let Ok(ch) = ordo_sdk::orderer::connect(&self.addr).await {
-                let mut client = ordo_sdk::orderer::admin_client(ch);
-                let req = ordo_sdk::orderer::admin_request(
-                    admin,
-                    "",
-                    admin_command::Command::List(ListChannels {}),
-                );
-                if let Ok(resp) = client.execute(req).await {
-                    if resp.get_ref().status == Code::Success as i32 {
-                        return;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("peer not ready:\n{}", self.log_text());
-    }
-
-    /// SIGKILL and wait: a crash.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM and wait.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), libc::SIGTERM);
-            let status = child.wait().expect("peer exits");
-            assert!(
-                status.success(),
-                "peer exit status {status}:\n{}",
-                self.log_text()
-            );
-        }
-    }
-
-    pub async fn restart(&mut self, admin: &Identity) {
-        self.spawn();
-        self.wait_ready(admin).await;
-    }
-}
-
-impl Drop for PeerProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// `ordo channel info` of a node as JSON.
