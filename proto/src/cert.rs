@@ -61,12 +61,13 @@ pub enum CertError {
 /// A certificate whose issuer signature has been checked.
 #[derive(Debug, Clone)]
 pub struct VerifiedCert {
-    /// The holder's org.
-    pub org: String,
+    /// The holder's org (shared: verified certificates are cloned out of the cache for
+    /// every envelope, and a clone must not allocate).
+    pub org: Arc<str>,
     /// The holder's role.
     pub role: Role,
     /// The holder's name, for logs.
-    pub subject: String,
+    pub subject: Arc<str>,
     /// The holder's key.
     pub public_key: VerifyingKey,
     /// Start of validity, seconds since the epoch.
@@ -222,9 +223,9 @@ impl Msp {
             ));
         }
         Ok(VerifiedCert {
-            org: body.org,
+            org: body.org.into(),
             role,
-            subject: body.subject,
+            subject: body.subject.into(),
             public_key,
             not_before: body.not_before,
             not_after: body.not_after,
@@ -294,7 +295,7 @@ mod tests {
         let holder = SigningKey::from_bytes(&[1; 32]);
         let cert = issue(&ca, body("BankA", Role::Client, &holder, 1000)).encode_to_vec();
         let v = msp.verify(&cert, 500).expect("valid");
-        assert_eq!(v.org, "BankA");
+        assert_eq!(&*v.org, "BankA");
         assert_eq!(v.role, Role::Client);
         // Cached, but expiry is still checked.
         assert_eq!(

@@ -164,6 +164,11 @@ pub fn evaluate<S: Signer>(
 }
 
 fn dedupe<S: Signer>(signers: &[S]) -> Vec<&S> {
+    if signers.len() <= 1 {
+        // The common case (one creator checked against Writers or Readers): nothing to
+        // de-duplicate, and no set to allocate per envelope.
+        return signers.iter().collect();
+    }
     let mut seen = HashSet::new();
     signers
         .iter()
