@@ -11,6 +11,7 @@
 //! - [`configtx`]: CONFIG_UPDATE → CONFIG envelope.
 //! - [`support`]: `ChainSupport` and the configuration in force.
 //! - [`solo`]: the single-node backend.
+//! - [`raft`]: the crash-fault-tolerant backend on raft-rs.
 //!
 //! [`start_chain`] picks the backend named by the channel configuration.
 
@@ -20,6 +21,7 @@ pub mod chain;
 pub mod configtx;
 pub mod cutter;
 pub mod filters;
+pub mod raft;
 pub mod solo;
 pub mod support;
 

@@ -246,9 +246,57 @@ impl ChainSupport {
         Ok(n)
     }
 
+    /// Signs and appends a block another node built (a replicated backend's follower, or
+    /// a new leader applying its predecessor's blocks): the data hash is recomputed and
+    /// checked, and a config block puts its configuration in force.
+    pub fn write_replicated(
+        &self,
+        mut b: Block,
+        consenter_metadata: Bytes,
+    ) -> Result<u64, SupportError> {
+        let number = block::number(&b);
+        let new_state = match config::config_from_block(&b) {
+            Ok(config) => Some(ConfigState::new(config, number)?),
+            Err(_) => None,
+        };
+        let last_config = match &new_state {
+            Some(_) => number,
+            None => self.state().last_config_block,
+        };
+        block::sign(&mut b, &self.signer, last_config, consenter_metadata);
+        let n = self.append_checked(&b, true)?;
+        if let Some(state) = new_state {
+            *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+        }
+        // Whatever this node had built beyond this block is void now.
+        self.reset_created();
+        Ok(n)
+    }
+
+    /// Forgets blocks created but not written (a leader that lost its leadership, or
+    /// whose proposals were dropped): the next block created follows the ledger's tip.
+    pub fn reset_created(&self) {
+        let mut last = self.last_created.lock().unwrap_or_else(|p| p.into_inner());
+        *last = (
+            self.ledger.height(),
+            self.ledger
+                .last_hash()
+                .unwrap_or(block::GENESIS_PREVIOUS_HASH),
+        );
+    }
+
     fn append(&self, b: &Block) -> Result<u64, SupportError> {
+        self.append_checked(b, false)
+    }
+
+    fn append_checked(&self, b: &Block, verify_data: bool) -> Result<u64, SupportError> {
         let started = std::time::Instant::now();
-        if let Err(e) = self.ledger.append_built(b) {
+        let appended = if verify_data {
+            self.ledger.append(b)
+        } else {
+            self.ledger.append_built(b)
+        };
+        if let Err(e) = appended {
             // Keep block creation in step with what is really on disk.
             let mut last = self.last_created.lock().unwrap_or_else(|p| p.into_inner());
             *last = (

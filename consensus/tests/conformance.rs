@@ -1,13 +1,14 @@
 //! The backend conformance suite: properties every consensus backend must have, run
-//! against the real ledger. Today: solo. Later backends add a `Backend` and call the same
-//! functions.
+//! against the real ledger: solo, and raft as a one-node group (multi-node raft runs the
+//! same properties in `ordo_consensus::raft`'s tests). Later backends add a `Backend` and
+//! call the same functions.
 //!
 //! Total order with no gaps and no duplicates; a submitter's envelopes stay in its order;
 //! a config envelope alone in its block and in force from the next block; the batch
 //! timeout cuts; restart resumes where it stopped; envelopes validated against an older
 //! configuration are re-validated; committed-mode waiters learn their block.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use ed25519_dalek::SigningKey;
 use prost::Message;
 
 use ordo_consensus::filters::precheck;
+use ordo_consensus::raft::{LocalNetwork, RaftChain, RaftOptions, RaftSetup};
 use ordo_consensus::{configtx, start_chain, Chain, ChainSupport, OrderRequest};
 use ordo_ledger::BlockStore;
 use ordo_proto::block;
@@ -38,6 +40,31 @@ struct Solo;
 impl Backend for Solo {
     fn start(&self, support: Arc<ChainSupport>) -> Arc<dyn Chain> {
         start_chain(support).expect("solo starts")
+    }
+}
+
+/// Raft with a single voter: elects itself at start, and every block goes through the
+/// raft log (persist, commit, apply) before it reaches the ledger.
+struct RaftOne;
+impl Backend for RaftOne {
+    fn start(&self, support: Arc<ChainSupport>) -> Arc<dyn Chain> {
+        let network = LocalNetwork::new();
+        let chain = RaftChain::start(
+            support,
+            RaftSetup {
+                id: 1,
+                voters: vec![1],
+                names: HashMap::new(),
+                transport: network.transport(1),
+                options: RaftOptions {
+                    tick_interval: Duration::from_millis(20),
+                    ..RaftOptions::default()
+                },
+            },
+        )
+        .expect("raft starts");
+        network.register(1, &chain);
+        chain
     }
 }
 
@@ -432,6 +459,19 @@ mod solo {
     use super::Solo;
     conformance!(
         Solo,
+        total_order_no_gaps_no_duplicates,
+        config_alone_and_in_force,
+        stale_config_seq_is_revalidated,
+        batch_timeout_cuts,
+        restart_resumes,
+        committed_waiters_learn_their_block,
+    );
+}
+
+mod raft_one_node {
+    use super::RaftOne;
+    conformance!(
+        RaftOne,
         total_order_no_gaps_no_duplicates,
         config_alone_and_in_force,
         stale_config_seq_is_revalidated,

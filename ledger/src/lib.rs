@@ -72,8 +72,10 @@ use rocksdb::{
 use thiserror::Error;
 use tokio::sync::watch;
 
+pub mod consensus_log;
 pub mod dirs;
 mod state;
+pub use consensus_log::{ConsensusLog, LogUpdate, CF_CONSENSUS_LOG, CF_CONSENSUS_STATE};
 pub use dirs::ChannelDirs;
 pub use state::{HistoryEntry, StateCommit, StateWrite, Version, VersionedValue};
 
@@ -88,8 +90,17 @@ pub const CF_STATE: &str = "state";
 /// Column family of a peer's key history: (namespace, key, block, tx) → write or delete.
 pub const CF_HISTORY: &str = "history";
 /// Every column family of a ledger directory, so tools can open one read-only. An
-/// orderer's ledger leaves `state` and `history` empty.
-pub const COLUMN_FAMILIES: [&str; 5] = [CF_BLOCKS, CF_TXIDS, CF_META, CF_STATE, CF_HISTORY];
+/// orderer's ledger leaves `state` and `history` empty, a peer's (and a solo orderer's)
+/// the consensus log.
+pub const COLUMN_FAMILIES: [&str; 7] = [
+    CF_BLOCKS,
+    CF_TXIDS,
+    CF_META,
+    CF_STATE,
+    CF_HISTORY,
+    CF_CONSENSUS_LOG,
+    CF_CONSENSUS_STATE,
+];
 
 /// `meta` key of the number of blocks (`u64` big-endian).
 const META_HEIGHT: &[u8] = b"height";
@@ -727,6 +738,8 @@ fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
         ColumnFamilyDescriptor::new(CF_META, Options::default()),
         ColumnFamilyDescriptor::new(CF_STATE, state::cf_options()),
         ColumnFamilyDescriptor::new(CF_HISTORY, state::cf_options()),
+        ColumnFamilyDescriptor::new(CF_CONSENSUS_LOG, Options::default()),
+        ColumnFamilyDescriptor::new(CF_CONSENSUS_STATE, Options::default()),
     ]
 }
 

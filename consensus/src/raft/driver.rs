@@ -1,0 +1,696 @@
+//! The raft loop of one channel: owns the `RawNode`, the block cutter and the ledger
+//! writes, on one thread.
+//!
+//! Each turn takes whatever arrived (raft messages, envelopes when this node is an
+//! accepting leader with room in its pipeline, timers), then handles raft's `Ready`:
+//! messages a leader may send at once, the snapshot, committed entries (blocks written to
+//! the ledger), new entries and hard state persisted with one sync, then the messages
+//! that had to wait for that sync.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{Entry, EntryType, Message as RaftMessage};
+use raft::{RawNode, StateRole, Storage};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use ordo_proto::block;
+use ordo_proto::envelope;
+use ordo_proto::hash::Hash;
+use ordo_proto::pb::common::{Block, Payload};
+
+use super::storage::LogStorage;
+use super::{Proposal, RaftSetup, Shared};
+use crate::chain::ChainError;
+use crate::cutter::{BatchItem, BlockCutter};
+use crate::support::ChainSupport;
+
+/// Leading byte of an entry's data: a normal block.
+const KIND_BLOCK: u8 = 1;
+/// Leading byte of an entry's data: a config block.
+const KIND_CONFIG_BLOCK: u8 = 2;
+/// Raft messages taken per turn before the loop handles `Ready` (bounds latency).
+const MAX_STEPS_PER_TURN: usize = 256;
+/// Envelopes taken per turn.
+const MAX_PROPOSALS_PER_TURN: usize = 1_024;
+
+/// An envelope in the cutter, with its tx id for answering waiters.
+struct Item {
+    envelope: Bytes,
+    tx_id: String,
+}
+
+impl BatchItem for Item {
+    fn size_bytes(&self) -> usize {
+        self.envelope.len()
+    }
+}
+
+/// A block this node proposed and has not applied yet.
+struct Inflight {
+    hash: Hash,
+    tx_ids: Vec<String>,
+    is_config: bool,
+}
+
+pub(super) struct Driver {
+    id: u64,
+    raw: RawNode<LogStorage>,
+    support: Arc<ChainSupport>,
+    transport: Arc<dyn super::RaftTransport>,
+    options: super::RaftOptions,
+    shared: Arc<Shared>,
+    proposals: mpsc::Receiver<Proposal>,
+    steps: mpsc::Receiver<Vec<u8>>,
+    halt: CancellationToken,
+    failed: Arc<AtomicBool>,
+    cutter: BlockCutter<Item>,
+    batch_deadline: Option<Instant>,
+    next_tick: Instant,
+    /// Proposed blocks by number, until applied.
+    inflight: BTreeMap<u64, Inflight>,
+    /// Index of the last entry applied to the ledger.
+    applied: u64,
+    /// A new leader takes envelopes once it has applied up to this index.
+    catch_up_to: Option<u64>,
+    role: StateRole,
+}
+
+enum Input {
+    Step(Vec<u8>),
+    Proposal(Proposal),
+    Timer,
+    Halt,
+}
+
+fn applied_index_of(support: &ChainSupport) -> u64 {
+    let height = support.height();
+    let Some(last) = height.checked_sub(1) else {
+        return 0;
+    };
+    match support.ledger().block(last) {
+        Ok(Some(b)) => b
+            .metadata
+            .as_ref()
+            .and_then(|m| <[u8; 8]>::try_from(m.consenter_metadata.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+pub(super) fn tx_id_of(envelope_bytes: &[u8]) -> Option<String> {
+    let env = envelope::decode(envelope_bytes).ok()?;
+    let payload = Payload::decode(env.payload.as_ref()).ok()?;
+    payload.header.map(|h| h.tx_id)
+}
+
+impl Driver {
+    pub(super) fn new(
+        support: Arc<ChainSupport>,
+        setup: &RaftSetup,
+        shared: Arc<Shared>,
+        proposals: mpsc::Receiver<Proposal>,
+        steps: mpsc::Receiver<Vec<u8>>,
+        halt: CancellationToken,
+        failed: Arc<AtomicBool>,
+    ) -> Result<Self, ChainError> {
+        let storage = LogStorage::open(support.ledger().consensus_log(), &setup.voters)
+            .map_err(|e| ChainError::Storage(e.to_string()))?;
+        let applied = applied_index_of(&support);
+        let opts = setup.options;
+        let config = raft::Config {
+            id: setup.id,
+            election_tick: opts.election_tick,
+            heartbeat_tick: opts.heartbeat_tick,
+            applied,
+            max_size_per_msg: 4 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map_err(|e| ChainError::Unsupported(format!("raft settings: {e}")))?;
+        let logger = super::logger::for_channel(support.channel_id());
+        let mut raw = RawNode::new(&config, storage, &logger)
+            .map_err(|e| ChainError::Storage(format!("raft: {e}")))?;
+        let voters = raw.store().conf_state().voters.clone();
+        if voters == [setup.id] {
+            // Alone in the group: no one to wait for.
+            let _ = raw.campaign();
+        }
+        let limits = support.state().limits;
+        info!(
+            channel = support.channel_id(),
+            id = format_args!("{:x}", setup.id),
+            applied,
+            voters = voters.len(),
+            "raft chain started"
+        );
+        let mut driver = Self {
+            id: setup.id,
+            raw,
+            transport: setup.transport.clone(),
+            options: opts,
+            shared,
+            proposals,
+            steps,
+            halt,
+            failed,
+            cutter: BlockCutter::new(limits),
+            batch_deadline: None,
+            next_tick: Instant::now() + opts.tick_interval,
+            inflight: BTreeMap::new(),
+            applied,
+            catch_up_to: None,
+            role: StateRole::Follower,
+            support,
+        };
+        driver.publish();
+        Ok(driver)
+    }
+
+    pub(super) fn channel_id(&self) -> &str {
+        self.support.channel_id()
+    }
+
+    fn accepting(&self) -> bool {
+        self.role == StateRole::Leader
+            && self.catch_up_to.is_none()
+            && self.inflight.len() < self.options.max_inflight_blocks
+            && !self.inflight.values().any(|b| b.is_config)
+    }
+
+    pub(super) fn run(mut self, handle: &tokio::runtime::Handle) {
+        // Set on halt while a leader finishes what it accepted (bounded in time).
+        let mut draining_until: Option<std::time::Instant> = None;
+        loop {
+            let input = self.next_input(handle, draining_until.is_some());
+            match input {
+                Input::Halt => {
+                    if self.role == StateRole::Leader
+                        && self.catch_up_to.is_none()
+                        && (self.cutter.pending_count() > 0 || !self.inflight.is_empty())
+                    {
+                        // Enqueued envelopes are not lost by a graceful stop: cut them
+                        // and wait (briefly) for the blocks to commit.
+                        let batch = self.cutter.cut();
+                        self.batch_deadline = None;
+                        if !batch.is_empty() {
+                            self.propose_block(batch, false);
+                        }
+                        draining_until =
+                            Some(std::time::Instant::now() + std::time::Duration::from_secs(5));
+                    } else {
+                        break;
+                    }
+                }
+                Input::Step(m) => self.step(&m),
+                Input::Proposal(p) => self.propose(p),
+                Input::Timer => {}
+            }
+            // Take what else is already waiting, up to a bound.
+            for _ in 0..MAX_STEPS_PER_TURN {
+                match self.steps.try_recv() {
+                    Ok(m) => self.step(&m),
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..MAX_PROPOSALS_PER_TURN {
+                if draining_until.is_some() || !self.accepting() {
+                    break;
+                }
+                match self.proposals.try_recv() {
+                    Ok(p) => self.propose(p),
+                    Err(_) => break,
+                }
+            }
+            self.on_timers();
+            if let Err(e) = self.on_ready() {
+                error!(channel = self.channel_id(), error = %e, "raft storage failed; the chain stops");
+                self.failed.store(true, Ordering::Release);
+                self.support
+                    .fail_all_waiters(&format!("raft storage failure: {e}"));
+                break;
+            }
+            self.publish();
+            if let Some(until) = draining_until {
+                if self.inflight.is_empty()
+                    || self.role != StateRole::Leader
+                    || std::time::Instant::now() >= until
+                {
+                    break;
+                }
+            }
+        }
+        self.shared.is_leader.store(false, Ordering::Release);
+        self.shared.accepting.store(false, Ordering::Release);
+        self.reject_pending("the raft chain is shutting down");
+        // Answer whoever still waits in the queue.
+        self.proposals.close();
+        while let Ok(p) = self.proposals.try_recv() {
+            let _ = p.done.send(Err(ChainError::ShuttingDown));
+        }
+        info!(
+            channel = self.channel_id(),
+            height = self.support.height(),
+            "raft chain stopped"
+        );
+    }
+
+    fn next_input(&mut self, handle: &tokio::runtime::Handle, halting: bool) -> Input {
+        let deadline = match self.batch_deadline {
+            Some(b) if b < self.next_tick => b,
+            _ => self.next_tick,
+        };
+        let accepting = self.accepting() && !halting;
+        let halt = self.halt.clone();
+        let steps = &mut self.steps;
+        let proposals = &mut self.proposals;
+        handle.block_on(async move {
+            tokio::select! {
+                biased;
+                _ = halt.cancelled(), if !halting => Input::Halt,
+                m = steps.recv() => m.map(Input::Step).unwrap_or(Input::Halt),
+                p = proposals.recv(), if accepting => p.map(Input::Proposal).unwrap_or(Input::Halt),
+                _ = tokio::time::sleep_until(deadline) => Input::Timer,
+            }
+        })
+    }
+
+    fn step(&mut self, bytes: &[u8]) {
+        let msg = match RaftMessage::parse_from_bytes(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(channel = self.channel_id(), error = %e, "undecodable raft message dropped");
+                return;
+            }
+        };
+        if let Err(e) = self.raw.step(msg) {
+            debug!(channel = self.channel_id(), error = %e, "raft message refused");
+        }
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        while now >= self.next_tick {
+            self.raw.tick();
+            self.next_tick += self.options.tick_interval;
+        }
+        if let Some(d) = self.batch_deadline {
+            if now >= d {
+                self.batch_deadline = None;
+                let batch = self.cutter.cut();
+                if !batch.is_empty() {
+                    self.propose_block(batch, false);
+                }
+            }
+        }
+    }
+
+    /// Takes one envelope as leader: re-validates it if the config moved, cuts, proposes.
+    fn propose(&mut self, p: Proposal) {
+        if self.role != StateRole::Leader || self.catch_up_to.is_some() {
+            let _ = p.done.send(Err(self.not_leader_error()));
+            return;
+        }
+        let req = p.request;
+        if p.is_config {
+            if req.config_seq != self.support.sequence() {
+                let reason = format!(
+                    "config update validated at sequence {} but the channel is at {}",
+                    req.config_seq,
+                    self.support.sequence()
+                );
+                let _ = p.done.send(Err(ChainError::Revalidation(reason)));
+                return;
+            }
+            let pending = self.cutter.cut();
+            if !pending.is_empty() {
+                self.propose_block(pending, false);
+            }
+            self.batch_deadline = None;
+            let item = Item {
+                envelope: req.envelope,
+                tx_id: req.tx_id,
+            };
+            self.propose_block(vec![item], true);
+            let _ = p.done.send(Ok(()));
+            return;
+        }
+        // As in every backend, the envelope is taken (the chain answers for it) and a
+        // refusal on re-validation reaches its committed-mode waiter.
+        if req.config_seq < self.support.sequence() {
+            if let Err(e) = self.support.revalidate(&req.envelope) {
+                debug!(tx_id = %req.tx_id, error = %e, "envelope refused on re-validation");
+                self.support.notify_rejected(&req.tx_id, e.to_string());
+                let _ = p.done.send(Ok(()));
+                return;
+            }
+        }
+        let tx_id = req.tx_id.clone();
+        let item = Item {
+            envelope: req.envelope,
+            tx_id: req.tx_id,
+        };
+        match self.cutter.ordered(item, false) {
+            Ok(o) => {
+                for b in o.batches {
+                    self.propose_block(b, false);
+                }
+                self.batch_deadline = if o.pending {
+                    self.batch_deadline
+                        .or(Some(Instant::now() + self.support.state().batch_timeout))
+                } else {
+                    None
+                };
+                let _ = p.done.send(Ok(()));
+            }
+            Err(e) => {
+                self.support.notify_rejected(&tx_id, e.to_string());
+                let _ = p.done.send(Ok(()));
+            }
+        }
+    }
+
+    fn propose_block(&mut self, items: Vec<Item>, is_config: bool) {
+        let tx_ids: Vec<String> = items.iter().map(|i| i.tx_id.clone()).collect();
+        let block = self
+            .support
+            .create_next_block(items.into_iter().map(|i| i.envelope).collect());
+        let number = block::number(&block);
+        let hash = block::hash(&block);
+        let mut data = Vec::with_capacity(block.encoded_len() + 1);
+        data.push(if is_config {
+            KIND_CONFIG_BLOCK
+        } else {
+            KIND_BLOCK
+        });
+        if block.encode(&mut data).is_err() {
+            // Encoding into a Vec cannot run out of space.
+            self.support.reset_created();
+            return;
+        }
+        match self.raw.propose(Vec::new(), data) {
+            Ok(()) => {
+                self.inflight.insert(
+                    number,
+                    Inflight {
+                        hash,
+                        tx_ids,
+                        is_config,
+                    },
+                );
+            }
+            Err(e) => {
+                warn!(channel = self.channel_id(), block = number, error = %e, "block proposal dropped");
+                self.support.reset_created();
+                for id in tx_ids {
+                    self.support
+                        .notify_rejected(&id, format!("raft dropped the proposal: {e}"));
+                }
+            }
+        }
+    }
+
+    fn not_leader_error(&self) -> ChainError {
+        let leader = self.raw.raft.leader_id;
+        if leader == 0 || leader == self.id {
+            ChainError::NotReady {
+                reason: "no raft leader is ready yet".into(),
+            }
+        } else {
+            ChainError::NotLeader {
+                hint: Some(format!("raft node {leader:x}")),
+            }
+        }
+    }
+
+    fn send(&self, messages: Vec<RaftMessage>) {
+        for m in messages {
+            match m.write_to_bytes() {
+                Ok(bytes) => self.transport.send(m.to, bytes),
+                Err(e) => warn!(error = %e, "raft message does not encode"),
+            }
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<(), String> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        if !ready.messages().is_empty() {
+            self.send(ready.take_messages());
+        }
+        if !ready.snapshot().is_empty() {
+            // Snapshot installation (catching up by pulling blocks) comes with log
+            // compaction across nodes; until then a node so far behind cannot proceed.
+            return Err(format!(
+                "received a raft snapshot at index {}; catching up from snapshots is not supported yet",
+                ready.snapshot().get_metadata().index
+            ));
+        }
+        self.apply(ready.take_committed_entries())?;
+        let entries = ready.take_entries();
+        let hs = ready.hs().cloned();
+        self.raw
+            .mut_store()
+            .persist(&entries, hs.as_ref())
+            .map_err(|e| e.to_string())?;
+        if !ready.persisted_messages().is_empty() {
+            self.send(ready.take_persisted_messages());
+        }
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw
+                .mut_store()
+                .set_commit(commit)
+                .map_err(|e| e.to_string())?;
+        }
+        self.send(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.maybe_compact()?;
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), String> {
+        for e in entries {
+            if e.index <= self.applied {
+                continue;
+            }
+            match e.get_entry_type() {
+                EntryType::EntryNormal if !e.data.is_empty() => {
+                    self.apply_block(&e)?;
+                }
+                EntryType::EntryNormal => {}
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    // Membership changes through config transactions come with the
+                    // Cluster service; a conf change entry cannot be produced yet.
+                    warn!(
+                        channel = self.channel_id(),
+                        index = e.index,
+                        "raft conf change entries are not supported yet; ignored"
+                    );
+                }
+            }
+            self.applied = e.index;
+        }
+        if let Some(target) = self.catch_up_to {
+            if self.applied >= target && self.role == StateRole::Leader {
+                self.catch_up_to = None;
+                self.forget_lost_proposals();
+                self.support.reset_created();
+                info!(
+                    channel = self.channel_id(),
+                    term = self.raw.raft.term,
+                    height = self.support.height(),
+                    "raft leader caught up; accepting envelopes"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_block(&mut self, e: &Entry) -> Result<(), String> {
+        let data: &[u8] = e.data.as_ref();
+        let (kind, body) = data
+            .split_first()
+            .ok_or_else(|| format!("raft entry {} is empty", e.index))?;
+        let block = Block::decode(body)
+            .map_err(|err| format!("raft entry {} holds no block: {err}", e.index))?;
+        let number = block::number(&block);
+        let height = self.support.height();
+        if number < height {
+            // Already in the ledger (written before a restart).
+            return Ok(());
+        }
+        if number > height {
+            return Err(format!(
+                "raft entry {} holds block {number} but the ledger height is {height}",
+                e.index
+            ));
+        }
+        let metadata = Bytes::copy_from_slice(&e.index.to_be_bytes());
+        let mine = self.inflight.remove(&number);
+        let written = match &mine {
+            Some(m) if m.hash == block::hash(&block) => {
+                if *kind == KIND_CONFIG_BLOCK {
+                    self.support.write_config_block(block, metadata)
+                } else {
+                    self.support.write_block(block, metadata)
+                }
+            }
+            _ => {
+                if let Some(lost) = &mine {
+                    // Another leader's block took this height: ours will never be
+                    // written. Tell the waiters of envelopes it does not carry.
+                    let carried: HashSet<String> = block
+                        .data
+                        .iter()
+                        .flat_map(|d| d.data.iter())
+                        .filter_map(|b| tx_id_of(b))
+                        .collect();
+                    for id in lost.tx_ids.iter().filter(|id| !carried.contains(*id)) {
+                        self.support.notify_rejected(
+                            id,
+                            "the raft leader changed before the envelope was ordered; resubmit"
+                                .into(),
+                        );
+                    }
+                }
+                self.support.write_replicated(block, metadata)
+            }
+        };
+        let n = written.map_err(|err| format!("writing block {number}: {err}"))?;
+        if *kind == KIND_CONFIG_BLOCK {
+            let state = self.support.state();
+            self.cutter.set_limits(state.limits);
+            info!(
+                channel = self.channel_id(),
+                block = n,
+                sequence = state.sequence(),
+                "configuration updated"
+            );
+        }
+        Ok(())
+    }
+
+    fn maybe_compact(&mut self) -> Result<(), String> {
+        let store = self.raw.store();
+        if store.bytes_since_snapshot() < self.options.snapshot_interval_bytes {
+            return Ok(());
+        }
+        // Keep the entries followers may still need: compact only what every node has.
+        let mut floor = self.applied;
+        if self.role == StateRole::Leader {
+            for (_, pr) in self.raw.raft.prs().iter() {
+                floor = floor.min(pr.matched);
+            }
+        }
+        if floor == 0 || floor <= store.first_index().unwrap_or(0) {
+            return Ok(());
+        }
+        let height = self.support.height();
+        let mut data = height.to_be_bytes().to_vec();
+        if let Some(h) = self.support.ledger().last_hash() {
+            data.extend_from_slice(h.as_ref());
+        }
+        self.raw
+            .mut_store()
+            .compact(floor, data)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Notes role changes: a new leader first applies its whole log; a deposed one
+    /// answers the waiters of envelopes it will never propose.
+    fn publish(&mut self) {
+        let role = self.raw.raft.state;
+        if role != self.role {
+            let was_leader = self.role == StateRole::Leader;
+            self.role = role;
+            if role == StateRole::Leader {
+                let last = self.raw.raft.raft_log.last_index();
+                self.catch_up_to = Some(last);
+                info!(
+                    channel = self.channel_id(),
+                    term = self.raw.raft.term,
+                    catch_up_to = last,
+                    "became raft leader"
+                );
+                // The empty entry of the new term may already be applied.
+                if self.applied >= last {
+                    self.catch_up_to = None;
+                    self.forget_lost_proposals();
+                    self.support.reset_created();
+                }
+            } else if was_leader {
+                info!(
+                    channel = self.channel_id(),
+                    term = self.raw.raft.term,
+                    "lost raft leadership"
+                );
+                self.catch_up_to = None;
+                self.reject_pending("the raft leader changed; resubmit");
+            }
+        }
+        let leader = self.raw.raft.leader_id;
+        self.shared.leader.store(leader, Ordering::Release);
+        self.shared
+            .term
+            .store(self.raw.raft.term, Ordering::Release);
+        self.shared
+            .is_leader
+            .store(role == StateRole::Leader, Ordering::Release);
+        self.shared.accepting.store(
+            role == StateRole::Leader && self.catch_up_to.is_none(),
+            Ordering::Release,
+        );
+        let name = match role {
+            StateRole::Leader => "leader",
+            StateRole::Follower => "follower",
+            StateRole::Candidate => "candidate",
+            StateRole::PreCandidate => "pre-candidate",
+        };
+        if let Ok(mut r) = self.shared.role.write() {
+            if r.as_str() != name {
+                *r = name.to_string();
+            }
+        }
+    }
+
+    /// Envelopes cut into no proposed block: their committed-mode waiters learn now.
+    fn reject_pending(&mut self, reason: &str) {
+        self.batch_deadline = None;
+        for item in self.cutter.cut() {
+            self.support
+                .notify_rejected(&item.tx_id, reason.to_string());
+        }
+        self.support.reset_created();
+    }
+
+    /// Proposals of an earlier term that are not in the log (the log is fully applied and
+    /// the ledger is past none of them): their waiters learn they were dropped.
+    fn forget_lost_proposals(&mut self) {
+        let height = self.support.height();
+        let lost = self.inflight.split_off(&height);
+        for (_, b) in lost {
+            for id in b.tx_ids {
+                self.support.notify_rejected(
+                    &id,
+                    "the raft leader changed before the envelope was ordered; resubmit".into(),
+                );
+            }
+        }
+    }
+}

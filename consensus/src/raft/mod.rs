@@ -1,0 +1,337 @@
+//! The raft backend: one raft-rs group per channel among the channel's consenters.
+//!
+//! The leader cuts blocks with the channel's [`crate::cutter::BlockCutter`] and proposes
+//! whole blocks (at most `max_inflight_blocks` proposed and not yet applied); followers
+//! forward the envelopes they receive to the leader ([`RaftTransport::submit`]). Every
+//! node applies committed entries by signing the block with its own identity and
+//! appending it to its ledger, with the entry's raft index as the block's consenter
+//! metadata — so a restarted node knows which entries its ledger already holds.
+//!
+//! The raft loop ([`driver`]) runs on its own thread: it persists entries and hard state
+//! (synced) before sending the messages that depend on them, as raft-rs's `Ready`
+//! contract requires, and writes blocks with one fsync each. Time reaches raft only as
+//! ticks from the driver.
+//!
+//! A new leader accepts envelopes only once it has applied every entry of its log, so its
+//! first block follows the last block of its predecessor. Envelopes a deposed leader had
+//! accepted but not yet proposed are answered SERVICE_UNAVAILABLE to committed-mode
+//! waiters (the client resubmits); envelopes of a proposal that lost to another block at
+//! the same height likewise. Nothing acknowledged in `committed` mode is dropped silently.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::error;
+
+use ordo_proto::pb::common::RaftConfig;
+
+use crate::chain::{BoxFuture, Chain, ChainError, ChainStatus, OrderRequest};
+use crate::support::ChainSupport;
+
+mod driver;
+mod logger;
+pub mod storage;
+pub mod transport;
+
+pub use transport::{LocalNetwork, RaftTransport};
+
+/// Timing and flow-control settings of a raft chain (from the channel's `RaftConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftOptions {
+    /// Real time of one raft tick.
+    pub tick_interval: Duration,
+    /// Ticks without a heartbeat before a follower campaigns (randomised up to twice).
+    pub election_tick: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_tick: usize,
+    /// Blocks the leader may have proposed and not yet applied.
+    pub max_inflight_blocks: usize,
+    /// Log bytes after which a snapshot is taken and the log compacted.
+    pub snapshot_interval_bytes: u64,
+    /// Envelopes that may wait for the leader's raft loop (backpressure for Broadcast).
+    pub queue_capacity: usize,
+}
+
+impl Default for RaftOptions {
+    fn default() -> Self {
+        Self {
+            tick_interval: Duration::from_millis(100),
+            election_tick: 10,
+            heartbeat_tick: 1,
+            max_inflight_blocks: 5,
+            snapshot_interval_bytes: 64 << 20,
+            queue_capacity: 4_096,
+        }
+    }
+}
+
+impl RaftOptions {
+    /// The options a channel's `RaftConfig` asks for; zero fields take the defaults.
+    pub fn from_config(config: Option<&RaftConfig>) -> Self {
+        let d = Self::default();
+        let Some(c) = config else { return d };
+        let or = |v: u64, default: u64| if v == 0 { default } else { v };
+        Self {
+            tick_interval: Duration::from_millis(or(
+                c.tick_interval_ms,
+                d.tick_interval.as_millis() as u64,
+            )),
+            election_tick: or(u64::from(c.election_tick), d.election_tick as u64) as usize,
+            heartbeat_tick: or(u64::from(c.heartbeat_tick), d.heartbeat_tick as u64) as usize,
+            max_inflight_blocks: or(
+                u64::from(c.max_inflight_blocks),
+                d.max_inflight_blocks as u64,
+            ) as usize,
+            snapshot_interval_bytes: or(c.snapshot_interval_bytes, d.snapshot_interval_bytes),
+            queue_capacity: d.queue_capacity,
+        }
+    }
+}
+
+/// The raft node id of a consenter: the first 8 bytes of SHA-256 of its name (never 0,
+/// which raft-rs reserves). Every node derives the same ids from the channel config.
+pub fn raft_id(consenter: &str) -> u64 {
+    let digest = Sha256::digest(consenter.as_bytes());
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(id).max(1)
+}
+
+/// Who this node is in the raft group and how it reaches the others.
+pub struct RaftSetup {
+    /// This node's raft id.
+    pub id: u64,
+    /// The founding voters (used only when the channel's raft log is empty).
+    pub voters: Vec<u64>,
+    /// Names of the nodes by raft id (for leader hints and logs).
+    pub names: HashMap<u64, String>,
+    /// The network.
+    pub transport: Arc<dyn RaftTransport>,
+    /// Timings and limits.
+    pub options: RaftOptions,
+}
+
+/// What the raft loop publishes for `status()` and metrics.
+#[derive(Debug, Default)]
+struct Shared {
+    leader: AtomicU64,
+    term: AtomicU64,
+    is_leader: AtomicBool,
+    /// Set once a new leader has applied its whole log and takes envelopes.
+    accepting: AtomicBool,
+    role: RwLock<String>,
+}
+
+/// An envelope handed to the leader's raft loop.
+struct Proposal {
+    request: OrderRequest,
+    is_config: bool,
+    done: oneshot::Sender<Result<(), ChainError>>,
+}
+
+/// A running raft chain.
+pub struct RaftChain {
+    id: u64,
+    names: HashMap<u64, String>,
+    proposals: mpsc::Sender<Proposal>,
+    steps: mpsc::Sender<Vec<u8>>,
+    transport: Arc<dyn RaftTransport>,
+    shared: Arc<Shared>,
+    halt: CancellationToken,
+    failed: Arc<AtomicBool>,
+    stopped: Mutex<watch::Receiver<bool>>,
+}
+
+impl RaftChain {
+    /// Starts the chain: loads the raft log from the channel's ledger and runs the raft
+    /// loop on its own thread. Must be called within a Tokio runtime.
+    pub fn start(support: Arc<ChainSupport>, setup: RaftSetup) -> Result<Arc<Self>, ChainError> {
+        let (ptx, prx) = mpsc::channel(setup.options.queue_capacity.max(1));
+        let (stx, srx) = mpsc::channel(4_096);
+        let (stopped_tx, stopped_rx) = watch::channel(false);
+        let shared = Arc::new(Shared::default());
+        let halt = CancellationToken::new();
+        let failed = Arc::new(AtomicBool::new(false));
+        let driver = driver::Driver::new(
+            support,
+            &setup,
+            shared.clone(),
+            prx,
+            srx,
+            halt.clone(),
+            failed.clone(),
+        )?;
+        let handle = tokio::runtime::Handle::current();
+        let channel = driver.channel_id().to_string();
+        std::thread::Builder::new()
+            .name(format!("raft-{channel}"))
+            .spawn(move || {
+                driver.run(&handle);
+                let _ = stopped_tx.send(true);
+            })
+            .map_err(|e| ChainError::Storage(format!("cannot start the raft thread: {e}")))?;
+        Ok(Arc::new(Self {
+            id: setup.id,
+            names: setup.names,
+            proposals: ptx,
+            steps: stx,
+            transport: setup.transport,
+            shared,
+            halt,
+            failed,
+            stopped: Mutex::new(stopped_rx),
+        }))
+    }
+
+    /// This node's raft id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The leader this node knows (0 when none).
+    pub fn leader(&self) -> u64 {
+        self.shared.leader.load(Ordering::Acquire)
+    }
+
+    /// Hands an encoded raft message from another node to the raft loop. Never blocks:
+    /// when the loop is behind, the message is dropped (raft retransmits).
+    pub fn step(&self, message: &[u8]) {
+        if self.steps.try_send(message.to_vec()).is_err() {
+            tracing::debug!("raft inbox full or closed; message dropped");
+        }
+    }
+
+    /// An envelope forwarded by a follower: ordered if this node is the leader.
+    pub async fn submit_forwarded(
+        &self,
+        request: OrderRequest,
+        is_config: bool,
+    ) -> Result<(), ChainError> {
+        self.check_running()?;
+        if !self.shared.is_leader.load(Ordering::Acquire) {
+            return Err(self.not_leader());
+        }
+        self.propose_locally(request, is_config).await
+    }
+
+    fn hint(&self, id: u64) -> String {
+        self.names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("raft node {id:x}"))
+    }
+
+    fn not_leader(&self) -> ChainError {
+        match self.leader() {
+            0 => ChainError::NotReady {
+                reason: "no raft leader is known yet".into(),
+            },
+            l => ChainError::NotLeader {
+                hint: Some(self.hint(l)),
+            },
+        }
+    }
+
+    fn check_running(&self) -> Result<(), ChainError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(ChainError::Storage(
+                "the raft chain stopped after a storage failure".into(),
+            ));
+        }
+        if self.halt.is_cancelled() {
+            return Err(ChainError::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    async fn propose_locally(
+        &self,
+        request: OrderRequest,
+        is_config: bool,
+    ) -> Result<(), ChainError> {
+        let (done, rx) = oneshot::channel();
+        let proposal = Proposal {
+            request,
+            is_config,
+            done,
+        };
+        tokio::select! {
+            r = self.proposals.send(proposal) => r.map_err(|_| ChainError::ShuttingDown)?,
+            _ = self.halt.cancelled() => return Err(ChainError::ShuttingDown),
+        }
+        rx.await.map_err(|_| ChainError::ShuttingDown)?
+    }
+
+    async fn route(&self, request: OrderRequest, is_config: bool) -> Result<(), ChainError> {
+        self.check_running()?;
+        let leader = self.leader();
+        if leader == 0 {
+            return Err(self.not_leader());
+        }
+        if leader == self.id {
+            return self.propose_locally(request, is_config).await;
+        }
+        self.transport.submit(leader, request, is_config).await
+    }
+}
+
+impl Chain for RaftChain {
+    fn order(&self, req: OrderRequest) -> BoxFuture<'_, Result<(), ChainError>> {
+        Box::pin(self.route(req, false))
+    }
+
+    fn configure(&self, req: OrderRequest) -> BoxFuture<'_, Result<(), ChainError>> {
+        Box::pin(self.route(req, true))
+    }
+
+    fn wait_ready(&self) -> BoxFuture<'_, Result<(), ChainError>> {
+        Box::pin(async move {
+            self.check_running()?;
+            if self.leader() == 0 {
+                return Err(self.not_leader());
+            }
+            if self.leader() == self.id && !self.shared.accepting.load(Ordering::Acquire) {
+                return Err(ChainError::NotReady {
+                    reason: "the new raft leader is still applying its log".into(),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn status(&self) -> ChainStatus {
+        let leader = self.leader();
+        ChainStatus {
+            role: self
+                .shared
+                .role
+                .read()
+                .map(|r| r.clone())
+                .unwrap_or_else(|p| p.into_inner().clone()),
+            leader: (leader != 0).then(|| self.hint(leader)),
+            term: self.shared.term.load(Ordering::Acquire),
+        }
+    }
+
+    fn halt(&self) -> BoxFuture<'_, ()> {
+        self.halt.cancel();
+        let mut rx = self
+            .stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Box::pin(async move {
+            if rx.wait_for(|s| *s).await.is_err() {
+                error!("raft thread ended without reporting");
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

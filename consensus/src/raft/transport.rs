@@ -1,0 +1,114 @@
+//! How a raft node reaches the other consenters of its channel.
+//!
+//! The chain only needs two things from the network, so that is all [`RaftTransport`]
+//! asks: send a raft message to a node (best effort — raft tolerates loss, and a full
+//! queue must drop rather than stall the raft loop), and forward an envelope to the
+//! leader and learn whether it took it. The orderer implements it over its gRPC Cluster
+//! service; [`LocalNetwork`] connects chains in one process, for tests and simulation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::chain::{BoxFuture, ChainError, OrderRequest};
+
+use super::RaftChain;
+
+/// The network as a raft chain sees it.
+pub trait RaftTransport: Send + Sync + 'static {
+    /// Sends an encoded raft message to node `to`. Must not block; may drop.
+    fn send(&self, to: u64, message: Vec<u8>);
+
+    /// Forwards an envelope to node `to` (the leader this node knows) and resolves with
+    /// the leader's answer. `is_config` tells a config envelope from a normal one.
+    fn submit(
+        &self,
+        to: u64,
+        request: OrderRequest,
+        is_config: bool,
+    ) -> BoxFuture<'_, Result<(), ChainError>>;
+}
+
+/// Raft chains of one channel in one process, connected directly. Messages to a node
+/// that is not registered (stopped, or cut off with [`LocalNetwork::isolate`]) are lost,
+/// as they would be on a network.
+#[derive(Default)]
+pub struct LocalNetwork {
+    nodes: Mutex<HashMap<u64, Weak<RaftChain>>>,
+    isolated: Mutex<std::collections::HashSet<u64>>,
+}
+
+impl LocalNetwork {
+    /// An empty network.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Makes `chain` reachable as node `id` (replacing a previous registration).
+    pub fn register(&self, id: u64, chain: &Arc<RaftChain>) {
+        self.nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Arc::downgrade(chain));
+    }
+
+    /// Cuts node `id` off (`true`) or reconnects it (`false`): nothing it sends or is
+    /// sent arrives while it is cut off.
+    pub fn isolate(&self, id: u64, isolated: bool) {
+        let mut set = self.isolated.lock().unwrap_or_else(|p| p.into_inner());
+        if isolated {
+            set.insert(id);
+        } else {
+            set.remove(&id);
+        }
+    }
+
+    fn node(&self, from: u64, to: u64) -> Option<Arc<RaftChain>> {
+        {
+            let isolated = self.isolated.lock().unwrap_or_else(|p| p.into_inner());
+            if isolated.contains(&from) || isolated.contains(&to) {
+                return None;
+            }
+        }
+        self.nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&to)
+            .and_then(Weak::upgrade)
+    }
+
+    /// The transport node `from` uses.
+    pub fn transport(self: &Arc<Self>, from: u64) -> Arc<dyn RaftTransport> {
+        Arc::new(LocalTransport {
+            network: self.clone(),
+            from,
+        })
+    }
+}
+
+struct LocalTransport {
+    network: Arc<LocalNetwork>,
+    from: u64,
+}
+
+impl RaftTransport for LocalTransport {
+    fn send(&self, to: u64, message: Vec<u8>) {
+        if let Some(node) = self.network.node(self.from, to) {
+            node.step(&message);
+        }
+    }
+
+    fn submit(
+        &self,
+        to: u64,
+        request: OrderRequest,
+        is_config: bool,
+    ) -> BoxFuture<'_, Result<(), ChainError>> {
+        let node = self.network.node(self.from, to);
+        Box::pin(async move {
+            let node = node.ok_or_else(|| ChainError::NotReady {
+                reason: format!("leader {to} unreachable"),
+            })?;
+            node.submit_forwarded(request, is_config).await
+        })
+    }
+}
