@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/admin.proto",
         "proto/transaction.proto",
         "proto/query.proto",
+        "proto/cluster.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -8,12 +8,14 @@
 //! - [`config`]: the TOML node configuration with `ORDO_` overrides.
 //! - [`registry`]: the channels, joined from genesis blocks and reopened at start.
 //! - [`broadcast`], [`deliver`], [`admin`]: the services.
+//! - [`cluster`]: orderer to orderer for raft channels (the Cluster service and its client).
 //! - [`metrics`], [`ops`]: Prometheus metrics and the operations endpoint.
 //! - [`server::run`]: everything together, until a shutdown future resolves.
 
 pub mod admin;
 pub mod auth;
 pub mod broadcast;
+pub mod cluster;
 pub mod config;
 pub mod deliver;
 pub mod metrics;

@@ -13,7 +13,10 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use ordo_consensus::raft::{raft_id, RaftChain, RaftOptions, RaftSetup};
 use ordo_consensus::{start_chain, Chain, ChainError, ChainSupport};
+
+use crate::cluster::GrpcTransport;
 use ordo_ledger::{BlockStore, ChannelDirs, LedgerError};
 use ordo_proto::block;
 use ordo_proto::config;
@@ -135,6 +138,8 @@ pub struct ChannelHandle {
     pub support: Arc<ChainSupport>,
     /// The running backend.
     pub chain: Arc<dyn Chain>,
+    /// The same backend when it is raft (the Cluster service steps it).
+    pub raft: Option<Arc<RaftChain>>,
     /// Recently accepted tx ids.
     pub recent: Mutex<RecentTxIds>,
     /// Cancelled when the channel is removed or the node shuts down: Deliver streams end.
@@ -185,13 +190,62 @@ impl Registry {
     fn start(&self, ledger: BlockStore) -> Result<Arc<ChannelHandle>, RegistryError> {
         let recent = RecentTxIds::from_ledger(&ledger, self.dedupe_window)?;
         let support = Arc::new(ChainSupport::new(ledger, self.signer.clone())?);
-        let chain = start_chain(support.clone())?;
+        let closed = CancellationToken::new();
+        let (chain, raft): (Arc<dyn Chain>, Option<Arc<RaftChain>>) =
+            if support.state().consensus_type() == "raft" {
+                let raft = self.start_raft(support.clone(), closed.clone())?;
+                (raft.clone(), Some(raft))
+            } else {
+                (start_chain(support.clone())?, None)
+            };
         Ok(Arc::new(ChannelHandle {
             support,
             chain,
+            raft,
             recent: Mutex::new(recent),
-            closed: CancellationToken::new(),
+            closed,
         }))
+    }
+
+    /// Starts a raft chain: this node must be one of the channel's consenters (found by
+    /// its certificate); the others are reached over the Cluster service.
+    fn start_raft(
+        &self,
+        support: Arc<ChainSupport>,
+        closed: CancellationToken,
+    ) -> Result<Arc<RaftChain>, RegistryError> {
+        let state = support.state();
+        let orderer = state.config.orderer.clone().unwrap_or_default();
+        let me = orderer
+            .consenters
+            .iter()
+            .find(|c| c.certificate == *self.signer.cert_bytes())
+            .ok_or_else(|| {
+                ChainError::Unsupported(format!(
+                    "this node is not a consenter of raft channel {:?}",
+                    support.channel_id()
+                ))
+            })?;
+        let self_id = raft_id(&me.id);
+        let transport = GrpcTransport::new(
+            support.channel_id(),
+            self.signer.clone(),
+            &orderer.consenters,
+            self_id,
+            closed,
+        )?;
+        let setup = RaftSetup {
+            id: self_id,
+            voters: orderer.consenters.iter().map(|c| raft_id(&c.id)).collect(),
+            names: orderer
+                .consenters
+                .iter()
+                .map(|c| (raft_id(&c.id), c.id.clone()))
+                .collect(),
+            transport,
+            options: RaftOptions::from_config(orderer.raft.as_ref()),
+        };
+        Ok(RaftChain::start(support, setup)?)
     }
 
     fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<ChannelHandle>>> {

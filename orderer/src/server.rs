@@ -13,12 +13,14 @@ use tracing::info;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::admin_server::{Admin, AdminServer};
 use ordo_proto::pb::admin::AdminResponse;
+use ordo_proto::pb::cluster::cluster_server::ClusterServer;
 use ordo_proto::pb::common::Envelope;
 use ordo_proto::pb::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
 use ordo_proto::pb::orderer::{BroadcastResponse, DeliverResponse};
 
 use crate::admin::AdminHandler;
 use crate::broadcast::BroadcastHandler;
+use crate::cluster::{ClusterService, MAX_CLUSTER_MESSAGE};
 use crate::config::OrdererConfig;
 use crate::deliver::DeliverHandler;
 use crate::metrics::Metrics;
@@ -158,6 +160,14 @@ pub async fn run(
             AtomicBroadcastServer::new(svc)
                 .max_decoding_message_size(max_msg)
                 .max_encoding_message_size(max_msg),
+        )
+        .add_service(
+            ClusterServer::new(ClusterService {
+                registry: registry.clone(),
+                shutdown: token.clone(),
+            })
+            .max_decoding_message_size(MAX_CLUSTER_MESSAGE)
+            .max_encoding_message_size(MAX_CLUSTER_MESSAGE),
         )
         .add_service(
             AdminServer::new(admin)

@@ -23,6 +23,7 @@
 pub mod authz;
 pub mod block;
 pub mod cert;
+pub mod cluster_auth;
 pub mod config;
 pub mod crypto;
 pub mod envelope;
@@ -46,6 +47,10 @@ pub mod pb {
     /// `ordo.admin`: channel participation and node status.
     pub mod admin {
         include!(concat!(env!("OUT_DIR"), "/ordo.admin.rs"));
+    }
+    /// `ordo.cluster`: orderer to orderer (raft messages, forwarded envelopes).
+    pub mod cluster {
+        include!(concat!(env!("OUT_DIR"), "/ordo.cluster.rs"));
     }
     /// `ordo.query`: the peer's ledger queries.
     pub mod query {

@@ -68,7 +68,7 @@ pub(super) struct Driver {
     options: super::RaftOptions,
     shared: Arc<Shared>,
     proposals: mpsc::Receiver<Proposal>,
-    steps: mpsc::Receiver<Vec<u8>>,
+    steps: mpsc::Receiver<(u64, Vec<u8>)>,
     halt: CancellationToken,
     failed: Arc<AtomicBool>,
     cutter: BlockCutter<Item>,
@@ -84,7 +84,7 @@ pub(super) struct Driver {
 }
 
 enum Input {
-    Step(Vec<u8>),
+    Step(u64, Vec<u8>),
     Proposal(Proposal),
     Timer,
     Halt,
@@ -118,7 +118,7 @@ impl Driver {
         setup: &RaftSetup,
         shared: Arc<Shared>,
         proposals: mpsc::Receiver<Proposal>,
-        steps: mpsc::Receiver<Vec<u8>>,
+        steps: mpsc::Receiver<(u64, Vec<u8>)>,
         halt: CancellationToken,
         failed: Arc<AtomicBool>,
     ) -> Result<Self, ChainError> {
@@ -214,14 +214,14 @@ impl Driver {
                         break;
                     }
                 }
-                Input::Step(m) => self.step(&m),
+                Input::Step(from, m) => self.step(from, &m),
                 Input::Proposal(p) => self.propose(p),
                 Input::Timer => {}
             }
             // Take what else is already waiting, up to a bound.
             for _ in 0..MAX_STEPS_PER_TURN {
                 match self.steps.try_recv() {
-                    Ok(m) => self.step(&m),
+                    Ok((from, m)) => self.step(from, &m),
                     Err(_) => break,
                 }
             }
@@ -280,14 +280,14 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = halt.cancelled(), if !halting => Input::Halt,
-                m = steps.recv() => m.map(Input::Step).unwrap_or(Input::Halt),
+                m = steps.recv() => m.map(|(from, m)| Input::Step(from, m)).unwrap_or(Input::Halt),
                 p = proposals.recv(), if accepting => p.map(Input::Proposal).unwrap_or(Input::Halt),
                 _ = tokio::time::sleep_until(deadline) => Input::Timer,
             }
         })
     }
 
-    fn step(&mut self, bytes: &[u8]) {
+    fn step(&mut self, from: u64, bytes: &[u8]) {
         let msg = match RaftMessage::parse_from_bytes(bytes) {
             Ok(m) => m,
             Err(e) => {
@@ -295,6 +295,15 @@ impl Driver {
                 return;
             }
         };
+        if msg.from != from || msg.to != self.id {
+            warn!(
+                channel = self.channel_id(),
+                sender = format_args!("{from:x}"),
+                claimed = format_args!("{:x}", msg.from),
+                "raft message with a forged sender or for another node dropped"
+            );
+            return;
+        }
         if let Err(e) = self.raw.step(msg) {
             debug!(channel = self.channel_id(), error = %e, "raft message refused");
         }

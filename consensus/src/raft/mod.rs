@@ -139,7 +139,7 @@ pub struct RaftChain {
     id: u64,
     names: HashMap<u64, String>,
     proposals: mpsc::Sender<Proposal>,
-    steps: mpsc::Sender<Vec<u8>>,
+    steps: mpsc::Sender<(u64, Vec<u8>)>,
     transport: Arc<dyn RaftTransport>,
     shared: Arc<Shared>,
     halt: CancellationToken,
@@ -198,10 +198,12 @@ impl RaftChain {
         self.shared.leader.load(Ordering::Acquire)
     }
 
-    /// Hands an encoded raft message from another node to the raft loop. Never blocks:
-    /// when the loop is behind, the message is dropped (raft retransmits).
-    pub fn step(&self, message: &[u8]) {
-        if self.steps.try_send(message.to_vec()).is_err() {
+    /// Hands an encoded raft message from node `from` (as authenticated by the
+    /// transport) to the raft loop, which drops it unless the message says the same
+    /// sender. Never blocks: when the loop is behind, the message is dropped (raft
+    /// retransmits).
+    pub fn step(&self, from: u64, message: &[u8]) {
+        if self.steps.try_send((from, message.to_vec())).is_err() {
             tracing::debug!("raft inbox full or closed; message dropped");
         }
     }

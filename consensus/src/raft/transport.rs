@@ -93,7 +93,7 @@ struct LocalTransport {
 impl RaftTransport for LocalTransport {
     fn send(&self, to: u64, message: Vec<u8>) {
         if let Some(node) = self.network.node(self.from, to) {
-            node.step(&message);
+            node.step(self.from, &message);
         }
     }
 

@@ -1,0 +1,226 @@
+//! Three `ordo orderer` processes running one raft channel over the Cluster service, on
+//! real sockets: a leader is elected, every node orders (followers forward to the leader),
+//! acknowledged (`committed` mode) envelopes are in every ledger exactly once, the leader
+//! is killed with SIGKILL under load and a new one takes over, and the killed node comes
+//! back and catches up to byte-identical block headers.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::Status as Code;
+use ordo_proto::pb::orderer::{seek_position, SeekBehavior, SeekNewest, SeekPosition};
+
+const CHANNEL: &str = "raftch";
+const ORGS: [&str; 3] = ["BankA", "BankB", "BankC"];
+
+fn at(n: u64) -> SeekPosition {
+    SeekPosition {
+        r#type: Some(seek_position::Type::Specified(n)),
+    }
+}
+
+/// Every block of `addr`'s ledger.
+async fn chain(addr: &str, reader: &Identity) -> Vec<ordo_proto::pb::common::Block> {
+    let newest = deliver(
+        addr,
+        reader,
+        CHANNEL,
+        SeekPosition {
+            r#type: Some(seek_position::Type::Newest(SeekNewest {})),
+        },
+        Some(SeekPosition {
+            r#type: Some(seek_position::Type::Newest(SeekNewest {})),
+        }),
+        SeekBehavior::FailIfNotReady,
+    )
+    .await;
+    let top = newest
+        .blocks
+        .last()
+        .and_then(|b| b.header.as_ref())
+        .map(|h| h.number)
+        .unwrap_or(0);
+    deliver(
+        addr,
+        reader,
+        CHANNEL,
+        at(0),
+        Some(at(top)),
+        SeekBehavior::FailIfNotReady,
+    )
+    .await
+    .blocks
+}
+
+/// The leader every listed node agrees on (by name), waiting up to 20 s.
+async fn agreed_leader(nodes: &[(&str, &Identity)]) -> String {
+    for _ in 0..200 {
+        let mut leaders = HashSet::new();
+        let mut roles = Vec::new();
+        for (addr, admin) in nodes {
+            let info = channel_info(addr, admin, CHANNEL).await;
+            leaders.insert(info.leader.clone());
+            roles.push(info.role);
+        }
+        if leaders.len() == 1 && roles.iter().filter(|r| *r == "leader").count() == 1 {
+            if let Some(l) = leaders.into_iter().next().filter(|l| !l.is_empty()) {
+                return l;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no agreed raft leader");
+}
+
+/// Broadcasts `count` envelopes through `addr` one stream at a time, resubmitting those
+/// answered SERVICE_UNAVAILABLE (no leader right now); returns the acknowledged tx ids.
+async fn submit_all(addr: &str, client: &Identity, first_tag: u64, count: u64) -> Vec<String> {
+    let mut acked = Vec::new();
+    let mut pending: Vec<u64> = (first_tag..first_tag + count).collect();
+    for _ in 0..100 {
+        if pending.is_empty() {
+            return acked;
+        }
+        let batch: Vec<_> = pending
+            .iter()
+            .map(|t| message(client, CHANNEL, 200, *t))
+            .collect();
+        let (envs, ids): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let responses = broadcast(addr, envs).await;
+        let mut retry = Vec::new();
+        for ((r, id), tag) in responses.iter().zip(ids).zip(pending.iter()) {
+            match Code::try_from(r.status) {
+                Ok(Code::Success) => acked.push(id),
+                Ok(Code::ServiceUnavailable) => retry.push(*tag),
+                other => panic!("unexpected status {other:?}: {}", r.info),
+            }
+        }
+        pending = retry;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    panic!("{} envelopes never accepted", pending.len());
+}
+
+/// Waits until every node's chain holds `acked` exactly once and all chains have the same
+/// block hashes; returns the common height.
+async fn converged(nodes: &[(&str, &Identity)], acked: &[String]) -> usize {
+    let want: HashSet<&String> = acked.iter().collect();
+    for _ in 0..150 {
+        let mut chains = Vec::new();
+        for (addr, reader) in nodes {
+            chains.push(chain(addr, reader).await);
+        }
+        let heights: Vec<usize> = chains.iter().map(Vec::len).collect();
+        let complete = chains.iter().all(|c| {
+            let ids: Vec<String> = c.iter().flat_map(block_tx_ids).collect();
+            let unique: HashSet<&String> = ids.iter().collect();
+            assert_eq!(unique.len(), ids.len(), "a tx id is in the chain twice");
+            want.iter().all(|w| unique.contains(w))
+        });
+        if complete && heights.iter().all(|h| *h == heights[0]) {
+            for c in &chains[1..] {
+                for (a, b) in c.iter().zip(&chains[0]) {
+                    assert_eq!(
+                        ordo_proto::block::hash(a),
+                        ordo_proto::block::hash(b),
+                        "ledgers diverge"
+                    );
+                }
+            }
+            return heights[0];
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("ledgers did not converge");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_raft_orderers_survive_a_killed_leader() {
+    let c = Consortium::new(&ORGS.join(","));
+    let mut nodes: Vec<OrdererProcess> = ORGS
+        .iter()
+        .enumerate()
+        .map(|(i, org)| OrdererProcess::start(&c, &format!("orderer{i}"), org))
+        .collect();
+    let admins: Vec<Identity> = ORGS.iter().map(|o| c.identity(o, "admin")).collect();
+    for (n, a) in nodes.iter_mut().zip(&admins) {
+        n.wait_ready(a).await;
+    }
+    let endpoints: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+    let genesis = c.genesis(
+        CHANNEL,
+        &[
+            "--consensus",
+            "raft",
+            "--orderer-endpoints",
+            &endpoints.join(","),
+            "--ack-mode",
+            "committed",
+            "--batch-timeout-ms",
+            "50",
+        ],
+    );
+    for (n, a) in nodes.iter().zip(&admins) {
+        join(&n.addr, a, &genesis).await;
+    }
+    let client = c.identity("BankA", "client");
+    let all: Vec<(&str, &Identity)> = nodes
+        .iter()
+        .zip(&admins)
+        .map(|(n, a)| (n.addr.as_str(), a))
+        .collect();
+    let leader = agreed_leader(&all).await;
+    let leader_ix: usize = leader
+        .trim_start_matches("orderer")
+        .parse()
+        .expect("consenter names are orderer<i>");
+
+    // Every node takes envelopes; followers forward them to the leader.
+    let mut acked = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        acked.extend(submit_all(&n.addr, &client, i as u64 * 1_000, 60).await);
+    }
+    converged(&all, &acked).await;
+
+    // SIGKILL the leader while a follower is being loaded.
+    let survivor_ix = (leader_ix + 1) % 3;
+    let survivor = nodes[survivor_ix].addr.clone();
+    let load = {
+        let client = client.clone();
+        let survivor = survivor.clone();
+        tokio::spawn(async move { submit_all(&survivor, &client, 10_000, 150).await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    nodes[leader_ix].kill();
+    acked.extend(load.await.expect("load task"));
+    let rest: Vec<(&str, &Identity)> = nodes
+        .iter()
+        .zip(&admins)
+        .enumerate()
+        .filter(|(i, _)| *i != leader_ix)
+        .map(|(_, (n, a))| (n.addr.as_str(), a))
+        .collect();
+    let new_leader = agreed_leader(&rest).await;
+    assert_ne!(new_leader, leader, "a new leader took over");
+    acked.extend(submit_all(&survivor, &client, 20_000, 40).await);
+    converged(&rest, &acked).await;
+
+    // The killed node restarts and catches up.
+    nodes[leader_ix].restart(&admins[leader_ix]).await;
+    let all: Vec<(&str, &Identity)> = nodes
+        .iter()
+        .zip(&admins)
+        .map(|(n, a)| (n.addr.as_str(), a))
+        .collect();
+    let height = converged(&all, &acked).await;
+    assert!(height > 2, "blocks were cut");
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+}

@@ -1,0 +1,385 @@
+//! The Cluster service and its client: how the consenters of a raft channel talk.
+//!
+//! - **Step** (client stream): raft messages from one consenter. The first request proves
+//!   which consenter opened the stream ([`ordo_proto::cluster_auth`]); every message on it
+//!   is handed to the channel's raft chain as coming from that consenter, and the chain
+//!   drops messages that claim another sender.
+//! - **Submit** (unary): an envelope a follower received, forwarded to the leader; each
+//!   request carries its own proof, bound to the SHA-256 of the envelope.
+//!
+//! [`GrpcTransport`] is the sending side: per remote consenter one task that keeps a Step
+//! stream open, reconnecting with backoff, fed by a bounded queue — when the queue is
+//! full the message is dropped and counted (raft retransmits; a slow peer must not stall
+//! the raft loop).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use ordo_consensus::chain::BoxFuture;
+use ordo_consensus::raft::{raft_id, RaftChain, RaftTransport};
+use ordo_consensus::{ChainError, OrderRequest};
+use ordo_proto::cluster_auth::{self, Purpose};
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::cluster::cluster_client::ClusterClient;
+use ordo_proto::pb::cluster::cluster_server::Cluster;
+use ordo_proto::pb::cluster::{StepRequest, StepResponse, SubmitRequest, SubmitResponse};
+use ordo_proto::pb::common::{Consenter, Status as Code};
+
+use crate::registry::{ChannelHandle, Registry};
+use crate::status::chain_error_code;
+
+/// Raft messages queued per remote consenter before new ones are dropped.
+const SEND_QUEUE: usize = 1_024;
+/// How long a forwarded envelope may wait for the leader's answer.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest cluster message (a raft append carries whole blocks).
+pub const MAX_CLUSTER_MESSAGE: usize = 64 << 20;
+
+/// The Cluster gRPC service.
+pub struct ClusterService {
+    /// The channels.
+    pub registry: Arc<Registry>,
+    /// Cancelled on node shutdown: Step streams end, so the server can stop.
+    pub shutdown: CancellationToken,
+}
+
+fn raft_of(
+    registry: &Registry,
+    channel: &str,
+) -> Result<(Arc<ChannelHandle>, Arc<RaftChain>), Status> {
+    let handle = registry
+        .get(channel)
+        .ok_or_else(|| Status::not_found(format!("channel {channel:?} not found")))?;
+    let raft = handle.raft.clone().ok_or_else(|| {
+        Status::failed_precondition(format!("channel {channel:?} does not run raft"))
+    })?;
+    Ok((handle, raft))
+}
+
+fn consenters(handle: &ChannelHandle) -> Vec<Consenter> {
+    handle
+        .support
+        .state()
+        .config
+        .orderer
+        .as_ref()
+        .map(|o| o.consenters.clone())
+        .unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn step(
+        &self,
+        request: Request<Streaming<StepRequest>>,
+    ) -> Result<Response<StepResponse>, Status> {
+        let mut inbound = request.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty Step stream"))?;
+        let channel = first.channel.clone();
+        let (handle, raft) = raft_of(&self.registry, &channel)?;
+        let members = consenters(&handle);
+        let state = handle.support.state();
+        let sender = cluster_auth::verify(
+            first.auth.as_ref(),
+            &members,
+            &state.msp,
+            Purpose::Step,
+            &channel,
+            &[],
+            ordo_proto::now_ms(),
+        )
+        .map_err(|e| Status::permission_denied(e.to_string()))?;
+        let from = raft_id(&sender.id);
+        debug!(%channel, consenter = %sender.id, "raft stream opened");
+        if !first.message.is_empty() {
+            raft.step(from, &first.message);
+        }
+        loop {
+            let next = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = handle.closed.cancelled() => break,
+                m = inbound.message() => m?,
+            };
+            let Some(req) = next else { break };
+            if req.channel != channel {
+                return Err(Status::invalid_argument(
+                    "a Step stream carries one channel",
+                ));
+            }
+            raft.step(from, &req.message);
+        }
+        Ok(Response::new(StepResponse {}))
+    }
+
+    async fn submit(
+        &self,
+        request: Request<SubmitRequest>,
+    ) -> Result<Response<SubmitResponse>, Status> {
+        let req = request.into_inner();
+        let (handle, raft) = raft_of(&self.registry, &req.channel)?;
+        let members = consenters(&handle);
+        let state = handle.support.state();
+        let digest = Sha256::digest(&req.envelope);
+        cluster_auth::verify(
+            req.auth.as_ref(),
+            &members,
+            &state.msp,
+            Purpose::Submit,
+            &req.channel,
+            &digest,
+            ordo_proto::now_ms(),
+        )
+        .map_err(|e| Status::permission_denied(e.to_string()))?;
+        let order = OrderRequest {
+            envelope: req.envelope,
+            tx_id: req.tx_id,
+            config_seq: req.config_seq,
+        };
+        let answer = match raft.submit_forwarded(order, req.is_config).await {
+            Ok(()) => SubmitResponse {
+                status: Code::Success as i32,
+                info: String::new(),
+            },
+            Err(e) => SubmitResponse {
+                status: chain_error_code(&e) as i32,
+                info: e.to_string(),
+            },
+        };
+        Ok(Response::new(answer))
+    }
+}
+
+/// One remote consenter as the sender sees it.
+struct Link {
+    name: String,
+    queue: mpsc::Sender<Vec<u8>>,
+    client: ClusterClient<Channel>,
+}
+
+/// Counters of the cluster client (for metrics).
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    /// Raft messages dropped because a consenter's queue was full.
+    pub dropped: AtomicU64,
+    /// Step streams (re)opened.
+    pub connects: AtomicU64,
+}
+
+/// The raft transport of one channel over the Cluster service.
+pub struct GrpcTransport {
+    channel: String,
+    identity: Identity,
+    links: HashMap<u64, Link>,
+    stats: Arc<ClusterStats>,
+}
+
+impl GrpcTransport {
+    /// Connects (lazily) to every consenter of `channel` but `self_id`; the stream tasks
+    /// run until `stop` is cancelled.
+    pub fn new(
+        channel: &str,
+        identity: Identity,
+        consenters: &[Consenter],
+        self_id: u64,
+        stop: CancellationToken,
+    ) -> Result<Arc<Self>, ChainError> {
+        let stats = Arc::new(ClusterStats::default());
+        let mut links = HashMap::new();
+        for c in consenters {
+            let id = raft_id(&c.id);
+            if id == self_id {
+                continue;
+            }
+            let endpoint = Endpoint::from_shared(format!("http://{}", c.endpoint))
+                .map_err(|e| {
+                    ChainError::Unsupported(format!(
+                        "consenter {} has a bad endpoint {:?}: {e}",
+                        c.id, c.endpoint
+                    ))
+                })?
+                .connect_timeout(Duration::from_secs(3))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(5));
+            let client = ClusterClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(MAX_CLUSTER_MESSAGE)
+                .max_encoding_message_size(MAX_CLUSTER_MESSAGE);
+            let (tx, rx) = mpsc::channel(SEND_QUEUE);
+            tokio::spawn(stream_task(
+                channel.to_string(),
+                c.id.clone(),
+                identity.clone(),
+                client.clone(),
+                rx,
+                stats.clone(),
+                stop.clone(),
+            ));
+            links.insert(
+                id,
+                Link {
+                    name: c.id.clone(),
+                    queue: tx,
+                    client,
+                },
+            );
+        }
+        Ok(Arc::new(Self {
+            channel: channel.to_string(),
+            identity,
+            links,
+            stats,
+        }))
+    }
+
+    /// The transport's counters.
+    pub fn stats(&self) -> &ClusterStats {
+        &self.stats
+    }
+}
+
+impl RaftTransport for GrpcTransport {
+    fn send(&self, to: u64, message: Vec<u8>) {
+        let Some(link) = self.links.get(&to) else {
+            return;
+        };
+        if link.queue.try_send(message).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn submit(
+        &self,
+        to: u64,
+        request: OrderRequest,
+        is_config: bool,
+    ) -> BoxFuture<'_, Result<(), ChainError>> {
+        Box::pin(async move {
+            let link = self.links.get(&to).ok_or_else(|| ChainError::NotReady {
+                reason: format!("leader {to:x} is not a known consenter"),
+            })?;
+            let digest = Sha256::digest(&request.envelope);
+            let auth = cluster_auth::sign(
+                &self.identity,
+                Purpose::Submit,
+                &self.channel,
+                &digest,
+                ordo_proto::now_ms(),
+            );
+            let mut client = link.client.clone();
+            let call = client.submit(SubmitRequest {
+                channel: self.channel.clone(),
+                envelope: request.envelope,
+                tx_id: request.tx_id,
+                config_seq: request.config_seq,
+                is_config,
+                auth: Some(auth),
+            });
+            let answer = tokio::time::timeout(SUBMIT_TIMEOUT, call)
+                .await
+                .map_err(|_| ChainError::NotReady {
+                    reason: format!("leader {} did not answer in time", link.name),
+                })?
+                .map_err(|s| ChainError::NotReady {
+                    reason: format!("leader {} unreachable: {}", link.name, s.message()),
+                })?
+                .into_inner();
+            match Code::try_from(answer.status).unwrap_or(Code::Unknown) {
+                Code::Success => Ok(()),
+                Code::ServiceUnavailable => Err(ChainError::NotReady {
+                    reason: format!("leader {}: {}", link.name, answer.info),
+                }),
+                Code::BadRequest => Err(ChainError::Revalidation(answer.info)),
+                Code::NotImplemented => Err(ChainError::Unsupported(answer.info)),
+                _ => Err(ChainError::Storage(format!(
+                    "leader {}: {}",
+                    link.name, answer.info
+                ))),
+            }
+        })
+    }
+}
+
+/// Keeps a Step stream to one consenter open while there is something to send.
+async fn stream_task(
+    channel: String,
+    peer: String,
+    identity: Identity,
+    client: ClusterClient<Channel>,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    stats: Arc<ClusterStats>,
+    stop: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    // A message that arrived while no stream was open; sent first on the next one.
+    let mut carry: Option<Vec<u8>> = None;
+    loop {
+        let first = match carry.take() {
+            Some(m) => m,
+            None => tokio::select! {
+                _ = stop.cancelled() => return,
+                m = queue.recv() => match m { Some(m) => m, None => return },
+            },
+        };
+        let (tx, rx) = mpsc::channel::<StepRequest>(256);
+        let auth = cluster_auth::sign(
+            &identity,
+            Purpose::Step,
+            &channel,
+            &[],
+            ordo_proto::now_ms(),
+        );
+        let _ = tx.try_send(StepRequest {
+            channel: channel.clone(),
+            message: first.into(),
+            auth: Some(auth),
+        });
+        let mut c = client.clone();
+        let call = c.step(ReceiverStream::new(rx));
+        tokio::pin!(call);
+        stats.connects.fetch_add(1, Ordering::Relaxed);
+        let ended = loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                r = &mut call => break r.err(),
+                m = queue.recv() => {
+                    let Some(m) = m else { return };
+                    let req = StepRequest { channel: channel.clone(), message: m.into(), auth: None };
+                    match tx.try_send(req) {
+                        Ok(()) => backoff = Duration::from_millis(100),
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(req)) => {
+                            carry = Some(req.message.to_vec());
+                            break None;
+                        }
+                    }
+                }
+            }
+        };
+        match ended {
+            Some(status) => {
+                warn!(%channel, %peer, error = %status.message(), "raft stream to consenter failed; reconnecting");
+            }
+            None => info!(%channel, %peer, "raft stream to consenter ended; reconnecting"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
