@@ -188,6 +188,28 @@ async fn three_raft_orderers_survive_a_killed_leader() {
     }
     converged(&all, &acked).await;
 
+    // The metrics name the leader: 1 on it, 0 on the others, all in the same term.
+    let mut terms = HashSet::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let (code, text) = http_get(&n.ops, "/metrics");
+        assert_eq!(code, 200);
+        let expected = u8::from(i == leader_ix);
+        assert!(
+            text.contains(&format!(
+                "ordo_orderer_raft_is_leader{{channel=\"{CHANNEL}\"}} {expected}"
+            )),
+            "orderer{i} metrics:\n{text}"
+        );
+        let term = text
+            .lines()
+            .find(|l| l.starts_with(&format!("ordo_orderer_raft_term{{channel=\"{CHANNEL}\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_string)
+            .expect("raft_term exported");
+        terms.insert(term);
+    }
+    assert_eq!(terms.len(), 1, "every node reports the same term");
+
     // SIGKILL the leader while a follower is being loaded.
     let survivor_ix = (leader_ix + 1) % 3;
     let survivor = nodes[survivor_ix].addr.clone();

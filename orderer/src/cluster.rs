@@ -244,9 +244,9 @@ impl GrpcTransport {
         }))
     }
 
-    /// The transport's counters.
-    pub fn stats(&self) -> &ClusterStats {
-        &self.stats
+    /// The transport's counters (shared; they outlive a borrow of the transport).
+    pub fn stats(&self) -> Arc<ClusterStats> {
+        self.stats.clone()
     }
 }
 

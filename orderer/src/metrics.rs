@@ -38,6 +38,24 @@ pub struct Metrics {
     pub verify_batch_size: Histogram,
     /// Admin requests by command and status.
     pub admin_requests: Family<Labels, Counter>,
+    /// Raft: 1 on the channel's leader, 0 elsewhere (refreshed at scrape time).
+    pub raft_is_leader: Family<Labels, Gauge<u64, AtomicU64>>,
+    /// Raft term by channel.
+    pub raft_term: Family<Labels, Gauge<u64, AtomicU64>>,
+    /// Raft leader changes seen since start, by channel.
+    pub raft_leader_changes: Family<Labels, Counter<u64, AtomicU64>>,
+    /// Raft committed index by channel.
+    pub raft_committed_index: Family<Labels, Gauge<u64, AtomicU64>>,
+    /// Raft index applied to the ledger, by channel.
+    pub raft_applied_index: Family<Labels, Gauge<u64, AtomicU64>>,
+    /// Seconds spent persisting raft entries and hard state (synced), by channel.
+    pub raft_persist_seconds: Family<Labels, Counter<f64, AtomicU64>>,
+    /// Consenters the leader heard from recently (0 on followers), by channel.
+    pub raft_active_nodes: Family<Labels, Gauge<u64, AtomicU64>>,
+    /// Raft messages dropped because a consenter's send queue was full, by channel.
+    pub cluster_messages_dropped: Family<Labels, Counter<u64, AtomicU64>>,
+    /// Raft streams to other consenters (re)opened, by channel.
+    pub cluster_connects: Family<Labels, Counter<u64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -63,6 +81,15 @@ impl Metrics {
             block_write_seconds: Family::default(),
             verify_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             admin_requests: Family::default(),
+            raft_is_leader: Family::default(),
+            raft_term: Family::default(),
+            raft_leader_changes: Family::default(),
+            raft_committed_index: Family::default(),
+            raft_applied_index: Family::default(),
+            raft_persist_seconds: Family::default(),
+            raft_active_nodes: Family::default(),
+            cluster_messages_dropped: Family::default(),
+            cluster_connects: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -124,6 +151,47 @@ impl Metrics {
             "admin_requests",
             "Admin requests by command and status",
             m.admin_requests.clone(),
+        );
+        registry.register(
+            "raft_is_leader",
+            "1 if this node is the channel's raft leader",
+            m.raft_is_leader.clone(),
+        );
+        registry.register("raft_term", "Raft term", m.raft_term.clone());
+        registry.register(
+            "raft_leader_changes",
+            "Raft leader changes seen since start",
+            m.raft_leader_changes.clone(),
+        );
+        registry.register(
+            "raft_committed_index",
+            "Index of the last committed raft entry",
+            m.raft_committed_index.clone(),
+        );
+        registry.register(
+            "raft_applied_index",
+            "Index of the last raft entry applied to the ledger",
+            m.raft_applied_index.clone(),
+        );
+        registry.register(
+            "raft_persist_seconds",
+            "Time spent persisting raft entries and hard state, fsync included",
+            m.raft_persist_seconds.clone(),
+        );
+        registry.register(
+            "raft_active_nodes",
+            "Consenters the leader heard from recently (0 on followers)",
+            m.raft_active_nodes.clone(),
+        );
+        registry.register(
+            "cluster_messages_dropped",
+            "Raft messages dropped because a consenter's send queue was full",
+            m.cluster_messages_dropped.clone(),
+        );
+        registry.register(
+            "cluster_connects",
+            "Raft streams to other consenters opened or reopened",
+            m.cluster_connects.clone(),
         );
         Self { registry, ..m }
     }

@@ -16,7 +16,7 @@ use tracing::info;
 use ordo_consensus::raft::{raft_id, RaftChain, RaftOptions, RaftSetup};
 use ordo_consensus::{start_chain, Chain, ChainError, ChainSupport};
 
-use crate::cluster::GrpcTransport;
+use crate::cluster::{ClusterStats, GrpcTransport};
 use ordo_ledger::{BlockStore, ChannelDirs, LedgerError};
 use ordo_proto::block;
 use ordo_proto::config;
@@ -140,6 +140,8 @@ pub struct ChannelHandle {
     pub chain: Arc<dyn Chain>,
     /// The same backend when it is raft (the Cluster service steps it).
     pub raft: Option<Arc<RaftChain>>,
+    /// The raft transport's counters, for a raft channel.
+    pub cluster: Option<Arc<ClusterStats>>,
     /// Recently accepted tx ids.
     pub recent: Mutex<RecentTxIds>,
     /// Cancelled when the channel is removed or the node shuts down: Deliver streams end.
@@ -191,17 +193,18 @@ impl Registry {
         let recent = RecentTxIds::from_ledger(&ledger, self.dedupe_window)?;
         let support = Arc::new(ChainSupport::new(ledger, self.signer.clone())?);
         let closed = CancellationToken::new();
-        let (chain, raft): (Arc<dyn Chain>, Option<Arc<RaftChain>>) =
+        let (chain, raft, cluster): (Arc<dyn Chain>, _, _) =
             if support.state().consensus_type() == "raft" {
-                let raft = self.start_raft(support.clone(), closed.clone())?;
-                (raft.clone(), Some(raft))
+                let (raft, stats) = self.start_raft(support.clone(), closed.clone())?;
+                (raft.clone(), Some(raft), Some(stats))
             } else {
-                (start_chain(support.clone())?, None)
+                (start_chain(support.clone())?, None, None)
             };
         Ok(Arc::new(ChannelHandle {
             support,
             chain,
             raft,
+            cluster,
             recent: Mutex::new(recent),
             closed,
         }))
@@ -213,7 +216,7 @@ impl Registry {
         &self,
         support: Arc<ChainSupport>,
         closed: CancellationToken,
-    ) -> Result<Arc<RaftChain>, RegistryError> {
+    ) -> Result<(Arc<RaftChain>, Arc<ClusterStats>), RegistryError> {
         let state = support.state();
         let orderer = state.config.orderer.clone().unwrap_or_default();
         let me = orderer
@@ -234,6 +237,7 @@ impl Registry {
             self_id,
             closed,
         )?;
+        let stats = transport.stats();
         let setup = RaftSetup {
             id: self_id,
             voters: orderer.consenters.iter().map(|c| raft_id(&c.id)).collect(),
@@ -245,7 +249,7 @@ impl Registry {
             transport,
             options: RaftOptions::from_config(orderer.raft.as_ref()),
         };
-        Ok(RaftChain::start(support, setup)?)
+        Ok((RaftChain::start(support, setup)?, stats))
     }
 
     fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<ChannelHandle>>> {

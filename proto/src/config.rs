@@ -14,7 +14,8 @@ use crate::block::{self, GENESIS_PREVIOUS_HASH};
 use crate::envelope::{self, EnvelopeError};
 use crate::hash;
 use crate::pb::common::{
-    AckMode, Block, ChannelConfig, ConfigEnvelope, Envelope, Header, HeaderType, Payload,
+    AckMode, Block, ChannelConfig, ConfigEnvelope, Envelope, Header, HeaderType, OrdererConfig,
+    Payload,
 };
 use crate::policy::{self, PolicyError};
 
@@ -138,6 +139,9 @@ pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
             orderer.ack_mode
         )));
     }
+    if orderer.consensus_type == "raft" {
+        validate_raft(orderer)?;
+    }
     let org_names: Vec<String> = config.orgs.iter().map(|o| o.name.clone()).collect();
     for (name, p) in [
         ("Readers", &config.readers),
@@ -149,6 +153,72 @@ pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
             .as_ref()
             .ok_or_else(|| invalid(format!("no {name} policy")))?;
         policy::validate(p, &org_names).map_err(|source| ConfigError::Policy { name, source })?;
+    }
+    Ok(())
+}
+
+/// A raft channel's consenters and timings. Zero timing fields mean "the default"
+/// (`ordo_consensus::raft::RaftOptions`); set ones must make sense together, because every
+/// consenter runs with them and a bad value (an election timeout shorter than the
+/// heartbeat) would keep the group from ever settling on a leader.
+fn validate_raft(orderer: &OrdererConfig) -> Result<(), ConfigError> {
+    if orderer.consenters.is_empty() {
+        return Err(invalid("a raft channel needs at least one consenter"));
+    }
+    let mut ids = HashSet::new();
+    let mut certs = HashSet::new();
+    for c in &orderer.consenters {
+        if c.id.is_empty() || c.endpoint.is_empty() || c.certificate.is_empty() {
+            return Err(invalid(format!(
+                "consenter {:?} needs an id, an endpoint and a certificate",
+                c.id
+            )));
+        }
+        if !ids.insert(c.id.as_str()) {
+            return Err(invalid(format!("consenter id {:?} appears twice", c.id)));
+        }
+        if !certs.insert(c.certificate.as_ref()) {
+            return Err(invalid(format!(
+                "consenter {:?} shares its certificate with another consenter",
+                c.id
+            )));
+        }
+    }
+    let Some(r) = orderer.raft.as_ref() else {
+        return Ok(());
+    };
+    if r.tick_interval_ms != 0 && !(10..=10_000).contains(&r.tick_interval_ms) {
+        return Err(invalid(format!(
+            "raft tick_interval_ms {} not in 10..=10000",
+            r.tick_interval_ms
+        )));
+    }
+    let heartbeat = if r.heartbeat_tick == 0 {
+        1
+    } else {
+        r.heartbeat_tick
+    };
+    let election = if r.election_tick == 0 {
+        10
+    } else {
+        r.election_tick
+    };
+    if election <= heartbeat {
+        return Err(invalid(format!(
+            "raft election_tick {election} must exceed heartbeat_tick {heartbeat}"
+        )));
+    }
+    if r.max_inflight_blocks > 256 {
+        return Err(invalid(format!(
+            "raft max_inflight_blocks {} above 256",
+            r.max_inflight_blocks
+        )));
+    }
+    if r.snapshot_interval_bytes != 0 && r.snapshot_interval_bytes < (1 << 20) {
+        return Err(invalid(format!(
+            "raft snapshot_interval_bytes {} below 1 MiB",
+            r.snapshot_interval_bytes
+        )));
     }
     Ok(())
 }
@@ -246,4 +316,94 @@ pub fn is_config_envelope(envelope_bytes: &[u8]) -> bool {
         .and_then(|e| Payload::decode(e.payload.as_ref()).ok())
         .and_then(|p| p.header)
         .is_some_and(|h| h.r#type == HeaderType::Config as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::common::{BatchSize, Consenter, Organization, RaftConfig, Role};
+
+    fn raft_config(consenters: Vec<Consenter>, raft: Option<RaftConfig>) -> ChannelConfig {
+        ChannelConfig {
+            channel_id: "r".into(),
+            sequence: 0,
+            orgs: vec![Organization {
+                name: "A".into(),
+                root_public_keys: vec![crate::crypto::generate_signing_key()
+                    .verifying_key()
+                    .to_bytes()
+                    .to_vec()
+                    .into()],
+            }],
+            orderer: Some(OrdererConfig {
+                consensus_type: "raft".into(),
+                batch_size: Some(BatchSize {
+                    max_message_count: 10,
+                    absolute_max_bytes: 1 << 20,
+                    preferred_max_bytes: 1 << 19,
+                }),
+                batch_timeout_ms: 100,
+                ack_mode: AckMode::Enqueued as i32,
+                consenters,
+                raft,
+                ..Default::default()
+            }),
+            readers: Some(policy::build::any_member(&[], &[])),
+            writers: Some(policy::build::any_member(&[], &[])),
+            admins: Some(policy::build::any_member(&[], &[Role::Admin])),
+            block_validation: Some(policy::build::any_member(&[], &[Role::Orderer])),
+            chaincodes: vec![],
+        }
+    }
+
+    fn consenter(id: &str, cert: u8) -> Consenter {
+        Consenter {
+            id: id.into(),
+            endpoint: "127.0.0.1:7050".into(),
+            certificate: vec![cert; 8].into(),
+        }
+    }
+
+    #[test]
+    fn raft_channels_need_distinct_consenters_and_coherent_timings() {
+        let good = vec![consenter("o1", 1), consenter("o2", 2), consenter("o3", 3)];
+        assert_eq!(
+            validate(&raft_config(good.clone(), None)).map_err(|e| e.to_string()),
+            Ok(())
+        );
+        assert!(validate(&raft_config(vec![], None)).is_err());
+        let dup_id = vec![consenter("o1", 1), consenter("o1", 2)];
+        assert!(validate(&raft_config(dup_id, None)).is_err());
+        let dup_cert = vec![consenter("o1", 1), consenter("o2", 1)];
+        assert!(validate(&raft_config(dup_cert, None)).is_err());
+        let timings = |r: RaftConfig| validate(&raft_config(good.clone(), Some(r)));
+        assert!(
+            timings(RaftConfig::default()).is_ok(),
+            "zeros mean defaults"
+        );
+        assert!(timings(RaftConfig {
+            tick_interval_ms: 50,
+            election_tick: 20,
+            heartbeat_tick: 2,
+            max_inflight_blocks: 10,
+            snapshot_interval_bytes: 32 << 20,
+        })
+        .is_ok());
+        assert!(timings(RaftConfig {
+            election_tick: 2,
+            heartbeat_tick: 2,
+            ..RaftConfig::default()
+        })
+        .is_err());
+        assert!(timings(RaftConfig {
+            tick_interval_ms: 1,
+            ..RaftConfig::default()
+        })
+        .is_err());
+        assert!(timings(RaftConfig {
+            snapshot_interval_bytes: 1_000,
+            ..RaftConfig::default()
+        })
+        .is_err());
+    }
 }

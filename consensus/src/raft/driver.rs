@@ -472,10 +472,17 @@ impl Driver {
         self.apply(ready.take_committed_entries())?;
         let entries = ready.take_entries();
         let hs = ready.hs().cloned();
+        let started = std::time::Instant::now();
         self.raw
             .mut_store()
             .persist(&entries, hs.as_ref())
             .map_err(|e| e.to_string())?;
+        if !entries.is_empty() || hs.is_some() {
+            self.shared.persist_micros.fetch_add(
+                u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
         if !ready.persisted_messages().is_empty() {
             self.send(ready.take_persisted_messages());
         }
@@ -654,7 +661,24 @@ impl Driver {
             }
         }
         let leader = self.raw.raft.leader_id;
-        self.shared.leader.store(leader, Ordering::Release);
+        if self.shared.leader.swap(leader, Ordering::AcqRel) != leader {
+            self.shared.leader_changes.fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared
+            .committed
+            .store(self.raw.raft.raft_log.committed, Ordering::Relaxed);
+        self.shared.applied.store(self.applied, Ordering::Relaxed);
+        let active = if role == StateRole::Leader {
+            self.raw
+                .raft
+                .prs()
+                .iter()
+                .filter(|(id, pr)| **id == self.id || pr.recent_active)
+                .count() as u64
+        } else {
+            0
+        };
+        self.shared.active_nodes.store(active, Ordering::Relaxed);
         self.shared
             .term
             .store(self.raw.raft.term, Ordering::Release);

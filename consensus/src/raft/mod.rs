@@ -125,6 +125,31 @@ struct Shared {
     /// Set once a new leader has applied its whole log and takes envelopes.
     accepting: AtomicBool,
     role: RwLock<String>,
+    leader_changes: AtomicU64,
+    committed: AtomicU64,
+    applied: AtomicU64,
+    persist_micros: AtomicU64,
+    active_nodes: AtomicU64,
+}
+
+/// What a raft chain reports for metrics: read at scrape time, written by the raft loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftMetrics {
+    /// Whether this node leads the group.
+    pub is_leader: bool,
+    /// The current term.
+    pub term: u64,
+    /// Times the leader this node knows has changed since start.
+    pub leader_changes: u64,
+    /// Index of the last committed raft entry.
+    pub committed_index: u64,
+    /// Index of the last entry applied to the ledger.
+    pub applied_index: u64,
+    /// Total time spent persisting raft entries and hard state (synced), microseconds.
+    pub persist_micros: u64,
+    /// Consenters the leader heard from recently (the node itself included); 0 on a
+    /// follower, which cannot know.
+    pub active_nodes: u64,
 }
 
 /// An envelope handed to the leader's raft loop.
@@ -191,6 +216,20 @@ impl RaftChain {
     /// This node's raft id.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Counters and gauges for the metrics endpoint.
+    pub fn metrics(&self) -> RaftMetrics {
+        let s = &self.shared;
+        RaftMetrics {
+            is_leader: s.is_leader.load(Ordering::Acquire),
+            term: s.term.load(Ordering::Acquire),
+            leader_changes: s.leader_changes.load(Ordering::Relaxed),
+            committed_index: s.committed.load(Ordering::Relaxed),
+            applied_index: s.applied.load(Ordering::Relaxed),
+            persist_micros: s.persist_micros.load(Ordering::Relaxed),
+            active_nodes: s.active_nodes.load(Ordering::Relaxed),
+        }
     }
 
     /// The leader this node knows (0 when none).
