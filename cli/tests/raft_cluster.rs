@@ -90,7 +90,10 @@ async fn submit_all(addr: &str, client: &Identity, first_tag: u64, count: u64) -
             .map(|t| message(client, CHANNEL, 200, *t))
             .collect();
         let (envs, ids): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let responses = broadcast(addr, envs).await;
+        // In committed mode an answer may wait for a new leader, never forever.
+        let responses = tokio::time::timeout(Duration::from_secs(60), broadcast(addr, envs))
+            .await
+            .expect("every envelope answered (none silently dropped)");
         let mut retry = Vec::new();
         for ((r, id), tag) in responses.iter().zip(ids).zip(pending.iter()) {
             match Code::try_from(r.status) {
@@ -216,9 +219,9 @@ async fn three_raft_orderers_survive_a_killed_leader() {
     let load = {
         let client = client.clone();
         let survivor = survivor.clone();
-        tokio::spawn(async move { submit_all(&survivor, &client, 10_000, 150).await })
+        tokio::spawn(async move { submit_all(&survivor, &client, 10_000, 400).await })
     };
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
     nodes[leader_ix].kill();
     acked.extend(load.await.expect("load task"));
     let rest: Vec<(&str, &Identity)> = nodes

@@ -149,13 +149,15 @@ impl Cluster for ClusterService {
             config_seq: req.config_seq,
         };
         let answer = match raft.submit_forwarded(order, req.is_config).await {
-            Ok(()) => SubmitResponse {
+            Ok(term) => SubmitResponse {
                 status: Code::Success as i32,
                 info: String::new(),
+                term,
             },
             Err(e) => SubmitResponse {
                 status: chain_error_code(&e) as i32,
                 info: e.to_string(),
+                term: 0,
             },
         };
         Ok(Response::new(answer))
@@ -265,7 +267,7 @@ impl RaftTransport for GrpcTransport {
         to: u64,
         request: OrderRequest,
         is_config: bool,
-    ) -> BoxFuture<'_, Result<(), ChainError>> {
+    ) -> BoxFuture<'_, Result<u64, ChainError>> {
         Box::pin(async move {
             let link = self.links.get(&to).ok_or_else(|| ChainError::NotReady {
                 reason: format!("leader {to:x} is not a known consenter"),
@@ -297,7 +299,7 @@ impl RaftTransport for GrpcTransport {
                 })?
                 .into_inner();
             match Code::try_from(answer.status).unwrap_or(Code::Unknown) {
-                Code::Success => Ok(()),
+                Code::Success => Ok(answer.term),
                 Code::ServiceUnavailable => Err(ChainError::NotReady {
                     reason: format!("leader {}: {}", link.name, answer.info),
                 }),
@@ -346,6 +348,7 @@ async fn stream_task(
             message: first.into(),
             auth: Some(auth),
         });
+        let opened = tokio::time::Instant::now();
         let mut c = client.clone();
         let call = c.step(ReceiverStream::new(rx));
         tokio::pin!(call);
@@ -358,7 +361,7 @@ async fn stream_task(
                     let Some(m) = m else { return };
                     let req = StepRequest { channel: channel.clone(), message: m.into(), auth: None };
                     match tx.try_send(req) {
-                        Ok(()) => backoff = Duration::from_millis(100),
+                        Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             stats.dropped.fetch_add(1, Ordering::Relaxed);
                         }
@@ -375,6 +378,11 @@ async fn stream_task(
                 warn!(%channel, %peer, error = %status.message(), "raft stream to consenter failed; reconnecting");
             }
             None => info!(%channel, %peer, "raft stream to consenter ended; reconnecting"),
+        }
+        // A stream that stayed up a while starts the backoff over; one that fails at
+        // once (peer down) backs off up to 2 s.
+        if opened.elapsed() > Duration::from_secs(2) {
+            backoff = Duration::from_millis(100);
         }
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -78,6 +78,8 @@ pub(super) struct Driver {
     inflight: BTreeMap<u64, Inflight>,
     /// Index of the last entry applied to the ledger.
     applied: u64,
+    /// Term of the last entry applied.
+    applied_term: u64,
     /// A new leader takes envelopes once it has applied up to this index.
     catch_up_to: Option<u64>,
     role: StateRole,
@@ -171,6 +173,7 @@ impl Driver {
             next_tick: Instant::now() + opts.tick_interval,
             inflight: BTreeMap::new(),
             applied,
+            applied_term: 0,
             catch_up_to: None,
             role: StateRole::Follower,
             support,
@@ -353,7 +356,7 @@ impl Driver {
                 tx_id: req.tx_id,
             };
             self.propose_block(vec![item], true);
-            let _ = p.done.send(Ok(()));
+            let _ = p.done.send(Ok(self.raw.raft.term));
             return;
         }
         // As in every backend, the envelope is taken (the chain answers for it) and a
@@ -362,7 +365,7 @@ impl Driver {
             if let Err(e) = self.support.revalidate(&req.envelope) {
                 debug!(tx_id = %req.tx_id, error = %e, "envelope refused on re-validation");
                 self.support.notify_rejected(&req.tx_id, e.to_string());
-                let _ = p.done.send(Ok(()));
+                let _ = p.done.send(Ok(self.raw.raft.term));
                 return;
             }
         }
@@ -382,11 +385,11 @@ impl Driver {
                 } else {
                     None
                 };
-                let _ = p.done.send(Ok(()));
+                let _ = p.done.send(Ok(self.raw.raft.term));
             }
             Err(e) => {
                 self.support.notify_rejected(&tx_id, e.to_string());
-                let _ = p.done.send(Ok(()));
+                let _ = p.done.send(Ok(self.raw.raft.term));
             }
         }
     }
@@ -504,6 +507,10 @@ impl Driver {
         for e in entries {
             if e.index <= self.applied {
                 continue;
+            }
+            if e.term > self.applied_term {
+                self.applied_term = e.term;
+                self.forget_lost_forwards(e.term);
             }
             match e.get_entry_type() {
                 EntryType::EntryNormal if !e.data.is_empty() => {
@@ -710,6 +717,30 @@ impl Driver {
                 .notify_rejected(&item.tx_id, reason.to_string());
         }
         self.support.reset_created();
+    }
+
+    /// Entries are applied in log order, so once an entry of `term` is applied every entry
+    /// of an earlier term that will ever commit is already in the ledger: an envelope
+    /// this node forwarded to an earlier term's leader and not yet written was lost with
+    /// that leader. (A waiter whose envelope was written is gone already, so telling the
+    /// others is a no-op for it.)
+    fn forget_lost_forwards(&mut self, term: u64) {
+        let lost: Vec<String> = {
+            let mut forwarded = self
+                .shared
+                .forwarded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let (old, keep): (Vec<_>, Vec<_>) = forwarded.drain(..).partition(|(_, t)| *t < term);
+            forwarded.extend(keep);
+            old.into_iter().map(|(id, _)| id).collect()
+        };
+        for id in lost {
+            self.support.notify_rejected(
+                &id,
+                "the raft leader that took the envelope failed before ordering it; resubmit".into(),
+            );
+        }
     }
 
     /// Proposals of an earlier term that are not in the log (the log is fully applied and

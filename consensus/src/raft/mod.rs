@@ -18,7 +18,7 @@
 //! waiters (the client resubmits); envelopes of a proposal that lost to another block at
 //! the same height likewise. Nothing acknowledged in `committed` mode is dropped silently.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -39,6 +39,10 @@ pub mod storage;
 pub mod transport;
 
 pub use transport::{LocalNetwork, RaftTransport};
+
+/// Forwarded envelopes remembered for a leader change (oldest forgotten first; far more
+/// than Broadcast streams keep in flight).
+const MAX_TRACKED_FORWARDS: usize = 100_000;
 
 /// Timing and flow-control settings of a raft chain (from the channel's `RaftConfig`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +130,10 @@ struct Shared {
     accepting: AtomicBool,
     role: RwLock<String>,
     leader_changes: AtomicU64,
+    /// Envelopes this node forwarded, with the term of the leader that took them: if an
+    /// entry of a later term is applied before their block, they were lost with that
+    /// leader and their committed-mode waiters are told (see the driver).
+    forwarded: Mutex<VecDeque<(String, u64)>>,
     committed: AtomicU64,
     applied: AtomicU64,
     persist_micros: AtomicU64,
@@ -156,7 +164,8 @@ pub struct RaftMetrics {
 struct Proposal {
     request: OrderRequest,
     is_config: bool,
-    done: oneshot::Sender<Result<(), ChainError>>,
+    /// Answered with the leader's term once the leader took the envelope.
+    done: oneshot::Sender<Result<u64, ChainError>>,
 }
 
 /// A running raft chain.
@@ -252,7 +261,7 @@ impl RaftChain {
         &self,
         request: OrderRequest,
         is_config: bool,
-    ) -> Result<(), ChainError> {
+    ) -> Result<u64, ChainError> {
         self.check_running()?;
         if !self.shared.is_leader.load(Ordering::Acquire) {
             return Err(self.not_leader());
@@ -294,7 +303,7 @@ impl RaftChain {
         &self,
         request: OrderRequest,
         is_config: bool,
-    ) -> Result<(), ChainError> {
+    ) -> Result<u64, ChainError> {
         let (done, rx) = oneshot::channel();
         let proposal = Proposal {
             request,
@@ -315,9 +324,20 @@ impl RaftChain {
             return Err(self.not_leader());
         }
         if leader == self.id {
-            return self.propose_locally(request, is_config).await;
+            return self.propose_locally(request, is_config).await.map(|_| ());
         }
-        self.transport.submit(leader, request, is_config).await
+        let tx_id = request.tx_id.clone();
+        let term = self.transport.submit(leader, request, is_config).await?;
+        let mut forwarded = self
+            .shared
+            .forwarded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if forwarded.len() >= MAX_TRACKED_FORWARDS {
+            forwarded.pop_front();
+        }
+        forwarded.push_back((tx_id, term));
+        Ok(())
     }
 }
 

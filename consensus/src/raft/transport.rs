@@ -19,13 +19,14 @@ pub trait RaftTransport: Send + Sync + 'static {
     fn send(&self, to: u64, message: Vec<u8>);
 
     /// Forwards an envelope to node `to` (the leader this node knows) and resolves with
-    /// the leader's answer. `is_config` tells a config envelope from a normal one.
+    /// the leader's answer: the leader's term when it took the envelope. `is_config`
+    /// tells a config envelope from a normal one.
     fn submit(
         &self,
         to: u64,
         request: OrderRequest,
         is_config: bool,
-    ) -> BoxFuture<'_, Result<(), ChainError>>;
+    ) -> BoxFuture<'_, Result<u64, ChainError>>;
 }
 
 /// Raft chains of one channel in one process, connected directly. Messages to a node
@@ -102,7 +103,7 @@ impl RaftTransport for LocalTransport {
         to: u64,
         request: OrderRequest,
         is_config: bool,
-    ) -> BoxFuture<'_, Result<(), ChainError>> {
+    ) -> BoxFuture<'_, Result<u64, ChainError>> {
         let node = self.network.node(self.from, to);
         Box::pin(async move {
             let node = node.ok_or_else(|| ChainError::NotReady {
