@@ -252,3 +252,94 @@ async fn three_raft_orderers_survive_a_killed_leader() {
         n.stop();
     }
 }
+
+/// The Cluster service is for consenters only: unauthenticated, forged and outsider
+/// requests are refused with PERMISSION_DENIED, unknown channels with NOT_FOUND, and the
+/// node keeps ordering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_requests_from_non_consenters_are_refused() {
+    use ordo_proto::cluster_auth::{self, Purpose};
+    use ordo_proto::pb::cluster::cluster_client::ClusterClient;
+    use ordo_proto::pb::cluster::{StepRequest, SubmitRequest};
+
+    let c = Consortium::new("BankA,BankB");
+    let mut node = OrdererProcess::start(&c, "orderer0", "BankA");
+    let admin = c.identity("BankA", "admin");
+    node.wait_ready(&admin).await;
+    let genesis = c.genesis(
+        CHANNEL,
+        &["--consensus", "raft", "--orderer-endpoints", &node.addr],
+    );
+    join(&node.addr, &admin, &genesis).await;
+    let client = c.identity("BankA", "client");
+    let outsider = c.identity("BankB", "orderer");
+    let mut cluster = ClusterClient::new(
+        ordo_sdk::orderer::connect(&node.addr)
+            .await
+            .expect("connect"),
+    );
+    let (env, tx_id) = message(&client, CHANNEL, 100, 1);
+    let envelope: bytes::Bytes = prost::Message::encode_to_vec(&env).into();
+    let digest: Vec<u8> = ordo_proto::hash::sha256(&envelope).to_vec();
+    let submit = |auth| SubmitRequest {
+        channel: CHANNEL.into(),
+        envelope: envelope.clone(),
+        tx_id: tx_id.clone(),
+        config_seq: 0,
+        is_config: false,
+        auth,
+    };
+    let now = ordo_proto::now_ms();
+    for (what, auth) in [
+        ("no proof", None),
+        (
+            "a BankB orderer that is not a consenter",
+            Some(cluster_auth::sign(
+                &outsider,
+                Purpose::Submit,
+                CHANNEL,
+                &digest,
+                now,
+            )),
+        ),
+        (
+            "a proof for another purpose",
+            Some(cluster_auth::sign(
+                &client,
+                Purpose::Step,
+                CHANNEL,
+                &digest,
+                now,
+            )),
+        ),
+    ] {
+        let err = cluster.submit(submit(auth)).await.expect_err("refused");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{what}: {err}");
+    }
+    let mut unknown = submit(None);
+    unknown.channel = "nope".into();
+    let err = cluster.submit(unknown).await.expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    let step = StepRequest {
+        channel: CHANNEL.into(),
+        message: vec![1, 2, 3].into(),
+        auth: Some(cluster_auth::sign(
+            &outsider,
+            Purpose::Step,
+            CHANNEL,
+            &[],
+            now,
+        )),
+    };
+    let err = cluster
+        .step(tokio_stream::iter(vec![step]))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+
+    // Still serving: a client's envelopes are ordered (once the raft group is ready).
+    let acked = submit_all(&node.addr, &client, 100, 5).await;
+    assert_eq!(acked.len(), 5);
+    node.stop();
+}
