@@ -285,6 +285,24 @@ impl ChainSupport {
         );
     }
 
+    /// Takes back `b`, the last block created, which will never be written (its proposal
+    /// was dropped): the next block created takes its number and predecessor again, so
+    /// blocks already created before it (in flight) stay valid.
+    pub fn uncreate(&self, b: &Block) {
+        let mut last = self.last_created.lock().unwrap_or_else(|p| p.into_inner());
+        let number = block::number(b);
+        if last.0 != number + 1 {
+            return;
+        }
+        let prev = b
+            .header
+            .as_ref()
+            .and_then(|h| Hash::try_from(h.previous_hash.as_ref()).ok());
+        if let Some(prev) = prev {
+            *last = (number, prev);
+        }
+    }
+
     fn append(&self, b: &Block) -> Result<u64, SupportError> {
         self.append_checked(b, false)
     }

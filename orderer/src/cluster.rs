@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -26,14 +26,18 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use ordo_consensus::chain::BoxFuture;
+use ordo_consensus::raft::transport::MAX_PULL_BLOCKS;
 use ordo_consensus::raft::{raft_id, RaftChain, RaftTransport};
 use ordo_consensus::{ChainError, OrderRequest};
+use ordo_proto::block;
 use ordo_proto::cluster_auth::{self, Purpose};
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::cluster::cluster_client::ClusterClient;
 use ordo_proto::pb::cluster::cluster_server::Cluster;
 use ordo_proto::pb::cluster::{StepRequest, StepResponse, SubmitRequest, SubmitResponse};
-use ordo_proto::pb::common::{Consenter, Status as Code};
+use ordo_proto::pb::common::{Block, Consenter, Status as Code};
+use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
+use ordo_sdk::orderer::{broadcast_client, position, seek_request};
 
 use crate::registry::{ChannelHandle, Registry};
 use crate::status::chain_error_code;
@@ -167,8 +171,13 @@ impl Cluster for ClusterService {
 /// One remote consenter as the sender sees it.
 struct Link {
     name: String,
+    endpoint: String,
     queue: mpsc::Sender<Vec<u8>>,
     client: ClusterClient<Channel>,
+    /// The same connection, for Deliver (block pulls).
+    channel: Channel,
+    /// Ends this link's stream task (the consenter left, or the channel stopped).
+    stop: CancellationToken,
 }
 
 /// Counters of the cluster client (for metrics).
@@ -184,8 +193,26 @@ pub struct ClusterStats {
 pub struct GrpcTransport {
     channel: String,
     identity: Identity,
-    links: HashMap<u64, Link>,
+    self_id: u64,
+    links: RwLock<HashMap<u64, Arc<Link>>>,
     stats: Arc<ClusterStats>,
+    stop: CancellationToken,
+}
+
+/// A lazily connecting gRPC channel to a consenter's endpoint.
+pub(crate) fn connect(c: &Consenter) -> Result<Channel, ChainError> {
+    let endpoint = Endpoint::from_shared(format!("http://{}", c.endpoint))
+        .map_err(|e| {
+            ChainError::Unsupported(format!(
+                "consenter {} has a bad endpoint {:?}: {e}",
+                c.id, c.endpoint
+            ))
+        })?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5));
+    Ok(endpoint.connect_lazy())
 }
 
 impl GrpcTransport {
@@ -198,52 +225,60 @@ impl GrpcTransport {
         self_id: u64,
         stop: CancellationToken,
     ) -> Result<Arc<Self>, ChainError> {
-        let stats = Arc::new(ClusterStats::default());
-        let mut links = HashMap::new();
-        for c in consenters {
-            let id = raft_id(&c.id);
-            if id == self_id {
-                continue;
-            }
-            let endpoint = Endpoint::from_shared(format!("http://{}", c.endpoint))
-                .map_err(|e| {
-                    ChainError::Unsupported(format!(
-                        "consenter {} has a bad endpoint {:?}: {e}",
-                        c.id, c.endpoint
-                    ))
-                })?
-                .connect_timeout(Duration::from_secs(3))
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(5));
-            let client = ClusterClient::new(endpoint.connect_lazy())
-                .max_decoding_message_size(MAX_CLUSTER_MESSAGE)
-                .max_encoding_message_size(MAX_CLUSTER_MESSAGE);
-            let (tx, rx) = mpsc::channel(SEND_QUEUE);
-            tokio::spawn(stream_task(
-                channel.to_string(),
-                c.id.clone(),
-                identity.clone(),
-                client.clone(),
-                rx,
-                stats.clone(),
-                stop.clone(),
-            ));
-            links.insert(
-                id,
-                Link {
-                    name: c.id.clone(),
-                    queue: tx,
-                    client,
-                },
-            );
-        }
-        Ok(Arc::new(Self {
+        let transport = Arc::new(Self {
             channel: channel.to_string(),
             identity,
-            links,
-            stats,
+            self_id,
+            links: RwLock::new(HashMap::new()),
+            stats: Arc::new(ClusterStats::default()),
+            stop,
+        });
+        for c in consenters {
+            let id = raft_id(&c.id);
+            if id != self_id {
+                let link = transport.link(c)?;
+                transport.write_links().insert(id, link);
+            }
+        }
+        Ok(transport)
+    }
+
+    fn link(&self, c: &Consenter) -> Result<Arc<Link>, ChainError> {
+        let channel = connect(c)?;
+        let client = ClusterClient::new(channel.clone())
+            .max_decoding_message_size(MAX_CLUSTER_MESSAGE)
+            .max_encoding_message_size(MAX_CLUSTER_MESSAGE);
+        let (tx, rx) = mpsc::channel(SEND_QUEUE);
+        let stop = self.stop.child_token();
+        tokio::spawn(stream_task(
+            self.channel.clone(),
+            c.id.clone(),
+            self.identity.clone(),
+            client.clone(),
+            rx,
+            self.stats.clone(),
+            stop.clone(),
+        ));
+        Ok(Arc::new(Link {
+            name: c.id.clone(),
+            endpoint: c.endpoint.clone(),
+            queue: tx,
+            client,
+            channel,
+            stop,
         }))
+    }
+
+    fn write_links(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, Arc<Link>>> {
+        self.links.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, id: u64) -> Option<Arc<Link>> {
+        self.links
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     /// The transport's counters (shared; they outlive a borrow of the transport).
@@ -252,9 +287,73 @@ impl GrpcTransport {
     }
 }
 
+/// Fetches blocks `start..=end` of `channel` from the orderer at `channel_conn` with
+/// Deliver (fail if not ready: what the remote has, at least one block). Used by a raft
+/// node catching up after a snapshot and by a node joining a running channel. The caller
+/// verifies the blocks.
+pub async fn pull_blocks(
+    conn: Channel,
+    identity: &Identity,
+    channel: &str,
+    start: u64,
+    end: u64,
+) -> Result<Vec<Block>, String> {
+    let end = end.min(start.saturating_add(MAX_PULL_BLOCKS - 1));
+    let request = seek_request(
+        identity,
+        channel,
+        position(Some(start)),
+        Some(position(Some(end))),
+        SeekBehavior::FailIfNotReady,
+    );
+    let mut client = broadcast_client(conn);
+    let mut stream = client
+        .deliver(request)
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    let mut blocks = Vec::new();
+    while let Some(resp) = stream
+        .message()
+        .await
+        .map_err(|s| s.message().to_string())?
+    {
+        match resp.r#type {
+            Some(deliver_response::Type::Block(b)) => {
+                if block::number(&b) != start + blocks.len() as u64 {
+                    return Err(format!(
+                        "sent block {} where {} was expected",
+                        block::number(&b),
+                        start + blocks.len() as u64
+                    ));
+                }
+                blocks.push(b);
+                if blocks.len() as u64 > end - start {
+                    break;
+                }
+            }
+            Some(deliver_response::Type::Status(code)) => {
+                if blocks.is_empty() {
+                    return Err(format!(
+                        "deliver ended with {:?}: {}",
+                        Code::try_from(code).unwrap_or(Code::Unknown),
+                        resp.info
+                    ));
+                }
+                break;
+            }
+            None => return Err("empty deliver response".into()),
+        }
+    }
+    if blocks.is_empty() {
+        return Err(format!("no block {start}"));
+    }
+    Ok(blocks)
+}
+
 impl RaftTransport for GrpcTransport {
     fn send(&self, to: u64, message: Vec<u8>) {
-        let Some(link) = self.links.get(&to) else {
+        let Some(link) = self.get(to) else {
             return;
         };
         if link.queue.try_send(message).is_err() {
@@ -269,7 +368,7 @@ impl RaftTransport for GrpcTransport {
         is_config: bool,
     ) -> BoxFuture<'_, Result<u64, ChainError>> {
         Box::pin(async move {
-            let link = self.links.get(&to).ok_or_else(|| ChainError::NotReady {
+            let link = self.get(to).ok_or_else(|| ChainError::NotReady {
                 reason: format!("leader {to:x} is not a known consenter"),
             })?;
             let digest = Sha256::digest(&request.envelope);
@@ -311,6 +410,58 @@ impl RaftTransport for GrpcTransport {
                 ))),
             }
         })
+    }
+
+    fn pull_blocks(
+        &self,
+        from: u64,
+        start: u64,
+        end: u64,
+    ) -> BoxFuture<'_, Result<Vec<Block>, ChainError>> {
+        Box::pin(async move {
+            let link = self.get(from).ok_or_else(|| ChainError::NotReady {
+                reason: format!("node {from:x} is not a known consenter"),
+            })?;
+            pull_blocks(
+                link.channel.clone(),
+                &self.identity,
+                &self.channel,
+                start,
+                end,
+            )
+            .await
+            .map_err(|e| ChainError::NotReady {
+                reason: format!("pulling blocks from {}: {e}", link.name),
+            })
+        })
+    }
+
+    fn reconfigure(&self, consenters: &[Consenter]) {
+        let mut links = self.write_links();
+        let wanted: HashMap<u64, &Consenter> = consenters
+            .iter()
+            .map(|c| (raft_id(&c.id), c))
+            .filter(|(id, _)| *id != self.self_id)
+            .collect();
+        links.retain(|id, link| {
+            let keep = wanted.get(id).is_some_and(|c| c.endpoint == link.endpoint);
+            if !keep {
+                link.stop.cancel();
+            }
+            keep
+        });
+        for (id, c) in wanted {
+            if links.contains_key(&id) {
+                continue;
+            }
+            match self.link(c) {
+                Ok(link) => {
+                    info!(channel = %self.channel, consenter = %c.id, endpoint = %c.endpoint, "consenter link added");
+                    links.insert(id, link);
+                }
+                Err(e) => warn!(channel = %self.channel, error = %e, "consenter unreachable"),
+            }
+        }
     }
 }
 

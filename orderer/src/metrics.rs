@@ -52,6 +52,8 @@ pub struct Metrics {
     pub raft_persist_seconds: Family<Labels, Counter<f64, AtomicU64>>,
     /// Consenters the leader heard from recently (0 on followers), by channel.
     pub raft_active_nodes: Family<Labels, Gauge<u64, AtomicU64>>,
+    /// Raft index of the last snapshot (log compaction point).
+    pub raft_snapshot_index: Family<Labels, Gauge<u64, AtomicU64>>,
     /// Raft messages dropped because a consenter's send queue was full, by channel.
     pub cluster_messages_dropped: Family<Labels, Counter<u64, AtomicU64>>,
     /// Raft streams to other consenters (re)opened, by channel.
@@ -88,6 +90,7 @@ impl Metrics {
             raft_applied_index: Family::default(),
             raft_persist_seconds: Family::default(),
             raft_active_nodes: Family::default(),
+            raft_snapshot_index: Family::default(),
             cluster_messages_dropped: Family::default(),
             cluster_connects: Family::default(),
             registry: Registry::default(),
@@ -182,6 +185,11 @@ impl Metrics {
             "raft_active_nodes",
             "Consenters the leader heard from recently (0 on followers)",
             m.raft_active_nodes.clone(),
+        );
+        registry.register(
+            "raft_snapshot_index",
+            "Raft index of the last snapshot; the log holds only entries after it",
+            m.raft_snapshot_index.clone(),
         );
         registry.register(
             "cluster_messages_dropped",

@@ -125,6 +125,9 @@ async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
             m.raft_active_nodes
                 .get_or_create(&labels)
                 .set(r.active_nodes);
+            m.raft_snapshot_index
+                .get_or_create(&labels)
+                .set(r.snapshot_index);
             let persist = m.raft_persist_seconds.get_or_create(&labels);
             let delta = r.persist_micros as f64 / 1e6 - persist.get();
             if delta > 0.0 {

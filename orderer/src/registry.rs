@@ -4,6 +4,12 @@
 //! Joining is all or nothing: the ledger is built in `<id>.joining`, holding the genesis
 //! block, and renamed into place only once complete; a crash in between leaves a
 //! `.joining` directory that the next start removes.
+//!
+//! A raft channel can also be joined while it runs, from a later config block that names
+//! this node as a consenter (after a config update added it): the node pulls the chain up
+//! to that block from the other consenters, verifies it from the genesis block on and
+//! checks that it ends in the block the admin gave, then starts raft right after the
+//! entry that carried that block.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
@@ -11,17 +17,22 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
-use ordo_consensus::raft::{raft_id, RaftChain, RaftOptions, RaftSetup};
-use ordo_consensus::{start_chain, Chain, ChainError, ChainSupport};
+use ordo_consensus::chain::{BoxFuture, ChainStatus};
+use ordo_consensus::raft::{prepare_join, raft_id, RaftChain, RaftOptions, RaftSetup};
+use ordo_consensus::{start_chain, Chain, ChainError, ChainSupport, OrderRequest};
 
-use crate::cluster::{ClusterStats, GrpcTransport};
+use crate::cluster::{connect, pull_blocks, ClusterStats, GrpcTransport};
 use ordo_ledger::{BlockStore, ChannelDirs, LedgerError};
 use ordo_proto::block;
 use ordo_proto::config;
 use ordo_proto::identity::Identity;
-use ordo_proto::pb::common::{Block, Status};
+use ordo_proto::pb::common::{Block, ChannelConfig, Consenter, Status};
+use ordo_proto::verify::ChainVerifier;
+
+/// Rounds of pulls over all consenters before a join from a later block gives up.
+const JOIN_PULL_ROUNDS: u32 = 5;
 
 /// Why a channel operation failed.
 #[derive(Debug, Error)]
@@ -193,13 +204,25 @@ impl Registry {
         let recent = RecentTxIds::from_ledger(&ledger, self.dedupe_window)?;
         let support = Arc::new(ChainSupport::new(ledger, self.signer.clone())?);
         let closed = CancellationToken::new();
-        let (chain, raft, cluster): (Arc<dyn Chain>, _, _) =
-            if support.state().consensus_type() == "raft" {
-                let (raft, stats) = self.start_raft(support.clone(), closed.clone())?;
-                (raft.clone(), Some(raft), Some(stats))
-            } else {
-                (start_chain(support.clone())?, None, None)
-            };
+        let (chain, raft, cluster): (Arc<dyn Chain>, _, _) = if support.state().consensus_type()
+            == "raft"
+            && !self.is_consenter(&support.state().config)
+        {
+            warn!(
+                    channel = support.channel_id(),
+                    "this node is not a consenter of the raft channel; it serves its blocks and orders nothing"
+                );
+            let reason = format!(
+                "this orderer is not a consenter of channel {:?}",
+                support.channel_id()
+            );
+            (Arc::new(InactiveChain { reason }), None, None)
+        } else if support.state().consensus_type() == "raft" {
+            let (raft, stats) = self.start_raft(support.clone(), closed.clone())?;
+            (raft.clone(), Some(raft), Some(stats))
+        } else {
+            (start_chain(support.clone())?, None, None)
+        };
         Ok(Arc::new(ChannelHandle {
             support,
             chain,
@@ -252,6 +275,19 @@ impl Registry {
         Ok((RaftChain::start(support, setup)?, stats))
     }
 
+    fn is_consenter(&self, config: &ChannelConfig) -> bool {
+        self.my_consenter(config).is_some()
+    }
+
+    fn my_consenter<'c>(&self, config: &'c ChannelConfig) -> Option<&'c Consenter> {
+        config
+            .orderer
+            .as_ref()?
+            .consenters
+            .iter()
+            .find(|c| c.certificate == *self.signer.cert_bytes())
+    }
+
     fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<ChannelHandle>>> {
         self.channels.write().unwrap_or_else(|p| p.into_inner())
     }
@@ -278,14 +314,12 @@ impl Registry {
         v
     }
 
-    /// Joins a channel from its genesis block.
+    /// Joins a channel from its genesis block, or a running raft channel from a later
+    /// config block that names this node as a consenter (see the module docs).
     pub async fn join(&self, genesis: Block) -> Result<Arc<ChannelHandle>, RegistryError> {
         let _guard = self.admin_lock.lock().await;
         if block::number(&genesis) != 0 {
-            return Err(RegistryError::InvalidGenesis(format!(
-                "block number {} (a genesis block is block 0)",
-                block::number(&genesis)
-            )));
+            return self.join_running(genesis).await;
         }
         block::check_structure(&genesis, Some((0, &block::GENESIS_PREVIOUS_HASH)))
             .map_err(|e| RegistryError::InvalidGenesis(e.to_string()))?;
@@ -319,6 +353,64 @@ impl Registry {
         Ok(handle)
     }
 
+    async fn join_running(&self, join_block: Block) -> Result<Arc<ChannelHandle>, RegistryError> {
+        let number = block::number(&join_block);
+        let invalid = |m: String| RegistryError::InvalidGenesis(m);
+        block::check_structure(&join_block, None).map_err(|e| invalid(e.to_string()))?;
+        let cfg = config::config_from_block(&join_block).map_err(|e| {
+            invalid(format!(
+                "block {number} is not a config block ({e}); join from the genesis block or a config block"
+            ))
+        })?;
+        let orderer = cfg.orderer.clone().unwrap_or_default();
+        if orderer.consensus_type != "raft" {
+            return Err(invalid(format!(
+                "a {} channel is joined from its genesis block, not from block {number}",
+                orderer.consensus_type
+            )));
+        }
+        let me = self.my_consenter(&cfg).ok_or_else(|| {
+            invalid(format!(
+                "block {number} does not name this orderer among the consenters"
+            ))
+        })?;
+        let my_id = me.id.clone();
+        let id = cfg.channel_id.clone();
+        if self.get(&id).is_some() {
+            return Err(RegistryError::AlreadyExists(id));
+        }
+        let sources: Vec<Consenter> = orderer
+            .consenters
+            .iter()
+            .filter(|c| c.id != my_id)
+            .cloned()
+            .collect();
+        info!(channel = %id, block = number, "joining a running raft channel: pulling its blocks from the other consenters");
+        let signer = self.signer.clone();
+        let handle = tokio::runtime::Handle::current();
+        let final_dir = tokio::task::block_in_place(|| {
+            self.dirs.install(&id, |tmp| -> Result<(), RegistryError> {
+                let store = BlockStore::open(tmp)?;
+                handle.block_on(onboard(&store, &signer, &id, &sources, &join_block))?;
+                prepare_join(store.consensus_log(), &join_block)?;
+                Ok(())
+            })
+        })?;
+        let handle = match BlockStore::open(&final_dir)
+            .map_err(RegistryError::from)
+            .and_then(|l| self.start(l))
+        {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&final_dir);
+                return Err(e);
+            }
+        };
+        info!(channel = %id, height = handle.support.height(), "channel joined from a config block");
+        self.write_map().insert(id, handle.clone());
+        Ok(handle)
+    }
+
     /// Stops serving a channel and deletes its ledger.
     pub async fn remove(&self, id: &str) -> Result<(), RegistryError> {
         let _guard = self.admin_lock.lock().await;
@@ -343,6 +435,107 @@ impl Registry {
         for h in all {
             h.chain.halt().await;
         }
+    }
+}
+
+/// Fills `store` with blocks 0..=number of `join_block` pulled from `sources`, verified
+/// from the genesis block on; the last one must be `join_block` itself.
+async fn onboard(
+    store: &BlockStore,
+    signer: &Identity,
+    channel: &str,
+    sources: &[Consenter],
+    join_block: &Block,
+) -> Result<(), RegistryError> {
+    let target = block::number(join_block);
+    let target_hash = block::hash(join_block);
+    let mut verifier = ChainVerifier::new();
+    let mut failures: Vec<String> = Vec::new();
+    let mut round = 0;
+    let mut logged = 0;
+    while store.height() <= target {
+        let mut progressed = false;
+        for source in sources {
+            let conn = connect(source)?;
+            let start = store.height();
+            match pull_blocks(conn, signer, channel, start, target).await {
+                Ok(blocks) => {
+                    for b in blocks {
+                        let n = block::number(&b);
+                        verifier
+                            .check(&b, ordo_proto::now_ms() / 1000)
+                            .map_err(|e| {
+                                RegistryError::InvalidGenesis(format!(
+                                    "block {n} from {}: {e}",
+                                    source.id
+                                ))
+                            })?;
+                        if n == target && block::hash(&b) != target_hash {
+                            return Err(RegistryError::InvalidGenesis(format!(
+                                "the consenters' block {n} is not the join block: the join block is not part of this channel's chain"
+                            )));
+                        }
+                        store.append(&b)?;
+                        progressed = true;
+                    }
+                    if store.height() >= logged + 1_000 {
+                        logged = store.height();
+                        info!(%channel, height = logged, target, "pulling blocks");
+                    }
+                    break;
+                }
+                Err(e) => failures.push(format!("{}: {e}", source.id)),
+            }
+        }
+        if !progressed {
+            round += 1;
+            if round >= JOIN_PULL_ROUNDS {
+                return Err(ChainError::NotReady {
+                    reason: format!(
+                        "no consenter could serve block {}: {}",
+                        store.height(),
+                        failures.join("; ")
+                    ),
+                }
+                .into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    Ok(())
+}
+
+/// The chain of a channel this node orders nothing for: a raft channel that does not,
+/// or no longer, name it among its consenters. Its ledger still serves Deliver.
+struct InactiveChain {
+    reason: String,
+}
+
+impl Chain for InactiveChain {
+    fn order(&self, _req: OrderRequest) -> BoxFuture<'_, Result<(), ChainError>> {
+        let reason = self.reason.clone();
+        Box::pin(async move { Err(ChainError::NotReady { reason }) })
+    }
+
+    fn configure(&self, req: OrderRequest) -> BoxFuture<'_, Result<(), ChainError>> {
+        self.order(req)
+    }
+
+    fn wait_ready(&self) -> BoxFuture<'_, Result<(), ChainError>> {
+        let reason = self.reason.clone();
+        Box::pin(async move { Err(ChainError::NotReady { reason }) })
+    }
+
+    fn status(&self) -> ChainStatus {
+        ChainStatus {
+            role: "inactive".into(),
+            leader: None,
+            term: 0,
+        }
+    }
+
+    fn halt(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
     }
 }
 

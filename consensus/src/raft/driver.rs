@@ -7,14 +7,16 @@
 //! the ledger), new entries and hard state persisted with one sync, then the messages
 //! that had to wait for that sync.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::eraftpb::{Entry, EntryType, Message as RaftMessage};
+use raft::eraftpb::{
+    ConfChange, ConfChangeType, Entry, EntryType, Message as RaftMessage, Snapshot,
+};
 use raft::{RawNode, StateRole, Storage};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -22,11 +24,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use ordo_proto::block;
+use ordo_proto::config;
 use ordo_proto::envelope;
 use ordo_proto::hash::Hash;
 use ordo_proto::pb::common::{Block, Payload};
+use ordo_proto::verify::ChainVerifier;
 
+use super::membership::{self, MembershipChange};
 use super::storage::LogStorage;
+use super::transport::MAX_PULL_BLOCKS;
+use super::{consenter_metadata, parse_snapshot_data, raft_position, snapshot_data};
 use super::{Proposal, RaftSetup, Shared};
 use crate::chain::ChainError;
 use crate::cutter::{BatchItem, BlockCutter};
@@ -40,6 +47,26 @@ const KIND_CONFIG_BLOCK: u8 = 2;
 const MAX_STEPS_PER_TURN: usize = 256;
 /// Envelopes taken per turn.
 const MAX_PROPOSALS_PER_TURN: usize = 1_024;
+/// How long one block pull from one consenter may take before the next is tried.
+const PULL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Pause between rounds of block pulls when no consenter could serve them.
+const PULL_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+/// Blocks searched back from the tip for the one at a compaction point.
+const MAX_SNAPSHOT_SEARCH: u64 = 100_000;
+
+/// Why the raft loop stops.
+enum Stop {
+    /// Halt was requested while the loop could not finish a step (a pull in progress).
+    Halted,
+    /// Storage, or a peer's data, failed in a way the loop cannot get past.
+    Failed(String),
+}
+
+impl From<String> for Stop {
+    fn from(e: String) -> Self {
+        Stop::Failed(e)
+    }
+}
 
 /// An envelope in the cutter, with its tx id for answering waiters.
 struct Item {
@@ -83,6 +110,13 @@ pub(super) struct Driver {
     /// A new leader takes envelopes once it has applied up to this index.
     catch_up_to: Option<u64>,
     role: StateRole,
+    /// Index of the last membership change applied (compaction never goes below it
+    /// while the snapshot's membership would be a later one).
+    last_conf_index: u64,
+    /// Set once this node applied its own removal.
+    evicted: bool,
+    /// The runtime that runs the network side (block pulls block on it).
+    handle: tokio::runtime::Handle,
 }
 
 enum Input {
@@ -98,14 +132,22 @@ fn applied_index_of(support: &ChainSupport) -> u64 {
         return 0;
     };
     match support.ledger().block(last) {
-        Ok(Some(b)) => b
-            .metadata
-            .as_ref()
-            .and_then(|m| <[u8; 8]>::try_from(m.consenter_metadata.as_ref()).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0),
+        Ok(Some(b)) => raft_position(&b).map(|(i, _)| i).unwrap_or(0),
         _ => 0,
     }
+}
+
+/// A block as raft entry data: a kind byte, then the encoded block.
+fn entry_data(block: &Block, is_config: bool) -> Option<Vec<u8>> {
+    let mut data = Vec::with_capacity(block.encoded_len() + 1);
+    data.push(if is_config {
+        KIND_CONFIG_BLOCK
+    } else {
+        KIND_BLOCK
+    });
+    // Encoding into a Vec cannot run out of space.
+    block.encode(&mut data).ok()?;
+    Some(data)
 }
 
 pub(super) fn tx_id_of(envelope_bytes: &[u8]) -> Option<String> {
@@ -126,7 +168,7 @@ impl Driver {
     ) -> Result<Self, ChainError> {
         let storage = LogStorage::open(support.ledger().consensus_log(), &setup.voters)
             .map_err(|e| ChainError::Storage(e.to_string()))?;
-        let applied = applied_index_of(&support);
+        let applied = applied_index_of(&support).max(storage.first_index().unwrap_or(1) - 1);
         let opts = setup.options;
         let config = raft::Config {
             id: setup.id,
@@ -176,6 +218,9 @@ impl Driver {
             applied_term: 0,
             catch_up_to: None,
             role: StateRole::Follower,
+            last_conf_index: applied,
+            evicted: false,
+            handle: tokio::runtime::Handle::current(),
             support,
         };
         driver.publish();
@@ -238,14 +283,22 @@ impl Driver {
                 }
             }
             self.on_timers();
-            if let Err(e) = self.on_ready() {
-                error!(channel = self.channel_id(), error = %e, "raft storage failed; the chain stops");
-                self.failed.store(true, Ordering::Release);
-                self.support
-                    .fail_all_waiters(&format!("raft storage failure: {e}"));
-                break;
+            match self.on_ready() {
+                Ok(()) => {}
+                Err(Stop::Halted) => break,
+                Err(Stop::Failed(e)) => {
+                    error!(channel = self.channel_id(), error = %e, "raft storage failed; the chain stops");
+                    self.failed.store(true, Ordering::Release);
+                    self.support
+                        .fail_all_waiters(&format!("raft storage failure: {e}"));
+                    break;
+                }
             }
             self.publish();
+            if self.evicted {
+                self.leave();
+                break;
+            }
             if let Some(until) = draining_until {
                 if self.inflight.is_empty()
                     || self.role != StateRole::Leader
@@ -346,6 +399,13 @@ impl Driver {
                 let _ = p.done.send(Err(ChainError::Revalidation(reason)));
                 return;
             }
+            let change = match self.membership_change(&req.envelope) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = p.done.send(Err(e));
+                    return;
+                }
+            };
             let pending = self.cutter.cut();
             if !pending.is_empty() {
                 self.propose_block(pending, false);
@@ -355,7 +415,7 @@ impl Driver {
                 envelope: req.envelope,
                 tx_id: req.tx_id,
             };
-            self.propose_block(vec![item], true);
+            self.propose_config_block(item, change);
             let _ = p.done.send(Ok(self.raw.raft.term));
             return;
         }
@@ -394,30 +454,98 @@ impl Driver {
         }
     }
 
+    /// The membership change a config envelope asks for, checked against the live
+    /// voters (refused when it changes more than one consenter or would lose quorum).
+    fn membership_change(&self, envelope: &[u8]) -> Result<MembershipChange, ChainError> {
+        let proposed = config::config_from_envelope(envelope)
+            .map_err(|e| ChainError::Revalidation(format!("config envelope: {e}")))?;
+        let proposed = membership::voters_of(&proposed);
+        let current = self.voters();
+        if proposed.is_empty() || current.is_empty() {
+            return Ok(MembershipChange::Unchanged);
+        }
+        let change = membership::change_between(&current, &proposed)
+            .map_err(|e| ChainError::Revalidation(e.to_string()))?;
+        let active: HashSet<u64> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, pr)| **id == self.id || pr.recent_active)
+            .map(|(id, _)| *id)
+            .collect();
+        membership::check_quorum(&current, change, &active).map_err(|e| ChainError::NotReady {
+            reason: e.to_string(),
+        })?;
+        Ok(change)
+    }
+
+    /// The voters in force.
+    fn voters(&self) -> BTreeSet<u64> {
+        self.raw
+            .store()
+            .conf_state()
+            .voters
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Proposes a config block; one that changes the consenters goes as the context of a
+    /// raft conf change, so the block and the membership change commit together.
+    fn propose_config_block(&mut self, item: Item, change: MembershipChange) {
+        let (node_id, change_type) = match change {
+            MembershipChange::Unchanged => return self.propose_block(vec![item], true),
+            MembershipChange::Add(id) => (id, ConfChangeType::AddNode),
+            MembershipChange::Remove(id) => (id, ConfChangeType::RemoveNode),
+        };
+        let tx_ids = vec![item.tx_id.clone()];
+        let block = self.support.create_next_block(vec![item.envelope]);
+        let Some(context) = entry_data(&block, true) else {
+            self.support.uncreate(&block);
+            return;
+        };
+        let mut cc = ConfChange::default();
+        cc.set_change_type(change_type);
+        cc.node_id = node_id;
+        info!(
+            channel = self.channel_id(),
+            node = format_args!("{node_id:x}"),
+            change = ?change_type,
+            block = block::number(&block),
+            "proposing a membership change"
+        );
+        let proposed = self.raw.propose_conf_change(context, cc);
+        self.after_proposal(block, tx_ids, true, proposed);
+    }
+
     fn propose_block(&mut self, items: Vec<Item>, is_config: bool) {
         let tx_ids: Vec<String> = items.iter().map(|i| i.tx_id.clone()).collect();
         let block = self
             .support
             .create_next_block(items.into_iter().map(|i| i.envelope).collect());
-        let number = block::number(&block);
-        let hash = block::hash(&block);
-        let mut data = Vec::with_capacity(block.encoded_len() + 1);
-        data.push(if is_config {
-            KIND_CONFIG_BLOCK
-        } else {
-            KIND_BLOCK
-        });
-        if block.encode(&mut data).is_err() {
-            // Encoding into a Vec cannot run out of space.
-            self.support.reset_created();
+        let Some(data) = entry_data(&block, is_config) else {
+            self.support.uncreate(&block);
             return;
-        }
-        match self.raw.propose(Vec::new(), data) {
+        };
+        let proposed = self.raw.propose(Vec::new(), data);
+        self.after_proposal(block, tx_ids, is_config, proposed);
+    }
+
+    fn after_proposal(
+        &mut self,
+        block: Block,
+        tx_ids: Vec<String>,
+        is_config: bool,
+        proposed: raft::Result<()>,
+    ) {
+        let number = block::number(&block);
+        match proposed {
             Ok(()) => {
                 self.inflight.insert(
                     number,
                     Inflight {
-                        hash,
+                        hash: block::hash(&block),
                         tx_ids,
                         is_config,
                     },
@@ -425,7 +553,7 @@ impl Driver {
             }
             Err(e) => {
                 warn!(channel = self.channel_id(), block = number, error = %e, "block proposal dropped");
-                self.support.reset_created();
+                self.support.uncreate(&block);
                 for id in tx_ids {
                     self.support
                         .notify_rejected(&id, format!("raft dropped the proposal: {e}"));
@@ -456,7 +584,7 @@ impl Driver {
         }
     }
 
-    fn on_ready(&mut self) -> Result<(), String> {
+    fn on_ready(&mut self) -> Result<(), Stop> {
         if !self.raw.has_ready() {
             return Ok(());
         }
@@ -465,12 +593,8 @@ impl Driver {
             self.send(ready.take_messages());
         }
         if !ready.snapshot().is_empty() {
-            // Snapshot installation (catching up by pulling blocks) comes with log
-            // compaction across nodes; until then a node so far behind cannot proceed.
-            return Err(format!(
-                "received a raft snapshot at index {}; catching up from snapshots is not supported yet",
-                ready.snapshot().get_metadata().index
-            ));
+            let snap = ready.snapshot().clone();
+            self.install_snapshot(&snap)?;
         }
         self.apply(ready.take_committed_entries())?;
         let entries = ready.take_entries();
@@ -503,6 +627,167 @@ impl Driver {
         Ok(())
     }
 
+    /// A snapshot from the leader: this node's log is behind the others' compaction
+    /// point. The blocks up to the snapshot come from the other consenters' ledgers
+    /// (verified), then the raft log restarts at the snapshot.
+    fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), Stop> {
+        let meta = snap.get_metadata();
+        let (number, hash) = parse_snapshot_data(snap.get_data()).ok_or_else(|| {
+            format!(
+                "raft snapshot at index {} carries no block position",
+                meta.index
+            )
+        })?;
+        info!(
+            channel = self.channel_id(),
+            index = meta.index,
+            block = number,
+            height = self.support.height(),
+            "installing a raft snapshot"
+        );
+        if self.support.height() <= number {
+            self.pull_blocks_to(number, hash)?;
+        } else {
+            let ours = self
+                .support
+                .ledger()
+                .block(number)
+                .map_err(|e| e.to_string())?
+                .map(|b| block::hash(&b));
+            if ours != Some(hash) {
+                return Err(Stop::Failed(format!(
+                    "the raft snapshot names block {number} with another hash than this ledger's: the chains forked"
+                )));
+            }
+        }
+        self.raw
+            .mut_store()
+            .apply_snapshot(snap)
+            .map_err(|e| e.to_string())?;
+        self.applied = meta.index;
+        self.applied_term = meta.term;
+        self.last_conf_index = meta.index;
+        self.on_config_applied();
+        let voters = &meta.get_conf_state().voters;
+        if !voters.is_empty() && !voters.contains(&self.id) {
+            self.evicted = true;
+        }
+        Ok(())
+    }
+
+    /// Fills the ledger up to block `target` (whose hash must be `target_hash`) from the
+    /// other consenters, verifying every block against the chain and the configuration
+    /// in force as it goes. Tries the leader first; retries until it succeeds or the
+    /// chain halts.
+    fn pull_blocks_to(&mut self, target: u64, target_hash: Hash) -> Result<(), Stop> {
+        let mut attempt = 0u32;
+        while self.support.height() <= target {
+            if self.halt.is_cancelled() {
+                return Err(Stop::Halted);
+            }
+            let leader = self.raw.raft.leader_id;
+            let mut sources: Vec<u64> = self
+                .voters()
+                .into_iter()
+                .filter(|id| *id != self.id && *id != leader)
+                .collect();
+            if leader != 0 && leader != self.id {
+                sources.insert(0, leader);
+            }
+            let mut progressed = false;
+            for source in sources {
+                match self.pull_from(source, target, target_hash) {
+                    Ok(n) if n > 0 => {
+                        progressed = true;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(
+                        channel = self.channel_id(),
+                        source = format_args!("{source:x}"),
+                        error = %e,
+                        "block pull failed; trying another consenter"
+                    ),
+                }
+            }
+            if !progressed {
+                attempt += 1;
+                if attempt % 20 == 1 {
+                    warn!(
+                        channel = self.channel_id(),
+                        height = self.support.height(),
+                        target,
+                        "no consenter could serve the missing blocks; retrying"
+                    );
+                }
+                if self.handle.block_on(async {
+                    tokio::select! {
+                        _ = self.halt.cancelled() => true,
+                        _ = tokio::time::sleep(PULL_RETRY) => false,
+                    }
+                }) {
+                    return Err(Stop::Halted);
+                }
+            }
+        }
+        info!(
+            channel = self.channel_id(),
+            height = self.support.height(),
+            "caught up from the other consenters' ledgers"
+        );
+        Ok(())
+    }
+
+    /// One pull from one consenter; returns the blocks written.
+    fn pull_from(&mut self, source: u64, target: u64, target_hash: Hash) -> Result<u64, String> {
+        let start = self.support.height();
+        let end = target.min(start + MAX_PULL_BLOCKS - 1);
+        let transport = self.transport.clone();
+        let blocks = self
+            .handle
+            .block_on(async {
+                tokio::time::timeout(PULL_TIMEOUT, transport.pull_blocks(source, start, end)).await
+            })
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let state = self.support.state();
+        let prev = self
+            .support
+            .ledger()
+            .last_hash()
+            .unwrap_or(block::GENESIS_PREVIOUS_HASH);
+        let mut verifier =
+            ChainVerifier::resume(start, prev, state.config.clone(), state.last_config_block)
+                .map_err(|e| e.to_string())?;
+        let now = ordo_proto::now_ms() / 1000;
+        let mut written = 0;
+        for b in blocks.into_iter().take((end + 1 - start) as usize) {
+            let number = block::number(&b);
+            verifier
+                .check(&b, now)
+                .map_err(|e| format!("block {number} refused: {e}"))?;
+            if number == target && block::hash(&b) != target_hash {
+                return Err(format!(
+                    "block {number} does not match the snapshot's hash: the chains forked"
+                ));
+            }
+            let metadata = b
+                .metadata
+                .as_ref()
+                .map(|m| m.consenter_metadata.clone())
+                .unwrap_or_default();
+            let is_config = config::config_from_block(&b).is_ok();
+            self.support
+                .write_replicated(b, metadata)
+                .map_err(|e| format!("writing pulled block {number}: {e}"))?;
+            if is_config {
+                self.on_config_applied();
+            }
+            written += 1;
+        }
+        Ok(written)
+    }
+
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), String> {
         for e in entries {
             if e.index <= self.applied {
@@ -514,17 +799,15 @@ impl Driver {
             }
             match e.get_entry_type() {
                 EntryType::EntryNormal if !e.data.is_empty() => {
-                    self.apply_block(&e)?;
+                    self.apply_block(e.index, e.term, &e.data)?;
                 }
                 EntryType::EntryNormal => {}
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    // Membership changes through config transactions come with the
-                    // Cluster service; a conf change entry cannot be produced yet.
-                    warn!(
-                        channel = self.channel_id(),
-                        index = e.index,
-                        "raft conf change entries are not supported yet; ignored"
-                    );
+                EntryType::EntryConfChange => self.apply_conf_change(&e)?,
+                EntryType::EntryConfChangeV2 => {
+                    return Err(format!(
+                        "raft entry {} is a joint membership change, which Ordo never proposes",
+                        e.index
+                    ));
                 }
             }
             self.applied = e.index;
@@ -545,26 +828,55 @@ impl Driver {
         Ok(())
     }
 
-    fn apply_block(&mut self, e: &Entry) -> Result<(), String> {
-        let data: &[u8] = e.data.as_ref();
+    /// A membership change: the new voter set is made durable first (applying it again
+    /// after a crash changes nothing), then its config block is written.
+    fn apply_conf_change(&mut self, e: &Entry) -> Result<(), String> {
+        let cc = ConfChange::parse_from_bytes(&e.data)
+            .map_err(|err| format!("raft entry {} holds no conf change: {err}", e.index))?;
+        let cs = self
+            .raw
+            .apply_conf_change(&cc)
+            .map_err(|err| format!("applying the conf change of entry {}: {err}", e.index))?;
+        self.raw
+            .mut_store()
+            .set_conf_state(cs.clone())
+            .map_err(|err| err.to_string())?;
+        self.last_conf_index = e.index;
+        info!(
+            channel = self.channel_id(),
+            index = e.index,
+            node = format_args!("{:x}", cc.node_id),
+            change = ?cc.get_change_type(),
+            voters = cs.voters.len(),
+            "membership changed"
+        );
+        if !e.context.is_empty() {
+            self.apply_block(e.index, e.term, &e.context)?;
+        }
+        if !cs.voters.contains(&self.id) {
+            self.evicted = true;
+        }
+        Ok(())
+    }
+
+    fn apply_block(&mut self, index: u64, term: u64, data: &[u8]) -> Result<(), String> {
         let (kind, body) = data
             .split_first()
-            .ok_or_else(|| format!("raft entry {} is empty", e.index))?;
+            .ok_or_else(|| format!("raft entry {index} is empty"))?;
         let block = Block::decode(body)
-            .map_err(|err| format!("raft entry {} holds no block: {err}", e.index))?;
+            .map_err(|err| format!("raft entry {index} holds no block: {err}"))?;
         let number = block::number(&block);
         let height = self.support.height();
         if number < height {
-            // Already in the ledger (written before a restart).
+            // Already in the ledger (written before a restart, or pulled).
             return Ok(());
         }
         if number > height {
             return Err(format!(
-                "raft entry {} holds block {number} but the ledger height is {height}",
-                e.index
+                "raft entry {index} holds block {number} but the ledger height is {height}"
             ));
         }
-        let metadata = Bytes::copy_from_slice(&e.index.to_be_bytes());
+        let metadata = consenter_metadata(index, term);
         let mine = self.inflight.remove(&number);
         let written = match &mine {
             Some(m) if m.hash == block::hash(&block) => {
@@ -597,42 +909,113 @@ impl Driver {
         };
         let n = written.map_err(|err| format!("writing block {number}: {err}"))?;
         if *kind == KIND_CONFIG_BLOCK {
-            let state = self.support.state();
-            self.cutter.set_limits(state.limits);
+            self.on_config_applied();
             info!(
                 channel = self.channel_id(),
                 block = n,
-                sequence = state.sequence(),
+                sequence = self.support.sequence(),
                 "configuration updated"
             );
         }
         Ok(())
     }
 
+    /// A config block was written: batch limits, consenter endpoints and names follow it.
+    fn on_config_applied(&mut self) {
+        let state = self.support.state();
+        self.cutter.set_limits(state.limits);
+        if let Some(orderer) = state.config.orderer.as_ref() {
+            if !orderer.consenters.is_empty() {
+                self.transport.reconfigure(&orderer.consenters);
+                let mut names = self.shared.names.write().unwrap_or_else(|p| p.into_inner());
+                for c in &orderer.consenters {
+                    names.insert(super::raft_id(&c.id), c.id.clone());
+                }
+            }
+        }
+    }
+
+    /// This node applied its own removal: it stops ordering for the channel. A leader
+    /// first tells the others the commit index (so they apply the removal too) and hands
+    /// leadership to the most up-to-date remaining voter.
+    fn leave(&mut self) {
+        self.shared.evicted.store(true, Ordering::Release);
+        warn!(
+            channel = self.channel_id(),
+            height = self.support.height(),
+            "this orderer was removed from the channel's consenters; it stops ordering"
+        );
+        if self.role == StateRole::Leader {
+            let successor = self
+                .raw
+                .raft
+                .prs()
+                .iter()
+                .filter(|(id, _)| **id != self.id)
+                .max_by_key(|(_, pr)| pr.matched)
+                .map(|(id, _)| *id);
+            self.raw.ping();
+            if let Some(next) = successor {
+                self.raw.transfer_leader(next);
+            }
+            if let Err(Stop::Failed(e)) = self.on_ready() {
+                warn!(channel = self.channel_id(), error = %e, "final raft step failed");
+            }
+        }
+        self.reject_pending(
+            "this orderer was removed from the channel's consenters; resubmit to another",
+        );
+    }
+
+    /// Takes a snapshot and compacts the log once enough has been written since the last
+    /// one. The compaction point keeps what live followers still need; a follower that is
+    /// down does not hold it back (it catches up from the snapshot and block pulls).
     fn maybe_compact(&mut self) -> Result<(), String> {
         let store = self.raw.store();
         if store.bytes_since_snapshot() < self.options.snapshot_interval_bytes {
             return Ok(());
         }
-        // Keep the entries followers may still need: compact only what every node has.
         let mut floor = self.applied;
         if self.role == StateRole::Leader {
-            for (_, pr) in self.raw.raft.prs().iter() {
-                floor = floor.min(pr.matched);
+            for (id, pr) in self.raw.raft.prs().iter() {
+                if *id != self.id && pr.recent_active {
+                    floor = floor.min(pr.matched);
+                }
             }
         }
-        if floor == 0 || floor <= store.first_index().unwrap_or(0) {
+        // The snapshot records the membership in force now, so it cannot sit before the
+        // last membership change.
+        if floor < self.last_conf_index || floor <= store.first_index().unwrap_or(1) {
             return Ok(());
         }
-        let height = self.support.height();
-        let mut data = height.to_be_bytes().to_vec();
-        if let Some(h) = self.support.ledger().last_hash() {
-            data.extend_from_slice(h.as_ref());
-        }
+        let Some((number, hash)) = self.last_block_at(floor)? else {
+            return Ok(());
+        };
+        debug!(
+            channel = self.channel_id(),
+            index = floor,
+            block = number,
+            "raft snapshot taken; log compacted"
+        );
         self.raw
             .mut_store()
-            .compact(floor, data)
+            .compact(floor, snapshot_data(number, &hash))
             .map_err(|e| e.to_string())
+    }
+
+    /// The number and hash of the last block written by an entry at or before `index`.
+    fn last_block_at(&self, index: u64) -> Result<Option<(u64, Hash)>, String> {
+        let ledger = self.support.ledger();
+        let height = ledger.height();
+        for n in (height.saturating_sub(MAX_SNAPSHOT_SEARCH)..height).rev() {
+            let Some(b) = ledger.block(n).map_err(|e| e.to_string())? else {
+                return Ok(None);
+            };
+            if raft_position(&b).map(|(i, _)| i).unwrap_or(0) <= index {
+                return Ok(Some((n, block::hash(&b))));
+            }
+        }
+        Ok(None)
     }
 
     /// Notes role changes: a new leader first applies its whole log; a deposed one
@@ -675,6 +1058,10 @@ impl Driver {
             .committed
             .store(self.raw.raft.raft_log.committed, Ordering::Relaxed);
         self.shared.applied.store(self.applied, Ordering::Relaxed);
+        self.shared.snapshot_index.store(
+            self.raw.store().first_index().unwrap_or(1) - 1,
+            Ordering::Relaxed,
+        );
         let active = if role == StateRole::Leader {
             self.raw
                 .raft

@@ -28,13 +28,20 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-use ordo_proto::pb::common::RaftConfig;
+use bytes::Bytes;
+use raft::eraftpb::{Snapshot, SnapshotMetadata};
+
+use ordo_ledger::ConsensusLog;
+use ordo_proto::block;
+use ordo_proto::config;
+use ordo_proto::pb::common::{Block, RaftConfig};
 
 use crate::chain::{BoxFuture, Chain, ChainError, ChainStatus, OrderRequest};
 use crate::support::ChainSupport;
 
 mod driver;
 mod logger;
+pub mod membership;
 pub mod storage;
 pub mod transport;
 
@@ -106,6 +113,75 @@ pub fn raft_id(consenter: &str) -> u64 {
     u64::from_be_bytes(id).max(1)
 }
 
+/// The consenter metadata of a block written by raft: the raft index and term of the
+/// entry that carried it. A restarted node resumes applying after the index; a node
+/// joining from a config block starts its log right after that entry.
+pub fn consenter_metadata(index: u64, term: u64) -> Bytes {
+    let mut m = Vec::with_capacity(16);
+    m.extend_from_slice(&index.to_be_bytes());
+    m.extend_from_slice(&term.to_be_bytes());
+    Bytes::from(m)
+}
+
+/// The raft (index, term) a block's consenter metadata records; `None` for a block raft
+/// did not write (the genesis block).
+pub fn raft_position(b: &Block) -> Option<(u64, u64)> {
+    let m = b.metadata.as_ref()?.consenter_metadata.as_ref();
+    let index = u64::from_be_bytes(m.get(..8)?.try_into().ok()?);
+    let term = m
+        .get(8..16)
+        .and_then(|t| <[u8; 8]>::try_from(t).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0);
+    Some((index, term))
+}
+
+/// Snapshot data: the number and hash of the last block at or before the snapshot index.
+pub(crate) fn snapshot_data(number: u64, hash: &[u8]) -> Vec<u8> {
+    let mut d = number.to_be_bytes().to_vec();
+    d.extend_from_slice(hash);
+    d
+}
+
+/// Reads [`snapshot_data`].
+pub(crate) fn parse_snapshot_data(data: &[u8]) -> Option<(u64, ordo_proto::hash::Hash)> {
+    let number = u64::from_be_bytes(data.get(..8)?.try_into().ok()?);
+    let hash: [u8; 32] = data.get(8..40)?.try_into().ok()?;
+    Some((number, hash))
+}
+
+/// Prepares the raft state of a node that joins a running channel from `join_block`, a
+/// config block naming it as a consenter, after its ledger was filled up to that block
+/// (pulled from the other consenters and verified): the raft log starts as a snapshot at
+/// the entry that carried the block, with the block's consenters as voters, so the leader
+/// replicates only what follows.
+pub fn prepare_join(log: ConsensusLog, join_block: &Block) -> Result<(), ChainError> {
+    let (index, term) = raft_position(join_block).ok_or_else(|| {
+        ChainError::Unsupported(
+            "the join block carries no raft position; join from a config block written by raft"
+                .into(),
+        )
+    })?;
+    let cfg = config::config_from_block(join_block)
+        .map_err(|e| ChainError::Unsupported(format!("join block: {e}")))?;
+    let mut meta = SnapshotMetadata {
+        index,
+        term,
+        ..Default::default()
+    };
+    meta.mut_conf_state().voters = membership::voters_of(&cfg).into_iter().collect();
+    let mut snap = Snapshot::default();
+    snap.set_metadata(meta);
+    snap.set_data(
+        snapshot_data(block::number(join_block), block::hash(join_block).as_ref()).into(),
+    );
+    let mut storage =
+        storage::LogStorage::open(log, &[]).map_err(|e| ChainError::Storage(e.to_string()))?;
+    storage
+        .apply_snapshot(&snap)
+        .map_err(|e| ChainError::Storage(e.to_string()))
+}
+
 /// Who this node is in the raft group and how it reaches the others.
 pub struct RaftSetup {
     /// This node's raft id.
@@ -138,6 +214,11 @@ struct Shared {
     applied: AtomicU64,
     persist_micros: AtomicU64,
     active_nodes: AtomicU64,
+    snapshot_index: AtomicU64,
+    /// Consenter names by raft id (for leader hints), updated with the config.
+    names: RwLock<HashMap<u64, String>>,
+    /// Set once this node applied its own removal from the consenters.
+    evicted: AtomicBool,
 }
 
 /// What a raft chain reports for metrics: read at scrape time, written by the raft loop.
@@ -158,6 +239,8 @@ pub struct RaftMetrics {
     /// Consenters the leader heard from recently (the node itself included); 0 on a
     /// follower, which cannot know.
     pub active_nodes: u64,
+    /// Raft index of the last snapshot (the log holds only entries after it).
+    pub snapshot_index: u64,
 }
 
 /// An envelope handed to the leader's raft loop.
@@ -171,7 +254,7 @@ struct Proposal {
 /// A running raft chain.
 pub struct RaftChain {
     id: u64,
-    names: HashMap<u64, String>,
+    support: Arc<ChainSupport>,
     proposals: mpsc::Sender<Proposal>,
     steps: mpsc::Sender<(u64, Vec<u8>)>,
     transport: Arc<dyn RaftTransport>,
@@ -188,11 +271,14 @@ impl RaftChain {
         let (ptx, prx) = mpsc::channel(setup.options.queue_capacity.max(1));
         let (stx, srx) = mpsc::channel(4_096);
         let (stopped_tx, stopped_rx) = watch::channel(false);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            names: RwLock::new(setup.names.clone()),
+            ..Shared::default()
+        });
         let halt = CancellationToken::new();
         let failed = Arc::new(AtomicBool::new(false));
         let driver = driver::Driver::new(
-            support,
+            support.clone(),
             &setup,
             shared.clone(),
             prx,
@@ -211,7 +297,7 @@ impl RaftChain {
             .map_err(|e| ChainError::Storage(format!("cannot start the raft thread: {e}")))?;
         Ok(Arc::new(Self {
             id: setup.id,
-            names: setup.names,
+            support,
             proposals: ptx,
             steps: stx,
             transport: setup.transport,
@@ -238,6 +324,7 @@ impl RaftChain {
             applied_index: s.applied.load(Ordering::Relaxed),
             persist_micros: s.persist_micros.load(Ordering::Relaxed),
             active_nodes: s.active_nodes.load(Ordering::Relaxed),
+            snapshot_index: s.snapshot_index.load(Ordering::Relaxed),
         }
     }
 
@@ -269,8 +356,17 @@ impl RaftChain {
         self.propose_locally(request, is_config).await
     }
 
+    /// Whether this node was removed from the channel's consenters (it serves the
+    /// blocks it has but orders nothing).
+    pub fn evicted(&self) -> bool {
+        self.shared.evicted.load(Ordering::Acquire)
+    }
+
     fn hint(&self, id: u64) -> String {
-        self.names
+        self.shared
+            .names
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .get(&id)
             .cloned()
             .unwrap_or_else(|| format!("raft node {id:x}"))
@@ -288,6 +384,14 @@ impl RaftChain {
     }
 
     fn check_running(&self) -> Result<(), ChainError> {
+        if self.evicted() {
+            return Err(ChainError::NotReady {
+                reason: format!(
+                    "this orderer was removed from the consenters of channel {:?}",
+                    self.support.channel_id()
+                ),
+            });
+        }
         if self.failed.load(Ordering::Acquire) {
             return Err(ChainError::Storage(
                 "the raft chain stopped after a storage failure".into(),

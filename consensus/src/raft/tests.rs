@@ -17,8 +17,8 @@ use ordo_proto::config;
 use ordo_proto::envelope;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{
-    AckMode, BatchSize, CertificateBody, ChannelConfig, HeaderType, OrdererConfig, Organization,
-    Role,
+    AckMode, BatchSize, CertificateBody, ChannelConfig, ConfigEnvelope, Consenter, HeaderType,
+    OrdererConfig, Organization, Role,
 };
 use ordo_proto::policy::build as policy;
 
@@ -47,10 +47,16 @@ struct Cluster {
     dir: tempfile::TempDir,
     ca: SigningKey,
     client: Identity,
+    admin: Identity,
     genesis: ordo_proto::pb::common::Block,
     network: Arc<LocalNetwork>,
     ids: Vec<u64>,
     nodes: HashMap<u64, (Arc<ChainSupport>, Arc<RaftChain>)>,
+    /// Orderer identities by raft id (consenter clusters only; others make one per start).
+    identities: HashMap<u64, Identity>,
+    /// Consenter entries by raft id (consenter clusters only).
+    consenters: HashMap<u64, Consenter>,
+    options: RaftOptions,
 }
 
 fn options() -> RaftOptions {
@@ -64,6 +70,35 @@ fn options() -> RaftOptions {
 }
 
 impl Cluster {
+    /// A raft channel whose config names `size` consenters (raft ids from their names),
+    /// with `spare` more orderer identities ready to be added by config updates.
+    fn with_consenters(size: usize, spare: usize, max_count: u32) -> Self {
+        let mut c = Self::new(0, max_count);
+        for i in 1..=size + spare {
+            let name = format!("orderer{i}");
+            let id = super::raft_id(&name);
+            let identity = member(&c.ca, Role::Orderer, &name);
+            c.consenters.insert(
+                id,
+                Consenter {
+                    id: name,
+                    endpoint: format!("local:{i}"),
+                    certificate: identity.cert_bytes().clone(),
+                },
+            );
+            c.identities.insert(id, identity);
+            if i <= size {
+                c.ids.push(id);
+            }
+        }
+        let mut config = config::config_from_block(&c.genesis).expect("config");
+        let orderer = config.orderer.as_mut().expect("orderer");
+        orderer.consensus_type = "raft".into();
+        orderer.consenters = c.ids.iter().map(|id| c.consenters[id].clone()).collect();
+        c.genesis = config::genesis_block(&config, 1).expect("genesis");
+        c
+    }
+
     fn new(size: u64, max_count: u32) -> Self {
         let ca = ordo_proto::crypto::generate_signing_key();
         let config = ChannelConfig {
@@ -92,14 +127,19 @@ impl Cluster {
         };
         let genesis = config::genesis_block(&config, 1).expect("genesis");
         let client = member(&ca, Role::Client, "client");
+        let admin = member(&ca, Role::Admin, "admin");
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
             ca,
             client,
+            admin,
             genesis,
             network: LocalNetwork::new(),
             ids: (1..=size).collect(),
             nodes: HashMap::new(),
+            identities: HashMap::new(),
+            consenters: HashMap::new(),
+            options: options(),
         }
     }
 
@@ -109,7 +149,11 @@ impl Cluster {
         if store.height() == 0 {
             store.append(&self.genesis).expect("genesis");
         }
-        let orderer = member(&self.ca, Role::Orderer, &format!("orderer{id}"));
+        let orderer = self
+            .identities
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| member(&self.ca, Role::Orderer, &format!("orderer{id}")));
         let support = Arc::new(ChainSupport::new(store, orderer).expect("support"));
         let chain = RaftChain::start(
             support.clone(),
@@ -122,7 +166,7 @@ impl Cluster {
                     .map(|i| (*i, format!("orderer{i}")))
                     .collect(),
                 transport: self.network.transport(id),
-                options: options(),
+                options: self.options,
             },
         )
         .expect("raft chain starts");
@@ -172,6 +216,85 @@ impl Cluster {
             tx_id,
             config_seq: 0,
         }
+    }
+
+    /// A CONFIG envelope putting `config` in force (as the orderer makes one from an
+    /// admin-signed update; the chain does not check the update's signatures).
+    fn config_request(&self, config: &ChannelConfig) -> OrderRequest {
+        let data = ConfigEnvelope {
+            config: config.encode_to_vec().into(),
+            last_update: Bytes::new(),
+        };
+        let (env, tx_id) = envelope::create_signed(
+            &self.admin,
+            CHANNEL,
+            HeaderType::Config,
+            data.encode_to_vec().into(),
+            ordo_proto::now_ms(),
+        );
+        OrderRequest {
+            envelope: env.encode_to_vec().into(),
+            tx_id,
+            config_seq: config.sequence - 1,
+        }
+    }
+
+    /// The config in force on node `id`.
+    fn config(&self, id: u64) -> ChannelConfig {
+        self.nodes[&id].0.state().config.clone()
+    }
+
+    /// Proposes the config with `consenters` (by raft id) through the leader and waits
+    /// until every running node has applied it.
+    async fn set_consenters(&self, consenters: &[u64]) {
+        let leader = self.leader().await;
+        let mut cfg = self.config(leader);
+        cfg.sequence += 1;
+        cfg.orderer.as_mut().expect("orderer").consenters = consenters
+            .iter()
+            .map(|id| self.consenters[id].clone())
+            .collect();
+        let req = self.config_request(&cfg);
+        self.nodes[&leader]
+            .1
+            .configure(req)
+            .await
+            .expect("config accepted");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !self
+            .nodes
+            .values()
+            .all(|(s, c)| s.sequence() == cfg.sequence || c.evicted())
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "config never applied"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts node `id` as a joiner: its ledger copied from `from` up to the latest config
+    /// block, its raft log starting after that block (what the orderer's join does over
+    /// Deliver).
+    fn join(&mut self, id: u64, from: u64) {
+        let source = self.nodes[&from].0.clone();
+        let last_config = source.state().last_config_block;
+        let path = self.dir.path().join(format!("node{id}"));
+        let store = BlockStore::open(&path).expect("ledger");
+        for n in 0..=last_config {
+            let b = source.ledger().block(n).expect("read").expect("block");
+            store.append(&b).expect("append");
+        }
+        let join_block = source
+            .ledger()
+            .block(last_config)
+            .expect("read")
+            .expect("block");
+        super::prepare_join(store.consensus_log(), &join_block).expect("prepare join");
+        drop(store);
+        self.ids.push(id);
+        self.start(id);
     }
 
     /// Orders through `via`, retrying while a leader change is in progress.
@@ -276,7 +399,11 @@ async fn single_node_orders_and_resumes_after_restart() {
         .expect("block")
         .metadata
         .expect("metadata");
-    assert_eq!(metadata.consenter_metadata.len(), 8, "raft index recorded");
+    assert_eq!(
+        metadata.consenter_metadata.len(),
+        16,
+        "raft index and term recorded"
+    );
     c.stop(1).await;
 }
 
@@ -357,6 +484,125 @@ async fn a_cut_off_minority_cannot_order_and_rejoins() {
     let r = c.request(99);
     assert!(c.nodes[&leader].1.order(r).await.is_err());
     c.network.isolate(leader, false);
+    c.converged(&expected).await;
+    for id in c.ids.clone() {
+        c.stop(id).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_the_snapshot_catches_up_by_pulling_blocks() {
+    let mut c = Cluster::new(3, 4);
+    // Tiny snapshots, so that a few blocks compact the log.
+    c.options.snapshot_interval_bytes = 4 << 10;
+    for id in 1..=3 {
+        c.start(id);
+    }
+    let leader = c.leader().await;
+    let behind = c.ids.iter().copied().find(|i| *i != leader).expect("node");
+    c.stop(behind).await;
+    let mut expected = Vec::new();
+    for i in 0..120 {
+        let r = c.request(i);
+        expected.push(r.tx_id.clone());
+        c.order(leader, r).await;
+    }
+    c.converged(&expected).await;
+    // The leader keeps entries for followers it heard from lately; once the stopped one
+    // counts as inactive (an election timeout), the log is compacted past it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let snap = loop {
+        let snap = c.nodes[&leader].1.metrics().snapshot_index;
+        if snap > 1 {
+            break snap;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader never compacted its log"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The stopped node's log ends before the leader's first entry: only a snapshot and
+    // block pulls bring it back.
+    c.start(behind);
+    c.converged(&expected).await;
+    assert!(
+        c.nodes[&behind].1.metrics().snapshot_index >= snap,
+        "the node installed the leader's snapshot"
+    );
+    // And it keeps replicating afterwards.
+    for i in 120..130 {
+        let r = c.request(i);
+        expected.push(r.tx_id.clone());
+        c.order(behind, r).await;
+    }
+    c.converged(&expected).await;
+    for id in c.ids.clone() {
+        c.stop(id).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consenters_are_added_and_removed_by_config_updates() {
+    let mut c = Cluster::with_consenters(3, 1, 5);
+    for id in c.ids.clone() {
+        c.start(id);
+    }
+    let mut expected = Vec::new();
+    let leader = c.leader().await;
+    for i in 0..20 {
+        let r = c.request(i);
+        expected.push(r.tx_id.clone());
+        c.order(leader, r).await;
+    }
+    // Two consenters at once is refused before anything is ordered.
+    let all: Vec<u64> = c.consenters.keys().copied().collect();
+    let fourth = *all.iter().find(|id| !c.ids.contains(id)).expect("spare");
+    let mut cfg = c.config(leader);
+    cfg.sequence += 1;
+    cfg.orderer.as_mut().expect("orderer").consenters = vec![c.consenters[&leader].clone()];
+    let refused = c.nodes[&leader].1.configure(c.config_request(&cfg)).await;
+    assert!(
+        matches!(refused, Err(ChainError::Revalidation(ref m)) if m.contains("one consenter")),
+        "{refused:?}"
+    );
+
+    // Grow 3 -> 4; the new node joins from the config block that added it.
+    let mut grown = c.ids.clone();
+    grown.push(fourth);
+    c.set_consenters(&grown).await;
+    c.join(fourth, leader);
+    for i in 20..40 {
+        let r = c.request(i);
+        expected.push(r.tx_id.clone());
+        c.order(if i % 2 == 0 { fourth } else { leader }, r).await;
+    }
+    c.converged(&expected).await;
+
+    // Remove the leader itself: it stops ordering, the other three go on.
+    let leader = c.leader().await;
+    let rest: Vec<u64> = grown.iter().copied().filter(|i| *i != leader).collect();
+    c.set_consenters(&rest).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !c.nodes[&leader].1.evicted() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "removed node still ordering"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = c.nodes[&leader].1.order(c.request(999)).await;
+    assert!(
+        matches!(refused, Err(ChainError::NotReady { ref reason }) if reason.contains("removed")),
+        "{refused:?}"
+    );
+    c.stop(leader).await;
+    c.ids.retain(|i| *i != leader);
+    for i in 40..60 {
+        let r = c.request(i);
+        expected.push(r.tx_id.clone());
+        c.order(rest[i as usize % rest.len()], r).await;
+    }
     c.converged(&expected).await;
     for id in c.ids.clone() {
         c.stop(id).await;

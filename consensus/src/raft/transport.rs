@@ -1,13 +1,16 @@
 //! How a raft node reaches the other consenters of its channel.
 //!
-//! The chain only needs two things from the network, so that is all [`RaftTransport`]
+//! The chain needs three things from the network, so that is all [`RaftTransport`]
 //! asks: send a raft message to a node (best effort — raft tolerates loss, and a full
-//! queue must drop rather than stall the raft loop), and forward an envelope to the
-//! leader and learn whether it took it. The orderer implements it over its gRPC Cluster
+//! queue must drop rather than stall the raft loop), forward an envelope to the leader
+//! and learn whether it took it, and pull blocks from another consenter (a node whose log
+//! is behind the others' snapshots catches up from their ledgers, not their logs). The orderer implements it over its gRPC Cluster
 //! service; [`LocalNetwork`] connects chains in one process, for tests and simulation.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
+
+use ordo_proto::pb::common::{Block, Consenter};
 
 use crate::chain::{BoxFuture, ChainError, OrderRequest};
 
@@ -27,7 +30,22 @@ pub trait RaftTransport: Send + Sync + 'static {
         request: OrderRequest,
         is_config: bool,
     ) -> BoxFuture<'_, Result<u64, ChainError>>;
+
+    /// Fetches blocks `start..=end` (or a prefix of them, at least one) from node `from`'s
+    /// ledger. The caller verifies what it gets: the other node is not trusted.
+    fn pull_blocks(
+        &self,
+        from: u64,
+        start: u64,
+        end: u64,
+    ) -> BoxFuture<'_, Result<Vec<Block>, ChainError>>;
+
+    /// The channel's consenters changed (a config block was applied): reach the new set.
+    fn reconfigure(&self, _consenters: &[Consenter]) {}
 }
+
+/// Blocks pulled per request at most (bounds memory while catching up).
+pub const MAX_PULL_BLOCKS: u64 = 64;
 
 /// Raft chains of one channel in one process, connected directly. Messages to a node
 /// that is not registered (stopped, or cut off with [`LocalNetwork::isolate`]) are lost,
@@ -110,6 +128,36 @@ impl RaftTransport for LocalTransport {
                 reason: format!("leader {to} unreachable"),
             })?;
             node.submit_forwarded(request, is_config).await
+        })
+    }
+
+    fn pull_blocks(
+        &self,
+        from: u64,
+        start: u64,
+        end: u64,
+    ) -> BoxFuture<'_, Result<Vec<Block>, ChainError>> {
+        let node = self.network.node(self.from, from);
+        Box::pin(async move {
+            let node = node.ok_or_else(|| ChainError::NotReady {
+                reason: format!("node {from} unreachable"),
+            })?;
+            let ledger = node.support.ledger();
+            let end = end.min(start + MAX_PULL_BLOCKS - 1);
+            let mut out = Vec::new();
+            for n in start..=end {
+                match ledger.block(n) {
+                    Ok(Some(b)) => out.push(b),
+                    Ok(None) => break,
+                    Err(e) => return Err(ChainError::Storage(e.to_string())),
+                }
+            }
+            if out.is_empty() {
+                return Err(ChainError::NotReady {
+                    reason: format!("node {from} has no block {start}"),
+                });
+            }
+            Ok(out)
         })
     }
 }
