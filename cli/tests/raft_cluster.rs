@@ -9,139 +9,12 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::raft::*;
 use common::*;
 use ordo_proto::identity::Identity;
-use ordo_proto::pb::common::Status as Code;
-use ordo_proto::pb::orderer::{seek_position, SeekBehavior, SeekNewest, SeekPosition};
 
 const CHANNEL: &str = "raftch";
 const ORGS: [&str; 3] = ["BankA", "BankB", "BankC"];
-
-fn at(n: u64) -> SeekPosition {
-    SeekPosition {
-        r#type: Some(seek_position::Type::Specified(n)),
-    }
-}
-
-/// Every block of `addr`'s ledger.
-async fn chain(addr: &str, reader: &Identity) -> Vec<ordo_proto::pb::common::Block> {
-    let newest = deliver(
-        addr,
-        reader,
-        CHANNEL,
-        SeekPosition {
-            r#type: Some(seek_position::Type::Newest(SeekNewest {})),
-        },
-        Some(SeekPosition {
-            r#type: Some(seek_position::Type::Newest(SeekNewest {})),
-        }),
-        SeekBehavior::FailIfNotReady,
-    )
-    .await;
-    let top = newest
-        .blocks
-        .last()
-        .and_then(|b| b.header.as_ref())
-        .map(|h| h.number)
-        .unwrap_or(0);
-    deliver(
-        addr,
-        reader,
-        CHANNEL,
-        at(0),
-        Some(at(top)),
-        SeekBehavior::FailIfNotReady,
-    )
-    .await
-    .blocks
-}
-
-/// The leader every listed node agrees on (by name), waiting up to 20 s.
-async fn agreed_leader(nodes: &[(&str, &Identity)]) -> String {
-    for _ in 0..200 {
-        let mut leaders = HashSet::new();
-        let mut roles = Vec::new();
-        for (addr, admin) in nodes {
-            let info = channel_info(addr, admin, CHANNEL).await;
-            leaders.insert(info.leader.clone());
-            roles.push(info.role);
-        }
-        if leaders.len() == 1 && roles.iter().filter(|r| *r == "leader").count() == 1 {
-            if let Some(l) = leaders.into_iter().next().filter(|l| !l.is_empty()) {
-                return l;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no agreed raft leader");
-}
-
-/// Broadcasts `count` envelopes through `addr` one stream at a time, resubmitting those
-/// answered SERVICE_UNAVAILABLE (no leader right now); returns the acknowledged tx ids.
-async fn submit_all(addr: &str, client: &Identity, first_tag: u64, count: u64) -> Vec<String> {
-    let mut acked = Vec::new();
-    let mut pending: Vec<u64> = (first_tag..first_tag + count).collect();
-    for _ in 0..100 {
-        if pending.is_empty() {
-            return acked;
-        }
-        let batch: Vec<_> = pending
-            .iter()
-            .map(|t| message(client, CHANNEL, 200, *t))
-            .collect();
-        let (envs, ids): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        // In committed mode an answer may wait for a new leader, never forever.
-        let responses = tokio::time::timeout(Duration::from_secs(60), broadcast(addr, envs))
-            .await
-            .expect("every envelope answered (none silently dropped)");
-        let mut retry = Vec::new();
-        for ((r, id), tag) in responses.iter().zip(ids).zip(pending.iter()) {
-            match Code::try_from(r.status) {
-                Ok(Code::Success) => acked.push(id),
-                Ok(Code::ServiceUnavailable) => retry.push(*tag),
-                other => panic!("unexpected status {other:?}: {}", r.info),
-            }
-        }
-        pending = retry;
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    panic!("{} envelopes never accepted", pending.len());
-}
-
-/// Waits until every node's chain holds `acked` exactly once and all chains have the same
-/// block hashes; returns the common height.
-async fn converged(nodes: &[(&str, &Identity)], acked: &[String]) -> usize {
-    let want: HashSet<&String> = acked.iter().collect();
-    for _ in 0..150 {
-        let mut chains = Vec::new();
-        for (addr, reader) in nodes {
-            chains.push(chain(addr, reader).await);
-        }
-        let heights: Vec<usize> = chains.iter().map(Vec::len).collect();
-        let complete = chains.iter().all(|c| {
-            let ids: Vec<String> = c.iter().flat_map(block_tx_ids).collect();
-            let unique: HashSet<&String> = ids.iter().collect();
-            assert_eq!(unique.len(), ids.len(), "a tx id is in the chain twice");
-            want.iter().all(|w| unique.contains(w))
-        });
-        if complete && heights.iter().all(|h| *h == heights[0]) {
-            for c in &chains[1..] {
-                for (a, b) in c.iter().zip(&chains[0]) {
-                    assert_eq!(
-                        ordo_proto::block::hash(a),
-                        ordo_proto::block::hash(b),
-                        "ledgers diverge"
-                    );
-                }
-            }
-            return heights[0];
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("ledgers did not converge");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_raft_orderers_survive_a_killed_leader() {
@@ -178,7 +51,7 @@ async fn three_raft_orderers_survive_a_killed_leader() {
         .zip(&admins)
         .map(|(n, a)| (n.addr.as_str(), a))
         .collect();
-    let leader = agreed_leader(&all).await;
+    let leader = agreed_leader(CHANNEL, &all).await;
     let leader_ix: usize = leader
         .trim_start_matches("orderer")
         .parse()
@@ -187,9 +60,9 @@ async fn three_raft_orderers_survive_a_killed_leader() {
     // Every node takes envelopes; followers forward them to the leader.
     let mut acked = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
-        acked.extend(submit_all(&n.addr, &client, i as u64 * 1_000, 60).await);
+        acked.extend(submit_all(CHANNEL, &n.addr, &client, i as u64 * 1_000, 60).await);
     }
-    converged(&all, &acked).await;
+    converged(CHANNEL, &all, &acked).await;
 
     // The metrics name the leader: 1 on it, 0 on the others, all in the same term.
     let mut terms = HashSet::new();
@@ -219,7 +92,7 @@ async fn three_raft_orderers_survive_a_killed_leader() {
     let load = {
         let client = client.clone();
         let survivor = survivor.clone();
-        tokio::spawn(async move { submit_all(&survivor, &client, 10_000, 400).await })
+        tokio::spawn(async move { submit_all(CHANNEL, &survivor, &client, 10_000, 400).await })
     };
     // Not synchronisation: the delay only moves where in the load the kill lands (the
     // assertions below hold wherever it lands: every envelope answered, every SUCCESS in
@@ -234,10 +107,10 @@ async fn three_raft_orderers_survive_a_killed_leader() {
         .filter(|(i, _)| *i != leader_ix)
         .map(|(_, (n, a))| (n.addr.as_str(), a))
         .collect();
-    let new_leader = agreed_leader(&rest).await;
+    let new_leader = agreed_leader(CHANNEL, &rest).await;
     assert_ne!(new_leader, leader, "a new leader took over");
-    acked.extend(submit_all(&survivor, &client, 20_000, 40).await);
-    converged(&rest, &acked).await;
+    acked.extend(submit_all(CHANNEL, &survivor, &client, 20_000, 40).await);
+    converged(CHANNEL, &rest, &acked).await;
 
     // The killed node restarts and catches up.
     nodes[leader_ix].restart(&admins[leader_ix]).await;
@@ -246,7 +119,7 @@ async fn three_raft_orderers_survive_a_killed_leader() {
         .zip(&admins)
         .map(|(n, a)| (n.addr.as_str(), a))
         .collect();
-    let height = converged(&all, &acked).await;
+    let height = converged(CHANNEL, &all, &acked).await;
     assert!(height > 2, "blocks were cut");
     for n in nodes.iter_mut() {
         n.stop();
@@ -339,7 +212,7 @@ async fn cluster_requests_from_non_consenters_are_refused() {
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
 
     // Still serving: a client's envelopes are ordered (once the raft group is ready).
-    let acked = submit_all(&node.addr, &client, 100, 5).await;
+    let acked = submit_all(CHANNEL, &node.addr, &client, 100, 5).await;
     assert_eq!(acked.len(), 5);
     node.stop();
 }

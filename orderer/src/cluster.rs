@@ -197,6 +197,8 @@ pub struct GrpcTransport {
     links: RwLock<HashMap<u64, Arc<Link>>>,
     stats: Arc<ClusterStats>,
     stop: CancellationToken,
+    /// The runtime the links' tasks run on: `reconfigure` is called from the raft thread.
+    runtime: tokio::runtime::Handle,
 }
 
 /// A lazily connecting gRPC channel to a consenter's endpoint.
@@ -217,7 +219,7 @@ pub(crate) fn connect(c: &Consenter) -> Result<Channel, ChainError> {
 
 impl GrpcTransport {
     /// Connects (lazily) to every consenter of `channel` but `self_id`; the stream tasks
-    /// run until `stop` is cancelled.
+    /// run until `stop` is cancelled. Must be called within a Tokio runtime.
     pub fn new(
         channel: &str,
         identity: Identity,
@@ -232,6 +234,7 @@ impl GrpcTransport {
             links: RwLock::new(HashMap::new()),
             stats: Arc::new(ClusterStats::default()),
             stop,
+            runtime: tokio::runtime::Handle::current(),
         });
         for c in consenters {
             let id = raft_id(&c.id);
@@ -244,6 +247,8 @@ impl GrpcTransport {
     }
 
     fn link(&self, c: &Consenter) -> Result<Arc<Link>, ChainError> {
+        // The connection and the stream task need the runtime, whichever thread asks.
+        let _runtime = self.runtime.enter();
         let channel = connect(c)?;
         let client = ClusterClient::new(channel.clone())
             .max_decoding_message_size(MAX_CLUSTER_MESSAGE)

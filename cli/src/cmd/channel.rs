@@ -12,7 +12,7 @@ use ordo_proto::pb::admin::{
 };
 use ordo_proto::pb::common::{
     AckMode, BatchSize, Block, ChaincodeDefinition, ChannelConfig, Consenter, OrdererConfig,
-    Organization, Role,
+    Organization, RaftConfig, Role,
 };
 use ordo_proto::policy::build as policy;
 
@@ -32,6 +32,12 @@ pub enum ChannelCommand {
     Remove(RemoveArgs),
     /// Show a channel's height, last block hash, consensus type and role on a node.
     Info(InfoArgs),
+    /// Add or remove a raft channel's consenters (one per config update).
+    Consenter {
+        /// What to change.
+        #[command(subcommand)]
+        command: crate::cmd::consenter::ConsenterCommand,
+    },
 }
 
 /// Consensus backends.
@@ -54,7 +60,8 @@ pub enum AckModeArg {
     Committed,
 }
 
-/// Batch settings shared by `channel genesis` and `up`.
+/// Channel settings shared by `channel genesis` and `up`: batching, ack mode, chaincodes
+/// and the raft timings (raft channels only; 0 takes the default).
 #[derive(Args, Debug, Clone)]
 pub struct BatchArgs {
     /// Most envelopes per block.
@@ -76,6 +83,22 @@ pub struct BatchArgs {
     /// (default: a majority of the orgs). Repeat or separate with commas.
     #[arg(long = "chaincode", value_delimiter = ',')]
     pub chaincodes: Vec<String>,
+    /// Raft: real time of one tick, in ms (default 100).
+    #[arg(long, default_value_t = 0)]
+    pub raft_tick_ms: u64,
+    /// Raft: ticks without a heartbeat before a follower campaigns (default 10).
+    #[arg(long, default_value_t = 0)]
+    pub raft_election_tick: u32,
+    /// Raft: ticks between leader heartbeats (default 1).
+    #[arg(long, default_value_t = 0)]
+    pub raft_heartbeat_tick: u32,
+    /// Raft: blocks the leader may have proposed and not yet applied (default 5).
+    #[arg(long, default_value_t = 0)]
+    pub raft_max_inflight_blocks: u32,
+    /// Raft: log bytes after which a snapshot is taken and the log compacted (default
+    /// 64 MiB, at least 1 MiB).
+    #[arg(long, default_value_t = 0)]
+    pub raft_snapshot_bytes: u64,
 }
 
 /// `ordo channel genesis`
@@ -105,8 +128,9 @@ pub struct GenesisArgs {
 pub struct JoinArgs {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// The channel's genesis block file.
-    #[arg(long)]
+    /// The channel's genesis block file; for a running raft channel, the config block
+    /// that added this node as a consenter.
+    #[arg(long, visible_alias = "block")]
     pub genesis: PathBuf,
 }
 
@@ -146,6 +170,7 @@ pub struct InfoArgs {
 /// Runs a channel command.
 pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
     match cmd {
+        ChannelCommand::Consenter { command } => crate::cmd::consenter::run(command).await,
         ChannelCommand::Genesis(a) => {
             let block = genesis(
                 &a.crypto,
@@ -329,10 +354,19 @@ pub fn channel_config(
             .orgs
             .get(i % manifest.orgs.len())
             .context("no orgs in crypto.json")?;
+        // The first orderer of each org runs with its "orderer" identity; more orderers
+        // per org need their own (`ordo crypto issue --name orderer<i>`).
+        let own = format!("orderer{i}");
         let files = org
             .members
-            .get("orderer")
-            .context("org has no orderer identity")?;
+            .get(&own)
+            .or_else(|| (i < manifest.orgs.len()).then(|| org.members.get("orderer")).flatten())
+            .with_context(|| {
+                format!(
+                    "orderer {i} runs in org {} and needs its own identity: ordo crypto issue --org {} --name {own} --role orderer",
+                    org.name, org.name
+                )
+            })?;
         let cert = ordo_proto::identity::read_hex(&files.cert)?;
         consenters.push(Consenter {
             id: format!("orderer{i}"),
@@ -359,7 +393,13 @@ pub fn channel_config(
             batch_timeout_ms: batch.batch_timeout_ms,
             consenters,
             kafka: None,
-            raft: None,
+            raft: (consensus == Consensus::Raft).then_some(RaftConfig {
+                tick_interval_ms: batch.raft_tick_ms,
+                election_tick: batch.raft_election_tick,
+                heartbeat_tick: batch.raft_heartbeat_tick,
+                max_inflight_blocks: batch.raft_max_inflight_blocks,
+                snapshot_interval_bytes: batch.raft_snapshot_bytes,
+            }),
             ack_mode: match batch.ack_mode {
                 AckModeArg::Enqueued => AckMode::Enqueued,
                 AckModeArg::Committed => AckMode::Committed,

@@ -33,6 +33,29 @@ pub const MEMBERS: [(&str, Role); 4] = [
 pub enum CryptoCommand {
     /// Create each org's CA key and its admin, client, orderer and peer certificates.
     Init(InitArgs),
+    /// Issue one more member certificate from an org's CA (for example a second
+    /// orderer of the org: `--name orderer3 --role orderer`) and record it in crypto.json.
+    Issue(IssueArgs),
+}
+
+/// `ordo crypto issue`
+#[derive(Args)]
+pub struct IssueArgs {
+    /// The crypto directory (from `ordo crypto init`).
+    #[arg(long)]
+    pub crypto: PathBuf,
+    /// The org whose CA issues the certificate.
+    #[arg(long)]
+    pub org: String,
+    /// The member's name (its files are NAME.key and NAME.cert in the org's directory).
+    #[arg(long)]
+    pub name: String,
+    /// The member's role: admin, client, orderer or peer.
+    #[arg(long, value_parser = ["admin", "client", "orderer", "peer"])]
+    pub role: String,
+    /// Certificate validity in days.
+    #[arg(long, default_value_t = 365)]
+    pub validity_days: u64,
 }
 
 /// `ordo crypto init`
@@ -83,6 +106,23 @@ impl Manifest {
 /// Runs a crypto command.
 pub fn run(cmd: CryptoCommand) -> anyhow::Result<()> {
     match cmd {
+        CryptoCommand::Issue(a) => {
+            let role = match a.role.as_str() {
+                "admin" => Role::Admin,
+                "client" => Role::Client,
+                "peer" => Role::Peer,
+                _ => Role::Orderer,
+            };
+            let files = issue(&a.crypto, &a.org, &a.name, role, a.validity_days)?;
+            println!(
+                "issued {} ({}) of {}: {}",
+                a.name,
+                a.role,
+                a.org,
+                files.cert.display()
+            );
+            Ok(())
+        }
         CryptoCommand::Init(a) => {
             let m = init(&a.orgs, &a.out, a.validity_days)?;
             println!(
@@ -146,24 +186,16 @@ pub fn init(orgs: &[String], out: &Path, validity_days: u64) -> anyhow::Result<M
         std::fs::write(dir.join("ca.pub"), format!("{ca_pub}\n")).context("writing ca.pub")?;
         let mut members = BTreeMap::new();
         for (serial, (member, role)) in MEMBERS.iter().enumerate() {
-            let key = generate_signing_key();
-            let body = CertificateBody {
-                org: org.clone(),
-                role: *role as i32,
-                subject: format!("{member}@{org}"),
-                public_key: key.verifying_key().to_bytes().to_vec().into(),
-                not_before: now.saturating_sub(3600),
-                not_after: now + validity_days * 86_400,
-                issuer_public_key: Default::default(),
-                serial: serial as u64 + 1,
-            };
-            let cert = cert::issue(&ca, body).encode_to_vec();
-            let id = Identity::new(key, cert.into())?;
-            let files = ordo_sdk::network::IdentityFiles {
-                key: dir.join(format!("{member}.key")),
-                cert: dir.join(format!("{member}.cert")),
-            };
-            id.save(&files.key, &files.cert)?;
+            let files = issue_member(
+                &ca,
+                &dir,
+                org,
+                member,
+                *role,
+                serial as u64 + 1,
+                now,
+                validity_days,
+            )?;
             members.insert(member.to_string(), files);
         }
         manifest.orgs.push(OrgEntry {
@@ -175,4 +207,78 @@ pub fn init(orgs: &[String], out: &Path, validity_days: u64) -> anyhow::Result<M
     let text = serde_json::to_string_pretty(&manifest)?;
     std::fs::write(out.join("crypto.json"), text + "\n").context("writing crypto.json")?;
     Ok(manifest)
+}
+
+/// Issues `member` of `org` with `role` from the CA key `ca`, saving NAME.key / NAME.cert
+/// in `dir`.
+#[allow(clippy::too_many_arguments)]
+fn issue_member(
+    ca: &ed25519_dalek::SigningKey,
+    dir: &Path,
+    org: &str,
+    member: &str,
+    role: Role,
+    serial: u64,
+    now: u64,
+    validity_days: u64,
+) -> anyhow::Result<ordo_sdk::network::IdentityFiles> {
+    let key = generate_signing_key();
+    let body = CertificateBody {
+        org: org.to_string(),
+        role: role as i32,
+        subject: format!("{member}@{org}"),
+        public_key: key.verifying_key().to_bytes().to_vec().into(),
+        not_before: now.saturating_sub(3600),
+        not_after: now + validity_days * 86_400,
+        issuer_public_key: Default::default(),
+        serial,
+    };
+    let cert = cert::issue(ca, body).encode_to_vec();
+    let id = Identity::new(key, cert.into())?;
+    let files = ordo_sdk::network::IdentityFiles {
+        key: dir.join(format!("{member}.key")),
+        cert: dir.join(format!("{member}.cert")),
+    };
+    id.save(&files.key, &files.cert)?;
+    Ok(files)
+}
+
+/// `ordo crypto issue`: one more member of an existing org, recorded in crypto.json.
+pub fn issue(
+    crypto: &Path,
+    org: &str,
+    name: &str,
+    role: Role,
+    validity_days: u64,
+) -> anyhow::Result<ordo_sdk::network::IdentityFiles> {
+    if !valid_org_name(name) {
+        bail!("member name {name:?} must be 1-64 characters of letters, digits, '-' and '_'");
+    }
+    let mut manifest = Manifest::load(crypto)?;
+    let entry = manifest
+        .orgs
+        .iter_mut()
+        .find(|o| o.name == org)
+        .with_context(|| format!("org {org:?} is not in {}", crypto.display()))?;
+    if entry.members.contains_key(name) {
+        bail!("org {org} already has a member {name:?}");
+    }
+    let dir = crypto.canonicalize()?.join(org);
+    let ca = identity::load_signing_key(&dir.join("ca.key"))
+        .with_context(|| format!("loading the CA key of {org}"))?;
+    let serial = entry.members.len() as u64 + 1;
+    let files = issue_member(
+        &ca,
+        &dir,
+        org,
+        name,
+        role,
+        serial,
+        ordo_proto::now_ms() / 1000,
+        validity_days,
+    )?;
+    entry.members.insert(name.to_string(), files.clone());
+    let text = serde_json::to_string_pretty(&manifest)?;
+    std::fs::write(crypto.join("crypto.json"), text + "\n").context("writing crypto.json")?;
+    Ok(files)
 }

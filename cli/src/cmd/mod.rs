@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod block;
 pub mod channel;
+pub mod consenter;
 pub mod crypto;
 pub mod orderer;
 pub mod peer;

@@ -33,6 +33,11 @@ pub struct UpArgs {
     /// Consensus backend (first run only).
     #[arg(long, value_enum, default_value = "solo")]
     pub consensus: Consensus,
+    /// Orderer nodes (first run only): 1 for solo; 3 by default for raft. Orderer i
+    /// listens on --port + 10·i (operations on --ops-port + 10·i) and runs with an
+    /// orderer identity of org i mod orgs.
+    #[arg(long)]
+    pub orderers: Option<usize>,
     /// gRPC port of the first orderer.
     #[arg(long, default_value_t = 7050)]
     pub port: u16,
@@ -51,17 +56,23 @@ pub struct UpArgs {
 
 /// Runs the network until Ctrl-C or SIGTERM.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    if args.consensus != Consensus::Solo {
-        bail!(
-            "`ordo up --consensus {:?}` is not available yet: this build orders with solo only",
-            args.consensus
-        );
-    }
+    let orderer_count = match (args.consensus, args.orderers) {
+        (Consensus::Kafka, _) => {
+            bail!("`ordo up --consensus kafka` is not available yet: use solo or raft")
+        }
+        (Consensus::Solo, None | Some(1)) => 1,
+        (Consensus::Solo, Some(n)) => {
+            bail!("solo runs exactly one orderer (--orderers {n}); use --consensus raft for more")
+        }
+        (Consensus::Raft, None) => 3,
+        (Consensus::Raft, Some(n)) if (1..=9).contains(&n) => n,
+        (Consensus::Raft, Some(n)) => bail!("--orderers {n}: choose 1 to 9 raft orderers"),
+    };
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let dir = args.dir.canonicalize()?;
     let crypto_dir = dir.join("crypto");
-    let manifest = if crypto_dir.join("crypto.json").exists() {
+    let mut manifest = if crypto_dir.join("crypto.json").exists() {
         eprintln!("reusing keys and certificates in {}", crypto_dir.display());
         Manifest::load(&crypto_dir)?
     } else {
@@ -72,28 +83,66 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         );
         crypto::init(&args.orgs, &crypto_dir, 365)?
     };
-    let first_org = manifest.orgs.first().context("crypto.json names no org")?;
-
-    // Channels: reuse the genesis blocks of an earlier run.
     let network_path = dir.join("network.json");
     let previous = Network::load(&network_path).ok();
+    // A later run restarts the orderers of the first one.
+    let orderer_count = match &previous {
+        Some(p) => p.nodes_with_role("orderer").count().max(1),
+        None => orderer_count,
+    };
+    // Orderer i runs in org i mod orgs; past the first orderer of each org it needs an
+    // identity of its own.
+    let org_count = manifest.orgs.len();
+    for i in org_count..orderer_count {
+        let org = manifest.orgs[i % org_count].name.clone();
+        let name = format!("orderer{i}");
+        if !manifest.orgs[i % org_count].members.contains_key(&name) {
+            crypto::issue(
+                &crypto_dir,
+                &org,
+                &name,
+                ordo_proto::pb::common::Role::Orderer,
+                365,
+            )?;
+        }
+    }
+    manifest = Manifest::load(&crypto_dir)?;
+    let endpoints: Vec<(String, String)> = (0..orderer_count)
+        .map(|i| {
+            let name = format!("orderer{i}");
+            match previous.as_ref().and_then(|p| p.node(&name).ok()) {
+                Some(n) => (n.grpc_addr.clone(), n.ops_addr.clone()),
+                None => (
+                    format!("127.0.0.1:{}", args.port + 10 * i as u16),
+                    format!("127.0.0.1:{}", args.ops_port + 10 * i as u16),
+                ),
+            }
+        })
+        .collect();
+    let grpc_endpoints: Vec<String> = endpoints.iter().map(|(g, _)| g.clone()).collect();
+
+    // Channels: reuse the genesis blocks of an earlier run.
     let channel_entries: Vec<ChannelEntry> = match &previous {
         Some(p) => p.channels.clone(),
         None => {
             let mut v = Vec::new();
             for name in &args.channels {
                 let path = dir.join("channels").join(format!("{name}.genesis.block"));
-                let endpoint = format!("127.0.0.1:{}", args.port);
                 let mut batch = args.batch.clone();
                 if batch.chaincodes.is_empty() {
                     batch.chaincodes = vec!["bank".into(), "kv".into()];
                 }
                 let block =
-                    channel::genesis(&crypto_dir, name, args.consensus, &[endpoint], &batch)?;
+                    channel::genesis(&crypto_dir, name, args.consensus, &grpc_endpoints, &batch)?;
                 channel::write_block(&path, &block)?;
                 v.push(ChannelEntry {
                     name: name.clone(),
-                    consensus: "solo".into(),
+                    consensus: match args.consensus {
+                        Consensus::Solo => "solo",
+                        Consensus::Raft => "raft",
+                        Consensus::Kafka => "kafka",
+                    }
+                    .into(),
                     ack_mode: match args.batch.ack_mode {
                         AckModeArg::Enqueued => "enqueued".into(),
                         AckModeArg::Committed => "committed".into(),
@@ -105,44 +154,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     };
 
-    // The orderer node.
-    let node_dir = dir.join("orderer0");
-    std::fs::create_dir_all(&node_dir)?;
-    let config_path = node_dir.join("orderer.toml");
-    let orderer_files = first_org
-        .members
-        .get("orderer")
-        .context("no orderer identity")?;
-    let (grpc_addr, ops_addr) = match previous.as_ref().and_then(|p| p.node("orderer0").ok()) {
-        Some(n) => (n.grpc_addr.clone(), n.ops_addr.clone()),
-        None => (
-            format!("127.0.0.1:{}", args.port),
-            format!("127.0.0.1:{}", args.ops_port),
-        ),
-    };
-    if !config_path.exists() {
-        let text = format!(
-            "# Written by `ordo up`. Every field: `ordo orderer --print-example-config`.\n\
-             [node]\nname = \"orderer0\"\nlisten_addr = \"{grpc_addr}\"\nops_listen_addr = \"{ops_addr}\"\ndata_dir = \"{}\"\n\n\
-             [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n",
-            node_dir.join("data").display(),
-            orderer_files.key.display(),
-            orderer_files.cert.display(),
-        );
-        std::fs::write(&config_path, text)
-            .with_context(|| format!("writing {}", config_path.display()))?;
-    }
-    let exe = std::env::current_exe().context("locating the ordo binary")?;
-    let command = vec![
-        exe.display().to_string(),
-        "orderer".to_string(),
-        "--config".to_string(),
-        config_path.display().to_string(),
-    ];
-    let log_file = node_dir.join("orderer.log");
-    let mut child = spawn(&command, &log_file)?;
-    let pid = child.id();
-
     let mut identities = std::collections::BTreeMap::new();
     for o in &manifest.orgs {
         let m: std::collections::BTreeMap<String, IdentityFiles> = o.members.clone();
@@ -153,72 +164,92 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         dir: dir.clone(),
         crypto_dir: crypto_dir.clone(),
         channels: channel_entries.clone(),
-        nodes: vec![NodeEntry {
-            name: "orderer0".into(),
-            role: "orderer".into(),
-            org: first_org.name.clone(),
-            grpc_addr: grpc_addr.clone(),
-            ops_addr: ops_addr.clone(),
-            pid,
-            command: command.clone(),
-            config: config_path.clone(),
-            data_dir: node_dir.join("data"),
-            log_file: log_file.clone(),
-        }],
+        nodes: Vec::new(),
         identities,
     };
-    network.save(&network_path)?;
+    let exe = std::env::current_exe().context("locating the ordo binary")?;
 
-    let admin = network.identity(Some(&first_org.name), "admin")?;
-    let ready = wait_ready(
-        &grpc_addr,
-        &admin,
-        &mut child,
-        &log_file,
-        Duration::from_secs(args.ready_timeout_s),
-    )
-    .await;
-    let joined = match ready {
-        Ok(list) => list,
-        Err(e) => {
-            stop(&mut child).await;
-            return Err(e);
-        }
-    };
-    for c in &channel_entries {
-        if joined.contains(&c.name) {
-            continue;
-        }
-        let genesis = std::fs::read(&c.genesis_block)
-            .with_context(|| format!("reading {}", c.genesis_block.display()))?;
-        if let Err(e) = crate::client::admin(
-            &grpc_addr,
+    // The orderers: all started first (a raft channel needs a majority to elect a
+    // leader), then each joins the channels.
+    let mut orderers: Vec<(String, tokio::process::Child)> = Vec::new();
+    for (i, (grpc_addr, ops_addr)) in endpoints.iter().enumerate() {
+        let org = &manifest.orgs[i % org_count];
+        let member = if i < org_count {
+            "orderer".to_string()
+        } else {
+            format!("orderer{i}")
+        };
+        let files = org
+            .members
+            .get(&member)
+            .with_context(|| format!("org {} has no identity {member}", org.name))?;
+        let (entry, child) = start_orderer(&dir, i, &org.name, files, grpc_addr, ops_addr, &exe)?;
+        network.nodes.push(entry.clone());
+        orderers.push((entry.name.clone(), child));
+    }
+    network.save(&network_path)?;
+    for (i, (name, child)) in orderers.iter_mut().enumerate() {
+        let org = &manifest.orgs[i % org_count];
+        let admin = network.identity(Some(&org.name), "admin")?;
+        let grpc_addr = &endpoints[i].0;
+        let log_file = dir.join(name.as_str()).join("orderer.log");
+        let joined = wait_ready(
+            grpc_addr,
             &admin,
-            "",
-            admin_command::Command::Join(JoinChannel {
-                genesis_block: genesis.into(),
-            }),
+            child,
+            &log_file,
+            Duration::from_secs(args.ready_timeout_s),
         )
-        .await
-        {
-            stop(&mut child).await;
-            return Err(e.context(format!("joining channel {}", c.name)));
+        .await;
+        let joined = match joined {
+            Ok(list) => list,
+            Err(e) => {
+                stop_all(&mut orderers).await;
+                return Err(e);
+            }
+        };
+        for c in &channel_entries {
+            if joined.contains(&c.name) {
+                continue;
+            }
+            let genesis = std::fs::read(&c.genesis_block)
+                .with_context(|| format!("reading {}", c.genesis_block.display()))?;
+            if let Err(e) = crate::client::admin(
+                grpc_addr,
+                &admin,
+                "",
+                admin_command::Command::Join(JoinChannel {
+                    genesis_block: genesis.into(),
+                }),
+            )
+            .await
+            {
+                stop_all(&mut orderers).await;
+                return Err(e.context(format!("joining {} to channel {}", endpoints[i].0, c.name)));
+            }
         }
     }
+    let grpc_addr = endpoints[0].0.clone();
 
     // One peer per org, following every channel.
     let mut peers: Vec<(String, tokio::process::Child)> = Vec::new();
     if !args.no_peers {
         for (i, org) in manifest.orgs.iter().enumerate() {
-            let started =
-                start_peer(&dir, org, i, &grpc_addr, &args, previous.as_ref(), &exe).await;
+            let started = start_peer(
+                &dir,
+                org,
+                i,
+                &grpc_endpoints,
+                &args,
+                previous.as_ref(),
+                &exe,
+            )
+            .await;
             let (entry, child) = match started {
                 Ok(p) => p,
                 Err(e) => {
-                    for (_, c) in &mut peers {
-                        stop(c).await;
-                    }
-                    stop(&mut child).await;
+                    stop_all(&mut peers).await;
+                    stop_all(&mut orderers).await;
                     return Err(e);
                 }
             };
@@ -259,8 +290,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         network.save(&network_path)?;
     }
 
+    let consensus = channel_entries
+        .first()
+        .map(|c| c.consensus.clone())
+        .unwrap_or_default();
     println!(
-        "ordo network ready: orderer0 (solo) on {grpc_addr}, {} peer(s), channels: {}, orgs: {}",
+        "ordo network ready: {} orderer(s) ({consensus}) from {grpc_addr}, {} peer(s), channels: {}, orgs: {}",
+        orderers.len(),
         peers.len(),
         channel_entries
             .iter()
@@ -311,28 +347,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            eprintln!(
-                "orderer0 exited unexpectedly ({status}); see {}",
-                log_file.display()
-            );
-            break;
-        }
-        if let Some(name) = peers
+        if let Some(name) = orderers
             .iter_mut()
+            .chain(peers.iter_mut())
             .find_map(|(n, c)| matches!(c.try_wait(), Ok(Some(_))).then(|| n.clone()))
         {
             eprintln!(
                 "{name} exited unexpectedly; see its log in {}",
-                dir.display()
+                dir.join(&name).display()
             );
             break;
         }
     }
-    for (_, c) in &mut peers {
-        stop(c).await;
-    }
-    stop(&mut child).await;
+    stop_all(&mut peers).await;
+    stop_all(&mut orderers).await;
     for n in &mut network.nodes {
         n.pid = None;
     }
@@ -350,7 +378,7 @@ async fn start_peer(
     dir: &Path,
     org: &crate::cmd::crypto::OrgEntry,
     index: usize,
-    orderer_addr: &str,
+    orderer_addrs: &[String],
     args: &UpArgs,
     previous: Option<&Network>,
     exe: &Path,
@@ -372,10 +400,15 @@ async fn start_peer(
         .context("org has no peer identity")?;
     if !config_path.exists() {
         let text = format!(
-            "# Written by `ordo up`.\n[node]\nname = \"{name}\"\nlisten_addr = \"{grpc_addr}\"\nops_listen_addr = \"{ops_addr}\"\ndata_dir = \"{}\"\n\n[identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n\n[deliver]\norderer_endpoints = [\"{orderer_addr}\"]\n",
+            "# Written by `ordo up`.\n[node]\nname = \"{name}\"\nlisten_addr = \"{grpc_addr}\"\nops_listen_addr = \"{ops_addr}\"\ndata_dir = \"{}\"\n\n[identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n\n[deliver]\norderer_endpoints = [{}]\n",
             node_dir.join("data").display(),
             files.key.display(),
             files.cert.display(),
+            orderer_addrs
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         std::fs::write(&config_path, text)
             .with_context(|| format!("writing {}", config_path.display()))?;
@@ -417,6 +450,62 @@ async fn start_peer(
         log_file,
     };
     Ok((entry, child))
+}
+
+/// Writes orderer `index`'s config (first run) and starts it.
+fn start_orderer(
+    dir: &Path,
+    index: usize,
+    org: &str,
+    files: &IdentityFiles,
+    grpc_addr: &str,
+    ops_addr: &str,
+    exe: &Path,
+) -> anyhow::Result<(NodeEntry, tokio::process::Child)> {
+    let name = format!("orderer{index}");
+    let node_dir = dir.join(&name);
+    std::fs::create_dir_all(&node_dir)?;
+    let config_path = node_dir.join("orderer.toml");
+    if !config_path.exists() {
+        let text = format!(
+            "# Written by `ordo up`. Every field: `ordo orderer --print-example-config`.\n\
+             [node]\nname = \"{name}\"\nlisten_addr = \"{grpc_addr}\"\nops_listen_addr = \"{ops_addr}\"\ndata_dir = \"{}\"\n\n\
+             [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n",
+            node_dir.join("data").display(),
+            files.key.display(),
+            files.cert.display(),
+        );
+        std::fs::write(&config_path, text)
+            .with_context(|| format!("writing {}", config_path.display()))?;
+    }
+    let command = vec![
+        exe.display().to_string(),
+        "orderer".to_string(),
+        "--config".to_string(),
+        config_path.display().to_string(),
+    ];
+    let log_file = node_dir.join("orderer.log");
+    let child = spawn(&command, &log_file)?;
+    let entry = NodeEntry {
+        name,
+        role: "orderer".into(),
+        org: org.to_string(),
+        grpc_addr: grpc_addr.to_string(),
+        ops_addr: ops_addr.to_string(),
+        pid: child.id(),
+        command,
+        config: config_path,
+        data_dir: node_dir.join("data"),
+        log_file,
+    };
+    Ok((entry, child))
+}
+
+/// Stops every node of `nodes`.
+async fn stop_all(nodes: &mut [(String, tokio::process::Child)]) {
+    for (_, c) in nodes.iter_mut() {
+        stop(c).await;
+    }
 }
 
 fn spawn(command: &[String], log_file: &Path) -> anyhow::Result<tokio::process::Child> {

@@ -13,6 +13,8 @@ use ordo_proto::pb::orderer::{deliver_response, BroadcastResponse, SeekBehavior,
 use prost::Message;
 use tokio_stream::StreamExt;
 
+pub mod raft;
+
 /// The `ordo` binary under test.
 pub fn ordo() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ordo"))
@@ -152,13 +154,24 @@ impl NodeProcess {
 
     /// [`NodeProcess::start`] with extra TOML sections appended to the config.
     pub fn start_with(c: &Consortium, name: &str, org: &str, extra_toml: &str) -> Self {
+        Self::start_as(c, name, org, "orderer", extra_toml)
+    }
+
+    /// An orderer running with `org`'s identity `member` (e.g. one made by
+    /// `ordo crypto issue`).
+    pub fn start_as(c: &Consortium, name: &str, org: &str, member: &str, extra_toml: &str) -> Self {
         let id_dir = c.crypto().join(org);
         let identity = format!(
             "[identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n[log]\nfilter = \"info\"\n{extra_toml}\n",
-            id_dir.join("orderer.key").display(),
-            id_dir.join("orderer.cert").display()
+            id_dir.join(format!("{member}.key")).display(),
+            id_dir.join(format!("{member}.cert")).display()
         );
         Self::launch(c, name, "orderer", &identity)
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.parent().expect("node dir").join("data")
     }
 
     /// Writes a peer config using `org`'s peer identity, with the given static orderer
