@@ -1,7 +1,7 @@
 //! The backend conformance suite: properties every consensus backend must have, run
-//! against the real ledger: solo, and raft as a one-node group (multi-node raft runs the
-//! same properties in `ordo_consensus::raft`'s tests). Later backends add a `Backend` and
-//! call the same functions.
+//! against the real ledger: solo, raft as a one-node group, and raft as a three-node
+//! group in one process (the node under test and two more, over a [`LocalNetwork`]).
+//! Later backends add a `Backend` and call the same functions.
 //!
 //! Total order with no gaps and no duplicates; a submitter's envelopes stay in its order;
 //! a config envelope alone in its block and in force from the next block; the batch
@@ -9,6 +9,7 @@
 //! configuration are re-validated; committed-mode waiters learn their block.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +17,10 @@ use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use prost::Message;
 
+use ordo_consensus::chain::BoxFuture;
 use ordo_consensus::filters::precheck;
 use ordo_consensus::raft::{LocalNetwork, RaftChain, RaftOptions, RaftSetup};
-use ordo_consensus::{configtx, start_chain, Chain, ChainSupport, OrderRequest};
+use ordo_consensus::{configtx, start_chain, Chain, ChainError, ChainSupport, OrderRequest};
 use ordo_ledger::BlockStore;
 use ordo_proto::block;
 use ordo_proto::cert;
@@ -65,6 +67,164 @@ impl Backend for RaftOne {
         .expect("raft starts");
         network.register(1, &chain);
         chain
+    }
+}
+
+/// Raft with three voters: the chain under test is node 1 (the fixture's ledger), which
+/// may be a follower forwarding to the leader; nodes 2 and 3 keep their ledgers in the
+/// backend's directory across restarts. Halting the returned chain stops the whole group
+/// gracefully: the leader first (it proposes what it accepted and waits for the commit),
+/// then the others once they hold every block it wrote — so a halt loses nothing that
+/// was taken, as with the other backends. Dropping the group without a halt (a test that
+/// reopens the ledger) halts it too.
+struct RaftThree {
+    dir: tempfile::TempDir,
+}
+
+struct RaftGroup {
+    nodes: Vec<(Arc<ChainSupport>, Arc<RaftChain>)>,
+    halted: AtomicBool,
+}
+
+impl RaftThree {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+}
+
+impl Drop for RaftGroup {
+    fn drop(&mut self) {
+        if !self.halted.load(Ordering::Acquire) {
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(self.halt_all())
+            });
+        }
+    }
+}
+
+impl Backend for RaftThree {
+    fn start(&self, support: Arc<ChainSupport>) -> Arc<dyn Chain> {
+        let dir = self.dir.path();
+        let genesis = support.ledger().block(0).expect("read").expect("genesis");
+        let network = LocalNetwork::new();
+        let mut nodes = vec![support];
+        for i in 2..=3 {
+            let store = BlockStore::open(&dir.join(format!("node{i}"))).expect("ledger");
+            if store.height() == 0 {
+                store.append(&genesis).expect("genesis");
+            }
+            let signer = nodes[0].signer().clone();
+            nodes.push(Arc::new(ChainSupport::new(store, signer).expect("support")));
+        }
+        let group: Vec<(Arc<ChainSupport>, Arc<RaftChain>)> = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, support)| {
+                let id = i as u64 + 1;
+                let chain = RaftChain::start(
+                    support.clone(),
+                    RaftSetup {
+                        id,
+                        voters: vec![1, 2, 3],
+                        names: HashMap::new(),
+                        transport: network.transport(id),
+                        options: RaftOptions {
+                            tick_interval: Duration::from_millis(20),
+                            ..RaftOptions::default()
+                        },
+                    },
+                )
+                .expect("raft starts");
+                network.register(id, &chain);
+                (support, chain)
+            })
+            .collect();
+        Arc::new(RaftGroup {
+            nodes: group,
+            halted: AtomicBool::new(false),
+        })
+    }
+}
+
+impl RaftGroup {
+    fn node1(&self) -> &Arc<RaftChain> {
+        &self.nodes[0].1
+    }
+
+    async fn halt_all(&self) {
+        self.halted.store(true, Ordering::Release);
+        // The leader drains first, while the others can still commit with it.
+        let leader = self.node1().leader();
+        let mut order: Vec<usize> = (0..self.nodes.len()).collect();
+        if let Some(ix) = self.nodes.iter().position(|(_, c)| c.id() == leader) {
+            order.retain(|i| *i != ix);
+            order.insert(0, ix);
+            self.nodes[ix].1.halt().await;
+            let height = self.nodes[ix].0.height();
+            // The others learn the last commits from their next leader.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while self
+                .nodes
+                .iter()
+                .enumerate()
+                .any(|(i, (s, _))| i != ix && s.height() < height)
+            {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "followers never caught up with the halted leader"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        for i in order {
+            self.nodes[i].1.halt().await;
+        }
+    }
+}
+
+impl Chain for RaftGroup {
+    fn order(&self, req: OrderRequest) -> BoxFuture<'_, Result<(), ChainError>> {
+        Box::pin(retry_unavailable(move || self.node1().order(req.clone())))
+    }
+
+    fn configure(&self, req: OrderRequest) -> BoxFuture<'_, Result<(), ChainError>> {
+        Box::pin(retry_unavailable(move || {
+            self.node1().configure(req.clone())
+        }))
+    }
+
+    fn wait_ready(&self) -> BoxFuture<'_, Result<(), ChainError>> {
+        self.node1().wait_ready()
+    }
+
+    fn status(&self) -> ordo_consensus::chain::ChainStatus {
+        self.node1().status()
+    }
+
+    fn halt(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.halt_all())
+    }
+}
+
+/// A client of a replicated backend resubmits while no leader is ready (at start, or
+/// during an election), as Broadcast clients do on SERVICE_UNAVAILABLE.
+async fn retry_unavailable<F, Fut>(mut call: F) -> Result<(), ChainError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), ChainError>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match call().await {
+            Err(ChainError::NotReady { .. } | ChainError::NotLeader { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -472,6 +632,19 @@ mod raft_one_node {
     use super::RaftOne;
     conformance!(
         RaftOne,
+        total_order_no_gaps_no_duplicates,
+        config_alone_and_in_force,
+        stale_config_seq_is_revalidated,
+        batch_timeout_cuts,
+        restart_resumes,
+        committed_waiters_learn_their_block,
+    );
+}
+
+mod raft_three_nodes {
+    use super::RaftThree;
+    conformance!(
+        RaftThree::new(),
         total_order_no_gaps_no_duplicates,
         config_alone_and_in_force,
         stale_config_seq_is_revalidated,

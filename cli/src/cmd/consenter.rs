@@ -321,7 +321,10 @@ async fn one_block(
             let name = Code::try_from(code)
                 .map(|c| c.as_str_name())
                 .unwrap_or("UNKNOWN");
-            bail!("Deliver ended with {name} before sending a block: {}", msg.info)
+            bail!(
+                "Deliver ended with {name} before sending a block: {}",
+                msg.info
+            )
         }
         None => bail!("Deliver sent an empty response"),
     }

@@ -424,8 +424,7 @@ impl Driver {
         if req.config_seq < self.support.sequence() {
             if let Err(e) = self.support.revalidate(&req.envelope) {
                 debug!(tx_id = %req.tx_id, error = %e, "envelope refused on re-validation");
-                self.support.notify_rejected(&req.tx_id, e.to_string());
-                let _ = p.done.send(Ok(self.raw.raft.term));
+                self.refuse(p.done, p.forwarded, &req.tx_id, e.to_string());
                 return;
             }
         }
@@ -447,10 +446,25 @@ impl Driver {
                 };
                 let _ = p.done.send(Ok(self.raw.raft.term));
             }
-            Err(e) => {
-                self.support.notify_rejected(&tx_id, e.to_string());
-                let _ = p.done.send(Ok(self.raw.raft.term));
-            }
+            Err(e) => self.refuse(p.done, p.forwarded, &tx_id, e.to_string()),
+        }
+    }
+
+    /// A normal envelope taken and then refused: a forwarding follower hears it in the
+    /// answer to its Submit (its client's waiter is there); a local one through the
+    /// waiter here.
+    fn refuse(
+        &self,
+        done: tokio::sync::oneshot::Sender<Result<u64, ChainError>>,
+        forwarded: bool,
+        tx_id: &str,
+        reason: String,
+    ) {
+        if forwarded {
+            let _ = done.send(Err(ChainError::Revalidation(reason)));
+        } else {
+            self.support.notify_rejected(tx_id, reason);
+            let _ = done.send(Ok(self.raw.raft.term));
         }
     }
 

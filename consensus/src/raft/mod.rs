@@ -247,6 +247,9 @@ pub struct RaftMetrics {
 struct Proposal {
     request: OrderRequest,
     is_config: bool,
+    /// Forwarded by a follower: a refusal goes back to it (its client waits there)
+    /// instead of to this node's waiters.
+    forwarded: bool,
     /// Answered with the leader's term once the leader took the envelope.
     done: oneshot::Sender<Result<u64, ChainError>>,
 }
@@ -353,7 +356,7 @@ impl RaftChain {
         if !self.shared.is_leader.load(Ordering::Acquire) {
             return Err(self.not_leader());
         }
-        self.propose_locally(request, is_config).await
+        self.propose_locally(request, is_config, true).await
     }
 
     /// Whether this node was removed from the channel's consenters (it serves the
@@ -407,11 +410,13 @@ impl RaftChain {
         &self,
         request: OrderRequest,
         is_config: bool,
+        forwarded: bool,
     ) -> Result<u64, ChainError> {
         let (done, rx) = oneshot::channel();
         let proposal = Proposal {
             request,
             is_config,
+            forwarded,
             done,
         };
         tokio::select! {
@@ -428,10 +433,24 @@ impl RaftChain {
             return Err(self.not_leader());
         }
         if leader == self.id {
-            return self.propose_locally(request, is_config).await.map(|_| ());
+            return self
+                .propose_locally(request, is_config, false)
+                .await
+                .map(|_| ());
         }
         let tx_id = request.tx_id.clone();
-        let term = self.transport.submit(leader, request, is_config).await?;
+        let term = match self.transport.submit(leader, request, is_config).await {
+            Ok(term) => term,
+            // The leader took a normal envelope and refused it (re-validation against a
+            // newer config, or too large for the batch size): as on the leader itself,
+            // the envelope counts as taken and its committed-mode waiter — which waits
+            // on this node — learns why.
+            Err(ChainError::Revalidation(reason)) if !is_config => {
+                self.support.notify_rejected(&tx_id, reason);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let mut forwarded = self
             .shared
             .forwarded

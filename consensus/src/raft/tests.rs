@@ -608,3 +608,48 @@ async fn consenters_are_added_and_removed_by_config_updates() {
         c.stop(id).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_learns_that_the_leader_refused_its_forwarded_envelope() {
+    let mut c = Cluster::new(3, 5);
+    for id in 1..=3 {
+        c.start(id);
+    }
+    let leader = c.leader().await;
+    let follower = c
+        .ids
+        .iter()
+        .copied()
+        .find(|i| *i != leader)
+        .expect("follower");
+    // New config: nobody may write any more (the client's envelope, validated against the
+    // old one, must be refused on re-validation by the leader).
+    let mut cfg = c.config(leader);
+    cfg.sequence += 1;
+    cfg.writers = Some(policy::any_member(&[], &[Role::Admin]));
+    c.nodes[&leader]
+        .1
+        .configure(c.config_request(&cfg))
+        .await
+        .expect("config accepted");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while c.nodes[&follower].0.sequence() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "config not replicated"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stale = c.request(1);
+    let (support, chain) = &c.nodes[&follower];
+    let waiter = support.register_commit_waiter(&stale.tx_id);
+    chain.order(stale).await.expect("taken");
+    let outcome = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the follower's waiter is told")
+        .expect("sent");
+    assert!(outcome.is_err(), "refused on re-validation: {outcome:?}");
+    for id in c.ids.clone() {
+        c.stop(id).await;
+    }
+}
