@@ -67,7 +67,10 @@ pub async fn run_orderer_bench(opts: OrdererBenchOptions) -> anyhow::Result<Orde
     let net = &opts.network;
     let channel_entry = net.channel(opts.channel.as_deref())?.clone();
     let channel = channel_entry.name.clone();
-    let addr = orderer_addr(net, opts.orderer.as_deref())?;
+    let addr = match (&opts.orderer, channel_entry.consensus.as_str()) {
+        (None, "raft") => raft_leader_addr(net, &channel, opts.progress).await?,
+        _ => orderer_addr(net, opts.orderer.as_deref())?,
+    };
     let identity = net
         .identity(None, "client")
         .context("loading the first org's client identity")?;
@@ -221,6 +224,49 @@ pub(crate) fn orderer_addr(net: &Network, name: Option<&str>) -> anyhow::Result<
         None => net.first_orderer()?,
     };
     Ok(node.grpc_addr.clone())
+}
+
+/// The raft leader of `channel`, as the first orderer knows it: clients of a raft channel
+/// are best served by the leader (a follower forwards every envelope to it, one more hop),
+/// so that is where the benchmark sends unless told otherwise.
+async fn raft_leader_addr(net: &Network, channel: &str, progress: bool) -> anyhow::Result<String> {
+    let first = net.first_orderer()?;
+    let admin = net.identity(Some(&first.org), "admin")?;
+    let conn = connect_to("orderer", &first.grpc_addr).await?;
+    let mut client = ordo_sdk::orderer::admin_client(conn);
+    let req = ordo_sdk::orderer::admin_request(
+        &admin,
+        channel,
+        ordo_proto::pb::admin::admin_command::Command::Info(
+            ordo_proto::pb::admin::GetChannelInfo {
+                channel_id: channel.to_string(),
+            },
+        ),
+    );
+    let info = client
+        .execute(req)
+        .await
+        .with_context(|| format!("asking {} for the raft leader", first.name))?
+        .into_inner()
+        .channel
+        .unwrap_or_default();
+    match net.node(&info.leader) {
+        Ok(node) if node.role == "orderer" && !info.leader.is_empty() => {
+            if progress {
+                eprintln!("raft channel: sending to the leader, {}", node.name);
+            }
+            Ok(node.grpc_addr.clone())
+        }
+        _ => {
+            if progress {
+                eprintln!(
+                    "raft channel: no known leader in the network file ({:?}); sending to {}",
+                    info.leader, first.name
+                );
+            }
+            Ok(first.grpc_addr.clone())
+        }
+    }
 }
 
 /// A connection to the `role` ("orderer", "peer") at `addr`, within [`SETUP_TIMEOUT`].

@@ -34,7 +34,7 @@ use super::membership::{self, MembershipChange};
 use super::storage::LogStorage;
 use super::transport::MAX_PULL_BLOCKS;
 use super::{consenter_metadata, parse_snapshot_data, raft_position, snapshot_data};
-use super::{Proposal, RaftSetup, Shared};
+use super::{Answer, Proposal, RaftSetup, Shared};
 use crate::chain::ChainError;
 use crate::cutter::{BatchItem, BlockCutter};
 use crate::support::ChainSupport;
@@ -245,22 +245,13 @@ impl Driver {
             let input = self.next_input(handle, draining_until.is_some());
             match input {
                 Input::Halt => {
-                    if self.role == StateRole::Leader
-                        && self.catch_up_to.is_none()
-                        && (self.cutter.pending_count() > 0 || !self.inflight.is_empty())
-                    {
-                        // Enqueued envelopes are not lost by a graceful stop: cut them
-                        // and wait (briefly) for the blocks to commit.
-                        let batch = self.cutter.cut();
-                        self.batch_deadline = None;
-                        if !batch.is_empty() {
-                            self.propose_block(batch, false);
-                        }
-                        draining_until =
-                            Some(std::time::Instant::now() + std::time::Duration::from_secs(5));
-                    } else {
+                    if self.role != StateRole::Leader {
                         break;
                     }
+                    // A leader finishes what it took (queued, pending, in flight) and
+                    // waits, briefly, for the blocks to commit.
+                    draining_until =
+                        Some(std::time::Instant::now() + std::time::Duration::from_secs(5));
                 }
                 Input::Step(from, m) => self.step(from, &m),
                 Input::Proposal(p) => self.propose(p),
@@ -295,15 +286,20 @@ impl Driver {
                 }
             }
             self.publish();
+            if self.role != StateRole::Leader {
+                // Envelopes queued while this node led: whoever waits for them learns
+                // that it no longer does (they would otherwise sit in the queue).
+                while let Ok(p) = self.proposals.try_recv() {
+                    let e = self.not_leader_error();
+                    self.answer(p.done, &p.request.tx_id, Err(e));
+                }
+            }
             if self.evicted {
                 self.leave();
                 break;
             }
             if let Some(until) = draining_until {
-                if self.inflight.is_empty()
-                    || self.role != StateRole::Leader
-                    || std::time::Instant::now() >= until
-                {
+                if self.drain_for_halt() || std::time::Instant::now() >= until {
                     break;
                 }
             }
@@ -314,13 +310,33 @@ impl Driver {
         // Answer whoever still waits in the queue.
         self.proposals.close();
         while let Ok(p) = self.proposals.try_recv() {
-            let _ = p.done.send(Err(ChainError::ShuttingDown));
+            self.answer(p.done, &p.request.tx_id, Err(ChainError::ShuttingDown));
         }
         info!(
             channel = self.channel_id(),
             height = self.support.height(),
             "raft chain stopped"
         );
+    }
+
+    /// One step of a graceful stop: once this leader has applied its log, everything
+    /// queued and pending is proposed. True when there is nothing left to wait for.
+    fn drain_for_halt(&mut self) -> bool {
+        if self.role != StateRole::Leader {
+            return true;
+        }
+        if self.catch_up_to.is_some() {
+            return false;
+        }
+        while let Ok(p) = self.proposals.try_recv() {
+            self.propose(p);
+        }
+        let batch = self.cutter.cut();
+        self.batch_deadline = None;
+        if !batch.is_empty() {
+            self.propose_block(batch, false);
+        }
+        self.inflight.is_empty()
     }
 
     fn next_input(&mut self, handle: &tokio::runtime::Handle, halting: bool) -> Input {
@@ -385,7 +401,8 @@ impl Driver {
     /// Takes one envelope as leader: re-validates it if the config moved, cuts, proposes.
     fn propose(&mut self, p: Proposal) {
         if self.role != StateRole::Leader || self.catch_up_to.is_some() {
-            let _ = p.done.send(Err(self.not_leader_error()));
+            let e = self.not_leader_error();
+            self.answer(p.done, &p.request.tx_id, Err(e));
             return;
         }
         let req = p.request;
@@ -396,13 +413,13 @@ impl Driver {
                     req.config_seq,
                     self.support.sequence()
                 );
-                let _ = p.done.send(Err(ChainError::Revalidation(reason)));
+                self.answer(p.done, &req.tx_id, Err(ChainError::Revalidation(reason)));
                 return;
             }
             let change = match self.membership_change(&req.envelope) {
                 Ok(c) => c,
                 Err(e) => {
-                    let _ = p.done.send(Err(e));
+                    self.answer(p.done, &req.tx_id, Err(e));
                     return;
                 }
             };
@@ -415,8 +432,9 @@ impl Driver {
                 envelope: req.envelope,
                 tx_id: req.tx_id,
             };
+            let tx_id = item.tx_id.clone();
             self.propose_config_block(item, change);
-            let _ = p.done.send(Ok(self.raw.raft.term));
+            self.answer(p.done, &tx_id, Ok(self.raw.raft.term));
             return;
         }
         // As in every backend, the envelope is taken (the chain answers for it) and a
@@ -444,7 +462,7 @@ impl Driver {
                 } else {
                     None
                 };
-                let _ = p.done.send(Ok(self.raw.raft.term));
+                self.answer(p.done, &tx_id, Ok(self.raw.raft.term));
             }
             Err(e) => self.refuse(p.done, p.forwarded, &tx_id, e.to_string()),
         }
@@ -453,18 +471,25 @@ impl Driver {
     /// A normal envelope taken and then refused: a forwarding follower hears it in the
     /// answer to its Submit (its client's waiter is there); a local one through the
     /// waiter here.
-    fn refuse(
-        &self,
-        done: tokio::sync::oneshot::Sender<Result<u64, ChainError>>,
-        forwarded: bool,
-        tx_id: &str,
-        reason: String,
-    ) {
+    fn refuse(&self, done: Option<Answer>, forwarded: bool, tx_id: &str, reason: String) {
         if forwarded {
-            let _ = done.send(Err(ChainError::Revalidation(reason)));
+            self.answer(done, tx_id, Err(ChainError::Revalidation(reason)));
         } else {
             self.support.notify_rejected(tx_id, reason);
-            let _ = done.send(Ok(self.raw.raft.term));
+            self.answer(done, tx_id, Ok(self.raw.raft.term));
+        }
+    }
+
+    /// Answers a proposal: through its channel when its sender waits (forwarded and
+    /// config envelopes), else — a local envelope already acknowledged as taken — a
+    /// refusal reaches its committed-mode waiter.
+    fn answer(&self, done: Option<Answer>, tx_id: &str, result: Result<u64, ChainError>) {
+        match (done, result) {
+            (Some(done), result) => {
+                let _ = done.send(result);
+            }
+            (None, Err(e)) => self.support.notify_rejected(tx_id, e.to_string()),
+            (None, Ok(_)) => {}
         }
     }
 

@@ -250,9 +250,14 @@ struct Proposal {
     /// Forwarded by a follower: a refusal goes back to it (its client waits there)
     /// instead of to this node's waiters.
     forwarded: bool,
-    /// Answered with the leader's term once the leader took the envelope.
-    done: oneshot::Sender<Result<u64, ChainError>>,
+    /// Answered with the leader's term once the leader took the envelope; `None` for a
+    /// local normal envelope, acknowledged as soon as it is queued (a refusal then goes
+    /// to its committed-mode waiter, as in solo).
+    done: Option<Answer>,
 }
+
+/// How the raft loop answers a proposal whose sender waits.
+type Answer = oneshot::Sender<Result<u64, ChainError>>;
 
 /// A running raft chain.
 pub struct RaftChain {
@@ -417,13 +422,18 @@ impl RaftChain {
             request,
             is_config,
             forwarded,
-            done,
+            done: Some(done),
         };
-        tokio::select! {
-            r = self.proposals.send(proposal) => r.map_err(|_| ChainError::ShuttingDown)?,
-            _ = self.halt.cancelled() => return Err(ChainError::ShuttingDown),
-        }
+        self.enqueue(proposal).await?;
         rx.await.map_err(|_| ChainError::ShuttingDown)?
+    }
+
+    /// Hands a proposal to the raft loop, waiting while its queue is full (backpressure).
+    async fn enqueue(&self, proposal: Proposal) -> Result<(), ChainError> {
+        tokio::select! {
+            r = self.proposals.send(proposal) => r.map_err(|_| ChainError::ShuttingDown),
+            _ = self.halt.cancelled() => Err(ChainError::ShuttingDown),
+        }
     }
 
     async fn route(&self, request: OrderRequest, is_config: bool) -> Result<(), ChainError> {
@@ -433,10 +443,22 @@ impl RaftChain {
             return Err(self.not_leader());
         }
         if leader == self.id {
+            if is_config {
+                // A config update's refusal (quorum, sequence) goes back to its submitter.
+                return self.propose_locally(request, true, false).await.map(|_| ());
+            }
+            // A normal envelope is taken once queued, as in solo: waiting for the raft
+            // loop's answer would leave one envelope per Broadcast stream in flight. A new
+            // leader takes the queue once it has applied its log; if it loses the
+            // leadership first, the raft loop tells the envelopes' waiters.
             return self
-                .propose_locally(request, is_config, false)
-                .await
-                .map(|_| ());
+                .enqueue(Proposal {
+                    request,
+                    is_config: false,
+                    forwarded: false,
+                    done: None,
+                })
+                .await;
         }
         let tx_id = request.tx_id.clone();
         let term = match self.transport.submit(leader, request, is_config).await {
