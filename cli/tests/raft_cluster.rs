@@ -99,7 +99,31 @@ async fn three_raft_orderers_survive_a_killed_leader() {
     // every ledger exactly once).
     tokio::time::sleep(Duration::from_millis(30)).await;
     nodes[leader_ix].kill();
+    let killed_at = tokio::time::Instant::now();
+    let failover = {
+        let survivors: Vec<(String, Identity)> = nodes
+            .iter()
+            .zip(&admins)
+            .enumerate()
+            .filter(|(i, _)| *i != leader_ix)
+            .map(|(_, (n, a))| (n.addr.clone(), a.clone()))
+            .collect();
+        tokio::spawn(async move {
+            let refs: Vec<(&str, &Identity)> =
+                survivors.iter().map(|(a, i)| (a.as_str(), i)).collect();
+            agreed_leader(CHANNEL, &refs).await;
+            killed_at.elapsed()
+        })
+    };
     acked.extend(load.await.expect("load task"));
+    // A new leader within two election timeouts, each at its randomised maximum
+    // (2 × 10 ticks of 100 ms): the followers notice the silence, pre-vote and vote.
+    let failover = failover.await.expect("failover watcher");
+    eprintln!("new raft leader {failover:?} after the kill");
+    assert!(
+        failover < Duration::from_secs(4),
+        "no new leader within two election timeouts: {failover:?}"
+    );
     let rest: Vec<(&str, &Identity)> = nodes
         .iter()
         .zip(&admins)

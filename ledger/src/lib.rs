@@ -65,7 +65,7 @@ use ordo_proto::hash::Hash;
 use ordo_proto::pb::common::{Block, Envelope, Payload};
 use prost::Message;
 use rocksdb::{
-    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompactionStyle, DBCompressionType,
     DBIteratorWithThreadMode, DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions,
     WriteBatch, WriteOptions,
 };
@@ -701,7 +701,10 @@ fn db_options() -> Options {
     opts.set_max_background_jobs(2);
     // `meta` gets a few bytes per block and would rarely flush on its own, pinning every
     // WAL file since its last flush; a WAL cap forces the flush and bounds the disk used.
-    opts.set_max_total_wal_size(64 << 20);
+    // Each cap hit flushes every column family, so it must not be small: a raft channel
+    // writes each block twice (log and ledger), and a 64 MiB cap flushed the small column
+    // families every few seconds, feeding compactions of tiny files.
+    opts.set_max_total_wal_size(256 << 20);
     opts.set_keep_log_file_num(4);
     // The default, spelled out: recovery replays the WAL up to the last intact record,
     // which after a synced write includes every acknowledged block.
@@ -731,6 +734,20 @@ fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
     // new tx id it receives (duplicate detection), and a miss should not walk the skiplist.
     txids.set_memtable_prefix_bloom_ratio(0.1);
     txids.set_memtable_whole_key_filtering(true);
+    // Tx ids are random, so every new file overlaps the whole key range: leveled
+    // compaction would rewrite all of level 1 for each flush (write amplification growing
+    // with the ledger). Universal compaction merges runs of similar size instead.
+    txids.set_compaction_style(DBCompactionStyle::Universal);
+
+    // Raft entries carry whole blocks and live only until the next snapshot: in blob files
+    // they are written once at flush and dropped with their keys, instead of being
+    // compressed into L0 and rewritten by every compaction until the log is truncated.
+    let mut consensus_log = Options::default();
+    consensus_log.set_compression_type(DBCompressionType::None);
+    consensus_log.set_enable_blob_files(true);
+    consensus_log.set_min_blob_size(4096);
+    consensus_log.set_blob_compression_type(DBCompressionType::None);
+    consensus_log.set_enable_blob_gc(true);
 
     vec![
         ColumnFamilyDescriptor::new(CF_BLOCKS, blocks),
@@ -738,7 +755,7 @@ fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
         ColumnFamilyDescriptor::new(CF_META, Options::default()),
         ColumnFamilyDescriptor::new(CF_STATE, state::cf_options()),
         ColumnFamilyDescriptor::new(CF_HISTORY, state::cf_options()),
-        ColumnFamilyDescriptor::new(CF_CONSENSUS_LOG, Options::default()),
+        ColumnFamilyDescriptor::new(CF_CONSENSUS_LOG, consensus_log),
         ColumnFamilyDescriptor::new(CF_CONSENSUS_STATE, Options::default()),
     ]
 }

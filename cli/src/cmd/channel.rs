@@ -288,9 +288,51 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
                     println!("commit hash:    {}", hex::encode(&info.commit_hash));
                 }
             }
+            // With a network file and more than one orderer, every orderer's view: who
+            // leads, in which term, and how far each ledger is.
+            if let (Some(net), None, None, false) =
+                (&net, &a.client.node, &a.client.orderer, a.json)
+            {
+                let orderers: Vec<_> = net.nodes_with_role("orderer").collect();
+                if orderers.len() > 1 {
+                    println!("orderers:");
+                    for n in orderers {
+                        let admin = net.identity(Some(&n.org), "admin")?;
+                        let line = match admin_info(&n.grpc_addr, &admin, &channel).await {
+                            Ok(i) => format!(
+                                "{:<10} height {:<8} term {:<4} leader {}",
+                                i.role,
+                                i.height,
+                                i.term,
+                                if i.leader.is_empty() { "-" } else { &i.leader }
+                            ),
+                            Err(e) => format!("unreachable: {e:#}"),
+                        };
+                        println!("  {:<12} {:<22} {line}", n.name, n.grpc_addr);
+                    }
+                }
+            }
             Ok(())
         }
     }
+}
+
+/// A channel's info as one node sees it.
+async fn admin_info(
+    addr: &str,
+    admin: &ordo_proto::identity::Identity,
+    channel: &str,
+) -> anyhow::Result<ChannelInfo> {
+    let resp = crate::client::admin(
+        addr,
+        admin,
+        channel,
+        admin_command::Command::Info(GetChannelInfo {
+            channel_id: channel.to_string(),
+        }),
+    )
+    .await?;
+    Ok(resp.channel.unwrap_or_default())
 }
 
 fn ack_name(mode: i32) -> &'static str {
