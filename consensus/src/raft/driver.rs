@@ -137,6 +137,16 @@ fn applied_index_of(support: &ChainSupport) -> u64 {
     }
 }
 
+/// A node's election jitter in `0..election_tick` from `seed` (SplitMix64 of the seed and
+/// the node id): the same seed gives every node the same timeout on every run.
+pub(super) fn seeded_jitter(seed: u64, id: u64, election_tick: usize) -> usize {
+    let mut z = seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z % election_tick.max(1) as u64) as usize
+}
+
 /// A block as raft entry data: a kind byte, then the encoded block.
 fn entry_data(block: &Block, is_config: bool) -> Option<Vec<u8>> {
     let mut data = Vec::with_capacity(block.encoded_len() + 1);
@@ -170,10 +180,23 @@ impl Driver {
             .map_err(|e| ChainError::Storage(e.to_string()))?;
         let applied = applied_index_of(&support).max(storage.first_index().unwrap_or(1) - 1);
         let opts = setup.options;
+        // raft-rs draws each election timeout from [min, max) with its own thread RNG;
+        // a seeded run fixes every node's timeout instead (distinct per node, so that
+        // elections still settle), making the core's behaviour a function of the seed.
+        let (min_election_tick, max_election_tick) = match opts.election_seed {
+            Some(seed) => {
+                let jitter = seeded_jitter(seed, setup.id, opts.election_tick);
+                let min = opts.election_tick + jitter;
+                (min, min + 1)
+            }
+            None => (0, 0),
+        };
         let config = raft::Config {
             id: setup.id,
             election_tick: opts.election_tick,
             heartbeat_tick: opts.heartbeat_tick,
+            min_election_tick,
+            max_election_tick,
             applied,
             max_size_per_msg: 4 << 20,
             max_inflight_msgs: 256,

@@ -66,6 +66,10 @@ pub struct RaftOptions {
     pub snapshot_interval_bytes: u64,
     /// Envelopes that may wait for the leader's raft loop (backpressure for Broadcast).
     pub queue_capacity: usize,
+    /// Seed for election timeouts (deterministic runs, e.g. simulation): each node's
+    /// timeout is fixed from the seed and its id. `None` lets raft-rs randomise every
+    /// election, which is what production wants.
+    pub election_seed: Option<u64>,
 }
 
 impl Default for RaftOptions {
@@ -77,6 +81,7 @@ impl Default for RaftOptions {
             max_inflight_blocks: 5,
             snapshot_interval_bytes: 64 << 20,
             queue_capacity: 4_096,
+            election_seed: None,
         }
     }
 }
@@ -100,6 +105,7 @@ impl RaftOptions {
             ) as usize,
             snapshot_interval_bytes: or(c.snapshot_interval_bytes, d.snapshot_interval_bytes),
             queue_capacity: d.queue_capacity,
+            election_seed: None,
         }
     }
 }

@@ -653,3 +653,44 @@ async fn a_follower_learns_that_the_leader_refused_its_forwarded_envelope() {
         c.stop(id).await;
     }
 }
+
+#[test]
+fn seeded_election_jitter_is_reproducible_and_spread() {
+    let a: Vec<usize> = (1..=5)
+        .map(|id| super::driver::seeded_jitter(7, id, 10))
+        .collect();
+    let b: Vec<usize> = (1..=5)
+        .map(|id| super::driver::seeded_jitter(7, id, 10))
+        .collect();
+    assert_eq!(a, b, "same seed, same timeouts");
+    assert!(a.iter().all(|j| *j < 10));
+    let distinct: std::collections::HashSet<_> = a.iter().collect();
+    assert!(
+        distinct.len() > 1,
+        "nodes do not all time out together: {a:?}"
+    );
+    let other: Vec<usize> = (1..=5)
+        .map(|id| super::driver::seeded_jitter(8, id, 10))
+        .collect();
+    assert_ne!(a, other, "another seed, other timeouts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_group_elects_a_leader_and_orders() {
+    let mut c = Cluster::new(3, 5);
+    c.options.election_seed = Some(42);
+    for id in 1..=3 {
+        c.start(id);
+    }
+    let leader = c.leader().await;
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        let r = c.request(i);
+        expected.push(r.tx_id.clone());
+        c.order(leader, r).await;
+    }
+    c.converged(&expected).await;
+    for id in c.ids.clone() {
+        c.stop(id).await;
+    }
+}
