@@ -21,6 +21,7 @@ pub mod chain;
 pub mod configtx;
 pub mod cutter;
 pub mod filters;
+pub mod kafka;
 pub mod raft;
 pub mod solo;
 pub mod support;
