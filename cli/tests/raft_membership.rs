@@ -160,6 +160,31 @@ async fn a_channel_grows_from_three_to_five_consenters_and_loses_one_under_load(
         .enumerate()
     {
         let block = add_consenter(&c, &nodes[0].addr, name, &extra[i].addr, org);
+        if i == 0 {
+            // Bad joins are refused and leave nothing behind: a node the block does not
+            // name, and a block that holds no config.
+            let bytes = std::fs::read(&block).expect("block file");
+            let (status, info) =
+                join_block(&extra[1].addr, &c.identity("BankB", "admin"), bytes).await;
+            assert_eq!(status, Code::BadRequest as i32, "{info}");
+            assert!(info.contains("does not name this orderer"), "{info}");
+            let data_block = chain(CHANNEL, &nodes[0].addr, &admins[0])
+                .await
+                .into_iter()
+                .find(|b| {
+                    ordo_proto::block::number(b) > 0
+                        && ordo_proto::config::config_from_block(b).is_err()
+                })
+                .expect("a data block");
+            let (status, info) = join_block(
+                &extra[0].addr,
+                &c.identity(org, "admin"),
+                prost::Message::encode_to_vec(&data_block),
+            )
+            .await;
+            assert_eq!(status, Code::BadRequest as i32, "{info}");
+            assert!(info.contains("not a config block"), "{info}");
+        }
         join(
             &extra[i].addr,
             &c.identity(org, "admin"),

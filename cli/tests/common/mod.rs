@@ -306,13 +306,19 @@ pub fn signal(pid: u32, sig: i32) {
 /// Joins `addr` to the channel of `genesis` with the Admin service.
 pub async fn join(addr: &str, admin: &Identity, genesis: &Path) {
     let bytes = std::fs::read(genesis).expect("genesis file");
+    let (status, info) = join_block(addr, admin, bytes).await;
+    assert_eq!(status, Code::Success as i32, "join failed: {info}");
+}
+
+/// Asks `addr` to join the channel of the encoded `block`; returns the status and info.
+pub async fn join_block(addr: &str, admin: &Identity, block: Vec<u8>) -> (i32, String) {
     let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
     let mut client = ordo_sdk::orderer::admin_client(ch);
     let req = ordo_sdk::orderer::admin_request(
         admin,
         "",
         admin_command::Command::Join(JoinChannel {
-            genesis_block: bytes.into(),
+            genesis_block: block.into(),
         }),
     );
     let resp = client
@@ -320,12 +326,7 @@ pub async fn join(addr: &str, admin: &Identity, genesis: &Path) {
         .await
         .expect("admin answers")
         .into_inner();
-    assert_eq!(
-        resp.status,
-        Code::Success as i32,
-        "join failed: {}",
-        resp.info
-    );
+    (resp.status, resp.info)
 }
 
 /// A signed MESSAGE envelope with `payload` bytes of data.
