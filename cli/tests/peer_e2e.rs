@@ -96,6 +96,9 @@ async fn two_peers_validate_commit_and_agree() {
     let mut o = OrdererProcess::start(&c, "orderer0", "BankA");
     o.wait_ready(&admin_a).await;
     // The channel names this orderer as its endpoint and deploys `bank` under 2 of 3 orgs.
+    // Committed acks: once Broadcast answers, the orderer's height includes the blocks, so
+    // waiting for a peer to reach that height waits for those transactions (with enqueued
+    // acks the last block could still be on its way to the ledger).
     let path = c.genesis(
         CHANNEL,
         &[
@@ -105,6 +108,8 @@ async fn two_peers_validate_commit_and_agree() {
             "30",
             "--max-message-count",
             "20",
+            "--ack-mode",
+            "committed",
         ],
     );
     let block = Block::decode(std::fs::read(&path).expect("read").as_slice()).expect("block");
