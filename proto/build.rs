@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/transaction.proto",
         "proto/query.proto",
         "proto/cluster.proto",
+        "proto/kafka.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

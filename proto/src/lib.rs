@@ -52,6 +52,10 @@ pub mod pb {
     pub mod cluster {
         include!(concat!(env!("OUT_DIR"), "/ordo.cluster.rs"));
     }
+    /// `ordo.kafka`: what a kafka channel's partition holds, and a block's resume point.
+    pub mod kafka {
+        include!(concat!(env!("OUT_DIR"), "/ordo.kafka.rs"));
+    }
     /// `ordo.query`: the peer's ledger queries.
     pub mod query {
         include!(concat!(env!("OUT_DIR"), "/ordo.query.rs"));
