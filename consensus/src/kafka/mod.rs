@@ -4,5 +4,6 @@
 //! bytes on the partition and in a block's metadata; the driver that talks to the
 //! brokers builds on them.
 
+pub mod broker;
 pub mod core;
 pub mod wire;

@@ -1,0 +1,228 @@
+//! A channel's partition over rdkafka: an idempotent, acks=all producer, and a consumer
+//! that reads the one partition from a given offset.
+//!
+//! The consumer is assigned the partition directly and seeks to the offset the ledger
+//! says comes next (as Fabric's Kafka orderer did) instead of joining a consumer group:
+//! every orderer reads everything, no offsets are committed to the broker (the ledger is
+//! the only record of progress), and there is no group rebalance to wait for.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use thiserror::Error;
+
+/// The partition every channel uses (one per topic).
+pub const PARTITION: i32 = 0;
+
+/// Where a channel's partition is and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionConfig {
+    /// `host:port,...` of the brokers.
+    pub brokers: String,
+    /// The channel's topic.
+    pub topic: String,
+    /// Client properties passed through to librdkafka (security.protocol, sasl.*,
+    /// ssl.*, ...), applied after Ordo's own so that an operator can override them.
+    pub properties: Vec<(String, String)>,
+}
+
+/// Why the broker side failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BrokerError {
+    /// The client could not be created (bad property, unreachable configuration).
+    #[error("kafka client: {0}")]
+    Client(String),
+    /// A message was not acknowledged by the in-sync replicas in time.
+    #[error("kafka delivery failed: {0}")]
+    Delivery(String),
+    /// Reading the partition failed.
+    #[error("kafka consume failed: {0}")]
+    Consume(String),
+}
+
+fn client_config(cfg: &PartitionConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    c
+}
+
+fn apply_properties(c: &mut ClientConfig, cfg: &PartitionConfig) {
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+}
+
+/// Produces to a channel's partition.
+pub struct PartitionProducer {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl PartitionProducer {
+    /// A producer that waits for every in-sync replica (acks=all) and never duplicates
+    /// or reorders a message on retry (idempotence).
+    pub fn new(cfg: &PartitionConfig) -> Result<Self, BrokerError> {
+        let mut c = client_config(cfg);
+        c.set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("linger.ms", "1");
+        apply_properties(&mut c, cfg);
+        let producer: FutureProducer =
+            c.create().map_err(|e| BrokerError::Client(e.to_string()))?;
+        Ok(Self {
+            producer,
+            topic: cfg.topic.clone(),
+        })
+    }
+
+    /// Sends `payload` and resolves once the brokers acknowledged it, with its offset.
+    /// `timeout` bounds the whole wait (queueing and delivery). A send that failed by
+    /// timing out may still be delivered later (librdkafka keeps retrying until its own
+    /// `message.timeout.ms`): the caller must treat the outcome as unknown, not as "not
+    /// ordered" — the tx id de-duplication catches a client's resubmission.
+    pub async fn send(&self, payload: &[u8], timeout: Duration) -> Result<i64, BrokerError> {
+        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&self.topic)
+            .partition(PARTITION)
+            .payload(payload);
+        match tokio::time::timeout(timeout, self.producer.send(record, timeout)).await {
+            Ok(Ok(delivery)) => Ok(delivery.offset),
+            Ok(Err((e, _))) => Err(BrokerError::Delivery(e.to_string())),
+            Err(_) => Err(BrokerError::Delivery(format!(
+                "not acknowledged within {timeout:?}"
+            ))),
+        }
+    }
+}
+
+/// Reads a channel's partition in offset order from a starting offset.
+pub struct PartitionConsumer {
+    consumer: StreamConsumer,
+}
+
+impl PartitionConsumer {
+    /// A consumer of the partition starting at `start_offset`.
+    pub fn new(cfg: &PartitionConfig, start_offset: i64) -> Result<Self, BrokerError> {
+        let mut c = client_config(cfg);
+        // librdkafka wants a group id even for a directly assigned partition; nothing is
+        // ever committed under it.
+        c.set("group.id", format!("ordo-{}", cfg.topic))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false");
+        apply_properties(&mut c, cfg);
+        let consumer: StreamConsumer =
+            c.create().map_err(|e| BrokerError::Client(e.to_string()))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&cfg.topic, PARTITION, Offset::Offset(start_offset))
+            .map_err(|e| BrokerError::Client(e.to_string()))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| BrokerError::Client(e.to_string()))?;
+        Ok(Self { consumer })
+    }
+
+    /// The next message: its offset and payload (empty for a message without one).
+    pub async fn next(&self) -> Result<(i64, Bytes), BrokerError> {
+        let m = self
+            .consumer
+            .recv()
+            .await
+            .map_err(|e| BrokerError::Consume(e.to_string()))?;
+        Ok((
+            m.offset(),
+            Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::mocking::MockCluster;
+
+    fn config(
+        cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    ) -> PartitionConfig {
+        PartitionConfig {
+            brokers: cluster.bootstrap_servers(),
+            topic: "ordo.test".into(),
+            properties: vec![("message.timeout.ms".into(), "5000".into())],
+        }
+    }
+
+    async fn read(consumer: &PartitionConsumer, n: usize) -> Vec<(i64, Bytes)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let next = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+                .await
+                .expect("a message in time")
+                .expect("consumed");
+            out.push(next);
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn produced_messages_are_read_in_order_from_any_offset() {
+        let cluster = MockCluster::new(3).expect("mock cluster");
+        cluster.create_topic("ordo.test", 1, 3).expect("topic");
+        let cfg = config(&cluster);
+        let producer = PartitionProducer::new(&cfg).expect("producer");
+        let mut offsets = Vec::new();
+        for i in 0u32..100 {
+            offsets.push(
+                producer
+                    .send(&i.to_be_bytes(), Duration::from_secs(10))
+                    .await
+                    .expect("acknowledged"),
+            );
+        }
+        assert_eq!(offsets, (0..100).collect::<Vec<i64>>());
+        let all = read(&PartitionConsumer::new(&cfg, 0).expect("consumer"), 100).await;
+        for (i, (offset, payload)) in all.iter().enumerate() {
+            assert_eq!(*offset, i as i64);
+            assert_eq!(payload.as_ref(), (i as u32).to_be_bytes());
+        }
+        // A restarted orderer resumes after its last block's offset.
+        let tail = read(&PartitionConsumer::new(&cfg, 90).expect("consumer"), 10).await;
+        assert_eq!(tail.first().map(|m| m.0), Some(90));
+        assert_eq!(tail.last().map(|m| m.0), Some(99));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_broker_outage_fails_sends_and_they_succeed_once_it_is_back() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("ordo.test", 1, 1).expect("topic");
+        let cfg = config(&cluster);
+        let producer = PartitionProducer::new(&cfg).expect("producer");
+        producer
+            .send(b"before", Duration::from_secs(10))
+            .await
+            .expect("acknowledged");
+        cluster.broker_down(1).expect("down");
+        let failed = producer.send(b"during", Duration::from_secs(2)).await;
+        assert!(
+            matches!(failed, Err(BrokerError::Delivery(_))),
+            "{failed:?}"
+        );
+        cluster.broker_up(1).expect("up");
+        let offset = producer
+            .send(b"after", Duration::from_secs(20))
+            .await
+            .expect("acknowledged after the outage");
+        let all = read(
+            &PartitionConsumer::new(&cfg, 0).expect("consumer"),
+            (offset + 1) as usize,
+        )
+        .await;
+        let payloads: Vec<&[u8]> = all.iter().map(|m| m.1.as_ref()).collect();
+        assert_eq!(payloads.first(), Some(&&b"before"[..]));
+        assert_eq!(payloads.last(), Some(&&b"after"[..]));
+    }
+}
