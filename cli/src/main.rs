@@ -47,6 +47,9 @@ enum Command {
     /// Measure throughput and latency against a running network.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// Kafka tooling: an in-memory mock cluster for development and tests.
+    #[command(subcommand)]
+    Kafka(cmd::kafka::KafkaCommand),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
             Command::Channel(c) => cmd::channel::run(c).await,
             Command::Block(c) => cmd::block::run(c).await,
             Command::Bench(c) => cmd::bench::run(c).await,
+            Command::Kafka(c) => cmd::kafka::run(c).await,
         }
     });
     match result {
