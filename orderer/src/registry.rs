@@ -275,6 +275,18 @@ impl Registry {
         Ok((RaftChain::start(support, setup)?, stats))
     }
 
+    /// Starts the channel whose directory a join just installed; a channel that cannot
+    /// start leaves no directory behind (the join is all or nothing).
+    fn start_installed(&self, dir: &Path) -> Result<Arc<ChannelHandle>, RegistryError> {
+        let started = BlockStore::open(dir)
+            .map_err(RegistryError::from)
+            .and_then(|l| self.start(l));
+        if started.is_err() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        started
+    }
+
     fn is_consenter(&self, config: &ChannelConfig) -> bool {
         self.my_consenter(config).is_some()
     }
@@ -338,16 +350,7 @@ impl Registry {
             BlockStore::open(tmp)?.append(&genesis)?;
             Ok(())
         })?;
-        let handle = match BlockStore::open(&final_dir)
-            .map_err(RegistryError::from)
-            .and_then(|l| self.start(l))
-        {
-            Ok(h) => h,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&final_dir);
-                return Err(e);
-            }
-        };
+        let handle = self.start_installed(&final_dir)?;
         info!(channel = %id, "channel joined");
         self.write_map().insert(id, handle.clone());
         Ok(handle)
@@ -396,16 +399,7 @@ impl Registry {
                 Ok(())
             })
         })?;
-        let handle = match BlockStore::open(&final_dir)
-            .map_err(RegistryError::from)
-            .and_then(|l| self.start(l))
-        {
-            Ok(h) => h,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&final_dir);
-                return Err(e);
-            }
-        };
+        let handle = self.start_installed(&final_dir)?;
         info!(channel = %id, height = handle.support.height(), "channel joined from a config block");
         self.write_map().insert(id, handle.clone());
         Ok(handle)

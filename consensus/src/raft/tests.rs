@@ -174,6 +174,20 @@ impl Cluster {
         self.nodes.insert(id, (support, chain));
     }
 
+    /// Starts every node of the group.
+    fn start_all(&mut self) {
+        for id in self.ids.clone() {
+            self.start(id);
+        }
+    }
+
+    /// Stops every node of the group.
+    async fn stop_all(&mut self) {
+        for id in self.ids.clone() {
+            self.stop(id).await;
+        }
+    }
+
     async fn stop(&mut self, id: u64) {
         if let Some((_, chain)) = self.nodes.remove(&id) {
             chain.halt().await;
@@ -410,9 +424,7 @@ async fn single_node_orders_and_resumes_after_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_through_followers_and_survive_the_leader() {
     let mut c = Cluster::new(3, 5);
-    for id in 1..=3 {
-        c.start(id);
-    }
+    c.start_all();
     let leader = c.leader().await;
     let follower = c
         .ids
@@ -443,17 +455,13 @@ async fn three_nodes_replicate_through_followers_and_survive_the_leader() {
     // The old leader comes back and catches up from the log.
     c.start(leader);
     c.converged(&expected).await;
-    for id in c.ids.clone() {
-        c.stop(id).await;
-    }
+    c.stop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_minority_cannot_order_and_rejoins() {
     let mut c = Cluster::new(3, 5);
-    for id in 1..=3 {
-        c.start(id);
-    }
+    c.start_all();
     let leader = c.leader().await;
     c.network.isolate(leader, true);
     // The isolated leader steps down (check quorum) and the other two go on.
@@ -485,9 +493,7 @@ async fn a_cut_off_minority_cannot_order_and_rejoins() {
     assert!(c.nodes[&leader].1.order(r).await.is_err());
     c.network.isolate(leader, false);
     c.converged(&expected).await;
-    for id in c.ids.clone() {
-        c.stop(id).await;
-    }
+    c.stop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -495,9 +501,7 @@ async fn a_node_behind_the_snapshot_catches_up_by_pulling_blocks() {
     let mut c = Cluster::new(3, 4);
     // Tiny snapshots, so that a few blocks compact the log.
     c.options.snapshot_interval_bytes = 4 << 10;
-    for id in 1..=3 {
-        c.start(id);
-    }
+    c.start_all();
     let leader = c.leader().await;
     let behind = c.ids.iter().copied().find(|i| *i != leader).expect("node");
     c.stop(behind).await;
@@ -537,17 +541,13 @@ async fn a_node_behind_the_snapshot_catches_up_by_pulling_blocks() {
         c.order(behind, r).await;
     }
     c.converged(&expected).await;
-    for id in c.ids.clone() {
-        c.stop(id).await;
-    }
+    c.stop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consenters_are_added_and_removed_by_config_updates() {
     let mut c = Cluster::with_consenters(3, 1, 5);
-    for id in c.ids.clone() {
-        c.start(id);
-    }
+    c.start_all();
     let mut expected = Vec::new();
     let leader = c.leader().await;
     for i in 0..20 {
@@ -604,17 +604,13 @@ async fn consenters_are_added_and_removed_by_config_updates() {
         c.order(rest[i as usize % rest.len()], r).await;
     }
     c.converged(&expected).await;
-    for id in c.ids.clone() {
-        c.stop(id).await;
-    }
+    c.stop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_learns_that_the_leader_refused_its_forwarded_envelope() {
     let mut c = Cluster::new(3, 5);
-    for id in 1..=3 {
-        c.start(id);
-    }
+    c.start_all();
     let leader = c.leader().await;
     let follower = c
         .ids
@@ -649,9 +645,7 @@ async fn a_follower_learns_that_the_leader_refused_its_forwarded_envelope() {
         .expect("the follower's waiter is told")
         .expect("sent");
     assert!(outcome.is_err(), "refused on re-validation: {outcome:?}");
-    for id in c.ids.clone() {
-        c.stop(id).await;
-    }
+    c.stop_all().await;
 }
 
 #[test]
@@ -679,9 +673,7 @@ fn seeded_election_jitter_is_reproducible_and_spread() {
 async fn a_seeded_group_elects_a_leader_and_orders() {
     let mut c = Cluster::new(3, 5);
     c.options.election_seed = Some(42);
-    for id in 1..=3 {
-        c.start(id);
-    }
+    c.start_all();
     let leader = c.leader().await;
     let mut expected = Vec::new();
     for i in 0..10 {
@@ -690,7 +682,5 @@ async fn a_seeded_group_elects_a_leader_and_orders() {
         c.order(leader, r).await;
     }
     c.converged(&expected).await;
-    for id in c.ids.clone() {
-        c.stop(id).await;
-    }
+    c.stop_all().await;
 }
