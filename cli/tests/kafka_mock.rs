@@ -28,11 +28,7 @@ async fn the_mock_cluster_process_serves_ordos_partition_clients() {
     let brokers = line.trim().to_string();
     assert!(brokers.contains(':'), "bootstrap address: {brokers:?}");
 
-    let cfg = PartitionConfig {
-        brokers,
-        topic: "ordo.mocked".into(),
-        properties: vec![],
-    };
+    let cfg = PartitionConfig::new(brokers, "ordo.mocked");
     let producer = PartitionProducer::new(&cfg).expect("producer");
     for i in 0u8..20 {
         let offset = producer
@@ -41,7 +37,7 @@ async fn the_mock_cluster_process_serves_ordos_partition_clients() {
             .expect("acknowledged by the mock brokers");
         assert_eq!(offset, i64::from(i));
     }
-    let consumer = PartitionConsumer::new(&cfg, 10).expect("consumer");
+    let mut consumer = PartitionConsumer::new(&cfg, 10).expect("consumer");
     for i in 10u8..20 {
         let (offset, payload) = tokio::time::timeout(Duration::from_secs(20), consumer.next())
             .await

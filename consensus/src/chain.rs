@@ -27,6 +27,10 @@ pub struct OrderRequest {
     pub config_seq: u64,
 }
 
+/// The rest of an acceptance that [`Chain::order_pipelined`] has started: `None` when it
+/// is already final, else a future with the final answer.
+pub type Pending = Option<BoxFuture<'static, Result<(), ChainError>>>;
+
 /// Why a chain did not take an envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ChainError {
@@ -73,6 +77,15 @@ pub trait Chain: Send + Sync + 'static {
     /// ordered unless the node crashes before cutting, which the `committed` ack mode
     /// covers). Waits while the chain's bounded queue is full (backpressure).
     fn order(&self, req: OrderRequest) -> BoxFuture<'_, Result<(), ChainError>>;
+
+    /// Like [`Chain::order`], for callers that keep several envelopes in flight (a
+    /// Broadcast stream): resolves once the chain has *taken* the envelope, with, when
+    /// the acceptance is not final yet, a future that resolves when it is (Kafka: the
+    /// broker's delivery report). A stream can then hand over its next envelope while
+    /// the previous one's round trip is still under way, and still answers in order.
+    fn order_pipelined(&self, req: OrderRequest) -> BoxFuture<'_, Result<Pending, ChainError>> {
+        Box::pin(async move { self.order(req).await.map(|()| None) })
+    }
 
     /// Orders a CONFIG envelope; it will be alone in its block.
     fn configure(&self, req: OrderRequest) -> BoxFuture<'_, Result<(), ChainError>>;

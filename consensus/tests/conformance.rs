@@ -1,6 +1,7 @@
 //! The backend conformance suite: properties every consensus backend must have, run
-//! against the real ledger: solo, raft as a one-node group, and raft as a three-node
-//! group in one process (the node under test and two more, over a [`LocalNetwork`]).
+//! against the real ledger: solo, raft as a one-node group, raft as a three-node group
+//! in one process (the node under test and two more, over a [`LocalNetwork`]), and kafka
+//! on librdkafka's mock cluster.
 //! Later backends add a `Backend` and call the same functions.
 //!
 //! Total order with no gaps and no duplicates; a submitter's envelopes stay in its order;
@@ -19,6 +20,7 @@ use prost::Message;
 
 use ordo_consensus::chain::BoxFuture;
 use ordo_consensus::filters::precheck;
+use ordo_consensus::kafka::{default_topic, KafkaChain, KafkaOptions, PartitionConfig};
 use ordo_consensus::raft::{LocalNetwork, RaftChain, RaftOptions, RaftSetup};
 use ordo_consensus::{configtx, start_chain, Chain, ChainError, ChainSupport, OrderRequest};
 use ordo_ledger::BlockStore;
@@ -32,6 +34,8 @@ use ordo_proto::pb::common::{
     Envelope, HeaderType, OrdererConfig, Organization, Payload, Role,
 };
 use ordo_proto::policy::build as policy;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 
 /// A backend under test.
 trait Backend {
@@ -66,6 +70,52 @@ impl Backend for RaftOne {
         )
         .expect("raft starts");
         network.register(1, &chain);
+        chain
+    }
+}
+
+/// Kafka on librdkafka's mock cluster (three brokers, the channel's topic replicated
+/// three times): the chain produces to and consumes from the partition over the real
+/// Kafka protocol. `start` returns once the chain is connected and caught up, as a
+/// Broadcast client would wait out SERVICE_UNAVAILABLE; a restart reads the same
+/// partition on from the last block's offset.
+struct Kafka {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+impl Kafka {
+    fn new() -> Self {
+        let cluster = MockCluster::new(3).expect("mock cluster");
+        cluster
+            .create_topic(&default_topic("conformance"), 1, 3)
+            .expect("topic");
+        Self { cluster }
+    }
+}
+
+impl Backend for Kafka {
+    fn start(&self, support: Arc<ChainSupport>) -> Arc<dyn Chain> {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let partition = PartitionConfig {
+            properties: std::env::var("ORDO_KAFKA_DEBUG")
+                .map(|d| vec![("debug".to_string(), d)])
+                .unwrap_or_default(),
+            delivery_timeout: Duration::from_secs(5),
+            ..PartitionConfig::new(
+                self.cluster.bootstrap_servers(),
+                default_topic("conformance"),
+            )
+        };
+        let chain: Arc<dyn Chain> =
+            KafkaChain::start(support, KafkaOptions::new(partition, "orderer0"))
+                .expect("kafka starts");
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(retry_unavailable(|| chain.wait_ready()))
+        })
+        .expect("connected and caught up");
         chain
     }
 }
@@ -645,6 +695,19 @@ mod raft_three_nodes {
     use super::RaftThree;
     conformance!(
         RaftThree::new(),
+        total_order_no_gaps_no_duplicates,
+        config_alone_and_in_force,
+        stale_config_seq_is_revalidated,
+        batch_timeout_cuts,
+        restart_resumes,
+        committed_waiters_learn_their_block,
+    );
+}
+
+mod kafka {
+    use super::Kafka;
+    conformance!(
+        Kafka::new(),
         total_order_no_gaps_no_duplicates,
         config_alone_and_in_force,
         stale_config_seq_is_revalidated,

@@ -4,8 +4,9 @@
 //! the *reader* pulls envelopes off the wire into a bounded queue; the *processor* takes
 //! whatever is queued (up to [`MAX_VERIFY_BATCH`]), runs the filters, verifies all their
 //! signatures in one batch and hands the good ones to the chain, in order; the *responder*
-//! answers in order — at once in `enqueued` mode, once the block is durable in `committed`
-//! mode. The queues bound how much one stream may have in flight.
+//! answers in order — once the chain's acceptance is final (at once for solo and raft,
+//! after the broker's delivery report for Kafka) in `enqueued` mode, once the block is
+//! durable in `committed` mode. The queues bound how much one stream may have in flight.
 //!
 //! Filters, in order: node size limit, decode, channel exists, channel size limit, header
 //! sanity, creator certificate, signature, header type, Writers (or Admins) policy,
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Streaming};
 use tracing::debug;
 
+use ordo_consensus::chain::Pending;
 use ordo_consensus::configtx;
 use ordo_consensus::filters::{self, Candidate, FilterError};
 use ordo_consensus::support::CommitOutcome;
@@ -39,10 +41,15 @@ pub const MAX_VERIFY_BATCH: usize = 512;
 /// What the responder answers for one envelope.
 enum Slot {
     Ready(BroadcastResponse),
-    Commit {
+    /// Taken by the chain; the answer waits for the chain's final acceptance (if it is
+    /// not final yet) and, in `committed` mode, for the block.
+    Taken {
         tx_id: String,
-        channel: String,
-        rx: oneshot::Receiver<CommitOutcome>,
+        /// The tx id the chain orders (a config update's CONFIG envelope has its own).
+        order_tx_id: String,
+        channel: Arc<ChannelHandle>,
+        acceptance: Pending,
+        commit: Option<oneshot::Receiver<CommitOutcome>>,
     },
 }
 
@@ -236,9 +243,9 @@ impl BroadcastHandler {
             config_seq: state.sequence(),
         };
         let result = if is_config {
-            ch.chain.configure(req).await
+            ch.chain.configure(req).await.map(|()| None)
         } else {
-            ch.chain.order(req).await
+            ch.chain.order_pipelined(req).await
         };
         match (result, waiter) {
             (Err(e), _) => {
@@ -246,11 +253,13 @@ impl BroadcastHandler {
                 self.forget(ch, &tx_id);
                 Slot::Ready(response(chain_error_code(&e), e.to_string(), &tx_id))
             }
-            (Ok(()), None) => Slot::Ready(response(Code::Success, "", &tx_id)),
-            (Ok(()), Some(rx)) => Slot::Commit {
+            (Ok(None), None) => Slot::Ready(response(Code::Success, "", &tx_id)),
+            (Ok(acceptance), commit) => Slot::Taken {
                 tx_id,
-                channel: ch.id().to_string(),
-                rx,
+                order_tx_id,
+                channel: ch.clone(),
+                acceptance,
+                commit,
             },
         }
     }
@@ -267,10 +276,64 @@ impl BroadcastHandler {
     }
 
     fn forget(&self, ch: &ChannelHandle, tx_id: &str) {
-        ch.recent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(tx_id);
+        forget(ch, tx_id);
+    }
+}
+
+/// Forgets an accepted tx id whose envelope was not ordered after all, so that the
+/// client's retry is not refused as a duplicate.
+fn forget(ch: &ChannelHandle, tx_id: &str) {
+    ch.recent
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(tx_id);
+}
+
+/// The answer for an envelope the chain took: waits for the final acceptance, then (in
+/// `committed` mode) for its block; `None` when the node is shutting down.
+async fn taken_response(
+    tx_id: String,
+    order_tx_id: &str,
+    channel: &ChannelHandle,
+    acceptance: Pending,
+    commit: Option<oneshot::Receiver<CommitOutcome>>,
+    shutdown: &CancellationToken,
+) -> BroadcastResponse {
+    if let Some(acceptance) = acceptance {
+        let accepted = tokio::select! {
+            a = acceptance => a,
+            _ = shutdown.cancelled() => Err(ordo_consensus::ChainError::ShuttingDown),
+        };
+        if let Err(e) = accepted {
+            channel.support.cancel_commit_waiter(order_tx_id);
+            forget(channel, &tx_id);
+            return response(chain_error_code(&e), e.to_string(), &tx_id);
+        }
+    }
+    let Some(rx) = commit else {
+        return response(Code::Success, "", &tx_id);
+    };
+    let outcome = tokio::select! {
+        o = rx => o.ok(),
+        _ = shutdown.cancelled() => None,
+    };
+    match outcome {
+        Some(Ok(block)) => BroadcastResponse {
+            status: Code::Success as i32,
+            info: String::new(),
+            tx_id,
+            block_number: Some(block),
+        },
+        Some(Err(reason)) => response(
+            Code::ServiceUnavailable,
+            format!("not ordered: {reason}"),
+            &tx_id,
+        ),
+        None => response(
+            Code::ServiceUnavailable,
+            "the node stopped before the envelope's block was written; resubmit",
+            &tx_id,
+        ),
     }
 }
 
@@ -283,30 +346,17 @@ async fn respond(
     while let Some(slot) = slot_rx.recv().await {
         let (resp, channel) = match slot {
             Slot::Ready(r) => (r, String::new()),
-            Slot::Commit { tx_id, channel, rx } => {
-                let outcome = tokio::select! {
-                    o = rx => o.ok(),
-                    _ = shutdown.cancelled() => None,
-                };
-                let r = match outcome {
-                    Some(Ok(block)) => BroadcastResponse {
-                        status: Code::Success as i32,
-                        info: String::new(),
-                        tx_id,
-                        block_number: Some(block),
-                    },
-                    Some(Err(reason)) => response(
-                        Code::ServiceUnavailable,
-                        format!("not ordered: {reason}"),
-                        &tx_id,
-                    ),
-                    None => response(
-                        Code::ServiceUnavailable,
-                        "the node stopped before the envelope's block was written; resubmit",
-                        &tx_id,
-                    ),
-                };
-                (r, channel)
+            Slot::Taken {
+                tx_id,
+                order_tx_id,
+                channel,
+                acceptance,
+                commit,
+            } => {
+                let r =
+                    taken_response(tx_id, &order_tx_id, &channel, acceptance, commit, &shutdown)
+                        .await;
+                (r, channel.id().to_string())
             }
         };
         let status = Code::try_from(resp.status)

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Sections that environment overrides may address.
-const SECTIONS: [&str; 4] = ["node", "identity", "limits", "log"];
+const SECTIONS: [&str; 5] = ["node", "identity", "limits", "log", "kafka"];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, Error)]
@@ -54,6 +54,41 @@ pub struct OrdererConfig {
     /// Logging.
     #[serde(default)]
     pub log: LogSection,
+    /// How this node reaches the Kafka brokers of kafka channels.
+    #[serde(default)]
+    pub kafka: KafkaSection,
+}
+
+/// `[kafka]`: this node's side of the Kafka channels. The channel config names the
+/// brokers and the topic (every orderer must read the same partition); credentials and
+/// client tuning are each node's own.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSection {
+    /// `host:port,...` to use instead of the channel config's broker list, for a node
+    /// that reaches the same cluster through other addresses. Default: empty (the
+    /// channel's list). `ORDO_KAFKA_BROKERS` sets it.
+    pub brokers: String,
+    /// librdkafka client properties passed through as they are, after Ordo's own, e.g.
+    /// `"security.protocol" = "SASL_SSL"`, `"sasl.mechanism" = "SCRAM-SHA-512"`,
+    /// `"sasl.username"`, `"sasl.password"`, `"ssl.ca.location"`. Default: none.
+    pub properties: std::collections::BTreeMap<String, String>,
+    /// How long a produced message may wait for the in-sync replicas before Broadcast
+    /// answers SERVICE_UNAVAILABLE for it, in milliseconds. Default: 10,000.
+    pub delivery_timeout_ms: u64,
+    /// Wait between attempts to reach the brokers, in milliseconds. Default: 500.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            properties: Default::default(),
+            delivery_timeout_ms: 10_000,
+            retry_backoff_ms: 500,
+        }
+    }
 }
 
 /// `[node]`.
@@ -205,6 +240,12 @@ impl OrdererConfig {
                     .into(),
             ));
         }
+        if !(100..=600_000).contains(&self.kafka.delivery_timeout_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "kafka.delivery_timeout_ms {} not in 100..=600000",
+                self.kafka.delivery_timeout_ms
+            )));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(format!(
                 "log.format {:?} is not text or json",
@@ -243,11 +284,15 @@ mod tests {
                 "0.0.0.0:9000".to_string(),
             ),
             ("ORDO_LIMITS_DEDUPE_WINDOW".to_string(), "10".to_string()),
-            ("ORDO_KAFKA_BROKERS".to_string(), "ignored:9092".to_string()),
+            (
+                "ORDO_KAFKA_BROKERS".to_string(),
+                "elsewhere:9092".to_string(),
+            ),
         ];
         let c = OrdererConfig::parse(MINIMAL, &env, Path::new("/"), "t").expect("valid");
         assert_eq!(c.node.listen_addr.port(), 9000);
         assert_eq!(c.limits.dedupe_window, 10);
+        assert_eq!(c.kafka.brokers, "elsewhere:9092");
     }
 
     #[test]

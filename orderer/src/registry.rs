@@ -14,16 +14,19 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use ordo_consensus::chain::{BoxFuture, ChainStatus};
+use ordo_consensus::kafka::{default_topic, KafkaChain, KafkaOptions, PartitionConfig};
 use ordo_consensus::raft::{prepare_join, raft_id, RaftChain, RaftOptions, RaftSetup};
 use ordo_consensus::{start_chain, Chain, ChainError, ChainSupport, OrderRequest};
 
 use crate::cluster::{connect, pull_blocks, ClusterStats, GrpcTransport};
+use crate::config::KafkaSection;
 use ordo_ledger::{BlockStore, ChannelDirs, LedgerError};
 use ordo_proto::block;
 use ordo_proto::config;
@@ -171,6 +174,8 @@ pub struct Registry {
     dirs: ChannelDirs,
     signer: Identity,
     dedupe_window: usize,
+    node_name: String,
+    kafka: KafkaSection,
     channels: RwLock<HashMap<String, Arc<ChannelHandle>>>,
     /// Serialises join and remove.
     admin_lock: tokio::sync::Mutex<()>,
@@ -182,12 +187,16 @@ impl Registry {
         data_dir: &Path,
         signer: Identity,
         dedupe_window: usize,
+        node_name: &str,
+        kafka: KafkaSection,
     ) -> Result<Self, RegistryError> {
         let (dirs, ids) = ChannelDirs::open(&data_dir.join("channels"))?;
         let reg = Self {
             dirs,
             signer,
             dedupe_window,
+            node_name: node_name.to_string(),
+            kafka,
             channels: RwLock::new(HashMap::new()),
             admin_lock: tokio::sync::Mutex::new(()),
         };
@@ -220,6 +229,8 @@ impl Registry {
         } else if support.state().consensus_type() == "raft" {
             let (raft, stats) = self.start_raft(support.clone(), closed.clone())?;
             (raft.clone(), Some(raft), Some(stats))
+        } else if support.state().consensus_type() == "kafka" {
+            (self.start_kafka(support.clone())?, None, None)
         } else {
             (start_chain(support.clone())?, None, None)
         };
@@ -273,6 +284,42 @@ impl Registry {
             options: RaftOptions::from_config(orderer.raft.as_ref()),
         };
         Ok((RaftChain::start(support, setup)?, stats))
+    }
+
+    /// Starts a Kafka chain on the channel's partition: brokers and topic from the
+    /// channel config (the node's `[kafka] brokers` replaces the list when set), client
+    /// properties and timeouts from the node's `[kafka]` section.
+    fn start_kafka(&self, support: Arc<ChainSupport>) -> Result<Arc<dyn Chain>, RegistryError> {
+        let state = support.state();
+        let channel_kafka = state
+            .config
+            .orderer
+            .as_ref()
+            .and_then(|o| o.kafka.clone())
+            .unwrap_or_default();
+        let brokers = if self.kafka.brokers.is_empty() {
+            channel_kafka.brokers.join(",")
+        } else {
+            self.kafka.brokers.clone()
+        };
+        let topic = if channel_kafka.topic.is_empty() {
+            default_topic(support.channel_id())
+        } else {
+            channel_kafka.topic
+        };
+        let partition = PartitionConfig {
+            properties: self
+                .kafka
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            delivery_timeout: Duration::from_millis(self.kafka.delivery_timeout_ms),
+            ..PartitionConfig::new(brokers, topic)
+        };
+        let mut options = KafkaOptions::new(partition, self.node_name.clone());
+        options.retry_backoff = Duration::from_millis(self.kafka.retry_backoff_ms.max(10));
+        Ok(KafkaChain::start(support, options)?)
     }
 
     /// Starts the channel whose directory a join just installed; a channel that cannot

@@ -98,6 +98,8 @@ pub async fn run(
         &config.node.data_dir,
         identity.clone(),
         config.limits.dedupe_window,
+        &config.node.name,
+        config.kafka.clone(),
     )?);
     let metrics = Arc::new(Metrics::new());
     let token = CancellationToken::new();

@@ -183,6 +183,7 @@ async fn start_orderer(org: &Org, grpc: TcpListener, data_dir: PathBuf) -> Order
         },
         limits: LimitsSection::default(),
         log: LogSection::default(),
+        kafka: Default::default(),
     };
     let stop = CancellationToken::new();
     let token = stop.clone();

@@ -142,6 +142,9 @@ pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
     if orderer.consensus_type == "raft" {
         validate_raft(orderer)?;
     }
+    if orderer.consensus_type == "kafka" {
+        validate_kafka(orderer)?;
+    }
     let org_names: Vec<String> = config.orgs.iter().map(|o| o.name.clone()).collect();
     for (name, p) in [
         ("Readers", &config.readers),
@@ -153,6 +156,37 @@ pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
             .as_ref()
             .ok_or_else(|| invalid(format!("no {name} policy")))?;
         policy::validate(p, &org_names).map_err(|source| ConfigError::Policy { name, source })?;
+    }
+    Ok(())
+}
+
+/// A kafka channel's brokers (`host:port` each) and topic (Kafka's topic alphabet,
+/// at most 249 characters; empty means `ordo.<channel>`).
+fn validate_kafka(orderer: &OrdererConfig) -> Result<(), ConfigError> {
+    let k = orderer
+        .kafka
+        .as_ref()
+        .ok_or_else(|| invalid("a kafka channel needs a kafka section with its brokers"))?;
+    if k.brokers.is_empty() {
+        return Err(invalid("a kafka channel needs at least one broker"));
+    }
+    for b in &k.brokers {
+        let ok = b
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !ok {
+            return Err(invalid(format!("kafka broker {b:?} is not host:port")));
+        }
+    }
+    let topic_ok = k.topic.len() <= 249
+        && k.topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !topic_ok {
+        return Err(invalid(format!(
+            "kafka topic {:?} must be at most 249 characters of [a-zA-Z0-9._-]",
+            k.topic
+        )));
     }
     Ok(())
 }
@@ -321,6 +355,32 @@ pub fn is_config_envelope(envelope_bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pb::common::KafkaConfig;
+
+    #[test]
+    fn kafka_channels_need_brokers_and_a_valid_topic() {
+        let mut c = raft_config(vec![], None);
+        let orderer = c.orderer.as_mut().expect("orderer");
+        orderer.consensus_type = "kafka".into();
+        orderer.consenters.clear();
+        assert!(validate(&c).is_err(), "no kafka section");
+        let with = |brokers: &[&str], topic: &str| {
+            let mut c = c.clone();
+            if let Some(o) = c.orderer.as_mut() {
+                o.kafka = Some(KafkaConfig {
+                    brokers: brokers.iter().map(|b| b.to_string()).collect(),
+                    topic: topic.into(),
+                });
+            }
+            validate(&c)
+        };
+        assert!(with(&["k1:9092", "10.0.0.2:9093"], "").is_ok());
+        assert!(with(&["k1:9092"], "ordo.channel_1-x").is_ok());
+        assert!(with(&[], "").is_err());
+        assert!(with(&["k1"], "").is_err());
+        assert!(with(&["k1:notaport"], "").is_err());
+        assert!(with(&["k1:9092"], "bad topic!").is_err());
+    }
     use crate::pb::common::{BatchSize, Consenter, Organization, RaftConfig, Role};
 
     fn raft_config(consenters: Vec<Consenter>, raft: Option<RaftConfig>) -> ChannelConfig {

@@ -25,6 +25,7 @@ pub mod block;
 pub mod cert;
 pub mod cluster_auth;
 pub mod config;
+pub mod config_change;
 pub mod crypto;
 pub mod envelope;
 pub mod hash;

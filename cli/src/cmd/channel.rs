@@ -11,8 +11,8 @@ use ordo_proto::pb::admin::{
     admin_command, ChannelInfo, GetChannelInfo, JoinChannel, ListChannels, RemoveChannel,
 };
 use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, ChaincodeDefinition, ChannelConfig, Consenter, OrdererConfig,
-    Organization, RaftConfig, Role,
+    AckMode, BatchSize, Block, ChaincodeDefinition, ChannelConfig, Consenter, KafkaConfig,
+    OrdererConfig, Organization, RaftConfig, Role,
 };
 use ordo_proto::policy::build as policy;
 
@@ -83,6 +83,14 @@ pub struct BatchArgs {
     /// (default: a majority of the orgs). Repeat or separate with commas.
     #[arg(long = "chaincode", value_delimiter = ',')]
     pub chaincodes: Vec<String>,
+    /// Kafka: the brokers (host:port, comma separated) every orderer produces to and
+    /// consumes from. `ordo up` starts an in-memory mock cluster when none are given.
+    #[arg(long = "kafka-brokers", value_delimiter = ',')]
+    pub kafka_brokers: Vec<String>,
+    /// Kafka: the channel's topic (default `ordo.<channel>`); one partition, created
+    /// before the orderers join (see deploy/KAFKA.md for its settings).
+    #[arg(long, default_value = "")]
+    pub kafka_topic: String,
     /// Raft: real time of one tick, in ms (default 100).
     #[arg(long, default_value_t = 0)]
     pub raft_tick_ms: u64,
@@ -434,7 +442,10 @@ pub fn channel_config(
             }),
             batch_timeout_ms: batch.batch_timeout_ms,
             consenters,
-            kafka: None,
+            kafka: (consensus == Consensus::Kafka).then(|| KafkaConfig {
+                brokers: batch.kafka_brokers.clone(),
+                topic: batch.kafka_topic.clone(),
+            }),
             raft: (consensus == Consensus::Raft).then_some(RaftConfig {
                 tick_interval_ms: batch.raft_tick_ms,
                 election_tick: batch.raft_election_tick,

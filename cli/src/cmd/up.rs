@@ -33,7 +33,8 @@ pub struct UpArgs {
     /// Consensus backend (first run only).
     #[arg(long, value_enum, default_value = "solo")]
     pub consensus: Consensus,
-    /// Orderer nodes (first run only): 1 for solo; 3 by default for raft. Orderer i
+    /// Orderer nodes (first run only): 1 for solo; 3 by default for raft and kafka
+    /// (with no --kafka-brokers, kafka runs on an in-memory mock cluster). Orderer i
     /// listens on --port + 10·i (operations on --ops-port + 10·i) and runs with an
     /// orderer identity of org i mod orgs.
     #[arg(long)]
@@ -57,16 +58,15 @@ pub struct UpArgs {
 /// Runs the network until Ctrl-C or SIGTERM.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let orderer_count = match (args.consensus, args.orderers) {
-        (Consensus::Kafka, _) => {
-            bail!("`ordo up --consensus kafka` is not available yet: use solo or raft")
-        }
         (Consensus::Solo, None | Some(1)) => 1,
         (Consensus::Solo, Some(n)) => {
             bail!("solo runs exactly one orderer (--orderers {n}); use --consensus raft for more")
         }
-        (Consensus::Raft, None) => 3,
-        (Consensus::Raft, Some(n)) if (1..=9).contains(&n) => n,
-        (Consensus::Raft, Some(n)) => bail!("--orderers {n}: choose 1 to 9 raft orderers"),
+        (Consensus::Raft | Consensus::Kafka, None) => 3,
+        (Consensus::Raft | Consensus::Kafka, Some(n)) if (1..=9).contains(&n) => n,
+        (Consensus::Raft | Consensus::Kafka, Some(n)) => {
+            bail!("--orderers {n}: choose 1 to 9 orderers")
+        }
     };
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
@@ -85,6 +85,36 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let network_path = dir.join("network.json");
     let previous = Network::load(&network_path).ok();
+    let exe = std::env::current_exe().context("locating the ordo binary")?;
+    let mock_marker = dir.join(MOCK_MARKER);
+    if previous.is_some() && mock_marker.exists() {
+        bail!(
+            "{} ran its kafka channels on an in-memory mock cluster, which forgot every \
+             message when it stopped: the orderers' ledgers cannot continue from it. Remove \
+             the directory to start a fresh network, or use a real Kafka cluster with \
+             --kafka-brokers",
+            dir.display()
+        );
+    }
+    // Kafka with no brokers given: a mock cluster of our own, said loudly.
+    let mut kafka_mock = None;
+    let mut batch_args = args.batch.clone();
+    if previous.is_none()
+        && args.consensus == Consensus::Kafka
+        && batch_args.kafka_brokers.is_empty()
+    {
+        let (child, brokers) = start_kafka_mock(&dir, &args.channels, &exe).await?;
+        std::fs::write(&mock_marker, format!("{brokers}\n"))?;
+        eprintln!(
+            "NOTE: no --kafka-brokers given, so this network runs on librdkafka's in-memory \
+             MOCK Kafka cluster at {brokers} (3 brokers; log in {}). It is for development \
+             only and forgets everything when it stops: this network cannot be restarted. \
+             Use --kafka-brokers with a real cluster (deploy/KAFKA.md) for anything else.",
+            dir.join("kafka-mock.log").display()
+        );
+        batch_args.kafka_brokers = vec![brokers];
+        kafka_mock = Some(child);
+    }
     // A later run restarts the orderers of the first one.
     let orderer_count = match &previous {
         Some(p) => p.nodes_with_role("orderer").count().max(1),
@@ -128,7 +158,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             let mut v = Vec::new();
             for name in &args.channels {
                 let path = dir.join("channels").join(format!("{name}.genesis.block"));
-                let mut batch = args.batch.clone();
+                let mut batch = batch_args.clone();
                 if batch.chaincodes.is_empty() {
                     batch.chaincodes = vec!["bank".into(), "kv".into()];
                 }
@@ -167,7 +197,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         nodes: Vec::new(),
         identities,
     };
-    let exe = std::env::current_exe().context("locating the ordo binary")?;
 
     // The orderers: all started first (a raft channel needs a majority to elect a
     // leader), then each joins the channels.
@@ -365,11 +394,73 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         n.pid = None;
     }
     network.save(&network_path)?;
+    if let Some(mut mock) = kafka_mock {
+        stop(&mut mock).await;
+        eprintln!(
+            "stopped, with the kafka mock cluster and everything it held; remove {} to start afresh",
+            dir.display()
+        );
+        return Ok(());
+    }
     eprintln!(
         "stopped; run `ordo up --dir {}` again to restart with the same ledgers",
         dir.display()
     );
     Ok(())
+}
+
+/// Marks a network directory whose kafka channels ran on the mock cluster.
+const MOCK_MARKER: &str = "kafka-mock.brokers";
+
+/// Starts `ordo kafka mock` with a topic per channel and returns it with its bootstrap
+/// address (the first line it prints).
+async fn start_kafka_mock(
+    dir: &Path,
+    channels: &[String],
+    exe: &Path,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    use tokio::io::AsyncBufReadExt;
+    let log_file = dir.join("kafka-mock.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_file)
+        .with_context(|| format!("opening {}", log_file.display()))?;
+    let topics: Vec<String> = channels
+        .iter()
+        .map(|c| ordo_consensus::kafka::default_topic(c))
+        .collect();
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "kafka",
+            "mock",
+            "--brokers",
+            "3",
+            "--topics",
+            &topics.join(","),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the kafka mock cluster")?;
+    let stdout = child.stdout.take().context("mock cluster stdout")?;
+    let mut line = String::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::BufReader::new(stdout).read_line(&mut line),
+    )
+    .await;
+    let brokers = line.trim().to_string();
+    if !matches!(read, Ok(Ok(n)) if n > 0) || brokers.is_empty() {
+        stop(&mut child).await;
+        bail!(
+            "the kafka mock cluster did not start; see {}",
+            log_file.display()
+        );
+    }
+    Ok((child, brokers))
 }
 
 /// Writes the config of the peer of `org` (first run), starts it, and waits until its

@@ -13,6 +13,7 @@ use ordo_proto::pb::orderer::{deliver_response, BroadcastResponse, SeekBehavior,
 use prost::Message;
 use tokio_stream::StreamExt;
 
+pub mod kafka;
 pub mod raft;
 
 /// The `ordo` binary under test.

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message as _;
+use rdkafka::producer::Producer as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
@@ -29,6 +31,21 @@ pub struct PartitionConfig {
     /// Client properties passed through to librdkafka (security.protocol, sasl.*,
     /// ssl.*, ...), applied after Ordo's own so that an operator can override them.
     pub properties: Vec<(String, String)>,
+    /// How long a produced message may wait for the in-sync replicas' acknowledgement
+    /// (librdkafka's `message.timeout.ms`) before its delivery is reported failed.
+    pub delivery_timeout: Duration,
+}
+
+impl PartitionConfig {
+    /// The partition of `topic` on `brokers`, with Ordo's defaults.
+    pub fn new(brokers: impl Into<String>, topic: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: topic.into(),
+            properties: Vec::new(),
+            delivery_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Why the broker side failed.
@@ -40,6 +57,17 @@ pub enum BrokerError {
     /// A message was not acknowledged by the in-sync replicas in time.
     #[error("kafka delivery failed: {0}")]
     Delivery(String),
+    /// The broker refused a message as larger than its `message.max.bytes`.
+    #[error("kafka broker refused the message as too large ({0}): raise the topic's max.message.bytes above the channel's absolute_max_bytes")]
+    TooLarge(String),
+    /// librdkafka's local queue is full (more than `queue.buffering.max.messages`
+    /// waiting): wait and retry.
+    #[error("kafka producer queue full")]
+    QueueFull,
+    /// The partition no longer holds the offset this orderer must read next (retention
+    /// deleted it, or the topic was recreated): the chain cannot continue.
+    #[error("kafka partition no longer holds the offsets this orderer needs ({0}): the topic must keep every message (retention.ms=-1)")]
+    OffsetGone(String),
     /// Reading the partition failed.
     #[error("kafka consume failed: {0}")]
     Consume(String),
@@ -47,7 +75,11 @@ pub enum BrokerError {
 
 fn client_config(cfg: &PartitionConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.brokers);
+    // Reconnect within a second once a broker is back (librdkafka backs off up to 10 s
+    // by default, which would keep the channel unavailable that long).
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "1000");
     c
 }
 
@@ -71,7 +103,11 @@ impl PartitionProducer {
         c.set("acks", "all")
             .set("enable.idempotence", "true")
             .set("max.in.flight.requests.per.connection", "5")
-            .set("linger.ms", "1");
+            .set("linger.ms", "1")
+            .set(
+                "message.timeout.ms",
+                cfg.delivery_timeout.as_millis().max(1).to_string(),
+            );
         apply_properties(&mut c, cfg);
         let producer: FutureProducer =
             c.create().map_err(|e| BrokerError::Client(e.to_string()))?;
@@ -87,23 +123,72 @@ impl PartitionProducer {
     /// `message.timeout.ms`): the caller must treat the outcome as unknown, not as "not
     /// ordered" — the tx id de-duplication catches a client's resubmission.
     pub async fn send(&self, payload: &[u8], timeout: Duration) -> Result<i64, BrokerError> {
-        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&self.topic)
-            .partition(PARTITION)
-            .payload(payload);
-        match tokio::time::timeout(timeout, self.producer.send(record, timeout)).await {
-            Ok(Ok(delivery)) => Ok(delivery.offset),
-            Ok(Err((e, _))) => Err(BrokerError::Delivery(e.to_string())),
+        let delivery = self.enqueue(payload)?;
+        match tokio::time::timeout(timeout, delivery).await {
+            Ok(result) => result,
             Err(_) => Err(BrokerError::Delivery(format!(
                 "not acknowledged within {timeout:?}"
             ))),
         }
     }
+
+    /// Hands `payload` to librdkafka without waiting: the returned future resolves with
+    /// the offset once the brokers acknowledged it, or with why not (at the latest after
+    /// [`PartitionConfig::delivery_timeout`]). Many messages can so be in flight at once,
+    /// and librdkafka batches them; idempotence keeps them in order.
+    pub fn enqueue(
+        &self,
+        payload: &[u8],
+    ) -> Result<
+        impl std::future::Future<Output = Result<i64, BrokerError>> + Send + 'static,
+        BrokerError,
+    > {
+        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&self.topic)
+            .partition(PARTITION)
+            .payload(payload);
+        let delivery = self.producer.send_result(record).map_err(|(e, _)| {
+            if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
+                BrokerError::QueueFull
+            } else {
+                BrokerError::Delivery(e.to_string())
+            }
+        })?;
+        Ok(async move {
+            match delivery.await {
+                Ok(Ok(d)) => Ok(d.offset),
+                Ok(Err((e, _))) => Err(
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge) {
+                        BrokerError::TooLarge(e.to_string())
+                    } else {
+                        BrokerError::Delivery(e.to_string())
+                    },
+                ),
+                Err(_) => Err(BrokerError::Delivery("the producer was closed".into())),
+            }
+        })
+    }
+
+    /// The producer's fatal error, if it has one: it can send nothing more and must be
+    /// replaced (an idempotent producer turns some broker failures into fatal errors).
+    pub fn fatal_error(&self) -> Option<String> {
+        self.producer
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{code}: {reason}"))
+    }
 }
 
 /// Reads a channel's partition in offset order from a starting offset.
+///
+/// A thread of its own polls librdkafka and hands messages over a bounded channel: the
+/// reader's `next` is then cancel-safe (a `select!` may drop it without losing a
+/// message), and no wake-up of an async consumer can be missed.
 pub struct PartitionConsumer {
-    consumer: StreamConsumer,
+    rx: tokio::sync::mpsc::Receiver<Result<(i64, Bytes), BrokerError>>,
 }
+
+/// Messages read ahead of the chain (backpressure beyond it).
+const READ_AHEAD: usize = 4096;
 
 impl PartitionConsumer {
     /// A consumer of the partition starting at `start_offset`.
@@ -114,30 +199,61 @@ impl PartitionConsumer {
         c.set("group.id", format!("ordo-{}", cfg.topic))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            // Never skip ahead (or back) when the offset is gone: that would fork the
+            // chain. The error stops the chain instead.
+            .set("auto.offset.reset", "error")
+            .set("fetch.wait.max.ms", "50");
         apply_properties(&mut c, cfg);
-        let consumer: StreamConsumer =
-            c.create().map_err(|e| BrokerError::Client(e.to_string()))?;
+        let consumer: BaseConsumer = c.create().map_err(|e| BrokerError::Client(e.to_string()))?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&cfg.topic, PARTITION, Offset::Offset(start_offset))
             .map_err(|e| BrokerError::Client(e.to_string()))?;
         consumer
             .assign(&tpl)
             .map_err(|e| BrokerError::Client(e.to_string()))?;
-        Ok(Self { consumer })
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+        std::thread::Builder::new()
+            .name(format!("kafka-read-{}", cfg.topic))
+            .spawn(move || poll_loop(&consumer, &tx))
+            .map_err(|e| BrokerError::Client(format!("cannot start the reader thread: {e}")))?;
+        Ok(Self { rx })
     }
 
     /// The next message: its offset and payload (empty for a message without one).
-    pub async fn next(&self) -> Result<(i64, Bytes), BrokerError> {
-        let m = self
-            .consumer
+    pub async fn next(&mut self) -> Result<(i64, Bytes), BrokerError> {
+        self.rx
             .recv()
             .await
-            .map_err(|e| BrokerError::Consume(e.to_string()))?;
-        Ok((
-            m.offset(),
-            Bytes::copy_from_slice(m.payload().unwrap_or_default()),
-        ))
+            .unwrap_or_else(|| Err(BrokerError::Consume("the reader thread stopped".into())))
+    }
+}
+
+/// Polls until the reader is dropped.
+fn poll_loop(
+    consumer: &BaseConsumer,
+    tx: &tokio::sync::mpsc::Sender<Result<(i64, Bytes), BrokerError>>,
+) {
+    while !tx.is_closed() {
+        let Some(polled) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let item = polled
+            .map(|m| {
+                (
+                    m.offset(),
+                    Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+                )
+            })
+            .map_err(|e| match e.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange) => {
+                    BrokerError::OffsetGone(e.to_string())
+                }
+                _ => BrokerError::Consume(e.to_string()),
+            });
+        if tx.blocking_send(item).is_err() {
+            return;
+        }
     }
 }
 
@@ -150,13 +266,12 @@ mod tests {
         cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     ) -> PartitionConfig {
         PartitionConfig {
-            brokers: cluster.bootstrap_servers(),
-            topic: "ordo.test".into(),
-            properties: vec![("message.timeout.ms".into(), "5000".into())],
+            delivery_timeout: Duration::from_secs(5),
+            ..PartitionConfig::new(cluster.bootstrap_servers(), "ordo.test")
         }
     }
 
-    async fn read(consumer: &PartitionConsumer, n: usize) -> Vec<(i64, Bytes)> {
+    async fn read(mut consumer: PartitionConsumer, n: usize) -> Vec<(i64, Bytes)> {
         let mut out = Vec::new();
         while out.len() < n {
             let next = tokio::time::timeout(Duration::from_secs(20), consumer.next())
@@ -184,13 +299,13 @@ mod tests {
             );
         }
         assert_eq!(offsets, (0..100).collect::<Vec<i64>>());
-        let all = read(&PartitionConsumer::new(&cfg, 0).expect("consumer"), 100).await;
+        let all = read(PartitionConsumer::new(&cfg, 0).expect("consumer"), 100).await;
         for (i, (offset, payload)) in all.iter().enumerate() {
             assert_eq!(*offset, i as i64);
             assert_eq!(payload.as_ref(), (i as u32).to_be_bytes());
         }
         // A restarted orderer resumes after its last block's offset.
-        let tail = read(&PartitionConsumer::new(&cfg, 90).expect("consumer"), 10).await;
+        let tail = read(PartitionConsumer::new(&cfg, 90).expect("consumer"), 10).await;
         assert_eq!(tail.first().map(|m| m.0), Some(90));
         assert_eq!(tail.last().map(|m| m.0), Some(99));
     }
@@ -199,7 +314,10 @@ mod tests {
     async fn a_broker_outage_fails_sends_and_they_succeed_once_it_is_back() {
         let cluster = MockCluster::new(1).expect("mock cluster");
         cluster.create_topic("ordo.test", 1, 1).expect("topic");
-        let cfg = config(&cluster);
+        let cfg = PartitionConfig {
+            delivery_timeout: Duration::from_secs(20),
+            ..config(&cluster)
+        };
         let producer = PartitionProducer::new(&cfg).expect("producer");
         producer
             .send(b"before", Duration::from_secs(10))
@@ -217,7 +335,7 @@ mod tests {
             .await
             .expect("acknowledged after the outage");
         let all = read(
-            &PartitionConsumer::new(&cfg, 0).expect("consumer"),
+            PartitionConsumer::new(&cfg, 0).expect("consumer"),
             (offset + 1) as usize,
         )
         .await;

@@ -4,8 +4,8 @@
 //! Every orderer consumes the same partition and feeds this core in offset order, so all
 //! of them cut identical blocks. The rules (Fabric 1.x's, tightened):
 //!
-//! - A **regular** envelope goes through the block cutter. One validated against an older
-//!   config sequence is validated again first (normal envelopes are then ordered or
+//! - A **regular** envelope goes through the block cutter. A config envelope, and any
+//!   envelope validated against an older config sequence, is validated again first (normal envelopes are then ordered or
 //!   refused where they stand; a config envelope is re-submitted to the partition, to be
 //!   ordered against the config now in force — its `original_offset` makes sure that a
 //!   replay after a restart never applies it twice).
@@ -62,6 +62,9 @@ pub enum Action {
         envelopes: Vec<Bytes>,
         /// Offset of the last envelope in the block: the resume point.
         last_offset: i64,
+        /// The highest `original_offset` of a re-submitted config applied up to and
+        /// including this block (recorded with the block, so a replay skips it).
+        last_original_offset: i64,
         /// A config block (one config envelope).
         config: bool,
     },
@@ -172,6 +175,16 @@ impl KafkaCore {
         self.building
     }
 
+    /// Envelopes waiting for the next cut (a graceful halt waits for them to be cut).
+    pub fn pending(&self) -> usize {
+        self.cutter.pending_count()
+    }
+
+    /// The last offset fed to the core.
+    pub fn last_offset(&self) -> i64 {
+        self.last_seen
+    }
+
     /// New batch limits (after a config block).
     pub fn set_limits(&mut self, limits: BatchLimits) {
         self.cutter.set_limits(limits);
@@ -220,12 +233,14 @@ impl KafkaCore {
                     // A re-submission applied before a restart.
                     return Ok(actions);
                 }
-                if validated_at < config_seq {
+                // Config envelopes are always checked again: anyone who can write to the
+                // partition could otherwise rewrite the channel.
+                if validated_at < config_seq || is_config {
                     if let Err(reason) = revalidate(&envelope, is_config) {
                         actions.push(Action::Refused { envelope, reason });
                         return Ok(actions);
                     }
-                    if is_config {
+                    if is_config && validated_at < config_seq {
                         actions.push(Action::Resubmit {
                             envelope,
                             original_offset: offset,
@@ -242,10 +257,10 @@ impl KafkaCore {
                         let n = ordered.batches.len();
                         for (i, batch) in ordered.batches.into_iter().enumerate() {
                             let config_block = is_config && i + 1 == n;
+                            if config_block && original_offset != 0 {
+                                self.last_original_offset = original_offset;
+                            }
                             self.block(batch, config_block, &mut actions);
-                        }
-                        if is_config && original_offset != 0 {
-                            self.last_original_offset = original_offset;
                         }
                         if ordered.pending {
                             if self.timer != Some(self.building) {
@@ -273,6 +288,7 @@ impl KafkaCore {
         actions.push(Action::Block {
             envelopes: batch.into_iter().map(|p| p.envelope).collect(),
             last_offset,
+            last_original_offset: self.last_original_offset,
             config,
         });
         self.building += 1;

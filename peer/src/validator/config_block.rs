@@ -8,19 +8,16 @@
 //! - the configuration is well formed and for this channel (`ordo_proto::config`);
 //! - in the genesis block (number 0) its sequence is 0: its authority comes from the
 //!   admin who handed the block to the peer, as on the orderer;
-//! - in any later block its sequence is the current one plus one, and the envelope's
-//!   `last_update` is a CONFIG_UPDATE for this channel proposing exactly these
-//!   configuration bytes, signed by enough admins to satisfy the current Admins policy.
+//! - in any later block it passes `ordo_proto::config_change::check`: the next sequence,
+//!   the same consensus type, and a `last_update` signed by enough admins to satisfy the
+//!   current Admins policy.
 
-use bytes::Bytes;
 use prost::Message;
 
 use ordo_proto::config;
+use ordo_proto::config_change::{self, CurrentConfig};
 use ordo_proto::envelope;
-use ordo_proto::pb::common::{
-    Block, ChannelConfig, ConfigEnvelope, ConfigUpdate, HeaderType, Payload,
-};
-use ordo_proto::policy;
+use ordo_proto::pb::common::{Block, ChannelConfig, Payload};
 
 use super::context::ValidationContext;
 
@@ -60,55 +57,12 @@ pub(crate) fn check(
         }
         return Ok(AcceptedConfig { config, tx_id });
     }
-    let expected = ctx.config().sequence.saturating_add(1);
-    if config.sequence != expected {
-        return Err(format!(
-            "config sequence {} where {expected} was expected",
-            config.sequence
-        ));
-    }
-    let ce = ConfigEnvelope::decode(payload.data).map_err(|e| format!("config envelope: {e}"))?;
-    check_update(&ce.config, &ce.last_update, ctx)?;
+    let current = CurrentConfig {
+        config: ctx.config(),
+        msp: ctx.msp(),
+        org_names: ctx.org_names(),
+    };
+    let (config, tx_id) =
+        config_change::check(&current, envelope_bytes).map_err(|e| e.to_string())?;
     Ok(AcceptedConfig { config, tx_id })
-}
-
-/// The CONFIG_UPDATE behind a config change: for this channel, proposing exactly
-/// `config_bytes`, signed by the admins the current Admins policy requires.
-fn check_update(
-    config_bytes: &Bytes,
-    last_update: &Bytes,
-    ctx: &ValidationContext,
-) -> Result<(), String> {
-    let env = envelope::decode(last_update).map_err(|e| format!("last update: {e}"))?;
-    let unpacked = envelope::unpack(&env).map_err(|e| format!("last update: {e}"))?;
-    if unpacked.header_type != HeaderType::ConfigUpdate {
-        return Err(format!(
-            "last update has header type {}",
-            unpacked.header_type.as_str_name()
-        ));
-    }
-    if unpacked.header.channel_id != ctx.channel_id() {
-        return Err("last update is for another channel".into());
-    }
-    // Admin certificates are checked at the update's own (signed) creation time, like a
-    // transaction's: the same answer on every peer, whenever it validates.
-    let update_time_secs = unpacked.header.timestamp_ms / 1000;
-    let update = ConfigUpdate::decode(unpacked.data).map_err(|e| format!("config update: {e}"))?;
-    if update.config != config_bytes {
-        return Err("config differs from the one the update proposed".into());
-    }
-    let admins = ctx
-        .config()
-        .admins
-        .as_ref()
-        .ok_or("the channel has no Admins policy")?;
-    let signers = ctx.msp().verified_signers(
-        &update.config,
-        update
-            .signatures
-            .iter()
-            .map(|s| (s.signer.as_ref(), s.signature.as_ref())),
-        update_time_secs,
-    );
-    policy::evaluate(admins, &signers, ctx.org_names()).map_err(|e| format!("Admins policy: {e}"))
 }

@@ -79,6 +79,7 @@ fn feed(
                 Action::Block {
                     envelopes,
                     last_offset,
+                    last_original_offset,
                     config,
                 } => {
                     if config {
@@ -92,6 +93,10 @@ fn feed(
                             }
                         }
                     }
+                    assert_eq!(
+                        last_original_offset, last_orig,
+                        "the block records the re-submissions applied so far"
+                    );
                     run.blocks
                         .push((envelopes, last_offset, config, seq, last_orig));
                 }
@@ -288,6 +293,7 @@ fn time_to_cut_cuts_the_block_being_built_and_ignores_stale_ones() {
             Action::Block {
                 envelopes: vec![env(2, 10)],
                 last_offset: 100,
+                last_original_offset: 0,
                 config: false
             },
             Action::StopTimer
@@ -369,6 +375,7 @@ fn stale_envelopes_are_revalidated_and_stale_configs_resubmitted_once() {
         vec![Action::Block {
             envelopes: vec![env(4, 10)],
             last_offset: 2,
+            last_original_offset: 1,
             config: true
         }]
     );

@@ -1,0 +1,685 @@
+//! The Kafka chain: the IO around [`KafkaCore`] — producing to the channel's partition,
+//! consuming it in offset order, the batch timer and the block writer.
+//!
+//! Three tasks and a thread per channel:
+//! - the **connector** produces a `Connect` message until the brokers acknowledge one,
+//!   and again after any failed delivery; the chain takes envelopes only once the
+//!   consumer has read past this orderer's latest `Connect` (it is then connected *and*
+//!   caught up with everything ordered before it), and answers SERVICE_UNAVAILABLE with
+//!   the reason until then;
+//! - [`Chain::order`] produces `Regular` messages and answers after the broker's
+//!   delivery report (acks=all: the message is on every in-sync replica);
+//! - the **consumer** feeds every message of the partition to the core, from the offset
+//!   after the last block's, and carries out its actions: blocks go to the writer, the
+//!   batch timer produces `TimeToCut`, refused envelopes' waiters are told why;
+//! - the **writer** thread signs and appends blocks (one fsync each). A config block is
+//!   written before the consumer reads on, so every later message is checked against
+//!   the configuration it brings.
+//!
+//! A graceful halt stops taking envelopes, then lets the consumer run until everything
+//! this orderer had acknowledged is in a written block (bounded by
+//! [`KafkaOptions::halt_timeout`]); a crash loses nothing either, because the partition
+//! keeps it and the restarted orderer reads on from its last block's offset.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::Message;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use ordo_proto::config;
+use ordo_proto::envelope;
+use ordo_proto::pb::common::Payload;
+
+use super::broker::{BrokerError, PartitionConfig, PartitionConsumer, PartitionProducer};
+use super::core::{Action, KafkaCore, KafkaMessage};
+use super::{revalidate, wire};
+use crate::chain::{BoxFuture, Chain, ChainError, ChainStatus, OrderRequest, Pending};
+use crate::support::ChainSupport;
+
+/// How a Kafka chain reaches its partition and how patient it is.
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// The channel's partition.
+    pub partition: PartitionConfig,
+    /// This orderer's name, carried in its `Connect` messages (for operators reading
+    /// the topic).
+    pub orderer: String,
+    /// Wait between attempts to reach the brokers.
+    pub retry_backoff: Duration,
+    /// How long a graceful halt waits for this orderer's acknowledged envelopes to be
+    /// cut and written (they are safe in the partition either way).
+    pub halt_timeout: Duration,
+}
+
+impl KafkaOptions {
+    /// Options with Ordo's defaults for `partition`.
+    pub fn new(partition: PartitionConfig, orderer: impl Into<String>) -> Self {
+        Self {
+            partition,
+            orderer: orderer.into(),
+            retry_backoff: Duration::from_millis(500),
+            halt_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The Kafka topic of `channel` when the channel config names none.
+pub fn default_topic(channel: &str) -> String {
+    format!("ordo.{channel}")
+}
+
+/// Whether the chain can take envelopes, and if not, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Readiness {
+    /// No `Connect` acknowledged yet (or a delivery failed since): why.
+    Connecting(String),
+    /// Connected; reading up to this orderer's `Connect` at this offset.
+    CatchingUp(i64),
+    /// Taking envelopes.
+    Ready,
+    /// Stopped for good (ledger failure, partition lost its data): why.
+    Failed(String),
+}
+
+struct WriteJob {
+    envelopes: Vec<Bytes>,
+    metadata: Bytes,
+    /// For a config block: told when it is written (or why not).
+    config_done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// What the producing side and the tasks share. It holds no ledger: a delivery report
+/// or a control message still in flight after a halt must not keep the channel's ledger
+/// open (the consumer and the writer, which hold it, are waited for by `halt`).
+struct Link {
+    channel: String,
+    opts: KafkaOptions,
+    producer: RwLock<Arc<PartitionProducer>>,
+    readiness: watch::Sender<Readiness>,
+    /// Woken when a delivery failed: the connector reconnects.
+    reconnect: Notify,
+    /// The highest offset of a message this orderer produced and had acknowledged.
+    produced: AtomicI64,
+    /// The last offset the consumer has handled.
+    consumed: AtomicI64,
+    /// Produces whose delivery report is outstanding.
+    inflight: AtomicUsize,
+    /// Set by `halt`: no more envelopes taken.
+    halting: CancellationToken,
+    /// Every task stops.
+    stop: CancellationToken,
+    failed: AtomicBool,
+}
+
+/// A running Kafka chain.
+pub struct KafkaChain {
+    link: Arc<Link>,
+    stopped: Mutex<watch::Receiver<bool>>,
+}
+
+impl KafkaChain {
+    /// Starts the chain's tasks on the current Tokio runtime, resuming after the ledger's
+    /// last block.
+    pub fn start(support: Arc<ChainSupport>, opts: KafkaOptions) -> Result<Arc<Self>, ChainError> {
+        let last = support
+            .height()
+            .checked_sub(1)
+            .map(|n| support.ledger().block(n))
+            .transpose()
+            .map_err(|e| ChainError::Storage(e.to_string()))?
+            .flatten();
+        let resume = wire::resume_point(last.as_ref())
+            .map_err(|e| ChainError::Unsupported(e.to_string()))?;
+        let producer = PartitionProducer::new(&opts.partition)
+            .map_err(|e| ChainError::Unsupported(e.to_string()))?;
+        let consumer = PartitionConsumer::new(&opts.partition, resume.last_offset + 1)
+            .map_err(|e| ChainError::Unsupported(e.to_string()))?;
+        let core = KafkaCore::resume(support.state().limits, resume);
+        let (readiness, _) = watch::channel(Readiness::Connecting(format!(
+            "connecting to kafka brokers {}",
+            opts.partition.brokers
+        )));
+        let link = Arc::new(Link {
+            channel: support.channel_id().to_string(),
+            producer: RwLock::new(Arc::new(producer)),
+            readiness,
+            reconnect: Notify::new(),
+            produced: AtomicI64::new(-1),
+            consumed: AtomicI64::new(resume.last_offset),
+            inflight: AtomicUsize::new(0),
+            halting: CancellationToken::new(),
+            stop: CancellationToken::new(),
+            failed: AtomicBool::new(false),
+            opts,
+        });
+        info!(
+            channel = support.channel_id(),
+            topic = %link.opts.partition.topic,
+            from_offset = resume.last_offset + 1,
+            next_block = resume.next_block,
+            "kafka chain starting"
+        );
+        let (wtx, wrx) = mpsc::channel(8);
+        let (stopped_tx, stopped_rx) = watch::channel(false);
+        let (writer_done_tx, writer_done_rx) = oneshot::channel();
+        {
+            let link = link.clone();
+            let support = support.clone();
+            std::thread::Builder::new()
+                .name(format!("kafka-writer-{}", support.channel_id()))
+                .spawn(move || {
+                    writer_loop(&link, &support, wrx);
+                    // Release the ledger before reporting the stop, so that whoever
+                    // waits on `halt` can reopen it.
+                    drop(support);
+                    let _ = writer_done_tx.send(());
+                })
+                .map_err(|e| ChainError::Storage(format!("cannot start the writer: {e}")))?;
+        }
+        tokio::spawn(connector(link.clone()));
+        tokio::spawn({
+            let link = link.clone();
+            async move {
+                consume_loop(&link, support, consumer, core, wtx).await;
+                link.stop.cancel();
+                let _ = writer_done_rx.await;
+                let _ = stopped_tx.send(true);
+            }
+        });
+        Ok(Arc::new(Self {
+            link,
+            stopped: Mutex::new(stopped_rx),
+        }))
+    }
+
+    fn check_ready(&self) -> Result<(), ChainError> {
+        if self.link.halting.is_cancelled() || self.link.stop.is_cancelled() {
+            if self.link.failed.load(Ordering::Acquire) {
+                return Err(ChainError::Storage(
+                    "the chain stopped after a failure".into(),
+                ));
+            }
+            return Err(ChainError::ShuttingDown);
+        }
+        match &*self.link.readiness.borrow() {
+            Readiness::Ready => Ok(()),
+            Readiness::Connecting(reason) => Err(ChainError::NotReady {
+                reason: reason.clone(),
+            }),
+            Readiness::CatchingUp(offset) => Err(ChainError::NotReady {
+                reason: format!("catching up with the kafka partition (up to offset {offset})"),
+            }),
+            Readiness::Failed(reason) => Err(ChainError::NotReady {
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// Produces `message` once the chain is ready; the returned future resolves with the
+    /// broker's delivery report.
+    async fn produce(
+        &self,
+        message: &KafkaMessage,
+    ) -> Result<BoxFuture<'static, Result<(), ChainError>>, ChainError> {
+        self.check_ready()?;
+        let bytes = wire::encode(message, &self.link.opts.orderer);
+        let delivery = loop {
+            let producer = self.link.producer();
+            match producer.enqueue(&bytes) {
+                Ok(d) => break d,
+                Err(BrokerError::QueueFull) => {
+                    // Backpressure: librdkafka's queue drains as the brokers acknowledge.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+                        _ = self.link.halting.cancelled() => return Err(ChainError::ShuttingDown),
+                    }
+                    self.check_ready()?;
+                }
+                Err(e) => {
+                    self.link.delivery_failed(&e);
+                    return Err(ChainError::NotReady {
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        };
+        let guard = Inflight::new(self.link.clone());
+        Ok(Box::pin(async move {
+            let result = delivery.await;
+            let link = guard.link.clone();
+            drop(guard);
+            match result {
+                Ok(offset) => {
+                    link.produced.fetch_max(offset, Ordering::AcqRel);
+                    Ok(())
+                }
+                Err(e) => {
+                    link.delivery_failed(&e);
+                    Err(ChainError::NotReady {
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }))
+    }
+
+    fn regular(req: OrderRequest, is_config: bool) -> KafkaMessage {
+        KafkaMessage::Regular {
+            envelope: req.envelope,
+            config_seq: req.config_seq,
+            original_offset: 0,
+            is_config,
+        }
+    }
+}
+
+/// Counts a produce until its delivery report (or until its future is dropped).
+struct Inflight {
+    link: Arc<Link>,
+}
+
+impl Inflight {
+    fn new(link: Arc<Link>) -> Self {
+        link.inflight.fetch_add(1, Ordering::AcqRel);
+        Self { link }
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.link.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Link {
+    fn producer(&self) -> Arc<PartitionProducer> {
+        self.producer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_readiness(&self, next: Readiness) {
+        self.readiness.send_if_modified(|r| {
+            if matches!(r, Readiness::Failed(_)) || *r == next {
+                return false;
+            }
+            *r = next;
+            true
+        });
+    }
+
+    /// This orderer's `Connect` is at `offset`: the chain is ready once the consumer has
+    /// handled it (which may already be the case).
+    fn connected(&self, offset: i64) {
+        self.readiness.send_if_modified(|r| {
+            if matches!(r, Readiness::Failed(_)) {
+                return false;
+            }
+            *r = if self.consumed.load(Ordering::SeqCst) >= offset {
+                info!(channel = %self.channel, offset, "kafka chain connected and caught up; taking envelopes");
+                Readiness::Ready
+            } else {
+                Readiness::CatchingUp(offset)
+            };
+            true
+        });
+    }
+
+    /// The consumer handled `offset`: a chain catching up to its `Connect` there is
+    /// ready. (Recorded first and checked second, and `connected` the other way round,
+    /// so that neither can miss the other.)
+    fn consumed(&self, offset: i64, height: u64) {
+        self.consumed.store(offset, Ordering::SeqCst);
+        self.readiness.send_if_modified(|r| match r {
+            Readiness::CatchingUp(target) if offset >= *target => {
+                info!(channel = %self.channel, offset, height, "kafka chain caught up; taking envelopes");
+                *r = Readiness::Ready;
+                true
+            }
+            _ => false,
+        });
+    }
+
+    /// A produce failed: unless the message itself was at fault, the brokers are not
+    /// reachable as they should be, so the chain stops taking envelopes until the
+    /// connector has a `Connect` acknowledged and the consumer has read up to it.
+    fn delivery_failed(&self, e: &BrokerError) {
+        if matches!(e, BrokerError::TooLarge(_)) {
+            return;
+        }
+        if matches!(*self.readiness.borrow(), Readiness::Ready) {
+            warn!(channel = %self.channel, error = %e, "kafka delivery failed; reconnecting");
+        }
+        self.set_readiness(Readiness::Connecting(format!(
+            "kafka brokers unreachable: {e}"
+        )));
+        self.reconnect.notify_one();
+    }
+
+    /// Stops the chain for good; committed-mode waiters learn why.
+    fn fail(&self, support: &ChainSupport, reason: String) {
+        error!(channel = %self.channel, %reason, "kafka chain stops");
+        self.failed.store(true, Ordering::Release);
+        self.readiness
+            .send_replace(Readiness::Failed(reason.clone()));
+        support.fail_all_waiters(&reason);
+        self.stop.cancel();
+    }
+}
+
+impl Chain for KafkaChain {
+    fn order(&self, req: OrderRequest) -> BoxFuture<'_, Result<(), ChainError>> {
+        Box::pin(async move { self.produce(&Self::regular(req, false)).await?.await })
+    }
+
+    fn order_pipelined(&self, req: OrderRequest) -> BoxFuture<'_, Result<Pending, ChainError>> {
+        Box::pin(async move { Ok(Some(self.produce(&Self::regular(req, false)).await?)) })
+    }
+
+    fn configure(&self, req: OrderRequest) -> BoxFuture<'_, Result<(), ChainError>> {
+        Box::pin(async move { self.produce(&Self::regular(req, true)).await?.await })
+    }
+
+    fn wait_ready(&self) -> BoxFuture<'_, Result<(), ChainError>> {
+        Box::pin(async move { self.check_ready() })
+    }
+
+    fn status(&self) -> ChainStatus {
+        let role = match &*self.link.readiness.borrow() {
+            Readiness::Ready => "kafka",
+            Readiness::Connecting(_) => "kafka-connecting",
+            Readiness::CatchingUp(_) => "kafka-catching-up",
+            Readiness::Failed(_) => "kafka-failed",
+        };
+        ChainStatus {
+            role: role.into(),
+            leader: None,
+            term: 0,
+        }
+    }
+
+    fn halt(&self) -> BoxFuture<'_, ()> {
+        self.link.halting.cancel();
+        let mut rx = self
+            .stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Box::pin(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+    }
+}
+
+/// Has a `Connect` acknowledged, then waits for a delivery failure and starts over.
+async fn connector(link: Arc<Link>) {
+    let channel = link.channel.clone();
+    let connect = wire::encode(&KafkaMessage::Connect, &link.opts.orderer);
+    loop {
+        let offset = loop {
+            let producer = link.producer();
+            let timeout = link.opts.partition.delivery_timeout + Duration::from_secs(1);
+            let sent = tokio::select! {
+                r = producer.send(&connect, timeout) => r,
+                _ = link.stop.cancelled() => return,
+            };
+            match sent {
+                Ok(offset) => break offset,
+                Err(e) => {
+                    debug!(%channel, error = %e, "kafka connect failed");
+                    link.set_readiness(Readiness::Connecting(format!(
+                        "cannot reach kafka brokers {}: {e}",
+                        link.opts.partition.brokers
+                    )));
+                    if let Some(fatal) = producer.fatal_error() {
+                        replace_producer(&link, &fatal);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(link.opts.retry_backoff) => {}
+                        _ = link.stop.cancelled() => return,
+                    }
+                }
+            }
+        };
+        debug!(%channel, offset, "kafka connect acknowledged");
+        link.connected(offset);
+        tokio::select! {
+            _ = link.reconnect.notified() => {}
+            _ = link.stop.cancelled() => return,
+        }
+    }
+}
+
+/// An idempotent producer that hit a fatal error can send nothing more: a new one
+/// takes its place (messages it had not delivered were reported failed).
+fn replace_producer(link: &Link, fatal: &str) {
+    warn!(channel = %link.channel, error = %fatal, "kafka producer failed fatally; replacing it");
+    match PartitionProducer::new(&link.opts.partition) {
+        Ok(p) => *link.producer.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(p),
+        Err(e) => warn!(error = %e, "cannot create a new kafka producer"),
+    }
+}
+
+/// The batch timer: armed for one block; when it fires a `TimeToCut` for that block is
+/// produced, and it re-arms until the block is cut (a lost or failed `TimeToCut` is
+/// sent again; extra ones are stale and ignored by every core).
+struct Timer {
+    block: u64,
+    deadline: Instant,
+}
+
+async fn consume_loop(
+    link: &Arc<Link>,
+    support: Arc<ChainSupport>,
+    mut consumer: PartitionConsumer,
+    mut core: KafkaCore,
+    wtx: mpsc::Sender<WriteJob>,
+) {
+    let channel = support.channel_id().to_string();
+    let mut timeout = support.state().batch_timeout;
+    let mut timer: Option<Timer> = None;
+    let mut halt_deadline: Option<Instant> = None;
+    loop {
+        if let Some(deadline) = halt_deadline {
+            let drained = link.inflight.load(Ordering::Acquire) == 0
+                && core.last_offset() >= link.produced.load(Ordering::Acquire)
+                && core.pending() == 0;
+            let stuck = matches!(
+                *link.readiness.borrow(),
+                Readiness::Connecting(_) | Readiness::Failed(_)
+            );
+            if drained || stuck || Instant::now() >= deadline {
+                if !drained {
+                    warn!(%channel, "halting with envelopes not yet in a block; the partition keeps them for the next start");
+                }
+                break;
+            }
+        }
+        let far = Instant::now() + Duration::from_secs(3600);
+        tokio::select! {
+            biased;
+            _ = link.stop.cancelled() => break,
+            _ = link.halting.cancelled(), if halt_deadline.is_none() => {
+                halt_deadline = Some(Instant::now() + link.opts.halt_timeout);
+            }
+            _ = tokio::time::sleep_until(halt_deadline.unwrap_or(far)), if halt_deadline.is_some() => {}
+            _ = tokio::time::sleep_until(timer.as_ref().map(|t| t.deadline).unwrap_or(far)), if timer.is_some() => {
+                if let Some(t) = timer.as_mut() {
+                    t.deadline = Instant::now() + timeout;
+                    let message = KafkaMessage::TimeToCut { block_number: t.block };
+                    spawn_produce(link, message);
+                }
+            }
+            next = consumer.next() => {
+                let (offset, payload) = match next {
+                    Ok(m) => m,
+                    Err(e @ BrokerError::OffsetGone(_)) => {
+                        link.fail(&support, e.to_string());
+                        break;
+                    }
+                    Err(e) => {
+                        debug!(%channel, error = %e, "kafka consume error; retrying");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let message = decode(&channel, offset, payload);
+                let state = support.state();
+                let check = |env: &[u8], is_config: bool| revalidate::check(&state, env, is_config);
+                let actions = match core.on_message(offset, message, state.sequence(), &check) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        link.fail(&support, format!("the kafka partition cannot be followed at offset {offset}: {e}"));
+                        break;
+                    }
+                };
+                for action in actions {
+                    match action {
+                        Action::Block { envelopes, last_offset, last_original_offset, config } => {
+                            let metadata = wire::metadata(last_offset, last_original_offset);
+                            if !write(&wtx, envelopes, metadata, config).await {
+                                break;
+                            }
+                            if config {
+                                let state = support.state();
+                                core.set_limits(state.limits);
+                                timeout = state.batch_timeout;
+                                info!(%channel, sequence = state.sequence(), "configuration updated");
+                            }
+                        }
+                        Action::StartTimer { block } => {
+                            timer = Some(Timer { block, deadline: Instant::now() + timeout });
+                        }
+                        Action::StopTimer => timer = None,
+                        Action::Resubmit { envelope, original_offset } => {
+                            spawn_produce(link, KafkaMessage::Regular {
+                                envelope,
+                                config_seq: support.sequence(),
+                                original_offset,
+                                is_config: true,
+                            });
+                        }
+                        Action::Refused { envelope, reason } => {
+                            let tx_id = tx_id_of(&envelope);
+                            debug!(%channel, %tx_id, %reason, "envelope refused on re-validation");
+                            support.notify_rejected(&tx_id, reason);
+                        }
+                    }
+                }
+                if link.stop.is_cancelled() {
+                    break;
+                }
+                link.consumed(offset, support.height());
+            }
+        }
+    }
+    info!(%channel, height = support.height(), last_offset = core.last_offset(), "kafka chain stopped");
+}
+
+/// Decodes a consumed message; one that does not decode orders nothing (every orderer
+/// skips it alike) and is reported.
+fn decode(channel: &str, offset: i64, payload: Bytes) -> KafkaMessage {
+    match wire::decode(payload) {
+        Ok(KafkaMessage::Regular {
+            envelope,
+            config_seq,
+            original_offset,
+            is_config,
+        }) => KafkaMessage::Regular {
+            // A config envelope is treated as one whatever the producer said, so that it
+            // is always checked as a config change and always alone in its block.
+            is_config: is_config || config::is_config_envelope(&envelope),
+            envelope,
+            config_seq,
+            original_offset,
+        },
+        Ok(m) => m,
+        Err(e) => {
+            warn!(%channel, offset, error = %e, "skipping a message that is not Ordo's");
+            KafkaMessage::Connect
+        }
+    }
+}
+
+fn spawn_produce(link: &Arc<Link>, message: KafkaMessage) {
+    let link = link.clone();
+    tokio::spawn(async move {
+        let producer = link.producer();
+        let bytes = wire::encode(&message, &link.opts.orderer);
+        let timeout = link.opts.partition.delivery_timeout + Duration::from_secs(1);
+        if let Err(e) = producer.send(&bytes, timeout).await {
+            debug!(channel = %link.channel, error = %e, "producing a control message failed");
+            link.delivery_failed(&e);
+        }
+    });
+}
+
+/// Hands a block to the writer; a config block is waited for, so that the next message
+/// is checked against the configuration it brings. `false` when the chain must stop.
+async fn write(
+    wtx: &mpsc::Sender<WriteJob>,
+    envelopes: Vec<Bytes>,
+    metadata: Bytes,
+    config: bool,
+) -> bool {
+    let (done_tx, done_rx) = if config {
+        let (t, r) = oneshot::channel();
+        (Some(t), Some(r))
+    } else {
+        (None, None)
+    };
+    let job = WriteJob {
+        envelopes,
+        metadata,
+        config_done: done_tx,
+    };
+    if wtx.send(job).await.is_err() {
+        return false;
+    }
+    match done_rx {
+        Some(rx) => matches!(rx.await, Ok(Ok(()))),
+        None => true,
+    }
+}
+
+fn tx_id_of(envelope_bytes: &[u8]) -> String {
+    envelope::decode(envelope_bytes)
+        .ok()
+        .and_then(|e| Payload::decode(e.payload.as_ref()).ok())
+        .and_then(|p| p.header)
+        .map(|h| h.tx_id)
+        .unwrap_or_default()
+}
+
+fn writer_loop(link: &Link, support: &ChainSupport, mut rx: mpsc::Receiver<WriteJob>) {
+    while let Some(job) = rx.blocking_recv() {
+        let block = support.create_next_block(job.envelopes);
+        let result = if job.config_done.is_some() {
+            support.write_config_block(block, job.metadata)
+        } else {
+            support.write_block(block, job.metadata)
+        };
+        match result {
+            Ok(n) => {
+                if let Some(done) = job.config_done {
+                    let _ = done.send(Ok(()));
+                }
+                debug!(channel = support.channel_id(), block = n, "block written");
+            }
+            Err(e) => {
+                if let Some(done) = job.config_done {
+                    let _ = done.send(Err(e.to_string()));
+                }
+                link.fail(support, format!("writing a block failed: {e}"));
+                break;
+            }
+        }
+    }
+}
