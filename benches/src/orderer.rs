@@ -113,11 +113,22 @@ pub async fn run_orderer_bench(opts: OrdererBenchOptions) -> anyhow::Result<Orde
         SETUP_TIMEOUT,
     )
     .await?;
+    // Every kafka orderer takes envelopes alike (each produces to the partition), so
+    // the streams spread over all of them unless one is named; other backends take
+    // them at one node (the raft leader).
+    let submit_addrs = match (&opts.orderer, channel_entry.consensus.as_str()) {
+        (None, "kafka") => net
+            .nodes_with_role("orderer")
+            .map(|n| n.grpc_addr.clone())
+            .collect(),
+        _ => vec![addr.clone()],
+    };
     let mut connections = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        connections.push(connect_to("orderer", &addr).await?);
+    for k in 0..clients {
+        let to = &submit_addrs[k % submit_addrs.len()];
+        connections.push((connect_to("orderer", to).await?, to.clone()));
     }
-    let plans = plan_streams(prepared.envelopes, connections, &addr, opts.drain_timeout);
+    let plans = plan_streams(prepared.envelopes, connections, opts.drain_timeout);
 
     // The clock starts with the first submit.
     let counters = Arc::new(Counters::default());
@@ -283,8 +294,7 @@ pub(crate) async fn connect_to(
 /// Splits the envelopes into one contiguous share per connection.
 pub(crate) fn plan_streams(
     envelopes: Vec<Envelope>,
-    connections: Vec<tonic::transport::Channel>,
-    addr: &str,
+    connections: Vec<(tonic::transport::Channel, String)>,
     drain_timeout: Duration,
 ) -> Vec<StreamPlan> {
     let total = envelopes.len();
@@ -293,13 +303,13 @@ pub(crate) fn plan_streams(
     connections
         .into_iter()
         .enumerate()
-        .map(|(k, conn)| {
+        .map(|(k, (conn, addr))| {
             let range = split_range(total, parts, k);
             StreamPlan {
                 first_index: range.start,
                 envelopes: rest.by_ref().take(range.len()).collect(),
                 client: broadcast_client(conn),
-                addr: addr.to_string(),
+                addr,
                 window: BROADCAST_WINDOW,
                 response_timeout: drain_timeout.max(MIN_RESPONSE_TIMEOUT),
             }

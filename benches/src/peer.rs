@@ -158,9 +158,9 @@ pub async fn run_peer_bench(opts: PeerBenchOptions) -> anyhow::Result<PeerBenchR
     wait_caught_up(&mut peers, &channel, start_height, opts.progress).await?;
     let mut connections = Vec::with_capacity(clients);
     for _ in 0..clients {
-        connections.push(connect_to("orderer", &addr).await?);
+        connections.push((connect_to("orderer", &addr).await?, addr.clone()));
     }
-    let plans = plan_streams(prepared.envelopes, connections, &addr, opts.drain_timeout);
+    let plans = plan_streams(prepared.envelopes, connections, opts.drain_timeout);
 
     // The clock starts with the first submit.
     let counters = Arc::new(Counters::default());

@@ -475,19 +475,28 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 /// Starts `ordo up` in `dir` with the given base ports and waits for its "press Ctrl-C"
 /// line; returns the process and everything it printed until then.
 pub fn start_up(dir: &str, port: u16, ops: u16) -> (Child, String) {
+    start_up_with(dir, port, ops, &[])
+}
+
+/// [`start_up`] with more `ordo up` arguments.
+pub fn start_up_with(dir: &str, port: u16, ops: u16, extra: &[&str]) -> (Child, String) {
     use std::io::{BufRead, BufReader};
+    let port = port.to_string();
+    let ops = ops.to_string();
+    let mut args = vec![
+        "up",
+        "--dir",
+        dir,
+        "--port",
+        &port,
+        "--ops-port",
+        &ops,
+        "--batch-timeout-ms",
+        "50",
+    ];
+    args.extend_from_slice(extra);
     let mut child = ordo()
-        .args([
-            "up",
-            "--dir",
-            dir,
-            "--port",
-            &port.to_string(),
-            "--ops-port",
-            &ops.to_string(),
-            "--batch-timeout-ms",
-            "50",
-        ])
+        .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
