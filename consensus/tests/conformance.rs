@@ -93,13 +93,16 @@ impl Kafka {
     }
 }
 
-impl Backend for Kafka {
-    fn start(&self, support: Arc<ChainSupport>) -> Arc<dyn Chain> {
+impl Kafka {
+    /// The conformance channel's partition on the mock cluster. `RUST_LOG` shows the
+    /// chain's logs; `ORDO_KAFKA_DEBUG=fetch,consumer,...` adds librdkafka's debug
+    /// contexts (with `RUST_LOG=librdkafka=debug`).
+    fn partition(&self) -> PartitionConfig {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let partition = PartitionConfig {
+        PartitionConfig {
             properties: std::env::var("ORDO_KAFKA_DEBUG")
                 .map(|d| vec![("debug".to_string(), d)])
                 .unwrap_or_default(),
@@ -108,9 +111,14 @@ impl Backend for Kafka {
                 self.cluster.bootstrap_servers(),
                 default_topic("conformance"),
             )
-        };
+        }
+    }
+}
+
+impl Backend for Kafka {
+    fn start(&self, support: Arc<ChainSupport>) -> Arc<dyn Chain> {
         let chain: Arc<dyn Chain> =
-            KafkaChain::start(support, KafkaOptions::new(partition, "orderer0"))
+            KafkaChain::start(support, KafkaOptions::new(self.partition(), "orderer0"))
                 .expect("kafka starts");
         tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(retry_unavailable(|| chain.wait_ready()))
@@ -715,4 +723,74 @@ mod kafka {
         restart_resumes,
         committed_waiters_learn_their_block,
     );
+}
+
+/// Kafka-only behaviour, on the same fixture.
+mod kafka_driver {
+    use super::*;
+
+    /// With the lag bound at one message every producer waits for the consumer before
+    /// each envelope; concurrent submitters still get everything ordered, once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tight_lag_bound_slows_producers_and_loses_nothing() {
+        let f = fixture(7, 20, AckMode::Enqueued);
+        let kafka = Kafka::new();
+        let store = BlockStore::open(&f.dir.path().join("ledger")).expect("ledger");
+        let support = Arc::new(ChainSupport::new(store, f.orderer.clone()).expect("support"));
+        let mut options = KafkaOptions::new(kafka.partition(), "orderer0");
+        options.max_lag = 1;
+        let chain = KafkaChain::start(support.clone(), options).expect("starts");
+        retry_unavailable(|| chain.wait_ready())
+            .await
+            .expect("ready");
+        let mut tasks = Vec::new();
+        for t in 0..4u64 {
+            let chain = chain.clone();
+            let id = f.client_a.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..40 {
+                    chain
+                        .order(request(&id, t * 100 + i, 0))
+                        .await
+                        .expect("ordered");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("submitter");
+        }
+        chain.halt().await;
+        let all: Vec<String> = chain_of(&support)[1..].iter().flat_map(tx_ids).collect();
+        assert_eq!(all.len(), 160);
+        assert_eq!(all.iter().collect::<HashSet<_>>().len(), 160);
+    }
+
+    /// No broker answers: the chain refuses envelopes with the reason, reports itself as
+    /// connecting, and still halts at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_brokers_the_chain_says_why_it_is_not_ready() {
+        let f = fixture(7, 20, AckMode::Enqueued);
+        let store = BlockStore::open(&f.dir.path().join("ledger")).expect("ledger");
+        let support = Arc::new(ChainSupport::new(store, f.orderer.clone()).expect("support"));
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        let addr = closed.local_addr().expect("addr").to_string();
+        drop(closed);
+        let partition = PartitionConfig {
+            delivery_timeout: Duration::from_millis(500),
+            ..PartitionConfig::new(addr.clone(), "ordo.nowhere")
+        };
+        let chain = KafkaChain::start(support, KafkaOptions::new(partition, "orderer0"))
+            .expect("starts (connecting in the background)");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        match chain.order(request(&f.client_a, 1, 0)).await {
+            Err(ChainError::NotReady { reason }) => {
+                assert!(reason.contains(&addr), "names the brokers: {reason}")
+            }
+            other => panic!("expected NotReady, got {other:?}"),
+        }
+        assert_eq!(chain.status().role, "kafka-connecting");
+        tokio::time::timeout(Duration::from_secs(10), chain.halt())
+            .await
+            .expect("halts promptly without brokers");
+    }
 }

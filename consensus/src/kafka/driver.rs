@@ -55,6 +55,11 @@ pub struct KafkaOptions {
     /// How long a graceful halt waits for this orderer's acknowledged envelopes to be
     /// cut and written (they are safe in the partition either way).
     pub halt_timeout: Duration,
+    /// Most messages this orderer may have produced (or have in flight) beyond what its
+    /// consumer has handled: past it, `order` waits. Bounds the backlog between taking
+    /// an envelope and writing its block, so an orderer short of CPU slows its clients
+    /// instead of falling ever further behind the partition.
+    pub max_lag: u64,
 }
 
 impl KafkaOptions {
@@ -65,6 +70,7 @@ impl KafkaOptions {
             orderer: orderer.into(),
             retry_backoff: Duration::from_millis(500),
             halt_timeout: Duration::from_secs(10),
+            max_lag: 2_000,
         }
     }
 }
@@ -104,6 +110,8 @@ struct Link {
     readiness: watch::Sender<Readiness>,
     /// Woken when a delivery failed: the connector reconnects.
     reconnect: Notify,
+    /// Woken as the consumer moves on (producers held back by `max_lag` look again).
+    consumer_moved: Notify,
     /// The highest offset of a message this orderer produced and had acknowledged.
     produced: AtomicI64,
     /// The last offset the consumer has handled.
@@ -150,6 +158,7 @@ impl KafkaChain {
             producer: RwLock::new(Arc::new(producer)),
             readiness,
             reconnect: Notify::new(),
+            consumer_moved: Notify::new(),
             produced: AtomicI64::new(-1),
             consumed: AtomicI64::new(resume.last_offset),
             inflight: AtomicUsize::new(0),
@@ -228,6 +237,7 @@ impl KafkaChain {
         message: &KafkaMessage,
     ) -> Result<BoxFuture<'static, Result<(), ChainError>>, ChainError> {
         self.check_ready()?;
+        self.wait_for_consumer().await?;
         let bytes = wire::encode(message, &self.link.opts.orderer);
         let delivery = loop {
             let producer = self.link.producer();
@@ -267,6 +277,26 @@ impl KafkaChain {
                 }
             }
         }))
+    }
+
+    /// Waits while this orderer's produced-but-unconsumed backlog is at
+    /// [`KafkaOptions::max_lag`].
+    async fn wait_for_consumer(&self) -> Result<(), ChainError> {
+        let link = &self.link;
+        loop {
+            let ahead =
+                link.produced.load(Ordering::Acquire) - link.consumed.load(Ordering::Acquire);
+            let backlog = ahead.max(0) as u64 + link.inflight.load(Ordering::Acquire) as u64;
+            if backlog < link.opts.max_lag {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = link.consumer_moved.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                _ = link.halting.cancelled() => return Err(ChainError::ShuttingDown),
+            }
+            self.check_ready()?;
+        }
     }
 
     fn regular(req: OrderRequest, is_config: bool) -> KafkaMessage {
@@ -337,6 +367,7 @@ impl Link {
     /// so that neither can miss the other.)
     fn consumed(&self, offset: i64, height: u64) {
         self.consumed.store(offset, Ordering::SeqCst);
+        self.consumer_moved.notify_waiters();
         self.readiness.send_if_modified(|r| match r {
             Readiness::CatchingUp(target) if offset >= *target => {
                 info!(channel = %self.channel, offset, height, "kafka chain caught up; taking envelopes");
