@@ -4,7 +4,8 @@
 //! blocks — byte-identical headers and data, each block signed by its own orderer. A
 //! SIGKILLed orderer resumes from its last block's offset with no gap and no duplicate.
 //! With every broker down Broadcast answers SERVICE_UNAVAILABLE, and once they are back
-//! the chain goes on with nothing acknowledged lost.
+//! the chain goes on with nothing acknowledged lost; partition leader moves and injected
+//! produce and fetch errors under load change nothing in the chains.
 
 mod common;
 
@@ -149,6 +150,20 @@ async fn three_kafka_orderers_cut_identical_blocks_and_resume_after_a_kill() {
     }
     converged(CHANNEL, &net.all(), &acked).await;
     let blocks = assert_identical_chains(&net).await;
+    let (code, metrics) = http_get(&net.nodes[2].ops, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains(&format!(
+            "ordo_orderer_kafka_ready{{channel=\"{CHANNEL}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "ordo_orderer_kafka_consumed_offset{{channel=\"{CHANNEL}\"}}"
+        )),
+        "{metrics}"
+    );
 
     // Several orderers' timers fired for the same block: the partition holds more than
     // one time-to-cut for some block, and every orderer ignored the late ones alike.
@@ -248,6 +263,72 @@ async fn a_broker_outage_answers_unavailable_then_recovers_losing_nothing() {
     for (i, n) in net.nodes.iter().enumerate() {
         acked.extend(submit_all(CHANNEL, &n.addr, &client, 100_000 * (i as u64 + 1), 100).await);
     }
+    converged(CHANNEL, &net.all(), &acked).await;
+    assert_identical_chains(&net).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_moves_and_injected_errors_under_load_change_nothing() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let cluster = Cluster::mock();
+    let topic = unique_topic("ordo.faults");
+    cluster.create_topic(&topic).await;
+    let net = Network::start(
+        &cluster,
+        &topic,
+        "[kafka]\ndelivery_timeout_ms = 5000\nretry_backoff_ms = 200\n",
+        &["--batch-timeout-ms", "20", "--max-message-count", "50"],
+    )
+    .await;
+    let client = net.c.identity("BankC", "client");
+    let load: Vec<_> = net
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let addr = n.addr.clone();
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for round in 0..6u64 {
+                    acked.extend(
+                        submit_all(CHANNEL, &addr, &client, (i as u64 * 10 + round) * 1000, 100)
+                            .await,
+                    );
+                }
+                acked
+            })
+        })
+        .collect();
+    // While the load runs: the leader moves around the brokers, produce requests fail
+    // with retriable errors, and fetches hit a stale leader.
+    for (step, leader) in [2, 3, 1, 3, 2, 1].into_iter().enumerate() {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        cluster.move_leader(&topic, leader);
+        if step % 2 == 0 {
+            cluster.inject_errors(
+                RDKafkaApiKey::Produce,
+                &[
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                ],
+            );
+        } else {
+            cluster.inject_errors(
+                RDKafkaApiKey::Fetch,
+                &[
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
+                ],
+            );
+        }
+    }
+    let mut acked = Vec::new();
+    for t in load {
+        acked.extend(t.await.expect("load"));
+    }
+    assert_eq!(acked.len(), 1800, "every envelope acknowledged in the end");
     converged(CHANNEL, &net.all(), &acked).await;
     assert_identical_chains(&net).await;
 }

@@ -58,6 +58,16 @@ pub struct Metrics {
     pub cluster_messages_dropped: Family<Labels, Counter<u64, AtomicU64>>,
     /// Raft streams to other consenters (re)opened, by channel.
     pub cluster_connects: Family<Labels, Counter<u64, AtomicU64>>,
+    /// Kafka: 1 while the chain takes envelopes (connected and caught up).
+    pub kafka_ready: Family<Labels, Gauge<u64, AtomicU64>>,
+    /// Kafka: last partition offset consumed, by channel.
+    pub kafka_consumed_offset: Family<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    /// Kafka: highest offset this orderer produced and had acknowledged.
+    pub kafka_produced_offset: Family<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    /// Kafka: produces waiting for their delivery report.
+    pub kafka_inflight: Family<Labels, Gauge<u64, AtomicU64>>,
+    /// Kafka: failed deliveries since start.
+    pub kafka_delivery_failures: Family<Labels, Counter<u64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -93,6 +103,11 @@ impl Metrics {
             raft_snapshot_index: Family::default(),
             cluster_messages_dropped: Family::default(),
             cluster_connects: Family::default(),
+            kafka_ready: Family::default(),
+            kafka_consumed_offset: Family::default(),
+            kafka_produced_offset: Family::default(),
+            kafka_inflight: Family::default(),
+            kafka_delivery_failures: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -200,6 +215,31 @@ impl Metrics {
             "cluster_connects",
             "Raft streams to other consenters opened or reopened",
             m.cluster_connects.clone(),
+        );
+        registry.register(
+            "kafka_ready",
+            "1 while the kafka chain takes envelopes (connected and caught up)",
+            m.kafka_ready.clone(),
+        );
+        registry.register(
+            "kafka_consumed_offset",
+            "Last offset of the channel's partition this orderer consumed",
+            m.kafka_consumed_offset.clone(),
+        );
+        registry.register(
+            "kafka_produced_offset",
+            "Highest offset this orderer produced and had acknowledged",
+            m.kafka_produced_offset.clone(),
+        );
+        registry.register(
+            "kafka_inflight",
+            "Messages produced and waiting for their delivery report",
+            m.kafka_inflight.clone(),
+        );
+        registry.register(
+            "kafka_delivery_failures",
+            "Produced messages whose delivery failed",
+            m.kafka_delivery_failures.clone(),
         );
         Self { registry, ..m }
     }

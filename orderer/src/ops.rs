@@ -134,6 +134,22 @@ async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
                 persist.inc_by(delta);
             }
         }
+        if let Some(kafka) = &ch.kafka {
+            let k = kafka.metrics();
+            let m = &ops.metrics;
+            m.kafka_ready.get_or_create(&labels).set(u64::from(k.ready));
+            m.kafka_consumed_offset
+                .get_or_create(&labels)
+                .set(k.consumed_offset);
+            m.kafka_produced_offset
+                .get_or_create(&labels)
+                .set(k.produced_offset);
+            m.kafka_inflight.get_or_create(&labels).set(k.inflight);
+            catch_up(
+                &m.kafka_delivery_failures.get_or_create(&labels),
+                k.delivery_failures,
+            );
+        }
         if let Some(cluster) = &ch.cluster {
             use std::sync::atomic::Ordering::Relaxed;
             catch_up(

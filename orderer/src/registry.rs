@@ -156,6 +156,8 @@ pub struct ChannelHandle {
     pub raft: Option<Arc<RaftChain>>,
     /// The raft transport's counters, for a raft channel.
     pub cluster: Option<Arc<ClusterStats>>,
+    /// The same backend when it is kafka (for its metrics).
+    pub kafka: Option<Arc<KafkaChain>>,
     /// Recently accepted tx ids.
     pub recent: Mutex<RecentTxIds>,
     /// Cancelled when the channel is removed or the node shuts down: Deliver streams end.
@@ -213,6 +215,7 @@ impl Registry {
         let recent = RecentTxIds::from_ledger(&ledger, self.dedupe_window)?;
         let support = Arc::new(ChainSupport::new(ledger, self.signer.clone())?);
         let closed = CancellationToken::new();
+        let mut kafka_chain = None;
         let (chain, raft, cluster): (Arc<dyn Chain>, _, _) = if support.state().consensus_type()
             == "raft"
             && !self.is_consenter(&support.state().config)
@@ -230,7 +233,9 @@ impl Registry {
             let (raft, stats) = self.start_raft(support.clone(), closed.clone())?;
             (raft.clone(), Some(raft), Some(stats))
         } else if support.state().consensus_type() == "kafka" {
-            (self.start_kafka(support.clone())?, None, None)
+            let kafka = self.start_kafka(support.clone())?;
+            kafka_chain = Some(kafka.clone());
+            (kafka, None, None)
         } else {
             (start_chain(support.clone())?, None, None)
         };
@@ -239,6 +244,7 @@ impl Registry {
             chain,
             raft,
             cluster,
+            kafka: kafka_chain,
             recent: Mutex::new(recent),
             closed,
         }))
@@ -289,7 +295,7 @@ impl Registry {
     /// Starts a Kafka chain on the channel's partition: brokers and topic from the
     /// channel config (the node's `[kafka] brokers` replaces the list when set), client
     /// properties and timeouts from the node's `[kafka]` section.
-    fn start_kafka(&self, support: Arc<ChainSupport>) -> Result<Arc<dyn Chain>, RegistryError> {
+    fn start_kafka(&self, support: Arc<ChainSupport>) -> Result<Arc<KafkaChain>, RegistryError> {
         let state = support.state();
         let channel_kafka = state
             .config

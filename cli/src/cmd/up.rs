@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use ordo_proto::pb::admin::{admin_command, JoinChannel, ListChannels};
+use ordo_proto::pb::admin::{admin_command, GetChannelInfo, JoinChannel, ListChannels};
 use ordo_sdk::network::{ChannelEntry, IdentityFiles, Network, NodeEntry, NETWORK_FILE_VERSION};
 
 use crate::cmd::channel::{self, AckModeArg, BatchArgs, Consensus};
@@ -258,6 +258,25 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // A kafka chain takes envelopes once it has reached its own Connect message on the
+    // partition: the network is ready when every orderer's chain is.
+    let names: Vec<String> = orderers.iter().map(|(n, _)| n.clone()).collect();
+    for (i, name) in names.iter().enumerate() {
+        let admin = network.identity(Some(&manifest.orgs[i % org_count].name), "admin")?;
+        for c in channel_entries.iter().filter(|c| c.consensus == "kafka") {
+            let ready = wait_kafka_ready(
+                &endpoints[i].0,
+                &admin,
+                &c.name,
+                Duration::from_secs(args.ready_timeout_s),
+            )
+            .await;
+            if let Err(e) = ready {
+                stop_all(&mut orderers).await;
+                return Err(e.context(format!("{name} on channel {}", c.name)));
+            }
+        }
+    }
     let grpc_addr = endpoints[0].0.clone();
 
     // One peer per org, following every channel.
@@ -407,6 +426,38 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+/// Polls a kafka channel's info on an orderer until its chain is ready (role `kafka`).
+async fn wait_kafka_ready(
+    addr: &str,
+    admin: &ordo_proto::identity::Identity,
+    channel: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut role = String::new();
+    while tokio::time::Instant::now() < deadline {
+        let info = crate::client::admin(
+            addr,
+            admin,
+            channel,
+            admin_command::Command::Info(GetChannelInfo {
+                channel_id: channel.to_string(),
+            }),
+        )
+        .await;
+        if let Ok(resp) = info {
+            role = resp.channel.map(|c| c.role).unwrap_or_default();
+            if role == "kafka" {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "the kafka chain was not ready after {timeout:?} (state: {role:?}); see the orderer's log"
+    )
 }
 
 /// Marks a network directory whose kafka channels ran on the mock cluster.

@@ -9,6 +9,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use ordo_consensus::kafka::broker::{PartitionConfig, PartitionConsumer};
 use ordo_consensus::kafka::core::KafkaMessage;
@@ -72,6 +73,21 @@ impl Cluster {
             for id in 1..=3 {
                 m.broker_down(id).expect("broker down");
             }
+        }
+    }
+
+    /// Makes `broker` the partition's leader (mock only).
+    pub fn move_leader(&self, topic: &str, broker: i32) {
+        if let Self::Mock(m) = self {
+            m.partition_leader(topic, 0, Some(broker))
+                .expect("leader moved");
+        }
+    }
+
+    /// Makes the next requests of kind `api` fail with `errors`, in order (mock only).
+    pub fn inject_errors(&self, api: RDKafkaApiKey, errors: &[RDKafkaRespErr]) {
+        if let Self::Mock(m) = self {
+            m.request_errors(api, errors);
         }
     }
 

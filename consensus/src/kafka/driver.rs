@@ -21,7 +21,7 @@
 //! [`KafkaOptions::halt_timeout`]); a crash loses nothing either, because the partition
 //! keeps it and the restarted orderer reads on from its last block's offset.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -118,6 +118,8 @@ struct Link {
     consumed: AtomicI64,
     /// Produces whose delivery report is outstanding.
     inflight: AtomicUsize,
+    /// Deliveries that failed (the chain reconnects after each).
+    delivery_failures: AtomicU64,
     /// Set by `halt`: no more envelopes taken.
     halting: CancellationToken,
     /// Every task stops.
@@ -162,6 +164,7 @@ impl KafkaChain {
             produced: AtomicI64::new(-1),
             consumed: AtomicI64::new(resume.last_offset),
             inflight: AtomicUsize::new(0),
+            delivery_failures: AtomicU64::new(0),
             halting: CancellationToken::new(),
             stop: CancellationToken::new(),
             failed: AtomicBool::new(false),
@@ -309,6 +312,35 @@ impl KafkaChain {
     }
 }
 
+/// What a Kafka chain reports to the metrics endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KafkaMetrics {
+    /// Taking envelopes (connected and caught up).
+    pub ready: bool,
+    /// The last partition offset the consumer handled.
+    pub consumed_offset: i64,
+    /// The highest offset of a message this orderer produced and had acknowledged.
+    pub produced_offset: i64,
+    /// Produces waiting for their delivery report.
+    pub inflight: u64,
+    /// Deliveries that failed since start.
+    pub delivery_failures: u64,
+}
+
+impl KafkaChain {
+    /// Counters for the metrics endpoint (cheap: atomics only).
+    pub fn metrics(&self) -> KafkaMetrics {
+        let l = &self.link;
+        KafkaMetrics {
+            ready: matches!(*l.readiness.borrow(), Readiness::Ready),
+            consumed_offset: l.consumed.load(Ordering::Relaxed),
+            produced_offset: l.produced.load(Ordering::Relaxed),
+            inflight: l.inflight.load(Ordering::Relaxed) as u64,
+            delivery_failures: l.delivery_failures.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Counts a produce until its delivery report (or until its future is dropped).
 struct Inflight {
     link: Arc<Link>,
@@ -382,6 +414,7 @@ impl Link {
     /// reachable as they should be, so the chain stops taking envelopes until the
     /// connector has a `Connect` acknowledged and the consumer has read up to it.
     fn delivery_failed(&self, e: &BrokerError) {
+        self.delivery_failures.fetch_add(1, Ordering::Relaxed);
         if matches!(e, BrokerError::TooLarge(_)) {
             return;
         }

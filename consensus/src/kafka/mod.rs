@@ -12,4 +12,4 @@ pub mod revalidate;
 pub mod wire;
 
 pub use broker::PartitionConfig;
-pub use driver::{default_topic, KafkaChain, KafkaOptions};
+pub use driver::{default_topic, KafkaChain, KafkaMetrics, KafkaOptions};
