@@ -80,23 +80,45 @@ impl Backend for RaftOne {
 /// Broadcast client would wait out SERVICE_UNAVAILABLE; a restart reads the same
 /// partition on from the last block's offset.
 struct Kafka {
-    cluster: MockCluster<'static, DefaultProducerContext>,
+    /// The mock cluster, unless `ORDO_KAFKA_BROKERS` names a real broker.
+    _mock: Option<MockCluster<'static, DefaultProducerContext>>,
+    brokers: String,
+    topic: String,
 }
 
 impl Kafka {
+    /// A fresh partition: on the mock cluster, or on the real broker named by
+    /// `ORDO_KAFKA_BROKERS` (a topic of its own, created through the admin API).
     fn new() -> Self {
+        if let Some(brokers) = std::env::var("ORDO_KAFKA_BROKERS")
+            .ok()
+            .filter(|b| !b.is_empty())
+        {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let topic = format!("ordo.conformance.{}.{nanos}", std::process::id());
+            create_topic(&brokers, &topic);
+            return Self {
+                _mock: None,
+                brokers,
+                topic,
+            };
+        }
         let cluster = MockCluster::new(3).expect("mock cluster");
-        cluster
-            .create_topic(&default_topic("conformance"), 1, 3)
-            .expect("topic");
-        Self { cluster }
+        let topic = default_topic("conformance");
+        cluster.create_topic(&topic, 1, 3).expect("topic");
+        Self {
+            brokers: cluster.bootstrap_servers(),
+            _mock: Some(cluster),
+            topic,
+        }
     }
-}
 
-impl Kafka {
-    /// The conformance channel's partition on the mock cluster. `RUST_LOG` shows the
-    /// chain's logs; `ORDO_KAFKA_DEBUG=fetch,consumer,...` adds librdkafka's debug
-    /// contexts (with `RUST_LOG=librdkafka=debug`).
+    /// The conformance channel's partition. `RUST_LOG` shows the chain's logs;
+    /// `ORDO_KAFKA_DEBUG=fetch,consumer,...` adds librdkafka's debug contexts (with
+    /// `RUST_LOG=librdkafka=debug`).
     fn partition(&self) -> PartitionConfig {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -107,11 +129,28 @@ impl Kafka {
                 .map(|d| vec![("debug".to_string(), d)])
                 .unwrap_or_default(),
             delivery_timeout: Duration::from_secs(5),
-            ..PartitionConfig::new(
-                self.cluster.bootstrap_servers(),
-                default_topic("conformance"),
-            )
+            ..PartitionConfig::new(self.brokers.clone(), self.topic.clone())
         }
+    }
+}
+
+/// Creates a one-partition topic on a real broker.
+fn create_topic(brokers: &str, topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .expect("admin client");
+    let results = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(admin.create_topics(
+            &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+    })
+    .expect("create topics");
+    for r in results {
+        r.expect("topic created");
     }
 }
 
