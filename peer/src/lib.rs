@@ -10,6 +10,8 @@
 //!   updates of the valid ones. No network, no disk, no clock.
 //! - [`committer`]: validates each verified block against the committed state and commits
 //!   block, codes, state, history, tx index and commit hash in one synced write batch.
+//! - [`chaincode`]: runs a chaincode invocation as a simulation over the committed state
+//!   and returns what endorsers sign (response, read/write set, event).
 //!
 //! ## Validation in two stages
 //!
@@ -41,6 +43,7 @@
 //! The number of threads only changes how fast the answer comes, never the answer; the
 //! tests check that by validating the same blocks with different chunk sizes.
 
+pub mod chaincode;
 pub mod committer;
 pub mod deliver;
 pub mod node;

@@ -4,9 +4,11 @@
 //!   reads instead of spelling out addresses and identity files.
 //! - [`config`]: `ORDO_` environment overrides of node configuration files.
 //! - [`orderer`]: connecting to an orderer and building signed Deliver / Admin requests.
+//! - [`chaincode`]: the `Chaincode` and `Context` traits and the built-in `kv` and `bank`.
 //!
 //! No RocksDB, no consensus: applications link this and nothing heavy.
 
+pub mod chaincode;
 pub mod config;
 pub mod network;
 pub mod orderer;

@@ -47,7 +47,7 @@ mod config_block;
 mod context;
 mod mvcc;
 mod prepare;
-mod rwset;
+pub(crate) mod rwset;
 mod stage1;
 mod state;
 mod txid;

@@ -1,0 +1,309 @@
+//! One invocation as a simulation: the [`Context`] a chaincode runs against, recording
+//! what it read (with versions) and buffering what it wrote, within per-invocation limits.
+//!
+//! Reads see the invocation's own writes first; a key read from the committed state is
+//! recorded once, with the version seen then (absent for a missing key). The validator
+//! later checks every recorded version against the state at commit time (MVCC), which
+//! makes simulations serializable without holding any lock while the chaincode runs. A
+//! range read records every committed key it returned; keys inserted into the range
+//! afterwards are not detected (there are no range predicates in Ordo's read/write set).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use ordo_proto::pb::peer::{ChaincodeEvent, ChaincodeResponse, KvRead, KvWrite, NsRwSet, Version};
+use ordo_sdk::chaincode::{Chaincode, Context, HistoryItem, Response, StateError};
+
+use super::StateReader;
+use crate::validator::rwset::MAX_KEY_BYTES;
+
+/// What one invocation may do. Exceeding any limit ends it with status 413 and keeps
+/// nothing it wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock budget, checked at every state access.
+    pub time: Duration,
+    /// Distinct keys read from the committed state.
+    pub max_reads: usize,
+    /// Distinct keys written or deleted.
+    pub max_writes: usize,
+    /// Total bytes of written values.
+    pub max_write_bytes: usize,
+    /// Keys one range read may return.
+    pub max_range: usize,
+    /// Bytes of the response payload.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            time: Duration::from_secs(3),
+            max_reads: 10_000,
+            max_writes: 10_000,
+            max_write_bytes: 4 * 1024 * 1024,
+            max_range: 1_000,
+            max_payload_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// What a simulation produced: what the endorsers sign.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The chaincode's response (or the runtime's error response).
+    pub response: ChaincodeResponse,
+    /// The namespace's reads and writes; empty when the response is an error.
+    pub rwset: NsRwSet,
+    /// The event, if the chaincode set one (and succeeded).
+    pub event: Option<ChaincodeEvent>,
+}
+
+impl Outcome {
+    /// Whether the chaincode succeeded (status 200–399).
+    pub fn is_ok(&self) -> bool {
+        (200..400).contains(&self.response.status)
+    }
+}
+
+/// Runs `function(args)` of `chaincode` on `namespace` over `state` as transaction
+/// `tx_id`, within `limits`.
+pub fn simulate(
+    chaincode: &dyn Chaincode,
+    state: &dyn StateReader,
+    namespace: &str,
+    tx_id: &str,
+    function: &str,
+    args: &[Bytes],
+    limits: Limits,
+) -> Outcome {
+    let mut sim = Simulation {
+        state,
+        namespace,
+        tx_id,
+        limits,
+        deadline: Instant::now() + limits.time,
+        reads: BTreeMap::new(),
+        writes: BTreeMap::new(),
+        write_bytes: 0,
+        event: None,
+        failure: None,
+    };
+    let response = chaincode.invoke(&mut sim, function, args);
+    // A limit or storage failure the chaincode swallowed still ends the invocation.
+    let response = match sim.failure.take() {
+        Some(e) => Response::from(e),
+        None if response.payload.len() > limits.max_payload_bytes => Response::error(
+            413,
+            format!(
+                "limit exceeded: response payload of {} bytes (at most {})",
+                response.payload.len(),
+                limits.max_payload_bytes
+            ),
+        ),
+        None => response,
+    };
+    let ok = response.is_ok();
+    Outcome {
+        response: ChaincodeResponse {
+            status: response.status,
+            message: response.message,
+            payload: response.payload,
+        },
+        rwset: if ok {
+            sim.rwset()
+        } else {
+            NsRwSet {
+                namespace: namespace.to_string(),
+                ..Default::default()
+            }
+        },
+        event: if ok { sim.event } else { None },
+    }
+}
+
+struct Simulation<'a> {
+    state: &'a dyn StateReader,
+    namespace: &'a str,
+    tx_id: &'a str,
+    limits: Limits,
+    deadline: Instant,
+    /// Committed keys read, with the version seen (`None`: absent).
+    reads: BTreeMap<String, Option<Version>>,
+    /// Keys written (`None`: deleted).
+    writes: BTreeMap<String, Option<Bytes>>,
+    write_bytes: usize,
+    event: Option<ChaincodeEvent>,
+    /// The first limit or storage error, which decides the invocation's outcome.
+    failure: Option<StateError>,
+}
+
+impl Simulation<'_> {
+    fn fail(&mut self, e: StateError) -> StateError {
+        if self.failure.is_none() {
+            self.failure = Some(e.clone());
+        }
+        e
+    }
+
+    fn check_time(&mut self) -> Result<(), StateError> {
+        if Instant::now() > self.deadline {
+            return Err(self.fail(StateError::Limit(format!(
+                "the invocation ran longer than {:?}",
+                self.limits.time
+            ))));
+        }
+        Ok(())
+    }
+
+    fn check_key(&mut self, key: &str) -> Result<(), StateError> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(StateError::BadKey(format!(
+                "keys are 1 to {MAX_KEY_BYTES} bytes, got {}",
+                key.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn record_read(&mut self, key: &str, version: Option<Version>) -> Result<(), StateError> {
+        if self.reads.contains_key(key) {
+            return Ok(());
+        }
+        if self.reads.len() >= self.limits.max_reads {
+            return Err(self.fail(StateError::Limit(format!(
+                "more than {} keys read",
+                self.limits.max_reads
+            ))));
+        }
+        self.reads.insert(key.to_string(), version);
+        Ok(())
+    }
+
+    fn record_write(&mut self, key: &str, value: Option<Bytes>) -> Result<(), StateError> {
+        self.check_time()?;
+        self.check_key(key)?;
+        if !self.writes.contains_key(key) && self.writes.len() >= self.limits.max_writes {
+            return Err(self.fail(StateError::Limit(format!(
+                "more than {} keys written",
+                self.limits.max_writes
+            ))));
+        }
+        let new_len = value.as_ref().map_or(0, Bytes::len);
+        let old_len = self
+            .writes
+            .get(key)
+            .and_then(|v| v.as_ref())
+            .map_or(0, Bytes::len);
+        let total = self.write_bytes - old_len + new_len;
+        if total > self.limits.max_write_bytes {
+            return Err(self.fail(StateError::Limit(format!(
+                "more than {} bytes written",
+                self.limits.max_write_bytes
+            ))));
+        }
+        self.write_bytes = total;
+        self.writes.insert(key.to_string(), value);
+        Ok(())
+    }
+
+    fn rwset(&self) -> NsRwSet {
+        NsRwSet {
+            namespace: self.namespace.to_string(),
+            reads: self
+                .reads
+                .iter()
+                .map(|(key, version)| KvRead {
+                    key: key.clone(),
+                    version: *version,
+                })
+                .collect(),
+            writes: self
+                .writes
+                .iter()
+                .map(|(key, value)| KvWrite {
+                    key: key.clone(),
+                    is_delete: value.is_none(),
+                    value: value.clone().unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Context for Simulation<'_> {
+    fn tx_id(&self) -> &str {
+        self.tx_id
+    }
+
+    fn get(&mut self, key: &str) -> Result<Option<Bytes>, StateError> {
+        self.check_time()?;
+        self.check_key(key)?;
+        if let Some(own) = self.writes.get(key) {
+            return Ok(own.clone());
+        }
+        let found = self
+            .state
+            .get(self.namespace, key)
+            .map_err(|e| self.fail(StateError::Unavailable(e)))?;
+        self.record_read(key, found.as_ref().map(|(v, _)| *v))?;
+        Ok(found.map(|(_, value)| value))
+    }
+
+    fn put(&mut self, key: &str, value: Bytes) -> Result<(), StateError> {
+        self.record_write(key, Some(value))
+    }
+
+    fn delete(&mut self, key: &str) -> Result<(), StateError> {
+        self.record_write(key, None)
+    }
+
+    fn range(&mut self, start: &str, end: &str) -> Result<Vec<(String, Bytes)>, StateError> {
+        self.check_time()?;
+        let limit = self.limits.max_range;
+        // One more than allowed, to tell "exactly the limit" from "over it".
+        let committed = self
+            .state
+            .range(self.namespace, start, end, limit + 1)
+            .map_err(|e| self.fail(StateError::Unavailable(e)))?;
+        let mut merged: BTreeMap<String, Option<Bytes>> = BTreeMap::new();
+        for (key, version, value) in committed {
+            self.record_read(&key, Some(version))?;
+            merged.insert(key, Some(value));
+        }
+        let in_range = |k: &str| k >= start && (end.is_empty() || k < end);
+        for (key, value) in self.writes.iter().filter(|(k, _)| in_range(k)) {
+            merged.insert(key.clone(), value.clone());
+        }
+        let out: Vec<(String, Bytes)> = merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+        if out.len() > limit {
+            return Err(self.fail(StateError::Limit(format!(
+                "a range read returned more than {limit} keys"
+            ))));
+        }
+        Ok(out)
+    }
+
+    fn history(&mut self, key: &str) -> Result<Vec<HistoryItem>, StateError> {
+        self.check_time()?;
+        self.check_key(key)?;
+        self.state
+            .history(self.namespace, key)
+            .map_err(|e| self.fail(StateError::Unavailable(e)))
+    }
+
+    fn set_event(&mut self, name: &str, payload: Bytes) {
+        self.event = Some(ChaincodeEvent {
+            name: name.to_string(),
+            payload,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;
