@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/query.proto",
         "proto/cluster.proto",
         "proto/kafka.proto",
+        "proto/gateway.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -50,6 +50,9 @@ enum Command {
     /// Kafka tooling: an in-memory mock cluster for development and tests.
     #[command(subcommand)]
     Kafka(cmd::kafka::KafkaCommand),
+    /// Invoke or query chaincode through a peer's Gateway.
+    #[command(subcommand)]
+    Tx(cmd::tx::TxCommand),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
             Command::Block(c) => cmd::block::run(c).await,
             Command::Bench(c) => cmd::bench::run(c).await,
             Command::Kafka(c) => cmd::kafka::run(c).await,
+            Command::Tx(c) => cmd::tx::run(c).await,
         }
     });
     match result {

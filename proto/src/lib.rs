@@ -66,6 +66,10 @@ pub mod pb {
     pub mod peer {
         include!(concat!(env!("OUT_DIR"), "/ordo.peer.rs"));
     }
+    /// `ordo.gateway`: endorsement (peer to peer) and the Gateway for applications.
+    pub mod gateway {
+        include!(concat!(env!("OUT_DIR"), "/ordo.gateway.rs"));
+    }
 }
 
 pub use pb::common::{Block, Envelope, Status};

@@ -5,11 +5,13 @@
 //! - [`config`]: `ORDO_` environment overrides of node configuration files.
 //! - [`orderer`]: connecting to an orderer and building signed Deliver / Admin requests.
 //! - [`chaincode`]: the `Chaincode` and `Context` traits and the built-in `kv` and `bank`.
+//! - [`gateway`]: evaluate and submit chaincode transactions through a peer's Gateway.
 //!
 //! No RocksDB, no consensus: applications link this and nothing heavy.
 
 pub mod chaincode;
 pub mod config;
+pub mod gateway;
 pub mod network;
 pub mod orderer;
 pub mod tx;

@@ -8,4 +8,5 @@ pub mod crypto;
 pub mod kafka;
 pub mod orderer;
 pub mod peer;
+pub mod tx;
 pub mod up;

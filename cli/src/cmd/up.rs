@@ -282,14 +282,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // One peer per org, following every channel.
     let mut peers: Vec<(String, tokio::process::Child)> = Vec::new();
     if !args.no_peers {
+        let peer_addrs: Vec<(String, String)> = manifest
+            .orgs
+            .iter()
+            .enumerate()
+            .map(|(i, org)| peer_addrs(&org.name, i, &args, previous.as_ref()))
+            .collect();
         for (i, org) in manifest.orgs.iter().enumerate() {
+            // Each peer's gateway asks the other orgs' peers for endorsements.
+            let others: Vec<String> = peer_addrs
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, (grpc, _))| grpc.clone())
+                .collect();
             let started = start_peer(
                 &dir,
                 org,
-                i,
+                &peer_addrs[i],
                 &grpc_endpoints,
+                &others,
                 &args,
-                previous.as_ref(),
                 &exe,
             )
             .await;
@@ -378,6 +391,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             p.name
         );
     }
+    if !peers.is_empty() {
+        println!(
+            "  ordo tx invoke --network {} --chaincode bank --fn open --args alice 100",
+            network_path.display()
+        );
+        println!(
+            "  ordo tx query  --network {} --chaincode bank --fn balance --args alice",
+            network_path.display()
+        );
+    }
     println!(
         "  ordo bench orderer --network {} --txs 100000 --clients 4",
         network_path.display()
@@ -460,6 +483,15 @@ async fn wait_kafka_ready(
     )
 }
 
+/// `"a", "b"` for a TOML array.
+fn quoted(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Marks a network directory whose kafka channels ran on the mock cluster.
 const MOCK_MARKER: &str = "kafka-mock.brokers";
 
@@ -516,41 +548,50 @@ async fn start_kafka_mock(
 
 /// Writes the config of the peer of `org` (first run), starts it, and waits until its
 /// Admin service answers.
+/// The gRPC and operations addresses of org `org`'s peer (index `index`): the earlier
+/// run's, or the defaults after the first orderer's ports.
+fn peer_addrs(
+    org: &str,
+    index: usize,
+    args: &UpArgs,
+    previous: Option<&Network>,
+) -> (String, String) {
+    let name = format!("peer0.{org}");
+    match previous.and_then(|p| p.node(&name).ok()) {
+        Some(n) => (n.grpc_addr.clone(), n.ops_addr.clone()),
+        None => (
+            format!("127.0.0.1:{}", args.port + 1 + index as u16),
+            format!("127.0.0.1:{}", args.ops_port + 1 + index as u16),
+        ),
+    }
+}
+
 async fn start_peer(
     dir: &Path,
     org: &crate::cmd::crypto::OrgEntry,
-    index: usize,
+    addrs: &(String, String),
     orderer_addrs: &[String],
+    endorsers: &[String],
     args: &UpArgs,
-    previous: Option<&Network>,
     exe: &Path,
 ) -> anyhow::Result<(NodeEntry, tokio::process::Child)> {
     let name = format!("peer0.{}", org.name);
     let node_dir = dir.join(&name);
     std::fs::create_dir_all(&node_dir)?;
     let config_path = node_dir.join("peer.toml");
-    let (grpc_addr, ops_addr) = match previous.and_then(|p| p.node(&name).ok()) {
-        Some(n) => (n.grpc_addr.clone(), n.ops_addr.clone()),
-        None => (
-            format!("127.0.0.1:{}", args.port + 1 + index as u16),
-            format!("127.0.0.1:{}", args.ops_port + 1 + index as u16),
-        ),
-    };
+    let (grpc_addr, ops_addr) = addrs.clone();
     let files = org
         .members
         .get("peer")
         .context("org has no peer identity")?;
     if !config_path.exists() {
         let text = format!(
-            "# Written by `ordo up`.\n[node]\nname = \"{name}\"\nlisten_addr = \"{grpc_addr}\"\nops_listen_addr = \"{ops_addr}\"\ndata_dir = \"{}\"\n\n[identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n\n[deliver]\norderer_endpoints = [{}]\n",
+            "# Written by `ordo up`.\n[node]\nname = \"{name}\"\nlisten_addr = \"{grpc_addr}\"\nops_listen_addr = \"{ops_addr}\"\ndata_dir = \"{}\"\n\n[identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n\n[deliver]\norderer_endpoints = [{}]\n\n[gateway]\nendorsers = [{}]\n",
             node_dir.join("data").display(),
             files.key.display(),
             files.cert.display(),
-            orderer_addrs
-                .iter()
-                .map(|a| format!("\"{a}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
+            quoted(orderer_addrs),
+            quoted(endorsers),
         );
         std::fs::write(&config_path, text)
             .with_context(|| format!("writing {}", config_path.display()))?;

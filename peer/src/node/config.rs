@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Sections that environment overrides may address.
-const SECTIONS: [&str; 4] = ["node", "identity", "deliver", "log"];
+const SECTIONS: [&str; 5] = ["node", "identity", "deliver", "log", "gateway"];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, Error)]
@@ -46,6 +46,39 @@ pub struct PeerConfig {
     /// Logging.
     #[serde(default)]
     pub log: PeerLogSection,
+    /// The Gateway for applications.
+    #[serde(default)]
+    pub gateway: PeerGatewaySection,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerGatewaySection {
+    /// Other orgs' peers (`host:port`) asked for endorsements, in order, until a
+    /// chaincode's endorsement policy is met. Default: none (this peer alone).
+    pub endorsers: Vec<String>,
+    /// Per-peer wait for an endorsement, ms. Default: 5,000.
+    pub endorse_timeout_ms: u64,
+    /// Per-orderer wait when submitting, ms. Default: 5,000.
+    pub submit_timeout_ms: u64,
+    /// Longest CommitStatus wait, ms. Default: 60,000.
+    pub commit_timeout_ms: u64,
+    /// Gateway requests handled at once; more are answered RESOURCE_EXHAUSTED.
+    /// Default: 1,024.
+    pub max_concurrent: usize,
+}
+
+impl Default for PeerGatewaySection {
+    fn default() -> Self {
+        Self {
+            endorsers: Vec::new(),
+            endorse_timeout_ms: 5_000,
+            submit_timeout_ms: 5_000,
+            commit_timeout_ms: 60_000,
+            max_concurrent: 1_024,
+        }
+    }
 }
 
 /// `[node]`.
@@ -187,6 +220,18 @@ impl PeerConfig {
             )));
         }
         Ok(cfg)
+    }
+
+    /// The gateway's settings.
+    pub fn gateway_settings(&self) -> crate::node::gateway::GatewaySettings {
+        let ms = std::time::Duration::from_millis;
+        crate::node::gateway::GatewaySettings {
+            endorsers: self.gateway.endorsers.clone(),
+            endorse_timeout: ms(self.gateway.endorse_timeout_ms.max(1)),
+            submit_timeout: ms(self.gateway.submit_timeout_ms.max(1)),
+            commit_timeout: ms(self.gateway.commit_timeout_ms.max(1)),
+            max_concurrent: self.gateway.max_concurrent.max(1),
+        }
     }
 
     /// The deliver client's settings.

@@ -1,10 +1,12 @@
-//! The peer node: channels followed and committed, the Admin and Query services, and the
-//! operations endpoint (`/healthz`, `/readyz`, `/metrics`), until a shutdown future
+//! The peer node: channels followed and committed, the Admin, Query, Endorser and Gateway
+//! services, and the operations endpoint (`/healthz`, `/readyz`, `/metrics`), until a shutdown future
 //! resolves.
 
 pub mod admin;
 pub mod channels;
 pub mod config;
+pub mod endorser;
+pub mod gateway;
 mod ops;
 pub mod query;
 
@@ -25,9 +27,18 @@ use ordo_proto::pb::common::Envelope;
 use ordo_proto::pb::query::query_server::{Query, QueryServer};
 use ordo_proto::pb::query::QueryResponse;
 
+use ordo_proto::pb::gateway::endorser_server::{Endorser, EndorserServer};
+use ordo_proto::pb::gateway::gateway_server::{Gateway, GatewayServer};
+use ordo_proto::pb::gateway::{
+    CommitStatusResponse, EndorseResponse, EvaluateResponse, ProposalResponse, SubmitResponse,
+};
+
+use crate::chaincode::Limits;
 use admin::PeerAdmin;
 use channels::{ChannelError, FollowerSettings, PeerChannels};
 use config::PeerConfig;
+use endorser::PeerEndorser;
+use gateway::PeerGateway;
 use query::PeerQuery;
 
 /// Largest gRPC message the peer accepts or sends.
@@ -62,6 +73,51 @@ impl Admin for AdminService {
     }
 }
 
+struct EndorserService(Arc<PeerEndorser>);
+
+#[tonic::async_trait]
+impl Endorser for EndorserService {
+    async fn process_proposal(
+        &self,
+        request: Request<Envelope>,
+    ) -> Result<Response<ProposalResponse>, Status> {
+        self.0.process(request.get_ref()).await.map(Response::new)
+    }
+}
+
+struct GatewayService(PeerGateway);
+
+#[tonic::async_trait]
+impl Gateway for GatewayService {
+    async fn evaluate(
+        &self,
+        request: Request<Envelope>,
+    ) -> Result<Response<EvaluateResponse>, Status> {
+        self.0.evaluate(request.get_ref()).await.map(Response::new)
+    }
+
+    async fn endorse(
+        &self,
+        request: Request<Envelope>,
+    ) -> Result<Response<EndorseResponse>, Status> {
+        self.0.endorse(request.get_ref()).await.map(Response::new)
+    }
+
+    async fn submit(&self, request: Request<Envelope>) -> Result<Response<SubmitResponse>, Status> {
+        self.0.submit(request.get_ref()).await.map(Response::new)
+    }
+
+    async fn commit_status(
+        &self,
+        request: Request<Envelope>,
+    ) -> Result<Response<CommitStatusResponse>, Status> {
+        self.0
+            .commit_status(request.get_ref())
+            .await
+            .map(Response::new)
+    }
+}
+
 struct QueryService(PeerQuery);
 
 #[tonic::async_trait]
@@ -89,6 +145,17 @@ pub async fn run(
     let channels = Arc::new(PeerChannels::open(&config.node.data_dir, settings)?);
     let admin = AdminService(PeerAdmin::new(channels.clone(), &identity)?);
     let query = QueryService(PeerQuery::new(channels.clone()));
+    let endorser = Arc::new(PeerEndorser::new(
+        channels.clone(),
+        identity.clone(),
+        Limits::default(),
+    ));
+    let gateway = GatewayService(PeerGateway::new(
+        endorser.clone(),
+        config.gateway_settings(),
+        config.deliver.orderer_endpoints.clone(),
+    ));
+    let endorser = EndorserService(endorser);
     let token = CancellationToken::new();
     {
         let token = token.clone();
@@ -108,6 +175,16 @@ pub async fn run(
         .tcp_nodelay(true)
         .add_service(
             AdminServer::new(admin)
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .add_service(
+            EndorserServer::new(endorser)
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .add_service(
+            GatewayServer::new(gateway)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )

@@ -1,0 +1,263 @@
+//! The Endorser service: checks a signed proposal, runs the chaincode as a simulation
+//! over this peer's committed state, and signs the outcome.
+//!
+//! Checks, in order, each with its own gRPC status: the envelope unpacks and is a
+//! PROPOSAL (INVALID_ARGUMENT); the channel is served here (NOT_FOUND); the proposal's
+//! time is within [`MAX_PROPOSAL_CLOCK_SKEW_SECS`] of this peer's clock and its tx id is
+//! the one its nonce and creator give (INVALID_ARGUMENT); the creator is a channel member
+//! whose signature verifies and whom the Writers policy admits (PERMISSION_DENIED); the
+//! transaction is not committed already (ALREADY_EXISTS); the arguments fit
+//! [`MAX_ARGS_BYTES`] (INVALID_ARGUMENT); the chaincode is defined on the channel
+//! (NOT_FOUND) and runnable here (FAILED_PRECONDITION / UNIMPLEMENTED).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tonic::Status;
+
+use ordo_proto::authz::authorize_by_policy;
+use ordo_proto::cert::VerifiedCert;
+use ordo_proto::envelope;
+use ordo_proto::hash;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::{ChaincodeDefinition, Envelope, HeaderType};
+use ordo_proto::pb::gateway::ProposalResponse;
+use ordo_proto::pb::peer::{ChaincodeResponse, TxRwSet};
+use ordo_sdk::chaincode::{builtin, Chaincode};
+use ordo_sdk::tx::{self, Proposal};
+
+use super::channels::{PeerChannel, PeerChannels};
+use crate::chaincode::{simulate, Limits, Outcome};
+
+/// How far a proposal's creation time may be from the peer's clock.
+pub const MAX_PROPOSAL_CLOCK_SKEW_SECS: u64 = 600;
+/// Largest total size of a proposal's arguments.
+pub const MAX_ARGS_BYTES: usize = 1024 * 1024;
+
+/// A proposal that passed every check, ready to simulate.
+pub struct CheckedProposal {
+    /// The channel.
+    pub channel: Arc<PeerChannel>,
+    /// The proposal (tx id, hash, invocation).
+    pub proposal: Proposal,
+    /// The chaincode's definition on the channel.
+    pub definition: ChaincodeDefinition,
+    /// The chaincode to run.
+    pub chaincode: Arc<dyn Chaincode>,
+    /// The creator, verified.
+    pub creator: VerifiedCert,
+    /// The proposal's creation time (the transaction keeps it).
+    pub timestamp_ms: u64,
+}
+
+/// The endorsing side of a peer.
+pub struct PeerEndorser {
+    channels: Arc<PeerChannels>,
+    identity: Identity,
+    limits: Limits,
+}
+
+impl PeerEndorser {
+    /// An endorser signing with `identity`.
+    pub fn new(channels: Arc<PeerChannels>, identity: Identity, limits: Limits) -> Self {
+        Self {
+            channels,
+            identity,
+            limits,
+        }
+    }
+
+    /// This peer's identity (the gateway checks its own endorsement with it).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The channels served here.
+    pub fn channels(&self) -> &Arc<PeerChannels> {
+        &self.channels
+    }
+
+    /// Every check of the module docs.
+    pub fn check(&self, request: &Envelope) -> Result<CheckedProposal, Status> {
+        let unpacked = envelope::unpack(request)
+            .map_err(|e| Status::invalid_argument(format!("proposal: {e}")))?;
+        if unpacked.header_type != HeaderType::Proposal {
+            return Err(Status::invalid_argument(format!(
+                "header type {} is not a PROPOSAL",
+                unpacked.header_type.as_str_name()
+            )));
+        }
+        let header = &unpacked.header;
+        let channel = self.channels.get(&header.channel_id).ok_or_else(|| {
+            Status::not_found(format!(
+                "channel {:?} is not served by this peer",
+                header.channel_id
+            ))
+        })?;
+        let now_secs = ordo_proto::now_ms() / 1000;
+        let ts = header.timestamp_ms / 1000;
+        if ts.abs_diff(now_secs) > MAX_PROPOSAL_CLOCK_SKEW_SECS {
+            return Err(Status::invalid_argument(format!(
+                "proposal time {ts}s is more than {MAX_PROPOSAL_CLOCK_SKEW_SECS}s from the peer's clock ({now_secs}s)"
+            )));
+        }
+        if header.tx_id != hash::tx_id(&header.nonce, &header.creator) {
+            return Err(Status::invalid_argument(
+                "tx id is not hex(SHA-256(nonce || creator))",
+            ));
+        }
+        let status = channel.status();
+        let msp = status
+            .msp
+            .as_ref()
+            .ok_or_else(|| Status::internal("the channel configuration has no usable MSP"))?;
+        let creator = authorize_by_policy(
+            msp,
+            status.config.writers.as_ref(),
+            "Writers",
+            request,
+            &header.creator,
+            now_secs,
+        )
+        .map_err(|e| Status::permission_denied(e.0))?;
+        if channel
+            .ledger()
+            .tx_location(&header.tx_id)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .is_some()
+        {
+            return Err(Status::already_exists(format!(
+                "transaction {} is already committed",
+                header.tx_id
+            )));
+        }
+        let proposal = Proposal::from_parts(
+            &header.channel_id,
+            header.creator.clone(),
+            header.nonce.clone(),
+            unpacked.data.clone(),
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let args_bytes: usize = proposal.invocation().args.iter().map(Bytes::len).sum();
+        if args_bytes > MAX_ARGS_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "arguments of {args_bytes} bytes exceed the limit of {MAX_ARGS_BYTES} bytes"
+            )));
+        }
+        let name = &proposal.invocation().chaincode;
+        let definition = status
+            .config
+            .chaincodes
+            .iter()
+            .find(|c| &c.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "chaincode {name:?} is not defined on channel {:?}",
+                    header.channel_id
+                ))
+            })?;
+        let chaincode = runnable(&definition)?;
+        Ok(CheckedProposal {
+            channel,
+            proposal,
+            definition,
+            chaincode,
+            creator,
+            timestamp_ms: header.timestamp_ms,
+        })
+    }
+
+    /// Simulates a checked proposal on this peer's committed state (on a blocking
+    /// thread: chaincode code and state reads block).
+    pub async fn simulate(&self, p: &CheckedProposal) -> Result<Outcome, Status> {
+        let channel = p.channel.clone();
+        let chaincode = p.chaincode.clone();
+        let namespace = p.definition.name.clone();
+        let tx_id = p.proposal.tx_id().to_string();
+        let invocation = p.proposal.invocation().clone();
+        let limits = self.limits;
+        tokio::task::spawn_blocking(move || {
+            simulate(
+                chaincode.as_ref(),
+                channel.ledger(),
+                &namespace,
+                &tx_id,
+                &invocation.function,
+                &invocation.args,
+                limits,
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the chaincode panicked: {e}")))
+    }
+
+    /// The signed outcome of a checked, simulated proposal: endorsed when the chaincode
+    /// succeeded.
+    pub fn respond(&self, p: &CheckedProposal, outcome: Outcome) -> ProposalResponse {
+        let ok = outcome.is_ok();
+        let response = outcome.response.clone();
+        let payload = tx::response_payload(
+            &p.proposal,
+            tx::Simulation {
+                chaincode_version: p.definition.version.clone(),
+                results: rwset(outcome.clone()),
+                response: outcome.response,
+                event: outcome.event,
+            },
+        );
+        ProposalResponse {
+            endorsement: ok.then(|| tx::endorse(&self.identity, &payload)),
+            response_payload: payload,
+            response: Some(response),
+        }
+    }
+
+    /// Endorser.ProcessProposal.
+    pub async fn process(&self, request: &Envelope) -> Result<ProposalResponse, Status> {
+        let checked = self.check(request)?;
+        let outcome = self.simulate(&checked).await?;
+        Ok(self.respond(&checked, outcome))
+    }
+}
+
+/// The chaincode a definition names, if this peer can run it.
+fn runnable(definition: &ChaincodeDefinition) -> Result<Arc<dyn Chaincode>, Status> {
+    let runtime = definition.runtime.as_str();
+    if let Some(name) = runtime.strip_prefix("builtin:") {
+        return builtin::by_name(name).ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "chaincode {:?} needs the built-in {name:?}, which this peer does not have (built-ins: {})",
+                definition.name,
+                builtin::NAMES.join(", ")
+            ))
+        });
+    }
+    if runtime.starts_with("external:") {
+        return Err(Status::unimplemented(format!(
+            "chaincode {:?} runs as an external server ({runtime}), which this peer cannot reach yet",
+            definition.name
+        )));
+    }
+    Err(Status::failed_precondition(format!(
+        "chaincode {:?} has an unknown runtime {runtime:?}",
+        definition.name
+    )))
+}
+
+/// The transaction's read/write set: the chaincode's namespace, when it read or wrote.
+fn rwset(outcome: Outcome) -> TxRwSet {
+    let ns = outcome.rwset;
+    TxRwSet {
+        ns_rwsets: if ns.reads.is_empty() && ns.writes.is_empty() {
+            Vec::new()
+        } else {
+            vec![ns]
+        },
+    }
+}
+
+/// A chaincode response as the gateway reports a failure.
+pub fn describe(response: &ChaincodeResponse) -> String {
+    format!("status {}: {}", response.status, response.message)
+}
