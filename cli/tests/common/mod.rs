@@ -178,21 +178,44 @@ impl NodeProcess {
     /// Writes a peer config using `org`'s peer identity, with the given static orderer
     /// endpoints, and starts the node.
     pub fn start_peer(c: &Consortium, name: &str, org: &str, orderers: &[&str]) -> Self {
+        Self::start_peer_at(c, name, org, orderers, None, "")
+    }
+
+    /// [`NodeProcess::start_peer`] listening on `addr` (when given, so that other peers'
+    /// configs can name it beforehand) with extra TOML sections.
+    pub fn start_peer_at(
+        c: &Consortium,
+        name: &str,
+        org: &str,
+        orderers: &[&str],
+        addr: Option<String>,
+        extra_toml: &str,
+    ) -> Self {
         let id_dir = c.crypto().join(org);
         let endpoints: Vec<String> = orderers.iter().map(|e| format!("\"{e}\"")).collect();
         let identity = format!(
-            "[identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n[deliver]\norderer_endpoints = [{}]\nbackoff_max_ms = 500\n",
+            "[identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n[deliver]\norderer_endpoints = [{}]\nbackoff_max_ms = 500\n{extra_toml}\n",
             id_dir.join("peer.key").display(),
             id_dir.join("peer.cert").display(),
             endpoints.join(", ")
         );
-        Self::launch(c, name, "peer", &identity)
+        Self::launch_at(c, name, "peer", &identity, addr)
     }
 
     fn launch(c: &Consortium, name: &str, kind: &'static str, sections: &str) -> Self {
+        Self::launch_at(c, name, kind, sections, None)
+    }
+
+    fn launch_at(
+        c: &Consortium,
+        name: &str,
+        kind: &'static str,
+        sections: &str,
+        addr: Option<String>,
+    ) -> Self {
         let node_dir = c.dir.path().join(name);
         std::fs::create_dir_all(&node_dir).expect("node dir");
-        let addr = format!("127.0.0.1:{}", free_port());
+        let addr = addr.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
         let ops = format!("127.0.0.1:{}", free_port());
         let config = node_dir.join(format!("{kind}.toml"));
         std::fs::write(
