@@ -12,7 +12,7 @@ use ordo_proto::config;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{Block, ChaincodeDefinition, Role, Status as Code};
 use ordo_proto::pb::peer::{ChaincodeResponse, TxValidationCode, Version};
-use ordo_proto::pb::query::{query_request, GetState, GetTransaction, QueryRequest, QueryResponse};
+use ordo_proto::pb::query::{query_request, GetState, GetTransaction, QueryResponse};
 use ordo_proto::policy::build as policy;
 use ordo_sdk::tx::{self, Proposal, RwSetBuilder, Simulation};
 use prost::Message;
@@ -59,18 +59,7 @@ fn bank_tx(
 }
 
 async fn query(addr: &str, id: &Identity, q: query_request::Query) -> QueryResponse {
-    let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
-    let mut client = ordo_proto::pb::query::query_client::QueryClient::new(ch);
-    let req = QueryRequest { query: Some(q) };
-    let env = ordo_proto::envelope::create_signed(
-        id,
-        CHANNEL,
-        ordo_proto::pb::common::HeaderType::Message,
-        req.encode_to_vec().into(),
-        ordo_proto::now_ms(),
-    )
-    .0;
-    client.query(env).await.expect("query answers").into_inner()
+    peer_query(addr, id, CHANNEL, q).await
 }
 
 async fn wait_for_height(

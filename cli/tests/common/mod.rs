@@ -452,6 +452,27 @@ pub fn block_tx_ids(b: &Block) -> Vec<String> {
         .collect()
 }
 
+/// A signed query to a peer's Query service on `channel`.
+pub async fn peer_query(
+    addr: &str,
+    id: &Identity,
+    channel: &str,
+    q: ordo_proto::pb::query::query_request::Query,
+) -> ordo_proto::pb::query::QueryResponse {
+    let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
+    let mut client = ordo_proto::pb::query::query_client::QueryClient::new(ch);
+    let req = ordo_proto::pb::query::QueryRequest { query: Some(q) };
+    let env = ordo_proto::envelope::create_signed(
+        id,
+        channel,
+        HeaderType::Message,
+        req.encode_to_vec().into(),
+        ordo_proto::now_ms(),
+    )
+    .0;
+    client.query(env).await.expect("query answers").into_inner()
+}
+
 /// `ordo channel info` of a node as JSON.
 pub async fn channel_info(
     addr: &str,
