@@ -122,9 +122,10 @@ async fn five_thousand_concurrent_transfers_conserve_money_on_every_peer() {
                 ]);
                 let done = match c.submit("transfer", a.clone()).await {
                     Ok(s) => Some(s),
-                    Err(GatewayError::NotValid { code, .. })
-                        if code == TxValidationCode::MvccReadConflict =>
-                    {
+                    Err(GatewayError::NotValid {
+                        code: TxValidationCode::MvccReadConflict,
+                        ..
+                    }) => {
                         conflicts.fetch_add(1, Ordering::Relaxed);
                         c.submit_with_retry("transfer", a, 50).await.ok()
                     }
