@@ -53,6 +53,8 @@ enum Command {
     /// Invoke or query chaincode through a peer's Gateway.
     #[command(subcommand)]
     Tx(cmd::tx::TxCommand),
+    /// Follow a chaincode's events through a peer, as they commit.
+    Events(cmd::events::EventsArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
             Command::Bench(c) => cmd::bench::run(c).await,
             Command::Kafka(c) => cmd::kafka::run(c).await,
             Command::Tx(c) => cmd::tx::run(c).await,
+            Command::Events(a) => cmd::events::run(a).await,
         }
     });
     match result {

@@ -17,8 +17,11 @@ use tonic::transport::Channel;
 use ordo_proto::envelope;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{Envelope, HeaderType};
+use ordo_proto::pb::gateway::events_client::EventsClient;
 use ordo_proto::pb::gateway::gateway_client::GatewayClient;
-use ordo_proto::pb::gateway::{CommitStatusRequest, CommitStatusResponse};
+use ordo_proto::pb::gateway::{
+    ChaincodeEventsRequest, ChaincodeEventsResponse, CommitStatusRequest, CommitStatusResponse,
+};
 use ordo_proto::pb::peer::TxValidationCode;
 
 use crate::tx::{self, Proposal};
@@ -111,6 +114,42 @@ pub fn commit_status_request(identity: &Identity, channel: &str, tx_id: &str) ->
     .0
 }
 
+/// A signed ChaincodeEvents request: `chaincode`'s events on `channel` from block
+/// `start_block` on, after transaction `after_tx_id` of that block when not empty (a
+/// checkpoint).
+pub fn chaincode_events_request(
+    identity: &Identity,
+    channel: &str,
+    chaincode: &str,
+    start_block: u64,
+    after_tx_id: &str,
+) -> Envelope {
+    envelope::create_signed(
+        identity,
+        channel,
+        HeaderType::Message,
+        ChaincodeEventsRequest {
+            chaincode: chaincode.to_string(),
+            start_block,
+            after_tx_id: after_tx_id.to_string(),
+        }
+        .encode_to_vec()
+        .into(),
+        ordo_proto::now_ms(),
+    )
+    .0
+}
+
+/// Where an event consumer stands: the last event it handled. Resuming from a checkpoint
+/// repeats nothing and skips nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Block of the last event handled.
+    pub block: u64,
+    /// Its transaction; empty before the first event.
+    pub tx_id: String,
+}
+
 /// A committed, VALID transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submitted {
@@ -127,6 +166,7 @@ pub struct Submitted {
 /// One chaincode on one channel, through one peer's gateway, as one identity.
 #[derive(Clone)]
 pub struct Contract {
+    conn: Channel,
     client: GatewayClient<Channel>,
     identity: Identity,
     channel: String,
@@ -148,7 +188,8 @@ impl Contract {
                 reason: e.to_string(),
             })?;
         Ok(Self {
-            client: GatewayClient::new(conn),
+            client: GatewayClient::new(conn.clone()),
+            conn,
             identity,
             channel: channel.to_string(),
             chaincode: chaincode.to_string(),
@@ -254,6 +295,26 @@ impl Contract {
                 other => return other,
             }
         }
+    }
+
+    /// The chaincode's events, from `checkpoint` on (from block 0 with a default one), as
+    /// blocks commit; the stream never ends by itself.
+    pub async fn events(
+        &self,
+        checkpoint: &Checkpoint,
+    ) -> Result<tonic::Streaming<ChaincodeEventsResponse>, GatewayError> {
+        let request = chaincode_events_request(
+            &self.identity,
+            &self.channel,
+            &self.chaincode,
+            checkpoint.block,
+            &checkpoint.tx_id,
+        );
+        Ok(EventsClient::new(self.conn.clone())
+            .chaincode_events(request)
+            .await
+            .map_err(refused("ChaincodeEvents"))?
+            .into_inner())
     }
 
     /// Waits until `tx_id` is committed on the gateway's peer.

@@ -5,6 +5,7 @@ pub mod block;
 pub mod channel;
 pub mod consenter;
 pub mod crypto;
+pub mod events;
 pub mod kafka;
 pub mod orderer;
 pub mod peer;

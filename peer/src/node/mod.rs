@@ -6,6 +6,7 @@ pub mod admin;
 pub mod channels;
 pub mod config;
 pub mod endorser;
+pub mod events;
 pub mod gateway;
 mod ops;
 pub mod query;
@@ -28,16 +29,20 @@ use ordo_proto::pb::query::query_server::{Query, QueryServer};
 use ordo_proto::pb::query::QueryResponse;
 
 use ordo_proto::pb::gateway::endorser_server::{Endorser, EndorserServer};
+use ordo_proto::pb::gateway::events_server::{Events, EventsServer};
 use ordo_proto::pb::gateway::gateway_server::{Gateway, GatewayServer};
+use ordo_proto::pb::gateway::{BlockEventsResponse, ChaincodeEventsResponse};
 use ordo_proto::pb::gateway::{
     CommitStatusResponse, EndorseResponse, EvaluateResponse, ProposalResponse, SubmitResponse,
 };
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::chaincode::Limits;
 use admin::PeerAdmin;
 use channels::{ChannelError, FollowerSettings, PeerChannels};
 use config::PeerConfig;
 use endorser::PeerEndorser;
+use events::PeerEvents;
 use gateway::PeerGateway;
 use query::PeerQuery;
 
@@ -118,6 +123,30 @@ impl Gateway for GatewayService {
     }
 }
 
+struct EventsService(PeerEvents);
+
+#[tonic::async_trait]
+impl Events for EventsService {
+    type ChaincodeEventsStream = ReceiverStream<Result<ChaincodeEventsResponse, Status>>;
+    type BlockEventsStream = ReceiverStream<Result<BlockEventsResponse, Status>>;
+
+    async fn chaincode_events(
+        &self,
+        request: Request<Envelope>,
+    ) -> Result<Response<Self::ChaincodeEventsStream>, Status> {
+        self.0
+            .chaincode_events(request.get_ref())
+            .map(Response::new)
+    }
+
+    async fn block_events(
+        &self,
+        request: Request<Envelope>,
+    ) -> Result<Response<Self::BlockEventsStream>, Status> {
+        self.0.block_events(request.get_ref()).map(Response::new)
+    }
+}
+
 struct QueryService(PeerQuery);
 
 #[tonic::async_trait]
@@ -157,6 +186,7 @@ pub async fn run(
     ));
     let endorser = EndorserService(endorser);
     let token = CancellationToken::new();
+    let events = EventsService(PeerEvents::new(channels.clone(), token.clone()));
     {
         let token = token.clone();
         tokio::spawn(async move {
@@ -185,6 +215,11 @@ pub async fn run(
         )
         .add_service(
             GatewayServer::new(gateway)
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .add_service(
+            EventsServer::new(events)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
