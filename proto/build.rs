@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/cluster.proto",
         "proto/kafka.proto",
         "proto/gateway.proto",
+        "proto/chaincode.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

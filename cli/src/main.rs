@@ -55,6 +55,9 @@ enum Command {
     Tx(cmd::tx::TxCommand),
     /// Follow a chaincode's events through a peer, as they commit.
     Events(cmd::events::EventsArgs),
+    /// Run a chaincode server (chaincode as a service).
+    #[command(subcommand)]
+    Chaincode(cmd::chaincode::ChaincodeCommand),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
             Command::Kafka(c) => cmd::kafka::run(c).await,
             Command::Tx(c) => cmd::tx::run(c).await,
             Command::Events(a) => cmd::events::run(a).await,
+            Command::Chaincode(c) => cmd::chaincode::run(c).await,
         }
     });
     match result {

@@ -66,6 +66,10 @@ pub mod pb {
     pub mod peer {
         include!(concat!(env!("OUT_DIR"), "/ordo.peer.rs"));
     }
+    /// `ordo.chaincode`: chaincode as a service (peer to chaincode server).
+    pub mod chaincode {
+        include!(concat!(env!("OUT_DIR"), "/ordo.chaincode.rs"));
+    }
     /// `ordo.gateway`: endorsement (peer to peer) and the Gateway for applications.
     pub mod gateway {
         include!(concat!(env!("OUT_DIR"), "/ordo.gateway.rs"));

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod block;
+pub mod chaincode;
 pub mod channel;
 pub mod consenter;
 pub mod crypto;

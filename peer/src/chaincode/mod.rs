@@ -6,6 +6,7 @@
 //!   reads record the version they saw, writes stay in the read/write set, limits apply.
 //! - [`StateReader`]: what the simulation reads; the peer's ledger implements it, and so
 //!   does a map for tests.
+//! - [`external`]: chaincode servers (chaincode as a service) behind the same trait.
 
 use bytes::Bytes;
 
@@ -13,6 +14,7 @@ use ordo_ledger::BlockStore;
 use ordo_proto::pb::peer::Version;
 use ordo_sdk::chaincode::HistoryItem;
 
+pub mod external;
 pub mod simulation;
 
 pub use simulation::{simulate, Limits, Outcome};

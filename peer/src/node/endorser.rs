@@ -8,7 +8,8 @@
 //! whose signature verifies and whom the Writers policy admits (PERMISSION_DENIED); the
 //! transaction is not committed already (ALREADY_EXISTS); the arguments fit
 //! [`MAX_ARGS_BYTES`] (INVALID_ARGUMENT); the chaincode is defined on the channel
-//! (NOT_FOUND) and runnable here (FAILED_PRECONDITION / UNIMPLEMENTED).
+//! (NOT_FOUND) and runnable here (FAILED_PRECONDITION): a built-in, or a chaincode
+//! server (`external:<host:port>`, see [`crate::chaincode::external`]).
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use ordo_sdk::chaincode::{builtin, Chaincode};
 use ordo_sdk::tx::{self, Proposal};
 
 use super::channels::{PeerChannel, PeerChannels};
+use crate::chaincode::external::ExternalChaincode;
 use crate::chaincode::{simulate, Limits, Outcome};
 
 /// How far a proposal's creation time may be from the peer's clock.
@@ -157,7 +159,7 @@ impl PeerEndorser {
                     header.channel_id
                 ))
             })?;
-        let chaincode = runnable(&definition)?;
+        let chaincode = runnable(&definition, &header.channel_id, self.limits)?;
         Ok(CheckedProposal {
             channel,
             proposal,
@@ -222,7 +224,11 @@ impl PeerEndorser {
 }
 
 /// The chaincode a definition names, if this peer can run it.
-fn runnable(definition: &ChaincodeDefinition) -> Result<Arc<dyn Chaincode>, Status> {
+fn runnable(
+    definition: &ChaincodeDefinition,
+    channel_id: &str,
+    limits: Limits,
+) -> Result<Arc<dyn Chaincode>, Status> {
     let runtime = definition.runtime.as_str();
     if let Some(name) = runtime.strip_prefix("builtin:") {
         return builtin::by_name(name).ok_or_else(|| {
@@ -233,10 +239,12 @@ fn runnable(definition: &ChaincodeDefinition) -> Result<Arc<dyn Chaincode>, Stat
             ))
         });
     }
-    if runtime.starts_with("external:") {
-        return Err(Status::unimplemented(format!(
-            "chaincode {:?} runs as an external server ({runtime}), which this peer cannot reach yet",
-            definition.name
+    if let Some(addr) = runtime.strip_prefix("external:") {
+        return Ok(Arc::new(ExternalChaincode::new(
+            addr,
+            channel_id,
+            tokio::runtime::Handle::current(),
+            limits.time,
         )));
     }
     Err(Status::failed_precondition(format!(

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 pub mod builtin;
+pub mod shim;
 
 /// Why a state access failed. The invocation ends with an error response; nothing it
 /// wrote is kept.
