@@ -22,18 +22,7 @@ fn args(a: &[&str]) -> Vec<Bytes> {
 }
 
 async fn contract(net: &Network, org: &str) -> Contract {
-    let peer = net
-        .nodes_with_role("peer")
-        .find(|p| p.org == org)
-        .expect("peer of org");
-    Contract::connect(
-        &peer.grpc_addr,
-        net.identity(Some(org), "client").expect("client"),
-        CHANNEL,
-        "bank",
-    )
-    .await
-    .expect("gateway reachable")
+    org_contract(net, org, CHANNEL, "bank").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

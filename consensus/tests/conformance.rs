@@ -820,13 +820,23 @@ mod kafka_driver {
         };
         let chain = KafkaChain::start(support, KafkaOptions::new(partition, "orderer0"))
             .expect("starts (connecting in the background)");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        match chain.order(request(&f.client_a, 1, 0)).await {
-            Err(ChainError::NotReady { reason }) => {
-                assert!(reason.contains(&addr), "names the brokers: {reason}")
+        // Refused from the start, and still after the connector has failed to reach them.
+        let mut reason = String::new();
+        for _ in 0..100 {
+            match chain.order(request(&f.client_a, 1, 0)).await {
+                Err(ChainError::NotReady { reason: r }) => reason = r,
+                other => panic!("expected NotReady, got {other:?}"),
             }
-            other => panic!("expected NotReady, got {other:?}"),
+            assert!(reason.contains(&addr), "names the brokers: {reason}");
+            if reason.contains("cannot reach") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        assert!(
+            reason.contains("cannot reach"),
+            "says the brokers failed: {reason}"
+        );
         assert_eq!(chain.status().role, "kafka-connecting");
         tokio::time::timeout(Duration::from_secs(10), chain.halt())
             .await

@@ -452,6 +452,28 @@ pub fn block_tx_ids(b: &Block) -> Vec<String> {
         .collect()
 }
 
+/// A gateway contract for `chaincode` on `channel` through the peer of `org` in an
+/// `ordo up` network, as that org's client.
+pub async fn org_contract(
+    net: &ordo_sdk::network::Network,
+    org: &str,
+    channel: &str,
+    chaincode: &str,
+) -> ordo_sdk::gateway::Contract {
+    let peer = net
+        .nodes_with_role("peer")
+        .find(|p| p.org == org)
+        .expect("peer of org");
+    ordo_sdk::gateway::Contract::connect(
+        &peer.grpc_addr,
+        net.identity(Some(org), "client").expect("client"),
+        channel,
+        chaincode,
+    )
+    .await
+    .expect("gateway reachable")
+}
+
 /// A signed query to a peer's Query service on `channel`.
 pub async fn peer_query(
     addr: &str,

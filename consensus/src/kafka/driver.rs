@@ -293,6 +293,8 @@ impl KafkaChain {
             if backlog < link.opts.max_lag {
                 return Ok(());
             }
+            // Woken as the consumer moves on; the short timer re-checks what moves
+            // without a wake-up (deliveries finishing, the chain losing its brokers).
             tokio::select! {
                 _ = link.consumer_moved.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(5)) => {}

@@ -149,7 +149,7 @@ impl Simulation<'_> {
     }
 
     fn check_time(&mut self) -> Result<(), StateError> {
-        if Instant::now() > self.deadline {
+        if Instant::now() >= self.deadline {
             return Err(self.fail(StateError::Limit(format!(
                 "the invocation ran longer than {:?}",
                 self.limits.time

@@ -153,6 +153,37 @@ pub fn authorize_reader(
     .map_err(|e| (Code::Forbidden, e.0))
 }
 
+/// A signed MESSAGE request from a reader of its channel, as the Gateway's CommitStatus
+/// and the Events service take them: the channel and the request's data, or the gRPC
+/// status that refuses it.
+pub fn reader_request(
+    channels: &PeerChannels,
+    request: &Envelope,
+) -> Result<(Arc<PeerChannel>, bytes::Bytes), tonic::Status> {
+    let unpacked = ordo_proto::envelope::unpack(request)
+        .map_err(|e| tonic::Status::invalid_argument(format!("request: {e}")))?;
+    if unpacked.header_type != ordo_proto::pb::common::HeaderType::Message {
+        return Err(tonic::Status::invalid_argument(format!(
+            "header type {} is not a MESSAGE",
+            unpacked.header_type.as_str_name()
+        )));
+    }
+    let channel = channels.get(&unpacked.header.channel_id).ok_or_else(|| {
+        tonic::Status::not_found(format!(
+            "channel {:?} is not served by this peer",
+            unpacked.header.channel_id
+        ))
+    })?;
+    authorize_reader(
+        &channel,
+        request,
+        &unpacked.header.creator,
+        ordo_proto::now_ms() / 1000,
+    )
+    .map_err(|(_, why)| tonic::Status::permission_denied(why))?;
+    Ok((channel, unpacked.data))
+}
+
 /// The info `ordo channel info` shows for a peer's channel.
 pub fn info(ch: &PeerChannel) -> ChannelInfo {
     let st = ch.status();

@@ -15,14 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use ordo_proto::envelope;
-use ordo_proto::pb::common::{Block, Envelope, HeaderType};
+use ordo_proto::pb::common::{Block, Envelope};
 use ordo_proto::pb::gateway::{
     block_events_response, BlockEventsRequest, BlockEventsResponse, ChaincodeEvent,
     ChaincodeEventsRequest, ChaincodeEventsResponse, FilteredBlock, FilteredTransaction,
 };
 use ordo_proto::pb::peer::{EndorserTransaction, ProposalResponsePayload, TxValidationCode};
 
-use super::admin::authorize_reader;
+use super::admin::reader_request;
 use super::channels::{PeerChannel, PeerChannels};
 
 /// Responses buffered per stream before the sender waits for the client.
@@ -47,40 +47,12 @@ impl PeerEvents {
         Self { channels, shutdown }
     }
 
-    fn authorize(&self, request: &Envelope) -> Result<(Arc<PeerChannel>, bytes::Bytes), Status> {
-        let unpacked = envelope::unpack(request)
-            .map_err(|e| Status::invalid_argument(format!("request: {e}")))?;
-        if unpacked.header_type != HeaderType::Message {
-            return Err(Status::invalid_argument(format!(
-                "header type {} is not a MESSAGE",
-                unpacked.header_type.as_str_name()
-            )));
-        }
-        let channel = self
-            .channels
-            .get(&unpacked.header.channel_id)
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "channel {:?} is not served by this peer",
-                    unpacked.header.channel_id
-                ))
-            })?;
-        authorize_reader(
-            &channel,
-            request,
-            &unpacked.header.creator,
-            ordo_proto::now_ms() / 1000,
-        )
-        .map_err(|(_, why)| Status::permission_denied(why))?;
-        Ok((channel, unpacked.data))
-    }
-
     /// Events.ChaincodeEvents.
     pub fn chaincode_events(
         &self,
         request: &Envelope,
     ) -> Result<ReceiverStream<Result<ChaincodeEventsResponse, Status>>, Status> {
-        let (channel, data) = self.authorize(request)?;
+        let (channel, data) = reader_request(&self.channels, request)?;
         let req = ChaincodeEventsRequest::decode(data)
             .map_err(|e| Status::invalid_argument(format!("chaincode events request: {e}")))?;
         if req.chaincode.is_empty() {
@@ -124,7 +96,7 @@ impl PeerEvents {
         &self,
         request: &Envelope,
     ) -> Result<ReceiverStream<Result<BlockEventsResponse, Status>>, Status> {
-        let (channel, data) = self.authorize(request)?;
+        let (channel, data) = reader_request(&self.channels, request)?;
         let req = BlockEventsRequest::decode(data)
             .map_err(|e| Status::invalid_argument(format!("block events request: {e}")))?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);

@@ -31,7 +31,7 @@ use ordo_proto::pb::peer::{Endorsement, TxValidationCode};
 use ordo_proto::policy;
 use ordo_sdk::tx;
 
-use super::admin::authorize_reader;
+use super::admin::reader_request;
 use super::endorser::{describe, CheckedProposal, PeerEndorser};
 
 /// Gateway tunables (the peer config's `[gateway]` section).
@@ -310,26 +310,8 @@ impl PeerGateway {
     /// Gateway.CommitStatus.
     pub async fn commit_status(&self, request: &Envelope) -> Result<CommitStatusResponse, Status> {
         let _permit = self.admit()?;
-        let unpacked = envelope::unpack(request)
-            .map_err(|e| Status::invalid_argument(format!("request: {e}")))?;
-        let channel = self
-            .endorser
-            .channels()
-            .get(&unpacked.header.channel_id)
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "channel {:?} is not served by this peer",
-                    unpacked.header.channel_id
-                ))
-            })?;
-        authorize_reader(
-            &channel,
-            request,
-            &unpacked.header.creator,
-            ordo_proto::now_ms() / 1000,
-        )
-        .map_err(|(_, why)| Status::permission_denied(why))?;
-        let req = CommitStatusRequest::decode(unpacked.data.as_ref())
+        let (channel, data) = reader_request(self.endorser.channels(), request)?;
+        let req = CommitStatusRequest::decode(data)
             .map_err(|e| Status::invalid_argument(format!("commit status request: {e}")))?;
         let deadline = tokio::time::Instant::now() + self.settings.commit_timeout;
         loop {

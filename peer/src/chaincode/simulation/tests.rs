@@ -139,7 +139,6 @@ fn limits_end_the_invocation_even_when_the_chaincode_ignores_the_error() {
         time: std::time::Duration::ZERO,
         ..Limits::default()
     };
-    std::thread::sleep(std::time::Duration::from_millis(2));
     let out = simulate(
         &Kv,
         &State::new(),
