@@ -10,6 +10,7 @@
 //! | [`CF_TXIDS`] | transaction id (UTF-8 bytes) | block number `u64` BE ‖ index within the block `u32` BE |
 //! | [`CF_META`] | `height` | number of blocks, `u64` BE |
 //! | [`CF_META`] | `last_hash` | hash of block `height - 1`, 32 bytes |
+//! | [`CF_META`] | `tx_index` | `off` when created with [`TxIndex::Off`] (an orderer's ledger) |
 //! | [`CF_STATE`], [`CF_HISTORY`] | a peer's world state and key history | see the `state` module |
 //!
 //! An orderer appends blocks with [`BlockStore::append`]; a peer commits them with
@@ -106,6 +107,8 @@ pub const COLUMN_FAMILIES: [&str; 7] = [
 const META_HEIGHT: &[u8] = b"height";
 /// `meta` key of the hash of the last block (32 bytes).
 const META_LAST_HASH: &[u8] = b"last_hash";
+/// `meta` key present (value `off`) when the ledger was created without a tx index.
+const META_TX_INDEX: &[u8] = b"tx_index";
 /// Length of a `txids` value: block number (8) ‖ index within the block (4).
 const TX_LOCATION_LEN: usize = 12;
 
@@ -139,6 +142,10 @@ pub enum LedgerError {
     /// Merkle root of its data, ...).
     #[error("invalid block: {0}")]
     InvalidBlock(String),
+    /// The ledger was created without a transaction index ([`TxIndex::Off`], an orderer's
+    /// ledger), so it cannot answer lookups by tx id.
+    #[error("this ledger keeps no transaction index (an orderer's ledger)")]
+    NotIndexed,
     /// The stored data contradicts itself (undecodable block, meta inconsistent with the
     /// blocks, index entry of the wrong size). The ledger must not be served as is.
     #[error("corrupt ledger: {0}")]
@@ -200,6 +207,26 @@ impl TxLocation {
     }
 }
 
+/// Whether a ledger indexes its transactions by tx id.
+///
+/// Peers need the index (duplicate detection, `CommitStatus`); an orderer never looks a
+/// transaction up by id (its duplicate filter is a window in memory, refilled from the last
+/// blocks), and keeping the index cost it a RocksDB lookup and a memtable insert per
+/// envelope — about 8% of its CPU at full load. As in Fabric, the orderer's ledger indexes
+/// blocks by number only.
+///
+/// The choice is made when the ledger is created and recorded in it: reopening always
+/// uses the recorded choice, so an index is never partial. Ledgers created before the
+/// choice existed are indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TxIndex {
+    /// Every first occurrence of a tx id is indexed (peers, tools).
+    #[default]
+    On,
+    /// No tx-id index: [`BlockStore::tx_location`] answers [`LedgerError::NotIndexed`].
+    Off,
+}
+
 /// The chain tip as known in memory; moves only after the write that makes it durable.
 #[derive(Debug, Clone, Copy)]
 struct Tip {
@@ -211,6 +238,8 @@ struct Inner {
     pub(crate) db: Db,
     dir: PathBuf,
     tip: RwLock<Tip>,
+    /// Whether tx ids are indexed (fixed when the ledger was created).
+    tx_index: TxIndex,
     /// Serialises `append`: the checks against the tip and the write must not interleave
     /// with another append. A std mutex: it is never held across an `.await`.
     writer: Mutex<()>,
@@ -243,15 +272,24 @@ impl BlockStore {
     /// tip. Fails with [`LedgerError::Corrupt`] when `meta` disagrees with the stored blocks,
     /// and with [`LedgerError::Storage`] when the directory is in use by another open store.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
+        Self::open_with(dir, TxIndex::On)
+    }
+
+    /// [`BlockStore::open`], creating a missing (or empty) ledger with the given
+    /// [`TxIndex`] choice. An existing ledger keeps the choice it was created with,
+    /// whatever `tx_index` says.
+    pub fn open_with(dir: &Path, tx_index: TxIndex) -> Result<Self, LedgerError> {
         let db = Db::open_cf_descriptors(&db_options(), dir, cf_descriptors())?;
         let tip = recover_tip(&db)?;
-        tracing::info!(dir = %dir.display(), height = tip.height, "opened ledger");
+        let tx_index = settle_tx_index(&db, tip.height, tx_index)?;
+        tracing::info!(dir = %dir.display(), height = tip.height, ?tx_index, "opened ledger");
         let (height_tx, _) = watch::channel(tip.height);
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
                 dir: dir.to_path_buf(),
                 tip: RwLock::new(tip),
+                tx_index,
                 writer: Mutex::new(()),
                 height_tx,
             }),
@@ -341,9 +379,10 @@ impl BlockStore {
         }
         // A peer's commit names exactly the ids to index: its validator already refused
         // every id the index holds (DUPLICATE_TXID), so there is nothing to look up again.
-        let new_tx_ids = match commit {
-            Some(c) => c.indexed_tx_ids(),
-            None => self.new_tx_ids(block)?,
+        let new_tx_ids = match (commit, self.inner.tx_index) {
+            (Some(c), _) => c.indexed_tx_ids(),
+            (None, TxIndex::On) => self.new_tx_ids(block)?,
+            (None, TxIndex::Off) => Vec::new(),
         };
 
         let blocks = self.cf(CF_BLOCKS)?;
@@ -426,6 +465,9 @@ impl BlockStore {
     /// Where `tx_id` was first ordered, or `None` if it never was: the duplicate check of
     /// validators and the lookup of `CommitStatus`.
     pub fn tx_location(&self, tx_id: &str) -> Result<Option<TxLocation>, LedgerError> {
+        if self.inner.tx_index == TxIndex::Off {
+            return Err(LedgerError::NotIndexed);
+        }
         self.inner
             .db
             .get_pinned_cf(self.cf(CF_TXIDS)?, tx_id.as_bytes())?
@@ -632,6 +674,31 @@ fn decode_block(number: u64, bytes: Bytes) -> Result<Block, LedgerError> {
 }
 
 /// Reads the tip from `meta` and checks it against the stored blocks.
+/// The ledger's [`TxIndex`]: the recorded one, or — for an empty ledger — `wanted`,
+/// recorded now (synced) when it is [`TxIndex::Off`].
+fn settle_tx_index(db: &Db, height: u64, wanted: TxIndex) -> Result<TxIndex, LedgerError> {
+    let meta = cf(db, CF_META)?;
+    let recorded = match db.get_cf(meta, META_TX_INDEX)? {
+        Some(v) if v.as_slice() == b"off" => Some(TxIndex::Off),
+        Some(v) => {
+            return Err(LedgerError::Corrupt(format!(
+                "meta tx_index is {v:02x?}, expected \"off\""
+            )))
+        }
+        None => None,
+    };
+    match (recorded, height) {
+        (Some(choice), _) => Ok(choice),
+        (None, 0) if wanted == TxIndex::Off => {
+            let mut opts = WriteOptions::default();
+            opts.set_sync(true);
+            db.put_cf_opt(meta, META_TX_INDEX, b"off", &opts)?;
+            Ok(TxIndex::Off)
+        }
+        (None, _) => Ok(TxIndex::On),
+    }
+}
+
 fn recover_tip(db: &Db) -> Result<Tip, LedgerError> {
     let meta = cf(db, CF_META)?;
     let blocks = cf(db, CF_BLOCKS)?;

@@ -521,3 +521,63 @@ fn append_built_checks_the_links_but_trusts_the_data_hash() {
         .expect("built block");
     assert_eq!(store.height(), 2);
 }
+
+#[test]
+fn a_ledger_created_without_tx_index_stores_blocks_and_refuses_lookups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = BlockStore::open_with(dir.path(), TxIndex::Off).expect("open");
+    let b0 = append_next(&store, &["a", "b"]);
+    let b1 = append_next(&store, &["c"]);
+    assert_eq!(store.block(0).expect("read"), Some(b0.clone()));
+    assert!(matches!(
+        store.tx_location("a"),
+        Err(LedgerError::NotIndexed)
+    ));
+    assert!(matches!(
+        store.block_by_tx_id("c"),
+        Err(LedgerError::NotIndexed)
+    ));
+    assert_eq!(
+        store
+            .inner
+            .db
+            .iterator_cf(store.cf(CF_TXIDS).expect("cf"), IteratorMode::Start)
+            .count(),
+        0,
+        "nothing was written to the tx index"
+    );
+    drop(store);
+
+    // The choice is the ledger's: asking for an index on reopen does not start a partial one.
+    let store = BlockStore::open(dir.path()).expect("reopen");
+    assert_eq!(store.height(), 2);
+    assert_eq!(store.block(1).expect("read"), Some(b1));
+    append_next(&store, &["d"]);
+    assert!(matches!(
+        store.tx_location("d"),
+        Err(LedgerError::NotIndexed)
+    ));
+}
+
+#[test]
+fn an_indexed_ledger_stays_indexed_when_reopened_without_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = BlockStore::open(dir.path()).expect("open");
+    append_next(&store, &["a"]);
+    drop(store);
+    let store = BlockStore::open_with(dir.path(), TxIndex::Off).expect("reopen");
+    append_next(&store, &["b"]);
+    assert_eq!(store.tx_location("a").expect("lookup"), loc(0, 0));
+    assert_eq!(store.tx_location("b").expect("lookup"), loc(1, 0));
+}
+
+#[test]
+fn an_unknown_tx_index_marker_is_corruption() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(BlockStore::open(dir.path()).expect("create"));
+    tamper(dir.path(), |db| {
+        db.put_cf(cf(db, CF_META).expect("cf"), META_TX_INDEX, b"maybe")
+            .expect("put");
+    });
+    assert_corrupt_on_open(dir.path(), "tx_index");
+}

@@ -7,6 +7,9 @@
 //! NOT_FOUND (FAIL_IF_NOT_READY). The stream ends with SUCCESS after the stop block, with
 //! SERVICE_UNAVAILABLE when the channel is removed or the node stops, and with FORBIDDEN
 //! when the reader's certificate expires mid-stream.
+//!
+//! Blocks go out as the ledger stored them ([`EncodedDeliverResponse`]), never decoded
+//! and re-encoded.
 
 use std::sync::Arc;
 
@@ -18,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 use ordo_proto::cert::VerifiedCert;
 use ordo_proto::envelope;
 use ordo_proto::pb::common::{Envelope, HeaderType, Status as Code};
-use ordo_proto::pb::orderer::{
-    deliver_response, seek_position, DeliverResponse, SeekBehavior, SeekInfo, SeekPosition,
-};
+use ordo_proto::pb::orderer::{seek_position, SeekBehavior, SeekInfo, SeekPosition};
+
+use crate::atomic::{EncodedDeliverItem, EncodedDeliverResponse};
 
 use crate::auth::{authorize_reader, Refusal};
 use crate::metrics::Metrics;
@@ -46,9 +49,9 @@ pub struct DeliverHandler {
     pub shutdown: CancellationToken,
 }
 
-fn end(code: Code, info: impl Into<String>) -> DeliverResponse {
-    DeliverResponse {
-        r#type: Some(deliver_response::Type::Status(code as i32)),
+fn end(code: Code, info: impl Into<String>) -> EncodedDeliverResponse {
+    EncodedDeliverResponse {
+        item: Some(EncodedDeliverItem::Status(code as i32)),
         info: info.into(),
     }
 }
@@ -58,7 +61,7 @@ impl DeliverHandler {
     pub fn handle(
         &self,
         request: Envelope,
-    ) -> ReceiverStream<Result<DeliverResponse, tonic::Status>> {
+    ) -> ReceiverStream<Result<EncodedDeliverResponse, tonic::Status>> {
         let (tx, rx) = mpsc::channel(4);
         let this = self.clone();
         tokio::spawn(async move {
@@ -74,8 +77,8 @@ impl DeliverHandler {
                     }
                 }
             };
-            let name = match &final_status.r#type {
-                Some(deliver_response::Type::Status(c)) => Code::try_from(*c)
+            let name = match &final_status.item {
+                Some(EncodedDeliverItem::Status(c)) => Code::try_from(*c)
                     .map(|c| c.as_str_name())
                     .unwrap_or("UNKNOWN"),
                 _ => "UNKNOWN",
@@ -161,8 +164,8 @@ impl DeliverHandler {
     async fn stream(
         &self,
         seek: Seek,
-        tx: &mpsc::Sender<Result<DeliverResponse, tonic::Status>>,
-    ) -> Option<DeliverResponse> {
+        tx: &mpsc::Sender<Result<EncodedDeliverResponse, tonic::Status>>,
+    ) -> Option<EncodedDeliverResponse> {
         let ledger = seek.channel.support.ledger().clone();
         let labels = Metrics::channel(seek.channel.id());
         let mut next = seek.start;
@@ -197,7 +200,7 @@ impl DeliverHandler {
             if let Err(e) = seek.reader.check_validity(ordo_proto::now_ms() / 1000) {
                 return Some(end(Code::Forbidden, format!("reader certificate: {e}")));
             }
-            let block = match ledger.block(next) {
+            let block = match ledger.block_bytes(next) {
                 Ok(Some(b)) => b,
                 Ok(None) => {
                     return Some(end(
@@ -212,8 +215,8 @@ impl DeliverHandler {
                     ))
                 }
             };
-            let resp = DeliverResponse {
-                r#type: Some(deliver_response::Type::Block(block)),
+            let resp = EncodedDeliverResponse {
+                item: Some(EncodedDeliverItem::Block(block)),
                 info: String::new(),
             };
             if tx.send(Ok(resp)).await.is_err() {

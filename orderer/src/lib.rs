@@ -13,6 +13,7 @@
 //! - [`server::run`]: everything together, until a shutdown future resolves.
 
 pub mod admin;
+pub mod atomic;
 pub mod auth;
 pub mod broadcast;
 pub mod cluster;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod deliver;
 pub mod metrics;
 pub mod ops;
+pub mod recent;
 pub mod registry;
 pub mod server;
 pub mod status;

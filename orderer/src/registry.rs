@@ -11,7 +11,7 @@
 //! checks that it ends in the block the admin gave, then starts raft right after the
 //! entry that carried that block.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -27,7 +27,8 @@ use ordo_consensus::{start_chain, Chain, ChainError, ChainSupport, OrderRequest}
 
 use crate::cluster::{connect, pull_blocks, ClusterStats, GrpcTransport};
 use crate::config::KafkaSection;
-use ordo_ledger::{BlockStore, ChannelDirs, LedgerError};
+pub use crate::recent::RecentTxIds;
+use ordo_ledger::{BlockStore, ChannelDirs, LedgerError, TxIndex};
 use ordo_proto::block;
 use ordo_proto::config;
 use ordo_proto::identity::Identity;
@@ -76,74 +77,10 @@ impl RegistryError {
     }
 }
 
-/// Recently accepted tx ids of a channel (bounded, oldest forgotten first).
-#[derive(Debug)]
-pub struct RecentTxIds {
-    set: HashSet<String>,
-    order: VecDeque<String>,
-    capacity: usize,
-}
-
-impl RecentTxIds {
-    /// An empty window of `capacity` ids.
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            set: HashSet::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
-        }
-    }
-
-    /// A window holding the tx ids of the ledger's last blocks (newest last), up to
-    /// `capacity`: after a restart, duplicates of recent envelopes are still refused.
-    pub fn from_ledger(ledger: &BlockStore, capacity: usize) -> Result<Self, RegistryError> {
-        let mut newest_first: Vec<String> = Vec::new();
-        let mut number = ledger.height();
-        while number > 0 && newest_first.len() < capacity {
-            number -= 1;
-            let Some(block) = ledger.block(number)? else {
-                break;
-            };
-            let ids = block
-                .data
-                .iter()
-                .flat_map(|d| d.data.iter())
-                .filter_map(|e| {
-                    let env = ordo_proto::envelope::decode(e).ok()?;
-                    Some(ordo_proto::envelope::unpack(&env).ok()?.header.tx_id)
-                });
-            let mut ids: Vec<String> = ids.collect();
-            ids.reverse();
-            newest_first.extend(ids);
-        }
-        let mut window = Self::new(capacity);
-        for id in newest_first.into_iter().take(capacity).rev() {
-            window.insert(&id);
-        }
-        Ok(window)
-    }
-
-    /// Records `tx_id`; `false` if it was already there.
-    pub fn insert(&mut self, tx_id: &str) -> bool {
-        if self.set.contains(tx_id) {
-            return false;
-        }
-        if self.order.len() >= self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        self.set.insert(tx_id.to_string());
-        self.order.push_back(tx_id.to_string());
-        true
-    }
-
-    /// Forgets `tx_id` (its envelope was refused after all), so a retry is not a duplicate.
-    pub fn remove(&mut self, tx_id: &str) {
-        if self.set.remove(tx_id) {
-            self.order.retain(|t| t != tx_id);
-        }
-    }
+/// Opens (or creates) a channel ledger the way an orderer keeps it: blocks by number, no
+/// tx-id index (see [`TxIndex`]); a ledger created before keeps its index.
+fn open_ledger(dir: &Path) -> Result<BlockStore, ordo_ledger::LedgerError> {
+    BlockStore::open_with(dir, TxIndex::Off)
 }
 
 /// One channel served by this node.
@@ -203,7 +140,7 @@ impl Registry {
             admin_lock: tokio::sync::Mutex::new(()),
         };
         for name in ids {
-            let ledger = BlockStore::open(&reg.dirs.path(&name))?;
+            let ledger = open_ledger(&reg.dirs.path(&name))?;
             let handle = reg.start(ledger)?;
             info!(channel = %name, height = handle.support.height(), "channel opened");
             reg.write_map().insert(name, handle);
@@ -331,7 +268,7 @@ impl Registry {
     /// Starts the channel whose directory a join just installed; a channel that cannot
     /// start leaves no directory behind (the join is all or nothing).
     fn start_installed(&self, dir: &Path) -> Result<Arc<ChannelHandle>, RegistryError> {
-        let started = BlockStore::open(dir)
+        let started = open_ledger(dir)
             .map_err(RegistryError::from)
             .and_then(|l| self.start(l));
         if started.is_err() {
@@ -400,7 +337,7 @@ impl Registry {
             return Err(RegistryError::AlreadyExists(id));
         }
         let final_dir = self.dirs.install(&id, |tmp| -> Result<(), RegistryError> {
-            BlockStore::open(tmp)?.append(&genesis)?;
+            open_ledger(tmp)?.append(&genesis)?;
             Ok(())
         })?;
         let handle = self.start_installed(&final_dir)?;
@@ -446,7 +383,7 @@ impl Registry {
         let handle = tokio::runtime::Handle::current();
         let final_dir = tokio::task::block_in_place(|| {
             self.dirs.install(&id, |tmp| -> Result<(), RegistryError> {
-                let store = BlockStore::open(tmp)?;
+                let store = open_ledger(tmp)?;
                 handle.block_on(onboard(&store, &signer, &id, &sources, &join_block))?;
                 prepare_join(store.consensus_log(), &join_block)?;
                 Ok(())
@@ -583,29 +520,5 @@ impl Chain for InactiveChain {
 
     fn halt(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::RecentTxIds;
-
-    #[test]
-    fn recent_ids_are_bounded_and_forget_the_oldest_first() {
-        let mut r = RecentTxIds::new(2);
-        assert!(r.insert("a"));
-        assert!(!r.insert("a"), "a duplicate is refused");
-        assert!(r.insert("b"));
-        assert!(r.insert("c"), "the window slides");
-        assert!(r.insert("a"), "the oldest was forgotten");
-        assert!(!r.insert("c"));
-    }
-
-    #[test]
-    fn a_refused_envelope_can_be_retried() {
-        let mut r = RecentTxIds::new(10);
-        assert!(r.insert("x"));
-        r.remove("x");
-        assert!(r.insert("x"));
     }
 }

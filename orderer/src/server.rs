@@ -15,10 +15,13 @@ use ordo_proto::pb::admin::admin_server::{Admin, AdminServer};
 use ordo_proto::pb::admin::AdminResponse;
 use ordo_proto::pb::cluster::cluster_server::ClusterServer;
 use ordo_proto::pb::common::Envelope;
-use ordo_proto::pb::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
-use ordo_proto::pb::orderer::{BroadcastResponse, DeliverResponse};
+use ordo_proto::pb::orderer::atomic_broadcast_server::AtomicBroadcast;
+use ordo_proto::pb::orderer::{deliver_response, BroadcastResponse, DeliverResponse};
+use prost::Message;
+use tokio_stream::StreamExt;
 
 use crate::admin::AdminHandler;
+use crate::atomic::{AtomicBroadcastService, EncodedDeliverItem};
 use crate::broadcast::BroadcastHandler;
 use crate::cluster::{ClusterService, MAX_CLUSTER_MESSAGE};
 use crate::config::OrdererConfig;
@@ -46,15 +49,21 @@ pub enum OrdererError {
     Ops(std::io::Error),
 }
 
+/// The generated server's side of AtomicBroadcast. [`AtomicBroadcastService`] routes
+/// Deliver past it (blocks as stored bytes); its `deliver` serves the same stream decoded,
+/// for a caller that uses the generated server directly.
 struct BroadcastService {
     broadcast: BroadcastHandler,
     deliver: DeliverHandler,
 }
 
+type DecodedDeliverStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<DeliverResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl AtomicBroadcast for BroadcastService {
     type BroadcastStream = ReceiverStream<Result<BroadcastResponse, Status>>;
-    type DeliverStream = ReceiverStream<Result<DeliverResponse, Status>>;
+    type DeliverStream = DecodedDeliverStream;
 
     async fn broadcast(
         &self,
@@ -67,7 +76,24 @@ impl AtomicBroadcast for BroadcastService {
         &self,
         request: Request<Envelope>,
     ) -> Result<Response<Self::DeliverStream>, Status> {
-        Ok(Response::new(self.deliver.handle(request.into_inner())))
+        let stream = self.deliver.handle(request.into_inner()).map(|item| {
+            let item = item?;
+            let r#type = match item.item {
+                Some(EncodedDeliverItem::Status(code)) => {
+                    Some(deliver_response::Type::Status(code))
+                }
+                Some(EncodedDeliverItem::Block(bytes)) => Some(deliver_response::Type::Block(
+                    ordo_proto::pb::common::Block::decode(bytes)
+                        .map_err(|e| Status::internal(format!("stored block: {e}")))?,
+                )),
+                None => None,
+            };
+            Ok(DeliverResponse {
+                r#type,
+                info: item.info,
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 
@@ -105,6 +131,11 @@ pub async fn run(
     let token = CancellationToken::new();
     let max_msg = config.limits.max_grpc_message_bytes;
 
+    let deliver = DeliverHandler {
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        shutdown: token.clone(),
+    };
     let svc = BroadcastService {
         broadcast: BroadcastHandler {
             registry: registry.clone(),
@@ -113,11 +144,7 @@ pub async fn run(
             inflight: config.limits.broadcast_inflight,
             shutdown: token.clone(),
         },
-        deliver: DeliverHandler {
-            registry: registry.clone(),
-            metrics: metrics.clone(),
-            shutdown: token.clone(),
-        },
+        deliver: deliver.clone(),
     };
     let admin = AdminService {
         handler: AdminHandler::new(
@@ -158,11 +185,7 @@ pub async fn run(
         .max_concurrent_streams(config.limits.max_concurrent_streams)
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
-        .add_service(
-            AtomicBroadcastServer::new(svc)
-                .max_decoding_message_size(max_msg)
-                .max_encoding_message_size(max_msg),
-        )
+        .add_service(AtomicBroadcastService::new(svc, deliver, max_msg))
         .add_service(
             ClusterServer::new(ClusterService {
                 registry: registry.clone(),
