@@ -1,5 +1,9 @@
-//! The AtomicBroadcast service as this node serves it: Broadcast through the generated
-//! server, Deliver with blocks sent as the ledger stored them.
+//! The AtomicBroadcast service as this node serves it: envelopes taken with their received
+//! bytes, blocks sent as the ledger stored them.
+//!
+//! Broadcast decodes each envelope from the received buffer and keeps that buffer when it
+//! is the envelope's canonical encoding ([`ReceivedEnvelope`]): the block takes those
+//! bytes instead of a fresh encoding, one copy and allocation fewer per envelope.
 //!
 //! The generated server would make Deliver decode every stored block into a `Block` and
 //! encode it again for the wire — a 1 MiB decode, re-encode and two copies per block per
@@ -13,19 +17,75 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Buf;
 use bytes::Bytes;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic::codegen::{http, BoxFuture, Service};
-use tonic::server::{NamedService, ServerStreamingService};
-use tonic::{Request, Response, Status};
+use tonic::server::{NamedService, ServerStreamingService, StreamingService};
+use tonic::{Request, Response, Status, Streaming};
+use tonic_prost::{ProstCodec, ProstEncoder};
 
 use ordo_proto::pb::common::Envelope;
 use ordo_proto::pb::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
+use ordo_proto::pb::orderer::BroadcastResponse;
 
+use crate::broadcast::{BroadcastHandler, ReceivedEnvelope};
 use crate::deliver::DeliverHandler;
 
 /// The gRPC path of Deliver.
 const DELIVER_PATH: &str = "/ordo.orderer.AtomicBroadcast/Deliver";
+/// The gRPC path of Broadcast.
+const BROADCAST_PATH: &str = "/ordo.orderer.AtomicBroadcast/Broadcast";
+
+/// Broadcast's codec: responses as usual, envelopes as [`ReceivedEnvelope`].
+#[derive(Default)]
+struct BroadcastCodec;
+
+impl Codec for BroadcastCodec {
+    type Encode = BroadcastResponse;
+    type Decode = ReceivedEnvelope;
+    type Encoder = ProstEncoder<BroadcastResponse>;
+    type Decoder = ReceivedDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstCodec::<BroadcastResponse, Envelope>::default().encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ReceivedDecoder
+    }
+}
+
+/// Takes the message's bytes out of the receive buffer (no copy) and decodes them.
+struct ReceivedDecoder;
+
+impl Decoder for ReceivedDecoder {
+    type Item = ReceivedEnvelope;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
+        let raw = buf.copy_to_bytes(buf.remaining());
+        // The generated codec's answer to bytes that are no Envelope, kept identical.
+        ReceivedEnvelope::decode(raw)
+            .map(Some)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+/// One Broadcast call.
+struct BroadcastCall(Arc<BroadcastHandler>);
+
+impl StreamingService<ReceivedEnvelope> for BroadcastCall {
+    type Response = BroadcastResponse;
+    type ResponseStream = ReceiverStream<Result<BroadcastResponse, Status>>;
+    type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<ReceivedEnvelope>>) -> Self::Future {
+        let handler = self.0.clone();
+        Box::pin(async move { Ok(handler.handle(request.into_inner())) })
+    }
+}
 
 /// `ordo.orderer.DeliverResponse` with the block as its encoded bytes.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -49,21 +109,29 @@ pub enum EncodedDeliverItem {
     Block(Bytes),
 }
 
-/// AtomicBroadcast: Deliver answered here, everything else by the generated server.
+/// AtomicBroadcast: Broadcast and Deliver answered here, anything else by the generated
+/// server (which answers UNIMPLEMENTED for unknown methods).
 pub struct AtomicBroadcastService<T: AtomicBroadcast> {
     generated: AtomicBroadcastServer<T>,
+    broadcast: Arc<BroadcastHandler>,
     deliver: Arc<DeliverHandler>,
     max_message_bytes: usize,
 }
 
 impl<T: AtomicBroadcast> AtomicBroadcastService<T> {
-    /// Serves `generated` (for Broadcast) and `deliver`, both with the node's message
-    /// size limit.
-    pub fn new(generated: T, deliver: DeliverHandler, max_message_bytes: usize) -> Self {
+    /// Serves `broadcast` and `deliver` with the node's message size limit; `generated`
+    /// answers the rest.
+    pub fn new(
+        generated: T,
+        broadcast: BroadcastHandler,
+        deliver: DeliverHandler,
+        max_message_bytes: usize,
+    ) -> Self {
         Self {
             generated: AtomicBroadcastServer::new(generated)
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes),
+            broadcast: Arc::new(broadcast),
             deliver: Arc::new(deliver),
             max_message_bytes,
         }
@@ -74,6 +142,7 @@ impl<T: AtomicBroadcast> Clone for AtomicBroadcastService<T> {
     fn clone(&self) -> Self {
         Self {
             generated: self.generated.clone(),
+            broadcast: self.broadcast.clone(),
             deliver: self.deliver.clone(),
             max_message_bytes: self.max_message_bytes,
         }
@@ -104,17 +173,27 @@ impl<T: AtomicBroadcast> Service<http::Request<tonic::body::Body>> for AtomicBro
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        if req.uri().path() != DELIVER_PATH {
-            return self.generated.call(req);
-        }
-        let call = DeliverCall(self.deliver.clone());
         let limit = Some(self.max_message_bytes);
-        Box::pin(async move {
-            let codec = tonic_prost::ProstCodec::<EncodedDeliverResponse, Envelope>::default();
-            let mut grpc =
-                tonic::server::Grpc::new(codec).apply_max_message_size_config(limit, limit);
-            Ok(grpc.server_streaming(call, req).await)
-        })
+        match req.uri().path() {
+            DELIVER_PATH => {
+                let call = DeliverCall(self.deliver.clone());
+                Box::pin(async move {
+                    let codec = ProstCodec::<EncodedDeliverResponse, Envelope>::default();
+                    let mut grpc =
+                        tonic::server::Grpc::new(codec).apply_max_message_size_config(limit, limit);
+                    Ok(grpc.server_streaming(call, req).await)
+                })
+            }
+            BROADCAST_PATH => {
+                let call = BroadcastCall(self.broadcast.clone());
+                Box::pin(async move {
+                    let mut grpc = tonic::server::Grpc::new(BroadcastCodec)
+                        .apply_max_message_size_config(limit, limit);
+                    Ok(grpc.streaming(call, req).await)
+                })
+            }
+            _ => self.generated.call(req),
+        }
     }
 }
 
@@ -128,6 +207,28 @@ mod tests {
     use ordo_proto::pb::common::Status as Code;
     use ordo_proto::pb::orderer::{deliver_response, DeliverResponse};
     use prost::Message;
+
+    #[test]
+    fn received_bytes_are_kept_only_when_canonical() {
+        let env = Envelope {
+            payload: Bytes::from_static(b"payload"),
+            signature: Bytes::from_static(b"signature"),
+        };
+        let canonical = Bytes::from(env.encode_to_vec());
+        let got = ReceivedEnvelope::decode(canonical.clone()).expect("decode");
+        assert_eq!(got.envelope, env);
+        assert_eq!(got.canonical_bytes, Some(canonical.clone()));
+
+        // An unknown field (tag 9, varint 1) after the known ones: decodes to the same
+        // envelope, but the block must get the canonical encoding, not these bytes.
+        let mut padded = canonical.to_vec();
+        padded.extend_from_slice(&[0x48, 0x01]);
+        let got = ReceivedEnvelope::decode(Bytes::from(padded)).expect("decode");
+        assert_eq!(got.envelope, env);
+        assert_eq!(got.canonical_bytes, None);
+
+        assert!(ReceivedEnvelope::decode(Bytes::from_static(&[0xff, 0xff])).is_err());
+    }
 
     #[test]
     fn an_encoded_response_is_a_deliver_response_on_the_wire() {

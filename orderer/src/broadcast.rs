@@ -14,11 +14,12 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
+use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Streaming};
+use tonic::Response;
 use tracing::debug;
 
 use ordo_consensus::chain::Pending;
@@ -35,8 +36,56 @@ use crate::metrics::Metrics;
 use crate::registry::{ChannelHandle, Registry};
 use crate::status::chain_error_code;
 
+/// An envelope as it arrived: decoded, and its bytes when they are exactly its canonical
+/// encoding — then the block takes those bytes as they are instead of an encoding made
+/// again (a copy and an allocation per envelope).
+#[derive(Debug, Clone)]
+pub struct ReceivedEnvelope {
+    /// The decoded envelope (its payload shares the received buffer).
+    pub envelope: Envelope,
+    /// The received bytes, when re-encoding `envelope` would give the same bytes.
+    pub canonical_bytes: Option<Bytes>,
+}
+
+impl ReceivedEnvelope {
+    /// Decodes received bytes; keeps them when they are the canonical encoding (no unknown
+    /// or repeated fields: the only way a decoded envelope's encoding has another length).
+    pub fn decode(raw: Bytes) -> Result<Self, prost::DecodeError> {
+        let envelope = Envelope::decode(raw.clone())?;
+        let canonical = envelope.encoded_len() == raw.len();
+        Ok(Self {
+            envelope,
+            canonical_bytes: canonical.then_some(raw),
+        })
+    }
+
+    /// The encoded size.
+    fn size(&self) -> usize {
+        self.canonical_bytes
+            .as_ref()
+            .map_or_else(|| self.envelope.encoded_len(), Bytes::len)
+    }
+}
+
+impl From<Envelope> for ReceivedEnvelope {
+    fn from(envelope: Envelope) -> Self {
+        Self {
+            envelope,
+            canonical_bytes: None,
+        }
+    }
+}
+
 /// Most envelopes whose signatures are verified in one batch.
 pub const MAX_VERIFY_BATCH: usize = 512;
+
+/// An envelope that passed the checks before the signature: its channel, the candidate and
+/// its received bytes (when canonical).
+struct Prechecked {
+    channel: Arc<ChannelHandle>,
+    candidate: Candidate,
+    canonical_bytes: Option<Bytes>,
+}
 
 /// What the responder answers for one envelope.
 enum Slot {
@@ -79,13 +128,15 @@ pub struct BroadcastHandler {
 
 impl BroadcastHandler {
     /// Starts the tasks of one Broadcast stream and returns its response stream.
-    pub fn handle(
+    pub fn handle<S>(
         &self,
-        request: Request<Streaming<Envelope>>,
-    ) -> Response<ReceiverStream<Result<BroadcastResponse, tonic::Status>>> {
-        let mut inbound = request.into_inner();
+        mut inbound: S,
+    ) -> Response<ReceiverStream<Result<BroadcastResponse, tonic::Status>>>
+    where
+        S: Stream<Item = Result<ReceivedEnvelope, tonic::Status>> + Send + Unpin + 'static,
+    {
         let half = (self.inflight / 2).max(1);
-        let (in_tx, in_rx) = mpsc::channel::<Envelope>(half);
+        let (in_tx, in_rx) = mpsc::channel::<ReceivedEnvelope>(half);
         let (slot_tx, slot_rx) = mpsc::channel::<Slot>(half);
         let (out_tx, out_rx) = mpsc::channel(256);
         let shutdown = self.shutdown.clone();
@@ -123,7 +174,11 @@ impl BroadcastHandler {
         Response::new(ReceiverStream::new(out_rx))
     }
 
-    async fn process(&self, mut in_rx: mpsc::Receiver<Envelope>, slot_tx: mpsc::Sender<Slot>) {
+    async fn process(
+        &self,
+        mut in_rx: mpsc::Receiver<ReceivedEnvelope>,
+        slot_tx: mpsc::Sender<Slot>,
+    ) {
         loop {
             let first = tokio::select! {
                 e = in_rx.recv() => e,
@@ -138,13 +193,13 @@ impl BroadcastHandler {
                 }
             }
             let now_secs = ordo_proto::now_ms() / 1000;
-            let checked: Vec<Result<(Arc<ChannelHandle>, Candidate), BroadcastResponse>> = batch
+            let checked: Vec<Result<Prechecked, BroadcastResponse>> = batch
                 .into_iter()
                 .map(|env| self.precheck(env, now_secs))
                 .collect();
             let candidates: Vec<&Candidate> = checked
                 .iter()
-                .filter_map(|r| r.as_ref().ok().map(|(_, c)| c))
+                .filter_map(|r| r.as_ref().ok().map(|p| &p.candidate))
                 .collect();
             self.metrics
                 .verify_batch_size
@@ -153,14 +208,14 @@ impl BroadcastHandler {
             for item in checked {
                 let slot = match item {
                     Err(resp) => Slot::Ready(resp),
-                    Ok((ch, cand)) => {
+                    Ok(p) => {
                         if sig_ok.next().unwrap_or(false) {
-                            self.admit(&ch, cand, now_secs).await
+                            self.admit(p, now_secs).await
                         } else {
                             Slot::Ready(response(
                                 Code::Forbidden,
                                 FilterError::BadSignature.to_string(),
-                                cand.tx_id(),
+                                p.candidate.tx_id(),
                             ))
                         }
                     }
@@ -175,10 +230,10 @@ impl BroadcastHandler {
     /// Size, decode, channel, header and creator checks.
     fn precheck(
         &self,
-        env: Envelope,
+        received: ReceivedEnvelope,
         now_secs: u64,
-    ) -> Result<(Arc<ChannelHandle>, Candidate), BroadcastResponse> {
-        let size = env.encoded_len();
+    ) -> Result<Prechecked, BroadcastResponse> {
+        let size = received.size();
         if size > self.max_envelope_bytes {
             return Err(response(
                 Code::RequestEntityTooLarge,
@@ -189,6 +244,10 @@ impl BroadcastHandler {
                 "",
             ));
         }
+        let ReceivedEnvelope {
+            envelope: env,
+            canonical_bytes,
+        } = received;
         let unpacked =
             envelope::unpack(&env).map_err(|e| response(Code::BadRequest, e.to_string(), ""))?;
         let tx_id = unpacked.header.tx_id.clone();
@@ -201,13 +260,23 @@ impl BroadcastHandler {
             )
         })?;
         let state = ch.support.state();
-        let cand = filters::precheck_unpacked(&state, env, unpacked, now_secs)
+        let candidate = filters::precheck_unpacked(&state, env, unpacked, now_secs)
             .map_err(|e| response(e.status(), e.to_string(), &tx_id))?;
-        Ok((ch, cand))
+        Ok(Prechecked {
+            channel: ch,
+            candidate,
+            canonical_bytes,
+        })
     }
 
     /// Type, policy and duplicate checks, then hands the envelope to the chain.
-    async fn admit(&self, ch: &Arc<ChannelHandle>, cand: Candidate, now_secs: u64) -> Slot {
+    async fn admit(&self, checked: Prechecked, now_secs: u64) -> Slot {
+        let Prechecked {
+            channel: ch,
+            candidate: cand,
+            canonical_bytes,
+        } = checked;
+        let ch = &ch;
         let tx_id = cand.tx_id().to_string();
         let state = ch.support.state();
         let (order_env, order_tx_id, is_config) = match cand.header_type() {
@@ -221,7 +290,8 @@ impl BroadcastHandler {
                 if let Err(e) = filters::authorize_normal(&state, &cand) {
                     return Slot::Ready(response(e.status(), e.to_string(), &tx_id));
                 }
-                (cand.encoded(), tx_id.clone(), false)
+                let bytes = canonical_bytes.unwrap_or_else(|| cand.encoded());
+                (bytes, tx_id.clone(), false)
             }
         };
         if !self.remember(ch, &tx_id) {

@@ -69,7 +69,10 @@ impl AtomicBroadcast for BroadcastService {
         &self,
         request: Request<Streaming<Envelope>>,
     ) -> Result<Response<Self::BroadcastStream>, Status> {
-        Ok(self.broadcast.handle(request))
+        let inbound = request
+            .into_inner()
+            .map(|item| item.map(crate::broadcast::ReceivedEnvelope::from));
+        Ok(self.broadcast.handle(inbound))
     }
 
     async fn deliver(
@@ -136,14 +139,15 @@ pub async fn run(
         metrics: metrics.clone(),
         shutdown: token.clone(),
     };
+    let broadcast = BroadcastHandler {
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        max_envelope_bytes: max_msg,
+        inflight: config.limits.broadcast_inflight,
+        shutdown: token.clone(),
+    };
     let svc = BroadcastService {
-        broadcast: BroadcastHandler {
-            registry: registry.clone(),
-            metrics: metrics.clone(),
-            max_envelope_bytes: max_msg,
-            inflight: config.limits.broadcast_inflight,
-            shutdown: token.clone(),
-        },
+        broadcast: broadcast.clone(),
         deliver: deliver.clone(),
     };
     let admin = AdminService {
@@ -185,7 +189,9 @@ pub async fn run(
         .max_concurrent_streams(config.limits.max_concurrent_streams)
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
-        .add_service(AtomicBroadcastService::new(svc, deliver, max_msg))
+        .add_service(AtomicBroadcastService::new(
+            svc, broadcast, deliver, max_msg,
+        ))
         .add_service(
             ClusterServer::new(ClusterService {
                 registry: registry.clone(),
