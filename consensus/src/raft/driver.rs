@@ -348,7 +348,11 @@ impl Driver {
         if self.role != StateRole::Leader {
             return true;
         }
-        if self.catch_up_to.is_some() {
+        // Not while a config block is in flight either: envelopes queued behind it must be
+        // cut with the limits it brings, as `accepting` makes sure outside a halt (found by
+        // the conformance suite under CI load: a halt right after a batch-size change
+        // drained ten envelopes into one block under the old limit).
+        if self.catch_up_to.is_some() || self.inflight.values().any(|b| b.is_config) {
             return false;
         }
         while let Ok(p) = self.proposals.try_recv() {
