@@ -305,7 +305,8 @@ impl BroadcastHandler {
             self.forget(ch, &tx_id);
             return Slot::Ready(response(chain_error_code(&e), e.to_string(), &tx_id));
         }
-        let committed = state.ack_mode == AckMode::Committed;
+        let committed =
+            state.ack_mode == AckMode::Committed && !crate::faults::ack_before_durable();
         let waiter = committed.then(|| ch.support.register_commit_waiter(&order_tx_id));
         let req = OrderRequest {
             envelope: order_env,

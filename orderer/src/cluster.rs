@@ -13,6 +13,7 @@
 //! the raft loop).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -199,10 +200,13 @@ pub struct GrpcTransport {
     stop: CancellationToken,
     /// The runtime the links' tasks run on: `reconfigure` is called from the raft thread.
     runtime: tokio::runtime::Handle,
+    /// Local address the links leave from.
+    source_addr: Option<IpAddr>,
 }
 
-/// A lazily connecting gRPC channel to a consenter's endpoint.
-pub(crate) fn connect(c: &Consenter) -> Result<Channel, ChainError> {
+/// A lazily connecting gRPC channel to a consenter's endpoint, leaving from `source`
+/// when set (`[node] cluster_source_addr`).
+pub(crate) fn connect(c: &Consenter, source: Option<IpAddr>) -> Result<Channel, ChainError> {
     let endpoint = Endpoint::from_shared(format!("http://{}", c.endpoint))
         .map_err(|e| {
             ChainError::Unsupported(format!(
@@ -211,6 +215,7 @@ pub(crate) fn connect(c: &Consenter) -> Result<Channel, ChainError> {
             ))
         })?
         .connect_timeout(Duration::from_secs(3))
+        .local_address(source)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5));
@@ -226,6 +231,7 @@ impl GrpcTransport {
         consenters: &[Consenter],
         self_id: u64,
         stop: CancellationToken,
+        source_addr: Option<IpAddr>,
     ) -> Result<Arc<Self>, ChainError> {
         let transport = Arc::new(Self {
             channel: channel.to_string(),
@@ -235,6 +241,7 @@ impl GrpcTransport {
             stats: Arc::new(ClusterStats::default()),
             stop,
             runtime: tokio::runtime::Handle::current(),
+            source_addr,
         });
         for c in consenters {
             let id = raft_id(&c.id);
@@ -249,7 +256,7 @@ impl GrpcTransport {
     fn link(&self, c: &Consenter) -> Result<Arc<Link>, ChainError> {
         // The connection and the stream task need the runtime, whichever thread asks.
         let _runtime = self.runtime.enter();
-        let channel = connect(c)?;
+        let channel = connect(c, self.source_addr)?;
         let client = ClusterClient::new(channel.clone())
             .max_decoding_message_size(MAX_CLUSTER_MESSAGE)
             .max_encoding_message_size(MAX_CLUSTER_MESSAGE);

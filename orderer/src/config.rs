@@ -104,6 +104,11 @@ pub struct NodeSection {
     /// Data directory; each channel's ledger lives in `<data_dir>/channels/<id>`.
     /// Default: `./ordo-data`. Relative paths are taken from the config file's directory.
     pub data_dir: PathBuf,
+    /// Local IP address that connections to other consenters (raft traffic, block pulls)
+    /// leave from. Default: unset, the operating system picks one. On a host with several
+    /// networks this keeps consensus traffic on the cluster network; the chaos tests give
+    /// each node its own loopback address so a proxy can tell the nodes' links apart.
+    pub cluster_source_addr: Option<std::net::IpAddr>,
 }
 
 impl Default for NodeSection {
@@ -113,6 +118,7 @@ impl Default for NodeSection {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7050)),
             ops_listen_addr: SocketAddr::from(([127, 0, 0, 1], 8443)),
             data_dir: PathBuf::from("ordo-data"),
+            cluster_source_addr: None,
         }
     }
 }
@@ -140,8 +146,9 @@ pub struct LimitsSection {
     /// Concurrent gRPC streams per connection. Default: 256.
     pub max_concurrent_streams: u32,
     /// Recent tx ids remembered per channel for duplicate detection; it must cover the
-    /// envelopes accepted but not yet in a block (the ledger's tx index answers for the
-    /// rest). Default: 100,000 (about 15 MB per channel).
+    /// envelopes accepted but not yet in a block. Older duplicates are the peers' to catch
+    /// (DUPLICATE_TXID): an orderer's ledger keeps no tx-id index. Default: 100,000
+    /// (about 5 MB per channel).
     pub dedupe_window: usize,
     /// Envelopes a Broadcast stream may have in flight (received, not yet answered).
     /// Default: 4,096.

@@ -19,6 +19,7 @@ pub mod broadcast;
 pub mod cluster;
 pub mod config;
 pub mod deliver;
+pub mod faults;
 pub mod metrics;
 pub mod ops;
 pub mod recent;

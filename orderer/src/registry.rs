@@ -115,6 +115,8 @@ pub struct Registry {
     dedupe_window: usize,
     node_name: String,
     kafka: KafkaSection,
+    /// Local address of connections to other consenters (`[node] cluster_source_addr`).
+    cluster_source_addr: Option<std::net::IpAddr>,
     channels: RwLock<HashMap<String, Arc<ChannelHandle>>>,
     /// Serialises join and remove.
     admin_lock: tokio::sync::Mutex<()>,
@@ -128,6 +130,7 @@ impl Registry {
         dedupe_window: usize,
         node_name: &str,
         kafka: KafkaSection,
+        cluster_source_addr: Option<std::net::IpAddr>,
     ) -> Result<Self, RegistryError> {
         let (dirs, ids) = ChannelDirs::open(&data_dir.join("channels"))?;
         let reg = Self {
@@ -136,6 +139,7 @@ impl Registry {
             dedupe_window,
             node_name: node_name.to_string(),
             kafka,
+            cluster_source_addr,
             channels: RwLock::new(HashMap::new()),
             admin_lock: tokio::sync::Mutex::new(()),
         };
@@ -213,6 +217,7 @@ impl Registry {
             &orderer.consenters,
             self_id,
             closed,
+            self.cluster_source_addr,
         )?;
         let stats = transport.stats();
         let setup = RaftSetup {
@@ -384,7 +389,14 @@ impl Registry {
         let final_dir = tokio::task::block_in_place(|| {
             self.dirs.install(&id, |tmp| -> Result<(), RegistryError> {
                 let store = open_ledger(tmp)?;
-                handle.block_on(onboard(&store, &signer, &id, &sources, &join_block))?;
+                handle.block_on(onboard(
+                    &store,
+                    &signer,
+                    &id,
+                    &sources,
+                    &join_block,
+                    self.cluster_source_addr,
+                ))?;
                 prepare_join(store.consensus_log(), &join_block)?;
                 Ok(())
             })
@@ -430,6 +442,7 @@ async fn onboard(
     channel: &str,
     sources: &[Consenter],
     join_block: &Block,
+    source_addr: Option<std::net::IpAddr>,
 ) -> Result<(), RegistryError> {
     let target = block::number(join_block);
     let target_hash = block::hash(join_block);
@@ -440,7 +453,7 @@ async fn onboard(
     while store.height() <= target {
         let mut progressed = false;
         for source in sources {
-            let conn = connect(source)?;
+            let conn = connect(source, source_addr)?;
             let start = store.height();
             match pull_blocks(conn, signer, channel, start, target).await {
                 Ok(blocks) => {

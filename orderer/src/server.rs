@@ -129,6 +129,7 @@ pub async fn run(
         config.limits.dedupe_window,
         &config.node.name,
         config.kafka.clone(),
+        config.node.cluster_source_addr,
     )?);
     let metrics = Arc::new(Metrics::new());
     let token = CancellationToken::new();

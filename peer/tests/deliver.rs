@@ -176,6 +176,7 @@ async fn start_orderer(org: &Org, grpc: TcpListener, data_dir: PathBuf) -> Order
             listen_addr: addr,
             ops_listen_addr: ops.local_addr().expect("ops addr"),
             data_dir,
+            cluster_source_addr: None,
         },
         identity: IdentitySection {
             key_file,

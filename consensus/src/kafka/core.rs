@@ -5,10 +5,15 @@
 //! of them cut identical blocks. The rules (Fabric 1.x's, tightened):
 //!
 //! - A **regular** envelope goes through the block cutter. A config envelope, and any
-//!   envelope validated against an older config sequence, is validated again first (normal envelopes are then ordered or
-//!   refused where they stand; a config envelope is re-submitted to the partition, to be
-//!   ordered against the config now in force — its `original_offset` makes sure that a
-//!   replay after a restart never applies it twice).
+//!   envelope validated against an older config sequence, is validated again first;
+//!   normal envelopes are then ordered or refused where they stand. A config envelope
+//!   validated against an older config sequence is **refused** (as raft refuses it): it
+//!   was computed from a config that is no longer in force, and applying it would undo
+//!   the update that came between. The administrator submits the update again. (Earlier
+//!   versions re-submitted such envelopes to the partition; every orderer did, and when
+//!   a copy went stale again the copies carried different original offsets, so one update
+//!   could be applied twice — found by the seeded simulation in `chaos-tests/`. Messages
+//!   with an `original_offset` that such versions wrote are still read correctly.)
 //! - A **time-to-cut** for the block being built cuts it; one for an earlier block is stale
 //!   and ignored (another orderer's timer fired after a cut); one for a later block cannot
 //!   happen in a correct partition and is an error.
@@ -37,8 +42,9 @@ pub enum KafkaMessage {
         envelope: Bytes,
         /// The config sequence it was validated against.
         config_seq: u64,
-        /// For a re-submitted config envelope, the offset of its first submission; 0
-        /// otherwise.
+        /// Set only by earlier versions, which re-submitted stale config envelopes: the
+        /// offset of the first submission (a copy at or below the last one applied is
+        /// skipped). 0 otherwise.
         original_offset: i64,
         /// Whether it is a config envelope (alone in its block).
         is_config: bool,
@@ -75,14 +81,6 @@ pub enum Action {
     },
     /// The pending batch was cut: stop the timer.
     StopTimer,
-    /// Produce this config envelope again, validated against the current config, with
-    /// `original_offset` set.
-    Resubmit {
-        /// The envelope (the driver re-processes the update it came from).
-        envelope: Bytes,
-        /// The offset it was first ordered at.
-        original_offset: i64,
-    },
     /// This envelope was refused (re-validation failed or it is too large); its
     /// committed-mode waiter, if any, learns why.
     Refused {
@@ -235,16 +233,18 @@ impl KafkaCore {
                 }
                 // Config envelopes are always checked again: anyone who can write to the
                 // partition could otherwise rewrite the channel.
+                if is_config && validated_at < config_seq {
+                    actions.push(Action::Refused {
+                        envelope,
+                        reason: format!(
+                            "config update validated at config sequence {validated_at}, but the channel is at {config_seq}: submit it again"
+                        ),
+                    });
+                    return Ok(actions);
+                }
                 if validated_at < config_seq || is_config {
                     if let Err(reason) = revalidate(&envelope, is_config) {
                         actions.push(Action::Refused { envelope, reason });
-                        return Ok(actions);
-                    }
-                    if is_config && validated_at < config_seq {
-                        actions.push(Action::Resubmit {
-                            envelope,
-                            original_offset: offset,
-                        });
                         return Ok(actions);
                     }
                 }

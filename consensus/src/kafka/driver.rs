@@ -624,14 +624,6 @@ async fn consume_loop(
                             timer = Some(Timer { block, deadline: Instant::now() + timeout });
                         }
                         Action::StopTimer => timer = None,
-                        Action::Resubmit { envelope, original_offset } => {
-                            spawn_produce(link, KafkaMessage::Regular {
-                                envelope,
-                                config_seq: support.sequence(),
-                                original_offset,
-                                is_config: true,
-                            });
-                        }
                         Action::Refused { envelope, reason } => {
                             let tx_id = tx_id_of(&envelope);
                             debug!(%channel, %tx_id, %reason, "envelope refused on re-validation");

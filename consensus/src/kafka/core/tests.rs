@@ -55,20 +55,16 @@ struct Run {
     /// (envelopes, last offset, config, config seq after it, last original offset after it)
     blocks: Vec<(Vec<Bytes>, i64, bool, u64, i64)>,
     refused: Vec<Bytes>,
-    resubmitted: Vec<(Bytes, i64)>,
 }
 
 /// Feeds `log` (from `start`) to `core`, keeping the config sequence as a driver would
-/// (one more per config block) and applying re-submissions by appending them to `log`
-/// when `grow` is set (the first, "live" run) — so the log is the partition every
-/// orderer sees.
+/// (one more per config block).
 fn feed(
     core: &mut KafkaCore,
-    log: &mut Vec<KafkaMessage>,
+    log: &[KafkaMessage],
     start: usize,
     mut seq: u64,
     mut last_orig: i64,
-    grow: bool,
 ) -> Result<Run, KafkaCoreError> {
     let mut run = Run::default();
     let mut i = start;
@@ -101,20 +97,6 @@ fn feed(
                         .push((envelopes, last_offset, config, seq, last_orig));
                 }
                 Action::Refused { envelope, .. } => run.refused.push(envelope),
-                Action::Resubmit {
-                    envelope,
-                    original_offset,
-                } => {
-                    run.resubmitted.push((envelope.clone(), original_offset));
-                    if grow {
-                        log.push(KafkaMessage::Regular {
-                            envelope,
-                            config_seq: seq,
-                            original_offset,
-                            is_config: true,
-                        });
-                    }
-                }
                 Action::StartTimer { .. } | Action::StopTimer => {}
             }
         }
@@ -162,15 +144,13 @@ fn partition(steps: &[Step], lim: BatchLimits) -> (Vec<KafkaMessage>, Run) {
         };
         log.push(msg);
         let start = log.len() - 1;
-        let part = feed(&mut core, &mut log, start, seq, last_orig, true)
-            .expect("a well-formed partition");
+        let part = feed(&mut core, &log, start, seq, last_orig).expect("a well-formed partition");
         if let Some(b) = part.blocks.last() {
             seq = b.3;
             last_orig = b.4;
         }
         run.blocks.extend(part.blocks);
         run.refused.extend(part.refused);
-        run.resubmitted.extend(part.resubmitted);
     }
     (log, run)
 }
@@ -185,15 +165,14 @@ proptest! {
         preferred in 200u32..2_000,
     ) {
         let lim = limits(max_count, preferred);
-        let (mut log, live) = partition(&steps, lim);
+        let (log, live) = partition(&steps, lim);
         // Another orderer consuming the same partition from the start.
         let mut other = KafkaCore::resume(lim, ResumePoint { next_block: 1, last_offset: -1, last_original_offset: 0 });
-        let replay = feed(&mut other, &mut log, 0, 0, 0, false).expect("replay");
+        let replay = feed(&mut other, &log, 0, 0, 0).expect("replay");
         prop_assert_eq!(&replay.blocks, &live.blocks);
         prop_assert_eq!(&replay.refused, &live.refused);
 
-        // Every regular envelope ends up exactly once: in a block, refused, or (configs
-        // validated against an old sequence) re-submitted and then in a block.
+        // Every regular envelope ends up exactly once: in a block or refused.
         let in_blocks: Vec<&Bytes> = live.blocks.iter().flat_map(|b| b.0.iter()).collect();
         let mut seen = std::collections::HashSet::new();
         for e in &in_blocks {
@@ -203,8 +182,7 @@ proptest! {
             if let KafkaMessage::Regular { envelope, original_offset, .. } = m {
                 let placed = seen.contains(&envelope.to_vec());
                 let refused = live.refused.contains(envelope);
-                let resubmitted = live.resubmitted.iter().any(|(e, o)| e == envelope && *o == i as i64);
-                prop_assert!(placed || refused || resubmitted || *original_offset != 0,
+                prop_assert!(placed || refused || *original_offset != 0,
                     "envelope at offset {} vanished", i);
             }
         }
@@ -231,7 +209,7 @@ proptest! {
         cut_at in any::<prop::sample::Index>(),
     ) {
         let lim = limits(max_count, 1_000);
-        let (mut log, live) = partition(&steps, lim);
+        let (log, live) = partition(&steps, lim);
         prop_assume!(!live.blocks.is_empty());
         let k = cut_at.index(live.blocks.len());
         let (_, last_offset, _, seq, last_orig) = live.blocks[k].clone();
@@ -242,7 +220,7 @@ proptest! {
             last_original_offset: last_orig,
         });
         let start = restarted.start_offset() as usize;
-        let rest = feed(&mut restarted, &mut log, start, seq, last_orig, false).expect("resume");
+        let rest = feed(&mut restarted, &log, start, seq, last_orig).expect("resume");
         prop_assert_eq!(&rest.blocks[..], &live.blocks[k + 1..]);
     }
 }
@@ -331,7 +309,7 @@ fn time_to_cut_cuts_the_block_being_built_and_ignores_stale_ones() {
 }
 
 #[test]
-fn stale_envelopes_are_revalidated_and_stale_configs_resubmitted_once() {
+fn stale_envelopes_are_revalidated_and_stale_configs_refused() {
     let mut core = KafkaCore::resume(
         limits(10, 10_000),
         ResumePoint {
@@ -351,16 +329,17 @@ fn stale_envelopes_are_revalidated_and_stale_configs_resubmitted_once() {
         .on_message(0, stale(3, false), 1, &revalidate)
         .expect("ok");
     assert!(matches!(&a[..], [Action::Refused { .. }]));
+    // A stale config is refused even when it would pass re-validation: it was computed
+    // from a config no longer in force.
     let a = core
         .on_message(1, stale(4, true), 1, &revalidate)
         .expect("ok");
-    assert_eq!(
-        a,
-        vec![Action::Resubmit {
-            envelope: env(4, 10),
-            original_offset: 1
-        }]
+    assert!(
+        matches!(&a[..], [Action::Refused { envelope, reason }] if *envelope == env(4, 10) && reason.contains("submit it again")),
+        "{a:?}"
     );
+    // A copy an earlier version re-submitted (original offset set, current sequence) is
+    // applied once; the same copy seen again is not.
     let again = KafkaMessage::Regular {
         envelope: env(4, 10),
         config_seq: 1,

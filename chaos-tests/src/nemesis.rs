@@ -1,0 +1,227 @@
+//! The nemesis: faults done to a running [`Net`], each recorded in the history, and
+//! [`heal`], which undoes every one of them.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+use crate::history::{Event, History};
+use crate::net::{Net, NodeRef};
+
+/// Name of the file that fills a node's disk.
+const FILLER: &str = "chaos-filler";
+
+/// Does faults to one network and remembers what it must undo.
+pub struct Nemesis<'a> {
+    /// The network.
+    pub net: &'a mut Net,
+    history: History,
+    /// Faults done so far.
+    pub faults: usize,
+    filled: Vec<PathBuf>,
+}
+
+impl<'a> Nemesis<'a> {
+    /// A nemesis for `net`, recording into `history`.
+    pub fn new(net: &'a mut Net, history: History) -> Self {
+        Self {
+            net,
+            history,
+            faults: 0,
+            filled: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, what: String) {
+        self.faults += 1;
+        self.history.record(Event::Fault { what });
+    }
+
+    /// Records an observation made during the faults (not itself a fault).
+    pub fn note_fact(&mut self, what: String) {
+        self.history.record(Event::Fault {
+            what: format!("observed: {what}"),
+        });
+    }
+
+    fn name(&self, r: NodeRef) -> String {
+        self.net.node(r).proc.name.clone()
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self, r: NodeRef) {
+        let what = format!("kill -9 {}", self.name(r));
+        self.net.node_mut(r).proc.kill();
+        self.note(what);
+    }
+
+    /// SIGTERM and wait (a graceful stop).
+    pub fn stop(&mut self, r: NodeRef) {
+        let what = format!("stop {}", self.name(r));
+        let clean = self.net.node_mut(r).proc.stop();
+        self.note(format!(
+            "{what} (exit {})",
+            if clean { "0" } else { "non-zero" }
+        ));
+    }
+
+    /// Starts a stopped or killed node again.
+    pub fn start(&mut self, r: NodeRef) {
+        let what = format!("start {}", self.name(r));
+        let started = self.net.node_mut(r).proc.start();
+        self.note(match started {
+            Ok(()) => what,
+            Err(e) => format!("{what} failed: {e}"),
+        });
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&mut self, r: NodeRef) {
+        let what = format!("pause {}", self.name(r));
+        self.net.node_mut(r).proc.pause();
+        self.note(what);
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self, r: NodeRef) {
+        let what = format!("resume {}", self.name(r));
+        self.net.node_mut(r).proc.resume();
+        self.note(what);
+    }
+
+    /// Cuts the given raft partition (no-op without proxies).
+    pub fn partition(&mut self, groups: &[BTreeSet<usize>]) {
+        let n = self.net.orderers.len();
+        if let Some(l) = &self.net.links {
+            l.partition(groups, n);
+        }
+        self.note(format!("partition {groups:?}"));
+    }
+
+    /// Cuts one direction between two orderers.
+    pub fn cut_one_way(&mut self, from: usize, to: usize) {
+        if let Some(l) = &self.net.links {
+            l.cut_one_way(from, to);
+        }
+        self.note(format!("cut orderer{from} -> orderer{to}"));
+    }
+
+    /// Adds a delay to every orderer link.
+    pub fn delay(&mut self, d: Duration) {
+        if let Some(l) = &self.net.links {
+            l.set_delay(d);
+        }
+        self.note(format!("delay links by {d:?}"));
+    }
+
+    /// Restores every orderer link.
+    pub fn heal_links(&mut self) {
+        if let Some(l) = &self.net.links {
+            l.heal();
+        }
+        self.note("heal links".into());
+    }
+
+    /// Resets every connection between orderers.
+    pub fn reset_links(&mut self) {
+        if let Some(l) = &self.net.links {
+            l.reset_connections();
+        }
+        self.note("reset links".into());
+    }
+
+    /// Takes every Kafka broker down.
+    pub fn brokers_down(&mut self) {
+        if let Some(k) = &self.net.kafka {
+            for id in 1..=3 {
+                let _ = k.broker_down(id);
+            }
+        }
+        self.note("all kafka brokers down".into());
+    }
+
+    /// Brings every Kafka broker back.
+    pub fn brokers_up(&mut self) {
+        if let Some(k) = &self.net.kafka {
+            for id in 1..=3 {
+                let _ = k.broker_up(id);
+            }
+        }
+        self.note("all kafka brokers up".into());
+    }
+
+    /// Moves the channel partition's leader to `broker` (1..=3).
+    pub fn move_partition_leader(&mut self, broker: i32) {
+        if let Some(k) = &self.net.kafka {
+            let _ = k.partition_leader(crate::net::CHANNEL, 0, Some(broker));
+        }
+        self.note(format!("kafka partition leader -> broker {broker}"));
+    }
+
+    /// Makes the next produce requests fail with retriable errors.
+    pub fn produce_errors(&mut self, n: usize) {
+        if let Some(k) = &self.net.kafka {
+            let errors = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; n];
+            k.request_errors(RDKafkaApiKey::Produce, &errors);
+        }
+        self.note(format!("kafka: next {n} produce requests fail"));
+    }
+
+    /// Fills orderer `i`'s data disk (a tmpfs) until writes fail.
+    pub fn fill_disk(&mut self, i: usize) {
+        let path = self.net.orderers[i].data_dir.join(FILLER);
+        let written = fill(&path);
+        self.filled.push(path);
+        self.note(format!("fill orderer{i}'s disk ({} MiB)", written >> 20));
+    }
+
+    /// Frees every filled disk.
+    pub fn free_disks(&mut self) {
+        for p in std::mem::take(&mut self.filled) {
+            let _ = std::fs::remove_file(&p);
+            self.note(format!("free {}", p.display()));
+        }
+    }
+
+    /// Undoes everything: links, brokers, disks; resumes paused and starts stopped nodes.
+    /// Records [`Event::Healed`].
+    pub fn heal(&mut self) {
+        self.free_disks();
+        if self.net.links.is_some() {
+            self.heal_links();
+        }
+        if self.net.kafka.is_some() {
+            self.brokers_up();
+        }
+        let refs: Vec<NodeRef> = (0..self.net.orderers.len())
+            .map(NodeRef::Orderer)
+            .chain((0..self.net.peers.len()).map(NodeRef::Peer))
+            .collect();
+        for r in refs {
+            if self.net.node(r).proc.is_paused() {
+                self.resume(r);
+            }
+            if !self.net.node_mut(r).proc.is_running() {
+                self.start(r);
+            }
+        }
+        self.history.record(Event::Healed);
+    }
+}
+
+/// Writes zeros to `path` until the file system is full; returns the bytes written.
+fn fill(path: &std::path::Path) -> u64 {
+    let Ok(mut f) = std::fs::File::create(path) else {
+        return 0;
+    };
+    let chunk = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    while f.write_all(&chunk).is_ok() {
+        written += chunk.len() as u64;
+    }
+    let _ = f.sync_all();
+    written
+}

@@ -1,0 +1,567 @@
+//! A network under test: a consortium's keys, one channel, orderer processes (solo, raft
+//! behind fault proxies, or kafka on librdkafka's mock cluster in this process) and,
+//! when asked, peer processes that follow the orderers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use thiserror::Error;
+
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::admin::{admin_command, AdminResponse, GetChannelInfo, JoinChannel};
+use ordo_proto::pb::common::Status as Code;
+
+use crate::proc::{run_ordo, NodeProc, ProcError};
+use crate::proxy::{Links, Proxy};
+
+/// The organisations of every test network; orderer `i` and peer `i` belong to org `i`.
+pub const ORGS: [&str; 3] = ["BankA", "BankB", "BankC"];
+/// The channel every scenario runs on.
+pub const CHANNEL: &str = "chaos";
+
+/// Why a network could not be built or driven.
+#[derive(Debug, Error)]
+pub enum NetError {
+    /// A process problem.
+    #[error(transparent)]
+    Proc(#[from] ProcError),
+    /// File system.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// An identity file.
+    #[error("identity: {0}")]
+    Identity(#[from] ordo_proto::identity::IdentityError),
+    /// The Kafka mock cluster.
+    #[error("kafka mock cluster: {0}")]
+    Kafka(String),
+    /// A node did not become ready or refused a command.
+    #[error("{node}: {reason}")]
+    Node {
+        /// The node.
+        node: String,
+        /// What went wrong (with its log's tail).
+        reason: String,
+    },
+}
+
+/// The consensus backend of the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Backend {
+    /// One orderer.
+    Solo,
+    /// Three orderers, one raft group, each behind a fault proxy.
+    Raft,
+    /// Three orderers on a three-broker mock Kafka cluster.
+    Kafka,
+}
+
+impl Backend {
+    /// The `--consensus` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Solo => "solo",
+            Self::Raft => "raft",
+            Self::Kafka => "kafka",
+        }
+    }
+
+    /// Orderers in its network.
+    pub fn orderers(self) -> usize {
+        match self {
+            Self::Solo => 1,
+            Self::Raft | Self::Kafka => 3,
+        }
+    }
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct NetSpec {
+    /// The backend.
+    pub backend: Backend,
+    /// Peers (0..=3), one per org.
+    pub peers: usize,
+    /// `committed` acks (otherwise `enqueued`).
+    pub committed: bool,
+    /// Batch timeout.
+    pub batch_timeout_ms: u64,
+    /// Most envelopes per block.
+    pub max_message_count: u32,
+    /// Raft snapshot interval (0: default).
+    pub raft_snapshot_bytes: u64,
+    /// Extra environment for every orderer process.
+    pub orderer_env: Vec<(String, String)>,
+    /// Size of a tmpfs mounted on each orderer's data directory, so a scenario can fill
+    /// the disk (None: the data lives in the temporary directory).
+    pub orderer_disk_mb: Option<u64>,
+}
+
+impl NetSpec {
+    /// Defaults for `backend`: committed acks, small fast blocks, no peers.
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            peers: 0,
+            committed: true,
+            batch_timeout_ms: 50,
+            max_message_count: 50,
+            raft_snapshot_bytes: 0,
+            orderer_env: Vec::new(),
+            orderer_disk_mb: None,
+        }
+    }
+}
+
+/// A node of the network and how to reach it.
+#[derive(Debug)]
+pub struct Node {
+    /// The process.
+    pub proc: NodeProc,
+    /// gRPC address (direct, not through a proxy).
+    pub addr: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// An admin of its org.
+    pub admin: Identity,
+}
+
+/// A running network. Dropping it kills every process and unmounts what it mounted.
+pub struct Net {
+    /// What was built.
+    pub spec: NetSpec,
+    /// The orderers.
+    pub orderers: Vec<Node>,
+    /// The peers.
+    pub peers: Vec<Node>,
+    /// Link rules of the raft proxies (raft only).
+    pub links: Option<Links>,
+    /// The mock Kafka cluster (kafka only).
+    pub kafka: Option<MockCluster<'static, DefaultProducerContext>>,
+    /// The client identity the load uses (BankA's client).
+    pub client: Identity,
+    /// Peer identities that endorse (one per org).
+    pub endorsers: Vec<Identity>,
+    /// Held for the network's lifetime: dropping a proxy stops it.
+    _proxies: Vec<Proxy>,
+    mounts: Vec<PathBuf>,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for n in self.orderers.iter_mut().chain(self.peers.iter_mut()) {
+            n.proc.kill();
+        }
+        for m in &self.mounts {
+            let _ = std::process::Command::new("umount").arg(m).status();
+        }
+    }
+}
+
+/// `n` consecutive free ports on 127.0.0.1 below the ephemeral range.
+pub fn free_ports(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 33_000 - 12_000;
+    const SPAN: u32 = 11_000;
+    let seed = std::process::id().wrapping_mul(7919);
+    for _ in 0..1000 {
+        let k = NEXT.fetch_add(u32::from(n) + 1, Ordering::Relaxed);
+        let base = LOW + (seed.wrapping_add(k.wrapping_mul(53)) % (SPAN - u32::from(n)));
+        let Ok(base) = u16::try_from(base) else {
+            continue;
+        };
+        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    LOW as u16
+}
+
+/// The loopback address node `i`'s cluster connections leave from.
+pub fn source_ip(i: usize) -> IpAddr {
+    IpAddr::from([127, 0, 0, 10 + u8::try_from(i).unwrap_or(0)])
+}
+
+impl Net {
+    /// Builds and starts the network, joins every node to the channel and waits until the
+    /// channel is ready to order.
+    pub async fn start(spec: NetSpec) -> Result<Self, NetError> {
+        let dir = tempfile::tempdir()?;
+        let crypto = dir.path().join("crypto");
+        run_ordo(&[
+            "crypto",
+            "init",
+            "--orgs",
+            &ORGS.join(","),
+            "--out",
+            path_str(&crypto),
+        ])?;
+        let load_id = |org: &str, member: &str| -> Result<Identity, NetError> {
+            let d = crypto.join(org);
+            Ok(Identity::load(
+                &d.join(format!("{member}.key")),
+                &d.join(format!("{member}.cert")),
+            )?)
+        };
+        let n = spec.backend.orderers();
+        let base = free_ports(u16::try_from(4 * n + 2 * spec.peers).unwrap_or(16));
+        let port = |k: usize| base + u16::try_from(k).unwrap_or(0);
+        let addrs: Vec<String> = (0..n).map(|i| format!("127.0.0.1:{}", port(i))).collect();
+
+        // Raft: each consenter's endpoint is its proxy.
+        let mut proxies = Vec::new();
+        let mut links = None;
+        let mut endpoints = addrs.clone();
+        if spec.backend == Backend::Raft {
+            let l = Links::new(&(0..n).map(source_ip).collect::<Vec<_>>());
+            endpoints.clear();
+            for (i, addr) in addrs.iter().enumerate() {
+                let listen: SocketAddr = format!("127.0.0.1:{}", port(2 * n + i))
+                    .parse()
+                    .map_err(|e| NetError::Kafka(format!("{e}")))?;
+                let target: SocketAddr =
+                    addr.parse().map_err(|e| NetError::Kafka(format!("{e}")))?;
+                let p = Proxy::start(i, listen, target, l.clone()).await?;
+                endpoints.push(p.listen.to_string());
+                proxies.push(p);
+            }
+            links = Some(l);
+        }
+
+        let mut kafka = None;
+        let mut extra: Vec<String> = Vec::new();
+        if spec.backend == Backend::Kafka {
+            let mock: MockCluster<'static, DefaultProducerContext> =
+                MockCluster::new(3).map_err(|e| NetError::Kafka(e.to_string()))?;
+            mock.create_topic(CHANNEL, 1, 3)
+                .map_err(|e| NetError::Kafka(e.to_string()))?;
+            extra.push("--kafka-brokers".into());
+            extra.push(mock.bootstrap_servers());
+            extra.push("--kafka-topic".into());
+            extra.push(CHANNEL.into());
+            kafka = Some(mock);
+        }
+        if spec.backend == Backend::Raft {
+            extra.extend(["--raft-tick-ms", "50", "--raft-election-tick", "10"].map(String::from));
+            if spec.raft_snapshot_bytes > 0 {
+                extra.push("--raft-snapshot-bytes".into());
+                extra.push(spec.raft_snapshot_bytes.to_string());
+            }
+        }
+        if spec.peers > 0 {
+            extra.push("--chaincode".into());
+            extra.push("bank:1".into());
+        }
+        let genesis = dir.path().join("genesis.block");
+        let mut args: Vec<String> = [
+            "channel",
+            "genesis",
+            "--crypto",
+            path_str(&crypto),
+            "--channel",
+            CHANNEL,
+            "--consensus",
+            spec.backend.name(),
+            "--orderer-endpoints",
+            &endpoints.join(","),
+            "--ack-mode",
+            if spec.committed {
+                "committed"
+            } else {
+                "enqueued"
+            },
+            "--batch-timeout-ms",
+            &spec.batch_timeout_ms.to_string(),
+            "--max-message-count",
+            &spec.max_message_count.to_string(),
+            "--out",
+            path_str(&genesis),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra);
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_ordo(&arg_refs)?;
+        let genesis_bytes = std::fs::read(&genesis)?;
+
+        let mut net = Self {
+            spec: spec.clone(),
+            orderers: Vec::new(),
+            peers: Vec::new(),
+            links,
+            kafka,
+            client: load_id(ORGS[0], "client")?,
+            endorsers: ORGS
+                .iter()
+                .map(|o| load_id(o, "peer"))
+                .collect::<Result<_, _>>()?,
+            _proxies: proxies,
+            mounts: Vec::new(),
+            dir,
+        };
+
+        for (i, addr) in addrs.iter().enumerate() {
+            let org = ORGS[i % ORGS.len()];
+            let name = format!("orderer{i}");
+            let node_dir = net.dir.path().join(&name);
+            let data_dir = node_dir.join("data");
+            std::fs::create_dir_all(&data_dir)?;
+            if let Some(mb) = spec.orderer_disk_mb {
+                mount_tmpfs(&data_dir, mb)?;
+                net.mounts.push(data_dir.clone());
+            }
+            let source = if spec.backend == Backend::Raft {
+                format!("cluster_source_addr = \"{}\"\n", source_ip(i))
+            } else {
+                String::new()
+            };
+            let id_dir = crypto.join(org);
+            let config = node_dir.join("orderer.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[node]\nname = \"{name}\"\nlisten_addr = \"{addr}\"\nops_listen_addr = \"127.0.0.1:{ops}\"\ndata_dir = \"data\"\n{source}[identity]\nkey_file = \"{key}\"\ncert_file = \"{cert}\"\n[log]\nfilter = \"info\"\n",
+                    ops = port(n + i),
+                    key = id_dir.join("orderer.key").display(),
+                    cert = id_dir.join("orderer.cert").display(),
+                ),
+            )?;
+            let mut proc = NodeProc::new(&name, "orderer", config, node_dir.join("orderer.log"));
+            proc.env = spec.orderer_env.clone();
+            proc.start()?;
+            net.orderers.push(Node {
+                proc,
+                addr: addr.clone(),
+                data_dir,
+                admin: load_id(org, "admin")?,
+            });
+        }
+        for i in 0..n {
+            net.wait_admin(NodeRef::Orderer(i)).await?;
+            net.join(NodeRef::Orderer(i), &genesis_bytes).await?;
+        }
+
+        let orderer_list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+        for (i, org) in ORGS.iter().copied().enumerate().take(spec.peers) {
+            let name = format!("peer{i}");
+            let node_dir = net.dir.path().join(&name);
+            std::fs::create_dir_all(&node_dir)?;
+            let addr = format!("127.0.0.1:{}", port(3 * n + 2 * i));
+            let id_dir = crypto.join(org);
+            let config = node_dir.join("peer.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[node]\nname = \"{name}\"\nlisten_addr = \"{addr}\"\nops_listen_addr = \"127.0.0.1:{ops}\"\ndata_dir = \"data\"\n[identity]\nkey_file = \"{key}\"\ncert_file = \"{cert}\"\n[deliver]\norderer_endpoints = [{list}]\nbackoff_max_ms = 500\n[log]\nfilter = \"info\"\n",
+                    ops = port(3 * n + 2 * i + 1),
+                    key = id_dir.join("peer.key").display(),
+                    cert = id_dir.join("peer.cert").display(),
+                    list = orderer_list.join(", "),
+                ),
+            )?;
+            let mut proc = NodeProc::new(&name, "peer", config, node_dir.join("peer.log"));
+            proc.start()?;
+            net.peers.push(Node {
+                proc,
+                addr,
+                data_dir: node_dir.join("data"),
+                admin: load_id(org, "admin")?,
+            });
+        }
+        for i in 0..net.peers.len() {
+            net.wait_admin(NodeRef::Peer(i)).await?;
+            net.join(NodeRef::Peer(i), &genesis_bytes).await?;
+        }
+        net.wait_orderable(Duration::from_secs(60)).await?;
+        Ok(net)
+    }
+
+    /// The node behind `r`.
+    pub fn node(&self, r: NodeRef) -> &Node {
+        match r {
+            NodeRef::Orderer(i) => &self.orderers[i],
+            NodeRef::Peer(i) => &self.peers[i],
+        }
+    }
+
+    /// The node behind `r`, mutably.
+    pub fn node_mut(&mut self, r: NodeRef) -> &mut Node {
+        match r {
+            NodeRef::Orderer(i) => &mut self.orderers[i],
+            NodeRef::Peer(i) => &mut self.peers[i],
+        }
+    }
+
+    /// Sends an Admin command to a node.
+    pub async fn admin(
+        &self,
+        r: NodeRef,
+        command: admin_command::Command,
+    ) -> Result<AdminResponse, String> {
+        let node = self.node(r);
+        let conn = ordo_sdk::orderer::connect(&node.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut client = ordo_sdk::orderer::admin_client(conn);
+        let channel = match &command {
+            admin_command::Command::Info(_) => CHANNEL,
+            _ => "",
+        };
+        let req = ordo_sdk::orderer::admin_request(&node.admin, channel, command);
+        tokio::time::timeout(Duration::from_secs(5), client.execute(req))
+            .await
+            .map_err(|_| "admin request timed out".to_string())?
+            .map(tonic::Response::into_inner)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The channel's info on a node (height, role, commit hash on a peer).
+    pub async fn info(&self, r: NodeRef) -> Result<ordo_proto::pb::admin::ChannelInfo, String> {
+        let resp = self
+            .admin(
+                r,
+                admin_command::Command::Info(GetChannelInfo {
+                    channel_id: CHANNEL.into(),
+                }),
+            )
+            .await?;
+        if resp.status != Code::Success as i32 {
+            return Err(resp.info);
+        }
+        resp.channel.ok_or_else(|| "no channel info".to_string())
+    }
+
+    async fn wait_admin(&mut self, r: NodeRef) -> Result<(), NetError> {
+        for _ in 0..300 {
+            if !self.node_mut(r).proc.is_running() {
+                break;
+            }
+            let list = admin_command::Command::List(ordo_proto::pb::admin::ListChannels {});
+            if let Ok(resp) = self.admin(r, list).await {
+                if resp.status == Code::Success as i32 {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let node = self.node(r);
+        Err(NetError::Node {
+            node: node.proc.name.clone(),
+            reason: format!("not ready:\n{}", node.proc.log_tail(30)),
+        })
+    }
+
+    async fn join(&self, r: NodeRef, genesis: &[u8]) -> Result<(), NetError> {
+        let resp = self
+            .admin(
+                r,
+                admin_command::Command::Join(JoinChannel {
+                    genesis_block: genesis.to_vec().into(),
+                }),
+            )
+            .await
+            .map_err(|reason| NetError::Node {
+                node: self.node(r).proc.name.clone(),
+                reason,
+            })?;
+        if resp.status != Code::Success as i32 {
+            return Err(NetError::Node {
+                node: self.node(r).proc.name.clone(),
+                reason: format!("join refused: {}", resp.info),
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until the channel can order: a leader (raft) or a connected, caught-up
+    /// chain (kafka) on the orderers.
+    pub async fn wait_orderable(&self, within: Duration) -> Result<(), NetError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let mut ready = true;
+            for i in 0..self.orderers.len() {
+                match self.info(NodeRef::Orderer(i)).await {
+                    Ok(info) => {
+                        let ok = match self.spec.backend {
+                            Backend::Solo => true,
+                            Backend::Raft => !info.leader.is_empty(),
+                            Backend::Kafka => info.role == "kafka",
+                        };
+                        ready &= ok;
+                    }
+                    Err(_) => ready = false,
+                }
+            }
+            if ready {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(NetError::Node {
+                    node: "network".into(),
+                    reason: format!("channel not orderable within {within:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The orderer that says it is the raft leader, if one does.
+    pub async fn raft_leader(&self) -> Option<usize> {
+        for i in 0..self.orderers.len() {
+            if let Ok(info) = self.info(NodeRef::Orderer(i)).await {
+                if info.role == "leader" {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// Where the network's files are.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The last lines of every node's log, for a failure report.
+    pub fn logs(&self, lines: usize) -> String {
+        self.orderers
+            .iter()
+            .chain(self.peers.iter())
+            .map(|n| format!("--- {} ---\n{}", n.proc.name, n.proc.log_tail(lines)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// A node of a [`Net`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRef {
+    /// Orderer `i`.
+    Orderer(usize),
+    /// Peer `i`.
+    Peer(usize),
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+/// Mounts a tmpfs of `mb` MiB on `dir` (the harness runs as root, as CI does).
+fn mount_tmpfs(dir: &Path, mb: u64) -> Result<(), NetError> {
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+        .arg(dir)
+        .status()?;
+    if !status.success() {
+        return Err(NetError::Node {
+            node: "harness".into(),
+            reason: format!("cannot mount a {mb} MiB tmpfs on {}", dir.display()),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Observers: a Deliver reader following each orderer through its crashes and restarts,
+//! pollers of the peers' (height, commit hash), and the final read of every chain.
+
+use std::time::Duration;
+
+use prost::Message;
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::{Block, Envelope, Payload};
+use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
+
+use crate::history::{BlockSource, BlockSummary, Event, History};
+use crate::net::CHANNEL;
+
+/// How often peers are polled.
+const PEER_POLL: Duration = Duration::from_millis(200);
+
+/// What a recorded block keeps of `b`.
+pub fn summarize(b: &Block) -> BlockSummary {
+    let header = b.header.clone().unwrap_or_default();
+    BlockSummary {
+        number: header.number,
+        hash: hex::encode(ordo_proto::block::hash(b)),
+        previous: hex::encode(&header.previous_hash),
+        txs: b
+            .data
+            .iter()
+            .flat_map(|d| d.data.iter())
+            .map(|e| tx_id_of(e).unwrap_or_default())
+            .collect(),
+    }
+}
+
+fn tx_id_of(envelope: &[u8]) -> Option<String> {
+    let env = Envelope::decode(envelope).ok()?;
+    let payload = Payload::decode(env.payload.as_ref()).ok()?;
+    Some(payload.header?.tx_id)
+}
+
+/// Follows `addr` (named `node`) from block 0, reconnecting after every failure and
+/// resuming at the next block, until `stop`.
+pub fn follow(
+    node: String,
+    addr: String,
+    reader: Identity,
+    history: History,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut next = 0u64;
+        while !stop.is_cancelled() {
+            let session = async {
+                let conn = ordo_sdk::orderer::connect(&addr).await.ok()?;
+                let mut client = ordo_sdk::orderer::broadcast_client(conn);
+                let req = ordo_sdk::orderer::seek_request(
+                    &reader,
+                    CHANNEL,
+                    ordo_sdk::orderer::position(Some(next)),
+                    None,
+                    SeekBehavior::BlockUntilReady,
+                );
+                let mut stream = client.deliver(req).await.ok()?.into_inner();
+                while let Some(Ok(resp)) = stream.next().await {
+                    match resp.r#type {
+                        Some(deliver_response::Type::Block(b)) => {
+                            let summary = summarize(&b);
+                            next = summary.number + 1;
+                            history.record(Event::Block {
+                                node: node.clone(),
+                                source: BlockSource::Stream,
+                                block: summary,
+                            });
+                        }
+                        _ => break,
+                    }
+                }
+                Some(())
+            };
+            tokio::select! {
+                _ = session => {}
+                _ = stop.cancelled() => break,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+    })
+}
+
+/// Reads `addr`'s whole chain (blocks 0 up to its height now).
+pub async fn read_chain(addr: &str, reader: &Identity) -> Result<Vec<Block>, String> {
+    let conn = ordo_sdk::orderer::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut client = ordo_sdk::orderer::broadcast_client(conn);
+    let req = ordo_sdk::orderer::seek_request(
+        reader,
+        CHANNEL,
+        ordo_sdk::orderer::oldest(),
+        Some(ordo_sdk::orderer::position(None)),
+        SeekBehavior::FailIfNotReady,
+    );
+    let mut stream = client
+        .deliver(req)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let mut blocks = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item.map_err(|e| e.to_string())?.r#type {
+            Some(deliver_response::Type::Block(b)) => blocks.push(b),
+            Some(deliver_response::Type::Status(_)) | None => break,
+        }
+    }
+    Ok(blocks)
+}
+
+/// Records `addr`'s whole chain as [`BlockSource::Final`] blocks of `node`; returns its
+/// height.
+pub async fn record_final_chain(
+    node: &str,
+    addr: &str,
+    reader: &Identity,
+    history: &History,
+) -> Result<u64, String> {
+    let blocks = read_chain(addr, reader).await?;
+    for b in &blocks {
+        history.record(Event::Block {
+            node: node.to_string(),
+            source: BlockSource::Final,
+            block: summarize(b),
+        });
+    }
+    Ok(blocks.len() as u64)
+}
+
+/// Polls a peer's channel info and records each new (height, commit hash), until `stop`.
+pub fn poll_peer<F, Fut>(
+    peer: String,
+    info: F,
+    history: History,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<(u64, Vec<u8>)>> + Send,
+{
+    tokio::spawn(async move {
+        let mut last = 0u64;
+        while !stop.is_cancelled() {
+            if let Some((height, hash)) = info().await {
+                if height != last {
+                    last = height;
+                    history.record(Event::PeerState {
+                        peer: peer.clone(),
+                        height,
+                        commit_hash: hex::encode(hash),
+                    });
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(PEER_POLL) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+    })
+}

@@ -1,0 +1,240 @@
+//! Real `ordo` processes: start, crash (SIGKILL), stop (SIGTERM), pause (SIGSTOP),
+//! resume (SIGCONT), restart with the same config and data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use thiserror::Error;
+
+/// Why a process could not be run.
+#[derive(Debug, Error)]
+pub enum ProcError {
+    /// The `ordo` binary is missing and could not be built.
+    #[error("the ordo binary is not available: {0}")]
+    NoBinary(String),
+    /// Spawning failed.
+    #[error("starting {what}: {source}")]
+    Spawn {
+        /// What was started.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A command exited unsuccessfully.
+    #[error("`ordo {args}` failed: {output}")]
+    Failed {
+        /// Its arguments.
+        args: String,
+        /// Its stdout and stderr.
+        output: String,
+    },
+}
+
+/// The `ordo` binary the tests run: `ORDO_BIN` when set; otherwise the one next to the
+/// test executable (`target/<profile>/ordo`, which `cargo test --workspace` builds),
+/// building it with `cargo build -p ordo` when it is missing.
+pub fn ordo_bin() -> Result<PathBuf, ProcError> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(find_or_build)
+        .clone()
+        .map_err(ProcError::NoBinary)
+}
+
+fn find_or_build() -> Result<PathBuf, String> {
+    if let Ok(p) = std::env::var("ORDO_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // target/<profile>/deps/<test> -> target/<profile>/ordo
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| format!("unexpected test executable path {}", exe.display()))?;
+    let bin = profile_dir.join("ordo");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "-p",
+        "ordo",
+        "--features",
+        "ordo-orderer/test-faults",
+    ]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().map_err(|e| format!("running cargo: {e}"))?;
+    if !status.success() || !bin.exists() {
+        return Err(format!(
+            "`cargo build -p ordo` did not produce {}",
+            bin.display()
+        ));
+    }
+    Ok(bin)
+}
+
+/// Runs `ordo args...` to completion; returns stdout.
+pub fn run_ordo(args: &[&str]) -> Result<String, ProcError> {
+    let out = Command::new(ordo_bin()?)
+        .args(args)
+        .output()
+        .map_err(|source| ProcError::Spawn {
+            what: format!("ordo {}", args.join(" ")),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(ProcError::Failed {
+            args: args.join(" "),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Sends `sig` to `pid`.
+#[allow(unsafe_code)]
+pub fn signal(pid: u32, sig: i32) {
+    let Ok(pid) = i32::try_from(pid) else { return };
+    // SAFETY: kill(2) with plain integers on a child we spawned and have not reaped.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// A node process: its command line, log and state.
+#[derive(Debug)]
+pub struct NodeProc {
+    /// The node's name (`orderer0`, `peer1`, ...).
+    pub name: String,
+    /// `orderer` or `peer`.
+    pub kind: &'static str,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its log file (stdout and stderr, appended across restarts).
+    pub log: PathBuf,
+    /// Extra environment (e.g. `ORDO_TEST_FAULT`).
+    pub env: Vec<(String, String)>,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl NodeProc {
+    /// A node that is not running yet.
+    pub fn new(name: &str, kind: &'static str, config: PathBuf, log: PathBuf) -> Self {
+        Self {
+            name: name.to_string(),
+            kind,
+            config,
+            log,
+            env: Vec::new(),
+            child: None,
+            paused: false,
+        }
+    }
+
+    /// Starts the process (no-op while it runs; a process that exited on its own is
+    /// reaped and started again).
+    pub fn start(&mut self) -> Result<(), ProcError> {
+        if self.is_running() {
+            return Ok(());
+        }
+        if let Some(mut exited) = self.child.take() {
+            let _ = exited.wait();
+        }
+        let spawn_err = |source| ProcError::Spawn {
+            what: self.name.clone(),
+            source,
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(spawn_err)?;
+        let log2 = log.try_clone().map_err(spawn_err)?;
+        let mut cmd = Command::new(ordo_bin()?);
+        cmd.args([self.kind, "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2));
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().map_err(spawn_err)?);
+        self.paused = false;
+        Ok(())
+    }
+
+    /// Whether the process is running (possibly paused).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => false,
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+        }
+    }
+
+    /// Whether it is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// SIGKILL: a crash. Nothing is flushed that was not synced.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.paused = false;
+    }
+
+    /// SIGTERM and wait: a graceful stop. Returns whether it exited successfully.
+    pub fn stop(&mut self) -> bool {
+        self.resume();
+        match self.child.take() {
+            None => true,
+            Some(mut c) => {
+                signal(c.id(), libc::SIGTERM);
+                c.wait().map(|s| s.success()).unwrap_or(false)
+            }
+        }
+    }
+
+    /// SIGSTOP: the process freezes (a long GC pause, a stalled VM).
+    pub fn pause(&mut self) {
+        if let Some(c) = self.child.as_ref() {
+            signal(c.id(), libc::SIGSTOP);
+            self.paused = true;
+        }
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self) {
+        if let Some(c) = self.child.as_ref() {
+            if self.paused {
+                signal(c.id(), libc::SIGCONT);
+            }
+        }
+        self.paused = false;
+    }
+
+    /// The last `lines` lines of the log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,635 @@
+//! The scenario catalogue and the runner: build a network, put load on it, let the
+//! nemesis work for a while, heal, wait for progress and convergence, read every chain,
+//! check the history.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::check::{self, Expectations, Violation};
+use crate::history::{Event, History};
+use crate::load::{Load, LoadSpec, Payload};
+use crate::nemesis::Nemesis;
+use crate::net::{Backend, Net, NetError, NetSpec, NodeRef};
+use crate::observe;
+
+/// A fault pattern. Which backends it applies to is [`Scenario::applies_to`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Scenario {
+    /// Kill -9 an orderer (raft: the leader) and restart it, again and again.
+    KillLoop,
+    /// Stop and restart each orderer in turn.
+    RollingRestart,
+    /// Raft: cut one follower off, then heal.
+    MinorityPartition,
+    /// Raft: cut every orderer from every other: no majority anywhere, no progress, no
+    /// fork; then heal and resume.
+    MajorityPartition,
+    /// Raft: links between random pairs cut and healed every few hundred milliseconds.
+    FlappingLinks,
+    /// Raft: the leader cannot send to the followers, but hears them.
+    AsymmetricCut,
+    /// Raft: every link slowed and its connections reset.
+    SlowAndResetLinks,
+    /// Pause an orderer (raft: the leader, past the election timeout), then resume it.
+    PauseLeader,
+    /// Raft with a 1 MiB snapshot interval: kill followers while snapshots are taken and
+    /// sent.
+    KillDuringSnapshot,
+    /// Fill an orderer's disk (raft: a follower), then free it.
+    DiskFull,
+    /// Peers: kill -9 a peer while it commits, again and again; peers must agree.
+    PeerKilledMidCommit,
+    /// Kafka: every broker down, then up.
+    KafkaBrokersDown,
+    /// Kafka: the partition leader moves between brokers, produce requests fail.
+    KafkaLeaderMoved,
+}
+
+impl Scenario {
+    /// Every scenario.
+    pub const ALL: [Scenario; 13] = [
+        Scenario::KillLoop,
+        Scenario::RollingRestart,
+        Scenario::MinorityPartition,
+        Scenario::MajorityPartition,
+        Scenario::FlappingLinks,
+        Scenario::AsymmetricCut,
+        Scenario::SlowAndResetLinks,
+        Scenario::PauseLeader,
+        Scenario::KillDuringSnapshot,
+        Scenario::DiskFull,
+        Scenario::PeerKilledMidCommit,
+        Scenario::KafkaBrokersDown,
+        Scenario::KafkaLeaderMoved,
+    ];
+
+    /// Whether the scenario means something on `backend`.
+    pub fn applies_to(self, backend: Backend) -> bool {
+        use Scenario::*;
+        match self {
+            KillLoop | RollingRestart | PauseLeader | DiskFull | PeerKilledMidCommit => true,
+            MinorityPartition | MajorityPartition | FlappingLinks | AsymmetricCut
+            | SlowAndResetLinks | KillDuringSnapshot => backend == Backend::Raft,
+            KafkaBrokersDown | KafkaLeaderMoved => backend == Backend::Kafka,
+        }
+    }
+
+    /// Bytes of data per envelope of the orderer-only load: large where the scenario
+    /// needs the raft log to grow past its snapshot interval quickly.
+    pub fn payload_bytes(self) -> usize {
+        match self {
+            Scenario::KillDuringSnapshot => 8 * 1024,
+            _ => 200,
+        }
+    }
+
+    /// The network the scenario needs.
+    pub fn net_spec(self, backend: Backend) -> NetSpec {
+        let mut spec = NetSpec::new(backend);
+        match self {
+            Scenario::PeerKilledMidCommit => spec.peers = 2,
+            Scenario::KillDuringSnapshot => spec.raft_snapshot_bytes = 1 << 20,
+            Scenario::DiskFull => spec.orderer_disk_mb = Some(256),
+            _ => {}
+        }
+        spec
+    }
+}
+
+/// How long and how hard.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Seeds the nemesis (which node, when, how long).
+    pub seed: u64,
+    /// How long faults are injected.
+    pub fault_time: Duration,
+    /// Load clients.
+    pub clients: usize,
+    /// Envelopes each client keeps in flight.
+    pub window: usize,
+    /// The first acknowledgement after healing must come within this.
+    pub liveness_bound: Duration,
+}
+
+impl RunConfig {
+    /// The short run CI does.
+    pub fn short(seed: u64) -> Self {
+        Self {
+            seed,
+            fault_time: Duration::from_secs(6),
+            clients: 3,
+            window: 8,
+            liveness_bound: Duration::from_secs(20),
+        }
+    }
+
+    /// The long sweep (`--ignored`).
+    pub fn long(seed: u64) -> Self {
+        Self {
+            fault_time: Duration::from_secs(40),
+            clients: 4,
+            ..Self::short(seed)
+        }
+    }
+}
+
+/// The outcome of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The backend.
+    pub backend: Backend,
+    /// The nemesis seed.
+    pub seed: u64,
+    /// Faults injected.
+    pub faults: usize,
+    /// What they were, in order.
+    pub fault_log: Vec<String>,
+    /// Transactions submitted.
+    pub submitted: u64,
+    /// Transactions acknowledged.
+    pub acked: u64,
+    /// Blocks in the final chain.
+    pub blocks: u64,
+    /// What the checkers found.
+    pub violations: Vec<Violation>,
+    /// Where the history was written (when there were violations).
+    pub history_file: Option<PathBuf>,
+}
+
+impl Report {
+    /// One line for logs and the results table.
+    pub fn line(&self) -> String {
+        format!(
+            "{:?} on {}: seed {}, {} faults, {} submitted, {} acked, {} blocks, {} violations",
+            self.scenario,
+            self.backend.name(),
+            self.seed,
+            self.faults,
+            self.submitted,
+            self.acked,
+            self.blocks,
+            self.violations.len()
+        )
+    }
+}
+
+/// Runs `scenario` on a fresh `backend` network.
+pub async fn run(
+    scenario: Scenario,
+    backend: Backend,
+    cfg: &RunConfig,
+) -> Result<Report, NetError> {
+    run_with(scenario, scenario.net_spec(backend), cfg).await
+}
+
+/// Runs `scenario` on a network built from `spec` (tests that change the network, e.g.
+/// to switch a test fault on).
+pub async fn run_with(
+    scenario: Scenario,
+    spec: NetSpec,
+    cfg: &RunConfig,
+) -> Result<Report, NetError> {
+    let backend = spec.backend;
+    let mut net = Net::start(spec).await?;
+    let history = History::new();
+    let stop_observers = CancellationToken::new();
+    let mut observers = Vec::new();
+    for (i, o) in net.orderers.iter().enumerate() {
+        observers.push(observe::follow(
+            format!("orderer{i}"),
+            o.addr.clone(),
+            net.client.clone(),
+            history.clone(),
+            stop_observers.clone(),
+        ));
+    }
+    for (i, p) in net.peers.iter().enumerate() {
+        let addr = p.addr.clone();
+        let admin = p.admin.clone();
+        observers.push(observe::poll_peer(
+            format!("peer{i}"),
+            move || peer_state(addr.clone(), admin.clone()),
+            history.clone(),
+            stop_observers.clone(),
+        ));
+    }
+    let payload = if net.peers.is_empty() {
+        Payload::Message {
+            bytes: scenario.payload_bytes(),
+        }
+    } else {
+        Payload::BankWrite {
+            keys: 50,
+            endorsers: vec![net.endorsers[0].clone()],
+        }
+    };
+    let orderer_addrs: Vec<String> = net.orderers.iter().map(|o| o.addr.clone()).collect();
+    let load = Load::start(
+        LoadSpec {
+            clients: cfg.clients,
+            window: cfg.window,
+            payload,
+        },
+        orderer_addrs.clone(),
+        net.client.clone(),
+        history.clone(),
+    );
+    // Warm up: faults start once the network has ordered something.
+    let warm = tokio::time::Instant::now() + Duration::from_secs(20);
+    while load.stats.acked.load(Ordering::Relaxed) < 20 && tokio::time::Instant::now() < warm {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let (faults, scenario_violations) = {
+        let mut nemesis = Nemesis::new(&mut net, history.clone());
+        let found = inject(scenario, &mut nemesis, &mut rng, cfg.fault_time).await;
+        nemesis.heal();
+        (nemesis.faults, found)
+    };
+
+    // Progress after healing: the load keeps going until it gets acknowledgements again.
+    let healed_acks = load.stats.acked.load(Ordering::Relaxed);
+    let live = tokio::time::Instant::now() + cfg.liveness_bound;
+    while load.stats.acked.load(Ordering::Relaxed) < healed_acks + 20
+        && tokio::time::Instant::now() < live
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let submitted = load.stats.submitted.load(Ordering::Relaxed);
+    load.stop().await;
+    let acked = load_acked(&history);
+
+    converge(&net, Duration::from_secs(30)).await;
+    let mut blocks = 0;
+    for (i, o) in net.orderers.iter().enumerate() {
+        if let Ok(h) =
+            observe::record_final_chain(&format!("orderer{i}"), &o.addr, &net.client, &history)
+                .await
+        {
+            blocks = blocks.max(h);
+        }
+    }
+    // Peers: their final state once they reached the orderers' height.
+    for (i, p) in net.peers.iter().enumerate() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::time::Instant::now() < deadline {
+            if let Some((h, hash)) = peer_state(p.addr.clone(), p.admin.clone()).await {
+                if h >= blocks {
+                    history.record(Event::PeerState {
+                        peer: format!("peer{i}"),
+                        height: h,
+                        commit_hash: hex::encode(hash),
+                    });
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    stop_observers.cancel();
+    for o in observers {
+        let _ = o.await;
+    }
+
+    let records = history.snapshot();
+    let expect = Expectations {
+        committed_acks: net.spec.committed,
+        liveness_bound_ms: u64::try_from(cfg.liveness_bound.as_millis()).unwrap_or(u64::MAX),
+        full_nodes: (0..net.orderers.len())
+            .map(|i| format!("orderer{i}"))
+            .collect(),
+    };
+    let mut violations = check::all(&records, &expect);
+    violations.extend(scenario_violations);
+    // Peers that never reported a final state at the orderers' height did not catch up.
+    for i in 0..net.peers.len() {
+        let name = format!("peer{i}");
+        let reached = records.iter().any(|r| {
+            matches!(&r.event, Event::PeerState { peer, height, .. } if *peer == name && *height >= blocks)
+        });
+        if !reached {
+            violations.push(Violation::new(
+                "liveness",
+                format!("{name} did not reach height {blocks} after healing"),
+            ));
+        }
+    }
+    // The nodes' last log lines, kept for every run (overwritten by the next run of the
+    // same scenario, backend and seed).
+    let _ = std::fs::create_dir_all(results_dir());
+    let _ = std::fs::write(
+        results_dir().join(format!("{scenario:?}-{}-{}.logs", backend.name(), cfg.seed)),
+        net.logs(300),
+    );
+    let history_file = if violations.is_empty() {
+        None
+    } else {
+        let path = results_dir().join(format!(
+            "history-{scenario:?}-{}-{}.json",
+            backend.name(),
+            cfg.seed
+        ));
+        let _ = std::fs::create_dir_all(results_dir());
+        let _ = std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&records).unwrap_or_default(),
+        );
+        Some(path)
+    };
+    let fault_log = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Fault { what } => Some(format!("{} ms: {what}", r.at_ms)),
+            _ => None,
+        })
+        .collect();
+    let report = Report {
+        scenario,
+        backend,
+        seed: cfg.seed,
+        faults,
+        fault_log,
+        submitted,
+        acked,
+        blocks,
+        violations,
+        history_file,
+    };
+    append_result(&report);
+    Ok(report)
+}
+
+/// Acknowledged transactions in the history.
+fn load_acked(history: &History) -> u64 {
+    history.count(|e| {
+        matches!(
+            e,
+            Event::Ack {
+                outcome: crate::history::AckOutcome::Success { .. },
+                ..
+            }
+        )
+    }) as u64
+}
+
+/// Waits until every orderer reports the same height twice in a row (bounded).
+async fn converge(net: &Net, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut last: Option<u64> = None;
+    while tokio::time::Instant::now() < deadline {
+        let mut heights = Vec::new();
+        for i in 0..net.orderers.len() {
+            heights.push(net.info(NodeRef::Orderer(i)).await.map(|i| i.height).ok());
+        }
+        let first = heights.first().copied().flatten();
+        let same = first.is_some() && heights.iter().all(|h| *h == first);
+        if same && last == first {
+            return;
+        }
+        last = if same { first } else { None };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn peer_state(addr: String, admin: ordo_proto::identity::Identity) -> Option<(u64, Vec<u8>)> {
+    let conn = ordo_sdk::orderer::connect(&addr).await.ok()?;
+    let mut client = ordo_sdk::orderer::admin_client(conn);
+    let req = ordo_sdk::orderer::admin_request(
+        &admin,
+        crate::net::CHANNEL,
+        ordo_proto::pb::admin::admin_command::Command::Info(
+            ordo_proto::pb::admin::GetChannelInfo {
+                channel_id: crate::net::CHANNEL.into(),
+            },
+        ),
+    );
+    let resp = tokio::time::timeout(Duration::from_secs(3), client.execute(req))
+        .await
+        .ok()?
+        .ok()?
+        .into_inner();
+    let info = resp.channel?;
+    Some((info.height, info.commit_hash.to_vec()))
+}
+
+/// The heights the orderers report now (`None` for one that does not answer).
+async fn heights(net: &Net) -> Vec<Option<u64>> {
+    let mut out = Vec::new();
+    for i in 0..net.orderers.len() {
+        out.push(net.info(NodeRef::Orderer(i)).await.ok().map(|i| i.height));
+    }
+    out
+}
+
+/// The scenario's faults, for about `time`; returns what the scenario itself saw break
+/// (properties particular to it, e.g. no progress without a majority).
+async fn inject(
+    scenario: Scenario,
+    n: &mut Nemesis<'_>,
+    rng: &mut StdRng,
+    time: Duration,
+) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let end = tokio::time::Instant::now() + time;
+    let orderers = n.net.orderers.len();
+    let pause = |rng: &mut StdRng, lo: u64, hi: u64| Duration::from_millis(rng.gen_range(lo..hi));
+    match scenario {
+        Scenario::KillLoop => {
+            while tokio::time::Instant::now() < end {
+                let victim = match n.net.spec.backend {
+                    Backend::Raft => n.net.raft_leader().await.unwrap_or(0),
+                    _ => rng.gen_range(0..orderers),
+                };
+                n.kill(NodeRef::Orderer(victim));
+                tokio::time::sleep(pause(rng, 200, 1200)).await;
+                n.start(NodeRef::Orderer(victim));
+                tokio::time::sleep(pause(rng, 1000, 2500)).await;
+            }
+        }
+        Scenario::RollingRestart => {
+            for i in 0..orderers {
+                n.stop(NodeRef::Orderer(i));
+                tokio::time::sleep(pause(rng, 200, 800)).await;
+                n.start(NodeRef::Orderer(i));
+                tokio::time::sleep(pause(rng, 1500, 2500)).await;
+            }
+        }
+        Scenario::MinorityPartition => {
+            while tokio::time::Instant::now() < end {
+                let lone = rng.gen_range(0..orderers);
+                let rest: BTreeSet<usize> = (0..orderers).filter(|o| *o != lone).collect();
+                n.partition(&[BTreeSet::from([lone]), rest]);
+                tokio::time::sleep(pause(rng, 1500, 3000)).await;
+                n.heal_links();
+                tokio::time::sleep(pause(rng, 500, 1500)).await;
+            }
+        }
+        Scenario::MajorityPartition => {
+            let singles: Vec<BTreeSet<usize>> =
+                (0..orderers).map(|o| BTreeSet::from([o])).collect();
+            n.partition(&singles);
+            // Blocks already committed may still be written in the first moments; after
+            // that, without a majority, no orderer may add a block.
+            let settle = Duration::from_millis(1500).min(time / 2);
+            tokio::time::sleep(settle).await;
+            let before = heights(n.net).await;
+            tokio::time::sleep(time.saturating_sub(settle)).await;
+            let after = heights(n.net).await;
+            for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+                if let (Some(b), Some(a)) = (b, a) {
+                    if a > b {
+                        found.push(Violation::new(
+                            "no-majority-no-progress",
+                            format!("orderer{i} went from height {b} to {a} with every link cut"),
+                        ));
+                    }
+                }
+            }
+        }
+        Scenario::FlappingLinks => {
+            while tokio::time::Instant::now() < end {
+                let a = rng.gen_range(0..orderers);
+                let b = (a + rng.gen_range(1..orderers)) % orderers;
+                if rng.gen_bool(0.5) {
+                    n.cut_one_way(a, b);
+                } else {
+                    n.partition(&[
+                        BTreeSet::from([a]),
+                        (0..orderers).filter(|o| *o != a).collect(),
+                    ]);
+                }
+                tokio::time::sleep(pause(rng, 100, 600)).await;
+                n.heal_links();
+                tokio::time::sleep(pause(rng, 100, 400)).await;
+            }
+        }
+        Scenario::AsymmetricCut => {
+            while tokio::time::Instant::now() < end {
+                let leader = n.net.raft_leader().await.unwrap_or(0);
+                for f in (0..orderers).filter(|o| *o != leader) {
+                    n.cut_one_way(leader, f);
+                }
+                tokio::time::sleep(pause(rng, 1500, 3000)).await;
+                n.heal_links();
+                tokio::time::sleep(pause(rng, 500, 1500)).await;
+            }
+        }
+        Scenario::SlowAndResetLinks => {
+            while tokio::time::Instant::now() < end {
+                n.delay(pause(rng, 5, 60));
+                tokio::time::sleep(pause(rng, 500, 1500)).await;
+                n.reset_links();
+                tokio::time::sleep(pause(rng, 300, 1000)).await;
+            }
+        }
+        Scenario::PauseLeader => {
+            while tokio::time::Instant::now() < end {
+                let victim = match n.net.spec.backend {
+                    Backend::Raft => n.net.raft_leader().await.unwrap_or(0),
+                    _ => rng.gen_range(0..orderers),
+                };
+                n.pause(NodeRef::Orderer(victim));
+                // Raft: well past the election timeout (10 ticks of 50 ms, up to twice).
+                tokio::time::sleep(pause(rng, 1500, 3000)).await;
+                n.resume(NodeRef::Orderer(victim));
+                tokio::time::sleep(pause(rng, 1000, 2000)).await;
+            }
+        }
+        Scenario::KillDuringSnapshot => {
+            while tokio::time::Instant::now() < end {
+                let leader = n.net.raft_leader().await.unwrap_or(0);
+                let follower = (leader + rng.gen_range(1..orderers)) % orderers;
+                n.kill(NodeRef::Orderer(follower));
+                // Down long enough for the others to snapshot past its log.
+                tokio::time::sleep(pause(rng, 1500, 3000)).await;
+                n.start(NodeRef::Orderer(follower));
+                tokio::time::sleep(pause(rng, 200, 1500)).await;
+            }
+        }
+        Scenario::DiskFull => {
+            let victim = match n.net.spec.backend {
+                Backend::Raft => {
+                    let leader = n.net.raft_leader().await.unwrap_or(0);
+                    (leader + 1) % orderers
+                }
+                _ => rng.gen_range(0..orderers),
+            };
+            n.fill_disk(victim);
+            // RocksDB writes into the space it preallocated for its log, so a running
+            // node may not notice for a while; a crash and restart on a full disk needs
+            // new files at once (it fails to start, and starts again once freed).
+            tokio::time::sleep(pause(rng, 500, 1500)).await;
+            n.kill(NodeRef::Orderer(victim));
+            n.start(NodeRef::Orderer(victim));
+            tokio::time::sleep(time).await;
+            let running = n.net.orderers[victim].proc.is_running();
+            n.note_fact(format!(
+                "orderer{victim} running on the full disk: {running}"
+            ));
+            n.free_disks();
+        }
+        Scenario::PeerKilledMidCommit => {
+            let peers = n.net.peers.len();
+            while tokio::time::Instant::now() < end && peers > 0 {
+                let p = rng.gen_range(0..peers);
+                n.kill(NodeRef::Peer(p));
+                tokio::time::sleep(pause(rng, 200, 1000)).await;
+                n.start(NodeRef::Peer(p));
+                tokio::time::sleep(pause(rng, 500, 1500)).await;
+            }
+        }
+        Scenario::KafkaBrokersDown => {
+            while tokio::time::Instant::now() < end {
+                n.brokers_down();
+                tokio::time::sleep(pause(rng, 500, 2500)).await;
+                n.brokers_up();
+                tokio::time::sleep(pause(rng, 1000, 2500)).await;
+            }
+        }
+        Scenario::KafkaLeaderMoved => {
+            while tokio::time::Instant::now() < end {
+                n.move_partition_leader(rng.gen_range(1..=3));
+                if rng.gen_bool(0.5) {
+                    n.produce_errors(rng.gen_range(1..5));
+                }
+                tokio::time::sleep(pause(rng, 300, 1200)).await;
+            }
+        }
+    }
+    found
+}
+
+/// Where reports and failing histories go: `ORDO_CHAOS_RESULTS`, else
+/// `target/chaos` next to the test executable's profile directory.
+pub fn results_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("ORDO_CHAOS_RESULTS") {
+        return PathBuf::from(d);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| Some(e.parent()?.parent()?.parent()?.join("chaos")))
+        .unwrap_or_else(|| std::env::temp_dir().join("ordo-chaos"))
+}
+
+fn append_result(report: &Report) {
+    use std::io::Write;
+    let dir = results_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("results.jsonl"))
+    {
+        let _ = writeln!(f, "{}", serde_json::to_string(report).unwrap_or_default());
+    }
+}
