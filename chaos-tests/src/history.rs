@@ -22,6 +22,10 @@ pub struct BlockSummary {
     /// The tx ids of the block's envelopes, in order (empty string for an envelope
     /// without one).
     pub txs: Vec<String>,
+    /// SHA-256 over the envelopes' bytes, in order (hex): the header hash covers the
+    /// data only through the data hash, and a node that accepts data under a header it
+    /// does not match must show.
+    pub data_digest: String,
 }
 
 /// How Broadcast answered one envelope.

@@ -24,6 +24,7 @@
 //! `ORDO_TEST_FAULT`; a test runs one and asserts that the checker reports it.
 
 pub mod check;
+pub mod evil;
 pub mod history;
 pub mod load;
 pub mod nemesis;

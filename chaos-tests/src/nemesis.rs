@@ -40,6 +40,14 @@ impl<'a> Nemesis<'a> {
         self.history.record(Event::Fault { what });
     }
 
+    /// Records that a lying orderer served `tampered` tampered blocks (each one a fault).
+    pub fn note_lies(&mut self, tampered: u64) {
+        self.faults += usize::try_from(tampered).unwrap_or(usize::MAX);
+        self.history.record(Event::Fault {
+            what: format!("the lying orderer served {tampered} tampered blocks"),
+        });
+    }
+
     /// Records an observation made during the faults (not itself a fault).
     pub fn note_fact(&mut self, what: String) {
         self.history.record(Event::Fault {
@@ -107,6 +115,15 @@ impl<'a> Nemesis<'a> {
             l.cut_one_way(from, to);
         }
         self.note(format!("cut orderer{from} -> orderer{to}"));
+    }
+
+    /// Holds the peers' connections to every orderer proxy (they are left with their
+    /// static endpoints).
+    pub fn cut_peers_from_orderers(&mut self) {
+        if let Some(l) = &self.net.links {
+            l.cut_external();
+        }
+        self.note("cut the peers from the orderers' proxies".into());
     }
 
     /// Adds a delay to every orderer link.

@@ -97,6 +97,10 @@ pub struct NetSpec {
     /// Size of a tmpfs mounted on each orderer's data directory, so a scenario can fill
     /// the disk (None: the data lives in the temporary directory).
     pub orderer_disk_mb: Option<u64>,
+    /// Give peer 0 a lying orderer ([`crate::evil`]) as its only endpoint besides the
+    /// channel's (the proxies): when the proxies hold the peers' connections, it has
+    /// nobody else to ask.
+    pub lying_orderer: bool,
 }
 
 impl NetSpec {
@@ -111,6 +115,7 @@ impl NetSpec {
             raft_snapshot_bytes: 0,
             orderer_env: Vec::new(),
             orderer_disk_mb: None,
+            lying_orderer: false,
         }
     }
 }
@@ -136,7 +141,7 @@ pub struct Net {
     pub orderers: Vec<Node>,
     /// The peers.
     pub peers: Vec<Node>,
-    /// Link rules of the raft proxies (raft only).
+    /// Link rules of the proxies in front of the orderers.
     pub links: Option<Links>,
     /// The mock Kafka cluster (kafka only).
     pub kafka: Option<MockCluster<'static, DefaultProducerContext>>,
@@ -144,6 +149,8 @@ pub struct Net {
     pub client: Identity,
     /// Peer identities that endorse (one per org).
     pub endorsers: Vec<Identity>,
+    /// The lying orderer peer 0 asks first, when the spec wants one.
+    pub liar: Option<crate::evil::LyingOrderer>,
     /// Held for the network's lifetime: dropping a proxy stops it.
     _proxies: Vec<Proxy>,
     mounts: Vec<PathBuf>,
@@ -212,13 +219,12 @@ impl Net {
         let port = |k: usize| base + u16::try_from(k).unwrap_or(0);
         let addrs: Vec<String> = (0..n).map(|i| format!("127.0.0.1:{}", port(i))).collect();
 
-        // Raft: each consenter's endpoint is its proxy.
+        // Each orderer's endpoint in the channel config is its proxy: raft consenters
+        // reach each other through them, peers reach every orderer through them.
         let mut proxies = Vec::new();
-        let mut links = None;
-        let mut endpoints = addrs.clone();
-        if spec.backend == Backend::Raft {
-            let l = Links::new(&(0..n).map(source_ip).collect::<Vec<_>>());
-            endpoints.clear();
+        let mut endpoints = Vec::new();
+        let l = Links::new(&(0..n).map(source_ip).collect::<Vec<_>>());
+        {
             for (i, addr) in addrs.iter().enumerate() {
                 let listen: SocketAddr = format!("127.0.0.1:{}", port(2 * n + i))
                     .parse()
@@ -229,8 +235,8 @@ impl Net {
                 endpoints.push(p.listen.to_string());
                 proxies.push(p);
             }
-            links = Some(l);
         }
+        let links = Some(l);
 
         let mut kafka = None;
         let mut extra: Vec<String> = Vec::new();
@@ -300,6 +306,7 @@ impl Net {
                 .iter()
                 .map(|o| load_id(o, "peer"))
                 .collect::<Result<_, _>>()?,
+            liar: None,
             _proxies: proxies,
             mounts: Vec::new(),
             dir,
@@ -347,6 +354,9 @@ impl Net {
         }
 
         let orderer_list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+        if spec.lying_orderer {
+            net.liar = Some(crate::evil::LyingOrderer::start(addrs[0].clone()).await?);
+        }
         for (i, org) in ORGS.iter().copied().enumerate().take(spec.peers) {
             let name = format!("peer{i}");
             let node_dir = net.dir.path().join(&name);
@@ -357,11 +367,14 @@ impl Net {
             std::fs::write(
                 &config,
                 format!(
-                    "[node]\nname = \"{name}\"\nlisten_addr = \"{addr}\"\nops_listen_addr = \"127.0.0.1:{ops}\"\ndata_dir = \"data\"\n[identity]\nkey_file = \"{key}\"\ncert_file = \"{cert}\"\n[deliver]\norderer_endpoints = [{list}]\nbackoff_max_ms = 500\n[log]\nfilter = \"info\"\n",
+                    "[node]\nname = \"{name}\"\nlisten_addr = \"{addr}\"\nops_listen_addr = \"127.0.0.1:{ops}\"\ndata_dir = \"data\"\n[identity]\nkey_file = \"{key}\"\ncert_file = \"{cert}\"\n[deliver]\norderer_endpoints = [{list}]\nbackoff_max_ms = 500\navoid_ms = 1000\n[log]\nfilter = \"info\"\n",
                     ops = port(3 * n + 2 * i + 1),
                     key = id_dir.join("peer.key").display(),
                     cert = id_dir.join("peer.cert").display(),
-                    list = orderer_list.join(", "),
+                    list = match (&net.liar, i) {
+                        (Some(liar), 0) => format!("\"{}\"", liar.addr),
+                        _ => orderer_list.join(", "),
+                    },
                 ),
             )?;
             let mut proc = NodeProc::new(&name, "peer", config, node_dir.join("peer.log"));

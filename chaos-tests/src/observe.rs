@@ -30,6 +30,15 @@ pub fn summarize(b: &Block) -> BlockSummary {
             .flat_map(|d| d.data.iter())
             .map(|e| tx_id_of(e).unwrap_or_default())
             .collect(),
+        data_digest: {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            for e in b.data.iter().flat_map(|d| d.data.iter()) {
+                h.update((e.len() as u64).to_be_bytes());
+                h.update(e);
+            }
+            hex::encode(h.finalize())
+        },
     }
 }
 
@@ -135,6 +144,47 @@ pub async fn record_final_chain(
         });
     }
     Ok(blocks.len() as u64)
+}
+
+/// Records a peer's blocks `0..height` (read with its Query service) as its final chain.
+/// A block the peer cannot serve ends the read: the gaps checker then reports it.
+pub async fn record_peer_chain(
+    peer: &str,
+    addr: &str,
+    reader: &Identity,
+    height: u64,
+    history: &History,
+) {
+    use ordo_proto::pb::query::{query_client::QueryClient, query_request, GetBlock, QueryRequest};
+    let Ok(conn) = ordo_sdk::orderer::connect(addr).await else {
+        return;
+    };
+    let mut client =
+        QueryClient::new(conn).max_decoding_message_size(ordo_sdk::orderer::MAX_GRPC_MESSAGE_BYTES);
+    for number in 0..height {
+        let req = QueryRequest {
+            query: Some(query_request::Query::Block(GetBlock { number })),
+        };
+        let env = ordo_proto::envelope::create_signed(
+            reader,
+            CHANNEL,
+            ordo_proto::pb::common::HeaderType::Message,
+            req.encode_to_vec().into(),
+            ordo_proto::now_ms(),
+        )
+        .0;
+        let Ok(resp) = client.query(env).await else {
+            return;
+        };
+        let Some(block) = resp.into_inner().block else {
+            return;
+        };
+        history.record(Event::Block {
+            node: peer.to_string(),
+            source: BlockSource::Final,
+            block: summarize(&block),
+        });
+    }
 }
 
 /// Polls a peer's channel info and records each new (height, commit hash), until `stop`.

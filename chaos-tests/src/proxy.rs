@@ -34,6 +34,8 @@ struct Rules {
     cut: HashSet<(usize, usize)>,
     /// Added to every chunk in both directions.
     delay: Duration,
+    /// Connections from addresses that are no node's (peers) are held.
+    external_cut: bool,
 }
 
 /// The link rules shared by every proxy of a network. Cloning shares them.
@@ -99,6 +101,12 @@ impl Links {
         }
     }
 
+    /// Cuts every connection that does not come from a node (the peers': they reach the
+    /// orderers through these proxies): open ones hang, new ones are closed at once.
+    pub fn cut_external(&self) {
+        self.write().external_cut = true;
+    }
+
     /// Adds `delay` to every chunk on every link.
     pub fn set_delay(&self, delay: Duration) {
         self.write().delay = delay;
@@ -109,6 +117,7 @@ impl Links {
         let mut r = self.write();
         r.cut.clear();
         r.delay = Duration::ZERO;
+        r.external_cut = false;
     }
 
     /// Drops every open connection through any proxy (both ends see the connection
@@ -122,6 +131,13 @@ impl Links {
         self.read().cut.contains(&(from, to))
     }
 
+    fn held(&self, direction: Direction) -> bool {
+        match direction {
+            Direction::Nodes(a, b) => self.is_cut(a, b),
+            Direction::External => self.read().external_cut,
+        }
+    }
+
     fn delay(&self) -> Duration {
         self.read().delay
     }
@@ -129,6 +145,15 @@ impl Links {
     fn node_of(&self, ip: IpAddr) -> Option<usize> {
         self.nodes.get(&ip).copied()
     }
+}
+
+/// Which way the bytes of one half of a connection go.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    /// From node `.0` to node `.1`.
+    Nodes(usize, usize),
+    /// To or from something that is no node (a peer).
+    External,
 }
 
 /// One proxy: listens on `listen`, forwards to the node it stands for.
@@ -160,6 +185,10 @@ impl Proxy {
                 let links = links.clone();
                 tokio::spawn(async move {
                     let source = links.node_of(peer.ip());
+                    if source.is_none() && links.held(Direction::External) {
+                        // Cut off: new connections are refused at once (held ones hang).
+                        return;
+                    }
                     if let Ok(outbound) = TcpStream::connect(target).await {
                         relay(inbound, outbound, source, node, links).await;
                     }
@@ -183,24 +212,23 @@ async fn relay(
     let mut reset = links.reset.subscribe();
     let (in_read, in_write) = inbound.into_split();
     let (out_read, out_write) = outbound.into_split();
-    let forward = pump(
-        in_read,
-        out_write,
-        source.map(|s| (s, target)),
-        links.clone(),
-    );
-    let backward = pump(out_read, in_write, source.map(|s| (target, s)), links);
+    let (forward, backward) = match source {
+        Some(s) => (Direction::Nodes(s, target), Direction::Nodes(target, s)),
+        None => (Direction::External, Direction::External),
+    };
+    let forward = pump(in_read, out_write, forward, links.clone());
+    let backward = pump(out_read, in_write, backward, links);
     tokio::select! {
         _ = async { tokio::join!(forward, backward) } => {}
         _ = reset.changed() => {}
     }
 }
 
-/// Copies one direction; `direction` is (from, to) when both ends are known nodes.
+/// Copies one direction.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    direction: Option<(usize, usize)>,
+    direction: Direction,
     links: Links,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -209,10 +237,8 @@ async fn pump(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some((a, b)) = direction {
-            while links.is_cut(a, b) {
-                tokio::time::sleep(HOLD_POLL).await;
-            }
+        while links.held(direction) {
+            tokio::time::sleep(HOLD_POLL).await;
         }
         let delay = links.delay();
         if !delay.is_zero() {

@@ -50,11 +50,15 @@ pub enum Scenario {
     KafkaBrokersDown,
     /// Kafka: the partition leader moves between brokers, produce requests fail.
     KafkaLeaderMoved,
+    /// Peers: one peer's first orderer endpoint relays blocks and tampers with every
+    /// third; it must refuse them, fall back to an honest orderer, and agree with the
+    /// other peer.
+    TamperedBlock,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 13] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::KillLoop,
         Scenario::RollingRestart,
         Scenario::MinorityPartition,
@@ -68,13 +72,15 @@ impl Scenario {
         Scenario::PeerKilledMidCommit,
         Scenario::KafkaBrokersDown,
         Scenario::KafkaLeaderMoved,
+        Scenario::TamperedBlock,
     ];
 
     /// Whether the scenario means something on `backend`.
     pub fn applies_to(self, backend: Backend) -> bool {
         use Scenario::*;
         match self {
-            KillLoop | RollingRestart | PauseLeader | DiskFull | PeerKilledMidCommit => true,
+            KillLoop | RollingRestart | PauseLeader | DiskFull | PeerKilledMidCommit
+            | TamperedBlock => true,
             MinorityPartition | MajorityPartition | FlappingLinks | AsymmetricCut
             | SlowAndResetLinks | KillDuringSnapshot => backend == Backend::Raft,
             KafkaBrokersDown | KafkaLeaderMoved => backend == Backend::Kafka,
@@ -95,6 +101,10 @@ impl Scenario {
         let mut spec = NetSpec::new(backend);
         match self {
             Scenario::PeerKilledMidCommit => spec.peers = 2,
+            Scenario::TamperedBlock => {
+                spec.peers = 2;
+                spec.lying_orderer = true;
+            }
             Scenario::KillDuringSnapshot => spec.raft_snapshot_bytes = 1 << 20,
             Scenario::DiskFull => spec.orderer_disk_mb = Some(256),
             _ => {}
@@ -116,6 +126,9 @@ pub struct RunConfig {
     pub window: usize,
     /// The first acknowledgement after healing must come within this.
     pub liveness_bound: Duration,
+    /// Append the report to `results.jsonl` (the results table); off for runs that
+    /// break a promise on purpose.
+    pub record: bool,
 }
 
 impl RunConfig {
@@ -127,6 +140,7 @@ impl RunConfig {
             clients: 3,
             window: 8,
             liveness_bound: Duration::from_secs(20),
+            record: true,
         }
     }
 
@@ -279,7 +293,9 @@ pub async fn run_with(
             blocks = blocks.max(h);
         }
     }
-    // Peers: their final state once they reached the orderers' height.
+    // Peers: their final state once they reached the orderers' height, and their chain
+    // (which must be the orderers', block for block: a tampered block committed shows as
+    // a fork).
     for (i, p) in net.peers.iter().enumerate() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while tokio::time::Instant::now() < deadline {
@@ -290,6 +306,8 @@ pub async fn run_with(
                         height: h,
                         commit_hash: hex::encode(hash),
                     });
+                    observe::record_peer_chain(&format!("peer{i}"), &p.addr, &p.admin, h, &history)
+                        .await;
                     break;
                 }
             }
@@ -365,7 +383,9 @@ pub async fn run_with(
         violations,
         history_file,
     };
-    append_result(&report);
+    if cfg.record {
+        append_result(&report);
+    }
     Ok(report)
 }
 
@@ -588,6 +608,20 @@ async fn inject(
                 tokio::time::sleep(pause(rng, 500, 1500)).await;
             }
         }
+        Scenario::TamperedBlock => {
+            // Peer 0 is left with the lying orderer only; it lies for as long as it is
+            // asked.
+            n.cut_peers_from_orderers();
+            // Their open streams break; new connections to the proxies hang.
+            n.reset_links();
+            tokio::time::sleep(time).await;
+            let tampered = n
+                .net
+                .liar
+                .as_ref()
+                .map_or(0, |l| l.tampered.load(Ordering::Relaxed));
+            n.note_lies(tampered);
+        }
         Scenario::KafkaBrokersDown => {
             while tokio::time::Instant::now() < end {
                 n.brokers_down();
@@ -609,15 +643,20 @@ async fn inject(
     found
 }
 
-/// Where reports and failing histories go: `ORDO_CHAOS_RESULTS`, else
-/// `target/chaos` next to the test executable's profile directory.
+/// Where reports and failing histories go: `ORDO_CHAOS_RESULTS`, else `chaos/` in the
+/// cargo target directory the running executable was built in (the ancestor cargo marks
+/// with `CACHEDIR.TAG`).
 pub fn results_dir() -> PathBuf {
     if let Ok(d) = std::env::var("ORDO_CHAOS_RESULTS") {
         return PathBuf::from(d);
     }
     std::env::current_exe()
         .ok()
-        .and_then(|e| Some(e.parent()?.parent()?.parent()?.join("chaos")))
+        .and_then(|e| {
+            e.ancestors()
+                .find(|dir| dir.join("CACHEDIR.TAG").exists())
+                .map(|target| target.join("chaos"))
+        })
         .unwrap_or_else(|| std::env::temp_dir().join("ordo-chaos"))
 }
 

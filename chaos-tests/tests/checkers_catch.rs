@@ -24,7 +24,11 @@ async fn acking_before_the_block_is_durable_is_caught() {
     spec.batch_timeout_ms = 2_000;
     spec.max_message_count = 10_000;
     spec.orderer_env = vec![("ORDO_TEST_FAULT".into(), "ack-before-durable".into())];
-    let report = scenario::run_with(Scenario::KillLoop, spec, &RunConfig::short(11))
+    let cfg = RunConfig {
+        record: false,
+        ..RunConfig::short(11)
+    };
+    let report = scenario::run_with(Scenario::KillLoop, spec, &cfg)
         .await
         .expect("the network runs");
     println!("{}", report.line());

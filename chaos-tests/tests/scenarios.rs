@@ -1,6 +1,7 @@
 //! The scenario catalogue over real processes: each scenario on each backend it applies
-//! to, a short run each (CI); `cargo test -p ordo-chaos --test scenarios -- --ignored`
-//! runs the long sweep with several seeds.
+//! to, a short run each (CI; `ORDO_CHAOS_SEED_OFFSET=N` shifts every seed);
+//! `cargo test -p ordo-chaos --test scenarios -- --ignored` runs the long sweep with
+//! several seeds (`ORDO_CHAOS_SEEDS`, default 3).
 //!
 //! Runs are serialised (one network at a time): two clusters on two cores would turn
 //! every timeout into a coin toss. A failing run prints its report and leaves the history
@@ -65,6 +66,7 @@ short!(solo_rolling_restart, RollingRestart, Solo, 2);
 short!(solo_pause, PauseLeader, Solo, 3);
 short!(solo_disk_full, DiskFull, Solo, 4);
 short!(solo_peer_killed_mid_commit, PeerKilledMidCommit, Solo, 5);
+short!(solo_tampered_block, TamperedBlock, Solo, 6);
 
 short!(raft_leader_kill_loop, KillLoop, Raft, 11);
 short!(raft_rolling_restart, RollingRestart, Raft, 12);
@@ -77,6 +79,7 @@ short!(raft_pause_leader, PauseLeader, Raft, 18);
 short!(raft_kill_during_snapshot, KillDuringSnapshot, Raft, 19);
 short!(raft_disk_full_follower, DiskFull, Raft, 20);
 short!(raft_peer_killed_mid_commit, PeerKilledMidCommit, Raft, 21);
+short!(raft_tampered_block, TamperedBlock, Raft, 22);
 
 short!(kafka_orderer_kill_loop, KillLoop, Kafka, 31);
 short!(kafka_rolling_restart, RollingRestart, Kafka, 32);
@@ -85,6 +88,7 @@ short!(kafka_brokers_down, KafkaBrokersDown, Kafka, 34);
 short!(kafka_leader_moved, KafkaLeaderMoved, Kafka, 35);
 short!(kafka_disk_full, DiskFull, Kafka, 36);
 short!(kafka_peer_killed_mid_commit, PeerKilledMidCommit, Kafka, 37);
+short!(kafka_tampered_block, TamperedBlock, Kafka, 38);
 
 /// The long sweep: every scenario on every backend it applies to, several seeds each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,14 @@
-//! Seeded simulations of the cores: 1,000 seeds per core in every test run (a few
-//! seconds); `ORDO_SIM_SEED=N` replays one seed, `ORDO_SIM_SEEDS=N` sweeps more.
+//! Seeded simulations of the cores: 1,000 seeds of the cutter and the kafka core in every
+//! test run (seconds); the raft core, which writes real ledgers, runs `RAFT_CI_SEEDS`
+//! here and 1,000+ in the sweep (`ordo-sim --core raft --seeds 1000`).
+//! `ORDO_SIM_SEED=N` replays one seed, `ORDO_SIM_SEEDS=N` sweeps more.
 
 use ordo_chaos::sim;
 
-fn seeds() -> (u64, u64) {
+/// Raft seeds per test run (each writes three real ledgers).
+const RAFT_CI_SEEDS: u64 = 20;
+
+fn seeds(default: u64) -> (u64, u64) {
     if let Some(seed) = std::env::var("ORDO_SIM_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -13,12 +18,12 @@ fn seeds() -> (u64, u64) {
     let count = std::env::var("ORDO_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000);
+        .unwrap_or(default);
     (0, count)
 }
 
-fn sweep(core: &str) {
-    let (from, count) = seeds();
+fn sweep(core: &str, default_seeds: u64) {
+    let (from, count) = seeds(default_seeds);
     let failures = sim::sweep(core, from, count).expect("known core");
     assert!(
         failures.is_empty(),
@@ -35,12 +40,31 @@ fn sweep(core: &str) {
 
 #[test]
 fn cutter_thousand_seeds() {
-    sweep("cutter");
+    sweep("cutter", 1_000);
 }
 
 #[test]
 fn kafka_core_thousand_seeds() {
-    sweep("kafka");
+    sweep("kafka", 1_000);
+}
+
+#[test]
+fn raft_core_seeds() {
+    sweep("raft", RAFT_CI_SEEDS);
+}
+
+#[test]
+fn a_raft_seed_replays_exactly() {
+    let a = sim::raft::run(7).expect("seed 7 passes");
+    let b = sim::raft::run(7).expect("seed 7 passes");
+    assert_eq!(
+        (a.submitted, a.acked, a.crashes, a.lost, a.blocks),
+        (b.submitted, b.acked, b.crashes, b.lost, b.blocks)
+    );
+    assert!(
+        a.acked > 10 && a.crashes > 0 && a.lost > 0,
+        "the run did something: {a:?}"
+    );
 }
 
 #[test]

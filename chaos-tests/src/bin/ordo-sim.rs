@@ -7,15 +7,22 @@
 //! ```
 //!
 //! Exits 1 when a seed breaks a property, printing the seed and what broke.
+//! `ORDO_SIM_LOG=debug` (a tracing filter) prints the nodes' logs while replaying.
 
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: ordo-sim --core cutter|kafka (--seed N | --seeds COUNT [--from N])");
+    eprintln!("usage: ordo-sim --core cutter|kafka|raft (--seed N | --seeds COUNT [--from N])");
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
+    if let Ok(filter) = std::env::var("ORDO_SIM_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |flag: &str| -> Option<&String> {
         args.iter()
@@ -39,21 +46,30 @@ fn main() -> ExitCode {
         }
         _ => return usage(),
     };
-    match ordo_chaos::sim::sweep(core, from, count) {
-        Err(e) => {
-            eprintln!("{e}");
-            usage()
+    // Seed by seed, so that a long sweep shows progress and a hang names its seed.
+    let mut failures = Vec::new();
+    for seed in from..from.saturating_add(count) {
+        if count > 1 {
+            eprint!("\rseed {seed} ({} failed so far)   ", failures.len());
         }
-        Ok(failures) if failures.is_empty() => {
-            println!("{core}: seeds {from}..{} passed", from + count);
-            ExitCode::SUCCESS
-        }
-        Ok(failures) => {
-            for f in &failures {
-                println!("FAIL {f}");
+        match ordo_chaos::sim::sweep(core, seed, 1) {
+            Err(e) => {
+                eprintln!("{e}");
+                return usage();
             }
-            println!("{core}: {} of {count} seeds failed", failures.len());
-            ExitCode::from(1)
+            Ok(f) => failures.extend(f),
         }
     }
+    if count > 1 {
+        eprintln!();
+    }
+    if failures.is_empty() {
+        println!("{core}: seeds {from}..{} passed", from + count);
+        return ExitCode::SUCCESS;
+    }
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    println!("{core}: {} of {count} seeds failed", failures.len());
+    ExitCode::from(1)
 }

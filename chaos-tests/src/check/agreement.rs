@@ -25,7 +25,10 @@ pub fn check(history: &[Record]) -> Vec<Violation> {
                 first.insert(block.number, (node, block));
             }
             Some((seen_node, seen)) => {
-                if seen.hash != block.hash || seen.txs != block.txs {
+                if seen.hash != block.hash
+                    || seen.txs != block.txs
+                    || seen.data_digest != block.data_digest
+                {
                     out.push(Violation::new(
                         PROPERTY,
                         format!(
@@ -71,5 +74,28 @@ mod tests {
         let v = check(&h);
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(v[0].detail.contains("fork at block 2"), "{}", v[0]);
+
+        // The same header and tx ids over other bytes (a tampered envelope) is a fork too.
+        let mut tampered = a[1].clone();
+        tampered.data_digest.push('!');
+        let h = vec![
+            at(
+                1,
+                Event::Block {
+                    node: "o0".into(),
+                    source: BlockSource::Final,
+                    block: a[1].clone(),
+                },
+            ),
+            at(
+                2,
+                Event::Block {
+                    node: "p0".into(),
+                    source: BlockSource::Final,
+                    block: tampered,
+                },
+            ),
+        ];
+        assert_eq!(check(&h).len(), 1);
     }
 }

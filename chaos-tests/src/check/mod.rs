@@ -106,6 +106,7 @@ pub(crate) mod tests {
             hash: format!("h{number}-{}", txs.join("+")),
             previous: previous.to_string(),
             txs: txs.iter().map(|t| t.to_string()).collect(),
+            data_digest: format!("d{number}-{}", txs.join("+")),
         }
     }
 

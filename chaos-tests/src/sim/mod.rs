@@ -9,11 +9,15 @@
 //!   produces and delivery reports, arbitrary consumption interleavings, duplicate
 //!   time-to-cut messages, racing config updates, and crashes that keep only written
 //!   blocks.
+//! - [`raft`]: three consenters running the orderer's raft loop turn by turn over real
+//!   ledgers, with messages lost, duplicated and reordered, nodes cut off, crashed
+//!   (keeping only synced data) and restarted, and a simulated clock.
 
 use std::fmt;
 
 pub mod cutter;
 pub mod kafka;
+pub mod raft;
 
 /// A seed whose run broke a property.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +47,8 @@ pub fn sweep(core: &str, from: u64, count: u64) -> Result<Vec<SimFailure>, Strin
     let run: fn(u64) -> Result<(), SimFailure> = match core {
         "cutter" => |s| cutter::run(s).map(|_| ()),
         "kafka" => |s| kafka::run(s).map(|_| ()),
-        other => return Err(format!("unknown core {other:?} (cutter, kafka)")),
+        "raft" => |s| raft::run(s).map(|_| ()),
+        other => return Err(format!("unknown core {other:?} (cutter, kafka, raft)")),
     };
     Ok((from..from.saturating_add(count))
         .filter_map(|seed| run(seed).err())

@@ -15,9 +15,9 @@ use bytes::Bytes;
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeType, Entry, EntryType, Message as RaftMessage, Snapshot,
+    ConfChange, ConfChangeType, Entry, EntryType, Message as RaftMessage, MessageType, Snapshot,
 };
-use raft::{RawNode, StateRole, Storage};
+use raft::{RawNode, SnapshotStatus, StateRole, Storage};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -117,9 +117,13 @@ pub(super) struct Driver {
     evicted: bool,
     /// The runtime that runs the network side (block pulls block on it).
     handle: tokio::runtime::Handle,
+    /// A simulator's clock; `None` reads the real one.
+    clock: Option<super::stepped::ManualClock>,
+    /// Followers sent a snapshot in this turn's `Ready`, reported after it.
+    snapshots_sent: Vec<u64>,
 }
 
-enum Input {
+pub(super) enum Input {
     Step(u64, Vec<u8>),
     Proposal(Proposal),
     Timer,
@@ -166,16 +170,34 @@ pub(super) fn tx_id_of(envelope_bytes: &[u8]) -> Option<String> {
     payload.header.map(|h| h.tx_id)
 }
 
+/// How the raft loop talks to the chain that owns it.
+pub(super) struct Links {
+    /// What the loop publishes (leader, term, ...).
+    pub shared: Arc<Shared>,
+    /// Envelopes for the leader.
+    pub proposals: mpsc::Receiver<Proposal>,
+    /// Raft messages from other nodes.
+    pub steps: mpsc::Receiver<(u64, Vec<u8>)>,
+    /// Cancelled to stop the loop.
+    pub halt: CancellationToken,
+    /// Set when the loop stopped on a storage failure.
+    pub failed: Arc<AtomicBool>,
+}
+
 impl Driver {
     pub(super) fn new(
         support: Arc<ChainSupport>,
         setup: &RaftSetup,
-        shared: Arc<Shared>,
-        proposals: mpsc::Receiver<Proposal>,
-        steps: mpsc::Receiver<(u64, Vec<u8>)>,
-        halt: CancellationToken,
-        failed: Arc<AtomicBool>,
+        links: Links,
+        clock: Option<super::stepped::ManualClock>,
     ) -> Result<Self, ChainError> {
+        let Links {
+            shared,
+            proposals,
+            steps,
+            halt,
+            failed,
+        } = links;
         let storage = LogStorage::open(support.ledger().consensus_log(), &setup.voters)
             .map_err(|e| ChainError::Storage(e.to_string()))?;
         let applied = applied_index_of(&support).max(storage.first_index().unwrap_or(1) - 1);
@@ -235,7 +257,7 @@ impl Driver {
             failed,
             cutter: BlockCutter::new(limits),
             batch_deadline: None,
-            next_tick: Instant::now() + opts.tick_interval,
+            next_tick: clock.as_ref().map_or_else(Instant::now, |c| c.now()) + opts.tick_interval,
             inflight: BTreeMap::new(),
             applied,
             applied_term: 0,
@@ -244,10 +266,17 @@ impl Driver {
             last_conf_index: applied,
             evicted: false,
             handle: tokio::runtime::Handle::current(),
+            clock,
+            snapshots_sent: Vec::new(),
             support,
         };
         driver.publish();
         Ok(driver)
+    }
+
+    /// The time: the simulator's when it gave a clock, the real one otherwise.
+    fn now(&self) -> Instant {
+        self.clock.as_ref().map_or_else(Instant::now, |c| c.now())
     }
 
     pub(super) fn channel_id(&self) -> &str {
@@ -266,67 +295,87 @@ impl Driver {
         let mut draining_until: Option<std::time::Instant> = None;
         loop {
             let input = self.next_input(handle, draining_until.is_some());
-            match input {
-                Input::Halt => {
-                    if self.role != StateRole::Leader {
-                        break;
-                    }
-                    // A leader finishes what it took (queued, pending, in flight) and
-                    // waits, briefly, for the blocks to commit.
-                    draining_until =
-                        Some(std::time::Instant::now() + std::time::Duration::from_secs(5));
-                }
-                Input::Step(from, m) => self.step(from, &m),
-                Input::Proposal(p) => self.propose(p),
-                Input::Timer => {}
-            }
-            // Take what else is already waiting, up to a bound.
-            for _ in 0..MAX_STEPS_PER_TURN {
-                match self.steps.try_recv() {
-                    Ok((from, m)) => self.step(from, &m),
-                    Err(_) => break,
-                }
-            }
-            for _ in 0..MAX_PROPOSALS_PER_TURN {
-                if draining_until.is_some() || !self.accepting() {
-                    break;
-                }
-                match self.proposals.try_recv() {
-                    Ok(p) => self.propose(p),
-                    Err(_) => break,
-                }
-            }
-            self.on_timers();
-            match self.on_ready() {
-                Ok(()) => {}
-                Err(Stop::Halted) => break,
-                Err(Stop::Failed(e)) => {
-                    error!(channel = self.channel_id(), error = %e, "raft storage failed; the chain stops");
-                    self.failed.store(true, Ordering::Release);
-                    self.support
-                        .fail_all_waiters(&format!("raft storage failure: {e}"));
-                    break;
-                }
-            }
-            self.publish();
-            if self.role != StateRole::Leader {
-                // Envelopes queued while this node led: whoever waits for them learns
-                // that it no longer does (they would otherwise sit in the queue).
-                while let Ok(p) = self.proposals.try_recv() {
-                    let e = self.not_leader_error();
-                    self.answer(p.done, &p.request.tx_id, Err(e));
-                }
-            }
-            if self.evicted {
-                self.leave();
+            if !self.turn(input, &mut draining_until) {
                 break;
             }
-            if let Some(until) = draining_until {
-                if self.drain_for_halt() || std::time::Instant::now() >= until {
-                    break;
+        }
+        self.finish();
+    }
+
+    /// One turn of the loop: `input`, then what else is already waiting (bounded), the
+    /// timers, raft's `Ready`. False when the loop must stop. The thread of a
+    /// [`super::RaftChain`] runs turns as inputs arrive; a [`super::SteppedRaft`] lets its
+    /// caller run them (simulation).
+    pub(super) fn turn(
+        &mut self,
+        input: Input,
+        draining_until: &mut Option<std::time::Instant>,
+    ) -> bool {
+        match input {
+            Input::Halt => {
+                if self.role != StateRole::Leader {
+                    return false;
                 }
+                // A leader finishes what it took (queued, pending, in flight) and
+                // waits, briefly, for the blocks to commit.
+                *draining_until =
+                    Some(std::time::Instant::now() + std::time::Duration::from_secs(5));
+            }
+            Input::Step(from, m) => self.step(from, &m),
+            Input::Proposal(p) => self.propose(p),
+            Input::Timer => {}
+        }
+        // Take what else is already waiting, up to a bound.
+        for _ in 0..MAX_STEPS_PER_TURN {
+            match self.steps.try_recv() {
+                Ok((from, m)) => self.step(from, &m),
+                Err(_) => break,
             }
         }
+        for _ in 0..MAX_PROPOSALS_PER_TURN {
+            if draining_until.is_some() || !self.accepting() {
+                break;
+            }
+            match self.proposals.try_recv() {
+                Ok(p) => self.propose(p),
+                Err(_) => break,
+            }
+        }
+        self.on_timers();
+        match self.on_ready() {
+            Ok(()) => {}
+            Err(Stop::Halted) => return false,
+            Err(Stop::Failed(e)) => {
+                error!(channel = self.channel_id(), error = %e, "raft storage failed; the chain stops");
+                self.failed.store(true, Ordering::Release);
+                self.support
+                    .fail_all_waiters(&format!("raft storage failure: {e}"));
+                return false;
+            }
+        }
+        self.publish();
+        if self.role != StateRole::Leader {
+            // Envelopes queued while this node led: whoever waits for them learns
+            // that it no longer does (they would otherwise sit in the queue).
+            while let Ok(p) = self.proposals.try_recv() {
+                let e = self.not_leader_error();
+                self.answer(p.done, &p.request.tx_id, Err(e));
+            }
+        }
+        if self.evicted {
+            self.leave();
+            return false;
+        }
+        if let Some(until) = *draining_until {
+            if self.drain_for_halt() || std::time::Instant::now() >= until {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// After the last turn: nobody may wait forever for an answer.
+    pub(super) fn finish(mut self) {
         self.shared.is_leader.store(false, Ordering::Release);
         self.shared.accepting.store(false, Ordering::Release);
         self.reject_pending("the raft chain is shutting down");
@@ -409,7 +458,7 @@ impl Driver {
     }
 
     fn on_timers(&mut self) {
-        let now = Instant::now();
+        let now = self.now();
         while now >= self.next_tick {
             self.raw.tick();
             self.next_tick += self.options.tick_interval;
@@ -485,7 +534,7 @@ impl Driver {
                 }
                 self.batch_deadline = if o.pending {
                     self.batch_deadline
-                        .or(Some(Instant::now() + self.support.state().batch_timeout))
+                        .or(Some(self.now() + self.support.state().batch_timeout))
                 } else {
                     None
                 };
@@ -641,12 +690,30 @@ impl Driver {
         }
     }
 
-    fn send(&self, messages: Vec<RaftMessage>) {
+    fn send(&mut self, messages: Vec<RaftMessage>) {
         for m in messages {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.snapshots_sent.push(m.to);
+            }
             match m.write_to_bytes() {
                 Ok(bytes) => self.transport.send(m.to, bytes),
                 Err(e) => warn!(error = %e, "raft message does not encode"),
             }
+        }
+    }
+
+    /// Tells raft that the snapshots it asked to send were handed to the transport.
+    ///
+    /// A leader that sent a snapshot pauses replication to that follower until the
+    /// application reports the snapshot's fate. The transport is best effort (a full queue
+    /// or a dead connection drops the message), so waiting for a delivery report would
+    /// leave the follower behind for good when the snapshot is lost — found by the raft
+    /// simulation in `chaos-tests/` (seed 13: a follower stuck 7 blocks behind forever).
+    /// Reported as finished, the leader probes the follower: it answers from the snapshot
+    /// if it got it, and otherwise its rejection makes the leader send a new one.
+    fn report_snapshots(&mut self) {
+        for to in std::mem::take(&mut self.snapshots_sent) {
+            self.raw.report_snapshot(to, SnapshotStatus::Finish);
         }
     }
 
@@ -689,6 +756,7 @@ impl Driver {
         self.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
+        self.report_snapshots();
         self.maybe_compact()?;
         Ok(())
     }

@@ -42,9 +42,11 @@ use crate::support::ChainSupport;
 mod driver;
 mod logger;
 pub mod membership;
+pub mod stepped;
 pub mod storage;
 pub mod transport;
 
+pub use stepped::{ManualClock, SteppedRaft};
 pub use transport::{LocalNetwork, RaftTransport};
 
 /// Forwarded envelopes remembered for a leader change (oldest forgotten first; far more
@@ -294,11 +296,14 @@ impl RaftChain {
         let driver = driver::Driver::new(
             support.clone(),
             &setup,
-            shared.clone(),
-            prx,
-            srx,
-            halt.clone(),
-            failed.clone(),
+            driver::Links {
+                shared: shared.clone(),
+                proposals: prx,
+                steps: srx,
+                halt: halt.clone(),
+                failed: failed.clone(),
+            },
+            None,
         )?;
         let handle = tokio::runtime::Handle::current();
         let channel = driver.channel_id().to_string();
