@@ -609,9 +609,28 @@ impl Sim {
             .iter()
             .map(|n| n.up.as_ref().is_some_and(|(_, r)| r.is_leader()))
             .collect();
+        let waiting: Vec<String> = self
+            .waiters
+            .iter()
+            .take(5)
+            .map(|w| {
+                let in_chain = self.nodes.iter().any(|n| n.txs.contains(&w.tx));
+                format!(
+                    "{} on {} (taken answer {}, in a chain: {in_chain})",
+                    &w.tx[..8],
+                    self.nodes[w.node].name,
+                    if w.taken.is_some() {
+                        "pending"
+                    } else {
+                        "received"
+                    }
+                )
+            })
+            .collect();
         Err(self.fail(format!(
-            "no convergence after the faults stopped: heights {heights:?}, leaders {leaders:?}, {} envelopes still waiting",
-            self.waiters.len()
+            "no convergence after the faults stopped: heights {heights:?}, leaders {leaders:?}, {} envelopes still waiting: {}",
+            self.waiters.len(),
+            waiting.join("; ")
         )))
     }
 

@@ -85,6 +85,8 @@ struct Inflight {
     hash: Hash,
     tx_ids: Vec<String>,
     is_config: bool,
+    /// The term it was proposed in.
+    term: u64,
 }
 
 pub(super) struct Driver {
@@ -663,6 +665,7 @@ impl Driver {
                         hash: block::hash(&block),
                         tx_ids,
                         is_config,
+                        term: self.raw.raft.term,
                     },
                 );
             }
@@ -930,6 +933,7 @@ impl Driver {
             if e.term > self.applied_term {
                 self.applied_term = e.term;
                 self.forget_lost_forwards(e.term);
+                self.forget_proposals_before(e.term);
             }
             match e.get_entry_type() {
                 EntryType::EntryNormal if !e.data.is_empty() => {
@@ -1261,6 +1265,31 @@ impl Driver {
                 &id,
                 "the raft leader that took the envelope failed before ordering it; resubmit".into(),
             );
+        }
+    }
+
+    /// Blocks this node proposed in a term before `term` and has not written: lost. The
+    /// same argument as for forwards — entries are applied in log order, so once an entry
+    /// of `term` is applied, no entry of an earlier term will be applied after it. Without
+    /// this, a deposed leader's lost proposal waited for its height to be written by
+    /// someone; when no more envelopes came, its committed-mode waiters waited forever
+    /// (found by the raft simulation, seed 30).
+    fn forget_proposals_before(&mut self, term: u64) {
+        let lost: Vec<u64> = self
+            .inflight
+            .iter()
+            .filter(|(_, b)| b.term < term)
+            .map(|(n, _)| *n)
+            .collect();
+        for number in lost {
+            if let Some(b) = self.inflight.remove(&number) {
+                for id in b.tx_ids {
+                    self.support.notify_rejected(
+                        &id,
+                        "the raft leader changed before the envelope was ordered; resubmit".into(),
+                    );
+                }
+            }
         }
     }
 
