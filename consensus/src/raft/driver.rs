@@ -802,6 +802,14 @@ impl Driver {
             .apply_snapshot(snap)
             .map_err(|e| e.to_string())?;
         self.applied = meta.index;
+        // What entries would have told this node one by one, the snapshot tells at once:
+        // its proposals below the snapshot's height are decided (by the blocks now in the
+        // ledger), and those of earlier terms above it are lost.
+        self.settle_written_proposals();
+        if meta.term > self.applied_term {
+            self.forget_lost_forwards(meta.term);
+            self.forget_proposals_before(meta.term);
+        }
         self.applied_term = meta.term;
         self.last_conf_index = meta.index;
         self.on_config_applied();
@@ -1289,6 +1297,36 @@ impl Driver {
                         "the raft leader changed before the envelope was ordered; resubmit".into(),
                     );
                 }
+            }
+        }
+    }
+
+    /// This node's proposals for heights the ledger already holds (written from pulled
+    /// blocks, after a snapshot): envelopes the block written there does not carry were
+    /// lost, and their waiters learn it (those it carries learned their block when it was
+    /// written). Before, such proposals stayed in flight forever and their committed-mode
+    /// waiters never heard (found by the raft simulation, seed 785).
+    fn settle_written_proposals(&mut self) {
+        let height = self.support.height();
+        let decided = {
+            let rest = self.inflight.split_off(&height);
+            std::mem::replace(&mut self.inflight, rest)
+        };
+        for (number, proposed) in decided {
+            let carried: HashSet<String> = match self.support.ledger().block(number) {
+                Ok(Some(b)) => b
+                    .data
+                    .iter()
+                    .flat_map(|d| d.data.iter())
+                    .filter_map(|e| tx_id_of(e))
+                    .collect(),
+                _ => HashSet::new(),
+            };
+            for id in proposed.tx_ids.iter().filter(|id| !carried.contains(*id)) {
+                self.support.notify_rejected(
+                    id,
+                    "the raft leader changed before the envelope was ordered; resubmit".into(),
+                );
             }
         }
     }
