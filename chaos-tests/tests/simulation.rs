@@ -53,6 +53,18 @@ fn raft_core_seeds() {
     sweep("raft", RAFT_CI_SEEDS);
 }
 
+/// Seeds that found bugs (chaos-tests/RESULTS.md), replayed in every run: 13 (a lost
+/// snapshot stopped replication), 30 (a deposed leader's lost proposal left its waiters
+/// hanging), 785 (proposals under a snapshot were never settled).
+#[test]
+fn raft_regression_seeds() {
+    for seed in [13, 30, 785] {
+        if let Err(f) = sim::raft::run(seed) {
+            panic!("regression: {f}");
+        }
+    }
+}
+
 #[test]
 fn a_raft_seed_replays_exactly() {
     let a = sim::raft::run(7).expect("seed 7 passes");
