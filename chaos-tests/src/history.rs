@@ -101,6 +101,16 @@ pub enum Event {
         /// What, in words (`kill orderer1`, `partition {0} | {1,2}`, ...).
         what: String,
     },
+    /// A node's process ended without the nemesis killing or stopping it (and not on a
+    /// disk the nemesis filled).
+    Exited {
+        /// The node.
+        node: String,
+        /// How it ended (exit code or signal).
+        status: String,
+        /// The panic or last error its log shows, if any.
+        last_words: String,
+    },
     /// Every fault was undone: from here on the system must make progress.
     Healed,
 }

@@ -13,6 +13,8 @@ use crate::net::{Net, NodeRef};
 
 /// Name of the file that fills a node's disk.
 const FILLER: &str = "chaos-filler";
+/// How the OS says a disk is full (ENOSPC), in a node's last error.
+const DISK_FULL: &str = "No space left on device";
 
 /// Does faults to one network and remembers what it must undo.
 pub struct Nemesis<'a> {
@@ -38,6 +40,7 @@ impl<'a> Nemesis<'a> {
     fn note(&mut self, what: String) {
         self.faults += 1;
         self.history.record(Event::Fault { what });
+        reap_exits(self.net, &self.history);
     }
 
     /// Records that a lying orderer served `tampered` tampered blocks (each one a fault).
@@ -213,11 +216,8 @@ impl<'a> Nemesis<'a> {
         if self.net.kafka.is_some() {
             self.brokers_up();
         }
-        let refs: Vec<NodeRef> = (0..self.net.orderers.len())
-            .map(NodeRef::Orderer)
-            .chain((0..self.net.peers.len()).map(NodeRef::Peer))
-            .collect();
-        for r in refs {
+        reap_exits(self.net, &self.history);
+        for r in all_nodes(self.net) {
             if self.net.node(r).proc.is_paused() {
                 self.resume(r);
             }
@@ -226,6 +226,42 @@ impl<'a> Nemesis<'a> {
             }
         }
         self.history.record(Event::Healed);
+    }
+}
+
+fn all_nodes(net: &Net) -> Vec<NodeRef> {
+    (0..net.orderers.len())
+        .map(NodeRef::Orderer)
+        .chain((0..net.peers.len()).map(NodeRef::Peer))
+        .collect()
+}
+
+/// Reaps every node whose process ended on its own and records how. A node that stopped
+/// because a write found its disk full (the nemesis fills disks) kept its promise — it
+/// stops rather than acknowledge what it could not write — and that is noted as an
+/// observation; any other exit is an [`Event::Exited`], which [`crate::check::exits`]
+/// reports. Runs after every fault, when healing and once the run is over, so no crash goes
+/// unseen (before, healing quietly restarted crashed nodes: a node that crashed on every
+/// start showed only as a missing chain).
+pub fn reap_exits(net: &mut Net, history: &History) {
+    for r in all_nodes(net) {
+        let node = net.node_mut(r);
+        let Some(status) = node.proc.reap_if_exited() else {
+            continue;
+        };
+        let name = node.proc.name.clone();
+        let last_words = node.proc.last_words();
+        if last_words.contains(DISK_FULL) {
+            history.record(Event::Fault {
+                what: format!("observed: {name} stopped on a full disk ({status})"),
+            });
+        } else {
+            history.record(Event::Exited {
+                node: name,
+                status: status.to_string(),
+                last_words,
+            });
+        }
     }
 }
 

@@ -181,6 +181,33 @@ impl NodeProc {
         }
     }
 
+    /// If the process ended on its own (not by [`NodeProc::kill`] or [`NodeProc::stop`],
+    /// which reap it themselves), reaps it and says how it ended.
+    pub fn reap_if_exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        self.paused = false;
+        Some(status)
+    }
+
+    /// The line of the log that says why the process died: the last panic message, or
+    /// else the last error (a `tracing` ERROR line or the binary's final `error:` line;
+    /// empty when there is neither).
+    pub fn last_words(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        if let Some(i) = lines.iter().rposition(|l| l.contains("panicked at")) {
+            let message = lines.get(i + 1).copied().unwrap_or_default();
+            return format!("{} {}", lines[i].trim(), message.trim());
+        }
+        lines
+            .iter()
+            .rev()
+            .find(|l| l.contains("ERROR") || l.starts_with("error:"))
+            .map(|l| l.trim().to_string())
+            .unwrap_or_default()
+    }
+
     /// Whether it is paused.
     pub fn is_paused(&self) -> bool {
         self.paused

@@ -314,6 +314,8 @@ pub async fn run_with(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    // A node that died after healing (while converging, or on the final reads) counts too.
+    crate::nemesis::reap_exits(&mut net, &history);
     stop_observers.cancel();
     for o in observers {
         let _ = o.await;

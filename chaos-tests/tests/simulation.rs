@@ -1,6 +1,7 @@
 //! Seeded simulations of the cores: 1,000 seeds of the cutter and the kafka core in every
 //! test run (seconds); the raft core, which writes real ledgers, runs `RAFT_CI_SEEDS`
-//! here and 1,000+ in the sweep (`ordo-sim --core raft --seeds 1000`).
+//! here and 1,000+ in the sweep (`ordo-sim --core raft --seeds 1000`), and as many with
+//! crashes inside turns (`raft-torn`).
 //! `ORDO_SIM_SEED=N` replays one seed, `ORDO_SIM_SEEDS=N` sweeps more.
 
 use ordo_chaos::sim;
@@ -61,6 +62,24 @@ fn raft_regression_seeds() {
     for seed in [13, 30, 785] {
         if let Err(f) = sim::raft::run(seed) {
             panic!("regression: {f}");
+        }
+    }
+}
+
+#[test]
+fn raft_torn_seeds() {
+    sweep("raft-torn", RAFT_CI_SEEDS);
+}
+
+/// Crashes inside a turn: seeds that found a ledger ahead of the raft state on restart
+/// (raft-rs refused to start; chaos-tests/RESULTS.md) — 4, 6, 7 (commit index behind the
+/// last block), 8 (blocks pulled for a snapshot the log never recorded).
+#[test]
+fn raft_torn_regression_seeds() {
+    for seed in [4, 6, 7, 8] {
+        match sim::sweep("raft-torn", seed, 1) {
+            Ok(failures) => assert!(failures.is_empty(), "regression: {}", failures[0]),
+            Err(e) => panic!("{e}"),
         }
     }
 }

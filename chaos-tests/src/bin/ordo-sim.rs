@@ -12,7 +12,9 @@
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: ordo-sim --core cutter|kafka|raft (--seed N | --seeds COUNT [--from N])");
+    eprintln!(
+        "usage: ordo-sim --core cutter|kafka|raft|raft-torn (--seed N | --seeds COUNT [--from N])"
+    );
     ExitCode::from(2)
 }
 

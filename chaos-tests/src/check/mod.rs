@@ -9,6 +9,7 @@
 //! | [`submitted`] | every transaction in a chain was submitted by a client |
 //! | [`peers`] | peers that reached the same height report the same commit (state) hash |
 //! | [`liveness`] | once the faults healed, transactions are acknowledged again within the bound |
+//! | [`exits`] | no node process ends unless the nemesis ended it (or its disk was full) |
 //!
 //! A checker returns every violation it finds, each naming the property and the evidence;
 //! an empty list is a pass. Each has unit tests that feed it a broken history.
@@ -22,6 +23,7 @@ use crate::history::{BlockSource, BlockSummary, Event, Record};
 pub mod acked;
 pub mod agreement;
 pub mod duplicates;
+pub mod exits;
 pub mod gaps;
 pub mod liveness;
 pub mod peers;
@@ -75,6 +77,7 @@ pub fn all(history: &[Record], expect: &Expectations) -> Vec<Violation> {
     v.extend(submitted::check(history));
     v.extend(peers::check(history));
     v.extend(liveness::check(history, expect));
+    v.extend(exits::check(history));
     v
 }
 

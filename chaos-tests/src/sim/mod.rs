@@ -11,7 +11,8 @@
 //!   blocks.
 //! - [`raft`]: three consenters running the orderer's raft loop turn by turn over real
 //!   ledgers, with messages lost, duplicated and reordered, nodes cut off, crashed
-//!   (keeping only synced data) and restarted, and a simulated clock.
+//!   (keeping only synced data) and restarted, and a simulated clock; `raft-torn` also
+//!   crashes nodes inside a turn, between two of their writes.
 
 use std::fmt;
 
@@ -42,15 +43,41 @@ impl fmt::Display for SimFailure {
     }
 }
 
-/// Runs seeds `from..from + count` of `core`; returns every failure.
+/// One seed of one core.
+type RunSeed = fn(u64) -> Result<(), SimFailure>;
+
+/// Runs seeds `from..from + count` of `core`; returns every failure. A seed whose run
+/// panics (in the simulator or in the code under test) is a failure like any other, named
+/// by its seed, and the sweep goes on.
 pub fn sweep(core: &str, from: u64, count: u64) -> Result<Vec<SimFailure>, String> {
-    let run: fn(u64) -> Result<(), SimFailure> = match core {
-        "cutter" => |s| cutter::run(s).map(|_| ()),
-        "kafka" => |s| kafka::run(s).map(|_| ()),
-        "raft" => |s| raft::run(s).map(|_| ()),
-        other => return Err(format!("unknown core {other:?} (cutter, kafka, raft)")),
+    let (name, run): (&'static str, RunSeed) = match core {
+        "cutter" => ("cutter", |s| cutter::run(s).map(|_| ())),
+        "kafka" => ("kafka", |s| kafka::run(s).map(|_| ())),
+        "raft" => ("raft", |s| raft::run(s).map(|_| ())),
+        "raft-torn" => ("raft-torn", |s| raft::run_torn(s).map(|_| ())),
+        other => {
+            return Err(format!(
+                "unknown core {other:?} (cutter, kafka, raft, raft-torn)"
+            ))
+        }
     };
     Ok((from..from.saturating_add(count))
-        .filter_map(|seed| run(seed).err())
+        .filter_map(|seed| match std::panic::catch_unwind(|| run(seed)) {
+            Ok(outcome) => outcome.err(),
+            Err(panic) => Some(SimFailure {
+                core: name,
+                seed,
+                step: 0,
+                what: format!("panicked: {}", panic_message(panic.as_ref())),
+            }),
+        })
         .collect())
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(no message)".into())
 }

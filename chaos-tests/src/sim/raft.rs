@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 
 use ordo_consensus::chain::{BoxFuture, ChainError, OrderRequest};
 use ordo_consensus::raft::{
-    raft_id, ManualClock, RaftOptions, RaftSetup, RaftTransport, SteppedRaft,
+    raft_id, CrashPoint, ManualClock, RaftOptions, RaftSetup, RaftTransport, SteppedRaft,
 };
 use ordo_consensus::ChainSupport;
 use ordo_ledger::BlockStore;
@@ -162,6 +162,8 @@ struct Node {
 
 struct Sim {
     seed: u64,
+    /// Crashes may also stop a node inside a turn, between two writes.
+    torn: bool,
     step: usize,
     rng: StdRng,
     clock: ManualClock,
@@ -223,10 +225,23 @@ fn options(seed: u64) -> RaftOptions {
     }
 }
 
-/// Runs one seed.
+/// Runs one seed; crashes come between turns.
 pub fn run(seed: u64) -> Result<RaftSimStats, SimFailure> {
+    run_with(seed, false)
+}
+
+/// Runs one seed where half the crashes stop a node inside a turn instead, at one of the
+/// [`CrashPoint`]s between two of its writes (the `raft-torn` core): a crash between turns
+/// always finds a turn's writes complete, and the bug of a ledger ahead of the raft state
+/// after a restart (found by the `raft_leader_kill_loop` chaos scenario) hid there.
+pub fn run_torn(seed: u64) -> Result<RaftSimStats, SimFailure> {
+    run_with(seed, true)
+}
+
+fn run_with(seed: u64, torn: bool) -> Result<RaftSimStats, SimFailure> {
+    let core = if torn { "raft-torn" } else { "raft" };
     let fail = |what: String| SimFailure {
-        core: "raft",
+        core,
         seed,
         step: 0,
         what,
@@ -236,7 +251,7 @@ pub fn run(seed: u64) -> Result<RaftSimStats, SimFailure> {
         .build()
         .map_err(|e| fail(format!("runtime: {e}")))?;
     let _context = runtime.enter();
-    let mut sim = Sim::new(seed).map_err(fail)?;
+    let mut sim = Sim::new(seed, torn).map_err(fail)?;
     for step in 0..SAFETY_STEPS {
         sim.step = step;
         sim.safety_step()?;
@@ -247,7 +262,7 @@ pub fn run(seed: u64) -> Result<RaftSimStats, SimFailure> {
 }
 
 impl Sim {
-    fn new(seed: u64) -> Result<Self, String> {
+    fn new(seed: u64, torn: bool) -> Result<Self, String> {
         let shm = std::path::Path::new("/dev/shm");
         let dir = if shm.is_dir() {
             tempfile::Builder::new().prefix("ordo-sim").tempdir_in(shm)
@@ -305,6 +320,7 @@ impl Sim {
         let genesis = ordo_proto::config::genesis_block(&config, 1).map_err(|e| e.to_string())?;
         let mut sim = Self {
             seed,
+            torn,
             step: 0,
             rng: StdRng::seed_from_u64(seed),
             clock: ManualClock::new(),
@@ -403,6 +419,11 @@ impl Sim {
         };
         let alive = f(raft);
         self.check_node(i)?;
+        if !alive && self.nodes[i].up.as_ref().is_some_and(|(_, r)| r.crashed()) {
+            // An armed crash point stopped it mid-turn: it is dead like any crashed node.
+            self.crash(i);
+            return Ok(());
+        }
         if !alive && self.nodes[i].up.as_ref().is_some_and(|(_, r)| r.stopped()) {
             return Err(self.fail(format!("{} stopped (storage failure)", self.nodes[i].name)));
         }
@@ -540,7 +561,18 @@ impl Sim {
                 let up = self.up_nodes();
                 if up.len() > 1 {
                     let i = up[self.rng.gen_range(0..up.len())];
-                    self.crash(i);
+                    if self.torn && self.rng.gen_bool(0.5) {
+                        let point = match self.rng.gen_range(0..3) {
+                            0 => CrashPoint::AfterApply,
+                            1 => CrashPoint::AfterPersist,
+                            _ => CrashPoint::AfterBlockPull,
+                        };
+                        if let Some((_, raft)) = self.nodes[i].up.as_mut() {
+                            raft.set_crash_point(Some(point));
+                        }
+                    } else {
+                        self.crash(i);
+                    }
                 }
             }
             87..=94 => {
@@ -566,6 +598,11 @@ impl Sim {
 
     fn liveness(&mut self) -> Result<(), SimFailure> {
         self.cut.clear();
+        for n in &mut self.nodes {
+            if let Some((_, raft)) = n.up.as_mut() {
+                raft.set_crash_point(None);
+            }
+        }
         for i in 0..NODES {
             if self.nodes[i].up.is_none() {
                 self.start(i)

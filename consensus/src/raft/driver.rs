@@ -60,12 +60,30 @@ enum Stop {
     Halted,
     /// Storage, or a peer's data, failed in a way the loop cannot get past.
     Failed(String),
+    /// The simulator's crash point was reached (never in a running orderer).
+    Crashed,
 }
 
 impl From<String> for Stop {
     fn from(e: String) -> Self {
         Stop::Failed(e)
     }
+}
+
+/// Points inside a turn between two durable writes, where a simulated crash can stop the
+/// loop ([`super::SteppedRaft::set_crash_point`]). A crash between turns finds every write of a
+/// turn done; the windows inside one are where the raft state and the ledger disagree
+/// after a restart (see [`super::recovery`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Committed entries written to the ledger as blocks; the `Ready`'s entries and hard
+    /// state (its commit index) not yet persisted.
+    AfterApply,
+    /// The `Ready` persisted; its messages not sent, the light ready not handled.
+    AfterPersist,
+    /// A snapshot's missing blocks pulled into the ledger; the snapshot not yet recorded
+    /// in the raft state.
+    AfterBlockPull,
 }
 
 /// An envelope in the cutter, with its tx id for answering waiters.
@@ -121,6 +139,11 @@ pub(super) struct Driver {
     handle: tokio::runtime::Handle,
     /// A simulator's clock; `None` reads the real one.
     clock: Option<super::stepped::ManualClock>,
+    /// Where a simulated crash stops the loop mid-turn (see [`CrashPoint`]); `None`
+    /// outside simulation.
+    pub(super) crash_at: Option<CrashPoint>,
+    /// Set when the loop stopped at `crash_at`.
+    pub(super) crashed: bool,
     /// Followers sent a snapshot in this turn's `Ready`, reported after it.
     snapshots_sent: Vec<u64>,
 }
@@ -130,17 +153,6 @@ pub(super) enum Input {
     Proposal(Proposal),
     Timer,
     Halt,
-}
-
-fn applied_index_of(support: &ChainSupport) -> u64 {
-    let height = support.height();
-    let Some(last) = height.checked_sub(1) else {
-        return 0;
-    };
-    match support.ledger().block(last) {
-        Ok(Some(b)) => raft_position(&b).map(|(i, _)| i).unwrap_or(0),
-        _ => 0,
-    }
 }
 
 /// A node's election jitter in `0..election_tick` from `seed` (SplitMix64 of the seed and
@@ -200,9 +212,10 @@ impl Driver {
             halt,
             failed,
         } = links;
-        let storage = LogStorage::open(support.ledger().consensus_log(), &setup.voters)
+        let mut storage = LogStorage::open(support.ledger().consensus_log(), &setup.voters)
             .map_err(|e| ChainError::Storage(e.to_string()))?;
-        let applied = applied_index_of(&support).max(storage.first_index().unwrap_or(1) - 1);
+        let (applied, _) = super::recovery::reconcile(&mut storage, &support)
+            .map_err(|e| ChainError::Storage(e.to_string()))?;
         let opts = setup.options;
         // raft-rs draws each election timeout from [min, max) with its own thread RNG;
         // a seeded run fixes every node's timeout instead (distinct per node, so that
@@ -269,11 +282,22 @@ impl Driver {
             evicted: false,
             handle: tokio::runtime::Handle::current(),
             clock,
+            crash_at: None,
+            crashed: false,
             snapshots_sent: Vec::new(),
             support,
         };
         driver.publish();
         Ok(driver)
+    }
+
+    /// Stops the loop here when the simulator armed a crash at `here`: everything written
+    /// so far stays, nothing after it happens — a process killed between two writes.
+    fn crash_point(&mut self, here: CrashPoint) -> Result<(), Stop> {
+        if self.crash_at == Some(here) {
+            return Err(Stop::Crashed);
+        }
+        Ok(())
     }
 
     /// The time: the simulator's when it gave a clock, the real one otherwise.
@@ -347,6 +371,10 @@ impl Driver {
         match self.on_ready() {
             Ok(()) => {}
             Err(Stop::Halted) => return false,
+            Err(Stop::Crashed) => {
+                self.crashed = true;
+                return false;
+            }
             Err(Stop::Failed(e)) => {
                 error!(channel = self.channel_id(), error = %e, "raft storage failed; the chain stops");
                 self.failed.store(true, Ordering::Release);
@@ -733,6 +761,7 @@ impl Driver {
             self.install_snapshot(&snap)?;
         }
         self.apply(ready.take_committed_entries())?;
+        self.crash_point(CrashPoint::AfterApply)?;
         let entries = ready.take_entries();
         let hs = ready.hs().cloned();
         let started = std::time::Instant::now();
@@ -746,6 +775,7 @@ impl Driver {
                 Ordering::Relaxed,
             );
         }
+        self.crash_point(CrashPoint::AfterPersist)?;
         if !ready.persisted_messages().is_empty() {
             self.send(ready.take_persisted_messages());
         }
@@ -784,6 +814,7 @@ impl Driver {
         );
         if self.support.height() <= number {
             self.pull_blocks_to(number, hash)?;
+            self.crash_point(CrashPoint::AfterBlockPull)?;
         } else {
             let ours = self
                 .support

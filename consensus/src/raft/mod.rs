@@ -42,10 +42,12 @@ use crate::support::ChainSupport;
 mod driver;
 mod logger;
 pub mod membership;
+mod recovery;
 pub mod stepped;
 pub mod storage;
 pub mod transport;
 
+pub use driver::CrashPoint;
 pub use stepped::{ManualClock, SteppedRaft};
 pub use transport::{LocalNetwork, RaftTransport};
 

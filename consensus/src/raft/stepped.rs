@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chain::{ChainError, OrderRequest};
 use crate::support::ChainSupport;
 
-use super::driver::{Driver, Input, Links};
+use super::driver::{CrashPoint, Driver, Input, Links};
 use super::{Proposal, RaftSetup, Shared};
 
 /// A clock that moves only when told: the simulated time of every node of a run.
@@ -70,6 +70,7 @@ pub struct SteppedRaft {
     shared: Arc<Shared>,
     failed: Arc<AtomicBool>,
     draining_until: Option<std::time::Instant>,
+    crashed: bool,
 }
 
 impl SteppedRaft {
@@ -106,6 +107,7 @@ impl SteppedRaft {
             shared,
             failed,
             draining_until: None,
+            crashed: false,
         })
     }
 
@@ -160,9 +162,23 @@ impl SteppedRaft {
         self.shared.term.load(Ordering::Acquire)
     }
 
-    /// Whether the node stopped (storage failure or its own removal).
+    /// Whether the node stopped (storage failure, its own removal, or a crash point).
     pub fn stopped(&self) -> bool {
         self.driver.is_none() || self.failed.load(Ordering::Acquire)
+    }
+
+    /// Arms a crash (or, with `None`, disarms it): the next turn that reaches `point`
+    /// stops there, between two writes, and the node is dead (drop it and start it again,
+    /// as after a kill). Turns that do not reach the point run as usual.
+    pub fn set_crash_point(&mut self, point: Option<CrashPoint>) {
+        if let Some(d) = self.driver.as_mut() {
+            d.crash_at = point;
+        }
+    }
+
+    /// Whether an armed crash point stopped the node.
+    pub fn crashed(&self) -> bool {
+        self.crashed
     }
 
     fn turn(&mut self, input: Input) -> bool {
@@ -173,7 +189,12 @@ impl SteppedRaft {
             return true;
         }
         if let Some(d) = self.driver.take() {
-            d.finish();
+            if d.crashed {
+                // A crash answers no one: the waiters' senders just go away.
+                self.crashed = true;
+            } else {
+                d.finish();
+            }
         }
         false
     }

@@ -185,6 +185,24 @@ impl LogStorage {
         Ok(())
     }
 
+    /// Raises the commit index to `commit` (synced): the ledger showed that entries up to
+    /// it were applied, so they were committed (see [`super::recovery`]).
+    pub fn raise_commit(&mut self, commit: u64) -> Result<(), LogStorageError> {
+        if commit <= self.hard_state.commit {
+            return Ok(());
+        }
+        let mut hs = self.hard_state.clone();
+        hs.commit = commit;
+        let bytes = encode(&hs);
+        self.log.write(&LogUpdate {
+            records: vec![(HARD_STATE, bytes.as_slice())],
+            sync: true,
+            ..LogUpdate::default()
+        })?;
+        self.hard_state = hs;
+        Ok(())
+    }
+
     /// Records a membership change applied from the log (synced).
     pub fn set_conf_state(&mut self, cs: ConfState) -> Result<(), LogStorageError> {
         let bytes = encode(&cs);

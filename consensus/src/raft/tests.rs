@@ -684,3 +684,139 @@ async fn a_seeded_group_elects_a_leader_and_orders() {
     c.converged(&expected).await;
     c.stop_all().await;
 }
+
+/// Opens the stopped node `id`'s ledger and raft state.
+fn open_stopped(c: &Cluster, id: u64) -> (BlockStore, super::storage::LogStorage) {
+    let store = BlockStore::open(&c.dir.path().join(format!("node{id}"))).expect("ledger");
+    let storage = super::storage::LogStorage::open(store.consensus_log(), &[]).expect("raft state");
+    (store, storage)
+}
+
+/// The raft index of the entry that wrote `store`'s last block.
+fn last_entry(store: &BlockStore) -> u64 {
+    let last = store
+        .block(store.height() - 1)
+        .expect("read")
+        .expect("block");
+    super::raft_position(&last).expect("raft position").0
+}
+
+/// A crash between writing a block and recording the commit index that covers it leaves
+/// the ledger ahead of the raft state; raft-rs refuses to start with an applied index
+/// above the commit index (it panicked, so the orderer could never start again — the
+/// chaos scenario `raft_leader_kill_loop`, seed 11). The start raises the commit index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_commit_index_lags_its_ledger_restarts() {
+    let mut c = Cluster::new(3, 4);
+    c.start_all();
+    let leader = c.leader().await;
+    let follower = c.ids.iter().copied().find(|i| *i != leader).expect("node");
+    let mut expected = Vec::new();
+    for i in 0..20 {
+        let r = c.request(i);
+        expected.push(r.tx_id.clone());
+        c.order(leader, r).await;
+    }
+    c.converged(&expected).await;
+    c.stop(follower).await;
+
+    // The crash window, as the stopped node's disk would show it.
+    let lowered = {
+        let (store, mut storage) = open_stopped(&c, follower);
+        let applied = last_entry(&store);
+        storage.set_commit(applied - 2).expect("commit lowered");
+        // What the start finds and repairs.
+        let support =
+            ChainSupport::new(store, member(&c.ca, Role::Orderer, "probe")).expect("support");
+        let (at, what) = super::recovery::reconcile(&mut storage, &support).expect("reconciled");
+        assert_eq!(at, applied);
+        assert_eq!(
+            what,
+            super::recovery::Reconciled::CommitRaised {
+                from: applied - 2,
+                to: applied
+            }
+        );
+        assert_eq!(
+            storage.hard_state().commit,
+            applied,
+            "the repair is recorded"
+        );
+        storage
+            .set_commit(applied - 2)
+            .expect("commit lowered again");
+        applied - 2
+    };
+    assert!(lowered > 0);
+
+    // The real start path: before the repair, raft-rs panicked here.
+    c.start(follower);
+    for i in 20..30 {
+        let r = c.request(i);
+        expected.push(r.tx_id.clone());
+        c.order(follower, r).await;
+    }
+    c.converged(&expected).await;
+    c.stop_all().await;
+}
+
+/// A crash while installing a snapshot — the missing blocks pulled into the ledger, the
+/// snapshot not yet recorded in the raft state — leaves blocks in the ledger whose entries
+/// the log never had. The start restarts the log at the last block's entry, with the
+/// membership of the configuration in force, and the node replicates from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_ledger_holds_blocks_its_log_lacks_restarts() {
+    let mut c = Cluster::with_consenters(3, 0, 4);
+    c.start_all();
+    let leader = c.leader().await;
+    let behind = c.ids.iter().copied().find(|i| *i != leader).expect("node");
+    let mut expected = Vec::new();
+    for i in 0..5 {
+        let r = c.request(i);
+        expected.push(r.tx_id.clone());
+        c.order(leader, r).await;
+    }
+    c.converged(&expected).await;
+    c.stop(behind).await;
+    for i in 5..25 {
+        let r = c.request(i);
+        expected.push(r.tx_id.clone());
+        c.order(leader, r).await;
+    }
+    c.converged(&expected).await;
+
+    // The blocks the stopped node would have pulled, written to its ledger; its raft log
+    // still ends where it stopped.
+    let source = blocks(&c.nodes[&leader].0);
+    let applied = {
+        let (store, storage) = open_stopped(&c, behind);
+        let log_end = storage.last_index_now();
+        for b in &source[store.height() as usize..] {
+            store.append(b).expect("pulled block");
+        }
+        let applied = last_entry(&store);
+        assert!(applied > log_end, "the ledger is ahead of the log");
+        applied
+    };
+
+    c.start(behind);
+    for i in 25..35 {
+        let r = c.request(i);
+        expected.push(r.tx_id.clone());
+        c.order(behind, r).await;
+    }
+    c.converged(&expected).await;
+    c.stop_all().await;
+
+    // The start recorded a snapshot at the last block's entry, with the configured voters.
+    let (_, storage) = open_stopped(&c, behind);
+    assert_eq!(
+        raft::Storage::first_index(&storage).expect("first index"),
+        applied + 1
+    );
+    let mut voters = storage.conf_state().voters.clone();
+    voters.sort_unstable();
+    let mut ids = c.ids.clone();
+    ids.sort_unstable();
+    assert_eq!(voters, ids, "membership from the configuration in force");
+}
