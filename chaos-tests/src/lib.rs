@@ -13,11 +13,13 @@
 //! per file) read it and report violations with their evidence. A failing run leaves its
 //! history and the nodes' logs under `target/chaos/`.
 //!
-//! **Seeded simulations of the cores.** [`sim`] runs the pure cores — the block cutter
-//! and the kafka core with several orderers on one simulated partition — under a
-//! deterministic simulator: message loss, duplication and reordering where the protocol
-//! allows them, crashes that keep only what was durable, a safety phase then a liveness
-//! phase. A failure names its seed; the same seed replays it exactly.
+//! **Seeded simulations of the cores.** [`sim`] runs the cores — the block cutter, the
+//! kafka core with several orderers on one simulated partition, and the orderer's raft
+//! loop turn by turn over real ledgers — under a deterministic simulator: message loss,
+//! duplication and reordering where the protocol allows them, crashes that keep only what
+//! was durable (between turns, and for `raft-torn` inside a turn, between two writes), a
+//! safety phase then a liveness phase. A failure names its seed; the same seed replays it
+//! exactly.
 //!
 //! The checkers can fail: the `ordo-orderer/test-faults` feature (turned on by this
 //! crate's dev-dependency) compiles in faults that break one promise each, switched on by
