@@ -28,11 +28,9 @@ use ordo_ledger::BlockStore;
 use ordo_peer::committer::Committer;
 use ordo_peer::validator::{validate_block, TxValidationCode, ValidationContext, Version};
 use ordo_proto::block;
-use ordo_proto::cert;
-use ordo_proto::identity::Identity;
+use ordo_proto::identity::{Enrollment, Identity};
 use ordo_proto::pb::common::{
-    AckMode, BatchSize, Certificate, CertificateBody, ChaincodeDefinition, ChannelConfig,
-    OrdererConfig, Organization, Role,
+    AckMode, BatchSize, ChaincodeDefinition, ChannelConfig, OrdererConfig, Organization, Role,
 };
 use ordo_proto::pb::peer::ChaincodeResponse;
 use ordo_proto::policy::build as policy;
@@ -52,25 +50,11 @@ struct Consortium {
     endorsers: [Identity; 2],
 }
 
-/// A member of `org` with a fresh key, its certificate made by `issue` (the org's CA).
-fn member(
-    issue: &dyn Fn(CertificateBody) -> Certificate,
-    org: &str,
-    role: Role,
-    serial: u64,
-) -> Identity {
+/// A member of `org` with a fresh key, enrolled by the org's CA key `ca`.
+fn member(ca: &ed25519_dalek::SigningKey, org: &str, role: Role, serial: u64) -> Identity {
     let key = ordo_proto::crypto::generate_signing_key();
-    let body = CertificateBody {
-        org: org.into(),
-        role: role as i32,
-        subject: format!("{}@{org}", role.as_str_name().to_lowercase()),
-        public_key: key.verifying_key().to_bytes().to_vec().into(),
-        not_before: 0,
-        not_after: u64::MAX / 2,
-        issuer_public_key: Bytes::new(),
-        serial,
-    };
-    Identity::new(key, issue(body).encode_to_vec().into()).expect("identity")
+    let name = role.as_str_name().to_lowercase();
+    Identity::enroll(ca, key, &Enrollment::new(org, role, &name).serial(serial))
 }
 
 fn consortium() -> Consortium {
@@ -79,11 +63,10 @@ fn consortium() -> Consortium {
     let mut client = None;
     for (i, org) in ORGS.iter().enumerate() {
         let ca = ordo_proto::crypto::generate_signing_key();
-        let issue = |body| cert::issue(&ca, body);
         roots.push(ca.verifying_key().to_bytes().to_vec());
-        peers.push(member(&issue, org, Role::Peer, 1));
+        peers.push(member(&ca, org, Role::Peer, 1));
         if i == 0 {
-            client = Some(member(&issue, org, Role::Client, 2));
+            client = Some(member(&ca, org, Role::Client, 2));
         }
     }
     let config = ChannelConfig {

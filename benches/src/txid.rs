@@ -39,30 +39,15 @@ pub(crate) fn envelope_tx_id(envelope: &Bytes) -> Option<Bytes> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use ordo_proto::cert;
     use ordo_proto::envelope::create_signed_with_nonce;
-    use ordo_proto::identity::Identity;
-    use ordo_proto::pb::common::{CertificateBody, HeaderType, Role};
+    use ordo_proto::identity::{Enrollment, Identity};
+    use ordo_proto::pb::common::{HeaderType, Role};
 
     /// A client identity issued by a throwaway CA.
     pub(crate) fn test_identity() -> Identity {
         let ca = ordo_proto::crypto::generate_signing_key();
         let key = ordo_proto::crypto::generate_signing_key();
-        let body = CertificateBody {
-            org: "BankA".into(),
-            role: Role::Client as i32,
-            subject: "client@BankA".into(),
-            public_key: key.verifying_key().to_bytes().to_vec().into(),
-            not_before: 0,
-            not_after: u64::MAX,
-            issuer_public_key: Default::default(),
-            serial: 1,
-        };
-        let cert_bytes = cert::issue(&ca, body).encode_to_vec();
-        match Identity::new(key, cert_bytes.into()) {
-            Ok(id) => id,
-            Err(e) => panic!("test identity: {e}"),
-        }
+        Identity::enroll(&ca, key, &Enrollment::new("BankA", Role::Client, "client"))
     }
 
     #[test]

@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ordo_bench::{run_orderer_bench, OrdererBenchOptions, OrdererBenchReport};
-use ordo_proto::cert;
 use ordo_proto::envelope::unpack;
-use ordo_proto::identity::Identity;
-use ordo_proto::pb::common::{Block, BlockData, CertificateBody, Envelope, Role, Status};
+use ordo_proto::identity::{Enrollment, Identity};
+use ordo_proto::pb::common::{Block, BlockData, Envelope, Role, Status};
 use ordo_proto::pb::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
 use ordo_proto::pb::orderer::{deliver_response, BroadcastResponse, DeliverResponse};
 use ordo_sdk::network::{ChannelEntry, IdentityFiles, Network, NodeEntry, NETWORK_FILE_VERSION};
@@ -203,18 +202,7 @@ impl Drop for Scratch {
 fn network(dir: &Scratch, grpc_addr: &str) -> Network {
     let ca = ordo_proto::crypto::generate_signing_key();
     let key = ordo_proto::crypto::generate_signing_key();
-    let body = CertificateBody {
-        org: "BankA".into(),
-        role: Role::Client as i32,
-        subject: "client@BankA".into(),
-        public_key: key.verifying_key().to_bytes().to_vec().into(),
-        not_before: 0,
-        not_after: u64::MAX,
-        issuer_public_key: Default::default(),
-        serial: 1,
-    };
-    let identity =
-        Identity::new(key, cert::issue(&ca, body).encode_to_vec().into()).expect("identity");
+    let identity = Identity::enroll(&ca, key, &Enrollment::new("BankA", Role::Client, "client"));
     let files = IdentityFiles {
         key: dir.0.join("client.key"),
         cert: dir.0.join("client.cert"),

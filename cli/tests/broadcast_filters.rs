@@ -5,10 +5,9 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use ordo_proto::cert;
 use ordo_proto::config;
-use ordo_proto::identity::Identity;
-use ordo_proto::pb::common::{CertificateBody, ChannelConfig, Envelope, Role, Status as Code};
+use ordo_proto::identity::{Enrollment, Identity};
+use ordo_proto::pb::common::{ChannelConfig, Envelope, Role, Status as Code};
 use ordo_proto::pb::orderer::SeekBehavior;
 use ordo_proto::policy::build as policy;
 use ordo_sdk::orderer::{oldest, position};
@@ -18,17 +17,10 @@ fn expired_identity(c: &Consortium, org: &str) -> Identity {
     let ca = c.ca_key(org);
     let key = ordo_proto::crypto::generate_signing_key();
     let now = ordo_proto::now_ms() / 1000;
-    let body = CertificateBody {
-        org: org.into(),
-        role: Role::Client as i32,
-        subject: format!("expired@{org}"),
-        public_key: key.verifying_key().to_bytes().to_vec().into(),
-        not_before: now - 7200,
-        not_after: now - 60,
-        issuer_public_key: Default::default(),
-        serial: 99,
-    };
-    Identity::new(key, cert::issue(&ca, body).encode_to_vec().into()).expect("identity")
+    let enrollment = Enrollment::new(org, Role::Client, "expired")
+        .serial(99)
+        .valid(now - 7200, now - 60);
+    Identity::enroll(&ca, key, &enrollment)
 }
 
 /// A genesis block like `ordo channel genesis` writes, but with Readers = BankA only.

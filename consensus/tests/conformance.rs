@@ -25,13 +25,12 @@ use ordo_consensus::raft::{LocalNetwork, RaftChain, RaftOptions, RaftSetup};
 use ordo_consensus::{configtx, start_chain, Chain, ChainError, ChainSupport, OrderRequest};
 use ordo_ledger::BlockStore;
 use ordo_proto::block;
-use ordo_proto::cert;
 use ordo_proto::config;
 use ordo_proto::envelope;
-use ordo_proto::identity::Identity;
+use ordo_proto::identity::{Enrollment, Identity};
 use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, CertificateBody, ChannelConfig, ConfigSignature, ConfigUpdate,
-    Envelope, HeaderType, OrdererConfig, Organization, Payload, Role,
+    AckMode, BatchSize, Block, ChannelConfig, ConfigSignature, ConfigUpdate, Envelope, HeaderType,
+    OrdererConfig, Organization, Payload, Role,
 };
 use ordo_proto::policy::build as policy;
 use rdkafka::mocking::MockCluster;
@@ -337,17 +336,7 @@ struct Fixture {
 
 fn member(ca: &SigningKey, org: &str, role: Role, name: &str) -> Identity {
     let key = ordo_proto::crypto::generate_signing_key();
-    let body = CertificateBody {
-        org: org.into(),
-        role: role as i32,
-        subject: format!("{name}@{org}"),
-        public_key: key.verifying_key().to_bytes().to_vec().into(),
-        not_before: 0,
-        not_after: u64::MAX / 2,
-        issuer_public_key: Default::default(),
-        serial: 1,
-    };
-    Identity::new(key, cert::issue(ca, body).encode_to_vec().into()).expect("identity")
+    Identity::enroll(ca, key, &Enrollment::new(org, role, name))
 }
 
 fn fixture(max_count: u32, timeout_ms: u64, ack: AckMode) -> Fixture {

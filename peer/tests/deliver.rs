@@ -26,15 +26,14 @@ use ordo_peer::deliver::{
     follow, BlockSink, DeliverConfig, DeliverCounts, DeliverError, FollowOptions, SinkError,
 };
 use ordo_proto::block;
-use ordo_proto::cert;
 use ordo_proto::config;
 use ordo_proto::envelope;
 use ordo_proto::hash::Hash;
-use ordo_proto::identity::Identity;
+use ordo_proto::identity::{Enrollment, Identity};
 use ordo_proto::pb::admin::{admin_command, JoinChannel};
 use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, CertificateBody, ChannelConfig, Consenter, Envelope, HeaderType,
-    OrdererConfig, Organization, Payload, Role, Status as Code,
+    AckMode, BatchSize, Block, ChannelConfig, Consenter, Envelope, HeaderType, OrdererConfig,
+    Organization, Payload, Role, Status as Code,
 };
 use ordo_proto::pb::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
 use ordo_proto::pb::orderer::{deliver_response, BroadcastResponse, DeliverResponse, SeekBehavior};
@@ -60,17 +59,7 @@ struct Org {
 
 fn member(ca: &SigningKey, role: Role, name: &str) -> Identity {
     let key = ordo_proto::crypto::generate_signing_key();
-    let body = CertificateBody {
-        org: "A".into(),
-        role: role as i32,
-        subject: format!("{name}@A"),
-        public_key: key.verifying_key().to_bytes().to_vec().into(),
-        not_before: 0,
-        not_after: u64::MAX / 2,
-        issuer_public_key: Default::default(),
-        serial: 1,
-    };
-    Identity::new(key, cert::issue(ca, body).encode_to_vec().into()).expect("identity")
+    Identity::enroll(ca, key, &Enrollment::new("A", role, name))
 }
 
 impl Org {

@@ -118,24 +118,17 @@ pub fn verify<'c>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cert;
-    use crate::pb::common::{CertificateBody, Role};
+    use crate::identity::Enrollment;
+    use crate::pb::common::Role;
     use ed25519_dalek::SigningKey;
-    use prost::Message;
 
     fn member(ca: &SigningKey, name: &str) -> Identity {
         let key = SigningKey::from_bytes(&[name.len() as u8 + 40; 32]);
-        let body = CertificateBody {
-            org: "A".into(),
-            role: Role::Orderer as i32,
+        let enrollment = Enrollment {
             subject: name.into(),
-            public_key: key.verifying_key().to_bytes().to_vec().into(),
-            not_before: 0,
-            not_after: u64::MAX / 2,
-            issuer_public_key: Default::default(),
-            serial: 1,
+            ..Enrollment::new("A", Role::Orderer, name)
         };
-        Identity::new(key, cert::issue(ca, body).encode_to_vec().into()).expect("identity")
+        Identity::enroll(ca, key, &enrollment)
     }
 
     #[test]

@@ -59,7 +59,79 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+/// What a new member's certificate says: the org and role that policies match on, the
+/// member's name and serial, and when the certificate is valid (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    /// The member's org.
+    pub org: String,
+    /// Its role.
+    pub role: Role,
+    /// Its name, unique in the org (`peer0@BankA`).
+    pub subject: String,
+    /// The certificate's serial number.
+    pub serial: u64,
+    /// Valid from (Unix seconds).
+    pub not_before: u64,
+    /// Valid until (Unix seconds).
+    pub not_after: u64,
+}
+
+impl Enrollment {
+    /// `name@org` in `role`, serial 1, valid from the epoch for as long as anything runs —
+    /// what tests, simulations and benchmarks want; operators' members come from
+    /// `ordo crypto` with a real validity.
+    pub fn new(org: &str, role: Role, name: &str) -> Self {
+        Self {
+            org: org.to_string(),
+            role,
+            subject: format!("{name}@{org}"),
+            serial: 1,
+            not_before: 0,
+            not_after: u64::MAX / 2,
+        }
+    }
+
+    /// The same with serial number `serial`.
+    pub fn serial(mut self, serial: u64) -> Self {
+        self.serial = serial;
+        self
+    }
+
+    /// The same, valid from `not_before` until `not_after` (Unix seconds).
+    pub fn valid(mut self, not_before: u64, not_after: u64) -> Self {
+        self.not_before = not_before;
+        self.not_after = not_after;
+        self
+    }
+}
+
 impl Identity {
+    /// Enrolls a member: `key`, with a certificate saying `enrollment` signed by its org's
+    /// CA key `ca`. The one place a member certificate is made (`ordo crypto`, and every
+    /// test, simulation and benchmark that needs members).
+    pub fn enroll(ca: &SigningKey, key: SigningKey, enrollment: &Enrollment) -> Self {
+        use prost::Message;
+        let body = crate::pb::common::CertificateBody {
+            org: enrollment.org.clone(),
+            role: enrollment.role as i32,
+            subject: enrollment.subject.clone(),
+            public_key: key.verifying_key().to_bytes().to_vec().into(),
+            not_before: enrollment.not_before,
+            not_after: enrollment.not_after,
+            issuer_public_key: Bytes::new(),
+            serial: enrollment.serial,
+        };
+        let cert_bytes = cert::issue(ca, body).encode_to_vec().into();
+        Self {
+            key,
+            cert_bytes,
+            org: enrollment.org.clone(),
+            role: enrollment.role,
+            subject: enrollment.subject.clone(),
+        }
+    }
+
     /// Pairs a key with its encoded certificate; the certificate must name this key.
     pub fn new(key: SigningKey, cert_bytes: Bytes) -> Result<Self, IdentityError> {
         let (_, body) = cert::decode(&cert_bytes)?;
@@ -172,4 +244,44 @@ fn write_text(path: &Path, text: &str, secret: bool) -> Result<(), IdentityError
     f.write_all(text.as_bytes()).map_err(io)?;
     f.write_all(b"\n").map_err(io)?;
     f.sync_all().map_err(io)
+}
+
+#[cfg(test)]
+mod enrollment_tests {
+    use super::*;
+
+    #[test]
+    fn an_enrolled_member_is_what_its_certificate_says_and_its_org_verifies_it() {
+        let ca = crypto::generate_signing_key();
+        let enrollment = Enrollment::new("BankA", Role::Peer, "peer0")
+            .serial(7)
+            .valid(10, 20);
+        let id = Identity::enroll(&ca, crypto::generate_signing_key(), &enrollment);
+        assert_eq!(
+            (id.org(), id.role(), id.subject()),
+            ("BankA", Role::Peer, "peer0@BankA")
+        );
+        // The certificate names the key, as one loaded from disk must.
+        let reloaded = Identity::new(id.signing_key().clone(), id.cert_bytes().clone())
+            .expect("the certificate names the key");
+        assert_eq!(reloaded.subject(), "peer0@BankA");
+        let msp = cert::Msp::new([(
+            "BankA".to_string(),
+            vec![ca.verifying_key().to_bytes().to_vec()],
+        )])
+        .expect("msp");
+        let verified = msp
+            .verify(id.cert_bytes(), 15)
+            .expect("issued by BankA's CA");
+        assert_eq!((verified.not_before, verified.not_after), (10, 20));
+        let (_, body) = cert::decode(id.cert_bytes()).expect("decodes");
+        assert_eq!(body.serial, 7);
+        assert!(msp.verify(id.cert_bytes(), 21).is_err(), "expired after 20");
+        let other_ca = crypto::generate_signing_key();
+        let forged = Identity::enroll(&other_ca, crypto::generate_signing_key(), &enrollment);
+        assert!(
+            msp.verify(forged.cert_bytes(), 15).is_err(),
+            "another CA's certificate is not BankA's"
+        );
+    }
 }

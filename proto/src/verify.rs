@@ -177,11 +177,8 @@ impl ChainVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cert;
-    use crate::identity::Identity;
-    use crate::pb::common::{
-        AckMode, BatchSize, CertificateBody, OrdererConfig, Organization, Role,
-    };
+    use crate::identity::{Enrollment, Identity};
+    use crate::pb::common::{AckMode, BatchSize, OrdererConfig, Organization, Role};
     use crate::policy::build as policy;
     use bytes::Bytes;
     use ed25519_dalek::SigningKey;
@@ -189,17 +186,10 @@ mod tests {
 
     fn member(ca: &SigningKey, role: Role, seed: u8) -> Identity {
         let key = SigningKey::from_bytes(&[seed; 32]);
-        let body = CertificateBody {
-            org: "A".into(),
-            role: role as i32,
-            subject: format!("{seed}@A"),
-            public_key: key.verifying_key().to_bytes().to_vec().into(),
-            not_before: 0,
-            not_after: 10_000,
-            issuer_public_key: Default::default(),
-            serial: seed as u64,
-        };
-        Identity::new(key, cert::issue(ca, body).encode_to_vec().into()).expect("identity")
+        let enrollment = Enrollment::new("A", role, &seed.to_string())
+            .serial(u64::from(seed))
+            .valid(0, 10_000);
+        Identity::enroll(ca, key, &enrollment)
     }
 
     fn config(ca: &SigningKey, sequence: u64, validators: Role) -> ChannelConfig {

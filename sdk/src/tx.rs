@@ -390,22 +390,16 @@ mod tests {
     use super::*;
     use ordo_proto::cert;
     use ordo_proto::crypto;
-    use ordo_proto::pb::common::{CertificateBody, Role};
+    use ordo_proto::identity::Enrollment;
+    use ordo_proto::pb::common::Role;
 
     fn member(org: &str, role: Role) -> Identity {
         let ca = crypto::generate_signing_key();
-        let key = crypto::generate_signing_key();
-        let body = CertificateBody {
-            org: org.into(),
-            role: role as i32,
-            subject: format!("m@{org}"),
-            public_key: key.verifying_key().to_bytes().to_vec().into(),
-            not_before: 0,
-            not_after: u64::MAX / 2,
-            issuer_public_key: Bytes::new(),
-            serial: 1,
-        };
-        Identity::new(key, cert::issue(&ca, body).encode_to_vec().into()).expect("identity")
+        Identity::enroll(
+            &ca,
+            crypto::generate_signing_key(),
+            &Enrollment::new(org, role, "m"),
+        )
     }
 
     fn sample() -> (Identity, Identity, Proposal, Bytes) {

@@ -31,10 +31,10 @@ use ordo_consensus::raft::{
 };
 use ordo_consensus::ChainSupport;
 use ordo_ledger::BlockStore;
-use ordo_proto::identity::Identity;
+use ordo_proto::identity::{Enrollment, Identity};
 use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, CertificateBody, ChannelConfig, Consenter, HeaderType,
-    OrdererConfig, Organization, Role,
+    AckMode, BatchSize, Block, ChannelConfig, Consenter, HeaderType, OrdererConfig, Organization,
+    Role,
 };
 use ordo_proto::policy::build as policy;
 
@@ -193,23 +193,9 @@ struct Waiter {
     block: oneshot::Receiver<Result<u64, String>>,
 }
 
-fn member(ca: &SigningKey, role: Role, name: &str) -> Result<Identity, String> {
+fn member(ca: &SigningKey, role: Role, name: &str) -> Identity {
     let key = ordo_proto::crypto::generate_signing_key();
-    let body = CertificateBody {
-        org: "A".into(),
-        role: role as i32,
-        subject: format!("{name}@A"),
-        public_key: key.verifying_key().to_bytes().to_vec().into(),
-        not_before: 0,
-        not_after: u64::MAX / 2,
-        issuer_public_key: Default::default(),
-        serial: 1,
-    };
-    Identity::new(
-        key,
-        ordo_proto::cert::issue(ca, body).encode_to_vec().into(),
-    )
-    .map_err(|e| e.to_string())
+    Identity::enroll(ca, key, &Enrollment::new("A", role, name))
 }
 
 fn options(seed: u64) -> RaftOptions {
@@ -271,12 +257,12 @@ impl Sim {
         }
         .map_err(|e| e.to_string())?;
         let ca = ordo_proto::crypto::generate_signing_key();
-        let client = member(&ca, Role::Client, "client")?;
+        let client = member(&ca, Role::Client, "client");
         let mut nodes = Vec::new();
         let mut consenters = Vec::new();
         for i in 1..=NODES {
             let name = format!("orderer{i}");
-            let identity = member(&ca, Role::Orderer, &name)?;
+            let identity = member(&ca, Role::Orderer, &name);
             consenters.push(Consenter {
                 id: name.clone(),
                 endpoint: format!("sim:{i}"),

@@ -12,13 +12,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use ordo_proto::cert;
 use ordo_proto::crypto::generate_signing_key;
-use ordo_proto::identity::{self, Identity};
-use ordo_proto::pb::common::{CertificateBody, Role};
+use ordo_proto::identity::{self, Enrollment, Identity};
+use ordo_proto::pb::common::Role;
 
 /// The members `crypto init` creates for every org, with their roles.
 pub const MEMBERS: [(&str, Role); 4] = [
@@ -222,19 +220,10 @@ fn issue_member(
     now: u64,
     validity_days: u64,
 ) -> anyhow::Result<ordo_sdk::network::IdentityFiles> {
-    let key = generate_signing_key();
-    let body = CertificateBody {
-        org: org.to_string(),
-        role: role as i32,
-        subject: format!("{member}@{org}"),
-        public_key: key.verifying_key().to_bytes().to_vec().into(),
-        not_before: now.saturating_sub(3600),
-        not_after: now + validity_days * 86_400,
-        issuer_public_key: Default::default(),
-        serial,
-    };
-    let cert = cert::issue(ca, body).encode_to_vec();
-    let id = Identity::new(key, cert.into())?;
+    let enrollment = Enrollment::new(org, role, member)
+        .serial(serial)
+        .valid(now.saturating_sub(3600), now + validity_days * 86_400);
+    let id = Identity::enroll(ca, generate_signing_key(), &enrollment);
     let files = ordo_sdk::network::IdentityFiles {
         key: dir.join(format!("{member}.key")),
         cert: dir.join(format!("{member}.cert")),

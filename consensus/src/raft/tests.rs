@@ -12,13 +12,12 @@ use prost::Message;
 
 use ordo_ledger::BlockStore;
 use ordo_proto::block;
-use ordo_proto::cert;
 use ordo_proto::config;
 use ordo_proto::envelope;
-use ordo_proto::identity::Identity;
+use ordo_proto::identity::{Enrollment, Identity};
 use ordo_proto::pb::common::{
-    AckMode, BatchSize, CertificateBody, ChannelConfig, ConfigEnvelope, Consenter, HeaderType,
-    OrdererConfig, Organization, Role,
+    AckMode, BatchSize, ChannelConfig, ConfigEnvelope, Consenter, HeaderType, OrdererConfig,
+    Organization, Role,
 };
 use ordo_proto::policy::build as policy;
 
@@ -30,17 +29,7 @@ const CHANNEL: &str = "raft-test";
 
 fn member(ca: &SigningKey, role: Role, name: &str) -> Identity {
     let key = ordo_proto::crypto::generate_signing_key();
-    let body = CertificateBody {
-        org: "A".into(),
-        role: role as i32,
-        subject: format!("{name}@A"),
-        public_key: key.verifying_key().to_bytes().to_vec().into(),
-        not_before: 0,
-        not_after: u64::MAX / 2,
-        issuer_public_key: Default::default(),
-        serial: 1,
-    };
-    Identity::new(key, cert::issue(ca, body).encode_to_vec().into()).expect("identity")
+    Identity::enroll(ca, key, &Enrollment::new("A", role, name))
 }
 
 struct Cluster {

@@ -10,11 +10,10 @@ use ed25519_dalek::SigningKey;
 use prost::Message;
 
 use ordo_proto::block;
-use ordo_proto::cert;
-use ordo_proto::identity::Identity;
+use ordo_proto::identity::{Enrollment, Identity};
 use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, CertificateBody, ChaincodeDefinition, ChannelConfig, OrdererConfig,
-    Organization, Role,
+    AckMode, BatchSize, Block, ChaincodeDefinition, ChannelConfig, OrdererConfig, Organization,
+    Role,
 };
 use ordo_proto::pb::peer::{ChaincodeEvent, ChaincodeResponse, TxRwSet, Version};
 use ordo_proto::policy::build as policy;
@@ -49,17 +48,11 @@ pub fn net() -> &'static Consortium {
 
 pub fn member(ca: &SigningKey, org: &str, role: Role, seed: u8, not_after: u64) -> Identity {
     let key = SigningKey::from_bytes(&[seed; 32]);
-    let body = CertificateBody {
-        org: org.into(),
-        role: role as i32,
-        subject: format!("{}{seed}@{org}", role.as_str_name().to_lowercase()),
-        public_key: key.verifying_key().to_bytes().to_vec().into(),
-        not_before: 0,
-        not_after,
-        issuer_public_key: Bytes::new(),
-        serial: u64::from(seed),
-    };
-    Identity::new(key, cert::issue(ca, body).encode_to_vec().into()).expect("identity")
+    let name = format!("{}{seed}", role.as_str_name().to_lowercase());
+    let enrollment = Enrollment::new(org, role, &name)
+        .serial(u64::from(seed))
+        .valid(0, not_after);
+    Identity::enroll(ca, key, &enrollment)
 }
 
 fn build() -> Consortium {
