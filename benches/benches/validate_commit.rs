@@ -32,9 +32,8 @@ use ordo_proto::identity::{Enrollment, Identity};
 use ordo_proto::pb::common::{
     AckMode, BatchSize, ChaincodeDefinition, ChannelConfig, OrdererConfig, Organization, Role,
 };
-use ordo_proto::pb::peer::ChaincodeResponse;
 use ordo_proto::policy::build as policy;
-use ordo_sdk::tx::{self, Proposal, RwSetBuilder, Simulation};
+use ordo_sdk::tx::{self, Proposal, RwSetBuilder};
 
 const CHANNEL: &str = "bench";
 const CHAINCODE: &str = "bank";
@@ -135,33 +134,10 @@ impl Consortium {
         let mut rw = RwSetBuilder::new();
         rw.read(CHAINCODE, &key, None)
             .write(CHAINCODE, &key, Bytes::from(format!("{i:08}")));
-        let payload = tx::response_payload(
-            &proposal,
-            Simulation {
-                chaincode_version: "1".into(),
-                results: rw.build(),
-                response: ChaincodeResponse {
-                    status: 200,
-                    ..Default::default()
-                },
-                event: None,
-            },
-        );
-        let endorsements = self
-            .endorsers
-            .iter()
-            .map(|e| tx::endorse(e, &payload))
-            .collect();
-        tx::assemble(
-            &self.client,
-            &proposal,
-            payload,
-            endorsements,
-            ordo_proto::now_ms(),
-        )
-        .expect("creator")
-        .encode_to_vec()
-        .into()
+        tx::endorse_known(&self.client, &proposal, "1", rw.build(), &self.endorsers)
+            .expect("creator")
+            .encode_to_vec()
+            .into()
     }
 
     /// The [`TXS_PER_BLOCK`] envelopes of set `set`, signed on every core.

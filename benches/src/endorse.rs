@@ -13,8 +13,7 @@
 use bytes::Bytes;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::Envelope;
-use ordo_proto::pb::peer::ChaincodeResponse;
-use ordo_sdk::tx::{self, Proposal, RwSetBuilder, Simulation, TxError};
+use ordo_sdk::tx::{self, Proposal, RwSetBuilder, TxError};
 
 use crate::prepare::{build_in_parallel, Prepared};
 
@@ -105,30 +104,12 @@ fn build_one(plan: &TxPlan<'_>, i: usize, key: usize) -> Result<(Envelope, Strin
         &key,
         Bytes::from(i.to_string().into_bytes()),
     );
-    let payload = tx::response_payload(
-        &proposal,
-        Simulation {
-            chaincode_version: plan.chaincode_version.to_string(),
-            results: rw.build(),
-            response: ChaincodeResponse {
-                status: 200,
-                message: String::new(),
-                payload: Bytes::new(),
-            },
-            event: None,
-        },
-    );
-    let endorsements = plan
-        .endorsers
-        .iter()
-        .map(|e| tx::endorse(e, &payload))
-        .collect();
-    let env = tx::assemble(
+    let env = tx::endorse_known(
         plan.creator,
         &proposal,
-        payload,
-        endorsements,
-        ordo_proto::now_ms(),
+        plan.chaincode_version,
+        rw.build(),
+        plan.endorsers,
     )?;
     Ok((env, proposal.tx_id().to_string()))
 }

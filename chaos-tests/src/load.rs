@@ -16,8 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{Envelope, HeaderType, Status as Code};
-use ordo_proto::pb::peer::ChaincodeResponse;
-use ordo_sdk::tx::{self, Proposal, RwSetBuilder, Simulation};
+use ordo_sdk::tx::{self, Proposal, RwSetBuilder};
 
 use crate::history::{AckOutcome, Event, History};
 use crate::net::CHANNEL;
@@ -257,22 +256,8 @@ pub fn bank_write(
     );
     let mut rw = RwSetBuilder::new();
     rw.write("bank", key, Bytes::copy_from_slice(value.as_bytes()));
-    let payload = tx::response_payload(
-        &p,
-        Simulation {
-            chaincode_version: "1".into(),
-            results: rw.build(),
-            response: ChaincodeResponse {
-                status: 200,
-                message: String::new(),
-                payload: Bytes::new(),
-            },
-            event: None,
-        },
-    );
-    let endorsements = endorsers.iter().map(|e| tx::endorse(e, &payload)).collect();
     let tx_id = p.tx_id().to_string();
-    match tx::assemble(creator, &p, payload, endorsements, ordo_proto::now_ms()) {
+    match tx::endorse_known(creator, &p, "1", rw.build(), endorsers) {
         Ok(env) => (env, tx_id),
         // The creator built the proposal itself, so assembling cannot mismatch; an empty
         // envelope would be refused and recorded as such.

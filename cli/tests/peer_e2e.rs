@@ -11,10 +11,10 @@ use common::*;
 use ordo_proto::config;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{Block, ChaincodeDefinition, Role, Status as Code};
-use ordo_proto::pb::peer::{ChaincodeResponse, TxValidationCode, Version};
+use ordo_proto::pb::peer::{TxValidationCode, Version};
 use ordo_proto::pb::query::{query_request, GetState, GetTransaction, QueryResponse};
 use ordo_proto::policy::build as policy;
-use ordo_sdk::tx::{self, Proposal, RwSetBuilder, Simulation};
+use ordo_sdk::tx::{self, Proposal, RwSetBuilder};
 use prost::Message;
 
 const CHANNEL: &str = "ledger";
@@ -38,22 +38,8 @@ fn bank_tx(
         rw.read("bank", key, v);
     }
     rw.write("bank", key, Bytes::copy_from_slice(value.as_bytes()));
-    let payload = tx::response_payload(
-        &p,
-        Simulation {
-            chaincode_version: "1".into(),
-            results: rw.build(),
-            response: ChaincodeResponse {
-                status: 200,
-                message: String::new(),
-                payload: Bytes::new(),
-            },
-            event: None,
-        },
-    );
-    let endorsements = endorsers.iter().map(|e| tx::endorse(e, &payload)).collect();
-    let env =
-        tx::assemble(creator, &p, payload, endorsements, ordo_proto::now_ms()).expect("assemble");
+    let env = tx::endorse_known(creator, &p, "1", rw.build(), endorsers.iter().copied())
+        .expect("assemble");
     let tx_id = p.tx_id().to_string();
     (env, tx_id)
 }

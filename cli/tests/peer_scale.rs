@@ -15,7 +15,7 @@ use common::*;
 use ordo_proto::config;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{Block, ChaincodeDefinition, Envelope, Role, Status as Code};
-use ordo_proto::pb::peer::{ChaincodeResponse, TxValidationCode};
+use ordo_proto::pb::peer::TxValidationCode;
 use ordo_proto::pb::query::{query_request, GetBlock, QueryRequest};
 use ordo_proto::policy::build as policy;
 use ordo_sdk::tx::{self, Proposal, RwSetBuilder, Simulation};
@@ -138,19 +138,7 @@ fn endorsed(
         rw.read("bank", key, None);
     }
     rw.write("bank", key, Bytes::from_static(b"1"));
-    let payload = tx::response_payload(
-        &p,
-        Simulation {
-            chaincode_version: "1".into(),
-            results: rw.build(),
-            response: ChaincodeResponse {
-                status: 200,
-                message: String::new(),
-                payload: Bytes::new(),
-            },
-            event: None,
-        },
-    );
+    let payload = tx::response_payload(&p, Simulation::succeeded("1", rw.build()));
     let mut endorsements: Vec<_> = endorsers.iter().map(|e| tx::endorse(e, &payload)).collect();
     if tamper {
         let mut sig = endorsements[0].signature.to_vec();

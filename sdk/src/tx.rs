@@ -16,6 +16,9 @@
 //!    creator key held elsewhere, [`transaction_payload`] gives the bytes to sign and
 //!    [`attach_signature`] makes the envelope.
 //!
+//! [`endorse_known`] does steps 2 to 4 at once when the read/write set is known without
+//! running the chaincode (load generators, benchmarks, tests).
+//!
 //! The peer's validator checks exactly what is built here: see `ordo-peer`'s `validator`.
 
 use std::collections::BTreeMap;
@@ -214,6 +217,23 @@ pub struct Simulation {
     pub event: Option<ChaincodeEvent>,
 }
 
+impl Simulation {
+    /// A successful simulation (status 200; no message, payload or event) of chaincode
+    /// version `chaincode_version` that produced `results`.
+    pub fn succeeded(chaincode_version: &str, results: TxRwSet) -> Self {
+        Self {
+            chaincode_version: chaincode_version.to_string(),
+            results,
+            response: ChaincodeResponse {
+                status: 200,
+                message: String::new(),
+                payload: Bytes::new(),
+            },
+            event: None,
+        }
+    }
+}
+
 /// The encoded `ProposalResponsePayload` an endorser signs for `proposal`.
 pub fn response_payload(proposal: &Proposal, simulation: Simulation) -> Bytes {
     ProposalResponsePayload {
@@ -234,6 +254,32 @@ pub fn endorse(identity: &Identity, response_payload: &[u8]) -> Endorsement {
         endorser: identity.cert_bytes().clone(),
         signature: identity.sign(response_payload).to_vec().into(),
     }
+}
+
+/// Steps 2 to 4 at once for a transaction whose read/write set is already known: each of
+/// `endorsers` signs the successful simulation that produced `results`, and the
+/// proposal's `creator` signs the envelope. For load generators, benchmarks and tests that
+/// know exactly what a transaction does; applications endorse through a peer's gateway,
+/// which runs the chaincode.
+pub fn endorse_known<'a>(
+    creator: &Identity,
+    proposal: &Proposal,
+    chaincode_version: &str,
+    results: TxRwSet,
+    endorsers: impl IntoIterator<Item = &'a Identity>,
+) -> Result<Envelope, TxError> {
+    let payload = response_payload(proposal, Simulation::succeeded(chaincode_version, results));
+    let endorsements = endorsers
+        .into_iter()
+        .map(|e| endorse(e, &payload))
+        .collect();
+    assemble(
+        creator,
+        proposal,
+        payload,
+        endorsements,
+        ordo_proto::now_ms(),
+    )
 }
 
 /// The encoded `EndorserTransaction`: the envelope payload's data.
@@ -415,18 +461,7 @@ mod tests {
         let mut rw = RwSetBuilder::new();
         rw.read("bank", "x", None)
             .write("bank", "x", Bytes::from_static(b"1"));
-        let payload = response_payload(
-            &proposal,
-            Simulation {
-                chaincode_version: "1".into(),
-                results: rw.build(),
-                response: ChaincodeResponse {
-                    status: 200,
-                    ..Default::default()
-                },
-                event: None,
-            },
-        );
+        let payload = response_payload(&proposal, Simulation::succeeded("1", rw.build()));
         (client, peer, proposal, payload)
     }
 
@@ -460,6 +495,37 @@ mod tests {
         let (_, body) = cert::decode(client.cert_bytes()).expect("cert");
         let key = crypto::parse_public_key(&body.public_key).expect("key");
         crypto::verify(&key, &env.payload, &env.signature).expect("verifies");
+    }
+
+    #[test]
+    fn a_known_rwset_is_endorsed_by_every_endorser_and_signed_by_the_creator() {
+        let (client, peer, proposal, payload) = sample();
+        let other = member("B", Role::Peer);
+        let mut rw = RwSetBuilder::new();
+        rw.read("bank", "x", None)
+            .write("bank", "x", Bytes::from_static(b"1"));
+        let env = endorse_known(&client, &proposal, "1", rw.build(), [&peer, &other])
+            .expect("creator matches");
+        let unpacked = envelope::unpack(&env).expect("sane header");
+        assert_eq!(unpacked.header.tx_id, proposal.tx_id());
+        let tx = EndorserTransaction::decode(unpacked.data).expect("decodes");
+        // The same bytes an endorser that simulated it would have signed.
+        assert_eq!(tx.response_payload, payload);
+        let prp = ProposalResponsePayload::decode(tx.response_payload.clone()).expect("decodes");
+        assert_eq!(prp.response.map(|r| r.status), Some(200));
+        assert_eq!(prp.chaincode_version, "1");
+        let signers: Vec<&Bytes> = tx.endorsements.iter().map(|e| &e.endorser).collect();
+        assert_eq!(signers, vec![peer.cert_bytes(), other.cert_bytes()]);
+        for e in &tx.endorsements {
+            let (_, body) = cert::decode(&e.endorser).expect("cert");
+            let key = crypto::parse_public_key(&body.public_key).expect("key");
+            crypto::verify(&key, &tx.response_payload, &e.signature).expect("verifies");
+        }
+        let stranger = member("A", Role::Client);
+        assert!(
+            endorse_known(&stranger, &proposal, "1", TxRwSet::default(), [&peer]).is_err(),
+            "only the proposal's creator may sign its envelope"
+        );
     }
 
     #[test]
