@@ -47,6 +47,19 @@ async fn check(scenario: Scenario, backend: Backend, cfg: RunConfig) {
     );
 }
 
+/// `ORDO_CHAOS_SEED_OFFSET`: added to every short run's seed, so the same catalogue runs
+/// other nemesis schedules (which node, when, how long); 0 when unset. A value that is not
+/// a number is refused rather than silently ignored.
+fn seed_offset() -> u64 {
+    match std::env::var("ORDO_CHAOS_SEED_OFFSET") {
+        Err(_) => 0,
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("ORDO_CHAOS_SEED_OFFSET={v:?} is not a number")),
+    }
+}
+
 macro_rules! short {
     ($name:ident, $scenario:ident, $backend:ident, $seed:expr) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,7 +67,7 @@ macro_rules! short {
             check(
                 Scenario::$scenario,
                 Backend::$backend,
-                RunConfig::short($seed),
+                RunConfig::short($seed + seed_offset()),
             )
             .await;
         }
