@@ -279,8 +279,11 @@ pub async fn run_with(
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let submitted = load.stats.submitted.load(Ordering::Relaxed);
+    // Both counted once the clients stopped: an envelope sent in between would show as
+    // acknowledged but not submitted.
+    let stats = load.stats.clone();
     load.stop().await;
+    let submitted = stats.submitted.load(Ordering::Relaxed);
     let acked = load_acked(&history);
 
     converge(&net, Duration::from_secs(30)).await;
