@@ -70,10 +70,10 @@ impl From<String> for Stop {
     }
 }
 
-/// Points inside a turn between two durable writes, where a simulated crash can stop the
-/// loop ([`super::SteppedRaft::set_crash_point`]). A crash between turns finds every write of a
-/// turn done; the windows inside one are where the raft state and the ledger disagree
-/// after a restart (see [`super::recovery`]).
+/// Points inside a turn between two durable writes, where a simulated crash can stop
+/// the loop ([`super::SteppedRaft::set_crash_point`]). A crash between turns finds every
+/// write of a turn done; the windows inside one are where the raft state and the ledger
+/// disagree after a restart (see [`super::recovery`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
     /// Committed entries written to the ledger as blocks; the `Ready`'s entries and hard
