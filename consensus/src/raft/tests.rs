@@ -316,6 +316,16 @@ impl Cluster {
         }
     }
 
+    /// Orders the requests tagged `tags` through `via`, one after the other, and records
+    /// their tx ids in `expected`.
+    async fn order_all(&self, via: u64, tags: std::ops::Range<u64>, expected: &mut Vec<String>) {
+        for tag in tags {
+            let r = self.request(tag);
+            expected.push(r.tx_id.clone());
+            self.order(via, r).await;
+        }
+    }
+
     /// Waits until every running node holds `tx_ids` (each exactly once, in this order
     /// relative to each other) and all ledgers are identical block by block (headers).
     async fn converged(&self, tx_ids: &[String]) {
@@ -380,19 +390,11 @@ async fn single_node_orders_and_resumes_after_restart() {
     c.start(1);
     c.leader().await;
     let mut expected = Vec::new();
-    for i in 0..10 {
-        let r = c.request(i);
-        expected.push(r.tx_id.clone());
-        c.order(1, r).await;
-    }
+    c.order_all(1, 0..10, &mut expected).await;
     c.stop(1).await;
     c.start(1);
     c.leader().await;
-    for i in 10..20 {
-        let r = c.request(i);
-        expected.push(r.tx_id.clone());
-        c.order(1, r).await;
-    }
+    c.order_all(1, 10..20, &mut expected).await;
     c.converged(&expected).await;
     let (support, _) = &c.nodes[&1];
     let metadata = support
@@ -434,11 +436,7 @@ async fn three_nodes_replicate_through_followers_and_survive_the_leader() {
     c.stop(leader).await;
     let new_leader = c.leader().await;
     assert_ne!(new_leader, leader);
-    for i in 30..50 {
-        let r = c.request(i);
-        expected.push(r.tx_id.clone());
-        c.order(new_leader, r).await;
-    }
+    c.order_all(new_leader, 30..50, &mut expected).await;
     c.converged(&expected).await;
 
     // The old leader comes back and catches up from the log.
@@ -465,11 +463,7 @@ async fn a_cut_off_minority_cannot_order_and_rejoins() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let mut expected = Vec::new();
-    for i in 0..10 {
-        let r = c.request(i);
-        expected.push(r.tx_id.clone());
-        c.order(new_leader, r).await;
-    }
+    c.order_all(new_leader, 0..10, &mut expected).await;
     // The cut-off node steps down (check quorum) and then cannot order anything.
     while c.nodes[&leader].1.status().role == "leader" {
         assert!(
@@ -495,11 +489,7 @@ async fn a_node_behind_the_snapshot_catches_up_by_pulling_blocks() {
     let behind = c.ids.iter().copied().find(|i| *i != leader).expect("node");
     c.stop(behind).await;
     let mut expected = Vec::new();
-    for i in 0..120 {
-        let r = c.request(i);
-        expected.push(r.tx_id.clone());
-        c.order(leader, r).await;
-    }
+    c.order_all(leader, 0..120, &mut expected).await;
     c.converged(&expected).await;
     // The leader keeps entries for followers it heard from lately; once the stopped one
     // counts as inactive (an election timeout), the log is compacted past it.
@@ -524,11 +514,7 @@ async fn a_node_behind_the_snapshot_catches_up_by_pulling_blocks() {
         "the node installed the leader's snapshot"
     );
     // And it keeps replicating afterwards.
-    for i in 120..130 {
-        let r = c.request(i);
-        expected.push(r.tx_id.clone());
-        c.order(behind, r).await;
-    }
+    c.order_all(behind, 120..130, &mut expected).await;
     c.converged(&expected).await;
     c.stop_all().await;
 }
@@ -539,11 +525,7 @@ async fn consenters_are_added_and_removed_by_config_updates() {
     c.start_all();
     let mut expected = Vec::new();
     let leader = c.leader().await;
-    for i in 0..20 {
-        let r = c.request(i);
-        expected.push(r.tx_id.clone());
-        c.order(leader, r).await;
-    }
+    c.order_all(leader, 0..20, &mut expected).await;
     // Two consenters at once is refused before anything is ordered.
     let all: Vec<u64> = c.consenters.keys().copied().collect();
     let fourth = *all.iter().find(|id| !c.ids.contains(id)).expect("spare");
@@ -665,11 +647,7 @@ async fn a_seeded_group_elects_a_leader_and_orders() {
     c.start_all();
     let leader = c.leader().await;
     let mut expected = Vec::new();
-    for i in 0..10 {
-        let r = c.request(i);
-        expected.push(r.tx_id.clone());
-        c.order(leader, r).await;
-    }
+    c.order_all(leader, 0..10, &mut expected).await;
     c.converged(&expected).await;
     c.stop_all().await;
 }
@@ -701,11 +679,7 @@ async fn a_node_whose_commit_index_lags_its_ledger_restarts() {
     let leader = c.leader().await;
     let follower = c.ids.iter().copied().find(|i| *i != leader).expect("node");
     let mut expected = Vec::new();
-    for i in 0..20 {
-        let r = c.request(i);
-        expected.push(r.tx_id.clone());
-        c.order(leader, r).await;
-    }
+    c.order_all(leader, 0..20, &mut expected).await;
     c.converged(&expected).await;
     c.stop(follower).await;
 
@@ -740,11 +714,7 @@ async fn a_node_whose_commit_index_lags_its_ledger_restarts() {
 
     // The real start path: before the repair, raft-rs panicked here.
     c.start(follower);
-    for i in 20..30 {
-        let r = c.request(i);
-        expected.push(r.tx_id.clone());
-        c.order(follower, r).await;
-    }
+    c.order_all(follower, 20..30, &mut expected).await;
     c.converged(&expected).await;
     c.stop_all().await;
 }
@@ -760,18 +730,10 @@ async fn a_node_whose_ledger_holds_blocks_its_log_lacks_restarts() {
     let leader = c.leader().await;
     let behind = c.ids.iter().copied().find(|i| *i != leader).expect("node");
     let mut expected = Vec::new();
-    for i in 0..5 {
-        let r = c.request(i);
-        expected.push(r.tx_id.clone());
-        c.order(leader, r).await;
-    }
+    c.order_all(leader, 0..5, &mut expected).await;
     c.converged(&expected).await;
     c.stop(behind).await;
-    for i in 5..25 {
-        let r = c.request(i);
-        expected.push(r.tx_id.clone());
-        c.order(leader, r).await;
-    }
+    c.order_all(leader, 5..25, &mut expected).await;
     c.converged(&expected).await;
 
     // The blocks the stopped node would have pulled, written to its ledger; its raft log
@@ -789,11 +751,7 @@ async fn a_node_whose_ledger_holds_blocks_its_log_lacks_restarts() {
     };
 
     c.start(behind);
-    for i in 25..35 {
-        let r = c.request(i);
-        expected.push(r.tx_id.clone());
-        c.order(behind, r).await;
-    }
+    c.order_all(behind, 25..35, &mut expected).await;
     c.converged(&expected).await;
     c.stop_all().await;
 
