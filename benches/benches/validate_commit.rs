@@ -77,6 +77,7 @@ fn consortium() -> Consortium {
             .map(|(name, root)| Organization {
                 name: name.to_string(),
                 root_public_keys: vec![root.into()],
+                ..Default::default()
             })
             .collect(),
         orderer: Some(OrdererConfig {

@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail, Context};
 use ordo_proto::pb::common::Envelope;
 use ordo_sdk::network::Network;
 use ordo_sdk::orderer::{broadcast_client, connect};
+use ordo_sdk::transport::Transport;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
@@ -67,8 +68,11 @@ pub async fn run_orderer_bench(opts: OrdererBenchOptions) -> anyhow::Result<Orde
     let net = &opts.network;
     let channel_entry = net.channel(opts.channel.as_deref())?.clone();
     let channel = channel_entry.name.clone();
+    let transport = net
+        .transport(None, "client")
+        .context("loading the first org's client TLS files")?;
     let addr = match (&opts.orderer, channel_entry.consensus.as_str()) {
-        (None, "raft") => raft_leader_addr(net, &channel, opts.progress).await?,
+        (None, "raft") => raft_leader_addr(net, &transport, &channel, opts.progress).await?,
         _ => orderer_addr(net, opts.orderer.as_deref())?,
     };
     let identity = net
@@ -104,7 +108,7 @@ pub async fn run_orderer_bench(opts: OrdererBenchOptions) -> anyhow::Result<Orde
     );
 
     // Connections and the Deliver stream, still before the clock.
-    let deliver_conn = connect_to("orderer", &addr).await?;
+    let deliver_conn = connect_to("orderer", &addr, &transport).await?;
     let (deliver_stream, _newest) = deliver::open(
         broadcast_client(deliver_conn),
         &identity,
@@ -126,7 +130,7 @@ pub async fn run_orderer_bench(opts: OrdererBenchOptions) -> anyhow::Result<Orde
     let mut connections = Vec::with_capacity(clients);
     for k in 0..clients {
         let to = &submit_addrs[k % submit_addrs.len()];
-        connections.push((connect_to("orderer", to).await?, to.clone()));
+        connections.push((connect_to("orderer", to, &transport).await?, to.clone()));
     }
     let plans = plan_streams(prepared.envelopes, connections, opts.drain_timeout);
 
@@ -240,10 +244,15 @@ pub(crate) fn orderer_addr(net: &Network, name: Option<&str>) -> anyhow::Result<
 /// The raft leader of `channel`, as the first orderer knows it: clients of a raft channel
 /// are best served by the leader (a follower forwards every envelope to it, one more hop),
 /// so that is where the benchmark sends unless told otherwise.
-async fn raft_leader_addr(net: &Network, channel: &str, progress: bool) -> anyhow::Result<String> {
+async fn raft_leader_addr(
+    net: &Network,
+    transport: &Transport,
+    channel: &str,
+    progress: bool,
+) -> anyhow::Result<String> {
     let first = net.first_orderer()?;
     let admin = net.identity(Some(&first.org), "admin")?;
-    let conn = connect_to("orderer", &first.grpc_addr).await?;
+    let conn = connect_to("orderer", &first.grpc_addr, transport).await?;
     let mut client = ordo_sdk::orderer::admin_client(conn);
     let req = ordo_sdk::orderer::admin_request(
         &admin,
@@ -284,8 +293,9 @@ async fn raft_leader_addr(net: &Network, channel: &str, progress: bool) -> anyho
 pub(crate) async fn connect_to(
     role: &str,
     addr: &str,
+    transport: &Transport,
 ) -> anyhow::Result<tonic::transport::Channel> {
-    tokio::time::timeout(SETUP_TIMEOUT, connect(addr))
+    tokio::time::timeout(SETUP_TIMEOUT, connect(addr, transport))
         .await
         .map_err(|_| anyhow!("connecting to {role} at {addr}: no answer in {SETUP_TIMEOUT:?}"))?
         .with_context(|| format!("connecting to {role} at {addr}"))

@@ -82,6 +82,9 @@ pub async fn run_peer_bench(opts: PeerBenchOptions) -> anyhow::Result<PeerBenchR
     let channel_entry = net.channel(opts.channel.as_deref())?.clone();
     let channel = channel_entry.name.clone();
     let addr = orderer_addr(net, opts.orderer.as_deref())?;
+    let transport = net
+        .transport(None, "client")
+        .context("loading the first org's client TLS files")?;
     let creator = net
         .identity(None, "client")
         .context("loading the first org's client identity")?;
@@ -93,7 +96,7 @@ pub async fn run_peer_bench(opts: PeerBenchOptions) -> anyhow::Result<PeerBenchR
         let admin = net
             .identity(Some(&node.org), "admin")
             .with_context(|| format!("loading the admin identity of {}", node.org))?;
-        let conn = connect_to("peer", &node.grpc_addr).await?;
+        let conn = connect_to("peer", &node.grpc_addr, &transport).await?;
         peers.push(PeerConn::new(
             node.name.clone(),
             node.org.clone(),
@@ -145,7 +148,7 @@ pub async fn run_peer_bench(opts: PeerBenchOptions) -> anyhow::Result<PeerBenchR
 
     // The Deliver stream, and every peer caught up with the orderer, still before the
     // clock: from here on, every block is ours or someone else's new load.
-    let deliver_conn = connect_to("orderer", &addr).await?;
+    let deliver_conn = connect_to("orderer", &addr, &transport).await?;
     let (deliver_stream, newest) = deliver::open(
         broadcast_client(deliver_conn),
         &creator,
@@ -158,7 +161,10 @@ pub async fn run_peer_bench(opts: PeerBenchOptions) -> anyhow::Result<PeerBenchR
     wait_caught_up(&mut peers, &channel, start_height, opts.progress).await?;
     let mut connections = Vec::with_capacity(clients);
     for _ in 0..clients {
-        connections.push((connect_to("orderer", &addr).await?, addr.clone()));
+        connections.push((
+            connect_to("orderer", &addr, &transport).await?,
+            addr.clone(),
+        ));
     }
     let plans = plan_streams(prepared.envelopes, connections, opts.drain_timeout);
 

@@ -206,6 +206,7 @@ fn network(dir: &Scratch, grpc_addr: &str) -> Network {
     let files = IdentityFiles {
         key: dir.0.join("client.key"),
         cert: dir.0.join("client.cert"),
+        tls: None,
     };
     identity
         .save(&files.key, &files.cert)

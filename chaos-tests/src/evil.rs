@@ -69,7 +69,7 @@ impl AtomicBroadcast for Liar {
         &self,
         request: Request<Envelope>,
     ) -> Result<Response<Self::DeliverStream>, Status> {
-        let conn = ordo_sdk::orderer::connect(&self.honest)
+        let conn = ordo_sdk::orderer::connect(&self.honest, &ordo_sdk::transport::Transport::Plain)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let mut client = ordo_sdk::orderer::broadcast_client(conn);

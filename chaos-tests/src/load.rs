@@ -140,7 +140,7 @@ impl Client {
     async fn session(&mut self, addr: &str) {
         let node = node_name(&self.orderers, addr);
         let conn = tokio::select! {
-            c = tokio::time::timeout(Duration::from_secs(3), ordo_sdk::orderer::connect(addr)) => c,
+            c = tokio::time::timeout(Duration::from_secs(3), ordo_sdk::orderer::connect(addr, &ordo_sdk::transport::Transport::Plain)) => c,
             _ = self.stop.cancelled() => return,
         };
         let Ok(Ok(conn)) = conn else { return };

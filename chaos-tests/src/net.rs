@@ -417,7 +417,7 @@ impl Net {
         command: admin_command::Command,
     ) -> Result<AdminResponse, String> {
         let node = self.node(r);
-        let conn = ordo_sdk::orderer::connect(&node.addr)
+        let conn = ordo_sdk::orderer::connect(&node.addr, &ordo_sdk::transport::Transport::Plain)
             .await
             .map_err(|e| e.to_string())?;
         let mut client = ordo_sdk::orderer::admin_client(conn);

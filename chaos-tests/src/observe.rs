@@ -61,7 +61,10 @@ pub fn follow(
         let mut next = 0u64;
         while !stop.is_cancelled() {
             let session = async {
-                let conn = ordo_sdk::orderer::connect(&addr).await.ok()?;
+                let conn =
+                    ordo_sdk::orderer::connect(&addr, &ordo_sdk::transport::Transport::Plain)
+                        .await
+                        .ok()?;
                 let mut client = ordo_sdk::orderer::broadcast_client(conn);
                 let req = ordo_sdk::orderer::seek_request(
                     &reader,
@@ -101,7 +104,7 @@ pub fn follow(
 
 /// Reads `addr`'s whole chain (blocks 0 up to its height now).
 pub async fn read_chain(addr: &str, reader: &Identity) -> Result<Vec<Block>, String> {
-    let conn = ordo_sdk::orderer::connect(addr)
+    let conn = ordo_sdk::orderer::connect(addr, &ordo_sdk::transport::Transport::Plain)
         .await
         .map_err(|e| e.to_string())?;
     let mut client = ordo_sdk::orderer::broadcast_client(conn);
@@ -156,7 +159,8 @@ pub async fn record_peer_chain(
     history: &History,
 ) {
     use ordo_proto::pb::query::{query_client::QueryClient, query_request, GetBlock, QueryRequest};
-    let Ok(conn) = ordo_sdk::orderer::connect(addr).await else {
+    let Ok(conn) = ordo_sdk::orderer::connect(addr, &ordo_sdk::transport::Transport::Plain).await
+    else {
         return;
     };
     let mut client =

@@ -427,7 +427,9 @@ async fn converge(net: &Net, within: Duration) {
 }
 
 async fn peer_state(addr: String, admin: ordo_proto::identity::Identity) -> Option<(u64, Vec<u8>)> {
-    let conn = ordo_sdk::orderer::connect(&addr).await.ok()?;
+    let conn = ordo_sdk::orderer::connect(&addr, &ordo_sdk::transport::Transport::Plain)
+        .await
+        .ok()?;
     let mut client = ordo_sdk::orderer::admin_client(conn);
     let req = ordo_sdk::orderer::admin_request(
         &admin,

@@ -9,7 +9,9 @@ use clap::Args;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, AdminResponse};
 use ordo_proto::pb::common::Status as Code;
-use ordo_sdk::network::Network;
+use ordo_sdk::network::{Member, Network};
+use ordo_sdk::tls::{ClientTls, TlsFiles};
+use ordo_sdk::transport::Transport;
 
 /// Target node and signing identity.
 #[derive(Args, Debug, Clone)]
@@ -32,6 +34,16 @@ pub struct ClientArgs {
     /// Certificate file of the signing identity (with --key).
     #[arg(long, requires = "key")]
     pub cert: Option<PathBuf>,
+    /// TLS CA certificate (PEM) to trust for the node; repeat for several. Connects over
+    /// mutual TLS (with --tls-cert/--tls-key) instead of what --network says.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Vec<PathBuf>,
+    /// TLS client certificate (PEM) presented to the node (with --tls-ca).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS client key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_ca")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ClientArgs {
@@ -70,20 +82,48 @@ impl ClientArgs {
         };
         Ok(net.identity(self.org.as_deref(), member)?)
     }
+
+    /// How to reach the node: --tls-ca/--tls-cert/--tls-key, else the TLS files of
+    /// `member` of --org in the network file, else plaintext.
+    pub fn transport(&self, member: &str) -> anyhow::Result<Transport> {
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let files = TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: self.tls_ca.clone(),
+            };
+            return Ok(Transport::Tls(
+                ClientTls::from_files(&files).context("loading the TLS files")?,
+            ));
+        }
+        match self.load_network()? {
+            Some(net) => Ok(net.transport(self.org.as_deref(), member)?),
+            None => Ok(Transport::Plain),
+        }
+    }
+
+    /// The signing identity and the transport of `member` (see [`ClientArgs::identity`]
+    /// and [`ClientArgs::transport`]).
+    pub fn member(&self, member: &str) -> anyhow::Result<Member> {
+        Ok(Member {
+            identity: self.identity(member)?,
+            transport: self.transport(member)?,
+        })
+    }
 }
 
 /// Sends an admin command and returns the response, or an error naming its status.
 pub async fn admin(
     addr: &str,
-    identity: &Identity,
+    member: &Member,
     channel: &str,
     command: admin_command::Command,
 ) -> anyhow::Result<AdminResponse> {
-    let ch = ordo_sdk::orderer::connect(addr)
+    let ch = ordo_sdk::orderer::connect(addr, &member.transport)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
     let mut client = ordo_sdk::orderer::admin_client(ch);
-    let req = ordo_sdk::orderer::admin_request(identity, channel, command);
+    let req = ordo_sdk::orderer::admin_request(&member.identity, channel, command);
     let resp = client
         .execute(req)
         .await

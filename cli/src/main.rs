@@ -18,6 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod client;
 mod cmd;
 mod logging;
+mod pki;
 
 /// Ordo: a pluggable ordering service and peer for permissioned ledgers.
 #[derive(Parser)]

@@ -18,7 +18,7 @@ async fn admin_call(
     id: &ordo_proto::identity::Identity,
     cmd: admin_command::Command,
 ) -> ordo_proto::pb::admin::AdminResponse {
-    let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
+    let ch = common::connect(addr).await.expect("connect");
     let mut client = ordo_sdk::orderer::admin_client(ch);
     client
         .execute(ordo_sdk::orderer::admin_request(id, "", cmd))

@@ -61,9 +61,15 @@ async fn two_of_three_survives_one_peer_down_and_names_what_is_missing_with_two(
         peers.push(p);
     }
     let client = c.identity("BankA", "client");
-    let mut bank = Contract::connect(&addrs[0], client, CHANNEL, "bank")
-        .await
-        .expect("gateway");
+    let mut bank = Contract::connect(
+        &addrs[0],
+        &common::transport_for(&addrs[0]),
+        client,
+        CHANNEL,
+        "bank",
+    )
+    .await
+    .expect("gateway");
     bank.submit_with_retry("open", args(&["alice", "50"]), 5)
         .await
         .expect("all peers up");

@@ -106,7 +106,9 @@ async fn an_external_bank_matches_the_builtin_and_a_killed_server_leaves_nothing
     let peer_addr = p.addr.clone();
     let contract = |name: &'static str| {
         let (addr, client) = (peer_addr.clone(), client.clone());
-        async move { Contract::connect(&addr, client, CHANNEL, name).await }
+        async move {
+            Contract::connect(&addr, &common::transport_for(&addr), client, CHANNEL, name).await
+        }
     };
 
     // The same calls on the built-in and on the external server give the same answers.

@@ -213,7 +213,7 @@ async fn bank_through_the_gateway_of_every_org() {
         ordo_proto::now_ms(),
     )
     .0;
-    let mut blocks = EventsClient::new(ordo_sdk::orderer::connect(&peer_b).await.expect("connect"))
+    let mut blocks = EventsClient::new(common::connect(&peer_b).await.expect("connect"))
         .block_events(request)
         .await
         .expect("block events")
@@ -243,7 +243,7 @@ async fn bank_through_the_gateway_of_every_org() {
         .grpc_addr
         .clone();
     let client = net.identity(Some("BankA"), "client").expect("client");
-    let mut raw = GatewayClient::new(ordo_sdk::orderer::connect(&peer_a).await.expect("connect"));
+    let mut raw = GatewayClient::new(common::connect(&peer_a).await.expect("connect"));
     let call = |chaincode: &str, function: &str, a: Vec<Bytes>, channel: &str| {
         let p = Proposal::new(&client, channel, invocation(chaincode, function, a));
         signed_proposal(&client, &p, ordo_proto::now_ms())

@@ -26,7 +26,7 @@ async fn reader(
     channel: &'static str,
     mut expected: watch::Receiver<Option<usize>>,
 ) -> Vec<ordo_proto::pb::common::Block> {
-    let ch = ordo_sdk::orderer::connect(&addr).await.expect("connect");
+    let ch = common::connect(&addr).await.expect("connect");
     let mut client = ordo_sdk::orderer::broadcast_client(ch);
     let req = ordo_sdk::orderer::seek_request(
         &id,

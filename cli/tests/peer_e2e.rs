@@ -223,7 +223,8 @@ async fn two_peers_validate_commit_and_agree() {
         "peers of two orgs agree on the state"
     );
     assert_eq!(ia.node_role, "peer");
-    let (code, body) = http_get(&pa.ops, "/readyz");
+    // Readiness is evaluated in the background (twice a second) and served from a cache.
+    let (code, body) = http_get_until(&pa.ops, "/readyz", 200);
     assert_eq!(code, 200, "caught up, so ready: {body}");
     let (code, body) = http_get(&pa.ops, "/metrics");
     assert_eq!(code, 200);
@@ -315,7 +316,7 @@ async fn two_peers_validate_commit_and_agree() {
     assert_eq!((ia.height, &ia.commit_hash), (ib.height, &ib.commit_hash));
     // With the ordering service gone the peer cannot know it is caught up: not ready.
     o.stop();
-    let (code, body) = http_get(&pa.ops, "/readyz");
+    let (code, body) = http_get_until(&pa.ops, "/readyz", 503);
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("no orderer reachable"), "{body}");
     pa.stop();

@@ -238,7 +238,7 @@ async fn settle(o: &str, oid: &Identity, peers: &[(&str, &Identity)]) -> u64 {
 
 /// Every committed block of a peer, through its Query service.
 async fn blocks_of(addr: &str, id: &Identity, height: u64) -> Vec<Block> {
-    let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
+    let ch = common::connect(addr).await.expect("connect");
     let mut client = ordo_proto::pb::query::query_client::QueryClient::new(ch)
         .max_decoding_message_size(ordo_sdk::orderer::MAX_GRPC_MESSAGE_BYTES);
     let mut out = Vec::new();

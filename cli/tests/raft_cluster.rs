@@ -170,11 +170,7 @@ async fn cluster_requests_from_non_consenters_are_refused() {
     join(&node.addr, &admin, &genesis).await;
     let client = c.identity("BankA", "client");
     let outsider = c.identity("BankB", "orderer");
-    let mut cluster = ClusterClient::new(
-        ordo_sdk::orderer::connect(&node.addr)
-            .await
-            .expect("connect"),
-    );
+    let mut cluster = ClusterClient::new(common::connect(&node.addr).await.expect("connect"));
     let (env, tx_id) = message(&client, CHANNEL, 100, 1);
     let envelope: bytes::Bytes = prost::Message::encode_to_vec(&env).into();
     let digest: Vec<u8> = ordo_proto::hash::sha256(&envelope).to_vec();

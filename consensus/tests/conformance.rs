@@ -349,10 +349,12 @@ fn fixture(max_count: u32, timeout_ms: u64, ack: AckMode) -> Fixture {
             Organization {
                 name: "A".into(),
                 root_public_keys: vec![ca_a.verifying_key().to_bytes().to_vec().into()],
+                ..Default::default()
             },
             Organization {
                 name: "B".into(),
                 root_public_keys: vec![ca_b.verifying_key().to_bytes().to_vec().into()],
+                ..Default::default()
             },
         ],
         orderer: Some(OrdererConfig {

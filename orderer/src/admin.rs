@@ -3,8 +3,15 @@
 //! Every request is a signed ADMIN_COMMAND envelope. Join, list and remove need an admin
 //! of this node's own org — a certificate with role ADMIN issued by the same CA as the
 //! node's own certificate. Info is also open to any member the channel's Readers policy
-//! admits. A request's timestamp must be within `admin_clock_skew_s` of the node's clock,
-//! which bounds how long a captured request could be replayed.
+//! admits.
+//!
+//! Replays ([`ordo_proto::replay`]): every request's timestamp must be within
+//! `admin_clock_skew_s` of the node's clock (FORBIDDEN otherwise), and a join or remove
+//! executes at most once: its tx id is remembered, once its signature and its signer's
+//! admin role are verified, for as long as a copy would pass the clock check, and a copy
+//! is refused with CONFLICT — the peer's Admin answers the same
+//! ([`ordo_proto::replay::ReplayError::status`]). List and info are reads and are not
+//! remembered: replaying them inside the window is harmless.
 
 use std::sync::Arc;
 
@@ -14,7 +21,8 @@ use ordo_proto::authz::NodeAdmins;
 use ordo_proto::envelope;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, AdminCommand, AdminResponse, ChannelInfo, ChannelList};
-use ordo_proto::pb::common::{Block, Envelope, HeaderType, Status as Code};
+use ordo_proto::pb::common::{Block, Envelope, Header, HeaderType, Status as Code};
+use ordo_proto::replay::{ExecutedRequests, ReplayLimits, DEFAULT_MAX_REMEMBERED};
 
 use crate::auth::{authorize_reader, Refusal};
 use crate::metrics::Metrics;
@@ -25,23 +33,59 @@ pub struct AdminHandler {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     admins: NodeAdmins,
-    clock_skew_s: u64,
+    /// Joins and removes executed recently; also holds the clock-skew window.
+    executed: ExecutedRequests,
 }
 
 impl AdminHandler {
-    /// Admins are checked against the CA that issued `node_identity`'s certificate.
+    /// Admins are checked against the CA that issued `node_identity`'s certificate;
+    /// request timestamps must be within `clock_skew_s` of the node's clock; at most
+    /// [`DEFAULT_MAX_REMEMBERED`] joins and removes within that window. The node's start
+    /// is now (requests stamped earlier are refused: a previous run may have executed
+    /// them).
     pub fn new(
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         node_identity: &Identity,
         clock_skew_s: u64,
     ) -> Result<Self, ordo_proto::cert::CertError> {
+        let limits = ReplayLimits {
+            window_ms: clock_skew_s.saturating_mul(1000),
+            max_remembered: DEFAULT_MAX_REMEMBERED,
+        };
+        Self::with_replay_limits(
+            registry,
+            metrics,
+            node_identity,
+            limits,
+            ordo_proto::now_ms(),
+        )
+    }
+
+    /// [`AdminHandler::new`] with every replay limit explicit, and the node's start time
+    /// (ms since the Unix epoch) given rather than read from the clock.
+    pub fn with_replay_limits(
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        node_identity: &Identity,
+        limits: ReplayLimits,
+        started_at_ms: u64,
+    ) -> Result<Self, ordo_proto::cert::CertError> {
         Ok(Self {
             registry,
             metrics,
             admins: NodeAdmins::for_identity(node_identity)?,
-            clock_skew_s,
+            executed: ExecutedRequests::new(limits, started_at_ms),
         })
+    }
+
+    /// Admits a verified join or remove for execution: refused if a copy was executed
+    /// already (CONFLICT), or if too many were recently (SERVICE_UNAVAILABLE). Check and
+    /// record are one atomic step, so of two concurrent copies exactly one executes.
+    fn admit(&self, header: &Header, now_ms: u64) -> Result<(), Refusal> {
+        self.executed
+            .admit(&header.tx_id, header.timestamp_ms, now_ms)
+            .map_err(|e| (e.status(), e.to_string()))
     }
 
     /// Executes one request.
@@ -81,19 +125,11 @@ impl AdminHandler {
             ));
         }
         let now_ms = ordo_proto::now_ms();
-        let skew_ms = self.clock_skew_s.saturating_mul(1000);
-        if unpacked.header.timestamp_ms.abs_diff(now_ms) > skew_ms {
-            return Err((
-                "unknown",
-                (
-                    Code::BadRequest,
-                    format!(
-                        "request timestamp is more than {}s from the node's clock",
-                        self.clock_skew_s
-                    ),
-                ),
-            ));
-        }
+        // Early and cheap, before any signature is checked; joins and removes are checked
+        // again, atomically with remembering them, in `admit`.
+        self.executed
+            .check_freshness(unpacked.header.timestamp_ms, now_ms)
+            .map_err(|e| ("unknown", (Code::Forbidden, e.to_string())))?;
         let cmd = AdminCommand::decode(unpacked.data.as_ref())
             .map_err(|e| ("unknown", (Code::BadRequest, format!("admin command: {e}"))))?;
         let Some(command) = cmd.command else {
@@ -107,6 +143,8 @@ impl AdminHandler {
                 self.admins
                     .authorize(request, creator, now_secs)
                     .map_err(|e| (Code::Forbidden, e.0))
+                    .map_err(|r| (name, r))?;
+                self.admit(&unpacked.header, now_ms)
                     .map_err(|r| (name, r))?;
                 let genesis = Block::decode(j.genesis_block.as_ref())
                     .map_err(|e| (name, (Code::BadRequest, format!("genesis block: {e}"))))?;
@@ -139,6 +177,8 @@ impl AdminHandler {
                     .authorize(request, creator, now_secs)
                     .map_err(|e| (Code::Forbidden, e.0))
                     .map_err(|r| (name, r))?;
+                self.admit(&unpacked.header, now_ms)
+                    .map_err(|r| (name, r))?;
                 self.registry
                     .remove(&r.channel_id)
                     .await
@@ -168,8 +208,14 @@ impl AdminHandler {
                     .map_err(|e| (Code::Forbidden, e.0))
                     .is_err()
                 {
-                    authorize_reader(&handle.support.state(), request, creator, now_secs)
-                        .map_err(|r| (name, r))?;
+                    authorize_reader(
+                        &handle.support.state(),
+                        request,
+                        &unpacked.header,
+                        now_ms,
+                        self.executed.limits().window_ms,
+                    )
+                    .map_err(|r| (name, r))?;
                 }
                 Ok((name, ok_with(info(&handle))))
             }

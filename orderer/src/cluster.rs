@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
@@ -30,6 +30,7 @@ use ordo_consensus::chain::BoxFuture;
 use ordo_consensus::raft::transport::MAX_PULL_BLOCKS;
 use ordo_consensus::raft::{raft_id, RaftChain, RaftTransport};
 use ordo_consensus::{ChainError, OrderRequest};
+use ordo_node::PeerInfo;
 use ordo_proto::block;
 use ordo_proto::cluster_auth::{self, Purpose};
 use ordo_proto::identity::Identity;
@@ -39,6 +40,7 @@ use ordo_proto::pb::cluster::{StepRequest, StepResponse, SubmitRequest, SubmitRe
 use ordo_proto::pb::common::{Block, Consenter, Status as Code};
 use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
 use ordo_sdk::orderer::{broadcast_client, position, seek_request};
+use ordo_sdk::transport::{ConnectOptions, Transport};
 
 use crate::registry::{ChannelHandle, Registry};
 use crate::status::chain_error_code;
@@ -56,6 +58,44 @@ pub struct ClusterService {
     pub registry: Arc<Registry>,
     /// Cancelled on node shutdown: Step streams end, so the server can stop.
     pub shutdown: CancellationToken,
+    /// Whether the listener runs TLS: then a consenter whose channel config pins a TLS
+    /// certificate must present exactly that one.
+    pub tls: bool,
+}
+
+/// Refuses a cluster request from `sender` unless the connection presented the TLS
+/// certificate the channel config pins for it. A valid certificate of the right org is
+/// not enough: raft membership is per node, so another node of the same org (or a stolen
+/// certificate of another node) must not speak for this consenter.
+fn check_pinned(sender: &Consenter, peer: Option<&PeerInfo>, tls: bool) -> Result<(), Status> {
+    if !tls || sender.tls_cert.is_empty() {
+        return Ok(());
+    }
+    let presented = peer.and_then(|p| p.client_cert.as_ref());
+    match presented {
+        Some(cert) if cert.as_ref().as_ref() == sender.tls_cert.as_ref() => Ok(()),
+        Some(cert) => {
+            let who = ordo_node::certinfo::CertSummary::parse(cert)
+                .map(|c| c.subject)
+                .unwrap_or_else(|| "an unparsable certificate".into());
+            warn!(
+                consenter = %sender.id,
+                presented = %who,
+                remote = ?peer.and_then(|p| p.remote_addr),
+                "cluster request refused: not the consenter's pinned TLS certificate"
+            );
+            Err(Status::permission_denied(format!(
+                "consenter {} must connect with the TLS certificate its channel config pins; \
+                 this connection presented {who}",
+                sender.id
+            )))
+        }
+        None => Err(Status::permission_denied(format!(
+            "consenter {} must connect with its pinned TLS certificate; this connection \
+             presented none",
+            sender.id
+        ))),
+    }
 }
 
 fn raft_of(
@@ -88,6 +128,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<Streaming<StepRequest>>,
     ) -> Result<Response<StepResponse>, Status> {
+        let peer = PeerInfo::of(&request).cloned();
         let mut inbound = request.into_inner();
         let first = inbound
             .message()
@@ -107,6 +148,7 @@ impl Cluster for ClusterService {
             ordo_proto::now_ms(),
         )
         .map_err(|e| Status::permission_denied(e.to_string()))?;
+        check_pinned(sender, peer.as_ref(), self.tls)?;
         let from = raft_id(&sender.id);
         debug!(%channel, consenter = %sender.id, "raft stream opened");
         if !first.message.is_empty() {
@@ -133,12 +175,13 @@ impl Cluster for ClusterService {
         &self,
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
+        let peer = PeerInfo::of(&request).cloned();
         let req = request.into_inner();
         let (handle, raft) = raft_of(&self.registry, &req.channel)?;
         let members = consenters(&handle);
         let state = handle.support.state();
         let digest = Sha256::digest(&req.envelope);
-        cluster_auth::verify(
+        let sender = cluster_auth::verify(
             req.auth.as_ref(),
             &members,
             &state.msp,
@@ -148,6 +191,7 @@ impl Cluster for ClusterService {
             ordo_proto::now_ms(),
         )
         .map_err(|e| Status::permission_denied(e.to_string()))?;
+        check_pinned(sender, peer.as_ref(), self.tls)?;
         let order = OrderRequest {
             envelope: req.envelope,
             tx_id: req.tx_id,
@@ -200,26 +244,32 @@ pub struct GrpcTransport {
     stop: CancellationToken,
     /// The runtime the links' tasks run on: `reconfigure` is called from the raft thread.
     runtime: tokio::runtime::Handle,
-    /// Local address the links leave from.
-    source_addr: Option<IpAddr>,
+    /// How links are dialled.
+    dialer: ClusterDialer,
 }
 
-/// A lazily connecting gRPC channel to a consenter's endpoint, leaving from `source`
-/// when set (`[node] cluster_source_addr`).
-pub(crate) fn connect(c: &Consenter, source: Option<IpAddr>) -> Result<Channel, ChainError> {
-    let endpoint = Endpoint::from_shared(format!("http://{}", c.endpoint))
-        .map_err(|e| {
-            ChainError::Unsupported(format!(
-                "consenter {} has a bad endpoint {:?}: {e}",
-                c.id, c.endpoint
-            ))
-        })?
-        .connect_timeout(Duration::from_secs(3))
-        .local_address(source)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5));
-    Ok(endpoint.connect_lazy())
+/// How this node dials other consenters: the node's transport (its TLS client
+/// certificate and trust store, or plaintext) and the local address connections leave from
+/// (`[node] cluster_source_addr`).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterDialer {
+    /// Plaintext or TLS.
+    pub transport: Transport,
+    /// Local address of the connections.
+    pub source_addr: Option<IpAddr>,
+}
+
+/// A lazily connecting gRPC channel to a consenter's endpoint.
+pub(crate) fn connect(c: &Consenter, dialer: &ClusterDialer) -> Result<Channel, ChainError> {
+    let options = ConnectOptions {
+        source_addr: dialer.source_addr,
+    };
+    ordo_sdk::transport::connect_lazy(&c.endpoint, &dialer.transport, options).map_err(|e| {
+        ChainError::Unsupported(format!(
+            "consenter {} has a bad endpoint {:?}: {e}",
+            c.id, c.endpoint
+        ))
+    })
 }
 
 impl GrpcTransport {
@@ -231,7 +281,7 @@ impl GrpcTransport {
         consenters: &[Consenter],
         self_id: u64,
         stop: CancellationToken,
-        source_addr: Option<IpAddr>,
+        dialer: ClusterDialer,
     ) -> Result<Arc<Self>, ChainError> {
         let transport = Arc::new(Self {
             channel: channel.to_string(),
@@ -241,7 +291,7 @@ impl GrpcTransport {
             stats: Arc::new(ClusterStats::default()),
             stop,
             runtime: tokio::runtime::Handle::current(),
-            source_addr,
+            dialer,
         });
         for c in consenters {
             let id = raft_id(&c.id);
@@ -256,7 +306,7 @@ impl GrpcTransport {
     fn link(&self, c: &Consenter) -> Result<Arc<Link>, ChainError> {
         // The connection and the stream task need the runtime, whichever thread asks.
         let _runtime = self.runtime.enter();
-        let channel = connect(c, self.source_addr)?;
+        let channel = connect(c, &self.dialer)?;
         let client = ClusterClient::new(channel.clone())
             .max_decoding_message_size(MAX_CLUSTER_MESSAGE)
             .max_encoding_message_size(MAX_CLUSTER_MESSAGE);

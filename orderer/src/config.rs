@@ -9,11 +9,20 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use ordo_node::{ConnectionsSection, TlsSection};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Sections that environment overrides may address.
-const SECTIONS: [&str; 5] = ["node", "identity", "limits", "log", "kafka"];
+const SECTIONS: [&str; 7] = [
+    "node",
+    "identity",
+    "limits",
+    "log",
+    "kafka",
+    "tls",
+    "connections",
+];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, Error)]
@@ -57,6 +66,12 @@ pub struct OrdererConfig {
     /// How this node reaches the Kafka brokers of kafka channels.
     #[serde(default)]
     pub kafka: KafkaSection,
+    /// TLS on the gRPC listener and on connections to other nodes.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// Limits on the listener's connections.
+    #[serde(default)]
+    pub connections: ConnectionsSection,
 }
 
 /// `[kafka]`: this node's side of the Kafka channels. The channel config names the
@@ -216,11 +231,13 @@ impl OrdererConfig {
             &SECTIONS,
             base,
             |c: &mut OrdererConfig| {
-                vec![
+                let mut paths = vec![
                     &mut c.node.data_dir,
                     &mut c.identity.key_file,
                     &mut c.identity.cert_file,
-                ]
+                ];
+                paths.extend(c.tls.paths_mut());
+                paths
             },
         )
         .map_err(|reason| ConfigError::Parse {
@@ -253,6 +270,8 @@ impl OrdererConfig {
                 self.kafka.delivery_timeout_ms
             )));
         }
+        self.tls.validate().map_err(ConfigError::Invalid)?;
+        self.connections.validate().map_err(ConfigError::Invalid)?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(format!(
                 "log.format {:?} is not text or json",
@@ -263,8 +282,12 @@ impl OrdererConfig {
     }
 
     /// A commented example configuration with every default spelled out.
-    pub fn example() -> &'static str {
-        include_str!("../orderer.example.toml")
+    pub fn example() -> String {
+        format!(
+            "{}{}",
+            include_str!("../orderer.example.toml"),
+            ordo_node::tls::EXAMPLE_SECTIONS
+        )
     }
 }
 
@@ -320,7 +343,7 @@ mod tests {
 
     #[test]
     fn the_example_file_parses() {
-        OrdererConfig::parse(OrdererConfig::example(), &[], Path::new("/"), "example")
+        OrdererConfig::parse(&OrdererConfig::example(), &[], Path::new("/"), "example")
             .expect("example is valid");
     }
 }

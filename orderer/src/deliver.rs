@@ -1,8 +1,11 @@
 //! Deliver: a signed SeekInfo in, a stream of blocks out, ended by a status.
 //!
-//! Checks, in order: decode and header (BAD_REQUEST), channel (NOT_FOUND), creator
-//! certificate and signature (FORBIDDEN), Readers policy (FORBIDDEN), the seek range
-//! (BAD_REQUEST when stop is before start). Then blocks stream from the ledger; past the
+//! Checks, in order: decode and header (BAD_REQUEST), channel (NOT_FOUND), the request's
+//! timestamp within [`DEFAULT_FRESHNESS_WINDOW_MS`] of the node's clock (FORBIDDEN: a
+//! captured request cannot be replayed later), creator certificate and signature
+//! (FORBIDDEN), Readers policy (FORBIDDEN), the seek range (BAD_REQUEST when stop is
+//! before start). The timestamp is checked once, when the stream opens; an open stream
+//! lives on while the reader's certificate is valid. Then blocks stream from the ledger; past the
 //! height the stream waits on the ledger's height watch (BLOCK_UNTIL_READY) or ends with
 //! NOT_FOUND (FAIL_IF_NOT_READY). The stream ends with SUCCESS after the stop block, with
 //! SERVICE_UNAVAILABLE when the channel is removed or the node stops, and with FORBIDDEN
@@ -22,6 +25,7 @@ use ordo_proto::cert::VerifiedCert;
 use ordo_proto::envelope;
 use ordo_proto::pb::common::{Envelope, HeaderType, Status as Code};
 use ordo_proto::pb::orderer::{seek_position, SeekBehavior, SeekInfo, SeekPosition};
+use ordo_proto::replay::DEFAULT_FRESHNESS_WINDOW_MS;
 
 use crate::atomic::{EncodedDeliverItem, EncodedDeliverResponse};
 
@@ -109,8 +113,13 @@ impl DeliverHandler {
             .get(channel_id)
             .ok_or_else(|| (Code::NotFound, format!("channel {channel_id:?} not found")))?;
         let state = channel.support.state();
-        let now_secs = ordo_proto::now_ms() / 1000;
-        let reader = authorize_reader(&state, request, &unpacked.header.creator, now_secs)?;
+        let reader = authorize_reader(
+            &state,
+            request,
+            &unpacked.header,
+            ordo_proto::now_ms(),
+            DEFAULT_FRESHNESS_WINDOW_MS,
+        )?;
         let seek = SeekInfo::decode(unpacked.data.as_ref())
             .map_err(|e| (Code::BadRequest, format!("seek info: {e}")))?;
         let height = channel.support.height();

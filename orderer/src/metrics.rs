@@ -244,6 +244,17 @@ impl Metrics {
         Self { registry, ..m }
     }
 
+    /// Adds the gRPC listener's connection metrics (`ordo_orderer_transport_*`).
+    pub fn register_listener(&mut self, listener: &std::sync::Arc<ordo_node::ListenerMetrics>) {
+        listener.register(&mut self.registry);
+    }
+
+    /// Adds the expiry of the node's own certificates
+    /// (`ordo_orderer_certificate_not_after_seconds`).
+    pub fn register_certs(&mut self, certs: &ordo_node::certinfo::CertMetrics) {
+        certs.register(&mut self.registry);
+    }
+
     /// Labels for a channel.
     pub fn channel(channel: &str) -> Labels {
         vec![("channel".into(), channel.into())]

@@ -1,4 +1,11 @@
-//! The operations endpoint: `GET /healthz` and `GET /metrics` over plain HTTP.
+//! The operations endpoint over plain HTTP: `GET /healthz` (liveness), `GET /readyz`
+//! (readiness) and `GET /metrics`.
+//!
+//! Liveness and readiness are different questions with different consequences: a failed
+//! liveness probe restarts the process, a failed readiness probe only takes it out of
+//! rotation. A raft follower that knows no leader during an election is alive and must
+//! not be restarted (a restart would only make the election slower), so "no leader" is a
+//! readiness problem; `/healthz` answers 200 while the process serves requests.
 
 use std::sync::Arc;
 
@@ -9,6 +16,8 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use ordo_node::Readiness;
+
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -16,6 +25,7 @@ use crate::registry::Registry;
 struct Ops {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
     /// Serialises the refresh of counters from running totals, so that two concurrent
     /// scrapes cannot both add the same difference.
     refresh: Arc<std::sync::Mutex<()>>,
@@ -26,14 +36,17 @@ pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(Ops {
             registry,
             metrics,
+            readiness,
             refresh: Arc::new(std::sync::Mutex::new(())),
         });
     axum::serve(listener, app)
@@ -41,31 +54,65 @@ pub async fn serve(
         .await
 }
 
-/// 200 with `{"status":"OK",...}` when every channel's chain can order; 503 naming the
-/// failing channels otherwise.
+/// Liveness: 200 with `{"status":"OK",...}` while the process serves; the body also says
+/// whether it is ready and why not, for a human reading it.
 async fn healthz(State(ops): State<Ops>) -> impl IntoResponse {
-    let mut failing = Vec::new();
-    let channels = ops.registry.list();
-    for ch in &channels {
-        if let Err(e) = ch.chain.wait_ready().await {
-            failing.push(format!(
-                "{{\"channel\":\"{}\",\"reason\":\"{}\"}}",
-                ch.id(),
-                e.to_string().replace('"', "'")
-            ));
-        }
-    }
-    let (code, status) = if failing.is_empty() {
-        (StatusCode::OK, "OK")
+    let v = ops.readiness.verdict();
+    let body = format!(
+        "{{\"status\":\"OK\",\"channels\":{},\"ready\":{},\"problems\":{}}}\n",
+        ops.registry.list().len(),
+        v.ready,
+        json_strings(&v.problems)
+    );
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+}
+
+/// Readiness: 200 when the last evaluation (see [`readiness_problems`]) found nothing
+/// wrong, 503 naming the problems otherwise; answered from the cache, at once.
+async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
+    let v = ops.readiness.verdict();
+    let (code, status) = if v.ready {
+        (StatusCode::OK, "READY")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
     };
     let body = format!(
-        "{{\"status\":\"{status}\",\"channels\":{},\"failed_checks\":[{}]}}\n",
-        channels.len(),
-        failing.join(",")
+        "{{\"status\":\"{status}\",\"failed_checks\":{}}}\n",
+        json_strings(&v.problems)
     );
     (code, [(header::CONTENT_TYPE, "application/json")], body)
+}
+
+fn json_strings(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|p| format!("\"{}\"", p.replace('\\', "\\\\").replace('"', "'")))
+        .collect();
+    format!("[{}]", quoted.join(","))
+}
+
+/// Why the orderer is not ready: a channel whose chain cannot order now (no raft leader,
+/// kafka brokers unreachable, ...), or one of its own certificates not valid now.
+pub async fn readiness_problems(
+    registry: Arc<Registry>,
+    identity: ordo_proto::identity::Identity,
+    tls: Option<Arc<ordo_node::NodeTls>>,
+) -> Vec<String> {
+    let mut problems = ordo_node::certinfo::own_cert_problems(
+        &identity,
+        tls.as_deref(),
+        ordo_node::certinfo::now_s(),
+    );
+    for ch in registry.list() {
+        if let Err(e) = ch.chain.wait_ready().await {
+            problems.push(format!("channel {}: {e}", ch.id()));
+        }
+    }
+    problems
 }
 
 /// Moves a counter up to `total` (counters only go up; the source is a running total).

@@ -25,7 +25,7 @@ use ordo_consensus::kafka::{default_topic, KafkaChain, KafkaOptions, PartitionCo
 use ordo_consensus::raft::{prepare_join, raft_id, RaftChain, RaftOptions, RaftSetup};
 use ordo_consensus::{start_chain, Chain, ChainError, ChainSupport, OrderRequest};
 
-use crate::cluster::{connect, pull_blocks, ClusterStats, GrpcTransport};
+use crate::cluster::{connect, pull_blocks, ClusterDialer, ClusterStats, GrpcTransport};
 use crate::config::KafkaSection;
 pub use crate::recent::RecentTxIds;
 use ordo_ledger::{BlockStore, ChannelDirs, LedgerError, TxIndex};
@@ -115,8 +115,10 @@ pub struct Registry {
     dedupe_window: usize,
     node_name: String,
     kafka: KafkaSection,
-    /// Local address of connections to other consenters (`[node] cluster_source_addr`).
-    cluster_source_addr: Option<std::net::IpAddr>,
+    /// How connections to other consenters are dialled.
+    dialer: ClusterDialer,
+    /// The node's TLS trust, fed with each channel's TLS roots (`None` in plaintext).
+    trust: Option<Arc<ordo_node::TrustStore>>,
     channels: RwLock<HashMap<String, Arc<ChannelHandle>>>,
     /// Serialises join and remove.
     admin_lock: tokio::sync::Mutex<()>,
@@ -130,7 +132,8 @@ impl Registry {
         dedupe_window: usize,
         node_name: &str,
         kafka: KafkaSection,
-        cluster_source_addr: Option<std::net::IpAddr>,
+        dialer: ClusterDialer,
+        trust: Option<Arc<ordo_node::TrustStore>>,
     ) -> Result<Self, RegistryError> {
         let (dirs, ids) = ChannelDirs::open(&data_dir.join("channels"))?;
         let reg = Self {
@@ -139,7 +142,8 @@ impl Registry {
             dedupe_window,
             node_name: node_name.to_string(),
             kafka,
-            cluster_source_addr,
+            dialer,
+            trust,
             channels: RwLock::new(HashMap::new()),
             admin_lock: tokio::sync::Mutex::new(()),
         };
@@ -152,9 +156,25 @@ impl Registry {
         Ok(reg)
     }
 
+    /// Feeds the node's TLS trust with what `config` says about `channel`.
+    fn trust_channel(&self, channel: &str, config: &ChannelConfig) {
+        if let Some(trust) = &self.trust {
+            trust.set_channel(channel, ordo_node::ChannelTrust::from_config(config));
+        }
+    }
+
+    /// Refreshes the node's TLS trust from every channel's config in force (config blocks
+    /// may have changed TLS roots or revoked certificates since the last call).
+    pub fn sync_trust(&self) {
+        for h in self.list() {
+            self.trust_channel(h.id(), &h.support.state().config);
+        }
+    }
+
     fn start(&self, ledger: BlockStore) -> Result<Arc<ChannelHandle>, RegistryError> {
         let recent = RecentTxIds::from_ledger(&ledger, self.dedupe_window)?;
         let support = Arc::new(ChainSupport::new(ledger, self.signer.clone())?);
+        self.trust_channel(support.channel_id(), &support.state().config);
         let closed = CancellationToken::new();
         let mut kafka_chain = None;
         let (chain, raft, cluster): (Arc<dyn Chain>, _, _) = if support.state().consensus_type()
@@ -217,7 +237,7 @@ impl Registry {
             &orderer.consenters,
             self_id,
             closed,
-            self.cluster_source_addr,
+            self.dialer.clone(),
         )?;
         let stats = transport.stats();
         let setup = RaftSetup {
@@ -385,6 +405,8 @@ impl Registry {
             .collect();
         info!(channel = %id, block = number, "joining a running raft channel: pulling its blocks from the other consenters");
         let signer = self.signer.clone();
+        // The other consenters' TLS roots come with the join block's config.
+        self.trust_channel(&id, &cfg);
         let handle = tokio::runtime::Handle::current();
         let final_dir = tokio::task::block_in_place(|| {
             self.dirs.install(&id, |tmp| -> Result<(), RegistryError> {
@@ -395,7 +417,7 @@ impl Registry {
                     &id,
                     &sources,
                     &join_block,
-                    self.cluster_source_addr,
+                    &self.dialer,
                 ))?;
                 prepare_join(store.consensus_log(), &join_block)?;
                 Ok(())
@@ -418,6 +440,9 @@ impl Registry {
         handle.chain.halt().await;
         drop(handle);
         self.dirs.remove(id)?;
+        if let Some(trust) = &self.trust {
+            trust.remove_channel(id);
+        }
         info!(channel = %id, "channel removed");
         Ok(())
     }
@@ -442,7 +467,7 @@ async fn onboard(
     channel: &str,
     sources: &[Consenter],
     join_block: &Block,
-    source_addr: Option<std::net::IpAddr>,
+    dialer: &ClusterDialer,
 ) -> Result<(), RegistryError> {
     let target = block::number(join_block);
     let target_hash = block::hash(join_block);
@@ -453,7 +478,7 @@ async fn onboard(
     while store.height() <= target {
         let mut progressed = false;
         for source in sources {
-            let conn = connect(source, source_addr)?;
+            let conn = connect(source, dialer)?;
             let start = store.height();
             match pull_blocks(conn, signer, channel, start, target).await {
                 Ok(blocks) => {

@@ -3,12 +3,18 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+
+use ordo_node::certinfo::CertMetrics;
+use ordo_node::health::{serve_health, ReadinessProbe};
+use ordo_node::readiness::ReadinessCheck;
+use ordo_node::{ListenerMetrics, NodeTls, Readiness};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::info;
+use tracing::{info, warn};
 
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::admin_server::{Admin, AdminServer};
@@ -23,7 +29,7 @@ use tokio_stream::StreamExt;
 use crate::admin::AdminHandler;
 use crate::atomic::{AtomicBroadcastService, EncodedDeliverItem};
 use crate::broadcast::BroadcastHandler;
-use crate::cluster::{ClusterService, MAX_CLUSTER_MESSAGE};
+use crate::cluster::{ClusterDialer, ClusterService, MAX_CLUSTER_MESSAGE};
 use crate::config::OrdererConfig;
 use crate::deliver::DeliverHandler;
 use crate::metrics::Metrics;
@@ -47,6 +53,9 @@ pub enum OrdererError {
     /// The operations endpoint failed.
     #[error("operations endpoint: {0}")]
     Ops(std::io::Error),
+    /// The TLS key pair or CA files could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] ordo_node::tls::NodeTlsError),
 }
 
 /// The generated server's side of AtomicBroadcast. [`AtomicBroadcastService`] routes
@@ -123,16 +132,43 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OrdererError> {
     let identity = Identity::load(&config.identity.key_file, &config.identity.cert_file)?;
+    ordo_node::certinfo::log_identity_validity(&identity);
+    let tls = if config.tls.enabled {
+        Some(NodeTls::load(&config.tls)?)
+    } else {
+        warn!("TLS is off: every gRPC link of this node is plaintext (development only)");
+        None
+    };
+    let dialer = ClusterDialer {
+        transport: tls
+            .as_ref()
+            .map(|t| t.client_transport())
+            .unwrap_or_default(),
+        source_addr: config.node.cluster_source_addr,
+    };
     let registry = Arc::new(Registry::open(
         &config.node.data_dir,
         identity.clone(),
         config.limits.dedupe_window,
         &config.node.name,
         config.kafka.clone(),
-        config.node.cluster_source_addr,
+        dialer,
+        tls.as_ref().map(|t| t.trust().clone()),
     )?);
-    let metrics = Arc::new(Metrics::new());
+    let listener_metrics = ListenerMetrics::new();
+    let cert_metrics = CertMetrics::new();
+    let mut metrics = Metrics::new();
+    metrics.register_listener(&listener_metrics);
+    metrics.register_certs(&cert_metrics);
+    let metrics = Arc::new(metrics);
     let token = CancellationToken::new();
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(
+            Duration::from_millis(config.tls.reload_interval_ms),
+            token.clone(),
+        );
+        spawn_trust_sync(registry.clone(), token.clone());
+    }
     let max_msg = config.limits.max_grpc_message_bytes;
 
     let deliver = DeliverHandler {
@@ -163,10 +199,32 @@ pub async fn run(
     let grpc_addr = grpc.local_addr().ok();
     let ops_addr = ops.local_addr().ok();
     let ops_token = token.clone();
+    let readiness = {
+        let registry = registry.clone();
+        let identity = identity.clone();
+        let tls = tls.clone();
+        let certs = cert_metrics.clone();
+        let check: ReadinessCheck = Arc::new(move || {
+            // Renewed certificates show in the metrics within one evaluation.
+            record_cert_expiry(&certs, &identity, tls.as_deref());
+            Box::pin(crate::ops::readiness_problems(
+                registry.clone(),
+                identity.clone(),
+                tls.clone(),
+            ))
+        });
+        Readiness::spawn(check, token.clone())
+    };
+    let health = {
+        let readiness = readiness.clone();
+        let probe: ReadinessProbe = Arc::new(move || readiness.is_ready());
+        serve_health(ORDERER_SERVICES, probe, token.clone()).await
+    };
     let ops_task = tokio::spawn(crate::ops::serve(
         ops,
         registry.clone(),
         metrics.clone(),
+        readiness,
         async move { ops_token.cancelled().await },
     ));
     {
@@ -181,15 +239,25 @@ pub async fn run(
         node = %config.node.name,
         grpc = ?grpc_addr,
         ops = ?ops_addr,
+        tls = tls.is_some(),
         channels = registry.list().len(),
         "orderer ready"
     );
+    let incoming = ordo_node::incoming(
+        grpc,
+        tls.as_ref().map(|t| t.server_config()),
+        config.connections.limits(),
+        listener_metrics,
+        token.clone(),
+    );
     let serve_token = token.clone();
     let result = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .max_concurrent_streams(config.limits.max_concurrent_streams)
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
+        .add_service(health)
         .add_service(AtomicBroadcastService::new(
             svc, broadcast, deliver, max_msg,
         ))
@@ -197,6 +265,7 @@ pub async fn run(
             ClusterServer::new(ClusterService {
                 registry: registry.clone(),
                 shutdown: token.clone(),
+                tls: tls.is_some(),
             })
             .max_decoding_message_size(MAX_CLUSTER_MESSAGE)
             .max_encoding_message_size(MAX_CLUSTER_MESSAGE),
@@ -206,9 +275,7 @@ pub async fn run(
                 .max_decoding_message_size(max_msg)
                 .max_encoding_message_size(max_msg),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
-            serve_token.cancelled().await
-        })
+        .serve_with_incoming_shutdown(incoming, async move { serve_token.cancelled().await })
         .await;
     token.cancel();
     registry.shutdown().await;
@@ -219,4 +286,40 @@ pub async fn run(
     }
     info!("orderer stopped");
     Ok(())
+}
+
+/// The orderer's gRPC services, as the health service names them.
+const ORDERER_SERVICES: &[&str] = &[
+    "ordo.orderer.AtomicBroadcast",
+    "ordo.admin.Admin",
+    "ordo.cluster.Cluster",
+];
+
+/// Records the expiry of the orderer's own certificates as metrics.
+fn record_cert_expiry(metrics: &CertMetrics, identity: &Identity, tls: Option<&NodeTls>) {
+    if let Some((_, not_after)) = ordo_node::certinfo::identity_window(identity) {
+        metrics.set("identity", not_after);
+    }
+    if let Some(c) = tls.and_then(|t| t.own_cert()) {
+        metrics.set("tls", c.not_after);
+    }
+}
+
+/// How often the node re-reads its channels' configs for TLS roots and revocations.
+const TRUST_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Keeps the node's TLS trust in step with config blocks: a config update that adds an
+/// org, rotates a TLS CA or revokes a certificate applies to the next handshake. (Config
+/// blocks are written by each backend's own writer; one cheap comparison a second here is
+/// simpler than a hook through all three.)
+fn spawn_trust_sync(registry: Arc<Registry>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TRUST_SYNC_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => registry.sync_trust(),
+            }
+        }
+    });
 }

@@ -85,6 +85,7 @@ impl Org {
                 id: format!("orderer{i}"),
                 endpoint: e.clone(),
                 certificate: self.orderer.cert_bytes().clone(),
+                ..Default::default()
             })
             .collect();
         let cfg = ChannelConfig {
@@ -93,6 +94,7 @@ impl Org {
             orgs: vec![Organization {
                 name: "A".into(),
                 root_public_keys: vec![self.ca.verifying_key().to_bytes().to_vec().into()],
+                ..Default::default()
             }],
             orderer: Some(OrdererConfig {
                 consensus_type: "solo".into(),
@@ -174,6 +176,8 @@ async fn start_orderer(org: &Org, grpc: TcpListener, data_dir: PathBuf) -> Order
         limits: LimitsSection::default(),
         log: LogSection::default(),
         kafka: Default::default(),
+        tls: Default::default(),
+        connections: Default::default(),
     };
     let stop = CancellationToken::new();
     let token = stop.clone();
@@ -190,7 +194,7 @@ async fn start_orderer(org: &Org, grpc: TcpListener, data_dir: PathBuf) -> Order
 impl Orderer {
     /// Joins the node to the channel of `genesis`.
     async fn join(&self, org: &Org, genesis: &Block) {
-        let ch = ordo_sdk::orderer::connect(&self.addr)
+        let ch = ordo_sdk::orderer::connect(&self.addr, &ordo_sdk::transport::Transport::Plain)
             .await
             .expect("connect");
         let req = ordo_sdk::orderer::admin_request(
@@ -210,7 +214,7 @@ impl Orderer {
 
     /// Broadcasts `envs` over one stream and checks every one was accepted.
     async fn broadcast(&self, envs: Vec<Envelope>) {
-        let ch = ordo_sdk::orderer::connect(&self.addr)
+        let ch = ordo_sdk::orderer::connect(&self.addr, &ordo_sdk::transport::Transport::Plain)
             .await
             .expect("connect");
         let mut client = ordo_sdk::orderer::broadcast_client(ch);
@@ -241,7 +245,7 @@ impl Orderer {
             Some(ordo_sdk::orderer::position(Some(last))),
             SeekBehavior::FailIfNotReady,
         );
-        let ch = ordo_sdk::orderer::connect(&self.addr)
+        let ch = ordo_sdk::orderer::connect(&self.addr, &ordo_sdk::transport::Transport::Plain)
             .await
             .expect("connect");
         let mut stream = ordo_sdk::orderer::broadcast_client(ch)
@@ -353,7 +357,7 @@ impl AtomicBroadcast for FakeOrderer {
             }
             Fault::Data(n) | Fault::Signature(n) | Fault::PreviousHash(n) => n,
         };
-        let ch = ordo_sdk::orderer::connect(&self.upstream)
+        let ch = ordo_sdk::orderer::connect(&self.upstream, &ordo_sdk::transport::Transport::Plain)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         // The peer's own signed request, passed on unchanged.

@@ -145,6 +145,7 @@ mod tests {
             id: "o1".into(),
             endpoint: "127.0.0.1:1".into(),
             certificate: o1.cert_bytes().clone(),
+            ..Default::default()
         }];
         let now = 1_800_000_000_000;
         let auth = sign(&o1, Purpose::Submit, "ch", b"digest", now);

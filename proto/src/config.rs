@@ -394,6 +394,7 @@ mod tests {
                     .to_bytes()
                     .to_vec()
                     .into()],
+                ..Default::default()
             }],
             orderer: Some(OrdererConfig {
                 consensus_type: "raft".into(),
@@ -421,6 +422,7 @@ mod tests {
             id: id.into(),
             endpoint: "127.0.0.1:7050".into(),
             certificate: vec![cert; 8].into(),
+            ..Default::default()
         }
     }
 

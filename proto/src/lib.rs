@@ -32,6 +32,7 @@ pub mod hash;
 pub mod identity;
 pub mod merkle;
 pub mod policy;
+pub mod replay;
 pub mod verify;
 
 /// Generated protobuf and gRPC code.

@@ -199,6 +199,7 @@ mod tests {
             orgs: vec![Organization {
                 name: "A".into(),
                 root_public_keys: vec![ca.verifying_key().to_bytes().to_vec().into()],
+                ..Default::default()
             }],
             orderer: Some(OrdererConfig {
                 consensus_type: "solo".into(),

@@ -90,6 +90,7 @@ fn vectors() -> BTreeMap<&'static str, String> {
         orgs: vec![Organization {
             name: "BankA".into(),
             root_public_keys: vec![ca.verifying_key().to_bytes().to_vec().into()],
+            ..Default::default()
         }],
         orderer: Some(OrdererConfig {
             consensus_type: "solo".into(),

@@ -174,14 +174,15 @@ pub struct Contract {
 }
 
 impl Contract {
-    /// Connects to the gateway at `addr`.
+    /// Connects to the gateway at `addr` over `transport`, signing as `identity`.
     pub async fn connect(
         addr: &str,
+        transport: &crate::transport::Transport,
         identity: Identity,
         channel: &str,
         chaincode: &str,
     ) -> Result<Self, GatewayError> {
-        let conn = crate::orderer::connect(addr)
+        let conn = crate::orderer::connect(addr, transport)
             .await
             .map_err(|e| GatewayError::Connect {
                 addr: addr.to_string(),

@@ -5,6 +5,7 @@
 //! - [`config`]: `ORDO_` environment overrides of node configuration files.
 //! - [`orderer`]: connecting to an orderer and building signed Deliver / Admin requests.
 //! - [`chaincode`]: the `Chaincode` and `Context` traits and the built-in `kv` and `bank`.
+//! - [`transport`], [`tls`]: opening channels to nodes, in plaintext or over mutual TLS.
 //! - [`gateway`]: evaluate and submit chaincode transactions through a peer's Gateway.
 //!
 //! No RocksDB, no consensus: applications link this and nothing heavy.
@@ -14,4 +15,6 @@ pub mod config;
 pub mod gateway;
 pub mod network;
 pub mod orderer;
+pub mod tls;
+pub mod transport;
 pub mod tx;

@@ -39,6 +39,19 @@ pub enum NetworkError {
     /// An identity file could not be loaded.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// A TLS file could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// A member's signing identity together with how it reaches nodes: what every client
+/// command needs to talk to a node.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Signs requests and transactions.
+    pub identity: Identity,
+    /// Plaintext, or mutual TLS with the member's TLS certificate.
+    pub transport: crate::transport::Transport,
 }
 
 /// A whole local network.
@@ -107,12 +120,27 @@ pub struct IdentityFiles {
     pub key: PathBuf,
     /// Hex encoded certificate.
     pub cert: PathBuf,
+    /// The member's TLS key pair and the CAs it trusts; absent for networks made before
+    /// TLS or with `--insecure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl IdentityFiles {
     /// Loads the identity.
     pub fn load(&self) -> Result<Identity, IdentityError> {
         Identity::load(&self.key, &self.cert)
+    }
+
+    /// How this member connects to nodes: mutual TLS with its TLS files, or plaintext
+    /// when it has none.
+    pub fn transport(&self) -> Result<crate::transport::Transport, crate::tls::TlsError> {
+        match &self.tls {
+            Some(files) => Ok(crate::transport::Transport::Tls(
+                crate::tls::ClientTls::from_files(files)?,
+            )),
+            None => Ok(crate::transport::Transport::Plain),
+        }
     }
 }
 
@@ -198,9 +226,37 @@ impl Network {
         }
     }
 
+    /// Loads `member` of `org` (the first org when `None`) with its transport: mutual TLS
+    /// with the member's TLS files, or plaintext in a network without TLS.
+    pub fn member(&self, org: Option<&str>, member: &str) -> Result<Member, NetworkError> {
+        let files = self.identity_files(org, member)?;
+        Ok(Member {
+            identity: files.load()?,
+            transport: files.transport()?,
+        })
+    }
+
+    /// How `member` of `org` connects to the network's nodes.
+    pub fn transport(
+        &self,
+        org: Option<&str>,
+        member: &str,
+    ) -> Result<crate::transport::Transport, NetworkError> {
+        Ok(self.identity_files(org, member)?.transport()?)
+    }
+
     /// Loads the identity `member` (`admin`, `client`, …) of `org`; the first org when
     /// `org` is `None`.
     pub fn identity(&self, org: Option<&str>, member: &str) -> Result<Identity, NetworkError> {
+        Ok(self.identity_files(org, member)?.load()?)
+    }
+
+    /// The files of `member` of `org` (the first org when `None`).
+    pub fn identity_files(
+        &self,
+        org: Option<&str>,
+        member: &str,
+    ) -> Result<&IdentityFiles, NetworkError> {
         let (org_name, members) =
             match org {
                 Some(o) => self.identities.get_key_value(o).ok_or_else(|| {
@@ -210,9 +266,8 @@ impl Network {
                     NetworkError::NotFound("the network has no identities".into())
                 })?,
             };
-        let files = members.get(member).ok_or_else(|| {
+        members.get(member).ok_or_else(|| {
             NetworkError::NotFound(format!("org {org_name:?} has no member {member:?}"))
-        })?;
-        Ok(files.load()?)
+        })
     }
 }

@@ -9,28 +9,13 @@ use ordo_proto::pb::common::{Envelope, HeaderType};
 use ordo_proto::pb::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use ordo_proto::pb::orderer::{seek_position, SeekBehavior, SeekInfo, SeekPosition};
 use prost::Message;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Largest gRPC message a client accepts: a block of the largest allowed size plus room.
 pub const MAX_GRPC_MESSAGE_BYTES: usize = 80 * 1024 * 1024;
 
-/// Opens a gRPC channel to `addr` (`host:port` or a URL).
-pub async fn connect(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    let url = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    Endpoint::from_shared(url)?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .tcp_nodelay(true)
-        // Blocks are megabytes: HTTP/2's default 64 KiB window would stall a Deliver
-        // stream on a round trip every 64 KiB.
-        .initial_stream_window_size(4 * 1024 * 1024)
-        .initial_connection_window_size(16 * 1024 * 1024)
-        .connect()
-        .await
-}
+/// Opens a gRPC channel to `addr` (`host:port` or a URL) over `transport`.
+pub use crate::transport::connect;
 
 /// An AtomicBroadcast client with Ordo's message size limits.
 pub fn broadcast_client(channel: Channel) -> AtomicBroadcastClient<Channel> {

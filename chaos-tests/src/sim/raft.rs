@@ -267,6 +267,7 @@ impl Sim {
                 id: name.clone(),
                 endpoint: format!("sim:{i}"),
                 certificate: identity.cert_bytes().clone(),
+                ..Default::default()
             });
             nodes.push(Node {
                 id: raft_id(&name),
@@ -284,6 +285,7 @@ impl Sim {
             orgs: vec![Organization {
                 name: "A".into(),
                 root_public_keys: vec![ca.verifying_key().to_bytes().to_vec().into()],
+                ..Default::default()
             }],
             orderer: Some(OrdererConfig {
                 consensus_type: "raft".into(),

@@ -10,10 +10,10 @@ use tokio_stream::StreamExt;
 use ordo_proto::block;
 use ordo_proto::config;
 use ordo_proto::envelope;
-use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{Block, Payload, Status as Code};
 use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
 use ordo_proto::verify::ChainVerifier;
+use ordo_sdk::network::Member;
 
 use crate::client::ClientArgs;
 
@@ -90,13 +90,14 @@ pub async fn run(cmd: BlockCommand) -> anyhow::Result<()> {
 /// Streams blocks `from..=to` (to: newest when `None`) and calls `each` on every one.
 pub async fn fetch(
     addr: &str,
-    identity: &Identity,
+    member: &Member,
     channel: &str,
     from: u64,
     to: Option<u64>,
     mut each: impl FnMut(Block) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
-    let ch = ordo_sdk::orderer::connect(addr)
+    let identity = &member.identity;
+    let ch = ordo_sdk::orderer::connect(addr, &member.transport)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
     let mut client = ordo_sdk::orderer::broadcast_client(ch);
@@ -153,7 +154,7 @@ fn tx_ids(b: &Block) -> Vec<String> {
 async fn fetch_cmd(a: FetchArgs) -> anyhow::Result<()> {
     let channel = a.range.channel()?;
     let addr = a.range.client.orderer_addr()?;
-    let id = a.range.client.identity("client")?;
+    let id = a.range.client.member("client")?;
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -203,7 +204,7 @@ async fn verify_cmd(a: VerifyArgs) -> anyhow::Result<()> {
     }
     let channel = a.range.channel()?;
     let addr = a.range.client.orderer_addr()?;
-    let id = a.range.client.identity("client")?;
+    let id = a.range.client.member("client")?;
     let mut verifier = ChainVerifier::new();
     let now_secs = ordo_proto::now_ms() / 1000;
     let mut txs = 0usize;

@@ -201,7 +201,7 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
             let bytes = std::fs::read(&a.genesis)
                 .with_context(|| format!("reading {}", a.genesis.display()))?;
             let addr = a.client.orderer_addr()?;
-            let id = a.client.identity("admin")?;
+            let id = a.client.member("admin")?;
             let resp = admin(
                 &addr,
                 &id,
@@ -220,7 +220,7 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
         }
         ChannelCommand::List(a) => {
             let addr = a.client.orderer_addr()?;
-            let id = a.client.identity("admin")?;
+            let id = a.client.member("admin")?;
             let resp = admin(
                 &addr,
                 &id,
@@ -246,7 +246,7 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
         }
         ChannelCommand::Remove(a) => {
             let addr = a.client.orderer_addr()?;
-            let id = a.client.identity("admin")?;
+            let id = a.client.member("admin")?;
             admin(
                 &addr,
                 &id,
@@ -267,7 +267,7 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
                 (None, None) => bail!("--channel is required without --network"),
             };
             let addr = a.client.orderer_addr()?;
-            let id = a.client.identity("admin")?;
+            let id = a.client.member("admin")?;
             let resp = admin(
                 &addr,
                 &id,
@@ -305,7 +305,7 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
                 if orderers.len() > 1 {
                     println!("orderers:");
                     for n in orderers {
-                        let admin = net.identity(Some(&n.org), "admin")?;
+                        let admin = net.member(Some(&n.org), "admin")?;
                         let line = match admin_info(&n.grpc_addr, &admin, &channel).await {
                             Ok(i) => format!(
                                 "{:<10} height {:<8} term {:<4} leader {}",
@@ -328,7 +328,7 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
 /// A channel's info as one node sees it.
 async fn admin_info(
     addr: &str,
-    admin: &ordo_proto::identity::Identity,
+    admin: &ordo_sdk::network::Member,
     channel: &str,
 ) -> anyhow::Result<ChannelInfo> {
     let resp = crate::client::admin(
@@ -396,6 +396,11 @@ pub fn channel_config(
             root_public_keys: vec![hex::decode(&o.ca_public_key)
                 .context("CA public key in crypto.json")?
                 .into()],
+            tls_root_certs: match &o.tls_ca {
+                Some(ca) => vec![crate::pki::cert_der(ca)?.into()],
+                None => Vec::new(),
+            },
+            tls_revoked_cert_hashes: Vec::new(),
         });
     }
     let mut consenters = Vec::new();
@@ -422,6 +427,10 @@ pub fn channel_config(
             id: format!("orderer{i}"),
             endpoint: endpoint.clone(),
             certificate: cert.into(),
+            tls_cert: match &files.tls {
+                Some(tls) => crate::pki::cert_der(&tls.cert)?.into(),
+                None => Default::default(),
+            },
         });
     }
     let cfg = ChannelConfig {

@@ -17,11 +17,12 @@ use tokio_stream::StreamExt;
 
 use ordo_proto::config;
 use ordo_proto::envelope;
-use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{
     Block, ChannelConfig, ConfigSignature, ConfigUpdate, Consenter, HeaderType, Status as Code,
 };
 use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
+use ordo_sdk::network::Member;
+use ordo_sdk::transport::Transport;
 
 use crate::cmd::channel::write_block;
 use crate::cmd::crypto::Manifest;
@@ -111,6 +112,10 @@ pub async fn run(cmd: ConsenterCommand) -> anyhow::Result<()> {
                 id: a.id.clone(),
                 endpoint: a.endpoint.clone(),
                 certificate: cert.into(),
+                tls_cert: match &files.tls {
+                    Some(tls) => crate::pki::cert_der(&tls.cert)?.into(),
+                    None => Bytes::new(),
+                },
             };
             let block = change(&a.update, &manifest, |consenters| {
                 if consenters.iter().any(|c| c.id == consenter.id) {
@@ -166,14 +171,22 @@ async fn change(
     edit: impl FnOnce(&mut Vec<Consenter>) -> anyhow::Result<()>,
 ) -> anyhow::Result<Block> {
     let mut admins = Vec::new();
+    let mut transport = None;
     for o in &manifest.orgs {
         let files = o
             .members
             .get("admin")
             .with_context(|| format!("org {} has no admin identity", o.name))?;
         admins.push(files.load()?);
+        if transport.is_none() {
+            transport = Some(files.transport()?);
+        }
     }
-    let submitter = admins.first().context("no orgs in the crypto directory")?;
+    let first = admins.first().context("no orgs in the crypto directory")?;
+    let submitter = &Member {
+        identity: first.clone(),
+        transport: transport.unwrap_or_default(),
+    };
     let (current, _) = current_config(&args.orderer, submitter, &args.channel).await?;
     let mut proposed = current.clone();
     proposed.sequence += 1;
@@ -203,13 +216,13 @@ async fn change(
         signatures,
     };
     let (env, tx_id) = envelope::create_signed(
-        submitter,
+        &submitter.identity,
         &args.channel,
         HeaderType::ConfigUpdate,
         update.encode_to_vec().into(),
         ordo_proto::now_ms(),
     );
-    submit(&args.orderer, env).await?;
+    submit(&args.orderer, &submitter.transport, env).await?;
     let deadline = tokio::time::Instant::now() + CONFIG_BLOCK_WAIT;
     loop {
         let (cfg, block) = current_config(&args.orderer, submitter, &args.channel).await?;
@@ -229,9 +242,13 @@ async fn change(
 /// Broadcasts the config update; while the channel has no leader (an election, a node
 /// starting) it waits and resubmits, up to [`LEADER_WAIT`]. A change that would lose
 /// quorum is not retried: it needs the operator.
-async fn submit(addr: &str, env: ordo_proto::pb::common::Envelope) -> anyhow::Result<()> {
+async fn submit(
+    addr: &str,
+    transport: &Transport,
+    env: ordo_proto::pb::common::Envelope,
+) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-    let ch = ordo_sdk::orderer::connect(addr)
+    let ch = ordo_sdk::orderer::connect(addr, transport)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
     let mut client = ordo_sdk::orderer::broadcast_client(ch);
@@ -271,7 +288,7 @@ async fn submit(addr: &str, env: ordo_proto::pb::common::Envelope) -> anyhow::Re
 /// The configuration in force on `channel` and the block that holds it.
 async fn current_config(
     addr: &str,
-    identity: &Identity,
+    identity: &Member,
     channel: &str,
 ) -> anyhow::Result<(ChannelConfig, Block)> {
     let newest = one_block(addr, identity, channel, None).await?;
@@ -289,11 +306,12 @@ async fn current_config(
 /// Block `number` (`None`: the newest) over Deliver.
 async fn one_block(
     addr: &str,
-    identity: &Identity,
+    member: &Member,
     channel: &str,
     number: Option<u64>,
 ) -> anyhow::Result<Block> {
-    let ch = ordo_sdk::orderer::connect(addr)
+    let identity = &member.identity;
+    let ch = ordo_sdk::orderer::connect(addr, &member.transport)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
     let mut client = ordo_sdk::orderer::broadcast_client(ch);

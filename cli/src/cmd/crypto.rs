@@ -5,7 +5,13 @@
 //! DIR/crypto.json                 manifest: orgs in order, their CA key and member files
 //! DIR/<Org>/ca.key, ca.pub        the org's root key (keep ca.key offline in production)
 //! DIR/<Org>/<member>.key, .cert   member = admin, client, orderer, peer
+//! DIR/<Org>/tls/ca.crt, ca.key    the org's TLS CA (X.509, ECDSA P-256; ca.key offline)
+//! DIR/<Org>/<member>.tls.crt, .tls.key   the member's TLS certificate and key
 //! ```
+//!
+//! Every org's `tls/ca.crt` goes into the channel configs made from this directory (so
+//! nodes learn whom to trust from config blocks), and each raft consenter's
+//! `orderer.tls.crt` is pinned there too.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +40,38 @@ pub enum CryptoCommand {
     /// Issue one more member certificate from an org's CA (for example a second
     /// orderer of the org: `--name orderer3 --role orderer`) and record it in crypto.json.
     Issue(IssueArgs),
+    /// Re-issue a member's identity and TLS certificates before they expire (new keys,
+    /// or the same with --same-key). Running nodes pick the new TLS pair up without a
+    /// restart (on SIGHUP, or within seconds when the files change); a raft consenter's
+    /// new TLS certificate must then be pinned with `ordo channel consenter update`.
+    Renew(RenewArgs),
+}
+
+/// `ordo crypto renew`
+#[derive(Args)]
+pub struct RenewArgs {
+    /// The crypto directory (from `ordo crypto init`).
+    #[arg(long)]
+    pub crypto: PathBuf,
+    /// The member's org.
+    #[arg(long)]
+    pub org: String,
+    /// The member's name (admin, client, orderer, peer, or one added by `crypto issue`).
+    #[arg(long)]
+    pub name: String,
+    /// Keep the member's keys; only the certificates change.
+    #[arg(long)]
+    pub same_key: bool,
+    /// Validity of the new certificates in days.
+    #[arg(long, default_value_t = 365)]
+    pub validity_days: u64,
+    /// DNS names and IP addresses of the new TLS certificate (default: those of the
+    /// certificate it replaces).
+    #[arg(long, value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// Renew only the TLS certificate (the identity certificate stays).
+    #[arg(long)]
+    pub tls_only: bool,
 }
 
 /// `ordo crypto issue`
@@ -54,6 +92,9 @@ pub struct IssueArgs {
     /// Certificate validity in days.
     #[arg(long, default_value_t = 365)]
     pub validity_days: u64,
+    /// DNS names and IP addresses the member's TLS certificate is valid for.
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+    pub hosts: Vec<String>,
 }
 
 /// `ordo crypto init`
@@ -68,6 +109,10 @@ pub struct InitArgs {
     /// Certificate validity in days.
     #[arg(long, default_value_t = 365)]
     pub validity_days: u64,
+    /// DNS names and IP addresses the TLS certificates are valid for (every member of
+    /// every org; give each node its own with `ordo crypto issue --hosts` or `renew`).
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+    pub hosts: Vec<String>,
 }
 
 /// `DIR/crypto.json`.
@@ -88,9 +133,23 @@ pub struct OrgEntry {
     pub ca_public_key: String,
     /// Member name → (key file, cert file), absolute paths.
     pub members: BTreeMap<String, ordo_sdk::network::IdentityFiles>,
+    /// The org's TLS CA certificate (PEM); absent in directories made before TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Manifest {
+    /// Every org's TLS CA certificate file, in org order.
+    pub fn tls_cas(&self) -> Vec<PathBuf> {
+        self.orgs.iter().filter_map(|o| o.tls_ca.clone()).collect()
+    }
+
+    /// Writes `DIR/crypto.json`.
+    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        crate::pki::write_atomic(&dir.join("crypto.json"), &(text + "\n"), false)
+    }
+
     /// Reads `DIR/crypto.json`.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join("crypto.json");
@@ -111,7 +170,7 @@ pub fn run(cmd: CryptoCommand) -> anyhow::Result<()> {
                 "peer" => Role::Peer,
                 _ => Role::Orderer,
             };
-            let files = issue(&a.crypto, &a.org, &a.name, role, a.validity_days)?;
+            let files = issue(&a.crypto, &a.org, &a.name, role, a.validity_days, &a.hosts)?;
             println!(
                 "issued {} ({}) of {}: {}",
                 a.name,
@@ -121,8 +180,27 @@ pub fn run(cmd: CryptoCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        CryptoCommand::Renew(a) => {
+            let files = renew(&a)?;
+            println!(
+                "renewed {} of {}: {}{}",
+                a.name,
+                a.org,
+                if a.tls_only {
+                    String::new()
+                } else {
+                    format!("{}, ", files.cert.display())
+                },
+                files
+                    .tls
+                    .as_ref()
+                    .map(|t| t.cert.display().to_string())
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
         CryptoCommand::Init(a) => {
-            let m = init(&a.orgs, &a.out, a.validity_days)?;
+            let m = init(&a.orgs, &a.out, a.validity_days, &a.hosts)?;
             println!(
                 "created keys and certificates for {} orgs in {}",
                 m.orgs.len(),
@@ -150,7 +228,12 @@ fn valid_org_name(name: &str) -> bool {
 }
 
 /// Creates the consortium's keys and certificates under `out`.
-pub fn init(orgs: &[String], out: &Path, validity_days: u64) -> anyhow::Result<Manifest> {
+pub fn init(
+    orgs: &[String],
+    out: &Path,
+    validity_days: u64,
+    hosts: &[String],
+) -> anyhow::Result<Manifest> {
     if orgs.is_empty() {
         bail!("--orgs must name at least one org");
     }
@@ -174,8 +257,17 @@ pub fn init(orgs: &[String], out: &Path, validity_days: u64) -> anyhow::Result<M
         .canonicalize()
         .with_context(|| format!("resolving {}", out.display()))?;
     let now = ordo_proto::now_ms() / 1000;
-    let mut manifest = Manifest { orgs: Vec::new() };
+    // Every org's TLS CA first: each member trusts all of them.
+    let mut tls_cas = Vec::new();
     for org in orgs {
+        tls_cas.push(crate::pki::create_ca(
+            &out.join(org).join("tls"),
+            org,
+            validity_days,
+        )?);
+    }
+    let mut manifest = Manifest { orgs: Vec::new() };
+    for (org, tls_ca) in orgs.iter().zip(&tls_cas) {
         let dir = out.join(org);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let ca = generate_signing_key();
@@ -184,7 +276,7 @@ pub fn init(orgs: &[String], out: &Path, validity_days: u64) -> anyhow::Result<M
         std::fs::write(dir.join("ca.pub"), format!("{ca_pub}\n")).context("writing ca.pub")?;
         let mut members = BTreeMap::new();
         for (serial, (member, role)) in MEMBERS.iter().enumerate() {
-            let files = issue_member(
+            let mut files = issue_member(
                 &ca,
                 &dir,
                 org,
@@ -194,16 +286,24 @@ pub fn init(orgs: &[String], out: &Path, validity_days: u64) -> anyhow::Result<M
                 now,
                 validity_days,
             )?;
+            files.tls = Some(issue_member_tls(
+                &dir,
+                org,
+                member,
+                hosts,
+                validity_days,
+                &tls_cas,
+            )?);
             members.insert(member.to_string(), files);
         }
         manifest.orgs.push(OrgEntry {
             name: org.clone(),
             ca_public_key: ca_pub,
             members,
+            tls_ca: Some(tls_ca.clone()),
         });
     }
-    let text = serde_json::to_string_pretty(&manifest)?;
-    std::fs::write(out.join("crypto.json"), text + "\n").context("writing crypto.json")?;
+    manifest.save(&out)?;
     Ok(manifest)
 }
 
@@ -227,8 +327,109 @@ fn issue_member(
     let files = ordo_sdk::network::IdentityFiles {
         key: dir.join(format!("{member}.key")),
         cert: dir.join(format!("{member}.cert")),
+        tls: None,
     };
     id.save(&files.key, &files.cert)?;
+    Ok(files)
+}
+
+/// Issues `member`'s TLS key and certificate (`member.tls.key`, `member.tls.crt` in
+/// `dir`) from the org's TLS CA in `dir/tls`; the member trusts `trusted` (every org's TLS
+/// CA).
+fn issue_member_tls(
+    dir: &Path,
+    org: &str,
+    member: &str,
+    hosts: &[String],
+    validity_days: u64,
+    trusted: &[PathBuf],
+) -> anyhow::Result<ordo_sdk::tls::TlsFiles> {
+    let files = ordo_sdk::tls::TlsFiles {
+        cert: dir.join(format!("{member}.tls.crt")),
+        key: dir.join(format!("{member}.tls.key")),
+        ca: trusted.to_vec(),
+    };
+    let subject = crate::pki::TlsSubject {
+        org,
+        name: member,
+        hosts,
+        days: validity_days,
+    };
+    crate::pki::issue(&dir.join("tls"), &subject, &files.cert, &files.key, false)?;
+    Ok(files)
+}
+
+/// `ordo crypto renew`: new certificates (and keys unless `--same-key`) for a member.
+pub fn renew(a: &RenewArgs) -> anyhow::Result<ordo_sdk::network::IdentityFiles> {
+    let mut manifest = Manifest::load(&a.crypto)?;
+    let trusted = manifest.tls_cas();
+    let entry = manifest
+        .orgs
+        .iter_mut()
+        .find(|o| o.name == a.org)
+        .with_context(|| format!("org {:?} is not in {}", a.org, a.crypto.display()))?;
+    let serial = entry.members.len() as u64 + 1;
+    let files = entry
+        .members
+        .get_mut(&a.name)
+        .with_context(|| format!("org {} has no member {:?}", a.org, a.name))?;
+    let dir = a.crypto.canonicalize()?.join(&a.org);
+    if !a.tls_only {
+        let old = files
+            .load()
+            .with_context(|| format!("loading {}'s identity", a.name))?;
+        let ca = identity::load_signing_key(&dir.join("ca.key"))
+            .with_context(|| format!("loading the CA key of {}", a.org))?;
+        let now = ordo_proto::now_ms() / 1000;
+        let (_, body) = ordo_proto::cert::decode(old.cert_bytes())?;
+        let enrollment = Enrollment::new(&a.org, old.role(), &a.name)
+            .serial(body.serial.max(serial) + 1000)
+            .valid(now.saturating_sub(3600), now + a.validity_days * 86_400);
+        let enrollment = Enrollment {
+            subject: old.subject().to_string(),
+            ..enrollment
+        };
+        let key = if a.same_key {
+            old.signing_key().clone()
+        } else {
+            generate_signing_key()
+        };
+        Identity::enroll(&ca, key, &enrollment).save(&files.key, &files.cert)?;
+    }
+    let tls = match files.tls.clone() {
+        Some(tls) => tls,
+        None => ordo_sdk::tls::TlsFiles {
+            cert: dir.join(format!("{}.tls.crt", a.name)),
+            key: dir.join(format!("{}.tls.key", a.name)),
+            ca: trusted.clone(),
+        },
+    };
+    let hosts = if a.hosts.is_empty() {
+        std::fs::read(&tls.cert)
+            .ok()
+            .and_then(|_| crate::pki::cert_der(&tls.cert).ok())
+            .and_then(|der| ordo_node::certinfo::CertSummary::parse(&der))
+            .map(|s| s.hosts)
+            .unwrap_or_else(|| {
+                crate::pki::LOCAL_HOSTS
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect()
+            })
+    } else {
+        a.hosts.clone()
+    };
+    let subject = crate::pki::TlsSubject {
+        org: &a.org,
+        name: &a.name,
+        hosts: &hosts,
+        days: a.validity_days,
+    };
+    let reuse = a.same_key && tls.key.exists();
+    crate::pki::issue(&dir.join("tls"), &subject, &tls.cert, &tls.key, reuse)?;
+    files.tls = Some(tls);
+    let files = files.clone();
+    manifest.save(&a.crypto)?;
     Ok(files)
 }
 
@@ -239,11 +440,13 @@ pub fn issue(
     name: &str,
     role: Role,
     validity_days: u64,
+    hosts: &[String],
 ) -> anyhow::Result<ordo_sdk::network::IdentityFiles> {
     if !valid_org_name(name) {
         bail!("member name {name:?} must be 1-64 characters of letters, digits, '-' and '_'");
     }
     let mut manifest = Manifest::load(crypto)?;
+    let trusted = manifest.tls_cas();
     let entry = manifest
         .orgs
         .iter_mut()
@@ -256,7 +459,7 @@ pub fn issue(
     let ca = identity::load_signing_key(&dir.join("ca.key"))
         .with_context(|| format!("loading the CA key of {org}"))?;
     let serial = entry.members.len() as u64 + 1;
-    let files = issue_member(
+    let mut files = issue_member(
         &ca,
         &dir,
         org,
@@ -266,8 +469,17 @@ pub fn issue(
         ordo_proto::now_ms() / 1000,
         validity_days,
     )?;
+    if entry.tls_ca.is_some() {
+        files.tls = Some(issue_member_tls(
+            &dir,
+            org,
+            name,
+            hosts,
+            validity_days,
+            &trusted,
+        )?);
+    }
     entry.members.insert(name.to_string(), files.clone());
-    let text = serde_json::to_string_pretty(&manifest)?;
-    std::fs::write(crypto.join("crypto.json"), text + "\n").context("writing crypto.json")?;
+    manifest.save(crypto)?;
     Ok(files)
 }

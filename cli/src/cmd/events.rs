@@ -47,8 +47,15 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         .nodes_with_role("peer")
         .find(|p| args.org.as_deref().is_none_or(|o| p.org == o))
         .context("the network has no peer to read events from")?;
-    let identity = net.identity(Some(&peer.org), "client")?;
-    let contract = Contract::connect(&peer.grpc_addr, identity, &channel, &args.chaincode).await?;
+    let member = net.member(Some(&peer.org), "client")?;
+    let contract = Contract::connect(
+        &peer.grpc_addr,
+        &member.transport,
+        member.identity,
+        &channel,
+        &args.chaincode,
+    )
+    .await?;
     let checkpoint = Checkpoint {
         block: args.from,
         tx_id: args.after.clone(),

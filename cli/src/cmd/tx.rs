@@ -69,9 +69,15 @@ pub async fn run(cmd: TxCommand) -> anyhow::Result<()> {
             Some(o) => format!("the network has no peer of org {o}"),
             None => "the network has no peer to act as gateway".to_string(),
         })?;
-    let identity = net.identity(Some(&peer.org), "client")?;
-    let mut contract =
-        Contract::connect(&peer.grpc_addr, identity, &channel, &args.chaincode).await?;
+    let member = net.member(Some(&peer.org), "client")?;
+    let mut contract = Contract::connect(
+        &peer.grpc_addr,
+        &member.transport,
+        member.identity,
+        &channel,
+        &args.chaincode,
+    )
+    .await?;
     let fn_args: Vec<Bytes> = args.args.iter().map(|a| Bytes::from(a.clone())).collect();
     if !invoke {
         let result = contract.evaluate(&args.function, fn_args).await?;

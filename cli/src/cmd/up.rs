@@ -13,7 +13,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use ordo_proto::pb::admin::{admin_command, GetChannelInfo, JoinChannel, ListChannels};
-use ordo_sdk::network::{ChannelEntry, IdentityFiles, Network, NodeEntry, NETWORK_FILE_VERSION};
+use ordo_sdk::network::{
+    ChannelEntry, IdentityFiles, Member, Network, NodeEntry, NETWORK_FILE_VERSION,
+};
 
 use crate::cmd::channel::{self, AckModeArg, BatchArgs, Consensus};
 use crate::cmd::crypto::{self, Manifest};
@@ -51,6 +53,10 @@ pub struct UpArgs {
     /// Start only the orderer, no peers.
     #[arg(long)]
     pub no_peers: bool,
+    /// Plaintext gRPC on every link instead of mutual TLS (first run only). For
+    /// development on one machine; never for a network others can reach.
+    #[arg(long)]
+    pub insecure: bool,
     #[command(flatten)]
     pub batch: BatchArgs,
 }
@@ -81,7 +87,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             args.orgs.join(", "),
             crypto_dir.display()
         );
-        crypto::init(&args.orgs, &crypto_dir, 365)?
+        let hosts: Vec<String> = crate::pki::LOCAL_HOSTS
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        crypto::init(&args.orgs, &crypto_dir, 365, &hosts)?
     };
     let network_path = dir.join("network.json");
     let previous = Network::load(&network_path).ok();
@@ -127,12 +137,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let org = manifest.orgs[i % org_count].name.clone();
         let name = format!("orderer{i}");
         if !manifest.orgs[i % org_count].members.contains_key(&name) {
+            let hosts: Vec<String> = crate::pki::LOCAL_HOSTS
+                .iter()
+                .map(|h| h.to_string())
+                .collect();
             crypto::issue(
                 &crypto_dir,
                 &org,
                 &name,
                 ordo_proto::pb::common::Role::Orderer,
                 365,
+                &hosts,
             )?;
         }
     }
@@ -184,9 +199,29 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     };
 
+    // TLS unless --insecure; a later run keeps what the first one chose.
+    let tls = match &previous {
+        Some(p) => p
+            .identities
+            .values()
+            .flat_map(|m| m.values())
+            .any(|f| f.tls.is_some()),
+        None => !args.insecure,
+    };
+    if !tls {
+        eprintln!(
+            "WARNING: TLS is OFF (--insecure): every link of this network is plaintext. \
+             Development only."
+        );
+    }
     let mut identities = std::collections::BTreeMap::new();
     for o in &manifest.orgs {
-        let m: std::collections::BTreeMap<String, IdentityFiles> = o.members.clone();
+        let mut m: std::collections::BTreeMap<String, IdentityFiles> = o.members.clone();
+        if !tls {
+            for f in m.values_mut() {
+                f.tls = None;
+            }
+        }
         identities.insert(o.name.clone(), m);
     }
     let mut network = Network {
@@ -212,14 +247,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .members
             .get(&member)
             .with_context(|| format!("org {} has no identity {member}", org.name))?;
-        let (entry, child) = start_orderer(&dir, i, &org.name, files, grpc_addr, ops_addr, &exe)?;
+        let tls_section = node_tls_section(org, files, tls)?;
+        let (entry, child) = start_orderer(
+            &dir,
+            i,
+            &org.name,
+            files,
+            &tls_section,
+            grpc_addr,
+            ops_addr,
+            &exe,
+        )?;
         network.nodes.push(entry.clone());
         orderers.push((entry.name.clone(), child));
     }
     network.save(&network_path)?;
     for (i, (name, child)) in orderers.iter_mut().enumerate() {
         let org = &manifest.orgs[i % org_count];
-        let admin = network.identity(Some(&org.name), "admin")?;
+        let admin = network.member(Some(&org.name), "admin")?;
         let grpc_addr = &endpoints[i].0;
         let log_file = dir.join(name.as_str()).join("orderer.log");
         let joined = wait_ready(
@@ -262,7 +307,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // partition: the network is ready when every orderer's chain is.
     let names: Vec<String> = orderers.iter().map(|(n, _)| n.clone()).collect();
     for (i, name) in names.iter().enumerate() {
-        let admin = network.identity(Some(&manifest.orgs[i % org_count].name), "admin")?;
+        let admin = network.member(Some(&manifest.orgs[i % org_count].name), "admin")?;
         for c in channel_entries.iter().filter(|c| c.consensus == "kafka") {
             let ready = wait_kafka_ready(
                 &endpoints[i].0,
@@ -304,6 +349,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 &others,
                 &args,
                 &exe,
+                &network,
+                tls,
             )
             .await;
             let (entry, child) = match started {
@@ -316,7 +363,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             };
             network.nodes.push(entry.clone());
             peers.push((entry.name.clone(), child));
-            let peer_admin = network.identity(Some(&org.name), "admin")?;
+            let peer_admin = network.member(Some(&org.name), "admin")?;
             let joined = crate::client::admin(
                 &entry.grpc_addr,
                 &peer_admin,
@@ -454,7 +501,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 /// Polls a kafka channel's info on an orderer until its chain is ready (role `kafka`).
 async fn wait_kafka_ready(
     addr: &str,
-    admin: &ordo_proto::identity::Identity,
+    admin: &Member,
     channel: &str,
     timeout: Duration,
 ) -> anyhow::Result<()> {
@@ -566,6 +613,7 @@ fn peer_addrs(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn start_peer(
     dir: &Path,
     org: &crate::cmd::crypto::OrgEntry,
@@ -574,6 +622,8 @@ async fn start_peer(
     endorsers: &[String],
     args: &UpArgs,
     exe: &Path,
+    network: &Network,
+    tls: bool,
 ) -> anyhow::Result<(NodeEntry, tokio::process::Child)> {
     let name = format!("peer0.{}", org.name);
     let node_dir = dir.join(&name);
@@ -586,12 +636,13 @@ async fn start_peer(
         .context("org has no peer identity")?;
     if !config_path.exists() {
         let text = format!(
-            "# Written by `ordo up`.\n[node]\nname = \"{name}\"\nlisten_addr = \"{grpc_addr}\"\nops_listen_addr = \"{ops_addr}\"\ndata_dir = \"{}\"\n\n[identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n\n[deliver]\norderer_endpoints = [{}]\n\n[gateway]\nendorsers = [{}]\n",
+            "# Written by `ordo up`.\n[node]\nname = \"{name}\"\nlisten_addr = \"{grpc_addr}\"\nops_listen_addr = \"{ops_addr}\"\ndata_dir = \"{}\"\n\n[identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n\n[deliver]\norderer_endpoints = [{}]\n\n[gateway]\nendorsers = [{}]\n{}",
             node_dir.join("data").display(),
             files.key.display(),
             files.cert.display(),
             quoted(orderer_addrs),
             quoted(endorsers),
+            node_tls_section(org, files, tls)?,
         );
         std::fs::write(&config_path, text)
             .with_context(|| format!("writing {}", config_path.display()))?;
@@ -604,10 +655,7 @@ async fn start_peer(
     ];
     let log_file = node_dir.join("peer.log");
     let mut child = spawn(&command, &log_file)?;
-    let admin = ordo_proto::identity::Identity::load(
-        &org.members.get("admin").context("org has no admin")?.key,
-        &org.members.get("admin").context("org has no admin")?.cert,
-    )?;
+    let admin = network.member(Some(&org.name), "admin")?;
     if let Err(e) = wait_ready(
         &grpc_addr,
         &admin,
@@ -635,12 +683,39 @@ async fn start_peer(
     Ok((entry, child))
 }
 
+/// The `[tls]` section of a node's config: its TLS key pair, trusting its own org's TLS CA
+/// (every other org's comes with the channel configs); empty without TLS.
+fn node_tls_section(
+    org: &crate::cmd::crypto::OrgEntry,
+    files: &IdentityFiles,
+    tls: bool,
+) -> anyhow::Result<String> {
+    if !tls {
+        return Ok(String::new());
+    }
+    let (Some(pair), Some(ca)) = (&files.tls, &org.tls_ca) else {
+        bail!(
+            "org {} has no TLS certificates (a crypto directory from before TLS); \
+             use --insecure or start a fresh network directory",
+            org.name
+        );
+    };
+    Ok(format!(
+        "\n[tls]\nenabled = true\ncert_file = \"{}\"\nkey_file = \"{}\"\nca_files = [\"{}\"]\n",
+        pair.cert.display(),
+        pair.key.display(),
+        ca.display()
+    ))
+}
+
 /// Writes orderer `index`'s config (first run) and starts it.
+#[allow(clippy::too_many_arguments)]
 fn start_orderer(
     dir: &Path,
     index: usize,
     org: &str,
     files: &IdentityFiles,
+    tls_section: &str,
     grpc_addr: &str,
     ops_addr: &str,
     exe: &Path,
@@ -653,7 +728,7 @@ fn start_orderer(
         let text = format!(
             "# Written by `ordo up`. Every field: `ordo orderer --print-example-config`.\n\
              [node]\nname = \"{name}\"\nlisten_addr = \"{grpc_addr}\"\nops_listen_addr = \"{ops_addr}\"\ndata_dir = \"{}\"\n\n\
-             [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n",
+             [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n{tls_section}",
             node_dir.join("data").display(),
             files.key.display(),
             files.cert.display(),
@@ -712,7 +787,7 @@ fn spawn(command: &[String], log_file: &Path) -> anyhow::Result<tokio::process::
 /// Polls the node's Admin service until it answers; returns the channels it serves.
 async fn wait_ready(
     addr: &str,
-    admin: &ordo_proto::identity::Identity,
+    admin: &Member,
     child: &mut tokio::process::Child,
     log_file: &Path,
     timeout: Duration,

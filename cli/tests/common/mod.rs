@@ -10,11 +10,50 @@ use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, JoinChannel, ListChannels};
 use ordo_proto::pb::common::{Block, Envelope, HeaderType, Status as Code};
 use ordo_proto::pb::orderer::{deliver_response, BroadcastResponse, SeekBehavior, SeekPosition};
+use ordo_sdk::transport::Transport;
 use prost::Message;
 use tokio_stream::StreamExt;
 
 pub mod kafka;
 pub mod raft;
+
+/// How the harness reaches each node address: plaintext unless a TLS network registered
+/// its nodes ([`start_up_with`] does, from the `network.json` it wrote). Addresses are
+/// unique per test (free ports), so tests running side by side do not see each other's.
+static TRANSPORTS: std::sync::Mutex<Option<std::collections::HashMap<String, Transport>>> =
+    std::sync::Mutex::new(None);
+
+/// Registers `transport` for `addr`.
+pub fn set_transport(addr: &str, transport: Transport) {
+    let mut map = TRANSPORTS.lock().unwrap_or_else(|p| p.into_inner());
+    map.get_or_insert_with(Default::default)
+        .insert(addr.to_string(), transport);
+}
+
+/// The transport registered for `addr` (plaintext when none).
+pub fn transport_for(addr: &str) -> Transport {
+    TRANSPORTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(addr).cloned())
+        .unwrap_or_default()
+}
+
+/// Connects to `addr` the way the harness reaches it (see [`transport_for`]).
+pub async fn connect(addr: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    ordo_sdk::orderer::connect(addr, &transport_for(addr)).await
+}
+
+/// Registers every node of the network in `dir` with the first org's client transport.
+pub fn register_network(dir: &str) {
+    let net = ordo_sdk::network::Network::load(&Path::new(dir).join("network.json"))
+        .expect("network.json");
+    let transport = net.transport(None, "client").expect("client transport");
+    for n in &net.nodes {
+        set_transport(&n.grpc_addr, transport.clone());
+    }
+}
 
 /// The `ordo` binary under test.
 pub fn ordo() -> Command {
@@ -266,7 +305,7 @@ impl NodeProcess {
                     panic!("{} exited ({status}):\n{}", self.kind, self.log_text());
                 }
             }
-            if let Ok(ch) = ordo_sdk::orderer::connect(&self.addr).await {
+            if let Ok(ch) = connect(&self.addr).await {
                 let mut client = ordo_sdk::orderer::admin_client(ch);
                 let req = ordo_sdk::orderer::admin_request(
                     admin,
@@ -336,7 +375,7 @@ pub async fn join(addr: &str, admin: &Identity, genesis: &Path) {
 
 /// Asks `addr` to join the channel of the encoded `block`; returns the status and info.
 pub async fn join_block(addr: &str, admin: &Identity, block: Vec<u8>) -> (i32, String) {
-    let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
+    let ch = connect(addr).await.expect("connect");
     let mut client = ordo_sdk::orderer::admin_client(ch);
     let req = ordo_sdk::orderer::admin_request(
         admin,
@@ -368,7 +407,7 @@ pub fn message(id: &Identity, channel: &str, payload: usize, tag: u64) -> (Envel
 
 /// Broadcasts `envs` over one stream; returns the responses in order.
 pub async fn broadcast(addr: &str, envs: Vec<Envelope>) -> Vec<BroadcastResponse> {
-    let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
+    let ch = connect(addr).await.expect("connect");
     let mut client = ordo_sdk::orderer::broadcast_client(ch);
     let n = envs.len();
     let mut stream = client
@@ -410,7 +449,7 @@ pub async fn deliver(
 }
 
 pub async fn deliver_raw(addr: &str, req: Envelope) -> Delivered {
-    let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
+    let ch = connect(addr).await.expect("connect");
     let mut client = ordo_sdk::orderer::broadcast_client(ch);
     let mut stream = client
         .deliver(req)
@@ -464,9 +503,11 @@ pub async fn org_contract(
         .nodes_with_role("peer")
         .find(|p| p.org == org)
         .expect("peer of org");
+    let member = net.member(Some(org), "client").expect("client");
     ordo_sdk::gateway::Contract::connect(
         &peer.grpc_addr,
-        net.identity(Some(org), "client").expect("client"),
+        &member.transport,
+        member.identity,
         channel,
         chaincode,
     )
@@ -481,7 +522,7 @@ pub async fn peer_query(
     channel: &str,
     q: ordo_proto::pb::query::query_request::Query,
 ) -> ordo_proto::pb::query::QueryResponse {
-    let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
+    let ch = connect(addr).await.expect("connect");
     let mut client = ordo_proto::pb::query::query_client::QueryClient::new(ch);
     let req = ordo_proto::pb::query::QueryRequest { query: Some(q) };
     let env = ordo_proto::envelope::create_signed(
@@ -501,7 +542,7 @@ pub async fn channel_info(
     id: &Identity,
     channel: &str,
 ) -> ordo_proto::pb::admin::ChannelInfo {
-    let ch = ordo_sdk::orderer::connect(addr).await.expect("connect");
+    let ch = connect(addr).await.expect("connect");
     let mut client = ordo_sdk::orderer::admin_client(ch);
     let req = ordo_sdk::orderer::admin_request(
         id,
@@ -536,6 +577,20 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     (code, text)
+}
+
+/// GETs `path` until it answers `code` (readiness is re-evaluated in the background), for
+/// at most 10 s; the last answer.
+pub fn http_get_until(addr: &str, path: &str, code: u16) -> (u16, String) {
+    let mut last = (0, String::new());
+    for _ in 0..100 {
+        last = http_get(addr, path);
+        if last.0 == code {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    last
 }
 
 /// Starts `ordo up` in `dir` with the given base ports and waits for its "press Ctrl-C"
@@ -577,6 +632,7 @@ pub fn start_up_with(dir: &str, port: u16, ops: u16, extra: &[&str]) -> (Child, 
                 seen.push_str(&line);
                 seen.push('\n');
                 if line.contains("press Ctrl-C") {
+                    register_network(dir);
                     break;
                 }
             }

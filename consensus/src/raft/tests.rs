@@ -73,6 +73,7 @@ impl Cluster {
                     id: name,
                     endpoint: format!("local:{i}"),
                     certificate: identity.cert_bytes().clone(),
+                    ..Default::default()
                 },
             );
             c.identities.insert(id, identity);
@@ -96,6 +97,7 @@ impl Cluster {
             orgs: vec![Organization {
                 name: "A".into(),
                 root_public_keys: vec![ca.verifying_key().to_bytes().to_vec().into()],
+                ..Default::default()
             }],
             orderer: Some(OrdererConfig {
                 consensus_type: "solo".into(),

@@ -45,7 +45,9 @@ impl ExternalChaincode {
         function: &str,
         args: &[Bytes],
     ) -> Result<Response, String> {
-        let conn = ordo_sdk::orderer::connect(&self.addr)
+        // Chaincode servers run beside the peer (a sidecar or the same host); the shim
+        // serves plaintext only so far, so this link does not use the peer's TLS.
+        let conn = ordo_sdk::orderer::connect(&self.addr, &ordo_sdk::transport::Transport::Plain)
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
         let mut client = ChaincodeClient::new(conn)

@@ -40,6 +40,7 @@ pub async fn follow(
         config,
         jitter_seed,
         stats,
+        transport,
     } = opts;
     if sink.next_number() != verifier.next_number() {
         return Err(DeliverError::SinkOutOfStep {
@@ -59,6 +60,7 @@ pub async fn follow(
     let mut follower = Follower {
         channel_id,
         identity,
+        transport,
         verifier,
         config,
         stats: &stats,
@@ -105,6 +107,7 @@ enum StreamEnd {
 struct Follower<'a, S> {
     channel_id: String,
     identity: Identity,
+    transport: ordo_sdk::transport::Transport,
     verifier: ChainVerifier,
     config: DeliverConfig,
     stats: &'a DeliverStats,
@@ -179,6 +182,7 @@ impl<S: BlockSink> Follower<'_, S> {
         let start = self.verifier.next_number();
         let open = open_stream(
             endpoint,
+            &self.transport,
             &self.identity,
             &self.channel_id,
             start,
@@ -292,12 +296,13 @@ impl<S: BlockSink> Follower<'_, S> {
 /// Connects to `endpoint` and opens a Deliver stream from block `start`, following.
 async fn open_stream(
     endpoint: &str,
+    transport: &ordo_sdk::transport::Transport,
     identity: &Identity,
     channel_id: &str,
     start: u64,
     max_message_bytes: usize,
 ) -> Result<Streaming<DeliverResponse>, String> {
-    let channel = ordo_sdk::orderer::connect(endpoint)
+    let channel = ordo_sdk::orderer::connect(endpoint, transport)
         .await
         .map_err(|e| error_chain(&e))?;
     let mut client = ordo_sdk::orderer::broadcast_client(channel)

@@ -173,6 +173,9 @@ pub struct FollowOptions {
     pub jitter_seed: u64,
     /// Where `follow` counts; keep a clone of the `Arc` to read it.
     pub stats: Arc<DeliverStats>,
+    /// How the orderers are reached (the peer's TLS client, or plaintext). Default:
+    /// plaintext.
+    pub transport: ordo_sdk::transport::Transport,
 }
 
 impl FollowOptions {
@@ -193,6 +196,7 @@ impl FollowOptions {
             config: DeliverConfig::default(),
             jitter_seed: u64::from_be_bytes(seed),
             stats: Arc::new(DeliverStats::new()),
+            transport: Default::default(),
         }
     }
 }

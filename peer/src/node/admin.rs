@@ -2,6 +2,17 @@
 //! ADMIN_COMMAND envelopes as the orderer's. Mutations need an admin of the peer's own org
 //! (issued by the CA that issued the peer's certificate); info is also open to the
 //! channel's readers.
+//!
+//! Replays ([`ordo_proto::replay`]), exactly as on the orderer: every request's timestamp
+//! must be within the window ([`DEFAULT_FRESHNESS_WINDOW_MS`] unless built with
+//! [`PeerAdmin::with_replay_limits`]) of the peer's clock (FORBIDDEN), and a
+//! join or remove executes at most once — a copy is refused with CONFLICT
+//! ([`ReplayError::status`](ordo_proto::replay::ReplayError::status) says why that code).
+//! The tx id is remembered only after the signature and the admin role are verified.
+//!
+//! This module also holds the reader check every signed read of the peer goes through
+//! ([`authorize_reader`], [`reader_request`]): Query, CommitStatus, ChaincodeEvents,
+//! BlockEvents and channel info.
 
 use std::sync::Arc;
 
@@ -11,12 +22,12 @@ use ordo_proto::authz::{authorize_by_policy, NodeAdmins};
 use ordo_proto::envelope;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, AdminCommand, AdminResponse, ChannelInfo, ChannelList};
-use ordo_proto::pb::common::{AckMode, Block, Envelope, HeaderType, Status as Code};
+use ordo_proto::pb::common::{AckMode, Block, Envelope, Header, HeaderType, Status as Code};
+use ordo_proto::replay::{
+    check_freshness, ExecutedRequests, ReplayLimits, DEFAULT_FRESHNESS_WINDOW_MS,
+};
 
 use super::channels::{PeerChannel, PeerChannels};
-
-/// How far an admin request's timestamp may be from the peer's clock.
-const ADMIN_CLOCK_SKEW_MS: u64 = 300_000;
 
 type Refusal = (Code, String);
 
@@ -24,18 +35,46 @@ type Refusal = (Code, String);
 pub struct PeerAdmin {
     channels: Arc<PeerChannels>,
     admins: NodeAdmins,
+    /// Joins and removes executed recently; also holds the clock-skew window.
+    executed: ExecutedRequests,
 }
 
 impl PeerAdmin {
-    /// Admins are checked against the CA that issued `identity`'s certificate.
+    /// Admins are checked against the CA that issued `identity`'s certificate; the replay
+    /// limits are the defaults ([`ReplayLimits::default`]) and the peer's start is now.
     pub fn new(
         channels: Arc<PeerChannels>,
         identity: &Identity,
     ) -> Result<Self, ordo_proto::cert::CertError> {
+        Self::with_replay_limits(
+            channels,
+            identity,
+            ReplayLimits::default(),
+            ordo_proto::now_ms(),
+        )
+    }
+
+    /// [`PeerAdmin::new`] with explicit replay limits, and the peer's start time (ms since
+    /// the Unix epoch; requests stamped earlier are refused) given rather than read.
+    pub fn with_replay_limits(
+        channels: Arc<PeerChannels>,
+        identity: &Identity,
+        limits: ReplayLimits,
+        started_at_ms: u64,
+    ) -> Result<Self, ordo_proto::cert::CertError> {
         Ok(Self {
             channels,
             admins: NodeAdmins::for_identity(identity)?,
+            executed: ExecutedRequests::new(limits, started_at_ms),
         })
+    }
+
+    /// Admits a verified join or remove for execution (see the module docs): atomic, so
+    /// of two concurrent copies exactly one executes.
+    fn admit(&self, header: &Header, now_ms: u64) -> Result<(), Refusal> {
+        self.executed
+            .admit(&header.tx_id, header.timestamp_ms, now_ms)
+            .map_err(|e| (e.status(), e.to_string()))
     }
 
     /// Executes one request.
@@ -55,12 +94,11 @@ impl PeerAdmin {
             return Err((Code::BadRequest, "header type is not ADMIN_COMMAND".into()));
         }
         let now_ms = ordo_proto::now_ms();
-        if unpacked.header.timestamp_ms.abs_diff(now_ms) > ADMIN_CLOCK_SKEW_MS {
-            return Err((
-                Code::BadRequest,
-                "request timestamp too far from the peer's clock".into(),
-            ));
-        }
+        // Early and cheap, before any signature is checked; joins and removes are checked
+        // again, atomically with remembering them, in `admit`.
+        self.executed
+            .check_freshness(unpacked.header.timestamp_ms, now_ms)
+            .map_err(|e| (Code::Forbidden, e.to_string()))?;
         let cmd = AdminCommand::decode(unpacked.data.as_ref())
             .map_err(|e| (Code::BadRequest, format!("admin command: {e}")))?;
         let creator = &unpacked.header.creator;
@@ -79,6 +117,7 @@ impl PeerAdmin {
                 self.admins
                     .authorize(request, creator, now_secs)
                     .map_err(|e| (Code::Forbidden, e.0))?;
+                self.admit(&unpacked.header, now_ms)?;
                 let genesis = Block::decode(j.genesis_block.as_ref())
                     .map_err(|e| (Code::BadRequest, format!("genesis block: {e}")))?;
                 let ch = self
@@ -99,6 +138,7 @@ impl PeerAdmin {
                 self.admins
                     .authorize(request, creator, now_secs)
                     .map_err(|e| (Code::Forbidden, e.0))?;
+                self.admit(&unpacked.header, now_ms)?;
                 self.channels
                     .remove(&r.channel_id)
                     .await
@@ -118,7 +158,13 @@ impl PeerAdmin {
                     .map_err(|e| (Code::Forbidden, e.0))
                     .is_err()
                 {
-                    authorize_reader(&ch, request, creator, now_secs)?;
+                    authorize_reader(
+                        &ch,
+                        request,
+                        &unpacked.header,
+                        now_ms,
+                        self.executed.limits().window_ms,
+                    )?;
                 }
                 Ok(ok(Some(info(&ch)), None))
             }
@@ -126,13 +172,23 @@ impl PeerAdmin {
     }
 }
 
-/// Checks that `request` is signed by a member the channel's Readers policy admits.
+/// Checks a signed read request: its header's timestamp is within `window_ms` of
+/// `now_ms` (FORBIDDEN), and it is signed by its header's creator, a member valid at
+/// `now_ms` whom the channel's Readers policy admits (FORBIDDEN).
+///
+/// The freshness window is the only replay protection reads get: a captured read is
+/// useless once the window has passed, and replaying it within the window shows nothing
+/// the original answer did not (see [`ordo_proto::replay`]). Every signed read of the
+/// peer comes through here (directly, or through [`reader_request`]), so none can skip it.
 pub fn authorize_reader(
     ch: &PeerChannel,
     request: &Envelope,
-    creator: &[u8],
-    now_secs: u64,
+    header: &Header,
+    now_ms: u64,
+    window_ms: u64,
 ) -> Result<(), Refusal> {
+    check_freshness(header.timestamp_ms, now_ms, window_ms)
+        .map_err(|e| (Code::Forbidden, e.to_string()))?;
     let st = ch.status();
     let cfg = st.config;
     let msp = st.msp.ok_or_else(|| {
@@ -146,8 +202,8 @@ pub fn authorize_reader(
         cfg.readers.as_ref(),
         "Readers",
         request,
-        creator,
-        now_secs,
+        &header.creator,
+        now_ms / 1000,
     )
     .map(|_| ())
     .map_err(|e| (Code::Forbidden, e.0))
@@ -155,7 +211,8 @@ pub fn authorize_reader(
 
 /// A signed MESSAGE request from a reader of its channel, as the Gateway's CommitStatus
 /// and the Events service take them: the channel and the request's data, or the gRPC
-/// status that refuses it.
+/// status that refuses it. Checks [`authorize_reader`] with the default freshness window
+/// at the peer's clock; every refusal of it is PERMISSION_DENIED.
 pub fn reader_request(
     channels: &PeerChannels,
     request: &Envelope,
@@ -177,8 +234,9 @@ pub fn reader_request(
     authorize_reader(
         &channel,
         request,
-        &unpacked.header.creator,
-        ordo_proto::now_ms() / 1000,
+        &unpacked.header,
+        ordo_proto::now_ms(),
+        DEFAULT_FRESHNESS_WINDOW_MS,
     )
     .map_err(|(_, why)| tonic::Status::permission_denied(why))?;
     Ok((channel, unpacked.data))

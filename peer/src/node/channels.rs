@@ -176,6 +176,11 @@ pub struct FollowerSettings {
     pub deliver: DeliverConfig,
     /// `/readyz` is ready while every channel is at most this many blocks behind.
     pub max_lag_blocks: u64,
+    /// Cached channels to orderers, endorsers and external chaincode, over the peer's
+    /// transport (TLS or plaintext).
+    pub pool: Arc<ordo_node::ClientPool>,
+    /// The peer's TLS trust, fed with each channel's TLS roots (`None` in plaintext).
+    pub trust: Option<Arc<ordo_node::TrustStore>>,
 }
 
 /// All channels of the peer.
@@ -217,9 +222,14 @@ impl PeerChannels {
             .unwrap_or(ordo_proto::block::GENESIS_PREVIOUS_HASH);
         let verifier = ChainVerifier::resume(height, last_hash, cfg.clone(), cfg_block)
             .map_err(|e| ChannelError::InvalidGenesis(e.to_string()))?;
+        if let Some(trust) = &self.settings.trust {
+            // The orderers' TLS roots must be trusted before the follower dials them.
+            trust.set_channel(&id, ordo_node::ChannelTrust::from_config(&cfg));
+        }
         let mut opts = FollowOptions::new(id.clone(), self.settings.identity.clone(), verifier);
         opts.static_endpoints = self.settings.static_endpoints.clone();
         opts.config = self.settings.deliver.clone();
+        opts.transport = self.settings.pool.transport().clone();
         let channel = Arc::new(PeerChannel {
             id: id.clone(),
             ledger: committer.ledger().clone(),
@@ -338,8 +348,25 @@ impl PeerChannels {
         ch.stop().await;
         drop(ch);
         self.dirs.remove(id)?;
+        if let Some(trust) = &self.settings.trust {
+            trust.remove_channel(id);
+        }
         info!(channel = %id, "channel removed");
         Ok(())
+    }
+
+    /// Refreshes the peer's TLS trust from every channel's config in force (committed
+    /// config blocks may have changed TLS roots or revoked certificates).
+    pub fn sync_trust(&self) {
+        let Some(trust) = &self.settings.trust else {
+            return;
+        };
+        for ch in self.list() {
+            trust.set_channel(
+                &ch.id,
+                ordo_node::ChannelTrust::from_config(&ch.status().config),
+            );
+        }
     }
 
     /// Stops every follower (graceful shutdown; a block being committed finishes).

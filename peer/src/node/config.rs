@@ -4,11 +4,20 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use ordo_node::{ConnectionsSection, TlsSection};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Sections that environment overrides may address.
-const SECTIONS: [&str; 5] = ["node", "identity", "deliver", "log", "gateway"];
+const SECTIONS: [&str; 7] = [
+    "node",
+    "identity",
+    "deliver",
+    "log",
+    "gateway",
+    "tls",
+    "connections",
+];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, Error)]
@@ -49,6 +58,13 @@ pub struct PeerConfig {
     /// The Gateway for applications.
     #[serde(default)]
     pub gateway: PeerGatewaySection,
+    /// TLS on the gRPC listener and on connections to orderers, endorsers and external
+    /// chaincode.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// Limits on the listener's connections.
+    #[serde(default)]
+    pub connections: ConnectionsSection,
 }
 
 /// `[gateway]`.
@@ -205,14 +221,18 @@ impl PeerConfig {
             &SECTIONS,
             base,
             |c: &mut PeerConfig| {
-                vec![
+                let mut paths = vec![
                     &mut c.node.data_dir,
                     &mut c.identity.key_file,
                     &mut c.identity.cert_file,
-                ]
+                ];
+                paths.extend(c.tls.paths_mut());
+                paths
             },
         )
         .map_err(err)?;
+        cfg.tls.validate().map_err(err)?;
+        cfg.connections.validate().map_err(err)?;
         if !matches!(cfg.log.format.as_str(), "text" | "json") {
             return Err(err(format!(
                 "log.format {:?} is not text or json",

@@ -24,6 +24,7 @@ use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{ChaincodeDefinition, Envelope, HeaderType};
 use ordo_proto::pb::gateway::ProposalResponse;
 use ordo_proto::pb::peer::{ChaincodeResponse, TxRwSet};
+use ordo_proto::replay::check_freshness;
 use ordo_sdk::chaincode::{builtin, Chaincode};
 use ordo_sdk::tx::{self, Proposal};
 
@@ -32,6 +33,13 @@ use crate::chaincode::external::ExternalChaincode;
 use crate::chaincode::{simulate, Limits, Outcome};
 
 /// How far a proposal's creation time may be from the peer's clock.
+///
+/// Wider than the 300 s window of other signed requests
+/// ([`ordo_proto::replay::DEFAULT_FRESHNESS_WINDOW_MS`]) on purpose: the proposal's time
+/// becomes its transaction's, which the orderer accepts up to
+/// `ordo_consensus::filters::MAX_TX_CLOCK_SKEW_SECS` (600 s) away, so a proposal is judged
+/// as its transaction will be — and refused, as there, as an invalid argument. Evaluate
+/// shares this check, so a captured Evaluate request is useless after 600 s.
 pub const MAX_PROPOSAL_CLOCK_SKEW_SECS: u64 = 600;
 /// Largest total size of a proposal's arguments.
 pub const MAX_ARGS_BYTES: usize = 1024 * 1024;
@@ -96,13 +104,14 @@ impl PeerEndorser {
                 header.channel_id
             ))
         })?;
-        let now_secs = ordo_proto::now_ms() / 1000;
-        let ts = header.timestamp_ms / 1000;
-        if ts.abs_diff(now_secs) > MAX_PROPOSAL_CLOCK_SKEW_SECS {
-            return Err(Status::invalid_argument(format!(
-                "proposal time {ts}s is more than {MAX_PROPOSAL_CLOCK_SKEW_SECS}s from the peer's clock ({now_secs}s)"
-            )));
-        }
+        let now_ms = ordo_proto::now_ms();
+        let now_secs = now_ms / 1000;
+        check_freshness(
+            header.timestamp_ms,
+            now_ms,
+            MAX_PROPOSAL_CLOCK_SKEW_SECS * 1000,
+        )
+        .map_err(|e| Status::invalid_argument(format!("proposal time: {e}")))?;
         if header.tx_id != hash::tx_id(&header.nonce, &header.creator) {
             return Err(Status::invalid_argument(
                 "tx id is not hex(SHA-256(nonce || creator))",

@@ -5,6 +5,10 @@
 //! transaction is in its block's metadata, so a filtered block answers "what happened to
 //! my transaction" without the transaction's bytes. A chaincode event stream resumes
 //! after a checkpoint (block, tx id) with nothing repeated and nothing skipped.
+//!
+//! A stream opens for a reader of the channel whose request is stamped within the
+//! freshness window of the peer's clock ([`reader_request`]; PERMISSION_DENIED otherwise),
+//! so a captured request cannot be replayed later.
 
 use std::sync::Arc;
 

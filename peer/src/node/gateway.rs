@@ -57,6 +57,8 @@ pub struct PeerGateway {
     /// used when empty).
     orderers: Vec<String>,
     admission: Semaphore,
+    /// Cached connections to endorsers and orderers (no dial per call).
+    pool: Arc<ordo_node::ClientPool>,
 }
 
 impl PeerGateway {
@@ -65,12 +67,14 @@ impl PeerGateway {
         endorser: Arc<PeerEndorser>,
         settings: GatewaySettings,
         orderers: Vec<String>,
+        pool: Arc<ordo_node::ClientPool>,
     ) -> Self {
         Self {
             admission: Semaphore::new(settings.max_concurrent.max(1)),
             endorser,
             settings,
             orderers,
+            pool,
         }
     }
 
@@ -228,8 +232,9 @@ impl PeerGateway {
 
     async fn remote(&self, addr: &str, request: &Envelope) -> Result<ProposalResponse, Status> {
         let call = async {
-            let ch = ordo_sdk::orderer::connect(addr)
-                .await
+            let ch = self
+                .pool
+                .get(addr)
                 .map_err(|e| Status::unavailable(format!("cannot connect: {e}")))?;
             let mut client = ordo_proto::pb::gateway::endorser_client::EndorserClient::new(ch);
             client
@@ -281,8 +286,11 @@ impl PeerGateway {
         };
         let mut failures = Vec::new();
         for addr in &orderers {
-            match tokio::time::timeout(self.settings.submit_timeout, broadcast_one(addr, request))
-                .await
+            match tokio::time::timeout(
+                self.settings.submit_timeout,
+                broadcast_one(&self.pool, addr, request),
+            )
+            .await
             {
                 Ok(Ok(())) => {
                     return Ok(SubmitResponse {
@@ -356,10 +364,14 @@ enum Refused {
     TryNext(String),
 }
 
-async fn broadcast_one(addr: &str, env: &Envelope) -> Result<(), Refused> {
+async fn broadcast_one(
+    pool: &ordo_node::ClientPool,
+    addr: &str,
+    env: &Envelope,
+) -> Result<(), Refused> {
     use tokio_stream::StreamExt;
-    let ch = ordo_sdk::orderer::connect(addr)
-        .await
+    let ch = pool
+        .get(addr)
         .map_err(|e| Refused::TryNext(format!("cannot connect: {e}")))?;
     let mut client = ordo_sdk::orderer::broadcast_client(ch);
     let mut responses = client

@@ -14,12 +14,14 @@ pub mod query;
 use std::future::Future;
 use std::sync::Arc;
 
+use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+
+use ordo_node::NodeTls;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use tracing::info;
+use tracing::{info, warn};
 
 use ordo_proto::identity::{Identity, IdentityError};
 use ordo_proto::pb::admin::admin_server::{Admin, AdminServer};
@@ -46,6 +48,15 @@ use events::PeerEvents;
 use gateway::PeerGateway;
 use query::PeerQuery;
 
+/// The peer's gRPC services, as the health service names them.
+const PEER_SERVICES: &[&str] = &[
+    "ordo.admin.Admin",
+    "ordo.gateway.Endorser",
+    "ordo.gateway.Gateway",
+    "ordo.gateway.Events",
+    "ordo.query.Query",
+];
+
 /// Largest gRPC message the peer accepts or sends.
 const MAX_GRPC_MESSAGE_BYTES: usize = 80 * 1024 * 1024;
 
@@ -67,6 +78,9 @@ pub enum PeerError {
     /// The operations endpoint failed.
     #[error("operations endpoint: {0}")]
     Ops(std::io::Error),
+    /// The TLS key pair or CA files could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] ordo_node::tls::NodeTlsError),
 }
 
 struct AdminService(PeerAdmin);
@@ -165,11 +179,25 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), PeerError> {
     let identity = Identity::load(&config.identity.key_file, &config.identity.cert_file)?;
+    ordo_node::certinfo::log_identity_validity(&identity);
+    let tls = if config.tls.enabled {
+        Some(NodeTls::load(&config.tls)?)
+    } else {
+        warn!("TLS is off: every gRPC link of this node is plaintext (development only)");
+        None
+    };
+    let transport = tls
+        .as_ref()
+        .map(|t| t.client_transport())
+        .unwrap_or_default();
+    let pool = Arc::new(ordo_node::ClientPool::new(transport));
     let settings = FollowerSettings {
         identity: identity.clone(),
         static_endpoints: config.deliver.orderer_endpoints.clone(),
         deliver: config.deliver_config(),
         max_lag_blocks: config.node.ready_max_lag_blocks,
+        pool: pool.clone(),
+        trust: tls.as_ref().map(|t| t.trust().clone()),
     };
     let channels = Arc::new(PeerChannels::open(&config.node.data_dir, settings)?);
     let admin = AdminService(PeerAdmin::new(channels.clone(), &identity)?);
@@ -183,9 +211,17 @@ pub async fn run(
         endorser.clone(),
         config.gateway_settings(),
         config.deliver.orderer_endpoints.clone(),
+        pool,
     ));
     let endorser = EndorserService(endorser);
     let token = CancellationToken::new();
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(
+            Duration::from_millis(config.tls.reload_interval_ms),
+            token.clone(),
+        );
+        spawn_trust_sync(channels.clone(), token.clone());
+    }
     let events = EventsService(PeerEvents::new(channels.clone(), token.clone()));
     {
         let token = token.clone();
@@ -196,13 +232,46 @@ pub async fn run(
         });
     }
     let ops_token = token.clone();
-    let ops_task = tokio::spawn(ops::serve(ops, channels.clone(), async move {
-        ops_token.cancelled().await
-    }));
-    info!(node = %config.node.name, grpc = ?grpc.local_addr().ok(), channels = channels.list().len(), "peer ready");
+    let listener_metrics = ordo_node::ListenerMetrics::new();
+    let cert_metrics = ordo_node::certinfo::CertMetrics::new();
+    let readiness = {
+        let channels = channels.clone();
+        let tls = tls.clone();
+        let certs = cert_metrics.clone();
+        let identity = identity.clone();
+        let check: ordo_node::readiness::ReadinessCheck = Arc::new(move || {
+            // Renewed certificates show in the metrics within one evaluation.
+            record_cert_expiry(&certs, &identity, tls.as_deref());
+            Box::pin(ops::readiness_problems(channels.clone(), tls.clone()))
+        });
+        ordo_node::Readiness::spawn(check, token.clone())
+    };
+    let health = {
+        let readiness = readiness.clone();
+        let probe: ordo_node::health::ReadinessProbe = Arc::new(move || readiness.is_ready());
+        ordo_node::health::serve_health(PEER_SERVICES, probe, token.clone()).await
+    };
+    let ops_task = tokio::spawn(ops::serve(
+        ops,
+        channels.clone(),
+        listener_metrics.clone(),
+        readiness.clone(),
+        cert_metrics,
+        async move { ops_token.cancelled().await },
+    ));
+    info!(node = %config.node.name, grpc = ?grpc.local_addr().ok(), tls = tls.is_some(), channels = channels.list().len(), "peer ready");
+    let incoming = ordo_node::incoming(
+        grpc,
+        tls.as_ref().map(|t| t.server_config()),
+        config.connections.limits(),
+        listener_metrics,
+        token.clone(),
+    );
     let serve_token = token.clone();
     let result = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .add_service(health)
         .add_service(
             AdminServer::new(admin)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
@@ -228,9 +297,7 @@ pub async fn run(
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
-            serve_token.cancelled().await
-        })
+        .serve_with_incoming_shutdown(incoming, async move { serve_token.cancelled().await })
         .await;
     token.cancel();
     channels.shutdown().await;
@@ -241,4 +308,35 @@ pub async fn run(
     }
     info!("peer stopped");
     Ok(())
+}
+
+/// How often the peer re-reads its channels' configs for TLS roots and revocations.
+const TRUST_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Keeps the peer's TLS trust in step with committed config blocks (see
+/// [`PeerChannels::sync_trust`]).
+fn spawn_trust_sync(channels: Arc<PeerChannels>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TRUST_SYNC_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => channels.sync_trust(),
+            }
+        }
+    });
+}
+
+/// Records the expiry of the peer's own certificates as metrics.
+fn record_cert_expiry(
+    metrics: &ordo_node::certinfo::CertMetrics,
+    identity: &Identity,
+    tls: Option<&NodeTls>,
+) {
+    if let Some((_, not_after)) = ordo_node::certinfo::identity_window(identity) {
+        metrics.set("identity", not_after);
+    }
+    if let Some(c) = tls.and_then(|t| t.own_cert()) {
+        metrics.set("tls", c.not_after);
+    }
 }

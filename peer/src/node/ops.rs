@@ -3,25 +3,59 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use ordo_node::certinfo::CertMetrics;
+use ordo_node::{ListenerMetrics, Readiness};
 use tokio::net::TcpListener;
 
 use super::channels::PeerChannels;
 
+/// How long one orderer may take to tell a channel's height during a readiness check.
+const ORDERER_HEIGHT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(600);
+
+/// What the operations handlers read.
+#[derive(Clone)]
+struct OpsState {
+    channels: Arc<PeerChannels>,
+    listener: Arc<ListenerMetrics>,
+    readiness: Arc<Readiness>,
+    certs: Arc<CertMetrics>,
+}
+
+impl FromRef<OpsState> for Arc<Readiness> {
+    fn from_ref(state: &OpsState) -> Self {
+        state.readiness.clone()
+    }
+}
+
+impl FromRef<OpsState> for Arc<PeerChannels> {
+    fn from_ref(state: &OpsState) -> Self {
+        state.channels.clone()
+    }
+}
+
 pub(super) async fn serve(
     listener: TcpListener,
     channels: Arc<PeerChannels>,
+    grpc_listener: Arc<ListenerMetrics>,
+    readiness: Arc<Readiness>,
+    certs: Arc<CertMetrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(channels);
+        .with_state(OpsState {
+            channels,
+            listener: grpc_listener,
+            readiness,
+            certs,
+        });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -58,11 +92,33 @@ async fn healthz(State(channels): State<Arc<PeerChannels>>) -> impl IntoResponse
     )
 }
 
-/// 200 when every channel is within `max_lag_blocks` of the ordering service's height
-/// (asked of the orderers with a signed Deliver for the newest block), 503 with the
-/// lagging channels otherwise.
-async fn readyz(State(channels): State<Arc<PeerChannels>>) -> impl IntoResponse {
-    let mut lagging = Vec::new();
+/// 200 when the last readiness evaluation found nothing wrong (see
+/// [`readiness_problems`]), 503 with the problems otherwise; answered from the cache, at
+/// once.
+async fn readyz(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {
+    let v = readiness.verdict();
+    if v.ready {
+        (StatusCode::OK, "ready\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", v.problems.join("; ")),
+        )
+    }
+}
+
+/// Why the peer is not ready: a channel stopped, or more than `max_lag_blocks` behind the
+/// ordering service's height (asked of the orderers with a signed Deliver for the newest
+/// block), or no orderer answers; or one of its own certificates is not valid now.
+pub(super) async fn readiness_problems(
+    channels: Arc<PeerChannels>,
+    tls: Option<Arc<ordo_node::NodeTls>>,
+) -> Vec<String> {
+    let mut lagging = ordo_node::certinfo::own_cert_problems(
+        &channels.settings().identity,
+        tls.as_deref(),
+        ordo_node::certinfo::now_s(),
+    );
     for c in channels.list() {
         let st = c.status();
         if let Some(f) = &st.failed {
@@ -75,17 +131,11 @@ async fn readyz(State(channels): State<Arc<PeerChannels>>) -> impl IntoResponse 
             None => lagging.push(format!("{}: no orderer reachable", c.id())),
         }
     }
-    if lagging.is_empty() {
-        (StatusCode::OK, "ready\n".to_string())
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", lagging.join("; ")),
-        )
-    }
+    lagging
 }
 
-/// The channel's height on the first orderer that answers within 2 s.
+/// The channel's height on the first orderer that answers, each asked for at most
+/// [`ORDERER_HEIGHT_TIMEOUT`].
 async fn orderer_height(
     channels: &PeerChannels,
     channel: &str,
@@ -98,7 +148,7 @@ async fn orderer_height(
     endpoints.extend(settings.static_endpoints.iter().cloned());
     for ep in endpoints {
         let ask = async {
-            let ch = ordo_sdk::orderer::connect(&ep).await.ok()?;
+            let ch = settings.pool.get(&ep).ok()?;
             let mut client = ordo_sdk::orderer::broadcast_client(ch);
             let newest = ordo_sdk::orderer::position(None);
             let req = ordo_sdk::orderer::seek_request(
@@ -114,14 +164,15 @@ async fn orderer_height(
                 deliver_response::Type::Status(_) => None,
             }
         };
-        if let Ok(Some(h)) = tokio::time::timeout(std::time::Duration::from_secs(2), ask).await {
+        if let Ok(Some(h)) = tokio::time::timeout(ORDERER_HEIGHT_TIMEOUT, ask).await {
             return Some(h);
         }
     }
     None
 }
 
-async fn metrics(State(channels): State<Arc<PeerChannels>>) -> impl IntoResponse {
+async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
+    let channels = state.channels;
     let mut out = String::new();
     let mut emit = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
         let _ = writeln!(
@@ -216,6 +267,13 @@ async fn metrics(State(channels): State<Arc<PeerChannels>>) -> impl IntoResponse
             })
             .collect(),
     );
+    let mut registry = prometheus_client::registry::Registry::with_prefix("ordo_peer");
+    state.listener.register(&mut registry);
+    state.certs.register(&mut registry);
+    let mut transport = String::new();
+    if prometheus_client::encoding::text::encode_registry(&mut transport, &registry).is_ok() {
+        out.push_str(&transport);
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -1,5 +1,7 @@
 //! The peer's Query service: committed state, key history, transaction status and
-//! blocks, for any member the channel's Readers policy admits.
+//! blocks, for any member the channel's Readers policy admits, by a request stamped
+//! within [`DEFAULT_FRESHNESS_WINDOW_MS`] of the peer's clock (both FORBIDDEN otherwise;
+//! see [`authorize_reader`]).
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use ordo_proto::pb::peer::TxValidationCode;
 use ordo_proto::pb::query::{
     query_request, HistoryEntry, QueryRequest, QueryResponse, TransactionStatus, VersionedValue,
 };
+use ordo_proto::replay::DEFAULT_FRESHNESS_WINDOW_MS;
 
 use super::admin::authorize_reader;
 use super::channels::PeerChannels;
@@ -49,8 +52,9 @@ impl PeerQuery {
         authorize_reader(
             &ch,
             request,
-            &unpacked.header.creator,
-            ordo_proto::now_ms() / 1000,
+            &unpacked.header,
+            ordo_proto::now_ms(),
+            DEFAULT_FRESHNESS_WINDOW_MS,
         )?;
         let q = QueryRequest::decode(unpacked.data.as_ref())
             .map_err(|e| (Code::BadRequest, format!("query: {e}")))?;

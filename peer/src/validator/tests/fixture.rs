@@ -84,6 +84,7 @@ fn build() -> Consortium {
             .map(|(name, o)| Organization {
                 name: name.to_string(),
                 root_public_keys: vec![o.ca.verifying_key().to_bytes().to_vec().into()],
+                ..Default::default()
             })
             .collect(),
         orderer: Some(OrdererConfig {

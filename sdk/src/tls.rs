@@ -1,0 +1,315 @@
+//! TLS for Ordo's gRPC links: the files a member's TLS identity lives in, the key pair a
+//! process presents (re-read when the files change, so certificates rotate without a
+//! restart), and the client side of a mutual-TLS connection.
+//!
+//! What TLS is for in Ordo: it protects the *link* (confidentiality, integrity, and who is
+//! at the other end of the socket). What a message *means* is still decided by the
+//! application-level Ed25519 signatures every request and block carries; TLS never
+//! replaces them.
+//!
+//! The rules every Ordo TLS endpoint follows:
+//! - TLS 1.3 only and ALPN `h2` (gRPC needs HTTP/2);
+//! - keys and certificates are PEM files (`tls.key`: PKCS#8, `tls.crt`: the leaf first,
+//!   then any intermediates) issued by an org's TLS CA (`ordo crypto init`);
+//! - one crypto provider, *ring*, so a build needs no cmake or assembler toolchain.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, SignatureScheme};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Why TLS material could not be loaded or used.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file does not hold what it should (no PEM certificate, an unusable key, ...).
+    #[error("{path}: {reason}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// rustls refused the assembled configuration.
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// The TLS files of one member, as `network.json` and the node configs name them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// PEM certificate chain presented to the other side (leaf first).
+    pub cert: PathBuf,
+    /// PEM PKCS#8 private key of the leaf certificate.
+    pub key: PathBuf,
+    /// PEM CA certificates this member trusts for the other side of a connection.
+    pub ca: Vec<PathBuf>,
+}
+
+/// The one crypto provider Ordo uses for TLS.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// ALPN protocol id of HTTP/2, which every Ordo TLS endpoint offers and requires.
+pub const ALPN_H2: &[u8] = b"h2";
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+    move |source| TlsError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn format_err(path: &Path, reason: impl Into<String>) -> TlsError {
+    TlsError::Format {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads every PEM certificate in `path`, in order; at least one.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format_err(path, format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(format_err(path, "holds no PEM certificate"));
+    }
+    Ok(certs)
+}
+
+/// Reads a PEM private key (PKCS#8, SEC1 or PKCS#1).
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    PrivateKeyDer::from_pem_slice(&bytes)
+        .map_err(|e| format_err(path, format!("not a PEM private key: {e}")))
+}
+
+/// A root store holding every certificate of the given PEM files.
+pub fn read_roots(paths: &[PathBuf]) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for path in paths {
+        for cert in read_certs(path)? {
+            roots
+                .add(cert)
+                .map_err(|e| format_err(path, format!("not a usable CA certificate: {e}")))?;
+        }
+    }
+    Ok(roots)
+}
+
+/// Loads a certificate chain and its key into the form rustls presents, checking that
+/// the key belongs to the leaf (a swapped or half-written pair is refused here, not in a
+/// handshake with a confusing alert).
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = read_certs(cert)?;
+    let key_der = read_key(key)?;
+    let certified = CertifiedKey::from_der(chain, key_der, &provider())
+        .map_err(|e| format_err(key, format!("does not match {}: {e}", cert.display())))?;
+    Ok(Arc::new(certified))
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The key pair a process presents in TLS handshakes, re-read on demand.
+///
+/// Why reloadable: certificate rotation must not need a restart (Fabric's most painful
+/// operational bug). [`ReloadingKeyPair::reload`] re-reads the files; a pair that fails to
+/// load (half-copied, mismatched) is refused and the previous one stays in use, so a botched
+/// rotation never takes a node off the network. New handshakes use the new pair; connections
+/// already established keep theirs.
+#[derive(Debug)]
+pub struct ReloadingKeyPair {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<Loaded>,
+}
+
+#[derive(Debug, Clone)]
+struct Loaded {
+    pair: Arc<CertifiedKey>,
+    stamps: (Option<SystemTime>, Option<SystemTime>),
+}
+
+/// What [`ReloadingKeyPair::reload_if_changed`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// The files did not change since the last load.
+    Unchanged,
+    /// A new pair is in use.
+    Reloaded,
+}
+
+impl ReloadingKeyPair {
+    /// Loads the pair from `cert` and `key`.
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<Self>, TlsError> {
+        let stamps = (modified(cert), modified(key));
+        let pair = load_certified_key(cert, key)?;
+        Ok(Arc::new(Self {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            current: RwLock::new(Loaded { pair, stamps }),
+        }))
+    }
+
+    /// Loads the pair named by `files`.
+    pub fn from_files(files: &TlsFiles) -> Result<Arc<Self>, TlsError> {
+        Self::load(&files.cert, &files.key)
+    }
+
+    /// The pair in use.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        match self.current.read() {
+            Ok(g) => g.pair.clone(),
+            Err(poisoned) => poisoned.into_inner().pair.clone(),
+        }
+    }
+
+    /// The leaf certificate in use (DER).
+    pub fn leaf(&self) -> CertificateDer<'static> {
+        self.current()
+            .cert
+            .first()
+            .cloned()
+            .unwrap_or_else(|| CertificateDer::from(Vec::new()))
+    }
+
+    /// The certificate file.
+    pub fn cert_path(&self) -> &Path {
+        &self.cert
+    }
+
+    /// Re-reads both files unconditionally; on error the previous pair stays in use.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let stamps = (modified(&self.cert), modified(&self.key));
+        let pair = load_certified_key(&self.cert, &self.key)?;
+        let mut g = match self.current.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *g = Loaded { pair, stamps };
+        Ok(())
+    }
+
+    /// Re-reads the files when their modification times changed since the last load.
+    pub fn reload_if_changed(&self) -> Result<Reload, TlsError> {
+        let stamps = (modified(&self.cert), modified(&self.key));
+        let old = match self.current.read() {
+            Ok(g) => g.stamps,
+            Err(poisoned) => poisoned.into_inner().stamps,
+        };
+        if stamps == old {
+            return Ok(Reload::Unchanged);
+        }
+        self.reload()?;
+        Ok(Reload::Reloaded)
+    }
+}
+
+impl ResolvesServerCert for ReloadingKeyPair {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl ResolvesClientCert for ReloadingKeyPair {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// The client side of Ordo's TLS: whom to trust, what to present.
+///
+/// Cheap to clone (one shared rustls configuration).
+#[derive(Clone)]
+pub struct ClientTls {
+    config: Arc<ClientConfig>,
+    key_pair: Option<Arc<ReloadingKeyPair>>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field(
+                "client_cert",
+                &self.key_pair.as_ref().map(|k| k.cert_path()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Trusts the CA certificates of `files.ca` and presents `files.cert` / `files.key`
+    /// (re-read when they change, see [`ClientTls::key_pair`]).
+    pub fn from_files(files: &TlsFiles) -> Result<Self, TlsError> {
+        let roots = read_roots(&files.ca)?;
+        let pair = ReloadingKeyPair::from_files(files)?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+        Self::with_verifier(verifier, Some(pair))
+    }
+
+    /// Trusts what `verifier` accepts and presents `key_pair` when a server asks for a
+    /// client certificate (every Ordo node does by default).
+    pub fn with_verifier(
+        verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+        key_pair: Option<Arc<ReloadingKeyPair>>,
+    ) -> Result<Self, TlsError> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        let mut config = match &key_pair {
+            Some(pair) => builder.with_client_cert_resolver(pair.clone()),
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(Self {
+            config: Arc::new(config),
+            key_pair,
+        })
+    }
+
+    /// The rustls configuration.
+    pub fn config(&self) -> Arc<ClientConfig> {
+        self.config.clone()
+    }
+
+    /// The presented key pair, to reload it on rotation.
+    pub fn key_pair(&self) -> Option<&Arc<ReloadingKeyPair>> {
+        self.key_pair.as_ref()
+    }
+}
