@@ -19,8 +19,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }
+    // The descriptor set is embedded for gRPC server reflection (grpcurl, Postman and
+    // other tools list the services and call them without the .proto files).
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .bytes(".")
+        .file_descriptor_set_path(out_dir.join("ordo_descriptor.bin"))
         .compile_protos(&protos, &["proto"])?;
     Ok(())
 }

@@ -164,6 +164,18 @@ async fn three_kafka_orderers_cut_identical_blocks_and_resume_after_a_kill() {
         )),
         "{metrics}"
     );
+    // Caught up: nothing in the partition this orderer has not handled, as the high
+    // watermark librdkafka reports (once a second) says.
+    let lag = format!("ordo_orderer_kafka_consumer_lag{{channel=\"{CHANNEL}\"}} 0\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, metrics) = http_get(&net.nodes[2].ops, "/metrics");
+        if metrics.contains(&lag) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{lag} in {metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     // Several orderers' timers fired for the same block: the partition holds more than
     // one time-to-cut for some block, and every orderer ignored the late ones alike.

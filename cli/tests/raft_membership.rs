@@ -2,7 +2,8 @@
 //! to 5 consenters and loses one while clients keep submitting; a node killed while the
 //! others compacted their logs comes back through a snapshot and block pulls; a node
 //! whose data directory was wiped rejoins through a config remove + add. All changes go
-//! through the `ordo channel consenter` CLI, as an operator would make them.
+//! through the `ordo channel consenter` CLI, as an operator would make them. Every link
+//! is mutual TLS, and the Cluster service pins each consenter's TLS certificate.
 
 mod common;
 
@@ -18,12 +19,13 @@ use ordo_proto::pb::common::Status as Code;
 const CHANNEL: &str = "members";
 const ORGS: [&str; 3] = ["BankA", "BankB", "BankC"];
 
-/// Three raft orderers (one per org) on a committed-mode channel, joined and ready.
+/// Three raft orderers (one per org, over mutual TLS) on a committed-mode channel, joined
+/// and ready.
 async fn three_orderers(c: &Consortium, extra: &[&str]) -> (Vec<OrdererProcess>, Vec<Identity>) {
     let mut nodes: Vec<OrdererProcess> = ORGS
         .iter()
         .enumerate()
-        .map(|(i, org)| OrdererProcess::start(c, &format!("orderer{i}"), org))
+        .map(|(i, org)| OrdererProcess::start_tls(c, &format!("orderer{i}"), org, "orderer", ""))
         .collect();
     let admins: Vec<Identity> = ORGS.iter().map(|o| c.identity(o, "admin")).collect();
     for (n, a) in nodes.iter_mut().zip(&admins) {
@@ -140,7 +142,7 @@ async fn a_channel_grows_from_three_to_five_consenters_and_loses_one_under_load(
     }
     let mut extra = Vec::new();
     for (name, org) in [("orderer3", "BankA"), ("orderer4", "BankB")] {
-        let mut n = OrdererProcess::start_as(&c, name, org, name, "");
+        let mut n = OrdererProcess::start_tls(&c, name, org, name, "");
         n.wait_ready(&c.identity(org, "admin")).await;
         extra.push(n);
     }
@@ -197,6 +199,7 @@ async fn a_channel_grows_from_three_to_five_consenters_and_loses_one_under_load(
     // Shrink: orderer1 leaves; it stops ordering and says why.
     remove_consenter(&c, &nodes[0].addr, "orderer1");
     let mut refused = None;
+    let mut last = None;
     for _ in 0..100 {
         let (env, _) = message(&client, CHANNEL, 100, 99_999);
         let r = broadcast(&nodes[1].addr, vec![env]).await;
@@ -204,9 +207,14 @@ async fn a_channel_grows_from_three_to_five_consenters_and_loses_one_under_load(
             refused = Some(r[0].info.clone());
             break;
         }
+        last = Some(r[0].clone());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(refused.is_some(), "the removed node still takes envelopes");
+    assert!(
+        refused.is_some(),
+        "the removed node still takes envelopes: last answer {last:?}\n{}",
+        nodes[1].log_text()
+    );
     acked.extend(submit_all(CHANNEL, &extra[0].addr, &client, 100, 40).await);
     stop.store(true, Ordering::Relaxed);
     acked.extend(load.await.expect("load task"));

@@ -55,12 +55,10 @@ pub fn process_config_update(
     }
     if new_type == "raft" {
         // One consenter added or removed per update (raft changes membership one voter
-        // at a time); the leader also refuses a change that would lose quorum.
-        crate::raft::membership::change_between(
-            &crate::raft::membership::voters_of(&state.config),
-            &crate::raft::membership::voters_of(&proposed),
-        )
-        .map_err(|e| FilterError::BadRequest(e.to_string()))?;
+        // at a time); the leader also refuses a change that would lose quorum. One
+        // (or rekeyed) per update.
+        crate::raft::membership::check_one_change(&state.config, &proposed)
+            .map_err(|e| FilterError::BadRequest(e.to_string()))?;
     }
     let signers = state.msp.verified_signers(
         &update.config,

@@ -155,6 +155,21 @@ impl CertMetrics {
         );
     }
 
+    /// Records the expiry of the node's own identity and TLS certificates (the TLS one as
+    /// currently loaded, so a renewal shows at the next call).
+    pub fn record_own(
+        &self,
+        identity: &ordo_proto::identity::Identity,
+        tls: Option<&crate::NodeTls>,
+    ) {
+        if let Some((_, not_after)) = identity_window(identity) {
+            self.set("identity", not_after);
+        }
+        if let Some(c) = tls.and_then(|t| t.own_cert()) {
+            self.set("tls", c.not_after);
+        }
+    }
+
     /// Records the expiry of the `kind` certificate (`identity`, `tls`).
     pub fn set(&self, kind: &str, not_after: i64) {
         self.not_after

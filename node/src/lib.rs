@@ -14,20 +14,29 @@
 //! - [`pool`]: one cached, lazily connecting gRPC channel per endpoint the node calls.
 //! - [`readiness`]: readiness evaluated in the background, answered at once from a cache.
 //! - [`health`]: the standard gRPC health service, SERVING only while the node is ready.
+//! - [`reflection`]: gRPC server reflection over Ordo's protocol.
+//! - [`drain`]: a graceful stop bounded by `[connections] drain_timeout_s`.
 //! - [`certinfo`]: what a certificate says (subject, hosts, validity) for logs, metrics
 //!   and expiry warnings.
+//! - [`metrics`]: the one metrics implementation — `prometheus-client` registries, the
+//!   exposition format negotiated per scrape (classic text unless OpenMetrics is asked
+//!   for), `ordo_build_info`, and the latency buckets both nodes use.
 //!
 //! It sits below `ordo-orderer` and `ordo-peer` and imports neither: each node plugs its
 //! own services, health and metrics into it.
 
 pub mod certinfo;
+pub mod drain;
 pub mod health;
 pub mod listener;
+pub mod metrics;
 pub mod pool;
 pub mod readiness;
+pub mod reflection;
 pub mod tls;
 pub mod trust;
 
+pub use drain::{serve_with_drain, Drained};
 pub use listener::{incoming, ListenerLimits, ListenerMetrics, PeerInfo};
 pub use pool::ClientPool;
 pub use readiness::Readiness;

@@ -116,6 +116,11 @@ impl Default for ConnectionsSection {
 }
 
 impl ConnectionsSection {
+    /// How long a graceful stop waits for open streams (see [`crate::drain`]).
+    pub fn drain_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.drain_timeout_s)
+    }
+
     /// The listener limits.
     pub fn limits(&self) -> crate::listener::ListenerLimits {
         crate::listener::ListenerLimits {

@@ -343,3 +343,23 @@ impl ServerCertVerifier for TrustStore {
         ClientCertVerifier::supported_verify_schemes(self)
     }
 }
+
+/// How often a node re-reads its channels' configs for TLS roots and revocations.
+pub const TRUST_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs `sync` every [`TRUST_SYNC_INTERVAL`] until `shutdown`: it copies the TLS roots and
+/// revocations of the channels the node serves into its [`TrustStore`], so a config
+/// update that adds an org, rotates a TLS CA or revokes a certificate applies to the next
+/// handshake. (Config blocks are written by several writers — each backend's, the peer's
+/// committer — and one cheap comparison a second is simpler than a hook through all.)
+pub fn spawn_sync(sync: impl Fn() + Send + 'static, shutdown: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TRUST_SYNC_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => sync(),
+            }
+        }
+    });
+}

@@ -13,6 +13,7 @@
 //! duplicate tx id (seen recently); then `Chain::order` / `Chain::configure`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +32,9 @@ use ordo_proto::envelope;
 use ordo_proto::pb::common::{AckMode, Envelope, HeaderType, Status as Code};
 use ordo_proto::pb::orderer::BroadcastResponse;
 use prost::Message;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::metrics::Metrics;
 use crate::registry::{ChannelHandle, Registry};
@@ -87,6 +91,21 @@ struct Prechecked {
     canonical_bytes: Option<Bytes>,
 }
 
+/// An envelope the precheck refused, with its channel when that was known by then (the
+/// metrics' label).
+struct Refused {
+    response: BroadcastResponse,
+    channel: Option<Arc<ChannelHandle>>,
+}
+
+/// What the responder gets for one envelope: the slot, the envelope's channel once its
+/// header named one served here, and when the reader took it off the stream.
+struct Answer {
+    slot: Slot,
+    channel: Option<Arc<ChannelHandle>>,
+    received: Instant,
+}
+
 /// What the responder answers for one envelope.
 enum Slot {
     Ready(BroadcastResponse),
@@ -136,8 +155,8 @@ impl BroadcastHandler {
         S: Stream<Item = Result<ReceivedEnvelope, tonic::Status>> + Send + Unpin + 'static,
     {
         let half = (self.inflight / 2).max(1);
-        let (in_tx, in_rx) = mpsc::channel::<ReceivedEnvelope>(half);
-        let (slot_tx, slot_rx) = mpsc::channel::<Slot>(half);
+        let (in_tx, in_rx) = mpsc::channel::<(ReceivedEnvelope, Instant)>(half);
+        let (slot_tx, slot_rx) = mpsc::channel::<Answer>(half);
         let (out_tx, out_rx) = mpsc::channel(256);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
@@ -148,7 +167,7 @@ impl BroadcastHandler {
                 };
                 match next {
                     Some(Ok(env)) => {
-                        if in_tx.send(env).await.is_err() {
+                        if in_tx.send((env, Instant::now())).await.is_err() {
                             break;
                         }
                     }
@@ -176,8 +195,8 @@ impl BroadcastHandler {
 
     async fn process(
         &self,
-        mut in_rx: mpsc::Receiver<ReceivedEnvelope>,
-        slot_tx: mpsc::Sender<Slot>,
+        mut in_rx: mpsc::Receiver<(ReceivedEnvelope, Instant)>,
+        slot_tx: mpsc::Sender<Answer>,
     ) {
         loop {
             let first = tokio::select! {
@@ -193,34 +212,41 @@ impl BroadcastHandler {
                 }
             }
             let now_secs = ordo_proto::now_ms() / 1000;
-            let checked: Vec<Result<Prechecked, BroadcastResponse>> = batch
+            let checked: Vec<(Result<Prechecked, Refused>, Instant)> = batch
                 .into_iter()
-                .map(|env| self.precheck(env, now_secs))
+                .map(|(env, received)| (self.precheck(env, now_secs), received))
                 .collect();
             let candidates: Vec<&Candidate> = checked
                 .iter()
-                .filter_map(|r| r.as_ref().ok().map(|p| &p.candidate))
+                .filter_map(|(r, _)| r.as_ref().ok().map(|p| &p.candidate))
                 .collect();
             self.metrics
                 .verify_batch_size
                 .observe(candidates.len() as f64);
             let mut sig_ok = filters::verify_signatures(&candidates).into_iter();
-            for item in checked {
-                let slot = match item {
-                    Err(resp) => Slot::Ready(resp),
+            for (item, received) in checked {
+                let (slot, channel) = match item {
+                    Err(refused) => (Slot::Ready(refused.response), refused.channel),
                     Ok(p) => {
+                        let channel = Some(p.channel.clone());
                         if sig_ok.next().unwrap_or(false) {
-                            self.admit(p, now_secs).await
+                            (self.admit(p, now_secs).await, channel)
                         } else {
-                            Slot::Ready(response(
+                            let refused = response(
                                 Code::Forbidden,
                                 FilterError::BadSignature.to_string(),
                                 p.candidate.tx_id(),
-                            ))
+                            );
+                            (Slot::Ready(refused), channel)
                         }
                     }
                 };
-                if slot_tx.send(slot).await.is_err() {
+                let answer = Answer {
+                    slot,
+                    channel,
+                    received,
+                };
+                if slot_tx.send(answer).await.is_err() {
                     return;
                 }
             }
@@ -228,40 +254,43 @@ impl BroadcastHandler {
     }
 
     /// Size, decode, channel, header and creator checks.
-    fn precheck(
-        &self,
-        received: ReceivedEnvelope,
-        now_secs: u64,
-    ) -> Result<Prechecked, BroadcastResponse> {
+    fn precheck(&self, received: ReceivedEnvelope, now_secs: u64) -> Result<Prechecked, Refused> {
+        let unknown_channel = |response| Refused {
+            response,
+            channel: None,
+        };
         let size = received.size();
         if size > self.max_envelope_bytes {
-            return Err(response(
+            return Err(unknown_channel(response(
                 Code::RequestEntityTooLarge,
                 format!(
                     "envelope of {size} bytes exceeds the node's limit of {} bytes",
                     self.max_envelope_bytes
                 ),
                 "",
-            ));
+            )));
         }
         let ReceivedEnvelope {
             envelope: env,
             canonical_bytes,
         } = received;
-        let unpacked =
-            envelope::unpack(&env).map_err(|e| response(Code::BadRequest, e.to_string(), ""))?;
+        let unpacked = envelope::unpack(&env)
+            .map_err(|e| unknown_channel(response(Code::BadRequest, e.to_string(), "")))?;
         let tx_id = unpacked.header.tx_id.clone();
         let channel = &unpacked.header.channel_id;
         let ch = self.registry.get(channel).ok_or_else(|| {
-            response(
+            unknown_channel(response(
                 Code::NotFound,
                 format!("channel {channel:?} not found"),
                 &tx_id,
-            )
+            ))
         })?;
         let state = ch.support.state();
-        let candidate = filters::precheck_unpacked(&state, env, unpacked, now_secs)
-            .map_err(|e| response(e.status(), e.to_string(), &tx_id))?;
+        let candidate =
+            filters::precheck_unpacked(&state, env, unpacked, now_secs).map_err(|e| Refused {
+                response: response(e.status(), e.to_string(), &tx_id),
+                channel: Some(ch.clone()),
+            })?;
         Ok(Prechecked {
             channel: ch,
             candidate,
@@ -408,35 +437,68 @@ async fn taken_response(
     }
 }
 
+/// The metrics of the last (channel, status) a stream answered with, so that a stream
+/// answering SUCCESS on one channel again and again does not build label sets and look
+/// up the families per response.
+struct ResponseMetrics<'a> {
+    metrics: &'a Metrics,
+    last: Option<(String, &'static str, Counter, Histogram)>,
+}
+
+impl ResponseMetrics<'_> {
+    /// Counts a response and observes its latency; `channel` is empty when the envelope's
+    /// channel is not known or not served here.
+    fn record(&mut self, channel: &str, status: &'static str, seconds: f64) {
+        let hit = matches!(&self.last, Some((c, s, _, _)) if c == channel && *s == status);
+        if !hit {
+            let counter = self
+                .metrics
+                .broadcast_responses
+                .get_or_create(&Metrics::channel_status(channel, status))
+                .clone();
+            let latency = self
+                .metrics
+                .broadcast_latency_seconds
+                .get_or_create(&Metrics::channel(channel))
+                .clone();
+            self.last = Some((channel.to_string(), status, counter, latency));
+        }
+        if let Some((_, _, counter, latency)) = &self.last {
+            counter.inc();
+            latency.observe(seconds);
+        }
+    }
+}
+
 async fn respond(
-    mut slot_rx: mpsc::Receiver<Slot>,
+    mut slot_rx: mpsc::Receiver<Answer>,
     out_tx: mpsc::Sender<Result<BroadcastResponse, tonic::Status>>,
     metrics: &Metrics,
     shutdown: CancellationToken,
 ) {
-    while let Some(slot) = slot_rx.recv().await {
-        let (resp, channel) = match slot {
-            Slot::Ready(r) => (r, String::new()),
+    let mut recorder = ResponseMetrics {
+        metrics,
+        last: None,
+    };
+    while let Some(answer) = slot_rx.recv().await {
+        let resp = match answer.slot {
+            Slot::Ready(r) => r,
             Slot::Taken {
                 tx_id,
                 order_tx_id,
                 channel,
                 acceptance,
                 commit,
-            } => {
-                let r =
-                    taken_response(tx_id, &order_tx_id, &channel, acceptance, commit, &shutdown)
-                        .await;
-                (r, channel.id().to_string())
-            }
+            } => taken_response(tx_id, &order_tx_id, &channel, acceptance, commit, &shutdown).await,
         };
         let status = Code::try_from(resp.status)
             .map(|c| c.as_str_name())
             .unwrap_or("UNKNOWN");
-        metrics
-            .broadcast_responses
-            .get_or_create(&Metrics::channel_status(&channel, status))
-            .inc();
+        recorder.record(
+            answer.channel.as_ref().map_or("", |c| c.id()),
+            status,
+            answer.received.elapsed().as_secs_f64(),
+        );
         if out_tx.send(Ok(resp)).await.is_err() {
             return;
         }

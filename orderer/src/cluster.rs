@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -218,11 +219,54 @@ struct Link {
     name: String,
     endpoint: String,
     queue: mpsc::Sender<Vec<u8>>,
-    client: ClusterClient<Channel>,
-    /// The same connection, for Deliver (block pulls).
-    channel: Channel,
+    /// The connection in use; replaced by [`Link::redial`].
+    conn: RwLock<Connection>,
+    /// What the link was made from, to dial it again.
+    consenter: Consenter,
+    dialer: ClusterDialer,
+    /// Dialling needs the runtime; `redial` may be called from the raft thread.
+    runtime: tokio::runtime::Handle,
     /// Ends this link's stream task (the consenter left, or the channel stopped).
     stop: CancellationToken,
+}
+
+/// One gRPC connection to a consenter: the Cluster client and, over the same
+/// connection, Deliver (block pulls).
+#[derive(Clone)]
+struct Connection {
+    client: ClusterClient<Channel>,
+    channel: Channel,
+}
+
+impl Connection {
+    fn open(c: &Consenter, dialer: &ClusterDialer) -> Result<Self, ChainError> {
+        let channel = connect(c, dialer)?;
+        let client = ClusterClient::new(channel.clone())
+            .max_decoding_message_size(MAX_CLUSTER_MESSAGE)
+            .max_encoding_message_size(MAX_CLUSTER_MESSAGE);
+        Ok(Self { client, channel })
+    }
+}
+
+impl Link {
+    fn conn(&self) -> Connection {
+        self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the connection with a new one, so the next request makes a new TLS
+    /// handshake. A renewed TLS certificate is presented only on new handshakes: after
+    /// this node's pinned certificate changed, or when the consenter refused the one
+    /// this connection presented (PERMISSION_DENIED: the config pins a newer one).
+    fn redial(&self, why: &str) {
+        let _runtime = self.runtime.enter();
+        match Connection::open(&self.consenter, &self.dialer) {
+            Ok(conn) => {
+                info!(consenter = %self.name, endpoint = %self.endpoint, why, "redialling consenter");
+                *self.conn.write().unwrap_or_else(|p| p.into_inner()) = conn;
+            }
+            Err(e) => warn!(consenter = %self.name, error = %e, "redialling consenter failed"),
+        }
+    }
 }
 
 /// Counters of the cluster client (for metrics).
@@ -246,6 +290,9 @@ pub struct GrpcTransport {
     runtime: tokio::runtime::Handle,
     /// How links are dialled.
     dialer: ClusterDialer,
+    /// The TLS certificate the channel config pins for this node: when a config changes
+    /// it, every link is redialled so the others see the new one.
+    own_pin: std::sync::Mutex<Bytes>,
 }
 
 /// How this node dials other consenters: the node's transport (its TLS client
@@ -292,6 +339,7 @@ impl GrpcTransport {
             stop,
             runtime: tokio::runtime::Handle::current(),
             dialer,
+            own_pin: std::sync::Mutex::new(own_pin(consenters, self_id)),
         });
         for c in consenters {
             let id = raft_id(&c.id);
@@ -306,29 +354,26 @@ impl GrpcTransport {
     fn link(&self, c: &Consenter) -> Result<Arc<Link>, ChainError> {
         // The connection and the stream task need the runtime, whichever thread asks.
         let _runtime = self.runtime.enter();
-        let channel = connect(c, &self.dialer)?;
-        let client = ClusterClient::new(channel.clone())
-            .max_decoding_message_size(MAX_CLUSTER_MESSAGE)
-            .max_encoding_message_size(MAX_CLUSTER_MESSAGE);
+        let conn = Connection::open(c, &self.dialer)?;
         let (tx, rx) = mpsc::channel(SEND_QUEUE);
-        let stop = self.stop.child_token();
-        tokio::spawn(stream_task(
-            self.channel.clone(),
-            c.id.clone(),
-            self.identity.clone(),
-            client.clone(),
-            rx,
-            self.stats.clone(),
-            stop.clone(),
-        ));
-        Ok(Arc::new(Link {
+        let link = Arc::new(Link {
             name: c.id.clone(),
             endpoint: c.endpoint.clone(),
             queue: tx,
-            client,
-            channel,
-            stop,
-        }))
+            conn: RwLock::new(conn),
+            consenter: c.clone(),
+            dialer: self.dialer.clone(),
+            runtime: self.runtime.clone(),
+            stop: self.stop.child_token(),
+        });
+        tokio::spawn(stream_task(
+            self.channel.clone(),
+            link.clone(),
+            self.identity.clone(),
+            rx,
+            self.stats.clone(),
+        ));
+        Ok(link)
     }
 
     fn write_links(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, Arc<Link>>> {
@@ -441,7 +486,7 @@ impl RaftTransport for GrpcTransport {
                 &digest,
                 ordo_proto::now_ms(),
             );
-            let mut client = link.client.clone();
+            let mut client = link.conn().client;
             let call = client.submit(SubmitRequest {
                 channel: self.channel.clone(),
                 envelope: request.envelope,
@@ -455,8 +500,13 @@ impl RaftTransport for GrpcTransport {
                 .map_err(|_| ChainError::NotReady {
                     reason: format!("leader {} did not answer in time", link.name),
                 })?
-                .map_err(|s| ChainError::NotReady {
-                    reason: format!("leader {} unreachable: {}", link.name, s.message()),
+                .map_err(|s| {
+                    if s.code() == tonic::Code::PermissionDenied {
+                        link.redial("the leader refused this connection's certificate");
+                    }
+                    ChainError::NotReady {
+                        reason: format!("leader {} unreachable: {}", link.name, s.message()),
+                    }
                 })?
                 .into_inner();
             match Code::try_from(answer.status).unwrap_or(Code::Unknown) {
@@ -485,7 +535,7 @@ impl RaftTransport for GrpcTransport {
                 reason: format!("node {from:x} is not a known consenter"),
             })?;
             pull_blocks(
-                link.channel.clone(),
+                link.conn().channel,
                 &self.identity,
                 &self.channel,
                 start,
@@ -499,7 +549,20 @@ impl RaftTransport for GrpcTransport {
     }
 
     fn reconfigure(&self, consenters: &[Consenter]) {
+        let pin = own_pin(consenters, self.self_id);
+        let rekeyed = {
+            let mut own = self.own_pin.lock().unwrap_or_else(|p| p.into_inner());
+            // A node removed from the consenters has no pin left: nothing to present.
+            let changed = !pin.is_empty() && *own != pin;
+            *own = pin;
+            changed
+        };
         let mut links = self.write_links();
+        if rekeyed {
+            for link in links.values() {
+                link.redial("the channel config pins a new TLS certificate for this node");
+            }
+        }
         let wanted: HashMap<u64, &Consenter> = consenters
             .iter()
             .map(|c| (raft_id(&c.id), c))
@@ -527,16 +590,26 @@ impl RaftTransport for GrpcTransport {
     }
 }
 
-/// Keeps a Step stream to one consenter open while there is something to send.
+/// The TLS certificate `consenters` pin for this node (`self_id`); empty when none.
+fn own_pin(consenters: &[Consenter], self_id: u64) -> Bytes {
+    consenters
+        .iter()
+        .find(|c| raft_id(&c.id) == self_id)
+        .map(|c| c.tls_cert.clone())
+        .unwrap_or_default()
+}
+
+/// Keeps a Step stream to one consenter open while there is something to send; when the
+/// consenter refuses this connection's certificate, the link is redialled.
 async fn stream_task(
     channel: String,
-    peer: String,
+    link: Arc<Link>,
     identity: Identity,
-    client: ClusterClient<Channel>,
     mut queue: mpsc::Receiver<Vec<u8>>,
     stats: Arc<ClusterStats>,
-    stop: CancellationToken,
 ) {
+    let peer = link.name.clone();
+    let stop = link.stop.clone();
     let mut backoff = Duration::from_millis(100);
     // A message that arrived while no stream was open; sent first on the next one.
     let mut carry: Option<Vec<u8>> = None;
@@ -562,7 +635,7 @@ async fn stream_task(
             auth: Some(auth),
         });
         let opened = tokio::time::Instant::now();
-        let mut c = client.clone();
+        let mut c = link.conn().client;
         let call = c.step(ReceiverStream::new(rx));
         tokio::pin!(call);
         stats.connects.fetch_add(1, Ordering::Relaxed);
@@ -589,6 +662,9 @@ async fn stream_task(
         match ended {
             Some(status) => {
                 warn!(%channel, %peer, error = %status.message(), "raft stream to consenter failed; reconnecting");
+                if status.code() == tonic::Code::PermissionDenied {
+                    link.redial("the consenter refused this connection's certificate");
+                }
             }
             None => info!(%channel, %peer, "raft stream to consenter ended; reconnecting"),
         }

@@ -1,8 +1,14 @@
 //! Prometheus metrics of the orderer, served on the operations port.
+//!
+//! One root registry: `ordo_build_info` at its top (the same name on every node, see
+//! [`ordo_node::metrics`]) and every orderer metric in the `ordo_orderer` sub-registry,
+//! each registered once with its help text. Durations are in seconds; per-event ones
+//! (broadcast latency) are histograms, running totals kept by the chains (block write and
+//! raft persist time) are counters of seconds refreshed at scrape time.
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::text::encode;
+use ordo_node::metrics::{latency_buckets, Format, NodeKind};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -11,11 +17,30 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
 
+/// A family of histograms with the node's [`latency_buckets`].
+pub type LatencyFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(latency_buckets())
+}
+
+/// The prefix of every orderer metric.
+const PREFIX: &str = "ordo_orderer";
+
 /// Every metric the orderer exports.
 pub struct Metrics {
+    /// The root registry (no prefix); the orderer's metrics are in its `ordo_orderer`
+    /// sub-registry.
     registry: Registry,
-    /// Broadcast responses by channel and status.
+    /// Broadcast responses by channel and status. `channel` is the envelope's channel once
+    /// its header is read and the channel is served here, and empty for envelopes refused
+    /// before that (too large, undecodable, unknown channel): a label value taken from an
+    /// unknown channel name would let any client create series without bound.
     pub broadcast_responses: Family<Labels, Counter>,
+    /// Seconds from the moment Broadcast took an envelope off its stream to its response,
+    /// by channel (labelled as `broadcast_responses`): the acknowledgement latency clients
+    /// see, ordering and — in `committed` mode — the block write included.
+    pub broadcast_latency_seconds: LatencyFamily,
     /// Open Broadcast streams.
     pub broadcast_streams: Gauge,
     /// Blocks sent by Deliver, by channel.
@@ -62,6 +87,10 @@ pub struct Metrics {
     pub kafka_ready: Family<Labels, Gauge<u64, AtomicU64>>,
     /// Kafka: last partition offset consumed, by channel.
     pub kafka_consumed_offset: Family<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    /// Kafka: messages in the channel's partition this orderer has not consumed yet (the
+    /// partition's high watermark minus the next offset to consume), by channel; absent
+    /// until the consumer has heard the high watermark from a broker.
+    pub kafka_consumer_lag: Family<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>,
     /// Kafka: highest offset this orderer produced and had acknowledged.
     pub kafka_produced_offset: Family<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>,
     /// Kafka: produces waiting for their delivery report.
@@ -77,11 +106,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric under the `ordo_orderer` prefix.
+    /// Registers every metric under the `ordo_orderer` prefix, and `ordo_build_info`.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("ordo_orderer");
+        let mut root = Registry::default();
+        ordo_node::metrics::register_build_info(&mut root, NodeKind::Orderer);
+        let registry = root.sub_registry_with_prefix(PREFIX);
         let m = Self {
             broadcast_responses: Family::default(),
+            broadcast_latency_seconds: Family::new_with_constructor(latency_histogram),
             broadcast_streams: Gauge::default(),
             deliver_blocks: Family::default(),
             deliver_streams: Gauge::default(),
@@ -105,6 +137,7 @@ impl Metrics {
             cluster_connects: Family::default(),
             kafka_ready: Family::default(),
             kafka_consumed_offset: Family::default(),
+            kafka_consumer_lag: Family::default(),
             kafka_produced_offset: Family::default(),
             kafka_inflight: Family::default(),
             kafka_delivery_failures: Family::default(),
@@ -114,6 +147,11 @@ impl Metrics {
             "broadcast_responses",
             "Broadcast responses by channel and status",
             m.broadcast_responses.clone(),
+        );
+        registry.register(
+            "broadcast_latency_seconds",
+            "Time from taking an envelope off a Broadcast stream to its response, by channel",
+            m.broadcast_latency_seconds.clone(),
         );
         registry.register(
             "broadcast_streams",
@@ -227,6 +265,11 @@ impl Metrics {
             m.kafka_consumed_offset.clone(),
         );
         registry.register(
+            "kafka_consumer_lag",
+            "Messages in the channel's partition this orderer has not consumed yet",
+            m.kafka_consumer_lag.clone(),
+        );
+        registry.register(
             "kafka_produced_offset",
             "Highest offset this orderer produced and had acknowledged",
             m.kafka_produced_offset.clone(),
@@ -241,18 +284,21 @@ impl Metrics {
             "Produced messages whose delivery failed",
             m.kafka_delivery_failures.clone(),
         );
-        Self { registry, ..m }
+        Self {
+            registry: root,
+            ..m
+        }
     }
 
     /// Adds the gRPC listener's connection metrics (`ordo_orderer_transport_*`).
     pub fn register_listener(&mut self, listener: &std::sync::Arc<ordo_node::ListenerMetrics>) {
-        listener.register(&mut self.registry);
+        listener.register(self.registry.sub_registry_with_prefix(PREFIX));
     }
 
     /// Adds the expiry of the node's own certificates
     /// (`ordo_orderer_certificate_not_after_seconds`).
     pub fn register_certs(&mut self, certs: &ordo_node::certinfo::CertMetrics) {
-        certs.register(&mut self.registry);
+        certs.register(self.registry.sub_registry_with_prefix(PREFIX));
     }
 
     /// Labels for a channel.
@@ -268,12 +314,46 @@ impl Metrics {
         ]
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        if encode(&mut out, &self.registry).is_err() {
-            out.clear();
+    /// The exposition of every metric in `format` (see [`Format::negotiate`]).
+    pub fn render(&self, format: Format) -> String {
+        ordo_node::metrics::render(&self.registry, format)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_has_help_and_the_build_info_is_there() {
+        let m = Metrics::new();
+        m.broadcast_responses
+            .get_or_create(&Metrics::channel_status("c", "SUCCESS"))
+            .inc();
+        m.broadcast_latency_seconds
+            .get_or_create(&Metrics::channel("c"))
+            .observe(0.002);
+        let text = m.render(Format::Text);
+        assert!(
+            text.contains(
+                "ordo_orderer_broadcast_responses_total{channel=\"c\",status=\"SUCCESS\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ordo_orderer_broadcast_latency_seconds_count{channel=\"c\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("node=\"orderer\"} 1"), "{text}");
+        let mut declared = 0;
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split(' ').nth(2).unwrap_or_default();
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} has help text"
+            );
+            declared += 1;
         }
-        out
+        assert!(declared > 25, "{text}");
     }
 }

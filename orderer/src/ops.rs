@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -126,7 +126,12 @@ fn catch_up(
     }
 }
 
-async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
+/// Every metric, refreshed from the channels' running totals, in the format the scraper
+/// asks for (see [`ordo_node::metrics::Format::negotiate`]).
+async fn metrics_text(State(ops): State<Ops>, headers: HeaderMap) -> impl IntoResponse {
+    let format = ordo_node::metrics::Format::negotiate(
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+    );
     let guard = ops.refresh.lock().unwrap_or_else(|p| p.into_inner());
     for ch in ops.registry.list() {
         let labels = Metrics::channel(ch.id());
@@ -188,6 +193,9 @@ async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
             m.kafka_consumed_offset
                 .get_or_create(&labels)
                 .set(k.consumed_offset);
+            if let Some(lag) = k.consumer_lag() {
+                m.kafka_consumer_lag.get_or_create(&labels).set(lag);
+            }
             m.kafka_produced_offset
                 .get_or_create(&labels)
                 .set(k.produced_offset);
@@ -212,10 +220,7 @@ async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
     drop(guard);
     (
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        ops.metrics.render(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        ops.metrics.render(format),
     )
 }

@@ -56,6 +56,9 @@ pub enum OrdererError {
     /// The TLS key pair or CA files could not be used.
     #[error("TLS: {0}")]
     Tls(#[from] ordo_node::tls::NodeTlsError),
+    /// The embedded protocol descriptors do not build a reflection service.
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }
 
 /// The generated server's side of AtomicBroadcast. [`AtomicBroadcastService`] routes
@@ -167,7 +170,10 @@ pub async fn run(
             Duration::from_millis(config.tls.reload_interval_ms),
             token.clone(),
         );
-        spawn_trust_sync(registry.clone(), token.clone());
+        {
+            let registry = registry.clone();
+            ordo_node::trust::spawn_sync(move || registry.sync_trust(), token.clone());
+        }
     }
     let max_msg = config.limits.max_grpc_message_bytes;
 
@@ -196,8 +202,8 @@ pub async fn run(
         )?,
     };
 
-    let grpc_addr = grpc.local_addr().ok();
-    let ops_addr = ops.local_addr().ok();
+    let grpc_addr = display_addr(grpc.local_addr());
+    let ops_addr = display_addr(ops.local_addr());
     let ops_token = token.clone();
     let readiness = {
         let registry = registry.clone();
@@ -206,7 +212,7 @@ pub async fn run(
         let certs = cert_metrics.clone();
         let check: ReadinessCheck = Arc::new(move || {
             // Renewed certificates show in the metrics within one evaluation.
-            record_cert_expiry(&certs, &identity, tls.as_deref());
+            certs.record_own(&identity, tls.as_deref());
             Box::pin(crate::ops::readiness_problems(
                 registry.clone(),
                 identity.clone(),
@@ -237,8 +243,8 @@ pub async fn run(
     }
     info!(
         node = %config.node.name,
-        grpc = ?grpc_addr,
-        ops = ?ops_addr,
+        grpc = %grpc_addr,
+        ops = %ops_addr,
         tls = tls.is_some(),
         channels = registry.list().len(),
         "orderer ready"
@@ -258,6 +264,8 @@ pub async fn run(
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
         .add_service(health)
+        .add_service(ordo_node::reflection::v1(ORDERER_SERVICES)?)
+        .add_service(ordo_node::reflection::v1alpha(ORDERER_SERVICES)?)
         .add_service(AtomicBroadcastService::new(
             svc, broadcast, deliver, max_msg,
         ))
@@ -275,8 +283,17 @@ pub async fn run(
                 .max_decoding_message_size(max_msg)
                 .max_encoding_message_size(max_msg),
         )
-        .serve_with_incoming_shutdown(incoming, async move { serve_token.cancelled().await })
-        .await;
+        .serve_with_incoming_shutdown(incoming, async move { serve_token.cancelled().await });
+    let result = match ordo_node::serve_with_drain(
+        result,
+        token.clone(),
+        config.connections.drain_timeout(),
+    )
+    .await
+    {
+        ordo_node::Drained::Finished(r) => r,
+        ordo_node::Drained::TimedOut => Ok(()),
+    };
     token.cancel();
     registry.shutdown().await;
     let ops_result = ops_task.await;
@@ -295,31 +312,8 @@ const ORDERER_SERVICES: &[&str] = &[
     "ordo.cluster.Cluster",
 ];
 
-/// Records the expiry of the orderer's own certificates as metrics.
-fn record_cert_expiry(metrics: &CertMetrics, identity: &Identity, tls: Option<&NodeTls>) {
-    if let Some((_, not_after)) = ordo_node::certinfo::identity_window(identity) {
-        metrics.set("identity", not_after);
-    }
-    if let Some(c) = tls.and_then(|t| t.own_cert()) {
-        metrics.set("tls", c.not_after);
-    }
-}
-
-/// How often the node re-reads its channels' configs for TLS roots and revocations.
-const TRUST_SYNC_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Keeps the node's TLS trust in step with config blocks: a config update that adds an
-/// org, rotates a TLS CA or revokes a certificate applies to the next handshake. (Config
-/// blocks are written by each backend's own writer; one cheap comparison a second here is
-/// simpler than a hook through all three.)
-fn spawn_trust_sync(registry: Arc<Registry>, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(TRUST_SYNC_INTERVAL);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => registry.sync_trust(),
-            }
-        }
-    });
+/// A listener's address for logs: `127.0.0.1:7050`, not `Some(127.0.0.1:7050)`.
+fn display_addr(addr: std::io::Result<std::net::SocketAddr>) -> String {
+    addr.map(|a| a.to_string())
+        .unwrap_or_else(|e| format!("unknown ({e})"))
 }

@@ -79,6 +79,11 @@ pub mod pb {
 
 pub use pb::common::{Block, Envelope, Status};
 
+/// The encoded `FileDescriptorSet` of every Ordo `.proto` file, for gRPC server
+/// reflection: tools such as grpcurl discover the services from the node itself.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/ordo_descriptor.bin"));
+
 /// Milliseconds since the Unix epoch from the system clock.
 ///
 /// Only for the edges (stamping a new envelope, checking certificate expiry against the

@@ -3,7 +3,10 @@
 //! An environment variable `ORDO_<SECTION>_<KEY>` (upper case) overrides `<key>` in
 //! `[<section>]` of a TOML file, for the sections a node declares. Values are read as TOML
 //! scalars (numbers, booleans, arrays) and otherwise as strings. Variables naming another
-//! section are ignored (they may belong to another tool, e.g. `ORDO_KAFKA_BROKERS`).
+//! section are ignored (they may belong to another tool, e.g. `ORDO_NETWORK`), unless the
+//! name is one typo away from a section the node has (`ORDO_NDOE_LISTEN_ADDR`): that is an
+//! error naming the section meant, since a silently ignored override is a node running
+//! with a setting its operator believes changed.
 
 /// Parses a node's TOML configuration with `ORDO_` overrides from `env` for `sections`,
 /// then makes the listed relative paths relative to `base` (the file's directory).
@@ -41,7 +44,16 @@ pub fn apply_env_overrides(
             continue;
         };
         let section = section.to_ascii_lowercase();
-        if !sections.contains(&section.as_str()) || key.is_empty() {
+        if !sections.contains(&section.as_str()) {
+            if let Some(meant) = sections.iter().find(|s| is_typo_of(&section, s)) {
+                return Err(format!(
+                    "{name} names no config section; did you mean ORDO_{}_{key}?",
+                    meant.to_ascii_uppercase()
+                ));
+            }
+            continue;
+        }
+        if key.is_empty() {
             continue;
         }
         let key = key.to_ascii_lowercase();
@@ -61,6 +73,38 @@ pub fn apply_env_overrides(
     Ok(())
 }
 
+/// Whether `word` is one edit (an insertion, deletion, substitution or swap of two
+/// neighbours) away from `section`, or two for sections of six letters or more.
+fn is_typo_of(word: &str, section: &str) -> bool {
+    let limit = if section.len() >= 6 { 2 } else { 1 };
+    word != section && edit_distance(word.as_bytes(), section.as_bytes()) <= limit
+}
+
+/// Optimal string alignment distance (Levenshtein plus adjacent transpositions).
+fn edit_distance(a: &[u8], b: &[u8]) -> usize {
+    let w = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * w];
+    for i in 0..=a.len() {
+        d[i * w] = i;
+    }
+    for (j, cell) in d.iter_mut().enumerate().take(w) {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[(i - 1) * w + j] + 1)
+                .min(d[i * w + j - 1] + 1)
+                .min(d[(i - 1) * w + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = best;
+        }
+    }
+    d[a.len() * w + b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +122,34 @@ mod tests {
         assert_eq!(t["node"]["name"].as_str(), Some("b"));
         assert_eq!(t["node"]["port"].as_integer(), Some(7));
         assert!(!t.contains_key("other"));
+    }
+
+    #[test]
+    fn a_mistyped_section_is_an_error_naming_the_one_meant() {
+        let mut t = toml::Table::new();
+        let sections = ["node", "identity", "deliver", "tls", "connections"];
+        for (name, meant) in [
+            ("ORDO_NDOE_LISTEN_ADDR", "ORDO_NODE_LISTEN_ADDR"),
+            ("ORDO_NOD_NAME", "ORDO_NODE_NAME"),
+            ("ORDO_IDENTIY_KEY_FILE", "ORDO_IDENTITY_KEY_FILE"),
+            ("ORDO_TSL_ENABLED", "ORDO_TLS_ENABLED"),
+        ] {
+            let env = vec![(name.to_string(), "x".to_string())];
+            let err = apply_env_overrides(&mut t, &env, &sections).expect_err(name);
+            assert!(err.contains(meant), "{err}");
+        }
+        // Other tools' variables are far from every section and stay ignored.
+        let env: Vec<(String, String)> = [
+            "ORDO_NETWORK",
+            "ORDO_KAFKA_BROKERS",
+            "ORDO_TEST_FAULT",
+            "ORDO_CHAOS_SEED_OFFSET",
+            "ORDO_BIN",
+        ]
+        .iter()
+        .map(|n| (n.to_string(), "1".to_string()))
+        .collect();
+        apply_env_overrides(&mut t, &env, &sections).expect("ignored");
+        assert!(t.is_empty());
     }
 }

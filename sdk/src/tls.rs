@@ -1,6 +1,8 @@
 //! TLS for Ordo's gRPC links: the files a member's TLS identity lives in, the key pair a
 //! process presents (re-read when the files change, so certificates rotate without a
-//! restart), and the client side of a mutual-TLS connection.
+//! restart), the client side of a mutual-TLS connection ([`ClientTls`]) and a small server
+//! side ([`ServerTls`]) for processes that are not nodes — chaincode servers — and so do
+//! not use the node shell's listener (`ordo-node`, which depends on this crate).
 //!
 //! What TLS is for in Ordo: it protects the *link* (confidentiality, integrity, and who is
 //! at the other end of the socket). What a message *means* is still decided by the
@@ -15,16 +17,18 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use tokio::net::TcpStream;
 
 /// Why TLS material could not be loaded or used.
 #[derive(Debug, Error)]
@@ -311,5 +315,181 @@ impl ClientTls {
     /// The presented key pair, to reload it on rotation.
     pub fn key_pair(&self) -> Option<&Arc<ReloadingKeyPair>> {
         self.key_pair.as_ref()
+    }
+}
+
+/// First byte of a TLS record carrying a handshake message (a ClientHello): what a TLS
+/// client sends first, and what a plaintext HTTP/2 client (`PRI * HTTP/2.0`) never does.
+pub const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Why an incoming connection was not accepted by [`ServerTls::accept`].
+///
+/// Each variant is a different operator problem, so each gets its own message: a client
+/// configured without TLS, a client that never finishes (slowloris), a client whose
+/// certificate is not trusted.
+#[derive(Debug, Error)]
+pub enum AcceptError {
+    /// The client closed the connection before sending anything.
+    #[error("closed before sending anything")]
+    Closed,
+    /// The client speaks plaintext to a TLS listener.
+    #[error(
+        "plaintext client on a TLS listener (the client must connect with TLS and present a \
+         certificate of a trusted CA)"
+    )]
+    Plaintext,
+    /// A TLS client on a plaintext listener (a peer with TLS on, calling a chaincode server
+    /// started without TLS).
+    #[error(
+        "TLS client on a plaintext listener (serve with TLS: a certificate, its key and the \
+         CAs of the clients)"
+    )]
+    TlsOnPlaintext,
+    /// The handshake did not complete within the deadline.
+    #[error("no TLS handshake within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    /// The handshake failed: no client certificate, one from an unknown CA, an expired one,
+    /// a protocol error.
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+}
+
+/// A TLS stream accepted by [`ServerTls::accept`].
+pub type ServerStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// The server side of Ordo's mutual TLS, for servers outside the node shell (chaincode
+/// servers, through `chaincode::shim`).
+///
+/// Same rules as a node's listener: TLS 1.3 only, ALPN `h2`, a client certificate is
+/// required and must chain to one of the given CAs, and no session resumption (a resumed
+/// TLS 1.3 session would carry the client certificate of an earlier handshake without
+/// verifying it again). The presented key pair is a [`ReloadingKeyPair`], so the server's
+/// certificate rotates without a restart. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerTls {
+    config: Arc<ServerConfig>,
+    key_pair: Arc<ReloadingKeyPair>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("cert", &self.key_pair.cert_path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// Presents `files.cert` / `files.key` and accepts only clients whose certificate
+    /// chains to one of `files.ca` (for a chaincode server: the TLS CA of the org whose
+    /// peers call it). At least one CA is required: a server that accepted any client
+    /// would not be mutual TLS.
+    pub fn from_files(files: &TlsFiles) -> Result<Self, TlsError> {
+        if files.ca.is_empty() {
+            return Err(TlsError::Config(
+                "mutual TLS needs at least one CA whose client certificates are accepted".into(),
+            ));
+        }
+        let roots = read_roots(&files.ca)?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        Self::with_client_verifier(verifier, ReloadingKeyPair::from_files(files)?)
+    }
+
+    /// Presents `key_pair` and accepts the clients `verifier` accepts.
+    pub fn with_client_verifier(
+        verifier: Arc<dyn ClientCertVerifier>,
+        key_pair: Arc<ReloadingKeyPair>,
+    ) -> Result<Self, TlsError> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(key_pair.clone());
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+        Ok(Self {
+            config: Arc::new(config),
+            key_pair,
+        })
+    }
+
+    /// The rustls configuration.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
+    }
+
+    /// The presented key pair, to reload it on rotation.
+    pub fn key_pair(&self) -> &Arc<ReloadingKeyPair> {
+        &self.key_pair
+    }
+
+    /// Completes the server side of a handshake on `tcp` within `timeout`.
+    ///
+    /// A client whose first byte is not a TLS handshake record is refused as
+    /// [`AcceptError::Plaintext`] at once, instead of failing later with a cryptic
+    /// protocol error.
+    pub async fn accept(
+        &self,
+        tcp: TcpStream,
+        timeout: Duration,
+    ) -> Result<ServerStream, AcceptError> {
+        let handshake = async {
+            let mut first = [0u8; 1];
+            match tcp.peek(&mut first).await {
+                Ok(0) | Err(_) => return Err(AcceptError::Closed),
+                Ok(_) => {}
+            }
+            if first[0] != TLS_HANDSHAKE_RECORD {
+                return Err(AcceptError::Plaintext);
+            }
+            tokio_rustls::TlsAcceptor::from(self.config.clone())
+                .accept(tcp)
+                .await
+                .map_err(AcceptError::Handshake)
+        };
+        tokio::time::timeout(timeout, handshake)
+            .await
+            .map_err(|_| AcceptError::Timeout(timeout))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_without_client_cas_is_refused() {
+        let files = TlsFiles {
+            cert: PathBuf::from("server.crt"),
+            key: PathBuf::from("server.key"),
+            ca: Vec::new(),
+        };
+        match ServerTls::from_files(&files) {
+            Err(TlsError::Config(why)) => assert!(why.contains("at least one CA"), "{why}"),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_files_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.crt");
+        let files = TlsFiles {
+            cert: dir.path().join("server.crt"),
+            key: dir.path().join("server.key"),
+            ca: vec![ca.clone()],
+        };
+        match ServerTls::from_files(&files) {
+            Err(TlsError::Io { path, .. }) => assert_eq!(path, ca.display().to_string()),
+            other => panic!("expected an I/O error naming the CA file, got {other:?}"),
+        }
+        std::fs::write(&ca, "not a certificate").expect("write");
+        match ServerTls::from_files(&files) {
+            Err(TlsError::Format { path, .. }) => assert_eq!(path, ca.display().to_string()),
+            other => panic!("expected a format error naming the CA file, got {other:?}"),
+        }
     }
 }

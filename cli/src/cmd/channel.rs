@@ -32,7 +32,8 @@ pub enum ChannelCommand {
     Remove(RemoveArgs),
     /// Show a channel's height, last block hash, consensus type and role on a node.
     Info(InfoArgs),
-    /// Add or remove a raft channel's consenters (one per config update).
+    /// Add, remove or update (rotate the pinned certificates of) a raft channel's
+    /// consenters, one per config update.
     Consenter {
         /// What to change.
         #[command(subcommand)]

@@ -1,10 +1,16 @@
-//! `ordo channel consenter add|remove`: change a raft channel's consenters with one
+//! `ordo channel consenter add|remove|update`: change a raft channel's consenters with one
 //! config update, signed by the admins of every org in a crypto directory.
 //!
 //! Raft changes membership one node at a time, so each command changes one consenter;
 //! the orderer refuses a change that would leave the channel without a live majority.
 //! After `add`, the new node joins from the config block that added it (saved with
 //! `--out-block`): it pulls the chain up to there from the other consenters.
+//!
+//! `update` rotates a consenter's pinned certificates: renew the node's TLS certificate
+//! (`ordo crypto renew --tls-only`; the node picks the new files up by itself), then run
+//! `update` for it. Until the config block commits, the others refuse the node's new
+//! handshakes; so the orderer refuses an update unless the other consenters alone are a
+//! live majority. Rotate one node at a time.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,6 +47,10 @@ pub enum ConsenterCommand {
     /// Remove an orderer from a raft channel's consenters; it stops ordering for the
     /// channel.
     Remove(RemoveArgs),
+    /// Pin a consenter's renewed certificates (read from the crypto directory, after
+    /// `ordo crypto renew`) or move its endpoint. One consenter at a time: refused unless
+    /// the other consenters alone are a live majority.
+    Update(UpdateConsenterArgs),
 }
 
 /// What both commands need.
@@ -80,6 +90,25 @@ pub struct AddArgs {
     pub member: Option<String>,
 }
 
+/// `ordo channel consenter update`
+#[derive(Args)]
+pub struct UpdateConsenterArgs {
+    #[command(flatten)]
+    pub update: UpdateArgs,
+    /// The consenter to update.
+    #[arg(long)]
+    pub id: String,
+    /// The org whose orderer identity the node runs with.
+    #[arg(long)]
+    pub org: String,
+    /// The member name of that identity in the crypto directory (default: the id).
+    #[arg(long)]
+    pub member: Option<String>,
+    /// A new gRPC endpoint (host:port) for the node (default: unchanged).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+}
+
 /// `ordo channel consenter remove`
 #[derive(Args)]
 pub struct RemoveArgs {
@@ -95,28 +124,8 @@ pub async fn run(cmd: ConsenterCommand) -> anyhow::Result<()> {
     match cmd {
         ConsenterCommand::Add(a) => {
             let manifest = Manifest::load(&a.update.crypto)?;
-            let org = manifest
-                .orgs
-                .iter()
-                .find(|o| o.name == a.org)
-                .with_context(|| format!("org {:?} is not in the crypto directory", a.org))?;
             let member = a.member.clone().unwrap_or_else(|| a.id.clone());
-            let files = org.members.get(&member).with_context(|| {
-                format!(
-                    "org {} has no member {member:?}; issue one with `ordo crypto issue --org {} --name {member} --role orderer`",
-                    a.org, a.org
-                )
-            })?;
-            let cert = ordo_proto::identity::read_hex(&files.cert)?;
-            let consenter = Consenter {
-                id: a.id.clone(),
-                endpoint: a.endpoint.clone(),
-                certificate: cert.into(),
-                tls_cert: match &files.tls {
-                    Some(tls) => crate::pki::cert_der(&tls.cert)?.into(),
-                    None => Bytes::new(),
-                },
-            };
+            let consenter = consenter_from_files(&manifest, &a.org, &member, &a.id, &a.endpoint)?;
             let block = change(&a.update, &manifest, |consenters| {
                 if consenters.iter().any(|c| c.id == consenter.id) {
                     bail!("{:?} is already a consenter", consenter.id);
@@ -141,6 +150,35 @@ pub async fn run(cmd: ConsenterCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ConsenterCommand::Update(a) => {
+            let manifest = Manifest::load(&a.update.crypto)?;
+            let member = a.member.clone().unwrap_or_else(|| a.id.clone());
+            let block = change(&a.update, &manifest, |consenters| {
+                let current = consenters
+                    .iter_mut()
+                    .find(|c| c.id == a.id)
+                    .with_context(|| format!("{:?} is not a consenter", a.id))?;
+                let endpoint = a.endpoint.clone().unwrap_or_else(|| current.endpoint.clone());
+                let renewed = consenter_from_files(&manifest, &a.org, &member, &a.id, &endpoint)?;
+                if renewed == *current {
+                    bail!(
+                        "consenter {:?} already has these certificates and endpoint; renew them first (`ordo crypto renew --org {} --name {member} --tls-only`)",
+                        a.id,
+                        a.org
+                    );
+                }
+                *current = renewed;
+                Ok(())
+            })
+            .await?;
+            println!(
+                "updated consenter {} on channel {} in config block {}",
+                a.id,
+                a.update.channel,
+                ordo_proto::block::number(&block)
+            );
+            Ok(())
+        }
         ConsenterCommand::Remove(a) => {
             let manifest = Manifest::load(&a.update.crypto)?;
             let block = change(&a.update, &manifest, |consenters| {
@@ -161,6 +199,37 @@ pub async fn run(cmd: ConsenterCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The consenter `id` at `endpoint` as `org`'s `member` in the crypto directory: its
+/// identity certificate and the TLS certificate the Cluster service will pin.
+fn consenter_from_files(
+    manifest: &Manifest,
+    org: &str,
+    member: &str,
+    id: &str,
+    endpoint: &str,
+) -> anyhow::Result<Consenter> {
+    let entry = manifest
+        .orgs
+        .iter()
+        .find(|o| o.name == org)
+        .with_context(|| format!("org {org:?} is not in the crypto directory"))?;
+    let files = entry.members.get(member).with_context(|| {
+        format!(
+            "org {org} has no member {member:?}; issue one with `ordo crypto issue --org {org} --name {member} --role orderer`"
+        )
+    })?;
+    let cert = ordo_proto::identity::read_hex(&files.cert)?;
+    Ok(Consenter {
+        id: id.to_string(),
+        endpoint: endpoint.to_string(),
+        certificate: cert.into(),
+        tls_cert: match &files.tls {
+            Some(tls) => crate::pki::cert_der(&tls.cert)?.into(),
+            None => Bytes::new(),
+        },
+    })
 }
 
 /// Fetches the config in force, applies `edit` to its consenters, submits the update

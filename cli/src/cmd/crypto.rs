@@ -39,6 +39,9 @@ pub enum CryptoCommand {
     Init(InitArgs),
     /// Issue one more member certificate from an org's CA (for example a second
     /// orderer of the org: `--name orderer3 --role orderer`) and record it in crypto.json.
+    /// Also the way to give a chaincode server its TLS certificate: `--name bankcc --role
+    /// client --hosts cc.banka.example` writes `bankcc.tls.crt` / `.tls.key` (usable as a
+    /// TLS server certificate for the --hosts names) for `ordo chaincode serve --tls-cert`.
     Issue(IssueArgs),
     /// Re-issue a member's identity and TLS certificates before they expire (new keys,
     /// or the same with --same-key). Running nodes pick the new TLS pair up without a
@@ -92,7 +95,8 @@ pub struct IssueArgs {
     /// Certificate validity in days.
     #[arg(long, default_value_t = 365)]
     pub validity_days: u64,
-    /// DNS names and IP addresses the member's TLS certificate is valid for.
+    /// DNS names and IP addresses the member's TLS certificate is valid for (for a node or
+    /// a chaincode server: every name clients dial it by).
     #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
     pub hosts: Vec<String>,
 }
@@ -172,11 +176,16 @@ pub fn run(cmd: CryptoCommand) -> anyhow::Result<()> {
             };
             let files = issue(&a.crypto, &a.org, &a.name, role, a.validity_days, &a.hosts)?;
             println!(
-                "issued {} ({}) of {}: {}",
+                "issued {} ({}) of {}: {}{}",
                 a.name,
                 a.role,
                 a.org,
-                files.cert.display()
+                files.cert.display(),
+                files
+                    .tls
+                    .as_ref()
+                    .map(|t| format!(", TLS {} (hosts {})", t.cert.display(), a.hosts.join(",")))
+                    .unwrap_or_default()
             );
             Ok(())
         }

@@ -30,6 +30,7 @@ pub async fn run(args: OrdererArgs) -> anyhow::Result<()> {
     let config =
         OrdererConfig::load(&path).with_context(|| format!("loading {}", path.display()))?;
     crate::logging::init(&config.log.filter, &config.log.format);
+    crate::logging::starting("orderer", &path, &config.node.data_dir);
     let grpc = TcpListener::bind(config.node.listen_addr)
         .await
         .with_context(|| format!("binding gRPC address {}", config.node.listen_addr))?;

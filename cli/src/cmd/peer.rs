@@ -11,17 +11,25 @@ use ordo_peer::node::config::PeerConfig;
 /// `ordo peer`
 #[derive(Args)]
 pub struct PeerArgs {
-    /// Peer configuration file (TOML): [node] name, listen_addr, ops_listen_addr, data_dir;
-    /// [identity] key_file, cert_file; [deliver] orderer_endpoints and timings; [log].
+    /// Peer configuration file (TOML). `ordo peer --print-example-config` shows every
+    /// field with its default.
+    #[arg(long, required_unless_present = "print_example_config")]
+    pub config: Option<PathBuf>,
+    /// Print a commented example configuration and exit.
     #[arg(long)]
-    pub config: PathBuf,
+    pub print_example_config: bool,
 }
 
 /// Runs the peer.
 pub async fn run(args: PeerArgs) -> anyhow::Result<()> {
-    let config = PeerConfig::load(&args.config)
-        .with_context(|| format!("loading {}", args.config.display()))?;
+    if args.print_example_config {
+        print!("{}", PeerConfig::example());
+        return Ok(());
+    }
+    let path = args.config.context("--config is required")?;
+    let config = PeerConfig::load(&path).with_context(|| format!("loading {}", path.display()))?;
     crate::logging::init(&config.log.filter, &config.log.format);
+    crate::logging::starting("peer", &path, &config.node.data_dir);
     let grpc = TcpListener::bind(config.node.listen_addr)
         .await
         .with_context(|| format!("binding gRPC address {}", config.node.listen_addr))?;

@@ -144,6 +144,47 @@ impl Consortium {
         .expect("identity loads")
     }
 
+    /// The TLS files of `org`'s `member` (made by `ordo crypto init|issue`), trusting every
+    /// org's TLS CA.
+    pub fn tls_files(&self, org: &str, member: &str) -> ordo_sdk::tls::TlsFiles {
+        let d = self.crypto().join(org);
+        let mut ca: Vec<PathBuf> = std::fs::read_dir(self.crypto())
+            .expect("crypto dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("tls").join("ca.crt"))
+            .filter(|p| p.exists())
+            .collect();
+        ca.sort();
+        ordo_sdk::tls::TlsFiles {
+            cert: d.join(format!("{member}.tls.crt")),
+            key: d.join(format!("{member}.tls.key")),
+            ca,
+        }
+    }
+
+    /// The `[tls]` config section of a node running as `org`'s `member`.
+    pub fn tls_toml(&self, org: &str, member: &str) -> String {
+        let f = self.tls_files(org, member);
+        let ca: Vec<String> =
+            f.ca.iter()
+                .map(|p| format!("\"{}\"", p.display()))
+                .collect();
+        format!(
+            "[tls]\nenabled = true\ncert_file = \"{}\"\nkey_file = \"{}\"\nca_files = [{}]\n",
+            f.cert.display(),
+            f.key.display(),
+            ca.join(", ")
+        )
+    }
+
+    /// A mutual-TLS client transport as `org`'s `member`.
+    pub fn tls_transport(&self, org: &str, member: &str) -> Transport {
+        Transport::Tls(
+            ordo_sdk::tls::ClientTls::from_files(&self.tls_files(org, member))
+                .expect("client TLS files"),
+        )
+    }
+
     pub fn ca_key(&self, org: &str) -> ed25519_dalek::SigningKey {
         ordo_proto::identity::load_signing_key(&self.crypto().join(org).join("ca.key"))
             .expect("ca key")
@@ -207,6 +248,21 @@ impl NodeProcess {
             id_dir.join(format!("{member}.cert")).display()
         );
         Self::launch(c, name, "orderer", &identity)
+    }
+
+    /// An orderer running as `org`'s `member` over mutual TLS (its own TLS key pair,
+    /// trusting every org's TLS CA); the harness reaches it as `org`'s admin.
+    pub fn start_tls(
+        c: &Consortium,
+        name: &str,
+        org: &str,
+        member: &str,
+        extra_toml: &str,
+    ) -> Self {
+        let sections = format!("{}{extra_toml}", c.tls_toml(org, member));
+        let p = Self::start_as(c, name, org, member, &sections);
+        set_transport(&p.addr, c.tls_transport(org, "admin"));
+        p
     }
 
     /// The node's data directory.

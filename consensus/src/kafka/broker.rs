@@ -6,15 +6,19 @@
 //! every orderer reads everything, no offsets are committed to the broker (the ledger is
 //! the only record of progress), and there is no group rebalance to wait for.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message as _;
 use rdkafka::producer::Producer as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
 
@@ -183,9 +187,42 @@ impl PartitionProducer {
 /// A thread of its own polls librdkafka and hands messages over a bounded channel: the
 /// reader's `next` is then cancel-safe (a `select!` may drop it without losing a
 /// message), and no wake-up of an async consumer can be missed.
+///
+/// It also keeps the partition's high watermark (the offset the next produced message
+/// will get), as librdkafka reports it in its statistics every [`STATS_INTERVAL`]: the
+/// broker sends it with every fetch response, so knowing it costs no request of its own
+/// (asking the broker for watermarks would be one round trip per scrape).
 pub struct PartitionConsumer {
     rx: tokio::sync::mpsc::Receiver<Result<(i64, Bytes), BrokerError>>,
+    high_watermark: Arc<AtomicI64>,
 }
+
+/// How often librdkafka reports the consumer's statistics (and with them the partition's
+/// high watermark). Parsing the report costs tens of microseconds, once per interval.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The consumer's librdkafka context: keeps the partition's high watermark from the
+/// statistics; everything else as librdkafka's default.
+struct WatermarkContext {
+    topic: String,
+    high_watermark: Arc<AtomicI64>,
+}
+
+impl ClientContext for WatermarkContext {
+    fn stats(&self, statistics: Statistics) {
+        let hi = statistics
+            .topics
+            .get(&self.topic)
+            .and_then(|t| t.partitions.get(&PARTITION))
+            .map(|p| p.hi_offset);
+        // librdkafka reports -1 until a broker told it.
+        if let Some(hi) = hi.filter(|h| *h >= 0) {
+            self.high_watermark.store(hi, Ordering::Relaxed);
+        }
+    }
+}
+
+impl ConsumerContext for WatermarkContext {}
 
 /// Messages read ahead of the chain (backpressure beyond it).
 const READ_AHEAD: usize = 4096;
@@ -203,9 +240,20 @@ impl PartitionConsumer {
             // Never skip ahead (or back) when the offset is gone: that would fork the
             // chain. The error stops the chain instead.
             .set("auto.offset.reset", "error")
-            .set("fetch.wait.max.ms", "50");
+            .set("fetch.wait.max.ms", "50")
+            .set(
+                "statistics.interval.ms",
+                STATS_INTERVAL.as_millis().to_string(),
+            );
         apply_properties(&mut c, cfg);
-        let consumer: BaseConsumer = c.create().map_err(|e| BrokerError::Client(e.to_string()))?;
+        let high_watermark = Arc::new(AtomicI64::new(-1));
+        let context = WatermarkContext {
+            topic: cfg.topic.clone(),
+            high_watermark: high_watermark.clone(),
+        };
+        let consumer: BaseConsumer<WatermarkContext> = c
+            .create_with_context(context)
+            .map_err(|e| BrokerError::Client(e.to_string()))?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&cfg.topic, PARTITION, Offset::Offset(start_offset))
             .map_err(|e| BrokerError::Client(e.to_string()))?;
@@ -217,7 +265,13 @@ impl PartitionConsumer {
             .name(format!("kafka-read-{}", cfg.topic))
             .spawn(move || poll_loop(&consumer, &tx))
             .map_err(|e| BrokerError::Client(format!("cannot start the reader thread: {e}")))?;
-        Ok(Self { rx })
+        Ok(Self { rx, high_watermark })
+    }
+
+    /// The partition's high watermark as last reported (-1 until a broker reported it),
+    /// shared: it keeps moving while the consumer runs.
+    pub fn high_watermark(&self) -> Arc<AtomicI64> {
+        self.high_watermark.clone()
     }
 
     /// The next message: its offset and payload (empty for a message without one).
@@ -231,7 +285,7 @@ impl PartitionConsumer {
 
 /// Polls until the reader is dropped.
 fn poll_loop(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<WatermarkContext>,
     tx: &tokio::sync::mpsc::Sender<Result<(i64, Bytes), BrokerError>>,
 ) {
     while !tx.is_closed() {
@@ -308,6 +362,43 @@ mod tests {
         let tail = read(PartitionConsumer::new(&cfg, 90).expect("consumer"), 10).await;
         assert_eq!(tail.first().map(|m| m.0), Some(90));
         assert_eq!(tail.last().map(|m| m.0), Some(99));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_consumer_learns_the_high_watermark_while_it_reads_behind_it() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("ordo.test", 1, 1).expect("topic");
+        let cfg = config(&cluster);
+        let producer = PartitionProducer::new(&cfg).expect("producer");
+        for i in 0u32..50 {
+            producer
+                .send(&i.to_be_bytes(), Duration::from_secs(10))
+                .await
+                .expect("acknowledged");
+        }
+        let mut consumer = PartitionConsumer::new(&cfg, 0).expect("consumer");
+        let hw = consumer.high_watermark();
+        assert_eq!(hw.load(Ordering::Relaxed), -1, "unknown before any report");
+        for want in 0..10 {
+            let (offset, _) = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+                .await
+                .expect("a message in time")
+                .expect("consumed");
+            assert_eq!(offset, want);
+        }
+        // Reported with the statistics, once per STATS_INTERVAL, while the consumer
+        // (kept alive here) polls.
+        let deadline = tokio::time::Instant::now() + 10 * STATS_INTERVAL;
+        while hw.load(Ordering::Relaxed) != 50 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "high watermark {} after {:?}",
+                hw.load(Ordering::Relaxed),
+                10 * STATS_INTERVAL
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(consumer);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,6 +116,8 @@ struct Link {
     produced: AtomicI64,
     /// The last offset the consumer has handled.
     consumed: AtomicI64,
+    /// The partition's high watermark as the consumer last heard it (-1: not yet).
+    high_watermark: Arc<AtomicI64>,
     /// Produces whose delivery report is outstanding.
     inflight: AtomicUsize,
     /// Deliveries that failed (the chain reconnects after each).
@@ -163,6 +165,7 @@ impl KafkaChain {
             consumer_moved: Notify::new(),
             produced: AtomicI64::new(-1),
             consumed: AtomicI64::new(resume.last_offset),
+            high_watermark: consumer.high_watermark(),
             inflight: AtomicUsize::new(0),
             delivery_failures: AtomicU64::new(0),
             halting: CancellationToken::new(),
@@ -321,6 +324,10 @@ pub struct KafkaMetrics {
     pub ready: bool,
     /// The last partition offset the consumer handled.
     pub consumed_offset: i64,
+    /// The partition's high watermark — the offset the next produced message gets — as
+    /// librdkafka last reported it (every [`super::broker::STATS_INTERVAL`]); -1 until
+    /// a broker reported it.
+    pub high_watermark: i64,
     /// The highest offset of a message this orderer produced and had acknowledged.
     pub produced_offset: i64,
     /// Produces waiting for their delivery report.
@@ -336,10 +343,22 @@ impl KafkaChain {
         KafkaMetrics {
             ready: matches!(*l.readiness.borrow(), Readiness::Ready),
             consumed_offset: l.consumed.load(Ordering::Relaxed),
+            high_watermark: l.high_watermark.load(Ordering::Relaxed),
             produced_offset: l.produced.load(Ordering::Relaxed),
             inflight: l.inflight.load(Ordering::Relaxed) as u64,
             delivery_failures: l.delivery_failures.load(Ordering::Relaxed),
         }
+    }
+}
+
+impl KafkaMetrics {
+    /// Messages in the partition this orderer has not handled yet: the high watermark
+    /// minus the next offset to consume; `None` while the high watermark is unknown. The
+    /// two values are read at slightly different times, so a lag that would be negative
+    /// (the consumer read past a stale watermark) is 0.
+    pub fn consumer_lag(&self) -> Option<i64> {
+        (self.high_watermark >= 0)
+            .then(|| (self.high_watermark - self.consumed_offset.saturating_add(1)).max(0))
     }
 }
 
@@ -739,5 +758,33 @@ fn writer_loop(link: &Link, support: &ChainSupport, mut rx: mpsc::Receiver<Write
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KafkaMetrics;
+
+    fn at(consumed_offset: i64, high_watermark: i64) -> KafkaMetrics {
+        KafkaMetrics {
+            ready: true,
+            consumed_offset,
+            high_watermark,
+            produced_offset: -1,
+            inflight: 0,
+            delivery_failures: 0,
+        }
+    }
+
+    #[test]
+    fn consumer_lag_counts_the_messages_not_yet_handled() {
+        // Offsets 0..=9 handled, 15 messages in the partition: 10..=14 wait.
+        assert_eq!(at(9, 15).consumer_lag(), Some(5));
+        assert_eq!(at(14, 15).consumer_lag(), Some(0));
+        // Nothing consumed yet (last offset -1) in an empty partition.
+        assert_eq!(at(-1, 0).consumer_lag(), Some(0));
+        // A watermark older than what was consumed is not a negative lag.
+        assert_eq!(at(20, 15).consumer_lag(), Some(0));
+        assert_eq!(at(9, -1).consumer_lag(), None, "watermark not known yet");
     }
 }

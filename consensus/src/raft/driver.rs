@@ -600,16 +600,19 @@ impl Driver {
     }
 
     /// The membership change a config envelope asks for, checked against the live
-    /// voters (refused when it changes more than one consenter or would lose quorum).
+    /// voters (refused when it changes more than one consenter or would lose quorum; a
+    /// consenter whose certificates change must not be needed for quorum meanwhile).
     fn membership_change(&self, envelope: &[u8]) -> Result<MembershipChange, ChainError> {
-        let proposed = config::config_from_envelope(envelope)
+        let proposed_config = config::config_from_envelope(envelope)
             .map_err(|e| ChainError::Revalidation(format!("config envelope: {e}")))?;
-        let proposed = membership::voters_of(&proposed);
+        let proposed = membership::voters_of(&proposed_config);
         let current = self.voters();
         if proposed.is_empty() || current.is_empty() {
             return Ok(MembershipChange::Unchanged);
         }
         let change = membership::change_between(&current, &proposed)
+            .map_err(|e| ChainError::Revalidation(e.to_string()))?;
+        let rekeyed = membership::rekeyed_between(&self.support.state().config, &proposed_config)
             .map_err(|e| ChainError::Revalidation(e.to_string()))?;
         let active: HashSet<u64> = self
             .raw
@@ -622,6 +625,13 @@ impl Driver {
         membership::check_quorum(&current, change, &active).map_err(|e| ChainError::NotReady {
             reason: e.to_string(),
         })?;
+        if let Some(id) = rekeyed {
+            membership::check_rekey_quorum(&current, id, &active).map_err(|e| {
+                ChainError::NotReady {
+                    reason: e.to_string(),
+                }
+            })?;
+        }
         Ok(change)
     }
 

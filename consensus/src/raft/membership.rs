@@ -6,10 +6,15 @@
 //! one at a time could leave two disjoint majorities during the change, so it is refused
 //! before ordering; a change that would leave fewer live voters than a quorum of the new
 //! group is refused by the leader, which alone knows who is live.
+//!
+//! A consenter whose credentials change (its identity or TLS certificate, say after
+//! `ordo crypto renew`, or its endpoint) stays a voter, but until it reconnects with the
+//! new certificate the others refuse it: such a *rekey* is also one consenter per update,
+//! and the leader refuses it unless the other voters alone are a live majority.
 
 use std::collections::{BTreeSet, HashSet};
 
-use ordo_proto::pb::common::ChannelConfig;
+use ordo_proto::pb::common::{ChannelConfig, Consenter};
 
 use super::raft_id;
 
@@ -35,6 +40,15 @@ pub enum MembershipError {
         /// Consenters removed.
         removed: usize,
     },
+    /// More than one consenter's credentials change in one config transaction.
+    #[error("the certificates or endpoints of {count} consenters change; change one consenter per config update")]
+    TooManyRekeyed {
+        /// Consenters whose credentials change.
+        count: usize,
+    },
+    /// A consenter is added or removed while another one's credentials change.
+    #[error("a consenter is added or removed while another one's certificates change; change one consenter per config update")]
+    RekeyWithChange,
     /// The change would leave the group without a live majority.
     #[error("the change would lose quorum: {active} of the {voters} consenters after it are active, {needed} needed")]
     LosesQuorum {
@@ -73,6 +87,81 @@ pub fn change_between(
             removed: removed.len(),
         }),
     }
+}
+
+/// The consenter (by raft id) whose identity certificate, TLS certificate or endpoint
+/// differs between `current` and `proposed`, if any; consenters present in only one of
+/// them are membership changes, not rekeys (see [`change_between`]).
+pub fn rekeyed_between(
+    current: &ChannelConfig,
+    proposed: &ChannelConfig,
+) -> Result<Option<u64>, MembershipError> {
+    let before: std::collections::HashMap<&str, &Consenter> = consenters(current)
+        .iter()
+        .map(|c| (c.id.as_str(), c))
+        .collect();
+    let changed: Vec<u64> = consenters(proposed)
+        .iter()
+        .filter(|c| {
+            before.get(c.id.as_str()).is_some_and(|b| {
+                b.certificate != c.certificate
+                    || b.tls_cert != c.tls_cert
+                    || b.endpoint != c.endpoint
+            })
+        })
+        .map(|c| raft_id(&c.id))
+        .collect();
+    match changed.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        _ => Err(MembershipError::TooManyRekeyed {
+            count: changed.len(),
+        }),
+    }
+}
+
+/// Checks a whole config transaction: one consenter added, removed or rekeyed at most.
+pub fn check_one_change(
+    current: &ChannelConfig,
+    proposed: &ChannelConfig,
+) -> Result<(MembershipChange, Option<u64>), MembershipError> {
+    let change = change_between(&voters_of(current), &voters_of(proposed))?;
+    let rekeyed = rekeyed_between(current, proposed)?;
+    if change != MembershipChange::Unchanged && rekeyed.is_some() {
+        return Err(MembershipError::RekeyWithChange);
+    }
+    Ok((change, rekeyed))
+}
+
+/// Checks that the voters other than `rekeyed` are a live majority of all `voters`: the
+/// rekeyed consenter is refused by the others until it presents its new certificate, so
+/// the channel must be able to commit without it meanwhile.
+pub fn check_rekey_quorum(
+    voters: &BTreeSet<u64>,
+    rekeyed: u64,
+    active: &HashSet<u64>,
+) -> Result<(), MembershipError> {
+    let live = voters
+        .iter()
+        .filter(|id| **id != rekeyed && active.contains(id))
+        .count();
+    let needed = voters.len() / 2 + 1;
+    if live < needed {
+        return Err(MembershipError::LosesQuorum {
+            active: live,
+            voters: voters.len(),
+            needed,
+        });
+    }
+    Ok(())
+}
+
+fn consenters(config: &ChannelConfig) -> &[Consenter] {
+    config
+        .orderer
+        .as_ref()
+        .map(|o| o.consenters.as_slice())
+        .unwrap_or_default()
 }
 
 /// Checks that after `change` a majority of the new voter set is among `active` (the
@@ -156,5 +245,73 @@ mod tests {
         // One down: removing the dead one is fine, removing a live one is not.
         assert!(check_quorum(&voters, MembershipChange::Remove(3), &two).is_ok());
         assert!(check_quorum(&voters, MembershipChange::Remove(2), &two).is_err());
+    }
+
+    fn config(consenters: &[(&str, &[u8])]) -> ChannelConfig {
+        ChannelConfig {
+            orderer: Some(ordo_proto::pb::common::OrdererConfig {
+                consensus_type: "raft".into(),
+                consenters: consenters
+                    .iter()
+                    .map(|(id, tls)| Consenter {
+                        id: (*id).into(),
+                        endpoint: format!("{id}:7050"),
+                        certificate: Default::default(),
+                        tls_cert: tls.to_vec().into(),
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_consenter_rekeyed_per_update() {
+        let current = config(&[("o0", b"a"), ("o1", b"b"), ("o2", b"c")]);
+        assert_eq!(
+            check_one_change(&current, &current),
+            Ok((MembershipChange::Unchanged, None))
+        );
+        let one = config(&[("o0", b"a"), ("o1", b"B"), ("o2", b"c")]);
+        assert_eq!(
+            check_one_change(&current, &one),
+            Ok((MembershipChange::Unchanged, Some(raft_id("o1"))))
+        );
+        let two = config(&[("o0", b"A"), ("o1", b"B"), ("o2", b"c")]);
+        assert_eq!(
+            check_one_change(&current, &two),
+            Err(MembershipError::TooManyRekeyed { count: 2 })
+        );
+        let rekey_and_add = config(&[("o0", b"a"), ("o1", b"B"), ("o2", b"c"), ("o3", b"d")]);
+        assert_eq!(
+            check_one_change(&current, &rekey_and_add),
+            Err(MembershipError::RekeyWithChange)
+        );
+        // A removal is not also a rekey of the removed consenter.
+        let removed = config(&[("o0", b"a"), ("o2", b"c")]);
+        assert_eq!(
+            check_one_change(&current, &removed),
+            Ok((MembershipChange::Remove(raft_id("o1")), None))
+        );
+    }
+
+    #[test]
+    fn a_rekey_needs_a_live_majority_without_the_rekeyed_node() {
+        let voters = set(&[1, 2, 3]);
+        let all: HashSet<u64> = [1, 2, 3].into();
+        let two: HashSet<u64> = [1, 2].into();
+        assert!(check_rekey_quorum(&voters, 3, &all).is_ok());
+        // 3 is down: rekeying it leaves 1 and 2 live.
+        assert!(check_rekey_quorum(&voters, 3, &two).is_ok());
+        // 3 is down and 2 is rekeyed: only 1 would be left to commit.
+        assert_eq!(
+            check_rekey_quorum(&voters, 2, &two),
+            Err(MembershipError::LosesQuorum {
+                active: 1,
+                voters: 3,
+                needed: 2
+            })
+        );
     }
 }

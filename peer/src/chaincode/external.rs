@@ -4,7 +4,20 @@
 //! dies mid-invocation, answers out of protocol or too slowly — ends the invocation with
 //! a 500 naming the server, and since writes live only in the simulation, nothing of it
 //! is kept.
+//!
+//! # Transport
+//!
+//! The peer reaches chaincode servers through its [`ClientPool`], so over the peer's own
+//! transport: when the peer runs TLS (`[tls] enabled`), it dials over mutual TLS,
+//! presenting its node TLS certificate and verifying the server's certificate (chain and
+//! host name) against the node's trust — its `ca_files` plus the TLS roots of every org of
+//! the channels it serves — exactly as it verifies orderers and other peers. A TLS peer
+//! never falls back to plaintext. The pool keeps one HTTP/2 connection per server, shared
+//! by every invocation (each is one stream on it), instead of a TCP and TLS handshake per
+//! call; a connection that failed or hung is dropped from the pool so the next invocation
+//! dials anew.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,6 +25,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use ordo_node::ClientPool;
 use ordo_proto::pb::chaincode::chaincode_client::ChaincodeClient;
 use ordo_proto::pb::chaincode::{
     chaincode_message, peer_message, HistoryEntry, Invocation, KeyValue, PeerMessage, StateResult,
@@ -25,17 +39,77 @@ pub struct ExternalChaincode {
     channel_id: String,
     runtime: Handle,
     timeout: Duration,
+    pool: Arc<ClientPool>,
+}
+
+/// Why an invocation on a chaincode server failed, before the chaincode answered.
+#[derive(Debug)]
+enum Failure {
+    /// The link failed (connection refused, TLS handshake refused, connection lost): the
+    /// pooled connection is not worth keeping.
+    Link(String),
+    /// The server broke the protocol or refused the call.
+    Protocol(String),
+}
+
+impl Failure {
+    fn from_status(status: &tonic::Status) -> Self {
+        let why = describe(status);
+        match status.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+                Failure::Link(why)
+            }
+            _ => Failure::Protocol(why),
+        }
+    }
+
+    fn message(self) -> String {
+        match self {
+            Failure::Link(m) | Failure::Protocol(m) => m,
+        }
+    }
+}
+
+/// A status's message with the causes behind it that it does not already say (a broken
+/// connection says only `transport error`; why — reset, TLS alert — is in its source
+/// chain).
+fn describe(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        let s = e.to_string();
+        // tonic's own wrapper says nothing the message or the next cause does not.
+        if !text.contains(&s) && s != "transport error" {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&s);
+        }
+        source = e.source();
+    }
+    if text.is_empty() {
+        text = format!("{:?}", status.code());
+    }
+    text
 }
 
 impl ExternalChaincode {
     /// The server at `addr`, for invocations on `channel_id`, driven on `runtime`, each
-    /// allowed `timeout` in all.
-    pub fn new(addr: &str, channel_id: &str, runtime: Handle, timeout: Duration) -> Self {
+    /// allowed `timeout` in all, reached through `pool` (the peer's transport: mutual TLS
+    /// when the peer runs TLS).
+    pub fn new(
+        addr: &str,
+        channel_id: &str,
+        runtime: Handle,
+        timeout: Duration,
+        pool: Arc<ClientPool>,
+    ) -> Self {
         Self {
             addr: addr.to_string(),
             channel_id: channel_id.to_string(),
             runtime,
             timeout,
+            pool,
         }
     }
 
@@ -44,12 +118,11 @@ impl ExternalChaincode {
         ctx: &mut dyn Context,
         function: &str,
         args: &[Bytes],
-    ) -> Result<Response, String> {
-        // Chaincode servers run beside the peer (a sidecar or the same host); the shim
-        // serves plaintext only so far, so this link does not use the peer's TLS.
-        let conn = ordo_sdk::orderer::connect(&self.addr, &ordo_sdk::transport::Transport::Plain)
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
+    ) -> Result<Response, Failure> {
+        let conn = self
+            .pool
+            .get(&self.addr)
+            .map_err(|e| Failure::Link(format!("cannot connect: {e}")))?;
         let mut client = ChaincodeClient::new(conn)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -62,19 +135,23 @@ impl ExternalChaincode {
             args: args.to_vec(),
         })))
         .await
-        .map_err(|_| "the invocation stream closed".to_string())?;
+        .map_err(|_| Failure::Protocol("the invocation stream closed".into()))?;
         let mut inbound = client
             .invoke(ReceiverStream::new(rx))
             .await
-            .map_err(|e| e.message().to_string())?
+            .map_err(|e| Failure::from_status(&e))?
             .into_inner();
         loop {
             let msg = inbound
                 .message()
                 .await
-                .map_err(|e| e.message().to_string())?
-                .ok_or("the server closed the stream before completing")?;
-            let kind = msg.kind.ok_or("a message without content")?;
+                .map_err(|e| Failure::from_status(&e))?
+                .ok_or_else(|| {
+                    Failure::Link("the server closed the stream before completing".into())
+                })?;
+            let kind = msg
+                .kind
+                .ok_or_else(|| Failure::Protocol("a message without content".into()))?;
             let result = match kind {
                 chaincode_message::Kind::Completed(c) => {
                     let r = c.response.unwrap_or_default();
@@ -127,7 +204,7 @@ impl ExternalChaincode {
             };
             tx.send(send(peer_message::Kind::Result(result)))
                 .await
-                .map_err(|_| "the invocation stream closed".to_string())?;
+                .map_err(|_| Failure::Protocol("the invocation stream closed".into()))?;
         }
     }
 }
@@ -147,8 +224,14 @@ impl Chaincode for ExternalChaincode {
         });
         match outcome {
             Ok(Ok(response)) => response,
-            Ok(Err(why)) => unreachable_response(&self.addr, &why),
+            Ok(Err(Failure::Link(why))) => {
+                self.pool.evict(&self.addr);
+                unreachable_response(&self.addr, &why)
+            }
+            Ok(Err(failure)) => unreachable_response(&self.addr, &failure.message()),
             Err(_) => {
+                // A hung server: the next invocation gets a fresh connection.
+                self.pool.evict(&self.addr);
                 unreachable_response(&self.addr, &format!("no answer within {:?}", self.timeout))
             }
         }

@@ -22,6 +22,8 @@ use ordo_proto::verify::ChainVerifier;
 use crate::committer::{CommitError, Committer};
 use crate::deliver::{self, BlockSink, DeliverConfig, DeliverStats, FollowOptions, SinkError};
 
+use super::metrics::CommitMetrics;
+
 /// Why a channel operation failed.
 #[derive(Debug, Error)]
 pub enum ChannelError {
@@ -128,6 +130,7 @@ impl PeerChannel {
 struct CommitSink {
     committer: Committer,
     channel: Arc<PeerChannel>,
+    metrics: CommitMetrics,
 }
 
 impl BlockSink for CommitSink {
@@ -140,6 +143,9 @@ impl BlockSink for CommitSink {
         // tasks off it meanwhile.
         let done = tokio::task::block_in_place(|| self.committer.commit(block))
             .map_err(|e| SinkError::Failed(Box::new(e)))?;
+        // Counted here, on the one path every committed block takes (the follower's
+        // sink), once the block is durable.
+        self.metrics.record(&self.channel.id, &done);
         let mut st = self
             .channel
             .status
@@ -148,6 +154,9 @@ impl BlockSink for CommitSink {
         st.height = self.committer.height();
         st.commit_hash = done.commit_hash;
         st.last_block_hash = self.committer.ledger().last_hash();
+        st.blocks_committed += 1;
+        st.validate_time += done.validate_time;
+        st.write_time += done.write_time;
         st.valid_txs += done.validation.valid_count() as u64;
         for c in &done.validation.codes {
             if *c != crate::validator::TxValidationCode::Valid {
@@ -181,6 +190,9 @@ pub struct FollowerSettings {
     pub pool: Arc<ordo_node::ClientPool>,
     /// The peer's TLS trust, fed with each channel's TLS roots (`None` in plaintext).
     pub trust: Option<Arc<ordo_node::TrustStore>>,
+    /// Where every channel's committer records its blocks (the `/metrics` endpoint reads
+    /// them).
+    pub metrics: CommitMetrics,
 }
 
 /// All channels of the peer.
@@ -253,6 +265,7 @@ impl PeerChannels {
         let sink = CommitSink {
             committer,
             channel: channel.clone(),
+            metrics: self.settings.metrics.clone(),
         };
         let stop = channel.stop.clone();
         let ch = channel.clone();
@@ -347,6 +360,7 @@ impl PeerChannels {
             .ok_or_else(|| ChannelError::NotFound(id.to_string()))?;
         ch.stop().await;
         drop(ch);
+        self.settings.metrics.forget(id);
         self.dirs.remove(id)?;
         if let Some(trust) = &self.settings.trust {
             trust.remove_channel(id);

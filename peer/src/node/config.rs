@@ -242,6 +242,16 @@ impl PeerConfig {
         Ok(cfg)
     }
 
+    /// A commented example configuration with every default spelled out
+    /// (`ordo peer --print-example-config`).
+    pub fn example() -> String {
+        format!(
+            "{}{}",
+            include_str!("../../peer.example.toml"),
+            ordo_node::tls::EXAMPLE_SECTIONS
+        )
+    }
+
     /// The gateway's settings.
     pub fn gateway_settings(&self) -> crate::node::gateway::GatewaySettings {
         let ms = std::time::Duration::from_millis;
@@ -291,5 +301,19 @@ mod tests {
             "t"
         )
         .is_err());
+    }
+
+    #[test]
+    fn the_example_file_parses_to_the_defaults() {
+        let example = PeerConfig::parse(&PeerConfig::example(), &[], Path::new("/"), "example")
+            .expect("example is valid");
+        let minimal = PeerConfig::parse(
+            "[identity]\nkey_file = \"peer.key\"\ncert_file = \"peer.cert\"\n",
+            &[],
+            Path::new("/"),
+            "t",
+        )
+        .expect("valid");
+        assert_eq!(example, minimal, "the example spells out every default");
     }
 }

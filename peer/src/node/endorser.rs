@@ -168,7 +168,12 @@ impl PeerEndorser {
                     header.channel_id
                 ))
             })?;
-        let chaincode = runnable(&definition, &header.channel_id, self.limits)?;
+        let chaincode = runnable(
+            &definition,
+            &header.channel_id,
+            self.limits,
+            &self.channels.settings().pool,
+        )?;
         Ok(CheckedProposal {
             channel,
             proposal,
@@ -232,11 +237,14 @@ impl PeerEndorser {
     }
 }
 
-/// The chaincode a definition names, if this peer can run it.
+/// The chaincode a definition names, if this peer can run it. Chaincode servers are
+/// reached through `pool`: the peer's transport (mutual TLS when the peer runs TLS) and one
+/// kept connection per server.
 fn runnable(
     definition: &ChaincodeDefinition,
     channel_id: &str,
     limits: Limits,
+    pool: &Arc<ordo_node::ClientPool>,
 ) -> Result<Arc<dyn Chaincode>, Status> {
     let runtime = definition.runtime.as_str();
     if let Some(name) = runtime.strip_prefix("builtin:") {
@@ -254,6 +262,7 @@ fn runnable(
             channel_id,
             tokio::runtime::Handle::current(),
             limits.time,
+            pool.clone(),
         )));
     }
     Err(Status::failed_precondition(format!(

@@ -8,6 +8,7 @@ pub mod config;
 pub mod endorser;
 pub mod events;
 pub mod gateway;
+pub mod metrics;
 mod ops;
 pub mod query;
 
@@ -81,6 +82,9 @@ pub enum PeerError {
     /// The TLS key pair or CA files could not be used.
     #[error("TLS: {0}")]
     Tls(#[from] ordo_node::tls::NodeTlsError),
+    /// The embedded protocol descriptors do not build a reflection service.
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }
 
 struct AdminService(PeerAdmin);
@@ -191,6 +195,7 @@ pub async fn run(
         .map(|t| t.client_transport())
         .unwrap_or_default();
     let pool = Arc::new(ordo_node::ClientPool::new(transport));
+    let commit_metrics = metrics::CommitMetrics::new();
     let settings = FollowerSettings {
         identity: identity.clone(),
         static_endpoints: config.deliver.orderer_endpoints.clone(),
@@ -198,6 +203,7 @@ pub async fn run(
         max_lag_blocks: config.node.ready_max_lag_blocks,
         pool: pool.clone(),
         trust: tls.as_ref().map(|t| t.trust().clone()),
+        metrics: commit_metrics.clone(),
     };
     let channels = Arc::new(PeerChannels::open(&config.node.data_dir, settings)?);
     let admin = AdminService(PeerAdmin::new(channels.clone(), &identity)?);
@@ -220,7 +226,10 @@ pub async fn run(
             Duration::from_millis(config.tls.reload_interval_ms),
             token.clone(),
         );
-        spawn_trust_sync(channels.clone(), token.clone());
+        {
+            let channels = channels.clone();
+            ordo_node::trust::spawn_sync(move || channels.sync_trust(), token.clone());
+        }
     }
     let events = EventsService(PeerEvents::new(channels.clone(), token.clone()));
     {
@@ -241,7 +250,7 @@ pub async fn run(
         let identity = identity.clone();
         let check: ordo_node::readiness::ReadinessCheck = Arc::new(move || {
             // Renewed certificates show in the metrics within one evaluation.
-            record_cert_expiry(&certs, &identity, tls.as_deref());
+            certs.record_own(&identity, tls.as_deref());
             Box::pin(ops::readiness_problems(channels.clone(), tls.clone()))
         });
         ordo_node::Readiness::spawn(check, token.clone())
@@ -251,15 +260,20 @@ pub async fn run(
         let probe: ordo_node::health::ReadinessProbe = Arc::new(move || readiness.is_ready());
         ordo_node::health::serve_health(PEER_SERVICES, probe, token.clone()).await
     };
+    let peer_metrics = Arc::new(metrics::PeerMetrics::new(
+        &commit_metrics,
+        channels.clone(),
+        &listener_metrics,
+        &cert_metrics,
+    ));
     let ops_task = tokio::spawn(ops::serve(
         ops,
         channels.clone(),
-        listener_metrics.clone(),
+        peer_metrics,
         readiness.clone(),
-        cert_metrics,
         async move { ops_token.cancelled().await },
     ));
-    info!(node = %config.node.name, grpc = ?grpc.local_addr().ok(), tls = tls.is_some(), channels = channels.list().len(), "peer ready");
+    info!(node = %config.node.name, grpc = %grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = tls.is_some(), channels = channels.list().len(), "peer ready");
     let incoming = ordo_node::incoming(
         grpc,
         tls.as_ref().map(|t| t.server_config()),
@@ -272,6 +286,8 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health)
+        .add_service(ordo_node::reflection::v1(PEER_SERVICES)?)
+        .add_service(ordo_node::reflection::v1alpha(PEER_SERVICES)?)
         .add_service(
             AdminServer::new(admin)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
@@ -297,8 +313,17 @@ pub async fn run(
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(incoming, async move { serve_token.cancelled().await })
-        .await;
+        .serve_with_incoming_shutdown(incoming, async move { serve_token.cancelled().await });
+    let result = match ordo_node::serve_with_drain(
+        result,
+        token.clone(),
+        config.connections.drain_timeout(),
+    )
+    .await
+    {
+        ordo_node::Drained::Finished(r) => r,
+        ordo_node::Drained::TimedOut => Ok(()),
+    };
     token.cancel();
     channels.shutdown().await;
     let ops_result = ops_task.await;
@@ -308,35 +333,4 @@ pub async fn run(
     }
     info!("peer stopped");
     Ok(())
-}
-
-/// How often the peer re-reads its channels' configs for TLS roots and revocations.
-const TRUST_SYNC_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Keeps the peer's TLS trust in step with committed config blocks (see
-/// [`PeerChannels::sync_trust`]).
-fn spawn_trust_sync(channels: Arc<PeerChannels>, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(TRUST_SYNC_INTERVAL);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => channels.sync_trust(),
-            }
-        }
-    });
-}
-
-/// Records the expiry of the peer's own certificates as metrics.
-fn record_cert_expiry(
-    metrics: &ordo_node::certinfo::CertMetrics,
-    identity: &Identity,
-    tls: Option<&NodeTls>,
-) {
-    if let Some((_, not_after)) = ordo_node::certinfo::identity_window(identity) {
-        metrics.set("identity", not_after);
-    }
-    if let Some(c) = tls.and_then(|t| t.own_cert()) {
-        metrics.set("tls", c.not_after);
-    }
 }

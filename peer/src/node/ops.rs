@@ -1,18 +1,18 @@
 //! `/healthz`, `/readyz` and `/metrics` for the peer.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use ordo_node::certinfo::CertMetrics;
-use ordo_node::{ListenerMetrics, Readiness};
+use ordo_node::metrics::Format;
+use ordo_node::Readiness;
 use tokio::net::TcpListener;
 
 use super::channels::PeerChannels;
+use super::metrics::PeerMetrics;
 
 /// How long one orderer may take to tell a channel's height during a readiness check.
 const ORDERER_HEIGHT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(600);
@@ -21,9 +21,8 @@ const ORDERER_HEIGHT_TIMEOUT: std::time::Duration = std::time::Duration::from_mi
 #[derive(Clone)]
 struct OpsState {
     channels: Arc<PeerChannels>,
-    listener: Arc<ListenerMetrics>,
+    metrics: Arc<PeerMetrics>,
     readiness: Arc<Readiness>,
-    certs: Arc<CertMetrics>,
 }
 
 impl FromRef<OpsState> for Arc<Readiness> {
@@ -38,23 +37,22 @@ impl FromRef<OpsState> for Arc<PeerChannels> {
     }
 }
 
+/// Serves the operations endpoint on `listener` until `shutdown` resolves.
 pub(super) async fn serve(
     listener: TcpListener,
     channels: Arc<PeerChannels>,
-    grpc_listener: Arc<ListenerMetrics>,
+    metrics: Arc<PeerMetrics>,
     readiness: Arc<Readiness>,
-    certs: Arc<CertMetrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_text))
         .with_state(OpsState {
             channels,
-            listener: grpc_listener,
+            metrics,
             readiness,
-            certs,
         });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -171,112 +169,12 @@ async fn orderer_height(
     None
 }
 
-async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
-    let channels = state.channels;
-    let mut out = String::new();
-    let mut emit = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
-        let _ = writeln!(
-            out,
-            "# HELP ordo_peer_{name} {help}\n# TYPE ordo_peer_{name} {kind}"
-        );
-        for (labels, v) in rows {
-            let _ = writeln!(out, "ordo_peer_{name}{{{labels}}} {v}");
-        }
-    };
-    let list = channels.list();
-    let label = |c: &str| format!("channel=\"{c}\"");
-    emit(
-        "ledger_height",
-        "gauge",
-        "Committed blocks",
-        list.iter()
-            .map(|c| (label(c.id()), c.status().height))
-            .collect(),
-    );
-    emit(
-        "transactions_valid_total",
-        "counter",
-        "VALID transactions committed since start",
-        list.iter()
-            .map(|c| (label(c.id()), c.status().valid_txs))
-            .collect(),
-    );
-    let mut invalid = Vec::new();
-    for c in &list {
-        for (code, n) in c.status().invalid_txs {
-            invalid.push((format!("channel=\"{}\",code=\"{code}\"", c.id()), n));
-        }
-    }
-    emit(
-        "transactions_invalid_total",
-        "counter",
-        "Invalid transactions committed since start, by code",
-        invalid,
-    );
-    emit(
-        "blocks_committed_total",
-        "counter",
-        "Blocks validated and committed since start",
-        list.iter()
-            .map(|c| (label(c.id()), c.status().blocks_committed))
-            .collect(),
-    );
-    let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-    emit(
-        "block_verify_microseconds_total",
-        "counter",
-        "Time spent verifying blocks from orderers (hash chain, Merkle root, signatures)",
-        list.iter()
-            .map(|c| (label(c.id()), micros(c.deliver_stats.verify_time())))
-            .collect(),
-    );
-    emit(
-        "block_validate_microseconds_total",
-        "counter",
-        "Time spent validating transactions (signatures, policies, MVCC)",
-        list.iter()
-            .map(|c| (label(c.id()), micros(c.status().validate_time)))
-            .collect(),
-    );
-    emit(
-        "block_commit_microseconds_total",
-        "counter",
-        "Time spent writing blocks with their state, fsync included",
-        list.iter()
-            .map(|c| (label(c.id()), micros(c.status().write_time)))
-            .collect(),
-    );
-    emit(
-        "deliver_blocks_verified_total",
-        "counter",
-        "Blocks received from orderers that verified",
-        list.iter()
-            .map(|c| (label(c.id()), c.deliver_stats.snapshot().blocks_verified))
-            .collect(),
-    );
-    emit(
-        "deliver_verification_failures_total",
-        "counter",
-        "Blocks refused: hash chain, data hash or orderer signatures did not verify",
-        list.iter()
-            .map(|c| {
-                (
-                    label(c.id()),
-                    c.deliver_stats.snapshot().verification_failures,
-                )
-            })
-            .collect(),
-    );
-    let mut registry = prometheus_client::registry::Registry::with_prefix("ordo_peer");
-    state.listener.register(&mut registry);
-    state.certs.register(&mut registry);
-    let mut transport = String::new();
-    if prometheus_client::encoding::text::encode_registry(&mut transport, &registry).is_ok() {
-        out.push_str(&transport);
-    }
+/// Every metric (see [`super::metrics`]) in the format the scraper asks for.
+async fn metrics_text(State(state): State<OpsState>, headers: HeaderMap) -> impl IntoResponse {
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        out,
+        [(header::CONTENT_TYPE, format.content_type())],
+        state.metrics.render(format),
     )
 }
