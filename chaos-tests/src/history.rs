@@ -26,6 +26,12 @@ pub struct BlockSummary {
     /// data only through the data hash, and a node that accepts data under a header it
     /// does not match must show.
     pub data_digest: String,
+    /// For a config block made from a client's CONFIG_UPDATE (every config block but the
+    /// genesis): who signed that update, as the hex SHA-256 of its creator certificate. The
+    /// block's tx id is the orderer's own (it signs the CONFIG envelope), so the
+    /// [`crate::check::submitted`] checker matches config blocks to the operator's
+    /// [`Event::ConfigSubmit`]s by this instead.
+    pub config_update_by: Option<String>,
 }
 
 /// How Broadcast answered one envelope.
@@ -110,6 +116,14 @@ pub enum Event {
         status: String,
         /// The panic or last error its log shows, if any.
         last_words: String,
+    },
+    /// An operator submitted a config update (`ordo channel consenter update`): the config
+    /// block it makes, if the channel accepts it, holds a tx no load client sent.
+    ConfigSubmit {
+        /// The signer of the update, as [`BlockSummary::config_update_by`] names it.
+        by: String,
+        /// What the update changes.
+        what: String,
     },
     /// Every fault was undone: from here on the system must make progress.
     Healed,

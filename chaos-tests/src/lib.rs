@@ -11,7 +11,9 @@
 //! down according to a [`scenario`], then heals everything. Every submit, answer, block,
 //! peer state and fault lands in one [`history::History`]; the [`check`]ers (one property
 //! per file) read it and report violations with their evidence. A failing run leaves its
-//! history and the nodes' logs under `target/chaos/`.
+//! history and the nodes' logs under `target/chaos/`. Every link of a test network —
+//! clients, peers, consenters, the lying orderer — runs over mutual TLS, and the
+//! [`rotate`] scenario renews certificates while the faults go on.
 //!
 //! **Seeded simulations of the cores.** [`sim`] runs the cores — the block cutter, the
 //! kafka core with several orderers on one simulated partition, and the orderer's raft
@@ -34,5 +36,6 @@ pub mod net;
 pub mod observe;
 pub mod proc;
 pub mod proxy;
+pub mod rotate;
 pub mod scenario;
 pub mod sim;

@@ -53,6 +53,10 @@ pub struct LoadSpec {
     pub window: usize,
     /// What they send.
     pub payload: Payload,
+    /// How they connect (mutual TLS on every test network). Each reconnect makes a new
+    /// handshake, so a renewed client certificate reloaded into the transport's key pair is
+    /// presented from the next broken stream on.
+    pub transport: ordo_sdk::transport::Transport,
 }
 
 /// Counters shared by the clients.
@@ -140,7 +144,7 @@ impl Client {
     async fn session(&mut self, addr: &str) {
         let node = node_name(&self.orderers, addr);
         let conn = tokio::select! {
-            c = tokio::time::timeout(Duration::from_secs(3), ordo_sdk::orderer::connect(addr, &ordo_sdk::transport::Transport::Plain)) => c,
+            c = tokio::time::timeout(Duration::from_secs(3), ordo_sdk::orderer::connect(addr, &self.spec.transport)) => c,
             _ = self.stop.cancelled() => return,
         };
         let Ok(Ok(conn)) = conn else { return };

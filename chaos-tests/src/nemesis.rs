@@ -1,5 +1,5 @@
 //! The nemesis: faults done to a running [`Net`], each recorded in the history, and
-//! [`heal`], which undoes every one of them.
+//! [`Nemesis::heal`], which undoes every one of them.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -56,6 +56,20 @@ impl<'a> Nemesis<'a> {
         self.history.record(Event::Fault {
             what: format!("observed: {what}"),
         });
+    }
+
+    /// Records an operator action done while the faults go on — a certificate renewal, a
+    /// key pair reload, a consenter update. Counted with the faults: each one changes who
+    /// may talk to whom, as a fault does.
+    pub fn note_operation(&mut self, what: String) {
+        self.note(what);
+    }
+
+    /// Records that an operator is submitting a config update signed by the identity whose
+    /// certificate digest is `by` (see [`Event::ConfigSubmit`]); recorded before every
+    /// attempt, since one the command gave up on may still be applied.
+    pub fn note_config_submit(&mut self, by: String, what: String) {
+        self.history.record(Event::ConfigSubmit { by, what });
     }
 
     fn name(&self, r: NodeRef) -> String {

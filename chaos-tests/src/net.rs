@@ -1,6 +1,15 @@
 //! A network under test: a consortium's keys, one channel, orderer processes (solo, raft
 //! behind fault proxies, or kafka on librdkafka's mock cluster in this process) and,
 //! when asked, peer processes that follow the orderers.
+//!
+//! Every link runs over mutual TLS, as a production network does: each node's config has a
+//! `[tls]` section with its own member's TLS key pair and every org's TLS CA, and every
+//! client of the harness (load, observers, admin calls, the lying orderer) connects with a
+//! TLS transport presenting a certificate of its org. The fault proxies work on TCP, so the
+//! TLS records pass through them untouched. Certificates are issued for [`TLS_HOSTS`]:
+//! every address anything dials here — a node's listener, a proxy, the lying orderer — is
+//! on 127.0.0.1; the 127.0.0.x addresses the raft consenters' connections leave from
+//! ([`source_ip`]) are client-side addresses, which no certificate needs to name.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -13,6 +22,8 @@ use thiserror::Error;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, AdminResponse, GetChannelInfo, JoinChannel};
 use ordo_proto::pb::common::Status as Code;
+use ordo_sdk::tls::{ClientTls, TlsFiles};
+use ordo_sdk::transport::Transport;
 
 use crate::proc::{run_ordo, NodeProc, ProcError};
 use crate::proxy::{Links, Proxy};
@@ -21,6 +32,13 @@ use crate::proxy::{Links, Proxy};
 pub const ORGS: [&str; 3] = ["BankA", "BankB", "BankC"];
 /// The channel every scenario runs on.
 pub const CHANNEL: &str = "chaos";
+/// The subject alternative names of every TLS certificate of a test network: every
+/// listener and proxy is on 127.0.0.1, and a client checks the name it dialled.
+pub const TLS_HOSTS: [&str; 2] = ["127.0.0.1", "localhost"];
+/// The member whose TLS key pair the lying orderer ([`crate::evil`]) presents: a valid
+/// certificate of BankA's TLS CA that is no consenter's, as a compromised or misconfigured
+/// endpoint of a consortium member would have.
+pub const LIAR_MEMBER: &str = "liar";
 
 /// Why a network could not be built or driven.
 #[derive(Debug, Error)]
@@ -34,6 +52,9 @@ pub enum NetError {
     /// An identity file.
     #[error("identity: {0}")]
     Identity(#[from] ordo_proto::identity::IdentityError),
+    /// A TLS file.
+    #[error("tls: {0}")]
+    Tls(#[from] ordo_sdk::tls::TlsError),
     /// The Kafka mock cluster.
     #[error("kafka mock cluster: {0}")]
     Kafka(String),
@@ -129,8 +150,12 @@ pub struct Node {
     pub addr: String,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// Its org.
+    pub org: &'static str,
     /// An admin of its org.
     pub admin: Identity,
+    /// How that admin connects: mutual TLS with the admin's own TLS certificate.
+    pub admin_transport: Transport,
 }
 
 /// A running network. Dropping it kills every process and unmounts what it mounted.
@@ -147,6 +172,10 @@ pub struct Net {
     pub kafka: Option<MockCluster<'static, DefaultProducerContext>>,
     /// The client identity the load uses (BankA's client).
     pub client: Identity,
+    /// How the load and the observers connect: mutual TLS as BankA's client. Its key pair
+    /// can be reloaded after the client's certificate is renewed (see
+    /// [`ClientTls::key_pair`]); every clone shares it.
+    pub transport: Transport,
     /// Peer identities that endorse (one per org).
     pub endorsers: Vec<Identity>,
     /// The lying orderer peer 0 asks first, when the spec wants one.
@@ -154,6 +183,7 @@ pub struct Net {
     /// Held for the network's lifetime: dropping a proxy stops it.
     _proxies: Vec<Proxy>,
     mounts: Vec<PathBuf>,
+    crypto: PathBuf,
     dir: tempfile::TempDir,
 }
 
@@ -188,6 +218,43 @@ pub fn free_ports(n: u16) -> u16 {
     LOW as u16
 }
 
+/// The TLS files of `org`'s `member` in the crypto directory `crypto` (as `ordo crypto
+/// init|issue|renew` write them), trusting every org's TLS CA: every node of a test network
+/// must accept clients and nodes of every org.
+pub fn tls_files(crypto: &Path, org: &str, member: &str) -> TlsFiles {
+    let dir = crypto.join(org);
+    TlsFiles {
+        cert: dir.join(format!("{member}.tls.crt")),
+        key: dir.join(format!("{member}.tls.key")),
+        ca: ORGS
+            .iter()
+            .map(|o| crypto.join(o).join("tls").join("ca.crt"))
+            .collect(),
+    }
+}
+
+/// The `[tls]` section of a node config running as `org`'s `member`.
+fn tls_section(crypto: &Path, org: &str, member: &str) -> String {
+    let f = tls_files(crypto, org, member);
+    let ca: Vec<String> =
+        f.ca.iter()
+            .map(|p| format!("\"{}\"", p.display()))
+            .collect();
+    format!(
+        "[tls]\nenabled = true\ncert_file = \"{}\"\nkey_file = \"{}\"\nca_files = [{}]\n",
+        f.cert.display(),
+        f.key.display(),
+        ca.join(", ")
+    )
+}
+
+/// A mutual-TLS client transport as `org`'s `member`.
+pub fn tls_transport(crypto: &Path, org: &str, member: &str) -> Result<Transport, NetError> {
+    Ok(Transport::Tls(ClientTls::from_files(&tls_files(
+        crypto, org, member,
+    ))?))
+}
+
 /// The loopback address node `i`'s cluster connections leave from.
 pub fn source_ip(i: usize) -> IpAddr {
     IpAddr::from([127, 0, 0, 10 + u8::try_from(i).unwrap_or(0)])
@@ -206,6 +273,8 @@ impl Net {
             &ORGS.join(","),
             "--out",
             path_str(&crypto),
+            "--hosts",
+            &TLS_HOSTS.join(","),
         ])?;
         let load_id = |org: &str, member: &str| -> Result<Identity, NetError> {
             let d = crypto.join(org);
@@ -302,6 +371,7 @@ impl Net {
             links,
             kafka,
             client: load_id(ORGS[0], "client")?,
+            transport: tls_transport(&crypto, ORGS[0], "client")?,
             endorsers: ORGS
                 .iter()
                 .map(|o| load_id(o, "peer"))
@@ -309,6 +379,7 @@ impl Net {
             liar: None,
             _proxies: proxies,
             mounts: Vec::new(),
+            crypto: crypto.clone(),
             dir,
         };
 
@@ -332,10 +403,11 @@ impl Net {
             std::fs::write(
                 &config,
                 format!(
-                    "[node]\nname = \"{name}\"\nlisten_addr = \"{addr}\"\nops_listen_addr = \"127.0.0.1:{ops}\"\ndata_dir = \"data\"\n{source}[identity]\nkey_file = \"{key}\"\ncert_file = \"{cert}\"\n[log]\nfilter = \"info\"\n",
+                    "[node]\nname = \"{name}\"\nlisten_addr = \"{addr}\"\nops_listen_addr = \"127.0.0.1:{ops}\"\ndata_dir = \"data\"\n{source}[identity]\nkey_file = \"{key}\"\ncert_file = \"{cert}\"\n[log]\nfilter = \"info\"\n{tls}",
                     ops = port(n + i),
                     key = id_dir.join("orderer.key").display(),
                     cert = id_dir.join("orderer.cert").display(),
+                    tls = tls_section(&crypto, org, "orderer"),
                 ),
             )?;
             let mut proc = NodeProc::new(&name, "orderer", config, node_dir.join("orderer.log"));
@@ -345,7 +417,9 @@ impl Net {
                 proc,
                 addr: addr.clone(),
                 data_dir,
+                org,
                 admin: load_id(org, "admin")?,
+                admin_transport: tls_transport(&crypto, org, "admin")?,
             });
         }
         for i in 0..n {
@@ -355,7 +429,29 @@ impl Net {
 
         let orderer_list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
         if spec.lying_orderer {
-            net.liar = Some(crate::evil::LyingOrderer::start(addrs[0].clone()).await?);
+            // Issued after the genesis block: the liar is no consenter, only a member of
+            // BankA with a valid TLS certificate.
+            run_ordo(&[
+                "crypto",
+                "issue",
+                "--crypto",
+                path_str(&crypto),
+                "--org",
+                ORGS[0],
+                "--name",
+                LIAR_MEMBER,
+                "--role",
+                "orderer",
+                "--hosts",
+                &TLS_HOSTS.join(","),
+            ])?;
+            net.liar = Some(
+                crate::evil::LyingOrderer::start(
+                    addrs[0].clone(),
+                    &tls_files(&crypto, ORGS[0], LIAR_MEMBER),
+                )
+                .await?,
+            );
         }
         for (i, org) in ORGS.iter().copied().enumerate().take(spec.peers) {
             let name = format!("peer{i}");
@@ -367,10 +463,11 @@ impl Net {
             std::fs::write(
                 &config,
                 format!(
-                    "[node]\nname = \"{name}\"\nlisten_addr = \"{addr}\"\nops_listen_addr = \"127.0.0.1:{ops}\"\ndata_dir = \"data\"\n[identity]\nkey_file = \"{key}\"\ncert_file = \"{cert}\"\n[deliver]\norderer_endpoints = [{list}]\nbackoff_max_ms = 500\navoid_ms = 1000\n[log]\nfilter = \"info\"\n",
+                    "[node]\nname = \"{name}\"\nlisten_addr = \"{addr}\"\nops_listen_addr = \"127.0.0.1:{ops}\"\ndata_dir = \"data\"\n[identity]\nkey_file = \"{key}\"\ncert_file = \"{cert}\"\n[deliver]\norderer_endpoints = [{list}]\nbackoff_max_ms = 500\navoid_ms = 1000\n[log]\nfilter = \"info\"\n{tls}",
                     ops = port(3 * n + 2 * i + 1),
                     key = id_dir.join("peer.key").display(),
                     cert = id_dir.join("peer.cert").display(),
+                    tls = tls_section(&crypto, org, "peer"),
                     list = match (&net.liar, i) {
                         (Some(liar), 0) => format!("\"{}\"", liar.addr),
                         _ => orderer_list.join(", "),
@@ -383,7 +480,9 @@ impl Net {
                 proc,
                 addr,
                 data_dir: node_dir.join("data"),
+                org,
                 admin: load_id(org, "admin")?,
+                admin_transport: tls_transport(&crypto, org, "admin")?,
             });
         }
         for i in 0..net.peers.len() {
@@ -417,7 +516,7 @@ impl Net {
         command: admin_command::Command,
     ) -> Result<AdminResponse, String> {
         let node = self.node(r);
-        let conn = ordo_sdk::orderer::connect(&node.addr, &ordo_sdk::transport::Transport::Plain)
+        let conn = ordo_sdk::orderer::connect(&node.addr, &node.admin_transport)
             .await
             .map_err(|e| e.to_string())?;
         let mut client = ordo_sdk::orderer::admin_client(conn);
@@ -538,6 +637,12 @@ impl Net {
     /// Where the network's files are.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The consortium's crypto directory (`ordo crypto init --out`): what `ordo crypto
+    /// renew` and `ordo channel consenter update` work on.
+    pub fn crypto_dir(&self) -> &Path {
+        &self.crypto
     }
 
     /// The last lines of every node's log, for a failure report.

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{Block, Envelope, Payload};
 use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
+use ordo_sdk::transport::Transport;
 
 use crate::history::{BlockSource, BlockSummary, Event, History};
 use crate::net::CHANNEL;
@@ -39,7 +40,35 @@ pub fn summarize(b: &Block) -> BlockSummary {
             }
             hex::encode(h.finalize())
         },
+        config_update_by: config_update_by(b),
     }
+}
+
+/// The hex SHA-256 of a certificate (how the history names a signer).
+pub fn cert_digest(cert: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(cert))
+}
+
+/// Who signed the CONFIG_UPDATE a config block was made from (`None` for other blocks and
+/// for the genesis block, which carries no update).
+fn config_update_by(b: &Block) -> Option<String> {
+    let data = b.data.as_ref()?;
+    let [only] = data.data.as_slice() else {
+        return None;
+    };
+    if !ordo_proto::config::is_config_envelope(only) {
+        return None;
+    }
+    let env = Envelope::decode(only.as_ref()).ok()?;
+    let payload = Payload::decode(env.payload.as_ref()).ok()?;
+    let config = ordo_proto::pb::common::ConfigEnvelope::decode(payload.data.as_ref()).ok()?;
+    if config.last_update.is_empty() {
+        return None;
+    }
+    let update = Envelope::decode(config.last_update.as_ref()).ok()?;
+    let update_payload = Payload::decode(update.payload.as_ref()).ok()?;
+    Some(cert_digest(&update_payload.header?.creator))
 }
 
 fn tx_id_of(envelope: &[u8]) -> Option<String> {
@@ -48,12 +77,13 @@ fn tx_id_of(envelope: &[u8]) -> Option<String> {
     Some(payload.header?.tx_id)
 }
 
-/// Follows `addr` (named `node`) from block 0, reconnecting after every failure and
-/// resuming at the next block, until `stop`.
+/// Follows `addr` (named `node`) from block 0, reconnecting (over `transport`) after every
+/// failure and resuming at the next block, until `stop`.
 pub fn follow(
     node: String,
     addr: String,
     reader: Identity,
+    transport: Transport,
     history: History,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
@@ -61,10 +91,7 @@ pub fn follow(
         let mut next = 0u64;
         while !stop.is_cancelled() {
             let session = async {
-                let conn =
-                    ordo_sdk::orderer::connect(&addr, &ordo_sdk::transport::Transport::Plain)
-                        .await
-                        .ok()?;
+                let conn = ordo_sdk::orderer::connect(&addr, &transport).await.ok()?;
                 let mut client = ordo_sdk::orderer::broadcast_client(conn);
                 let req = ordo_sdk::orderer::seek_request(
                     &reader,
@@ -103,8 +130,12 @@ pub fn follow(
 }
 
 /// Reads `addr`'s whole chain (blocks 0 up to its height now).
-pub async fn read_chain(addr: &str, reader: &Identity) -> Result<Vec<Block>, String> {
-    let conn = ordo_sdk::orderer::connect(addr, &ordo_sdk::transport::Transport::Plain)
+pub async fn read_chain(
+    addr: &str,
+    reader: &Identity,
+    transport: &Transport,
+) -> Result<Vec<Block>, String> {
+    let conn = ordo_sdk::orderer::connect(addr, transport)
         .await
         .map_err(|e| e.to_string())?;
     let mut client = ordo_sdk::orderer::broadcast_client(conn);
@@ -136,9 +167,10 @@ pub async fn record_final_chain(
     node: &str,
     addr: &str,
     reader: &Identity,
+    transport: &Transport,
     history: &History,
 ) -> Result<u64, String> {
-    let blocks = read_chain(addr, reader).await?;
+    let blocks = read_chain(addr, reader, transport).await?;
     for b in &blocks {
         history.record(Event::Block {
             node: node.to_string(),
@@ -155,12 +187,12 @@ pub async fn record_peer_chain(
     peer: &str,
     addr: &str,
     reader: &Identity,
+    transport: &Transport,
     height: u64,
     history: &History,
 ) {
     use ordo_proto::pb::query::{query_client::QueryClient, query_request, GetBlock, QueryRequest};
-    let Ok(conn) = ordo_sdk::orderer::connect(addr, &ordo_sdk::transport::Transport::Plain).await
-    else {
+    let Ok(conn) = ordo_sdk::orderer::connect(addr, transport).await else {
         return;
     };
     let mut client =

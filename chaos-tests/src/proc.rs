@@ -99,6 +99,35 @@ pub fn run_ordo(args: &[&str]) -> Result<String, ProcError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// [`run_ordo`] without blocking the runtime: scenarios run `ordo` commands (certificate
+/// renewals, consenter updates) while the load and the nemesis keep going on the same two
+/// worker threads, and a command may wait tens of seconds for a leader. The command is
+/// killed when the returned future is dropped (a caller's timeout), like an operator's
+/// Ctrl-C.
+pub async fn run_ordo_async(args: &[String]) -> Result<String, ProcError> {
+    let out = tokio::process::Command::new(ordo_bin()?)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|source| ProcError::Spawn {
+            what: format!("ordo {}", args.join(" ")),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(ProcError::Failed {
+            args: args.join(" "),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Sends `sig` to `pid`.
 #[allow(unsafe_code)]
 pub fn signal(pid: u32, sig: i32) {
@@ -206,6 +235,31 @@ impl NodeProc {
             .find(|l| l.contains("ERROR") || l.starts_with("error:"))
             .map(|l| l.trim().to_string())
             .unwrap_or_default()
+    }
+
+    /// Sends SIGHUP, on which a node re-reads its TLS key pair (certificate rotation
+    /// without a restart). Returns whether a process was there to receive it.
+    pub fn hangup(&mut self) -> bool {
+        if !self.is_running() {
+            return false;
+        }
+        match self.child.as_ref() {
+            Some(c) => {
+                signal(c.id(), libc::SIGHUP);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many lines of the log contain `marker` (the log is kept across restarts, so a
+    /// caller compares counts before and after an action to see whether it happened).
+    pub fn log_count(&self, marker: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(marker))
+            .count()
     }
 
     /// Whether it is paused.

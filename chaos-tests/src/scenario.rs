@@ -54,11 +54,17 @@ pub enum Scenario {
     /// third; it must refuse them, fall back to an honest orderer, and agree with the
     /// other peer.
     TamperedBlock,
+    /// While orderers are killed (raft: or isolated), renew every orderer's TLS
+    /// certificate with a new key, SIGHUP it and (raft) pin it with a consenter update, one
+    /// node at a time, retrying updates refused for lack of quorum; then a peer's and the
+    /// client's certificates ([`crate::rotate`]). Certificates expire, so rotation is
+    /// routine; it must not cost an acknowledged transaction or fork a chain.
+    RotateCertificates,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 14] = [
+    pub const ALL: [Scenario; 15] = [
         Scenario::KillLoop,
         Scenario::RollingRestart,
         Scenario::MinorityPartition,
@@ -73,6 +79,7 @@ impl Scenario {
         Scenario::KafkaBrokersDown,
         Scenario::KafkaLeaderMoved,
         Scenario::TamperedBlock,
+        Scenario::RotateCertificates,
     ];
 
     /// Whether the scenario means something on `backend`.
@@ -80,7 +87,7 @@ impl Scenario {
         use Scenario::*;
         match self {
             KillLoop | RollingRestart | PauseLeader | DiskFull | PeerKilledMidCommit
-            | TamperedBlock => true,
+            | TamperedBlock | RotateCertificates => true,
             MinorityPartition | MajorityPartition | FlappingLinks | AsymmetricCut
             | SlowAndResetLinks | KillDuringSnapshot => backend == Backend::Raft,
             KafkaBrokersDown | KafkaLeaderMoved => backend == Backend::Kafka,
@@ -100,7 +107,7 @@ impl Scenario {
     pub fn net_spec(self, backend: Backend) -> NetSpec {
         let mut spec = NetSpec::new(backend);
         match self {
-            Scenario::PeerKilledMidCommit => spec.peers = 2,
+            Scenario::PeerKilledMidCommit | Scenario::RotateCertificates => spec.peers = 2,
             Scenario::TamperedBlock => {
                 spec.peers = 2;
                 spec.lying_orderer = true;
@@ -222,6 +229,7 @@ pub async fn run_with(
             format!("orderer{i}"),
             o.addr.clone(),
             net.client.clone(),
+            net.transport.clone(),
             history.clone(),
             stop_observers.clone(),
         ));
@@ -229,9 +237,10 @@ pub async fn run_with(
     for (i, p) in net.peers.iter().enumerate() {
         let addr = p.addr.clone();
         let admin = p.admin.clone();
+        let transport = p.admin_transport.clone();
         observers.push(observe::poll_peer(
             format!("peer{i}"),
-            move || peer_state(addr.clone(), admin.clone()),
+            move || peer_state(addr.clone(), admin.clone(), transport.clone()),
             history.clone(),
             stop_observers.clone(),
         ));
@@ -252,6 +261,7 @@ pub async fn run_with(
             clients: cfg.clients,
             window: cfg.window,
             payload,
+            transport: net.transport.clone(),
         },
         orderer_addrs.clone(),
         net.client.clone(),
@@ -289,9 +299,14 @@ pub async fn run_with(
     converge(&net, Duration::from_secs(30)).await;
     let mut blocks = 0;
     for (i, o) in net.orderers.iter().enumerate() {
-        if let Ok(h) =
-            observe::record_final_chain(&format!("orderer{i}"), &o.addr, &net.client, &history)
-                .await
+        if let Ok(h) = observe::record_final_chain(
+            &format!("orderer{i}"),
+            &o.addr,
+            &net.client,
+            &net.transport,
+            &history,
+        )
+        .await
         {
             blocks = blocks.max(h);
         }
@@ -302,15 +317,24 @@ pub async fn run_with(
     for (i, p) in net.peers.iter().enumerate() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while tokio::time::Instant::now() < deadline {
-            if let Some((h, hash)) = peer_state(p.addr.clone(), p.admin.clone()).await {
+            if let Some((h, hash)) =
+                peer_state(p.addr.clone(), p.admin.clone(), p.admin_transport.clone()).await
+            {
                 if h >= blocks {
                     history.record(Event::PeerState {
                         peer: format!("peer{i}"),
                         height: h,
                         commit_hash: hex::encode(hash),
                     });
-                    observe::record_peer_chain(&format!("peer{i}"), &p.addr, &p.admin, h, &history)
-                        .await;
+                    observe::record_peer_chain(
+                        &format!("peer{i}"),
+                        &p.addr,
+                        &p.admin,
+                        &p.admin_transport,
+                        h,
+                        &history,
+                    )
+                    .await;
                     break;
                 }
             }
@@ -426,10 +450,12 @@ async fn converge(net: &Net, within: Duration) {
     }
 }
 
-async fn peer_state(addr: String, admin: ordo_proto::identity::Identity) -> Option<(u64, Vec<u8>)> {
-    let conn = ordo_sdk::orderer::connect(&addr, &ordo_sdk::transport::Transport::Plain)
-        .await
-        .ok()?;
+async fn peer_state(
+    addr: String,
+    admin: ordo_proto::identity::Identity,
+    transport: ordo_sdk::transport::Transport,
+) -> Option<(u64, Vec<u8>)> {
+    let conn = ordo_sdk::orderer::connect(&addr, &transport).await.ok()?;
     let mut client = ordo_sdk::orderer::admin_client(conn);
     let req = ordo_sdk::orderer::admin_request(
         &admin,
@@ -636,6 +662,9 @@ async fn inject(
                 n.brokers_up();
                 tokio::time::sleep(pause(rng, 1000, 2500)).await;
             }
+        }
+        Scenario::RotateCertificates => {
+            found.extend(crate::rotate::inject(n, rng, time).await);
         }
         Scenario::KafkaLeaderMoved => {
             while tokio::time::Instant::now() < end {

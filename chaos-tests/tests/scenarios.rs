@@ -80,6 +80,7 @@ short!(solo_pause, PauseLeader, Solo, 3);
 short!(solo_disk_full, DiskFull, Solo, 4);
 short!(solo_peer_killed_mid_commit, PeerKilledMidCommit, Solo, 5);
 short!(solo_tampered_block, TamperedBlock, Solo, 6);
+short!(solo_rotate_certificates, RotateCertificates, Solo, 7);
 
 short!(raft_leader_kill_loop, KillLoop, Raft, 11);
 short!(raft_rolling_restart, RollingRestart, Raft, 12);
@@ -93,6 +94,7 @@ short!(raft_kill_during_snapshot, KillDuringSnapshot, Raft, 19);
 short!(raft_disk_full_follower, DiskFull, Raft, 20);
 short!(raft_peer_killed_mid_commit, PeerKilledMidCommit, Raft, 21);
 short!(raft_tampered_block, TamperedBlock, Raft, 22);
+short!(raft_rotate_certificates, RotateCertificates, Raft, 23);
 
 short!(kafka_orderer_kill_loop, KillLoop, Kafka, 31);
 short!(kafka_rolling_restart, RollingRestart, Kafka, 32);
@@ -102,6 +104,7 @@ short!(kafka_leader_moved, KafkaLeaderMoved, Kafka, 35);
 short!(kafka_disk_full, DiskFull, Kafka, 36);
 short!(kafka_peer_killed_mid_commit, PeerKilledMidCommit, Kafka, 37);
 short!(kafka_tampered_block, TamperedBlock, Kafka, 38);
+short!(kafka_rotate_certificates, RotateCertificates, Kafka, 39);
 
 /// The long sweep: every scenario on every backend it applies to, several seeds each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,6 +110,7 @@ pub(crate) mod tests {
             previous: previous.to_string(),
             txs: txs.iter().map(|t| t.to_string()).collect(),
             data_digest: format!("d{number}-{}", txs.join("+")),
+            config_update_by: None,
         }
     }
 
