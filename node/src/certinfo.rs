@@ -24,6 +24,29 @@ pub struct CertSummary {
     pub hosts: Vec<String>,
 }
 
+/// Whether `presented` is the same certificate as `pinned`, or a renewal of it: the same
+/// subject issued by the same CA (their distinguished names compared byte for byte).
+///
+/// Why not the exact bytes only: a node that lags behind a config update still pins a
+/// consenter's old certificate, and if it refused the renewed one it could never receive
+/// the config block that pins it — a rotation during a fault would wedge the channel.
+/// The subject names the consenter (another node of the same org has another subject);
+/// a retired key is refused through the channel's revocation list, not through the pin.
+/// The caller has already verified the chain, the validity and revocation in the TLS
+/// handshake.
+pub fn same_or_renewed(pinned: &[u8], presented: &[u8]) -> bool {
+    if pinned == presented {
+        return true;
+    }
+    let (Ok((_, a)), Ok((_, b))) = (
+        X509Certificate::from_der(pinned),
+        X509Certificate::from_der(presented),
+    ) else {
+        return false;
+    };
+    a.subject().as_raw() == b.subject().as_raw() && a.issuer().as_raw() == b.issuer().as_raw()
+}
+
 fn common_name(name: &x509_parser::x509::X509Name<'_>) -> String {
     name.iter_common_name()
         .next()

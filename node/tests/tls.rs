@@ -115,6 +115,9 @@ async fn serve(tls: Option<Arc<NodeTls>>, limits: ListenerLimits) -> Server {
             .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
             .await;
     });
+    // The health service starts NOT_SERVING until its task's first evaluation; on a busy
+    // machine that can come after a test's first check, so wait for it here.
+    tokio::time::sleep(ordo_node::health::HEALTH_REFRESH + Duration::from_millis(100)).await;
     Server {
         addr,
         metrics,
@@ -495,4 +498,23 @@ async fn health_answers_not_serving_until_ready() {
     }
     assert_eq!(status, SERVING);
     stop.cancel();
+}
+
+#[test]
+fn a_pinned_certificate_accepts_its_renewal_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new(dir.path(), "orgA");
+    let stranger = Ca::new(dir.path(), "orgB");
+    let der =
+        |pair: &(PathBuf, PathBuf)| ordo_sdk::tls::read_certs(&pair.0).expect("cert")[0].to_vec();
+    let pinned = der(&ca.valid("orderer0"));
+    let renewed = der(&ca.valid("orderer0"));
+    assert_ne!(pinned, renewed, "a new key and certificate");
+    use ordo_node::certinfo::same_or_renewed;
+    assert!(same_or_renewed(&pinned, &pinned));
+    assert!(same_or_renewed(&pinned, &renewed));
+    // Another node of the same org, the same name from another CA, garbage: refused.
+    assert!(!same_or_renewed(&pinned, &der(&ca.valid("orderer1"))));
+    assert!(!same_or_renewed(&pinned, &der(&stranger.valid("orderer0"))));
+    assert!(!same_or_renewed(&pinned, b"not a certificate"));
 }

@@ -65,16 +65,21 @@ pub struct ClusterService {
 }
 
 /// Refuses a cluster request from `sender` unless the connection presented the TLS
-/// certificate the channel config pins for it. A valid certificate of the right org is
-/// not enough: raft membership is per node, so another node of the same org (or a stolen
-/// certificate of another node) must not speak for this consenter.
+/// certificate the channel config pins for it, or a renewal of it (same subject, same
+/// CA: see [`ordo_node::certinfo::same_or_renewed`]). A valid certificate of the right
+/// org is not enough: raft membership is per node, so another node of the same org (or a
+/// stolen certificate of another node) must not speak for this consenter.
 fn check_pinned(sender: &Consenter, peer: Option<&PeerInfo>, tls: bool) -> Result<(), Status> {
     if !tls || sender.tls_cert.is_empty() {
         return Ok(());
     }
     let presented = peer.and_then(|p| p.client_cert.as_ref());
     match presented {
-        Some(cert) if cert.as_ref().as_ref() == sender.tls_cert.as_ref() => Ok(()),
+        Some(cert)
+            if ordo_node::certinfo::same_or_renewed(&sender.tls_cert, cert.as_ref().as_ref()) =>
+        {
+            Ok(())
+        }
         Some(cert) => {
             let who = ordo_node::certinfo::CertSummary::parse(cert)
                 .map(|c| c.subject)

@@ -6,11 +6,13 @@
 //! After `add`, the new node joins from the config block that added it (saved with
 //! `--out-block`): it pulls the chain up to there from the other consenters.
 //!
-//! `update` rotates a consenter's pinned certificates: renew the node's TLS certificate
+//! `update` records a consenter's renewed certificates: renew the node's TLS certificate
 //! (`ordo crypto renew --tls-only`; the node picks the new files up by itself), then run
-//! `update` for it. Until the config block commits, the others refuse the node's new
-//! handshakes; so the orderer refuses an update unless the other consenters alone are a
-//! live majority. Rotate one node at a time.
+//! `update` for it. The others accept a renewal of the pinned certificate (same subject,
+//! same CA) at once, so the channel keeps its quorum throughout; a certificate with a new
+//! subject or CA, or a new endpoint, is accepted only once the config block commits, so
+//! the orderer refuses an update unless the other consenters alone are a live majority.
+//! Rotate one node at a time.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -303,16 +303,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }
     }
-    // A kafka chain takes envelopes once it has reached its own Connect message on the
-    // partition: the network is ready when every orderer's chain is.
+    // The network is ready when every orderer's chain takes envelopes: a kafka chain once
+    // it has reached its own Connect message on the partition, a raft chain once it knows
+    // a leader (otherwise the first `ordo tx invoke` after the ready line is refused).
     let names: Vec<String> = orderers.iter().map(|(n, _)| n.clone()).collect();
     for (i, name) in names.iter().enumerate() {
         let admin = network.member(Some(&manifest.orgs[i % org_count].name), "admin")?;
-        for c in channel_entries.iter().filter(|c| c.consensus == "kafka") {
-            let ready = wait_kafka_ready(
+        for c in channel_entries.iter().filter(|c| c.consensus != "solo") {
+            let ready = wait_orderable(
                 &endpoints[i].0,
                 &admin,
                 &c.name,
+                &c.consensus,
                 Duration::from_secs(args.ready_timeout_s),
             )
             .await;
@@ -498,11 +500,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls a kafka channel's info on an orderer until its chain is ready (role `kafka`).
-async fn wait_kafka_ready(
+/// Polls a channel's info on an orderer until its chain takes envelopes: a kafka chain
+/// is ready (role `kafka`), a raft chain knows its leader.
+async fn wait_orderable(
     addr: &str,
     admin: &Member,
     channel: &str,
+    consensus: &str,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -518,15 +522,21 @@ async fn wait_kafka_ready(
         )
         .await;
         if let Ok(resp) = info {
-            role = resp.channel.map(|c| c.role).unwrap_or_default();
-            if role == "kafka" {
+            let info = resp.channel.unwrap_or_default();
+            let ready = match consensus {
+                "kafka" => info.role == "kafka",
+                "raft" => !info.leader.is_empty(),
+                _ => true,
+            };
+            if ready {
                 return Ok(());
             }
+            role = info.role;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!(
-        "the kafka chain was not ready after {timeout:?} (state: {role:?}); see the orderer's log"
+        "the {consensus} chain was not ready after {timeout:?} (state: {role:?}); see the orderer's log"
     )
 }
 

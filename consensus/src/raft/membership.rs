@@ -7,10 +7,12 @@
 //! before ordering; a change that would leave fewer live voters than a quorum of the new
 //! group is refused by the leader, which alone knows who is live.
 //!
-//! A consenter whose credentials change (its identity or TLS certificate, say after
-//! `ordo crypto renew`, or its endpoint) stays a voter, but until it reconnects with the
-//! new certificate the others refuse it: such a *rekey* is also one consenter per update,
-//! and the leader refuses it unless the other voters alone are a live majority.
+//! A consenter whose credentials change (its identity or TLS certificate, or its
+//! endpoint) stays a voter. A renewal of its TLS certificate is accepted by the others at
+//! once, but a certificate with another subject or from another CA, or a new endpoint,
+//! leaves it unreachable until every node has the new config: such a *rekey* is also one
+//! consenter per update, and the leader refuses it unless the other voters alone are a
+//! live majority.
 
 use std::collections::{BTreeSet, HashSet};
 
