@@ -197,6 +197,24 @@ impl Orderer {
         let ch = ordo_sdk::orderer::connect(&self.addr, &ordo_sdk::transport::Transport::Plain)
             .await
             .expect("connect");
+        // The listener accepts connections before the node has started its Admin handler,
+        // which refuses requests signed before its start (replay protection across
+        // restarts): wait until it answers a read, as `ordo up` does, then sign the join.
+        for _ in 0..100 {
+            let list = ordo_sdk::orderer::admin_request(
+                &org.admin,
+                "",
+                admin_command::Command::List(ordo_proto::pb::admin::ListChannels {}),
+            );
+            let answered = ordo_sdk::orderer::admin_client(ch.clone())
+                .execute(list)
+                .await
+                .is_ok_and(|r| r.get_ref().status == Code::Success as i32);
+            if answered {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let req = ordo_sdk::orderer::admin_request(
             &org.admin,
             "",

@@ -51,7 +51,7 @@ pub enum ConsenterCommand {
     Remove(RemoveArgs),
     /// Pin a consenter's renewed certificates (read from the crypto directory, after
     /// `ordo crypto renew`) or move its endpoint. One consenter at a time: refused unless
-    /// the other consenters alone are a live majority.
+    /// the other consenters alone are a live majority (waits up to 30 s for them).
     Update(UpdateConsenterArgs),
 }
 
@@ -128,7 +128,7 @@ pub async fn run(cmd: ConsenterCommand) -> anyhow::Result<()> {
             let manifest = Manifest::load(&a.update.crypto)?;
             let member = a.member.clone().unwrap_or_else(|| a.id.clone());
             let consenter = consenter_from_files(&manifest, &a.org, &member, &a.id, &a.endpoint)?;
-            let block = change(&a.update, &manifest, |consenters| {
+            let block = change(&a.update, &manifest, false, |consenters| {
                 if consenters.iter().any(|c| c.id == consenter.id) {
                     bail!("{:?} is already a consenter", consenter.id);
                 }
@@ -155,7 +155,7 @@ pub async fn run(cmd: ConsenterCommand) -> anyhow::Result<()> {
         ConsenterCommand::Update(a) => {
             let manifest = Manifest::load(&a.update.crypto)?;
             let member = a.member.clone().unwrap_or_else(|| a.id.clone());
-            let block = change(&a.update, &manifest, |consenters| {
+            let block = change(&a.update, &manifest, true, |consenters| {
                 let current = consenters
                     .iter_mut()
                     .find(|c| c.id == a.id)
@@ -183,7 +183,7 @@ pub async fn run(cmd: ConsenterCommand) -> anyhow::Result<()> {
         }
         ConsenterCommand::Remove(a) => {
             let manifest = Manifest::load(&a.update.crypto)?;
-            let block = change(&a.update, &manifest, |consenters| {
+            let block = change(&a.update, &manifest, false, |consenters| {
                 let before = consenters.len();
                 consenters.retain(|c| c.id != a.id);
                 if consenters.len() == before {
@@ -239,6 +239,7 @@ fn consenter_from_files(
 async fn change(
     args: &UpdateArgs,
     manifest: &Manifest,
+    retry_lost_quorum: bool,
     edit: impl FnOnce(&mut Vec<Consenter>) -> anyhow::Result<()>,
 ) -> anyhow::Result<Block> {
     let mut admins = Vec::new();
@@ -293,7 +294,7 @@ async fn change(
         update.encode_to_vec().into(),
         ordo_proto::now_ms(),
     );
-    submit(&args.orderer, &submitter.transport, env).await?;
+    submit(&args.orderer, &submitter.transport, env, retry_lost_quorum).await?;
     let deadline = tokio::time::Instant::now() + CONFIG_BLOCK_WAIT;
     loop {
         let (cfg, block) = current_config(&args.orderer, submitter, &args.channel).await?;
@@ -311,12 +312,16 @@ async fn change(
 }
 
 /// Broadcasts the config update; while the channel has no leader (an election, a node
-/// starting) it waits and resubmits, up to [`LEADER_WAIT`]. A change that would lose
-/// quorum is not retried: it needs the operator.
+/// starting) it waits and resubmits, up to [`LEADER_WAIT`]. A membership change that
+/// would lose quorum is not retried: it needs the operator. A rekey refused for quorum
+/// (`retry_lost_quorum`) is retried within the same wait: the leader counts as live only
+/// the consenters it heard from within the last election timeout, which a busy or
+/// restarting node can miss for a moment.
 async fn submit(
     addr: &str,
     transport: &Transport,
     env: ordo_proto::pb::common::Envelope,
+    retry_lost_quorum: bool,
 ) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + LEADER_WAIT;
     let ch = ordo_sdk::orderer::connect(addr, transport)
@@ -341,7 +346,7 @@ async fn submit(
             .map(|c| c.as_str_name())
             .unwrap_or("UNKNOWN");
         let transient = answer.status == Code::ServiceUnavailable as i32
-            && !answer.info.contains("lose quorum");
+            && (retry_lost_quorum || !answer.info.contains("lose quorum"));
         if !transient || tokio::time::Instant::now() >= deadline {
             bail!(
                 "the orderer refused the config update: {name}: {}",
