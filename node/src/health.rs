@@ -30,11 +30,12 @@ pub async fn serve_health(
 ) -> HealthServer<impl tonic_health::pb::health_server::Health> {
     let (reporter, server) = health_reporter();
     let names: Vec<&'static str> = services.to_vec();
-    // NOT_SERVING until the first evaluation says otherwise (the reporter starts with the
-    // overall status SERVING).
-    set_all(&reporter, &names, ServingStatus::NotServing).await;
+    // The first evaluation before the service is handed out, so it never answers before
+    // one (the reporter itself starts with the overall status SERVING).
+    let first = ready();
+    set_all(&reporter, &names, serving_status(first)).await;
     tokio::spawn(async move {
-        let mut last = Some(false);
+        let mut last = Some(first);
         let mut tick = tokio::time::interval(HEALTH_REFRESH);
         loop {
             tokio::select! {
@@ -46,12 +47,7 @@ pub async fn serve_health(
             }
             let now = ready();
             if last != Some(now) {
-                let status = if now {
-                    ServingStatus::Serving
-                } else {
-                    ServingStatus::NotServing
-                };
-                set_all(&reporter, &names, status).await;
+                set_all(&reporter, &names, serving_status(now)).await;
                 last = Some(now);
             }
         }
@@ -63,5 +59,13 @@ async fn set_all(reporter: &HealthReporter, names: &[&'static str], status: Serv
     reporter.set_service_status("", status).await;
     for name in names {
         reporter.set_service_status(*name, status).await;
+    }
+}
+
+fn serving_status(ready: bool) -> ServingStatus {
+    if ready {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
     }
 }

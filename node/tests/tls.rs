@@ -115,9 +115,6 @@ async fn serve(tls: Option<Arc<NodeTls>>, limits: ListenerLimits) -> Server {
             .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
             .await;
     });
-    // The health service starts NOT_SERVING until its task's first evaluation; on a busy
-    // machine that can come after a test's first check, so wait for it here.
-    tokio::time::sleep(ordo_node::health::HEALTH_REFRESH + Duration::from_millis(100)).await;
     Server {
         addr,
         metrics,
