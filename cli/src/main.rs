@@ -1,9 +1,10 @@
 //! `ordo`: the one Ordo binary.
 //!
-//! Nodes (`ordo orderer`), the one-command local network (`ordo up`), key and genesis
-//! tooling (`ordo crypto`, `ordo channel genesis`), admin and client commands (`ordo
-//! channel`, `ordo block`) and the load generator (`ordo bench`). This file only parses
-//! flags and dispatches; each command lives in `cmd/`.
+//! Nodes (`ordo orderer`), the one-command local network (`ordo up`, with `ordo node` to
+//! stop and start its nodes one at a time), key and genesis tooling (`ordo crypto`, `ordo
+//! channel genesis`), admin and client commands (`ordo channel`, `ordo block`) and the
+//! load generator (`ordo bench`). This file only parses flags and dispatches; each command
+//! lives in `cmd/`.
 
 use std::process::ExitCode;
 
@@ -36,6 +37,13 @@ enum Command {
     Peer(cmd::peer::PeerArgs),
     /// Start a whole local network with one command (keys, genesis, nodes).
     Up(cmd::up::UpArgs),
+    /// Stop, kill, start or restart one node of a running `ordo up` network.
+    ///
+    /// `ordo up` owns the node processes, so these commands ask it to act, over the
+    /// control socket beside the network file (DIR/control.sock); they work only while it
+    /// runs.
+    #[command(subcommand)]
+    Node(cmd::node::NodeCommand),
     /// Create keys and certificates for a consortium.
     #[command(subcommand)]
     Crypto(cmd::crypto::CryptoCommand),
@@ -56,6 +64,9 @@ enum Command {
     Tx(cmd::tx::TxCommand),
     /// Follow a chaincode's events through a peer, as they commit.
     Events(cmd::events::EventsArgs),
+    /// Ask a node's operations endpoint whether it is alive or ready (exit 0 on 200): the
+    /// container image's health check.
+    Probe(cmd::probe::ProbeArgs),
     /// Run a chaincode server (chaincode as a service).
     #[command(subcommand)]
     Chaincode(cmd::chaincode::ChaincodeCommand),
@@ -78,6 +89,7 @@ fn main() -> ExitCode {
             Command::Orderer(a) => cmd::orderer::run(a).await,
             Command::Peer(a) => cmd::peer::run(a).await,
             Command::Up(a) => cmd::up::run(a).await,
+            Command::Node(c) => cmd::node::run(c).await,
             Command::Crypto(c) => cmd::crypto::run(c),
             Command::Channel(c) => cmd::channel::run(c).await,
             Command::Block(c) => cmd::block::run(c).await,
@@ -86,6 +98,7 @@ fn main() -> ExitCode {
             Command::Tx(c) => cmd::tx::run(c).await,
             Command::Events(a) => cmd::events::run(a).await,
             Command::Chaincode(c) => cmd::chaincode::run(c).await,
+            Command::Probe(a) => cmd::probe::run(a),
         }
     });
     match result {

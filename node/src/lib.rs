@@ -15,6 +15,7 @@
 //! - [`readiness`]: readiness evaluated in the background, answered at once from a cache.
 //! - [`health`]: the standard gRPC health service, SERVING only while the node is ready.
 //! - [`reflection`]: gRPC server reflection over Ordo's protocol.
+//! - [`data_dir`]: the data directory proven writable before the node starts.
 //! - [`drain`]: a graceful stop bounded by `[connections] drain_timeout_s`.
 //! - [`certinfo`]: what a certificate says (subject, hosts, validity) for logs, metrics
 //!   and expiry warnings.
@@ -26,6 +27,7 @@
 //! own services, health and metrics into it.
 
 pub mod certinfo;
+pub mod data_dir;
 pub mod drain;
 pub mod health;
 pub mod listener;

@@ -47,6 +47,9 @@ pub enum OrdererError {
     /// Opening the channels failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The data directory cannot be created or written.
+    #[error(transparent)]
+    DataDir(#[from] ordo_node::data_dir::DataDirError),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -149,6 +152,7 @@ pub async fn run(
             .unwrap_or_default(),
         source_addr: config.node.cluster_source_addr,
     };
+    ordo_node::data_dir::prepare(&config.node.data_dir)?;
     let registry = Arc::new(Registry::open(
         &config.node.data_dir,
         identity.clone(),

@@ -1,4 +1,9 @@
-//! `ordo channel`: genesis blocks and channel participation.
+//! `ordo channel`: genesis blocks, channel participation, and config updates.
+//!
+//! A genesis block is made either from one crypto directory holding every org (one
+//! machine: `--crypto`, what `ordo up` does) or from the org bundles each org exported on
+//! its own machine (`--org-bundle`, repeated). Both go through [`config_from_parts`] once
+//! the orgs and consenters are read.
 
 use std::path::{Path, PathBuf};
 
@@ -17,12 +22,14 @@ use ordo_proto::pb::common::{
 use ordo_proto::policy::build as policy;
 
 use crate::client::{admin, ClientArgs};
+use crate::cmd::bundle::VerifiedBundle;
 use crate::cmd::crypto::Manifest;
 
 /// `ordo channel ...`
 #[derive(Subcommand)]
 pub enum ChannelCommand {
-    /// Write a channel's genesis block from a consortium's crypto directory.
+    /// Write a channel's genesis block from a consortium's crypto directory, or from the
+    /// org bundles of its orgs (`ordo crypto export`).
     Genesis(GenesisArgs),
     /// Join a node to a channel from its genesis block (needs an admin of the node's org).
     Join(JoinArgs),
@@ -38,6 +45,19 @@ pub enum ChannelCommand {
         /// What to change.
         #[command(subcommand)]
         command: crate::cmd::consenter::ConsenterCommand,
+    },
+    /// Add an org to a channel (from its bundle) or remove one.
+    Org {
+        /// What to change.
+        #[command(subcommand)]
+        command: crate::cmd::org::OrgCommand,
+    },
+    /// Config updates as files that travel between orgs: show, sign (each org's admin on
+    /// its own machine), submit.
+    Update {
+        /// What to do with the file.
+        #[command(subcommand)]
+        command: crate::cmd::update::UpdateCommand,
     },
 }
 
@@ -113,17 +133,32 @@ pub struct BatchArgs {
 /// `ordo channel genesis`
 #[derive(Args)]
 pub struct GenesisArgs {
-    /// The directory written by `ordo crypto init`.
-    #[arg(long)]
-    pub crypto: PathBuf,
+    /// The directory written by `ordo crypto init`, holding every org of the channel.
+    #[arg(
+        long,
+        required_unless_present = "org_bundles",
+        conflicts_with = "org_bundles"
+    )]
+    pub crypto: Option<PathBuf>,
+    /// An org bundle (`ordo crypto export`); repeat once per org, in the order the orgs
+    /// should have. The consenters are the bundles' orderers that have an endpoint, with
+    /// ids `<member>.<org>`.
+    #[arg(long = "org-bundle")]
+    pub org_bundles: Vec<PathBuf>,
     /// Channel id: lower-case letters, digits, '.' and '-', starting with a letter.
     #[arg(long)]
     pub channel: String,
     /// Consensus backend.
     #[arg(long, value_enum, default_value = "solo")]
     pub consensus: Consensus,
-    /// Orderer endpoints (host:port), one per consenter, taken from the orgs in order.
-    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7050")]
+    /// With --crypto: orderer endpoints (host:port), one per consenter, taken from the
+    /// orgs in order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7050",
+        conflicts_with = "org_bundles"
+    )]
     pub orderer_endpoints: Vec<String>,
     #[command(flatten)]
     pub batch: BatchArgs,
@@ -180,14 +215,26 @@ pub struct InfoArgs {
 pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
     match cmd {
         ChannelCommand::Consenter { command } => crate::cmd::consenter::run(command).await,
+        ChannelCommand::Org { command } => crate::cmd::org::run(command).await,
+        ChannelCommand::Update { command } => crate::cmd::update::run(command).await,
         ChannelCommand::Genesis(a) => {
-            let block = genesis(
-                &a.crypto,
-                &a.channel,
-                a.consensus,
-                &a.orderer_endpoints,
-                &a.batch,
-            )?;
+            let block = match &a.crypto {
+                Some(crypto) => genesis(
+                    crypto,
+                    &a.channel,
+                    a.consensus,
+                    &a.orderer_endpoints,
+                    &a.batch,
+                )?,
+                None => {
+                    let bundles = a
+                        .org_bundles
+                        .iter()
+                        .map(|p| crate::cmd::bundle::load(p))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    genesis_from_bundles(&bundles, &a.channel, a.consensus, &a.batch)?
+                }
+            };
             write_block(&a.out, &block)?;
             println!(
                 "wrote the genesis block of channel {} ({:?}, hash {}) to {}",
@@ -380,9 +427,10 @@ pub fn write_block(path: &Path, block: &Block) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The channel configuration `ordo` writes: Readers = any member; Writers = any admin,
-/// client or peer (orderers do not submit transactions); Admins = a majority of orgs'
-/// admins; BlockValidation = any orderer.
+/// The channel configuration `ordo` writes for a crypto directory holding every org:
+/// the orgs in manifest order, and consenter `i` at `orderer_endpoints[i]` running as org
+/// `i mod orgs`' `orderer` (its first orderer) or `orderer<i>` member, with id
+/// `orderer<i>`. See [`config_from_parts`] for the policies.
 pub fn channel_config(
     manifest: &Manifest,
     channel: &str,
@@ -408,7 +456,7 @@ pub fn channel_config(
     for (i, endpoint) in orderer_endpoints.iter().enumerate() {
         let org = manifest
             .orgs
-            .get(i % manifest.orgs.len())
+            .get(i % manifest.orgs.len().max(1))
             .context("no orgs in crypto.json")?;
         // The first orderer of each org runs with its "orderer" identity; more orderers
         // per org need their own (`ordo crypto issue --name orderer<i>`).
@@ -434,6 +482,63 @@ pub fn channel_config(
             },
         });
     }
+    config_from_parts(orgs, consenters, channel, consensus, batch)
+}
+
+/// The channel configuration for org bundles (already verified): the orgs in the order
+/// given, and as consenters every bundle orderer that has an endpoint, with id
+/// `<member>.<org>`. See [`config_from_parts`] for the policies.
+pub fn bundles_config(
+    bundles: &[VerifiedBundle],
+    channel: &str,
+    consensus: Consensus,
+    batch: &BatchArgs,
+) -> anyhow::Result<ChannelConfig> {
+    let mut names = std::collections::HashSet::new();
+    let mut keys = std::collections::HashSet::new();
+    for b in bundles {
+        if !names.insert(b.org.as_str()) {
+            bail!("org {} is given by two bundles", b.org);
+        }
+        if !keys.insert(b.ca_public_key.as_slice()) {
+            bail!(
+                "the bundle of {} has the same CA key as another org's bundle",
+                b.org
+            );
+        }
+    }
+    let orgs = bundles.iter().map(VerifiedBundle::organization).collect();
+    let consenters: Vec<Consenter> = bundles
+        .iter()
+        .flat_map(|b| {
+            b.orderers.iter().filter_map(move |o| {
+                o.endpoint
+                    .as_deref()
+                    .map(|e| b.consenter(o, &b.consenter_id(o), e))
+            })
+        })
+        .collect();
+    if consenters.is_empty() {
+        bail!(
+            "no bundle gives an orderer endpoint, so the channel would have no orderer: \
+             export at least one bundle with `ordo crypto export --orderer-endpoint HOST:PORT`"
+        );
+    }
+    config_from_parts(orgs, consenters, channel, consensus, batch)
+}
+
+/// The configuration of a new channel over `orgs` and `consenters`, whatever they were
+/// read from: Readers = any member; Writers = any admin, client or peer (orderers do not
+/// submit transactions); Admins = a majority of orgs' admins; BlockValidation = any
+/// orderer. The policies name no org, so an org added later is covered by them.
+pub fn config_from_parts(
+    orgs: Vec<Organization>,
+    consenters: Vec<Consenter>,
+    channel: &str,
+    consensus: Consensus,
+    batch: &BatchArgs,
+) -> anyhow::Result<ChannelConfig> {
+    let org_names: Vec<String> = orgs.iter().map(|o| o.name.clone()).collect();
     let cfg = ChannelConfig {
         channel_id: channel.to_string(),
         sequence: 0,
@@ -475,7 +580,7 @@ pub fn channel_config(
         )),
         admins: Some(policy::majority(&[], Role::Admin)),
         block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-        chaincodes: chaincode_definitions(manifest, &batch.chaincodes)?,
+        chaincodes: chaincode_definitions(&org_names, &batch.chaincodes)?,
     };
     config::validate(&cfg)?;
     Ok(cfg)
@@ -483,10 +588,10 @@ pub fn channel_config(
 
 /// `NAME[:N]` → a chaincode definition endorsed by the peers of `N` distinct orgs.
 fn chaincode_definitions(
-    manifest: &Manifest,
+    org_names: &[String],
     specs: &[String],
 ) -> anyhow::Result<Vec<ChaincodeDefinition>> {
-    let orgs: Vec<&str> = manifest.orgs.iter().map(|o| o.name.as_str()).collect();
+    let orgs: Vec<&str> = org_names.iter().map(String::as_str).collect();
     let mut out = Vec::new();
     for spec in specs {
         let (name, n) = match spec.split_once(':') {
@@ -531,5 +636,16 @@ pub fn genesis(
 ) -> anyhow::Result<Block> {
     let manifest = Manifest::load(crypto)?;
     let cfg = channel_config(&manifest, channel, consensus, orderer_endpoints, batch)?;
+    Ok(config::genesis_block(&cfg, ordo_proto::now_ms())?)
+}
+
+/// Builds a channel's genesis block from verified org bundles.
+pub fn genesis_from_bundles(
+    bundles: &[VerifiedBundle],
+    channel: &str,
+    consensus: Consensus,
+    batch: &BatchArgs,
+) -> anyhow::Result<Block> {
+    let cfg = bundles_config(bundles, channel, consensus, batch)?;
     Ok(config::genesis_block(&cfg, ordo_proto::now_ms())?)
 }

@@ -1,10 +1,17 @@
 //! `ordo channel consenter add|remove|update`: change a raft channel's consenters with one
-//! config update, signed by the admins of every org in a crypto directory.
+//! config update, signed by the admins of every org in a crypto directory, or written to a
+//! file (`--out-update`) whose signatures each org adds on its own machine (see
+//! [`crate::cmd::update`]).
 //!
 //! Raft changes membership one node at a time, so each command changes one consenter;
 //! the orderer refuses a change that would leave the channel without a live majority.
 //! After `add`, the new node joins from the config block that added it (saved with
 //! `--out-block`): it pulls the chain up to there from the other consenters.
+//!
+//! The new consenter's certificates come from a crypto directory holding its org
+//! (`--crypto`, `--org`, `--member`) or from its org's bundle (`--org-bundle`), which is
+//! how another org's orderer joins: the org exports its bundle, and an admin of the
+//! channel proposes the change from it.
 //!
 //! `update` records a consenter's renewed certificates: renew the node's TLS certificate
 //! (`ordo crypto renew --tls-only`; the node picks the new files up by itself), then run
@@ -15,30 +22,16 @@
 //! Rotate one node at a time.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
-use prost::Message;
-use tokio_stream::StreamExt;
 
-use ordo_proto::config;
-use ordo_proto::envelope;
-use ordo_proto::pb::common::{
-    Block, ChannelConfig, ConfigSignature, ConfigUpdate, Consenter, HeaderType, Status as Code,
-};
-use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
-use ordo_sdk::network::Member;
-use ordo_sdk::transport::Transport;
+use ordo_proto::pb::common::{ChannelConfig, Consenter};
 
-use crate::cmd::channel::write_block;
+use crate::cmd::bundle::{self, VerifiedBundle};
 use crate::cmd::crypto::Manifest;
-
-/// How long to keep resubmitting while the channel has no leader.
-const LEADER_WAIT: Duration = Duration::from_secs(30);
-/// How long to wait for the config block after the update was accepted.
-const CONFIG_BLOCK_WAIT: Duration = Duration::from_secs(60);
+pub use crate::cmd::update::UpdateArgs;
 
 /// `ordo channel consenter ...`
 #[derive(Subcommand)]
@@ -50,26 +43,10 @@ pub enum ConsenterCommand {
     /// channel.
     Remove(RemoveArgs),
     /// Pin a consenter's renewed certificates (read from the crypto directory, after
-    /// `ordo crypto renew`) or move its endpoint. One consenter at a time: refused unless
-    /// the other consenters alone are a live majority (waits up to 30 s for them).
+    /// `ordo crypto renew`, or from a re-exported org bundle) or move its endpoint. One
+    /// consenter at a time: refused unless the other consenters alone are a live majority
+    /// (waits up to 30 s for them).
     Update(UpdateConsenterArgs),
-}
-
-/// What both commands need.
-#[derive(Args, Debug, Clone)]
-pub struct UpdateArgs {
-    /// The consortium's crypto directory (its org admins sign the update).
-    #[arg(long)]
-    pub crypto: PathBuf,
-    /// A running orderer of the channel (host:port) to submit the update to.
-    #[arg(long)]
-    pub orderer: String,
-    /// The channel.
-    #[arg(long)]
-    pub channel: String,
-    /// Save the config block that makes the change here (the new node joins from it).
-    #[arg(long)]
-    pub out_block: Option<PathBuf>,
 }
 
 /// `ordo channel consenter add`
@@ -77,17 +54,23 @@ pub struct UpdateArgs {
 pub struct AddArgs {
     #[command(flatten)]
     pub update: UpdateArgs,
-    /// The new consenter's name, unique in the channel (e.g. orderer3).
+    /// The new consenter's name, unique in the channel (e.g. orderer3; with
+    /// --org-bundle, default `<member>.<org>`).
     #[arg(long)]
-    pub id: String,
-    /// The new node's gRPC endpoint (host:port), as the other orderers reach it.
+    pub id: Option<String>,
+    /// The new node's gRPC endpoint (host:port), as the other orderers reach it (default
+    /// with --org-bundle: the bundle's).
     #[arg(long)]
-    pub endpoint: String,
-    /// The org whose orderer identity the new node runs with.
-    #[arg(long)]
-    pub org: String,
-    /// The member name of that identity in the crypto directory (default: the id; see
-    /// `ordo crypto issue`).
+    pub endpoint: Option<String>,
+    /// The org whose orderer identity the new node runs with (in --crypto).
+    #[arg(long, required_unless_present = "org_bundle")]
+    pub org: Option<String>,
+    /// The org bundle of the new node's org (`ordo crypto export`), instead of --crypto
+    /// and --org, for the node's certificates.
+    #[arg(long, conflicts_with = "org")]
+    pub org_bundle: Option<PathBuf>,
+    /// The member name of that identity in the crypto directory or the bundle (default:
+    /// the id with --crypto; the bundle's only orderer, or `orderer`, with --org-bundle).
     #[arg(long)]
     pub member: Option<String>,
 }
@@ -100,10 +83,15 @@ pub struct UpdateConsenterArgs {
     /// The consenter to update.
     #[arg(long)]
     pub id: String,
-    /// The org whose orderer identity the node runs with.
-    #[arg(long)]
-    pub org: String,
-    /// The member name of that identity in the crypto directory (default: the id).
+    /// The org whose orderer identity the node runs with (in --crypto).
+    #[arg(long, required_unless_present = "org_bundle")]
+    pub org: Option<String>,
+    /// The org bundle holding the node's renewed certificates, instead of --crypto and
+    /// --org.
+    #[arg(long, conflicts_with = "org")]
+    pub org_bundle: Option<PathBuf>,
+    /// The member name of that identity in the crypto directory or the bundle (default:
+    /// the id with --crypto; the bundle's only orderer, or `orderer`, with --org-bundle).
     #[arg(long)]
     pub member: Option<String>,
     /// A new gRPC endpoint (host:port) for the node (default: unchanged).
@@ -121,69 +109,182 @@ pub struct RemoveArgs {
     pub id: String,
 }
 
+/// Where a consenter's certificates come from.
+enum Source {
+    Crypto {
+        manifest: Manifest,
+        org: String,
+        member: Option<String>,
+    },
+    Bundle {
+        bundle: Box<VerifiedBundle>,
+        member: Option<String>,
+    },
+}
+
+impl Source {
+    fn new(
+        update: &UpdateArgs,
+        org: &Option<String>,
+        org_bundle: &Option<PathBuf>,
+        member: &Option<String>,
+    ) -> anyhow::Result<Self> {
+        match (org_bundle, org) {
+            (Some(path), _) => Ok(Source::Bundle {
+                bundle: Box::new(bundle::load(path)?),
+                member: member.clone(),
+            }),
+            (None, Some(org)) => Ok(Source::Crypto {
+                manifest: update.manifest()?.with_context(|| {
+                    format!(
+                        "--org {org} names an org of a crypto directory: give --crypto DIR, or \
+                         the org's bundle with --org-bundle"
+                    )
+                })?,
+                org: org.clone(),
+                member: member.clone(),
+            }),
+            (None, None) => bail!("say whose certificates: --org (with --crypto) or --org-bundle"),
+        }
+    }
+
+    /// The default consenter id (bundles only; a crypto directory's orderers need --id).
+    fn default_id(&self) -> anyhow::Result<String> {
+        match self {
+            Source::Bundle { bundle, member } => {
+                Ok(bundle.consenter_id(bundle.orderer(member.as_deref())?))
+            }
+            Source::Crypto { .. } => bail!("--id is required with --crypto"),
+        }
+    }
+
+    /// The default endpoint (the bundle's).
+    fn default_endpoint(&self) -> Option<String> {
+        match self {
+            Source::Bundle { bundle, member } => bundle
+                .orderer(member.as_deref())
+                .ok()
+                .and_then(|o| o.endpoint.clone()),
+            Source::Crypto { .. } => None,
+        }
+    }
+
+    /// The consenter `id` at `endpoint`.
+    fn consenter(&self, id: &str, endpoint: &str) -> anyhow::Result<Consenter> {
+        match self {
+            Source::Bundle { bundle, member } => {
+                let node = bundle.orderer(member.as_deref())?;
+                Ok(bundle.consenter(node, id, endpoint))
+            }
+            Source::Crypto {
+                manifest,
+                org,
+                member,
+            } => consenter_from_files(manifest, org, member.as_deref().unwrap_or(id), id, endpoint),
+        }
+    }
+}
+
+/// The raft consenters of a proposed config, or why it has none to change.
+fn raft_consenters<'a>(
+    cfg: &'a mut ChannelConfig,
+    channel: &str,
+) -> anyhow::Result<&'a mut Vec<Consenter>> {
+    let orderer = cfg
+        .orderer
+        .as_mut()
+        .context("the channel config has no orderer section")?;
+    if orderer.consensus_type != "raft" {
+        bail!(
+            "channel {channel} runs {}; only raft channels have consenters to change",
+            orderer.consensus_type
+        );
+    }
+    Ok(&mut orderer.consenters)
+}
+
 /// Runs a consenter command.
 pub async fn run(cmd: ConsenterCommand) -> anyhow::Result<()> {
     match cmd {
         ConsenterCommand::Add(a) => {
-            let manifest = Manifest::load(&a.update.crypto)?;
-            let member = a.member.clone().unwrap_or_else(|| a.id.clone());
-            let consenter = consenter_from_files(&manifest, &a.org, &member, &a.id, &a.endpoint)?;
-            let block = change(&a.update, &manifest, false, |consenters| {
+            let source = Source::new(&a.update, &a.org, &a.org_bundle, &a.member)?;
+            let id = match &a.id {
+                Some(id) => id.clone(),
+                None => source.default_id()?,
+            };
+            let endpoint = a
+                .endpoint
+                .clone()
+                .or_else(|| source.default_endpoint())
+                .context("--endpoint HOST:PORT is required (the bundle gives none)")?;
+            let consenter = source.consenter(&id, &endpoint)?;
+            let channel = a.update.channel.clone();
+            let block = crate::cmd::update::propose(&a.update, |cfg| {
+                let consenters = raft_consenters(cfg, &channel)?;
                 if consenters.iter().any(|c| c.id == consenter.id) {
                     bail!("{:?} is already a consenter", consenter.id);
+                }
+                if consenters
+                    .iter()
+                    .any(|c| c.certificate == consenter.certificate)
+                {
+                    bail!(
+                        "the certificate of {:?} already belongs to another consenter",
+                        consenter.id
+                    );
                 }
                 consenters.push(consenter.clone());
                 Ok(())
             })
             .await?;
-            println!(
-                "added consenter {} ({}) to channel {} in config block {}",
-                a.id,
-                a.endpoint,
-                a.update.channel,
-                ordo_proto::block::number(&block)
-            );
-            if let Some(path) = &a.update.out_block {
+            if let Some(block) = block {
                 println!(
-                    "join it with: ordo channel join --orderer {} --genesis {} --key ... --cert ...",
-                    a.endpoint,
-                    path.display()
+                    "added consenter {id} ({endpoint}) to channel {channel} in config block {}",
+                    ordo_proto::block::number(&block)
                 );
+                if let Some(path) = &a.update.out_block {
+                    println!(
+                        "join it with: ordo channel join --orderer {endpoint} --genesis {} --key ... --cert ...",
+                        path.display()
+                    );
+                }
             }
             Ok(())
         }
         ConsenterCommand::Update(a) => {
-            let manifest = Manifest::load(&a.update.crypto)?;
-            let member = a.member.clone().unwrap_or_else(|| a.id.clone());
-            let block = change(&a.update, &manifest, true, |consenters| {
+            let source = Source::new(&a.update, &a.org, &a.org_bundle, &a.member)?;
+            let channel = a.update.channel.clone();
+            let block = crate::cmd::update::propose(&a.update, |cfg| {
+                let consenters = raft_consenters(cfg, &channel)?;
                 let current = consenters
                     .iter_mut()
                     .find(|c| c.id == a.id)
                     .with_context(|| format!("{:?} is not a consenter", a.id))?;
                 let endpoint = a.endpoint.clone().unwrap_or_else(|| current.endpoint.clone());
-                let renewed = consenter_from_files(&manifest, &a.org, &member, &a.id, &endpoint)?;
+                let renewed = source.consenter(&a.id, &endpoint)?;
                 if renewed == *current {
                     bail!(
-                        "consenter {:?} already has these certificates and endpoint; renew them first (`ordo crypto renew --org {} --name {member} --tls-only`)",
+                        "consenter {:?} already has these certificates and endpoint; renew them first (`ordo crypto renew --org ORG --name MEMBER --tls-only`)",
                         a.id,
-                        a.org
                     );
                 }
                 *current = renewed;
                 Ok(())
             })
             .await?;
-            println!(
-                "updated consenter {} on channel {} in config block {}",
-                a.id,
-                a.update.channel,
-                ordo_proto::block::number(&block)
-            );
+            if let Some(block) = block {
+                println!(
+                    "updated consenter {} on channel {channel} in config block {}",
+                    a.id,
+                    ordo_proto::block::number(&block)
+                );
+            }
             Ok(())
         }
         ConsenterCommand::Remove(a) => {
-            let manifest = Manifest::load(&a.update.crypto)?;
-            let block = change(&a.update, &manifest, false, |consenters| {
+            let channel = a.update.channel.clone();
+            let block = crate::cmd::update::propose(&a.update, |cfg| {
+                let consenters = raft_consenters(cfg, &channel)?;
                 let before = consenters.len();
                 consenters.retain(|c| c.id != a.id);
                 if consenters.len() == before {
@@ -192,12 +293,13 @@ pub async fn run(cmd: ConsenterCommand) -> anyhow::Result<()> {
                 Ok(())
             })
             .await?;
-            println!(
-                "removed consenter {} from channel {} in config block {}",
-                a.id,
-                a.update.channel,
-                ordo_proto::block::number(&block)
-            );
+            if let Some(block) = block {
+                println!(
+                    "removed consenter {} from channel {channel} in config block {}",
+                    a.id,
+                    ordo_proto::block::number(&block)
+                );
+            }
             Ok(())
         }
     }
@@ -232,194 +334,4 @@ fn consenter_from_files(
             None => Bytes::new(),
         },
     })
-}
-
-/// Fetches the config in force, applies `edit` to its consenters, submits the update
-/// signed by every org's admin, and returns the config block once it is written.
-async fn change(
-    args: &UpdateArgs,
-    manifest: &Manifest,
-    retry_lost_quorum: bool,
-    edit: impl FnOnce(&mut Vec<Consenter>) -> anyhow::Result<()>,
-) -> anyhow::Result<Block> {
-    let mut admins = Vec::new();
-    let mut transport = None;
-    for o in &manifest.orgs {
-        let files = o
-            .members
-            .get("admin")
-            .with_context(|| format!("org {} has no admin identity", o.name))?;
-        admins.push(files.load()?);
-        if transport.is_none() {
-            transport = Some(files.transport()?);
-        }
-    }
-    let first = admins.first().context("no orgs in the crypto directory")?;
-    let submitter = &Member {
-        identity: first.clone(),
-        transport: transport.unwrap_or_default(),
-    };
-    let (current, _) = current_config(&args.orderer, submitter, &args.channel).await?;
-    let mut proposed = current.clone();
-    proposed.sequence += 1;
-    let orderer = proposed
-        .orderer
-        .as_mut()
-        .context("the channel config has no orderer section")?;
-    if orderer.consensus_type != "raft" {
-        bail!(
-            "channel {} runs {}; only raft channels have consenters to change",
-            args.channel,
-            orderer.consensus_type
-        );
-    }
-    edit(&mut orderer.consenters)?;
-    config::validate(&proposed)?;
-    let bytes = proposed.encode_to_vec();
-    let signatures = admins
-        .iter()
-        .map(|a| ConfigSignature {
-            signer: a.cert_bytes().clone(),
-            signature: Bytes::from(a.sign(&bytes).to_vec()),
-        })
-        .collect();
-    let update = ConfigUpdate {
-        config: bytes.into(),
-        signatures,
-    };
-    let (env, tx_id) = envelope::create_signed(
-        &submitter.identity,
-        &args.channel,
-        HeaderType::ConfigUpdate,
-        update.encode_to_vec().into(),
-        ordo_proto::now_ms(),
-    );
-    submit(&args.orderer, &submitter.transport, env, retry_lost_quorum).await?;
-    let deadline = tokio::time::Instant::now() + CONFIG_BLOCK_WAIT;
-    loop {
-        let (cfg, block) = current_config(&args.orderer, submitter, &args.channel).await?;
-        if cfg.sequence >= proposed.sequence {
-            if let Some(path) = &args.out_block {
-                write_block(path, &block)?;
-            }
-            return Ok(block);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("config update {tx_id} was accepted but no config block appeared within {CONFIG_BLOCK_WAIT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Broadcasts the config update; while the channel has no leader (an election, a node
-/// starting) it waits and resubmits, up to [`LEADER_WAIT`]. A membership change that
-/// would lose quorum is not retried: it needs the operator. A rekey refused for quorum
-/// (`retry_lost_quorum`) is retried within the same wait: the leader counts as live only
-/// the consenters it heard from within the last election timeout, which a busy or
-/// restarting node can miss for a moment.
-async fn submit(
-    addr: &str,
-    transport: &Transport,
-    env: ordo_proto::pb::common::Envelope,
-    retry_lost_quorum: bool,
-) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-    let ch = ordo_sdk::orderer::connect(addr, transport)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    let mut client = ordo_sdk::orderer::broadcast_client(ch);
-    loop {
-        let mut answers = client
-            .broadcast(tokio_stream::once(env.clone()))
-            .await
-            .context("Broadcast")?
-            .into_inner();
-        let answer = answers
-            .next()
-            .await
-            .context("Broadcast ended without an answer")?
-            .context("Broadcast")?;
-        if answer.status == Code::Success as i32 {
-            return Ok(());
-        }
-        let name = Code::try_from(answer.status)
-            .map(|c| c.as_str_name())
-            .unwrap_or("UNKNOWN");
-        let transient = answer.status == Code::ServiceUnavailable as i32
-            && (retry_lost_quorum || !answer.info.contains("lose quorum"));
-        if !transient || tokio::time::Instant::now() >= deadline {
-            bail!(
-                "the orderer refused the config update: {name}: {}",
-                answer.info
-            );
-        }
-        eprintln!(
-            "waiting for the channel to accept the update ({})",
-            answer.info
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// The configuration in force on `channel` and the block that holds it.
-async fn current_config(
-    addr: &str,
-    identity: &Member,
-    channel: &str,
-) -> anyhow::Result<(ChannelConfig, Block)> {
-    let newest = one_block(addr, identity, channel, None).await?;
-    let last_config = newest.metadata.as_ref().map(|m| m.last_config).unwrap_or(0);
-    let block = if ordo_proto::block::number(&newest) == last_config {
-        newest
-    } else {
-        one_block(addr, identity, channel, Some(last_config)).await?
-    };
-    let cfg = config::config_from_block(&block)
-        .with_context(|| format!("block {last_config} holds no config"))?;
-    Ok((cfg, block))
-}
-
-/// Block `number` (`None`: the newest) over Deliver.
-async fn one_block(
-    addr: &str,
-    member: &Member,
-    channel: &str,
-    number: Option<u64>,
-) -> anyhow::Result<Block> {
-    let identity = &member.identity;
-    let ch = ordo_sdk::orderer::connect(addr, &member.transport)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    let mut client = ordo_sdk::orderer::broadcast_client(ch);
-    let at = ordo_sdk::orderer::position(number);
-    let req = ordo_sdk::orderer::seek_request(
-        identity,
-        channel,
-        at,
-        Some(at),
-        SeekBehavior::FailIfNotReady,
-    );
-    let mut stream = client
-        .deliver(req)
-        .await
-        .context("Deliver request")?
-        .into_inner();
-    let msg = stream
-        .next()
-        .await
-        .context("Deliver stream ended without a block")?
-        .context("Deliver stream")?;
-    match msg.r#type {
-        Some(deliver_response::Type::Block(b)) => Ok(b),
-        Some(deliver_response::Type::Status(code)) => {
-            let name = Code::try_from(code)
-                .map(|c| c.as_str_name())
-                .unwrap_or("UNKNOWN");
-            bail!(
-                "Deliver ended with {name} before sending a block: {}",
-                msg.info
-            )
-        }
-        None => bail!("Deliver sent an empty response"),
-    }
 }

@@ -12,6 +12,12 @@
 //! Every org's `tls/ca.crt` goes into the channel configs made from this directory (so
 //! nodes learn whom to trust from config blocks), and each raft consenter's
 //! `orderer.tls.crt` is pinned there too.
+//!
+//! Across machines, each org runs `crypto init --orgs <Org>` on its own, with the host
+//! names its orderer and peer are reached by (`--orderer-hosts`, `--peer-hosts`), and
+//! shares only `crypto export`'s org bundle (see [`crate::cmd::bundle`]); `ca.key` and
+//! `tls/ca.key` are needed again only by `crypto issue` and `renew` and can be kept
+//! offline.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,11 +49,53 @@ pub enum CryptoCommand {
     /// client --hosts cc.banka.example` writes `bankcc.tls.crt` / `.tls.key` (usable as a
     /// TLS server certificate for the --hosts names) for `ordo chaincode serve --tls-cert`.
     Issue(IssueArgs),
+    /// Write the org bundle: the public material other orgs need to name this org in a
+    /// channel (CA public key, TLS CA certificate, orderers' and peers' certificates and
+    /// endpoints), as one JSON file with no paths and no private keys.
+    Export(ExportArgs),
+    /// Verify an org bundle received from another org and print what it holds and its
+    /// fingerprint (compare it with the sending org over another channel).
+    VerifyBundle(VerifyBundleArgs),
     /// Re-issue a member's identity and TLS certificates before they expire (new keys,
     /// or the same with --same-key). Running nodes pick the new TLS pair up without a
     /// restart (on SIGHUP, or within seconds when the files change); a raft consenter's
     /// new TLS certificate must then be pinned with `ordo channel consenter update`.
     Renew(RenewArgs),
+}
+
+/// `ordo crypto export`
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The crypto directory (from `ordo crypto init`).
+    #[arg(long)]
+    pub crypto: PathBuf,
+    /// The org to export.
+    #[arg(long)]
+    pub org: String,
+    /// Where an orderer of the org is reached, as HOST:PORT (for the member `orderer`) or
+    /// NAME=HOST:PORT. Repeat for several. Orderers with an endpoint become consenters of
+    /// a genesis block made from the bundle.
+    #[arg(long = "orderer-endpoint")]
+    pub orderer_endpoints: Vec<String>,
+    /// Where a peer of the org is reached, as HOST:PORT (for the member `peer`) or
+    /// NAME=HOST:PORT. Repeat for several.
+    #[arg(long = "peer-endpoint")]
+    pub peer_endpoints: Vec<String>,
+    /// Output file (conventionally `<Org>.org.json`).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `ordo crypto verify-bundle`
+#[derive(Args)]
+pub struct VerifyBundleArgs {
+    /// The bundle file.
+    #[arg(long)]
+    pub org_bundle: PathBuf,
+    /// Also write the bundle's TLS CA certificate (PEM) here, to trust the org's nodes
+    /// from client commands (`--tls-ca`) before a channel config names it.
+    #[arg(long)]
+    pub tls_ca_out: Option<PathBuf>,
 }
 
 /// `ordo crypto renew`
@@ -114,9 +162,17 @@ pub struct InitArgs {
     #[arg(long, default_value_t = 365)]
     pub validity_days: u64,
     /// DNS names and IP addresses the TLS certificates are valid for (every member of
-    /// every org; give each node its own with `ordo crypto issue --hosts` or `renew`).
+    /// every org, unless --orderer-hosts / --peer-hosts say otherwise for those two).
     #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
     pub hosts: Vec<String>,
+    /// DNS names and IP addresses of the `orderer` member's TLS certificate: every name
+    /// other orderers and clients dial it by (default: --hosts).
+    #[arg(long, value_delimiter = ',')]
+    pub orderer_hosts: Vec<String>,
+    /// DNS names and IP addresses of the `peer` member's TLS certificate (default:
+    /// --hosts).
+    #[arg(long, value_delimiter = ',')]
+    pub peer_hosts: Vec<String>,
 }
 
 /// `DIR/crypto.json`.
@@ -208,8 +264,50 @@ pub fn run(cmd: CryptoCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        CryptoCommand::Export(a) => {
+            let manifest = Manifest::load(&a.crypto)?;
+            let endpoints = crate::cmd::bundle::Endpoints {
+                orderers: a.orderer_endpoints.clone(),
+                peers: a.peer_endpoints.clone(),
+            };
+            let bundle = crate::cmd::bundle::export(&manifest, &a.org, &endpoints)?;
+            // What others will check, checked here first.
+            let verified = crate::cmd::bundle::verify(&bundle, ordo_proto::now_ms() / 1000)
+                .context("the exported bundle does not verify")?;
+            let text = serde_json::to_string_pretty(&bundle)? + "\n";
+            if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            crate::pki::write_atomic(&a.out, &text, false)?;
+            println!("wrote the org bundle of {} to {}", a.org, a.out.display());
+            print_bundle(&verified);
+            Ok(())
+        }
+        CryptoCommand::VerifyBundle(a) => {
+            let verified = crate::cmd::bundle::load(&a.org_bundle)?;
+            println!("{}: a valid org bundle", a.org_bundle.display());
+            print_bundle(&verified);
+            if let Some(out) = &a.tls_ca_out {
+                crate::pki::write_atomic(out, &verified.tls_ca_pem, false)?;
+                println!("wrote its TLS CA certificate to {}", out.display());
+            }
+            Ok(())
+        }
         CryptoCommand::Init(a) => {
-            let m = init(&a.orgs, &a.out, a.validity_days, &a.hosts)?;
+            let pick = |h: &Vec<String>| {
+                if h.is_empty() {
+                    a.hosts.clone()
+                } else {
+                    h.clone()
+                }
+            };
+            let hosts = MemberHosts {
+                default: a.hosts.clone(),
+                orderer: pick(&a.orderer_hosts),
+                peer: pick(&a.peer_hosts),
+            };
+            let m = init_with_hosts(&a.orgs, &a.out, a.validity_days, &hosts)?;
             println!(
                 "created keys and certificates for {} orgs in {}",
                 m.orgs.len(),
@@ -228,7 +326,25 @@ pub fn run(cmd: CryptoCommand) -> anyhow::Result<()> {
     }
 }
 
-fn valid_org_name(name: &str) -> bool {
+/// Prints what a verified bundle holds.
+fn print_bundle(b: &crate::cmd::bundle::VerifiedBundle) {
+    println!("  org:          {}", b.org);
+    println!("  CA key:       {}", hex::encode(&b.ca_public_key));
+    println!("  fingerprint:  {}", b.fingerprint());
+    for (kind, nodes) in [("orderer", &b.orderers), ("peer", &b.peers)] {
+        for n in nodes {
+            println!(
+                "  {:<14}{} at {}",
+                format!("{kind}:"),
+                n.name,
+                n.endpoint.as_deref().unwrap_or("(no endpoint)")
+            );
+        }
+    }
+}
+
+/// Whether `name` is usable as an org or member name: 1-64 letters, digits, '-', '_'.
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -236,19 +352,56 @@ fn valid_org_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Creates the consortium's keys and certificates under `out`.
+/// The hosts each member's TLS certificate names (`crypto init`).
+#[derive(Debug, Clone)]
+pub struct MemberHosts {
+    /// Admin, client and any member not listed below.
+    pub default: Vec<String>,
+    /// The `orderer` member.
+    pub orderer: Vec<String>,
+    /// The `peer` member.
+    pub peer: Vec<String>,
+}
+
+impl MemberHosts {
+    fn of(&self, member: &str) -> &[String] {
+        match member {
+            "orderer" => &self.orderer,
+            "peer" => &self.peer,
+            _ => &self.default,
+        }
+    }
+}
+
+/// Creates the consortium's keys and certificates under `out`, every TLS certificate
+/// valid for `hosts`.
 pub fn init(
     orgs: &[String],
     out: &Path,
     validity_days: u64,
     hosts: &[String],
 ) -> anyhow::Result<Manifest> {
+    let hosts = MemberHosts {
+        default: hosts.to_vec(),
+        orderer: hosts.to_vec(),
+        peer: hosts.to_vec(),
+    };
+    init_with_hosts(orgs, out, validity_days, &hosts)
+}
+
+/// [`init`] with host names per member.
+pub fn init_with_hosts(
+    orgs: &[String],
+    out: &Path,
+    validity_days: u64,
+    hosts: &MemberHosts,
+) -> anyhow::Result<Manifest> {
     if orgs.is_empty() {
         bail!("--orgs must name at least one org");
     }
     let mut seen = std::collections::HashSet::new();
     for o in orgs {
-        if !valid_org_name(o) {
+        if !valid_name(o) {
             bail!("org name {o:?} must be 1-64 characters of letters, digits, '-' and '_'");
         }
         if !seen.insert(o) {
@@ -299,7 +452,7 @@ pub fn init(
                 &dir,
                 org,
                 member,
-                hosts,
+                hosts.of(member),
                 validity_days,
                 &tls_cas,
             )?);
@@ -451,7 +604,7 @@ pub fn issue(
     validity_days: u64,
     hosts: &[String],
 ) -> anyhow::Result<ordo_sdk::network::IdentityFiles> {
-    if !valid_org_name(name) {
+    if !valid_name(name) {
         bail!("member name {name:?} must be 1-64 characters of letters, digits, '-' and '_'");
     }
     let mut manifest = Manifest::load(crypto)?;

@@ -12,7 +12,7 @@ use ordo_sdk::network::Network;
 #[derive(Args)]
 pub struct EventsArgs {
     /// The network file written by `ordo up`.
-    #[arg(long, default_value = ".ordo/network.json")]
+    #[arg(long, env = "ORDO_NETWORK", default_value = ".ordo/network.json")]
     pub network: PathBuf,
     /// Channel (default: the network's first).
     #[arg(long)]

@@ -2,13 +2,18 @@
 
 pub mod bench;
 pub mod block;
+pub mod bundle;
 pub mod chaincode;
 pub mod channel;
 pub mod consenter;
 pub mod crypto;
 pub mod events;
 pub mod kafka;
+pub mod node;
 pub mod orderer;
+pub mod org;
 pub mod peer;
+pub mod probe;
 pub mod tx;
 pub mod up;
+pub mod update;

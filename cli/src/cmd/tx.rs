@@ -26,7 +26,7 @@ pub enum TxCommand {
 #[derive(Args)]
 pub struct TxArgs {
     /// The network file written by `ordo up`.
-    #[arg(long, default_value = ".ordo/network.json")]
+    #[arg(long, env = "ORDO_NETWORK", default_value = ".ordo/network.json")]
     pub network: PathBuf,
     /// Channel (default: the network's first).
     #[arg(long)]

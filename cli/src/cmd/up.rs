@@ -4,6 +4,12 @@
 //! file per node; then the nodes start as their own processes, join the channels, and
 //! `DIR/network.json` describes it all. Later runs reuse DIR (keys, ledgers) and only
 //! start the nodes again. Ctrl-C (or SIGTERM) stops every node cleanly.
+//!
+//! While it runs, `ordo up` supervises the nodes (`cmd::node`): a node that exits without
+//! being asked is reported, with its log and how to start it again, and the others keep
+//! running (a place to try failures: kill the raft leader and watch the others elect a
+//! new one); `ordo node stop|kill|start|restart NAME` acts on one node through the
+//! control socket `DIR/control.sock`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -19,6 +25,7 @@ use ordo_sdk::network::{
 
 use crate::cmd::channel::{self, AckModeArg, BatchArgs, Consensus};
 use crate::cmd::crypto::{self, Manifest};
+use crate::cmd::node::{self, ControlSocket, RestartPolicy};
 
 /// `ordo up`
 #[derive(Args)]
@@ -57,6 +64,13 @@ pub struct UpArgs {
     /// development on one machine; never for a network others can reach.
     #[arg(long)]
     pub insecure: bool,
+    /// Start a node again when it exits without being asked, after a backoff that doubles
+    /// with each crash in a row (1 s, 2 s, … at most 30 s); after 5 crashes in a row, each
+    /// within 60 s of its start, leave it stopped and say so. Without this flag a crashed
+    /// node stays down (the others keep running) until `ordo node start NAME`. Nodes
+    /// stopped or killed with `ordo node stop|kill` are never restarted by this.
+    #[arg(long)]
+    pub restart_on_crash: bool,
     #[command(flatten)]
     pub batch: BatchArgs,
 }
@@ -77,6 +91,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let dir = args.dir.canonicalize()?;
+    // First, so that a second `ordo up` of the same directory stops here, before it
+    // touches keys, ports or ledgers; a socket left by a killed `ordo up` is removed.
+    node::refuse_second_supervisor(&dir)?;
+    let control = match ControlSocket::bind(&dir) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("WARNING: {e:#}; the network runs without `ordo node` (stop it with Ctrl-C)");
+            None
+        }
+    };
     let crypto_dir = dir.join("crypto");
     let mut manifest = if crypto_dir.join("crypto.json").exists() {
         eprintln!("reusing keys and certificates in {}", crypto_dir.display());
@@ -233,152 +257,101 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         identities,
     };
 
-    // The orderers: all started first (a raft channel needs a majority to elect a
-    // leader), then each joins the channels.
-    let mut orderers: Vec<(String, tokio::process::Child)> = Vec::new();
-    for (i, (grpc_addr, ops_addr)) in endpoints.iter().enumerate() {
-        let org = &manifest.orgs[i % org_count];
-        let member = if i < org_count {
-            "orderer".to_string()
-        } else {
-            format!("orderer{i}")
-        };
-        let files = org
-            .members
-            .get(&member)
-            .with_context(|| format!("org {} has no identity {member}", org.name))?;
-        let tls_section = node_tls_section(org, files, tls)?;
-        let (entry, child) = start_orderer(
-            &dir,
-            i,
-            &org.name,
-            files,
-            &tls_section,
-            grpc_addr,
-            ops_addr,
-            &exe,
-        )?;
-        network.nodes.push(entry.clone());
-        orderers.push((entry.name.clone(), child));
-    }
-    network.save(&network_path)?;
-    for (i, (name, child)) in orderers.iter_mut().enumerate() {
-        let org = &manifest.orgs[i % org_count];
-        let admin = network.member(Some(&org.name), "admin")?;
-        let grpc_addr = &endpoints[i].0;
-        let log_file = dir.join(name.as_str()).join("orderer.log");
-        let joined = wait_ready(
-            grpc_addr,
-            &admin,
-            child,
-            &log_file,
-            Duration::from_secs(args.ready_timeout_s),
-        )
-        .await;
-        let joined = match joined {
-            Ok(list) => list,
-            Err(e) => {
-                stop_all(&mut orderers).await;
-                return Err(e);
-            }
-        };
-        for c in &channel_entries {
-            if joined.contains(&c.name) {
-                continue;
-            }
-            let genesis = std::fs::read(&c.genesis_block)
-                .with_context(|| format!("reading {}", c.genesis_block.display()))?;
-            if let Err(e) = crate::client::admin(
-                grpc_addr,
-                &admin,
-                "",
-                admin_command::Command::Join(JoinChannel {
-                    genesis_block: genesis.into(),
-                }),
-            )
-            .await
-            {
-                stop_all(&mut orderers).await;
-                return Err(e.context(format!("joining {} to channel {}", endpoints[i].0, c.name)));
-            }
-        }
-    }
-    // The network is ready when every orderer's chain takes envelopes: a kafka chain once
-    // it has reached its own Connect message on the partition, a raft chain once it knows
-    // a leader (otherwise the first `ordo tx invoke` after the ready line is refused).
-    let names: Vec<String> = orderers.iter().map(|(n, _)| n.clone()).collect();
-    for (i, name) in names.iter().enumerate() {
-        let admin = network.member(Some(&manifest.orgs[i % org_count].name), "admin")?;
-        for c in channel_entries.iter().filter(|c| c.consensus != "solo") {
-            let ready = wait_orderable(
-                &endpoints[i].0,
-                &admin,
-                &c.name,
-                &c.consensus,
-                Duration::from_secs(args.ready_timeout_s),
-            )
-            .await;
-            if let Err(e) = ready {
-                stop_all(&mut orderers).await;
-                return Err(e.context(format!("{name} on channel {}", c.name)));
-            }
-        }
-    }
-    let grpc_addr = endpoints[0].0.clone();
-
-    // One peer per org, following every channel.
-    let mut peers: Vec<(String, tokio::process::Child)> = Vec::new();
-    if !args.no_peers {
-        let peer_addrs: Vec<(String, String)> = manifest
+    // Every node's addresses are checked before any node starts, so that a port taken by
+    // another program is reported with the node that wanted it, and nothing is left
+    // half-started.
+    let peer_addrs: Vec<(String, String)> = if args.no_peers {
+        Vec::new()
+    } else {
+        manifest
             .orgs
             .iter()
             .enumerate()
             .map(|(i, org)| peer_addrs(&org.name, i, &args, previous.as_ref()))
-            .collect();
-        for (i, org) in manifest.orgs.iter().enumerate() {
-            // Each peer's gateway asks the other orgs' peers for endorsements.
-            let others: Vec<String> = peer_addrs
+            .collect()
+    };
+    let planned = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, addrs)| (format!("orderer{i}"), addrs))
+        .chain(
+            manifest
+                .orgs
                 .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, (grpc, _))| grpc.clone())
-                .collect();
-            let started = start_peer(
+                .zip(&peer_addrs)
+                .map(|(org, addrs)| (format!("peer0.{}", org.name), addrs)),
+        );
+    for (name, (grpc_addr, ops_addr)) in planned {
+        let hint = match previous.as_ref().and_then(|p| p.node(&name).ok()) {
+            Some(earlier) => format!(
+                "; this network's ports were chosen on its first run (network.json){}",
+                earlier
+                    .pid
+                    .map(|pid| format!(
+                        ", and network.json says an earlier `ordo up` ran {name} as pid \
+                         {pid}: is it still running? (`kill {pid}` stops it)"
+                    ))
+                    .unwrap_or_default()
+            ),
+            None => "; choose other ports with --port and --ops-port (orderer i uses \
+                     port + 10·i, the peer of org j port + 1 + j)"
+                .to_string(),
+        };
+        check_ports_free(&name, grpc_addr, ops_addr, &hint)?;
+    }
+
+    // From here on, a failure or a Ctrl-C stops the nodes started so far, gracefully (the
+    // nodes run in their own process group, so the terminal's Ctrl-C reaches only `ordo
+    // up`, which must stop them).
+    let shutdown = node::stop_signal();
+    tokio::pin!(shutdown);
+    let grpc_addr = endpoints[0].0.clone();
+    let mut orderers: Vec<(String, tokio::process::Child)> = Vec::new();
+    let mut peers: Vec<(String, tokio::process::Child)> = Vec::new();
+    let starting = async {
+        // The orderers: all started first (a raft channel needs a majority to elect a
+        // leader), then each joins the channels.
+        for (i, (grpc_addr, ops_addr)) in endpoints.iter().enumerate() {
+            let org = &manifest.orgs[i % org_count];
+            let member = if i < org_count {
+                "orderer".to_string()
+            } else {
+                format!("orderer{i}")
+            };
+            let files = org
+                .members
+                .get(&member)
+                .with_context(|| format!("org {} has no identity {member}", org.name))?;
+            let tls_section = node_tls_section(org, files, tls)?;
+            let (entry, child) = start_orderer(
                 &dir,
-                org,
-                &peer_addrs[i],
-                &grpc_endpoints,
-                &others,
-                &args,
+                i,
+                &org.name,
+                files,
+                &tls_section,
+                grpc_addr,
+                ops_addr,
                 &exe,
-                &network,
-                tls,
+            )?;
+            network.nodes.push(entry.clone());
+            orderers.push((entry.name.clone(), child));
+        }
+        network.save(&network_path)?;
+        for (i, (name, child)) in orderers.iter_mut().enumerate() {
+            let org = &manifest.orgs[i % org_count];
+            let admin = network.member(Some(&org.name), "admin")?;
+            let grpc_addr = &endpoints[i].0;
+            let log_file = dir.join(name.as_str()).join("orderer.log");
+            let joined = wait_ready(
+                name,
+                grpc_addr,
+                &admin,
+                child,
+                &log_file,
+                Duration::from_secs(args.ready_timeout_s),
             )
             .await;
-            let (entry, child) = match started {
-                Ok(p) => p,
-                Err(e) => {
-                    stop_all(&mut peers).await;
-                    stop_all(&mut orderers).await;
-                    return Err(e);
-                }
-            };
-            network.nodes.push(entry.clone());
-            peers.push((entry.name.clone(), child));
-            let peer_admin = network.member(Some(&org.name), "admin")?;
-            let joined = crate::client::admin(
-                &entry.grpc_addr,
-                &peer_admin,
-                "",
-                admin_command::Command::List(ListChannels {}),
-            )
-            .await?
-            .list
-            .unwrap_or_default()
-            .channels
-            .into_iter()
-            .map(|c| c.channel_id)
-            .collect::<Vec<_>>();
+            let joined = joined?;
             for c in &channel_entries {
                 if joined.contains(&c.name) {
                     continue;
@@ -386,18 +359,114 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 let genesis = std::fs::read(&c.genesis_block)
                     .with_context(|| format!("reading {}", c.genesis_block.display()))?;
                 crate::client::admin(
-                    &entry.grpc_addr,
-                    &peer_admin,
+                    grpc_addr,
+                    &admin,
                     "",
                     admin_command::Command::Join(JoinChannel {
                         genesis_block: genesis.into(),
                     }),
                 )
                 .await
-                .with_context(|| format!("joining {} to channel {}", entry.name, c.name))?;
+                .with_context(|| format!("joining {name} to channel {}", c.name))?;
             }
         }
-        network.save(&network_path)?;
+        // The network is ready when every orderer's chain takes envelopes: a kafka chain once
+        // it has reached its own Connect message on the partition, a raft chain once it knows
+        // a leader (otherwise the first `ordo tx invoke` after the ready line is refused).
+        let names: Vec<String> = orderers.iter().map(|(n, _)| n.clone()).collect();
+        for (i, name) in names.iter().enumerate() {
+            let admin = network.member(Some(&manifest.orgs[i % org_count].name), "admin")?;
+            for c in channel_entries.iter().filter(|c| c.consensus != "solo") {
+                let ready = wait_orderable(
+                    &endpoints[i].0,
+                    &admin,
+                    &c.name,
+                    &c.consensus,
+                    Duration::from_secs(args.ready_timeout_s),
+                )
+                .await;
+                ready.with_context(|| format!("{name} on channel {}", c.name))?;
+            }
+        }
+
+        // One peer per org, following every channel.
+        if !args.no_peers {
+            for (i, org) in manifest.orgs.iter().enumerate() {
+                // Each peer's gateway asks the other orgs' peers for endorsements.
+                let others: Vec<String> = peer_addrs
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, (grpc, _))| grpc.clone())
+                    .collect();
+                let started = start_peer(
+                    &dir,
+                    org,
+                    &peer_addrs[i],
+                    &grpc_endpoints,
+                    &others,
+                    &args,
+                    &exe,
+                    &network,
+                    tls,
+                )
+                .await;
+                let (entry, child) = started?;
+                network.nodes.push(entry.clone());
+                peers.push((entry.name.clone(), child));
+                let peer_admin = network.member(Some(&org.name), "admin")?;
+                let joined = crate::client::admin(
+                    &entry.grpc_addr,
+                    &peer_admin,
+                    "",
+                    admin_command::Command::List(ListChannels {}),
+                )
+                .await?
+                .list
+                .unwrap_or_default()
+                .channels
+                .into_iter()
+                .map(|c| c.channel_id)
+                .collect::<Vec<_>>();
+                for c in &channel_entries {
+                    if joined.contains(&c.name) {
+                        continue;
+                    }
+                    let genesis = std::fs::read(&c.genesis_block)
+                        .with_context(|| format!("reading {}", c.genesis_block.display()))?;
+                    crate::client::admin(
+                        &entry.grpc_addr,
+                        &peer_admin,
+                        "",
+                        admin_command::Command::Join(JoinChannel {
+                            genesis_block: genesis.into(),
+                        }),
+                    )
+                    .await
+                    .with_context(|| format!("joining {} to channel {}", entry.name, c.name))?;
+                }
+            }
+            network.save(&network_path)?;
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    let started = tokio::select! {
+        r = starting => r,
+        _ = &mut shutdown => Err(anyhow::anyhow!("interrupted while starting the network")),
+    };
+    if let Err(e) = started {
+        if !orderers.is_empty() {
+            eprintln!("stopping the nodes started so far...");
+        }
+        stop_all(&mut peers).await;
+        stop_all(&mut orderers).await;
+        for n in &mut network.nodes {
+            n.pid = None;
+        }
+        if !network.nodes.is_empty() {
+            let _ = network.save(&network_path);
+        }
+        return Err(e);
     }
 
     let consensus = channel_entries
@@ -455,44 +524,52 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         network_path.display()
     );
     println!("  ordo block verify --network {}", network_path.display());
+    if control.is_some() {
+        // The first thing to try: kill a node (with several orderers, one of them: the raft
+        // leader, say) and watch the others carry on.
+        let orderer_count = network.nodes_with_role("orderer").count();
+        let victim = network
+            .nodes
+            .iter()
+            .rev()
+            .find(|n| orderer_count < 2 || n.role == "orderer")
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
+        println!(
+            "  ordo node kill {victim} --network {}    (a crash; the others keep running)",
+            network_path.display()
+        );
+        println!(
+            "  ordo node start {victim} --network {}   (it comes back and catches up)",
+            network_path.display()
+        );
+        println!("  ordo node status --network {}", network_path.display());
+    }
     println!("press Ctrl-C to stop");
 
-    let shutdown = crate::cmd::orderer::shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => {
-                eprintln!("stopping the network...");
-                break;
-            }
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-        if let Some(name) = orderers
-            .iter_mut()
-            .chain(peers.iter_mut())
-            .find_map(|(n, c)| matches!(c.try_wait(), Ok(Some(_))).then(|| n.clone()))
-        {
-            eprintln!(
-                "{name} exited unexpectedly; see its log in {}",
-                dir.join(&name).display()
-            );
-            break;
-        }
-    }
-    stop_all(&mut peers).await;
-    stop_all(&mut orderers).await;
-    for n in &mut network.nodes {
-        n.pid = None;
-    }
-    network.save(&network_path)?;
+    let supervision = node::Supervision {
+        network,
+        network_path,
+        children: orderers
+            .into_iter()
+            .chain(peers)
+            .map(|(_, child)| child)
+            .collect(),
+        control,
+        restart: args.restart_on_crash.then(RestartPolicy::default),
+        ready_timeout: Duration::from_secs(args.ready_timeout_s),
+    };
+    let supervised = node::supervise(supervision, shutdown).await;
     if let Some(mut mock) = kafka_mock {
         stop(&mut mock).await;
+        supervised?;
         eprintln!(
             "stopped, with the kafka mock cluster and everything it held; remove {} to start afresh",
             dir.display()
         );
         return Ok(());
     }
+    supervised?;
     eprintln!(
         "stopped; run `ordo up --dir {}` again to restart with the same ledgers",
         dir.display()
@@ -667,6 +744,7 @@ async fn start_peer(
     let mut child = spawn(&command, &log_file)?;
     let admin = network.member(Some(&org.name), "admin")?;
     if let Err(e) = wait_ready(
+        &name,
         &grpc_addr,
         &admin,
         &mut child,
@@ -776,7 +854,14 @@ async fn stop_all(nodes: &mut [(String, tokio::process::Child)]) {
     }
 }
 
-fn spawn(command: &[String], log_file: &Path) -> anyhow::Result<tokio::process::Child> {
+/// Starts a node: `command` (as recorded in `network.json`), with `ordo up`'s
+/// environment, output appended to `log_file`. The one way nodes are started, by `ordo
+/// up` and by `ordo node start`, so a restarted node runs exactly as the first one did.
+///
+/// The node gets a process group of its own: a Ctrl-C in the terminal reaches only `ordo
+/// up`, which then stops the nodes in order (peers first), rather than every node at
+/// once racing the supervisor (which would see them as crashed).
+pub(crate) fn spawn(command: &[String], log_file: &Path) -> anyhow::Result<tokio::process::Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -784,18 +869,47 @@ fn spawn(command: &[String], log_file: &Path) -> anyhow::Result<tokio::process::
         .with_context(|| format!("opening {}", log_file.display()))?;
     let err = log.try_clone()?;
     let (prog, rest) = command.split_first().context("empty command")?;
-    tokio::process::Command::new(prog)
-        .args(rest)
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(rest)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(err))
-        .kill_on_drop(true)
-        .spawn()
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    cmd.process_group(0);
+    cmd.spawn()
         .with_context(|| format!("starting {}", command.join(" ")))
 }
 
-/// Polls the node's Admin service until it answers; returns the channels it serves.
-async fn wait_ready(
+/// Fails, naming the node and the address, when another process already listens on the
+/// node's gRPC or operations address (the node itself would only log a bind error and
+/// exit). `hint` ends the message: what the user can do about it.
+pub(crate) fn check_ports_free(
+    name: &str,
+    grpc_addr: &str,
+    ops_addr: &str,
+    hint: &str,
+) -> anyhow::Result<()> {
+    for (what, addr) in [("gRPC", grpc_addr), ("operations", ops_addr)] {
+        // std's listener sets SO_REUSEADDR, as the nodes' do: a port in TIME_WAIT after a
+        // node stopped counts as free, as it is for the node.
+        match std::net::TcpListener::bind(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+                "{name} cannot start: its {what} address {addr} is already in use by another \
+                 process{hint}"
+            ),
+            // Anything else (an address that does not resolve, …) the node reports itself.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Polls the Admin service of node `name` until it answers; returns the channels it
+/// serves. Fails when the process exits first (with the end of its log) or after
+/// `timeout`.
+pub(crate) async fn wait_ready(
+    name: &str,
     addr: &str,
     admin: &Member,
     child: &mut tokio::process::Child,
@@ -807,7 +921,8 @@ async fn wait_ready(
     while tokio::time::Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
             bail!(
-                "the orderer exited during start-up ({status}); last log lines:\n{}",
+                "{name} exited during start-up ({status}); the last lines of {}:\n{}",
+                log_file.display(),
                 tail(log_file, 20)
             );
         }
@@ -833,19 +948,20 @@ async fn wait_ready(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     bail!(
-        "the orderer at {addr} was not ready after {timeout:?} (last error: {last_err}); see {}",
+        "{name} at {addr} was not ready after {timeout:?} (last error: {last_err}); see {}",
         log_file.display()
     )
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+/// The last `lines` lines of a log file (empty when it cannot be read).
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// SIGTERM, then SIGKILL after 20 s.
-async fn stop(child: &mut tokio::process::Child) {
+/// SIGTERM, then SIGKILL after 20 s; the exit status (unknown when waiting failed).
+pub(crate) async fn stop(child: &mut tokio::process::Child) -> Option<std::process::ExitStatus> {
     if let Some(pid) = child.id() {
         #[cfg(unix)]
         #[allow(unsafe_code)]
@@ -855,10 +971,11 @@ async fn stop(child: &mut tokio::process::Child) {
             libc::kill(pid as i32, libc::SIGTERM);
         }
     }
-    if tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
+    match tokio::time::timeout(Duration::from_secs(20), child.wait()).await {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            let _ = child.kill().await;
+            child.wait().await.ok()
+        }
     }
 }

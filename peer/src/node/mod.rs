@@ -73,6 +73,9 @@ pub enum PeerError {
     /// Opening the channels failed.
     #[error(transparent)]
     Channels(#[from] ChannelError),
+    /// The data directory cannot be created or written.
+    #[error(transparent)]
+    DataDir(#[from] ordo_node::data_dir::DataDirError),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -205,6 +208,7 @@ pub async fn run(
         trust: tls.as_ref().map(|t| t.trust().clone()),
         metrics: commit_metrics.clone(),
     };
+    ordo_node::data_dir::prepare(&config.node.data_dir)?;
     let channels = Arc::new(PeerChannels::open(&config.node.data_dir, settings)?);
     let admin = AdminService(PeerAdmin::new(channels.clone(), &identity)?);
     let query = QueryService(PeerQuery::new(channels.clone()));

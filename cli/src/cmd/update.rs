@@ -1,0 +1,1072 @@
+//! Channel config updates: proposing one against the config in force, collecting the
+//! admins' signatures (in one directory, or as a file that travels between orgs), and
+//! submitting it.
+//!
+//! On one machine (`ordo up`, or a crypto directory holding every org) the commands that
+//! change a channel (`ordo channel consenter ...`, `ordo channel org ...`) sign with every
+//! org's admin and submit at once. Across machines they write the proposed update to a
+//! file instead (`--out-update FILE`), and the file travels, as with Fabric's
+//! `peer channel signconfigtx`:
+//!
+//! ```text
+//! BankA:  ordo channel org add --org-bundle BankD.org.json ... --out-update add-d.json
+//! BankA:  ordo channel update sign --update add-d.json --key admin.key --cert admin.cert
+//! BankB:  ordo channel update sign --update add-d.json --key admin.key --cert admin.cert
+//! any:    ordo channel update submit --update add-d.json --orderer HOST:PORT ...
+//! ```
+//!
+//! The file (JSON, [`UPDATE_FORMAT`]) holds the configuration in force when it was made,
+//! the proposed configuration's exact bytes (what every admin signs, and what the
+//! orderer's `ConfigUpdate.config` carries), their SHA-256, and the signatures so far.
+//! `sign` and `show` print what the update changes and whether the channel's Admins policy
+//! is met by the signatures, judged against the recorded configuration in force; the
+//! orderer judges again against the live one. `submit` refuses a file made against a
+//! configuration that is no longer in force (another update came first): make it again.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio_stream::StreamExt;
+
+use ordo_proto::cert::{Msp, VerifiedCert};
+use ordo_proto::config;
+use ordo_proto::envelope;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::{
+    Block, ChannelConfig, ConfigSignature, ConfigUpdate, HeaderType, Role, Status as Code,
+};
+use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
+use ordo_sdk::network::Member;
+use ordo_sdk::tls::{ClientTls, TlsFiles};
+use ordo_sdk::transport::Transport;
+
+use crate::client::ClientArgs;
+use crate::cmd::channel::write_block;
+use crate::cmd::crypto::Manifest;
+
+/// How long to keep resubmitting while the channel has no leader.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+/// How long to wait for the config block after the update was accepted.
+const CONFIG_BLOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// The `format` of update files this build writes and reads.
+pub const UPDATE_FORMAT: &str = "ordo-config-update/1";
+/// Largest update file read (a config with the largest allowed certificates for dozens of
+/// orgs is well below it).
+pub const MAX_UPDATE_FILE_BYTES: u64 = 8 << 20;
+/// Most signatures one update file may carry.
+pub const MAX_SIGNATURES: usize = 256;
+
+/// `ordo channel update ...`
+#[derive(Subcommand)]
+pub enum UpdateCommand {
+    /// Print what an update file changes, who signed it and whether that is enough.
+    Show(ShowArgs),
+    /// Sign an update file as one admin (each org on its own machine); the signature is
+    /// appended to the file.
+    Sign(SignArgs),
+    /// Submit a signed update file to an orderer and wait for its config block.
+    Submit(SubmitArgs),
+}
+
+/// `ordo channel update show`
+#[derive(Args)]
+pub struct ShowArgs {
+    /// The update file.
+    #[arg(long)]
+    pub update: PathBuf,
+}
+
+/// `ordo channel update sign`
+#[derive(Args)]
+pub struct SignArgs {
+    /// The update file (signed in place unless --out is given).
+    #[arg(long)]
+    pub update: PathBuf,
+    /// Key file of the signing admin.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Certificate file of the signing admin.
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Write the signed update here instead of over --update.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `ordo channel update submit`
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// Orderer, submitter identity and TLS files (the submitter can be any member of the
+    /// channel; the admins' signatures are in the file).
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The signed update file.
+    #[arg(long)]
+    pub update: PathBuf,
+    /// Save the config block that makes the change here.
+    #[arg(long)]
+    pub out_block: Option<PathBuf>,
+}
+
+/// What every command that changes a channel's config takes: where the config in force
+/// is read, and whether the update is signed here and submitted, or written to a file.
+#[derive(Args, Debug, Clone)]
+pub struct UpdateArgs {
+    /// A crypto directory: without --out-update, each of its orgs' admins signs the update
+    /// (enough of them for the channel's Admins policy, so every org on one machine).
+    /// Its first admin reads the channel config and submits, unless --key/--cert say
+    /// otherwise.
+    #[arg(long)]
+    pub crypto: Option<PathBuf>,
+    /// A running orderer of the channel (host:port).
+    #[arg(long)]
+    pub orderer: String,
+    /// The channel.
+    #[arg(long)]
+    pub channel: String,
+    /// Save the config block that makes the change here (the new node joins from it).
+    #[arg(long)]
+    pub out_block: Option<PathBuf>,
+    /// Write the proposed update, unsigned, to this file instead of signing and
+    /// submitting it; then `ordo channel update sign` (each org) and `... submit`.
+    #[arg(long, conflicts_with = "out_block")]
+    pub out_update: Option<PathBuf>,
+    /// Key file of the identity that reads the channel config (any member; with --cert),
+    /// instead of --crypto's first admin.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Certificate file of that identity (with --key).
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// TLS CA certificate (PEM) to trust for the orderer; repeat for several (with
+    /// --tls-cert/--tls-key; instead of --crypto's admin TLS files).
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Vec<PathBuf>,
+    /// TLS client certificate (PEM).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS client key (PEM).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl UpdateArgs {
+    /// The crypto directory's manifest, when given.
+    pub fn manifest(&self) -> anyhow::Result<Option<Manifest>> {
+        self.crypto.as_deref().map(Manifest::load).transpose()
+    }
+
+    /// Who reads the config and submits: --key/--cert (with --tls-*), else the first
+    /// admin of --crypto with its TLS files.
+    fn reader(&self, manifest: Option<&Manifest>) -> anyhow::Result<Member> {
+        let explicit_tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(Transport::Tls(
+                ClientTls::from_files(&TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: self.tls_ca.clone(),
+                })
+                .context("loading the TLS files")?,
+            )),
+            _ => None,
+        };
+        let first_admin = manifest
+            .map(|m| {
+                m.orgs
+                    .first()
+                    .and_then(|o| o.members.get("admin"))
+                    .context("the crypto directory has no org with an admin")
+            })
+            .transpose()?;
+        let identity = match (&self.key, &self.cert, first_admin) {
+            (Some(key), Some(cert), _) => Identity::load(key, cert)
+                .with_context(|| format!("loading identity {}", key.display()))?,
+            (_, _, Some(files)) => files.load()?,
+            _ => bail!("say who reads the channel config: --crypto DIR or --key FILE --cert FILE"),
+        };
+        // TLS: --tls-*, else the crypto directory's first admin's TLS files, else none.
+        let transport = match (explicit_tls, first_admin) {
+            (Some(t), _) => t,
+            (None, Some(files)) => files.transport()?,
+            (None, None) => Transport::Plain,
+        };
+        Ok(Member {
+            identity,
+            transport,
+        })
+    }
+}
+
+/// Reads the config in force through `args`, applies `edit` to a copy with the next
+/// sequence, and either writes the unsigned update (`--out-update`; returns `None`) or
+/// signs it with every admin of `--crypto`, submits it and returns the config block.
+pub async fn propose(
+    args: &UpdateArgs,
+    edit: impl FnOnce(&mut ChannelConfig) -> anyhow::Result<()>,
+) -> anyhow::Result<Option<Block>> {
+    let manifest = args.manifest()?;
+    if args.out_update.is_none() && manifest.is_none() {
+        bail!(
+            "say how the update gets signed: --crypto DIR (its admins sign and it is \
+             submitted now) or --out-update FILE (to collect each org's signature with \
+             `ordo channel update sign`)"
+        );
+    }
+    let reader = args.reader(manifest.as_ref())?;
+    let (current, _) = current_config(&args.orderer, &reader, &args.channel).await?;
+    let mut proposed = current.clone();
+    proposed.sequence += 1;
+    edit(&mut proposed)?;
+    config::validate(&proposed)?;
+    let mut pending = PendingUpdate::new(&current, &proposed);
+    if let Some(path) = &args.out_update {
+        pending.save(path)?;
+        println!(
+            "wrote the unsigned config update of channel {} (config sequence {} -> {}) to {}:",
+            pending.channel,
+            current.sequence,
+            proposed.sequence,
+            path.display()
+        );
+        for line in pending.summary() {
+            println!("  {line}");
+        }
+        println!(
+            "next: each org's admin signs it on its own machine \
+             (ordo channel update sign --update {} --key admin.key --cert admin.cert), \
+             then anyone submits it (ordo channel update submit --update {} --orderer {} ...)",
+            path.display(),
+            path.display(),
+            args.orderer
+        );
+        return Ok(None);
+    }
+    let manifest = manifest.context("--crypto")?;
+    let now = ordo_proto::now_ms() / 1000;
+    for o in &manifest.orgs {
+        let files = o
+            .members
+            .get("admin")
+            .with_context(|| format!("org {} has no admin identity", o.name))?;
+        pending.sign(&files.load()?, now)?;
+    }
+    let block = submit_update(&args.orderer, &reader, &pending, args.out_block.as_deref()).await?;
+    Ok(Some(block))
+}
+
+/// Runs an update command.
+pub async fn run(cmd: UpdateCommand) -> anyhow::Result<()> {
+    let now = ordo_proto::now_ms() / 1000;
+    match cmd {
+        UpdateCommand::Show(a) => {
+            let pending = PendingUpdate::load(&a.update)?;
+            print_status(&pending, now);
+            Ok(())
+        }
+        UpdateCommand::Sign(a) => {
+            let mut pending = PendingUpdate::load(&a.update)?;
+            let id = Identity::load(&a.key, &a.cert)
+                .with_context(|| format!("loading identity {}", a.key.display()))?;
+            pending.sign(&id, now)?;
+            let out = a.out.as_ref().unwrap_or(&a.update);
+            pending.save(out)?;
+            println!(
+                "signed the update as {} ({} of {}); saved to {}",
+                id.subject(),
+                id.role().as_str_name(),
+                id.org(),
+                out.display()
+            );
+            print_status(&pending, now);
+            Ok(())
+        }
+        UpdateCommand::Submit(a) => {
+            let pending = PendingUpdate::load(&a.update)?;
+            let (_, policy) = pending.policy_status(now);
+            if let Err(e) = policy {
+                eprintln!(
+                    "warning: by the config the update was made against, its signatures do \
+                     not meet the Admins policy ({e}); submitting anyway, the orderer decides"
+                );
+            }
+            let addr = a.client.orderer_addr()?;
+            let member = a.client.member("admin")?;
+            let block = submit_update(&addr, &member, &pending, a.out_block.as_deref()).await?;
+            println!(
+                "config update of channel {} (sequence {}) is in force from config block {}{}",
+                pending.channel,
+                pending.proposed.sequence,
+                ordo_proto::block::number(&block),
+                a.out_block
+                    .as_ref()
+                    .map(|p| format!(", saved to {}", p.display()))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Prints what an update changes, who signed and whether that meets the Admins policy.
+fn print_status(pending: &PendingUpdate, now_secs: u64) {
+    println!(
+        "channel {}: config sequence {} -> {}",
+        pending.channel, pending.current.sequence, pending.proposed.sequence
+    );
+    println!("changes:");
+    for line in pending.summary() {
+        println!("  {line}");
+    }
+    println!("after the update:");
+    for line in describe_config(&pending.proposed) {
+        println!("  {line}");
+    }
+    let (signers, policy) = pending.policy_status(now_secs);
+    if pending.signatures.is_empty() {
+        println!("signed by: nobody yet");
+    } else {
+        println!("signed by:");
+        for s in &pending.signatures {
+            let line = match ordo_proto::cert::decode(&s.signer) {
+                Ok((_, body)) => {
+                    let counted = signers
+                        .iter()
+                        .any(|v| v.public_key.as_bytes().as_slice() == body.public_key.as_ref());
+                    format!(
+                        "{} of {} ({}){}",
+                        body.subject,
+                        body.org,
+                        Role::try_from(body.role)
+                            .map(|r| r.as_str_name())
+                            .unwrap_or("?"),
+                        if counted {
+                            ""
+                        } else {
+                            " -- not valid in the channel's config, does not count"
+                        }
+                    )
+                }
+                Err(e) => format!("(undecodable certificate: {e})"),
+            };
+            println!("  {line}");
+        }
+    }
+    let orgs: Vec<&str> = {
+        let mut v: Vec<&str> = signers.iter().map(|s| &*s.org).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    match policy {
+        Ok(()) => println!(
+            "Admins policy: met (orgs signed: {}); ready to submit",
+            orgs.join(", ")
+        ),
+        Err(e) => println!("Admins policy: not met yet: {e}"),
+    }
+}
+
+/// The update file as written (see the module docs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateFile {
+    /// [`UPDATE_FORMAT`].
+    format: String,
+    /// The channel.
+    channel: String,
+    /// For people reading the file: what the update changes (recomputed when read).
+    #[serde(default)]
+    summary: Vec<String>,
+    /// Hex encoded ChannelConfig in force when the update was made.
+    current_config: String,
+    /// Hex encoded proposed ChannelConfig: the exact bytes every admin signs.
+    config: String,
+    /// Hex SHA-256 of the proposed config's bytes (catches a damaged file early).
+    config_sha256: String,
+    /// The signatures so far.
+    #[serde(default)]
+    signatures: Vec<SignatureEntry>,
+}
+
+/// One admin's signature in an update file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureEntry {
+    /// For people: the signer's org (read from the certificate when loaded).
+    #[serde(default)]
+    org: String,
+    /// For people: the signer's subject.
+    #[serde(default)]
+    subject: String,
+    /// Hex encoded certificate of the signer.
+    signer: String,
+    /// Hex Ed25519 signature over the proposed config's bytes.
+    signature: String,
+}
+
+/// An update being signed: checked and decoded.
+#[derive(Debug, Clone)]
+pub struct PendingUpdate {
+    /// The channel.
+    pub channel: String,
+    /// The config in force when the update was made.
+    pub current: ChannelConfig,
+    /// The proposed config.
+    pub proposed: ChannelConfig,
+    /// The proposed config's exact bytes.
+    pub config_bytes: Bytes,
+    /// Signatures over `config_bytes`, each verified against its certificate's key.
+    pub signatures: Vec<ConfigSignature>,
+}
+
+impl PendingUpdate {
+    /// A new, unsigned update from `current` to `proposed`.
+    pub fn new(current: &ChannelConfig, proposed: &ChannelConfig) -> Self {
+        Self {
+            channel: current.channel_id.clone(),
+            current: current.clone(),
+            proposed: proposed.clone(),
+            config_bytes: proposed.encode_to_vec().into(),
+            signatures: Vec::new(),
+        }
+    }
+
+    /// What the update changes, one line each.
+    pub fn summary(&self) -> Vec<String> {
+        describe_change(&self.current, &self.proposed)
+    }
+
+    /// Reads and checks an update file: its format, checksum, both configs, and every
+    /// signature against its certificate's key.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        if meta.len() > MAX_UPDATE_FILE_BYTES {
+            bail!(
+                "{}: {} bytes is more than a config update file may hold ({MAX_UPDATE_FILE_BYTES})",
+                path.display(),
+                meta.len()
+            );
+        }
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config update file {}", path.display()))
+    }
+
+    /// [`PendingUpdate::load`] of the file's text.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let f: UpdateFile = serde_json::from_str(text).context(
+            "not a config update file, or a damaged one (written by `ordo channel ... --out-update`)",
+        )?;
+        if f.format != UPDATE_FORMAT {
+            bail!(
+                "format {:?} is not {UPDATE_FORMAT:?} (made by another version of ordo?)",
+                f.format
+            );
+        }
+        let bytes = |field: &str, v: &str| {
+            hex::decode(v.trim())
+                .with_context(|| format!("{field} is not hex: the file is damaged"))
+        };
+        let config_bytes = bytes("config", &f.config)?;
+        let want = bytes("config_sha256", &f.config_sha256)?;
+        if ordo_proto::hash::sha256(&config_bytes).as_slice() != want.as_slice() {
+            bail!(
+                "the proposed config does not match its config_sha256: the file is damaged or \
+                 was edited; get the update again from whoever made it"
+            );
+        }
+        let current = ChannelConfig::decode(bytes("current_config", &f.current_config)?.as_slice())
+            .context("current_config does not decode: the file is damaged")?;
+        let proposed = ChannelConfig::decode(config_bytes.as_slice())
+            .context("the proposed config does not decode: the file is damaged")?;
+        if current.channel_id != f.channel || proposed.channel_id != f.channel {
+            bail!(
+                "the configs are for channel {:?} and {:?}, the file says {:?}",
+                current.channel_id,
+                proposed.channel_id,
+                f.channel
+            );
+        }
+        if proposed.sequence != current.sequence + 1 {
+            bail!(
+                "the proposed config has sequence {}, not {} (the one after the config it was made against)",
+                proposed.sequence,
+                current.sequence + 1
+            );
+        }
+        config::validate(&proposed).context("the proposed config")?;
+        if f.signatures.len() > MAX_SIGNATURES {
+            bail!(
+                "{} signatures, at most {MAX_SIGNATURES}",
+                f.signatures.len()
+            );
+        }
+        let mut signatures = Vec::new();
+        for (i, s) in f.signatures.iter().enumerate() {
+            let signer = bytes("a signer", &s.signer)?;
+            let signature = bytes("a signature", &s.signature)?;
+            let (_, body) = ordo_proto::cert::decode(&signer)
+                .with_context(|| format!("signature {}: the signer's certificate", i + 1))?;
+            let key = ordo_proto::crypto::parse_public_key(&body.public_key)
+                .with_context(|| format!("signature {}: the signer's key", i + 1))?;
+            if ordo_proto::crypto::verify(&key, &config_bytes, &signature).is_err() {
+                bail!(
+                    "signature {} ({} of {}) does not verify over the proposed config: the \
+                     file was changed after it was signed",
+                    i + 1,
+                    body.subject,
+                    body.org
+                );
+            }
+            signatures.push(ConfigSignature {
+                signer: signer.into(),
+                signature: signature.into(),
+            });
+        }
+        Ok(Self {
+            channel: f.channel,
+            current,
+            proposed,
+            config_bytes: config_bytes.into(),
+            signatures,
+        })
+    }
+
+    /// Writes the file (atomically: a signer interrupted mid-write leaves the old one).
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let f = UpdateFile {
+            format: UPDATE_FORMAT.into(),
+            channel: self.channel.clone(),
+            summary: self.summary(),
+            current_config: hex::encode(self.current.encode_to_vec()),
+            config: hex::encode(&self.config_bytes),
+            config_sha256: hex::encode(ordo_proto::hash::sha256(&self.config_bytes)),
+            signatures: self
+                .signatures
+                .iter()
+                .map(|s| {
+                    let (org, subject) = ordo_proto::cert::decode(&s.signer)
+                        .map(|(_, b)| (b.org, b.subject))
+                        .unwrap_or_default();
+                    SignatureEntry {
+                        org,
+                        subject,
+                        signer: hex::encode(&s.signer),
+                        signature: hex::encode(&s.signature),
+                    }
+                })
+                .collect(),
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let text = serde_json::to_string_pretty(&f)? + "\n";
+        crate::pki::write_atomic(path, &text, false)
+    }
+
+    /// The signers whose certificate is valid in the config the update was made against
+    /// (at `now_secs`), and whether they meet its Admins policy.
+    pub fn policy_status(
+        &self,
+        now_secs: u64,
+    ) -> (
+        Vec<VerifiedCert>,
+        Result<(), ordo_proto::policy::PolicyError>,
+    ) {
+        let Ok(msp) = Msp::from_config(&self.current) else {
+            return (
+                Vec::new(),
+                Err(ordo_proto::policy::PolicyError::Malformed(
+                    "the config in force has unusable org keys".into(),
+                )),
+            );
+        };
+        let signers = msp.verified_signers(
+            &self.config_bytes,
+            self.signatures
+                .iter()
+                .map(|s| (s.signer.as_ref(), s.signature.as_ref())),
+            now_secs,
+        );
+        let names: Vec<String> = self.current.orgs.iter().map(|o| o.name.clone()).collect();
+        let result = match &self.current.admins {
+            Some(p) => ordo_proto::policy::evaluate(p, &signers, &names),
+            None => Err(ordo_proto::policy::PolicyError::Malformed(
+                "the channel has no Admins policy".into(),
+            )),
+        };
+        (signers, result)
+    }
+
+    /// Adds `id`'s signature. Refused when `id` (its certificate or its key) already
+    /// signed, or when its certificate is not valid in the config in force, where the
+    /// signature could never count.
+    pub fn sign(&mut self, id: &Identity, now_secs: u64) -> anyhow::Result<()> {
+        let own_key = id.signing_key().verifying_key();
+        for s in &self.signatures {
+            let same_key = ordo_proto::cert::decode(&s.signer)
+                .is_ok_and(|(_, b)| b.public_key.as_ref() == own_key.as_bytes().as_slice());
+            if s.signer == *id.cert_bytes() || same_key {
+                bail!(
+                    "{} of {} already signed this update; each identity signs once (another \
+                     admin of the org, or another org, must sign next)",
+                    id.subject(),
+                    id.org()
+                );
+            }
+        }
+        if self.signatures.len() >= MAX_SIGNATURES {
+            bail!("the update already carries {MAX_SIGNATURES} signatures");
+        }
+        let msp = Msp::from_config(&self.current).context("the config in force")?;
+        msp.verify(id.cert_bytes(), now_secs).with_context(|| {
+            format!(
+                "{} of {} cannot sign for channel {}: its certificate is not valid in the \
+                 channel's config in force, so its signature would not count",
+                id.subject(),
+                id.org(),
+                self.channel
+            )
+        })?;
+        if id.role() != Role::Admin {
+            eprintln!(
+                "warning: {} is a {}, not an admin: the Admins policy counts admins only",
+                id.subject(),
+                id.role().as_str_name()
+            );
+        }
+        self.signatures.push(ConfigSignature {
+            signer: id.cert_bytes().clone(),
+            signature: Bytes::from(id.sign(&self.config_bytes).to_vec()),
+        });
+        Ok(())
+    }
+
+    /// The `ConfigUpdate` the orderer takes.
+    pub fn config_update(&self) -> ConfigUpdate {
+        ConfigUpdate {
+            config: self.config_bytes.clone(),
+            signatures: self.signatures.clone(),
+        }
+    }
+}
+
+/// The org a certificate names ("?" when it does not decode).
+fn cert_org(cert: &[u8]) -> String {
+    ordo_proto::cert::decode(cert)
+        .map(|(_, b)| b.org)
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// What the config names: orgs and consenters.
+pub fn describe_config(c: &ChannelConfig) -> Vec<String> {
+    let orgs: Vec<&str> = c.orgs.iter().map(|o| o.name.as_str()).collect();
+    let mut lines = vec![format!("orgs: {}", orgs.join(", "))];
+    if let Some(o) = &c.orderer {
+        let consenters: Vec<String> = o
+            .consenters
+            .iter()
+            .map(|k| format!("{} ({}, {})", k.id, cert_org(&k.certificate), k.endpoint))
+            .collect();
+        lines.push(format!(
+            "{} consenters: {}",
+            o.consensus_type,
+            if consenters.is_empty() {
+                "none".into()
+            } else {
+                consenters.join(", ")
+            }
+        ));
+    }
+    lines
+}
+
+/// What changes from `cur` to `new`, one line per change, for the people who sign.
+pub fn describe_change(cur: &ChannelConfig, new: &ChannelConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for o in &new.orgs {
+        match cur.orgs.iter().find(|c| c.name == o.name) {
+            None => out.push(format!(
+                "add org {} (CA key {}, {} TLS CA certificate(s))",
+                o.name,
+                o.root_public_keys
+                    .iter()
+                    .map(hex::encode)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                o.tls_root_certs.len()
+            )),
+            Some(c) if c != o => {
+                let mut what = Vec::new();
+                if c.root_public_keys != o.root_public_keys {
+                    what.push("CA keys");
+                }
+                if c.tls_root_certs != o.tls_root_certs {
+                    what.push("TLS CA certificates");
+                }
+                if c.tls_revoked_cert_hashes != o.tls_revoked_cert_hashes {
+                    what.push("revoked TLS certificates");
+                }
+                out.push(format!("change org {}: {}", o.name, what.join(", ")));
+            }
+            Some(_) => {}
+        }
+    }
+    for c in &cur.orgs {
+        if !new.orgs.iter().any(|o| o.name == c.name) {
+            out.push(format!("remove org {}", c.name));
+        }
+    }
+    let consenters = |c: &ChannelConfig| {
+        c.orderer
+            .as_ref()
+            .map(|o| o.consenters.clone())
+            .unwrap_or_default()
+    };
+    let (before, after) = (consenters(cur), consenters(new));
+    for k in &after {
+        match before.iter().find(|b| b.id == k.id) {
+            None => out.push(format!(
+                "add consenter {} of {} at {}",
+                k.id,
+                cert_org(&k.certificate),
+                k.endpoint
+            )),
+            Some(b) if b != k => {
+                let mut what = Vec::new();
+                if b.endpoint != k.endpoint {
+                    what.push(format!("endpoint {} -> {}", b.endpoint, k.endpoint));
+                }
+                if b.certificate != k.certificate {
+                    what.push("new identity certificate".into());
+                }
+                if b.tls_cert != k.tls_cert {
+                    what.push("new TLS certificate".into());
+                }
+                out.push(format!("update consenter {}: {}", k.id, what.join(", ")));
+            }
+            Some(_) => {}
+        }
+    }
+    for b in &before {
+        if !after.iter().any(|k| k.id == b.id) {
+            out.push(format!("remove consenter {}", b.id));
+        }
+    }
+    let settings = |c: &ChannelConfig| {
+        c.orderer.as_ref().map(|o| {
+            let mut o = o.clone();
+            o.consenters.clear();
+            o
+        })
+    };
+    if settings(cur) != settings(new) {
+        out.push("change orderer settings (batch size, timeout, ack mode, kafka or raft)".into());
+    }
+    for (name, a, b) in [
+        ("Readers", &cur.readers, &new.readers),
+        ("Writers", &cur.writers, &new.writers),
+        ("Admins", &cur.admins, &new.admins),
+        (
+            "BlockValidation",
+            &cur.block_validation,
+            &new.block_validation,
+        ),
+    ] {
+        if a != b {
+            out.push(format!("change the {name} policy"));
+        }
+    }
+    for cc in &new.chaincodes {
+        match cur.chaincodes.iter().find(|c| c.name == cc.name) {
+            None => out.push(format!("add chaincode {}", cc.name)),
+            Some(c) if c != cc => out.push(format!(
+                "change chaincode {} (version, endorsement policy or runtime)",
+                cc.name
+            )),
+            Some(_) => {}
+        }
+    }
+    for cc in &cur.chaincodes {
+        if !new.chaincodes.iter().any(|c| c.name == cc.name) {
+            out.push(format!("remove chaincode {}", cc.name));
+        }
+    }
+    if out.is_empty() {
+        out.push("no change (only the sequence)".into());
+    }
+    out
+}
+
+/// Submits `pending` through `addr` as `submitter` once it was checked to follow from the
+/// config in force there, waits for its config block, saves it to `out_block`.
+pub async fn submit_update(
+    addr: &str,
+    submitter: &Member,
+    pending: &PendingUpdate,
+    out_block: Option<&Path>,
+) -> anyhow::Result<Block> {
+    let (live, _) = current_config(addr, submitter, &pending.channel).await?;
+    if live != pending.current {
+        bail!(
+            "channel {} is at config sequence {}, but this update was made against sequence \
+             {}{}: make the update again from the config in force and collect the signatures \
+             again",
+            pending.channel,
+            live.sequence,
+            pending.current.sequence,
+            if live.sequence == pending.current.sequence {
+                " with other contents"
+            } else {
+                ""
+            }
+        );
+    }
+    // A rekey (a consenter's certificates or endpoint change) is refused while the others
+    // are not a live majority, which a busy node can miss for a moment: retried.
+    let rekey =
+        ordo_consensus::raft::membership::rekeyed_between(&pending.current, &pending.proposed)
+            .is_ok_and(|r| r.is_some());
+    let update = pending.config_update();
+    let (env, tx_id) = envelope::create_signed(
+        &submitter.identity,
+        &pending.channel,
+        HeaderType::ConfigUpdate,
+        update.encode_to_vec().into(),
+        ordo_proto::now_ms(),
+    );
+    submit(addr, &submitter.transport, env, rekey).await?;
+    let deadline = tokio::time::Instant::now() + CONFIG_BLOCK_WAIT;
+    loop {
+        let (cfg, block) = current_config(addr, submitter, &pending.channel).await?;
+        if cfg.sequence >= pending.proposed.sequence {
+            if let Some(path) = out_block {
+                write_block(path, &block)?;
+            }
+            return Ok(block);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("config update {tx_id} was accepted but no config block appeared within {CONFIG_BLOCK_WAIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Broadcasts the config update; while the channel has no leader (an election, a node
+/// starting) it waits and resubmits, up to [`LEADER_WAIT`]. A membership change that
+/// would lose quorum is not retried: it needs the operator. A rekey refused for quorum
+/// (`retry_lost_quorum`) is retried within the same wait: the leader counts as live only
+/// the consenters it heard from within the last election timeout, which a busy or
+/// restarting node can miss for a moment.
+async fn submit(
+    addr: &str,
+    transport: &Transport,
+    env: ordo_proto::pb::common::Envelope,
+    retry_lost_quorum: bool,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+    let ch = ordo_sdk::orderer::connect(addr, transport)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let mut client = ordo_sdk::orderer::broadcast_client(ch);
+    loop {
+        let mut answers = client
+            .broadcast(tokio_stream::once(env.clone()))
+            .await
+            .context("Broadcast")?
+            .into_inner();
+        let answer = answers
+            .next()
+            .await
+            .context("Broadcast ended without an answer")?
+            .context("Broadcast")?;
+        if answer.status == Code::Success as i32 {
+            return Ok(());
+        }
+        let name = Code::try_from(answer.status)
+            .map(|c| c.as_str_name())
+            .unwrap_or("UNKNOWN");
+        let transient = answer.status == Code::ServiceUnavailable as i32
+            && (retry_lost_quorum || !answer.info.contains("lose quorum"));
+        if !transient || tokio::time::Instant::now() >= deadline {
+            bail!(
+                "the orderer refused the config update: {name}: {}",
+                answer.info
+            );
+        }
+        eprintln!(
+            "waiting for the channel to accept the update ({})",
+            answer.info
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The configuration in force on `channel` and the block that holds it.
+pub async fn current_config(
+    addr: &str,
+    identity: &Member,
+    channel: &str,
+) -> anyhow::Result<(ChannelConfig, Block)> {
+    let newest = one_block(addr, identity, channel, None).await?;
+    let last_config = newest.metadata.as_ref().map(|m| m.last_config).unwrap_or(0);
+    let block = if ordo_proto::block::number(&newest) == last_config {
+        newest
+    } else {
+        one_block(addr, identity, channel, Some(last_config)).await?
+    };
+    let cfg = config::config_from_block(&block)
+        .with_context(|| format!("block {last_config} holds no config"))?;
+    Ok((cfg, block))
+}
+
+/// Block `number` (`None`: the newest) over Deliver.
+async fn one_block(
+    addr: &str,
+    member: &Member,
+    channel: &str,
+    number: Option<u64>,
+) -> anyhow::Result<Block> {
+    let identity = &member.identity;
+    let ch = ordo_sdk::orderer::connect(addr, &member.transport)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let mut client = ordo_sdk::orderer::broadcast_client(ch);
+    let at = ordo_sdk::orderer::position(number);
+    let req = ordo_sdk::orderer::seek_request(
+        identity,
+        channel,
+        at,
+        Some(at),
+        SeekBehavior::FailIfNotReady,
+    );
+    let mut stream = client
+        .deliver(req)
+        .await
+        .context("Deliver request")?
+        .into_inner();
+    let msg = stream
+        .next()
+        .await
+        .context("Deliver stream ended without a block")?
+        .context("Deliver stream")?;
+    match msg.r#type {
+        Some(deliver_response::Type::Block(b)) => Ok(b),
+        Some(deliver_response::Type::Status(code)) => {
+            let name = Code::try_from(code)
+                .map(|c| c.as_str_name())
+                .unwrap_or("UNKNOWN");
+            bail!(
+                "Deliver ended with {name} before sending a block: {}",
+                msg.info
+            )
+        }
+        None => bail!("Deliver sent an empty response"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ordo_proto::identity::Enrollment;
+    use ordo_proto::pb::common::Organization;
+
+    fn config_with(orgs: &[(&str, &ed25519_dalek::SigningKey)]) -> ChannelConfig {
+        ChannelConfig {
+            channel_id: "ch".into(),
+            sequence: 3,
+            orgs: orgs
+                .iter()
+                .map(|(n, ca)| Organization {
+                    name: n.to_string(),
+                    root_public_keys: vec![ca.verifying_key().to_bytes().to_vec().into()],
+                    ..Default::default()
+                })
+                .collect(),
+            orderer: Some(ordo_proto::pb::common::OrdererConfig {
+                consensus_type: "solo".into(),
+                batch_size: Some(ordo_proto::pb::common::BatchSize {
+                    max_message_count: 10,
+                    absolute_max_bytes: 1 << 20,
+                    preferred_max_bytes: 1 << 19,
+                }),
+                batch_timeout_ms: 100,
+                ack_mode: ordo_proto::pb::common::AckMode::Enqueued as i32,
+                ..Default::default()
+            }),
+            readers: Some(ordo_proto::policy::build::any_member(&[], &[])),
+            writers: Some(ordo_proto::policy::build::any_member(&[], &[])),
+            admins: Some(ordo_proto::policy::build::majority(&[], Role::Admin)),
+            block_validation: Some(ordo_proto::policy::build::any_member(&[], &[])),
+            chaincodes: vec![],
+        }
+    }
+
+    fn admin(org: &str, ca: &ed25519_dalek::SigningKey) -> Identity {
+        let now = ordo_proto::now_ms() / 1000;
+        Identity::enroll(
+            ca,
+            ordo_proto::crypto::generate_signing_key(),
+            &Enrollment::new(org, Role::Admin, "admin").valid(now - 10, now + 1000),
+        )
+    }
+
+    #[test]
+    fn signatures_travel_in_the_file_and_meet_the_policy() {
+        let (ca_a, ca_b, ca_c) = (
+            ordo_proto::crypto::generate_signing_key(),
+            ordo_proto::crypto::generate_signing_key(),
+            ordo_proto::crypto::generate_signing_key(),
+        );
+        let cur = config_with(&[("A", &ca_a), ("B", &ca_b), ("C", &ca_c)]);
+        let mut new = cur.clone();
+        new.sequence += 1;
+        new.orgs.pop();
+        let now = ordo_proto::now_ms() / 1000;
+        let mut p = PendingUpdate::new(&cur, &new);
+        assert_eq!(p.summary(), vec!["remove org C".to_string()]);
+        let a = admin("A", &ca_a);
+        p.sign(&a, now).expect("A signs");
+        assert!(p.sign(&a, now).is_err(), "A signs twice");
+        assert!(p.policy_status(now).1.is_err(), "1 of 3 orgs");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("u.json");
+        p.save(&path).expect("saved");
+        let mut q = PendingUpdate::load(&path).expect("loads");
+        q.sign(&admin("B", &ca_b), now).expect("B signs");
+        assert!(q.policy_status(now).1.is_ok(), "2 of 3 orgs");
+        let foreign = admin("Z", &ordo_proto::crypto::generate_signing_key());
+        assert!(q.sign(&foreign, now).is_err(), "not an org of the channel");
+        q.save(&path).expect("saved");
+
+        // Damage: a flipped byte in the config, a signature over other bytes, truncation.
+        let text = std::fs::read_to_string(&path).expect("read");
+        let f: UpdateFile = serde_json::from_str(&text).expect("json");
+        let mut damaged = f.clone();
+        let mut cfg = hex::decode(&damaged.config).expect("hex");
+        let last = cfg.len() - 1;
+        cfg[last] ^= 1;
+        damaged.config = hex::encode(&cfg);
+        let e = PendingUpdate::parse(&serde_json::to_string(&damaged).expect("json"))
+            .expect_err("checksum");
+        assert!(format!("{e:#}").contains("config_sha256"), "{e:#}");
+        let mut forged = f.clone();
+        forged.signatures[1].signature = forged.signatures[0].signature.clone();
+        let e = PendingUpdate::parse(&serde_json::to_string(&forged).expect("json"))
+            .expect_err("bad signature");
+        assert!(format!("{e:#}").contains("does not verify"), "{e:#}");
+        let e = PendingUpdate::parse(&text[..text.len() / 2]).expect_err("truncated");
+        assert!(
+            format!("{e:#}").contains("not a config update file"),
+            "{e:#}"
+        );
+    }
+}

@@ -1,0 +1,96 @@
+#!/bin/bash
+# One bank's own setup, as its platform team would run it on its own machine: keys made
+# here (only on this bank's volumes), node configs, and the bank's public org bundle
+# published on the shared volume. Idempotent: a second run keeps the keys.
+#   setup-org.sh ORG host-suffix      e.g. setup-org.sh BankA banka
+set -euo pipefail
+org=$1
+dom=$2
+uid=10001
+crypto=/org/crypto
+mine=$crypto/$org
+
+if [[ ! -f $crypto/crypto.json ]]; then
+    ordo crypto init --orgs "$org" --out "$crypto" \
+        --hosts "orderer.$dom,peer.$dom,localhost,127.0.0.1"
+    # Each node's TLS certificate names only that node (plus loopback for the host).
+    ordo crypto renew --crypto "$crypto" --org "$org" --name orderer --tls-only \
+        --hosts "orderer.$dom,localhost,127.0.0.1"
+    ordo crypto renew --crypto "$crypto" --org "$org" --name peer --tls-only \
+        --hosts "peer.$dom,localhost,127.0.0.1"
+else
+    echo "setup $org: keys already made; keeping them"
+fi
+
+# Node key material: each node's volume gets its own key pairs and its org's TLS CA
+# only; the CA keys and the admin's keys stay on the bank's admin volume.
+for node in orderer peer; do
+    dir=/keys/$node
+    for f in "$node.key" "$node.cert" "$node.tls.key" "$node.tls.crt"; do
+        install -m 0600 -o $uid -g $uid "$mine/$f" "$dir/$f"
+    done
+    install -m 0644 -o $uid -g $uid "$mine/tls/ca.crt" "$dir/tls-ca.crt"
+done
+peers=()
+for other in banka bankb bankc; do
+    [[ $other == "$dom" ]] || peers+=("\"peer.$other:7051\"")
+done
+common_tls() {
+    printf '\n[tls]\nenabled = true\ncert_file = "/etc/ordo/keys/%s.tls.crt"\nkey_file = "/etc/ordo/keys/%s.tls.key"\nca_files = ["/etc/ordo/keys/tls-ca.crt"]\n' "$1" "$1"
+}
+{
+    printf '# Written by deploy/compose/scripts/setup-org.sh for %s.\n' "$org"
+    printf '[node]\nname = "orderer.%s"\nlisten_addr = "0.0.0.0:7050"\nops_listen_addr = "0.0.0.0:8443"\ndata_dir = "/var/lib/ordo"\n' "$org"
+    printf '\n[identity]\nkey_file = "/etc/ordo/keys/orderer.key"\ncert_file = "/etc/ordo/keys/orderer.cert"\n'
+    common_tls orderer
+} >/keys/orderer/orderer.toml
+{
+    printf '# Written by deploy/compose/scripts/setup-org.sh for %s.\n' "$org"
+    printf '[node]\nname = "peer.%s"\nlisten_addr = "0.0.0.0:7051"\nops_listen_addr = "0.0.0.0:8443"\ndata_dir = "/var/lib/ordo"\n' "$org"
+    printf '\n[identity]\nkey_file = "/etc/ordo/keys/peer.key"\ncert_file = "/etc/ordo/keys/peer.cert"\n'
+    printf '\n[gateway]\n# The other banks'"'"' peers, asked for endorsements.\nendorsers = [%s]\n' "$(IFS=,; echo "${peers[*]}")"
+    common_tls peer
+} >/keys/peer/peer.toml
+chown $uid:$uid /keys/orderer/orderer.toml /keys/peer/peer.toml
+
+# The bank's client view of the consortium (`ordo` commands with ORDO_NETWORK): every
+# node, but only this bank's identities; other banks' TLS CAs come from their bundles
+# (genesis.sh writes them to the shared volume).
+node_entry() { # name role org addr
+    printf '    {"name": "%s", "role": "%s", "org": "%s", "grpc_addr": "%s", "ops_addr": "", "pid": null, "command": [], "config": "", "data_dir": "", "log_file": ""}' "$1" "$2" "$3" "$4"
+}
+member_entry() { # member
+    printf '      "%s": {"key": "%s/%s.key", "cert": "%s/%s.cert", "tls": {"cert": "%s/%s.tls.crt", "key": "%s/%s.tls.key", "ca": ["/etc/ordo/shared/tls-ca-BankA.crt", "/etc/ordo/shared/tls-ca-BankB.crt", "/etc/ordo/shared/tls-ca-BankC.crt"]}}' \
+        "$1" "$mine" "$1" "$mine" "$1" "$mine" "$1" "$mine" "$1"
+}
+{
+    echo '{'
+    echo '  "version": 1,'
+    echo '  "dir": "/org",'
+    echo "  \"crypto_dir\": \"$crypto\","
+    echo '  "channels": [{"name": "payments", "consensus": "raft", "ack_mode": "committed", "genesis_block": "/etc/ordo/shared/payments.block"}],'
+    echo '  "nodes": ['
+    node_entry orderer.BankA orderer BankA orderer.banka:7050; echo ','
+    node_entry orderer.BankB orderer BankB orderer.bankb:7050; echo ','
+    node_entry orderer.BankC orderer BankC orderer.bankc:7050; echo ','
+    node_entry peer.BankA peer BankA peer.banka:7051; echo ','
+    node_entry peer.BankB peer BankB peer.bankb:7051; echo ','
+    node_entry peer.BankC peer BankC peer.bankc:7051; echo
+    echo '  ],'
+    echo "  \"identities\": {\"$org\": {"
+    member_entry admin; echo ','
+    member_entry client; echo
+    echo '  }}'
+    echo '}'
+} >/org/network.json
+echo "org=$org" >/org/org.env
+chown -R $uid:$uid /keys/orderer /keys/peer /org
+chmod 0700 /keys/orderer /keys/peer /org
+
+# The public org bundle: all another bank (or the genesis administrator) gets.
+mkdir -p /etc/ordo/shared/bundles
+ordo crypto export --crypto "$crypto" --org "$org" \
+    --orderer-endpoint "orderer.$dom:7050" --peer-endpoint "peer.$dom:7051" \
+    --out "/etc/ordo/shared/bundles/$org.org.json"
+chmod 0644 "/etc/ordo/shared/bundles/$org.org.json"
+echo "setup $org: keys on the $dom volumes, bundle /etc/ordo/shared/bundles/$org.org.json"
