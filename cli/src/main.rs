@@ -20,6 +20,7 @@ mod client;
 mod cmd;
 mod logging;
 mod pki;
+mod progress;
 
 /// Ordo: a pluggable ordering service and peer for permissioned ledgers.
 #[derive(Parser)]
@@ -67,6 +68,13 @@ enum Command {
     /// Ask a node's operations endpoint whether it is alive or ready (exit 0 on 200): the
     /// container image's health check.
     Probe(cmd::probe::ProbeArgs),
+    /// Print a shell completion script: `ordo completions bash > /etc/bash_completion.d/ordo`
+    /// (zsh: into a directory on $fpath as `_ordo`; fish: ~/.config/fish/completions/ordo.fish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Run a chaincode server (chaincode as a service).
     #[command(subcommand)]
     Chaincode(cmd::chaincode::ChaincodeCommand),
@@ -99,6 +107,7 @@ fn main() -> ExitCode {
             Command::Events(a) => cmd::events::run(a).await,
             Command::Chaincode(c) => cmd::chaincode::run(c).await,
             Command::Probe(a) => cmd::probe::run(a),
+            Command::Completions { shell } => print_completions(shell),
         }
     });
     match result {
@@ -107,5 +116,56 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes the completion script for `shell` to stdout; a reader that closes the pipe
+/// early (`| head`) is not an error.
+fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().write_all(&completion_script(shell)) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// The completion script for `shell`, generated from the same definitions as `--help`.
+fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "ordo", &mut script);
+    script
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_know_every_command() {
+        let bash = String::from_utf8(completion_script(clap_complete::Shell::Bash)).expect("utf-8");
+        for command in [
+            "orderer",
+            "peer",
+            "up",
+            "node",
+            "channel",
+            "probe",
+            "completions",
+        ] {
+            assert!(bash.contains(command), "bash completions lack {command}");
+        }
+        let zsh = String::from_utf8(completion_script(clap_complete::Shell::Zsh)).expect("utf-8");
+        assert!(
+            zsh.starts_with("#compdef ordo"),
+            "{}",
+            &zsh[..40.min(zsh.len())]
+        );
     }
 }

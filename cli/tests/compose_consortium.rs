@@ -125,7 +125,7 @@ impl Project {
         let name = format!("ordoci{}", std::process::id());
         let mut ports = BTreeMap::new();
         let mut env = vec![("ORDO_IMAGE".to_string(), image.to_string())];
-        for (_, dom) in BANKS {
+        for (_, dom) in BANKS.iter().chain([&("BankD", "bankd")]) {
             for role in ["orderer", "peer"] {
                 let port = common::free_port();
                 let var = format!("ORDO_{}_{}_PORT", dom.to_uppercase(), role.to_uppercase());
@@ -146,6 +146,8 @@ impl Project {
         c.args(&self.base[1..])
             .arg("-f")
             .arg(repo_root().join("deploy/compose/docker-compose.yml"))
+            .arg("-f")
+            .arg(repo_root().join("deploy/compose/bankd.yml"))
             .args(["-p", &self.name])
             .args(args);
         for (k, v) in &self.env {
@@ -209,9 +211,106 @@ impl Project {
 impl Drop for Project {
     fn drop(&mut self) {
         let _ = self
-            .compose(&["down", "-v", "--remove-orphans", "-t", "5"])
+            .compose(&[
+                "--profile",
+                "admin",
+                "--profile",
+                "cli",
+                "down",
+                "-v",
+                "--remove-orphans",
+                "-t",
+                "5",
+            ])
             .output();
     }
+}
+
+/// `compose run --rm SERVICE ARGS...` (a one-shot of the `admin` or `cli` profile),
+/// asserting success; stdout.
+fn run_service(project: &Project, service: &str, args: &[&str]) -> String {
+    let mut all = vec!["run", "--rm", "-T", service];
+    all.extend_from_slice(args);
+    sh_ok(&mut project.compose(&all))
+}
+
+/// A fourth bank joins the running consortium the way deploy/compose/bankd.yml lists:
+/// its own keys, the org added by a majority of the three (each signing with its own
+/// keys only), its orderer made a consenter by three of four, its nodes joined. Returns
+/// the tx id of a transfer BankD's gateway got endorsed and committed.
+fn fourth_bank_joins(project: &Project) -> String {
+    run_service(project, "setup-bankd", &[]);
+    run_service(project, "admin-banka", &["propose-org", "BankD", CHANNEL]);
+    run_service(project, "admin-banka", &["sign", "add-org-BankD"]);
+    let signed = run_service(project, "admin-bankb", &["sign", "add-org-BankD"]);
+    assert!(
+        signed.contains("Admins policy: met"),
+        "two of three should do: {signed}"
+    );
+    run_service(project, "admin-banka", &["submit", "add-org-BankD"]);
+    run_service(
+        project,
+        "admin-banka",
+        &["propose-consenter", "BankD", CHANNEL],
+    );
+    for admin in ["admin-banka", "admin-bankb", "admin-bankc"] {
+        run_service(project, admin, &["sign", "add-consenter-BankD"]);
+    }
+    run_service(
+        project,
+        "admin-banka",
+        &["submit", "add-consenter-BankD", "join-bankd.block"],
+    );
+    sh_ok(&mut project.compose(&["up", "-d", "--no-deps", "orderer-bankd", "peer-bankd"]));
+    wait_healthy(&project.container("orderer-bankd"));
+    wait_healthy(&project.container("peer-bankd"));
+    run_service(project, "join-bankd", &[]);
+    let out = run_service(
+        project,
+        "cli-bankd",
+        &[
+            "tx",
+            "invoke",
+            "--org",
+            "BankD",
+            "--chaincode",
+            "bank",
+            "--fn",
+            "transfer",
+            "--args",
+            "acct0",
+            "acct1",
+            "1",
+            "--json",
+        ],
+    );
+    let done: serde_json::Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("BankD's invoke printed {out:?}: {e}"));
+    assert_eq!(done["code"], "VALID", "BankD's transfer: {done}");
+    done["tx_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no tx id in {done}"))
+        .to_string()
+}
+
+/// `ordo channel info --json` of a BankD node, asked from BankD's client container.
+fn bankd_info(project: &Project, node: &str) -> serde_json::Value {
+    let out = run_service(
+        project,
+        "cli-bankd",
+        &[
+            "channel",
+            "info",
+            "--node",
+            node,
+            "--org",
+            "BankD",
+            "--channel",
+            CHANNEL,
+            "--json",
+        ],
+    );
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{node} info {out:?}: {e}"))
 }
 
 /// The host's view of the consortium: every bank's client and admin material copied out
@@ -603,8 +702,43 @@ async fn three_banks_in_compose_survive_kills_partitions_rolling_upgrades_and_re
     project.up();
     transfers_everywhere(&net, 100, 4, &ledger).await;
 
+    // A fourth bank joins, endorses and commits.
+    let bankd_tx = fourth_bank_joins(&project);
+    ledger
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .acked
+        .push(bankd_tx);
+    transfers_everywhere(&net, 30, 5, &ledger).await;
+
     // The verdict.
     let infos = converge(&net, Duration::from_secs(120)).await;
+    let height = infos["peer.BankA"].height;
+    let peer_hash = hex::encode(&infos["peer.BankA"].commit_hash);
+    let orderer_hash = hex::encode(&infos["orderer.BankA"].last_block_hash);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let p = bankd_info(&project, "peer.BankD");
+        let o = bankd_info(&project, "orderer.BankD");
+        if p["height"] == height && o["height"] == height {
+            assert_eq!(
+                p["commit_hash"],
+                peer_hash.as_str(),
+                "BankD's peer disagrees"
+            );
+            assert_eq!(
+                o["last_block_hash"],
+                orderer_hash.as_str(),
+                "BankD's chain differs"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "BankD's nodes did not reach height {height}: peer {p}, orderer {o}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let orderer_hashes: Vec<_> = infos
         .iter()
         .filter(|(n, _)| n.starts_with("orderer."))

@@ -158,7 +158,9 @@ async fn fetch_cmd(a: FetchArgs) -> anyhow::Result<()> {
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let mut progress = crate::progress::Progress::new("fetched");
     let n = fetch(&addr, &id, &channel, a.range.from, a.range.to, |b| {
+        progress.block(b.data.as_ref().map(|d| d.data.len()).unwrap_or(0));
         let header = b.header.clone().unwrap_or_default();
         let md = b.metadata.clone().unwrap_or_default();
         let ids = tx_ids(&b);
@@ -208,10 +210,12 @@ async fn verify_cmd(a: VerifyArgs) -> anyhow::Result<()> {
     let mut verifier = ChainVerifier::new();
     let now_secs = ordo_proto::now_ms() / 1000;
     let mut txs = 0usize;
+    let mut progress = crate::progress::Progress::new("verified");
     // Verification needs the configuration in force, so it always starts at block 0;
     // --from only limits what is reported.
     let n = fetch(&addr, &id, &channel, 0, a.range.to, |b| {
         verifier.check(&b, now_secs)?;
+        progress.block(b.data.as_ref().map(|d| d.data.len()).unwrap_or(0));
         if block::number(&b) >= a.range.from {
             txs += b.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
         }
@@ -231,6 +235,7 @@ fn verify_dir(dir: &std::path::Path, to: Option<u64>) -> anyhow::Result<()> {
     let now_secs = ordo_proto::now_ms() / 1000;
     let mut n = 0u64;
     let mut txs = 0usize;
+    let mut progress = crate::progress::Progress::new("verified");
     loop {
         if to.is_some_and(|t| n > t) {
             break;
@@ -244,7 +249,9 @@ fn verify_dir(dir: &std::path::Path, to: Option<u64>) -> anyhow::Result<()> {
         let b = Block::decode(bytes.as_slice())
             .with_context(|| format!("block {n}: {} does not decode", path.display()))?;
         verifier.check(&b, now_secs)?;
-        txs += b.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
+        let envelopes = b.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
+        progress.block(envelopes);
+        txs += envelopes;
         n += 1;
     }
     println!(

@@ -7,6 +7,8 @@ set -euo pipefail
 org=$1
 dom=$2
 uid=10001
+# The banks this bank knows of: "Org:host-suffix" pairs (a bank joining later lists itself).
+consortium=${ORDO_CONSORTIUM:-BankA:banka BankB:bankb BankC:bankc}
 crypto=/org/crypto
 mine=$crypto/$org
 
@@ -32,7 +34,8 @@ for node in orderer peer; do
     install -m 0644 -o $uid -g $uid "$mine/tls/ca.crt" "$dir/tls-ca.crt"
 done
 peers=()
-for other in banka bankb bankc; do
+for pair in $consortium; do
+    other=${pair#*:}
     [[ $other == "$dom" ]] || peers+=("\"peer.$other:7051\"")
 done
 common_tls() {
@@ -59,9 +62,13 @@ chown $uid:$uid /keys/orderer/orderer.toml /keys/peer/peer.toml
 node_entry() { # name role org addr
     printf '    {"name": "%s", "role": "%s", "org": "%s", "grpc_addr": "%s", "ops_addr": "", "pid": null, "command": [], "config": "", "data_dir": "", "log_file": ""}' "$1" "$2" "$3" "$4"
 }
+cas=""
+for pair in $consortium; do
+    cas+="${cas:+, }\"/etc/ordo/shared/tls-ca-${pair%%:*}.crt\""
+done
 member_entry() { # member
-    printf '      "%s": {"key": "%s/%s.key", "cert": "%s/%s.cert", "tls": {"cert": "%s/%s.tls.crt", "key": "%s/%s.tls.key", "ca": ["/etc/ordo/shared/tls-ca-BankA.crt", "/etc/ordo/shared/tls-ca-BankB.crt", "/etc/ordo/shared/tls-ca-BankC.crt"]}}' \
-        "$1" "$mine" "$1" "$mine" "$1" "$mine" "$1" "$mine" "$1"
+    printf '      "%s": {"key": "%s/%s.key", "cert": "%s/%s.cert", "tls": {"cert": "%s/%s.tls.crt", "key": "%s/%s.tls.key", "ca": [%s]}}' \
+        "$1" "$mine" "$1" "$mine" "$1" "$mine" "$1" "$mine" "$1" "$cas"
 }
 {
     echo '{'
@@ -70,12 +77,17 @@ member_entry() { # member
     echo "  \"crypto_dir\": \"$crypto\","
     echo '  "channels": [{"name": "payments", "consensus": "raft", "ack_mode": "committed", "genesis_block": "/etc/ordo/shared/payments.block"}],'
     echo '  "nodes": ['
-    node_entry orderer.BankA orderer BankA orderer.banka:7050; echo ','
-    node_entry orderer.BankB orderer BankB orderer.bankb:7050; echo ','
-    node_entry orderer.BankC orderer BankC orderer.bankc:7050; echo ','
-    node_entry peer.BankA peer BankA peer.banka:7051; echo ','
-    node_entry peer.BankB peer BankB peer.bankb:7051; echo ','
-    node_entry peer.BankC peer BankC peer.bankc:7051; echo
+    first=1
+    for role in orderer peer; do
+        port=7050
+        [[ $role == peer ]] && port=7051
+        for pair in $consortium; do
+            [[ $first == 1 ]] || echo ','
+            first=0
+            node_entry "$role.${pair%%:*}" "$role" "${pair%%:*}" "$role.${pair#*:}:$port"
+        done
+    done
+    echo
     echo '  ],'
     echo "  \"identities\": {\"$org\": {"
     member_entry admin; echo ','
@@ -89,6 +101,7 @@ chmod 0700 /keys/orderer /keys/peer /org
 
 # The public org bundle: all another bank (or the genesis administrator) gets.
 mkdir -p /etc/ordo/shared/bundles
+install -m 0644 "$mine/tls/ca.crt" "/etc/ordo/shared/tls-ca-$org.crt"
 ordo crypto export --crypto "$crypto" --org "$org" \
     --orderer-endpoint "orderer.$dom:7050" --peer-endpoint "peer.$dom:7051" \
     --out "/etc/ordo/shared/bundles/$org.org.json"
