@@ -38,11 +38,12 @@ enum Command {
     Peer(cmd::peer::PeerArgs),
     /// Start a whole local network with one command (keys, genesis, nodes).
     Up(cmd::up::UpArgs),
-    /// Stop, kill, start or restart one node of a running `ordo up` network.
+    /// Stop, kill, start or restart one node of a running `ordo up` network; back up a
+    /// running node or restore a backup.
     ///
-    /// `ordo up` owns the node processes, so these commands ask it to act, over the
-    /// control socket beside the network file (DIR/control.sock); they work only while it
-    /// runs.
+    /// `ordo up` owns the node processes, so stop|kill|start|restart|status ask it to act,
+    /// over the control socket beside the network file (DIR/control.sock); they work only
+    /// while it runs. `backup` asks any node (an Admin command); `restore` is offline.
     #[command(subcommand)]
     Node(cmd::node::NodeCommand),
     /// Create keys and certificates for a consortium.

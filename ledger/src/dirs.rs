@@ -45,6 +45,16 @@ impl ChannelDirs {
         ))
     }
 
+    /// The channels directory itself (`<data_dir>/channels`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The node's data directory: the parent of [`ChannelDirs::root`], where backups go.
+    pub fn data_dir(&self) -> &Path {
+        self.root.parent().unwrap_or(Path::new("."))
+    }
+
     /// The directory of channel `id`.
     pub fn path(&self, id: &str) -> PathBuf {
         self.root.join(id)

@@ -73,9 +73,11 @@ use rocksdb::{
 use thiserror::Error;
 use tokio::sync::watch;
 
+pub mod backup;
 pub mod consensus_log;
 pub mod dirs;
 mod state;
+pub use backup::{BackupError, BackupWriter, Manifest};
 pub use consensus_log::{ConsensusLog, LogUpdate, CF_CONSENSUS_LOG, CF_CONSENSUS_STATE};
 pub use dirs::ChannelDirs;
 pub use state::{HistoryEntry, StateCommit, StateWrite, Version, VersionedValue};

@@ -1,13 +1,14 @@
-//! The Admin service: channel participation (join, list, remove) and channel info.
+//! The Admin service: channel participation (join, list, remove), channel info and
+//! backups of the node's ledgers ([`Registry::backup`]).
 //!
-//! Every request is a signed ADMIN_COMMAND envelope. Join, list and remove need an admin
+//! Every request is a signed ADMIN_COMMAND envelope. Join, list, remove and backup need an admin
 //! of this node's own org — a certificate with role ADMIN issued by the same CA as the
 //! node's own certificate. Info is also open to any member the channel's Readers policy
 //! admits.
 //!
 //! Replays ([`ordo_proto::replay`]): every request's timestamp must be within
-//! `admin_clock_skew_s` of the node's clock (FORBIDDEN otherwise), and a join or remove
-//! executes at most once: its tx id is remembered, once its signature and its signer's
+//! `admin_clock_skew_s` of the node's clock (FORBIDDEN otherwise), and a join, remove or
+//! backup executes at most once: its tx id is remembered, once its signature and its signer's
 //! admin role are verified, for as long as a copy would pass the clock check, and a copy
 //! is refused with CONFLICT — the peer's Admin answers the same
 //! ([`ordo_proto::replay::ReplayError::status`]). List and info are reads and are not
@@ -187,6 +188,31 @@ impl AdminHandler {
                     name,
                     AdminResponse {
                         status: Code::Success as i32,
+                        ..Default::default()
+                    },
+                ))
+            }
+            admin_command::Command::Backup(b) => {
+                let name = "backup";
+                self.admins
+                    .authorize(request, creator, now_secs)
+                    .map_err(|e| (Code::Forbidden, e.0))
+                    .map_err(|r| (name, r))?;
+                ordo_ledger::backup::validate_name(&b.name)
+                    .map_err(|e| (name, (e.status(), e.to_string())))?;
+                self.admit(&unpacked.header, now_ms)
+                    .map_err(|r| (name, r))?;
+                let only = (!b.channel_id.is_empty()).then_some(b.channel_id.as_str());
+                let (manifest, dir) = self
+                    .registry
+                    .backup(&b.name, only, now_ms)
+                    .await
+                    .map_err(|e| (name, (e.status(), e.to_string())))?;
+                Ok((
+                    name,
+                    AdminResponse {
+                        status: Code::Success as i32,
+                        backup: Some(manifest.to_result(&dir)),
                         ..Default::default()
                     },
                 ))

@@ -62,6 +62,12 @@ pub enum RegistryError {
     /// The channel support could not be built.
     #[error("channel: {0}")]
     Support(#[from] ordo_consensus::support::SupportError),
+    /// A backup was refused or failed.
+    #[error("backup: {0}")]
+    Backup(#[from] ordo_ledger::BackupError),
+    /// A backup that would hold no channel.
+    #[error("nothing to back up: {0}")]
+    NothingToBackUp(String),
 }
 
 impl RegistryError {
@@ -71,6 +77,8 @@ impl RegistryError {
             RegistryError::NotFound(_) => Status::NotFound,
             RegistryError::AlreadyExists(_) => Status::Conflict,
             RegistryError::InvalidGenesis(_) => Status::BadRequest,
+            RegistryError::Backup(e) => e.status(),
+            RegistryError::NothingToBackUp(_) => Status::BadRequest,
             RegistryError::Chain(ChainError::Unsupported(_)) => Status::NotImplemented,
             _ => Status::InternalServerError,
         }
@@ -427,6 +435,77 @@ impl Registry {
         info!(channel = %id, height = handle.support.height(), "channel joined from a config block");
         self.write_map().insert(id, handle.clone());
         Ok(handle)
+    }
+
+    /// Writes backup `name` of channel `only` (or of every channel) into
+    /// `<data_dir>/backups/<name>` while the channels keep ordering: one RocksDB
+    /// checkpoint per channel at a block boundary ([`ordo_ledger::backup`]). Returns the
+    /// manifest and the backup's directory once everything is durable.
+    ///
+    /// Raft channels are left out (refused when named): a raft node's log and hard state
+    /// (term, vote) are written outside the ledger's block lock, and a consenter put back
+    /// to an earlier log and vote could vote twice in a term or drop entries it helped
+    /// commit, losing committed blocks. A lost raft consenter is recovered by joining it
+    /// again from the other consenters (`ordo channel join` with a later config block), not
+    /// from a backup. Solo and kafka channels are backed up; see deploy/README.md for
+    /// what restoring each means.
+    pub async fn backup(
+        &self,
+        name: &str,
+        only: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(ordo_ledger::Manifest, std::path::PathBuf), RegistryError> {
+        const RAFT_REASON: &str = "raft channel: a consenter restored to an earlier raft log and vote could lose committed blocks; recover a raft orderer by joining it again from the other consenters";
+        ordo_ledger::backup::validate_name(name)?;
+        let _guard = self.admin_lock.lock().await;
+        let handles: Vec<Arc<ChannelHandle>> = match only {
+            Some(id) => {
+                let h = self
+                    .get(id)
+                    .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+                if h.support.state().consensus_type() == "raft" {
+                    return Err(RegistryError::NothingToBackUp(format!(
+                        "channel {id:?} is a {RAFT_REASON}"
+                    )));
+                }
+                vec![h]
+            }
+            None => self.list(),
+        };
+        let mut chosen = Vec::new();
+        let mut skipped = Vec::new();
+        for h in handles {
+            if h.support.state().consensus_type() == "raft" {
+                skipped.push(h.id().to_string());
+            } else {
+                chosen.push((h.id().to_string(), h.support.ledger().clone()));
+            }
+        }
+        if chosen.is_empty() {
+            return Err(RegistryError::NothingToBackUp(if skipped.is_empty() {
+                "this orderer serves no channel".into()
+            } else {
+                format!("every channel of this orderer is raft ({RAFT_REASON})")
+            }));
+        }
+        let data_dir = self.dirs.data_dir().to_path_buf();
+        let name = name.to_string();
+        let node = self.node_name.clone();
+        // Checkpoints flush memtables and fsync: blocking work, off the runtime's threads.
+        let done = tokio::task::spawn_blocking(move || -> Result<_, RegistryError> {
+            let mut writer = ordo_ledger::BackupWriter::begin(&data_dir, &name)?;
+            for (id, ledger) in &chosen {
+                writer.add_channel(id, ledger)?;
+            }
+            for id in &skipped {
+                writer.skip_channel(id, RAFT_REASON);
+            }
+            Ok(writer.finish(&node, "orderer", now_ms)?)
+        })
+        .await
+        .map_err(|e| RegistryError::Dir(std::io::Error::other(e.to_string())))??;
+        info!(backup = %done.1.display(), channels = done.0.channels.len(), "backup written");
+        Ok(done)
     }
 
     /// Stops serving a channel and deletes its ledger.

@@ -286,6 +286,15 @@ pub enum NodeCommand {
     Restart(NodeArgs),
     /// Show each node's state: running (with its pid), stopped, crashed, restart pending.
     Status(TargetArgs),
+    /// Make a running node write a consistent backup of its channel ledgers.
+    ///
+    /// Into `<data_dir>/backups/NAME/` on the node. An Admin command: needs an admin of
+    /// the node's org.
+    Backup(Box<super::backup::BackupArgs>),
+    /// Restore a backup into the empty data directory of a stopped or new node.
+    ///
+    /// Offline: no node is contacted. Every block is verified before it is put in place.
+    Restore(super::backup::RestoreArgs),
 }
 
 /// A node of a running `ordo up`.
@@ -316,6 +325,8 @@ pub struct TargetArgs {
 /// and fails with its error.
 pub async fn run(cmd: NodeCommand) -> anyhow::Result<()> {
     let (request, target) = match cmd {
+        NodeCommand::Backup(a) => return super::backup::backup(*a).await,
+        NodeCommand::Restore(a) => return super::backup::restore(a),
         NodeCommand::Stop(a) => (node_request(Action::Stop, a.name), a.target),
         NodeCommand::Kill(a) => (node_request(Action::Kill, a.name), a.target),
         NodeCommand::Start(a) => (node_request(Action::Start, a.name), a.target),

@@ -1,12 +1,13 @@
-//! The peer's Admin service: join, list, remove and info, with the same signed
-//! ADMIN_COMMAND envelopes as the orderer's. Mutations need an admin of the peer's own org
+//! The peer's Admin service: join, list, remove, info and backup, with the same signed
+//! ADMIN_COMMAND envelopes as the orderer's. Mutations and backups need an admin of the
+//! peer's own org
 //! (issued by the CA that issued the peer's certificate); info is also open to the
 //! channel's readers.
 //!
 //! Replays ([`ordo_proto::replay`]), exactly as on the orderer: every request's timestamp
 //! must be within the window ([`DEFAULT_FRESHNESS_WINDOW_MS`] unless built with
 //! [`PeerAdmin::with_replay_limits`]) of the peer's clock (FORBIDDEN), and a
-//! join or remove executes at most once — a copy is refused with CONFLICT
+//! join, remove or backup executes at most once — a copy is refused with CONFLICT
 //! ([`ReplayError::status`](ordo_proto::replay::ReplayError::status) says why that code).
 //! The tx id is remembered only after the signature and the admin role are verified.
 //!
@@ -144,6 +145,25 @@ impl PeerAdmin {
                     .await
                     .map_err(|e| (e.status(), e.to_string()))?;
                 Ok(ok(None, None))
+            }
+            admin_command::Command::Backup(b) => {
+                self.admins
+                    .authorize(request, creator, now_secs)
+                    .map_err(|e| (Code::Forbidden, e.0))?;
+                ordo_ledger::backup::validate_name(&b.name)
+                    .map_err(|e| (e.status(), e.to_string()))?;
+                self.admit(&unpacked.header, now_ms)?;
+                let only = (!b.channel_id.is_empty()).then_some(b.channel_id.as_str());
+                let (manifest, dir) = self
+                    .channels
+                    .backup(&b.name, only, now_ms)
+                    .await
+                    .map_err(|e| (e.status(), e.to_string()))?;
+                Ok(AdminResponse {
+                    status: Code::Success as i32,
+                    backup: Some(manifest.to_result(&dir)),
+                    ..Default::default()
+                })
             }
             admin_command::Command::Info(i) => {
                 let ch = self.channels.get(&i.channel_id).ok_or_else(|| {

@@ -12,6 +12,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use ordo_ledger::backup::{BackupError, BackupWriter, Manifest};
 use ordo_ledger::{BlockStore, ChannelDirs, LedgerError};
 use ordo_proto::config;
 use ordo_proto::hash::Hash;
@@ -45,6 +46,12 @@ pub enum ChannelError {
     /// Creating, moving or deleting a channel directory failed.
     #[error("channel directory: {0}")]
     Dir(#[from] std::io::Error),
+    /// A backup was refused or failed.
+    #[error("backup: {0}")]
+    Backup(#[from] BackupError),
+    /// Nothing to back up.
+    #[error("this peer serves no channel: nothing to back up")]
+    NothingToBackUp,
 }
 
 impl ChannelError {
@@ -54,6 +61,8 @@ impl ChannelError {
             ChannelError::NotFound(_) => Status::NotFound,
             ChannelError::AlreadyExists(_) => Status::Conflict,
             ChannelError::InvalidGenesis(_) => Status::BadRequest,
+            ChannelError::Backup(e) => e.status(),
+            ChannelError::NothingToBackUp => Status::BadRequest,
             _ => Status::InternalServerError,
         }
     }
@@ -367,6 +376,53 @@ impl PeerChannels {
         }
         info!(channel = %id, "channel removed");
         Ok(())
+    }
+
+    /// Writes backup `name` of channel `only` (or of every channel) into
+    /// `<data_dir>/backups/<name>` while the channels keep committing: one RocksDB
+    /// checkpoint per channel, each holding blocks, tx index, world state, history and
+    /// commit hash at one block boundary ([`ordo_ledger::backup`]). Returns the manifest
+    /// and the backup's directory once everything is durable. Serialised with joins,
+    /// removals and other backups.
+    pub async fn backup(
+        &self,
+        name: &str,
+        only: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(Manifest, std::path::PathBuf), ChannelError> {
+        ordo_ledger::backup::validate_name(name)?;
+        let _guard = self.admin_lock.lock().await;
+        let chosen: Vec<(String, BlockStore)> = match only {
+            Some(id) => {
+                let ch = self
+                    .get(id)
+                    .ok_or_else(|| ChannelError::NotFound(id.to_string()))?;
+                vec![(ch.id.clone(), ch.ledger.clone())]
+            }
+            None => self
+                .list()
+                .iter()
+                .map(|c| (c.id.clone(), c.ledger.clone()))
+                .collect(),
+        };
+        if chosen.is_empty() {
+            return Err(ChannelError::NothingToBackUp);
+        }
+        let data_dir = self.dirs.data_dir().to_path_buf();
+        let name = name.to_string();
+        let node = self.settings.identity.subject().to_string();
+        // Checkpoints flush memtables and fsync: blocking work, off the runtime's threads.
+        let done = tokio::task::spawn_blocking(move || -> Result<_, ChannelError> {
+            let mut writer = BackupWriter::begin(&data_dir, &name)?;
+            for (id, ledger) in &chosen {
+                writer.add_channel(id, ledger)?;
+            }
+            Ok(writer.finish(&node, "peer", now_ms)?)
+        })
+        .await
+        .map_err(|e| ChannelError::Dir(std::io::Error::other(e.to_string())))??;
+        info!(backup = %done.1.display(), channels = done.0.channels.len(), "backup written");
+        Ok(done)
     }
 
     /// Refreshes the peer's TLS trust from every channel's config in force (committed
