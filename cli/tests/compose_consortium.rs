@@ -108,6 +108,9 @@ struct Project {
     base: Vec<String>,
     env: Vec<(String, String)>,
     ports: BTreeMap<String, u16>,
+    /// Containers and volumes made outside compose (a restored peer), removed on drop.
+    extra_containers: Vec<String>,
+    extra_volumes: Vec<String>,
 }
 
 impl Project {
@@ -138,6 +141,8 @@ impl Project {
             base,
             env,
             ports,
+            extra_containers: Vec::new(),
+            extra_volumes: Vec::new(),
         }
     }
 
@@ -210,6 +215,9 @@ impl Project {
 
 impl Drop for Project {
     fn drop(&mut self) {
+        for c in &self.extra_containers {
+            let _ = docker(&["rm", "-f", "-v", c]).output();
+        }
         let _ = self
             .compose(&[
                 "--profile",
@@ -223,6 +231,9 @@ impl Drop for Project {
                 "5",
             ])
             .output();
+        for v in &self.extra_volumes {
+            let _ = docker(&["volume", "rm", "-f", v]).output();
+        }
     }
 }
 
@@ -291,6 +302,72 @@ fn fourth_bank_joins(project: &Project) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no tx id in {done}"))
         .to_string()
+}
+
+/// A backup of BankA's running peer, restored into a new volume and served by a new
+/// container on the consortium network (published on `port`). Returns the container.
+fn restore_peer_backup(project: &mut Project, image: &str, port: u16) -> String {
+    let out = run_service(
+        project,
+        "cli-banka",
+        &[
+            "node",
+            "backup",
+            "--name",
+            "ci-1",
+            "--node",
+            "peer.BankA",
+            "--org",
+            "BankA",
+            "--json",
+        ],
+    );
+    let backup: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("backup answered {out:?}: {e}"));
+    assert!(
+        backup["channels"].as_array().is_some_and(|c| !c.is_empty()),
+        "the backup holds no channel: {backup}"
+    );
+    let source = format!("{}_banka-peer-data", project.name);
+    let restored = format!("{}_restored-peer-data", project.name);
+    project.extra_volumes.push(restored.clone());
+    sh_ok(&mut docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{source}:/src:ro"),
+        "-v",
+        &format!("{restored}:/var/lib/ordo"),
+        image,
+        "node",
+        "restore",
+        "--backup",
+        "/src/backups/ci-1",
+        "--data-dir",
+        "/var/lib/ordo",
+    ]));
+    let name = format!("{}-restored-peer", project.name);
+    project.extra_containers.push(name.clone());
+    sh_ok(&mut docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        &project.network(),
+        "-p",
+        &format!("127.0.0.1:{port}:7051"),
+        "-v",
+        &format!("{restored}:/var/lib/ordo"),
+        "-v",
+        &format!("{}_banka-peer-keys:/etc/ordo/keys:ro", project.name),
+        image,
+        "peer",
+        "--config",
+        "/etc/ordo/keys/peer.toml",
+    ]));
+    wait_healthy(&name);
+    name
 }
 
 /// `ordo channel info --json` of a BankD node, asked from BankD's client container.
@@ -606,7 +683,7 @@ async fn three_banks_in_compose_survive_kills_partitions_rolling_upgrades_and_re
     eprintln!("consortium ready after {:?}", started.elapsed());
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let net = host_network(&project, dir.path());
+    let mut net = host_network(&project, dir.path());
     common::register_network(dir.path().to_str().expect("utf-8"));
     let ledger = Arc::new(Mutex::new(Ledger::default()));
 
@@ -711,6 +788,36 @@ async fn three_banks_in_compose_survive_kills_partitions_rolling_upgrades_and_re
         .push(bankd_tx);
     transfers_everywhere(&net, 30, 5, &ledger).await;
 
+    // A backup of BankA's running peer, restored into a new container, catches up and
+    // agrees (it joins the verdict below as one more peer).
+    let restored_port = common::free_port();
+    let restored_image = project
+        .env
+        .iter()
+        .find(|(k, _)| k == "ORDO_IMAGE")
+        .map(|(_, v)| v.clone())
+        .expect("image");
+    restore_peer_backup(&mut project, &restored_image, restored_port);
+    let restored_addr = format!("127.0.0.1:{restored_port}");
+    net.nodes.push(NodeEntry {
+        name: "peer.BankA-restored".to_string(),
+        role: "peer".to_string(),
+        org: "BankA".to_string(),
+        grpc_addr: restored_addr.clone(),
+        ops_addr: String::new(),
+        pid: None,
+        command: Vec::new(),
+        config: PathBuf::new(),
+        data_dir: PathBuf::new(),
+        log_file: PathBuf::new(),
+    });
+    common::set_transport(
+        &restored_addr,
+        net.transport(Some("BankA"), "client")
+            .expect("client transport"),
+    );
+    transfers_everywhere(&net, 30, 6, &ledger).await;
+
     // The verdict.
     let infos = converge(&net, Duration::from_secs(120)).await;
     let height = infos["peer.BankA"].height;
@@ -754,7 +861,7 @@ async fn three_banks_in_compose_survive_kills_partitions_rolling_upgrades_and_re
         .filter(|(n, _)| n.starts_with("peer."))
         .map(|(_, i)| i.commit_hash.clone())
         .collect();
-    assert_eq!(commit_hashes.len(), 3);
+    assert_eq!(commit_hashes.len(), 4, "three peers and the restored one");
     assert!(!commit_hashes[0].is_empty(), "peers report no commit hash");
     assert!(
         commit_hashes.iter().all(|h| *h == commit_hashes[0]),
