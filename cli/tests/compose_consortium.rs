@@ -96,10 +96,10 @@ fn image(revision: &str) -> String {
 }
 
 /// One compose project, taken down with its volumes when dropped.
-/// Removes the test's images (best effort: an image another test still runs stays).
+/// Untags the test's images (best effort; an image still in use stays until it is not).
 fn remove_images(tags: &[&str]) {
     for t in tags {
-        let _ = docker(&["image", "rm", t]).output();
+        let _ = docker(&["image", "rm", "-f", t]).output();
     }
 }
 

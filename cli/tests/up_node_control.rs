@@ -459,6 +459,8 @@ async fn kill_the_raft_leader_under_load_then_bring_it_back() {
         out.contains(&format!("killed {victim} (signal: 9")),
         "{out}"
     );
+    // Absence can only be watched for: 3 s is three times the first restart backoff, by
+    // which a crashed node would have been started again.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         pid_of(&network, victim),
