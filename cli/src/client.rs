@@ -70,6 +70,24 @@ impl ClientArgs {
         Ok(node.grpc_addr.clone())
     }
 
+    /// The orderers a read may ask, in order: the one --orderer or --node names, else every
+    /// orderer of the network (so that a read still answers while the first one is down).
+    pub fn orderer_addrs(&self) -> anyhow::Result<Vec<(String, String)>> {
+        if self.orderer.is_none() && self.node.is_none() {
+            if let Some(net) = self.load_network()? {
+                let all: Vec<_> = net
+                    .nodes_with_role("orderer")
+                    .map(|n| (n.name.clone(), n.grpc_addr.clone()))
+                    .collect();
+                if !all.is_empty() {
+                    return Ok(all);
+                }
+            }
+        }
+        let addr = self.orderer_addr()?;
+        Ok(vec![(addr.clone(), addr)])
+    }
+
     /// The signing identity: --key/--cert, else `member` of --org (or the first org) from
     /// the network file.
     pub fn identity(&self, member: &str) -> anyhow::Result<Identity> {
@@ -110,6 +128,27 @@ impl ClientArgs {
             transport: self.transport(member)?,
         })
     }
+}
+
+/// The first of `candidates` (name, address) that accepts a connection; each one skipped
+/// is named on stderr, so the answer's source is never a surprise.
+pub async fn first_reachable(
+    candidates: &[(String, String)],
+    member: &Member,
+) -> anyhow::Result<String> {
+    let mut failures = Vec::new();
+    for (name, addr) in candidates {
+        match ordo_sdk::orderer::connect(addr, &member.transport).await {
+            Ok(_) => {
+                if !failures.is_empty() {
+                    eprintln!("{}; asking {name} ({addr})", failures.join("; "));
+                }
+                return Ok(addr.clone());
+            }
+            Err(e) => failures.push(format!("{name} ({addr}) is unreachable: {e}")),
+        }
+    }
+    bail!("no orderer answers: {}", failures.join("; "))
 }
 
 /// Sends an admin command and returns the response, or an error naming its status.

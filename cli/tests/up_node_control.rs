@@ -378,6 +378,21 @@ async fn kill_the_raft_leader_under_load_then_bring_it_back() {
         assert!(out.starts_with("OK"), "{name}: {out}");
     }
 
+    // A read without --node still answers while the network's first orderer is down,
+    // and says which orderer it asked instead.
+    node_ok(net_s, &["stop", "orderer0"]);
+    let (ok, out, err) = run(&["channel", "info", "--network", net_s, "--json"]);
+    assert!(ok, "channel info with orderer0 down: {err}");
+    assert!(out.contains("\"height\""), "{out}");
+    assert!(
+        err.contains("orderer0") && err.contains("unreachable") && err.contains("asking orderer1"),
+        "{err}"
+    );
+    node_ok(net_s, &["start", "orderer0"]);
+    converged(CHANNEL, &all, &[]).await;
+    // orderer0 may have been the restarted leader: its pid is new again.
+    let new_pid = pid_of(&network, &leader).expect("a started node has a pid");
+
     // Refusals, each naming what is wrong.
     let err = node_err(net_s, &["start", &leader]);
     assert!(

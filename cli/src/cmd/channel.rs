@@ -314,8 +314,8 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
                 (None, Some(n)) => n.channel(None)?.name.clone(),
                 (None, None) => bail!("--channel is required without --network"),
             };
-            let addr = a.client.orderer_addr()?;
             let id = a.client.member("admin")?;
+            let addr = crate::client::first_reachable(&a.client.orderer_addrs()?, &id).await?;
             let resp = admin(
                 &addr,
                 &id,
