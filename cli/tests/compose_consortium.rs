@@ -636,17 +636,35 @@ async fn try_info(
     resp.channel.ok_or(resp.info)
 }
 
-/// The raft leader's compose service (`orderer-bankb`), as orderer.BankA sees it.
-async fn leader_service(net: &Network) -> String {
+/// The raft leader's compose service (`orderer-bankb`), as the first orderer that
+/// answers sees it; with `not`, waits until a leader other than that service is known
+/// (the killed leader's own node cannot be asked, and the others need an election).
+async fn leader_service(net: &Network, not: Option<&str>) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let info = try_info(&node_addr(net, "orderer.BankA"), &admin_of(net, "BankA")).await;
-        if let Ok(i) = info {
-            if let Some(org) = i.leader.strip_prefix("orderer.") {
-                return format!("orderer-{}", org.to_lowercase());
+        for (org, dom) in BANKS {
+            if not == Some(format!("orderer-{dom}").as_str()) {
+                continue;
+            }
+            let name = format!("orderer.{org}");
+            let info = tokio::time::timeout(
+                Duration::from_secs(5),
+                try_info(&node_addr(net, &name), &admin_of(net, org)),
+            )
+            .await;
+            if let Ok(Ok(i)) = info {
+                if let Some(leader) = i.leader.strip_prefix("orderer.") {
+                    let service = format!("orderer-{}", leader.to_lowercase());
+                    if not != Some(service.as_str()) {
+                        return service;
+                    }
+                }
             }
         }
-        assert!(Instant::now() < deadline, "no raft leader known for 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "no raft leader (other than {not:?}) known for 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -718,12 +736,12 @@ async fn three_banks_in_compose_survive_kills_partitions_rolling_upgrades_and_re
     eprintln!("3,000 transfers in {:?}", t.elapsed());
 
     // The raft leader's container dies; a new leader serves, the old one comes back.
-    let leader = leader_service(&net).await;
+    let leader = leader_service(&net, None).await;
     let leader_container = project.container(&leader);
     sh_ok(&mut docker(&["kill", &leader_container]));
     transfers_everywhere(&net, 100, 2, &ledger).await;
-    let new_leader = leader_service(&net).await;
-    assert_ne!(new_leader, leader, "the killed orderer is still the leader");
+    let new_leader = leader_service(&net, Some(&leader)).await;
+    assert_ne!(new_leader, leader);
     sh_ok(&mut docker(&["start", &leader_container]));
     wait_healthy(&leader_container);
     converge(&net, Duration::from_secs(120)).await;
