@@ -932,6 +932,20 @@ async fn three_banks_in_compose_survive_kills_partitions_rolling_upgrades_and_re
     remove_images(&[&second, &first]);
 }
 
+/// Runs an orderer container from `image` with `mounts` (`-v` specs) and its config at
+/// /etc/ordo/keys/orderer.toml, asserting it exits non-zero (`what` says which case);
+/// its stderr.
+fn orderer_refused(image: &str, mounts: &[&str], what: &str) -> String {
+    let mut args = vec!["run", "--rm"];
+    for m in mounts {
+        args.extend_from_slice(&["-v", m]);
+    }
+    args.extend_from_slice(&[image, "orderer", "--config", "/etc/ordo/keys/orderer.toml"]);
+    let out = docker(&args).output().expect("docker run");
+    assert!(!out.status.success(), "{what} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
@@ -958,20 +972,8 @@ fn containers_with_missing_keys_or_an_unwritable_volume_exit_with_one_clear_line
     let _cleanup = Volumes(vec![keys.clone(), data.clone()]);
 
     // No configuration or key files at all.
-    let out = docker(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{keys}:/etc/ordo/keys"),
-        &image,
-        "orderer",
-        "--config",
-        "/etc/ordo/keys/orderer.toml",
-    ])
-    .output()
-    .expect("docker run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a node without its config started");
+    let keys_mount = format!("{keys}:/etc/ordo/keys");
+    let err = orderer_refused(&image, &[&keys_mount], "a node without its config");
     assert!(
         err.contains("/etc/ordo/keys/orderer.toml"),
         "the missing file is not named: {err}"
@@ -994,20 +996,7 @@ fn containers_with_missing_keys_or_an_unwritable_volume_exit_with_one_clear_line
         "-c",
         &write,
     ]));
-    let out = docker(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{keys}:/etc/ordo/keys"),
-        &image,
-        "orderer",
-        "--config",
-        "/etc/ordo/keys/orderer.toml",
-    ])
-    .output()
-    .expect("docker run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a node without its keys started");
+    let err = orderer_refused(&image, &[&keys_mount], "a node without its keys");
     assert!(
         err.contains("orderer.key"),
         "the missing key file is not named: {err}"
@@ -1030,24 +1019,12 @@ fn containers_with_missing_keys_or_an_unwritable_volume_exit_with_one_clear_line
         set_mode(&mounted.path().join(f), 0o644);
     }
     set_mode(mounted.path(), 0o755);
-    let out = docker(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{data}:/var/lib/ordo"),
-        "-v",
-        &format!("{}:/etc/ordo/keys:ro", mounted.path().display()),
+    let data_mount = format!("{data}:/var/lib/ordo");
+    let keys_mount = format!("{}:/etc/ordo/keys:ro", mounted.path().display());
+    let err = orderer_refused(
         &image,
-        "orderer",
-        "--config",
-        "/etc/ordo/keys/orderer.toml",
-    ])
-    .output()
-    .expect("docker run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "a node with an unwritable data volume started"
+        &[&data_mount, &keys_mount],
+        "a node with an unwritable data volume",
     );
     assert!(
         err.contains("/var/lib/ordo") && err.to_lowercase().contains("permission denied"),
