@@ -52,6 +52,10 @@ enum Command {
     /// Create, join, list, remove and inspect channels.
     #[command(subcommand)]
     Channel(cmd::channel::ChannelCommand),
+    /// Write a node's config file and key directory for the host it runs on (listening on
+    /// every interface, its own keys only, mutual TLS).
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
     /// Fetch and verify blocks.
     #[command(subcommand)]
     Block(cmd::block::BlockCommand),
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
             Command::Node(c) => cmd::node::run(c).await,
             Command::Crypto(c) => cmd::crypto::run(c),
             Command::Channel(c) => cmd::channel::run(c).await,
+            Command::Config(c) => cmd::config::run(c),
             Command::Block(c) => cmd::block::run(c).await,
             Command::Bench(c) => cmd::bench::run(c).await,
             Command::Kafka(c) => cmd::kafka::run(c).await,
@@ -114,10 +119,28 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, as `{:#}` prints them, except that a cause whose
+/// text an outer error already includes (a wrapper that prints its source, like
+/// `identity: {0}`) is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Writes the completion script for `shell` to stdout; a reader that closes the pipe
@@ -140,6 +163,28 @@ fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_cause_already_printed_by_its_wrapper_is_not_repeated() {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "identity: {}", self.0)
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Wrapper(std::io::Error::other("k.key: bad")))
+            .context("loading node.toml");
+        assert_eq!(error_text(&e), "loading node.toml: identity: k.key: bad");
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&plain), "outer: inner");
+    }
+
     use super::*;
 
     #[test]

@@ -953,7 +953,7 @@ fn set_mode(path: &Path, mode: u32) {
 
 /// A container with bad input exits non-zero and says what is wrong in one line.
 #[test]
-fn containers_with_missing_keys_or_an_unwritable_volume_exit_with_one_clear_line() {
+fn containers_with_missing_or_wrong_keys_or_an_unwritable_volume_exit_with_one_clear_line() {
     if skipped() {
         return;
     }
@@ -1029,5 +1029,45 @@ fn containers_with_missing_keys_or_an_unwritable_volume_exit_with_one_clear_line
     assert!(
         err.contains("/var/lib/ordo") && err.to_lowercase().contains("permission denied"),
         "the unwritable data directory is not named: {err}"
+    );
+
+    // A key that is not the certificate's (another member's key under the node's name),
+    // on a fresh data volume: refused before the volume is touched.
+    std::fs::copy(files.join("peer.key"), mounted.path().join("orderer.key")).expect("copy");
+    set_mode(&mounted.path().join("orderer.key"), 0o644);
+    let fresh = format!("{tag}-fresh");
+    let _fresh_cleanup = Volumes(vec![fresh.clone()]);
+    let fresh_mount = format!("{fresh}:/var/lib/ordo");
+    let err = orderer_refused(
+        &image,
+        &[&fresh_mount, &keys_mount],
+        "a node whose key is not its certificate's",
+    );
+    let naming: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("orderer.cert") && l.contains("orderer.key"))
+        .collect();
+    assert_eq!(
+        naming.len(),
+        1,
+        "one line names the certificate and the key that do not match: {err}"
+    );
+    let listing = docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/ls",
+        "-v",
+        &fresh_mount,
+        &image,
+        "-A",
+        "/var/lib/ordo",
+    ])
+    .output()
+    .expect("docker run ls");
+    assert!(
+        listing.status.success() && listing.stdout.is_empty(),
+        "the data volume was touched: {}",
+        String::from_utf8_lossy(&listing.stdout)
     );
 }

@@ -369,18 +369,181 @@ async fn a_solo_orderer_is_backed_up_and_its_backup_restores() {
     o.stop();
 
     let target = c.dir.path().join("orderer1/data");
-    let (ok, out, err) = ordo_async(vec![
-        "node".into(),
-        "restore".into(),
-        "--backup".into(),
-        s(&o.data_dir().join("backups/o1")),
-        "--data-dir".into(),
-        s(&target),
-    ])
-    .await;
-    assert!(ok, "{err}");
+    let out = restore(&o.data_dir().join("backups/o1"), &target).await;
     assert!(out.contains("(orderer)"), "{out}");
     let store =
         ordo_ledger::BlockStore::open(&target.join("channels").join(CHANNEL)).expect("open");
     assert_eq!(store.height(), height);
+}
+
+/// `ordo node restore` of `backup` into `target`, asserting it succeeds; its output.
+async fn restore(backup: &Path, target: &Path) -> String {
+    let (ok, out, err) = ordo_async(vec![
+        "node".into(),
+        "restore".into(),
+        "--backup".into(),
+        s(backup),
+        "--data-dir".into(),
+        s(target),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    out
+}
+
+/// Broadcasts `n` messages tagged from `first` to `addr`, asserting each is accepted.
+async fn send_accepted(addr: &str, client: &Identity, first: u64, n: u64) {
+    let envs = (first..first + n)
+        .map(|i| message(client, CHANNEL, 100, i).0)
+        .collect();
+    let resps = broadcast(addr, envs).await;
+    assert!(
+        resps.iter().all(|r| r.status == Code::Success as i32),
+        "{resps:?}"
+    );
+}
+
+/// Waits until the orderer at `addr` says its kafka chain is connected.
+async fn wait_kafka_connected(addr: &str, admin: &Identity) {
+    for _ in 0..600 {
+        if channel_info(addr, admin, CHANNEL).await.role == "kafka" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the kafka chain of {addr} did not connect");
+}
+
+/// The block hashes of a stopped node's channel ledger.
+fn chain_hashes(data_dir: &Path) -> Vec<Vec<u8>> {
+    let store =
+        ordo_ledger::BlockStore::open(&data_dir.join("channels").join(CHANNEL)).expect("open");
+    (0..store.height())
+        .map(|n| {
+            let b = store.block(n).expect("read").expect("present");
+            ordo_proto::block::hash(&b).to_vec()
+        })
+        .collect()
+}
+
+/// A kafka orderer's backup, restored into a new node, resumes from the topic at the
+/// offset its last backed-up block recorded: it orders what was sent after the backup into
+/// the very blocks the original cut, and goes on ordering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_orderer_restored_from_its_backup_resumes_from_the_topic_into_identical_blocks() {
+    let cluster = common::kafka::Cluster::mock();
+    let topic = common::kafka::unique_topic("ordo.backed");
+    cluster.create_topic(&topic).await;
+    let c = Consortium::new("BankA");
+    let admin = c.identity("BankA", "admin");
+    let client = c.identity("BankA", "client");
+    let mut o = OrdererProcess::start(&c, "orderer0", "BankA");
+    o.wait_ready(&admin).await;
+    let brokers = cluster.brokers();
+    let genesis = c.genesis(
+        CHANNEL,
+        &[
+            "--consensus",
+            "kafka",
+            "--kafka-brokers",
+            &brokers,
+            "--kafka-topic",
+            &topic,
+            "--orderer-endpoints",
+            &o.addr,
+            "--ack-mode",
+            "committed",
+            "--max-message-count",
+            "5",
+        ],
+    );
+    join(&o.addr, &admin, &genesis).await;
+    wait_kafka_connected(&o.addr, &admin).await;
+    for round in 0..3 {
+        send_accepted(&o.addr, &client, round * 5, 5).await;
+    }
+    let mut args = backup_args(&c, &o.addr, "admin", "k1");
+    args[2] = "--orderer".into();
+    let (ok, out, err) = ordo_async(args).await;
+    assert!(ok, "{err}");
+    let b: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let backed_up = b["channels"][0]["height"].as_u64().expect("height");
+    // More after the backup: only in Kafka and in the original's ledger.
+    for round in 3..6 {
+        send_accepted(&o.addr, &client, round * 5, 5).await;
+    }
+    let height = channel_info(&o.addr, &admin, CHANNEL).await.height;
+    assert!(height > backed_up, "{height} vs backup {backed_up}");
+    o.stop();
+
+    restore(
+        &o.data_dir().join("backups/k1"),
+        &c.dir.path().join("orderer1/data"),
+    )
+    .await;
+    let mut restored = OrdererProcess::start(&c, "orderer1", "BankA");
+    restored.wait_ready(&admin).await;
+    let mut caught_up = 0;
+    for _ in 0..600 {
+        caught_up = channel_info(&restored.addr, &admin, CHANNEL).await.height;
+        if caught_up >= height {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        caught_up, height,
+        "the restored orderer re-read the topic from its backup's offset"
+    );
+    // And it orders what comes next.
+    wait_kafka_connected(&restored.addr, &admin).await;
+    send_accepted(&restored.addr, &client, 1000, 5).await;
+    restored.stop();
+    let original = chain_hashes(&o.data_dir());
+    let continued = chain_hashes(&restored.data_dir());
+    assert_eq!(original.len() as u64, height);
+    assert_eq!(
+        &continued[..original.len()],
+        &original[..],
+        "the restored node cut the same blocks the original did"
+    );
+    assert!(continued.len() > original.len(), "it went on ordering");
+}
+
+/// An orderer refuses to back up a raft channel (a consenter restored to an earlier raft
+/// log and vote could lose committed blocks) and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raft_channel_is_refused_for_backup_and_nothing_is_written() {
+    let c = Consortium::new("BankA");
+    let admin = c.identity("BankA", "admin");
+    let mut o = OrdererProcess::start(&c, "orderer0", "BankA");
+    o.wait_ready(&admin).await;
+    let genesis = c.genesis(
+        CHANNEL,
+        &["--consensus", "raft", "--orderer-endpoints", &o.addr],
+    );
+    join(&o.addr, &admin, &genesis).await;
+    let mut named = backup_args(&c, &o.addr, "admin", "r1");
+    named[2] = "--orderer".into();
+    let mut every = named.clone();
+    named.extend(["--channel".to_string(), CHANNEL.to_string()]);
+    let (ok, _, err) = ordo_async(named).await;
+    assert!(
+        !ok && err.contains("BAD_REQUEST")
+            && err.contains("raft")
+            && err.contains("joining it again"),
+        "{err}"
+    );
+    every[9] = "r2".into();
+    let (ok, _, err) = ordo_async(every).await;
+    assert!(
+        !ok && err.contains("every channel of this orderer is raft"),
+        "{err}"
+    );
+    let backups = o.data_dir().join("backups");
+    let written: Vec<_> = std::fs::read_dir(&backups)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(written.is_empty(), "refused backups left {written:?}");
+    o.stop();
 }

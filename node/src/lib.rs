@@ -12,6 +12,8 @@
 //! - [`listener`]: the gRPC listener: connection caps (per node, per client identity),
 //!   a handshake deadline, plaintext-on-TLS detection, refusals counted and logged.
 //! - [`pool`]: one cached, lazily connecting gRPC channel per endpoint the node calls.
+//! - [`reachability`]: one clear log line for a configured endpoint that cannot be
+//!   reached (and one when it answers).
 //! - [`readiness`]: readiness evaluated in the background, answered at once from a cache.
 //! - [`health`]: the standard gRPC health service, SERVING only while the node is ready.
 //! - [`reflection`]: gRPC server reflection over Ordo's protocol.
@@ -33,6 +35,7 @@ pub mod health;
 pub mod listener;
 pub mod metrics;
 pub mod pool;
+pub mod reachability;
 pub mod readiness;
 pub mod reflection;
 pub mod tls;

@@ -152,7 +152,22 @@ impl Identity {
     pub fn load(key_path: &Path, cert_path: &Path) -> Result<Self, IdentityError> {
         let key = load_signing_key(key_path)?;
         let cert = read_hex(cert_path)?;
-        Self::new(key, cert.into())
+        Self::new(key, cert.into()).map_err(|e| match e {
+            IdentityError::KeyMismatch => IdentityError::Format {
+                path: cert_path.display().to_string(),
+                reason: format!(
+                    "this certificate is for another key than the one in {} (key and \
+                     certificate of different members, or a key replaced without its \
+                     certificate)",
+                    key_path.display()
+                ),
+            },
+            IdentityError::Cert(c) => IdentityError::Format {
+                path: cert_path.display().to_string(),
+                reason: c.to_string(),
+            },
+            other => other,
+        })
     }
 
     /// Writes the key (mode 0600 on Unix) and the certificate as hex text files.
@@ -282,6 +297,37 @@ mod enrollment_tests {
         assert!(
             msp.verify(forged.cert_bytes(), 15).is_err(),
             "another CA's certificate is not BankA's"
+        );
+    }
+
+    #[test]
+    fn a_key_and_certificate_of_different_members_are_refused_naming_both_files() {
+        let ca = crypto::generate_signing_key();
+        let a = Identity::enroll(
+            &ca,
+            crypto::generate_signing_key(),
+            &Enrollment::new("BankA", Role::Orderer, "orderer"),
+        );
+        let b = Identity::enroll(
+            &ca,
+            crypto::generate_signing_key(),
+            &Enrollment::new("BankA", Role::Peer, "peer"),
+        );
+        let dir = std::env::temp_dir().join(format!("ordo-identity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (key, cert) = (dir.join("orderer.key"), dir.join("peer.cert"));
+        a.save(&key, &dir.join("orderer.cert")).expect("saved");
+        b.save(&dir.join("peer.key"), &cert).expect("saved");
+        let Err(err) = Identity::load(&key, &cert) else {
+            panic!("a key and a certificate of different members were accepted");
+        };
+        let text = err.to_string();
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(
+            text.contains("peer.cert")
+                && text.contains("orderer.key")
+                && text.contains("another key"),
+            "{text}"
         );
     }
 }

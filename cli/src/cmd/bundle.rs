@@ -300,7 +300,8 @@ fn chains_to(ca: &[u8], leaf: &[u8], now_secs: u64) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn valid_endpoint(endpoint: &str) -> bool {
+/// `HOST:PORT` with a non-empty host and a port above 0.
+pub(crate) fn valid_endpoint(endpoint: &str) -> bool {
     endpoint
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
@@ -447,21 +448,7 @@ fn assign(
 /// The bundle of `org` in a crypto directory: its CA key, its TLS CA, and every member in
 /// the orderer or peer role with its certificates (read from the files; no key is read).
 pub fn export(manifest: &Manifest, org: &str, endpoints: &Endpoints) -> anyhow::Result<OrgBundle> {
-    let entry: &OrgEntry = manifest
-        .orgs
-        .iter()
-        .find(|o| o.name == org)
-        .with_context(|| {
-            format!(
-                "org {org:?} is not in the crypto directory (it has: {})",
-                manifest
-                    .orgs
-                    .iter()
-                    .map(|o| o.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
+    let entry: &OrgEntry = manifest.org(org)?;
     let tls_ca = entry.tls_ca.as_ref().with_context(|| {
         format!("{org} has no TLS CA (its directory was made before TLS): renew it with ordo crypto init")
     })?;

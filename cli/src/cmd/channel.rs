@@ -430,7 +430,9 @@ pub fn write_block(path: &Path, block: &Block) -> anyhow::Result<()> {
 /// The channel configuration `ordo` writes for a crypto directory holding every org:
 /// the orgs in manifest order, and consenter `i` at `orderer_endpoints[i]` running as org
 /// `i mod orgs`' `orderer` (its first orderer) or `orderer<i>` member, with id
-/// `orderer<i>`. See [`config_from_parts`] for the policies.
+/// `orderer<i>`. Each org goes through the same export and verification as an org bundle
+/// sent between machines ([`crate::cmd::bundle`]), so `ordo up` and a consortium of many
+/// hosts build channels with the same code. See [`config_from_parts`] for the policies.
 pub fn channel_config(
     manifest: &Manifest,
     channel: &str,
@@ -438,50 +440,42 @@ pub fn channel_config(
     orderer_endpoints: &[String],
     batch: &BatchArgs,
 ) -> anyhow::Result<ChannelConfig> {
-    let mut orgs = Vec::new();
+    let now_secs = ordo_proto::now_ms() / 1000;
+    let mut bundles = Vec::new();
     for o in &manifest.orgs {
-        orgs.push(Organization {
-            name: o.name.clone(),
-            root_public_keys: vec![hex::decode(&o.ca_public_key)
-                .context("CA public key in crypto.json")?
-                .into()],
-            tls_root_certs: match &o.tls_ca {
-                Some(ca) => vec![crate::pki::cert_der(ca)?.into()],
-                None => Vec::new(),
-            },
-            tls_revoked_cert_hashes: Vec::new(),
-        });
+        let exported = crate::cmd::bundle::export(manifest, &o.name, &Default::default())?;
+        bundles.push(
+            crate::cmd::bundle::verify(&exported, now_secs)
+                .with_context(|| format!("the crypto directory's org {}", o.name))?,
+        );
+    }
+    if bundles.is_empty() {
+        bail!("no orgs in crypto.json");
     }
     let mut consenters = Vec::new();
     for (i, endpoint) in orderer_endpoints.iter().enumerate() {
-        let org = manifest
-            .orgs
-            .get(i % manifest.orgs.len().max(1))
-            .context("no orgs in crypto.json")?;
+        let b = &bundles[i % bundles.len()];
         // The first orderer of each org runs with its "orderer" identity; more orderers
         // per org need their own (`ordo crypto issue --name orderer<i>`).
         let own = format!("orderer{i}");
-        let files = org
-            .members
-            .get(&own)
-            .or_else(|| (i < manifest.orgs.len()).then(|| org.members.get("orderer")).flatten())
+        let node = b
+            .orderers
+            .iter()
+            .find(|n| n.name == own)
+            .or_else(|| {
+                (i < bundles.len())
+                    .then(|| b.orderers.iter().find(|n| n.name == "orderer"))
+                    .flatten()
+            })
             .with_context(|| {
                 format!(
                     "orderer {i} runs in org {} and needs its own identity: ordo crypto issue --org {} --name {own} --role orderer",
-                    org.name, org.name
+                    b.org, b.org
                 )
             })?;
-        let cert = ordo_proto::identity::read_hex(&files.cert)?;
-        consenters.push(Consenter {
-            id: format!("orderer{i}"),
-            endpoint: endpoint.clone(),
-            certificate: cert.into(),
-            tls_cert: match &files.tls {
-                Some(tls) => crate::pki::cert_der(&tls.cert)?.into(),
-                None => Default::default(),
-            },
-        });
+        consenters.push(b.consenter(node, &own, endpoint));
     }
+    let orgs = bundles.iter().map(VerifiedBundle::organization).collect();
     config_from_parts(orgs, consenters, channel, consensus, batch)
 }
 

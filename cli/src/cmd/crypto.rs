@@ -210,6 +210,25 @@ impl Manifest {
         crate::pki::write_atomic(&dir.join("crypto.json"), &(text + "\n"), false)
     }
 
+    /// The org names, comma separated (for messages).
+    pub fn org_names(&self) -> String {
+        self.orgs
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The org named `name`, or an error listing the orgs there are.
+    pub fn org(&self, name: &str) -> anyhow::Result<&OrgEntry> {
+        self.orgs.iter().find(|o| o.name == name).with_context(|| {
+            format!(
+                "org {name:?} is not in the crypto directory (it has: {})",
+                self.org_names()
+            )
+        })
+    }
+
     /// Reads `DIR/crypto.json`.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join("crypto.json");

@@ -6,6 +6,7 @@ pub mod block;
 pub mod bundle;
 pub mod chaincode;
 pub mod channel;
+pub mod config;
 pub mod consenter;
 pub mod crypto;
 pub mod events;

@@ -24,6 +24,7 @@ use ordo_sdk::network::{
 };
 
 use crate::cmd::channel::{self, AckModeArg, BatchArgs, Consensus};
+use crate::cmd::config::{NodeFiles, NodeSpec};
 use crate::cmd::crypto::{self, Manifest};
 use crate::cmd::node::{self, ControlSocket, RestartPolicy};
 
@@ -322,17 +323,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 .members
                 .get(&member)
                 .with_context(|| format!("org {} has no identity {member}", org.name))?;
-            let tls_section = node_tls_section(org, files, tls)?;
-            let (entry, child) = start_orderer(
-                &dir,
-                i,
-                &org.name,
-                files,
-                &tls_section,
-                grpc_addr,
-                ops_addr,
-                &exe,
-            )?;
+            let node_files = node_files(org, files, tls)?;
+            let (entry, child) =
+                start_orderer(&dir, i, &org.name, &node_files, grpc_addr, ops_addr, &exe)?;
             network.nodes.push(entry.clone());
             orderers.push((entry.name.clone(), child));
         }
@@ -482,12 +475,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .map(|c| c.name.as_str())
             .collect::<Vec<_>>()
             .join(", "),
-        manifest
-            .orgs
-            .iter()
-            .map(|o| o.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        manifest.org_names()
     );
     for n in &network.nodes {
         println!(
@@ -617,15 +605,6 @@ async fn wait_orderable(
     )
 }
 
-/// `"a", "b"` for a TOML array.
-fn quoted(items: &[String]) -> String {
-    items
-        .iter()
-        .map(|a| format!("\"{a}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Marks a network directory whose kafka channels ran on the mock cluster.
 const MOCK_MARKER: &str = "kafka-mock.brokers";
 
@@ -722,15 +701,15 @@ async fn start_peer(
         .get("peer")
         .context("org has no peer identity")?;
     if !config_path.exists() {
-        let text = format!(
-            "# Written by `ordo up`.\n[node]\nname = \"{name}\"\nlisten_addr = \"{grpc_addr}\"\nops_listen_addr = \"{ops_addr}\"\ndata_dir = \"{}\"\n\n[identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n\n[deliver]\norderer_endpoints = [{}]\n\n[gateway]\nendorsers = [{}]\n{}",
-            node_dir.join("data").display(),
-            files.key.display(),
-            files.cert.display(),
-            quoted(orderer_addrs),
-            quoted(endorsers),
-            node_tls_section(org, files, tls)?,
-        );
+        let spec = NodeSpec {
+            written_by: "Written by `ordo up`".into(),
+            name: name.clone(),
+            listen_addr: grpc_addr.clone(),
+            ops_listen_addr: ops_addr.clone(),
+            data_dir: node_dir.join("data"),
+            files: node_files(org, files, tls)?,
+        };
+        let text = crate::cmd::config::peer_toml(&spec, orderer_addrs, endorsers);
         std::fs::write(&config_path, text)
             .with_context(|| format!("writing {}", config_path.display()))?;
     }
@@ -771,39 +750,39 @@ async fn start_peer(
     Ok((entry, child))
 }
 
-/// The `[tls]` section of a node's config: its TLS key pair, trusting its own org's TLS CA
-/// (every other org's comes with the channel configs); empty without TLS.
-fn node_tls_section(
+/// The files a node's config names: its identity and TLS key pairs in the crypto
+/// directory, trusting its own org's TLS CA (every other org's comes with the channel
+/// configs); no TLS with --insecure.
+fn node_files(
     org: &crate::cmd::crypto::OrgEntry,
     files: &IdentityFiles,
     tls: bool,
-) -> anyhow::Result<String> {
-    if !tls {
-        return Ok(String::new());
-    }
-    let (Some(pair), Some(ca)) = (&files.tls, &org.tls_ca) else {
-        bail!(
-            "org {} has no TLS certificates (a crypto directory from before TLS); \
-             use --insecure or start a fresh network directory",
-            org.name
-        );
+) -> anyhow::Result<NodeFiles> {
+    let tls = if tls {
+        let (Some(pair), Some(ca)) = (&files.tls, &org.tls_ca) else {
+            bail!(
+                "org {} has no TLS certificates (a crypto directory from before TLS); \
+                 use --insecure or start a fresh network directory",
+                org.name
+            );
+        };
+        Some((pair.cert.clone(), pair.key.clone(), vec![ca.clone()]))
+    } else {
+        None
     };
-    Ok(format!(
-        "\n[tls]\nenabled = true\ncert_file = \"{}\"\nkey_file = \"{}\"\nca_files = [\"{}\"]\n",
-        pair.cert.display(),
-        pair.key.display(),
-        ca.display()
-    ))
+    Ok(NodeFiles {
+        key: files.key.clone(),
+        cert: files.cert.clone(),
+        tls,
+    })
 }
 
 /// Writes orderer `index`'s config (first run) and starts it.
-#[allow(clippy::too_many_arguments)]
 fn start_orderer(
     dir: &Path,
     index: usize,
     org: &str,
-    files: &IdentityFiles,
-    tls_section: &str,
+    node_files: &NodeFiles,
     grpc_addr: &str,
     ops_addr: &str,
     exe: &Path,
@@ -813,15 +792,15 @@ fn start_orderer(
     std::fs::create_dir_all(&node_dir)?;
     let config_path = node_dir.join("orderer.toml");
     if !config_path.exists() {
-        let text = format!(
-            "# Written by `ordo up`. Every field: `ordo orderer --print-example-config`.\n\
-             [node]\nname = \"{name}\"\nlisten_addr = \"{grpc_addr}\"\nops_listen_addr = \"{ops_addr}\"\ndata_dir = \"{}\"\n\n\
-             [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n{tls_section}",
-            node_dir.join("data").display(),
-            files.key.display(),
-            files.cert.display(),
-        );
-        std::fs::write(&config_path, text)
+        let spec = NodeSpec {
+            written_by: "Written by `ordo up`".into(),
+            name: name.clone(),
+            listen_addr: grpc_addr.to_string(),
+            ops_listen_addr: ops_addr.to_string(),
+            data_dir: node_dir.join("data"),
+            files: node_files.clone(),
+        };
+        std::fs::write(&config_path, crate::cmd::config::orderer_toml(&spec))
             .with_context(|| format!("writing {}", config_path.display()))?;
     }
     let command = vec![

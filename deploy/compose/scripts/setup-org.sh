@@ -24,37 +24,19 @@ else
     echo "setup $org: keys already made; keeping them"
 fi
 
-# Node key material: each node's volume gets its own key pairs and its org's TLS CA
-# only; the CA keys and the admin's keys stay on the bank's admin volume.
-for node in orderer peer; do
-    dir=/keys/$node
-    for f in "$node.key" "$node.cert" "$node.tls.key" "$node.tls.crt"; do
-        install -m 0600 -o $uid -g $uid "$mine/$f" "$dir/$f"
-    done
-    install -m 0644 -o $uid -g $uid "$mine/tls/ca.crt" "$dir/tls-ca.crt"
-done
-peers=()
+# Each node's volume gets its config, its own key pairs and its org's TLS CA only
+# (`ordo config` copies them and checks the node will load them); the CA keys and the
+# admin's keys stay on the bank's admin volume. Both listen on every interface of their
+# container; the operations port is 8443 for both.
+endorsers=()
 for pair in $consortium; do
     other=${pair#*:}
-    [[ $other == "$dom" ]] || peers+=("\"peer.$other:7051\"")
+    [[ $other == "$dom" ]] || endorsers+=(--endorser "peer.$other:7051")
 done
-common_tls() {
-    printf '\n[tls]\nenabled = true\ncert_file = "/etc/ordo/keys/%s.tls.crt"\nkey_file = "/etc/ordo/keys/%s.tls.key"\nca_files = ["/etc/ordo/keys/tls-ca.crt"]\n' "$1" "$1"
-}
-{
-    printf '# Written by deploy/compose/scripts/setup-org.sh for %s.\n' "$org"
-    printf '[node]\nname = "orderer.%s"\nlisten_addr = "0.0.0.0:7050"\nops_listen_addr = "0.0.0.0:8443"\ndata_dir = "/var/lib/ordo"\n' "$org"
-    printf '\n[identity]\nkey_file = "/etc/ordo/keys/orderer.key"\ncert_file = "/etc/ordo/keys/orderer.cert"\n'
-    common_tls orderer
-} >/keys/orderer/orderer.toml
-{
-    printf '# Written by deploy/compose/scripts/setup-org.sh for %s.\n' "$org"
-    printf '[node]\nname = "peer.%s"\nlisten_addr = "0.0.0.0:7051"\nops_listen_addr = "0.0.0.0:8443"\ndata_dir = "/var/lib/ordo"\n' "$org"
-    printf '\n[identity]\nkey_file = "/etc/ordo/keys/peer.key"\ncert_file = "/etc/ordo/keys/peer.cert"\n'
-    printf '\n[gateway]\n# The other banks'"'"' peers, asked for endorsements.\nendorsers = [%s]\n' "$(IFS=,; echo "${peers[*]}")"
-    common_tls peer
-} >/keys/peer/peer.toml
-chown $uid:$uid /keys/orderer/orderer.toml /keys/peer/peer.toml
+ordo config orderer --crypto "$crypto" --org "$org" --out /keys/orderer --force \
+    --listen 0.0.0.0:7050 --ops-listen 0.0.0.0:8443 --data-dir /var/lib/ordo
+ordo config peer --crypto "$crypto" --org "$org" --out /keys/peer --force \
+    --listen 0.0.0.0:7051 --ops-listen 0.0.0.0:8443 --data-dir /var/lib/ordo "${endorsers[@]}"
 
 # The bank's client view of the consortium (`ordo` commands with ORDO_NETWORK): every
 # node, but only this bank's identities; other banks' TLS CAs come from their bundles

@@ -67,10 +67,49 @@ pub async fn follow(
         endpoints,
         backoff,
         started: Instant::now(),
+        outage: Outage::default(),
         sink,
         shutdown,
     };
     follower.run().await
+}
+
+/// How often a continuing outage is logged at WARN again.
+const OUTAGE_REMINDER: Duration = Duration::from_secs(300);
+
+/// Failed streams since the last one that opened. An orderer that is down makes the
+/// follower retry every few seconds; logging each retry at WARN would bury the one line
+/// that says what is wrong, so the first failure is a WARN, repeats are DEBUG with a WARN
+/// reminder every [`OUTAGE_REMINDER`], and the stream that opens again says how long it
+/// took.
+#[derive(Debug, Default)]
+struct Outage {
+    since: Option<Instant>,
+    failures: u32,
+    last_warned: Option<Instant>,
+}
+
+impl Outage {
+    /// Records a failure at `now`; whether to log it at WARN.
+    fn failed(&mut self, now: Instant) -> bool {
+        self.failures = self.failures.saturating_add(1);
+        self.since.get_or_insert(now);
+        let warn = self
+            .last_warned
+            .is_none_or(|last| now.duration_since(last) >= OUTAGE_REMINDER);
+        if warn {
+            self.last_warned = Some(now);
+        }
+        warn
+    }
+
+    /// A stream opened: the outage's failure count and start, if there was one.
+    fn recovered(&mut self) -> Option<(u32, Instant)> {
+        let since = self.since.take()?;
+        let failures = std::mem::take(&mut self.failures);
+        self.last_warned = None;
+        Some((failures, since))
+    }
 }
 
 /// Why a stream ended without ending `follow`.
@@ -115,6 +154,7 @@ struct Follower<'a, S> {
     backoff: Backoff<StdRng>,
     /// The origin of the cores' millisecond clock.
     started: Instant,
+    outage: Outage,
     sink: S,
     shutdown: CancellationToken,
 }
@@ -154,12 +194,27 @@ impl<S: BlockSink> Follower<'_, S> {
                     next_block = self.verifier.next_number(),
                     "deliver stream idle ({why}); reconnecting"
                 ),
-                StreamEnd::Interrupted(why) => warn!(
-                    channel = %self.channel_id,
-                    endpoint = %endpoint,
-                    next_block = self.verifier.next_number(),
-                    "deliver stream ended ({why}); reconnecting"
-                ),
+                StreamEnd::Interrupted(why) => {
+                    if self.outage.failed(Instant::now()) {
+                        warn!(
+                            channel = %self.channel_id,
+                            endpoint = %endpoint,
+                            next_block = self.verifier.next_number(),
+                            failures = self.outage.failures,
+                            "deliver stream ended ({why}); reconnecting to the channel's \
+                             orderers with backoff (repeats are logged at debug level, and \
+                             again here every {} s until a stream opens)",
+                            OUTAGE_REMINDER.as_secs()
+                        )
+                    } else {
+                        debug!(
+                            channel = %self.channel_id,
+                            endpoint = %endpoint,
+                            failures = self.outage.failures,
+                            "deliver stream ended ({why}); reconnecting"
+                        )
+                    }
+                }
                 StreamEnd::Refused { number, error } => {
                     self.stats.verification_failed();
                     let now_ms = self.now_ms();
@@ -201,7 +256,17 @@ impl<S: BlockSink> Follower<'_, S> {
                 Ok(Ok(stream)) => stream,
             },
         };
-        debug!(channel = %self.channel_id, endpoint, start, "deliver stream open");
+        match self.outage.recovered() {
+            Some((failures, since)) => info!(
+                channel = %self.channel_id,
+                endpoint,
+                start,
+                failures,
+                "deliver stream open again after {failures} failed attempts over {} s",
+                since.elapsed().as_secs()
+            ),
+            None => debug!(channel = %self.channel_id, endpoint, start, "deliver stream open"),
+        }
         let idle = Duration::from_millis(self.config.idle_timeout_ms);
         loop {
             let message = tokio::select! {
@@ -333,4 +398,31 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod outage_tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_warns_once_then_reminds_and_its_end_reports_its_length() {
+        let t0 = Instant::now();
+        let mut o = Outage::default();
+        assert_eq!(o.recovered(), None, "no outage yet");
+        assert!(o.failed(t0), "the first failure is a warning");
+        for i in 1..10 {
+            assert!(!o.failed(t0 + Duration::from_secs(i)), "repeats are not");
+        }
+        assert!(
+            o.failed(t0 + OUTAGE_REMINDER),
+            "a reminder after the interval"
+        );
+        assert!(!o.failed(t0 + OUTAGE_REMINDER + Duration::from_secs(1)));
+        assert_eq!(o.recovered(), Some((12, t0)));
+        assert_eq!(o.recovered(), None, "reported once");
+        assert!(
+            o.failed(t0 + OUTAGE_REMINDER * 2),
+            "a new outage warns again"
+        );
+    }
 }

@@ -236,6 +236,16 @@ pub async fn run(
         }
     }
     let events = EventsService(PeerEvents::new(channels.clone(), token.clone()));
+    ordo_node::reachability::spawn_watch(
+        "[gateway] endorsers",
+        config.gateway.endorsers.clone(),
+        token.clone(),
+    );
+    ordo_node::reachability::spawn_watch(
+        "[deliver] orderer_endpoints",
+        config.deliver.orderer_endpoints.clone(),
+        token.clone(),
+    );
     {
         let token = token.clone();
         tokio::spawn(async move {
