@@ -537,7 +537,7 @@ async fn a_raft_channel_is_refused_for_backup_and_nothing_is_written() {
     every[9] = "r2".into();
     let (ok, _, err) = ordo_async(every).await;
     assert!(
-        !ok && err.contains("every channel of this orderer is raft"),
+        !ok && err.contains("every channel of this orderer is refused") && err.contains("raft"),
         "{err}"
     );
     let backups = o.data_dir().join("backups");

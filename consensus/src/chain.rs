@@ -71,6 +71,54 @@ pub struct ChainStatus {
     pub term: u64,
 }
 
+/// How the orderer exports a backend metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A value that goes up and down (an integer).
+    Gauge,
+    /// A running total kept by the chain since it started (an integer).
+    Counter,
+    /// A running total of seconds kept by the chain since it started.
+    SecondsCounter,
+}
+
+/// A metric a backend reports for each of its channels; the orderer exports it as
+/// `ordo_orderer_<name>{channel="..."}` without knowing the backend (see
+/// [`crate::consenter::Consenter::metrics`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricDesc {
+    /// The name after `ordo_orderer_` (counters get `_total` appended on export).
+    pub name: &'static str,
+    /// The help text.
+    pub help: &'static str,
+    /// How it is exported.
+    pub kind: MetricKind,
+}
+
+/// One reading of a [`MetricDesc`] for one channel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricSample {
+    /// The metric's [`MetricDesc::name`].
+    pub name: &'static str,
+    /// Its value (integers are exact up to 2^53).
+    pub value: f64,
+}
+
+/// What a chain that runs with other orderers (raft) takes from them; the Cluster service
+/// hands it what an authenticated consenter sent.
+pub trait ClusterMember: Send + Sync {
+    /// A consensus message from consenter `from`; never blocks (may drop when behind).
+    fn step(&self, from: u64, message: &[u8]);
+
+    /// An envelope a follower forwarded to this node: ordered if this node leads;
+    /// resolves with the term it was accepted in.
+    fn submit_forwarded(
+        &self,
+        request: OrderRequest,
+        is_config: bool,
+    ) -> BoxFuture<'_, Result<u64, ChainError>>;
+}
+
 /// One channel's ordering backend.
 pub trait Chain: Send + Sync + 'static {
     /// Orders a normal envelope. Returns once the chain has accepted it (it is then
@@ -98,4 +146,15 @@ pub trait Chain: Send + Sync + 'static {
 
     /// Stops the chain, writing what it has already cut; resolves when it has stopped.
     fn halt(&self) -> BoxFuture<'_, ()>;
+
+    /// The backend's own metrics for this channel, as its consenter declared them.
+    fn metrics(&self) -> Vec<MetricSample> {
+        Vec::new()
+    }
+
+    /// The chain as a member of a cluster of orderers, for backends whose orderers talk
+    /// to each other (raft); `None` for the others.
+    fn cluster(&self) -> Option<&dyn ClusterMember> {
+        None
+    }
 }

@@ -6,6 +6,8 @@
 //! channel's ledger and tells committed-mode waiters.
 //!
 //! - [`chain`]: the `Chain` trait, `OrderRequest`, `ChainError`.
+//! - [`consenter`]: the `Consenter` trait and the map of them by consensus type that the
+//!   orderer builds its chains from.
 //! - [`cutter`]: the pure block cutter.
 //! - [`filters`]: the envelope checks (size, header, creator, signature, Writers policy).
 //! - [`configtx`]: CONFIG_UPDATE → CONFIG envelope.
@@ -13,12 +15,13 @@
 //! - [`solo`]: the single-node backend.
 //! - [`raft`]: the crash-fault-tolerant backend on raft-rs.
 //!
-//! [`start_chain`] picks the backend named by the channel configuration.
+//! [`start_chain`] starts a solo channel without an orderer (tests and tools).
 
 use std::sync::Arc;
 
 pub mod chain;
 pub mod configtx;
+pub mod consenter;
 pub mod cutter;
 pub mod filters;
 pub mod kafka;
@@ -26,19 +29,18 @@ pub mod raft;
 pub mod solo;
 pub mod support;
 
-pub use chain::{Chain, ChainError, ChainStatus, OrderRequest};
+pub use chain::{Chain, ChainError, ChainStatus, ClusterMember, OrderRequest};
+pub use consenter::{Consenter, Consenters};
 pub use support::{ChainSupport, ConfigState};
 
-/// Starts the backend the channel's configuration names.
+/// Starts the backend the channel's configuration names, among the backends that need
+/// nothing from the node (solo). The orderer builds its own [`consenter::Consenters`] with
+/// every backend; this is for tests and tools that order on one process.
 pub fn start_chain(support: Arc<ChainSupport>) -> Result<Arc<dyn Chain>, ChainError> {
-    let state = support.state();
-    match state.consensus_type() {
-        "solo" => Ok(solo::SoloChain::start(
-            support,
-            solo::SoloOptions::default(),
-        )),
-        other => Err(ChainError::Unsupported(format!(
-            "consensus type {other:?} is not available in this build"
-        ))),
-    }
+    let mut consenters = consenter::Consenters::new();
+    consenters.register(Arc::new(solo::SoloConsenter::default()));
+    let kind = support.state().consensus_type().to_string();
+    consenters
+        .get(&kind)?
+        .handle_chain(support, tokio_util::sync::CancellationToken::new())
 }

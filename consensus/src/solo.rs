@@ -53,6 +53,27 @@ struct WriteJob {
     config_done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
+/// Builds solo chains (with [`SoloOptions`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SoloConsenter {
+    /// The options every solo chain of the node gets.
+    pub options: SoloOptions,
+}
+
+impl crate::consenter::Consenter for SoloConsenter {
+    fn consensus_type(&self) -> &'static str {
+        "solo"
+    }
+
+    fn handle_chain(
+        &self,
+        support: Arc<ChainSupport>,
+        _closed: CancellationToken,
+    ) -> Result<Arc<dyn Chain>, crate::chain::ChainError> {
+        Ok(SoloChain::start(support, self.options))
+    }
+}
+
 /// A running solo chain.
 pub struct SoloChain {
     tx: mpsc::Sender<Msg>,

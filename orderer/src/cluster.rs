@@ -29,8 +29,8 @@ use tracing::{debug, info, warn};
 
 use ordo_consensus::chain::BoxFuture;
 use ordo_consensus::raft::transport::MAX_PULL_BLOCKS;
-use ordo_consensus::raft::{raft_id, RaftChain, RaftTransport};
-use ordo_consensus::{ChainError, OrderRequest};
+use ordo_consensus::raft::{raft_id, ClusterNetwork, RaftTransport};
+use ordo_consensus::{ChainError, ClusterMember, OrderRequest};
 use ordo_node::PeerInfo;
 use ordo_proto::block;
 use ordo_proto::cluster_auth::{self, Purpose};
@@ -104,17 +104,25 @@ fn check_pinned(sender: &Consenter, peer: Option<&PeerInfo>, tls: bool) -> Resul
     }
 }
 
-fn raft_of(
-    registry: &Registry,
-    channel: &str,
-) -> Result<(Arc<ChannelHandle>, Arc<RaftChain>), Status> {
+/// The channel's handle, when its chain is a cluster member (raft).
+fn clustered(registry: &Registry, channel: &str) -> Result<Arc<ChannelHandle>, Status> {
     let handle = registry
         .get(channel)
         .ok_or_else(|| Status::not_found(format!("channel {channel:?} not found")))?;
-    let raft = handle.raft.clone().ok_or_else(|| {
-        Status::failed_precondition(format!("channel {channel:?} does not run raft"))
-    })?;
-    Ok((handle, raft))
+    if handle.chain.cluster().is_none() {
+        return Err(Status::failed_precondition(format!(
+            "channel {channel:?} does not run a clustered backend (raft)"
+        )));
+    }
+    Ok(handle)
+}
+
+/// The cluster member of a handle [`clustered`] returned.
+fn member(handle: &ChannelHandle) -> Result<&dyn ClusterMember, Status> {
+    handle
+        .chain
+        .cluster()
+        .ok_or_else(|| Status::failed_precondition("the channel's chain is not clustered"))
 }
 
 fn consenters(handle: &ChannelHandle) -> Vec<Consenter> {
@@ -141,7 +149,8 @@ impl Cluster for ClusterService {
             .await?
             .ok_or_else(|| Status::invalid_argument("empty Step stream"))?;
         let channel = first.channel.clone();
-        let (handle, raft) = raft_of(&self.registry, &channel)?;
+        let handle = clustered(&self.registry, &channel)?;
+        let raft = member(&handle)?;
         let members = consenters(&handle);
         let state = handle.support.state();
         let sender = cluster_auth::verify(
@@ -183,7 +192,8 @@ impl Cluster for ClusterService {
     ) -> Result<Response<SubmitResponse>, Status> {
         let peer = PeerInfo::of(&request).cloned();
         let req = request.into_inner();
-        let (handle, raft) = raft_of(&self.registry, &req.channel)?;
+        let handle = clustered(&self.registry, &req.channel)?;
+        let raft = member(&handle)?;
         let members = consenters(&handle);
         let state = handle.support.state();
         let digest = Sha256::digest(&req.envelope);
@@ -281,6 +291,35 @@ pub struct ClusterStats {
     pub dropped: AtomicU64,
     /// Step streams (re)opened.
     pub connects: AtomicU64,
+}
+
+/// The orderer's network between consenters, as the raft consenter sees it: one
+/// [`GrpcTransport`] per channel, dialled with the node's identity and TLS.
+pub struct OrdererNetwork {
+    /// The node's identity (signs Step and Submit authentication).
+    pub identity: Identity,
+    /// How connections are dialled.
+    pub dialer: ClusterDialer,
+}
+
+impl ClusterNetwork for OrdererNetwork {
+    fn transport(
+        &self,
+        channel: &str,
+        consenters: &[Consenter],
+        self_id: u64,
+        closed: CancellationToken,
+    ) -> Result<Arc<dyn RaftTransport>, ChainError> {
+        let t: Arc<dyn RaftTransport> = GrpcTransport::new(
+            channel,
+            self.identity.clone(),
+            consenters,
+            self_id,
+            closed,
+            self.dialer.clone(),
+        )?;
+        Ok(t)
+    }
 }
 
 /// The raft transport of one channel over the Cluster service.
@@ -392,11 +431,6 @@ impl GrpcTransport {
             .get(&id)
             .cloned()
     }
-
-    /// The transport's counters (shared; they outlive a borrow of the transport).
-    pub fn stats(&self) -> Arc<ClusterStats> {
-        self.stats.clone()
-    }
 }
 
 /// Fetches blocks `start..=end` of `channel` from the orderer at `channel_conn` with
@@ -464,6 +498,20 @@ pub async fn pull_blocks(
 }
 
 impl RaftTransport for GrpcTransport {
+    fn metrics(&self) -> Vec<ordo_consensus::chain::MetricSample> {
+        use ordo_consensus::chain::MetricSample;
+        vec![
+            MetricSample {
+                name: "cluster_messages_dropped",
+                value: self.stats.dropped.load(Ordering::Relaxed) as f64,
+            },
+            MetricSample {
+                name: "cluster_connects",
+                value: self.stats.connects.load(Ordering::Relaxed) as f64,
+            },
+        ]
+    }
+
     fn send(&self, to: u64, message: Vec<u8>) {
         let Some(link) = self.get(to) else {
             return;

@@ -8,6 +8,7 @@
 
 use std::sync::atomic::AtomicU64;
 
+use ordo_consensus::chain::{MetricDesc, MetricKind};
 use ordo_node::metrics::{latency_buckets, Format, NodeKind};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -63,51 +64,52 @@ pub struct Metrics {
     pub verify_batch_size: Histogram,
     /// Admin requests by command and status.
     pub admin_requests: Family<Labels, Counter>,
-    /// Raft: 1 on the channel's leader, 0 elsewhere (refreshed at scrape time).
-    pub raft_is_leader: Family<Labels, Gauge<u64, AtomicU64>>,
-    /// Raft term by channel.
-    pub raft_term: Family<Labels, Gauge<u64, AtomicU64>>,
-    /// Raft leader changes seen since start, by channel.
-    pub raft_leader_changes: Family<Labels, Counter<u64, AtomicU64>>,
-    /// Raft committed index by channel.
-    pub raft_committed_index: Family<Labels, Gauge<u64, AtomicU64>>,
-    /// Raft index applied to the ledger, by channel.
-    pub raft_applied_index: Family<Labels, Gauge<u64, AtomicU64>>,
-    /// Seconds spent persisting raft entries and hard state (synced), by channel.
-    pub raft_persist_seconds: Family<Labels, Counter<f64, AtomicU64>>,
-    /// Consenters the leader heard from recently (0 on followers), by channel.
-    pub raft_active_nodes: Family<Labels, Gauge<u64, AtomicU64>>,
-    /// Raft index of the last snapshot (log compaction point).
-    pub raft_snapshot_index: Family<Labels, Gauge<u64, AtomicU64>>,
-    /// Raft messages dropped because a consenter's send queue was full, by channel.
-    pub cluster_messages_dropped: Family<Labels, Counter<u64, AtomicU64>>,
-    /// Raft streams to other consenters (re)opened, by channel.
-    pub cluster_connects: Family<Labels, Counter<u64, AtomicU64>>,
-    /// Kafka: 1 while the chain takes envelopes (connected and caught up).
-    pub kafka_ready: Family<Labels, Gauge<u64, AtomicU64>>,
-    /// Kafka: last partition offset consumed, by channel.
-    pub kafka_consumed_offset: Family<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>,
-    /// Kafka: messages in the channel's partition this orderer has not consumed yet (the
-    /// partition's high watermark minus the next offset to consume), by channel; absent
-    /// until the consumer has heard the high watermark from a broker.
-    pub kafka_consumer_lag: Family<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>,
-    /// Kafka: highest offset this orderer produced and had acknowledged.
-    pub kafka_produced_offset: Family<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>,
-    /// Kafka: produces waiting for their delivery report.
-    pub kafka_inflight: Family<Labels, Gauge<u64, AtomicU64>>,
-    /// Kafka: failed deliveries since start.
-    pub kafka_delivery_failures: Family<Labels, Counter<u64, AtomicU64>>,
+    /// The backends' own metrics (raft, kafka, ...), by name, as their consenters
+    /// declared them; refreshed at scrape time from each chain.
+    pub backend: std::collections::BTreeMap<&'static str, BackendFamily>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
+/// One backend metric's family, by its [`MetricKind`].
+pub enum BackendFamily {
+    /// [`MetricKind::Gauge`].
+    Gauge(Family<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>),
+    /// [`MetricKind::Counter`].
+    Counter(Family<Labels, Counter<u64, AtomicU64>>),
+    /// [`MetricKind::SecondsCounter`].
+    Seconds(Family<Labels, Counter<f64, AtomicU64>>),
+}
+
+impl BackendFamily {
+    /// Records `value` for `labels`: gauges are set; counters, which the chains keep as
+    /// running totals, are brought up to it.
+    pub fn record(&self, labels: &Labels, value: f64) {
+        match self {
+            BackendFamily::Gauge(f) => {
+                f.get_or_create(labels).set(value as i64);
+            }
+            BackendFamily::Counter(f) => {
+                let c = f.get_or_create(labels);
+                let target = value as u64;
+                let now = c.get();
+                if target > now {
+                    c.inc_by(target - now);
+                }
+            }
+            BackendFamily::Seconds(f) => {
+                let c = f.get_or_create(labels);
+                let delta = value - c.get();
+                if delta > 0.0 {
+                    c.inc_by(delta);
+                }
+            }
+        }
     }
 }
 
 impl Metrics {
-    /// Registers every metric under the `ordo_orderer` prefix, and `ordo_build_info`.
-    pub fn new() -> Self {
+    /// Registers every metric under the `ordo_orderer` prefix, and `ordo_build_info`;
+    /// `backend` are the metrics the node's consenters declared.
+    pub fn new(backend: &[MetricDesc]) -> Self {
         let mut root = Registry::default();
         ordo_node::metrics::register_build_info(&mut root, NodeKind::Orderer);
         let registry = root.sub_registry_with_prefix(PREFIX);
@@ -125,22 +127,7 @@ impl Metrics {
             block_write_seconds: Family::default(),
             verify_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             admin_requests: Family::default(),
-            raft_is_leader: Family::default(),
-            raft_term: Family::default(),
-            raft_leader_changes: Family::default(),
-            raft_committed_index: Family::default(),
-            raft_applied_index: Family::default(),
-            raft_persist_seconds: Family::default(),
-            raft_active_nodes: Family::default(),
-            raft_snapshot_index: Family::default(),
-            cluster_messages_dropped: Family::default(),
-            cluster_connects: Family::default(),
-            kafka_ready: Family::default(),
-            kafka_consumed_offset: Family::default(),
-            kafka_consumer_lag: Family::default(),
-            kafka_produced_offset: Family::default(),
-            kafka_inflight: Family::default(),
-            kafka_delivery_failures: Family::default(),
+            backend: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -208,82 +195,27 @@ impl Metrics {
             "Admin requests by command and status",
             m.admin_requests.clone(),
         );
-        registry.register(
-            "raft_is_leader",
-            "1 if this node is the channel's raft leader",
-            m.raft_is_leader.clone(),
-        );
-        registry.register("raft_term", "Raft term", m.raft_term.clone());
-        registry.register(
-            "raft_leader_changes",
-            "Raft leader changes seen since start",
-            m.raft_leader_changes.clone(),
-        );
-        registry.register(
-            "raft_committed_index",
-            "Index of the last committed raft entry",
-            m.raft_committed_index.clone(),
-        );
-        registry.register(
-            "raft_applied_index",
-            "Index of the last raft entry applied to the ledger",
-            m.raft_applied_index.clone(),
-        );
-        registry.register(
-            "raft_persist_seconds",
-            "Time spent persisting raft entries and hard state, fsync included",
-            m.raft_persist_seconds.clone(),
-        );
-        registry.register(
-            "raft_active_nodes",
-            "Consenters the leader heard from recently (0 on followers)",
-            m.raft_active_nodes.clone(),
-        );
-        registry.register(
-            "raft_snapshot_index",
-            "Raft index of the last snapshot; the log holds only entries after it",
-            m.raft_snapshot_index.clone(),
-        );
-        registry.register(
-            "cluster_messages_dropped",
-            "Raft messages dropped because a consenter's send queue was full",
-            m.cluster_messages_dropped.clone(),
-        );
-        registry.register(
-            "cluster_connects",
-            "Raft streams to other consenters opened or reopened",
-            m.cluster_connects.clone(),
-        );
-        registry.register(
-            "kafka_ready",
-            "1 while the kafka chain takes envelopes (connected and caught up)",
-            m.kafka_ready.clone(),
-        );
-        registry.register(
-            "kafka_consumed_offset",
-            "Last offset of the channel's partition this orderer consumed",
-            m.kafka_consumed_offset.clone(),
-        );
-        registry.register(
-            "kafka_consumer_lag",
-            "Messages in the channel's partition this orderer has not consumed yet",
-            m.kafka_consumer_lag.clone(),
-        );
-        registry.register(
-            "kafka_produced_offset",
-            "Highest offset this orderer produced and had acknowledged",
-            m.kafka_produced_offset.clone(),
-        );
-        registry.register(
-            "kafka_inflight",
-            "Messages produced and waiting for their delivery report",
-            m.kafka_inflight.clone(),
-        );
-        registry.register(
-            "kafka_delivery_failures",
-            "Produced messages whose delivery failed",
-            m.kafka_delivery_failures.clone(),
-        );
+        let mut m = m;
+        for d in backend {
+            let family = match d.kind {
+                MetricKind::Gauge => {
+                    let f = Family::default();
+                    registry.register(d.name, d.help, f.clone());
+                    BackendFamily::Gauge(f)
+                }
+                MetricKind::Counter => {
+                    let f = Family::default();
+                    registry.register(d.name, d.help, f.clone());
+                    BackendFamily::Counter(f)
+                }
+                MetricKind::SecondsCounter => {
+                    let f = Family::default();
+                    registry.register(d.name, d.help, f.clone());
+                    BackendFamily::Seconds(f)
+                }
+            };
+            m.backend.insert(d.name, family);
+        }
         Self {
             registry: root,
             ..m
@@ -326,7 +258,23 @@ mod tests {
 
     #[test]
     fn every_metric_has_help_and_the_build_info_is_there() {
-        let m = Metrics::new();
+        let backend = [
+            MetricDesc {
+                name: "backend_things",
+                help: "Things a backend counts",
+                kind: MetricKind::Counter,
+            },
+            MetricDesc {
+                name: "backend_level",
+                help: "A backend's level",
+                kind: MetricKind::Gauge,
+            },
+        ];
+        let m = Metrics::new(&backend);
+        for total in [3.0, 2.0, 5.0] {
+            m.backend["backend_things"].record(&Metrics::channel("c"), total);
+        }
+        m.backend["backend_level"].record(&Metrics::channel("c"), -4.0);
         m.broadcast_responses
             .get_or_create(&Metrics::channel_status("c", "SUCCESS"))
             .inc();
@@ -345,6 +293,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("node=\"orderer\"} 1"), "{text}");
+        assert!(
+            text.contains("ordo_orderer_backend_things_total{channel=\"c\"} 5"),
+            "a running total is brought up to the chain's, never down: {text}"
+        );
+        assert!(
+            text.contains("ordo_orderer_backend_level{channel=\"c\"} -4"),
+            "{text}"
+        );
         let mut declared = 0;
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             let name = line.split(' ').nth(2).unwrap_or_default();
@@ -354,6 +310,6 @@ mod tests {
             );
             declared += 1;
         }
-        assert!(declared > 25, "{text}");
+        assert!(declared > 15, "{text}");
     }
 }

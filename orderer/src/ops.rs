@@ -157,64 +157,10 @@ async fn metrics_text(State(ops): State<Ops>, headers: HeaderMap) -> impl IntoRe
         if delta > 0.0 {
             secs.inc_by(delta);
         }
-        if let Some(raft) = &ch.raft {
-            let r = raft.metrics();
-            let m = &ops.metrics;
-            m.raft_is_leader
-                .get_or_create(&labels)
-                .set(u64::from(r.is_leader));
-            m.raft_term.get_or_create(&labels).set(r.term);
-            catch_up(
-                &m.raft_leader_changes.get_or_create(&labels),
-                r.leader_changes,
-            );
-            m.raft_committed_index
-                .get_or_create(&labels)
-                .set(r.committed_index);
-            m.raft_applied_index
-                .get_or_create(&labels)
-                .set(r.applied_index);
-            m.raft_active_nodes
-                .get_or_create(&labels)
-                .set(r.active_nodes);
-            m.raft_snapshot_index
-                .get_or_create(&labels)
-                .set(r.snapshot_index);
-            let persist = m.raft_persist_seconds.get_or_create(&labels);
-            let delta = r.persist_micros as f64 / 1e6 - persist.get();
-            if delta > 0.0 {
-                persist.inc_by(delta);
+        for sample in ch.chain.metrics() {
+            if let Some(family) = ops.metrics.backend.get(sample.name) {
+                family.record(&labels, sample.value);
             }
-        }
-        if let Some(kafka) = &ch.kafka {
-            let k = kafka.metrics();
-            let m = &ops.metrics;
-            m.kafka_ready.get_or_create(&labels).set(u64::from(k.ready));
-            m.kafka_consumed_offset
-                .get_or_create(&labels)
-                .set(k.consumed_offset);
-            if let Some(lag) = k.consumer_lag() {
-                m.kafka_consumer_lag.get_or_create(&labels).set(lag);
-            }
-            m.kafka_produced_offset
-                .get_or_create(&labels)
-                .set(k.produced_offset);
-            m.kafka_inflight.get_or_create(&labels).set(k.inflight);
-            catch_up(
-                &m.kafka_delivery_failures.get_or_create(&labels),
-                k.delivery_failures,
-            );
-        }
-        if let Some(cluster) = &ch.cluster {
-            use std::sync::atomic::Ordering::Relaxed;
-            catch_up(
-                &ops.metrics.cluster_messages_dropped.get_or_create(&labels),
-                cluster.dropped.load(Relaxed),
-            );
-            catch_up(
-                &ops.metrics.cluster_connects.get_or_create(&labels),
-                cluster.connects.load(Relaxed),
-            );
         }
     }
     drop(guard);

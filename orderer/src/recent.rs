@@ -53,10 +53,7 @@ impl RecentTxIds {
                 .data
                 .iter()
                 .flat_map(|d| d.data.iter())
-                .filter_map(|e| {
-                    let env = ordo_proto::envelope::decode(e).ok()?;
-                    Some(ordo_proto::envelope::unpack(&env).ok()?.header.tx_id)
-                });
+                .filter_map(|e| ordo_proto::envelope::tx_id_of(e));
             let mut ids: Vec<String> = ids.collect();
             ids.reverse();
             newest_first.extend(ids);

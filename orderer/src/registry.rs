@@ -14,19 +14,15 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
-use ordo_consensus::chain::{BoxFuture, ChainStatus};
-use ordo_consensus::kafka::{default_topic, KafkaChain, KafkaOptions, PartitionConfig};
-use ordo_consensus::raft::{prepare_join, raft_id, RaftChain, RaftOptions, RaftSetup};
-use ordo_consensus::{start_chain, Chain, ChainError, ChainSupport, OrderRequest};
+use ordo_consensus::raft::prepare_join;
+use ordo_consensus::{Chain, ChainError, ChainSupport, Consenters};
 
-use crate::cluster::{connect, pull_blocks, ClusterDialer, ClusterStats, GrpcTransport};
-use crate::config::KafkaSection;
+use crate::cluster::{connect, pull_blocks, ClusterDialer};
 pub use crate::recent::RecentTxIds;
 use ordo_ledger::{BlockStore, ChannelDirs, LedgerError, TxIndex};
 use ordo_proto::block;
@@ -95,14 +91,9 @@ fn open_ledger(dir: &Path) -> Result<BlockStore, ordo_ledger::LedgerError> {
 pub struct ChannelHandle {
     /// Ledger, config and block writing.
     pub support: Arc<ChainSupport>,
-    /// The running backend.
+    /// The running backend (the orderer sees nothing else of it: its metrics and, for
+    /// raft, what the Cluster service hands it are on [`Chain`]).
     pub chain: Arc<dyn Chain>,
-    /// The same backend when it is raft (the Cluster service steps it).
-    pub raft: Option<Arc<RaftChain>>,
-    /// The raft transport's counters, for a raft channel.
-    pub cluster: Option<Arc<ClusterStats>>,
-    /// The same backend when it is kafka (for its metrics).
-    pub kafka: Option<Arc<KafkaChain>>,
     /// Recently accepted tx ids.
     pub recent: Mutex<RecentTxIds>,
     /// Cancelled when the channel is removed or the node shuts down: Deliver streams end.
@@ -122,8 +113,9 @@ pub struct Registry {
     signer: Identity,
     dedupe_window: usize,
     node_name: String,
-    kafka: KafkaSection,
-    /// How connections to other consenters are dialled.
+    /// The backends, by consensus type.
+    consenters: Consenters,
+    /// How connections to other consenters are dialled (block pulls of a join).
     dialer: ClusterDialer,
     /// The node's TLS trust, fed with each channel's TLS roots (`None` in plaintext).
     trust: Option<Arc<ordo_node::TrustStore>>,
@@ -133,13 +125,15 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Opens every channel found under `<data_dir>/channels` and starts its chain.
+    /// Opens every channel found under `<data_dir>/channels` and starts its chain with
+    /// the consenter of its consensus type.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         data_dir: &Path,
         signer: Identity,
         dedupe_window: usize,
         node_name: &str,
-        kafka: KafkaSection,
+        consenters: Consenters,
         dialer: ClusterDialer,
         trust: Option<Arc<ordo_node::TrustStore>>,
     ) -> Result<Self, RegistryError> {
@@ -149,7 +143,7 @@ impl Registry {
             signer,
             dedupe_window,
             node_name: node_name.to_string(),
-            kafka,
+            consenters,
             dialer,
             trust,
             channels: RwLock::new(HashMap::new()),
@@ -184,118 +178,16 @@ impl Registry {
         let support = Arc::new(ChainSupport::new(ledger, self.signer.clone())?);
         self.trust_channel(support.channel_id(), &support.state().config);
         let closed = CancellationToken::new();
-        let mut kafka_chain = None;
-        let (chain, raft, cluster): (Arc<dyn Chain>, _, _) = if support.state().consensus_type()
-            == "raft"
-            && !self.is_consenter(&support.state().config)
-        {
-            warn!(
-                    channel = support.channel_id(),
-                    "this node is not a consenter of the raft channel; it serves its blocks and orders nothing"
-                );
-            let reason = format!(
-                "this orderer is not a consenter of channel {:?}",
-                support.channel_id()
-            );
-            (Arc::new(InactiveChain { reason }), None, None)
-        } else if support.state().consensus_type() == "raft" {
-            let (raft, stats) = self.start_raft(support.clone(), closed.clone())?;
-            (raft.clone(), Some(raft), Some(stats))
-        } else if support.state().consensus_type() == "kafka" {
-            let kafka = self.start_kafka(support.clone())?;
-            kafka_chain = Some(kafka.clone());
-            (kafka, None, None)
-        } else {
-            (start_chain(support.clone())?, None, None)
-        };
+        let chain = self
+            .consenters
+            .get(support.state().consensus_type())?
+            .handle_chain(support.clone(), closed.clone())?;
         Ok(Arc::new(ChannelHandle {
             support,
             chain,
-            raft,
-            cluster,
-            kafka: kafka_chain,
             recent: Mutex::new(recent),
             closed,
         }))
-    }
-
-    /// Starts a raft chain: this node must be one of the channel's consenters (found by
-    /// its certificate); the others are reached over the Cluster service.
-    fn start_raft(
-        &self,
-        support: Arc<ChainSupport>,
-        closed: CancellationToken,
-    ) -> Result<(Arc<RaftChain>, Arc<ClusterStats>), RegistryError> {
-        let state = support.state();
-        let orderer = state.config.orderer.clone().unwrap_or_default();
-        let me = orderer
-            .consenters
-            .iter()
-            .find(|c| c.certificate == *self.signer.cert_bytes())
-            .ok_or_else(|| {
-                ChainError::Unsupported(format!(
-                    "this node is not a consenter of raft channel {:?}",
-                    support.channel_id()
-                ))
-            })?;
-        let self_id = raft_id(&me.id);
-        let transport = GrpcTransport::new(
-            support.channel_id(),
-            self.signer.clone(),
-            &orderer.consenters,
-            self_id,
-            closed,
-            self.dialer.clone(),
-        )?;
-        let stats = transport.stats();
-        let setup = RaftSetup {
-            id: self_id,
-            voters: orderer.consenters.iter().map(|c| raft_id(&c.id)).collect(),
-            names: orderer
-                .consenters
-                .iter()
-                .map(|c| (raft_id(&c.id), c.id.clone()))
-                .collect(),
-            transport,
-            options: RaftOptions::from_config(orderer.raft.as_ref()),
-        };
-        Ok((RaftChain::start(support, setup)?, stats))
-    }
-
-    /// Starts a Kafka chain on the channel's partition: brokers and topic from the
-    /// channel config (the node's `[kafka] brokers` replaces the list when set), client
-    /// properties and timeouts from the node's `[kafka]` section.
-    fn start_kafka(&self, support: Arc<ChainSupport>) -> Result<Arc<KafkaChain>, RegistryError> {
-        let state = support.state();
-        let channel_kafka = state
-            .config
-            .orderer
-            .as_ref()
-            .and_then(|o| o.kafka.clone())
-            .unwrap_or_default();
-        let brokers = if self.kafka.brokers.is_empty() {
-            channel_kafka.brokers.join(",")
-        } else {
-            self.kafka.brokers.clone()
-        };
-        let topic = if channel_kafka.topic.is_empty() {
-            default_topic(support.channel_id())
-        } else {
-            channel_kafka.topic
-        };
-        let partition = PartitionConfig {
-            properties: self
-                .kafka
-                .properties
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            delivery_timeout: Duration::from_millis(self.kafka.delivery_timeout_ms),
-            ..PartitionConfig::new(brokers, topic)
-        };
-        let mut options = KafkaOptions::new(partition, self.node_name.clone());
-        options.retry_backoff = Duration::from_millis(self.kafka.retry_backoff_ms.max(10));
-        Ok(KafkaChain::start(support, options)?)
     }
 
     /// Starts the channel whose directory a join just installed; a channel that cannot
@@ -308,10 +200,6 @@ impl Registry {
             let _ = std::fs::remove_dir_all(dir);
         }
         started
-    }
-
-    fn is_consenter(&self, config: &ChannelConfig) -> bool {
-        self.my_consenter(config).is_some()
     }
 
     fn my_consenter<'c>(&self, config: &'c ChannelConfig) -> Option<&'c Consenter> {
@@ -455,17 +343,22 @@ impl Registry {
         only: Option<&str>,
         now_ms: u64,
     ) -> Result<(ordo_ledger::Manifest, std::path::PathBuf), RegistryError> {
-        const RAFT_REASON: &str = "raft channel: a consenter restored to an earlier raft log and vote could lose committed blocks; recover a raft orderer by joining it again from the other consenters";
         ordo_ledger::backup::validate_name(name)?;
         let _guard = self.admin_lock.lock().await;
+        let refusal = |h: &ChannelHandle| {
+            self.consenters
+                .get(h.support.state().consensus_type())
+                .ok()
+                .and_then(|c| c.backup_refusal())
+        };
         let handles: Vec<Arc<ChannelHandle>> = match only {
             Some(id) => {
                 let h = self
                     .get(id)
                     .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
-                if h.support.state().consensus_type() == "raft" {
+                if let Some(why) = refusal(&h) {
                     return Err(RegistryError::NothingToBackUp(format!(
-                        "channel {id:?} is a {RAFT_REASON}"
+                        "channel {id:?} is a {why}"
                     )));
                 }
                 vec![h]
@@ -475,17 +368,15 @@ impl Registry {
         let mut chosen = Vec::new();
         let mut skipped = Vec::new();
         for h in handles {
-            if h.support.state().consensus_type() == "raft" {
-                skipped.push(h.id().to_string());
-            } else {
-                chosen.push((h.id().to_string(), h.support.ledger().clone()));
+            match refusal(&h) {
+                Some(why) => skipped.push((h.id().to_string(), why)),
+                None => chosen.push((h.id().to_string(), h.support.ledger().clone())),
             }
         }
         if chosen.is_empty() {
-            return Err(RegistryError::NothingToBackUp(if skipped.is_empty() {
-                "this orderer serves no channel".into()
-            } else {
-                format!("every channel of this orderer is raft ({RAFT_REASON})")
+            return Err(RegistryError::NothingToBackUp(match skipped.first() {
+                None => "this orderer serves no channel".into(),
+                Some((_, why)) => format!("every channel of this orderer is refused ({why})"),
             }));
         }
         let data_dir = self.dirs.data_dir().to_path_buf();
@@ -497,8 +388,8 @@ impl Registry {
             for (id, ledger) in &chosen {
                 writer.add_channel(id, ledger)?;
             }
-            for id in &skipped {
-                writer.skip_channel(id, RAFT_REASON);
+            for (id, why) in &skipped {
+                writer.skip_channel(id, *why);
             }
             Ok(writer.finish(&node, "orderer", now_ms)?)
         })
@@ -604,38 +495,4 @@ async fn onboard(
         }
     }
     Ok(())
-}
-
-/// The chain of a channel this node orders nothing for: a raft channel that does not,
-/// or no longer, name it among its consenters. Its ledger still serves Deliver.
-struct InactiveChain {
-    reason: String,
-}
-
-impl Chain for InactiveChain {
-    fn order(&self, _req: OrderRequest) -> BoxFuture<'_, Result<(), ChainError>> {
-        let reason = self.reason.clone();
-        Box::pin(async move { Err(ChainError::NotReady { reason }) })
-    }
-
-    fn configure(&self, req: OrderRequest) -> BoxFuture<'_, Result<(), ChainError>> {
-        self.order(req)
-    }
-
-    fn wait_ready(&self) -> BoxFuture<'_, Result<(), ChainError>> {
-        let reason = self.reason.clone();
-        Box::pin(async move { Err(ChainError::NotReady { reason }) })
-    }
-
-    fn status(&self) -> ChainStatus {
-        ChainStatus {
-            role: "inactive".into(),
-            leader: None,
-            term: 0,
-        }
-    }
-
-    fn halt(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
-    }
 }

@@ -16,6 +16,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
+use ordo_consensus::kafka::{KafkaConsenter, KafkaNodeSettings};
+use ordo_consensus::raft::RaftConsenter;
+use ordo_consensus::solo::SoloConsenter;
+use ordo_consensus::Consenters;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::admin_server::{Admin, AdminServer};
 use ordo_proto::pb::admin::AdminResponse;
@@ -29,7 +33,7 @@ use tokio_stream::StreamExt;
 use crate::admin::AdminHandler;
 use crate::atomic::{AtomicBroadcastService, EncodedDeliverItem};
 use crate::broadcast::BroadcastHandler;
-use crate::cluster::{ClusterDialer, ClusterService, MAX_CLUSTER_MESSAGE};
+use crate::cluster::{ClusterDialer, ClusterService, OrdererNetwork, MAX_CLUSTER_MESSAGE};
 use crate::config::OrdererConfig;
 use crate::deliver::DeliverHandler;
 use crate::metrics::Metrics;
@@ -128,6 +132,28 @@ impl Admin for AdminService {
     }
 }
 
+/// The backends this node runs, by consensus type: one registration line each.
+fn consenters(config: &OrdererConfig, identity: &Identity, dialer: &ClusterDialer) -> Consenters {
+    let mut consenters = Consenters::new();
+    consenters
+        .register(Arc::new(SoloConsenter::default()))
+        .register(Arc::new(KafkaConsenter::new(KafkaNodeSettings {
+            node_name: config.node.name.clone(),
+            brokers: config.kafka.brokers.clone(),
+            properties: config.kafka.properties.clone(),
+            delivery_timeout: Duration::from_millis(config.kafka.delivery_timeout_ms),
+            retry_backoff: Duration::from_millis(config.kafka.retry_backoff_ms),
+        })))
+        .register(Arc::new(RaftConsenter::new(
+            identity.cert_bytes().clone(),
+            Arc::new(OrdererNetwork {
+                identity: identity.clone(),
+                dialer: dialer.clone(),
+            }),
+        )));
+    consenters
+}
+
 /// Runs the node on the given listeners until `shutdown` resolves, then stops gracefully:
 /// streams end with SERVICE_UNAVAILABLE, every chain writes what it has accepted, and the
 /// ledgers close.
@@ -153,18 +179,20 @@ pub async fn run(
         source_addr: config.node.cluster_source_addr,
     };
     ordo_node::data_dir::prepare(&config.node.data_dir)?;
+    let consenters = consenters(&config, &identity, &dialer);
+    let backend_metrics = consenters.metrics();
     let registry = Arc::new(Registry::open(
         &config.node.data_dir,
         identity.clone(),
         config.limits.dedupe_window,
         &config.node.name,
-        config.kafka.clone(),
+        consenters,
         dialer,
         tls.as_ref().map(|t| t.trust().clone()),
     )?);
     let listener_metrics = ListenerMetrics::new();
     let cert_metrics = CertMetrics::new();
-    let mut metrics = Metrics::new();
+    let mut metrics = Metrics::new(&backend_metrics);
     metrics.register_listener(&listener_metrics);
     metrics.register_certs(&cert_metrics);
     let metrics = Arc::new(metrics);

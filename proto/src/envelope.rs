@@ -147,3 +147,12 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
         reason: e.to_string(),
     })
 }
+
+/// The tx id in the header of stored envelope bytes, without checking anything else: the
+/// one way the ordering backends and the orderer's duplicate filter read it from blocks
+/// they wrote themselves. `None` when the bytes do not decode to a payload with a header.
+pub fn tx_id_of(bytes: &[u8]) -> Option<String> {
+    let envelope = decode(bytes).ok()?;
+    let payload = Payload::decode(envelope.payload.as_ref()).ok()?;
+    payload.header.map(|h| h.tx_id)
+}

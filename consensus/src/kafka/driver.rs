@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +33,6 @@ use tracing::{debug, error, info, warn};
 
 use ordo_proto::config;
 use ordo_proto::envelope;
-use ordo_proto::pb::common::Payload;
 
 use super::broker::{BrokerError, PartitionConfig, PartitionConsumer, PartitionProducer};
 use super::core::{Action, KafkaCore, KafkaMessage};
@@ -490,6 +488,10 @@ impl Chain for KafkaChain {
         }
     }
 
+    fn metrics(&self) -> Vec<crate::chain::MetricSample> {
+        KafkaChain::metrics(self).samples()
+    }
+
     fn halt(&self) -> BoxFuture<'_, ()> {
         self.link.halting.cancel();
         let mut rx = self
@@ -644,7 +646,7 @@ async fn consume_loop(
                         }
                         Action::StopTimer => timer = None,
                         Action::Refused { envelope, reason } => {
-                            let tx_id = tx_id_of(&envelope);
+                            let tx_id = envelope::tx_id_of(&envelope).unwrap_or_default();
                             debug!(%channel, %tx_id, %reason, "envelope refused on re-validation");
                             support.notify_rejected(&tx_id, reason);
                         }
@@ -724,15 +726,6 @@ async fn write(
         Some(rx) => matches!(rx.await, Ok(Ok(()))),
         None => true,
     }
-}
-
-fn tx_id_of(envelope_bytes: &[u8]) -> String {
-    envelope::decode(envelope_bytes)
-        .ok()
-        .and_then(|e| Payload::decode(e.payload.as_ref()).ok())
-        .and_then(|p| p.header)
-        .map(|h| h.tx_id)
-        .unwrap_or_default()
 }
 
 fn writer_loop(link: &Link, support: &ChainSupport, mut rx: mpsc::Receiver<WriteJob>) {

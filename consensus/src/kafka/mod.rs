@@ -6,10 +6,12 @@
 //! [`KafkaChain`] that ties them to the ledger.
 
 pub mod broker;
+pub mod consenter;
 pub mod core;
 pub mod driver;
 pub mod revalidate;
 pub mod wire;
 
 pub use broker::PartitionConfig;
+pub use consenter::{KafkaConsenter, KafkaNodeSettings};
 pub use driver::{default_topic, KafkaChain, KafkaMetrics, KafkaOptions};

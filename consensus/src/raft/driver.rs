@@ -25,9 +25,8 @@ use tracing::{debug, error, info, warn};
 
 use ordo_proto::block;
 use ordo_proto::config;
-use ordo_proto::envelope;
 use ordo_proto::hash::Hash;
-use ordo_proto::pb::common::{Block, Payload};
+use ordo_proto::pb::common::Block;
 use ordo_proto::verify::ChainVerifier;
 
 use super::membership::{self, MembershipChange};
@@ -178,11 +177,7 @@ fn entry_data(block: &Block, is_config: bool) -> Option<Vec<u8>> {
     Some(data)
 }
 
-pub(super) fn tx_id_of(envelope_bytes: &[u8]) -> Option<String> {
-    let env = envelope::decode(envelope_bytes).ok()?;
-    let payload = Payload::decode(env.payload.as_ref()).ok()?;
-    payload.header.map(|h| h.tx_id)
-}
+pub(super) use ordo_proto::envelope::tx_id_of;
 
 /// How the raft loop talks to the chain that owns it.
 pub(super) struct Links {

@@ -39,6 +39,7 @@ use ordo_proto::pb::common::{Block, RaftConfig};
 use crate::chain::{BoxFuture, Chain, ChainError, ChainStatus, OrderRequest};
 use crate::support::ChainSupport;
 
+pub mod consenter;
 mod driver;
 mod logger;
 pub mod membership;
@@ -47,6 +48,7 @@ pub mod stepped;
 pub mod storage;
 pub mod transport;
 
+pub use consenter::{ClusterNetwork, RaftConsenter};
 pub use driver::CrashPoint;
 pub use stepped::{ManualClock, SteppedRaft};
 pub use transport::{LocalNetwork, RaftTransport};
@@ -549,6 +551,16 @@ impl Chain for RaftChain {
                 error!("raft thread ended without reporting");
             }
         })
+    }
+
+    fn metrics(&self) -> Vec<crate::chain::MetricSample> {
+        let mut out = RaftChain::metrics(self).samples();
+        out.extend(self.transport.metrics());
+        out
+    }
+
+    fn cluster(&self) -> Option<&dyn crate::chain::ClusterMember> {
+        Some(self)
     }
 }
 

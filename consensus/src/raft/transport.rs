@@ -42,6 +42,11 @@ pub trait RaftTransport: Send + Sync + 'static {
 
     /// The channel's consenters changed (a config block was applied): reach the new set.
     fn reconfigure(&self, _consenters: &[Consenter]) {}
+
+    /// The transport's own metrics (names declared by [`super::RaftConsenter`]).
+    fn metrics(&self) -> Vec<crate::chain::MetricSample> {
+        Vec::new()
+    }
 }
 
 /// Blocks pulled per request at most (bounds memory while catching up).
