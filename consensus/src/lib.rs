@@ -12,6 +12,7 @@
 //! - [`filters`]: the envelope checks (size, header, creator, signature, Writers policy).
 //! - [`configtx`]: CONFIG_UPDATE → CONFIG envelope.
 //! - [`support`]: `ChainSupport` and the configuration in force.
+//! - [`writer`]: the one block-writer loop of the solo and kafka backends.
 //! - [`solo`]: the single-node backend.
 //! - [`raft`]: the crash-fault-tolerant backend on raft-rs.
 //!
@@ -28,6 +29,7 @@ pub mod kafka;
 pub mod raft;
 pub mod solo;
 pub mod support;
+pub mod writer;
 
 pub use chain::{Chain, ChainError, ChainStatus, ClusterMember, OrderRequest};
 pub use consenter::{Consenter, Consenters};

@@ -23,6 +23,7 @@ use tracing::{debug, error, info, warn};
 use crate::chain::{BoxFuture, Chain, ChainError, ChainStatus, OrderRequest};
 use crate::cutter::BlockCutter;
 use crate::support::ChainSupport;
+use crate::writer::WriteJob;
 
 /// Tunables of the solo backend.
 #[derive(Debug, Clone, Copy)]
@@ -45,12 +46,6 @@ impl Default for SoloOptions {
 enum Msg {
     Normal(OrderRequest),
     Config(OrderRequest),
-}
-
-struct WriteJob {
-    data: Vec<Bytes>,
-    /// For a config block: told when it is written (or why not).
-    config_done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 /// Builds solo chains (with [`SoloOptions`]).
@@ -98,7 +93,12 @@ impl SoloChain {
             std::thread::Builder::new()
                 .name(format!("solo-writer-{}", support.channel_id()))
                 .spawn(move || {
-                    writer_loop(&support, wrx, &failed, &halt);
+                    crate::writer::run(&support, wrx, |e| {
+                        error!(channel = support.channel_id(), error = %e, "writing a block failed; the chain stops");
+                        failed.store(true, Ordering::Release);
+                        halt.cancel();
+                        support.fail_all_waiters(&format!("ledger failure: {e}"));
+                    });
                     // Release the ledger before reporting the stop, so that whoever waits
                     // on `halt` can reopen it.
                     drop(support);
@@ -249,7 +249,8 @@ async fn cutter_loop(
 
 async fn send(wtx: &mpsc::Sender<WriteJob>, data: Vec<Bytes>) -> bool {
     wtx.send(WriteJob {
-        data,
+        envelopes: data,
+        metadata: Bytes::new(),
         config_done: None,
     })
     .await
@@ -324,7 +325,8 @@ async fn handle(
                 let (done_tx, done_rx) = oneshot::channel();
                 if wtx
                     .send(WriteJob {
-                        data: b,
+                        envelopes: b,
+                        metadata: Bytes::new(),
                         config_done: Some(done_tx),
                     })
                     .await
@@ -351,40 +353,6 @@ async fn handle(
                 }
             }
             true
-        }
-    }
-}
-
-fn writer_loop(
-    support: &ChainSupport,
-    mut rx: mpsc::Receiver<WriteJob>,
-    failed: &AtomicBool,
-    halt: &CancellationToken,
-) {
-    while let Some(job) = rx.blocking_recv() {
-        let block = support.create_next_block(job.data);
-        let result = if job.config_done.is_some() {
-            support.write_config_block(block, Bytes::new())
-        } else {
-            support.write_block(block, Bytes::new())
-        };
-        match result {
-            Ok(n) => {
-                if let Some(done) = job.config_done {
-                    let _ = done.send(Ok(()));
-                }
-                debug!(channel = support.channel_id(), block = n, "block written");
-            }
-            Err(e) => {
-                error!(channel = support.channel_id(), error = %e, "writing a block failed; the chain stops");
-                failed.store(true, Ordering::Release);
-                halt.cancel();
-                if let Some(done) = job.config_done {
-                    let _ = done.send(Err(e.to_string()));
-                }
-                support.fail_all_waiters(&format!("ledger failure: {e}"));
-                break;
-            }
         }
     }
 }

@@ -39,6 +39,7 @@ use super::core::{Action, KafkaCore, KafkaMessage};
 use super::{revalidate, wire};
 use crate::chain::{BoxFuture, Chain, ChainError, ChainStatus, OrderRequest, Pending};
 use crate::support::ChainSupport;
+use crate::writer::WriteJob;
 
 /// How a Kafka chain reaches its partition and how patient it is.
 #[derive(Debug, Clone)]
@@ -89,13 +90,6 @@ enum Readiness {
     Ready,
     /// Stopped for good (ledger failure, partition lost its data): why.
     Failed(String),
-}
-
-struct WriteJob {
-    envelopes: Vec<Bytes>,
-    metadata: Bytes,
-    /// For a config block: told when it is written (or why not).
-    config_done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 /// What the producing side and the tasks share. It holds no ledger: a delivery report
@@ -187,7 +181,9 @@ impl KafkaChain {
             std::thread::Builder::new()
                 .name(format!("kafka-writer-{}", support.channel_id()))
                 .spawn(move || {
-                    writer_loop(&link, &support, wrx);
+                    crate::writer::run(&support, wrx, |e| {
+                        link.fail(&support, format!("writing a block failed: {e}"))
+                    });
                     // Release the ledger before reporting the stop, so that whoever
                     // waits on `halt` can reopen it.
                     drop(support);
@@ -725,32 +721,6 @@ async fn write(
     match done_rx {
         Some(rx) => matches!(rx.await, Ok(Ok(()))),
         None => true,
-    }
-}
-
-fn writer_loop(link: &Link, support: &ChainSupport, mut rx: mpsc::Receiver<WriteJob>) {
-    while let Some(job) = rx.blocking_recv() {
-        let block = support.create_next_block(job.envelopes);
-        let result = if job.config_done.is_some() {
-            support.write_config_block(block, job.metadata)
-        } else {
-            support.write_block(block, job.metadata)
-        };
-        match result {
-            Ok(n) => {
-                if let Some(done) = job.config_done {
-                    let _ = done.send(Ok(()));
-                }
-                debug!(channel = support.channel_id(), block = n, "block written");
-            }
-            Err(e) => {
-                if let Some(done) = job.config_done {
-                    let _ = done.send(Err(e.to_string()));
-                }
-                link.fail(support, format!("writing a block failed: {e}"));
-                break;
-            }
-        }
     }
 }
 
