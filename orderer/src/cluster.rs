@@ -104,25 +104,22 @@ fn check_pinned(sender: &Consenter, peer: Option<&PeerInfo>, tls: bool) -> Resul
     }
 }
 
-/// The channel's handle, when its chain is a cluster member (raft).
-fn clustered(registry: &Registry, channel: &str) -> Result<Arc<ChannelHandle>, Status> {
-    let handle = registry
+/// The channel's handle; its chain must be a cluster member ([`member`]).
+fn channel_handle(registry: &Registry, channel: &str) -> Result<Arc<ChannelHandle>, Status> {
+    registry
         .get(channel)
-        .ok_or_else(|| Status::not_found(format!("channel {channel:?} not found")))?;
-    if handle.chain.cluster().is_none() {
-        return Err(Status::failed_precondition(format!(
-            "channel {channel:?} does not run a clustered backend (raft)"
-        )));
-    }
-    Ok(handle)
+        .ok_or_else(|| Status::not_found(format!("channel {channel:?} not found")))
 }
 
-/// The cluster member of a handle [`clustered`] returned.
+/// The chain of `handle` as a cluster member: FAILED_PRECONDITION for a backend whose
+/// orderers do not talk to each other (solo, kafka).
 fn member(handle: &ChannelHandle) -> Result<&dyn ClusterMember, Status> {
-    handle
-        .chain
-        .cluster()
-        .ok_or_else(|| Status::failed_precondition("the channel's chain is not clustered"))
+    handle.chain.cluster().ok_or_else(|| {
+        Status::failed_precondition(format!(
+            "channel {:?} does not run a clustered backend (raft)",
+            handle.id()
+        ))
+    })
 }
 
 fn consenters(handle: &ChannelHandle) -> Vec<Consenter> {
@@ -149,7 +146,7 @@ impl Cluster for ClusterService {
             .await?
             .ok_or_else(|| Status::invalid_argument("empty Step stream"))?;
         let channel = first.channel.clone();
-        let handle = clustered(&self.registry, &channel)?;
+        let handle = channel_handle(&self.registry, &channel)?;
         let raft = member(&handle)?;
         let members = consenters(&handle);
         let state = handle.support.state();
@@ -192,7 +189,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<SubmitResponse>, Status> {
         let peer = PeerInfo::of(&request).cloned();
         let req = request.into_inner();
-        let handle = clustered(&self.registry, &req.channel)?;
+        let handle = channel_handle(&self.registry, &req.channel)?;
         let raft = member(&handle)?;
         let members = consenters(&handle);
         let state = handle.support.state();
