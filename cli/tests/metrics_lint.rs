@@ -147,8 +147,17 @@ fn every_nodes_metrics_pass_promtool_after_traffic() {
         let (_, body) = split_response(&http_get(ops, "/metrics").1);
         sample(&body, &height_name(role)).unwrap_or(0.0) as u64
     };
-    let height = height_of(orderer_ops, "orderer");
-    assert!(height > 1, "the bench's blocks were written");
+    // `enqueued` acks come before the block is cut (batch timeout) and written: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut height = height_of(orderer_ops, "orderer");
+    while height <= 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the bench's blocks were never written"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        height = height_of(orderer_ops, "orderer");
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     for p in net.nodes_with_role("peer") {
         while height_of(&p.ops_addr, "peer") < height {
