@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use ordo_ledger::{BlockStore, LedgerError};
+use ordo_ledger::{BlockStore, DataCheck, LedgerError, LogPosition};
 use ordo_proto::block;
 use ordo_proto::cert::Msp;
 use ordo_proto::config;
@@ -220,14 +220,17 @@ impl ChainSupport {
     }
 
     /// Signs and appends a normal block (synced), then tells committed-mode waiters.
+    /// `logged_at`: where the consensus log already holds the block (see
+    /// [`ordo_ledger::LogPosition`]); `None` stores it inline.
     pub fn write_block(
         &self,
         mut b: Block,
         consenter_metadata: Bytes,
+        logged_at: Option<LogPosition>,
     ) -> Result<u64, SupportError> {
         let last_config = self.state().last_config_block;
         block::sign(&mut b, &self.signer, last_config, consenter_metadata);
-        self.append(&b)
+        self.append_checked(&b, DataCheck::TrustBuilder, logged_at)
     }
 
     /// Signs and appends a config block, then puts its configuration in force.
@@ -235,13 +238,14 @@ impl ChainSupport {
         &self,
         mut b: Block,
         consenter_metadata: Bytes,
+        logged_at: Option<LogPosition>,
     ) -> Result<u64, SupportError> {
         let number = block::number(&b);
         let config =
             config::config_from_block(&b).map_err(|e| SupportError::Config(e.to_string()))?;
         let state = ConfigState::new(config, number)?;
         block::sign(&mut b, &self.signer, number, consenter_metadata);
-        let n = self.append(&b)?;
+        let n = self.append_checked(&b, DataCheck::TrustBuilder, logged_at)?;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
         Ok(n)
     }
@@ -253,6 +257,7 @@ impl ChainSupport {
         &self,
         mut b: Block,
         consenter_metadata: Bytes,
+        logged_at: Option<LogPosition>,
     ) -> Result<u64, SupportError> {
         let number = block::number(&b);
         let new_state = match config::config_from_block(&b) {
@@ -264,7 +269,7 @@ impl ChainSupport {
             None => self.state().last_config_block,
         };
         block::sign(&mut b, &self.signer, last_config, consenter_metadata);
-        let n = self.append_checked(&b, true)?;
+        let n = self.append_checked(&b, DataCheck::Verify, logged_at)?;
         if let Some(state) = new_state {
             *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
         }
@@ -303,16 +308,19 @@ impl ChainSupport {
         }
     }
 
-    fn append(&self, b: &Block) -> Result<u64, SupportError> {
-        self.append_checked(b, false)
-    }
-
-    fn append_checked(&self, b: &Block, verify_data: bool) -> Result<u64, SupportError> {
+    /// Appends `b` inline, or as a reference to the consensus log entry that already
+    /// holds it (`logged_at`: raft's committed entries, so each block is stored once).
+    fn append_checked(
+        &self,
+        b: &Block,
+        data_check: DataCheck,
+        logged_at: Option<LogPosition>,
+    ) -> Result<u64, SupportError> {
         let started = std::time::Instant::now();
-        let appended = if verify_data {
-            self.ledger.append(b)
-        } else {
-            self.ledger.append_built(b)
+        let appended = match (logged_at, data_check) {
+            (Some(at), check) => self.ledger.append_logged(b, at, check),
+            (None, DataCheck::Verify) => self.ledger.append(b),
+            (None, DataCheck::TrustBuilder) => self.ledger.append_built(b),
         };
         if let Err(e) = appended {
             // Keep block creation in step with what is really on disk.

@@ -34,9 +34,9 @@ pub fn run(
     while let Some(job) = rx.blocking_recv() {
         let block = support.create_next_block(job.envelopes);
         let result = if job.config_done.is_some() {
-            support.write_config_block(block, job.metadata)
+            support.write_config_block(block, job.metadata, None)
         } else {
-            support.write_block(block, job.metadata)
+            support.write_block(block, job.metadata, None)
         };
         match result {
             Ok(n) => {

@@ -101,6 +101,12 @@ impl ConsensusLog {
         Ok(out)
     }
 
+    /// The stored entry at `index`, if there is one.
+    pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, LedgerError> {
+        let db = &self.store.inner.db;
+        Ok(db.get_cf(cf(db, CF_CONSENSUS_LOG)?, index.to_be_bytes())?)
+    }
+
     /// A state record, if it was ever written.
     pub fn record(&self, name: &str) -> Result<Option<Vec<u8>>, LedgerError> {
         let db = &self.store.inner.db;
@@ -108,14 +114,22 @@ impl ConsensusLog {
         Ok(db.get_cf(state, name.as_bytes())?)
     }
 
-    /// Deletes every entry below `below` (log compaction after a snapshot). Not synced:
+    /// Deletes the entries at `indexes` (log compaction after a snapshot). Not synced:
     /// losing a compaction in a crash only keeps entries that are no longer needed.
-    pub fn compact(&self, below: u64) -> Result<(), LedgerError> {
+    ///
+    /// Compaction names the entries to drop instead of deleting a prefix because the
+    /// ledger may refer to entries below the snapshot ([`crate::LogPosition`]): those
+    /// stay, and only the backend knows which they are.
+    pub fn discard(&self, indexes: impl IntoIterator<Item = u64>) -> Result<(), LedgerError> {
         let db = &self.store.inner.db;
         let log = cf(db, CF_CONSENSUS_LOG)?;
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(log, 0u64.to_be_bytes(), below.to_be_bytes());
-        db.write(batch)?;
+        for index in indexes {
+            batch.delete_cf(log, index.to_be_bytes());
+        }
+        if !batch.is_empty() {
+            db.write(batch)?;
+        }
         Ok(())
     }
 }
@@ -165,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn compaction_drops_only_the_prefix() {
+    fn discard_drops_only_the_named_entries() {
         let (_dir, store) = open();
         let log = store.consensus_log();
         let entries: Vec<(u64, &[u8])> = (1..=10).map(|i| (i, b"x".as_slice())).collect();
@@ -175,14 +189,17 @@ mod tests {
             ..LogUpdate::default()
         })
         .expect("write");
-        log.compact(6).expect("compact");
+        log.discard([1, 2, 4, 5]).expect("discard");
         let left: Vec<u64> = log
-            .entries_from(0)
+            .entries_from(6)
             .expect("entries")
             .into_iter()
             .map(|(i, _)| i)
             .collect();
         assert_eq!(left, vec![6, 7, 8, 9, 10]);
-        assert_eq!(log.entries_from(8).expect("entries").len(), 3);
+        assert!(
+            matches!(log.entries_from(0), Err(LedgerError::Corrupt(_))),
+            "entry 3 is kept, so the stored indexes jump from 3 to 6"
+        );
     }
 }

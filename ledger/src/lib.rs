@@ -6,7 +6,7 @@
 //!
 //! | column family | key | value |
 //! |---|---|---|
-//! | [`CF_BLOCKS`] | block number, `u64` big-endian | the block, protobuf-encoded exactly once at append |
+//! | [`CF_BLOCKS`] | block number, `u64` big-endian | the block, protobuf-encoded exactly once at append — or, for a block already in the consensus log, a reference to it plus the metadata (`logged` module) |
 //! | [`CF_TXIDS`] | transaction id (UTF-8 bytes) | block number `u64` BE ‖ index within the block `u32` BE |
 //! | [`CF_META`] | `height` | number of blocks, `u64` BE |
 //! | [`CF_META`] | `last_hash` | hash of block `height - 1`, 32 bytes |
@@ -76,10 +76,12 @@ use tokio::sync::watch;
 pub mod backup;
 pub mod consensus_log;
 pub mod dirs;
+mod logged;
 mod state;
 pub use backup::{BackupError, BackupWriter, Manifest};
 pub use consensus_log::{ConsensusLog, LogUpdate, CF_CONSENSUS_LOG, CF_CONSENSUS_STATE};
 pub use dirs::ChannelDirs;
+pub use logged::LogPosition;
 pub use state::{HistoryEntry, StateCommit, StateWrite, Version, VersionedValue};
 
 /// Column family holding the blocks, keyed by big-endian block number.
@@ -319,7 +321,7 @@ impl BlockStore {
     /// entries and the new tip in one synced write batch, then moves the in-memory tip and
     /// the height watch. Concurrent callers are serialised.
     pub fn append(&self, block: &Block) -> Result<(), LedgerError> {
-        self.write_block(block, None, DataCheck::Verify)
+        self.write_block(block, None, DataCheck::Verify, None)
     }
 
     /// [`BlockStore::append`] for a block the caller has just built with
@@ -327,16 +329,32 @@ impl BlockStore {
     /// construction: everything is checked but the Merkle root, which is not recomputed
     /// (it costs a SHA-256 pass over every envelope, ~5% of an orderer's CPU).
     pub fn append_built(&self, block: &Block) -> Result<(), LedgerError> {
-        self.write_block(block, None, DataCheck::TrustBuilder)
+        self.write_block(block, None, DataCheck::TrustBuilder, None)
     }
 
-    /// The one write path: checks, then one synced batch with the block, its index
-    /// entries, the tip and (on a peer) the state commit.
+    /// [`BlockStore::append`] for a block whose bytes without metadata are already on disk
+    /// in the channel's consensus log at `at` (a raft entry): the ledger records a
+    /// reference to them plus the block's metadata instead of a second copy (see the
+    /// `logged` module for the format and the rules the log keeps). Refused, writing
+    /// nothing, when the entry does not hold this block there.
+    pub fn append_logged(
+        &self,
+        block: &Block,
+        at: LogPosition,
+        data_check: DataCheck,
+    ) -> Result<(), LedgerError> {
+        self.write_block(block, None, data_check, Some(at))
+    }
+
+    /// The one write path: checks, then one synced batch with the block (or its reference
+    /// into the consensus log), its index entries, the tip and (on a peer) the state
+    /// commit.
     fn write_block(
         &self,
         block: &Block,
         commit: Option<&StateCommit>,
         data_check: DataCheck,
+        logged_at: Option<LogPosition>,
     ) -> Result<(), LedgerError> {
         let _writer = self
             .inner
@@ -390,8 +408,26 @@ impl BlockStore {
         let blocks = self.cf(CF_BLOCKS)?;
         let txids = self.cf(CF_TXIDS)?;
         let meta = self.cf(CF_META)?;
+        let stored = match logged_at {
+            None => block.encode_to_vec(),
+            Some(at) => {
+                let log = self.cf(CF_CONSENSUS_LOG)?;
+                let entry = self
+                    .inner
+                    .db
+                    .get_pinned_cf(log, at.index.to_be_bytes())?
+                    .ok_or_else(|| {
+                        LedgerError::InvalidBlock(format!(
+                            "block {number} refers to consensus log entry {}, which is not stored",
+                            at.index
+                        ))
+                    })?;
+                logged::check_entry(&entry, at, block)?;
+                logged::encode_reference(at, block)
+            }
+        };
         let mut batch = WriteBatch::default();
-        batch.put_cf(blocks, number.to_be_bytes(), block.encode_to_vec());
+        batch.put_cf(blocks, number.to_be_bytes(), stored);
         for (index, tx_id) in &new_tx_ids {
             batch.put_cf(
                 txids,
@@ -454,14 +490,28 @@ impl BlockStore {
         if number >= self.height() {
             return Ok(None);
         }
-        let bytes = self
+        let value = self
             .inner
             .db
             .get_cf(self.cf(CF_BLOCKS)?, number.to_be_bytes())?
             .ok_or_else(|| {
                 LedgerError::Corrupt(format!("block {number} is below the height but missing"))
             })?;
-        Ok(Some(Bytes::from(bytes)))
+        resolve_stored(&self.inner.db, number, value).map(Some)
+    }
+
+    /// Where the consensus log holds block `number`, when the ledger stores it by
+    /// reference ([`BlockStore::append_logged`]); `None` for a block stored inline or
+    /// beyond the height. For tests and tools that show how a block is stored.
+    pub fn logged_position(&self, number: u64) -> Result<Option<LogPosition>, LedgerError> {
+        if number >= self.height() {
+            return Ok(None);
+        }
+        let value = self
+            .inner
+            .db
+            .get_pinned_cf(self.cf(CF_BLOCKS)?, number.to_be_bytes())?;
+        Ok(value.and_then(|v| logged::position_of(&v)))
     }
 
     /// Where `tx_id` was first ordered, or `None` if it never was: the duplicate check of
@@ -500,6 +550,7 @@ impl BlockStore {
     ) -> impl Iterator<Item = Result<Block, LedgerError>> + '_ {
         let end = to_exclusive.min(self.height());
         let mut range = BlockRange {
+            db: &self.inner.db,
             iter: None,
             pending_error: None,
             next: from,
@@ -610,7 +661,7 @@ fn tx_id_of(entry: &Bytes) -> Option<String> {
 
 /// Whether an append recomputes the block's Merkle data hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DataCheck {
+pub enum DataCheck {
     /// Recompute it: the block came from elsewhere.
     Verify,
     /// The caller built the block from its data moments ago.
@@ -619,6 +670,7 @@ pub(crate) enum DataCheck {
 
 /// Blocks `next..end` from one forward iterator; ends after the first error.
 struct BlockRange<'a> {
+    db: &'a Db,
     iter: Option<DBIteratorWithThreadMode<'a, Db>>,
     pending_error: Option<LedgerError>,
     next: u64,
@@ -642,7 +694,8 @@ impl Iterator for BlockRange<'_> {
             ))),
             Some(Err(e)) => Err(e.into()),
             Some(Ok((key, value))) if key.as_ref() == number.to_be_bytes() => {
-                decode_block(number, Bytes::from(value.into_vec()))
+                resolve_stored(self.db, number, value.into_vec())
+                    .and_then(|bytes| decode_block(number, bytes))
             }
             Some(Ok((key, _))) => Err(LedgerError::Corrupt(format!(
                 "expected block {number}, found key {key:02x?}"
@@ -660,6 +713,14 @@ impl Iterator for BlockRange<'_> {
 fn cf<'a>(db: &'a Db, name: &str) -> Result<&'a ColumnFamily, LedgerError> {
     db.cf_handle(name)
         .ok_or_else(|| LedgerError::Corrupt(format!("column family {name:?} missing")))
+}
+
+/// The block encoding behind a stored `blocks` value (inline, or a reference into the
+/// consensus log).
+fn resolve_stored(db: &Db, number: u64, value: Vec<u8>) -> Result<Bytes, LedgerError> {
+    logged::resolve(number, value, |index| {
+        Ok(db.get_cf(cf(db, CF_CONSENSUS_LOG)?, index.to_be_bytes())?)
+    })
 }
 
 /// Decodes stored block bytes and checks they are the block stored under `number`.
@@ -745,7 +806,7 @@ fn recover_tip(db: &Db) -> Result<Tip, LedgerError> {
             let bytes = db.get_cf(blocks, number.to_be_bytes())?.ok_or_else(|| {
                 LedgerError::Corrupt(format!("last block {number} (height {height}) is missing"))
             })?;
-            let block = decode_block(number, Bytes::from(bytes))?;
+            let block = decode_block(number, resolve_stored(db, number, bytes)?)?;
             chain::check_structure(&block, None)
                 .map_err(|e| LedgerError::Corrupt(format!("last block: {e}")))?;
             if chain::hash(&block) != expected {
@@ -770,9 +831,9 @@ fn db_options() -> Options {
     opts.set_max_background_jobs(2);
     // `meta` gets a few bytes per block and would rarely flush on its own, pinning every
     // WAL file since its last flush; a WAL cap forces the flush and bounds the disk used.
-    // Each cap hit flushes every column family, so it must not be small: a raft channel
-    // writes each block twice (log and ledger), and a 64 MiB cap flushed the small column
-    // families every few seconds, feeding compactions of tiny files.
+    // Each cap hit flushes every column family, so it must not be small: a 64 MiB cap
+    // flushed the small column families every few seconds under raft load, feeding
+    // compactions of tiny files.
     opts.set_max_total_wal_size(256 << 20);
     opts.set_keep_log_file_num(4);
     // The default, spelled out: recovery replays the WAL up to the last intact record,
@@ -808,15 +869,16 @@ fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
     // with the ledger). Universal compaction merges runs of similar size instead.
     txids.set_compaction_style(DBCompactionStyle::Universal);
 
-    // Raft entries carry whole blocks and live only until the next snapshot: in blob files
-    // they are written once at flush and dropped with their keys, instead of being
-    // compressed into L0 and rewritten by every compaction until the log is truncated.
+    // Raft entries carry whole blocks, and the blocks of committed entries stay where
+    // they are for good (the ledger refers to them: see `logged`): in blob files they are
+    // written once at flush and never moved by compaction. No blob garbage collection:
+    // it would relocate live blobs of old files (rewriting the blocks it exists to avoid
+    // rewriting); the only garbage is the rare uncommitted tail a new leader replaces.
     let mut consensus_log = Options::default();
     consensus_log.set_compression_type(DBCompressionType::None);
     consensus_log.set_enable_blob_files(true);
     consensus_log.set_min_blob_size(4096);
     consensus_log.set_blob_compression_type(DBCompressionType::None);
-    consensus_log.set_enable_blob_gc(true);
 
     vec![
         ColumnFamilyDescriptor::new(CF_BLOCKS, blocks),

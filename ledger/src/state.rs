@@ -200,7 +200,7 @@ impl BlockStore {
     /// commit. The same checks as [`BlockStore::append`], plus: one code per transaction
     /// and every write versioned inside this block; otherwise nothing is written.
     pub fn commit(&self, block: &Block, commit: &StateCommit) -> Result<(), LedgerError> {
-        self.write_block(block, Some(commit), crate::DataCheck::Verify)
+        self.write_block(block, Some(commit), crate::DataCheck::Verify, None)
     }
 
     pub(crate) fn add_state_commit(

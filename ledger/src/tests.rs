@@ -581,3 +581,154 @@ fn an_unknown_tx_index_marker_is_corruption() {
     });
     assert_corrupt_on_open(dir.path(), "tx_index");
 }
+
+/// Writes block `b` without metadata into consensus log entry `index`, after `frame`
+/// bytes of framing, and returns where it is (as a replicated backend would).
+fn log_block(store: &BlockStore, index: u64, frame: &[u8], b: &Block) -> LogPosition {
+    let unsigned = Block {
+        metadata: None,
+        ..b.clone()
+    };
+    let mut entry = frame.to_vec();
+    entry.extend_from_slice(&unsigned.encode_to_vec());
+    store
+        .consensus_log()
+        .write(&LogUpdate {
+            entries: vec![(index, entry.as_slice())],
+            sync: true,
+            ..LogUpdate::default()
+        })
+        .expect("log write");
+    LogPosition {
+        index,
+        offset: frame.len() as u32,
+    }
+}
+
+fn signed(mut b: Block, marker: &'static [u8]) -> Block {
+    b.metadata = Some(ordo_proto::pb::common::BlockMetadata {
+        consenter_metadata: Bytes::from_static(marker),
+        ..Default::default()
+    });
+    b
+}
+
+#[test]
+fn a_logged_block_reads_back_byte_identical_and_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut written = Vec::new();
+    {
+        let store = BlockStore::open(dir.path()).expect("open");
+        written.push(append_next(&store, &["g"]));
+        for (i, ids) in [["a", "b"], ["c", "d"]].iter().enumerate() {
+            let b = signed(
+                block(store.height(), store.last_hash().expect("tip"), ids),
+                b"entry",
+            );
+            let at = log_block(&store, 10 + i as u64, b"kind", &b);
+            store
+                .append_logged(&b, at, DataCheck::Verify)
+                .expect("append by reference");
+            written.push(b);
+        }
+        for (n, b) in written.iter().enumerate() {
+            let bytes = store.block_bytes(n as u64).expect("read").expect("stored");
+            assert_eq!(bytes.as_ref(), b.encode_to_vec().as_slice(), "block {n}");
+        }
+        assert_eq!(
+            store.tx_location("c").expect("index"),
+            loc(2, 0),
+            "logged blocks are indexed like inline ones"
+        );
+    }
+    // Reopening recovers the tip through the reference (the last block is logged).
+    let store = BlockStore::open(dir.path()).expect("reopen");
+    assert_eq!(store.height(), 3);
+    assert_eq!(store.last_hash(), Some(chain::hash(&written[2])));
+    let range: Vec<Block> = store.blocks(0, 3).collect::<Result<_, _>>().expect("range");
+    assert_eq!(range, written);
+    // The stored value is the small reference, not a second copy of the block.
+    let value = store
+        .inner
+        .db
+        .get_cf(store.cf(CF_BLOCKS).expect("cf"), 2u64.to_be_bytes())
+        .expect("get")
+        .expect("stored");
+    assert!(
+        value.len() < 64,
+        "{} bytes stored for a logged block",
+        value.len()
+    );
+    assert_eq!(store.logged_position(0).expect("read"), None, "inline");
+    assert_eq!(
+        store.logged_position(2).expect("read"),
+        Some(LogPosition {
+            index: 11,
+            offset: 4
+        })
+    );
+    assert_eq!(
+        store.logged_position(3).expect("read"),
+        None,
+        "beyond the height"
+    );
+}
+
+#[test]
+fn a_logged_append_that_does_not_match_its_entry_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = BlockStore::open(dir.path()).expect("open");
+    append_next(&store, &["g"]);
+    let b = signed(block(1, store.last_hash().expect("tip"), &["a"]), b"entry");
+    let at = log_block(&store, 5, b"kind", &b);
+    let other = signed(block(1, store.last_hash().expect("tip"), &["z"]), b"x");
+    let cases = [
+        (other.clone(), at, "another block"),
+        (
+            b.clone(),
+            LogPosition {
+                index: 5,
+                offset: 3,
+            },
+            "a wrong offset",
+        ),
+        (
+            b.clone(),
+            LogPosition {
+                index: 6,
+                offset: 4,
+            },
+            "a missing entry",
+        ),
+    ];
+    for (blk, pos, what) in cases {
+        assert!(
+            matches!(
+                store.append_logged(&blk, pos, DataCheck::Verify),
+                Err(LedgerError::InvalidBlock(_))
+            ),
+            "{what} is refused"
+        );
+        assert_eq!(store.height(), 1, "{what} wrote nothing");
+    }
+    store
+        .append_logged(&b, at, DataCheck::Verify)
+        .expect("the matching entry is taken");
+}
+
+#[test]
+fn a_logged_block_whose_entry_is_gone_is_corrupt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = BlockStore::open(dir.path()).expect("open");
+        append_next(&store, &["g"]);
+        let b = signed(block(1, store.last_hash().expect("tip"), &["a"]), b"m");
+        let at = log_block(&store, 7, b"", &b);
+        store
+            .append_logged(&b, at, DataCheck::Verify)
+            .expect("append");
+        store.consensus_log().discard([7]).expect("discard");
+        assert!(matches!(store.block(1), Err(LedgerError::Corrupt(_))));
+    }
+    assert_corrupt_on_open(dir.path(), "a last block whose log entry is gone");
+}

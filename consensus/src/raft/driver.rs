@@ -37,6 +37,7 @@ use super::{Answer, Proposal, RaftSetup, Shared};
 use crate::chain::ChainError;
 use crate::cutter::{BatchItem, BlockCutter};
 use crate::support::ChainSupport;
+use ordo_ledger::LogPosition;
 
 /// Leading byte of an entry's data: a normal block.
 const KIND_BLOCK: u8 = 1;
@@ -164,17 +165,54 @@ pub(super) fn seeded_jitter(seed: u64, id: u64, election_tick: usize) -> usize {
     (z % election_tick.max(1) as u64) as usize
 }
 
-/// A block as raft entry data: a kind byte, then the encoded block.
-fn entry_data(block: &Block, is_config: bool) -> Option<Vec<u8>> {
+/// A block as raft entry data: a kind byte, then the block encoded without metadata
+/// (each node adds its own signature when it applies the entry). Without metadata, the
+/// bytes after the kind byte are what the ledger refers to instead of storing the block
+/// again ([`logged_position`]).
+fn entry_data(block: &Block, is_config: bool) -> Vec<u8> {
     let mut data = Vec::with_capacity(block.encoded_len() + 1);
     data.push(if is_config {
         KIND_CONFIG_BLOCK
     } else {
         KIND_BLOCK
     });
-    // Encoding into a Vec cannot run out of space.
-    block.encode(&mut data).ok()?;
-    Some(data)
+    if let Some(header) = &block.header {
+        prost::encoding::message::encode(1, header, &mut data);
+    }
+    if let Some(body) = &block.data {
+        prost::encoding::message::encode(2, body, &mut data);
+    }
+    data
+}
+
+/// Whether a raft entry carries a block the ledger may refer to: compaction keeps such
+/// entries on disk (see [`super::storage::LogStorage::compact`]). Erring towards true
+/// only keeps an entry longer than needed.
+pub(super) fn carries_block(e: &Entry) -> bool {
+    e.get_entry_type() == EntryType::EntryNormal
+        && matches!(e.data.first(), Some(&KIND_BLOCK) | Some(&KIND_CONFIG_BLOCK))
+}
+
+/// Where the block of entry `e` sits in the entry's stored bytes (the protobuf encoding
+/// `LogStorage::persist` wrote): rust-protobuf writes `data` after type, term and index
+/// and before `context` and `sync_log`, so for a normal entry with neither, `data` ends
+/// the encoding and the block starts one byte (the kind) into it. `None` when the block
+/// is elsewhere (a conf change's context) — it is then stored inline. The ledger checks
+/// the position against the entry before taking it.
+fn logged_position(e: &Entry) -> Option<LogPosition> {
+    if e.get_entry_type() != EntryType::EntryNormal
+        || !e.context.is_empty()
+        || e.sync_log
+        || e.data.is_empty()
+    {
+        return None;
+    }
+    let size = e.compute_size() as usize;
+    let offset = size.checked_sub(e.data.len())? + 1;
+    Some(LogPosition {
+        index: e.index,
+        offset: u32::try_from(offset).ok()?,
+    })
 }
 
 pub(super) use ordo_proto::envelope::tx_id_of;
@@ -651,10 +689,7 @@ impl Driver {
         };
         let tx_ids = vec![item.tx_id.clone()];
         let block = self.support.create_next_block(vec![item.envelope]);
-        let Some(context) = entry_data(&block, true) else {
-            self.support.uncreate(&block);
-            return;
-        };
+        let context = entry_data(&block, true);
         let mut cc = ConfChange::default();
         cc.set_change_type(change_type);
         cc.node_id = node_id;
@@ -674,10 +709,7 @@ impl Driver {
         let block = self
             .support
             .create_next_block(items.into_iter().map(|i| i.envelope).collect());
-        let Some(data) = entry_data(&block, is_config) else {
-            self.support.uncreate(&block);
-            return;
-        };
+        let data = entry_data(&block, is_config);
         let proposed = self.raw.propose(Vec::new(), data);
         self.after_proposal(block, tx_ids, is_config, proposed);
     }
@@ -835,7 +867,7 @@ impl Driver {
         }
         self.raw
             .mut_store()
-            .apply_snapshot(snap)
+            .apply_snapshot(snap, self.applied)
             .map_err(|e| e.to_string())?;
         self.applied = meta.index;
         // What entries would have told this node one by one, the snapshot tells at once:
@@ -959,7 +991,7 @@ impl Driver {
                 .unwrap_or_default();
             let is_config = config::config_from_block(&b).is_ok();
             self.support
-                .write_replicated(b, metadata)
+                .write_replicated(b, metadata, None)
                 .map_err(|e| format!("writing pulled block {number}: {e}"))?;
             if is_config {
                 self.on_config_applied();
@@ -981,7 +1013,7 @@ impl Driver {
             }
             match e.get_entry_type() {
                 EntryType::EntryNormal if !e.data.is_empty() => {
-                    self.apply_block(e.index, e.term, &e.data)?;
+                    self.apply_block(e.index, e.term, &e.data, logged_position(&e))?;
                 }
                 EntryType::EntryNormal => {}
                 EntryType::EntryConfChange => self.apply_conf_change(&e)?,
@@ -1033,7 +1065,7 @@ impl Driver {
             "membership changed"
         );
         if !e.context.is_empty() {
-            self.apply_block(e.index, e.term, &e.context)?;
+            self.apply_block(e.index, e.term, &e.context, None)?;
         }
         if !cs.voters.contains(&self.id) {
             self.evicted = true;
@@ -1041,7 +1073,15 @@ impl Driver {
         Ok(())
     }
 
-    fn apply_block(&mut self, index: u64, term: u64, data: &[u8]) -> Result<(), String> {
+    /// Writes the block of a committed entry: by reference to the entry (`logged_at`)
+    /// when it holds the block at a known place, so the block is stored once.
+    fn apply_block(
+        &mut self,
+        index: u64,
+        term: u64,
+        data: &[u8],
+        logged_at: Option<LogPosition>,
+    ) -> Result<(), String> {
         let (kind, body) = data
             .split_first()
             .ok_or_else(|| format!("raft entry {index} is empty"))?;
@@ -1059,13 +1099,16 @@ impl Driver {
             ));
         }
         let metadata = consenter_metadata(index, term);
+        // An entry written before blocks went into the log without metadata holds one:
+        // its bytes are not the unsigned block, so it is stored inline.
+        let logged_at = logged_at.filter(|_| block.metadata.is_none());
         let mine = self.inflight.remove(&number);
         let written = match &mine {
             Some(m) if m.hash == block::hash(&block) => {
                 if *kind == KIND_CONFIG_BLOCK {
-                    self.support.write_config_block(block, metadata)
+                    self.support.write_config_block(block, metadata, logged_at)
                 } else {
-                    self.support.write_block(block, metadata)
+                    self.support.write_block(block, metadata, logged_at)
                 }
             }
             _ => {
@@ -1086,7 +1129,7 @@ impl Driver {
                         );
                     }
                 }
-                self.support.write_replicated(block, metadata)
+                self.support.write_replicated(block, metadata, logged_at)
             }
         };
         let n = written.map_err(|err| format!("writing block {number}: {err}"))?;
@@ -1181,7 +1224,7 @@ impl Driver {
         );
         self.raw
             .mut_store()
-            .compact(floor, snapshot_data(number, &hash))
+            .compact(floor, snapshot_data(number, &hash), carries_block)
             .map_err(|e| e.to_string())
     }
 

@@ -9,8 +9,39 @@
 //!
 //! The raft loop ([`driver`]) runs on its own thread: it persists entries and hard state
 //! (synced) before sending the messages that depend on them, as raft-rs's `Ready`
-//! contract requires, and writes blocks with one fsync each. Time reaches raft only as
+//! contract requires, and writes each block's ledger record with one fsync. Time reaches raft only as
 //! ticks from the driver.
+//!
+//! ## Each block is stored once
+//!
+//! A block reaches the disk once, inside the raft entry that carries it: the entry holds
+//! the block encoded without metadata, and applying the entry writes to the ledger only
+//! a reference to the entry plus this node's signature metadata
+//! ([`ordo_ledger::BlockStore::append_logged`]). Before, the block went to disk twice
+//! (the log entry, then the ledger) — four times counting RocksDB's flushes — which was
+//! the largest cost of a raft orderer. Crash safety rests on four rules:
+//!
+//! 1. **The entry is durable before the reference.** raft-rs hands out committed entries
+//!    only once they are persisted (`applied <= min(committed, persisted)`), and
+//!    [`storage::LogStorage::persist`] syncs; the reference is written (synced) after.
+//!    A crash between the two leaves an entry the ledger does not yet name: recovery
+//!    applies it again, exactly as it did when blocks were copied.
+//! 2. **A referenced entry is never deleted or rewritten.** Raft truncates only
+//!    uncommitted tails, which are above everything applied. Compaction
+//!    ([`storage::LogStorage::compact`]) deletes only entries that carry no block, and
+//!    installing a snapshot ([`storage::LogStorage::apply_snapshot`]) keeps every entry
+//!    up to the node's applied index — the ones the ledger may name. Raft forgets them;
+//!    the ledger owns their keys from then on.
+//! 3. **The reference is checked when written**: the ledger refuses a position whose
+//!    entry does not hold this block there (length and header bytes), so a wrong
+//!    offset stops the chain instead of storing a ledger that reads back wrong.
+//! 4. **Blocks that did not come from this node's log are stored inline**: blocks pulled
+//!    from other consenters (catch-up, joining), config blocks carried in a conf
+//!    change's context, and entries written before this format (which held the block
+//!    with empty metadata). Reading a block does not care which it is.
+//!
+//! `committed` acks keep their promise: the block is acknowledged after the ledger's
+//! synced write, as before, and the bytes it names were synced earlier.
 //!
 //! A new leader accepts envelopes only once it has applied every entry of its log, so its
 //! first block follows the last block of its predecessor. Envelopes a deposed leader had
@@ -190,7 +221,7 @@ pub fn prepare_join(log: ConsensusLog, join_block: &Block) -> Result<(), ChainEr
     let mut storage =
         storage::LogStorage::open(log, &[]).map_err(|e| ChainError::Storage(e.to_string()))?;
     storage
-        .apply_snapshot(&snap)
+        .apply_snapshot(&snap, 0)
         .map_err(|e| ChainError::Storage(e.to_string()))
 }
 

@@ -109,7 +109,8 @@ pub(super) fn reconcile(
     let mut snap = Snapshot::default();
     snap.set_metadata(meta);
     snap.set_data(snapshot_data(last, block::hash(&last_block).as_ref()).into());
-    storage.apply_snapshot(&snap)?;
+    // Entries up to the last block's may be what the ledger's blocks refer to.
+    storage.apply_snapshot(&snap, index)?;
     warn!(
         channel = support.channel_id(),
         index,

@@ -222,7 +222,17 @@ impl LogStorage {
 
     /// Compacts the log up to `index` (applied, so in the ledger), recording a snapshot
     /// there whose data is `data` (the last block number and hash).
-    pub fn compact(&mut self, index: u64, data: Vec<u8>) -> Result<(), LogStorageError> {
+    ///
+    /// Raft forgets every entry up to `index`, but on disk only those for which
+    /// `referenced` is false are deleted: the ledger stores a committed block as a
+    /// reference to the entry that carried it ([`ordo_ledger::LogPosition`]), so such
+    /// entries now belong to the ledger.
+    pub fn compact(
+        &mut self,
+        index: u64,
+        data: Vec<u8>,
+        referenced: impl Fn(&Entry) -> bool,
+    ) -> Result<(), LogStorageError> {
         if index <= self.snapshot.index || index > self.last_index_now() {
             return Ok(());
         }
@@ -244,16 +254,22 @@ impl LogStorage {
             sync: true,
             ..LogUpdate::default()
         })?;
-        self.log.compact(index + 1)?;
         let drop = (index - self.snapshot.index) as usize;
-        self.entries.drain(..drop.min(self.entries.len()));
+        let dropped: Vec<Entry> = self.entries.drain(..drop.min(self.entries.len())).collect();
+        self.log
+            .discard(dropped.iter().filter(|e| !referenced(e)).map(|e| e.index))?;
         self.snapshot = meta;
         self.snapshot_data = data;
         Ok(())
     }
 
     /// Replaces the whole log with a snapshot received from the leader.
-    pub fn apply_snapshot(&mut self, snap: &Snapshot) -> Result<(), LogStorageError> {
+    ///
+    /// Raft's view of the log restarts at the snapshot. On disk, entries up to
+    /// `applied` stay (the ledger may refer to them, see [`LogStorage::compact`]); every
+    /// later one is deleted: none was applied, so none is referenced, and those above the
+    /// snapshot are a tail the snapshot replaces.
+    pub fn apply_snapshot(&mut self, snap: &Snapshot, applied: u64) -> Result<(), LogStorageError> {
         let meta = snap.get_metadata().clone();
         let meta_bytes = encode(&meta);
         let cs_bytes = encode(meta.get_conf_state());
@@ -262,7 +278,7 @@ impl LogStorage {
         hs.term = hs.term.max(meta.term);
         let hs_bytes = encode(&hs);
         self.log.write(&LogUpdate {
-            truncate_from: Some(0),
+            truncate_from: Some(applied + 1),
             entries: Vec::new(),
             records: vec![
                 (SNAPSHOT_METADATA, meta_bytes.as_slice()),
@@ -408,7 +424,14 @@ mod tests {
         let mut s = LogStorage::open(store.consensus_log(), &[1]).expect("storage");
         let ents: Vec<Entry> = (1..=6).map(|i| entry(i, 1 + i / 4, b"x")).collect();
         s.persist(&ents, None).expect("persist");
-        s.compact(4, b"block 3".to_vec()).expect("compact");
+        // Entries 2 and 3 carry blocks the ledger refers to: they stay on disk.
+        s.compact(4, b"block 3".to_vec(), |e| e.index == 2 || e.index == 3)
+            .expect("compact");
+        let log = store.consensus_log();
+        let on_disk: Vec<u64> = (1..=6)
+            .filter(|i| log.entry(*i).expect("read").is_some())
+            .collect();
+        assert_eq!(on_disk, vec![2, 3, 5, 6], "only 1 and 4 are deleted");
         assert_eq!(s.first_index().expect("first"), 5);
         assert_eq!(s.term(4).expect("term"), 2);
         assert!(matches!(

@@ -444,6 +444,22 @@ async fn three_nodes_replicate_through_followers_and_survive_the_leader() {
     // The old leader comes back and catches up from the log.
     c.start(leader);
     c.converged(&expected).await;
+    // Every node stored each block once: the ledger refers to the raft entry that
+    // carried it (genesis, written before raft, is the only inline block).
+    for (id, (support, _)) in &c.nodes {
+        let ledger = support.ledger();
+        assert_eq!(ledger.logged_position(0).expect("read"), None);
+        for n in 1..ledger.height() {
+            let at = ledger.logged_position(n).expect("read");
+            let b = ledger.block(n).expect("read").expect("block");
+            let (index, _) = super::raft_position(&b).expect("raft position");
+            assert_eq!(
+                at.map(|p| p.index),
+                Some(index),
+                "node {id:x} block {n} is stored by reference to its entry"
+            );
+        }
+    }
     c.stop_all().await;
 }
 
