@@ -137,6 +137,7 @@ async fn channel_participation_is_admin_only_and_all_or_nothing() {
     assert!(body.contains("ordo_orderer_ledger_height"), "{body}");
     assert!(body.contains("ordo_orderer_admin_requests"), "{body}");
     assert!(body.contains("ordo_orderer_blocks_written_total"), "{body}");
+    assert!(body.contains("ordo_orderer_commit_waiters{"), "{body}");
     o.stop();
 }
 

@@ -5,6 +5,7 @@
 //! writes them through [`support::ChainSupport`], which signs and appends them to the
 //! channel's ledger and tells committed-mode waiters.
 //!
+//! - [`catch_up`]: pull, verify, write, retry — filling a ledger from other nodes'.
 //! - [`chain`]: the `Chain` trait, `OrderRequest`, `ChainError`.
 //! - [`consenter`]: the `Consenter` trait and the map of them by consensus type that the
 //!   orderer builds its chains from.
@@ -13,6 +14,7 @@
 //! - [`configtx`]: CONFIG_UPDATE → CONFIG envelope.
 //! - [`support`]: `ChainSupport` and the configuration in force.
 //! - [`writer`]: the one block-writer loop of the solo and kafka backends.
+//! - [`waiters`]: the bounded, expiring registry of committed-mode waiters.
 //! - [`solo`]: the single-node backend.
 //! - [`raft`]: the crash-fault-tolerant backend on raft-rs.
 //!
@@ -20,6 +22,7 @@
 
 use std::sync::Arc;
 
+pub mod catch_up;
 pub mod chain;
 pub mod configtx;
 pub mod consenter;
@@ -29,6 +32,7 @@ pub mod kafka;
 pub mod raft;
 pub mod solo;
 pub mod support;
+pub mod waiters;
 pub mod writer;
 
 pub use chain::{Chain, ChainError, ChainStatus, ClusterMember, OrderRequest};

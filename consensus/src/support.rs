@@ -5,7 +5,6 @@
 //! One concrete type rather than a trait: every backend (and the conformance suite) runs
 //! against the real ledger, so there is nothing to mock.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -20,11 +19,10 @@ use ordo_proto::config;
 use ordo_proto::envelope;
 use ordo_proto::hash::Hash;
 use ordo_proto::identity::Identity;
-use ordo_proto::pb::common::{AckMode, Block, ChannelConfig, Payload};
+use ordo_proto::pb::common::{AckMode, Block, ChannelConfig};
 
 use crate::cutter::BatchLimits;
 use crate::filters::{self, FilterError};
-use prost::Message;
 
 /// Why a chain support could not be built or a block not written.
 #[derive(Debug, thiserror::Error)]
@@ -90,9 +88,8 @@ impl ConfigState {
     }
 }
 
-/// What a committed-mode waiter learns: the block holding its envelope, or why the
-/// envelope was dropped.
-pub type CommitOutcome = Result<u64, String>;
+use crate::waiters::CommitWaiters;
+pub use crate::waiters::{CommitOutcome, NotWritten, WaiterError, WaiterLimits};
 
 /// The channel services a backend uses.
 #[derive(Debug)]
@@ -103,7 +100,7 @@ pub struct ChainSupport {
     state: RwLock<Arc<ConfigState>>,
     /// (number, hash) of the last block created (written or in flight).
     last_created: Mutex<(u64, Hash)>,
-    waiters: Mutex<HashMap<String, oneshot::Sender<CommitOutcome>>>,
+    waiters: CommitWaiters,
     stats: WriteStats,
 }
 
@@ -173,7 +170,7 @@ impl ChainSupport {
             ledger,
             signer,
             state: RwLock::new(Arc::new(state)),
-            waiters: Mutex::new(HashMap::new()),
+            waiters: CommitWaiters::new(WaiterLimits::default()),
             stats: WriteStats::default(),
         })
     }
@@ -345,53 +342,58 @@ impl ChainSupport {
         &self.stats
     }
 
+    /// The same support with a waiter registry of these bounds (the node's `[limits]`);
+    /// [`WaiterLimits::default`] otherwise.
+    pub fn with_waiter_limits(mut self, limits: WaiterLimits) -> Self {
+        self.waiters = CommitWaiters::new(limits);
+        self
+    }
+
     /// Registers interest in the block that will hold `tx_id` (committed ack mode).
-    pub fn register_commit_waiter(&self, tx_id: &str) -> oneshot::Receiver<CommitOutcome> {
-        let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(tx_id.to_string(), tx);
-        rx
+    /// Refused when the channel's registry is full ([`WaiterLimits`]); a waiter not
+    /// answered within the registry's timeout is told so ([`NotWritten::TimedOut`]).
+    pub fn register_commit_waiter(
+        &self,
+        tx_id: &str,
+    ) -> Result<oneshot::Receiver<CommitOutcome>, WaiterError> {
+        self.waiters.register(tx_id, std::time::Instant::now())
+    }
+
+    /// How long a committed-mode waiter waits for its block at most.
+    pub fn commit_wait_timeout(&self) -> Duration {
+        self.waiters.limits().timeout
+    }
+
+    /// Committed-mode waiters registered now (for metrics).
+    pub fn commit_waiters(&self) -> usize {
+        self.waiters.len()
     }
 
     /// Drops a waiter (the envelope was refused before ordering).
     pub fn cancel_commit_waiter(&self, tx_id: &str) {
-        self.waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(tx_id);
+        self.waiters.cancel(tx_id);
     }
 
     /// Tells the waiter of `tx_id` that its envelope was dropped, and why.
     pub fn notify_rejected(&self, tx_id: &str, reason: String) {
-        if let Some(w) = self
-            .waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(tx_id)
-        {
-            let _ = w.send(Err(reason));
-        }
+        self.waiters.reject(tx_id, reason);
     }
 
     fn notify_committed(&self, b: &Block, number: u64) {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        if waiters.is_empty() {
+        if self.waiters.is_empty() {
             return;
         }
-        for data in b.data.iter().flat_map(|d| d.data.iter()) {
-            let Ok(env) = envelope::decode(data) else {
-                continue;
-            };
-            let Ok(payload) = Payload::decode(env.payload.as_ref()) else {
-                continue;
-            };
-            let Some(h) = payload.header else { continue };
-            if let Some(w) = waiters.remove(&h.tx_id) {
-                let _ = w.send(Ok(number));
-            }
-        }
+        let tx_ids: Vec<String> = b
+            .data
+            .iter()
+            .flat_map(|d| d.data.iter())
+            .filter_map(|e| envelope::tx_id_of(e))
+            .collect();
+        self.waiters.commit_block(
+            number,
+            tx_ids.iter().map(String::as_str),
+            std::time::Instant::now(),
+        );
     }
 
     /// Re-runs every filter on an envelope against the configuration now in force; used
@@ -407,14 +409,6 @@ impl ChainSupport {
     /// Tells every committed-mode waiter that its envelope will not be written (the chain
     /// stopped on a ledger failure).
     pub fn fail_all_waiters(&self, reason: &str) {
-        let drained: Vec<_> = self
-            .waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
-        for (_, w) in drained {
-            let _ = w.send(Err(reason.to_string()));
-        }
+        self.waiters.fail_all(reason);
     }
 }

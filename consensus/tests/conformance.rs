@@ -619,7 +619,9 @@ async fn stale_config_seq_is_revalidated(backend: &dyn Backend) {
     // Validated (by the caller) against sequence 0, when A could still write.
     let from_a = request(&f.client_a, 1, 0);
     let from_b = request(&f.client_b, 2, 0);
-    let rejected = support.register_commit_waiter(&from_a.tx_id);
+    let rejected = support
+        .register_commit_waiter(&from_a.tx_id)
+        .expect("registered");
     chain.order(from_a.clone()).await.expect("taken");
     chain.order(from_b.clone()).await.expect("taken");
     let outcome = tokio::time::timeout(Duration::from_secs(10), rejected)
@@ -673,7 +675,10 @@ async fn committed_waiters_learn_their_block(backend: &dyn Backend) {
     let mut waits = Vec::new();
     for i in 0..10 {
         let r = request(&f.client_a, i, 0);
-        waits.push((r.tx_id.clone(), support.register_commit_waiter(&r.tx_id)));
+        let waiter = support
+            .register_commit_waiter(&r.tx_id)
+            .expect("registered");
+        waits.push((r.tx_id.clone(), waiter));
         chain.order(r).await.expect("ordered");
     }
     for (tx_id, w) in waits {

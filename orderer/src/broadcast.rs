@@ -26,7 +26,7 @@ use tracing::debug;
 use ordo_consensus::chain::Pending;
 use ordo_consensus::configtx;
 use ordo_consensus::filters::{self, Candidate, FilterError};
-use ordo_consensus::support::CommitOutcome;
+use ordo_consensus::support::{CommitOutcome, NotWritten};
 use ordo_consensus::OrderRequest;
 use ordo_proto::envelope;
 use ordo_proto::pb::common::{AckMode, Envelope, HeaderType, Status as Code};
@@ -336,7 +336,18 @@ impl BroadcastHandler {
         }
         let committed =
             state.ack_mode == AckMode::Committed && !crate::faults::ack_before_durable();
-        let waiter = committed.then(|| ch.support.register_commit_waiter(&order_tx_id));
+        let waiter = if committed {
+            match ch.support.register_commit_waiter(&order_tx_id) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    // Refused before the chain saw it: nothing is taken, the client retries.
+                    self.forget(ch, &tx_id);
+                    return Slot::Ready(response(Code::ServiceUnavailable, e.to_string(), &tx_id));
+                }
+            }
+        } else {
+            None
+        };
         let req = OrderRequest {
             envelope: order_env,
             tx_id: order_tx_id.clone(),
@@ -413,8 +424,15 @@ async fn taken_response(
     let Some(rx) = commit else {
         return response(Code::Success, "", &tx_id);
     };
+    // The registry answers a waiter past its timeout when it is next used; this timer
+    // answers it in a quiet channel too.
+    let timeout = channel.support.commit_wait_timeout();
     let outcome = tokio::select! {
         o = rx => o.ok(),
+        _ = tokio::time::sleep(timeout) => {
+            channel.support.cancel_commit_waiter(order_tx_id);
+            Some(Err(NotWritten::TimedOut { after: timeout }))
+        }
         _ = shutdown.cancelled() => None,
     };
     match outcome {
@@ -424,7 +442,10 @@ async fn taken_response(
             tx_id,
             block_number: Some(block),
         },
-        Some(Err(reason)) => response(
+        Some(Err(timed_out @ NotWritten::TimedOut { .. })) => {
+            response(Code::ServiceUnavailable, timed_out.to_string(), &tx_id)
+        }
+        Some(Err(NotWritten::Dropped(reason))) => response(
             Code::ServiceUnavailable,
             format!("not ordered: {reason}"),
             &tx_id,

@@ -171,6 +171,13 @@ pub struct LimitsSection {
     /// How far an admin request's timestamp may be from the node's clock, in seconds
     /// (replay protection). Default: 300.
     pub admin_clock_skew_s: u64,
+    /// Envelopes per channel whose Broadcast may wait for their block at once
+    /// (`committed` ack mode); beyond it, envelopes are refused SERVICE_UNAVAILABLE before
+    /// they are ordered. Default: 100,000.
+    pub commit_waiters: usize,
+    /// How long, in seconds, a `committed` ack waits for its block before the client is
+    /// told it timed out (the envelope may still be ordered). Default: 120.
+    pub commit_wait_s: u64,
 }
 
 impl Default for LimitsSection {
@@ -181,6 +188,8 @@ impl Default for LimitsSection {
             dedupe_window: 100_000,
             broadcast_inflight: 4096,
             admin_clock_skew_s: 300,
+            commit_waiters: 100_000,
+            commit_wait_s: 120,
         }
     }
 }
@@ -258,6 +267,12 @@ impl OrdererConfig {
                 "limits.max_grpc_message_bytes below 1 MiB".into(),
             ));
         }
+        if self.limits.commit_waiters == 0 || self.limits.commit_wait_s == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.commit_waiters and limits.commit_wait_s must be positive (a committed ack needs room and time to wait)"
+                    .into(),
+            ));
+        }
         if self.limits.broadcast_inflight == 0 || self.limits.max_concurrent_streams == 0 {
             return Err(ConfigError::Invalid(
                 "limits.broadcast_inflight and limits.max_concurrent_streams must be positive"
@@ -304,6 +319,8 @@ mod tests {
         assert_eq!(c.identity.key_file, PathBuf::from("/etc/ordo/o.key"));
         assert_eq!(c.node.data_dir, PathBuf::from("/etc/ordo/ordo-data"));
         assert_eq!(c.limits.dedupe_window, 100_000);
+        assert_eq!(c.limits.commit_waiters, 100_000);
+        assert_eq!(c.limits.commit_wait_s, 120);
     }
 
     #[test]
@@ -334,6 +351,11 @@ mod tests {
         ));
         let env = vec![("ORDO_NODE_BOGUS".to_string(), "1".to_string())];
         assert!(OrdererConfig::parse(MINIMAL, &env, Path::new("/"), "t").is_err());
+        let zero = format!("{MINIMAL}[limits]\ncommit_wait_s = 0\n");
+        assert!(matches!(
+            OrdererConfig::parse(&zero, &[], Path::new("/"), "t"),
+            Err(ConfigError::Invalid(_))
+        ));
         let bad = format!("{MINIMAL}[log]\nformat = \"xml\"\n");
         assert!(matches!(
             OrdererConfig::parse(&bad, &[], Path::new("/"), "t"),

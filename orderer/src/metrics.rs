@@ -54,6 +54,9 @@ pub struct Metrics {
     pub ledger_height: Family<Labels, Gauge<u64, AtomicU64>>,
     /// Config sequence by channel (refreshed at scrape time).
     pub config_sequence: Family<Labels, Gauge<u64, AtomicU64>>,
+    /// Envelopes whose Broadcast waits for their block (`committed` ack mode), by
+    /// channel (refreshed at scrape time): bounded by the channel's waiter registry.
+    pub commit_waiters: Family<Labels, Gauge<u64, AtomicU64>>,
     /// Blocks written by channel (refreshed at scrape time).
     pub blocks_written: Family<Labels, Counter<u64, AtomicU64>>,
     /// Envelopes written in blocks, by channel (refreshed at scrape time).
@@ -122,6 +125,7 @@ impl Metrics {
             deliver_ends: Family::default(),
             ledger_height: Family::default(),
             config_sequence: Family::default(),
+            commit_waiters: Family::default(),
             blocks_written: Family::default(),
             envelopes_written: Family::default(),
             block_write_seconds: Family::default(),
@@ -169,6 +173,11 @@ impl Metrics {
             "config_sequence",
             "Sequence of the channel configuration in force",
             m.config_sequence.clone(),
+        );
+        registry.register(
+            "commit_waiters",
+            "Envelopes waiting for their block to be written (committed ack mode)",
+            m.commit_waiters.clone(),
         );
         registry.register(
             "blocks_written",

@@ -143,6 +143,10 @@ async fn metrics_text(State(ops): State<Ops>, headers: HeaderMap) -> impl IntoRe
             .config_sequence
             .get_or_create(&labels)
             .set(ch.support.sequence());
+        ops.metrics
+            .commit_waiters
+            .get_or_create(&labels)
+            .set(ch.support.commit_waiters() as u64);
         let stats = ch.support.stats();
         catch_up(
             &ops.metrics.blocks_written.get_or_create(&labels),

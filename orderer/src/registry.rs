@@ -19,6 +19,8 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use ordo_consensus::catch_up::{self, BlockSource, CatchUpError, RetryPolicy, Target};
+use ordo_consensus::chain::BoxFuture;
 use ordo_consensus::raft::prepare_join;
 use ordo_consensus::{Chain, ChainError, ChainSupport, Consenters};
 
@@ -33,6 +35,8 @@ use ordo_proto::verify::ChainVerifier;
 
 /// Rounds of pulls over all consenters before a join from a later block gives up.
 const JOIN_PULL_ROUNDS: u32 = 5;
+/// How long one block pull of a join may take before the next consenter is tried.
+const JOIN_PULL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why a channel operation failed.
 #[derive(Debug, Error)]
@@ -107,11 +111,20 @@ impl ChannelHandle {
     }
 }
 
+/// Per-channel bounds every channel of the node gets (from `[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelLimits {
+    /// Recent tx ids remembered for duplicate detection.
+    pub dedupe_window: usize,
+    /// The committed-mode waiter registry's capacity and timeout.
+    pub waiters: ordo_consensus::support::WaiterLimits,
+}
+
 /// All channels of the node.
 pub struct Registry {
     dirs: ChannelDirs,
     signer: Identity,
-    dedupe_window: usize,
+    limits: ChannelLimits,
     node_name: String,
     /// The backends, by consensus type.
     consenters: Consenters,
@@ -131,7 +144,7 @@ impl Registry {
     pub fn open(
         data_dir: &Path,
         signer: Identity,
-        dedupe_window: usize,
+        limits: ChannelLimits,
         node_name: &str,
         consenters: Consenters,
         dialer: ClusterDialer,
@@ -141,7 +154,7 @@ impl Registry {
         let reg = Self {
             dirs,
             signer,
-            dedupe_window,
+            limits,
             node_name: node_name.to_string(),
             consenters,
             dialer,
@@ -174,8 +187,10 @@ impl Registry {
     }
 
     fn start(&self, ledger: BlockStore) -> Result<Arc<ChannelHandle>, RegistryError> {
-        let recent = RecentTxIds::from_ledger(&ledger, self.dedupe_window)?;
-        let support = Arc::new(ChainSupport::new(ledger, self.signer.clone())?);
+        let recent = RecentTxIds::from_ledger(&ledger, self.limits.dedupe_window)?;
+        let support = Arc::new(
+            ChainSupport::new(ledger, self.signer.clone())?.with_waiter_limits(self.limits.waiters),
+        );
         self.trust_channel(support.channel_id(), &support.state().config);
         let closed = CancellationToken::new();
         let chain = self
@@ -430,7 +445,9 @@ impl Registry {
 }
 
 /// Fills `store` with blocks 0..=number of `join_block` pulled from `sources`, verified
-/// from the genesis block on; the last one must be `join_block` itself.
+/// from the genesis block on (through [`ordo_consensus::catch_up`]); the last one must be
+/// `join_block` itself. A block that does not verify ends the join: the join block the
+/// admin gave is most likely not this channel's.
 async fn onboard(
     store: &BlockStore,
     signer: &Identity,
@@ -439,60 +456,65 @@ async fn onboard(
     join_block: &Block,
     dialer: &ClusterDialer,
 ) -> Result<(), RegistryError> {
-    let target = block::number(join_block);
-    let target_hash = block::hash(join_block);
-    let mut verifier = ChainVerifier::new();
-    let mut failures: Vec<String> = Vec::new();
-    let mut round = 0;
-    let mut logged = 0;
-    while store.height() <= target {
-        let mut progressed = false;
-        for source in sources {
-            let conn = connect(source, dialer)?;
-            let start = store.height();
-            match pull_blocks(conn, signer, channel, start, target).await {
-                Ok(blocks) => {
-                    for b in blocks {
-                        let n = block::number(&b);
-                        verifier
-                            .check(&b, ordo_proto::now_ms() / 1000)
-                            .map_err(|e| {
-                                RegistryError::InvalidGenesis(format!(
-                                    "block {n} from {}: {e}",
-                                    source.id
-                                ))
-                            })?;
-                        if n == target && block::hash(&b) != target_hash {
-                            return Err(RegistryError::InvalidGenesis(format!(
-                                "the consenters' block {n} is not the join block: the join block is not part of this channel's chain"
-                            )));
-                        }
-                        store.append(&b)?;
-                        progressed = true;
-                    }
-                    if store.height() >= logged + 1_000 {
-                        logged = store.height();
-                        info!(%channel, height = logged, target, "pulling blocks");
-                    }
-                    break;
-                }
-                Err(e) => failures.push(format!("{}: {e}", source.id)),
-            }
+    let sources: Vec<JoinSource<'_>> = sources
+        .iter()
+        .map(|consenter| JoinSource {
+            consenter,
+            dialer,
+            signer,
+            channel,
+        })
+        .collect();
+    let sources: Vec<&dyn BlockSource> = sources.iter().map(|s| s as &dyn BlockSource).collect();
+    let policy = RetryPolicy {
+        pull_timeout: JOIN_PULL_TIMEOUT,
+        pause: std::time::Duration::from_millis(500),
+        max_rounds: Some(JOIN_PULL_ROUNDS),
+        bad_block_is_fatal: true,
+    };
+    let filled = catch_up::fill_to(
+        &sources,
+        Target {
+            number: block::number(join_block),
+            hash: block::hash(join_block),
+        },
+        || store.height(),
+        &mut ChainVerifier::new(),
+        |b| store.append(&b).map_err(|e| e.to_string()),
+        policy,
+        &CancellationToken::new(),
+    )
+    .await;
+    match filled {
+        Ok(()) => Ok(()),
+        Err(e @ CatchUpError::BadBlock { .. }) => Err(RegistryError::InvalidGenesis(format!(
+            "{e} (is the join block one of this channel's?)"
+        ))),
+        Err(e) => Err(ChainError::NotReady {
+            reason: e.to_string(),
         }
-        if !progressed {
-            round += 1;
-            if round >= JOIN_PULL_ROUNDS {
-                return Err(ChainError::NotReady {
-                    reason: format!(
-                        "no consenter could serve block {}: {}",
-                        store.height(),
-                        failures.join("; ")
-                    ),
-                }
-                .into());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
+        .into()),
     }
-    Ok(())
+}
+
+/// A consenter of the channel being joined, as a source of blocks over the Cluster
+/// service.
+struct JoinSource<'a> {
+    consenter: &'a Consenter,
+    dialer: &'a ClusterDialer,
+    signer: &'a Identity,
+    channel: &'a str,
+}
+
+impl BlockSource for JoinSource<'_> {
+    fn name(&self) -> String {
+        self.consenter.id.clone()
+    }
+
+    fn pull(&self, start: u64, end: u64) -> BoxFuture<'_, Result<Vec<Block>, String>> {
+        Box::pin(async move {
+            let conn = connect(self.consenter, self.dialer).map_err(|e| e.to_string())?;
+            pull_blocks(conn, self.signer, self.channel, start, end).await
+        })
+    }
 }

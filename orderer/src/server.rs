@@ -184,7 +184,13 @@ pub async fn run(
     let registry = Arc::new(Registry::open(
         &config.node.data_dir,
         identity.clone(),
-        config.limits.dedupe_window,
+        crate::registry::ChannelLimits {
+            dedupe_window: config.limits.dedupe_window,
+            waiters: ordo_consensus::support::WaiterLimits {
+                capacity: config.limits.commit_waiters,
+                timeout: std::time::Duration::from_secs(config.limits.commit_wait_s),
+            },
+        },
         &config.node.name,
         consenters,
         dialer,

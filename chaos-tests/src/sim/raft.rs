@@ -190,7 +190,7 @@ struct Waiter {
     tx: String,
     node: usize,
     taken: Option<oneshot::Receiver<Result<u64, ChainError>>>,
-    block: oneshot::Receiver<Result<u64, String>>,
+    block: oneshot::Receiver<ordo_consensus::support::CommitOutcome>,
 }
 
 fn member(ca: &SigningKey, role: Role, name: &str) -> Identity {
@@ -478,7 +478,10 @@ impl Sim {
         };
         self.stats.submitted += 1;
         self.submitted.insert(tx_id.clone());
-        let block = support.register_commit_waiter(&tx_id);
+        let block = match support.register_commit_waiter(&tx_id) {
+            Ok(block) => block,
+            Err(e) => return Err(self.fail(format!("waiter for {tx_id} refused: {e}"))),
+        };
         let taken = raft.submit(OrderRequest {
             envelope: Bytes::from(env.encode_to_vec()),
             tx_id: tx_id.clone(),

@@ -627,7 +627,9 @@ async fn a_follower_learns_that_the_leader_refused_its_forwarded_envelope() {
     }
     let stale = c.request(1);
     let (support, chain) = &c.nodes[&follower];
-    let waiter = support.register_commit_waiter(&stale.tx_id);
+    let waiter = support
+        .register_commit_waiter(&stale.tx_id)
+        .expect("registered");
     chain.order(stale).await.expect("taken");
     let outcome = tokio::time::timeout(Duration::from_secs(10), waiter)
         .await
