@@ -1,13 +1,16 @@
 //! Seeded simulations of the cores: 1,000 seeds of the cutter and the kafka core in every
-//! test run (seconds); the raft core, which writes real ledgers, runs `RAFT_CI_SEEDS`
-//! here and 1,000+ in the sweep (`ordo-sim --core raft --seeds 1000`), and as many with
-//! crashes inside turns (`raft-torn`).
+//! test run (seconds), `RAFT_CI_SEEDS` of the raft engine over memory (with crashes
+//! between steps, and between commands: `raft-torn`), and `RAFT_DISK_CI_SEEDS` of the
+//! raft driver over real ledgers (`raft-disk`, `raft-disk-torn`). Long sweeps
+//! (`ordo-sim --core raft --seeds 100000`) are recorded in chaos-tests/RESULTS.md.
 //! `ORDO_SIM_SEED=N` replays one seed, `ORDO_SIM_SEEDS=N` sweeps more.
 
 use ordo_chaos::sim;
 
-/// Raft seeds per test run (each writes three real ledgers).
-const RAFT_CI_SEEDS: u64 = 20;
+/// Raft engine seeds per test run (memory only).
+const RAFT_CI_SEEDS: u64 = 200;
+/// Raft driver seeds per test run (each writes three real ledgers).
+const RAFT_DISK_CI_SEEDS: u64 = 10;
 
 fn seeds(default: u64) -> (u64, u64) {
     if let Some(seed) = std::env::var("ORDO_SIM_SEED")
@@ -54,21 +57,32 @@ fn raft_core_seeds() {
     sweep("raft", RAFT_CI_SEEDS);
 }
 
-/// Seeds that found bugs (chaos-tests/RESULTS.md), replayed in every run: 13 (a lost
-/// snapshot stopped replication), 30 (a deposed leader's lost proposal left its waiters
-/// hanging), 785 (proposals under a snapshot were never settled).
-#[test]
-fn raft_regression_seeds() {
-    for seed in [13, 30, 785] {
-        if let Err(f) = sim::raft::run(seed) {
-            panic!("regression: {f}");
-        }
-    }
-}
-
 #[test]
 fn raft_torn_seeds() {
     sweep("raft-torn", RAFT_CI_SEEDS);
+}
+
+#[test]
+fn raft_disk_seeds() {
+    sweep("raft-disk", RAFT_DISK_CI_SEEDS);
+}
+
+#[test]
+fn raft_disk_torn_seeds() {
+    sweep("raft-disk-torn", RAFT_DISK_CI_SEEDS);
+}
+
+/// Seeds that found bugs (chaos-tests/RESULTS.md), replayed in every run on the driver
+/// over real storage, where they were found: 13 (a lost snapshot stopped replication),
+/// 30 (a deposed leader's lost proposal left its waiters hanging), 785 (proposals under a
+/// snapshot were never settled).
+#[test]
+fn raft_regression_seeds() {
+    for seed in [13, 30, 785] {
+        if let Err(f) = sim::raft_disk::run(seed) {
+            panic!("regression: {f}");
+        }
+    }
 }
 
 /// Crashes inside a turn: seeds that found a ledger ahead of the raft state on restart
@@ -77,7 +91,7 @@ fn raft_torn_seeds() {
 #[test]
 fn raft_torn_regression_seeds() {
     for seed in [4, 6, 7, 8] {
-        match sim::sweep("raft-torn", seed, 1) {
+        match sim::sweep("raft-disk-torn", seed, 1) {
             Ok(failures) => assert!(failures.is_empty(), "regression: {}", failures[0]),
             Err(e) => panic!("{e}"),
         }

@@ -4,7 +4,7 @@
 //! Two places need it: an orderer joining a running raft channel pulls the chain up to
 //! its join block before it starts (`orderer::registry`), and a raft node whose log is
 //! behind its leader's snapshot pulls the blocks up to the snapshot
-//! (`raft::driver::catch_up`). Both trust nothing they pull: each block goes through a
+//! (`raft::driver::catch_up`, executing the raft engine's `CatchUp`). Both trust nothing they pull: each block goes through a
 //! [`ChainVerifier`] (hash chain, data hash, signatures under the configuration in force)
 //! and the block at the target must have the target's hash, or the chains forked.
 //!

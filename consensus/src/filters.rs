@@ -194,6 +194,20 @@ pub fn authorize_normal(state: &ConfigState, candidate: &Candidate) -> Result<()
     .map_err(|e| FilterError::PolicyDenied(format!("Writers policy: {e}")))
 }
 
+/// Re-runs every check on an encoded envelope against `state` at `now_secs` (Unix
+/// seconds): a backend re-validates an envelope this way when the config sequence moved
+/// after the envelope was first checked. The time is a parameter so that an engine that
+/// calls it stays a function of its inputs.
+pub fn revalidate(
+    state: &ConfigState,
+    envelope_bytes: &[u8],
+    now_secs: u64,
+) -> Result<(), FilterError> {
+    let env = ordo_proto::envelope::decode(envelope_bytes)
+        .map_err(|e| FilterError::BadRequest(e.to_string()))?;
+    check_normal(state, env, now_secs).map(|_| ())
+}
+
 /// All checks on one envelope, signature included (the non-batched path, for
 /// re-validation).
 pub fn check_normal(

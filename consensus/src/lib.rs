@@ -16,7 +16,9 @@
 //! - [`writer`]: the one block-writer loop of the solo and kafka backends.
 //! - [`waiters`]: the bounded, expiring registry of committed-mode waiters.
 //! - [`solo`]: the single-node backend.
-//! - [`raft`]: the crash-fault-tolerant backend on raft-rs.
+//! - [`raft`]: the crash-fault-tolerant backend on raft-rs: a pure engine
+//!   ([`raft::engine`], `step(Input) -> Vec<Command>`) and a thin driver that executes its
+//!   commands against RocksDB, the transport and the waiters.
 //!
 //! [`start_chain`] starts a solo channel without an orderer (tests and tools).
 

@@ -399,9 +399,7 @@ impl ChainSupport {
     /// Re-runs every filter on an envelope against the configuration now in force; used
     /// by backends when the config sequence moved after the envelope was first checked.
     pub fn revalidate(&self, envelope_bytes: &[u8]) -> Result<(), FilterError> {
-        let env =
-            envelope::decode(envelope_bytes).map_err(|e| FilterError::BadRequest(e.to_string()))?;
-        filters::check_normal(&self.state(), env, ordo_proto::now_ms() / 1000).map(|_| ())
+        filters::revalidate(&self.state(), envelope_bytes, ordo_proto::now_ms() / 1000)
     }
 }
 

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: ordo-sim --core cutter|kafka|raft|raft-torn (--seed N | --seeds COUNT [--from N])"
+        "usage: ordo-sim --core cutter|kafka|raft|raft-torn|raft-disk|raft-disk-torn (--seed N | --seeds COUNT [--from N])"
     );
     ExitCode::from(2)
 }

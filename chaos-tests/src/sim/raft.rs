@@ -1,21 +1,24 @@
-//! Three raft consenters — the orderer's own raft loop ([`SteppedRaft`]) over real
-//! ledgers — under a seeded simulator that owns the network and the clock.
+//! Three raft engines ([`Engine`]) — every decision the orderer's raft consenter makes —
+//! run over memory by a seeded simulator that owns the network, the clock, the disks and
+//! the clients. Everything comes from the seed, keys included, so a seed replays exactly.
 //!
-//! The simulator holds every message in flight and delivers them in any order, loses
-//! some, delivers some twice, cuts nodes off (partitions, healed later), crashes nodes
-//! (the node is dropped: only what its ledger and raft log synced survives) and restarts
-//! them, moves a shared [`ManualClock`] so that ticks and batch timeouts fire, and
-//! submits envelopes to whichever node it likes (a follower refuses them, the leader takes
-//! them; `committed`-mode waiters learn their block). The ledgers live on tmpfs
-//! (`/dev/shm`) when there is one, so a run takes milliseconds of fsync, not seconds.
+//! The simulator is the engines' driver: it executes their commands in order (a raft
+//! write goes to the node's "disk", a block to its ledger, a catch-up pulls from the
+//! others' ledgers) and plays the committed-mode waiters (a block tells the envelopes'
+//! waiters on the node that wrote it, a rejection tells them they were not ordered). It
+//! holds every message in flight and delivers them in any order, loses some, delivers
+//! some twice, cuts nodes off and heals them, crashes nodes (only the disk survives) and
+//! restarts them through the same recovery the orderer runs. `raft-torn` also crashes a
+//! node between any two commands of a step — a process killed between two writes.
 //!
-//! Safety, checked after every turn: every node writes the same block at each height;
+//! Safety, checked after every step: every node writes the same block at each height;
 //! no tx id twice in a chain; a block holds only submitted envelopes. Liveness: after the
-//! faults stop (all nodes up, no loss, no partition), the nodes converge on one chain
-//! that holds every envelope whose waiter was told a block — in that block, once.
+//! faults stop, a leader takes envelopes, the nodes converge on one chain and every
+//! waiter is answered; every envelope whose waiter was told a block is in that block,
+//! once.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,18 +26,19 @@ use ed25519_dalek::SigningKey;
 use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::oneshot;
 
-use ordo_consensus::chain::{BoxFuture, ChainError, OrderRequest};
-use ordo_consensus::raft::{
-    raft_id, CrashPoint, ManualClock, RaftOptions, RaftSetup, RaftTransport, SteppedRaft,
+use ordo_consensus::chain::OrderRequest;
+use ordo_consensus::raft::engine::{
+    BlockMark, CaughtUp, ChainTip, Command, Engine, Input, Proposal, Restored, WaiterId,
 };
-use ordo_consensus::ChainSupport;
-use ordo_ledger::BlockStore;
+use ordo_consensus::raft::storage::LogView;
+use ordo_consensus::raft::{raft_id, raft_position, recovery, RaftOptions};
+use ordo_consensus::support::ConfigState;
+use ordo_proto::block;
 use ordo_proto::identity::{Enrollment, Identity};
 use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, ChannelConfig, Consenter, HeaderType, OrdererConfig, Organization,
-    Role,
+    AckMode, BatchSize, Block, BlockMetadata, ChannelConfig, Consenter, HeaderType, OrdererConfig,
+    Organization, Role,
 };
 use ordo_proto::policy::build as policy;
 
@@ -64,96 +68,20 @@ pub struct RaftSimStats {
     pub blocks: u64,
 }
 
-/// The network: messages in flight and the nodes' ledgers (for block pulls).
-#[derive(Default)]
-struct SimNet {
-    /// (from, to, message) sent and not yet delivered or lost.
-    in_flight: Mutex<Vec<(u64, u64, Vec<u8>)>>,
-    /// Ledgers of the nodes that are up.
-    ledgers: Mutex<HashMap<u64, BlockStore>>,
-    /// Every node's ledger directory.
-    dirs: Mutex<HashMap<u64, std::path::PathBuf>>,
+/// What survives a crash.
+#[derive(Clone)]
+struct Disk {
+    log: LogView,
+    ledger: Vec<Block>,
 }
 
-struct Transport {
-    me: u64,
-    net: Arc<SimNet>,
-}
-
-impl RaftTransport for Transport {
-    fn send(&self, to: u64, message: Vec<u8>) {
-        self.net
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((self.me, to, message));
-    }
-
-    fn submit(
-        &self,
-        _to: u64,
-        _request: OrderRequest,
-        _is_config: bool,
-    ) -> BoxFuture<'_, Result<u64, ChainError>> {
-        // Clients of the simulation talk to nodes directly; nothing is forwarded.
-        Box::pin(async {
-            Err(ChainError::NotReady {
-                reason: "no forwarding in the simulation".into(),
-            })
-        })
-    }
-
-    fn pull_blocks(
-        &self,
-        from: u64,
-        start: u64,
-        end: u64,
-    ) -> BoxFuture<'_, Result<Vec<Block>, ChainError>> {
-        let store = self
-            .net
-            .ledgers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&from)
-            .cloned();
-        // A node that is down serves from its disk: its blocks are durable, and a real
-        // puller would retry until the node is back. (Waiting here would stop the whole
-        // simulation, which runs every node on this one thread.)
-        let dir = self
-            .net
-            .dirs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&from)
-            .cloned();
-        Box::pin(async move {
-            let store = match (store, dir) {
-                (Some(s), _) => s,
-                (None, Some(dir)) => {
-                    BlockStore::open(&dir).map_err(|e| ChainError::Storage(e.to_string()))?
-                }
-                (None, None) => {
-                    return Err(ChainError::NotReady {
-                        reason: format!("node {from:x} is unknown"),
-                    })
-                }
-            };
-            store
-                .blocks(start, end + 1)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ChainError::Storage(e.to_string()))
-        })
-    }
-}
-
-/// One consenter of the simulation.
+/// One consenter.
 struct Node {
     id: u64,
     name: String,
-    identity: Identity,
-    dir: std::path::PathBuf,
+    disk: Disk,
     /// `None` while crashed.
-    up: Option<(Arc<ChainSupport>, SteppedRaft)>,
+    engine: Option<Engine>,
     /// Blocks of its ledger already checked.
     checked: u64,
     /// Tx ids in its chain.
@@ -162,40 +90,39 @@ struct Node {
 
 struct Sim {
     seed: u64,
-    /// Crashes may also stop a node inside a turn, between two writes.
+    core: &'static str,
+    /// Crashes may also stop a node between two commands.
     torn: bool,
     step: usize,
     rng: StdRng,
-    clock: ManualClock,
-    net: Arc<SimNet>,
+    now: Duration,
+    options: RaftOptions,
+    state: Arc<ConfigState>,
     nodes: Vec<Node>,
-    genesis: Block,
+    /// (from, to, message) sent and not yet delivered or lost.
+    in_flight: Vec<(u64, u64, Vec<u8>)>,
     client: Identity,
     /// The first block seen at each height (hash).
     canonical: BTreeMap<u64, [u8; 32]>,
     submitted: BTreeSet<String>,
-    /// Envelopes handed to a node: tx id, the node's answer (taken or not), the
-    /// committed-mode waiter (its block).
-    waiters: Vec<Waiter>,
+    /// Committed-mode waiters not answered yet: tx id → the node it waits on.
+    waiting: BTreeMap<String, usize>,
+    /// Proposals whose sender waits for the engine's answer: waiter → tx id.
+    answers: BTreeMap<WaiterId, String>,
+    next_waiter: WaiterId,
     /// tx id → block number a waiter was told.
     acked: BTreeMap<String, u64>,
     /// Nodes cut off from the others.
     cut: BTreeSet<u64>,
+    /// A torn crash armed: (node, commands it still executes).
+    torn_at: Option<(usize, u32)>,
     stats: RaftSimStats,
-    _dir: tempfile::TempDir,
 }
 
-/// One submitted envelope whose fate is not known yet.
-struct Waiter {
-    tx: String,
-    node: usize,
-    taken: Option<oneshot::Receiver<Result<u64, ChainError>>>,
-    block: oneshot::Receiver<ordo_consensus::support::CommitOutcome>,
-}
-
-fn member(ca: &SigningKey, role: Role, name: &str) -> Identity {
-    let key = ordo_proto::crypto::generate_signing_key();
-    Identity::enroll(ca, key, &Enrollment::new("A", role, name))
+/// A key from the seed and a purpose: every run of a seed has the same keys.
+fn seeded_key(seed: u64, purpose: u64) -> SigningKey {
+    let mut rng = StdRng::seed_from_u64(seed ^ purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    SigningKey::from_bytes(&rng.gen())
 }
 
 fn options(seed: u64) -> RaftOptions {
@@ -204,40 +131,31 @@ fn options(seed: u64) -> RaftOptions {
         election_tick: 10,
         heartbeat_tick: 2,
         max_inflight_blocks: 3,
-        // Small: snapshots, log compaction and block pulls happen in most runs.
+        // Small: snapshots, log compaction and catch-ups happen in most runs.
         snapshot_interval_bytes: 16 * 1024,
         queue_capacity: 1_000,
         election_seed: Some(seed),
     }
 }
 
-/// Runs one seed; crashes come between turns.
+/// Runs one seed; crashes come between steps.
 pub fn run(seed: u64) -> Result<RaftSimStats, SimFailure> {
     run_with(seed, false)
 }
 
-/// Runs one seed where half the crashes stop a node inside a turn instead, at one of the
-/// [`CrashPoint`]s between two of its writes (the `raft-torn` core): a crash between turns
-/// always finds a turn's writes complete, and the bug of a ledger ahead of the raft state
-/// after a restart (found by the `raft_leader_kill_loop` chaos scenario) hid there.
+/// Runs one seed where half the crashes stop a node between two commands instead.
 pub fn run_torn(seed: u64) -> Result<RaftSimStats, SimFailure> {
     run_with(seed, true)
 }
 
 fn run_with(seed: u64, torn: bool) -> Result<RaftSimStats, SimFailure> {
     let core = if torn { "raft-torn" } else { "raft" };
-    let fail = |what: String| SimFailure {
+    let mut sim = Sim::new(seed, torn, core).map_err(|what| SimFailure {
         core,
         seed,
         step: 0,
         what,
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| fail(format!("runtime: {e}")))?;
-    let _context = runtime.enter();
-    let mut sim = Sim::new(seed, torn).map_err(fail)?;
+    })?;
     for step in 0..SAFETY_STEPS {
         sim.step = step;
         sim.safety_step()?;
@@ -248,36 +166,29 @@ fn run_with(seed: u64, torn: bool) -> Result<RaftSimStats, SimFailure> {
 }
 
 impl Sim {
-    fn new(seed: u64, torn: bool) -> Result<Self, String> {
-        let shm = std::path::Path::new("/dev/shm");
-        let dir = if shm.is_dir() {
-            tempfile::Builder::new().prefix("ordo-sim").tempdir_in(shm)
-        } else {
-            tempfile::tempdir()
-        }
-        .map_err(|e| e.to_string())?;
-        let ca = ordo_proto::crypto::generate_signing_key();
-        let client = member(&ca, Role::Client, "client");
-        let mut nodes = Vec::new();
+    fn new(seed: u64, torn: bool, core: &'static str) -> Result<Self, String> {
+        let ca = seeded_key(seed, 1);
+        let client = Identity::enroll(
+            &ca,
+            seeded_key(seed, 2),
+            &Enrollment::new("A", Role::Client, "client"),
+        );
         let mut consenters = Vec::new();
+        let mut names = Vec::new();
         for i in 1..=NODES {
             let name = format!("orderer{i}");
-            let identity = member(&ca, Role::Orderer, &name);
+            let identity = Identity::enroll(
+                &ca,
+                seeded_key(seed, 10 + i as u64),
+                &Enrollment::new("A", Role::Orderer, &name),
+            );
             consenters.push(Consenter {
                 id: name.clone(),
                 endpoint: format!("sim:{i}"),
                 certificate: identity.cert_bytes().clone(),
                 ..Default::default()
             });
-            nodes.push(Node {
-                id: raft_id(&name),
-                dir: dir.path().join(&name),
-                name,
-                identity,
-                up: None,
-                checked: 0,
-                txs: BTreeSet::new(),
-            });
+            names.push(name);
         }
         let config = ChannelConfig {
             channel_id: CHANNEL.into(),
@@ -296,7 +207,7 @@ impl Sim {
                 }),
                 batch_timeout_ms: 50,
                 ack_mode: AckMode::Committed as i32,
-                consenters: consenters.clone(),
+                consenters,
                 ..Default::default()
             }),
             readers: Some(policy::any_member(&[], &[])),
@@ -306,30 +217,44 @@ impl Sim {
             chaincodes: vec![],
         };
         let genesis = ordo_proto::config::genesis_block(&config, 1).map_err(|e| e.to_string())?;
+        let state = Arc::new(ConfigState::new(config, 0).map_err(|e| e.to_string())?);
+        let ids: Vec<u64> = names.iter().map(|n| raft_id(n)).collect();
+        let nodes = names
+            .into_iter()
+            .map(|name| Node {
+                id: raft_id(&name),
+                name,
+                disk: Disk {
+                    log: LogView::founding(&ids),
+                    ledger: vec![genesis.clone()],
+                },
+                engine: None,
+                checked: 0,
+                txs: BTreeSet::new(),
+            })
+            .collect();
         let mut sim = Self {
             seed,
+            core,
             torn,
             step: 0,
             rng: StdRng::seed_from_u64(seed),
-            clock: ManualClock::new(),
-            net: Arc::new(SimNet::default()),
+            now: Duration::ZERO,
+            options: options(seed),
+            state,
             nodes,
-            genesis,
+            in_flight: Vec::new(),
             client,
             canonical: BTreeMap::new(),
             submitted: BTreeSet::new(),
-            waiters: Vec::new(),
+            waiting: BTreeMap::new(),
+            answers: BTreeMap::new(),
+            next_waiter: 0,
             acked: BTreeMap::new(),
             cut: BTreeSet::new(),
+            torn_at: None,
             stats: RaftSimStats::default(),
-            _dir: dir,
         };
-        {
-            let mut dirs = sim.net.dirs.lock().unwrap_or_else(PoisonError::into_inner);
-            for n in &sim.nodes {
-                dirs.insert(n.id, n.dir.clone());
-            }
-        }
         for i in 0..NODES {
             sim.start(i)?;
         }
@@ -338,54 +263,65 @@ impl Sim {
 
     fn fail(&self, what: String) -> SimFailure {
         SimFailure {
-            core: "raft",
+            core: self.core,
             seed: self.seed,
             step: self.step,
             what,
         }
     }
 
-    /// Starts node `i` on its directories (first start: with the genesis block).
+    /// Starts node `i` from its disk, through the orderer's recovery.
     fn start(&mut self, i: usize) -> Result<(), String> {
-        let node = &self.nodes[i];
-        let store = BlockStore::open(&node.dir).map_err(|e| e.to_string())?;
-        if store.height() == 0 {
-            store.append(&self.genesis).map_err(|e| e.to_string())?;
-        }
-        let support = Arc::new(
-            ChainSupport::new(store.clone(), node.identity.clone()).map_err(|e| e.to_string())?,
+        let node = &mut self.nodes[i];
+        let ledger = &node.disk.ledger;
+        let height = ledger.len() as u64;
+        let tip = ledger.last().ok_or("an empty ledger")?;
+        let repair = recovery::reconcile(
+            CHANNEL,
+            &node.disk.log,
+            Some((height - 1, tip)),
+            &self.state.config,
         );
-        let setup = RaftSetup {
-            id: node.id,
-            voters: self.nodes.iter().map(|n| n.id).collect(),
-            names: self.nodes.iter().map(|n| (n.id, n.name.clone())).collect(),
-            transport: Arc::new(Transport {
-                me: node.id,
-                net: self.net.clone(),
-            }),
-            options: options(self.seed),
+        if let Some(w) = &repair.write {
+            node.disk.log.apply(w);
+        }
+        let mut marks = Vec::new();
+        for (n, b) in ledger.iter().enumerate().rev() {
+            let index = raft_position(b).map(|(i, _)| i).unwrap_or(0);
+            marks.push(BlockMark {
+                index,
+                number: n as u64,
+                hash: block::hash(b),
+            });
+            if index <= node.disk.log.snapshot_index() {
+                break;
+            }
+        }
+        marks.reverse();
+        let restored = Restored {
+            view: node.disk.log.clone(),
+            applied: repair.applied,
+            tip: ChainTip {
+                height,
+                last_hash: block::hash(tip),
+                state: self.state.clone(),
+            },
+            marks,
         };
-        let raft = SteppedRaft::start(support.clone(), setup, self.clock.clone())
-            .map_err(|e| e.to_string())?;
-        self.net
-            .ledgers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(node.id, store);
-        self.nodes[i].up = Some((support, raft));
+        let engine =
+            Engine::new(node.id, CHANNEL, self.options, restored).map_err(|e| e.to_string())?;
+        node.engine = Some(engine);
         Ok(())
     }
 
     fn crash(&mut self, i: usize) {
         self.stats.crashes += 1;
-        let id = self.nodes[i].id;
-        self.net
-            .ledgers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
-        // Dropping the node closes its ledger and raft log: what was synced survives.
-        self.nodes[i].up = None;
+        self.nodes[i].engine = None;
+        // Its waiters' fate is unknown to their clients.
+        self.waiting.retain(|_, n| *n != i);
+        if self.torn_at.is_some_and(|(n, _)| n == i) {
+            self.torn_at = None;
+        }
     }
 
     fn index_of(&self, id: u64) -> Option<usize> {
@@ -393,50 +329,175 @@ impl Sim {
     }
 
     fn up_nodes(&self) -> Vec<usize> {
-        (0..NODES).filter(|i| self.nodes[*i].up.is_some()).collect()
+        (0..NODES)
+            .filter(|i| self.nodes[*i].engine.is_some())
+            .collect()
     }
 
-    /// Runs `f` on node `i` if it is up, then checks what it wrote.
-    fn turn(
-        &mut self,
-        i: usize,
-        f: impl FnOnce(&mut SteppedRaft) -> bool,
-    ) -> Result<(), SimFailure> {
-        let Some((_, raft)) = self.nodes[i].up.as_mut() else {
-            return Ok(());
+    /// One step of node `i`: `input`, the time, a flush — then checks what it wrote.
+    fn turn(&mut self, i: usize, input: Input) -> Result<(), SimFailure> {
+        let time = Input::Time {
+            now: self.now,
+            unix_secs: 1,
         };
-        let alive = f(raft);
-        self.check_node(i)?;
-        if !alive && self.nodes[i].up.as_ref().is_some_and(|(_, r)| r.crashed()) {
-            // An armed crash point stopped it mid-turn: it is dead like any crashed node.
-            self.crash(i);
-            return Ok(());
+        for input in [input, time, Input::Flush] {
+            let Some(engine) = self.nodes[i].engine.as_mut() else {
+                break;
+            };
+            let commands = engine.step(input);
+            self.execute(i, commands)?;
         }
-        if !alive && self.nodes[i].up.as_ref().is_some_and(|(_, r)| r.stopped()) {
-            return Err(self.fail(format!("{} stopped (storage failure)", self.nodes[i].name)));
+        self.check_node(i)
+    }
+
+    /// Executes node `i`'s commands in order, as the orderer's driver does.
+    fn execute(&mut self, i: usize, commands: Vec<Command>) -> Result<(), SimFailure> {
+        let mut queue: VecDeque<Command> = commands.into();
+        while let Some(command) = queue.pop_front() {
+            if let Some((n, left)) = self.torn_at {
+                if n == i {
+                    if left == 0 {
+                        self.crash(i);
+                        return Ok(());
+                    }
+                    self.torn_at = Some((n, left - 1));
+                }
+            }
+            let id = self.nodes[i].id;
+            match command {
+                Command::Send { to, message } => self.in_flight.push((id, to, message)),
+                Command::Persist(w) => self.nodes[i].disk.log.apply(&w),
+                Command::WriteBlock(w) => {
+                    let mut b = w.block;
+                    b.metadata = Some(BlockMetadata {
+                        consenter_metadata: w.metadata,
+                        ..Default::default()
+                    });
+                    self.append(i, b);
+                }
+                Command::CatchUp {
+                    to,
+                    hash,
+                    sources,
+                    tx_ids_at,
+                } => {
+                    let report = self.catch_up(i, to, hash, &sources, &tx_ids_at)?;
+                    let Some(engine) = self.nodes[i].engine.as_mut() else {
+                        return Ok(());
+                    };
+                    let more = engine.step(Input::CaughtUp(report));
+                    for c in more.into_iter().rev() {
+                        queue.push_front(c);
+                    }
+                }
+                Command::Answer { waiter, result } => {
+                    if let Some(tx) = self.answers.remove(&waiter) {
+                        if result.is_err() && self.waiting.get(&tx) == Some(&i) {
+                            // A refused envelope: Broadcast cancels its waiter.
+                            self.waiting.remove(&tx);
+                        }
+                    }
+                }
+                Command::Reject { tx_id, .. } => {
+                    if self.waiting.get(&tx_id) == Some(&i) {
+                        self.waiting.remove(&tx_id);
+                    }
+                }
+                Command::ArmTimer(_) | Command::Reconfigure(_) => {}
+                Command::Stop(why) => {
+                    return Err(self.fail(format!("{} stopped: {why:?}", self.nodes[i].name)))
+                }
+            }
         }
         Ok(())
     }
 
+    /// Appends a block to node `i`'s ledger; its waiters there learn the block.
+    fn append(&mut self, i: usize, b: Block) {
+        let number = self.nodes[i].disk.ledger.len() as u64;
+        for tx in block_txs(&b) {
+            if self.waiting.get(&tx) == Some(&i) {
+                self.waiting.remove(&tx);
+                self.stats.acked += 1;
+                self.acked.insert(tx, number);
+            }
+        }
+        self.nodes[i].disk.ledger.push(b);
+    }
+
+    /// Executes a catch-up: the blocks up to `to` from the first source whose ledger
+    /// holds `to` with `hash` (a node that is down serves from its disk, as a real
+    /// puller retries until it is back), each checked to extend the chain.
+    fn catch_up(
+        &mut self,
+        i: usize,
+        to: u64,
+        hash: [u8; 32],
+        sources: &[u64],
+        tx_ids_at: &[u64],
+    ) -> Result<CaughtUp, SimFailure> {
+        let height = self.nodes[i].disk.ledger.len() as u64;
+        if height > to {
+            let ours = block::hash(&self.nodes[i].disk.ledger[to as usize]);
+            if ours != hash {
+                return Err(self.fail(format!("forked at block {to} (snapshot)")));
+            }
+        } else {
+            let source = sources
+                .iter()
+                .filter_map(|id| self.index_of(*id))
+                .find(|s| {
+                    self.nodes[*s]
+                        .disk
+                        .ledger
+                        .get(to as usize)
+                        .is_some_and(|b| block::hash(b) == hash)
+                })
+                .ok_or_else(|| self.fail(format!("no consenter holds block {to}")))?;
+            let pulled: Vec<Block> =
+                self.nodes[source].disk.ledger[height as usize..=to as usize].to_vec();
+            for b in pulled {
+                let prev = block::hash(self.nodes[i].disk.ledger.last().expect("genesis"));
+                let links = b
+                    .header
+                    .as_ref()
+                    .is_some_and(|h| h.previous_hash.as_ref() == prev.as_slice());
+                if !links {
+                    return Err(self.fail(format!(
+                        "pulled block {} does not extend the chain",
+                        block::number(&b)
+                    )));
+                }
+                self.append(i, b);
+            }
+        }
+        let ledger = &self.nodes[i].disk.ledger;
+        let carried = tx_ids_at
+            .iter()
+            .filter(|n| (**n as usize) < ledger.len())
+            .map(|n| (*n, block_txs(&ledger[*n as usize])))
+            .collect();
+        Ok(CaughtUp {
+            tip: ChainTip {
+                height: ledger.len() as u64,
+                last_hash: block::hash(ledger.last().expect("genesis")),
+                state: self.state.clone(),
+            },
+            carried,
+        })
+    }
+
     fn deliver_one(&mut self, lossy: bool) -> Result<(), SimFailure> {
-        let message = {
-            let mut q = self
-                .net
-                .in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if q.is_empty() {
-                return Ok(());
-            }
-            let k = self.rng.gen_range(0..q.len());
-            let duplicate = lossy && self.rng.gen_bool(0.03);
-            if duplicate {
-                q[k].clone()
-            } else {
-                q.swap_remove(k)
-            }
+        if self.in_flight.is_empty() {
+            return Ok(());
+        }
+        let k = self.rng.gen_range(0..self.in_flight.len());
+        let duplicate = lossy && self.rng.gen_bool(0.03);
+        let (from, to, bytes) = if duplicate {
+            self.in_flight[k].clone()
+        } else {
+            self.in_flight.swap_remove(k)
         };
-        let (from, to, bytes) = message;
         if lossy && self.rng.gen_bool(0.05) {
             self.stats.lost += 1;
             return Ok(());
@@ -448,20 +509,22 @@ impl Sim {
         let Some(i) = self.index_of(to) else {
             return Ok(());
         };
-        self.turn(i, |r| r.receive(from, bytes))
+        self.turn(i, Input::Message { from, bytes })
     }
 
     fn advance(&mut self) -> Result<(), SimFailure> {
-        self.clock.advance(TICK);
+        self.now += TICK;
         for i in 0..NODES {
-            self.turn(i, SteppedRaft::tick)?;
+            self.turn(i, Input::Flush)?;
         }
         Ok(())
     }
 
     fn submit(&mut self, i: usize) -> Result<(), SimFailure> {
+        if self.nodes[i].engine.is_none() {
+            return Ok(());
+        }
         let n = self.submitted.len();
-        // A nonce from the seed and the count: the same run makes the same envelopes.
         let mut nonce = [0u8; 24];
         nonce[..8].copy_from_slice(&self.seed.to_be_bytes());
         nonce[8..16].copy_from_slice(&(n as u64).to_be_bytes());
@@ -473,62 +536,26 @@ impl Sim {
             1,
             &nonce,
         );
-        let Some((support, raft)) = self.nodes[i].up.as_mut() else {
-            return Ok(());
-        };
         self.stats.submitted += 1;
         self.submitted.insert(tx_id.clone());
-        let block = match support.register_commit_waiter(&tx_id) {
-            Ok(block) => block,
-            Err(e) => return Err(self.fail(format!("waiter for {tx_id} refused: {e}"))),
+        self.waiting.insert(tx_id.clone(), i);
+        self.next_waiter += 1;
+        self.answers.insert(self.next_waiter, tx_id.clone());
+        let proposal = Proposal {
+            request: OrderRequest {
+                envelope: Bytes::from(env.encode_to_vec()),
+                tx_id,
+                config_seq: 0,
+            },
+            is_config: false,
+            forwarded: false,
+            waiter: Some(self.next_waiter),
         };
-        let taken = raft.submit(OrderRequest {
-            envelope: Bytes::from(env.encode_to_vec()),
-            tx_id: tx_id.clone(),
-            config_seq: 0,
-        });
-        self.waiters.push(Waiter {
-            tx: tx_id,
-            node: i,
-            taken: Some(taken),
-            block,
-        });
-        self.turn(i, SteppedRaft::tick)
-    }
-
-    /// Collects what the nodes told the clients: a refusal ends the wait (as Broadcast
-    /// cancels the waiter), a block is an acknowledgement, a crash leaves it unknown.
-    fn collect_acks(&mut self) {
-        let mut still = Vec::new();
-        for mut w in std::mem::take(&mut self.waiters) {
-            if let Some(taken) = w.taken.as_mut() {
-                match taken.try_recv() {
-                    Ok(Ok(_)) => w.taken = None,
-                    Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => {
-                        if let Some((support, _)) = self.nodes[w.node].up.as_ref() {
-                            support.cancel_commit_waiter(&w.tx);
-                        }
-                        continue;
-                    }
-                    Err(oneshot::error::TryRecvError::Empty) => {}
-                }
-            }
-            match w.block.try_recv() {
-                Ok(Ok(block)) => {
-                    self.stats.acked += 1;
-                    self.acked.insert(w.tx, block);
-                }
-                Ok(Err(_)) => {} // told it was not ordered
-                Err(oneshot::error::TryRecvError::Empty) => still.push(w),
-                Err(oneshot::error::TryRecvError::Closed) => {} // its node crashed
-            }
-        }
-        self.waiters = still;
+        self.turn(i, Input::Propose(proposal))
     }
 
     fn safety_step(&mut self) -> Result<(), SimFailure> {
-        let roll = self.rng.gen_range(0..100);
-        match roll {
+        match self.rng.gen_range(0..100) {
             0..=44 => self.deliver_one(true)?,
             45..=64 => self.advance()?,
             65..=84 => {
@@ -537,9 +564,9 @@ impl Sim {
                 if !up.is_empty() {
                     let leader = up.iter().copied().find(|i| {
                         self.nodes[*i]
-                            .up
+                            .engine
                             .as_ref()
-                            .is_some_and(|(_, r)| r.accepting())
+                            .is_some_and(|e| e.status().accepting)
                     });
                     let pick = match leader {
                         Some(l) if self.rng.gen_bool(0.9) => l,
@@ -553,21 +580,17 @@ impl Sim {
                 if up.len() > 1 {
                     let i = up[self.rng.gen_range(0..up.len())];
                     if self.torn && self.rng.gen_bool(0.5) {
-                        let point = match self.rng.gen_range(0..3) {
-                            0 => CrashPoint::AfterApply,
-                            1 => CrashPoint::AfterPersist,
-                            _ => CrashPoint::AfterBlockPull,
-                        };
-                        if let Some((_, raft)) = self.nodes[i].up.as_mut() {
-                            raft.set_crash_point(Some(point));
-                        }
+                        let left = self.rng.gen_range(0..8);
+                        self.torn_at = Some((i, left));
                     } else {
                         self.crash(i);
                     }
                 }
             }
             87..=94 => {
-                let down: Vec<usize> = (0..NODES).filter(|i| self.nodes[*i].up.is_none()).collect();
+                let down: Vec<usize> = (0..NODES)
+                    .filter(|i| self.nodes[*i].engine.is_none())
+                    .collect();
                 if !down.is_empty() {
                     let i = down[self.rng.gen_range(0..down.len())];
                     self.start(i)
@@ -583,19 +606,21 @@ impl Sim {
                 }
             }
         }
-        self.collect_acks();
         Ok(())
+    }
+
+    fn heights(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .map(|n| n.disk.ledger.len() as u64)
+            .collect()
     }
 
     fn liveness(&mut self) -> Result<(), SimFailure> {
         self.cut.clear();
-        for n in &mut self.nodes {
-            if let Some((_, raft)) = n.up.as_mut() {
-                raft.set_crash_point(None);
-            }
-        }
+        self.torn_at = None;
         for i in 0..NODES {
-            if self.nodes[i].up.is_none() {
+            if self.nodes[i].engine.is_none() {
                 self.start(i)
                     .map_err(|e| self.fail(format!("restart: {e}")))?;
             }
@@ -603,83 +628,56 @@ impl Sim {
         let mut quiet = 0;
         for step in 0..LIVENESS_STEPS {
             self.step = SAFETY_STEPS + step;
-            while !self
-                .net
-                .in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_empty()
-            {
+            while !self.in_flight.is_empty() {
                 self.deliver_one(false)?;
             }
             self.advance()?;
-            self.collect_acks();
-            let heights: Vec<u64> = self
+            let heights = self.heights();
+            let led = self
                 .nodes
                 .iter()
-                .map(|n| n.up.as_ref().map_or(0, |(s, _)| s.height()))
-                .collect();
-            let same = heights.iter().all(|h| *h == heights[0]);
-            let settled = same && self.waiters.is_empty();
+                .any(|n| n.engine.as_ref().is_some_and(|e| e.status().accepting));
+            let settled =
+                led && heights.iter().all(|h| *h == heights[0]) && self.waiting.is_empty();
             quiet = if settled { quiet + 1 } else { 0 };
             // Several quiet rounds: no block cut by a timer is still on its way.
             if quiet > 20 {
                 return Ok(());
             }
         }
-        let heights: Vec<u64> = self
-            .nodes
-            .iter()
-            .map(|n| n.up.as_ref().map_or(0, |(s, _)| s.height()))
-            .collect();
         let leaders: Vec<bool> = self
             .nodes
             .iter()
-            .map(|n| n.up.as_ref().is_some_and(|(_, r)| r.is_leader()))
+            .map(|n| n.engine.as_ref().is_some_and(|e| e.status().accepting))
             .collect();
         let waiting: Vec<String> = self
-            .waiters
+            .waiting
             .iter()
             .take(5)
-            .map(|w| {
-                let in_chain = self.nodes.iter().any(|n| n.txs.contains(&w.tx));
+            .map(|(tx, i)| {
+                let in_chain = self.nodes.iter().any(|n| n.txs.contains(tx));
                 format!(
-                    "{} on {} (taken answer {}, in a chain: {in_chain})",
-                    &w.tx[..8],
-                    self.nodes[w.node].name,
-                    if w.taken.is_some() {
-                        "pending"
-                    } else {
-                        "received"
-                    }
+                    "{} on {} (in a chain: {in_chain})",
+                    &tx[..8],
+                    self.nodes[*i].name
                 )
             })
             .collect();
         Err(self.fail(format!(
-            "no convergence after the faults stopped: heights {heights:?}, leaders {leaders:?}, {} envelopes still waiting: {}",
-            self.waiters.len(),
+            "no convergence after the faults stopped: heights {:?}, accepting leaders {leaders:?}, {} envelopes still waiting: {}",
+            self.heights(),
+            self.waiting.len(),
             waiting.join("; ")
         )))
     }
 
     /// Checks node `i`'s newly written blocks against the canonical chain.
     fn check_node(&mut self, i: usize) -> Result<(), SimFailure> {
-        let Some((support, _)) = self.nodes[i].up.as_ref() else {
-            return Ok(());
-        };
-        let ledger = support.ledger().clone();
-        let height = ledger.height();
-        let from = self.nodes[i].checked;
-        for number in from..height {
-            let block = ledger
-                .block(number)
-                .map_err(|e| {
-                    self.fail(format!("{}: read block {number}: {e}", self.nodes[i].name))
-                })?
-                .ok_or_else(|| {
-                    self.fail(format!("{}: block {number} missing", self.nodes[i].name))
-                })?;
-            let hash = ordo_proto::block::hash(&block);
+        let height = self.nodes[i].disk.ledger.len() as u64;
+        for number in self.nodes[i].checked..height {
+            let block = &self.nodes[i].disk.ledger[number as usize];
+            let hash = block::hash(block);
+            let txs = block_txs(block);
             match self.canonical.get(&number) {
                 Some(h) if *h != hash => {
                     return Err(self.fail(format!(
@@ -693,7 +691,7 @@ impl Sim {
                 }
             }
             if number > 0 {
-                for tx in block_txs(&block) {
+                for tx in txs {
                     if !self.submitted.contains(&tx) {
                         return Err(
                             self.fail(format!("block {number} holds {tx}, never submitted"))
@@ -713,20 +711,12 @@ impl Sim {
     }
 
     fn final_check(&mut self) -> Result<(), SimFailure> {
-        let Some((reference, _)) = self.nodes[0].up.as_ref() else {
-            return Err(self.fail("node 1 is down after liveness".into()));
-        };
-        let reference = reference.ledger().clone();
-        self.stats.blocks = reference.height();
-        let mut where_is: HashMap<String, u64> = HashMap::new();
-        for number in 1..reference.height() {
-            let block = reference
-                .block(number)
-                .ok()
-                .flatten()
-                .ok_or_else(|| self.fail(format!("block {number} unreadable")))?;
-            for tx in block_txs(&block) {
-                where_is.insert(tx, number);
+        let reference = &self.nodes[0].disk.ledger;
+        self.stats.blocks = reference.len() as u64;
+        let mut where_is: BTreeMap<String, u64> = BTreeMap::new();
+        for (number, block) in reference.iter().enumerate().skip(1) {
+            for tx in block_txs(block) {
+                where_is.insert(tx, number as u64);
             }
         }
         for (tx, block) in &self.acked {
@@ -748,15 +738,12 @@ impl Sim {
     }
 }
 
-fn block_txs(block: &Block) -> Vec<String> {
+/// The tx ids of a block's envelopes.
+pub(super) fn block_txs(block: &Block) -> Vec<String> {
     block
         .data
         .iter()
         .flat_map(|d| d.data.iter())
-        .filter_map(|e| {
-            let env = ordo_proto::pb::common::Envelope::decode(e.as_ref()).ok()?;
-            let p = ordo_proto::pb::common::Payload::decode(env.payload.as_ref()).ok()?;
-            Some(p.header?.tx_id)
-        })
+        .filter_map(|e| ordo_proto::envelope::tx_id_of(e))
         .collect()
 }

@@ -27,12 +27,12 @@ use raft::Storage;
 use tracing::warn;
 
 use ordo_proto::block;
+use ordo_proto::pb::common::{Block, ChannelConfig};
 
-use super::storage::{LogStorage, LogStorageError};
+use super::storage::{LogView, LogWrite};
 use super::{membership, raft_position, snapshot_data};
-use crate::support::ChainSupport;
 
-/// What [`reconcile`] found and did.
+/// What [`reconcile`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reconciled {
     /// The raft state already covered the ledger.
@@ -51,43 +51,60 @@ pub enum Reconciled {
     },
 }
 
-/// Makes `storage` cover every entry `support`'s ledger holds; returns the index of the
-/// last applied entry (the one that wrote the last block, or the log's snapshot) and what
-/// had to be repaired.
-pub(super) fn reconcile(
-    storage: &mut LogStorage,
-    support: &ChainSupport,
-) -> Result<(u64, Reconciled), LogStorageError> {
-    let floor = storage.first_index().unwrap_or(1).saturating_sub(1);
-    let Some(last) = support.height().checked_sub(1) else {
-        return Ok((floor, Reconciled::InStep));
+/// The repair [`reconcile`] planned: the index of the last applied entry (the one that
+/// wrote the last block, or the log's snapshot), what was found, and the write that makes
+/// the raft state cover the ledger (to be made durable, then applied to the view).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repair {
+    /// Index of the last entry applied to the ledger.
+    pub applied: u64,
+    /// What was found.
+    pub found: Reconciled,
+    /// The write that repairs it; `None` when in step.
+    pub write: Option<LogWrite>,
+}
+
+/// Plans how `view` comes to cover every entry the ledger holds, given the ledger's last
+/// block `tip` (number `tip_number`) and the configuration in force at the ledger's head.
+/// A pure function: the caller makes the write durable.
+pub fn reconcile(
+    channel: &str,
+    view: &LogView,
+    tip: Option<(u64, &Block)>,
+    config: &ChannelConfig,
+) -> Repair {
+    let floor = view.snapshot_index();
+    let in_step = |applied| Repair {
+        applied,
+        found: Reconciled::InStep,
+        write: None,
     };
-    let Some(last_block) = support.ledger().block(last)? else {
-        return Ok((floor, Reconciled::InStep));
+    let Some((last, last_block)) = tip else {
+        return in_step(floor);
     };
-    let Some((index, term)) = raft_position(&last_block) else {
-        return Ok((floor, Reconciled::InStep));
+    let Some((index, term)) = raft_position(last_block) else {
+        return in_step(floor);
     };
-    let committed = storage.hard_state().commit;
-    if index <= floor || (index <= committed && index <= storage.last_index_now()) {
-        return Ok((index.max(floor), Reconciled::InStep));
+    let committed = view.hard_state().commit;
+    if index <= floor || (index <= committed && index <= view.last_index_now()) {
+        return in_step(index.max(floor));
     }
-    let log_agrees = index <= storage.last_index_now() && storage.term(index).ok() == Some(term);
+    let log_agrees = index <= view.last_index_now() && view.term(index).ok() == Some(term);
     if log_agrees {
-        storage.raise_commit(index)?;
         warn!(
-            channel = support.channel_id(),
+            channel,
             from = committed,
             to = index,
             "the ledger was ahead of the raft commit index (a crash between writing a block and recording its commit); commit index raised"
         );
-        return Ok((
-            index,
-            Reconciled::CommitRaised {
+        return Repair {
+            applied: index,
+            found: Reconciled::CommitRaised {
                 from: committed,
                 to: index,
             },
-        ));
+            write: view.raise_commit(index),
+        };
     }
     // The log does not hold the entry (or holds another one there): it restarts at it,
     // with the membership of the configuration in force at the ledger's head (a membership
@@ -98,25 +115,26 @@ pub(super) fn reconcile(
         term,
         ..Default::default()
     };
-    let configured: Vec<u64> = membership::voters_of(&support.state().config)
-        .into_iter()
-        .collect();
+    let configured: Vec<u64> = membership::voters_of(config).into_iter().collect();
     meta.mut_conf_state().voters = if configured.is_empty() {
-        storage.conf_state().voters.clone()
+        view.conf_state().voters.clone()
     } else {
         configured
     };
     let mut snap = Snapshot::default();
     snap.set_metadata(meta);
-    snap.set_data(snapshot_data(last, block::hash(&last_block).as_ref()).into());
-    // Entries up to the last block's may be what the ledger's blocks refer to.
-    storage.apply_snapshot(&snap, index)?;
+    snap.set_data(snapshot_data(last, block::hash(last_block).as_ref()).into());
     warn!(
-        channel = support.channel_id(),
+        channel,
         index,
         term,
         block = last,
         "the ledger holds blocks the raft log does not (a crash while installing a snapshot); the log restarts at the last block"
     );
-    Ok((index, Reconciled::LogRestarted { at: index }))
+    Repair {
+        applied: index,
+        found: Reconciled::LogRestarted { at: index },
+        // Entries up to the last block's may be what the ledger's blocks refer to.
+        write: Some(view.restart(&snap, index)),
+    }
 }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chain::{ChainError, OrderRequest};
 use crate::support::ChainSupport;
 
-use super::driver::{CrashPoint, Driver, Input, Links};
+use super::driver::{Arrival, CrashPoint, Driver, Environment, Links, Stop};
 use super::{Proposal, RaftSetup, Shared};
 
 /// A clock that moves only when told: the simulated time of every node of a run.
@@ -63,13 +63,28 @@ impl ManualClock {
     }
 }
 
+/// A simulation's environment: its clock, and the crash point it armed.
+struct Simulated {
+    clock: ManualClock,
+    crash_at: Option<CrashPoint>,
+}
+
+impl Environment for Simulated {
+    fn now(&self) -> Duration {
+        self.clock.elapsed()
+    }
+
+    fn crash_here(&mut self, point: CrashPoint) -> bool {
+        self.crash_at == Some(point)
+    }
+}
+
 /// One raft node driven turn by turn.
 pub struct SteppedRaft {
-    driver: Option<Driver>,
+    driver: Option<Driver<Simulated>>,
     proposals: mpsc::Sender<Proposal>,
     shared: Arc<Shared>,
     failed: Arc<AtomicBool>,
-    draining_until: Option<std::time::Instant>,
     crashed: bool,
 }
 
@@ -99,14 +114,16 @@ impl SteppedRaft {
                 halt: CancellationToken::new(),
                 failed: failed.clone(),
             },
-            Some(clock),
+            Simulated {
+                clock,
+                crash_at: None,
+            },
         )?;
         Ok(Self {
             driver: Some(driver),
             proposals,
             shared,
             failed,
-            draining_until: None,
             crashed: false,
         })
     }
@@ -114,13 +131,16 @@ impl SteppedRaft {
     /// Delivers raft message `message` from node `from` and runs a turn. False once the
     /// node stopped (storage failure, removal).
     pub fn receive(&mut self, from: u64, message: Vec<u8>) -> bool {
-        self.turn(Input::Step(from, message))
+        self.turn(Arrival::Message {
+            from,
+            bytes: message,
+        })
     }
 
     /// Runs a turn with no new input: timers against the (Tokio) clock — raft ticks,
     /// the batch timeout — queued envelopes, `Ready`.
     pub fn tick(&mut self) -> bool {
-        self.turn(Input::Timer)
+        self.turn(Arrival::Timer)
     }
 
     /// Queues an envelope for this node's raft loop, as a client of the leader hands it
@@ -172,7 +192,7 @@ impl SteppedRaft {
     /// as after a kill). Turns that do not reach the point run as usual.
     pub fn set_crash_point(&mut self, point: Option<CrashPoint>) {
         if let Some(d) = self.driver.as_mut() {
-            d.crash_at = point;
+            d.env_mut().crash_at = point;
         }
     }
 
@@ -181,15 +201,15 @@ impl SteppedRaft {
         self.crashed
     }
 
-    fn turn(&mut self, input: Input) -> bool {
+    fn turn(&mut self, arrival: Arrival) -> bool {
         let Some(driver) = self.driver.as_mut() else {
             return false;
         };
-        if driver.turn(input, &mut self.draining_until) {
+        if driver.turn(arrival) {
             return true;
         }
         if let Some(d) = self.driver.take() {
-            if d.crashed {
+            if d.stopped() == Some(&Stop::Crashed) {
                 // A crash answers no one: the waiters' senders just go away.
                 self.crashed = true;
             } else {

@@ -1,119 +1,129 @@
-//! Raft's log and state for one channel: raft-rs's [`Storage`] over the channel's
-//! [`ConsensusLog`] (RocksDB column families `raft_log` and `raft_state`).
+//! Raft's log and state for one channel, as two halves that never disagree: the
+//! in-memory [`LogView`] the engine's `RawNode` reads, and the durable copy a driver keeps
+//! ([`super::disk::DiskLog`] in RocksDB, or a simulator's memory).
 //!
-//! Every entry since the last snapshot is also kept in memory — the snapshot interval
-//! bounds how many there are — so raft-rs reads never touch the disk. Writes go to disk
-//! first: [`LogStorage::persist`] writes new entries and the hard state in one synced
-//! batch, and only then does the in-memory view change, so what raft-rs sees is never
-//! ahead of what a crash would leave.
+//! Every change is one [`LogWrite`], planned by the view (a pure function of what it
+//! holds), executed by the driver against the durable copy, and applied to the view with
+//! [`LogView::apply`]. The engine applies a write to its view when it emits the write as a
+//! command; the driver executes commands in order and stops at the first that fails, so
+//! nothing that depends on a write (a message that promises it, a block that refers to
+//! it) leaves the node before the write is durable, and a crash loses the view together
+//! with everything that was not.
+//!
+//! Every entry since the last snapshot is kept in memory — the snapshot interval bounds
+//! how many there are — so raft-rs reads never touch the disk.
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
-use ordo_ledger::{ConsensusLog, LedgerError, LogUpdate};
+/// One change to the raft state, applied alike to the durable copy and to the view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogWrite {
+    /// New entries — after deleting every entry from `truncate_from` on (a follower
+    /// replacing a conflicting tail) — and/or a new hard state. Synced.
+    Append {
+        /// First index of a tail the entries replace.
+        truncate_from: Option<u64>,
+        /// The entries, contiguous.
+        entries: Vec<Entry>,
+        /// The hard state, when it changed.
+        hard_state: Option<HardState>,
+    },
+    /// A new commit index from a light ready. Not synced: raft recomputes the commit
+    /// index after a crash (and [`super::recovery`] raises it where the ledger shows
+    /// more was applied).
+    Commit(HardState),
+    /// A membership change applied from the log. Synced before its config block is
+    /// written, so applying it again after a crash changes nothing.
+    ConfState(ConfState),
+    /// A snapshot recorded at `meta.index`: raft forgets the entries up to it; on disk
+    /// only `discard` go (entries that carry blocks belong to the ledger, see
+    /// the crash-safety rules in [`super`]). Synced.
+    Compact {
+        /// The snapshot's metadata (index, term, membership).
+        meta: SnapshotMetadata,
+        /// The snapshot's data (the last block number and hash).
+        data: Vec<u8>,
+        /// Entries deleted from disk.
+        discard: Vec<u64>,
+    },
+    /// The whole log replaced by a snapshot (a leader's, or recovery's). On disk every
+    /// entry above `keep_to` is deleted; those up to it may be referenced by the ledger.
+    /// Synced.
+    Restart {
+        /// The snapshot's metadata; its conf state becomes the membership.
+        meta: SnapshotMetadata,
+        /// The snapshot's data.
+        data: Vec<u8>,
+        /// The hard state after it (commit and term at least the snapshot's).
+        hard_state: HardState,
+        /// The last entry kept on disk.
+        keep_to: u64,
+    },
+}
 
-/// State record holding the encoded [`HardState`].
-const HARD_STATE: &str = "hard_state";
-/// State record holding the encoded [`SnapshotMetadata`] of the last compaction point
-/// (its conf state is the membership in force there).
-const SNAPSHOT_METADATA: &str = "snapshot_metadata";
-/// State record holding the latest [`ConfState`] applied from the log.
-const CONF_STATE: &str = "conf_state";
-/// State record holding the snapshot's data (the last block number and hash).
-const SNAPSHOT_DATA: &str = "snapshot_data";
-
-/// Why the raft log could not be read or written.
+/// What a [`LogWrite`] could not be planned from.
 #[derive(Debug, thiserror::Error)]
 pub enum LogStorageError {
     /// The ledger failed.
     #[error(transparent)]
-    Ledger(#[from] LedgerError),
-    /// A stored record does not decode.
+    Ledger(#[from] ordo_ledger::LedgerError),
+    /// A stored record does not decode, or the log contradicts itself.
     #[error("corrupt raft state: {0}")]
     Corrupt(String),
 }
 
-/// raft-rs storage for one channel, durable in the channel's ledger.
-pub struct LogStorage {
-    log: ConsensusLog,
+/// raft-rs storage for one channel: the raft state as the engine sees it.
+#[derive(Debug, Clone, Default)]
+pub struct LogView {
     hard_state: HardState,
     conf_state: ConfState,
     snapshot: SnapshotMetadata,
     snapshot_data: Vec<u8>,
     /// Entries after `snapshot.index`, contiguous.
     entries: Vec<Entry>,
+    /// Bytes of data in `entries` (drives snapshot creation).
+    entry_bytes: u64,
 }
 
-fn decode<M: protobuf::Message>(what: &str, bytes: &[u8]) -> Result<M, LogStorageError> {
-    M::parse_from_bytes(bytes).map_err(|e| LogStorageError::Corrupt(format!("{what}: {e}")))
-}
-
-fn encode<M: protobuf::Message>(m: &M) -> Vec<u8> {
-    // Encoding a well-formed in-memory message only fails for messages over 2 GiB.
-    m.write_to_bytes().unwrap_or_default()
-}
-
-impl LogStorage {
-    /// Loads the raft state of a channel. A channel that never ran raft starts with
-    /// `initial_voters` as its membership (every founding consenter starts the same way).
-    pub fn open(log: ConsensusLog, initial_voters: &[u64]) -> Result<Self, LogStorageError> {
-        let hard_state = match log.record(HARD_STATE)? {
-            Some(b) => decode("hard state", &b)?,
-            None => HardState::default(),
-        };
-        let snapshot = match log.record(SNAPSHOT_METADATA)? {
-            Some(b) => decode("snapshot metadata", &b)?,
-            None => {
-                let mut m = SnapshotMetadata::default();
-                m.mut_conf_state().voters = initial_voters.to_vec();
-                m
-            }
-        };
-        let conf_state = match log.record(CONF_STATE)? {
-            Some(b) => decode("conf state", &b)?,
-            None => snapshot.get_conf_state().clone(),
-        };
-        if log.record(SNAPSHOT_METADATA)?.is_none() && log.record(CONF_STATE)?.is_none() {
-            // A fresh group: the founding membership is part of the durable state from
-            // the start, so a restart never takes a different `initial_voters`.
-            let meta_bytes = encode(&snapshot);
-            let cs_bytes = encode(&conf_state);
-            log.write(&LogUpdate {
-                records: vec![
-                    (SNAPSHOT_METADATA, meta_bytes.as_slice()),
-                    (CONF_STATE, cs_bytes.as_slice()),
-                ],
-                sync: true,
-                ..LogUpdate::default()
-            })?;
+impl LogView {
+    /// The view of a group that never ran: `voters` are its founding membership.
+    pub fn founding(voters: &[u64]) -> Self {
+        let mut snapshot = SnapshotMetadata::default();
+        snapshot.mut_conf_state().voters = voters.to_vec();
+        Self {
+            conf_state: snapshot.get_conf_state().clone(),
+            snapshot,
+            ..Self::default()
         }
-        let snapshot_data = log.record(SNAPSHOT_DATA)?.unwrap_or_default();
-        let mut entries = Vec::new();
-        for (index, bytes) in log.entries_from(snapshot.index + 1)? {
-            let e: Entry = decode("log entry", &bytes)?;
-            if e.index != index {
+    }
+
+    /// A view from loaded parts; the entries must follow the snapshot contiguously.
+    pub fn from_parts(
+        hard_state: HardState,
+        conf_state: ConfState,
+        snapshot: SnapshotMetadata,
+        snapshot_data: Vec<u8>,
+        entries: Vec<Entry>,
+    ) -> Result<Self, LogStorageError> {
+        for (k, e) in entries.iter().enumerate() {
+            if e.index != snapshot.index + 1 + k as u64 {
                 return Err(LogStorageError::Corrupt(format!(
-                    "entry stored under index {index} carries index {}",
-                    e.index
-                )));
-            }
-            entries.push(e);
-        }
-        if let Some(first) = entries.first() {
-            if first.index != snapshot.index + 1 {
-                return Err(LogStorageError::Corrupt(format!(
-                    "log starts at {} but the snapshot ends at {}",
-                    first.index, snapshot.index
+                    "entry {} found where {} belongs (the snapshot ends at {})",
+                    e.index,
+                    snapshot.index + 1 + k as u64,
+                    snapshot.index
                 )));
             }
         }
+        let entry_bytes = entries.iter().map(|e| e.data.len() as u64).sum();
         Ok(Self {
-            log,
             hard_state,
             conf_state,
             snapshot,
             snapshot_data,
             entries,
+            entry_bytes,
         })
     }
 
@@ -125,94 +135,14 @@ impl LogStorage {
             .unwrap_or(self.snapshot.index)
     }
 
+    /// Index of the last compaction point.
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot.index
+    }
+
     /// The current hard state (term, vote, commit).
     pub fn hard_state(&self) -> &HardState {
         &self.hard_state
-    }
-
-    /// Bytes of the entries held since the last snapshot (drives snapshot creation).
-    pub fn bytes_since_snapshot(&self) -> u64 {
-        self.entries.iter().map(|e| e.data.len() as u64).sum()
-    }
-
-    /// Makes `entries` (appended after truncating any conflicting tail) and `hard_state`
-    /// durable in one synced batch, then shows them to raft.
-    pub fn persist(
-        &mut self,
-        entries: &[Entry],
-        hard_state: Option<&HardState>,
-    ) -> Result<(), LogStorageError> {
-        if entries.is_empty() && hard_state.is_none() {
-            return Ok(());
-        }
-        let encoded: Vec<(u64, Vec<u8>)> = entries.iter().map(|e| (e.index, encode(e))).collect();
-        let hs_bytes = hard_state.map(encode);
-        let truncate_from = entries
-            .first()
-            .map(|e| e.index)
-            .filter(|first| *first <= self.last_index_now());
-        let mut update = LogUpdate {
-            truncate_from,
-            entries: encoded.iter().map(|(i, b)| (*i, b.as_slice())).collect(),
-            records: Vec::new(),
-            sync: true,
-        };
-        if let Some(b) = &hs_bytes {
-            update.records.push((HARD_STATE, b.as_slice()));
-        }
-        self.log.write(&update)?;
-        if let Some(first) = entries.first() {
-            let keep = first.index.saturating_sub(self.snapshot.index + 1) as usize;
-            self.entries.truncate(keep.min(self.entries.len()));
-            self.entries.extend_from_slice(entries);
-        }
-        if let Some(hs) = hard_state {
-            self.hard_state = hs.clone();
-        }
-        Ok(())
-    }
-
-    /// Records a new commit index (from a light ready). Not synced: the commit index is
-    /// recomputed by raft after a crash.
-    pub fn set_commit(&mut self, commit: u64) -> Result<(), LogStorageError> {
-        self.hard_state.commit = commit;
-        let hs = encode(&self.hard_state);
-        self.log.write(&LogUpdate {
-            records: vec![(HARD_STATE, hs.as_slice())],
-            sync: false,
-            ..LogUpdate::default()
-        })?;
-        Ok(())
-    }
-
-    /// Raises the commit index to `commit` (synced): the ledger showed that entries up to
-    /// it were applied, so they were committed (see [`super::recovery`]).
-    pub fn raise_commit(&mut self, commit: u64) -> Result<(), LogStorageError> {
-        if commit <= self.hard_state.commit {
-            return Ok(());
-        }
-        let mut hs = self.hard_state.clone();
-        hs.commit = commit;
-        let bytes = encode(&hs);
-        self.log.write(&LogUpdate {
-            records: vec![(HARD_STATE, bytes.as_slice())],
-            sync: true,
-            ..LogUpdate::default()
-        })?;
-        self.hard_state = hs;
-        Ok(())
-    }
-
-    /// Records a membership change applied from the log (synced).
-    pub fn set_conf_state(&mut self, cs: ConfState) -> Result<(), LogStorageError> {
-        let bytes = encode(&cs);
-        self.log.write(&LogUpdate {
-            records: vec![(CONF_STATE, bytes.as_slice())],
-            sync: true,
-            ..LogUpdate::default()
-        })?;
-        self.conf_state = cs;
-        Ok(())
     }
 
     /// The membership in force.
@@ -220,21 +150,70 @@ impl LogStorage {
         &self.conf_state
     }
 
-    /// Compacts the log up to `index` (applied, so in the ledger), recording a snapshot
-    /// there whose data is `data` (the last block number and hash).
-    ///
-    /// Raft forgets every entry up to `index`, but on disk only those for which
-    /// `referenced` is false are deleted: the ledger stores a committed block as a
-    /// reference to the entry that carried it ([`ordo_ledger::LogPosition`]), so such
-    /// entries now belong to the ledger.
-    pub fn compact(
-        &mut self,
+    /// Bytes of the entries held since the last snapshot (drives snapshot creation).
+    pub fn bytes_since_snapshot(&self) -> u64 {
+        self.entry_bytes
+    }
+
+    /// The entry at `index`, if the view holds it.
+    pub fn entry(&self, index: u64) -> Option<&Entry> {
+        let offset = self.snapshot.index + 1;
+        index
+            .checked_sub(offset)
+            .and_then(|k| self.entries.get(k as usize))
+    }
+
+    /// The write that appends `entries` (replacing any conflicting tail) and records
+    /// `hard_state`; `None` when there is nothing to write.
+    pub fn append(&self, entries: Vec<Entry>, hard_state: Option<HardState>) -> Option<LogWrite> {
+        if entries.is_empty() && hard_state.is_none() {
+            return None;
+        }
+        let truncate_from = entries
+            .first()
+            .map(|e| e.index)
+            .filter(|first| *first <= self.last_index_now());
+        Some(LogWrite::Append {
+            truncate_from,
+            entries,
+            hard_state,
+        })
+    }
+
+    /// The write that records commit index `commit` (not synced).
+    pub fn commit(&self, commit: u64) -> LogWrite {
+        let mut hs = self.hard_state.clone();
+        hs.commit = commit;
+        LogWrite::Commit(hs)
+    }
+
+    /// The synced write that raises the commit index to `commit`; `None` when it is
+    /// there already.
+    pub fn raise_commit(&self, commit: u64) -> Option<LogWrite> {
+        if commit <= self.hard_state.commit {
+            return None;
+        }
+        let mut hs = self.hard_state.clone();
+        hs.commit = commit;
+        Some(LogWrite::Append {
+            truncate_from: None,
+            entries: Vec::new(),
+            hard_state: Some(hs),
+        })
+    }
+
+    /// The write that compacts the log up to `index` (applied, so in the ledger),
+    /// recording a snapshot there whose data is `data`. Entries for which `referenced`
+    /// is true stay on disk (the ledger refers to them). `None` when `index` is not
+    /// above the last snapshot or beyond the log.
+    pub fn compaction(
+        &self,
         index: u64,
         data: Vec<u8>,
         referenced: impl Fn(&Entry) -> bool,
-    ) -> Result<(), LogStorageError> {
+    ) -> Result<Option<LogWrite>, LogStorageError> {
         if index <= self.snapshot.index || index > self.last_index_now() {
-            return Ok(());
+            return Ok(None);
         }
         let term = self.term(index).map_err(|e| {
             LogStorageError::Corrupt(format!("no term for applied index {index}: {e}"))
@@ -245,59 +224,84 @@ impl LogStorage {
             ..Default::default()
         };
         meta.set_conf_state(self.conf_state.clone());
-        let meta_bytes = encode(&meta);
-        self.log.write(&LogUpdate {
-            records: vec![
-                (SNAPSHOT_METADATA, meta_bytes.as_slice()),
-                (SNAPSHOT_DATA, data.as_slice()),
-            ],
-            sync: true,
-            ..LogUpdate::default()
-        })?;
-        let drop = (index - self.snapshot.index) as usize;
-        let dropped: Vec<Entry> = self.entries.drain(..drop.min(self.entries.len())).collect();
-        self.log
-            .discard(dropped.iter().filter(|e| !referenced(e)).map(|e| e.index))?;
-        self.snapshot = meta;
-        self.snapshot_data = data;
-        Ok(())
+        let upto = (index - self.snapshot.index) as usize;
+        let discard = self.entries[..upto.min(self.entries.len())]
+            .iter()
+            .filter(|e| !referenced(e))
+            .map(|e| e.index)
+            .collect();
+        Ok(Some(LogWrite::Compact {
+            meta,
+            data,
+            discard,
+        }))
     }
 
-    /// Replaces the whole log with a snapshot received from the leader.
-    ///
-    /// Raft's view of the log restarts at the snapshot. On disk, entries up to
-    /// `applied` stay (the ledger may refer to them, see [`LogStorage::compact`]); every
-    /// later one is deleted: none was applied, so none is referenced, and those above the
-    /// snapshot are a tail the snapshot replaces.
-    pub fn apply_snapshot(&mut self, snap: &Snapshot, applied: u64) -> Result<(), LogStorageError> {
+    /// The write that replaces the whole log with `snap`, keeping on disk the entries up
+    /// to `keep_to` (applied: the ledger may refer to them; every later one was never
+    /// applied, so none is referenced, and those above the snapshot are a tail the
+    /// snapshot replaces).
+    pub fn restart(&self, snap: &Snapshot, keep_to: u64) -> LogWrite {
         let meta = snap.get_metadata().clone();
-        let meta_bytes = encode(&meta);
-        let cs_bytes = encode(meta.get_conf_state());
         let mut hs = self.hard_state.clone();
         hs.commit = hs.commit.max(meta.index);
         hs.term = hs.term.max(meta.term);
-        let hs_bytes = encode(&hs);
-        self.log.write(&LogUpdate {
-            truncate_from: Some(applied + 1),
-            entries: Vec::new(),
-            records: vec![
-                (SNAPSHOT_METADATA, meta_bytes.as_slice()),
-                (SNAPSHOT_DATA, snap.get_data()),
-                (CONF_STATE, cs_bytes.as_slice()),
-                (HARD_STATE, hs_bytes.as_slice()),
-            ],
-            sync: true,
-        })?;
-        self.entries.clear();
-        self.conf_state = meta.get_conf_state().clone();
-        self.snapshot = meta;
-        self.snapshot_data = snap.get_data().to_vec();
-        self.hard_state = hs;
-        Ok(())
+        LogWrite::Restart {
+            meta,
+            data: snap.get_data().to_vec(),
+            hard_state: hs,
+            keep_to,
+        }
+    }
+
+    /// Shows `w` to raft (after, or as, the durable copy takes it).
+    pub fn apply(&mut self, w: &LogWrite) {
+        match w {
+            LogWrite::Append {
+                entries,
+                hard_state,
+                ..
+            } => {
+                if let Some(first) = entries.first() {
+                    let keep = first.index.saturating_sub(self.snapshot.index + 1) as usize;
+                    for e in self.entries.drain(keep.min(self.entries.len())..) {
+                        self.entry_bytes -= e.data.len() as u64;
+                    }
+                    self.entry_bytes += entries.iter().map(|e| e.data.len() as u64).sum::<u64>();
+                    self.entries.extend_from_slice(entries);
+                }
+                if let Some(hs) = hard_state {
+                    self.hard_state = hs.clone();
+                }
+            }
+            LogWrite::Commit(hs) => self.hard_state = hs.clone(),
+            LogWrite::ConfState(cs) => self.conf_state = cs.clone(),
+            LogWrite::Compact { meta, data, .. } => {
+                let drop = (meta.index.saturating_sub(self.snapshot.index)) as usize;
+                for e in self.entries.drain(..drop.min(self.entries.len())) {
+                    self.entry_bytes -= e.data.len() as u64;
+                }
+                self.snapshot = meta.clone();
+                self.snapshot_data = data.clone();
+            }
+            LogWrite::Restart {
+                meta,
+                data,
+                hard_state,
+                ..
+            } => {
+                self.entries.clear();
+                self.entry_bytes = 0;
+                self.conf_state = meta.get_conf_state().clone();
+                self.snapshot = meta.clone();
+                self.snapshot_data = data.clone();
+                self.hard_state = hard_state.clone();
+            }
+        }
     }
 }
 
-impl Storage for LogStorage {
+impl Storage for LogView {
     fn initial_state(&self) -> raft::Result<RaftState> {
         Ok(RaftState::new(
             self.hard_state.clone(),
@@ -333,9 +337,7 @@ impl Storage for LogStorage {
         if idx < self.snapshot.index {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
-        let offset = self.snapshot.index + 1;
-        self.entries
-            .get((idx - offset) as usize)
+        self.entry(idx)
             .map(|e| e.term)
             .ok_or(raft::Error::Store(StorageError::Unavailable))
     }
@@ -363,6 +365,7 @@ impl Storage for LogStorage {
 
 #[cfg(test)]
 mod tests {
+    use super::super::disk::DiskLog;
     use super::*;
     use ordo_ledger::BlockStore;
 
@@ -375,12 +378,19 @@ mod tests {
         }
     }
 
+    /// Plans `w`'s write on the view, makes it durable, then shows it.
+    fn write(disk: &DiskLog, view: &mut LogView, w: Option<LogWrite>) {
+        let w = w.expect("something to write");
+        disk.write(&w).expect("durable");
+        view.apply(&w);
+    }
+
     #[test]
     fn persisted_log_reloads_and_conflicts_truncate() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = BlockStore::open(dir.path()).expect("open");
-            let mut s = LogStorage::open(store.consensus_log(), &[1, 2, 3]).expect("storage");
+            let (disk, mut s) = DiskLog::load(store.consensus_log(), &[1, 2, 3]).expect("load");
             assert_eq!(
                 s.initial_state().expect("state").conf_state.voters,
                 vec![1, 2, 3]
@@ -390,18 +400,19 @@ mod tests {
                 vote: 1,
                 ..Default::default()
             };
-            s.persist(
-                &[entry(1, 1, b"a"), entry(2, 1, b"b"), entry(3, 2, b"c")],
-                Some(&hs),
-            )
-            .expect("persist");
+            let w = s.append(
+                vec![entry(1, 1, b"a"), entry(2, 1, b"b"), entry(3, 2, b"c")],
+                Some(hs),
+            );
+            write(&disk, &mut s, w);
             // A new leader's entries replace index 3 onward.
-            s.persist(&[entry(3, 3, b"C"), entry(4, 3, b"d")], None)
-                .expect("persist");
+            let w = s.append(vec![entry(3, 3, b"C"), entry(4, 3, b"d")], None);
+            write(&disk, &mut s, w);
             assert_eq!(s.term(3).expect("term"), 3);
+            assert_eq!(s.bytes_since_snapshot(), 4);
         }
         let store = BlockStore::open(dir.path()).expect("reopen");
-        let s = LogStorage::open(store.consensus_log(), &[9]).expect("storage");
+        let (_, s) = DiskLog::load(store.consensus_log(), &[9]).expect("load");
         let state = s.initial_state().expect("state");
         assert_eq!(state.hard_state.term, 2);
         assert_eq!(
@@ -421,12 +432,15 @@ mod tests {
     fn compaction_keeps_the_term_at_the_snapshot_and_refuses_older_reads() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = BlockStore::open(dir.path()).expect("open");
-        let mut s = LogStorage::open(store.consensus_log(), &[1]).expect("storage");
+        let (disk, mut s) = DiskLog::load(store.consensus_log(), &[1]).expect("load");
         let ents: Vec<Entry> = (1..=6).map(|i| entry(i, 1 + i / 4, b"x")).collect();
-        s.persist(&ents, None).expect("persist");
+        let w = s.append(ents, None);
+        write(&disk, &mut s, w);
         // Entries 2 and 3 carry blocks the ledger refers to: they stay on disk.
-        s.compact(4, b"block 3".to_vec(), |e| e.index == 2 || e.index == 3)
-            .expect("compact");
+        let w = s
+            .compaction(4, b"block 3".to_vec(), |e| e.index == 2 || e.index == 3)
+            .expect("planned");
+        write(&disk, &mut s, w);
         let log = store.consensus_log();
         let on_disk: Vec<u64> = (1..=6)
             .filter(|i| log.entry(*i).expect("read").is_some())
@@ -434,6 +448,7 @@ mod tests {
         assert_eq!(on_disk, vec![2, 3, 5, 6], "only 1 and 4 are deleted");
         assert_eq!(s.first_index().expect("first"), 5);
         assert_eq!(s.term(4).expect("term"), 2);
+        assert_eq!(s.bytes_since_snapshot(), 2);
         assert!(matches!(
             s.entries(3, 5, None, GetEntriesContext::empty(false)),
             Err(raft::Error::Store(StorageError::Compacted))
@@ -441,9 +456,33 @@ mod tests {
         let snap = s.snapshot(4, 2).expect("snapshot");
         assert_eq!(snap.get_metadata().index, 4);
         assert_eq!(snap.get_data(), b"block 3");
-        drop(s);
-        let s = LogStorage::open(store.consensus_log(), &[1]).expect("reload");
+        let (_, s) = DiskLog::load(store.consensus_log(), &[1]).expect("reload");
         assert_eq!(s.first_index().expect("first"), 5);
         assert_eq!(s.last_index().expect("last"), 6);
+    }
+
+    #[test]
+    fn a_restart_keeps_applied_entries_on_disk_and_drops_the_tail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlockStore::open(dir.path()).expect("open");
+        let (disk, mut s) = DiskLog::load(store.consensus_log(), &[1]).expect("load");
+        let w = s.append((1..=5).map(|i| entry(i, 1, b"x")).collect(), None);
+        write(&disk, &mut s, w);
+        let mut snap = Snapshot::default();
+        snap.mut_metadata().index = 8;
+        snap.mut_metadata().term = 2;
+        snap.mut_metadata().mut_conf_state().voters = vec![1, 2];
+        let w = s.restart(&snap, 3);
+        write(&disk, &mut s, Some(w));
+        let log = store.consensus_log();
+        let on_disk: Vec<u64> = (1..=5)
+            .filter(|i| log.entry(*i).expect("read").is_some())
+            .collect();
+        assert_eq!(on_disk, vec![1, 2, 3]);
+        assert_eq!(s.first_index().expect("first"), 9);
+        assert_eq!(s.hard_state().commit, 8);
+        let (_, reloaded) = DiskLog::load(store.consensus_log(), &[]).expect("reload");
+        assert_eq!(reloaded.conf_state().voters, vec![1, 2]);
+        assert_eq!(reloaded.last_index_now(), 8);
     }
 }

@@ -353,7 +353,14 @@ impl Cluster {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "no convergence: heights {heights:?}"
+                "no convergence: heights {heights:?}, envelopes per block {:?}",
+                chains
+                    .iter()
+                    .map(|c| c
+                        .iter()
+                        .map(|b| b.data.as_ref().map_or(0, |d| d.data.len()))
+                        .collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -377,7 +384,7 @@ fn tx_ids_of(chain: &[ordo_proto::pb::common::Block]) -> Vec<String> {
     chain[1..]
         .iter()
         .flat_map(|b| b.data.iter().flat_map(|d| d.data.iter()))
-        .filter_map(|e| super::driver::tx_id_of(e))
+        .filter_map(|e| ordo_proto::envelope::tx_id_of(e))
         .collect()
 }
 
@@ -642,10 +649,10 @@ async fn a_follower_learns_that_the_leader_refused_its_forwarded_envelope() {
 #[test]
 fn seeded_election_jitter_is_reproducible_and_spread() {
     let a: Vec<usize> = (1..=5)
-        .map(|id| super::driver::seeded_jitter(7, id, 10))
+        .map(|id| super::engine::seeded_jitter(7, id, 10))
         .collect();
     let b: Vec<usize> = (1..=5)
-        .map(|id| super::driver::seeded_jitter(7, id, 10))
+        .map(|id| super::engine::seeded_jitter(7, id, 10))
         .collect();
     assert_eq!(a, b, "same seed, same timeouts");
     assert!(a.iter().all(|j| *j < 10));
@@ -655,7 +662,7 @@ fn seeded_election_jitter_is_reproducible_and_spread() {
         "nodes do not all time out together: {a:?}"
     );
     let other: Vec<usize> = (1..=5)
-        .map(|id| super::driver::seeded_jitter(8, id, 10))
+        .map(|id| super::engine::seeded_jitter(8, id, 10))
         .collect();
     assert_ne!(a, other, "another seed, other timeouts");
 }
@@ -673,10 +680,13 @@ async fn a_seeded_group_elects_a_leader_and_orders() {
 }
 
 /// Opens the stopped node `id`'s ledger and raft state.
-fn open_stopped(c: &Cluster, id: u64) -> (BlockStore, super::storage::LogStorage) {
+fn open_stopped(
+    c: &Cluster,
+    id: u64,
+) -> (BlockStore, super::disk::DiskLog, super::storage::LogView) {
     let store = BlockStore::open(&c.dir.path().join(format!("node{id}"))).expect("ledger");
-    let storage = super::storage::LogStorage::open(store.consensus_log(), &[]).expect("raft state");
-    (store, storage)
+    let (disk, view) = super::disk::DiskLog::load(store.consensus_log(), &[]).expect("raft state");
+    (store, disk, view)
 }
 
 /// The raft index of the entry that wrote `store`'s last block.
@@ -705,29 +715,36 @@ async fn a_node_whose_commit_index_lags_its_ledger_restarts() {
 
     // The crash window, as the stopped node's disk would show it.
     let lowered = {
-        let (store, mut storage) = open_stopped(&c, follower);
+        let (store, disk, mut view) = open_stopped(&c, follower);
         let applied = last_entry(&store);
-        storage.set_commit(applied - 2).expect("commit lowered");
+        let lower = view.commit(applied - 2);
+        disk.write(&lower).expect("commit lowered");
+        view.apply(&lower);
         // What the start finds and repairs.
-        let support =
-            ChainSupport::new(store, member(&c.ca, Role::Orderer, "probe")).expect("support");
-        let (at, what) = super::recovery::reconcile(&mut storage, &support).expect("reconciled");
-        assert_eq!(at, applied);
+        let tip = store.block(store.height() - 1).expect("read").expect("tip");
+        let support = ChainSupport::new(store.clone(), member(&c.ca, Role::Orderer, "probe"))
+            .expect("support");
+        let repair = super::recovery::reconcile(
+            CHANNEL,
+            &view,
+            Some((store.height() - 1, &tip)),
+            &support.state().config,
+        );
+        assert_eq!(repair.applied, applied);
         assert_eq!(
-            what,
+            repair.found,
             super::recovery::Reconciled::CommitRaised {
                 from: applied - 2,
                 to: applied
             }
         );
+        let write = repair.write.expect("a repair to write");
+        view.apply(&write);
         assert_eq!(
-            storage.hard_state().commit,
+            view.hard_state().commit,
             applied,
-            "the repair is recorded"
+            "the repair raises the commit"
         );
-        storage
-            .set_commit(applied - 2)
-            .expect("commit lowered again");
         applied - 2
     };
     assert!(lowered > 0);
@@ -760,7 +777,7 @@ async fn a_node_whose_ledger_holds_blocks_its_log_lacks_restarts() {
     // still ends where it stopped.
     let source = blocks(&c.nodes[&leader].0);
     let applied = {
-        let (store, storage) = open_stopped(&c, behind);
+        let (store, _, storage) = open_stopped(&c, behind);
         let log_end = storage.last_index_now();
         for b in &source[store.height() as usize..] {
             store.append(b).expect("pulled block");
@@ -776,7 +793,7 @@ async fn a_node_whose_ledger_holds_blocks_its_log_lacks_restarts() {
     c.stop_all().await;
 
     // The start recorded a snapshot at the last block's entry, with the configured voters.
-    let (_, storage) = open_stopped(&c, behind);
+    let (_, _, storage) = open_stopped(&c, behind);
     assert_eq!(
         raft::Storage::first_index(&storage).expect("first index"),
         applied + 1

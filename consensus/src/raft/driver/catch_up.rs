@@ -1,98 +1,88 @@
-//! Installing a leader's snapshot: the blocks up to it are pulled from the other
-//! consenters' ledgers (verified), then the raft log restarts at the snapshot.
+//! Executing a catch-up: the blocks up to a leader's snapshot are pulled from the other
+//! consenters' ledgers (verified) before the engine restarts its log at the snapshot.
 
-use raft::eraftpb::Snapshot;
 use tracing::info;
 
 use ordo_proto::block;
-use ordo_proto::config;
+use ordo_proto::envelope::tx_id_of;
 use ordo_proto::hash::Hash;
 use ordo_proto::pb::common::Block;
 use ordo_proto::verify::ChainVerifier;
 
-use super::{CrashPoint, Driver, Stop, PULL_RETRY, PULL_TIMEOUT};
+use super::{Driver, Environment, Stop};
 use crate::catch_up::{self, BlockSource, CatchUpError, RetryPolicy, Target};
 use crate::chain::BoxFuture;
-use crate::raft::parse_snapshot_data;
+use crate::raft::engine::{CaughtUp, ChainTip};
 use crate::raft::transport::{RaftTransport, MAX_PULL_BLOCKS};
 
-impl Driver {
-    /// A snapshot from the leader: this node's log is behind the others' compaction
-    /// point. The blocks up to the snapshot come from the other consenters' ledgers
-    /// (verified), then the raft log restarts at the snapshot.
-    pub(super) fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), Stop> {
-        let meta = snap.get_metadata();
-        let (number, hash) = parse_snapshot_data(snap.get_data()).ok_or_else(|| {
-            format!(
-                "raft snapshot at index {} carries no block position",
-                meta.index
-            )
-        })?;
-        info!(
-            channel = self.channel_id(),
-            index = meta.index,
-            block = number,
-            height = self.support.height(),
-            "installing a raft snapshot"
-        );
-        if self.support.height() <= number {
-            self.pull_blocks_to(number, hash)?;
-            self.crash_point(CrashPoint::AfterBlockPull)?;
+/// How long one block pull from one consenter may take before the next is tried.
+const PULL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Pause between rounds of block pulls when no consenter could serve them.
+const PULL_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl<E: Environment> Driver<E> {
+    /// Executes a [`crate::raft::engine::Command::CatchUp`]: makes the ledger hold block
+    /// `to` with hash `hash` — pulled with everything before it from `sources` and
+    /// verified, or, when the ledger is past it, checked to be that block (another hash
+    /// there means the chains forked, and the node stops) — and reports the ledger and
+    /// the tx ids of the blocks at `tx_ids_at`.
+    pub(super) fn catch_up(
+        &mut self,
+        to: u64,
+        hash: Hash,
+        sources: &[u64],
+        tx_ids_at: &[u64],
+    ) -> Result<CaughtUp, Stop> {
+        if self.support.height() <= to {
+            self.pull_blocks_to(to, hash, sources)?;
         } else {
             let ours = self
                 .support
                 .ledger()
-                .block(number)
-                .map_err(|e| e.to_string())?
+                .block(to)
+                .map_err(|e| Stop::Failed(e.to_string()))?
                 .map(|b| block::hash(&b));
             if ours != Some(hash) {
                 return Err(Stop::Failed(format!(
-                    "the raft snapshot names block {number} with another hash than this ledger's: the chains forked"
+                    "the raft snapshot names block {to} with another hash than this ledger's: the chains forked"
                 )));
             }
         }
-        self.raw
-            .mut_store()
-            .apply_snapshot(snap, self.applied)
-            .map_err(|e| e.to_string())?;
-        self.applied = meta.index;
-        // What entries would have told this node one by one, the snapshot tells at once:
-        // its proposals below the snapshot's height are decided (by the blocks now in the
-        // ledger), and those of earlier terms above it are lost.
-        self.settle_written_proposals();
-        if meta.term > self.applied_term {
-            self.forget_lost_forwards(meta.term);
-            self.forget_proposals_before(meta.term);
+        let ledger = self.support.ledger();
+        let height = ledger.height();
+        let mut carried = Vec::new();
+        for n in tx_ids_at.iter().copied().filter(|n| *n < height) {
+            let ids = match ledger.block(n) {
+                Ok(Some(b)) => b
+                    .data
+                    .iter()
+                    .flat_map(|d| d.data.iter())
+                    .filter_map(|e| tx_id_of(e))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            carried.push((n, ids));
         }
-        self.applied_term = meta.term;
-        self.last_conf_index = meta.index;
-        self.on_config_applied();
-        let voters = &meta.get_conf_state().voters;
-        if !voters.is_empty() && !voters.contains(&self.id) {
-            self.evicted = true;
-        }
-        Ok(())
+        Ok(CaughtUp {
+            tip: ChainTip {
+                height,
+                last_hash: ledger.last_hash().unwrap_or(block::GENESIS_PREVIOUS_HASH),
+                state: self.support.state(),
+            },
+            carried,
+        })
     }
 
-    /// Fills the ledger up to block `target` (whose hash must be `target_hash`) from the
-    /// other consenters through [`crate::catch_up`], verifying every block against the
-    /// chain and the configuration in force. Tries the leader first; a source that
-    /// serves a bad block loses its turn; retries until it succeeds or the chain halts.
-    pub(super) fn pull_blocks_to(&mut self, target: u64, target_hash: Hash) -> Result<(), Stop> {
-        let leader = self.raw.raft.leader_id;
-        let mut ids: Vec<u64> = self
-            .voters()
-            .into_iter()
-            .filter(|id| *id != self.id && *id != leader)
-            .collect();
-        if leader != 0 && leader != self.id {
-            ids.insert(0, leader);
-        }
+    /// Fills the ledger up to block `target` (whose hash must be `target_hash`) from
+    /// `ids` through [`crate::catch_up`], verifying every block against the chain and
+    /// the configuration in force. A source that serves a bad block loses its turn;
+    /// retries until it succeeds or the chain halts.
+    fn pull_blocks_to(&mut self, target: u64, target_hash: Hash, ids: &[u64]) -> Result<(), Stop> {
         let sources: Vec<ConsenterSource> = ids
-            .into_iter()
+            .iter()
             .map(|id| ConsenterSource {
                 transport: self.transport.clone(),
-                id,
+                id: *id,
             })
             .collect();
         let sources: Vec<&dyn BlockSource> =
@@ -109,7 +99,7 @@ impl Driver {
             state.config.clone(),
             state.last_config_block,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Stop::Failed(e.to_string()))?;
         let support = self.support.clone();
         let halt = self.halt.clone();
         let handle = self.handle.clone();
@@ -127,7 +117,7 @@ impl Driver {
             },
             || support.height(),
             &mut verifier,
-            |b| self.write_pulled(b),
+            |b| write_pulled(&support, b),
             policy,
             &halt,
         ));
@@ -143,24 +133,20 @@ impl Driver {
         );
         Ok(())
     }
+}
 
-    /// Writes a verified block pulled from another consenter (signed by this node; a
-    /// config block puts its configuration in force here too).
-    fn write_pulled(&mut self, b: Block) -> Result<(), String> {
-        let metadata = b
-            .metadata
-            .as_ref()
-            .map(|m| m.consenter_metadata.clone())
-            .unwrap_or_default();
-        let is_config = config::config_from_block(&b).is_ok();
-        self.support
-            .write_replicated(b, metadata, None)
-            .map_err(|e| e.to_string())?;
-        if is_config {
-            self.on_config_applied();
-        }
-        Ok(())
-    }
+/// Writes a verified block pulled from another consenter, signed by this node (a config
+/// block puts its configuration in force; the engine learns it from the report).
+fn write_pulled(support: &crate::support::ChainSupport, b: Block) -> Result<(), String> {
+    let metadata = b
+        .metadata
+        .as_ref()
+        .map(|m| m.consenter_metadata.clone())
+        .unwrap_or_default();
+    support
+        .write_replicated(b, metadata, None)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Another consenter, as a source of blocks over the raft transport.

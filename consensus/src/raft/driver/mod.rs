@@ -1,166 +1,122 @@
-//! The raft loop of one channel: owns the `RawNode`, the block cutter and the ledger
-//! writes, on one thread.
+//! The thin driver of a channel's raft [`Engine`]: it feeds the engine what arrives and
+//! executes the engine's commands, in order, against RocksDB ([`DiskLog`], the ledger
+//! through [`ChainSupport`]), the Cluster transport and the proposals' senders.
 //!
-//! Each turn takes whatever arrived (raft messages, envelopes when this node is an
-//! accepting leader with room in its pipeline, timers), then handles raft's `Ready`:
-//! messages a leader may send at once, the snapshot, committed entries (blocks written to
-//! the ledger), new entries and hard state persisted with one sync, then the messages
-//! that had to wait for that sync.
-//!
-//! The loop's work is split by concern: [`propose`] (the leader taking envelopes),
-//! [`apply`] (committed entries to the ledger), [`catch_up`] (installing a snapshot),
-//! [`settle`] (role changes and lost envelopes), [`entry`] (what an entry carries).
+//! A turn takes whatever arrived (raft messages, forwarded-envelope records, envelopes
+//! while the engine takes them), then the time, then a flush — one synced write for all
+//! of it. The first command that fails stops the node (see the engine's durability
+//! contract). What only a simulation needs — a manual clock, a crash between two writes —
+//! comes through the [`Environment`] the driver is built with, so production types carry
+//! none of it.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
-use protobuf::Message as _;
-use raft::eraftpb::{Message as RaftMessage, MessageType};
-use raft::{RawNode, SnapshotStatus, StateRole};
+use raft::StateRole;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info};
 
-use ordo_proto::hash::Hash;
+use ordo_proto::block;
 
-use super::storage::LogStorage;
-use super::{Proposal, RaftSetup, Shared};
+use super::disk::DiskLog;
+use super::engine::{
+    BlockMark, BlockWrite, CaughtUp, ChainTip, Command, Engine, Input, Origin, Restored, Stopped,
+    WaiterId,
+};
+use super::storage::LogWrite;
+use super::{Answer, Proposal, RaftSetup, Shared};
 use crate::chain::ChainError;
-use crate::cutter::{BatchItem, BlockCutter};
 use crate::support::ChainSupport;
 
-mod apply;
 mod catch_up;
-mod entry;
-mod propose;
-mod settle;
 
-/// Raft messages taken per turn before the loop handles `Ready` (bounds latency).
+/// Raft messages taken per turn before the flush (bounds latency).
 const MAX_STEPS_PER_TURN: usize = 256;
 /// Envelopes taken per turn.
 const MAX_PROPOSALS_PER_TURN: usize = 1_024;
-/// How long one block pull from one consenter may take before the next is tried.
-const PULL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// Pause between rounds of block pulls when no consenter could serve them.
-const PULL_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
-/// Blocks searched back from the tip for the one at a compaction point.
+/// Blocks searched back from the tip for the one at the log's snapshot.
 const MAX_SNAPSHOT_SEARCH: u64 = 100_000;
+/// How long a halting leader may take to order what it took.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
-/// Why the raft loop stops.
-enum Stop {
-    /// Halt was requested while the loop could not finish a step (a pull in progress).
-    Halted,
-    /// Storage, or a peer's data, failed in a way the loop cannot get past.
-    Failed(String),
-    /// The simulator's crash point was reached (never in a running orderer).
-    Crashed,
-}
-
-impl From<String> for Stop {
-    fn from(e: String) -> Self {
-        Stop::Failed(e)
-    }
-}
-
-/// Points inside a turn between two durable writes, where a simulated crash can stop
-/// the loop ([`super::SteppedRaft::set_crash_point`]). A crash between turns finds every
-/// write of a turn done; the windows inside one are where the raft state and the ledger
-/// disagree after a restart (see [`super::recovery`]).
+/// Points between two durable writes where a simulated crash can stop the node. A
+/// crash between turns finds every write of a turn done; the windows inside one are
+/// where the raft state and the ledger disagree after a restart (see
+/// [`super::recovery`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
-    /// Committed entries written to the ledger as blocks; the `Ready`'s entries and hard
+    /// Committed entries written to the ledger as blocks; the flush's entries and hard
     /// state (its commit index) not yet persisted.
     AfterApply,
-    /// The `Ready` persisted; its messages not sent, the light ready not handled.
+    /// The flush's entries and hard state persisted; the messages that wait for them
+    /// not sent.
     AfterPersist,
     /// A snapshot's missing blocks pulled into the ledger; the snapshot not yet recorded
     /// in the raft state.
     AfterBlockPull,
 }
 
-/// An envelope in the cutter, with its tx id for answering waiters.
-struct Item {
-    envelope: Bytes,
-    tx_id: String,
-}
-
-impl BatchItem for Item {
-    fn size_bytes(&self) -> usize {
-        self.envelope.len()
+/// Where a driver runs: its clock and, in a simulation, its crash points.
+pub(super) trait Environment: Send + 'static {
+    /// Time since the driver started.
+    fn now(&self) -> Duration;
+    /// Whether the node dies here, before doing anything more.
+    fn crash_here(&mut self, _point: CrashPoint) -> bool {
+        false
     }
 }
 
-/// A block this node proposed and has not applied yet.
-struct Inflight {
-    hash: Hash,
-    tx_ids: Vec<String>,
-    is_config: bool,
-    /// The term it was proposed in.
-    term: u64,
+/// Real time, and no crash but real ones.
+pub(super) struct RealTime {
+    epoch: std::time::Instant,
 }
 
-pub(super) struct Driver {
-    id: u64,
-    raw: RawNode<LogStorage>,
-    support: Arc<ChainSupport>,
-    transport: Arc<dyn super::RaftTransport>,
-    options: super::RaftOptions,
-    shared: Arc<Shared>,
-    proposals: mpsc::Receiver<Proposal>,
-    steps: mpsc::Receiver<(u64, Vec<u8>)>,
-    halt: CancellationToken,
-    failed: Arc<AtomicBool>,
-    cutter: BlockCutter<Item>,
-    batch_deadline: Option<Instant>,
-    next_tick: Instant,
-    /// Proposed blocks by number, until applied.
-    inflight: BTreeMap<u64, Inflight>,
-    /// Index of the last entry applied to the ledger.
-    applied: u64,
-    /// Term of the last entry applied.
-    applied_term: u64,
-    /// A new leader takes envelopes once it has applied up to this index.
-    catch_up_to: Option<u64>,
-    role: StateRole,
-    /// Index of the last membership change applied (compaction never goes below it
-    /// while the snapshot's membership would be a later one).
-    last_conf_index: u64,
-    /// Set once this node applied its own removal.
-    evicted: bool,
-    /// The runtime that runs the network side (block pulls block on it).
-    handle: tokio::runtime::Handle,
-    /// A simulator's clock; `None` reads the real one.
-    clock: Option<super::stepped::ManualClock>,
-    /// Where a simulated crash stops the loop mid-turn (see [`CrashPoint`]); `None`
-    /// outside simulation.
-    pub(super) crash_at: Option<CrashPoint>,
-    /// Set when the loop stopped at `crash_at`.
-    pub(super) crashed: bool,
-    /// Followers sent a snapshot in this turn's `Ready`, reported after it.
-    snapshots_sent: Vec<u64>,
+impl RealTime {
+    pub(super) fn new() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+        }
+    }
 }
 
-pub(super) enum Input {
-    Step(u64, Vec<u8>),
-    Proposal(Proposal),
-    Timer,
+impl Environment for RealTime {
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+}
+
+/// What woke the driver.
+pub(super) enum Arrival {
+    /// Halt was requested (or the inputs closed).
     Halt,
+    /// A raft message.
+    Message {
+        /// The authenticated sender.
+        from: u64,
+        /// The encoded message.
+        bytes: Vec<u8>,
+    },
+    /// An envelope for the leader.
+    Proposal(Proposal),
+    /// The engine's timer.
+    Timer,
 }
 
-/// A node's election jitter in `0..election_tick` from `seed` (SplitMix64 of the seed and
-/// the node id): the same seed gives every node the same timeout on every run.
-pub(super) fn seeded_jitter(seed: u64, id: u64, election_tick: usize) -> usize {
-    let mut z = seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z % election_tick.max(1) as u64) as usize
+/// Why the driver stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Stop {
+    /// Halt was requested and done (or a block pull was interrupted by it).
+    Halted,
+    /// This node applied its own removal.
+    Evicted,
+    /// Storage, or a peer's data, failed in a way the node cannot get past.
+    Failed(String),
+    /// The environment's crash point was reached.
+    Crashed,
 }
-
-pub(super) use ordo_proto::envelope::tx_id_of;
 
 /// How the raft loop talks to the chain that owns it.
 pub(super) struct Links {
@@ -176,12 +132,91 @@ pub(super) struct Links {
     pub failed: Arc<AtomicBool>,
 }
 
-impl Driver {
+pub(super) struct Driver<E: Environment> {
+    engine: Engine,
+    env: E,
+    support: Arc<ChainSupport>,
+    disk: DiskLog,
+    transport: Arc<dyn super::RaftTransport>,
+    shared: Arc<Shared>,
+    proposals: mpsc::Receiver<Proposal>,
+    steps: mpsc::Receiver<(u64, Vec<u8>)>,
+    halt: CancellationToken,
+    failed: Arc<AtomicBool>,
+    /// Senders waiting for the engine's answer.
+    waiters: HashMap<WaiterId, Answer>,
+    next_waiter: WaiterId,
+    /// When the engine wants its next [`Input::Time`].
+    deadline: Duration,
+    /// Set on halt while a leader finishes what it took (bounded in real time).
+    draining_until: Option<std::time::Instant>,
+    /// A catch-up's report, stepped once the commands before it are done.
+    caught_up: Option<CaughtUp>,
+    stop: Option<Stop>,
+    /// The runtime that runs the network side (block pulls block on it).
+    handle: tokio::runtime::Handle,
+}
+
+/// Loads the raft state and the ledger facts an engine starts from, repairing the raft
+/// state where a crash left the ledger ahead of it.
+fn restore(support: &ChainSupport, voters: &[u64]) -> Result<(DiskLog, Restored), String> {
+    let (disk, mut view) =
+        DiskLog::load(support.ledger().consensus_log(), voters).map_err(|e| e.to_string())?;
+    let ledger = support.ledger();
+    let height = ledger.height();
+    let tip_block = match height.checked_sub(1) {
+        Some(n) => ledger.block(n).map_err(|e| e.to_string())?.map(|b| (n, b)),
+        None => None,
+    };
+    let repair = super::recovery::reconcile(
+        support.channel_id(),
+        &view,
+        tip_block.as_ref().map(|(n, b)| (*n, b)),
+        &support.state().config,
+    );
+    if let Some(w) = &repair.write {
+        disk.write(w).map_err(|e| e.to_string())?;
+        view.apply(w);
+    }
+    // The blocks written by entries since the log's snapshot, and the last one before.
+    let mut marks = Vec::new();
+    for n in (height.saturating_sub(MAX_SNAPSHOT_SEARCH)..height).rev() {
+        let Some(b) = ledger.block(n).map_err(|e| e.to_string())? else {
+            break;
+        };
+        let index = super::raft_position(&b).map(|(i, _)| i).unwrap_or(0);
+        marks.push(BlockMark {
+            index,
+            number: n,
+            hash: block::hash(&b),
+        });
+        if index <= view.snapshot_index() {
+            break;
+        }
+    }
+    marks.reverse();
+    let tip = ChainTip {
+        height,
+        last_hash: ledger.last_hash().unwrap_or(block::GENESIS_PREVIOUS_HASH),
+        state: support.state(),
+    };
+    Ok((
+        disk,
+        Restored {
+            view,
+            applied: repair.applied,
+            tip,
+            marks,
+        },
+    ))
+}
+
+impl<E: Environment> Driver<E> {
     pub(super) fn new(
         support: Arc<ChainSupport>,
         setup: &RaftSetup,
         links: Links,
-        clock: Option<super::stepped::ManualClock>,
+        env: E,
     ) -> Result<Self, ChainError> {
         let Links {
             shared,
@@ -190,154 +225,109 @@ impl Driver {
             halt,
             failed,
         } = links;
-        let mut storage = LogStorage::open(support.ledger().consensus_log(), &setup.voters)
-            .map_err(|e| ChainError::Storage(e.to_string()))?;
-        let (applied, _) = super::recovery::reconcile(&mut storage, &support)
-            .map_err(|e| ChainError::Storage(e.to_string()))?;
-        let opts = setup.options;
-        // raft-rs draws each election timeout from [min, max) with its own thread RNG;
-        // a seeded run fixes every node's timeout instead (distinct per node, so that
-        // elections still settle), making the core's behaviour a function of the seed.
-        let (min_election_tick, max_election_tick) = match opts.election_seed {
-            Some(seed) => {
-                let jitter = seeded_jitter(seed, setup.id, opts.election_tick);
-                let min = opts.election_tick + jitter;
-                (min, min + 1)
-            }
-            None => (0, 0),
-        };
-        let config = raft::Config {
-            id: setup.id,
-            election_tick: opts.election_tick,
-            heartbeat_tick: opts.heartbeat_tick,
-            min_election_tick,
-            max_election_tick,
-            applied,
-            max_size_per_msg: 4 << 20,
-            max_inflight_msgs: 256,
-            check_quorum: true,
-            pre_vote: true,
-            ..Default::default()
-        };
-        config
-            .validate()
-            .map_err(|e| ChainError::Unsupported(format!("raft settings: {e}")))?;
-        let logger = super::logger::for_channel(support.channel_id());
-        let mut raw = RawNode::new(&config, storage, &logger)
-            .map_err(|e| ChainError::Storage(format!("raft: {e}")))?;
-        let voters = raw.store().conf_state().voters.clone();
-        if voters == [setup.id] {
-            // Alone in the group: no one to wait for.
-            let _ = raw.campaign();
-        }
-        let limits = support.state().limits;
-        info!(
-            channel = support.channel_id(),
-            id = format_args!("{:x}", setup.id),
-            applied,
-            voters = voters.len(),
-            "raft chain started"
-        );
-        let mut driver = Self {
-            id: setup.id,
-            raw,
+        let (disk, restored) = restore(&support, &setup.voters).map_err(ChainError::Storage)?;
+        let engine = Engine::new(setup.id, support.channel_id(), setup.options, restored)?;
+        let driver = Self {
+            engine,
+            env,
+            support,
+            disk,
             transport: setup.transport.clone(),
-            options: opts,
             shared,
             proposals,
             steps,
             halt,
             failed,
-            cutter: BlockCutter::new(limits),
-            batch_deadline: None,
-            next_tick: clock.as_ref().map_or_else(Instant::now, |c| c.now()) + opts.tick_interval,
-            inflight: BTreeMap::new(),
-            applied,
-            applied_term: 0,
-            catch_up_to: None,
-            role: StateRole::Follower,
-            last_conf_index: applied,
-            evicted: false,
+            waiters: HashMap::new(),
+            next_waiter: 0,
+            deadline: setup.options.tick_interval,
+            draining_until: None,
+            caught_up: None,
+            stop: None,
             handle: tokio::runtime::Handle::current(),
-            clock,
-            crash_at: None,
-            crashed: false,
-            snapshots_sent: Vec::new(),
-            support,
         };
         driver.publish();
         Ok(driver)
-    }
-
-    /// Stops the loop here when the simulator armed a crash at `here`: everything written
-    /// so far stays, nothing after it happens — a process killed between two writes.
-    fn crash_point(&mut self, here: CrashPoint) -> Result<(), Stop> {
-        if self.crash_at == Some(here) {
-            return Err(Stop::Crashed);
-        }
-        Ok(())
-    }
-
-    /// The time: the simulator's when it gave a clock, the real one otherwise.
-    fn now(&self) -> Instant {
-        self.clock.as_ref().map_or_else(Instant::now, |c| c.now())
     }
 
     pub(super) fn channel_id(&self) -> &str {
         self.support.channel_id()
     }
 
-    fn accepting(&self) -> bool {
-        self.role == StateRole::Leader
-            && self.catch_up_to.is_none()
-            && self.inflight.len() < self.options.max_inflight_blocks
-            && !self.inflight.values().any(|b| b.is_config)
-    }
-
+    /// Runs turns as inputs arrive until the node stops, then [`Driver::finish`].
     pub(super) fn run(mut self, handle: &tokio::runtime::Handle) {
-        // Set on halt while a leader finishes what it accepted (bounded in time).
-        let mut draining_until: Option<std::time::Instant> = None;
         loop {
-            let input = self.next_input(handle, draining_until.is_some());
-            if !self.turn(input, &mut draining_until) {
+            let input = self.next_input(handle);
+            if !self.turn(input) {
                 break;
             }
         }
         self.finish();
     }
 
-    /// One turn of the loop: `input`, then what else is already waiting (bounded), the
-    /// timers, raft's `Ready`. False when the loop must stop. The thread of a
-    /// [`super::RaftChain`] runs turns as inputs arrive; a [`super::SteppedRaft`] lets its
-    /// caller run them (simulation).
-    pub(super) fn turn(
-        &mut self,
-        input: Input,
-        draining_until: &mut Option<std::time::Instant>,
-    ) -> bool {
-        match input {
-            Input::Halt => {
-                if self.role != StateRole::Leader {
-                    return false;
-                }
-                // A leader finishes what it took (queued, pending, in flight) and
-                // waits, briefly, for the blocks to commit.
-                *draining_until =
-                    Some(std::time::Instant::now() + std::time::Duration::from_secs(5));
+    /// Waits for the next thing to happen.
+    fn next_input(&mut self, handle: &tokio::runtime::Handle) -> Arrival {
+        let halting = self.draining_until.is_some();
+        let takes = self.engine.status().takes_proposals && !halting;
+        let wake = tokio::time::Instant::now() + self.deadline.saturating_sub(self.env.now());
+        let halt = self.halt.clone();
+        let steps = &mut self.steps;
+        let proposals = &mut self.proposals;
+        handle.block_on(async move {
+            tokio::select! {
+                biased;
+                _ = halt.cancelled(), if !halting => Arrival::Halt,
+                m = steps.recv() => m.map(|(from, bytes)| Arrival::Message { from, bytes }).unwrap_or(Arrival::Halt),
+                p = proposals.recv(), if takes => p.map(Arrival::Proposal).unwrap_or(Arrival::Halt),
+                _ = tokio::time::sleep_until(wake) => Arrival::Timer,
             }
-            Input::Step(from, m) => self.step(from, &m),
-            Input::Proposal(p) => self.propose(p),
-            Input::Timer => {}
+        })
+    }
+
+    /// One turn: what arrived, then what else is already waiting (bounded), the time
+    /// and a flush. False once the node stopped.
+    pub(super) fn turn(&mut self, first: Arrival) -> bool {
+        match first {
+            Arrival::Halt => {
+                if self.draining_until.is_none() {
+                    self.draining_until = Some(std::time::Instant::now() + DRAIN_LIMIT);
+                }
+                self.feed(Input::Halt);
+            }
+            Arrival::Message { from, bytes } => self.feed(Input::Message { from, bytes }),
+            Arrival::Proposal(p) => self.propose(p),
+            Arrival::Timer => {}
         }
-        // Take what else is already waiting, up to a bound.
         for _ in 0..MAX_STEPS_PER_TURN {
+            if self.stop.is_some() {
+                break;
+            }
             match self.steps.try_recv() {
-                Ok((from, m)) => self.step(from, &m),
+                Ok((from, bytes)) => self.feed(Input::Message { from, bytes }),
                 Err(_) => break,
             }
         }
-        for _ in 0..MAX_PROPOSALS_PER_TURN {
-            if draining_until.is_some() || !self.accepting() {
+        let forwarded: Vec<(String, u64)> = self
+            .shared
+            .forwarded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for (tx_id, term) in forwarded {
+            self.feed(Input::Forwarded { tx_id, term });
+        }
+        // A halting leader takes the whole queue before it decides it is done: an
+        // envelope acknowledged as queued is ordered, not dropped (found by
+        // `single_node_orders_and_resumes_after_restart` under load: a halt that came
+        // before the loop took the queue lost ten acknowledged envelopes).
+        let limit = if self.draining_until.is_some() {
+            usize::MAX
+        } else {
+            MAX_PROPOSALS_PER_TURN
+        };
+        for _ in 0..limit {
+            if self.stop.is_some() || !self.engine.status().takes_proposals {
                 break;
             }
             match self.proposals.try_recv() {
@@ -345,52 +335,75 @@ impl Driver {
                 Err(_) => break,
             }
         }
-        self.on_timers();
-        match self.on_ready() {
-            Ok(()) => {}
-            Err(Stop::Halted) => return false,
-            Err(Stop::Crashed) => {
-                self.crashed = true;
-                return false;
+        let now = self.env.now();
+        self.feed(Input::Time {
+            now,
+            unix_secs: ordo_proto::now_ms() / 1000,
+        });
+        self.feed(Input::Flush);
+        self.publish();
+        if self.stop.is_none() && self.engine.status().role != StateRole::Leader {
+            // Envelopes queued while this node led: whoever waits for them learns
+            // that it no longer does (they would otherwise sit in the queue).
+            while let Ok(p) = self.proposals.try_recv() {
+                self.propose(p);
             }
-            Err(Stop::Failed(e)) => {
+        }
+        if let Some(until) = self.draining_until {
+            if self.stop.is_none() && self.engine.status().drained {
+                // Done once nothing waits in the queue either.
+                match self.proposals.try_recv() {
+                    Ok(p) => self.propose(p),
+                    Err(_) => self.stop = Some(Stop::Halted),
+                }
+            }
+            if self.stop.is_none() && std::time::Instant::now() >= until {
+                self.stop = Some(Stop::Halted);
+            }
+        }
+        match &self.stop {
+            None => true,
+            Some(Stop::Failed(e)) => {
                 error!(channel = self.channel_id(), error = %e, "raft storage failed; the chain stops");
                 self.failed.store(true, Ordering::Release);
                 self.support
                     .fail_all_waiters(&format!("raft storage failure: {e}"));
-                return false;
+                false
             }
-        }
-        self.publish();
-        if self.role != StateRole::Leader {
-            // Envelopes queued while this node led: whoever waits for them learns
-            // that it no longer does (they would otherwise sit in the queue).
-            while let Ok(p) = self.proposals.try_recv() {
-                let e = self.not_leader_error();
-                self.answer(p.done, &p.request.tx_id, Err(e));
+            Some(Stop::Evicted) => {
+                self.shared.evicted.store(true, Ordering::Release);
+                false
             }
+            Some(_) => false,
         }
-        if self.evicted {
-            self.leave();
-            return false;
-        }
-        if let Some(until) = *draining_until {
-            if self.drain_for_halt() || std::time::Instant::now() >= until {
-                return false;
-            }
-        }
-        true
+    }
+
+    /// The environment (a simulation arms its crash points there).
+    pub(super) fn env_mut(&mut self) -> &mut E {
+        &mut self.env
+    }
+
+    /// Why the driver stopped, once it did.
+    pub(super) fn stopped(&self) -> Option<&Stop> {
+        self.stop.as_ref()
     }
 
     /// After the last turn: nobody may wait forever for an answer.
     pub(super) fn finish(mut self) {
         self.shared.is_leader.store(false, Ordering::Release);
         self.shared.accepting.store(false, Ordering::Release);
-        self.reject_pending("the raft chain is shutting down");
-        // Answer whoever still waits in the queue.
+        let commands = self.engine.shut_down("the raft chain is shutting down");
+        for c in commands {
+            if let Command::Reject { tx_id, reason } = c {
+                self.support.notify_rejected(&tx_id, reason);
+            }
+        }
         self.proposals.close();
         while let Ok(p) = self.proposals.try_recv() {
-            self.answer(p.done, &p.request.tx_id, Err(ChainError::ShuttingDown));
+            self.answer_now(p, Err(ChainError::ShuttingDown));
+        }
+        for (_, done) in self.waiters.drain() {
+            let _ = done.send(Err(ChainError::ShuttingDown));
         }
         info!(
             channel = self.channel_id(),
@@ -399,159 +412,173 @@ impl Driver {
         );
     }
 
-    /// One step of a graceful stop: once this leader has applied its log, everything
-    /// queued and pending is proposed. True when there is nothing left to wait for.
-    fn drain_for_halt(&mut self) -> bool {
-        if self.role != StateRole::Leader {
-            return true;
-        }
-        // Not while a config block is in flight either: envelopes queued behind it must be
-        // cut with the limits it brings, as `accepting` makes sure outside a halt (found by
-        // the conformance suite under CI load: a halt right after a batch-size change
-        // drained ten envelopes into one block under the old limit).
-        if self.catch_up_to.is_some() || self.inflight.values().any(|b| b.is_config) {
-            return false;
-        }
-        while let Ok(p) = self.proposals.try_recv() {
-            self.propose(p);
-        }
-        let batch = self.cutter.cut();
-        self.batch_deadline = None;
-        if !batch.is_empty() {
-            self.propose_block(batch, false);
-        }
-        self.inflight.is_empty()
+    /// Hands a queued envelope to the engine, keeping its sender until it is answered.
+    fn propose(&mut self, p: Proposal) {
+        let waiter = p.done.map(|done| {
+            self.next_waiter += 1;
+            self.waiters.insert(self.next_waiter, done);
+            self.next_waiter
+        });
+        self.feed(Input::Propose(super::engine::Proposal {
+            request: p.request,
+            is_config: p.is_config,
+            forwarded: p.forwarded,
+            waiter,
+        }));
     }
 
-    fn next_input(&mut self, handle: &tokio::runtime::Handle, halting: bool) -> Input {
-        let deadline = match self.batch_deadline {
-            Some(b) if b < self.next_tick => b,
-            _ => self.next_tick,
-        };
-        let accepting = self.accepting() && !halting;
-        let halt = self.halt.clone();
-        let steps = &mut self.steps;
-        let proposals = &mut self.proposals;
-        handle.block_on(async move {
-            tokio::select! {
-                biased;
-                _ = halt.cancelled(), if !halting => Input::Halt,
-                m = steps.recv() => m.map(|(from, m)| Input::Step(from, m)).unwrap_or(Input::Halt),
-                p = proposals.recv(), if accepting => p.map(Input::Proposal).unwrap_or(Input::Halt),
-                _ = tokio::time::sleep_until(deadline) => Input::Timer,
+    /// Answers a queued envelope the engine will never see.
+    fn answer_now(&self, p: Proposal, result: Result<u64, ChainError>) {
+        match (p.done, result) {
+            (Some(done), result) => {
+                let _ = done.send(result);
             }
-        })
+            (None, Err(e)) => self
+                .support
+                .notify_rejected(&p.request.tx_id, e.to_string()),
+            (None, Ok(_)) => {}
+        }
     }
 
-    fn step(&mut self, from: u64, bytes: &[u8]) {
-        let msg = match RaftMessage::parse_from_bytes(bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(channel = self.channel_id(), error = %e, "undecodable raft message dropped");
-                return;
+    /// Steps `input` and executes what it asks (and any catch-up's report after it).
+    fn feed(&mut self, input: Input) {
+        if self.stop.is_some() {
+            if let Input::Propose(p) = input {
+                if let Some(done) = p.waiter.and_then(|w| self.waiters.remove(&w)) {
+                    let _ = done.send(Err(ChainError::ShuttingDown));
+                }
             }
-        };
-        if msg.from != from || msg.to != self.id {
-            warn!(
-                channel = self.channel_id(),
-                sender = format_args!("{from:x}"),
-                claimed = format_args!("{:x}", msg.from),
-                "raft message with a forged sender or for another node dropped"
-            );
             return;
         }
-        if let Err(e) = self.raw.step(msg) {
-            debug!(channel = self.channel_id(), error = %e, "raft message refused");
+        let commands = self.engine.step(input);
+        self.execute(commands);
+        while let Some(report) = self.caught_up.take() {
+            if self.stop.is_some() {
+                break;
+            }
+            let commands = self.engine.step(Input::CaughtUp(report));
+            self.execute(commands);
         }
     }
 
-    fn on_timers(&mut self) {
-        let now = self.now();
-        while now >= self.next_tick {
-            self.raw.tick();
-            self.next_tick += self.options.tick_interval;
-        }
-        if let Some(d) = self.batch_deadline {
-            if now >= d {
-                self.batch_deadline = None;
-                let batch = self.cutter.cut();
-                if !batch.is_empty() {
-                    self.propose_block(batch, false);
+    /// Executes commands in order; the first that fails stops the node.
+    fn execute(&mut self, commands: Vec<Command>) {
+        for command in commands {
+            if self.stop.is_some() {
+                return;
+            }
+            match command {
+                Command::Send { to, message } => self.transport.send(to, message),
+                Command::Persist(w) => self.persist(&w),
+                Command::WriteBlock(w) => self.write_block(w),
+                Command::CatchUp {
+                    to,
+                    hash,
+                    sources,
+                    tx_ids_at,
+                } => match self.catch_up(to, hash, &sources, &tx_ids_at) {
+                    Ok(report) => {
+                        if self.env.crash_here(CrashPoint::AfterBlockPull) {
+                            self.stop = Some(Stop::Crashed);
+                        } else {
+                            self.caught_up = Some(report);
+                        }
+                    }
+                    Err(stop) => self.stop = Some(stop),
+                },
+                Command::Answer { waiter, result } => {
+                    if let Some(done) = self.waiters.remove(&waiter) {
+                        let _ = done.send(result);
+                    }
+                }
+                Command::Reject { tx_id, reason } => self.support.notify_rejected(&tx_id, reason),
+                Command::ArmTimer(at) => self.deadline = at,
+                Command::Reconfigure(consenters) => {
+                    self.transport.reconfigure(&consenters);
+                    let mut names = self.shared.names.write().unwrap_or_else(|p| p.into_inner());
+                    for c in &consenters {
+                        names.insert(super::raft_id(&c.id), c.id.clone());
+                    }
+                }
+                Command::Stop(why) => {
+                    self.stop = Some(match why {
+                        Stopped::Halted => Stop::Halted,
+                        Stopped::Evicted => Stop::Evicted,
+                        Stopped::Failed(e) => Stop::Failed(e),
+                    })
                 }
             }
         }
     }
 
-    fn send(&mut self, messages: Vec<RaftMessage>) {
-        for m in messages {
-            if m.get_msg_type() == MessageType::MsgSnapshot {
-                self.snapshots_sent.push(m.to);
-            }
-            match m.write_to_bytes() {
-                Ok(bytes) => self.transport.send(m.to, bytes),
-                Err(e) => warn!(error = %e, "raft message does not encode"),
-            }
+    fn persist(&mut self, w: &LogWrite) {
+        let append = matches!(w, LogWrite::Append { .. });
+        if append && self.env.crash_here(CrashPoint::AfterApply) {
+            self.stop = Some(Stop::Crashed);
+            return;
         }
-    }
-
-    /// Tells raft that the snapshots it asked to send were handed to the transport.
-    ///
-    /// A leader that sent a snapshot pauses replication to that follower until the
-    /// application reports the snapshot's fate. The transport is best effort (a full queue
-    /// or a dead connection drops the message), so waiting for a delivery report would
-    /// leave the follower behind for good when the snapshot is lost — found by the raft
-    /// simulation in `chaos-tests/` (seed 13: a follower stuck 7 blocks behind forever).
-    /// Reported as finished, the leader probes the follower: it answers from the snapshot
-    /// if it got it, and otherwise its rejection makes the leader send a new one.
-    fn report_snapshots(&mut self) {
-        for to in std::mem::take(&mut self.snapshots_sent) {
-            self.raw.report_snapshot(to, SnapshotStatus::Finish);
-        }
-    }
-
-    fn on_ready(&mut self) -> Result<(), Stop> {
-        if !self.raw.has_ready() {
-            return Ok(());
-        }
-        let mut ready = self.raw.ready();
-        if !ready.messages().is_empty() {
-            self.send(ready.take_messages());
-        }
-        if !ready.snapshot().is_empty() {
-            let snap = ready.snapshot().clone();
-            self.install_snapshot(&snap)?;
-        }
-        self.apply(ready.take_committed_entries())?;
-        self.crash_point(CrashPoint::AfterApply)?;
-        let entries = ready.take_entries();
-        let hs = ready.hs().cloned();
         let started = std::time::Instant::now();
-        self.raw
-            .mut_store()
-            .persist(&entries, hs.as_ref())
-            .map_err(|e| e.to_string())?;
-        if !entries.is_empty() || hs.is_some() {
+        if let Err(e) = self.disk.write(w) {
+            self.stop = Some(Stop::Failed(e.to_string()));
+            return;
+        }
+        if append {
             self.shared.persist_micros.fetch_add(
                 u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
                 Ordering::Relaxed,
             );
+            if self.env.crash_here(CrashPoint::AfterPersist) {
+                self.stop = Some(Stop::Crashed);
+            }
         }
-        self.crash_point(CrashPoint::AfterPersist)?;
-        if !ready.persisted_messages().is_empty() {
-            self.send(ready.take_persisted_messages());
+    }
+
+    fn write_block(&mut self, w: BlockWrite) {
+        let number = block::number(&w.block);
+        let written = match w.origin {
+            Origin::Proposed => self.support.write_block(w.block, w.metadata, w.logged_at),
+            Origin::ProposedConfig => {
+                self.support
+                    .write_config_block(w.block, w.metadata, w.logged_at)
+            }
+            Origin::Replicated => self
+                .support
+                .write_replicated(w.block, w.metadata, w.logged_at),
+        };
+        if let Err(e) = written {
+            self.stop = Some(Stop::Failed(format!("writing block {number}: {e}")));
         }
-        let mut light = self.raw.advance(ready);
-        if let Some(commit) = light.commit_index() {
-            self.raw
-                .mut_store()
-                .set_commit(commit)
-                .map_err(|e| e.to_string())?;
+    }
+
+    /// Publishes the engine's status for `status()` and metrics.
+    fn publish(&self) {
+        let s = self.engine.status();
+        if self.shared.leader.swap(s.leader, Ordering::AcqRel) != s.leader {
+            self.shared.leader_changes.fetch_add(1, Ordering::Relaxed);
         }
-        self.send(light.take_messages());
-        self.apply(light.take_committed_entries())?;
-        self.raw.advance_apply();
-        self.report_snapshots();
-        self.maybe_compact()?;
-        Ok(())
+        self.shared.committed.store(s.committed, Ordering::Relaxed);
+        self.shared.applied.store(s.applied, Ordering::Relaxed);
+        self.shared
+            .snapshot_index
+            .store(s.snapshot_index, Ordering::Relaxed);
+        self.shared
+            .active_nodes
+            .store(s.active_nodes, Ordering::Relaxed);
+        self.shared.term.store(s.term, Ordering::Release);
+        self.shared
+            .is_leader
+            .store(s.role == StateRole::Leader, Ordering::Release);
+        self.shared.accepting.store(s.accepting, Ordering::Release);
+        let name = match s.role {
+            StateRole::Leader => "leader",
+            StateRole::Follower => "follower",
+            StateRole::Candidate => "candidate",
+            StateRole::PreCandidate => "pre-candidate",
+        };
+        if let Ok(mut r) = self.shared.role.write() {
+            if r.as_str() != name {
+                *r = name.to_string();
+            }
+        }
     }
 }

@@ -1,5 +1,20 @@
-//! Taking envelopes as leader: re-validation, cutting, membership checks, proposing
+//! A leader taking envelopes: re-validation, cutting, membership checks, proposing
 //! blocks to raft, and answering whoever waits for the envelope.
+//!
+//! Rules:
+//! - Only an accepting leader (one that applied its whole log) takes an envelope; anyone
+//!   else answers "not the leader" (with the leader it knows) or "not ready".
+//! - A config update validated at another sequence than the channel's is refused to its
+//!   submitter; one that changes the consenters must change at most one, keep quorum
+//!   among the consenters recently heard from, and go as a raft conf change whose
+//!   context is the config block (the block and the membership commit together).
+//! - Pending envelopes are cut into a block of their own before a config block, so that
+//!   no envelope is ordered under limits it was not cut by.
+//! - A normal envelope is taken (the chain answers for it) even when re-validation or
+//!   the cutter refuses it: the refusal reaches a forwarding follower in its answer, and a
+//!   local envelope's committed-mode waiter through a [`Command::Reject`].
+//! - A block whose proposal raft drops is taken back (the next block reuses its number)
+//!   and its envelopes' waiters are told.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -11,35 +26,34 @@ use ordo_proto::block;
 use ordo_proto::config;
 use ordo_proto::pb::common::Block;
 
-use super::entry::entry_data;
-use super::{Driver, Inflight, Item};
+use super::{Command, Engine, Inflight, Item, Proposal, WaiterId};
 use crate::chain::ChainError;
+use crate::raft::entry::entry_data;
 use crate::raft::membership::{self, MembershipChange};
-use crate::raft::{Answer, Proposal};
 
-impl Driver {
+impl Engine {
     /// Takes one envelope as leader: re-validates it if the config moved, cuts, proposes.
     pub(super) fn propose(&mut self, p: Proposal) {
         if self.role != StateRole::Leader || self.catch_up_to.is_some() {
             let e = self.not_leader_error();
-            self.answer(p.done, &p.request.tx_id, Err(e));
+            self.answer(p.waiter, &p.request.tx_id, Err(e));
             return;
         }
         let req = p.request;
+        let sequence = self.tip.state.sequence();
         if p.is_config {
-            if req.config_seq != self.support.sequence() {
+            if req.config_seq != sequence {
                 let reason = format!(
-                    "config update validated at sequence {} but the channel is at {}",
-                    req.config_seq,
-                    self.support.sequence()
+                    "config update validated at sequence {} but the channel is at {sequence}",
+                    req.config_seq
                 );
-                self.answer(p.done, &req.tx_id, Err(ChainError::Revalidation(reason)));
+                self.answer(p.waiter, &req.tx_id, Err(ChainError::Revalidation(reason)));
                 return;
             }
             let change = match self.membership_change(&req.envelope) {
                 Ok(c) => c,
                 Err(e) => {
-                    self.answer(p.done, &req.tx_id, Err(e));
+                    self.answer(p.waiter, &req.tx_id, Err(e));
                     return;
                 }
             };
@@ -48,21 +62,24 @@ impl Driver {
                 self.propose_block(pending, false);
             }
             self.batch_deadline = None;
-            let item = Item {
-                envelope: req.envelope,
-                tx_id: req.tx_id,
-            };
-            let tx_id = item.tx_id.clone();
-            self.propose_config_block(item, change);
-            self.answer(p.done, &tx_id, Ok(self.raw.raft.term));
+            let tx_id = req.tx_id.clone();
+            self.propose_config_block(
+                Item {
+                    envelope: req.envelope,
+                    tx_id: req.tx_id,
+                },
+                change,
+            );
+            let term = self.raw.raft.term;
+            self.answer(p.waiter, &tx_id, Ok(term));
             return;
         }
-        // As in every backend, the envelope is taken (the chain answers for it) and a
-        // refusal on re-validation reaches its committed-mode waiter.
-        if req.config_seq < self.support.sequence() {
-            if let Err(e) = self.support.revalidate(&req.envelope) {
+        if req.config_seq < sequence {
+            if let Err(e) =
+                crate::filters::revalidate(&self.tip.state, &req.envelope, self.unix_secs)
+            {
                 debug!(tx_id = %req.tx_id, error = %e, "envelope refused on re-validation");
-                self.refuse(p.done, p.forwarded, &req.tx_id, e.to_string());
+                self.refuse(p.waiter, p.forwarded, &req.tx_id, e.to_string());
                 return;
             }
         }
@@ -78,48 +95,42 @@ impl Driver {
                 }
                 self.batch_deadline = if o.pending {
                     self.batch_deadline
-                        .or(Some(self.now() + self.support.state().batch_timeout))
+                        .or(Some(self.now + self.tip.state.batch_timeout))
                 } else {
                     None
                 };
-                self.answer(p.done, &tx_id, Ok(self.raw.raft.term));
+                let term = self.raw.raft.term;
+                self.answer(p.waiter, &tx_id, Ok(term));
             }
-            Err(e) => self.refuse(p.done, p.forwarded, &tx_id, e.to_string()),
+            Err(e) => self.refuse(p.waiter, p.forwarded, &tx_id, e.to_string()),
         }
     }
 
     /// A normal envelope taken and then refused: a forwarding follower hears it in the
     /// answer to its Submit (its client's waiter is there); a local one through the
     /// waiter here.
-    pub(super) fn refuse(
-        &self,
-        done: Option<Answer>,
-        forwarded: bool,
-        tx_id: &str,
-        reason: String,
-    ) {
+    fn refuse(&mut self, waiter: Option<WaiterId>, forwarded: bool, tx_id: &str, reason: String) {
         if forwarded {
-            self.answer(done, tx_id, Err(ChainError::Revalidation(reason)));
+            self.answer(waiter, tx_id, Err(ChainError::Revalidation(reason)));
         } else {
-            self.support.notify_rejected(tx_id, reason);
-            self.answer(done, tx_id, Ok(self.raw.raft.term));
+            self.reject(tx_id, reason);
+            let term = self.raw.raft.term;
+            self.answer(waiter, tx_id, Ok(term));
         }
     }
 
-    /// Answers a proposal: through its channel when its sender waits (forwarded and
-    /// config envelopes), else — a local envelope already acknowledged as taken — a
-    /// refusal reaches its committed-mode waiter.
+    /// Answers a proposal: its sender when it waits (forwarded and config envelopes),
+    /// else — a local envelope already acknowledged as taken — a refusal reaches its
+    /// committed-mode waiter.
     pub(super) fn answer(
-        &self,
-        done: Option<Answer>,
+        &mut self,
+        waiter: Option<WaiterId>,
         tx_id: &str,
         result: Result<u64, ChainError>,
     ) {
-        match (done, result) {
-            (Some(done), result) => {
-                let _ = done.send(result);
-            }
-            (None, Err(e)) => self.support.notify_rejected(tx_id, e.to_string()),
+        match (waiter, result) {
+            (Some(waiter), result) => self.out.push(Command::Answer { waiter, result }),
+            (None, Err(e)) => self.reject(tx_id, e.to_string()),
             (None, Ok(_)) => {}
         }
     }
@@ -127,10 +138,7 @@ impl Driver {
     /// The membership change a config envelope asks for, checked against the live
     /// voters (refused when it changes more than one consenter or would lose quorum; a
     /// consenter whose certificates change must not be needed for quorum meanwhile).
-    pub(super) fn membership_change(
-        &self,
-        envelope: &[u8],
-    ) -> Result<MembershipChange, ChainError> {
+    fn membership_change(&self, envelope: &[u8]) -> Result<MembershipChange, ChainError> {
         let proposed_config = config::config_from_envelope(envelope)
             .map_err(|e| ChainError::Revalidation(format!("config envelope: {e}")))?;
         let proposed = membership::voters_of(&proposed_config);
@@ -140,7 +148,7 @@ impl Driver {
         }
         let change = membership::change_between(&current, &proposed)
             .map_err(|e| ChainError::Revalidation(e.to_string()))?;
-        let rekeyed = membership::rekeyed_between(&self.support.state().config, &proposed_config)
+        let rekeyed = membership::rekeyed_between(&self.tip.state.config, &proposed_config)
             .map_err(|e| ChainError::Revalidation(e.to_string()))?;
         let active: HashSet<u64> = self
             .raw
@@ -176,20 +184,20 @@ impl Driver {
 
     /// Proposes a config block; one that changes the consenters goes as the context of a
     /// raft conf change, so the block and the membership change commit together.
-    pub(super) fn propose_config_block(&mut self, item: Item, change: MembershipChange) {
+    fn propose_config_block(&mut self, item: Item, change: MembershipChange) {
         let (node_id, change_type) = match change {
             MembershipChange::Unchanged => return self.propose_block(vec![item], true),
             MembershipChange::Add(id) => (id, ConfChangeType::AddNode),
             MembershipChange::Remove(id) => (id, ConfChangeType::RemoveNode),
         };
         let tx_ids = vec![item.tx_id.clone()];
-        let block = self.support.create_next_block(vec![item.envelope]);
+        let block = self.create_next_block(vec![item.envelope]);
         let context = entry_data(&block, true);
         let mut cc = ConfChange::default();
         cc.set_change_type(change_type);
         cc.node_id = node_id;
         info!(
-            channel = self.channel_id(),
+            channel = %self.channel,
             node = format_args!("{node_id:x}"),
             change = ?change_type,
             block = block::number(&block),
@@ -201,15 +209,13 @@ impl Driver {
 
     pub(super) fn propose_block(&mut self, items: Vec<Item>, is_config: bool) {
         let tx_ids: Vec<String> = items.iter().map(|i| i.tx_id.clone()).collect();
-        let block = self
-            .support
-            .create_next_block(items.into_iter().map(|i| i.envelope).collect());
+        let block = self.create_next_block(items.into_iter().map(|i| i.envelope).collect());
         let data = entry_data(&block, is_config);
         let proposed = self.raw.propose(Vec::new(), data);
         self.after_proposal(block, tx_ids, is_config, proposed);
     }
 
-    pub(super) fn after_proposal(
+    fn after_proposal(
         &mut self,
         block: Block,
         tx_ids: Vec<String>,
@@ -230,11 +236,10 @@ impl Driver {
                 );
             }
             Err(e) => {
-                warn!(channel = self.channel_id(), block = number, error = %e, "block proposal dropped");
-                self.support.uncreate(&block);
+                warn!(channel = %self.channel, block = number, error = %e, "block proposal dropped");
+                self.uncreate(&block);
                 for id in tx_ids {
-                    self.support
-                        .notify_rejected(&id, format!("raft dropped the proposal: {e}"));
+                    self.reject(&id, format!("raft dropped the proposal: {e}"));
                 }
             }
         }

@@ -1,8 +1,24 @@
-//! Applying committed entries: blocks to the ledger (by reference to their entry),
-//! membership changes, a node's own removal, and log compaction.
+//! Applying committed entries: blocks (by reference to their entry), membership
+//! changes, a node's own removal, and log compaction.
+//!
+//! Rules:
+//! - Entries are applied once, in log order; an entry at or below `applied` is skipped.
+//! - A block below the ledger's height is already there (written before a restart, or
+//!   pulled); one above it means the log and the ledger disagree, and the node stops.
+//! - A block this node proposed is written as built only if its hash is the one
+//!   proposed; otherwise another leader's block took the height, and the waiters of
+//!   the envelopes ours carried that the written one does not are told.
+//! - A membership change's voter set is made durable before its config block is
+//!   written.
+//! - A block written from a normal entry is stored by reference to the entry
+//!   ([`ordo_ledger::LogPosition`]); one from a conf change's context, or from an entry
+//!   written before that format (it holds metadata), is stored inline.
+//! - Compaction snapshots at the last block written at or below the floor: the applied
+//!   index, lowered to what live followers still need, never below the last membership
+//!   change; entries that carry blocks stay on disk.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use prost::Message as _;
 use protobuf::Message as _;
@@ -12,14 +28,17 @@ use tracing::{debug, info, warn};
 
 use ordo_ledger::LogPosition;
 use ordo_proto::block;
-use ordo_proto::hash::Hash;
+use ordo_proto::config;
+use ordo_proto::envelope::tx_id_of;
 use ordo_proto::pb::common::Block;
 
-use super::entry::{carries_block, logged_position, KIND_CONFIG_BLOCK};
-use super::{tx_id_of, Driver, Stop, MAX_SNAPSHOT_SEARCH};
-use crate::raft::{consenter_metadata, raft_position, snapshot_data};
+use super::{BlockMark, BlockWrite, Command, Engine, Origin};
+use crate::raft::entry::{carries_block, logged_position, KIND_CONFIG_BLOCK};
+use crate::raft::storage::LogWrite;
+use crate::raft::{consenter_metadata, snapshot_data};
+use crate::support::ConfigState;
 
-impl Driver {
+impl Engine {
     pub(super) fn apply(&mut self, entries: Vec<Entry>) -> Result<(), String> {
         for e in entries {
             if e.index <= self.applied {
@@ -49,11 +68,11 @@ impl Driver {
             if self.applied >= target && self.role == StateRole::Leader {
                 self.catch_up_to = None;
                 self.forget_lost_proposals();
-                self.support.reset_created();
+                self.reset_created();
                 info!(
-                    channel = self.channel_id(),
+                    channel = %self.channel,
                     term = self.raw.raft.term,
-                    height = self.support.height(),
+                    height = self.tip.height,
                     "raft leader caught up; accepting envelopes"
                 );
             }
@@ -63,20 +82,17 @@ impl Driver {
 
     /// A membership change: the new voter set is made durable first (applying it again
     /// after a crash changes nothing), then its config block is written.
-    pub(super) fn apply_conf_change(&mut self, e: &Entry) -> Result<(), String> {
+    fn apply_conf_change(&mut self, e: &Entry) -> Result<(), String> {
         let cc = ConfChange::parse_from_bytes(&e.data)
             .map_err(|err| format!("raft entry {} holds no conf change: {err}", e.index))?;
         let cs = self
             .raw
             .apply_conf_change(&cc)
             .map_err(|err| format!("applying the conf change of entry {}: {err}", e.index))?;
-        self.raw
-            .mut_store()
-            .set_conf_state(cs.clone())
-            .map_err(|err| err.to_string())?;
+        self.persist(LogWrite::ConfState(cs.clone()));
         self.last_conf_index = e.index;
         info!(
-            channel = self.channel_id(),
+            channel = %self.channel,
             index = e.index,
             node = format_args!("{:x}", cc.node_id),
             change = ?cc.get_change_type(),
@@ -94,7 +110,7 @@ impl Driver {
 
     /// Writes the block of a committed entry: by reference to the entry (`logged_at`)
     /// when it holds the block at a known place, so the block is stored once.
-    pub(super) fn apply_block(
+    fn apply_block(
         &mut self,
         index: u64,
         term: u64,
@@ -107,9 +123,8 @@ impl Driver {
         let block = Block::decode(body)
             .map_err(|err| format!("raft entry {index} holds no block: {err}"))?;
         let number = block::number(&block);
-        let height = self.support.height();
+        let height = self.tip.height;
         if number < height {
-            // Already in the ledger (written before a restart, or pulled).
             return Ok(());
         }
         if number > height {
@@ -117,17 +132,18 @@ impl Driver {
                 "raft entry {index} holds block {number} but the ledger height is {height}"
             ));
         }
-        let metadata = consenter_metadata(index, term);
+        let hash = block::hash(&block);
+        let is_config = *kind == KIND_CONFIG_BLOCK;
         // An entry written before blocks went into the log without metadata holds one:
         // its bytes are not the unsigned block, so it is stored inline.
         let logged_at = logged_at.filter(|_| block.metadata.is_none());
         let mine = self.inflight.remove(&number);
-        let written = match &mine {
-            Some(m) if m.hash == block::hash(&block) => {
-                if *kind == KIND_CONFIG_BLOCK {
-                    self.support.write_config_block(block, metadata, logged_at)
+        let origin = match &mine {
+            Some(m) if m.hash == hash => {
+                if is_config {
+                    Origin::ProposedConfig
                 } else {
-                    self.support.write_block(block, metadata, logged_at)
+                    Origin::Proposed
                 }
             }
             _ => {
@@ -140,42 +156,74 @@ impl Driver {
                         .flat_map(|d| d.data.iter())
                         .filter_map(|b| tx_id_of(b))
                         .collect();
-                    for id in lost.tx_ids.iter().filter(|id| !carried.contains(*id)) {
-                        self.support.notify_rejected(
-                            id,
-                            "the raft leader changed before the envelope was ordered; resubmit"
-                                .into(),
+                    let lost: Vec<String> = lost
+                        .tx_ids
+                        .iter()
+                        .filter(|id| !carried.contains(*id))
+                        .cloned()
+                        .collect();
+                    for id in lost {
+                        self.reject(
+                            &id,
+                            "the raft leader changed before the envelope was ordered; resubmit",
                         );
                     }
                 }
-                self.support.write_replicated(block, metadata, logged_at)
+                Origin::Replicated
             }
         };
-        let n = written.map_err(|err| format!("writing block {number}: {err}"))?;
-        if *kind == KIND_CONFIG_BLOCK {
+        let new_state = match origin {
+            Origin::ProposedConfig => {
+                let config = config::config_from_block(&block)
+                    .map_err(|err| format!("config block {number}: {err}"))?;
+                Some(config)
+            }
+            Origin::Replicated => config::config_from_block(&block).ok(),
+            Origin::Proposed => None,
+        };
+        let new_state = match new_state {
+            Some(config) => Some(Arc::new(
+                ConfigState::new(config, number)
+                    .map_err(|err| format!("config block {number}: {err}"))?,
+            )),
+            None => None,
+        };
+        self.out.push(Command::WriteBlock(BlockWrite {
+            block,
+            metadata: consenter_metadata(index, term),
+            logged_at,
+            origin,
+        }));
+        self.tip.height = number + 1;
+        self.tip.last_hash = hash;
+        self.marks.push_back(BlockMark {
+            index,
+            number,
+            hash,
+        });
+        if origin == Origin::Replicated {
+            // Whatever this node had built beyond this block is void now.
+            self.reset_created();
+        }
+        if let Some(state) = new_state {
+            self.tip.state = state;
             self.on_config_applied();
             info!(
-                channel = self.channel_id(),
-                block = n,
-                sequence = self.support.sequence(),
+                channel = %self.channel,
+                block = number,
+                sequence = self.tip.state.sequence(),
                 "configuration updated"
             );
         }
         Ok(())
     }
 
-    /// A config block was written: batch limits, consenter endpoints and names follow it.
+    /// A config block came in force: batch limits and the consenters follow it.
     pub(super) fn on_config_applied(&mut self) {
-        let state = self.support.state();
-        self.cutter.set_limits(state.limits);
-        if let Some(orderer) = state.config.orderer.as_ref() {
-            if !orderer.consenters.is_empty() {
-                self.transport.reconfigure(&orderer.consenters);
-                let mut names = self.shared.names.write().unwrap_or_else(|p| p.into_inner());
-                for c in &orderer.consenters {
-                    names.insert(crate::raft::raft_id(&c.id), c.id.clone());
-                }
-            }
+        self.cutter.set_limits(self.tip.state.limits);
+        let consenters = self.consenters();
+        if !consenters.is_empty() {
+            self.out.push(Command::Reconfigure(consenters));
         }
     }
 
@@ -183,10 +231,9 @@ impl Driver {
     /// first tells the others the commit index (so they apply the removal too) and hands
     /// leadership to the most up-to-date remaining voter.
     pub(super) fn leave(&mut self) {
-        self.shared.evicted.store(true, Ordering::Release);
         warn!(
-            channel = self.channel_id(),
-            height = self.support.height(),
+            channel = %self.channel,
+            height = self.tip.height,
             "this orderer was removed from the channel's consenters; it stops ordering"
         );
         if self.role == StateRole::Leader {
@@ -202,9 +249,7 @@ impl Driver {
             if let Some(next) = successor {
                 self.raw.transfer_leader(next);
             }
-            if let Err(Stop::Failed(e)) = self.on_ready() {
-                warn!(channel = self.channel_id(), error = %e, "final raft step failed");
-            }
+            self.on_ready();
         }
         self.reject_pending(
             "this orderer was removed from the channel's consenters; resubmit to another",
@@ -232,33 +277,23 @@ impl Driver {
         if floor < self.last_conf_index || floor <= store.first_index().unwrap_or(1) {
             return Ok(());
         }
-        let Some((number, hash)) = self.last_block_at(floor)? else {
+        let Some(at) = self.marks.iter().rposition(|m| m.index <= floor) else {
             return Ok(());
         };
-        debug!(
-            channel = self.channel_id(),
-            index = floor,
-            block = number,
-            "raft snapshot taken; log compacted"
-        );
-        self.raw
-            .mut_store()
-            .compact(floor, snapshot_data(number, &hash), carries_block)
-            .map_err(|e| e.to_string())
-    }
-
-    /// The number and hash of the last block written by an entry at or before `index`.
-    pub(super) fn last_block_at(&self, index: u64) -> Result<Option<(u64, Hash)>, String> {
-        let ledger = self.support.ledger();
-        let height = ledger.height();
-        for n in (height.saturating_sub(MAX_SNAPSHOT_SEARCH)..height).rev() {
-            let Some(b) = ledger.block(n).map_err(|e| e.to_string())? else {
-                return Ok(None);
-            };
-            if raft_position(&b).map(|(i, _)| i).unwrap_or(0) <= index {
-                return Ok(Some((n, block::hash(&b))));
-            }
+        let mark = self.marks[at];
+        let planned = store
+            .compaction(floor, snapshot_data(mark.number, &mark.hash), carries_block)
+            .map_err(|e| e.to_string())?;
+        if let Some(w) = planned {
+            debug!(
+                channel = %self.channel,
+                index = floor,
+                block = mark.number,
+                "raft snapshot taken; log compacted"
+            );
+            self.marks.drain(..at);
+            self.persist(w);
         }
-        Ok(None)
+        Ok(())
     }
 }

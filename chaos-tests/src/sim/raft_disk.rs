@@ -1,0 +1,744 @@
+//! Three raft consenters — the orderer's own raft driver ([`SteppedRaft`]) over real
+//! ledgers and raft logs in RocksDB — under a seeded simulator that owns the network and
+//! the clock. Slower than [`super::raft`] (the engine over memory), it covers what that
+//! one cannot: the driver's execution of commands against real storage, and the seeds
+//! that found bugs before the engine existed.
+//!
+//! The simulator holds every message in flight and delivers them in any order, loses
+//! some, delivers some twice, cuts nodes off (partitions, healed later), crashes nodes
+//! (the node is dropped: only what its ledger and raft log synced survives) and restarts
+//! them, moves a shared [`ManualClock`] so that ticks and batch timeouts fire, and
+//! submits envelopes to whichever node it likes (a follower refuses them, the leader takes
+//! them; `committed`-mode waiters learn their block). The ledgers live on tmpfs
+//! (`/dev/shm`) when there is one, so a run takes milliseconds of fsync, not seconds.
+//!
+//! Safety, checked after every turn: every node writes the same block at each height;
+//! no tx id twice in a chain; a block holds only submitted envelopes. Liveness: after the
+//! faults stop (all nodes up, no loss, no partition), the nodes converge on one chain
+//! that holds every envelope whose waiter was told a block — in that block, once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use prost::Message;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::oneshot;
+
+use ordo_consensus::chain::{BoxFuture, ChainError, OrderRequest};
+use ordo_consensus::raft::{
+    raft_id, CrashPoint, ManualClock, RaftOptions, RaftSetup, RaftTransport, SteppedRaft,
+};
+use ordo_consensus::ChainSupport;
+use ordo_ledger::BlockStore;
+use ordo_proto::identity::{Enrollment, Identity};
+use ordo_proto::pb::common::{
+    AckMode, BatchSize, Block, ChannelConfig, Consenter, HeaderType, OrdererConfig, Organization,
+    Role,
+};
+use ordo_proto::policy::build as policy;
+
+use super::raft::block_txs;
+use super::SimFailure;
+
+const CHANNEL: &str = "sim";
+const NODES: usize = 3;
+/// Steps of the safety phase.
+const SAFETY_STEPS: usize = 1_500;
+/// Most steps of the liveness phase.
+const LIVENESS_STEPS: usize = 20_000;
+/// One raft tick of simulated time.
+const TICK: Duration = Duration::from_millis(10);
+
+pub use super::raft::RaftSimStats;
+
+/// The network: messages in flight and the nodes' ledgers (for block pulls).
+#[derive(Default)]
+struct SimNet {
+    /// (from, to, message) sent and not yet delivered or lost.
+    in_flight: Mutex<Vec<(u64, u64, Vec<u8>)>>,
+    /// Ledgers of the nodes that are up.
+    ledgers: Mutex<HashMap<u64, BlockStore>>,
+    /// Every node's ledger directory.
+    dirs: Mutex<HashMap<u64, std::path::PathBuf>>,
+}
+
+struct Transport {
+    me: u64,
+    net: Arc<SimNet>,
+}
+
+impl RaftTransport for Transport {
+    fn send(&self, to: u64, message: Vec<u8>) {
+        self.net
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((self.me, to, message));
+    }
+
+    fn submit(
+        &self,
+        _to: u64,
+        _request: OrderRequest,
+        _is_config: bool,
+    ) -> BoxFuture<'_, Result<u64, ChainError>> {
+        // Clients of the simulation talk to nodes directly; nothing is forwarded.
+        Box::pin(async {
+            Err(ChainError::NotReady {
+                reason: "no forwarding in the simulation".into(),
+            })
+        })
+    }
+
+    fn pull_blocks(
+        &self,
+        from: u64,
+        start: u64,
+        end: u64,
+    ) -> BoxFuture<'_, Result<Vec<Block>, ChainError>> {
+        let store = self
+            .net
+            .ledgers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&from)
+            .cloned();
+        // A node that is down serves from its disk: its blocks are durable, and a real
+        // puller would retry until the node is back. (Waiting here would stop the whole
+        // simulation, which runs every node on this one thread.)
+        let dir = self
+            .net
+            .dirs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&from)
+            .cloned();
+        Box::pin(async move {
+            let store = match (store, dir) {
+                (Some(s), _) => s,
+                (None, Some(dir)) => {
+                    BlockStore::open(&dir).map_err(|e| ChainError::Storage(e.to_string()))?
+                }
+                (None, None) => {
+                    return Err(ChainError::NotReady {
+                        reason: format!("node {from:x} is unknown"),
+                    })
+                }
+            };
+            store
+                .blocks(start, end + 1)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ChainError::Storage(e.to_string()))
+        })
+    }
+}
+
+/// One consenter of the simulation.
+struct Node {
+    id: u64,
+    name: String,
+    identity: Identity,
+    dir: std::path::PathBuf,
+    /// `None` while crashed.
+    up: Option<(Arc<ChainSupport>, SteppedRaft)>,
+    /// Blocks of its ledger already checked.
+    checked: u64,
+    /// Tx ids in its chain.
+    txs: BTreeSet<String>,
+}
+
+struct Sim {
+    seed: u64,
+    /// Crashes may also stop a node inside a turn, between two writes.
+    torn: bool,
+    step: usize,
+    rng: StdRng,
+    clock: ManualClock,
+    net: Arc<SimNet>,
+    nodes: Vec<Node>,
+    genesis: Block,
+    client: Identity,
+    /// The first block seen at each height (hash).
+    canonical: BTreeMap<u64, [u8; 32]>,
+    submitted: BTreeSet<String>,
+    /// Envelopes handed to a node: tx id, the node's answer (taken or not), the
+    /// committed-mode waiter (its block).
+    waiters: Vec<Waiter>,
+    /// tx id → block number a waiter was told.
+    acked: BTreeMap<String, u64>,
+    /// Nodes cut off from the others.
+    cut: BTreeSet<u64>,
+    stats: RaftSimStats,
+    _dir: tempfile::TempDir,
+}
+
+/// One submitted envelope whose fate is not known yet.
+struct Waiter {
+    tx: String,
+    node: usize,
+    taken: Option<oneshot::Receiver<Result<u64, ChainError>>>,
+    block: oneshot::Receiver<ordo_consensus::support::CommitOutcome>,
+}
+
+fn member(ca: &SigningKey, role: Role, name: &str) -> Identity {
+    let key = ordo_proto::crypto::generate_signing_key();
+    Identity::enroll(ca, key, &Enrollment::new("A", role, name))
+}
+
+fn options(seed: u64) -> RaftOptions {
+    RaftOptions {
+        tick_interval: TICK,
+        election_tick: 10,
+        heartbeat_tick: 2,
+        max_inflight_blocks: 3,
+        // Small: snapshots, log compaction and block pulls happen in most runs.
+        snapshot_interval_bytes: 16 * 1024,
+        queue_capacity: 1_000,
+        election_seed: Some(seed),
+    }
+}
+
+/// Runs one seed; crashes come between turns.
+pub fn run(seed: u64) -> Result<RaftSimStats, SimFailure> {
+    run_with(seed, false)
+}
+
+/// Runs one seed where half the crashes stop a node inside a turn instead, at one of the
+/// [`CrashPoint`]s between two of its writes (the `raft-torn` core): a crash between turns
+/// always finds a turn's writes complete, and the bug of a ledger ahead of the raft state
+/// after a restart (found by the `raft_leader_kill_loop` chaos scenario) hid there.
+pub fn run_torn(seed: u64) -> Result<RaftSimStats, SimFailure> {
+    run_with(seed, true)
+}
+
+fn run_with(seed: u64, torn: bool) -> Result<RaftSimStats, SimFailure> {
+    let core = if torn { "raft-disk-torn" } else { "raft-disk" };
+    let fail = |what: String| SimFailure {
+        core,
+        seed,
+        step: 0,
+        what,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format!("runtime: {e}")))?;
+    let _context = runtime.enter();
+    let mut sim = Sim::new(seed, torn).map_err(fail)?;
+    for step in 0..SAFETY_STEPS {
+        sim.step = step;
+        sim.safety_step()?;
+    }
+    sim.liveness()?;
+    sim.final_check()?;
+    Ok(sim.stats)
+}
+
+impl Sim {
+    fn new(seed: u64, torn: bool) -> Result<Self, String> {
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::Builder::new().prefix("ordo-sim").tempdir_in(shm)
+        } else {
+            tempfile::tempdir()
+        }
+        .map_err(|e| e.to_string())?;
+        let ca = ordo_proto::crypto::generate_signing_key();
+        let client = member(&ca, Role::Client, "client");
+        let mut nodes = Vec::new();
+        let mut consenters = Vec::new();
+        for i in 1..=NODES {
+            let name = format!("orderer{i}");
+            let identity = member(&ca, Role::Orderer, &name);
+            consenters.push(Consenter {
+                id: name.clone(),
+                endpoint: format!("sim:{i}"),
+                certificate: identity.cert_bytes().clone(),
+                ..Default::default()
+            });
+            nodes.push(Node {
+                id: raft_id(&name),
+                dir: dir.path().join(&name),
+                name,
+                identity,
+                up: None,
+                checked: 0,
+                txs: BTreeSet::new(),
+            });
+        }
+        let config = ChannelConfig {
+            channel_id: CHANNEL.into(),
+            sequence: 0,
+            orgs: vec![Organization {
+                name: "A".into(),
+                root_public_keys: vec![ca.verifying_key().to_bytes().to_vec().into()],
+                ..Default::default()
+            }],
+            orderer: Some(OrdererConfig {
+                consensus_type: "raft".into(),
+                batch_size: Some(BatchSize {
+                    max_message_count: 4,
+                    absolute_max_bytes: 1 << 20,
+                    preferred_max_bytes: 1 << 19,
+                }),
+                batch_timeout_ms: 50,
+                ack_mode: AckMode::Committed as i32,
+                consenters: consenters.clone(),
+                ..Default::default()
+            }),
+            readers: Some(policy::any_member(&[], &[])),
+            writers: Some(policy::any_member(&[], &[Role::Client])),
+            admins: Some(policy::majority(&[], Role::Admin)),
+            block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
+            chaincodes: vec![],
+        };
+        let genesis = ordo_proto::config::genesis_block(&config, 1).map_err(|e| e.to_string())?;
+        let mut sim = Self {
+            seed,
+            torn,
+            step: 0,
+            rng: StdRng::seed_from_u64(seed),
+            clock: ManualClock::new(),
+            net: Arc::new(SimNet::default()),
+            nodes,
+            genesis,
+            client,
+            canonical: BTreeMap::new(),
+            submitted: BTreeSet::new(),
+            waiters: Vec::new(),
+            acked: BTreeMap::new(),
+            cut: BTreeSet::new(),
+            stats: RaftSimStats::default(),
+            _dir: dir,
+        };
+        {
+            let mut dirs = sim.net.dirs.lock().unwrap_or_else(PoisonError::into_inner);
+            for n in &sim.nodes {
+                dirs.insert(n.id, n.dir.clone());
+            }
+        }
+        for i in 0..NODES {
+            sim.start(i)?;
+        }
+        Ok(sim)
+    }
+
+    fn fail(&self, what: String) -> SimFailure {
+        SimFailure {
+            core: if self.torn {
+                "raft-disk-torn"
+            } else {
+                "raft-disk"
+            },
+            seed: self.seed,
+            step: self.step,
+            what,
+        }
+    }
+
+    /// Starts node `i` on its directories (first start: with the genesis block).
+    fn start(&mut self, i: usize) -> Result<(), String> {
+        let node = &self.nodes[i];
+        let store = BlockStore::open(&node.dir).map_err(|e| e.to_string())?;
+        if store.height() == 0 {
+            store.append(&self.genesis).map_err(|e| e.to_string())?;
+        }
+        let support = Arc::new(
+            ChainSupport::new(store.clone(), node.identity.clone()).map_err(|e| e.to_string())?,
+        );
+        let setup = RaftSetup {
+            id: node.id,
+            voters: self.nodes.iter().map(|n| n.id).collect(),
+            names: self.nodes.iter().map(|n| (n.id, n.name.clone())).collect(),
+            transport: Arc::new(Transport {
+                me: node.id,
+                net: self.net.clone(),
+            }),
+            options: options(self.seed),
+        };
+        let raft = SteppedRaft::start(support.clone(), setup, self.clock.clone())
+            .map_err(|e| e.to_string())?;
+        self.net
+            .ledgers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(node.id, store);
+        self.nodes[i].up = Some((support, raft));
+        Ok(())
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.stats.crashes += 1;
+        let id = self.nodes[i].id;
+        self.net
+            .ledgers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        // Dropping the node closes its ledger and raft log: what was synced survives.
+        self.nodes[i].up = None;
+    }
+
+    fn index_of(&self, id: u64) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == id)
+    }
+
+    fn up_nodes(&self) -> Vec<usize> {
+        (0..NODES).filter(|i| self.nodes[*i].up.is_some()).collect()
+    }
+
+    /// Runs `f` on node `i` if it is up, then checks what it wrote.
+    fn turn(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut SteppedRaft) -> bool,
+    ) -> Result<(), SimFailure> {
+        let Some((_, raft)) = self.nodes[i].up.as_mut() else {
+            return Ok(());
+        };
+        let alive = f(raft);
+        self.check_node(i)?;
+        if !alive && self.nodes[i].up.as_ref().is_some_and(|(_, r)| r.crashed()) {
+            // An armed crash point stopped it mid-turn: it is dead like any crashed node.
+            self.crash(i);
+            return Ok(());
+        }
+        if !alive && self.nodes[i].up.as_ref().is_some_and(|(_, r)| r.stopped()) {
+            return Err(self.fail(format!("{} stopped (storage failure)", self.nodes[i].name)));
+        }
+        Ok(())
+    }
+
+    fn deliver_one(&mut self, lossy: bool) -> Result<(), SimFailure> {
+        let message = {
+            let mut q = self
+                .net
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if q.is_empty() {
+                return Ok(());
+            }
+            let k = self.rng.gen_range(0..q.len());
+            let duplicate = lossy && self.rng.gen_bool(0.03);
+            if duplicate {
+                q[k].clone()
+            } else {
+                q.swap_remove(k)
+            }
+        };
+        let (from, to, bytes) = message;
+        if lossy && self.rng.gen_bool(0.05) {
+            self.stats.lost += 1;
+            return Ok(());
+        }
+        if self.cut.contains(&from) || self.cut.contains(&to) {
+            self.stats.lost += 1;
+            return Ok(());
+        }
+        let Some(i) = self.index_of(to) else {
+            return Ok(());
+        };
+        self.turn(i, |r| r.receive(from, bytes))
+    }
+
+    fn advance(&mut self) -> Result<(), SimFailure> {
+        self.clock.advance(TICK);
+        for i in 0..NODES {
+            self.turn(i, SteppedRaft::tick)?;
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self, i: usize) -> Result<(), SimFailure> {
+        let n = self.submitted.len();
+        // A nonce from the seed and the count: the same run makes the same envelopes.
+        let mut nonce = [0u8; 24];
+        nonce[..8].copy_from_slice(&self.seed.to_be_bytes());
+        nonce[8..16].copy_from_slice(&(n as u64).to_be_bytes());
+        let (env, tx_id) = ordo_proto::envelope::create_signed_with_nonce(
+            &self.client,
+            CHANNEL,
+            HeaderType::Message,
+            Bytes::from(format!("envelope {n} of seed {}", self.seed)),
+            1,
+            &nonce,
+        );
+        let Some((support, raft)) = self.nodes[i].up.as_mut() else {
+            return Ok(());
+        };
+        self.stats.submitted += 1;
+        self.submitted.insert(tx_id.clone());
+        let block = match support.register_commit_waiter(&tx_id) {
+            Ok(block) => block,
+            Err(e) => return Err(self.fail(format!("waiter for {tx_id} refused: {e}"))),
+        };
+        let taken = raft.submit(OrderRequest {
+            envelope: Bytes::from(env.encode_to_vec()),
+            tx_id: tx_id.clone(),
+            config_seq: 0,
+        });
+        self.waiters.push(Waiter {
+            tx: tx_id,
+            node: i,
+            taken: Some(taken),
+            block,
+        });
+        self.turn(i, SteppedRaft::tick)
+    }
+
+    /// Collects what the nodes told the clients: a refusal ends the wait (as Broadcast
+    /// cancels the waiter), a block is an acknowledgement, a crash leaves it unknown.
+    fn collect_acks(&mut self) {
+        let mut still = Vec::new();
+        for mut w in std::mem::take(&mut self.waiters) {
+            if let Some(taken) = w.taken.as_mut() {
+                match taken.try_recv() {
+                    Ok(Ok(_)) => w.taken = None,
+                    Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => {
+                        if let Some((support, _)) = self.nodes[w.node].up.as_ref() {
+                            support.cancel_commit_waiter(&w.tx);
+                        }
+                        continue;
+                    }
+                    Err(oneshot::error::TryRecvError::Empty) => {}
+                }
+            }
+            match w.block.try_recv() {
+                Ok(Ok(block)) => {
+                    self.stats.acked += 1;
+                    self.acked.insert(w.tx, block);
+                }
+                Ok(Err(_)) => {} // told it was not ordered
+                Err(oneshot::error::TryRecvError::Empty) => still.push(w),
+                Err(oneshot::error::TryRecvError::Closed) => {} // its node crashed
+            }
+        }
+        self.waiters = still;
+    }
+
+    fn safety_step(&mut self) -> Result<(), SimFailure> {
+        let roll = self.rng.gen_range(0..100);
+        match roll {
+            0..=44 => self.deliver_one(true)?,
+            45..=64 => self.advance()?,
+            65..=84 => {
+                // A client picks a node; only an accepting leader takes the envelope.
+                let up = self.up_nodes();
+                if !up.is_empty() {
+                    let leader = up.iter().copied().find(|i| {
+                        self.nodes[*i]
+                            .up
+                            .as_ref()
+                            .is_some_and(|(_, r)| r.accepting())
+                    });
+                    let pick = match leader {
+                        Some(l) if self.rng.gen_bool(0.9) => l,
+                        _ => up[self.rng.gen_range(0..up.len())],
+                    };
+                    self.submit(pick)?;
+                }
+            }
+            85..=86 => {
+                let up = self.up_nodes();
+                if up.len() > 1 {
+                    let i = up[self.rng.gen_range(0..up.len())];
+                    if self.torn && self.rng.gen_bool(0.5) {
+                        let point = match self.rng.gen_range(0..3) {
+                            0 => CrashPoint::AfterApply,
+                            1 => CrashPoint::AfterPersist,
+                            _ => CrashPoint::AfterBlockPull,
+                        };
+                        if let Some((_, raft)) = self.nodes[i].up.as_mut() {
+                            raft.set_crash_point(Some(point));
+                        }
+                    } else {
+                        self.crash(i);
+                    }
+                }
+            }
+            87..=94 => {
+                let down: Vec<usize> = (0..NODES).filter(|i| self.nodes[*i].up.is_none()).collect();
+                if !down.is_empty() {
+                    let i = down[self.rng.gen_range(0..down.len())];
+                    self.start(i)
+                        .map_err(|e| self.fail(format!("restart: {e}")))?;
+                }
+            }
+            _ => {
+                if self.cut.is_empty() && self.rng.gen_bool(0.5) {
+                    let i = self.rng.gen_range(0..NODES);
+                    self.cut.insert(self.nodes[i].id);
+                } else {
+                    self.cut.clear();
+                }
+            }
+        }
+        self.collect_acks();
+        Ok(())
+    }
+
+    fn liveness(&mut self) -> Result<(), SimFailure> {
+        self.cut.clear();
+        for n in &mut self.nodes {
+            if let Some((_, raft)) = n.up.as_mut() {
+                raft.set_crash_point(None);
+            }
+        }
+        for i in 0..NODES {
+            if self.nodes[i].up.is_none() {
+                self.start(i)
+                    .map_err(|e| self.fail(format!("restart: {e}")))?;
+            }
+        }
+        let mut quiet = 0;
+        for step in 0..LIVENESS_STEPS {
+            self.step = SAFETY_STEPS + step;
+            while !self
+                .net
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+            {
+                self.deliver_one(false)?;
+            }
+            self.advance()?;
+            self.collect_acks();
+            let heights: Vec<u64> = self
+                .nodes
+                .iter()
+                .map(|n| n.up.as_ref().map_or(0, |(s, _)| s.height()))
+                .collect();
+            let same = heights.iter().all(|h| *h == heights[0]);
+            let settled = same && self.waiters.is_empty();
+            quiet = if settled { quiet + 1 } else { 0 };
+            // Several quiet rounds: no block cut by a timer is still on its way.
+            if quiet > 20 {
+                return Ok(());
+            }
+        }
+        let heights: Vec<u64> = self
+            .nodes
+            .iter()
+            .map(|n| n.up.as_ref().map_or(0, |(s, _)| s.height()))
+            .collect();
+        let leaders: Vec<bool> = self
+            .nodes
+            .iter()
+            .map(|n| n.up.as_ref().is_some_and(|(_, r)| r.is_leader()))
+            .collect();
+        let waiting: Vec<String> = self
+            .waiters
+            .iter()
+            .take(5)
+            .map(|w| {
+                let in_chain = self.nodes.iter().any(|n| n.txs.contains(&w.tx));
+                format!(
+                    "{} on {} (taken answer {}, in a chain: {in_chain})",
+                    &w.tx[..8],
+                    self.nodes[w.node].name,
+                    if w.taken.is_some() {
+                        "pending"
+                    } else {
+                        "received"
+                    }
+                )
+            })
+            .collect();
+        Err(self.fail(format!(
+            "no convergence after the faults stopped: heights {heights:?}, leaders {leaders:?}, {} envelopes still waiting: {}",
+            self.waiters.len(),
+            waiting.join("; ")
+        )))
+    }
+
+    /// Checks node `i`'s newly written blocks against the canonical chain.
+    fn check_node(&mut self, i: usize) -> Result<(), SimFailure> {
+        let Some((support, _)) = self.nodes[i].up.as_ref() else {
+            return Ok(());
+        };
+        let ledger = support.ledger().clone();
+        let height = ledger.height();
+        let from = self.nodes[i].checked;
+        for number in from..height {
+            let block = ledger
+                .block(number)
+                .map_err(|e| {
+                    self.fail(format!("{}: read block {number}: {e}", self.nodes[i].name))
+                })?
+                .ok_or_else(|| {
+                    self.fail(format!("{}: block {number} missing", self.nodes[i].name))
+                })?;
+            let hash = ordo_proto::block::hash(&block);
+            match self.canonical.get(&number) {
+                Some(h) if *h != hash => {
+                    return Err(self.fail(format!(
+                        "fork at block {number}: {} wrote another block than a node before it",
+                        self.nodes[i].name
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    self.canonical.insert(number, hash);
+                }
+            }
+            if number > 0 {
+                for tx in block_txs(&block) {
+                    if !self.submitted.contains(&tx) {
+                        return Err(
+                            self.fail(format!("block {number} holds {tx}, never submitted"))
+                        );
+                    }
+                    if !self.nodes[i].txs.insert(tx.clone()) {
+                        return Err(self.fail(format!(
+                            "{}: tx {tx} ordered twice (again in block {number})",
+                            self.nodes[i].name
+                        )));
+                    }
+                }
+            }
+        }
+        self.nodes[i].checked = height;
+        Ok(())
+    }
+
+    fn final_check(&mut self) -> Result<(), SimFailure> {
+        let Some((reference, _)) = self.nodes[0].up.as_ref() else {
+            return Err(self.fail("node 1 is down after liveness".into()));
+        };
+        let reference = reference.ledger().clone();
+        self.stats.blocks = reference.height();
+        let mut where_is: HashMap<String, u64> = HashMap::new();
+        for number in 1..reference.height() {
+            let block = reference
+                .block(number)
+                .ok()
+                .flatten()
+                .ok_or_else(|| self.fail(format!("block {number} unreadable")))?;
+            for tx in block_txs(&block) {
+                where_is.insert(tx, number);
+            }
+        }
+        for (tx, block) in &self.acked {
+            match where_is.get(tx) {
+                Some(b) if b == block => {}
+                Some(b) => {
+                    return Err(self.fail(format!(
+                        "tx {tx} was acknowledged in block {block} but is in block {b}"
+                    )))
+                }
+                None => {
+                    return Err(self.fail(format!(
+                        "tx {tx} was acknowledged in block {block} but is not in the chain"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+}
