@@ -594,6 +594,47 @@ fn a_deposed_leader_tells_the_waiters_of_its_lost_block() {
     assert_eq!(txs(&g.nodes[&1].ledger[1]), txs(&g.nodes[&2].ledger[1]));
 }
 
+/// The rule found by the raft simulation (seed 30): once an entry of a later term is
+/// applied, a deposed leader's proposals of earlier terms that were not written are
+/// lost — even when no block ever takes their height.
+#[test]
+fn a_deposed_leaders_lost_proposal_is_settled_by_a_later_terms_entry() {
+    let mut g = Group::new(3, 1);
+    g.elect(1);
+    g.propose(1, 1, None);
+    g.step(1, Input::Flush);
+    g.in_flight.clear();
+    let raw = &mut g.node(2).engine.raw;
+    let _ = raw.campaign();
+    g.step(2, Input::Flush);
+    for _ in 0..20 {
+        g.deliver_all(&[1]);
+        if g.nodes[&2].engine.status().accepting {
+            break;
+        }
+        g.tick(1);
+    }
+    assert!(g.nodes[&2].engine.status().accepting);
+    g.take(1);
+    for _ in 0..3 {
+        g.tick(3);
+        g.deliver_all(&[]);
+    }
+    let t = g.take(1);
+    assert!(
+        t.contains(
+            &"reject tx1: the raft leader changed before the envelope was ordered; resubmit"
+                .to_string()
+        ),
+        "tx1's waiter is told once node 2's empty entry applies: {t:?}"
+    );
+    assert!(
+        !t.iter().any(|l| l.starts_with("write block")),
+        "no block took its height: {t:?}"
+    );
+    assert_eq!(g.nodes[&1].ledger.len(), 1);
+}
+
 #[test]
 fn a_follower_behind_a_snapshot_catches_up_before_its_log_restarts() {
     let mut g = Group::new(3, 1);
