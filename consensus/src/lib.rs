@@ -15,7 +15,8 @@
 //! - [`support`]: `ChainSupport` and the configuration in force.
 //! - [`writer`]: the one block-writer loop of the solo and kafka backends.
 //! - [`waiters`]: the bounded, expiring registry of committed-mode waiters.
-//! - [`solo`]: the single-node backend.
+//! - [`solo`]: the single-node backend: a pure engine ([`solo::engine`]: cutter, timer,
+//!   config blocks) driven by a cutter task and the block writer.
 //! - [`raft`]: the crash-fault-tolerant backend on raft-rs: a pure engine
 //!   ([`raft::engine`], `step(Input) -> Vec<Command>`) and a thin driver that executes its
 //!   commands against RocksDB, the transport and the waiters.
@@ -34,6 +35,8 @@ pub mod kafka;
 pub mod raft;
 pub mod solo;
 pub mod support;
+#[cfg(test)]
+mod testing;
 pub mod waiters;
 pub mod writer;
 

@@ -55,7 +55,6 @@
 //! what was ordered) but the index keeps pointing at the first occurrence, which is the one
 //! validators treat as authoritative (later ones are `DUPLICATE_TXID`).
 
-use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -63,12 +62,11 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use bytes::Bytes;
 use ordo_proto::block::{self as chain, BlockError, GENESIS_PREVIOUS_HASH};
 use ordo_proto::hash::Hash;
-use ordo_proto::pb::common::{Block, Envelope, Payload};
+use ordo_proto::pb::common::Block;
 use prost::Message;
 use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompactionStyle, DBCompressionType,
-    DBIteratorWithThreadMode, DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions,
-    WriteBatch, WriteOptions,
+    DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 use thiserror::Error;
 use tokio::sync::watch;
@@ -77,12 +75,20 @@ pub mod backup;
 pub mod consensus_log;
 pub mod dirs;
 mod logged;
+mod open;
+mod read;
 mod state;
+mod tx_index;
 pub use backup::{BackupError, BackupWriter, Manifest};
 pub use consensus_log::{ConsensusLog, LogUpdate, CF_CONSENSUS_LOG, CF_CONSENSUS_STATE};
 pub use dirs::ChannelDirs;
 pub use logged::LogPosition;
 pub use state::{HistoryEntry, StateCommit, StateWrite, Version, VersionedValue};
+pub use tx_index::{TxIndex, TxLocation};
+
+use open::{cf_descriptors, db_options, recover_tip};
+use read::{decode_block, resolve_stored, BlockRange};
+use tx_index::{first_occurrences, settle_tx_index};
 
 /// Column family holding the blocks, keyed by big-endian block number.
 pub const CF_BLOCKS: &str = "blocks";
@@ -154,81 +160,6 @@ pub enum LedgerError {
     /// blocks, index entry of the wrong size). The ledger must not be served as is.
     #[error("corrupt ledger: {0}")]
     Corrupt(String),
-}
-
-/// Where a transaction id was first ordered: the block and the position of its envelope in
-/// the block's data. The index is what validators and `CommitStatus` need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TxLocation {
-    /// The block number.
-    pub block: u64,
-    /// The index of the envelope within the block's data.
-    pub index: u32,
-    /// The validation code a peer gave the transaction (`None` on an orderer's ledger,
-    /// where transactions are ordered, not validated).
-    pub code: Option<u8>,
-}
-
-impl TxLocation {
-    /// The `txids` value: block number `u64` BE ‖ index `u32` BE, then the validation code
-    /// byte on a peer's ledger.
-    fn encode(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(TX_LOCATION_LEN + 1);
-        out.extend_from_slice(&self.block.to_be_bytes());
-        out.extend_from_slice(&self.index.to_be_bytes());
-        if let Some(code) = self.code {
-            out.push(code);
-        }
-        out
-    }
-
-    fn decode(tx_id: &str, bytes: &[u8]) -> Result<Self, LedgerError> {
-        let bad = || {
-            LedgerError::Corrupt(format!(
-                "tx index entry for {tx_id:?} is {} bytes, expected {TX_LOCATION_LEN} or {}",
-                bytes.len(),
-                TX_LOCATION_LEN + 1
-            ))
-        };
-        let code = match bytes.len() {
-            TX_LOCATION_LEN => None,
-            n if n == TX_LOCATION_LEN + 1 => Some(bytes[TX_LOCATION_LEN]),
-            _ => return Err(bad()),
-        };
-        let block = bytes
-            .get(..8)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(bad)?;
-        let index = bytes
-            .get(8..TX_LOCATION_LEN)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(bad)?;
-        Ok(Self {
-            block: u64::from_be_bytes(block),
-            index: u32::from_be_bytes(index),
-            code,
-        })
-    }
-}
-
-/// Whether a ledger indexes its transactions by tx id.
-///
-/// Peers need the index (duplicate detection, `CommitStatus`); an orderer never looks a
-/// transaction up by id (its duplicate filter is a window in memory, refilled from the last
-/// blocks), and keeping the index cost it a RocksDB lookup and a memtable insert per
-/// envelope — about 8% of its CPU at full load. As in Fabric, the orderer's ledger indexes
-/// blocks by number only.
-///
-/// The choice is made when the ledger is created and recorded in it: reopening always
-/// uses the recorded choice, so an index is never partial. Ledgers created before the
-/// choice existed are indexed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TxIndex {
-    /// Every first occurrence of a tx id is indexed (peers, tools).
-    #[default]
-    On,
-    /// No tx-id index: [`BlockStore::tx_location`] answers [`LedgerError::NotIndexed`].
-    Off,
 }
 
 /// The chain tip as known in memory; moves only after the write that makes it durable.
@@ -628,37 +559,6 @@ impl BlockStore {
     }
 }
 
-/// The (index, tx id) of the first occurrence of each tx id among a block's envelopes.
-fn first_occurrences(block: &Block) -> Result<Vec<(u32, String)>, LedgerError> {
-    let data = block
-        .data
-        .as_ref()
-        .map(|d| d.data.as_slice())
-        .unwrap_or_default();
-    let mut seen = HashSet::new();
-    let mut candidates = Vec::new();
-    for (i, entry) in data.iter().enumerate() {
-        let Some(tx_id) = tx_id_of(entry) else {
-            continue;
-        };
-        if seen.insert(tx_id.clone()) {
-            let index = u32::try_from(i).map_err(|_| {
-                LedgerError::InvalidBlock(format!("more than {} data entries", u32::MAX))
-            })?;
-            candidates.push((index, tx_id));
-        }
-    }
-    Ok(candidates)
-}
-
-/// The tx id carried by a block data entry, if it is an envelope with a non-empty one.
-fn tx_id_of(entry: &Bytes) -> Option<String> {
-    let envelope = Envelope::decode(entry.clone()).ok()?;
-    let payload = Payload::decode(envelope.payload).ok()?;
-    let tx_id = payload.header?.tx_id;
-    (!tx_id.is_empty()).then_some(tx_id)
-}
-
 /// Whether an append recomputes the block's Merkle data hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataCheck {
@@ -668,227 +568,9 @@ pub enum DataCheck {
     TrustBuilder,
 }
 
-/// Blocks `next..end` from one forward iterator; ends after the first error.
-struct BlockRange<'a> {
-    db: &'a Db,
-    iter: Option<DBIteratorWithThreadMode<'a, Db>>,
-    pending_error: Option<LedgerError>,
-    next: u64,
-    end: u64,
-}
-
-impl Iterator for BlockRange<'_> {
-    type Item = Result<Block, LedgerError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if let Some(e) = self.pending_error.take() {
-            return Some(Err(e));
-        }
-        if self.next >= self.end {
-            return None;
-        }
-        let number = self.next;
-        let result = match self.iter.as_mut()?.next() {
-            None => Err(LedgerError::Corrupt(format!(
-                "block {number} is below the height but missing"
-            ))),
-            Some(Err(e)) => Err(e.into()),
-            Some(Ok((key, value))) if key.as_ref() == number.to_be_bytes() => {
-                resolve_stored(self.db, number, value.into_vec())
-                    .and_then(|bytes| decode_block(number, bytes))
-            }
-            Some(Ok((key, _))) => Err(LedgerError::Corrupt(format!(
-                "expected block {number}, found key {key:02x?}"
-            ))),
-        };
-        if result.is_ok() {
-            self.next += 1;
-        } else {
-            self.iter = None;
-        }
-        Some(result)
-    }
-}
-
 fn cf<'a>(db: &'a Db, name: &str) -> Result<&'a ColumnFamily, LedgerError> {
     db.cf_handle(name)
         .ok_or_else(|| LedgerError::Corrupt(format!("column family {name:?} missing")))
-}
-
-/// The block encoding behind a stored `blocks` value (inline, or a reference into the
-/// consensus log).
-fn resolve_stored(db: &Db, number: u64, value: Vec<u8>) -> Result<Bytes, LedgerError> {
-    logged::resolve(number, value, |index| {
-        Ok(db.get_cf(cf(db, CF_CONSENSUS_LOG)?, index.to_be_bytes())?)
-    })
-}
-
-/// Decodes stored block bytes and checks they are the block stored under `number`.
-fn decode_block(number: u64, bytes: Bytes) -> Result<Block, LedgerError> {
-    let block = Block::decode(bytes)
-        .map_err(|e| LedgerError::Corrupt(format!("block {number} does not decode: {e}")))?;
-    let stored_number = block.header.as_ref().map(|h| h.number);
-    if stored_number != Some(number) {
-        return Err(LedgerError::Corrupt(format!(
-            "block stored under {number} carries number {stored_number:?}"
-        )));
-    }
-    Ok(block)
-}
-
-/// Reads the tip from `meta` and checks it against the stored blocks.
-/// The ledger's [`TxIndex`]: the recorded one, or — for an empty ledger — `wanted`,
-/// recorded now (synced) when it is [`TxIndex::Off`].
-fn settle_tx_index(db: &Db, height: u64, wanted: TxIndex) -> Result<TxIndex, LedgerError> {
-    let meta = cf(db, CF_META)?;
-    let recorded = match db.get_cf(meta, META_TX_INDEX)? {
-        Some(v) if v.as_slice() == b"off" => Some(TxIndex::Off),
-        Some(v) => {
-            return Err(LedgerError::Corrupt(format!(
-                "meta tx_index is {v:02x?}, expected \"off\""
-            )))
-        }
-        None => None,
-    };
-    match (recorded, height) {
-        (Some(choice), _) => Ok(choice),
-        (None, 0) if wanted == TxIndex::Off => {
-            let mut opts = WriteOptions::default();
-            opts.set_sync(true);
-            db.put_cf_opt(meta, META_TX_INDEX, b"off", &opts)?;
-            Ok(TxIndex::Off)
-        }
-        (None, _) => Ok(TxIndex::On),
-    }
-}
-
-fn recover_tip(db: &Db) -> Result<Tip, LedgerError> {
-    let meta = cf(db, CF_META)?;
-    let blocks = cf(db, CF_BLOCKS)?;
-    let height = match db.get_cf(meta, META_HEIGHT)? {
-        None => 0,
-        Some(v) => u64::from_be_bytes(v.as_slice().try_into().map_err(|_| {
-            LedgerError::Corrupt(format!("meta height is {} bytes, expected 8", v.len()))
-        })?),
-    };
-    let last_hash = match db.get_cf(meta, META_LAST_HASH)? {
-        None => None,
-        Some(v) => Some(Hash::try_from(v.as_slice()).map_err(|_| {
-            LedgerError::Corrupt(format!("meta last_hash is {} bytes, expected 32", v.len()))
-        })?),
-    };
-
-    // Appends write the tip with the block, so nothing may be stored at or beyond it.
-    let start = height.to_be_bytes();
-    if let Some(item) = db
-        .iterator_cf(blocks, IteratorMode::From(&start, Direction::Forward))
-        .next()
-    {
-        let (key, _) = item?;
-        return Err(LedgerError::Corrupt(format!(
-            "block key {key:02x?} stored at or beyond the height {height}"
-        )));
-    }
-
-    match (height, last_hash) {
-        (0, None) => Ok(Tip {
-            height: 0,
-            last_hash: None,
-        }),
-        (0, Some(_)) => Err(LedgerError::Corrupt(
-            "meta has a last hash but height 0".into(),
-        )),
-        (_, None) => Err(LedgerError::Corrupt(format!(
-            "meta has height {height} but no last hash"
-        ))),
-        (_, Some(expected)) => {
-            let number = height - 1;
-            let bytes = db.get_cf(blocks, number.to_be_bytes())?.ok_or_else(|| {
-                LedgerError::Corrupt(format!("last block {number} (height {height}) is missing"))
-            })?;
-            let block = decode_block(number, resolve_stored(db, number, bytes)?)?;
-            chain::check_structure(&block, None)
-                .map_err(|e| LedgerError::Corrupt(format!("last block: {e}")))?;
-            if chain::hash(&block) != expected {
-                return Err(LedgerError::Corrupt(format!(
-                    "last block {number} does not hash to meta last_hash"
-                )));
-            }
-            Ok(Tip {
-                height,
-                last_hash: Some(expected),
-            })
-        }
-    }
-}
-
-/// Database-wide options: modest, because a node opens one ledger per channel and the
-/// machines may be small.
-fn db_options() -> Options {
-    let mut opts = Options::default();
-    opts.create_if_missing(true);
-    opts.create_missing_column_families(true);
-    opts.set_max_background_jobs(2);
-    // `meta` gets a few bytes per block and would rarely flush on its own, pinning every
-    // WAL file since its last flush; a WAL cap forces the flush and bounds the disk used.
-    // Each cap hit flushes every column family, so it must not be small: a 64 MiB cap
-    // flushed the small column families every few seconds under raft load, feeding
-    // compactions of tiny files.
-    opts.set_max_total_wal_size(256 << 20);
-    opts.set_keep_log_file_num(4);
-    // The default, spelled out: recovery replays the WAL up to the last intact record,
-    // which after a synced write includes every acknowledged block.
-    opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
-    opts
-}
-
-fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
-    let mut blocks = Options::default();
-    blocks.set_compression_type(DBCompressionType::Lz4);
-    // Blocks are large, written once and never updated: keep their bytes in blob files so
-    // that compaction moves only the small keys instead of rewriting every block.
-    blocks.set_enable_blob_files(true);
-    blocks.set_min_blob_size(4096);
-    // Envelopes are mostly signed, high-entropy payloads: compressing them costs CPU on
-    // the write path and saves little.
-    blocks.set_blob_compression_type(DBCompressionType::None);
-
-    // Almost every lookup at append is for a tx id that is not there yet: a bloom filter
-    // answers most of them without reading a data block.
-    let mut txids = Options::default();
-    txids.set_compression_type(DBCompressionType::Lz4);
-    let mut table = BlockBasedOptions::default();
-    table.set_bloom_filter(10.0, false);
-    txids.set_block_based_table_factory(&table);
-    // The same for the memtable, where the recent ids live: the orderer asks about every
-    // new tx id it receives (duplicate detection), and a miss should not walk the skiplist.
-    txids.set_memtable_prefix_bloom_ratio(0.1);
-    txids.set_memtable_whole_key_filtering(true);
-    // Tx ids are random, so every new file overlaps the whole key range: leveled
-    // compaction would rewrite all of level 1 for each flush (write amplification growing
-    // with the ledger). Universal compaction merges runs of similar size instead.
-    txids.set_compaction_style(DBCompactionStyle::Universal);
-
-    // Raft entries carry whole blocks, and the blocks of committed entries stay where
-    // they are for good (the ledger refers to them: see `logged`): in blob files they are
-    // written once at flush and never moved by compaction. No blob garbage collection:
-    // it would relocate live blobs of old files (rewriting the blocks it exists to avoid
-    // rewriting); the only garbage is the rare uncommitted tail a new leader replaces.
-    let mut consensus_log = Options::default();
-    consensus_log.set_compression_type(DBCompressionType::None);
-    consensus_log.set_enable_blob_files(true);
-    consensus_log.set_min_blob_size(4096);
-    consensus_log.set_blob_compression_type(DBCompressionType::None);
-
-    vec![
-        ColumnFamilyDescriptor::new(CF_BLOCKS, blocks),
-        ColumnFamilyDescriptor::new(CF_TXIDS, txids),
-        ColumnFamilyDescriptor::new(CF_META, Options::default()),
-        ColumnFamilyDescriptor::new(CF_STATE, state::cf_options()),
-        ColumnFamilyDescriptor::new(CF_HISTORY, state::cf_options()),
-        ColumnFamilyDescriptor::new(CF_CONSENSUS_LOG, consensus_log),
-        ColumnFamilyDescriptor::new(CF_CONSENSUS_STATE, Options::default()),
-    ]
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use super::*;
-use ordo_proto::pb::common::{Header, HeaderType};
+use ordo_proto::pb::common::{Envelope, Header, HeaderType, Payload};
 
 fn envelope(tx_id: &str) -> Bytes {
     let payload = Payload {

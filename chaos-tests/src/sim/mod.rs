@@ -23,6 +23,7 @@ use std::fmt;
 pub mod cutter;
 pub mod kafka;
 pub mod raft;
+mod raft_check;
 pub mod raft_disk;
 
 /// A seed whose run broke a property.

@@ -36,22 +36,18 @@ use ordo_consensus::raft::{raft_id, raft_position, recovery, RaftOptions};
 use ordo_consensus::support::ConfigState;
 use ordo_proto::block;
 use ordo_proto::identity::{Enrollment, Identity};
-use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, BlockMetadata, ChannelConfig, Consenter, HeaderType, OrdererConfig,
-    Organization, Role,
-};
-use ordo_proto::policy::build as policy;
+use ordo_proto::pb::common::{Block, BlockMetadata, Consenter, HeaderType, Role};
 
+use super::raft_check::{
+    block_txs, channel_config, check_acked, options, ChainCheck, CHANNEL, TICK,
+};
 use super::SimFailure;
 
-const CHANNEL: &str = "sim";
 const NODES: usize = 3;
 /// Steps of the safety phase.
 const SAFETY_STEPS: usize = 1_500;
 /// Most steps of the liveness phase.
 const LIVENESS_STEPS: usize = 20_000;
-/// One raft tick of simulated time.
-const TICK: Duration = Duration::from_millis(10);
 
 /// What a run did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -102,9 +98,8 @@ struct Sim {
     /// (from, to, message) sent and not yet delivered or lost.
     in_flight: Vec<(u64, u64, Vec<u8>)>,
     client: Identity,
-    /// The first block seen at each height (hash).
-    canonical: BTreeMap<u64, [u8; 32]>,
-    submitted: BTreeSet<String>,
+    /// The safety checks, and every envelope submitted.
+    check: ChainCheck,
     /// Committed-mode waiters not answered yet: tx id → the node it waits on.
     waiting: BTreeMap<String, usize>,
     /// Proposals whose sender waits for the engine's answer: waiter → tx id.
@@ -123,19 +118,6 @@ struct Sim {
 fn seeded_key(seed: u64, purpose: u64) -> SigningKey {
     let mut rng = StdRng::seed_from_u64(seed ^ purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     SigningKey::from_bytes(&rng.gen())
-}
-
-fn options(seed: u64) -> RaftOptions {
-    RaftOptions {
-        tick_interval: TICK,
-        election_tick: 10,
-        heartbeat_tick: 2,
-        max_inflight_blocks: 3,
-        // Small: snapshots, log compaction and catch-ups happen in most runs.
-        snapshot_interval_bytes: 16 * 1024,
-        queue_capacity: 1_000,
-        election_seed: Some(seed),
-    }
 }
 
 /// Runs one seed; crashes come between steps.
@@ -190,32 +172,7 @@ impl Sim {
             });
             names.push(name);
         }
-        let config = ChannelConfig {
-            channel_id: CHANNEL.into(),
-            sequence: 0,
-            orgs: vec![Organization {
-                name: "A".into(),
-                root_public_keys: vec![ca.verifying_key().to_bytes().to_vec().into()],
-                ..Default::default()
-            }],
-            orderer: Some(OrdererConfig {
-                consensus_type: "raft".into(),
-                batch_size: Some(BatchSize {
-                    max_message_count: 4,
-                    absolute_max_bytes: 1 << 20,
-                    preferred_max_bytes: 1 << 19,
-                }),
-                batch_timeout_ms: 50,
-                ack_mode: AckMode::Committed as i32,
-                consenters,
-                ..Default::default()
-            }),
-            readers: Some(policy::any_member(&[], &[])),
-            writers: Some(policy::any_member(&[], &[Role::Client])),
-            admins: Some(policy::majority(&[], Role::Admin)),
-            block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-            chaincodes: vec![],
-        };
+        let config = channel_config(&ca, consenters);
         let genesis = ordo_proto::config::genesis_block(&config, 1).map_err(|e| e.to_string())?;
         let state = Arc::new(ConfigState::new(config, 0).map_err(|e| e.to_string())?);
         let ids: Vec<u64> = names.iter().map(|n| raft_id(n)).collect();
@@ -245,8 +202,7 @@ impl Sim {
             nodes,
             in_flight: Vec::new(),
             client,
-            canonical: BTreeMap::new(),
-            submitted: BTreeSet::new(),
+            check: ChainCheck::default(),
             waiting: BTreeMap::new(),
             answers: BTreeMap::new(),
             next_waiter: 0,
@@ -524,7 +480,7 @@ impl Sim {
         if self.nodes[i].engine.is_none() {
             return Ok(());
         }
-        let n = self.submitted.len();
+        let n = self.check.submitted.len();
         let mut nonce = [0u8; 24];
         nonce[..8].copy_from_slice(&self.seed.to_be_bytes());
         nonce[8..16].copy_from_slice(&(n as u64).to_be_bytes());
@@ -537,7 +493,7 @@ impl Sim {
             &nonce,
         );
         self.stats.submitted += 1;
-        self.submitted.insert(tx_id.clone());
+        self.check.submitted.insert(tx_id.clone());
         self.waiting.insert(tx_id.clone(), i);
         self.next_waiter += 1;
         self.answers.insert(self.next_waiter, tx_id.clone());
@@ -673,77 +629,26 @@ impl Sim {
 
     /// Checks node `i`'s newly written blocks against the canonical chain.
     fn check_node(&mut self, i: usize) -> Result<(), SimFailure> {
-        let height = self.nodes[i].disk.ledger.len() as u64;
-        for number in self.nodes[i].checked..height {
-            let block = &self.nodes[i].disk.ledger[number as usize];
-            let hash = block::hash(block);
-            let txs = block_txs(block);
-            match self.canonical.get(&number) {
-                Some(h) if *h != hash => {
-                    return Err(self.fail(format!(
-                        "fork at block {number}: {} wrote another block than a node before it",
-                        self.nodes[i].name
-                    )))
-                }
-                Some(_) => {}
-                None => {
-                    self.canonical.insert(number, hash);
-                }
-            }
-            if number > 0 {
-                for tx in txs {
-                    if !self.submitted.contains(&tx) {
-                        return Err(
-                            self.fail(format!("block {number} holds {tx}, never submitted"))
-                        );
-                    }
-                    if !self.nodes[i].txs.insert(tx.clone()) {
-                        return Err(self.fail(format!(
-                            "{}: tx {tx} ordered twice (again in block {number})",
-                            self.nodes[i].name
-                        )));
-                    }
-                }
+        let node = &mut self.nodes[i];
+        let height = node.disk.ledger.len() as u64;
+        let mut broken = None;
+        for number in node.checked..height {
+            let block = &node.disk.ledger[number as usize];
+            if let Err(what) = self.check.block(&node.name, &mut node.txs, number, block) {
+                broken = Some(what);
+                break;
             }
         }
-        self.nodes[i].checked = height;
-        Ok(())
+        node.checked = height;
+        match broken {
+            Some(what) => Err(self.fail(what)),
+            None => Ok(()),
+        }
     }
 
     fn final_check(&mut self) -> Result<(), SimFailure> {
         let reference = &self.nodes[0].disk.ledger;
         self.stats.blocks = reference.len() as u64;
-        let mut where_is: BTreeMap<String, u64> = BTreeMap::new();
-        for (number, block) in reference.iter().enumerate().skip(1) {
-            for tx in block_txs(block) {
-                where_is.insert(tx, number as u64);
-            }
-        }
-        for (tx, block) in &self.acked {
-            match where_is.get(tx) {
-                Some(b) if b == block => {}
-                Some(b) => {
-                    return Err(self.fail(format!(
-                        "tx {tx} was acknowledged in block {block} but is in block {b}"
-                    )))
-                }
-                None => {
-                    return Err(self.fail(format!(
-                        "tx {tx} was acknowledged in block {block} but is not in the chain"
-                    )))
-                }
-            }
-        }
-        Ok(())
+        check_acked(reference.iter().cloned(), &self.acked).map_err(|what| self.fail(what))
     }
-}
-
-/// The tx ids of a block's envelopes.
-pub(super) fn block_txs(block: &Block) -> Vec<String> {
-    block
-        .data
-        .iter()
-        .flat_map(|d| d.data.iter())
-        .filter_map(|e| ordo_proto::envelope::tx_id_of(e))
-        .collect()
 }

@@ -19,7 +19,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
@@ -30,28 +29,21 @@ use tokio::sync::oneshot;
 
 use ordo_consensus::chain::{BoxFuture, ChainError, OrderRequest};
 use ordo_consensus::raft::{
-    raft_id, CrashPoint, ManualClock, RaftOptions, RaftSetup, RaftTransport, SteppedRaft,
+    raft_id, CrashPoint, ManualClock, RaftSetup, RaftTransport, SteppedRaft,
 };
 use ordo_consensus::ChainSupport;
 use ordo_ledger::BlockStore;
 use ordo_proto::identity::{Enrollment, Identity};
-use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, ChannelConfig, Consenter, HeaderType, OrdererConfig, Organization,
-    Role,
-};
-use ordo_proto::policy::build as policy;
+use ordo_proto::pb::common::{Block, Consenter, HeaderType, Role};
 
-use super::raft::block_txs;
+use super::raft_check::{channel_config, check_acked, options, ChainCheck, CHANNEL, TICK};
 use super::SimFailure;
 
-const CHANNEL: &str = "sim";
 const NODES: usize = 3;
 /// Steps of the safety phase.
 const SAFETY_STEPS: usize = 1_500;
 /// Most steps of the liveness phase.
 const LIVENESS_STEPS: usize = 20_000;
-/// One raft tick of simulated time.
-const TICK: Duration = Duration::from_millis(10);
 
 pub use super::raft::RaftSimStats;
 
@@ -162,9 +154,8 @@ struct Sim {
     nodes: Vec<Node>,
     genesis: Block,
     client: Identity,
-    /// The first block seen at each height (hash).
-    canonical: BTreeMap<u64, [u8; 32]>,
-    submitted: BTreeSet<String>,
+    /// The safety checks, and every envelope submitted.
+    check: ChainCheck,
     /// Envelopes handed to a node: tx id, the node's answer (taken or not), the
     /// committed-mode waiter (its block).
     waiters: Vec<Waiter>,
@@ -187,19 +178,6 @@ struct Waiter {
 fn member(ca: &SigningKey, role: Role, name: &str) -> Identity {
     let key = ordo_proto::crypto::generate_signing_key();
     Identity::enroll(ca, key, &Enrollment::new("A", role, name))
-}
-
-fn options(seed: u64) -> RaftOptions {
-    RaftOptions {
-        tick_interval: TICK,
-        election_tick: 10,
-        heartbeat_tick: 2,
-        max_inflight_blocks: 3,
-        // Small: snapshots, log compaction and block pulls happen in most runs.
-        snapshot_interval_bytes: 16 * 1024,
-        queue_capacity: 1_000,
-        election_seed: Some(seed),
-    }
 }
 
 /// Runs one seed; crashes come between turns.
@@ -270,32 +248,7 @@ impl Sim {
                 txs: BTreeSet::new(),
             });
         }
-        let config = ChannelConfig {
-            channel_id: CHANNEL.into(),
-            sequence: 0,
-            orgs: vec![Organization {
-                name: "A".into(),
-                root_public_keys: vec![ca.verifying_key().to_bytes().to_vec().into()],
-                ..Default::default()
-            }],
-            orderer: Some(OrdererConfig {
-                consensus_type: "raft".into(),
-                batch_size: Some(BatchSize {
-                    max_message_count: 4,
-                    absolute_max_bytes: 1 << 20,
-                    preferred_max_bytes: 1 << 19,
-                }),
-                batch_timeout_ms: 50,
-                ack_mode: AckMode::Committed as i32,
-                consenters: consenters.clone(),
-                ..Default::default()
-            }),
-            readers: Some(policy::any_member(&[], &[])),
-            writers: Some(policy::any_member(&[], &[Role::Client])),
-            admins: Some(policy::majority(&[], Role::Admin)),
-            block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-            chaincodes: vec![],
-        };
+        let config = channel_config(&ca, consenters.clone());
         let genesis = ordo_proto::config::genesis_block(&config, 1).map_err(|e| e.to_string())?;
         let mut sim = Self {
             seed,
@@ -307,8 +260,7 @@ impl Sim {
             nodes,
             genesis,
             client,
-            canonical: BTreeMap::new(),
-            submitted: BTreeSet::new(),
+            check: ChainCheck::default(),
             waiters: Vec::new(),
             acked: BTreeMap::new(),
             cut: BTreeSet::new(),
@@ -455,7 +407,7 @@ impl Sim {
     }
 
     fn submit(&mut self, i: usize) -> Result<(), SimFailure> {
-        let n = self.submitted.len();
+        let n = self.check.submitted.len();
         // A nonce from the seed and the count: the same run makes the same envelopes.
         let mut nonce = [0u8; 24];
         nonce[..8].copy_from_slice(&self.seed.to_be_bytes());
@@ -472,7 +424,7 @@ impl Sim {
             return Ok(());
         };
         self.stats.submitted += 1;
-        self.submitted.insert(tx_id.clone());
+        self.check.submitted.insert(tx_id.clone());
         let block = match support.register_commit_waiter(&tx_id) {
             Ok(block) => block,
             Err(e) => return Err(self.fail(format!("waiter for {tx_id} refused: {e}"))),
@@ -674,33 +626,9 @@ impl Sim {
                 .ok_or_else(|| {
                     self.fail(format!("{}: block {number} missing", self.nodes[i].name))
                 })?;
-            let hash = ordo_proto::block::hash(&block);
-            match self.canonical.get(&number) {
-                Some(h) if *h != hash => {
-                    return Err(self.fail(format!(
-                        "fork at block {number}: {} wrote another block than a node before it",
-                        self.nodes[i].name
-                    )))
-                }
-                Some(_) => {}
-                None => {
-                    self.canonical.insert(number, hash);
-                }
-            }
-            if number > 0 {
-                for tx in block_txs(&block) {
-                    if !self.submitted.contains(&tx) {
-                        return Err(
-                            self.fail(format!("block {number} holds {tx}, never submitted"))
-                        );
-                    }
-                    if !self.nodes[i].txs.insert(tx.clone()) {
-                        return Err(self.fail(format!(
-                            "{}: tx {tx} ordered twice (again in block {number})",
-                            self.nodes[i].name
-                        )));
-                    }
-                }
+            let node = &mut self.nodes[i];
+            if let Err(what) = self.check.block(&node.name, &mut node.txs, number, &block) {
+                return Err(self.fail(what));
             }
         }
         self.nodes[i].checked = height;
@@ -713,32 +641,10 @@ impl Sim {
         };
         let reference = reference.ledger().clone();
         self.stats.blocks = reference.height();
-        let mut where_is: HashMap<String, u64> = HashMap::new();
-        for number in 1..reference.height() {
-            let block = reference
-                .block(number)
-                .ok()
-                .flatten()
-                .ok_or_else(|| self.fail(format!("block {number} unreadable")))?;
-            for tx in block_txs(&block) {
-                where_is.insert(tx, number);
-            }
-        }
-        for (tx, block) in &self.acked {
-            match where_is.get(tx) {
-                Some(b) if b == block => {}
-                Some(b) => {
-                    return Err(self.fail(format!(
-                        "tx {tx} was acknowledged in block {block} but is in block {b}"
-                    )))
-                }
-                None => {
-                    return Err(self.fail(format!(
-                        "tx {tx} was acknowledged in block {block} but is not in the chain"
-                    )))
-                }
-            }
-        }
-        Ok(())
+        let blocks: Vec<Block> = reference
+            .blocks(0, reference.height())
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.fail(format!("final chain unreadable: {e}")))?;
+        check_acked(blocks.into_iter(), &self.acked).map_err(|what| self.fail(what))
     }
 }

@@ -10,28 +10,19 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use ed25519_dalek::SigningKey;
 use prost::Message as _;
 use protobuf::Message as _;
 
 use ordo_proto::block;
-use ordo_proto::identity::{Enrollment, Identity};
-use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, ChannelConfig, HeaderType, OrdererConfig, Organization, Role,
-};
-use ordo_proto::policy::build as policy;
+use ordo_proto::pb::common::Block;
 
 use super::*;
 use crate::chain::OrderRequest;
 use crate::raft::storage::LogView;
+use crate::support::ConfigState;
+use crate::testing::{envelope, genesis, CHANNEL};
 
-const CHANNEL: &str = "engine-test";
 const TICK: Duration = Duration::from_millis(10);
-
-fn key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32])
-}
 
 fn options() -> RaftOptions {
     RaftOptions {
@@ -48,77 +39,6 @@ fn options() -> RaftOptions {
 /// The raft id of consenter `n` (1-based): transcripts name nodes by `n`.
 fn raft_id_of(n: u64) -> u64 {
     crate::raft::raft_id(&format!("orderer{n}"))
-}
-
-/// The channel's genesis block: one org, consenters `1..=size`, blocks of at most
-/// `max_count` envelopes.
-fn genesis(size: u64, max_count: u32) -> Block {
-    let consenters = (1..=size)
-        .map(|n| {
-            let name = format!("orderer{n}");
-            let identity = Identity::enroll(
-                &key(1),
-                key(10 + n as u8),
-                &Enrollment::new("A", Role::Orderer, &name),
-            );
-            ordo_proto::pb::common::Consenter {
-                id: name,
-                endpoint: format!("test:{n}"),
-                certificate: identity.cert_bytes().clone(),
-                ..Default::default()
-            }
-        })
-        .collect();
-    let config = ChannelConfig {
-        channel_id: CHANNEL.into(),
-        sequence: 0,
-        orgs: vec![Organization {
-            name: "A".into(),
-            root_public_keys: vec![key(1).verifying_key().to_bytes().to_vec().into()],
-            ..Default::default()
-        }],
-        orderer: Some(OrdererConfig {
-            consensus_type: "raft".into(),
-            batch_size: Some(BatchSize {
-                max_message_count: max_count,
-                absolute_max_bytes: 4096,
-                preferred_max_bytes: 4096,
-            }),
-            batch_timeout_ms: 50,
-            ack_mode: AckMode::Committed as i32,
-            consenters,
-            ..Default::default()
-        }),
-        readers: Some(policy::any_member(&[], &[])),
-        writers: Some(policy::any_member(&[], &[Role::Client])),
-        admins: Some(policy::majority(&[], Role::Admin)),
-        block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-        chaincodes: vec![],
-    };
-    ordo_proto::config::genesis_block(&config, 1).expect("genesis")
-}
-
-fn client() -> Identity {
-    Identity::enroll(
-        &key(1),
-        key(2),
-        &Enrollment::new("A", Role::Client, "client"),
-    )
-}
-
-/// An envelope whose tx id the test names by `n`.
-fn envelope(n: u64, size: usize) -> (Bytes, String) {
-    let mut nonce = [0u8; 24];
-    nonce[..8].copy_from_slice(&n.to_be_bytes());
-    let (env, tx_id) = ordo_proto::envelope::create_signed_with_nonce(
-        &client(),
-        CHANNEL,
-        HeaderType::Message,
-        Bytes::from(vec![b'x'; size]),
-        1,
-        &nonce,
-    );
-    (Bytes::from(env.encode_to_vec()), tx_id)
 }
 
 /// One node: its engine, its ledger, what it was asked to do.
@@ -633,6 +553,79 @@ fn a_deposed_leaders_lost_proposal_is_settled_by_a_later_terms_entry() {
         "no block took its height: {t:?}"
     );
     assert_eq!(g.nodes[&1].ledger.len(), 1);
+}
+
+/// A config block that removes a consenter goes as the context of a raft conf change:
+/// every node makes the new voter set durable, then writes the config block; the
+/// removed node stops.
+#[test]
+fn a_membership_change_commits_with_its_config_block() {
+    let mut g = Group::new(3, 10);
+    g.elect(1);
+    let mut config = ordo_proto::config::config_from_block(&genesis(3, 10)).expect("config");
+    config.sequence = 1;
+    config
+        .orderer
+        .as_mut()
+        .expect("orderer")
+        .consenters
+        .truncate(2);
+    let data = ordo_proto::pb::common::ConfigEnvelope {
+        config: config.encode_to_vec().into(),
+        last_update: Default::default(),
+    };
+    let (env, tx_id) = ordo_proto::envelope::create_signed_with_nonce(
+        &crate::testing::client(),
+        CHANNEL,
+        ordo_proto::pb::common::HeaderType::Config,
+        data.encode_to_vec().into(),
+        1,
+        &[9; 24],
+    );
+    g.names.insert(tx_id.clone(), "cfg".into());
+    for id in [1, 2, 3] {
+        g.take(id);
+    }
+    g.step(
+        1,
+        Input::Propose(Proposal {
+            request: OrderRequest {
+                envelope: env.encode_to_vec().into(),
+                tx_id,
+                config_seq: 0,
+            },
+            is_config: true,
+            forwarded: false,
+            waiter: Some(4),
+        }),
+    );
+    assert_eq!(g.take(1), lines("answer 4 taken in term 1"));
+    g.step(1, Input::Flush);
+    for _ in 0..3 {
+        g.deliver_all(&[]);
+        g.tick(1);
+    }
+    let voters = format!("persist voters [{}, {}]", raft_id_of(1), raft_id_of(2));
+    let voters_alt = format!("persist voters [{}, {}]", raft_id_of(2), raft_id_of(1));
+    for (id, origin) in [(1, "ProposedConfig"), (2, "Replicated"), (3, "Replicated")] {
+        let t = g.take(id);
+        let persisted = t
+            .iter()
+            .position(|l| *l == voters || *l == voters_alt)
+            .unwrap_or_else(|| panic!("node {id} records the new voters: {t:?}"));
+        let written = t
+            .iter()
+            .position(|l| *l == format!("write block 1 {origin} [cfg]"))
+            .unwrap_or_else(|| panic!("node {id} writes the config block: {t:?}"));
+        assert!(
+            persisted < written,
+            "node {id}: voters durable before the block"
+        );
+        if id == 3 {
+            assert_eq!(t.last().map(String::as_str), Some("stop Evicted"), "{t:?}");
+        }
+    }
+    assert_eq!(g.nodes[&1].engine.voters().len(), 2);
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //!
 //! Two stages so that cutting never waits for a disk flush:
 //! - the *cutter task* receives envelopes from a bounded queue (backpressure for
-//!   Broadcast), feeds the [`BlockCutter`] and runs the batch timer;
+//!   Broadcast), feeds the pure [`engine::SoloEngine`] (cutter and batch timer) and
+//!   carries out what it decides;
 //! - the *writer thread* turns each cut batch into a block, signs it and appends it to the
 //!   ledger with one fsync per block (a plain thread, because the fsync blocks).
 //!
@@ -21,9 +22,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::chain::{BoxFuture, Chain, ChainError, ChainStatus, OrderRequest};
-use crate::cutter::BlockCutter;
 use crate::support::ChainSupport;
 use crate::writer::WriteJob;
+
+pub mod engine;
+use engine::{Command, Input, SoloEngine};
 
 /// Tunables of the solo backend.
 #[derive(Debug, Clone, Copy)]
@@ -189,62 +192,143 @@ async fn cutter_loop(
     failed: Arc<AtomicBool>,
     on_exit: impl std::future::Future<Output = ()>,
 ) {
-    let state = support.state();
-    let mut cutter: BlockCutter<Bytes> = BlockCutter::new(state.limits);
-    let mut timeout = state.batch_timeout;
-    let mut deadline: Option<Instant> = None;
-    info!(channel = support.channel_id(), "solo chain started");
+    let mut driver = Driver {
+        engine: SoloEngine::new(support.state()),
+        epoch: Instant::now(),
+        deadline: None,
+        support,
+        wtx,
+    };
+    info!(channel = driver.support.channel_id(), "solo chain started");
     loop {
-        let sleep_until =
-            deadline.unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600));
-        tokio::select! {
+        let sleep_until = driver
+            .deadline
+            .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600));
+        let alive = tokio::select! {
             biased;
             _ = halt.cancelled() => break,
-            _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => {
-                deadline = None;
-                let batch = cutter.cut();
-                if !batch.is_empty() && !send(&wtx, batch).await {
-                    break;
-                }
+            _ = tokio::time::sleep_until(sleep_until), if driver.deadline.is_some() => {
+                let time = driver.time();
+                driver.run(time).await
             }
             msg = rx.recv() => {
                 let Some(msg) = msg else { break };
-                if !handle(&support, &mut cutter, &mut timeout, &mut deadline, &wtx, msg).await {
-                    break;
-                }
+                driver.envelope(msg).await
             }
-        }
-        if failed.load(Ordering::Acquire) {
+        };
+        if !alive || failed.load(Ordering::Acquire) {
             break;
         }
     }
     // Drain: everything already accepted is ordered and written before stopping.
     rx.close();
     while let Some(msg) = rx.recv().await {
-        if failed.load(Ordering::Acquire)
-            || !handle(
-                &support,
-                &mut cutter,
-                &mut timeout,
-                &mut deadline,
-                &wtx,
-                msg,
-            )
-            .await
-        {
+        if failed.load(Ordering::Acquire) || !driver.envelope(msg).await {
             break;
         }
     }
-    let batch = cutter.cut();
-    if !batch.is_empty() {
-        send(&wtx, batch).await;
+    if !failed.load(Ordering::Acquire) {
+        let commands = driver.engine.drain();
+        driver.execute(commands).await;
     }
+    let Driver { support, wtx, .. } = driver;
     drop(wtx);
     let channel = support.channel_id().to_string();
     let height = support.height();
     drop(support);
     on_exit.await;
     info!(%channel, height, "solo chain stopped");
+}
+
+/// Feeds the [`SoloEngine`] and executes its commands: blocks to the writer thread,
+/// refusals to the committed-mode waiters, the batch timer.
+struct Driver {
+    engine: SoloEngine,
+    support: Arc<ChainSupport>,
+    wtx: mpsc::Sender<WriteJob>,
+    epoch: Instant,
+    /// When the engine wants the time next.
+    deadline: Option<Instant>,
+}
+
+impl Driver {
+    fn time(&self) -> Input {
+        Input::Time {
+            now: self.epoch.elapsed(),
+            unix_secs: ordo_proto::now_ms() / 1000,
+        }
+    }
+
+    /// Steps an envelope (after the time, so that its batch timer starts now).
+    async fn envelope(&mut self, msg: Msg) -> bool {
+        let time = self.time();
+        if !self.run(time).await {
+            return false;
+        }
+        let (request, is_config) = match msg {
+            Msg::Normal(r) => (r, false),
+            Msg::Config(r) => (r, true),
+        };
+        self.run(Input::Envelope { request, is_config }).await
+    }
+
+    /// Steps `input` and executes what it asks; false when the chain must stop.
+    async fn run(&mut self, input: Input) -> bool {
+        let commands = self.engine.step(input);
+        self.execute(commands).await
+    }
+
+    async fn execute(&mut self, commands: Vec<Command>) -> bool {
+        let mut queue: std::collections::VecDeque<Command> = commands.into();
+        while let Some(command) = queue.pop_front() {
+            match command {
+                Command::Write {
+                    envelopes,
+                    config: false,
+                } => {
+                    if !send(&self.wtx, envelopes).await {
+                        return false;
+                    }
+                }
+                Command::Write {
+                    envelopes,
+                    config: true,
+                } => {
+                    let (done_tx, done_rx) = oneshot::channel();
+                    let job = WriteJob {
+                        envelopes,
+                        metadata: Bytes::new(),
+                        config_done: Some(done_tx),
+                    };
+                    if self.wtx.send(job).await.is_err() {
+                        return false;
+                    }
+                    match done_rx.await {
+                        Ok(Ok(())) => {
+                            let state = self.support.state();
+                            info!(
+                                channel = self.support.channel_id(),
+                                sequence = state.sequence(),
+                                "configuration updated"
+                            );
+                            queue.extend(self.engine.step(Input::ConfigWritten(state)));
+                        }
+                        Ok(Err(e)) => {
+                            warn!(error = %e, "config block not written");
+                            return false;
+                        }
+                        Err(_) => return false,
+                    }
+                }
+                Command::Reject { tx_id, reason } => {
+                    debug!(%tx_id, %reason, "envelope refused");
+                    self.support.notify_rejected(&tx_id, reason);
+                }
+                Command::ArmTimer(at) => self.deadline = at.map(|d| self.epoch + d),
+            }
+        }
+        true
+    }
 }
 
 async fn send(wtx: &mpsc::Sender<WriteJob>, data: Vec<Bytes>) -> bool {
@@ -255,104 +339,4 @@ async fn send(wtx: &mpsc::Sender<WriteJob>, data: Vec<Bytes>) -> bool {
     })
     .await
     .is_ok()
-}
-
-/// Handles one message; `false` when the chain must stop.
-async fn handle(
-    support: &ChainSupport,
-    cutter: &mut BlockCutter<Bytes>,
-    timeout: &mut std::time::Duration,
-    deadline: &mut Option<Instant>,
-    wtx: &mpsc::Sender<WriteJob>,
-    msg: Msg,
-) -> bool {
-    match msg {
-        Msg::Normal(req) => {
-            if req.config_seq < support.sequence() {
-                if let Err(e) = support.revalidate(&req.envelope) {
-                    debug!(tx_id = %req.tx_id, error = %e, "envelope refused on re-validation");
-                    support.notify_rejected(&req.tx_id, e.to_string());
-                    return true;
-                }
-            }
-            match cutter.ordered(req.envelope, false) {
-                Ok(o) => {
-                    for b in o.batches {
-                        if !send(wtx, b).await {
-                            return false;
-                        }
-                    }
-                    *deadline = if o.pending {
-                        deadline.or(Some(Instant::now() + *timeout))
-                    } else {
-                        None
-                    };
-                    true
-                }
-                Err(e) => {
-                    support.notify_rejected(&req.tx_id, e.to_string());
-                    true
-                }
-            }
-        }
-        Msg::Config(req) => {
-            if req.config_seq != support.sequence() {
-                let reason = format!(
-                    "config update validated at sequence {} but the channel is at {}",
-                    req.config_seq,
-                    support.sequence()
-                );
-                warn!(tx_id = %req.tx_id, %reason, "config envelope dropped");
-                support.notify_rejected(&req.tx_id, reason);
-                return true;
-            }
-            let batches = match cutter.ordered(req.envelope, true) {
-                Ok(o) => o.batches,
-                Err(e) => {
-                    support.notify_rejected(&req.tx_id, e.to_string());
-                    return true;
-                }
-            };
-            *deadline = None;
-            let n = batches.len();
-            for (i, b) in batches.into_iter().enumerate() {
-                if i + 1 < n {
-                    if !send(wtx, b).await {
-                        return false;
-                    }
-                    continue;
-                }
-                let (done_tx, done_rx) = oneshot::channel();
-                if wtx
-                    .send(WriteJob {
-                        envelopes: b,
-                        metadata: Bytes::new(),
-                        config_done: Some(done_tx),
-                    })
-                    .await
-                    .is_err()
-                {
-                    return false;
-                }
-                match done_rx.await {
-                    Ok(Ok(())) => {
-                        let state = support.state();
-                        cutter.set_limits(state.limits);
-                        *timeout = state.batch_timeout;
-                        info!(
-                            channel = support.channel_id(),
-                            sequence = state.sequence(),
-                            "configuration updated"
-                        );
-                    }
-                    Ok(Err(e)) => {
-                        warn!(error = %e, "config block not written");
-                        return false;
-                    }
-                    Err(_) => return false,
-                }
-            }
-            true
-        }
-    }
 }

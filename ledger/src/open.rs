@@ -1,0 +1,134 @@
+//! Opening a ledger's database: its options, its column families, and the chain tip
+//! recovered from what is on disk.
+
+use crate::*;
+
+/// Reads the tip from `meta` and checks it against the stored blocks.
+pub(crate) fn recover_tip(db: &Db) -> Result<Tip, LedgerError> {
+    let meta = cf(db, CF_META)?;
+    let blocks = cf(db, CF_BLOCKS)?;
+    let height = match db.get_cf(meta, META_HEIGHT)? {
+        None => 0,
+        Some(v) => u64::from_be_bytes(v.as_slice().try_into().map_err(|_| {
+            LedgerError::Corrupt(format!("meta height is {} bytes, expected 8", v.len()))
+        })?),
+    };
+    let last_hash = match db.get_cf(meta, META_LAST_HASH)? {
+        None => None,
+        Some(v) => Some(Hash::try_from(v.as_slice()).map_err(|_| {
+            LedgerError::Corrupt(format!("meta last_hash is {} bytes, expected 32", v.len()))
+        })?),
+    };
+
+    // Appends write the tip with the block, so nothing may be stored at or beyond it.
+    let start = height.to_be_bytes();
+    if let Some(item) = db
+        .iterator_cf(blocks, IteratorMode::From(&start, Direction::Forward))
+        .next()
+    {
+        let (key, _) = item?;
+        return Err(LedgerError::Corrupt(format!(
+            "block key {key:02x?} stored at or beyond the height {height}"
+        )));
+    }
+
+    match (height, last_hash) {
+        (0, None) => Ok(Tip {
+            height: 0,
+            last_hash: None,
+        }),
+        (0, Some(_)) => Err(LedgerError::Corrupt(
+            "meta has a last hash but height 0".into(),
+        )),
+        (_, None) => Err(LedgerError::Corrupt(format!(
+            "meta has height {height} but no last hash"
+        ))),
+        (_, Some(expected)) => {
+            let number = height - 1;
+            let bytes = db.get_cf(blocks, number.to_be_bytes())?.ok_or_else(|| {
+                LedgerError::Corrupt(format!("last block {number} (height {height}) is missing"))
+            })?;
+            let block = decode_block(number, resolve_stored(db, number, bytes)?)?;
+            chain::check_structure(&block, None)
+                .map_err(|e| LedgerError::Corrupt(format!("last block: {e}")))?;
+            if chain::hash(&block) != expected {
+                return Err(LedgerError::Corrupt(format!(
+                    "last block {number} does not hash to meta last_hash"
+                )));
+            }
+            Ok(Tip {
+                height,
+                last_hash: Some(expected),
+            })
+        }
+    }
+}
+
+/// Database-wide options: modest, because a node opens one ledger per channel and the
+/// machines may be small.
+pub(crate) fn db_options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_max_background_jobs(2);
+    // `meta` gets a few bytes per block and would rarely flush on its own, pinning every
+    // WAL file since its last flush; a WAL cap forces the flush and bounds the disk used.
+    // Each cap hit flushes every column family, so it must not be small: a 64 MiB cap
+    // flushed the small column families every few seconds under raft load, feeding
+    // compactions of tiny files.
+    opts.set_max_total_wal_size(256 << 20);
+    opts.set_keep_log_file_num(4);
+    // The default, spelled out: recovery replays the WAL up to the last intact record,
+    // which after a synced write includes every acknowledged block.
+    opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    opts
+}
+
+pub(crate) fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
+    let mut blocks = Options::default();
+    blocks.set_compression_type(DBCompressionType::Lz4);
+    // Blocks are large, written once and never updated: keep their bytes in blob files so
+    // that compaction moves only the small keys instead of rewriting every block.
+    blocks.set_enable_blob_files(true);
+    blocks.set_min_blob_size(4096);
+    // Envelopes are mostly signed, high-entropy payloads: compressing them costs CPU on
+    // the write path and saves little.
+    blocks.set_blob_compression_type(DBCompressionType::None);
+
+    // Almost every lookup at append is for a tx id that is not there yet: a bloom filter
+    // answers most of them without reading a data block.
+    let mut txids = Options::default();
+    txids.set_compression_type(DBCompressionType::Lz4);
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    txids.set_block_based_table_factory(&table);
+    // The same for the memtable, where the recent ids live: the orderer asks about every
+    // new tx id it receives (duplicate detection), and a miss should not walk the skiplist.
+    txids.set_memtable_prefix_bloom_ratio(0.1);
+    txids.set_memtable_whole_key_filtering(true);
+    // Tx ids are random, so every new file overlaps the whole key range: leveled
+    // compaction would rewrite all of level 1 for each flush (write amplification growing
+    // with the ledger). Universal compaction merges runs of similar size instead.
+    txids.set_compaction_style(DBCompactionStyle::Universal);
+
+    // Raft entries carry whole blocks, and the blocks of committed entries stay where
+    // they are for good (the ledger refers to them: see `logged`): in blob files they are
+    // written once at flush and never moved by compaction. No blob garbage collection:
+    // it would relocate live blobs of old files (rewriting the blocks it exists to avoid
+    // rewriting); the only garbage is the rare uncommitted tail a new leader replaces.
+    let mut consensus_log = Options::default();
+    consensus_log.set_compression_type(DBCompressionType::None);
+    consensus_log.set_enable_blob_files(true);
+    consensus_log.set_min_blob_size(4096);
+    consensus_log.set_blob_compression_type(DBCompressionType::None);
+
+    vec![
+        ColumnFamilyDescriptor::new(CF_BLOCKS, blocks),
+        ColumnFamilyDescriptor::new(CF_TXIDS, txids),
+        ColumnFamilyDescriptor::new(CF_META, Options::default()),
+        ColumnFamilyDescriptor::new(CF_STATE, state::cf_options()),
+        ColumnFamilyDescriptor::new(CF_HISTORY, state::cf_options()),
+        ColumnFamilyDescriptor::new(CF_CONSENSUS_LOG, consensus_log),
+        ColumnFamilyDescriptor::new(CF_CONSENSUS_STATE, Options::default()),
+    ]
+}
