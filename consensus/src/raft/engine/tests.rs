@@ -298,6 +298,21 @@ impl Group {
         panic!("node {id} did not become an accepting leader");
     }
 
+    /// Node `new` campaigns and becomes an accepting leader while node `cut` is cut off.
+    fn take_over(&mut self, new: u64, cut: u64) {
+        let raw = &mut self.node(new).engine.raw;
+        let _ = raw.campaign();
+        self.step(new, Input::Flush);
+        for _ in 0..20 {
+            self.deliver_all(&[cut]);
+            if self.nodes[&new].engine.status().accepting {
+                return;
+            }
+            self.tick(1);
+        }
+        panic!("node {new} did not take over");
+    }
+
     fn propose(&mut self, id: u64, n: u64, waiter: Option<WaiterId>) {
         let (envelope, tx_id) = envelope(n, 10);
         self.names.insert(tx_id.clone(), format!("tx{n}"));
@@ -471,17 +486,7 @@ fn a_deposed_leader_tells_the_waiters_of_its_lost_block() {
     for id in [1, 2, 3] {
         g.take(id);
     }
-    let raw = &mut g.node(2).engine.raw;
-    let _ = raw.campaign();
-    g.step(2, Input::Flush);
-    for _ in 0..20 {
-        g.deliver_all(&[1]);
-        if g.nodes[&2].engine.status().accepting {
-            break;
-        }
-        g.tick(1);
-    }
-    assert!(g.nodes[&2].engine.status().accepting);
+    g.take_over(2, 1);
     g.propose(2, 2, None);
     g.step(2, Input::Flush);
     g.deliver_all(&[1]);
@@ -524,17 +529,7 @@ fn a_deposed_leaders_lost_proposal_is_settled_by_a_later_terms_entry() {
     g.propose(1, 1, None);
     g.step(1, Input::Flush);
     g.in_flight.clear();
-    let raw = &mut g.node(2).engine.raw;
-    let _ = raw.campaign();
-    g.step(2, Input::Flush);
-    for _ in 0..20 {
-        g.deliver_all(&[1]);
-        if g.nodes[&2].engine.status().accepting {
-            break;
-        }
-        g.tick(1);
-    }
-    assert!(g.nodes[&2].engine.status().accepting);
+    g.take_over(2, 1);
     g.take(1);
     for _ in 0..3 {
         g.tick(3);
