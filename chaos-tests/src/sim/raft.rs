@@ -17,7 +17,7 @@
 //! waiter is answered; every envelope whose waiter was told a block is in that block,
 //! once.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,19 +29,19 @@ use rand::{Rng, SeedableRng};
 
 use ordo_consensus::chain::OrderRequest;
 use ordo_consensus::raft::engine::{
-    BlockMark, CaughtUp, ChainTip, Command, Engine, Input, Proposal, Restored, WaiterId,
+    BlockMark, ChainTip, Engine, Input, Proposal, Restored, WaiterId,
 };
 use ordo_consensus::raft::storage::LogView;
 use ordo_consensus::raft::{raft_id, raft_position, recovery, RaftOptions};
 use ordo_consensus::support::ConfigState;
 use ordo_proto::block;
 use ordo_proto::identity::{Enrollment, Identity};
-use ordo_proto::pb::common::{Block, BlockMetadata, Consenter, HeaderType, Role};
+use ordo_proto::pb::common::{Block, Consenter, HeaderType, Role};
 
-use super::raft_check::{
-    block_txs, channel_config, check_acked, options, ChainCheck, CHANNEL, TICK,
-};
+use super::raft_check::{channel_config, check_acked, options, ChainCheck, CHANNEL, TICK};
 use super::SimFailure;
+
+mod exec;
 
 const NODES: usize = 3;
 /// Steps of the safety phase.
@@ -304,143 +304,6 @@ impl Sim {
             self.execute(i, commands)?;
         }
         self.check_node(i)
-    }
-
-    /// Executes node `i`'s commands in order, as the orderer's driver does.
-    fn execute(&mut self, i: usize, commands: Vec<Command>) -> Result<(), SimFailure> {
-        let mut queue: VecDeque<Command> = commands.into();
-        while let Some(command) = queue.pop_front() {
-            if let Some((n, left)) = self.torn_at {
-                if n == i {
-                    if left == 0 {
-                        self.crash(i);
-                        return Ok(());
-                    }
-                    self.torn_at = Some((n, left - 1));
-                }
-            }
-            let id = self.nodes[i].id;
-            match command {
-                Command::Send { to, message } => self.in_flight.push((id, to, message)),
-                Command::Persist(w) => self.nodes[i].disk.log.apply(&w),
-                Command::WriteBlock(w) => {
-                    let mut b = w.block;
-                    b.metadata = Some(BlockMetadata {
-                        consenter_metadata: w.metadata,
-                        ..Default::default()
-                    });
-                    self.append(i, b);
-                }
-                Command::CatchUp {
-                    to,
-                    hash,
-                    sources,
-                    tx_ids_at,
-                } => {
-                    let report = self.catch_up(i, to, hash, &sources, &tx_ids_at)?;
-                    let Some(engine) = self.nodes[i].engine.as_mut() else {
-                        return Ok(());
-                    };
-                    let more = engine.step(Input::CaughtUp(report));
-                    for c in more.into_iter().rev() {
-                        queue.push_front(c);
-                    }
-                }
-                Command::Answer { waiter, result } => {
-                    if let Some(tx) = self.answers.remove(&waiter) {
-                        if result.is_err() && self.waiting.get(&tx) == Some(&i) {
-                            // A refused envelope: Broadcast cancels its waiter.
-                            self.waiting.remove(&tx);
-                        }
-                    }
-                }
-                Command::Reject { tx_id, .. } => {
-                    if self.waiting.get(&tx_id) == Some(&i) {
-                        self.waiting.remove(&tx_id);
-                    }
-                }
-                Command::ArmTimer(_) | Command::Reconfigure(_) => {}
-                Command::Stop(why) => {
-                    return Err(self.fail(format!("{} stopped: {why:?}", self.nodes[i].name)))
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Appends a block to node `i`'s ledger; its waiters there learn the block.
-    fn append(&mut self, i: usize, b: Block) {
-        let number = self.nodes[i].disk.ledger.len() as u64;
-        for tx in block_txs(&b) {
-            if self.waiting.get(&tx) == Some(&i) {
-                self.waiting.remove(&tx);
-                self.stats.acked += 1;
-                self.acked.insert(tx, number);
-            }
-        }
-        self.nodes[i].disk.ledger.push(b);
-    }
-
-    /// Executes a catch-up: the blocks up to `to` from the first source whose ledger
-    /// holds `to` with `hash` (a node that is down serves from its disk, as a real
-    /// puller retries until it is back), each checked to extend the chain.
-    fn catch_up(
-        &mut self,
-        i: usize,
-        to: u64,
-        hash: [u8; 32],
-        sources: &[u64],
-        tx_ids_at: &[u64],
-    ) -> Result<CaughtUp, SimFailure> {
-        let height = self.nodes[i].disk.ledger.len() as u64;
-        if height > to {
-            let ours = block::hash(&self.nodes[i].disk.ledger[to as usize]);
-            if ours != hash {
-                return Err(self.fail(format!("forked at block {to} (snapshot)")));
-            }
-        } else {
-            let source = sources
-                .iter()
-                .filter_map(|id| self.index_of(*id))
-                .find(|s| {
-                    self.nodes[*s]
-                        .disk
-                        .ledger
-                        .get(to as usize)
-                        .is_some_and(|b| block::hash(b) == hash)
-                })
-                .ok_or_else(|| self.fail(format!("no consenter holds block {to}")))?;
-            let pulled: Vec<Block> =
-                self.nodes[source].disk.ledger[height as usize..=to as usize].to_vec();
-            for b in pulled {
-                let prev = block::hash(self.nodes[i].disk.ledger.last().expect("genesis"));
-                let links = b
-                    .header
-                    .as_ref()
-                    .is_some_and(|h| h.previous_hash.as_ref() == prev.as_slice());
-                if !links {
-                    return Err(self.fail(format!(
-                        "pulled block {} does not extend the chain",
-                        block::number(&b)
-                    )));
-                }
-                self.append(i, b);
-            }
-        }
-        let ledger = &self.nodes[i].disk.ledger;
-        let carried = tx_ids_at
-            .iter()
-            .filter(|n| (**n as usize) < ledger.len())
-            .map(|n| (*n, block_txs(&ledger[*n as usize])))
-            .collect();
-        Ok(CaughtUp {
-            tip: ChainTip {
-                height: ledger.len() as u64,
-                last_hash: block::hash(ledger.last().expect("genesis")),
-                state: self.state.clone(),
-            },
-            carried,
-        })
     }
 
     fn deliver_one(&mut self, lossy: bool) -> Result<(), SimFailure> {
