@@ -1,0 +1,144 @@
+//! A config, and the change between two, in lines a bank's operator reads before
+//! signing.
+
+use super::*;
+
+/// What the config names: orgs and consenters.
+pub fn describe_config(c: &ChannelConfig) -> Vec<String> {
+    let orgs: Vec<&str> = c.orgs.iter().map(|o| o.name.as_str()).collect();
+    let mut lines = vec![format!("orgs: {}", orgs.join(", "))];
+    if let Some(o) = &c.orderer {
+        let consenters: Vec<String> = o
+            .consenters
+            .iter()
+            .map(|k| format!("{} ({}, {})", k.id, cert_org(&k.certificate), k.endpoint))
+            .collect();
+        lines.push(format!(
+            "{} consenters: {}",
+            o.consensus_type,
+            if consenters.is_empty() {
+                "none".into()
+            } else {
+                consenters.join(", ")
+            }
+        ));
+    }
+    lines
+}
+
+/// What changes from `cur` to `new`, one line per change, for the people who sign.
+pub fn describe_change(cur: &ChannelConfig, new: &ChannelConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for o in &new.orgs {
+        match cur.orgs.iter().find(|c| c.name == o.name) {
+            None => out.push(format!(
+                "add org {} (CA key {}, {} TLS CA certificate(s))",
+                o.name,
+                o.root_public_keys
+                    .iter()
+                    .map(hex::encode)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                o.tls_root_certs.len()
+            )),
+            Some(c) if c != o => {
+                let mut what = Vec::new();
+                if c.root_public_keys != o.root_public_keys {
+                    what.push("CA keys");
+                }
+                if c.tls_root_certs != o.tls_root_certs {
+                    what.push("TLS CA certificates");
+                }
+                if c.tls_revoked_cert_hashes != o.tls_revoked_cert_hashes {
+                    what.push("revoked TLS certificates");
+                }
+                out.push(format!("change org {}: {}", o.name, what.join(", ")));
+            }
+            Some(_) => {}
+        }
+    }
+    for c in &cur.orgs {
+        if !new.orgs.iter().any(|o| o.name == c.name) {
+            out.push(format!("remove org {}", c.name));
+        }
+    }
+    let consenters = |c: &ChannelConfig| {
+        c.orderer
+            .as_ref()
+            .map(|o| o.consenters.clone())
+            .unwrap_or_default()
+    };
+    let (before, after) = (consenters(cur), consenters(new));
+    for k in &after {
+        match before.iter().find(|b| b.id == k.id) {
+            None => out.push(format!(
+                "add consenter {} of {} at {}",
+                k.id,
+                cert_org(&k.certificate),
+                k.endpoint
+            )),
+            Some(b) if b != k => {
+                let mut what = Vec::new();
+                if b.endpoint != k.endpoint {
+                    what.push(format!("endpoint {} -> {}", b.endpoint, k.endpoint));
+                }
+                if b.certificate != k.certificate {
+                    what.push("new identity certificate".into());
+                }
+                if b.tls_cert != k.tls_cert {
+                    what.push("new TLS certificate".into());
+                }
+                out.push(format!("update consenter {}: {}", k.id, what.join(", ")));
+            }
+            Some(_) => {}
+        }
+    }
+    for b in &before {
+        if !after.iter().any(|k| k.id == b.id) {
+            out.push(format!("remove consenter {}", b.id));
+        }
+    }
+    let settings = |c: &ChannelConfig| {
+        c.orderer.as_ref().map(|o| {
+            let mut o = o.clone();
+            o.consenters.clear();
+            o
+        })
+    };
+    if settings(cur) != settings(new) {
+        out.push("change orderer settings (batch size, timeout, ack mode, kafka or raft)".into());
+    }
+    for (name, a, b) in [
+        ("Readers", &cur.readers, &new.readers),
+        ("Writers", &cur.writers, &new.writers),
+        ("Admins", &cur.admins, &new.admins),
+        (
+            "BlockValidation",
+            &cur.block_validation,
+            &new.block_validation,
+        ),
+    ] {
+        if a != b {
+            out.push(format!("change the {name} policy"));
+        }
+    }
+    for cc in &new.chaincodes {
+        match cur.chaincodes.iter().find(|c| c.name == cc.name) {
+            None => out.push(format!("add chaincode {}", cc.name)),
+            Some(c) if c != cc => out.push(format!(
+                "change chaincode {} (version, endorsement policy or runtime)",
+                cc.name
+            )),
+            Some(_) => {}
+        }
+    }
+    for cc in &cur.chaincodes {
+        if !new.chaincodes.iter().any(|c| c.name == cc.name) {
+            out.push(format!("remove chaincode {}", cc.name));
+        }
+    }
+    if out.is_empty() {
+        out.push("no change (only the sequence)".into());
+    }
+    out
+}
