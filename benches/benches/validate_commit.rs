@@ -29,11 +29,10 @@ use ordo_peer::committer::Committer;
 use ordo_peer::validator::{validate_block, TxValidationCode, ValidationContext, Version};
 use ordo_proto::block;
 use ordo_proto::identity::{Enrollment, Identity};
-use ordo_proto::pb::common::{
-    AckMode, BatchSize, ChaincodeDefinition, ChannelConfig, OrdererConfig, Organization, Role,
-};
+use ordo_proto::pb::common::{AckMode, ChaincodeDefinition, ChannelConfig, Role};
 use ordo_proto::policy::build as policy;
 use ordo_sdk::tx::{self, Proposal, RwSetBuilder};
+use ordo_testkit::{ChannelBuilder, TestOrg};
 
 const CHANNEL: &str = "bench";
 const CHAINCODE: &str = "bank";
@@ -50,52 +49,20 @@ struct Consortium {
 }
 
 /// A member of `org` with a fresh key, enrolled by the org's CA key `ca`.
-fn member(ca: &ed25519_dalek::SigningKey, org: &str, role: Role, serial: u64) -> Identity {
-    let key = ordo_proto::crypto::generate_signing_key();
+fn member(org: &TestOrg, role: Role, serial: u64) -> Identity {
     let name = role.as_str_name().to_lowercase();
-    Identity::enroll(ca, key, &Enrollment::new(org, role, &name).serial(serial))
+    let enrollment = Enrollment::new(org.name(), role, &name).serial(serial);
+    org.enroll(ordo_testkit::keys::random(), &enrollment)
 }
 
 fn consortium() -> Consortium {
-    let mut roots = Vec::new();
-    let mut peers = Vec::new();
-    let mut client = None;
-    for (i, org) in ORGS.iter().enumerate() {
-        let ca = ordo_proto::crypto::generate_signing_key();
-        roots.push(ca.verifying_key().to_bytes().to_vec());
-        peers.push(member(&ca, org, Role::Peer, 1));
-        if i == 0 {
-            client = Some(member(&ca, org, Role::Client, 2));
-        }
-    }
-    let config = ChannelConfig {
-        channel_id: CHANNEL.into(),
-        sequence: 0,
-        orgs: ORGS
-            .iter()
-            .zip(roots)
-            .map(|(name, root)| Organization {
-                name: name.to_string(),
-                root_public_keys: vec![root.into()],
-                ..Default::default()
-            })
-            .collect(),
-        orderer: Some(OrdererConfig {
-            consensus_type: "solo".into(),
-            batch_size: Some(BatchSize {
-                max_message_count: TXS_PER_BLOCK as u32,
-                absolute_max_bytes: 16 << 20,
-                preferred_max_bytes: 4 << 20,
-            }),
-            batch_timeout_ms: 200,
-            ack_mode: AckMode::Enqueued as i32,
-            ..Default::default()
-        }),
-        readers: Some(policy::any_member(&[], &[])),
-        writers: Some(policy::any_member(&[], &[Role::Client, Role::Admin])),
-        admins: Some(policy::majority(&[], Role::Admin)),
-        block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-        chaincodes: vec![ChaincodeDefinition {
+    let mut builder = ChannelBuilder::new(CHANNEL)
+        .max_count(TXS_PER_BLOCK as u32)
+        .batch_bytes(16 << 20, 4 << 20)
+        .timeout_ms(200)
+        .ack(AckMode::Enqueued)
+        .writers(policy::any_member(&[], &[Role::Client, Role::Admin]))
+        .chaincodes(vec![ChaincodeDefinition {
             name: CHAINCODE.into(),
             version: "1".into(),
             endorsement_policy: Some(policy::n_out_of(
@@ -103,8 +70,18 @@ fn consortium() -> Consortium {
                 &[("A", Role::Peer), ("B", Role::Peer), ("C", Role::Peer)],
             )),
             runtime: "builtin:bank".into(),
-        }],
-    };
+        }]);
+    let mut peers = Vec::new();
+    let mut client = None;
+    for (i, name) in ORGS.iter().enumerate() {
+        let org = TestOrg::new(name);
+        peers.push(member(&org, Role::Peer, 1));
+        if i == 0 {
+            client = Some(member(&org, Role::Client, 2));
+        }
+        builder = builder.org(&org);
+    }
+    let config = builder.build();
     ordo_proto::config::validate(&config).expect("bench config is valid");
     let mut peers = peers.into_iter();
     let endorsers = [

@@ -1,180 +1,16 @@
-//! `run_orderer_bench` end to end against an in-process mock orderer that cuts blocks of
-//! whatever it accepts and can reject, lose and duplicate envelopes on a fixed schedule,
-//! so every count in the report has an exact expected value.
+//! `run_orderer_bench` end to end against the test kit's self-ordering fake orderer, which
+//! cuts blocks of whatever it accepts and can reject, lose and duplicate envelopes on a
+//! fixed schedule, so every count in the report has an exact expected value.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use ordo_bench::{run_orderer_bench, OrdererBenchOptions, OrdererBenchReport};
-use ordo_proto::envelope::unpack;
-use ordo_proto::identity::{Enrollment, Identity};
-use ordo_proto::pb::common::{Block, BlockData, Envelope, Role, Status};
-use ordo_proto::pb::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
-use ordo_proto::pb::orderer::{deliver_response, BroadcastResponse, DeliverResponse};
+use ordo_proto::pb::common::Role;
 use ordo_sdk::network::{ChannelEntry, IdentityFiles, Network, NodeEntry, NETWORK_FILE_VERSION};
-use prost::Message;
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::{Request, Response, Streaming};
-
-/// Every n-th of something (0: never).
-fn every(n: u64, k: u64) -> bool {
-    n != 0 && k % n == 0
-}
-
-#[derive(Clone, Copy, Default)]
-struct Faults {
-    /// Answer FORBIDDEN to every n-th envelope received.
-    reject_every: u64,
-    /// Accept but never order every n-th accepted envelope.
-    drop_every: u64,
-    /// Order every n-th accepted (and not dropped) envelope twice.
-    duplicate_every: u64,
-    /// Answer Deliver with NOT_FOUND.
-    refuse_deliver: bool,
-}
-
-struct Mock {
-    faults: Faults,
-    received: Arc<AtomicU64>,
-    accepted: Arc<AtomicU64>,
-    to_cutter: mpsc::UnboundedSender<Bytes>,
-    blocks: broadcast::Sender<Block>,
-}
-
-type Resp<T> = Result<T, tonic::Status>;
-
-#[tonic::async_trait]
-impl AtomicBroadcast for Mock {
-    type BroadcastStream = ReceiverStream<Resp<BroadcastResponse>>;
-    type DeliverStream = ReceiverStream<Resp<DeliverResponse>>;
-
-    async fn broadcast(
-        &self,
-        request: Request<Streaming<Envelope>>,
-    ) -> Resp<Response<Self::BroadcastStream>> {
-        let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(1024);
-        let (faults, received, accepted) =
-            (self.faults, self.received.clone(), self.accepted.clone());
-        let to_cutter = self.to_cutter.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(env)) = inbound.message().await {
-                let tx_id = unpack(&env).map(|u| u.header.tx_id).unwrap_or_default();
-                let k = received.fetch_add(1, Ordering::SeqCst) + 1;
-                let status = if every(faults.reject_every, k) {
-                    Status::Forbidden
-                } else {
-                    let j = accepted.fetch_add(1, Ordering::SeqCst) + 1;
-                    if !every(faults.drop_every, j) {
-                        let encoded = Bytes::from(env.encode_to_vec());
-                        if every(faults.duplicate_every, j) {
-                            let _ = to_cutter.send(encoded.clone());
-                        }
-                        let _ = to_cutter.send(encoded);
-                    }
-                    Status::Success
-                };
-                let resp = BroadcastResponse {
-                    status: status as i32,
-                    info: String::new(),
-                    tx_id,
-                    block_number: None,
-                };
-                if tx.send(Ok(resp)).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-
-    async fn deliver(&self, _request: Request<Envelope>) -> Resp<Response<Self::DeliverStream>> {
-        let (tx, rx) = mpsc::channel(64);
-        let mut blocks = self.blocks.subscribe();
-        let refuse = self.faults.refuse_deliver;
-        tokio::spawn(async move {
-            if refuse {
-                let end = DeliverResponse {
-                    r#type: Some(deliver_response::Type::Status(Status::NotFound as i32)),
-                    info: "channel not found".into(),
-                };
-                let _ = tx.send(Ok(end)).await;
-                return;
-            }
-            // The "newest" block at the start: the genesis block, holding nothing of ours.
-            let genesis = DeliverResponse {
-                r#type: Some(deliver_response::Type::Block(Block::default())),
-                info: String::new(),
-            };
-            if tx.send(Ok(genesis)).await.is_err() {
-                return;
-            }
-            while let Ok(block) = blocks.recv().await {
-                let msg = DeliverResponse {
-                    r#type: Some(deliver_response::Type::Block(block)),
-                    info: String::new(),
-                };
-                if tx.send(Ok(msg)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-}
-
-/// Cuts blocks of up to 500 envelopes, or whatever arrived within 5 ms.
-async fn cutter(mut rx: mpsc::UnboundedReceiver<Bytes>, blocks: broadcast::Sender<Block>) {
-    let mut pending = Vec::new();
-    loop {
-        let idle = match tokio::time::timeout(Duration::from_millis(5), rx.recv()).await {
-            Ok(Some(env)) => {
-                pending.push(env);
-                false
-            }
-            Ok(None) => return,
-            Err(_) => true,
-        };
-        if pending.len() >= 500 || (idle && !pending.is_empty()) {
-            let data = std::mem::take(&mut pending);
-            let _ = blocks.send(Block {
-                header: None,
-                data: Some(BlockData { data }),
-                metadata: None,
-            });
-        }
-    }
-}
-
-/// Starts a mock orderer on a free local port; returns its address.
-async fn start_mock(faults: Faults) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let (to_cutter, cut_rx) = mpsc::unbounded_channel();
-    let (blocks, _) = broadcast::channel(100_000);
-    tokio::spawn(cutter(cut_rx, blocks.clone()));
-    let mock = Mock {
-        faults,
-        received: Default::default(),
-        accepted: Default::default(),
-        to_cutter,
-        blocks,
-    };
-    let svc = AtomicBroadcastServer::new(mock).max_decoding_message_size(64 << 20);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-    addr
-}
+use ordo_testkit::fake_orderer::{DeliverFault, FakeOrderer, Faults, Source};
+use ordo_testkit::TestOrg;
 
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);
@@ -200,9 +36,7 @@ impl Drop for Scratch {
 
 /// A one-orderer, one-channel network whose BankA client identity is on disk in `dir`.
 fn network(dir: &Scratch, grpc_addr: &str) -> Network {
-    let ca = ordo_proto::crypto::generate_signing_key();
-    let key = ordo_proto::crypto::generate_signing_key();
-    let identity = Identity::enroll(&ca, key, &Enrollment::new("BankA", Role::Client, "client"));
+    let identity = TestOrg::new("BankA").member(Role::Client, "client");
     let files = IdentityFiles {
         key: dir.0.join("client.key"),
         cert: dir.0.join("client.cert"),
@@ -264,8 +98,14 @@ async fn bench(
     drain: Duration,
 ) -> anyhow::Result<OrdererBenchReport> {
     let dir = Scratch::new("mock");
-    let addr = start_mock(faults).await;
-    run_orderer_bench(options(network(&dir, &addr), txs, clients, drain)).await
+    let fake = FakeOrderer::start(Source::Cutter, faults, None).await?;
+    run_orderer_bench(options(
+        network(&dir, &fake.endpoint()),
+        txs,
+        clients,
+        drain,
+    ))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,9 +160,9 @@ async fn clean_orderer_delivers_everything() {
 async fn counts_rejections_losses_and_duplicates() {
     let faults = Faults {
         reject_every: 10,
-        drop_every: 7,
+        lose_every: 7,
         duplicate_every: 11,
-        refuse_deliver: false,
+        deliver: DeliverFault::Honest,
     };
     let r = bench(faults, 1_000, 4, Duration::from_secs(1))
         .await
@@ -373,10 +213,7 @@ async fn unreachable_orderer_is_an_error_naming_its_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_deliver_is_an_error_with_its_status() {
-    let faults = Faults {
-        refuse_deliver: true,
-        ..Faults::default()
-    };
+    let faults = Faults::deliver(DeliverFault::Refuse);
     let err = bench(faults, 10, 1, Duration::from_secs(1))
         .await
         .expect_err("deliver refused");

@@ -34,7 +34,8 @@ pub mod load;
 pub mod nemesis;
 pub mod net;
 pub mod observe;
-pub mod proc;
+/// Real `ordo` processes, from the shared test kit.
+pub use ordo_testkit::process as proc;
 pub mod proxy;
 pub mod rotate;
 pub mod scenario;

@@ -25,7 +25,7 @@ use ordo_proto::pb::common::Status as Code;
 use ordo_sdk::tls::{ClientTls, TlsFiles};
 use ordo_sdk::transport::Transport;
 
-use crate::proc::{run_ordo, NodeProc, ProcError};
+use crate::proc::{free_ports, run_ordo, NodeProc, ProcError};
 use crate::proxy::{Links, Proxy};
 
 mod ops;
@@ -181,7 +181,7 @@ pub struct Net {
     /// Peer identities that endorse (one per org).
     pub endorsers: Vec<Identity>,
     /// The lying orderer peer 0 asks first, when the spec wants one.
-    pub liar: Option<crate::evil::LyingOrderer>,
+    pub liar: Option<ordo_testkit::fake_orderer::FakeOrderer>,
     /// Held for the network's lifetime: dropping a proxy stops it.
     _proxies: Vec<Proxy>,
     mounts: Vec<PathBuf>,
@@ -198,26 +198,6 @@ impl Drop for Net {
             let _ = std::process::Command::new("umount").arg(m).status();
         }
     }
-}
-
-/// `n` consecutive free ports on 127.0.0.1 below the ephemeral range.
-pub fn free_ports(n: u16) -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    const LOW: u32 = 33_000 - 12_000;
-    const SPAN: u32 = 11_000;
-    let seed = std::process::id().wrapping_mul(7919);
-    for _ in 0..1000 {
-        let k = NEXT.fetch_add(u32::from(n) + 1, Ordering::Relaxed);
-        let base = LOW + (seed.wrapping_add(k.wrapping_mul(53)) % (SPAN - u32::from(n)));
-        let Ok(base) = u16::try_from(base) else {
-            continue;
-        };
-        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    LOW as u16
 }
 
 /// The TLS files of `org`'s `member` in the crypto directory `crypto` (as `ordo crypto
@@ -237,17 +217,7 @@ pub fn tls_files(crypto: &Path, org: &str, member: &str) -> TlsFiles {
 
 /// The `[tls]` section of a node config running as `org`'s `member`.
 fn tls_section(crypto: &Path, org: &str, member: &str) -> String {
-    let f = tls_files(crypto, org, member);
-    let ca: Vec<String> =
-        f.ca.iter()
-            .map(|p| format!("\"{}\"", p.display()))
-            .collect();
-    format!(
-        "[tls]\nenabled = true\ncert_file = \"{}\"\nkey_file = \"{}\"\nca_files = [{}]\n",
-        f.cert.display(),
-        f.key.display(),
-        ca.join(", ")
-    )
+    ordo_testkit::node_config::tls_section(&tls_files(crypto, org, member))
 }
 
 /// A mutual-TLS client transport as `org`'s `member`.
@@ -448,7 +418,7 @@ impl Net {
                 &TLS_HOSTS.join(","),
             ])?;
             net.liar = Some(
-                crate::evil::LyingOrderer::start(
+                crate::evil::start_lying_orderer(
                     addrs[0].clone(),
                     &tls_files(&crypto, ORGS[0], LIAR_MEMBER),
                 )
@@ -471,7 +441,7 @@ impl Net {
                     cert = id_dir.join("peer.cert").display(),
                     tls = tls_section(&crypto, org, "peer"),
                     list = match (&net.liar, i) {
-                        (Some(liar), 0) => format!("\"{}\"", liar.addr),
+                        (Some(liar), 0) => format!("\"{}\"", liar.addr()),
                         _ => orderer_list.join(", "),
                     },
                 ),

@@ -1,91 +1,47 @@
-//! Test fixtures shared by the engines' transcript tests: one org whose keys come from
-//! fixed seeds, a channel genesis block, envelopes named by a number.
+//! The engines' transcript fixtures, from the shared test kit: one org whose keys come
+//! from fixed seeds, a channel genesis block, envelopes named by a number — the same
+//! bytes on every run, so a transcript names exact tx ids and block hashes.
 
 use bytes::Bytes;
-use ed25519_dalek::SigningKey;
-use prost::Message as _;
 
-use ordo_proto::identity::{Enrollment, Identity};
-use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, ChannelConfig, HeaderType, OrdererConfig, Organization, Role,
-};
-use ordo_proto::policy::build as policy;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::{Block, Role};
+use ordo_testkit::{envelopes, keys, ChannelBuilder, TestOrg};
 
 /// The channel of every fixture.
 pub(crate) const CHANNEL: &str = "engine-test";
 
-/// A key from a fixed seed byte.
-pub(crate) fn key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32])
+/// Org "A", its CA from seed byte 1.
+fn org() -> TestOrg {
+    TestOrg::with_ca("A", keys::fixed(1))
 }
 
-/// The channel's genesis block: one org, consenters `1..=size`, blocks of at most
-/// `max_count` envelopes.
+/// The channel's genesis block: one org, raft consenters `1..=size` (keys from seed bytes
+/// 11, 12, ...), blocks of at most `max_count` envelopes or 4 KiB.
 pub(crate) fn genesis(size: u64, max_count: u32) -> Block {
+    let org = org();
     let consenters = (1..=size)
         .map(|n| {
             let name = format!("orderer{n}");
-            let identity = Identity::enroll(
-                &key(1),
-                key(10 + n as u8),
-                &Enrollment::new("A", Role::Orderer, &name),
-            );
-            ordo_proto::pb::common::Consenter {
-                id: name,
-                endpoint: format!("test:{n}"),
-                certificate: identity.cert_bytes().clone(),
-                ..Default::default()
-            }
+            let (_, entry) = org.consenter(&name, &format!("test:{n}"), keys::fixed(10 + n as u8));
+            entry
         })
         .collect();
-    let config = ChannelConfig {
-        channel_id: CHANNEL.into(),
-        sequence: 0,
-        orgs: vec![Organization {
-            name: "A".into(),
-            root_public_keys: vec![key(1).verifying_key().to_bytes().to_vec().into()],
-            ..Default::default()
-        }],
-        orderer: Some(OrdererConfig {
-            consensus_type: "raft".into(),
-            batch_size: Some(BatchSize {
-                max_message_count: max_count,
-                absolute_max_bytes: 4096,
-                preferred_max_bytes: 4096,
-            }),
-            batch_timeout_ms: 50,
-            ack_mode: AckMode::Committed as i32,
-            consenters,
-            ..Default::default()
-        }),
-        readers: Some(policy::any_member(&[], &[])),
-        writers: Some(policy::any_member(&[], &[Role::Client])),
-        admins: Some(policy::majority(&[], Role::Admin)),
-        block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-        chaincodes: vec![],
-    };
-    ordo_proto::config::genesis_block(&config, 1).expect("genesis")
+    ChannelBuilder::new(CHANNEL)
+        .org(&org)
+        .consensus("raft")
+        .max_count(max_count)
+        .batch_bytes(4096, 4096)
+        .consenters(consenters)
+        .genesis(1)
 }
 
+/// The channel's client (key from seed byte 2).
 pub(crate) fn client() -> Identity {
-    Identity::enroll(
-        &key(1),
-        key(2),
-        &Enrollment::new("A", Role::Client, "client"),
-    )
+    org().member_with_key(Role::Client, "client", keys::fixed(2))
 }
 
 /// An envelope whose tx id the test names by `n`.
 pub(crate) fn envelope(n: u64, size: usize) -> (Bytes, String) {
-    let mut nonce = [0u8; 24];
-    nonce[..8].copy_from_slice(&n.to_be_bytes());
-    let (env, tx_id) = ordo_proto::envelope::create_signed_with_nonce(
-        &client(),
-        CHANNEL,
-        HeaderType::Message,
-        Bytes::from(vec![b'x'; size]),
-        1,
-        &nonce,
-    );
-    (Bytes::from(env.encode_to_vec()), tx_id)
+    envelopes::numbered(&client(), CHANNEL, n, size)
 }

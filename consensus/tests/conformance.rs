@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ed25519_dalek::SigningKey;
 use prost::Message;
 
 use ordo_consensus::chain::BoxFuture;
@@ -27,12 +26,12 @@ use ordo_ledger::BlockStore;
 use ordo_proto::block;
 use ordo_proto::config;
 use ordo_proto::envelope;
-use ordo_proto::identity::{Enrollment, Identity};
+use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, ChannelConfig, ConfigSignature, ConfigUpdate, Envelope, HeaderType,
-    OrdererConfig, Organization, Payload, Role,
+    AckMode, Block, ChannelConfig, ConfigSignature, ConfigUpdate, HeaderType, Role,
 };
 use ordo_proto::policy::build as policy;
+use ordo_testkit::{blocks, ChannelBuilder, TestOrg};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
@@ -326,7 +325,6 @@ where
 
 struct Fixture {
     dir: tempfile::TempDir,
-    ca_a: SigningKey,
     orderer: Identity,
     client_a: Identity,
     client_b: Identity,
@@ -334,46 +332,16 @@ struct Fixture {
     admin_b: Identity,
 }
 
-fn member(ca: &SigningKey, org: &str, role: Role, name: &str) -> Identity {
-    let key = ordo_proto::crypto::generate_signing_key();
-    Identity::enroll(ca, key, &Enrollment::new(org, role, name))
-}
-
 fn fixture(max_count: u32, timeout_ms: u64, ack: AckMode) -> Fixture {
-    let ca_a = ordo_proto::crypto::generate_signing_key();
-    let ca_b = ordo_proto::crypto::generate_signing_key();
-    let config = ChannelConfig {
-        channel_id: "conformance".into(),
-        sequence: 0,
-        orgs: vec![
-            Organization {
-                name: "A".into(),
-                root_public_keys: vec![ca_a.verifying_key().to_bytes().to_vec().into()],
-                ..Default::default()
-            },
-            Organization {
-                name: "B".into(),
-                root_public_keys: vec![ca_b.verifying_key().to_bytes().to_vec().into()],
-                ..Default::default()
-            },
-        ],
-        orderer: Some(OrdererConfig {
-            consensus_type: "solo".into(),
-            batch_size: Some(BatchSize {
-                max_message_count: max_count,
-                absolute_max_bytes: 1 << 20,
-                preferred_max_bytes: 1 << 19,
-            }),
-            batch_timeout_ms: timeout_ms,
-            ack_mode: ack as i32,
-            ..Default::default()
-        }),
-        readers: Some(policy::any_member(&[], &[])),
-        writers: Some(policy::any_member(&[], &[Role::Client, Role::Admin])),
-        admins: Some(policy::majority(&[], Role::Admin)),
-        block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-        chaincodes: vec![],
-    };
+    let (a, b) = (TestOrg::new("A"), TestOrg::new("B"));
+    let config = ChannelBuilder::new("conformance")
+        .org(&a)
+        .org(&b)
+        .max_count(max_count)
+        .timeout_ms(timeout_ms)
+        .ack(ack)
+        .writers(policy::any_member(&[], &[Role::Client, Role::Admin]))
+        .build();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = BlockStore::open(&dir.path().join("ledger")).expect("ledger");
     store
@@ -381,12 +349,11 @@ fn fixture(max_count: u32, timeout_ms: u64, ack: AckMode) -> Fixture {
         .expect("append genesis");
     Fixture {
         dir,
-        orderer: member(&ca_a, "A", Role::Orderer, "orderer"),
-        client_a: member(&ca_a, "A", Role::Client, "client"),
-        admin_a: member(&ca_a, "A", Role::Admin, "admin"),
-        client_b: member(&ca_b, "B", Role::Client, "client"),
-        admin_b: member(&ca_b, "B", Role::Admin, "admin"),
-        ca_a,
+        orderer: a.member(Role::Orderer, "orderer"),
+        client_a: a.member(Role::Client, "client"),
+        admin_a: a.member(Role::Admin, "admin"),
+        client_b: b.member(Role::Client, "client"),
+        admin_b: b.member(Role::Admin, "admin"),
     }
 }
 
@@ -414,19 +381,12 @@ fn request(id: &Identity, tag: u64, config_seq: u64) -> OrderRequest {
     }
 }
 
+/// The tx ids of `b`, every entry of which must be an envelope with a header.
 fn tx_ids(b: &Block) -> Vec<String> {
-    b.data
-        .iter()
-        .flat_map(|d| d.data.iter())
-        .map(|e| {
-            let env = Envelope::decode(e.as_ref()).expect("envelope");
-            Payload::decode(env.payload.as_ref())
-                .expect("payload")
-                .header
-                .expect("header")
-                .tx_id
-        })
-        .collect()
+    let ids = blocks::tx_ids(b);
+    let entries = b.data.as_ref().map_or(0, |d| d.data.len());
+    assert_eq!(ids.len(), entries, "every block entry is an envelope");
+    ids
 }
 
 /// Every block of the ledger, checked to be a hash chain from the genesis block.
@@ -633,7 +593,6 @@ async fn stale_config_seq_is_revalidated(backend: &dyn Backend) {
     let all: Vec<String> = chain_of(&support)[1..].iter().flat_map(tx_ids).collect();
     assert!(all.contains(&from_b.tx_id));
     assert!(!all.contains(&from_a.tx_id));
-    let _ = &f.ca_a;
 }
 
 async fn batch_timeout_cuts(backend: &dyn Backend) {

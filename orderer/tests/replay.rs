@@ -11,260 +11,24 @@
 //! Requests are built with the real clock (`ordo_proto::now_ms`) unless a test is about
 //! the timestamp. Every wait is bounded by a timeout; nothing sleeps to synchronise.
 
-use std::path::PathBuf;
-use std::time::Duration;
+mod common;
 
 use bytes::Bytes;
 use prost::Message;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
 
-use ordo_orderer::OrdererConfig;
-use ordo_proto::config;
-use ordo_proto::crypto::generate_signing_key;
 use ordo_proto::envelope;
-use ordo_proto::identity::{Enrollment, Identity};
-use ordo_proto::pb::admin::admin_client::AdminClient;
-use ordo_proto::pb::admin::{
-    admin_command, AdminCommand, AdminResponse, GetChannelInfo, JoinChannel, ListChannels,
-    RemoveChannel,
-};
-use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, ChannelConfig, Consenter, Envelope, HeaderType, Organization, Role,
-    Status as Code,
-};
-use ordo_proto::pb::orderer::atomic_broadcast_client::AtomicBroadcastClient;
-use ordo_proto::pb::orderer::{
-    deliver_response, seek_position, SeekBehavior, SeekInfo, SeekPosition,
-};
-use ordo_proto::policy::build as policy;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::admin::{admin_command, AdminResponse, GetChannelInfo};
+use ordo_proto::pb::common::{Envelope, HeaderType, Status as Code};
+use ordo_proto::pb::orderer::{seek_position, SeekBehavior, SeekInfo, SeekPosition};
 use ordo_proto::replay::DEFAULT_FRESHNESS_WINDOW_MS;
 
-/// Bound on any single wait of a test.
-const WAIT: Duration = Duration::from_secs(60);
+use common::{admin_request, admin_request_at, join, list, start, Org};
+
 const CHANNEL: &str = "replay";
 
-/// One org (CA "A") with an orderer, an admin and a client, a solo channel's genesis
-/// block, and a directory for the node's files.
-struct Org {
-    dir: tempfile::TempDir,
-    orderer: Identity,
-    admin: Identity,
-    client: Identity,
-    genesis: Block,
-}
-
-impl Org {
-    fn new() -> Self {
-        let ca = generate_signing_key();
-        let member = |role: Role, name: &str| {
-            Identity::enroll(
-                &ca,
-                generate_signing_key(),
-                &Enrollment::new("A", role, name),
-            )
-        };
-        let orderer = member(Role::Orderer, "orderer");
-        let cfg = ChannelConfig {
-            channel_id: CHANNEL.into(),
-            sequence: 0,
-            orgs: vec![Organization {
-                name: "A".into(),
-                root_public_keys: vec![ca.verifying_key().to_bytes().to_vec().into()],
-                ..Default::default()
-            }],
-            orderer: Some(ordo_proto::pb::common::OrdererConfig {
-                consensus_type: "solo".into(),
-                batch_size: Some(BatchSize {
-                    max_message_count: 10,
-                    absolute_max_bytes: 1 << 20,
-                    preferred_max_bytes: 1 << 19,
-                }),
-                batch_timeout_ms: 50,
-                consenters: vec![Consenter {
-                    id: "orderer0".into(),
-                    endpoint: "127.0.0.1:1".into(),
-                    certificate: orderer.cert_bytes().clone(),
-                    ..Default::default()
-                }],
-                ack_mode: AckMode::Enqueued as i32,
-                ..Default::default()
-            }),
-            readers: Some(policy::any_member(&[], &[])),
-            writers: Some(policy::any_member(&[], &[Role::Client])),
-            admins: Some(policy::any_member(&[], &[Role::Admin])),
-            block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-            chaincodes: vec![],
-        };
-        let genesis = config::genesis_block(&cfg, ordo_proto::now_ms()).expect("genesis block");
-        Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-            admin: member(Role::Admin, "admin"),
-            client: member(Role::Client, "client"),
-            orderer,
-            genesis,
-        }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-}
-
-/// An orderer node running in this process.
-struct Node {
-    addr: String,
-    stop: CancellationToken,
-    task: JoinHandle<Result<(), ordo_orderer::OrdererError>>,
-}
-
-async fn bind() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.expect("bind")
-}
-
-/// Starts the org's orderer with its data in the org's directory (a restart finds the
-/// ledgers of the previous run).
-async fn start(org: &Org) -> Node {
-    let (grpc, ops) = (bind().await, bind().await);
-    let (key_file, cert_file) = (
-        org.dir.path().join("orderer.key"),
-        org.dir.path().join("orderer.cert"),
-    );
-    org.orderer
-        .save(&key_file, &cert_file)
-        .expect("identity saved");
-    let addr = grpc.local_addr().expect("local addr");
-    let text = format!(
-        "[node]\nlisten_addr = \"{addr}\"\nops_listen_addr = \"{}\"\ndata_dir = \"{}\"\n\
-         [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n",
-        ops.local_addr().expect("ops addr"),
-        org.data_dir().display(),
-        key_file.display(),
-        cert_file.display(),
-    );
-    let config =
-        OrdererConfig::parse(&text, &[], org.dir.path(), "test config").expect("config parses");
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let task = tokio::spawn(ordo_orderer::run(config, grpc, ops, async move {
-        token.cancelled().await
-    }));
-    let node = Node {
-        addr: addr.to_string(),
-        stop,
-        task,
-    };
-    // Answers once it serves (the listener is bound, so the call waits rather than
-    // fails). Requests of the tests are signed after this, as a client signs after it
-    // connects: a join or remove stamped before the node started would be refused.
-    node.channels(&org.admin).await;
-    node
-}
-
-impl Node {
-    async fn channel(&self) -> Channel {
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr)).expect("endpoint");
-        tokio::time::timeout(WAIT, endpoint.connect())
-            .await
-            .expect("connect in time")
-            .expect("connect")
-    }
-
-    /// Sends one Admin request as it is (the same bytes every time).
-    async fn admin(&self, request: &Envelope) -> AdminResponse {
-        let mut client = AdminClient::new(self.channel().await);
-        tokio::time::timeout(WAIT, client.execute(request.clone()))
-            .await
-            .expect("admin answers in time")
-            .expect("admin answers")
-            .into_inner()
-    }
-
-    /// The channels the node serves, asked by `admin`.
-    async fn channels(&self, admin: &Identity) -> Vec<String> {
-        let r = self.admin(&admin_request(admin, list())).await;
-        assert_eq!(r.status, Code::Success as i32, "list: {}", r.info);
-        r.list
-            .expect("a list")
-            .channels
-            .into_iter()
-            .map(|c| c.channel_id)
-            .collect()
-    }
-
-    /// Sends one Deliver request; the blocks and the final status with its info.
-    async fn deliver(&self, request: &Envelope) -> (Vec<Block>, i32, String) {
-        let mut client = AtomicBroadcastClient::new(self.channel().await);
-        let mut stream = tokio::time::timeout(WAIT, client.deliver(request.clone()))
-            .await
-            .expect("deliver opens in time")
-            .expect("deliver opens")
-            .into_inner();
-        let mut blocks = Vec::new();
-        loop {
-            let resp = tokio::time::timeout(WAIT, stream.message())
-                .await
-                .expect("deliver answers in time")
-                .expect("deliver stream")
-                .expect("a status ends the stream");
-            match resp.r#type {
-                Some(deliver_response::Type::Block(b)) => blocks.push(b),
-                Some(deliver_response::Type::Status(c)) => return (blocks, c, resp.info),
-                None => panic!("empty deliver response"),
-            }
-        }
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("orderer stops in time")
-            .expect("orderer task")
-            .expect("orderer stops cleanly");
-    }
-}
-
-/// A signed ADMIN_COMMAND stamped `timestamp_ms`.
-fn admin_request_at(
-    who: &Identity,
-    command: admin_command::Command,
-    timestamp_ms: u64,
-) -> Envelope {
-    let cmd = AdminCommand {
-        command: Some(command),
-    };
-    envelope::create_signed(
-        who,
-        "-",
-        HeaderType::AdminCommand,
-        Bytes::from(cmd.encode_to_vec()),
-        timestamp_ms,
-    )
-    .0
-}
-
-/// A signed ADMIN_COMMAND stamped now.
-fn admin_request(who: &Identity, command: admin_command::Command) -> Envelope {
-    admin_request_at(who, command, ordo_proto::now_ms())
-}
-
-fn join(genesis: &Block) -> admin_command::Command {
-    admin_command::Command::Join(JoinChannel {
-        genesis_block: genesis.encode_to_vec().into(),
-    })
-}
-
 fn remove() -> admin_command::Command {
-    admin_command::Command::Remove(RemoveChannel {
-        channel_id: CHANNEL.into(),
-    })
-}
-
-fn list() -> admin_command::Command {
-    admin_command::Command::List(ListChannels {})
+    ordo_testkit::admin::remove(CHANNEL)
 }
 
 fn specified(n: u64) -> Option<SeekPosition> {
@@ -314,7 +78,7 @@ fn stale_timestamps() -> [u64; 4] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_admin_request_is_refused_and_executed_once() {
-    let org = Org::new();
+    let org = Org::new(CHANNEL);
     let node = start(&org).await;
 
     let first_join = admin_request(&org.admin, join(&org.genesis));
@@ -356,7 +120,7 @@ async fn a_replayed_admin_request_is_refused_and_executed_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_concurrent_copies_of_a_remove_exactly_one_executes() {
-    let org = Org::new();
+    let org = Org::new(CHANNEL);
     let node = start(&org).await;
     let r = node
         .admin(&admin_request(&org.admin, join(&org.genesis)))
@@ -389,7 +153,7 @@ async fn of_two_concurrent_copies_of_a_remove_exactly_one_executes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_request_replayed_after_a_restart_is_refused() {
-    let org = Org::new();
+    let org = Org::new(CHANNEL);
     let node = start(&org).await;
     let r = node
         .admin(&admin_request(&org.admin, join(&org.genesis)))
@@ -415,7 +179,7 @@ async fn an_admin_request_replayed_after_a_restart_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_requests_stamped_outside_the_window_are_forbidden() {
-    let org = Org::new();
+    let org = Org::new(CHANNEL);
     let node = start(&org).await;
     for t in stale_timestamps() {
         let r = node
@@ -430,7 +194,7 @@ async fn admin_requests_stamped_outside_the_window_are_forbidden() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliver_requests_stamped_outside_the_window_are_forbidden() {
-    let org = Org::new();
+    let org = Org::new(CHANNEL);
     let node = start(&org).await;
     let r = node
         .admin(&admin_request(&org.admin, join(&org.genesis)))

@@ -1,24 +1,20 @@
 //! The deliver client against real orderers: `ordo_orderer::run` in-process on
-//! 127.0.0.1 listeners with RocksDB ledgers in temporary directories, and small in-test
-//! gRPC servers for orderers that misbehave (tamper with blocks, say nothing).
+//! 127.0.0.1 listeners with RocksDB ledgers in temporary directories, and the test kit's
+//! fake orderer for orderers that misbehave (tamper with blocks, say nothing).
 //!
 //! Every wait is bounded by a timeout; nothing sleeps to synchronise.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use ed25519_dalek::SigningKey;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, Streaming};
 
 use ordo_orderer::config::{IdentitySection, LimitsSection, LogSection, NodeSection};
 use ordo_orderer::OrdererConfig as NodeConfig;
@@ -26,19 +22,17 @@ use ordo_peer::deliver::{
     follow, BlockSink, DeliverConfig, DeliverCounts, DeliverError, FollowOptions, SinkError,
 };
 use ordo_proto::block;
-use ordo_proto::config;
-use ordo_proto::envelope;
 use ordo_proto::hash::Hash;
-use ordo_proto::identity::{Enrollment, Identity};
+use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, JoinChannel};
-use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, ChannelConfig, Consenter, Envelope, HeaderType, OrdererConfig,
-    Organization, Payload, Role, Status as Code,
-};
-use ordo_proto::pb::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
-use ordo_proto::pb::orderer::{deliver_response, BroadcastResponse, DeliverResponse, SeekBehavior};
+use ordo_proto::pb::common::{AckMode, Block, ChannelConfig, Envelope, Role, Status as Code};
+use ordo_proto::pb::orderer::{deliver_response, BroadcastResponse, SeekBehavior};
 use ordo_proto::policy::build as policy;
 use ordo_proto::verify::ChainVerifier;
+use ordo_sdk::transport::Transport;
+use ordo_testkit::fake_orderer::{DeliverFault, FakeOrderer, Faults, Source, Tamper, Which};
+use ordo_testkit::org::consenter_entry;
+use ordo_testkit::{envelopes, ChannelBuilder, TestOrg};
 
 /// Bound on any single wait of a test.
 const WAIT: Duration = Duration::from_secs(60);
@@ -50,28 +44,23 @@ const WAIT: Duration = Duration::from_secs(60);
 /// One org with an orderer, an admin, a peer and a client, in a temporary directory.
 struct Org {
     dir: tempfile::TempDir,
-    ca: SigningKey,
+    org: TestOrg,
     orderer: Identity,
     admin: Identity,
     peer: Identity,
     client: Identity,
 }
 
-fn member(ca: &SigningKey, role: Role, name: &str) -> Identity {
-    let key = ordo_proto::crypto::generate_signing_key();
-    Identity::enroll(ca, key, &Enrollment::new("A", role, name))
-}
-
 impl Org {
     fn new() -> Self {
-        let ca = ordo_proto::crypto::generate_signing_key();
+        let org = TestOrg::new("A");
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
-            orderer: member(&ca, Role::Orderer, "orderer"),
-            admin: member(&ca, Role::Admin, "admin"),
-            peer: member(&ca, Role::Peer, "peer"),
-            client: member(&ca, Role::Client, "client"),
-            ca,
+            orderer: org.member(Role::Orderer, "orderer"),
+            admin: org.member(Role::Admin, "admin"),
+            peer: org.member(Role::Peer, "peer"),
+            client: org.member(Role::Client, "client"),
+            org,
         }
     }
 
@@ -81,51 +70,19 @@ impl Org {
         let consenters = endpoints
             .iter()
             .enumerate()
-            .map(|(i, e)| Consenter {
-                id: format!("orderer{i}"),
-                endpoint: e.clone(),
-                certificate: self.orderer.cert_bytes().clone(),
-                ..Default::default()
-            })
+            .map(|(i, e)| consenter_entry(&self.orderer, &format!("orderer{i}"), e))
             .collect();
-        let cfg = ChannelConfig {
-            channel_id: channel_id.into(),
-            sequence: 0,
-            orgs: vec![Organization {
-                name: "A".into(),
-                root_public_keys: vec![self.ca.verifying_key().to_bytes().to_vec().into()],
-                ..Default::default()
-            }],
-            orderer: Some(OrdererConfig {
-                consensus_type: "solo".into(),
-                batch_size: Some(BatchSize {
-                    max_message_count: 2,
-                    absolute_max_bytes: 1 << 20,
-                    preferred_max_bytes: 1 << 19,
-                }),
-                batch_timeout_ms: 50,
-                consenters,
-                ack_mode: AckMode::Enqueued as i32,
-                ..Default::default()
-            }),
-            readers: Some(policy::any_member(&[], &[])),
-            writers: Some(policy::any_member(&[], &[Role::Client])),
-            admins: Some(policy::any_member(&[], &[Role::Admin])),
-            block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-            chaincodes: vec![],
-        };
-        let genesis = config::genesis_block(&cfg, 1).expect("genesis block");
-        (cfg, genesis)
+        let builder = ChannelBuilder::new(channel_id)
+            .org(&self.org)
+            .max_count(2)
+            .consenters(consenters)
+            .ack(AckMode::Enqueued)
+            .admins(policy::any_member(&[], &[Role::Admin]));
+        (builder.clone().build(), builder.genesis(1))
     }
 
     fn envelope(&self, channel_id: &str, tag: u64) -> (Envelope, String) {
-        envelope::create_signed(
-            &self.client,
-            channel_id,
-            HeaderType::Message,
-            Bytes::from(tag.to_be_bytes().to_vec()),
-            ordo_proto::now_ms(),
-        )
+        envelopes::message(&self.client, channel_id, 8, tag)
     }
 }
 
@@ -194,7 +151,7 @@ async fn start_orderer(org: &Org, grpc: TcpListener, data_dir: PathBuf) -> Order
 impl Orderer {
     /// Joins the node to the channel of `genesis`.
     async fn join(&self, org: &Org, genesis: &Block) {
-        let ch = ordo_sdk::orderer::connect(&self.addr, &ordo_sdk::transport::Transport::Plain)
+        let ch = ordo_sdk::orderer::connect(&self.addr, &Transport::Plain)
             .await
             .expect("connect");
         // The listener accepts connections before the node has started its Admin handler,
@@ -232,7 +189,7 @@ impl Orderer {
 
     /// Broadcasts `envs` over one stream and checks every one was accepted.
     async fn broadcast(&self, envs: Vec<Envelope>) {
-        let ch = ordo_sdk::orderer::connect(&self.addr, &ordo_sdk::transport::Transport::Plain)
+        let ch = ordo_sdk::orderer::connect(&self.addr, &Transport::Plain)
             .await
             .expect("connect");
         let mut client = ordo_sdk::orderer::broadcast_client(ch);
@@ -263,7 +220,7 @@ impl Orderer {
             Some(ordo_sdk::orderer::position(Some(last))),
             SeekBehavior::FailIfNotReady,
         );
-        let ch = ordo_sdk::orderer::connect(&self.addr, &ordo_sdk::transport::Transport::Plain)
+        let ch = ordo_sdk::orderer::connect(&self.addr, &Transport::Plain)
             .await
             .expect("connect");
         let mut stream = ordo_sdk::orderer::broadcast_client(ch)
@@ -298,121 +255,6 @@ impl Orderer {
             .expect("orderer task")
             .expect("orderer stops cleanly");
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Misbehaving orderers
-// ---------------------------------------------------------------------------------------
-
-/// What a fake orderer does to the Deliver streams it serves.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    /// Proxies the real orderer but changes block `n`'s data (data hash mismatch).
-    Data(u64),
-    /// Proxies the real orderer but corrupts block `n`'s orderer signature.
-    Signature(u64),
-    /// Proxies the real orderer but changes block `n`'s previous hash (and re-signs
-    /// nothing, so the chain breaks).
-    PreviousHash(u64),
-    /// Opens the stream and never sends anything.
-    Silent,
-}
-
-type DeliverSender = mpsc::Sender<Result<DeliverResponse, Status>>;
-
-struct FakeOrderer {
-    upstream: String,
-    fault: Fault,
-    /// Senders of silent streams, held so the streams stay open.
-    held: Arc<Mutex<Vec<DeliverSender>>>,
-}
-
-fn tamper(b: &mut Block, fault: Fault) {
-    match fault {
-        Fault::Data(_) => {
-            if let Some(first) = b.data.as_mut().and_then(|d| d.data.first_mut()) {
-                *first = Bytes::from_static(b"forged envelope");
-            }
-        }
-        Fault::Signature(_) => {
-            if let Some(sig) = b.metadata.as_mut().and_then(|m| m.signatures.first_mut()) {
-                let mut bytes = sig.signature.to_vec();
-                bytes[0] ^= 0xff;
-                sig.signature = bytes.into();
-            }
-        }
-        Fault::PreviousHash(_) => {
-            if let Some(h) = b.header.as_mut() {
-                h.previous_hash = Bytes::from(vec![7u8; 32]);
-            }
-        }
-        Fault::Silent => {}
-    }
-}
-
-#[tonic::async_trait]
-impl AtomicBroadcast for FakeOrderer {
-    type BroadcastStream = ReceiverStream<Result<BroadcastResponse, Status>>;
-    type DeliverStream = ReceiverStream<Result<DeliverResponse, Status>>;
-
-    async fn broadcast(
-        &self,
-        _request: Request<Streaming<Envelope>>,
-    ) -> Result<Response<Self::BroadcastStream>, Status> {
-        Err(Status::unimplemented("a fake orderer takes no envelopes"))
-    }
-
-    async fn deliver(
-        &self,
-        request: Request<Envelope>,
-    ) -> Result<Response<Self::DeliverStream>, Status> {
-        let (tx, rx) = mpsc::channel(4);
-        let fault = self.fault;
-        let target = match fault {
-            Fault::Silent => {
-                self.held.lock().expect("lock").push(tx);
-                return Ok(Response::new(ReceiverStream::new(rx)));
-            }
-            Fault::Data(n) | Fault::Signature(n) | Fault::PreviousHash(n) => n,
-        };
-        let ch = ordo_sdk::orderer::connect(&self.upstream, &ordo_sdk::transport::Transport::Plain)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        // The peer's own signed request, passed on unchanged.
-        let mut upstream = ordo_sdk::orderer::broadcast_client(ch)
-            .deliver(request.into_inner())
-            .await?
-            .into_inner();
-        tokio::spawn(async move {
-            while let Ok(Some(mut resp)) = upstream.message().await {
-                if let Some(deliver_response::Type::Block(b)) = resp.r#type.as_mut() {
-                    if block::number(b) == target {
-                        tamper(b, fault);
-                    }
-                }
-                if tx.send(Ok(resp)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-}
-
-/// Serves a fake orderer on `listener` until `stop` is cancelled.
-fn start_fake(listener: TcpListener, upstream: String, fault: Fault, stop: CancellationToken) {
-    let svc = FakeOrderer {
-        upstream,
-        fault,
-        held: Arc::new(Mutex::new(Vec::new())),
-    };
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(AtomicBroadcastServer::new(svc))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                stop.cancelled().await
-            }),
-    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -473,18 +315,7 @@ fn start_follow(opts: FollowOptions, next: u64) -> Follower {
     }
 }
 
-fn tx_ids(b: &Block) -> Vec<String> {
-    b.data
-        .iter()
-        .flat_map(|d| d.data.iter())
-        .filter_map(|e| {
-            let env = Envelope::decode(e.as_ref()).ok()?;
-            let payload = Payload::decode(env.payload.as_ref()).ok()?;
-            let header = payload.header?;
-            (header.r#type == HeaderType::Message as i32).then_some(header.tx_id)
-        })
-        .collect()
-}
+use ordo_testkit::blocks::tx_ids;
 
 impl Follower {
     /// Takes blocks until every id of `want` has been seen in some block.
@@ -655,16 +486,25 @@ async fn a_tampering_orderer_is_refused_and_avoided() {
     let org = Org::new();
     let (listener, real) = bind().await;
     let orderer = start_orderer(&org, listener, org.dir.path().join("o1")).await;
-    let stop_fakes = CancellationToken::new();
+    let relay = Source::Relay {
+        upstream: real.clone(),
+        transport: Transport::Plain,
+    };
 
-    for (i, fault) in [Fault::Data(2), Fault::Signature(3), Fault::PreviousHash(2)]
-        .into_iter()
-        .enumerate()
+    for (i, (at, how)) in [
+        (2, Tamper::Data),
+        (3, Tamper::Signature),
+        (2, Tamper::PreviousHash),
+    ]
+    .into_iter()
+    .enumerate()
     {
+        let fault = DeliverFault::Tamper(Which::At(at), how);
         let channel_id = format!("tamper{i}");
-        let (fake_listener, fake) = bind().await;
-        start_fake(fake_listener, real.clone(), fault, stop_fakes.clone());
-        let (_, genesis) = org.channel(&channel_id, &[fake, real.clone()]);
+        let fake = FakeOrderer::start(relay.clone(), Faults::deliver(fault), None)
+            .await
+            .expect("fake orderer starts");
+        let (_, genesis) = org.channel(&channel_id, &[fake.endpoint(), real.clone()]);
         orderer.join(&org, &genesis).await;
         let (envs, ids) = envelopes(&org, &channel_id, 0..10);
         orderer.broadcast(envs).await;
@@ -691,10 +531,10 @@ async fn a_tampering_orderer_is_refused_and_avoided() {
         );
         assert_eq!(counts.verification_failures, 1, "{fault:?}: {counts:?}");
         assert_eq!(counts.reconnects, 1, "{fault:?}: {counts:?}");
+        assert_eq!(fake.tampered(), 1, "{fault:?}: the fake changed one block");
         assert_eq!(counts.blocks_verified, blocks.len() as u64);
         assert_eq!(counts.blocks_received, blocks.len() as u64 + 1);
     }
-    stop_fakes.cancel();
     orderer.stop().await;
 }
 
@@ -707,15 +547,14 @@ async fn stalled_endpoints_are_abandoned() {
     let orderer = start_orderer(&org, listener, org.dir.path().join("o1")).await;
     // Accepts TCP connections (the kernel does) and never speaks HTTP/2.
     let (_black_hole, black_hole) = bind().await;
-    let (silent_listener, silent) = bind().await;
-    let stop_fakes = CancellationToken::new();
-    start_fake(
-        silent_listener,
-        real.clone(),
-        Fault::Silent,
-        stop_fakes.clone(),
-    );
-    let (_, genesis) = org.channel("stall", &[black_hole, silent, real]);
+    let relay = Source::Relay {
+        upstream: real.clone(),
+        transport: Transport::Plain,
+    };
+    let silent = FakeOrderer::start(relay, Faults::deliver(DeliverFault::Silent), None)
+        .await
+        .expect("fake orderer starts");
+    let (_, genesis) = org.channel("stall", &[black_hole, silent.endpoint(), real]);
     orderer.join(&org, &genesis).await;
     let (envs, ids) = envelopes(&org, "stall", 0..6);
     orderer.broadcast(envs).await;
@@ -733,7 +572,6 @@ async fn stalled_endpoints_are_abandoned() {
     assert_chain(&blocks, 1, &ids);
     assert_eq!(counts.reconnects, 2, "{counts:?}");
     assert_eq!(counts.verification_failures, 0);
-    stop_fakes.cancel();
     orderer.stop().await;
 }
 

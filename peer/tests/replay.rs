@@ -17,7 +17,6 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use ed25519_dalek::SigningKey;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -26,18 +25,11 @@ use tonic::transport::{Channel, Endpoint};
 
 use ordo_peer::node::config::PeerConfig;
 use ordo_peer::node::endorser::MAX_PROPOSAL_CLOCK_SKEW_SECS;
-use ordo_proto::config;
-use ordo_proto::crypto::generate_signing_key;
 use ordo_proto::envelope;
-use ordo_proto::identity::{Enrollment, Identity};
+use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::admin_client::AdminClient;
-use ordo_proto::pb::admin::{
-    admin_command, AdminCommand, AdminResponse, JoinChannel, ListChannels, RemoveChannel,
-};
-use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, ChannelConfig, Consenter, Envelope, HeaderType, Organization, Role,
-    Status as Code,
-};
+use ordo_proto::pb::admin::{admin_command, AdminResponse, ListChannels};
+use ordo_proto::pb::common::{AckMode, Block, Envelope, HeaderType, Role, Status as Code};
 use ordo_proto::pb::gateway::events_client::EventsClient;
 use ordo_proto::pb::gateway::gateway_client::GatewayClient;
 use ordo_proto::pb::gateway::{
@@ -47,6 +39,9 @@ use ordo_proto::pb::query::query_client::QueryClient;
 use ordo_proto::pb::query::{query_request, GetBlock, QueryRequest, QueryResponse};
 use ordo_proto::policy::build as policy;
 use ordo_proto::replay::DEFAULT_FRESHNESS_WINDOW_MS;
+use ordo_testkit::admin::{self, join, request as admin_request, request_at as admin_request_at};
+use ordo_testkit::org::consenter_entry;
+use ordo_testkit::{ChannelBuilder, TestOrg};
 
 /// Bound on any single wait of a test.
 const WAIT: Duration = Duration::from_secs(60);
@@ -62,58 +57,28 @@ struct Org {
     genesis: Block,
 }
 
-fn member(ca: &SigningKey, role: Role, name: &str) -> Identity {
-    Identity::enroll(
-        ca,
-        generate_signing_key(),
-        &Enrollment::new("A", role, name),
-    )
-}
-
 impl Org {
     fn new() -> Self {
-        let ca = generate_signing_key();
-        let orderer = member(&ca, Role::Orderer, "orderer");
+        let org = TestOrg::new("A");
+        let orderer = org.member(Role::Orderer, "orderer");
         let dead = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("an address");
-        let cfg = ChannelConfig {
-            channel_id: CHANNEL.into(),
-            sequence: 0,
-            orgs: vec![Organization {
-                name: "A".into(),
-                root_public_keys: vec![ca.verifying_key().to_bytes().to_vec().into()],
-                ..Default::default()
-            }],
-            orderer: Some(ordo_proto::pb::common::OrdererConfig {
-                consensus_type: "solo".into(),
-                batch_size: Some(BatchSize {
-                    max_message_count: 10,
-                    absolute_max_bytes: 1 << 20,
-                    preferred_max_bytes: 1 << 19,
-                }),
-                batch_timeout_ms: 50,
-                consenters: vec![Consenter {
-                    id: "orderer0".into(),
-                    endpoint: dead.to_string(),
-                    certificate: orderer.cert_bytes().clone(),
-                    ..Default::default()
-                }],
-                ack_mode: AckMode::Enqueued as i32,
-                ..Default::default()
-            }),
-            readers: Some(policy::any_member(&[], &[])),
-            writers: Some(policy::any_member(&[], &[Role::Client])),
-            admins: Some(policy::any_member(&[], &[Role::Admin])),
-            block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-            chaincodes: vec![],
-        };
-        let genesis = config::genesis_block(&cfg, ordo_proto::now_ms()).expect("genesis block");
+        let genesis = ChannelBuilder::new(CHANNEL)
+            .org(&org)
+            .consenters(vec![consenter_entry(
+                &orderer,
+                "orderer0",
+                &dead.to_string(),
+            )])
+            .ack(AckMode::Enqueued)
+            .admins(policy::any_member(&[], &[Role::Admin]))
+            .genesis(ordo_proto::now_ms());
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
-            peer: member(&ca, Role::Peer, "peer"),
-            admin: member(&ca, Role::Admin, "admin"),
-            client: member(&ca, Role::Client, "client"),
+            peer: org.member(Role::Peer, "peer"),
+            admin: org.member(Role::Admin, "admin"),
+            client: org.member(Role::Client, "client"),
             genesis,
         }
     }
@@ -224,40 +189,8 @@ fn signed(who: &Identity, header_type: HeaderType, data: Vec<u8>, timestamp_ms: 
     envelope::create_signed(who, CHANNEL, header_type, Bytes::from(data), timestamp_ms).0
 }
 
-/// A signed ADMIN_COMMAND stamped `timestamp_ms`.
-fn admin_request_at(
-    who: &Identity,
-    command: admin_command::Command,
-    timestamp_ms: u64,
-) -> Envelope {
-    let cmd = AdminCommand {
-        command: Some(command),
-    };
-    envelope::create_signed(
-        who,
-        "-",
-        HeaderType::AdminCommand,
-        Bytes::from(cmd.encode_to_vec()),
-        timestamp_ms,
-    )
-    .0
-}
-
-/// A signed ADMIN_COMMAND stamped now.
-fn admin_request(who: &Identity, command: admin_command::Command) -> Envelope {
-    admin_request_at(who, command, ordo_proto::now_ms())
-}
-
-fn join(genesis: &Block) -> admin_command::Command {
-    admin_command::Command::Join(JoinChannel {
-        genesis_block: genesis.encode_to_vec().into(),
-    })
-}
-
 fn remove() -> admin_command::Command {
-    admin_command::Command::Remove(RemoveChannel {
-        channel_id: CHANNEL.into(),
-    })
+    admin::remove(CHANNEL)
 }
 
 /// A query for block 0, stamped `timestamp_ms`.

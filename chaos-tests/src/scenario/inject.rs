@@ -166,11 +166,7 @@ pub(super) async fn inject(
             // Their open streams break; new connections to the proxies hang.
             n.reset_links();
             tokio::time::sleep(time).await;
-            let tampered = n
-                .net
-                .liar
-                .as_ref()
-                .map_or(0, |l| l.tampered.load(Ordering::Relaxed));
+            let tampered = n.net.liar.as_ref().map_or(0, |l| l.tampered());
             n.note_lies(tampered);
         }
         Scenario::KafkaBrokersDown => {

@@ -25,6 +25,7 @@ pub mod kafka;
 pub mod raft;
 mod raft_check;
 pub mod raft_disk;
+mod schedule;
 
 /// A seed whose run broke a property.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ed25519_dalek::SigningKey;
 use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -35,19 +34,15 @@ use ordo_consensus::raft::storage::LogView;
 use ordo_consensus::raft::{raft_id, raft_position, recovery, RaftOptions};
 use ordo_consensus::support::ConfigState;
 use ordo_proto::block;
-use ordo_proto::identity::{Enrollment, Identity};
-use ordo_proto::pb::common::{Block, Consenter, HeaderType, Role};
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::{Block, Role};
+use ordo_testkit::{envelopes, keys, TestOrg};
 
 use super::raft_check::{channel_config, check_acked, options, ChainCheck, CHANNEL, TICK};
+use super::schedule::{self, SimCluster, NODES};
 use super::SimFailure;
 
 mod exec;
-
-const NODES: usize = 3;
-/// Steps of the safety phase.
-const SAFETY_STEPS: usize = 1_500;
-/// Most steps of the liveness phase.
-const LIVENESS_STEPS: usize = 20_000;
 
 /// What a run did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -114,12 +109,6 @@ struct Sim {
     stats: RaftSimStats,
 }
 
-/// A key from the seed and a purpose: every run of a seed has the same keys.
-fn seeded_key(seed: u64, purpose: u64) -> SigningKey {
-    let mut rng = StdRng::seed_from_u64(seed ^ purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    SigningKey::from_bytes(&rng.gen())
-}
-
 /// Runs one seed; crashes come between steps.
 pub fn run(seed: u64) -> Result<RaftSimStats, SimFailure> {
     run_with(seed, false)
@@ -138,41 +127,25 @@ fn run_with(seed: u64, torn: bool) -> Result<RaftSimStats, SimFailure> {
         step: 0,
         what,
     })?;
-    for step in 0..SAFETY_STEPS {
-        sim.step = step;
-        sim.safety_step()?;
-    }
-    sim.liveness()?;
+    schedule::run(&mut sim)?;
     sim.final_check()?;
     Ok(sim.stats)
 }
 
 impl Sim {
     fn new(seed: u64, torn: bool, core: &'static str) -> Result<Self, String> {
-        let ca = seeded_key(seed, 1);
-        let client = Identity::enroll(
-            &ca,
-            seeded_key(seed, 2),
-            &Enrollment::new("A", Role::Client, "client"),
-        );
+        let org = TestOrg::with_ca("A", keys::seeded(seed, 1));
+        let client = org.member_with_key(Role::Client, "client", keys::seeded(seed, 2));
         let mut consenters = Vec::new();
         let mut names = Vec::new();
         for i in 1..=NODES {
             let name = format!("orderer{i}");
-            let identity = Identity::enroll(
-                &ca,
-                seeded_key(seed, 10 + i as u64),
-                &Enrollment::new("A", Role::Orderer, &name),
-            );
-            consenters.push(Consenter {
-                id: name.clone(),
-                endpoint: format!("sim:{i}"),
-                certificate: identity.cert_bytes().clone(),
-                ..Default::default()
-            });
+            let key = keys::seeded(seed, 10 + i as u64);
+            let (_, entry) = org.consenter(&name, &format!("sim:{i}"), key);
+            consenters.push(entry);
             names.push(name);
         }
-        let config = channel_config(&ca, consenters);
+        let config = channel_config(&org, consenters);
         let genesis = ordo_proto::config::genesis_block(&config, 1).map_err(|e| e.to_string())?;
         let state = Arc::new(ConfigState::new(config, 0).map_err(|e| e.to_string())?);
         let ids: Vec<u64> = names.iter().map(|n| raft_id(n)).collect();
@@ -270,24 +243,8 @@ impl Sim {
         Ok(())
     }
 
-    fn crash(&mut self, i: usize) {
-        self.stats.crashes += 1;
-        self.nodes[i].engine = None;
-        // Its waiters' fate is unknown to their clients.
-        self.waiting.retain(|_, n| *n != i);
-        if self.torn_at.is_some_and(|(n, _)| n == i) {
-            self.torn_at = None;
-        }
-    }
-
     fn index_of(&self, id: u64) -> Option<usize> {
         self.nodes.iter().position(|n| n.id == id)
-    }
-
-    fn up_nodes(&self) -> Vec<usize> {
-        (0..NODES)
-            .filter(|i| self.nodes[*i].engine.is_some())
-            .collect()
     }
 
     /// One step of node `i`: `input`, the time, a flush — then checks what it wrote.
@@ -304,6 +261,48 @@ impl Sim {
             self.execute(i, commands)?;
         }
         self.check_node(i)
+    }
+
+    fn heights(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .map(|n| n.disk.ledger.len() as u64)
+            .collect()
+    }
+
+    /// Checks node `i`'s newly written blocks against the canonical chain.
+    fn check_node(&mut self, i: usize) -> Result<(), SimFailure> {
+        let node = &mut self.nodes[i];
+        let height = node.disk.ledger.len() as u64;
+        let mut broken = None;
+        for number in node.checked..height {
+            let block = &node.disk.ledger[number as usize];
+            if let Err(what) = self.check.block(&node.name, &mut node.txs, number, block) {
+                broken = Some(what);
+                break;
+            }
+        }
+        node.checked = height;
+        match broken {
+            Some(what) => Err(self.fail(what)),
+            None => Ok(()),
+        }
+    }
+
+    fn final_check(&mut self) -> Result<(), SimFailure> {
+        let reference = &self.nodes[0].disk.ledger;
+        self.stats.blocks = reference.len() as u64;
+        check_acked(reference.iter().cloned(), &self.acked).map_err(|what| self.fail(what))
+    }
+}
+
+impl SimCluster for Sim {
+    fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
+    }
+
+    fn set_step(&mut self, step: usize) {
+        self.step = step;
     }
 
     fn deliver_one(&mut self, lossy: bool) -> Result<(), SimFailure> {
@@ -339,22 +338,29 @@ impl Sim {
         Ok(())
     }
 
+    fn in_flight(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    fn up_nodes(&self) -> Vec<usize> {
+        (0..NODES)
+            .filter(|i| self.nodes[*i].engine.is_some())
+            .collect()
+    }
+
+    fn accepting(&self, i: usize) -> bool {
+        self.nodes[i]
+            .engine
+            .as_ref()
+            .is_some_and(|e| e.status().accepting)
+    }
+
     fn submit(&mut self, i: usize) -> Result<(), SimFailure> {
         if self.nodes[i].engine.is_none() {
             return Ok(());
         }
         let n = self.check.submitted.len();
-        let mut nonce = [0u8; 24];
-        nonce[..8].copy_from_slice(&self.seed.to_be_bytes());
-        nonce[8..16].copy_from_slice(&(n as u64).to_be_bytes());
-        let (env, tx_id) = ordo_proto::envelope::create_signed_with_nonce(
-            &self.client,
-            CHANNEL,
-            HeaderType::Message,
-            Bytes::from(format!("envelope {n} of seed {}", self.seed)),
-            1,
-            &nonce,
-        );
+        let (env, tx_id) = envelopes::seeded(&self.client, CHANNEL, self.seed, n as u64);
         self.stats.submitted += 1;
         self.check.submitted.insert(tx_id.clone());
         self.waiting.insert(tx_id.clone(), i);
@@ -373,97 +379,55 @@ impl Sim {
         self.turn(i, Input::Propose(proposal))
     }
 
-    fn safety_step(&mut self) -> Result<(), SimFailure> {
-        match self.rng.gen_range(0..100) {
-            0..=44 => self.deliver_one(true)?,
-            45..=64 => self.advance()?,
-            65..=84 => {
-                // A client picks a node; only an accepting leader takes the envelope.
-                let up = self.up_nodes();
-                if !up.is_empty() {
-                    let leader = up.iter().copied().find(|i| {
-                        self.nodes[*i]
-                            .engine
-                            .as_ref()
-                            .is_some_and(|e| e.status().accepting)
-                    });
-                    let pick = match leader {
-                        Some(l) if self.rng.gen_bool(0.9) => l,
-                        _ => up[self.rng.gen_range(0..up.len())],
-                    };
-                    self.submit(pick)?;
-                }
-            }
-            85..=86 => {
-                let up = self.up_nodes();
-                if up.len() > 1 {
-                    let i = up[self.rng.gen_range(0..up.len())];
-                    if self.torn && self.rng.gen_bool(0.5) {
-                        let left = self.rng.gen_range(0..8);
-                        self.torn_at = Some((i, left));
-                    } else {
-                        self.crash(i);
-                    }
-                }
-            }
-            87..=94 => {
-                let down: Vec<usize> = (0..NODES)
-                    .filter(|i| self.nodes[*i].engine.is_none())
-                    .collect();
-                if !down.is_empty() {
-                    let i = down[self.rng.gen_range(0..down.len())];
-                    self.start(i)
-                        .map_err(|e| self.fail(format!("restart: {e}")))?;
-                }
-            }
-            _ => {
-                if self.cut.is_empty() && self.rng.gen_bool(0.5) {
-                    let i = self.rng.gen_range(0..NODES);
-                    self.cut.insert(self.nodes[i].id);
-                } else {
-                    self.cut.clear();
-                }
-            }
+    fn torn(&self) -> bool {
+        self.torn
+    }
+
+    /// The node executes 0 to 7 more commands, then stops.
+    fn arm_torn_crash(&mut self, i: usize) {
+        let left = self.rng.gen_range(0..8);
+        self.torn_at = Some((i, left));
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.stats.crashes += 1;
+        self.nodes[i].engine = None;
+        // Its waiters' fate is unknown to their clients.
+        self.waiting.retain(|_, n| *n != i);
+        if self.torn_at.is_some_and(|(n, _)| n == i) {
+            self.torn_at = None;
         }
-        Ok(())
     }
 
-    fn heights(&self) -> Vec<u64> {
-        self.nodes
-            .iter()
-            .map(|n| n.disk.ledger.len() as u64)
-            .collect()
-    }
-
-    fn liveness(&mut self) -> Result<(), SimFailure> {
-        self.cut.clear();
+    fn disarm_torn_crashes(&mut self) {
         self.torn_at = None;
-        for i in 0..NODES {
-            if self.nodes[i].engine.is_none() {
-                self.start(i)
-                    .map_err(|e| self.fail(format!("restart: {e}")))?;
-            }
-        }
-        let mut quiet = 0;
-        for step in 0..LIVENESS_STEPS {
-            self.step = SAFETY_STEPS + step;
-            while !self.in_flight.is_empty() {
-                self.deliver_one(false)?;
-            }
-            self.advance()?;
-            let heights = self.heights();
-            let led = self
-                .nodes
-                .iter()
-                .any(|n| n.engine.as_ref().is_some_and(|e| e.status().accepting));
-            let settled =
-                led && heights.iter().all(|h| *h == heights[0]) && self.waiting.is_empty();
-            quiet = if settled { quiet + 1 } else { 0 };
-            // Several quiet rounds: no block cut by a timer is still on its way.
-            if quiet > 20 {
-                return Ok(());
-            }
-        }
+    }
+
+    fn is_down(&self, i: usize) -> bool {
+        self.nodes[i].engine.is_none()
+    }
+
+    fn restart(&mut self, i: usize) -> Result<(), SimFailure> {
+        self.start(i)
+            .map_err(|e| self.fail(format!("restart: {e}")))
+    }
+
+    fn cut(&mut self) -> &mut BTreeSet<u64> {
+        &mut self.cut
+    }
+
+    fn node_id(&self, i: usize) -> u64 {
+        self.nodes[i].id
+    }
+
+    /// Same heights, nothing waiting, and an accepting leader.
+    fn settled(&self) -> bool {
+        let heights = self.heights();
+        let led = (0..NODES).any(|i| self.accepting(i));
+        led && heights.iter().all(|h| *h == heights[0]) && self.waiting.is_empty()
+    }
+
+    fn not_settled(&self) -> SimFailure {
         let leaders: Vec<bool> = self
             .nodes
             .iter()
@@ -482,36 +446,11 @@ impl Sim {
                 )
             })
             .collect();
-        Err(self.fail(format!(
+        self.fail(format!(
             "no convergence after the faults stopped: heights {:?}, accepting leaders {leaders:?}, {} envelopes still waiting: {}",
             self.heights(),
             self.waiting.len(),
             waiting.join("; ")
-        )))
-    }
-
-    /// Checks node `i`'s newly written blocks against the canonical chain.
-    fn check_node(&mut self, i: usize) -> Result<(), SimFailure> {
-        let node = &mut self.nodes[i];
-        let height = node.disk.ledger.len() as u64;
-        let mut broken = None;
-        for number in node.checked..height {
-            let block = &node.disk.ledger[number as usize];
-            if let Err(what) = self.check.block(&node.name, &mut node.txs, number, block) {
-                broken = Some(what);
-                break;
-            }
-        }
-        node.checked = height;
-        match broken {
-            Some(what) => Err(self.fail(what)),
-            None => Ok(()),
-        }
-    }
-
-    fn final_check(&mut self) -> Result<(), SimFailure> {
-        let reference = &self.nodes[0].disk.ledger;
-        self.stats.blocks = reference.len() as u64;
-        check_acked(reference.iter().cloned(), &self.acked).map_err(|what| self.fail(what))
+        ))
     }
 }

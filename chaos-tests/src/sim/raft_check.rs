@@ -4,13 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
-
 use ordo_consensus::raft::RaftOptions;
-use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, ChannelConfig, Consenter, OrdererConfig, Organization, Role,
-};
-use ordo_proto::policy::build as policy;
+use ordo_proto::pb::common::{Block, ChannelConfig, Consenter};
+use ordo_testkit::{ChannelBuilder, TestOrg};
 
 /// The simulated channel.
 pub(super) const CHANNEL: &str = "sim";
@@ -31,35 +27,15 @@ pub(super) fn options(seed: u64) -> RaftOptions {
     }
 }
 
-/// The channel: one org under `ca`, these consenters, blocks of at most 4 envelopes or
-/// 50 ms, `committed` acks.
-pub(super) fn channel_config(ca: &SigningKey, consenters: Vec<Consenter>) -> ChannelConfig {
-    ChannelConfig {
-        channel_id: CHANNEL.into(),
-        sequence: 0,
-        orgs: vec![Organization {
-            name: "A".into(),
-            root_public_keys: vec![ca.verifying_key().to_bytes().to_vec().into()],
-            ..Default::default()
-        }],
-        orderer: Some(OrdererConfig {
-            consensus_type: "raft".into(),
-            batch_size: Some(BatchSize {
-                max_message_count: 4,
-                absolute_max_bytes: 1 << 20,
-                preferred_max_bytes: 1 << 19,
-            }),
-            batch_timeout_ms: 50,
-            ack_mode: AckMode::Committed as i32,
-            consenters,
-            ..Default::default()
-        }),
-        readers: Some(policy::any_member(&[], &[])),
-        writers: Some(policy::any_member(&[], &[Role::Client])),
-        admins: Some(policy::majority(&[], Role::Admin)),
-        block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-        chaincodes: vec![],
-    }
+/// The channel: `org`, these consenters, blocks of at most 4 envelopes or 50 ms,
+/// `committed` acks.
+pub(super) fn channel_config(org: &TestOrg, consenters: Vec<Consenter>) -> ChannelConfig {
+    ChannelBuilder::new(CHANNEL)
+        .org(org)
+        .consensus("raft")
+        .max_count(4)
+        .consenters(consenters)
+        .build()
 }
 
 /// The safety checks over every block any node writes: one block per height across
@@ -142,11 +118,4 @@ pub(super) fn check_acked(
 }
 
 /// The tx ids of a block's envelopes.
-pub(super) fn block_txs(block: &Block) -> Vec<String> {
-    block
-        .data
-        .iter()
-        .flat_map(|d| d.data.iter())
-        .filter_map(|e| ordo_proto::envelope::tx_id_of(e))
-        .collect()
-}
+pub(super) use ordo_testkit::blocks::tx_ids as block_txs;

@@ -21,7 +21,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, PoisonError};
 
 use bytes::Bytes;
-use ed25519_dalek::SigningKey;
 use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -31,17 +30,13 @@ use ordo_consensus::chain::{ChainError, OrderRequest};
 use ordo_consensus::raft::{raft_id, CrashPoint, ManualClock, RaftSetup, SteppedRaft};
 use ordo_consensus::ChainSupport;
 use ordo_ledger::BlockStore;
-use ordo_proto::identity::{Enrollment, Identity};
-use ordo_proto::pb::common::{Block, Consenter, HeaderType, Role};
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::{Block, Role};
+use ordo_testkit::{envelopes, keys, TestOrg};
 
 use super::raft_check::{channel_config, check_acked, options, ChainCheck, CHANNEL, TICK};
+use super::schedule::{self, SimCluster, NODES};
 use super::SimFailure;
-
-const NODES: usize = 3;
-/// Steps of the safety phase.
-const SAFETY_STEPS: usize = 1_500;
-/// Most steps of the liveness phase.
-const LIVENESS_STEPS: usize = 20_000;
 
 pub use super::raft::RaftSimStats;
 
@@ -94,11 +89,6 @@ struct Waiter {
     block: oneshot::Receiver<ordo_consensus::support::CommitOutcome>,
 }
 
-fn member(ca: &SigningKey, role: Role, name: &str) -> Identity {
-    let key = ordo_proto::crypto::generate_signing_key();
-    Identity::enroll(ca, key, &Enrollment::new("A", role, name))
-}
-
 /// Runs one seed; crashes come between turns.
 pub fn run(seed: u64) -> Result<RaftSimStats, SimFailure> {
     run_with(seed, false)
@@ -126,11 +116,7 @@ fn run_with(seed: u64, torn: bool) -> Result<RaftSimStats, SimFailure> {
         .map_err(|e| fail(format!("runtime: {e}")))?;
     let _context = runtime.enter();
     let mut sim = Sim::new(seed, torn).map_err(fail)?;
-    for step in 0..SAFETY_STEPS {
-        sim.step = step;
-        sim.safety_step()?;
-    }
-    sim.liveness()?;
+    schedule::run(&mut sim)?;
     sim.final_check()?;
     Ok(sim.stats)
 }
@@ -144,19 +130,14 @@ impl Sim {
             tempfile::tempdir()
         }
         .map_err(|e| e.to_string())?;
-        let ca = ordo_proto::crypto::generate_signing_key();
-        let client = member(&ca, Role::Client, "client");
+        let org = TestOrg::new("A");
+        let client = org.member(Role::Client, "client");
         let mut nodes = Vec::new();
         let mut consenters = Vec::new();
         for i in 1..=NODES {
             let name = format!("orderer{i}");
-            let identity = member(&ca, Role::Orderer, &name);
-            consenters.push(Consenter {
-                id: name.clone(),
-                endpoint: format!("sim:{i}"),
-                certificate: identity.cert_bytes().clone(),
-                ..Default::default()
-            });
+            let (identity, entry) = org.consenter(&name, &format!("sim:{i}"), keys::random());
+            consenters.push(entry);
             nodes.push(Node {
                 id: raft_id(&name),
                 dir: dir.path().join(&name),
@@ -167,7 +148,7 @@ impl Sim {
                 txs: BTreeSet::new(),
             });
         }
-        let config = channel_config(&ca, consenters.clone());
+        let config = channel_config(&org, consenters.clone());
         let genesis = ordo_proto::config::genesis_block(&config, 1).map_err(|e| e.to_string())?;
         let mut sim = Self {
             seed,
@@ -242,24 +223,8 @@ impl Sim {
         Ok(())
     }
 
-    fn crash(&mut self, i: usize) {
-        self.stats.crashes += 1;
-        let id = self.nodes[i].id;
-        self.net
-            .ledgers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
-        // Dropping the node closes its ledger and raft log: what was synced survives.
-        self.nodes[i].up = None;
-    }
-
     fn index_of(&self, id: u64) -> Option<usize> {
         self.nodes.iter().position(|n| n.id == id)
-    }
-
-    fn up_nodes(&self) -> Vec<usize> {
-        (0..NODES).filter(|i| self.nodes[*i].up.is_some()).collect()
     }
 
     /// Runs `f` on node `i` if it is up, then checks what it wrote.
@@ -282,6 +247,85 @@ impl Sim {
             return Err(self.fail(format!("{} stopped (storage failure)", self.nodes[i].name)));
         }
         Ok(())
+    }
+
+    /// Collects what the nodes told the clients: a refusal ends the wait (as Broadcast
+    /// cancels the waiter), a block is an acknowledgement, a crash leaves it unknown.
+    fn collect_acks(&mut self) {
+        let mut still = Vec::new();
+        for mut w in std::mem::take(&mut self.waiters) {
+            if let Some(taken) = w.taken.as_mut() {
+                match taken.try_recv() {
+                    Ok(Ok(_)) => w.taken = None,
+                    Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => {
+                        if let Some((support, _)) = self.nodes[w.node].up.as_ref() {
+                            support.cancel_commit_waiter(&w.tx);
+                        }
+                        continue;
+                    }
+                    Err(oneshot::error::TryRecvError::Empty) => {}
+                }
+            }
+            match w.block.try_recv() {
+                Ok(Ok(block)) => {
+                    self.stats.acked += 1;
+                    self.acked.insert(w.tx, block);
+                }
+                Ok(Err(_)) => {} // told it was not ordered
+                Err(oneshot::error::TryRecvError::Empty) => still.push(w),
+                Err(oneshot::error::TryRecvError::Closed) => {} // its node crashed
+            }
+        }
+        self.waiters = still;
+    }
+
+    /// Checks node `i`'s newly written blocks against the canonical chain.
+    fn check_node(&mut self, i: usize) -> Result<(), SimFailure> {
+        let Some((support, _)) = self.nodes[i].up.as_ref() else {
+            return Ok(());
+        };
+        let ledger = support.ledger().clone();
+        let height = ledger.height();
+        let from = self.nodes[i].checked;
+        for number in from..height {
+            let block = ledger
+                .block(number)
+                .map_err(|e| {
+                    self.fail(format!("{}: read block {number}: {e}", self.nodes[i].name))
+                })?
+                .ok_or_else(|| {
+                    self.fail(format!("{}: block {number} missing", self.nodes[i].name))
+                })?;
+            let node = &mut self.nodes[i];
+            if let Err(what) = self.check.block(&node.name, &mut node.txs, number, &block) {
+                return Err(self.fail(what));
+            }
+        }
+        self.nodes[i].checked = height;
+        Ok(())
+    }
+
+    fn final_check(&mut self) -> Result<(), SimFailure> {
+        let Some((reference, _)) = self.nodes[0].up.as_ref() else {
+            return Err(self.fail("node 1 is down after liveness".into()));
+        };
+        let reference = reference.ledger().clone();
+        self.stats.blocks = reference.height();
+        let blocks: Vec<Block> = reference
+            .blocks(0, reference.height())
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.fail(format!("final chain unreadable: {e}")))?;
+        check_acked(blocks.into_iter(), &self.acked).map_err(|what| self.fail(what))
+    }
+}
+
+impl SimCluster for Sim {
+    fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
+    }
+
+    fn set_step(&mut self, step: usize) {
+        self.step = step;
     }
 
     fn deliver_one(&mut self, lossy: bool) -> Result<(), SimFailure> {
@@ -325,20 +369,29 @@ impl Sim {
         Ok(())
     }
 
+    fn in_flight(&self) -> bool {
+        !self
+            .net
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
+    fn up_nodes(&self) -> Vec<usize> {
+        (0..NODES).filter(|i| self.nodes[*i].up.is_some()).collect()
+    }
+
+    fn accepting(&self, i: usize) -> bool {
+        self.nodes[i]
+            .up
+            .as_ref()
+            .is_some_and(|(_, r)| r.accepting())
+    }
+
     fn submit(&mut self, i: usize) -> Result<(), SimFailure> {
         let n = self.check.submitted.len();
-        // A nonce from the seed and the count: the same run makes the same envelopes.
-        let mut nonce = [0u8; 24];
-        nonce[..8].copy_from_slice(&self.seed.to_be_bytes());
-        nonce[8..16].copy_from_slice(&(n as u64).to_be_bytes());
-        let (env, tx_id) = ordo_proto::envelope::create_signed_with_nonce(
-            &self.client,
-            CHANNEL,
-            HeaderType::Message,
-            Bytes::from(format!("envelope {n} of seed {}", self.seed)),
-            1,
-            &nonce,
-        );
+        let (env, tx_id) = envelopes::seeded(&self.client, CHANNEL, self.seed, n as u64);
         let Some((support, raft)) = self.nodes[i].up.as_mut() else {
             return Ok(());
         };
@@ -362,137 +415,74 @@ impl Sim {
         self.turn(i, SteppedRaft::tick)
     }
 
-    /// Collects what the nodes told the clients: a refusal ends the wait (as Broadcast
-    /// cancels the waiter), a block is an acknowledgement, a crash leaves it unknown.
-    fn collect_acks(&mut self) {
-        let mut still = Vec::new();
-        for mut w in std::mem::take(&mut self.waiters) {
-            if let Some(taken) = w.taken.as_mut() {
-                match taken.try_recv() {
-                    Ok(Ok(_)) => w.taken = None,
-                    Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => {
-                        if let Some((support, _)) = self.nodes[w.node].up.as_ref() {
-                            support.cancel_commit_waiter(&w.tx);
-                        }
-                        continue;
-                    }
-                    Err(oneshot::error::TryRecvError::Empty) => {}
-                }
-            }
-            match w.block.try_recv() {
-                Ok(Ok(block)) => {
-                    self.stats.acked += 1;
-                    self.acked.insert(w.tx, block);
-                }
-                Ok(Err(_)) => {} // told it was not ordered
-                Err(oneshot::error::TryRecvError::Empty) => still.push(w),
-                Err(oneshot::error::TryRecvError::Closed) => {} // its node crashed
-            }
-        }
-        self.waiters = still;
+    fn torn(&self) -> bool {
+        self.torn
     }
 
-    fn safety_step(&mut self) -> Result<(), SimFailure> {
-        let roll = self.rng.gen_range(0..100);
-        match roll {
-            0..=44 => self.deliver_one(true)?,
-            45..=64 => self.advance()?,
-            65..=84 => {
-                // A client picks a node; only an accepting leader takes the envelope.
-                let up = self.up_nodes();
-                if !up.is_empty() {
-                    let leader = up.iter().copied().find(|i| {
-                        self.nodes[*i]
-                            .up
-                            .as_ref()
-                            .is_some_and(|(_, r)| r.accepting())
-                    });
-                    let pick = match leader {
-                        Some(l) if self.rng.gen_bool(0.9) => l,
-                        _ => up[self.rng.gen_range(0..up.len())],
-                    };
-                    self.submit(pick)?;
-                }
-            }
-            85..=86 => {
-                let up = self.up_nodes();
-                if up.len() > 1 {
-                    let i = up[self.rng.gen_range(0..up.len())];
-                    if self.torn && self.rng.gen_bool(0.5) {
-                        let point = match self.rng.gen_range(0..3) {
-                            0 => CrashPoint::AfterApply,
-                            1 => CrashPoint::AfterPersist,
-                            _ => CrashPoint::AfterBlockPull,
-                        };
-                        if let Some((_, raft)) = self.nodes[i].up.as_mut() {
-                            raft.set_crash_point(Some(point));
-                        }
-                    } else {
-                        self.crash(i);
-                    }
-                }
-            }
-            87..=94 => {
-                let down: Vec<usize> = (0..NODES).filter(|i| self.nodes[*i].up.is_none()).collect();
-                if !down.is_empty() {
-                    let i = down[self.rng.gen_range(0..down.len())];
-                    self.start(i)
-                        .map_err(|e| self.fail(format!("restart: {e}")))?;
-                }
-            }
-            _ => {
-                if self.cut.is_empty() && self.rng.gen_bool(0.5) {
-                    let i = self.rng.gen_range(0..NODES);
-                    self.cut.insert(self.nodes[i].id);
-                } else {
-                    self.cut.clear();
-                }
-            }
+    /// The node stops after its next apply, persist or block pull.
+    fn arm_torn_crash(&mut self, i: usize) {
+        let point = match self.rng.gen_range(0..3) {
+            0 => CrashPoint::AfterApply,
+            1 => CrashPoint::AfterPersist,
+            _ => CrashPoint::AfterBlockPull,
+        };
+        if let Some((_, raft)) = self.nodes[i].up.as_mut() {
+            raft.set_crash_point(Some(point));
         }
-        self.collect_acks();
-        Ok(())
     }
 
-    fn liveness(&mut self) -> Result<(), SimFailure> {
-        self.cut.clear();
+    fn crash(&mut self, i: usize) {
+        self.stats.crashes += 1;
+        let id = self.nodes[i].id;
+        self.net
+            .ledgers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        // Dropping the node closes its ledger and raft log: what was synced survives.
+        self.nodes[i].up = None;
+    }
+
+    fn disarm_torn_crashes(&mut self) {
         for n in &mut self.nodes {
             if let Some((_, raft)) = n.up.as_mut() {
                 raft.set_crash_point(None);
             }
         }
-        for i in 0..NODES {
-            if self.nodes[i].up.is_none() {
-                self.start(i)
-                    .map_err(|e| self.fail(format!("restart: {e}")))?;
-            }
-        }
-        let mut quiet = 0;
-        for step in 0..LIVENESS_STEPS {
-            self.step = SAFETY_STEPS + step;
-            while !self
-                .net
-                .in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_empty()
-            {
-                self.deliver_one(false)?;
-            }
-            self.advance()?;
-            self.collect_acks();
-            let heights: Vec<u64> = self
-                .nodes
-                .iter()
-                .map(|n| n.up.as_ref().map_or(0, |(s, _)| s.height()))
-                .collect();
-            let same = heights.iter().all(|h| *h == heights[0]);
-            let settled = same && self.waiters.is_empty();
-            quiet = if settled { quiet + 1 } else { 0 };
-            // Several quiet rounds: no block cut by a timer is still on its way.
-            if quiet > 20 {
-                return Ok(());
-            }
-        }
+    }
+
+    fn is_down(&self, i: usize) -> bool {
+        self.nodes[i].up.is_none()
+    }
+
+    fn restart(&mut self, i: usize) -> Result<(), SimFailure> {
+        self.start(i)
+            .map_err(|e| self.fail(format!("restart: {e}")))
+    }
+
+    fn cut(&mut self) -> &mut BTreeSet<u64> {
+        &mut self.cut
+    }
+
+    fn node_id(&self, i: usize) -> u64 {
+        self.nodes[i].id
+    }
+
+    fn after_step(&mut self) {
+        self.collect_acks();
+    }
+
+    /// Same heights and nothing waiting.
+    fn settled(&self) -> bool {
+        let heights: Vec<u64> = self
+            .nodes
+            .iter()
+            .map(|n| n.up.as_ref().map_or(0, |(s, _)| s.height()))
+            .collect();
+        heights.iter().all(|h| *h == heights[0]) && self.waiters.is_empty()
+    }
+
+    fn not_settled(&self) -> SimFailure {
         let heights: Vec<u64> = self
             .nodes
             .iter()
@@ -521,49 +511,10 @@ impl Sim {
                 )
             })
             .collect();
-        Err(self.fail(format!(
+        self.fail(format!(
             "no convergence after the faults stopped: heights {heights:?}, leaders {leaders:?}, {} envelopes still waiting: {}",
             self.waiters.len(),
             waiting.join("; ")
-        )))
-    }
-
-    /// Checks node `i`'s newly written blocks against the canonical chain.
-    fn check_node(&mut self, i: usize) -> Result<(), SimFailure> {
-        let Some((support, _)) = self.nodes[i].up.as_ref() else {
-            return Ok(());
-        };
-        let ledger = support.ledger().clone();
-        let height = ledger.height();
-        let from = self.nodes[i].checked;
-        for number in from..height {
-            let block = ledger
-                .block(number)
-                .map_err(|e| {
-                    self.fail(format!("{}: read block {number}: {e}", self.nodes[i].name))
-                })?
-                .ok_or_else(|| {
-                    self.fail(format!("{}: block {number} missing", self.nodes[i].name))
-                })?;
-            let node = &mut self.nodes[i];
-            if let Err(what) = self.check.block(&node.name, &mut node.txs, number, &block) {
-                return Err(self.fail(what));
-            }
-        }
-        self.nodes[i].checked = height;
-        Ok(())
-    }
-
-    fn final_check(&mut self) -> Result<(), SimFailure> {
-        let Some((reference, _)) = self.nodes[0].up.as_ref() else {
-            return Err(self.fail("node 1 is down after liveness".into()));
-        };
-        let reference = reference.ledger().clone();
-        self.stats.blocks = reference.height();
-        let blocks: Vec<Block> = reference
-            .blocks(0, reference.height())
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.fail(format!("final chain unreadable: {e}")))?;
-        check_acked(blocks.into_iter(), &self.acked).map_err(|what| self.fail(what))
+        ))
     }
 }

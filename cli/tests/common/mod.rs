@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use ordo_testkit::process::NodeProc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, JoinChannel, ListChannels};
 use ordo_proto::pb::common::{Block, Envelope, HeaderType, Status as Code};
@@ -83,33 +84,9 @@ pub fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// A free TCP port on 127.0.0.1 below Linux's ephemeral range (32768–60999), so that no
-/// outgoing connection of another test can take it between this check and the node's bind.
-pub fn free_port() -> u16 {
-    free_ports(1)
-}
-
-/// The first of `n` consecutive free ports (for `ordo up`, which uses base, base+1, ...).
-pub fn free_ports(n: u16) -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    let seed = std::process::id().wrapping_mul(7919)
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-    for _ in 0..1000 {
-        let k = NEXT.fetch_add(u32::from(n) + 1, Ordering::Relaxed);
-        let base = LOW + (seed.wrapping_add(k.wrapping_mul(37)) % (SPAN - u32::from(n)));
-        let base = u16::try_from(base).expect("below 32768");
-        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no {n} consecutive free ports below the ephemeral range");
-}
+// Not every test binary uses every helper.
+#[allow(unused_imports)]
+pub use ordo_testkit::process::{free_port, free_ports, signal};
 
 /// A consortium's crypto material in a temporary directory.
 pub struct Consortium {
@@ -164,17 +141,7 @@ impl Consortium {
 
     /// The `[tls]` config section of a node running as `org`'s `member`.
     pub fn tls_toml(&self, org: &str, member: &str) -> String {
-        let f = self.tls_files(org, member);
-        let ca: Vec<String> =
-            f.ca.iter()
-                .map(|p| format!("\"{}\"", p.display()))
-                .collect();
-        format!(
-            "[tls]\nenabled = true\ncert_file = \"{}\"\nkey_file = \"{}\"\nca_files = [{}]\n",
-            f.cert.display(),
-            f.key.display(),
-            ca.join(", ")
-        )
+        ordo_testkit::node_config::tls_section(&self.tls_files(org, member))
     }
 
     /// A mutual-TLS client transport as `org`'s `member`.
@@ -212,13 +179,14 @@ impl Consortium {
 
 /// A running `ordo orderer` or `ordo peer` process with its config, log and addresses.
 pub struct NodeProcess {
-    pub child: Option<Child>,
     pub addr: String,
     pub ops: String,
     pub config: PathBuf,
     pub log: PathBuf,
     /// "orderer" or "peer": the subcommand.
     kind: &'static str,
+    /// The process, started and signalled by the test kit.
+    proc: NodeProc,
 }
 
 /// An orderer process.
@@ -321,45 +289,33 @@ impl NodeProcess {
         )
         .expect("config written");
         let log = node_dir.join(format!("{kind}.log"));
+        let mut proc = NodeProc::new(name, kind, config.clone(), log.clone());
+        proc.bin = Some(PathBuf::from(env!("CARGO_BIN_EXE_ordo")));
         let mut p = Self {
-            child: None,
             addr,
             ops,
             config,
             log,
             kind,
+            proc,
         };
         p.spawn();
         p
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = ordo()
-            .args([self.kind, "--config", self.config.to_str().expect("utf8")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().expect("dup")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("node starts");
-        self.child = Some(child);
+        self.proc.start().expect("node starts");
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.proc.log_text()
     }
 
     /// Waits until the Admin service answers (or panics with the log).
     pub async fn wait_ready(&mut self, admin: &Identity) {
         for _ in 0..300 {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("{} exited ({status}):\n{}", self.kind, self.log_text());
-                }
+            if let Some(status) = self.proc.reap_if_exited() {
+                panic!("{} exited ({status}):\n{}", self.kind, self.log_text());
             }
             if let Ok(ch) = connect(&self.addr).await {
                 let mut client = ordo_sdk::orderer::admin_client(ch);
@@ -381,9 +337,7 @@ impl NodeProcess {
 
     /// SIGTERM and wait: a graceful stop, which must exit 0.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), libc::SIGTERM);
-            let status = child.wait().expect("node exits");
+        if let Some(status) = self.proc.stop_status() {
             assert!(
                 status.success(),
                 "{} exit status {status}:\n{}",
@@ -395,30 +349,18 @@ impl NodeProcess {
 
     /// SIGKILL and wait: a crash.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.proc.kill();
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.pid()
     }
 
     /// Starts the same node again (same config, data and log).
     pub async fn restart(&mut self, admin: &Identity) {
         self.spawn();
         self.wait_ready(admin).await;
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-#[allow(unsafe_code)]
-pub fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) with plain integers on our own unreaped child.
-    unsafe {
-        libc::kill(pid as i32, sig);
     }
 }
 
@@ -448,18 +390,8 @@ pub async fn join_block(addr: &str, admin: &Identity, block: Vec<u8>) -> (i32, S
     (resp.status, resp.info)
 }
 
-/// A signed MESSAGE envelope with `payload` bytes of data.
-pub fn message(id: &Identity, channel: &str, payload: usize, tag: u64) -> (Envelope, String) {
-    let mut data = vec![0u8; payload.max(8)];
-    data[..8].copy_from_slice(&tag.to_be_bytes());
-    ordo_proto::envelope::create_signed(
-        id,
-        channel,
-        HeaderType::Message,
-        Bytes::from(data),
-        ordo_proto::now_ms(),
-    )
-}
+#[allow(unused_imports)]
+pub use ordo_testkit::envelopes::message;
 
 /// Broadcasts `envs` over one stream; returns the responses in order.
 pub async fn broadcast(addr: &str, envs: Vec<Envelope>) -> Vec<BroadcastResponse> {
@@ -534,18 +466,8 @@ pub async fn deliver_raw(addr: &str, req: Envelope) -> Delivered {
     }
 }
 
-/// Tx ids of a block's envelopes, in order.
-pub fn block_tx_ids(b: &Block) -> Vec<String> {
-    b.data
-        .iter()
-        .flat_map(|d| d.data.iter())
-        .filter_map(|e| {
-            let env = Envelope::decode(e.as_ref()).ok()?;
-            let p = ordo_proto::pb::common::Payload::decode(env.payload.as_ref()).ok()?;
-            Some(p.header?.tx_id)
-        })
-        .collect()
-}
+#[allow(unused_imports)]
+pub use ordo_testkit::blocks::tx_ids as block_tx_ids;
 
 /// A gateway contract for `chaincode` on `channel` through the peer of `org` in an
 /// `ordo up` network, as that org's client.

@@ -6,58 +6,17 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use ordo_proto::config;
-use ordo_proto::identity::{Enrollment, Identity};
-use ordo_proto::pb::common::{
-    AckMode, BatchSize, ChannelConfig, OrdererConfig, Organization, Role,
-};
-use ordo_proto::policy::build as policy;
+use ordo_proto::pb::common::Role;
+use ordo_testkit::{blocks, ChannelBuilder, TestOrg};
 
 use super::*;
 
 /// A channel of `len` blocks: genesis, then blocks signed by an orderer of its org.
 fn chain(len: u64) -> Vec<Block> {
-    let ca = ordo_proto::crypto::generate_signing_key();
-    let orderer = Identity::enroll(
-        &ca,
-        ordo_proto::crypto::generate_signing_key(),
-        &Enrollment::new("A", Role::Orderer, "o"),
-    );
-    let cfg = ChannelConfig {
-        channel_id: "c".into(),
-        orgs: vec![Organization {
-            name: "A".into(),
-            root_public_keys: vec![ca.verifying_key().to_bytes().to_vec().into()],
-            ..Default::default()
-        }],
-        orderer: Some(OrdererConfig {
-            consensus_type: "solo".into(),
-            batch_size: Some(BatchSize {
-                max_message_count: 10,
-                absolute_max_bytes: 1 << 20,
-                preferred_max_bytes: 1 << 19,
-            }),
-            batch_timeout_ms: 100,
-            ack_mode: AckMode::Enqueued as i32,
-            ..Default::default()
-        }),
-        readers: Some(policy::any_member(&[], &[])),
-        writers: Some(policy::any_member(&[], &[])),
-        admins: Some(policy::any_member(&[], &[Role::Admin])),
-        block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-        ..Default::default()
-    };
-    let mut blocks = vec![config::genesis_block(&cfg, 0).expect("genesis")];
-    for n in 1..len {
-        let mut b = block::build(
-            n,
-            block::hash(&blocks[n as usize - 1]),
-            vec![Bytes::from(format!("tx {n}"))],
-        );
-        block::sign(&mut b, &orderer, 0, Bytes::new());
-        blocks.push(b);
-    }
-    blocks
+    let org = TestOrg::new("A");
+    let orderer = org.member(Role::Orderer, "o");
+    let genesis = ChannelBuilder::new("c").org(&org).genesis(0);
+    blocks::signed_chain(genesis, &orderer, len)
 }
 
 /// What a scripted source does on each pull, in order (the last one repeats).

@@ -7,19 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ed25519_dalek::SigningKey;
 use prost::Message;
 
 use ordo_ledger::BlockStore;
 use ordo_proto::block;
 use ordo_proto::config;
 use ordo_proto::envelope;
-use ordo_proto::identity::{Enrollment, Identity};
-use ordo_proto::pb::common::{
-    AckMode, BatchSize, ChannelConfig, ConfigEnvelope, Consenter, HeaderType, OrdererConfig,
-    Organization, Role,
-};
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::{ChannelConfig, ConfigEnvelope, Consenter, HeaderType, Role};
 use ordo_proto::policy::build as policy;
+use ordo_testkit::org::consenter_entry;
+use ordo_testkit::{blocks, ChannelBuilder, TestOrg};
 
 use super::{LocalNetwork, RaftChain, RaftOptions, RaftSetup};
 use crate::chain::{Chain, ChainError, OrderRequest};
@@ -27,14 +25,9 @@ use crate::support::ChainSupport;
 
 const CHANNEL: &str = "raft-test";
 
-fn member(ca: &SigningKey, role: Role, name: &str) -> Identity {
-    let key = ordo_proto::crypto::generate_signing_key();
-    Identity::enroll(ca, key, &Enrollment::new("A", role, name))
-}
-
 struct Cluster {
     dir: tempfile::TempDir,
-    ca: SigningKey,
+    org: TestOrg,
     client: Identity,
     admin: Identity,
     genesis: ordo_proto::pb::common::Block,
@@ -66,16 +59,9 @@ impl Cluster {
         for i in 1..=size + spare {
             let name = format!("orderer{i}");
             let id = super::raft_id(&name);
-            let identity = member(&c.ca, Role::Orderer, &name);
-            c.consenters.insert(
-                id,
-                Consenter {
-                    id: name,
-                    endpoint: format!("local:{i}"),
-                    certificate: identity.cert_bytes().clone(),
-                    ..Default::default()
-                },
-            );
+            let identity = c.org.member(Role::Orderer, &name);
+            let entry = consenter_entry(&identity, &name, &format!("local:{i}"));
+            c.consenters.insert(id, entry);
             c.identities.insert(id, identity);
             if i <= size {
                 c.ids.push(id);
@@ -90,38 +76,16 @@ impl Cluster {
     }
 
     fn new(size: u64, max_count: u32) -> Self {
-        let ca = ordo_proto::crypto::generate_signing_key();
-        let config = ChannelConfig {
-            channel_id: CHANNEL.into(),
-            sequence: 0,
-            orgs: vec![Organization {
-                name: "A".into(),
-                root_public_keys: vec![ca.verifying_key().to_bytes().to_vec().into()],
-                ..Default::default()
-            }],
-            orderer: Some(OrdererConfig {
-                consensus_type: "solo".into(),
-                batch_size: Some(BatchSize {
-                    max_message_count: max_count,
-                    absolute_max_bytes: 1 << 20,
-                    preferred_max_bytes: 1 << 19,
-                }),
-                batch_timeout_ms: 50,
-                ack_mode: AckMode::Committed as i32,
-                ..Default::default()
-            }),
-            readers: Some(policy::any_member(&[], &[])),
-            writers: Some(policy::any_member(&[], &[Role::Client])),
-            admins: Some(policy::majority(&[], Role::Admin)),
-            block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-            chaincodes: vec![],
-        };
-        let genesis = config::genesis_block(&config, 1).expect("genesis");
-        let client = member(&ca, Role::Client, "client");
-        let admin = member(&ca, Role::Admin, "admin");
+        let org = TestOrg::new("A");
+        let genesis = ChannelBuilder::new(CHANNEL)
+            .org(&org)
+            .max_count(max_count)
+            .genesis(1);
+        let client = org.member(Role::Client, "client");
+        let admin = org.member(Role::Admin, "admin");
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
-            ca,
+            org,
             client,
             admin,
             genesis,
@@ -144,7 +108,7 @@ impl Cluster {
             .identities
             .get(&id)
             .cloned()
-            .unwrap_or_else(|| member(&self.ca, Role::Orderer, &format!("orderer{id}")));
+            .unwrap_or_else(|| self.org.member(Role::Orderer, &format!("orderer{id}")));
         let support = Arc::new(ChainSupport::new(store, orderer).expect("support"));
         let chain = RaftChain::start(
             support.clone(),
@@ -381,11 +345,7 @@ fn blocks(support: &ChainSupport) -> Vec<ordo_proto::pb::common::Block> {
 }
 
 fn tx_ids_of(chain: &[ordo_proto::pb::common::Block]) -> Vec<String> {
-    chain[1..]
-        .iter()
-        .flat_map(|b| b.data.iter().flat_map(|d| d.data.iter()))
-        .filter_map(|e| ordo_proto::envelope::tx_id_of(e))
-        .collect()
+    chain[1..].iter().flat_map(blocks::tx_ids).collect()
 }
 
 fn contains_in_order(all: &[String], wanted: &[String]) -> bool {
@@ -722,7 +682,7 @@ async fn a_node_whose_commit_index_lags_its_ledger_restarts() {
         view.apply(&lower);
         // What the start finds and repairs.
         let tip = store.block(store.height() - 1).expect("read").expect("tip");
-        let support = ChainSupport::new(store.clone(), member(&c.ca, Role::Orderer, "probe"))
+        let support = ChainSupport::new(store.clone(), c.org.member(Role::Orderer, "probe"))
             .expect("support");
         let repair = super::recovery::reconcile(
             CHANNEL,

@@ -9,6 +9,7 @@ use ordo_proto::block;
 use ordo_proto::pb::common::{Block, BlockMetadata};
 
 use super::super::raft_check::block_txs;
+use super::super::schedule::SimCluster;
 use super::{Sim, SimFailure};
 
 impl Sim {

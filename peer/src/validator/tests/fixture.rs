@@ -11,13 +11,11 @@ use prost::Message;
 
 use ordo_proto::block;
 use ordo_proto::identity::{Enrollment, Identity};
-use ordo_proto::pb::common::{
-    AckMode, BatchSize, Block, ChaincodeDefinition, ChannelConfig, OrdererConfig, Organization,
-    Role,
-};
+use ordo_proto::pb::common::{AckMode, Block, ChaincodeDefinition, ChannelConfig, Role};
 use ordo_proto::pb::peer::{ChaincodeEvent, ChaincodeResponse, TxRwSet, Version};
 use ordo_proto::policy::build as policy;
 use ordo_sdk::tx::{self, Proposal, Simulation};
+use ordo_testkit::{ChannelBuilder, TestOrg};
 
 use crate::validator::{validate_block, BlockValidation, ValidationContext};
 
@@ -75,34 +73,17 @@ fn build() -> Consortium {
             }
         })
         .collect();
-    let config = ChannelConfig {
-        channel_id: CHANNEL.into(),
-        sequence: 0,
-        orgs: ORGS
-            .iter()
-            .zip(&orgs)
-            .map(|(name, o)| Organization {
-                name: name.to_string(),
-                root_public_keys: vec![o.ca.verifying_key().to_bytes().to_vec().into()],
-                ..Default::default()
-            })
-            .collect(),
-        orderer: Some(OrdererConfig {
-            consensus_type: "solo".into(),
-            batch_size: Some(BatchSize {
-                max_message_count: 500,
-                absolute_max_bytes: 1 << 20,
-                preferred_max_bytes: 1 << 19,
-            }),
-            batch_timeout_ms: 200,
-            ack_mode: AckMode::Enqueued as i32,
-            ..Default::default()
-        }),
-        readers: Some(policy::any_member(&[], &[])),
-        writers: Some(policy::any_member(&[], &[Role::Client, Role::Admin])),
-        admins: Some(policy::majority(&[], Role::Admin)),
-        block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
-        chaincodes: vec![
+    let config = ORGS
+        .iter()
+        .zip(&orgs)
+        .fold(ChannelBuilder::new(CHANNEL), |b, (name, o)| {
+            b.org(&TestOrg::with_ca(name, o.ca.clone()))
+        })
+        .max_count(500)
+        .timeout_ms(200)
+        .ack(AckMode::Enqueued)
+        .writers(policy::any_member(&[], &[Role::Client, Role::Admin]))
+        .chaincodes(vec![
             ChaincodeDefinition {
                 name: "bank".into(),
                 version: "1".into(),
@@ -118,8 +99,8 @@ fn build() -> Consortium {
                 endorsement_policy: Some(policy::n_out_of(1, &[("C", Role::Peer)])),
                 runtime: "builtin:kv".into(),
             },
-        ],
-    };
+        ])
+        .build();
     ordo_proto::config::validate(&config).expect("fixture config is valid");
     Consortium { orgs, config }
 }

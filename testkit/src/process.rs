@@ -1,5 +1,7 @@
 //! Real `ordo` processes: start, crash (SIGKILL), stop (SIGTERM), pause (SIGSTOP),
-//! resume (SIGCONT), restart with the same config and data.
+//! resume (SIGCONT), restart with the same config and data; running `ordo` commands; free
+//! local ports for their listeners. The CLI's integration tests and the chaos sweep both
+//! drive nodes through this, so a node is started, signalled and diagnosed one way.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -86,17 +88,7 @@ pub fn run_ordo(args: &[&str]) -> Result<String, ProcError> {
             what: format!("ordo {}", args.join(" ")),
             source,
         })?;
-    if !out.status.success() {
-        return Err(ProcError::Failed {
-            args: args.join(" "),
-            output: format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    stdout_if_success(&args.join(" "), &out)
 }
 
 /// [`run_ordo`] without blocking the runtime: scenarios run `ordo` commands (certificate
@@ -115,9 +107,14 @@ pub async fn run_ordo_async(args: &[String]) -> Result<String, ProcError> {
             what: format!("ordo {}", args.join(" ")),
             source,
         })?;
+    stdout_if_success(&args.join(" "), &out)
+}
+
+/// A finished command's stdout, or [`ProcError::Failed`] with everything it printed.
+fn stdout_if_success(args: &str, out: &std::process::Output) -> Result<String, ProcError> {
     if !out.status.success() {
         return Err(ProcError::Failed {
-            args: args.join(" "),
+            args: args.to_string(),
             output: format!(
                 "{}{}",
                 String::from_utf8_lossy(&out.stdout),
@@ -151,6 +148,8 @@ pub struct NodeProc {
     pub log: PathBuf,
     /// Extra environment (e.g. `ORDO_TEST_FAULT`).
     pub env: Vec<(String, String)>,
+    /// The binary to run instead of [`ordo_bin`]'s (a test crate's `CARGO_BIN_EXE_ordo`).
+    pub bin: Option<PathBuf>,
     child: Option<Child>,
     paused: bool,
 }
@@ -164,6 +163,7 @@ impl NodeProc {
             config,
             log,
             env: Vec::new(),
+            bin: None,
             child: None,
             paused: false,
         }
@@ -188,7 +188,11 @@ impl NodeProc {
             .open(&self.log)
             .map_err(spawn_err)?;
         let log2 = log.try_clone().map_err(spawn_err)?;
-        let mut cmd = Command::new(ordo_bin()?);
+        let bin = match &self.bin {
+            Some(bin) => bin.clone(),
+            None => ordo_bin()?,
+        };
+        let mut cmd = Command::new(bin);
         cmd.args([self.kind, "--config"])
             .arg(&self.config)
             .stdin(Stdio::null())
@@ -200,6 +204,16 @@ impl NodeProc {
         self.child = Some(cmd.spawn().map_err(spawn_err)?);
         self.paused = false;
         Ok(())
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The whole log.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Whether the process is running (possibly paused).
@@ -278,14 +292,19 @@ impl NodeProc {
 
     /// SIGTERM and wait: a graceful stop. Returns whether it exited successfully.
     pub fn stop(&mut self) -> bool {
+        self.stop_status().is_none_or(|s| s.success())
+    }
+
+    /// SIGTERM and wait; how it ended (`None` when it was not running; a failed wait
+    /// reads as not successful).
+    pub fn stop_status(&mut self) -> Option<std::process::ExitStatus> {
         self.resume();
-        match self.child.take() {
-            None => true,
-            Some(mut c) => {
-                signal(c.id(), libc::SIGTERM);
-                c.wait().map(|s| s.success()).unwrap_or(false)
-            }
-        }
+        let mut c = self.child.take()?;
+        signal(c.id(), libc::SIGTERM);
+        Some(c.wait().unwrap_or_else(|_| {
+            use std::os::unix::process::ExitStatusExt;
+            std::process::ExitStatus::from_raw(1 << 8)
+        }))
     }
 
     /// SIGSTOP: the process freezes (a long GC pause, a stalled VM).
@@ -318,4 +337,45 @@ impl Drop for NodeProc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `n` consecutive free ports on 127.0.0.1 below Linux's ephemeral range (32768–60999), so
+/// that no outgoing connection of another test can take one between this check and the
+/// node's bind (for `ordo up`, which uses base, base+1, ...). Test binaries run one after
+/// another, each from its own offset (process id and clock), and a process hands out
+/// distinct ranges in turn.
+///
+/// # Panics
+/// When no run of `n` free ports is found in 1,000 tries.
+pub fn free_ports(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // One offset per process: successive calls walk distinct ranges (a fresh offset per
+    // call could hand out a port an earlier call returned and nobody has bound yet).
+    static SEED: OnceLock<u32> = OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        std::process::id().wrapping_mul(7919)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+    });
+    for _ in 0..1000 {
+        let k = NEXT.fetch_add(u32::from(n) + 1, Ordering::Relaxed);
+        let base = LOW + (seed.wrapping_add(k.wrapping_mul(37)) % (SPAN - u32::from(n)));
+        let Ok(base) = u16::try_from(base) else {
+            continue;
+        };
+        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports below the ephemeral range");
+}
+
+/// One free port (see [`free_ports`]).
+pub fn free_port() -> u16 {
+    free_ports(1)
 }

@@ -1,0 +1,222 @@
+//! An orderer in this process for the orderer's service tests: `ordo_orderer::run` on
+//! 127.0.0.1 listeners with its ledgers in a temporary directory, one org's identities,
+//! and the Admin and Deliver calls the tests make.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use ordo_orderer::OrdererConfig;
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::admin::admin_client::AdminClient;
+use ordo_proto::pb::admin::AdminResponse;
+use ordo_proto::pb::common::{AckMode, Block, Envelope, Role, Status as Code};
+use ordo_proto::pb::orderer::atomic_broadcast_client::AtomicBroadcastClient;
+use ordo_proto::pb::orderer::deliver_response;
+use ordo_proto::policy::build as policy;
+use ordo_testkit::org::consenter_entry;
+use ordo_testkit::{ChannelBuilder, TestOrg};
+
+/// Bound on any single wait of a test.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// One org (CA "A") with an orderer, an admin and a client, a solo channel's genesis
+/// block, and a directory for the node's files.
+pub struct Org {
+    pub dir: tempfile::TempDir,
+    pub orderer: Identity,
+    pub admin: Identity,
+    pub client: Identity,
+    pub genesis: Block,
+    /// More TOML for the node's config (e.g. a `[limits]` section).
+    pub extra_toml: String,
+}
+
+impl Org {
+    /// A solo channel `channel` with `enqueued` acks.
+    pub fn new(channel: &str) -> Self {
+        Self::with_channel(channel, |b| b)
+    }
+
+    /// A solo channel `channel` with `enqueued` acks, as `configure` changes it.
+    pub fn with_channel(
+        channel: &str,
+        configure: impl FnOnce(ChannelBuilder) -> ChannelBuilder,
+    ) -> Self {
+        let org = TestOrg::new("A");
+        let orderer = org.member(Role::Orderer, "orderer");
+        let builder = ChannelBuilder::new(channel)
+            .org(&org)
+            .consenters(vec![consenter_entry(&orderer, "orderer0", "127.0.0.1:1")])
+            .ack(AckMode::Enqueued)
+            .admins(policy::any_member(&[], &[Role::Admin]));
+        let genesis = configure(builder).genesis(ordo_proto::now_ms());
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            admin: org.member(Role::Admin, "admin"),
+            client: org.member(Role::Client, "client"),
+            orderer,
+            genesis,
+            extra_toml: String::new(),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+/// An orderer node running in this process.
+pub struct Node {
+    pub addr: String,
+    /// The ops server (metrics, health).
+    pub ops: String,
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), ordo_orderer::OrdererError>>,
+}
+
+pub async fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.expect("bind")
+}
+
+/// Starts the org's orderer with its data in the org's directory (a restart finds the
+/// ledgers of the previous run).
+pub async fn start(org: &Org) -> Node {
+    let (grpc, ops) = (bind().await, bind().await);
+    let (key_file, cert_file) = (
+        org.dir.path().join("orderer.key"),
+        org.dir.path().join("orderer.cert"),
+    );
+    org.orderer
+        .save(&key_file, &cert_file)
+        .expect("identity saved");
+    let addr = grpc.local_addr().expect("local addr");
+    let ops_addr = ops.local_addr().expect("ops addr");
+    let text = format!(
+        "[node]\nlisten_addr = \"{addr}\"\nops_listen_addr = \"{}\"\ndata_dir = \"{}\"\n\
+         [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n{}\n",
+        ops_addr,
+        org.data_dir().display(),
+        key_file.display(),
+        cert_file.display(),
+        org.extra_toml,
+    );
+    let config =
+        OrdererConfig::parse(&text, &[], org.dir.path(), "test config").expect("config parses");
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(ordo_orderer::run(config, grpc, ops, async move {
+        token.cancelled().await
+    }));
+    let node = Node {
+        addr: addr.to_string(),
+        ops: ops_addr.to_string(),
+        stop,
+        task,
+    };
+    // Answers once it serves (the listener is bound, so the call waits rather than
+    // fails). Requests of the tests are signed after this, as a client signs after it
+    // connects: a join or remove stamped before the node started would be refused.
+    node.channels(&org.admin).await;
+    node
+}
+
+impl Node {
+    pub async fn channel(&self) -> Channel {
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr)).expect("endpoint");
+        tokio::time::timeout(WAIT, endpoint.connect())
+            .await
+            .expect("connect in time")
+            .expect("connect")
+    }
+
+    /// Sends one Admin request as it is (the same bytes every time).
+    pub async fn admin(&self, request: &Envelope) -> AdminResponse {
+        let mut client = AdminClient::new(self.channel().await);
+        tokio::time::timeout(WAIT, client.execute(request.clone()))
+            .await
+            .expect("admin answers in time")
+            .expect("admin answers")
+            .into_inner()
+    }
+
+    /// The channels the node serves, asked by `admin`.
+    pub async fn channels(&self, admin: &Identity) -> Vec<String> {
+        let r = self.admin(&admin_request(admin, list())).await;
+        assert_eq!(r.status, Code::Success as i32, "list: {}", r.info);
+        r.list
+            .expect("a list")
+            .channels
+            .into_iter()
+            .map(|c| c.channel_id)
+            .collect()
+    }
+
+    /// Sends one Deliver request; the blocks and the final status with its info.
+    pub async fn deliver(&self, request: &Envelope) -> (Vec<Block>, i32, String) {
+        let mut client = AtomicBroadcastClient::new(self.channel().await);
+        let mut stream = tokio::time::timeout(WAIT, client.deliver(request.clone()))
+            .await
+            .expect("deliver opens in time")
+            .expect("deliver opens")
+            .into_inner();
+        let mut blocks = Vec::new();
+        loop {
+            let resp = tokio::time::timeout(WAIT, stream.message())
+                .await
+                .expect("deliver answers in time")
+                .expect("deliver stream")
+                .expect("a status ends the stream");
+            match resp.r#type {
+                Some(deliver_response::Type::Block(b)) => blocks.push(b),
+                Some(deliver_response::Type::Status(c)) => return (blocks, c, resp.info),
+                None => panic!("empty deliver response"),
+            }
+        }
+    }
+
+    /// The value of the sample `series` (name and labels, as the exposition writes it) on
+    /// the node's `/metrics`; `None` when there is no such sample.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(&self.ops))
+            .await
+            .expect("ops connects in time")
+            .expect("ops connects");
+        conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+            .await
+            .expect("request sent");
+        let mut text = String::new();
+        tokio::time::timeout(WAIT, conn.read_to_string(&mut text))
+            .await
+            .expect("metrics in time")
+            .expect("metrics read");
+        text.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("orderer stops in time")
+            .expect("orderer task")
+            .expect("orderer stops cleanly");
+    }
+}
+
+// Not every test binary uses every helper.
+#[allow(unused_imports)]
+pub use ordo_testkit::admin::{
+    join, list, request as admin_request, request_at as admin_request_at,
+};
