@@ -364,6 +364,12 @@ impl ChainSupport {
         self.waiters.limits().timeout
     }
 
+    /// Answers the committed-mode waiters past their deadline (see
+    /// [`CommitWaiters::expire_due`]); the node calls it periodically for every channel.
+    pub fn expire_commit_waiters(&self) {
+        self.waiters.expire_due(std::time::Instant::now());
+    }
+
     /// Committed-mode waiters registered now (for metrics).
     pub fn commit_waiters(&self) -> usize {
         self.waiters.len()

@@ -182,6 +182,16 @@ impl CommitWaiters {
         expire(&mut inner, now, self.limits.timeout);
     }
 
+    /// Answers the waiters whose deadline passed by `now` (TimedOut). Blocks and
+    /// registrations do this on their way; a periodic call does it in a quiet channel,
+    /// so that no waiter needs a timer of its own.
+    pub fn expire_due(&self, now: Instant) {
+        let mut inner = self.lock();
+        if !inner.expiry.is_empty() {
+            expire(&mut inner, now, self.limits.timeout);
+        }
+    }
+
     /// Whether anyone waits (lets a writer skip extracting a block's tx ids).
     pub fn is_empty(&self) -> bool {
         self.lock().by_tx.is_empty()
@@ -237,6 +247,27 @@ fn expire(inner: &mut Inner, now: Instant, timeout: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expire_due_answers_only_waiters_past_their_deadline() {
+        let w = registry(10, 60);
+        let t0 = Instant::now();
+        let mut early = w.register("early", t0).expect("room");
+        let mut late = w
+            .register("late", t0 + Duration::from_secs(30))
+            .expect("room");
+        w.expire_due(t0 + Duration::from_secs(59));
+        assert!(early.try_recv().is_err(), "not due yet");
+        w.expire_due(t0 + Duration::from_secs(61));
+        assert_eq!(
+            early.try_recv(),
+            Ok(Err(NotWritten::TimedOut {
+                after: Duration::from_secs(60)
+            }))
+        );
+        assert!(late.try_recv().is_err(), "still within its minute");
+        assert_eq!(w.len(), 1);
+    }
 
     fn registry(capacity: usize, timeout_secs: u64) -> CommitWaiters {
         CommitWaiters::new(WaiterLimits {

@@ -13,7 +13,7 @@
 //! duplicate tx id (seen recently); then `Chain::order` / `Chain::configure`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -401,7 +401,7 @@ fn forget(ch: &ChannelHandle, tx_id: &str) {
 }
 
 /// The answer for an envelope the chain took: waits for the final acceptance, then (in
-/// `committed` mode) for its block; `None` when the node is shutting down.
+/// `committed` mode) for its block or the registry's TimedOut.
 async fn taken_response(
     tx_id: String,
     order_tx_id: &str,
@@ -424,15 +424,12 @@ async fn taken_response(
     let Some(rx) = commit else {
         return response(Code::Success, "", &tx_id);
     };
-    // The registry answers a waiter past its timeout when it is next used; this timer
-    // answers it in a quiet channel too.
-    let timeout = channel.support.commit_wait_timeout();
+    // The registry answers a waiter past its deadline (TimedOut): when it is next used,
+    // and in a quiet channel from the node's periodic sweep (`sweep_commit_waiters`). No
+    // timer per envelope: at tens of thousands of envelopes a second, their registration
+    // in tokio's timer wheel cost more than the sweep.
     let outcome = tokio::select! {
         o = rx => o.ok(),
-        _ = tokio::time::sleep(timeout) => {
-            channel.support.cancel_commit_waiter(order_tx_id);
-            Some(Err(NotWritten::TimedOut { after: timeout }))
-        }
         _ = shutdown.cancelled() => None,
     };
     match outcome {
@@ -524,4 +521,27 @@ async fn respond(
             return;
         }
     }
+}
+
+/// Every `interval`, answers every channel's committed-mode waiters past their deadline,
+/// until `shutdown`: one timer for the node instead of one per waiting envelope. A waiter
+/// is answered at most `interval` after its deadline.
+pub fn sweep_commit_waiters(
+    registry: Arc<Registry>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            for ch in registry.list() {
+                ch.support.expire_commit_waiters();
+            }
+        }
+    })
 }

@@ -176,7 +176,8 @@ pub struct LimitsSection {
     /// they are ordered. Default: 100,000.
     pub commit_waiters: usize,
     /// How long, in seconds, a `committed` ack waits for its block before the client is
-    /// told it timed out (the envelope may still be ordered). Default: 120.
+    /// told it timed out (the envelope may still be ordered); answered within a tenth of
+    /// this (at least 100 ms, at most 1 s) after it passes. Default: 120.
     pub commit_wait_s: u64,
 }
 

@@ -213,6 +213,14 @@ pub async fn run(
             ordo_node::trust::spawn_sync(move || registry.sync_trust(), token.clone());
         }
     }
+    // Committed-mode waiters past their deadline are answered within a tenth of the wait
+    // (between 100 ms and 1 s) by one sweep for the whole node.
+    let commit_wait = Duration::from_secs(config.limits.commit_wait_s);
+    crate::broadcast::sweep_commit_waiters(
+        registry.clone(),
+        (commit_wait / 10).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+        token.clone(),
+    );
     let max_msg = config.limits.max_grpc_message_bytes;
 
     let deliver = DeliverHandler {
