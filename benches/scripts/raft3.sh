@@ -3,13 +3,14 @@
 # /var/tmp/bn; deleted afterwards): raft3.sh BIN LABEL ACK_MODE CLIENTS
 # Prints, per orderer, the bytes it wrote to disk during the bench (/proc/PID/io
 # write_bytes) per block written, then the bench's JSON summary. Alternate two
-# binaries run by run to compare them back to back (benches/RESULTS.md).
+# binaries run by run to compare them back to back (benches/RESULTS.md). UP_ARGS adds
+# flags to `ordo up` (e.g. UP_ARGS="--raft-max-inflight-blocks 10").
 set -uo pipefail
 BIN=$1 LABEL=$2 ACK=$3 C=$4
 mkdir -p "${BENCH_DIR:-/var/tmp/bn}" && cd "${BENCH_DIR:-/var/tmp/bn}"
 D=$PWD/$LABEL
 rm -rf "$D" "$D.up.log"
-"$BIN" up --dir "$D" --consensus raft --no-peers --ack-mode "$ACK" > "$D.up.log" 2>&1 &
+"$BIN" up --dir "$D" --consensus raft --no-peers --ack-mode "$ACK" ${UP_ARGS:-} > "$D.up.log" 2>&1 &
 UP=$!
 for _ in $(seq 120); do grep -q "network ready" "$D.up.log" && break; sleep 1; done
 sleep 2
