@@ -356,7 +356,7 @@ impl ChainSupport {
         &self,
         tx_id: &str,
     ) -> Result<oneshot::Receiver<CommitOutcome>, WaiterError> {
-        self.waiters.register(tx_id, std::time::Instant::now())
+        self.waiters.register(tx_id, waiter_clock())
     }
 
     /// How long a committed-mode waiter waits for its block at most.
@@ -367,7 +367,7 @@ impl ChainSupport {
     /// Answers the committed-mode waiters past their deadline (see
     /// [`CommitWaiters::expire_due`]); the node calls it periodically for every channel.
     pub fn expire_commit_waiters(&self) {
-        self.waiters.expire_due(std::time::Instant::now());
+        self.waiters.expire_due(waiter_clock());
     }
 
     /// Committed-mode waiters registered now (for metrics).
@@ -395,11 +395,8 @@ impl ChainSupport {
             .flat_map(|d| d.data.iter())
             .filter_map(|e| envelope::tx_id_of(e))
             .collect();
-        self.waiters.commit_block(
-            number,
-            tx_ids.iter().map(String::as_str),
-            std::time::Instant::now(),
-        );
+        self.waiters
+            .commit_block(number, tx_ids.iter().map(String::as_str), waiter_clock());
     }
 
     /// Re-runs every filter on an envelope against the configuration now in force; used
@@ -415,4 +412,12 @@ impl ChainSupport {
     pub fn fail_all_waiters(&self, reason: &str) {
         self.waiters.fail_all(reason);
     }
+}
+
+/// What time it is for committed-mode waiter deadlines: tokio's clock, which is the real
+/// monotonic clock in production and a paused, virtual one in tests that run a node under
+/// `tokio::time::pause` (their deadlines of minutes pass in no real time). Outside a
+/// runtime (a backend's writer thread) it is the real clock.
+fn waiter_clock() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }

@@ -42,7 +42,10 @@ pub mod tls;
 pub mod trust;
 
 pub use drain::{serve_with_drain, Drained};
-pub use listener::{incoming, ListenerLimits, ListenerMetrics, PeerInfo};
+pub use listener::{
+    incoming, memory_listener, GrpcListener, ListenerLimits, ListenerMetrics, MemoryConnector,
+    PeerInfo,
+};
 pub use pool::ClientPool;
 pub use readiness::Readiness;
 pub use tls::{ConnectionsSection, NodeTls, TlsSection};

@@ -44,6 +44,43 @@ use tracing::{debug, warn};
 use crate::certinfo::{rfc3339, CertSummary};
 use crate::trust::cert_hash;
 
+mod memory;
+pub use memory::{memory_listener, MemoryConnector, MemoryListener};
+
+/// Where a node's gRPC server takes its connections from.
+#[derive(Debug)]
+pub enum GrpcListener {
+    /// A TCP socket: every node that serves a network.
+    Tcp(TcpListener),
+    /// In-process pipes ([`memory_listener`]): tests that run a node under a paused clock.
+    Memory(MemoryListener),
+}
+
+impl From<TcpListener> for GrpcListener {
+    fn from(listener: TcpListener) -> Self {
+        Self::Tcp(listener)
+    }
+}
+
+impl From<MemoryListener> for GrpcListener {
+    fn from(listener: MemoryListener) -> Self {
+        Self::Memory(listener)
+    }
+}
+
+impl GrpcListener {
+    /// The address for logs: `127.0.0.1:7050`, or `in-process`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Tcp(l) => l
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|e| format!("unknown ({e})")),
+            Self::Memory(_) => "in-process".into(),
+        }
+    }
+}
+
 /// Refusal log lines per second at most; the rest are counted and summarised.
 pub const LOG_LINES_PER_SECOND: u64 = 10;
 
@@ -336,14 +373,24 @@ pub type Incoming = ReceiverStream<Result<Conn, std::io::Error>>;
 /// Starts accepting on `listener` until `shutdown` is cancelled. `tls`: the server
 /// configuration (see [`crate::tls::NodeTls::server_config`]), or `None` for plaintext.
 pub fn incoming(
-    listener: TcpListener,
+    listener: impl Into<GrpcListener>,
     tls: Option<Arc<ServerConfig>>,
     limits: ListenerLimits,
     metrics: Arc<ListenerMetrics>,
     shutdown: CancellationToken,
 ) -> Incoming {
     let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(accept_loop(listener, tls, limits, metrics, shutdown, tx));
+    match listener.into() {
+        GrpcListener::Tcp(l) => tokio::spawn(accept_loop(l, tls, limits, metrics, shutdown, tx)),
+        GrpcListener::Memory(m) => tokio::spawn(memory::accept_loop(
+            m,
+            tls.is_some(),
+            limits,
+            metrics,
+            shutdown,
+            tx,
+        )),
+    };
     ReceiverStream::new(rx)
 }
 

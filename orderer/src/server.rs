@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use ordo_node::certinfo::CertMetrics;
 use ordo_node::health::{serve_health, ReadinessProbe};
 use ordo_node::readiness::ReadinessCheck;
-use ordo_node::{ListenerMetrics, NodeTls, Readiness};
+use ordo_node::{GrpcListener, ListenerMetrics, NodeTls, Readiness};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -156,13 +156,15 @@ fn consenters(config: &OrdererConfig, identity: &Identity, dialer: &ClusterDiale
 
 /// Runs the node on the given listeners until `shutdown` resolves, then stops gracefully:
 /// streams end with SERVICE_UNAVAILABLE, every chain writes what it has accepted, and the
-/// ledgers close.
+/// ledgers close. `grpc` is a TCP listener, or in-process pipes for tests that run the
+/// node under a paused clock ([`ordo_node::memory_listener`]).
 pub async fn run(
     config: OrdererConfig,
-    grpc: TcpListener,
+    grpc: impl Into<GrpcListener> + Send,
     ops: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OrdererError> {
+    let grpc = grpc.into();
     let identity = Identity::load(&config.identity.key_file, &config.identity.cert_file)?;
     ordo_node::certinfo::log_identity_validity(&identity);
     let tls = if config.tls.enabled {
@@ -248,7 +250,7 @@ pub async fn run(
         )?,
     };
 
-    let grpc_addr = display_addr(grpc.local_addr());
+    let grpc_addr = grpc.describe();
     let ops_addr = display_addr(ops.local_addr());
     let ops_token = token.clone();
     let readiness = {

@@ -364,6 +364,9 @@ pub enum AcceptedStream {
     Plain(TcpStream),
     /// TLS, handshake done.
     Tls(Box<ServerStream>),
+    /// An in-process pipe: a node served to tests in the same process, without sockets
+    /// (so that a paused test clock governs everything the node waits for).
+    Memory(tokio::io::DuplexStream),
 }
 
 impl AcceptedStream {
@@ -382,6 +385,7 @@ impl tokio::io::AsyncRead for AcceptedStream {
         match self.get_mut() {
             Self::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
             Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Memory(s) => std::pin::Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -395,6 +399,7 @@ impl tokio::io::AsyncWrite for AcceptedStream {
         match self.get_mut() {
             Self::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
             Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Memory(s) => std::pin::Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -405,6 +410,7 @@ impl tokio::io::AsyncWrite for AcceptedStream {
         match self.get_mut() {
             Self::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
             Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Memory(s) => std::pin::Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -415,6 +421,7 @@ impl tokio::io::AsyncWrite for AcceptedStream {
         match self.get_mut() {
             Self::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+            Self::Memory(s) => std::pin::Pin::new(s).poll_shutdown(cx),
         }
     }
 
@@ -426,6 +433,7 @@ impl tokio::io::AsyncWrite for AcceptedStream {
         match self.get_mut() {
             Self::Plain(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
             Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Self::Memory(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -433,6 +441,7 @@ impl tokio::io::AsyncWrite for AcceptedStream {
         match self {
             Self::Plain(s) => s.is_write_vectored(),
             Self::Tls(s) => s.is_write_vectored(),
+            Self::Memory(s) => s.is_write_vectored(),
         }
     }
 }

@@ -4,8 +4,9 @@
 //! - the *cutter task* receives envelopes from a bounded queue (backpressure for
 //!   Broadcast), feeds the pure [`engine::SoloEngine`] (cutter and batch timer) and
 //!   carries out what it decides;
-//! - the *writer thread* turns each cut batch into a block, signs it and appends it to the
-//!   ledger with one fsync per block (a plain thread, because the fsync blocks).
+//! - the *writer task* turns each cut batch into a block, signs it and appends it to the
+//!   ledger with one fsync per block, each write on tokio's blocking pool (the fsync
+//!   blocks; on the pool, a paused test clock knows a write is under way).
 //!
 //! A config envelope is written before the cutter takes the next envelope, so every
 //! envelope that follows is checked against the new configuration. On halt the queue is
@@ -93,22 +94,22 @@ impl SoloChain {
             let support = support.clone();
             let failed = failed.clone();
             let halt = halt.clone();
-            std::thread::Builder::new()
-                .name(format!("solo-writer-{}", support.channel_id()))
-                .spawn(move || {
-                    crate::writer::run(&support, wrx, |e| {
-                        error!(channel = support.channel_id(), error = %e, "writing a block failed; the chain stops");
-                        failed.store(true, Ordering::Release);
-                        halt.cancel();
-                        support.fail_all_waiters(&format!("ledger failure: {e}"));
-                    });
-                    // Release the ledger before reporting the stop, so that whoever waits
-                    // on `halt` can reopen it.
-                    drop(support);
-                    let _ = writer_done_tx.send(());
-                })
-                .map_err(|e| error!(error = %e, "cannot start the solo writer thread"))
-                .ok();
+            let on_failure = {
+                let support = support.clone();
+                move |e: String| {
+                    error!(channel = support.channel_id(), error = %e, "writing a block failed; the chain stops");
+                    failed.store(true, Ordering::Release);
+                    halt.cancel();
+                    support.fail_all_waiters(&format!("ledger failure: {e}"));
+                }
+            };
+            tokio::spawn(async move {
+                crate::writer::run_on_blocking_pool(support, wrx, on_failure).await;
+                // Every clone of the support this task made is dropped by now (each write
+                // was awaited), so the ledger is released before the stop is reported and
+                // whoever waits on `halt` can reopen it.
+                let _ = writer_done_tx.send(());
+            });
         }
         tokio::spawn(cutter_loop(
             support,
@@ -240,7 +241,7 @@ async fn cutter_loop(
     info!(%channel, height, "solo chain stopped");
 }
 
-/// Feeds the [`SoloEngine`] and executes its commands: blocks to the writer thread,
+/// Feeds the [`SoloEngine`] and executes its commands: blocks to the writer task,
 /// refusals to the committed-mode waiters, the batch timer.
 struct Driver {
     engine: SoloEngine,

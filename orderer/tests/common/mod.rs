@@ -1,5 +1,6 @@
 //! An orderer in this process for the orderer's service tests: `ordo_orderer::run` on
-//! 127.0.0.1 listeners with its ledgers in a temporary directory, one org's identities,
+//! 127.0.0.1 listeners ([`start`]) or on in-process pipes ([`start_in_process`], for tests
+//! under a paused clock) with its ledgers in a temporary directory, one org's identities,
 //! and the Admin and Deliver calls the tests make.
 #![allow(dead_code)]
 
@@ -11,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
+use ordo_node::{GrpcListener, MemoryConnector};
 use ordo_orderer::OrdererConfig;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::admin_client::AdminClient;
@@ -73,9 +75,12 @@ impl Org {
 
 /// An orderer node running in this process.
 pub struct Node {
+    /// Its gRPC address (`in-process` for a node on pipes).
     pub addr: String,
     /// The ops server (metrics, health).
     pub ops: String,
+    /// Opens connections to a node on pipes.
+    pipes: Option<MemoryConnector>,
     stop: CancellationToken,
     task: JoinHandle<Result<(), ordo_orderer::OrdererError>>,
 }
@@ -87,7 +92,28 @@ pub async fn bind() -> TcpListener {
 /// Starts the org's orderer with its data in the org's directory (a restart finds the
 /// ledgers of the previous run).
 pub async fn start(org: &Org) -> Node {
-    let (grpc, ops) = (bind().await, bind().await);
+    let grpc = bind().await;
+    let addr = grpc.local_addr().expect("local addr").to_string();
+    launch(org, grpc.into(), &addr, None).await
+}
+
+/// Starts the org's orderer serving gRPC over in-process pipes: every byte a test and the
+/// node exchange moves inside the runtime, so a test can run under `tokio::time::pause`
+/// (on the current-thread runtime, where the node's blocking writes hold the clock) and
+/// assert the virtual time at which the node answers.
+pub async fn start_in_process(org: &Org) -> Node {
+    let (connector, listener) = ordo_node::memory_listener();
+    // The config names an address; the node serves the pipes instead.
+    launch(org, listener.into(), "127.0.0.1:1", Some(connector)).await
+}
+
+async fn launch(
+    org: &Org,
+    grpc: GrpcListener,
+    listen_addr: &str,
+    pipes: Option<MemoryConnector>,
+) -> Node {
+    let ops = bind().await;
     let (key_file, cert_file) = (
         org.dir.path().join("orderer.key"),
         org.dir.path().join("orderer.cert"),
@@ -95,10 +121,9 @@ pub async fn start(org: &Org) -> Node {
     org.orderer
         .save(&key_file, &cert_file)
         .expect("identity saved");
-    let addr = grpc.local_addr().expect("local addr");
     let ops_addr = ops.local_addr().expect("ops addr");
     let text = format!(
-        "[node]\nlisten_addr = \"{addr}\"\nops_listen_addr = \"{}\"\ndata_dir = \"{}\"\n\
+        "[node]\nlisten_addr = \"{listen_addr}\"\nops_listen_addr = \"{}\"\ndata_dir = \"{}\"\n\
          [identity]\nkey_file = \"{}\"\ncert_file = \"{}\"\n{}\n",
         ops_addr,
         org.data_dir().display(),
@@ -114,8 +139,13 @@ pub async fn start(org: &Org) -> Node {
         token.cancelled().await
     }));
     let node = Node {
-        addr: addr.to_string(),
+        addr: if pipes.is_some() {
+            "in-process".into()
+        } else {
+            listen_addr.to_string()
+        },
         ops: ops_addr.to_string(),
+        pipes,
         stop,
         task,
     };
@@ -128,6 +158,12 @@ pub async fn start(org: &Org) -> Node {
 
 impl Node {
     pub async fn channel(&self) -> Channel {
+        if let Some(pipes) = &self.pipes {
+            return tokio::time::timeout(WAIT, pipes.channel())
+                .await
+                .expect("connect in time")
+                .expect("connect");
+        }
         let endpoint = Endpoint::from_shared(format!("http://{}", self.addr)).expect("endpoint");
         tokio::time::timeout(WAIT, endpoint.connect())
             .await
