@@ -37,6 +37,7 @@ pub mod solo;
 pub mod support;
 #[cfg(test)]
 mod testing;
+pub mod tx_key;
 pub mod waiters;
 pub mod writer;
 

@@ -393,7 +393,7 @@ impl ChainSupport {
             .data
             .iter()
             .flat_map(|d| d.data.iter())
-            .filter_map(|e| envelope::tx_id_of(e))
+            .filter_map(envelope::tx_id_of)
             .collect();
         self.waiters
             .commit_block(number, tx_ids.iter().map(String::as_str), waiter_clock());

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::tx_key::{self, KeyBuildHasher};
+
 /// Why an envelope a committed-mode waiter waited for was not written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotWritten {
@@ -80,15 +82,20 @@ impl Default for WaiterLimits {
 struct Waiter {
     /// Tells an expiry record apart from a later waiter on the same tx id.
     serial: u64,
+    /// The tx id itself: a block answers the waiter only when its id is this one, so that
+    /// even two ids sharing a [`tx_key`] could never be told each other's block.
+    tx_id: String,
     answer: oneshot::Sender<CommitOutcome>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_tx: HashMap<String, Waiter>,
-    /// (deadline, serial, tx id) in registration order, which is deadline order because
+    /// Keyed by [`tx_key::key`]: one hex parse per operation instead of a SipHash of the
+    /// id and a second copy of it.
+    by_tx: HashMap<u128, Waiter, KeyBuildHasher>,
+    /// (deadline, serial, tx key) in registration order, which is deadline order because
     /// every waiter gets the same timeout.
-    expiry: VecDeque<(Instant, u64, String)>,
+    expiry: VecDeque<(Instant, u64, u128)>,
     next_serial: u64,
 }
 
@@ -125,9 +132,10 @@ impl CommitWaiters {
         tx_id: &str,
         now: Instant,
     ) -> Result<oneshot::Receiver<CommitOutcome>, WaiterError> {
+        let key = tx_key::key(tx_id);
         let mut inner = self.lock();
         expire(&mut inner, now, self.limits.timeout);
-        if inner.by_tx.len() >= self.limits.capacity && !inner.by_tx.contains_key(tx_id) {
+        if inner.by_tx.len() >= self.limits.capacity && !inner.by_tx.contains_key(&key) {
             return Err(WaiterError::Full {
                 capacity: self.limits.capacity,
             });
@@ -135,9 +143,12 @@ impl CommitWaiters {
         let (answer, rx) = oneshot::channel();
         let serial = inner.next_serial;
         inner.next_serial += 1;
-        let replaced = inner
-            .by_tx
-            .insert(tx_id.to_string(), Waiter { serial, answer });
+        let waiter = Waiter {
+            serial,
+            tx_id: tx_id.to_string(),
+            answer,
+        };
+        let replaced = inner.by_tx.insert(key, waiter);
         if let Some(old) = replaced {
             let _ = old.answer.send(Err(NotWritten::Dropped(
                 "another submission of the same tx id waits for its block".into(),
@@ -145,19 +156,19 @@ impl CommitWaiters {
         }
         inner
             .expiry
-            .push_back((now + self.limits.timeout, serial, tx_id.to_string()));
+            .push_back((now + self.limits.timeout, serial, key));
         Ok(rx)
     }
 
     /// Forgets the waiter of `tx_id` without answering it (its envelope was refused
     /// before the chain took it, or its client stopped waiting).
     pub fn cancel(&self, tx_id: &str) {
-        self.lock().by_tx.remove(tx_id);
+        take(&mut self.lock(), tx_id);
     }
 
     /// Tells the waiter of `tx_id` that its envelope was dropped, and why.
     pub fn reject(&self, tx_id: &str, reason: String) {
-        if let Some(w) = self.lock().by_tx.remove(tx_id) {
+        if let Some(w) = take(&mut self.lock(), tx_id) {
             let _ = w.answer.send(Err(NotWritten::Dropped(reason)));
         }
     }
@@ -175,7 +186,7 @@ impl CommitWaiters {
             return;
         }
         for tx_id in tx_ids {
-            if let Some(w) = inner.by_tx.remove(tx_id) {
+            if let Some(w) = take(&mut inner, tx_id) {
                 let _ = w.answer.send(Ok(number));
             }
         }
@@ -215,12 +226,22 @@ impl CommitWaiters {
     }
 }
 
+/// Removes and returns the waiter of exactly `tx_id`, if there is one.
+fn take(inner: &mut Inner, tx_id: &str) -> Option<Waiter> {
+    let key = tx_key::key(tx_id);
+    match inner.by_tx.get(&key) {
+        Some(w) if w.tx_id == tx_id => inner.by_tx.remove(&key),
+        _ => None,
+    }
+}
+
 /// Answers and forgets the waiters whose deadline passed by `now`, and drops expiry
 /// records of waiters already answered.
 fn expire(inner: &mut Inner, now: Instant, timeout: Duration) {
     while let Some((deadline, serial, _)) = inner.expiry.front() {
         let (deadline, serial) = (*deadline, *serial);
-        let live = |inner: &Inner, tx: &str| inner.by_tx.get(tx).map(|w| w.serial) == Some(serial);
+        let live =
+            |inner: &Inner, key: &u128| inner.by_tx.get(key).map(|w| w.serial) == Some(serial);
         if deadline > now {
             // Records of answered waiters pile up behind a live one; drop them once they
             // outnumber the waiters so the queue stays bounded by the registry.
@@ -228,16 +249,16 @@ fn expire(inner: &mut Inner, now: Instant, timeout: Duration) {
                 let by_tx = std::mem::take(&mut inner.by_tx);
                 inner
                     .expiry
-                    .retain(|(_, s, tx)| by_tx.get(tx).map(|w| w.serial) == Some(*s));
+                    .retain(|(_, s, key)| by_tx.get(key).map(|w| w.serial) == Some(*s));
                 inner.by_tx = by_tx;
             }
             return;
         }
-        let Some((_, _, tx)) = inner.expiry.pop_front() else {
+        let Some((_, _, key)) = inner.expiry.pop_front() else {
             return;
         };
-        if live(inner, &tx) {
-            if let Some(w) = inner.by_tx.remove(&tx) {
+        if live(inner, &key) {
+            if let Some(w) = inner.by_tx.remove(&key) {
                 let _ = w.answer.send(Err(NotWritten::TimedOut { after: timeout }));
             }
         }

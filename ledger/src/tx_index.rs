@@ -4,10 +4,9 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use prost::Message as _;
 use rocksdb::WriteOptions;
 
-use ordo_proto::pb::common::{Block, Envelope, Payload};
+use ordo_proto::pb::common::Block;
 
 use crate::{cf, Db, LedgerError, CF_META, META_TX_INDEX, TX_LOCATION_LEN};
 
@@ -111,10 +110,7 @@ pub(crate) fn first_occurrences(block: &Block) -> Result<Vec<(u32, String)>, Led
 
 /// The tx id carried by a block data entry, if it is an envelope with a non-empty one.
 pub(crate) fn tx_id_of(entry: &Bytes) -> Option<String> {
-    let envelope = Envelope::decode(entry.clone()).ok()?;
-    let payload = Payload::decode(envelope.payload).ok()?;
-    let tx_id = payload.header?.tx_id;
-    (!tx_id.is_empty()).then_some(tx_id)
+    ordo_proto::envelope::tx_id_of(entry).filter(|id| !id.is_empty())
 }
 
 /// The ledger's [`TxIndex`]: the recorded one, or — for an empty ledger — `wanted`,

@@ -149,10 +149,14 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
 }
 
 /// The tx id in the header of stored envelope bytes, without checking anything else: the
-/// one way the ordering backends and the orderer's duplicate filter read it from blocks
-/// they wrote themselves. `None` when the bytes do not decode to a payload with a header.
-pub fn tx_id_of(bytes: &[u8]) -> Option<String> {
-    let envelope = decode(bytes).ok()?;
-    let payload = Payload::decode(envelope.payload.as_ref()).ok()?;
+/// one way the ordering backends, the orderer's duplicate filter and the ledger's tx index
+/// read it from blocks. `None` when the bytes do not decode to a payload with a header.
+///
+/// Decoded from `Bytes`, so the payload, data, creator and signature are views of the
+/// input rather than copies: this runs for every envelope of every block a leader writes
+/// in `committed` mode.
+pub fn tx_id_of(bytes: &Bytes) -> Option<String> {
+    let envelope = Envelope::decode(bytes.clone()).ok()?;
+    let payload = Payload::decode(envelope.payload).ok()?;
     payload.header.map(|h| h.tx_id)
 }

@@ -26,6 +26,6 @@ pub fn tx_ids(block: &Block) -> Vec<String> {
         .data
         .iter()
         .flat_map(|d| d.data.iter())
-        .filter_map(|e| ordo_proto::envelope::tx_id_of(e))
+        .filter_map(ordo_proto::envelope::tx_id_of)
         .collect()
 }

@@ -57,7 +57,7 @@ impl<E: Environment> Driver<E> {
                     .data
                     .iter()
                     .flat_map(|d| d.data.iter())
-                    .filter_map(|e| tx_id_of(e))
+                    .filter_map(tx_id_of)
                     .collect(),
                 _ => Vec::new(),
             };

@@ -154,7 +154,7 @@ impl Engine {
                         .data
                         .iter()
                         .flat_map(|d| d.data.iter())
-                        .filter_map(|b| tx_id_of(b))
+                        .filter_map(tx_id_of)
                         .collect();
                     let lost: Vec<String> = lost
                         .tx_ids

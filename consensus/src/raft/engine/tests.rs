@@ -346,7 +346,7 @@ fn txs(b: &Block) -> Vec<String> {
     b.data
         .iter()
         .flat_map(|d| d.data.iter())
-        .filter_map(|e| ordo_proto::envelope::tx_id_of(e))
+        .filter_map(ordo_proto::envelope::tx_id_of)
         .collect()
 }
 
