@@ -227,7 +227,21 @@ impl ChainSupport {
     ) -> Result<u64, SupportError> {
         let last_config = self.state().last_config_block;
         block::sign(&mut b, &self.signer, last_config, consenter_metadata);
-        self.append_checked(&b, DataCheck::TrustBuilder, logged_at)
+        self.append_checked(&b, DataCheck::TrustBuilder, logged_at, None)
+    }
+
+    /// [`Self::write_block`] for a block whose envelopes' tx ids the caller knows (it built
+    /// the block): waiters are told from `tx_ids` instead of decoding every envelope.
+    pub fn write_proposed_block(
+        &self,
+        mut b: Block,
+        consenter_metadata: Bytes,
+        logged_at: Option<LogPosition>,
+        tx_ids: &[String],
+    ) -> Result<u64, SupportError> {
+        let last_config = self.state().last_config_block;
+        block::sign(&mut b, &self.signer, last_config, consenter_metadata);
+        self.append_checked(&b, DataCheck::TrustBuilder, logged_at, Some(tx_ids))
     }
 
     /// Signs and appends a config block, then puts its configuration in force.
@@ -242,7 +256,7 @@ impl ChainSupport {
             config::config_from_block(&b).map_err(|e| SupportError::Config(e.to_string()))?;
         let state = ConfigState::new(config, number)?;
         block::sign(&mut b, &self.signer, number, consenter_metadata);
-        let n = self.append_checked(&b, DataCheck::TrustBuilder, logged_at)?;
+        let n = self.append_checked(&b, DataCheck::TrustBuilder, logged_at, None)?;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
         Ok(n)
     }
@@ -266,7 +280,7 @@ impl ChainSupport {
             None => self.state().last_config_block,
         };
         block::sign(&mut b, &self.signer, last_config, consenter_metadata);
-        let n = self.append_checked(&b, DataCheck::Verify, logged_at)?;
+        let n = self.append_checked(&b, DataCheck::Verify, logged_at, None)?;
         if let Some(state) = new_state {
             *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
         }
@@ -312,6 +326,7 @@ impl ChainSupport {
         b: &Block,
         data_check: DataCheck,
         logged_at: Option<LogPosition>,
+        known_tx_ids: Option<&[String]>,
     ) -> Result<u64, SupportError> {
         let started = std::time::Instant::now();
         let appended = match (logged_at, data_check) {
@@ -333,7 +348,7 @@ impl ChainSupport {
         let number = block::number(b);
         let envelopes = b.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
         self.stats.record(envelopes, started.elapsed());
-        self.notify_committed(b, number);
+        self.notify_committed(b, number, known_tx_ids);
         Ok(number)
     }
 
@@ -385,8 +400,16 @@ impl ChainSupport {
         self.waiters.reject(tx_id, reason);
     }
 
-    fn notify_committed(&self, b: &Block, number: u64) {
+    /// Tells the waiters of block `number`'s envelopes; `known` are their tx ids when the
+    /// writer knows them, else they are read from the block.
+    fn notify_committed(&self, b: &Block, number: u64, known: Option<&[String]>) {
         if self.waiters.is_empty() {
+            return;
+        }
+        let now = waiter_clock();
+        if let Some(tx_ids) = known {
+            self.waiters
+                .commit_block(number, tx_ids.iter().map(String::as_str), now);
             return;
         }
         let tx_ids: Vec<String> = b
@@ -396,7 +419,7 @@ impl ChainSupport {
             .filter_map(envelope::tx_id_of)
             .collect();
         self.waiters
-            .commit_block(number, tx_ids.iter().map(String::as_str), waiter_clock());
+            .commit_block(number, tx_ids.iter().map(String::as_str), now);
     }
 
     /// Re-runs every filter on an envelope against the configuration now in force; used

@@ -160,10 +160,15 @@ impl BroadcastHandler {
         let (out_tx, out_rx) = mpsc::channel(256);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            // One registration with the node-wide token for the stream's life, not one per
+            // envelope (its waiter list is a lock every stream shares).
+            let stopping = shutdown.cancelled();
+            tokio::pin!(stopping);
             loop {
                 let next = tokio::select! {
+                    biased;
                     n = inbound.next() => n,
-                    _ = shutdown.cancelled() => None,
+                    _ = &mut stopping => None,
                 };
                 match next {
                     Some(Ok(env)) => {
@@ -200,6 +205,7 @@ impl BroadcastHandler {
     ) {
         loop {
             let first = tokio::select! {
+                biased;
                 e = in_rx.recv() => e,
                 _ = self.shutdown.cancelled() => None,
             };
@@ -411,7 +417,9 @@ async fn taken_response(
     shutdown: &CancellationToken,
 ) -> BroadcastResponse {
     if let Some(acceptance) = acceptance {
+        // Biased: a settled answer is taken without registering with the shutdown token.
         let accepted = tokio::select! {
+            biased;
             a = acceptance => a,
             _ = shutdown.cancelled() => Err(ordo_consensus::ChainError::ShuttingDown),
         };
@@ -429,6 +437,7 @@ async fn taken_response(
     // timer per envelope: at tens of thousands of envelopes a second, their registration
     // in tokio's timer wheel cost more than the sweep.
     let outcome = tokio::select! {
+        biased;
         o = rx => o.ok(),
         _ = shutdown.cancelled() => None,
     };

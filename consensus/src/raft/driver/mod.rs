@@ -536,7 +536,10 @@ impl<E: Environment> Driver<E> {
     fn write_block(&mut self, w: BlockWrite) {
         let number = block::number(&w.block);
         let written = match w.origin {
-            Origin::Proposed => self.support.write_block(w.block, w.metadata, w.logged_at),
+            Origin::Proposed => {
+                self.support
+                    .write_proposed_block(w.block, w.metadata, w.logged_at, &w.tx_ids)
+            }
             Origin::ProposedConfig => {
                 self.support
                     .write_config_block(w.block, w.metadata, w.logged_at)

@@ -188,11 +188,16 @@ impl Engine {
             )),
             None => None,
         };
+        let tx_ids = match origin {
+            Origin::Proposed | Origin::ProposedConfig => mine.map(|m| m.tx_ids).unwrap_or_default(),
+            Origin::Replicated => Vec::new(),
+        };
         self.out.push(Command::WriteBlock(BlockWrite {
             block,
             metadata: consenter_metadata(index, term),
             logged_at,
             origin,
+            tx_ids,
         }));
         self.tip.height = number + 1;
         self.tip.last_hash = hash;

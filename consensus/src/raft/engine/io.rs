@@ -142,6 +142,10 @@ pub struct BlockWrite {
     pub logged_at: Option<LogPosition>,
     /// Who built it.
     pub origin: Origin,
+    /// The tx ids of its envelopes, in order, when this node built it (known from the
+    /// proposal, so the writer tells committed-mode waiters without decoding a thousand
+    /// envelopes again); empty for a replicated block.
+    pub tx_ids: Vec<String>,
 }
 
 /// Why the engine stopped.

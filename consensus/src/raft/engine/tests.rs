@@ -124,6 +124,12 @@ impl Group {
                 self.in_flight.push_back((id, to, message));
             }
             Command::WriteBlock(w) => {
+                // A block this node built carries its tx ids, exactly; others none.
+                let expected = match w.origin {
+                    Origin::Replicated => Vec::new(),
+                    _ => txs(&w.block),
+                };
+                assert_eq!(w.tx_ids, expected, "the tx ids a block write carries");
                 let mut b = w.block;
                 b.metadata = Some(ordo_proto::pb::common::BlockMetadata {
                     consenter_metadata: w.metadata,
