@@ -38,6 +38,7 @@ pub fn starting(kind: &str, config: &Path, data_dir: &Path) {
         config = %config.display(),
         data_dir = %data_dir.display(),
         pid = std::process::id(),
+        transparent_huge_pages = crate::memory::transparent_huge_pages_state(),
         "starting {kind}"
     );
 }

@@ -19,6 +19,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod client;
 mod cmd;
 mod logging;
+mod memory;
 mod pki;
 mod progress;
 
@@ -86,6 +87,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before the runtime and any large allocation: see the module's docs.
+    memory::apply();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
