@@ -1,47 +1,43 @@
-//! Filling a ledger from other nodes' ledgers: pull a range, verify every block, write
-//! it, try the next source, retry — the one implementation of that loop.
+//! Filling a ledger from other nodes' ledgers up to a known block: the orderer side of
+//! [`ordo_sdk::pull`], the one loop that pulls, verifies, writes and retries (a peer's
+//! deliver client uses the same loop to follow a channel).
 //!
 //! Two places need it: an orderer joining a running raft channel pulls the chain up to
 //! its join block before it starts (`orderer::registry`), and a raft node whose log is
 //! behind its leader's snapshot pulls the blocks up to the snapshot
-//! (`raft::driver::catch_up`, executing the raft engine's `CatchUp`). Both trust nothing they pull: each block goes through a
-//! [`ChainVerifier`] (hash chain, data hash, signatures under the configuration in force)
-//! and the block at the target must have the target's hash, or the chains forked.
+//! (`raft::driver::catch_up`, executing the raft engine's `CatchUp`). Both trust nothing
+//! they pull: each block goes through a [`ChainVerifier`] (hash chain, data hash,
+//! signatures under the configuration in force) and the block at the target must have
+//! the target's hash, or the chains forked.
 //!
 //! What the two differ in is policy ([`RetryPolicy`]): how long one pull may take, how
-//! long to pause when no source served anything, whether to give up after some rounds
-//! (a join answers its admin; a raft node retries until it halts), and whether a block
-//! that fails verification ends the catch-up (a join: the join block the admin gave is
+//! long to pause when a source served nothing, whether to give up after some rounds (a
+//! join answers its admin; a raft node retries until it halts), and whether a block that
+//! fails verification ends the catch-up (a join: the join block the admin gave is
 //! probably not this channel's) or only that source's turn (raft: another consenter may
 //! serve the right block).
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
-use ordo_proto::block;
-use ordo_proto::hash::Hash;
 use ordo_proto::pb::common::Block;
 use ordo_proto::verify::ChainVerifier;
+use ordo_sdk::pull::{
+    self, BlockOpener, BlockSink, BlockStream, Finished, PullError, PullPolicy, PullStats,
+    SinkError, Until,
+};
 
 use crate::chain::BoxFuture;
 
+pub use ordo_sdk::pull::Target;
+
 /// A node blocks can be pulled from.
 pub trait BlockSource: Send + Sync {
-    /// How logs and errors name it.
+    /// How logs and errors name it (unique among the sources of one catch-up).
     fn name(&self) -> String;
     /// Blocks `start..=end` in order, or a prefix of them (a source may cap a pull).
     fn pull(&self, start: u64, end: u64) -> BoxFuture<'_, Result<Vec<Block>, String>>;
-}
-
-/// The block a catch-up ends with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target {
-    /// Its number: the catch-up ends once the ledger's height is past it.
-    pub number: u64,
-    /// Its hash: another block there means the chains forked.
-    pub hash: Hash,
 }
 
 /// How a catch-up retries (see the module docs).
@@ -49,9 +45,10 @@ pub struct Target {
 pub struct RetryPolicy {
     /// How long one pull from one source may take before the next source is tried.
     pub pull_timeout: Duration,
-    /// Pause after a round in which no source served a block.
+    /// Pause after a pull in which a source served no block.
     pub pause: Duration,
-    /// Rounds without progress before giving up; `None` retries until halted.
+    /// Rounds (every source asked once) without progress before giving up; `None`
+    /// retries until halted.
     pub max_rounds: Option<u32>,
     /// Whether a block that fails verification ends the catch-up (else only that
     /// source's turn ends).
@@ -90,134 +87,120 @@ pub enum CatchUpError {
         /// What each source said last.
         failures: String,
     },
+    /// The ledger and the verifier disagree, no source was given, or verification could
+    /// not run: the caller's bug, not the sources'.
+    #[error("catch-up could not run: {0}")]
+    Setup(String),
     /// The caller halted.
     #[error("halted while catching up")]
     Halted,
 }
 
-/// What a pull from one source achieved.
-enum Turn {
-    /// Blocks written (at least one).
-    Progressed,
-    /// The source failed; the next one is tried.
-    Failed(String),
-}
-
 /// Pulls, verifies and writes blocks until the ledger (whose height `height` reports)
-/// holds `target`; tries `sources` in order, round after round, per `policy`. `write`
-/// appends one verified block; `verifier` must be positioned at the ledger's height.
+/// holds `target`; asks `sources` in turn, per `policy`. `write` appends one verified
+/// block; `verifier` must be positioned at the ledger's height.
 pub async fn fill_to(
     sources: &[&dyn BlockSource],
     target: Target,
-    height: impl Fn() -> u64,
+    height: impl Fn() -> u64 + Send,
     verifier: &mut ChainVerifier,
-    mut write: impl FnMut(Block) -> Result<(), String>,
+    write: impl FnMut(Block) -> Result<(), String> + Send,
     policy: RetryPolicy,
     halt: &CancellationToken,
 ) -> Result<(), CatchUpError> {
-    let mut rounds = 0u32;
-    let mut logged = height();
-    while height() <= target.number {
-        let mut failures = Vec::new();
-        let mut progressed = false;
-        for source in sources {
-            if halt.is_cancelled() {
-                return Err(CatchUpError::Halted);
-            }
-            match pull_once(*source, target, &height, verifier, &mut write, policy).await? {
-                Turn::Progressed => {
-                    progressed = true;
-                    break;
-                }
-                Turn::Failed(why) => {
-                    warn!(source = %source.name(), error = %why, "block pull failed; trying another source");
-                    failures.push(format!("{}: {why}", source.name()));
-                }
-            }
-        }
-        if height() >= logged + 1_000 {
-            logged = height();
-            info!(height = logged, target = target.number, "pulling blocks");
-        }
-        if progressed {
-            rounds = 0;
-            continue;
-        }
-        rounds += 1;
-        if policy.max_rounds.is_some_and(|max| rounds >= max) {
-            return Err(CatchUpError::Unavailable {
-                height: height(),
-                rounds,
-                failures: failures.join("; "),
-            });
-        }
-        if rounds % 20 == 1 {
-            warn!(
-                height = height(),
-                target = target.number,
-                "no source could serve the missing blocks; retrying"
-            );
-        }
-        tokio::select! {
-            _ = halt.cancelled() => return Err(CatchUpError::Halted),
-            _ = tokio::time::sleep(policy.pause) => {}
-        }
+    let names = sources.iter().map(|s| s.name()).collect();
+    let pause_ms = u64::try_from(policy.pause.as_millis()).unwrap_or(u64::MAX);
+    let pull_policy = PullPolicy {
+        open_timeout: policy.pull_timeout,
+        idle_timeout: policy.pull_timeout,
+        backoff_base_ms: pause_ms,
+        backoff_max_ms: pause_ms,
+        jitter: false,
+        jitter_seed: 0,
+        avoid_ms: 0,
+        give_up_after_rounds: policy.max_rounds,
+        bad_block_is_fatal: policy.bad_block_is_fatal,
+        endpoints_from_config: false,
+    };
+    let mut sink = LedgerSink { height, write };
+    let pulled = pull::pull(
+        "catch-up",
+        &Sources(sources),
+        names,
+        verifier,
+        &mut sink,
+        Until::Block(target),
+        &pull_policy,
+        &PullStats::new(),
+        halt,
+    )
+    .await;
+    match pulled {
+        Ok(Finished::Reached) => Ok(()),
+        Ok(Finished::Halted | Finished::SinkClosed) => Err(CatchUpError::Halted),
+        Err(PullError::BadBlock {
+            number,
+            source_name,
+            reason,
+        }) => Err(CatchUpError::BadBlock {
+            number,
+            source_name,
+            reason,
+        }),
+        Err(PullError::Unavailable {
+            height,
+            rounds,
+            failures,
+        }) => Err(CatchUpError::Unavailable {
+            height,
+            rounds,
+            failures,
+        }),
+        Err(PullError::Sink { number, source }) => Err(CatchUpError::Write {
+            number,
+            reason: source.to_string(),
+        }),
+        Err(e) => Err(CatchUpError::Setup(e.to_string())),
     }
-    Ok(())
 }
 
-/// One pull from one source: verifies and writes what it served.
-async fn pull_once(
-    source: &dyn BlockSource,
-    target: Target,
-    height: &impl Fn() -> u64,
-    verifier: &mut ChainVerifier,
-    write: &mut impl FnMut(Block) -> Result<(), String>,
-    policy: RetryPolicy,
-) -> Result<Turn, CatchUpError> {
-    let start = height();
-    let pulled = tokio::time::timeout(policy.pull_timeout, source.pull(start, target.number)).await;
-    let blocks = match pulled {
-        Err(_) => return Ok(Turn::Failed("timed out".into())),
-        Ok(Err(e)) => return Ok(Turn::Failed(e)),
-        Ok(Ok(blocks)) => blocks,
-    };
-    let mut written = 0u64;
-    let now = ordo_proto::now_ms() / 1000;
-    for b in blocks
-        .into_iter()
-        .take((target.number + 1 - start) as usize)
-    {
-        let number = block::number(&b);
-        // The target's hash first: the verifier advances on a block it accepts, and a
-        // forked target must leave it where it was for the next source.
-        let refusal = if number == target.number && block::hash(&b) != target.hash {
-            Some("is another block than the expected one: the chains forked".to_string())
-        } else {
-            verifier
-                .check(&b, now)
-                .err()
-                .map(|e| format!("refused: {e}"))
-        };
-        if let Some(reason) = refusal {
-            if policy.bad_block_is_fatal {
-                return Err(CatchUpError::BadBlock {
-                    number,
-                    source_name: source.name(),
-                    reason,
-                });
-            }
-            // The verifier does not move on a refusal, so the next source starts here.
-            return Ok(Turn::Failed(format!("block {number} {reason}")));
-        }
-        write(b).map_err(|reason| CatchUpError::Write { number, reason })?;
-        written += 1;
+/// The sources as a [`BlockOpener`]: a pull of a range becomes a stream of its blocks.
+struct Sources<'s>(&'s [&'s dyn BlockSource]);
+
+impl BlockOpener for Sources<'_> {
+    fn open<'a>(
+        &'a self,
+        source: &'a str,
+        start: u64,
+        end: Option<u64>,
+    ) -> BoxFuture<'a, Result<BlockStream<'a>, String>> {
+        Box::pin(async move {
+            let found = self.0.iter().find(|s| s.name() == source);
+            let found = found.ok_or_else(|| format!("no source named {source}"))?;
+            let blocks = found.pull(start, end.unwrap_or(start)).await?;
+            Ok(Box::pin(tokio_stream::iter(blocks.into_iter().map(Ok))) as BlockStream<'a>)
+        })
     }
-    Ok(if written > 0 {
-        Turn::Progressed
-    } else {
-        Turn::Failed("served no block".into())
-    })
+}
+
+/// The ledger being filled, as a [`BlockSink`].
+struct LedgerSink<H, W> {
+    height: H,
+    write: W,
+}
+
+impl<H, W> BlockSink for LedgerSink<H, W>
+where
+    H: Fn() -> u64 + Send,
+    W: FnMut(Block) -> Result<(), String> + Send,
+{
+    fn next_number(&self) -> u64 {
+        (self.height)()
+    }
+
+    async fn deliver(&mut self, block: Block) -> Result<(), SinkError> {
+        (self.write)(block).map_err(|reason| SinkError::Failed(reason.into()))
+    }
 }
 
 #[cfg(test)]

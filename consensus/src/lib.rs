@@ -5,7 +5,8 @@
 //! writes them through [`support::ChainSupport`], which signs and appends them to the
 //! channel's ledger and tells committed-mode waiters.
 //!
-//! - [`catch_up`]: pull, verify, write, retry — filling a ledger from other nodes'.
+//! - [`catch_up`]: filling a ledger up to a known block from other nodes' ledgers (the
+//!   orderer side of `ordo_sdk::pull`, the one pull-verify-retry loop).
 //! - [`chain`]: the `Chain` trait, `OrderRequest`, `ChainError`.
 //! - [`consenter`]: the `Consenter` trait and the map of them by consensus type that the
 //!   orderer builds its chains from.

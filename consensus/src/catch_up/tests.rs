@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
+use ordo_proto::block;
 use ordo_proto::pb::common::Role;
 use ordo_testkit::{blocks, ChannelBuilder, TestOrg};
 

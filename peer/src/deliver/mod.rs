@@ -3,27 +3,22 @@
 //!
 //! # Layout
 //!
-//! A sans-IO core and a thin async driver, as everywhere in Ordo:
+//! The loop itself — which orderer next, backoff, verification, the sink's contract —
+//! is [`ordo_sdk::pull`], shared with the orderers' catch-up; this module is its
+//! deliver-client side:
 //!
-//! - [`EndpointSet`] (core): which orderer to ask next — round-robin over the channel's
-//!   orderer endpoints (`orderer.consenters[*].endpoint` of the configuration in force,
-//!   replaced when a config block changes them) followed by the peer's static endpoints;
-//!   an endpoint that served a block failing verification is avoided for
-//!   [`DeliverConfig::avoid_ms`]; if every endpoint is avoided, the one avoided longest
-//!   ago is tried.
-//! - [`Backoff`] (core): capped exponential backoff with equal jitter from an RNG the
-//!   caller seeds, reset by every verified block.
-//! - [`follow`] (driver): owns the socket, the timers, the [`ChainVerifier`] and the
-//!   sink; counts in [`DeliverStats`].
-//!
-//! The cores take time as milliseconds and randomness as an argument; they never read a
-//! clock, so their tests assert exact outputs.
+//! - [`follow`] opens Deliver streams on the channel's orderers (signed by the peer's
+//!   identity, from the verifier's next block, no stop, BLOCK_UNTIL_READY) and runs the
+//!   pull with the peer's policy: retry forever with jittered backoff
+//!   ([`DeliverConfig::backoff_base_ms`] up to [`DeliverConfig::backoff_max_ms`]), avoid
+//!   an orderer that served a block failing verification for
+//!   [`DeliverConfig::avoid_ms`], take the channel's orderer endpoints
+//!   (`orderer.consenters[*].endpoint` of the configuration in force) ahead of the
+//!   peer's static ones.
 //!
 //! # The flow
 //!
-//! `follow` connects to the chosen endpoint and sends a Deliver request signed by the
-//! peer's identity: start at the verifier's next block (which must be the sink's), no
-//! stop, BLOCK_UNTIL_READY. For each block that arrives:
+//! For each block that arrives:
 //!
 //! 1. the [`ChainVerifier`] checks it — number, hash chain, Merkle data hash, last-config
 //!    metadata and the orderer signatures against the BlockValidation policy of the
@@ -38,8 +33,8 @@
 //! an end status (the request names no stop block, so even SUCCESS is unexpected), a
 //! transport error, a connection that cannot be opened within
 //! [`DeliverConfig::connect_timeout_ms`], or no message for
-//! [`DeliverConfig::idle_timeout_ms`] — waits a backoff delay and reconnects to the next
-//! endpoint.
+//! [`DeliverConfig::idle_timeout_ms`] — waits a backoff delay (none when the stream had
+//! delivered blocks) and reconnects to the next endpoint.
 //!
 //! # Limits
 //!
@@ -62,23 +57,20 @@
 //! reconnects once per idle timeout. That costs a signed request and resumes from the
 //! same block; the default timeout is long enough to make it negligible.
 
-mod backoff;
-mod endpoints;
 mod follow;
-mod stats;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use ordo_proto::identity::Identity;
-use ordo_proto::pb::common::Block;
 use ordo_proto::verify::ChainVerifier;
 use thiserror::Error;
 
-pub use backoff::Backoff;
-pub use endpoints::{channel_endpoints, EndpointSet, MAX_ENDPOINTS};
 pub use follow::follow;
-pub use stats::{DeliverCounts, DeliverStats};
+/// The sink's contract and the counters are the shared pull's; a deliver client's
+/// counters keep their name here.
+pub use ordo_sdk::pull::{
+    channel_endpoints, BlockSink, PullCounts as DeliverCounts, PullStats as DeliverStats, SinkError,
+};
 
 /// Smallest accepted [`DeliverConfig::max_message_bytes`]: 1 MiB.
 pub const MIN_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -201,43 +193,6 @@ impl FollowOptions {
     }
 }
 
-/// Where verified blocks go: the committer, or anything else that consumes a chain.
-///
-/// The contract:
-///
-/// - [`BlockSink::next_number`] is the number of the block the sink wants next (its
-///   height). When `follow` starts it must equal the verifier's next block.
-/// - [`BlockSink::deliver`] is called with exactly that block, verified, once. After it
-///   returns `Ok`, `next_number` must be one more; `follow` stops with
-///   [`DeliverError::SinkOutOfStep`] otherwise.
-/// - `follow` always polls a `deliver` future to completion (shutdown waits for it).
-/// - An error ends `follow`: [`SinkError::Closed`] with `Ok(())`, anything else with
-///   [`DeliverError::Sink`]. The sink must then not have taken the block half-way: a
-///   committer applies a block in one write batch or not at all.
-///
-/// The future is returned by an `impl Future` in the trait (no `async_trait` and no
-/// boxing); implement it with `async fn deliver(&mut self, block: Block) -> ...`, whose
-/// future must be `Send`.
-pub trait BlockSink: Send {
-    /// The number of the block the sink wants next.
-    fn next_number(&self) -> u64;
-
-    /// Takes the next block, already verified.
-    fn deliver(&mut self, block: Block) -> impl Future<Output = Result<(), SinkError>> + Send;
-}
-
-/// Why a sink did not take a block.
-#[derive(Debug, Error)]
-pub enum SinkError {
-    /// The sink stops taking blocks (its owner is shutting down); `follow` returns
-    /// `Ok(())`.
-    #[error("the sink is closed")]
-    Closed,
-    /// The sink failed (a storage error, say); `follow` returns [`DeliverError::Sink`].
-    #[error(transparent)]
-    Failed(Box<dyn std::error::Error + Send + Sync + 'static>),
-}
-
 /// Why [`follow`] stopped. Failures of orderers are not errors — the client fails over
 /// and retries; these are the conditions it cannot repair.
 #[derive(Debug, Error)]
@@ -272,6 +227,10 @@ pub enum DeliverError {
     /// The task verifying a block died (a bug: verification does not panic).
     #[error("block verification task failed: {0}")]
     VerifierTask(String),
+    /// The shared pull stopped for a reason the deliver client's policy rules out (it
+    /// neither gives up nor treats a bad block as fatal): a bug if ever seen.
+    #[error("the block pull stopped: {0}")]
+    Pull(ordo_sdk::pull::PullError),
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
-//! Which orderer to ask next: round-robin over the channel's orderer endpoints and the
-//! peer's static ones, skipping endpoints that recently served a block that failed
-//! verification.
+//! Which source to ask next: round-robin over the channel's orderer endpoints (when the
+//! pull takes them from the configuration) and the sources given, skipping sources that
+//! recently served a block that failed verification.
 //!
 //! Pure: time comes in as milliseconds from any monotonic origin the caller picks (the
-//! driver uses the instant `follow` started), and nothing here reads a clock.
+//! driver uses the instant its pull started), and nothing here reads a clock.
 
 use std::collections::HashMap;
 
@@ -25,10 +25,11 @@ pub fn channel_endpoints(config: &ChannelConfig) -> Vec<String> {
         .collect()
 }
 
-/// The endpoints a deliver client may use, and the round-robin choice among them.
+/// The sources a pull may use, and the round-robin choice among them.
 ///
 /// The list is the channel's endpoints (replaced whenever a config block changes them)
-/// followed by the peer's static endpoints, without repeats, at most [`MAX_ENDPOINTS`].
+/// followed by the sources given (a peer's static endpoints, a raft node's consenters),
+/// without repeats, at most [`MAX_ENDPOINTS`].
 /// [`EndpointSet::next`] walks it round-robin, starting with the first, and skips an
 /// endpoint for `avoid_ms` after [`EndpointSet::avoid`]; when every endpoint is avoided
 /// it picks the one avoided longest ago, so a peer whose orderers all misbehaved still

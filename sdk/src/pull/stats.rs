@@ -1,11 +1,11 @@
-//! Counters of a deliver client, shared with whoever reports them (the metrics endpoint).
+//! Counters of a pull, shared with whoever reports them (a peer's metrics endpoint).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// What a deliver client has done so far. Shared behind an `Arc`: [`super::follow`]
-/// counts, readers take [`DeliverStats::snapshot`]s. Counters only grow.
+/// What a pull has done so far. Shared behind an `Arc`: [`super::pull`] counts,
+/// readers take [`PullStats::snapshot`]s. Counters only grow.
 #[derive(Debug, Default)]
-pub struct DeliverStats {
+pub struct PullStats {
     blocks_received: AtomicU64,
     blocks_verified: AtomicU64,
     verification_failures: AtomicU64,
@@ -13,21 +13,22 @@ pub struct DeliverStats {
     verify_micros: AtomicU64,
 }
 
-/// The counters of [`DeliverStats`] at one moment.
+/// The counters of [`PullStats`] at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DeliverCounts {
-    /// Blocks that arrived from an orderer, verified or not.
+pub struct PullCounts {
+    /// Blocks that arrived from a source, verified or not.
     pub blocks_received: u64,
     /// Blocks that verified (and were handed to the sink).
     pub blocks_verified: u64,
-    /// Blocks refused by the verifier; each one dropped its stream and its endpoint.
+    /// Blocks refused (the verifier, or another block at the target); each one dropped
+    /// its stream.
     pub verification_failures: u64,
     /// Connection attempts after the first: every stream that ended for any reason
     /// (failure, status, idle timeout, refused block) counts one when it is replaced.
     pub reconnects: u64,
 }
 
-impl DeliverStats {
+impl PullStats {
     /// All counters at zero.
     pub fn new() -> Self {
         Self::default()
@@ -35,8 +36,8 @@ impl DeliverStats {
 
     /// The counters now. Each is read atomically; together they are a close, not an
     /// exact, picture while the client runs (good enough for metrics).
-    pub fn snapshot(&self) -> DeliverCounts {
-        DeliverCounts {
+    pub fn snapshot(&self) -> PullCounts {
+        PullCounts {
             blocks_received: self.blocks_received.load(Ordering::Relaxed),
             blocks_verified: self.blocks_verified.load(Ordering::Relaxed),
             verification_failures: self.verification_failures.load(Ordering::Relaxed),

@@ -40,6 +40,15 @@ impl<R: Rng> Backoff<R> {
         floor + self.rng.gen_range(0..=ceiling - floor)
     }
 
+    /// The delay before the next attempt without jitter (the ceiling itself), in
+    /// milliseconds; counts one more failure. For pulls whose retries need no spreading
+    /// and whose tests want exact instants.
+    pub fn next_ceiling_ms(&mut self) -> u64 {
+        let ceiling = self.ceiling_ms();
+        self.failures = self.failures.saturating_add(1);
+        ceiling
+    }
+
     /// Forgets the failures: the next delay is drawn from the base again.
     pub fn reset(&mut self) {
         self.failures = 0;
@@ -108,6 +117,15 @@ mod tests {
         let mut b = Backoff::new(500, 10, StdRng::seed_from_u64(3));
         assert!((250..=500).contains(&b.next_delay_ms()));
         assert!((250..=500).contains(&b.next_delay_ms()));
+    }
+
+    #[test]
+    fn without_jitter_the_delay_is_the_ceiling() {
+        let mut b = Backoff::new(500, 2_000, StdRng::seed_from_u64(3));
+        let delays: Vec<u64> = (0..4).map(|_| b.next_ceiling_ms()).collect();
+        assert_eq!(delays, vec![500, 1_000, 2_000, 2_000]);
+        b.reset();
+        assert_eq!(b.next_ceiling_ms(), 500);
     }
 
     #[test]
