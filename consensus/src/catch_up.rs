@@ -56,41 +56,14 @@ pub struct RetryPolicy {
 }
 
 /// Why a catch-up stopped short of its target.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum CatchUpError {
-    /// A source served a block that does not verify, or another block at the target
-    /// (only with [`RetryPolicy::bad_block_is_fatal`]).
-    #[error("block {number} from {source_name}: {reason}")]
-    BadBlock {
-        /// The block's number.
-        number: u64,
-        /// Which source served it.
-        source_name: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// Writing a verified block failed: the local ledger's problem, not the source's.
-    #[error("writing pulled block {number}: {reason}")]
-    Write {
-        /// The block's number.
-        number: u64,
-        /// What the ledger said.
-        reason: String,
-    },
-    /// No source served the next block within the allowed rounds.
-    #[error("no source could serve block {height} after {rounds} rounds: {failures}")]
-    Unavailable {
-        /// The ledger's height (the block wanted).
-        height: u64,
-        /// Rounds tried.
-        rounds: u32,
-        /// What each source said last.
-        failures: String,
-    },
-    /// The ledger and the verifier disagree, no source was given, or verification could
-    /// not run: the caller's bug, not the sources'.
-    #[error("catch-up could not run: {0}")]
-    Setup(String),
+    /// The pull stopped: a bad block under a fatal policy ([`PullError::BadBlock`]), no
+    /// source served within the allowed rounds ([`PullError::Unavailable`]), writing a
+    /// verified block failed ([`PullError::Sink`]: the local ledger's problem, not the
+    /// source's), or the ledger and the verifier disagree.
+    #[error(transparent)]
+    Pull(#[from] PullError),
     /// The caller halted.
     #[error("halted while catching up")]
     Halted,
@@ -135,32 +108,9 @@ pub async fn fill_to(
         halt,
     )
     .await;
-    match pulled {
-        Ok(Finished::Reached) => Ok(()),
-        Ok(Finished::Halted | Finished::SinkClosed) => Err(CatchUpError::Halted),
-        Err(PullError::BadBlock {
-            number,
-            source_name,
-            reason,
-        }) => Err(CatchUpError::BadBlock {
-            number,
-            source_name,
-            reason,
-        }),
-        Err(PullError::Unavailable {
-            height,
-            rounds,
-            failures,
-        }) => Err(CatchUpError::Unavailable {
-            height,
-            rounds,
-            failures,
-        }),
-        Err(PullError::Sink { number, source }) => Err(CatchUpError::Write {
-            number,
-            reason: source.to_string(),
-        }),
-        Err(e) => Err(CatchUpError::Setup(e.to_string())),
+    match pulled? {
+        Finished::Reached => Ok(()),
+        Finished::Halted | Finished::SinkClosed => Err(CatchUpError::Halted),
     }
 }
 

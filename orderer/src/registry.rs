@@ -23,6 +23,7 @@ use ordo_consensus::catch_up::{self, BlockSource, CatchUpError, RetryPolicy, Tar
 use ordo_consensus::chain::BoxFuture;
 use ordo_consensus::raft::prepare_join;
 use ordo_consensus::{Chain, ChainError, ChainSupport, Consenters};
+use ordo_sdk::pull::PullError;
 
 use crate::cluster::{connect, pull_blocks, ClusterDialer};
 pub use crate::recent::RecentTxIds;
@@ -487,9 +488,11 @@ async fn onboard(
     .await;
     match filled {
         Ok(()) => Ok(()),
-        Err(e @ CatchUpError::BadBlock { .. }) => Err(RegistryError::InvalidGenesis(format!(
-            "{e} (is the join block one of this channel's?)"
-        ))),
+        Err(e @ CatchUpError::Pull(PullError::BadBlock { .. })) => {
+            Err(RegistryError::InvalidGenesis(format!(
+                "{e} (is the join block one of this channel's?)"
+            )))
+        }
         Err(e) => Err(ChainError::NotReady {
             reason: e.to_string(),
         }

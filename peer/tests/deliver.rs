@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use ordo_orderer::config::{IdentitySection, LimitsSection, LogSection, NodeSection};
 use ordo_orderer::OrdererConfig as NodeConfig;
 use ordo_peer::deliver::{
-    follow, BlockSink, DeliverConfig, DeliverCounts, DeliverError, FollowOptions, SinkError,
+    follow, BlockSink, DeliverConfig, DeliverCounts, DeliverError, FollowOptions, PullError,
+    SinkError,
 };
 use ordo_proto::block;
 use ordo_proto::hash::Hash;
@@ -639,10 +640,10 @@ async fn refuses_to_start_out_of_step_or_without_endpoints() {
     assert!(
         matches!(
             r,
-            Err(DeliverError::SinkOutOfStep {
+            Err(DeliverError::Pull(PullError::SinkOutOfStep {
                 sink: 5,
                 verifier: 1
-            })
+            }))
         ),
         "{r:?}"
     );

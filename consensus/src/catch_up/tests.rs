@@ -134,7 +134,7 @@ async fn blocks_come_in_capped_pulls_and_a_failing_source_is_skipped() {
         &CancellationToken::new(),
     )
     .await;
-    assert_eq!(outcome, Ok(()));
+    assert!(outcome.is_ok(), "{outcome:?}");
     assert_eq!(written, (0..7).collect::<Vec<_>>());
     assert_eq!(up.asked(), vec![(0, 6), (3, 6), (6, 6)]);
     assert_eq!(
@@ -156,7 +156,7 @@ async fn a_hanging_source_times_out_and_the_next_serves() {
         &CancellationToken::new(),
     )
     .await;
-    assert_eq!(outcome, Ok(()));
+    assert!(outcome.is_ok(), "{outcome:?}");
     assert_eq!(written, vec![0, 1, 2]);
 }
 
@@ -184,7 +184,7 @@ async fn a_fork_at_the_target_is_fatal_for_a_join_and_skipped_by_raft() {
         "everything before the fork is written"
     );
     assert!(
-        matches!(&outcome, Err(CatchUpError::BadBlock { number: 3, source_name, .. }) if source_name == "liar"),
+        matches!(&outcome, Err(CatchUpError::Pull(PullError::BadBlock { number: 3, source_name, .. })) if source_name == "liar"),
         "{outcome:?}"
     );
 
@@ -199,7 +199,7 @@ async fn a_fork_at_the_target_is_fatal_for_a_join_and_skipped_by_raft() {
         &CancellationToken::new(),
     )
     .await;
-    assert_eq!(outcome, Ok(()));
+    assert!(outcome.is_ok(), "{outcome:?}");
     assert_eq!(written, vec![0, 1, 2, 3]);
     assert_eq!(
         liar.asked(),
@@ -227,13 +227,13 @@ async fn rounds_without_progress_give_up_with_every_sources_reason() {
     )
     .await;
     assert!(written.is_empty());
-    assert_eq!(
-        outcome,
-        Err(CatchUpError::Unavailable {
-            height: 0,
-            rounds: 2,
-            failures: "a: refused; b: served no block".into(),
-        })
+    assert!(
+        matches!(
+            &outcome,
+            Err(CatchUpError::Pull(PullError::Unavailable { height: 0, rounds: 2, failures }))
+                if failures == "a: refused; b: served no block"
+        ),
+        "{outcome:?}"
     );
     assert_eq!(a.asked().len(), 2);
 }
@@ -250,7 +250,7 @@ async fn a_halt_ends_the_retries() {
     });
     let (written, outcome) = run(&c, &[&down], policy(None, false), &halt).await;
     assert!(written.is_empty());
-    assert_eq!(outcome, Err(CatchUpError::Halted));
+    assert!(matches!(outcome, Err(CatchUpError::Halted)), "{outcome:?}");
     assert_eq!(
         down.asked().len(),
         21,

@@ -61,14 +61,7 @@ pub async fn follow(
         Err(PullError::NoSources) => Err(DeliverError::NoEndpoints {
             channel: channel_id,
         }),
-        Err(PullError::SinkOutOfStep { sink, verifier }) => {
-            Err(DeliverError::SinkOutOfStep { sink, verifier })
-        }
-        Err(PullError::Sink { number, source }) => Err(DeliverError::Sink { number, source }),
-        Err(PullError::VerifierTask(e)) => Err(DeliverError::VerifierTask(e)),
-        Err(e @ (PullError::BadBlock { .. } | PullError::Unavailable { .. })) => {
-            Err(DeliverError::Pull(e))
-        }
+        Err(e) => Err(DeliverError::Pull(e)),
     }
 }
 

@@ -69,7 +69,8 @@ pub use follow::follow;
 /// The sink's contract and the counters are the shared pull's; a deliver client's
 /// counters keep their name here.
 pub use ordo_sdk::pull::{
-    channel_endpoints, BlockSink, PullCounts as DeliverCounts, PullStats as DeliverStats, SinkError,
+    channel_endpoints, BlockSink, PullCounts as DeliverCounts, PullError,
+    PullStats as DeliverStats, SinkError,
 };
 
 /// Smallest accepted [`DeliverConfig::max_message_bytes`]: 1 MiB.
@@ -207,30 +208,11 @@ pub enum DeliverError {
         /// The channel.
         channel: String,
     },
-    /// The sink and the verifier disagree on the next block: at start, or after the sink
-    /// took a block without advancing by one.
-    #[error("the sink expects block {sink} but the verifier is at block {verifier}")]
-    SinkOutOfStep {
-        /// The sink's next block.
-        sink: u64,
-        /// The verifier's next block.
-        verifier: u64,
-    },
-    /// The sink failed to take a verified block.
-    #[error("the sink failed to take block {number}: {source}")]
-    Sink {
-        /// The block.
-        number: u64,
-        /// The sink's error.
-        source: SinkError,
-    },
-    /// The task verifying a block died (a bug: verification does not panic).
-    #[error("block verification task failed: {0}")]
-    VerifierTask(String),
-    /// The shared pull stopped for a reason the deliver client's policy rules out (it
-    /// neither gives up nor treats a bad block as fatal): a bug if ever seen.
-    #[error("the block pull stopped: {0}")]
-    Pull(ordo_sdk::pull::PullError),
+    /// The shared pull stopped: the sink failed or got out of step with the verifier
+    /// ([`PullError::Sink`], [`PullError::SinkOutOfStep`]), or verification could not run.
+    /// (The deliver client's policy neither gives up nor treats a bad block as fatal.)
+    #[error(transparent)]
+    Pull(PullError),
 }
 
 #[cfg(test)]
