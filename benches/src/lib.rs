@@ -64,10 +64,15 @@
 //! height and commit hash. The load generator, the orderer and the peers share the
 //! machine's cores when run with `ordo up`.
 //!
+//! `ordo bench e2e` ([`run_e2e_bench`]) measures what a chaincode application sees:
+//! `bank` transfers endorsed, ordered, validated and committed through the peers'
+//! Gateways by concurrent clients that each wait for their commit status; the method and
+//! the report's fields are in the `e2e` module's docs and on [`E2eBenchReport`].
+//!
 //! Layout: `prepare` signs, `endorse` builds endorser transactions, `broadcast` drives one
 //! Broadcast stream, `deliver` follows blocks (its tracker owns the delivery times),
 //! `peers` polls and reads the peers, `txid` reads tx ids without copying, `progress`
-//! prints the live line, `orderer` and `peer` run the two benches, [`stats`] computes
+//! prints the live line, `orderer`, `peer` and `e2e` run the three benches, [`stats`] computes
 //! percentiles and [`report`] formats the results.
 //!
 //! Memory: every envelope is kept from signing to the end of the run (about
@@ -76,6 +81,7 @@
 
 mod broadcast;
 mod deliver;
+mod e2e;
 mod endorse;
 mod orderer;
 mod peer;
@@ -86,6 +92,7 @@ pub mod report;
 pub mod stats;
 mod txid;
 
+pub use e2e::{run_e2e_bench, E2eBenchOptions, E2eBenchReport, E2E_CHAINCODE, OPENING_BALANCE};
 pub use orderer::{run_orderer_bench, OrdererBenchOptions, BROADCAST_WINDOW};
 pub use peer::{run_peer_bench, PeerBenchOptions, PEER_BENCH_CHAINCODE};
 pub use report::{OrdererBenchReport, PeerBenchReport, PeerFigures};

@@ -461,7 +461,7 @@ fn build_report(t: PeerTally<'_>, h: PeerReportHeader) -> PeerBenchReport {
                 reached_final_height: p.reached_at.is_some(),
                 duration_s: secs,
                 tx_per_s: per_s(committed, secs),
-                commit_hash: hex_string(&p.commit_hash),
+                commit_hash: hex::encode(&p.commit_hash),
             }
         })
         .collect();
@@ -499,14 +499,6 @@ fn build_report(t: PeerTally<'_>, h: PeerReportHeader) -> PeerBenchReport {
         commit_hashes_agree: agree,
         peers,
     }
-}
-
-fn hex_string(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

@@ -19,17 +19,30 @@ pub enum BenchCommand {
     /// committed tx/s per peer, counts per validation code, and whether all peers' commit
     /// hashes agree.
     Peer(PeerBenchArgs),
+    /// What a chaincode application sees: `bank` transfers endorsed, ordered, validated
+    /// and committed through every org's Gateway by clients that each wait for their
+    /// commit status; reports VALID tx/s, codes, latency per phase, whether the peers
+    /// agree and whether the money is conserved.
+    E2e(E2eBenchArgs),
 }
 
-/// `ordo bench orderer`
+/// Which network and channel a bench loads.
 #[derive(Args)]
-pub struct OrdererBenchArgs {
+pub struct BenchTarget {
     /// The network file written by `ordo up`.
     #[arg(long, env = "ORDO_NETWORK")]
     pub network: PathBuf,
     /// Channel (default: the network's first).
     #[arg(long)]
     pub channel: Option<String>,
+}
+
+/// `ordo bench orderer`
+#[derive(Args)]
+pub struct OrdererBenchArgs {
+    /// The network and channel to load.
+    #[command(flatten)]
+    pub target: BenchTarget,
     /// Orderer node name (default: the first orderer).
     #[arg(long)]
     pub node: Option<String>,
@@ -53,12 +66,9 @@ pub struct OrdererBenchArgs {
 /// `ordo bench peer`
 #[derive(Args)]
 pub struct PeerBenchArgs {
-    /// The network file written by `ordo up`.
-    #[arg(long, env = "ORDO_NETWORK")]
-    pub network: PathBuf,
-    /// Channel (default: the network's first).
-    #[arg(long)]
-    pub channel: Option<String>,
+    /// The network and channel to load.
+    #[command(flatten)]
+    pub target: BenchTarget,
     /// Orderer node name to broadcast to (default: the first orderer).
     #[arg(long)]
     pub node: Option<String>,
@@ -80,15 +90,41 @@ pub struct PeerBenchArgs {
     pub json: bool,
 }
 
+/// `ordo bench e2e`
+#[derive(Args)]
+pub struct E2eBenchArgs {
+    /// The network and channel to load.
+    #[command(flatten)]
+    pub target: BenchTarget,
+    /// Transactions to submit in all (default 10,000 when --duration is not given).
+    #[arg(long, conflicts_with = "duration")]
+    pub txs: Option<u64>,
+    /// Keep submitting for this many seconds instead of a number of transactions.
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Concurrent clients, spread over the peers' gateways; each waits for its
+    /// transaction's commit status before sending the next.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Accounts the transfers move money between: few means contention (MVCC
+    /// conflicts), many means almost none.
+    #[arg(long, default_value_t = 10_000)]
+    pub accounts: u32,
+    /// Seeds the clients' choice of accounts.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Runs a bench command.
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Orderer(a) => {
-            let network = Network::load(&a.network)
-                .with_context(|| format!("loading {}", a.network.display()))?;
             let report = ordo_bench::run_orderer_bench(ordo_bench::OrdererBenchOptions {
-                network,
-                channel: a.channel,
+                network: load(&a.target.network)?,
+                channel: a.target.channel,
                 orderer: a.node,
                 txs: a.txs,
                 payload_bytes: a.payload_bytes,
@@ -97,19 +133,12 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 drain_timeout: Duration::from_secs(a.drain_timeout_s),
             })
             .await?;
-            if a.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                println!("{}", report.human());
-            }
-            Ok(())
+            print_report(a.json, &report, || report.human())
         }
         BenchCommand::Peer(a) => {
-            let network = Network::load(&a.network)
-                .with_context(|| format!("loading {}", a.network.display()))?;
             let report = ordo_bench::run_peer_bench(ordo_bench::PeerBenchOptions {
-                network,
-                channel: a.channel,
+                network: load(&a.target.network)?,
+                channel: a.target.channel,
                 orderer: a.node,
                 txs: a.txs,
                 conflict_percent: a.conflict_percent,
@@ -119,15 +148,48 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             })
             .await
             .context("ordo bench peer")?;
-            if a.json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).context("encoding the report")?
-                );
-            } else {
-                println!("{}", report.human());
-            }
-            Ok(())
+            print_report(a.json, &report, || report.human())
+        }
+        BenchCommand::E2e(a) => {
+            let txs = match (a.txs, a.duration) {
+                (None, None) => Some(10_000),
+                (txs, _) => txs,
+            };
+            let report = ordo_bench::run_e2e_bench(ordo_bench::E2eBenchOptions {
+                network: load(&a.target.network)?,
+                channel: a.target.channel,
+                txs,
+                duration: a.duration.map(Duration::from_secs),
+                clients: a.clients,
+                accounts: a.accounts,
+                seed: a.seed,
+                progress: !a.json,
+            })
+            .await
+            .context("ordo bench e2e")?;
+            print_report(a.json, &report, || report.human())
         }
     }
+}
+
+/// The network file `ordo up` wrote.
+fn load(path: &std::path::Path) -> anyhow::Result<Network> {
+    Network::load(path).with_context(|| format!("loading {}", path.display()))
+}
+
+/// Prints a report as one JSON object (`--json`) or as text.
+fn print_report(
+    json: bool,
+    report: &impl serde::Serialize,
+    human: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(report).context("encoding the report")?
+        );
+    } else {
+        println!("{}", human());
+    }
+    Ok(())
 }
