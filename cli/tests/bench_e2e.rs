@@ -19,18 +19,13 @@ fn report(network: &str, extra: &[&str]) -> serde_json::Value {
 /// The checks every run's report must pass; `accounts` is what the run was given.
 fn assert_adds_up(r: &serde_json::Value, accounts: u64) {
     let count = |field: &str| r[field].as_u64().unwrap_or(u64::MAX);
-    let codes: u64 = r["codes"]
-        .as_object()
-        .expect("codes")
-        .values()
-        .map(|v| v.as_u64().unwrap_or(0))
-        .sum();
-    let failures: u64 = r["failures"]
-        .as_object()
-        .expect("failures")
-        .values()
-        .map(|v| v.as_u64().unwrap_or(0))
-        .sum();
+    let total = |field: &str| -> u64 {
+        let map = r[field]
+            .as_object()
+            .unwrap_or_else(|| panic!("{field}: {r}"));
+        map.values().map(|v| v.as_u64().unwrap_or(0)).sum()
+    };
+    let (codes, failures) = (total("codes"), total("failures"));
     assert_eq!(codes, count("txs_committed"), "codes add up: {r}");
     assert_eq!(
         count("txs_committed") + failures,
