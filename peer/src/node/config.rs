@@ -71,8 +71,9 @@ pub struct PeerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PeerGatewaySection {
-    /// Other orgs' peers (`host:port`) asked for endorsements, in order, until a
-    /// chaincode's endorsement policy is met. Default: none (this peer alone).
+    /// Other orgs' peers (`host:port`) asked for endorsements until a chaincode's
+    /// endorsement policy is met: in parallel, as few as the policy needs, the work
+    /// rotating over them. Default: none (this peer alone).
     pub endorsers: Vec<String>,
     /// Per-peer wait for an endorsement, ms. Default: 5,000.
     pub endorse_timeout_ms: u64,
@@ -80,9 +81,13 @@ pub struct PeerGatewaySection {
     pub submit_timeout_ms: u64,
     /// Longest CommitStatus wait, ms. Default: 60,000.
     pub commit_timeout_ms: u64,
-    /// Gateway requests handled at once; more are answered RESOURCE_EXHAUSTED.
-    /// Default: 1,024.
+    /// Gateway requests handled at once (Evaluate, Endorse, Submit); more are answered
+    /// RESOURCE_EXHAUSTED. Default: 1,024.
     pub max_concurrent: usize,
+    /// CommitStatus calls waiting at once for their transaction; more are answered
+    /// RESOURCE_EXHAUSTED. Counted apart from `max_concurrent` because a waiter costs a
+    /// few hundred bytes and no CPU until its block commits. Default: 16,384.
+    pub max_commit_waiters: usize,
 }
 
 impl Default for PeerGatewaySection {
@@ -93,6 +98,7 @@ impl Default for PeerGatewaySection {
             submit_timeout_ms: 5_000,
             commit_timeout_ms: 60_000,
             max_concurrent: 1_024,
+            max_commit_waiters: 16_384,
         }
     }
 }
@@ -261,6 +267,7 @@ impl PeerConfig {
             submit_timeout: ms(self.gateway.submit_timeout_ms.max(1)),
             commit_timeout: ms(self.gateway.commit_timeout_ms.max(1)),
             max_concurrent: self.gateway.max_concurrent.max(1),
+            max_commit_waiters: self.gateway.max_commit_waiters.max(1),
         }
     }
 
