@@ -11,6 +11,11 @@
 //!   the ledger's state and tx index, commit hash, and the synced write batch. Only the
 //!   commit is timed; the transactions are signed and the block built outside the clock,
 //!   a fresh block each iteration (new keys and tx ids), on a ledger that keeps growing.
+//! - `validate_commit_pipelined/500tx_2endorsements`: the same blocks through the peer's
+//!   pipeline — block n+1's state-free checks ([`Committer::prechecker`]) on one thread
+//!   while block n is finished and written ([`Committer::commit_prechecked`]) on another,
+//!   as the peer's deliver client does. Timed over a run of consecutive blocks, so the
+//!   overlap counts; blocks are signed and built outside the clock.
 //! - `validate_only/500tx_2endorsements`: [`validate_block`] alone over an in-memory
 //!   empty state, the same block each iteration: the CPU part of the above.
 //!
@@ -168,6 +173,43 @@ fn validate_commit(c: &mut Criterion) {
                 assert_eq!(done.validation.valid_count(), TXS_PER_BLOCK, "all valid");
             }
             timed
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("validate_commit_pipelined");
+    group
+        .throughput(Throughput::Elements(TXS_PER_BLOCK as u64))
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
+    group.bench_function("500tx_2endorsements", |b| {
+        b.iter_custom(|iters| {
+            // A chain of `iters` blocks after the ledger's tip, built ahead.
+            let mut prev = committer.ledger().last_hash().expect("has blocks");
+            let mut blocks = Vec::new();
+            for k in 0..iters {
+                set += 1;
+                let block = block::build(committer.height() + k, prev, net.envelopes(set));
+                prev = block::hash(&block);
+                blocks.push(block);
+            }
+            let start = Instant::now();
+            let mut blocks = blocks.into_iter();
+            let mut pre = blocks
+                .next()
+                .map(|first| (committer.prechecker().precheck(&first), first));
+            while let Some((checks, block)) = pre.take() {
+                let prechecker = committer.prechecker();
+                let done = std::thread::scope(|s| {
+                    let writer = s.spawn(|| committer.commit_prechecked(block, checks));
+                    pre = blocks.next().map(|b| (prechecker.precheck(&b), b));
+                    writer.join().expect("commit thread")
+                })
+                .expect("commit");
+                assert_eq!(done.validation.valid_count(), TXS_PER_BLOCK, "all valid");
+            }
+            start.elapsed()
         })
     });
     group.finish();

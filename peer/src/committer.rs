@@ -13,8 +13,17 @@
 //!
 //! The caller must have verified the block (hash chain, data hash, orderer signatures —
 //! [`ordo_proto::verify::ChainVerifier`]); the committer judges transactions.
+//!
+//! **Pipelining.** Most of a block's validation reads no committed state (signatures,
+//! certificates, policies: [`crate::validator::precheck`]). A [`Prechecker`] taken from
+//! the committer makes those checks for block n+1 on another thread while
+//! [`Committer::commit_prechecked`] finishes and writes block n; the result is the same
+//! as [`Committer::commit`]'s. When block n changed the configuration, checks made with
+//! the old one are made again.
 
 use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -25,7 +34,7 @@ use ordo_proto::hash::Hash;
 use ordo_proto::pb::common::{Block, BlockMetadata, ChannelConfig};
 
 use crate::validator::{
-    validate_block, BlockValidation, ContextError, StateUpdate, StateView, TxIndex,
+    finish, precheck, BlockValidation, ContextError, Prechecked, StateUpdate, StateView, TxIndex,
     TxValidationCode, ValidationContext, Version,
 };
 
@@ -74,10 +83,11 @@ pub struct Committed {
     pub validation: BlockValidation,
     /// The commit hash after this block.
     pub commit_hash: Hash,
-    /// Time spent validating the block's transactions.
-    pub validate_time: std::time::Duration,
+    /// Time spent validating the block's transactions (its precheck included, wherever
+    /// it ran).
+    pub validate_time: Duration,
     /// Time spent writing block, state and index (fsync included).
-    pub write_time: std::time::Duration,
+    pub write_time: Duration,
 }
 
 /// The committed state seen by the validator, over the ledger. Storage errors are kept
@@ -118,9 +128,40 @@ impl TxIndex for LedgerView<'_> {
 /// Commits one channel's blocks to its ledger.
 pub struct Committer {
     ledger: BlockStore,
-    ctx: ValidationContext,
+    ctx: Arc<ValidationContext>,
+    /// Bumped whenever `ctx` is replaced, so checks made with an older one are redone.
+    generation: u64,
     config_block: u64,
     commit_hash: Hash,
+}
+
+/// Makes the state-free checks of coming blocks with the configuration in force when it
+/// was taken ([`Committer::prechecker`]); `Send`, so it can run on another thread.
+#[derive(Debug, Clone)]
+pub struct Prechecker {
+    ctx: Arc<ValidationContext>,
+    generation: u64,
+}
+
+impl Prechecker {
+    /// The state-free checks of `block`.
+    pub fn precheck(&self, block: &Block) -> PrecheckedBlock {
+        let started = Instant::now();
+        let checks = precheck(block, &self.ctx);
+        PrecheckedBlock {
+            checks,
+            generation: self.generation,
+            took: started.elapsed(),
+        }
+    }
+}
+
+/// A block's state-free checks, for [`Committer::commit_prechecked`].
+#[derive(Debug)]
+pub struct PrecheckedBlock {
+    checks: Prechecked,
+    generation: u64,
+    took: Duration,
 }
 
 impl std::fmt::Debug for Committer {
@@ -150,7 +191,8 @@ impl Committer {
         let cfg =
             config::config_from_block(&genesis).map_err(|e| CommitError::Config(e.to_string()))?;
         let mut c = Self {
-            ctx: ValidationContext::new(cfg, 0)?,
+            ctx: Arc::new(ValidationContext::new(cfg, 0)?),
+            generation: 0,
             ledger,
             config_block: 0,
             commit_hash: GENESIS_COMMIT_HASH,
@@ -195,7 +237,8 @@ impl Committer {
         };
         let commit_hash = ledger.commit_hash()?.unwrap_or(GENESIS_COMMIT_HASH);
         Ok(Self {
-            ctx: ValidationContext::new(cfg, 0)?,
+            ctx: Arc::new(ValidationContext::new(cfg, 0)?),
+            generation: 0,
             ledger,
             config_block,
             commit_hash,
@@ -222,8 +265,29 @@ impl Committer {
         (self.ctx.config(), self.config_block)
     }
 
+    /// Makes state-free checks of coming blocks elsewhere (module docs: pipelining).
+    pub fn prechecker(&self) -> Prechecker {
+        Prechecker {
+            ctx: self.ctx.clone(),
+            generation: self.generation,
+        }
+    }
+
     /// Validates and commits the next block (already verified by the caller).
-    pub fn commit(&mut self, mut block: Block) -> Result<Committed, CommitError> {
+    pub fn commit(&mut self, block: Block) -> Result<Committed, CommitError> {
+        Arc::make_mut(&mut self.ctx).set_now_secs(ordo_proto::now_ms() / 1000);
+        let pre = self.prechecker().precheck(&block);
+        self.commit_prechecked(block, pre)
+    }
+
+    /// Validates and commits the next block with its checks made ahead by a
+    /// [`Prechecker`]. Checks of another block, or made with a configuration no longer
+    /// in force, are made again here; the outcome is always [`Committer::commit`]'s.
+    pub fn commit_prechecked(
+        &mut self,
+        mut block: Block,
+        pre: PrecheckedBlock,
+    ) -> Result<Committed, CommitError> {
         let number = ordo_proto::block::number(&block);
         if number != self.ledger.height() {
             return Err(CommitError::NotNext {
@@ -231,14 +295,18 @@ impl Committer {
                 got: number,
             });
         }
-        self.ctx.set_now_secs(ordo_proto::now_ms() / 1000);
-        let started = std::time::Instant::now();
+        let pre = if pre.generation == self.generation && pre.checks.is_of(&block) {
+            pre
+        } else {
+            self.prechecker().precheck(&block)
+        };
+        let started = Instant::now();
         let view = LedgerView {
             ledger: &self.ledger,
             error: RefCell::new(None),
         };
-        let validation = validate_block(&block, &self.ctx, &view, &view);
-        let validate_time = started.elapsed();
+        let validation = finish(pre.checks, &view, &view);
+        let validate_time = pre.took + started.elapsed();
         if let Some(reason) = view.error.into_inner() {
             return Err(CommitError::StateRead { number, reason });
         }
@@ -266,13 +334,14 @@ impl Committer {
             commit_hash,
             tx_ids: validation.tx_ids.clone(),
         };
-        let writing = std::time::Instant::now();
+        let writing = Instant::now();
         self.ledger.commit(&block, &commit)?;
         let write_time = writing.elapsed();
         self.commit_hash = commit_hash;
         if let Some(cfg) = &validation.config {
             if number > 0 {
-                self.ctx = ValidationContext::new(cfg.clone(), 0)?;
+                self.ctx = Arc::new(ValidationContext::new(cfg.clone(), 0)?);
+                self.generation += 1;
                 self.config_block = number;
             }
         }
@@ -477,5 +546,81 @@ mod tests {
                 got: 1
             })
         ));
+    }
+
+    #[test]
+    fn checks_made_ahead_give_the_same_commits() {
+        let mut sequential = peer();
+        let mut pipelined = peer();
+        let blocks = history();
+        // Block n+1's checks are made before block n is written.
+        let mut ahead = None;
+        for (i, envelopes) in blocks.iter().enumerate() {
+            let block = next_block(&pipelined.committer, envelopes.clone());
+            let pre = ahead
+                .take()
+                .unwrap_or_else(|| pipelined.committer.prechecker().precheck(&block));
+            if let Some(next) = blocks.get(i + 1) {
+                let mut coming =
+                    block::build(pipelined.committer.height() + 1, [0u8; 32], next.clone());
+                coming.metadata = Some(BlockMetadata::default());
+                ahead = Some(pipelined.committer.prechecker().precheck(&coming));
+            }
+            let p = pipelined
+                .committer
+                .commit_prechecked(block, pre)
+                .expect("pipelined");
+            let s = sequential
+                .committer
+                .commit(next_block(&sequential.committer, envelopes.clone()))
+                .expect("sequential");
+            assert_eq!(p.validation, s.validation, "block {}", p.number);
+            assert_eq!(p.commit_hash, s.commit_hash);
+        }
+    }
+
+    #[test]
+    fn checks_made_with_a_configuration_no_longer_in_force_are_made_again() {
+        use crate::validator::tests::config::{config_block, next_config};
+        let n = net();
+        let mut p = peer();
+        let cfg = next_config();
+        let update = config_block(1, &cfg, &cfg, &[&n.orgs[0].admin, &n.orgs[2].admin]);
+        let update = next_block(
+            &p.committer,
+            update.data.clone().map(|d| d.data).unwrap_or_default(),
+        );
+        // A `kv` transaction, checked before the config block that defines `kv` commits.
+        let mut t = n.tx(7);
+        t.chaincode = "kv".into();
+        t.endorsers = vec![n.peer(1, 0)];
+        let mut kv = block::build(2, [0u8; 32], vec![t.build()]);
+        kv.metadata = Some(BlockMetadata::default());
+        let stale = p.committer.prechecker().precheck(&kv);
+        let done = p.committer.commit(update).expect("config block");
+        assert!(done.validation.config.is_some(), "the update is valid");
+
+        let kv = next_block(
+            &p.committer,
+            kv.data.clone().map(|d| d.data).unwrap_or_default(),
+        );
+        let done = p.committer.commit_prechecked(kv, stale).expect("kv block");
+        assert_eq!(
+            done.validation.codes,
+            vec![TxValidationCode::Valid],
+            "checked again under the configuration that defines kv"
+        );
+    }
+
+    #[test]
+    fn checks_of_another_block_are_made_again() {
+        let mut p = peer();
+        let blocks = history();
+        let first = next_block(&p.committer, blocks[0].clone());
+        let other = next_block(&p.committer, blocks[0][..1].to_vec());
+        let wrong = p.committer.prechecker().precheck(&other);
+        let done = p.committer.commit_prechecked(first, wrong).expect("commit");
+        assert_eq!(done.validation.codes.len(), 2, "judged on its own two txs");
+        assert_eq!(done.validation.valid_count(), 2);
     }
 }

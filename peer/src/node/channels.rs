@@ -21,9 +21,12 @@ use ordo_proto::pb::common::{Block, ChannelConfig, Status};
 use ordo_proto::verify::ChainVerifier;
 
 use crate::committer::{CommitError, Committer};
-use crate::deliver::{self, BlockSink, DeliverConfig, DeliverStats, FollowOptions, SinkError};
+use crate::deliver::{self, DeliverConfig, DeliverStats, FollowOptions};
 
 use super::metrics::CommitMetrics;
+use commit_sink::CommitSink;
+
+mod commit_sink;
 
 /// Why a channel operation failed.
 #[derive(Debug, Error)]
@@ -135,54 +138,6 @@ impl PeerChannel {
     }
 }
 
-/// The committer behind the deliver client.
-struct CommitSink {
-    committer: Committer,
-    channel: Arc<PeerChannel>,
-    metrics: CommitMetrics,
-}
-
-impl BlockSink for CommitSink {
-    fn next_number(&self) -> u64 {
-        self.committer.height()
-    }
-
-    async fn deliver(&mut self, block: Block) -> Result<(), SinkError> {
-        // Validation and the synced write block the thread; let the runtime move other
-        // tasks off it meanwhile.
-        let done = tokio::task::block_in_place(|| self.committer.commit(block))
-            .map_err(|e| SinkError::Failed(Box::new(e)))?;
-        // Counted here, on the one path every committed block takes (the follower's
-        // sink), once the block is durable.
-        self.metrics.record(&self.channel.id, &done);
-        let mut st = self
-            .channel
-            .status
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        st.height = self.committer.height();
-        st.commit_hash = done.commit_hash;
-        st.last_block_hash = self.committer.ledger().last_hash();
-        st.blocks_committed += 1;
-        st.validate_time += done.validate_time;
-        st.write_time += done.write_time;
-        st.valid_txs += done.validation.valid_count() as u64;
-        for c in &done.validation.codes {
-            if *c != crate::validator::TxValidationCode::Valid {
-                *st.invalid_txs
-                    .entry(c.as_str_name().to_string())
-                    .or_default() += 1;
-            }
-        }
-        if done.validation.config.is_some() {
-            let cfg = self.committer.config().0.clone();
-            st.msp = ordo_proto::cert::Msp::from_config(&cfg).ok();
-            st.config = Arc::new(cfg);
-        }
-        Ok(())
-    }
-}
-
 /// Settings every channel's follower shares.
 #[derive(Clone)]
 pub struct FollowerSettings {
@@ -271,11 +226,7 @@ impl PeerChannels {
             stop: CancellationToken::new(),
             task: Mutex::new(None),
         });
-        let sink = CommitSink {
-            committer,
-            channel: channel.clone(),
-            metrics: self.settings.metrics.clone(),
-        };
+        let sink = CommitSink::new(committer, channel.clone(), self.settings.metrics.clone());
         let stop = channel.stop.clone();
         let ch = channel.clone();
         let task = tokio::spawn(async move {

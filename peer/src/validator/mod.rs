@@ -150,7 +150,8 @@ impl Verdict {
 /// the committed versions of `state` and the committed tx ids of `txindex`.
 ///
 /// Pure and deterministic: the same inputs give the same result on every machine,
-/// whatever its number of cores. Never panics on any block content.
+/// whatever its number of cores. Never panics on any block content. The same as
+/// [`precheck`] then [`finish`].
 pub fn validate_block<S, I>(
     block: &Block,
     ctx: &ValidationContext,
@@ -161,19 +162,83 @@ where
     S: StateView + ?Sized,
     I: TxIndex + ?Sized,
 {
-    let number = block::number(block);
-    let envelopes = block
+    finish(precheck(block, ctx), state, txindex)
+}
+
+/// A block's checks that read no committed state (stage 1, and the whole verdict on a
+/// config block), made ahead of [`finish`].
+///
+/// They depend on the block and the configuration in force only, so a committer can run
+/// them for block n+1 while block n is still being written — as long as block n does not
+/// change the configuration (a config block): then they must be made again with the new
+/// [`ValidationContext`].
+#[derive(Debug)]
+pub struct Prechecked {
+    block_number: u64,
+    txs: usize,
+    stage: Stage,
+}
+
+#[derive(Debug)]
+enum Stage {
+    /// A config block's whole verdict (boxed: far larger than the other variant).
+    Config(Box<BlockValidation>),
+    /// Stage 1 of every transaction.
+    Txs(Vec<stage1::Checked>),
+}
+
+impl Prechecked {
+    /// The number of the block these checks were made on.
+    pub fn block_number(&self) -> u64 {
+        self.block_number
+    }
+
+    /// Whether these are the checks of `block` (its number and transaction count), so a
+    /// caller can refuse to finish another block with them.
+    pub fn is_of(&self, block: &Block) -> bool {
+        self.block_number == block::number(block) && self.txs == envelopes(block).len()
+    }
+}
+
+fn envelopes(block: &Block) -> &[Bytes] {
+    block
         .data
         .as_ref()
         .map(|d| d.data.as_slice())
-        .unwrap_or_default();
-    if let [only] = envelopes {
-        if config::is_config_envelope(only) {
-            return validate_config_block(block, number, ctx);
-        }
-    }
+        .unwrap_or_default()
+}
 
-    let mut checked = stage1::run(envelopes, ctx);
+/// The checks of `block` that read no committed state (see [`Prechecked`]). Pure; uses
+/// up to `ctx.options().max_threads` threads.
+pub fn precheck(block: &Block, ctx: &ValidationContext) -> Prechecked {
+    let number = block::number(block);
+    let envelopes = envelopes(block);
+    let stage = match envelopes {
+        [only] if config::is_config_envelope(only) => {
+            Stage::Config(Box::new(validate_config_block(block, number, ctx)))
+        }
+        _ => Stage::Txs(stage1::run(envelopes, ctx)),
+    };
+    Prechecked {
+        block_number: number,
+        txs: envelopes.len(),
+        stage,
+    }
+}
+
+/// The rest of a block's validation, against the committed state: duplicate tx ids
+/// (check 7) and MVCC (check 16), in block order. `pre` must be the [`precheck`] of the
+/// block, made with the configuration in force for it.
+pub fn finish<S, I>(pre: Prechecked, state: &S, txindex: &I) -> BlockValidation
+where
+    S: StateView + ?Sized,
+    I: TxIndex + ?Sized,
+{
+    let number = pre.block_number;
+    let mut checked = match pre.stage {
+        Stage::Config(verdict) => return *verdict,
+        Stage::Txs(checked) => checked,
+    };
     txid::mark_duplicates(&mut checked, txindex);
 
     let mut mvcc = Mvcc::new(number, state);

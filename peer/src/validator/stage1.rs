@@ -21,6 +21,7 @@ use super::prepare::{prepare, Body, Prepared};
 use super::Verdict;
 
 /// Stage 1's verdict on one transaction.
+#[derive(Debug)]
 pub(crate) struct Checked {
     /// VALID when every stage-1 check passed.
     pub code: TxValidationCode,
@@ -33,6 +34,7 @@ pub(crate) struct Checked {
 }
 
 /// The read/write set and event of a transaction that passed stage 1.
+#[derive(Debug)]
 pub(crate) struct Effects {
     pub rwset: TxRwSet,
     pub event: Option<ChaincodeEvent>,

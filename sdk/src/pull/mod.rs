@@ -116,6 +116,10 @@ pub trait BlockOpener: Sync {
 /// - An error ends [`pull`]: [`SinkError::Closed`] with [`Finished::SinkClosed`],
 ///   anything else with [`PullError::Sink`]. The sink must then not have taken the block
 ///   half-way: a committer applies a block in one write batch or not at all.
+/// - A sink may take a block before it is done with it (a committer that writes block n
+///   while it checks block n+1): then a failure of block n may surface from the next
+///   `deliver`, and [`BlockSink::flush`] waits until every block taken is done. [`pull`]
+///   flushes before it returns, whatever it returns.
 ///
 /// Implement `deliver` with `async fn deliver(&mut self, block: Block) -> ...`, whose
 /// future must be `Send`.
@@ -125,6 +129,12 @@ pub trait BlockSink: Send {
 
     /// Takes the next block, already verified.
     fn deliver(&mut self, block: Block) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Waits until every block taken is done with (durable, for a committer). A sink that
+    /// finishes each block within `deliver` has nothing to wait for.
+    fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// Why a sink did not take a block.

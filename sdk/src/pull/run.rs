@@ -70,7 +70,17 @@ pub async fn pull(
         failed_in_a_row: 0,
         logged_height: 0,
     };
-    puller.run().await
+    let outcome = puller.run().await;
+    let flushed = sink.flush().await;
+    match (outcome, flushed) {
+        (Err(e), _) => Err(e),
+        (Ok(finished), Ok(())) => Ok(finished),
+        (Ok(_), Err(SinkError::Closed)) => Ok(Finished::SinkClosed),
+        (Ok(_), Err(source)) => Err(PullError::Sink {
+            number: sink.next_number().saturating_sub(1),
+            source,
+        }),
+    }
 }
 
 /// Why a stream ended without ending the pull.

@@ -16,7 +16,8 @@ use ordo_proto::policy::build as policy;
 use super::fixture::*;
 use crate::validator::{validate_block, TxValidationCode as Code, ValidationContext};
 
-fn next_config() -> ChannelConfig {
+/// The genesis configuration plus a `kv` chaincode, at sequence 1.
+pub(crate) fn next_config() -> ChannelConfig {
     let mut cfg = net().config.clone();
     cfg.sequence = 1;
     cfg.chaincodes.push(ChaincodeDefinition {
@@ -30,7 +31,7 @@ fn next_config() -> ChannelConfig {
 
 /// A config block as the orderer makes it: the CONFIG_UPDATE (by admin A, proposing
 /// `proposed`, signed by `signers`) inside a CONFIG envelope carrying `config`.
-fn config_block(
+pub(crate) fn config_block(
     number: u64,
     proposed: &ChannelConfig,
     config: &ChannelConfig,

@@ -1,6 +1,6 @@
 //! Validator tests: a fixture consortium, one test per code, config blocks, properties.
 
 mod codes;
-mod config;
+pub(crate) mod config;
 pub(crate) mod fixture;
 mod props;
