@@ -36,8 +36,8 @@ pub(crate) struct DeliverTracker {
     blocks: u64,
     /// When the last new envelope of ours was delivered.
     last_delivery: Option<Instant>,
-    /// (block number, envelopes of ours it delivered first), for each block that did.
-    ours_per_block: Vec<(u64, u64)>,
+    /// Each block that delivered envelopes of ours for the first time.
+    ours_per_block: Vec<OursInBlock>,
     /// Which envelopes were accepted; known once every Broadcast answer is in.
     accepted: Option<Vec<bool>>,
     /// Accepted envelopes not delivered yet (meaningful once `accepted` is known).
@@ -57,11 +57,23 @@ pub(crate) struct DeliverOutcome {
     pub blocks: u64,
     /// When the last new envelope of ours was delivered.
     pub last_delivery: Option<Instant>,
-    /// (block number, envelopes of ours it delivered first), in delivery order, for each
-    /// block that delivered any: where the run's transactions ended up.
-    pub ours_per_block: Vec<(u64, u64)>,
+    /// Each block that delivered envelopes of ours for the first time, in delivery order:
+    /// where the run's transactions ended up.
+    pub ours_per_block: Vec<OursInBlock>,
     /// Accepted envelopes never delivered.
     pub lost: u64,
+}
+
+/// A block that delivered envelopes of ours for the first time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OursInBlock {
+    /// Block number.
+    pub number: u64,
+    /// Envelopes of ours it delivered for the first time.
+    pub txs: u64,
+    /// When it was delivered: the `delivered_at` of those envelopes. Delivery times never
+    /// decrease from one block to the next, so this also maps an envelope to its block.
+    pub at: Instant,
 }
 
 impl DeliverTracker {
@@ -112,8 +124,11 @@ impl DeliverTracker {
         if new > 0 {
             self.delivered += new;
             self.last_delivery = Some(now);
-            self.ours_per_block
-                .push((ordo_proto::block::number(block), new));
+            self.ours_per_block.push(OursInBlock {
+                number: ordo_proto::block::number(block),
+                txs: new,
+                at: now,
+            });
         }
         new
     }
@@ -347,7 +362,12 @@ mod tests {
         assert_eq!(out.blocks, 4);
         assert_eq!(out.lost, 0);
         assert_eq!(out.last_delivery, Some(t1));
-        assert_eq!(out.ours_per_block, vec![(3, 1), (5, 2), (6, 1)]);
+        let ours: Vec<(u64, u64, Instant)> = out
+            .ours_per_block
+            .iter()
+            .map(|b| (b.number, b.txs, b.at))
+            .collect();
+        assert_eq!(ours, vec![(3, 1, t0), (5, 2, t1), (6, 1, t1)]);
         assert_eq!(
             out.delivered_at,
             vec![Some(t0), Some(t1), Some(t1), Some(t1)]

@@ -21,7 +21,9 @@
 //!    `accounts × OPENING_BALANCE` (a transfer moves money; it never creates any).
 //!
 //! `tx_per_s` is VALID transactions per second from the first proposal to the moment the
-//! slowest peer held the last block. Latencies are per transaction, in milliseconds.
+//! slowest peer held the last block; `throughput` is the same over time, each VALID
+//! transaction counted when its client received its commit status. Latencies are per
+//! transaction, in milliseconds.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,7 +47,7 @@ use ordo_sdk::tx::{self, Proposal};
 
 use crate::orderer::connect_to;
 use crate::peers::{settled_infos, PeerConn};
-use crate::stats::LatencySummary;
+use crate::stats::{LatencySummary, PercentileCurve, ThroughputSeries};
 
 /// The chaincode the end-to-end bench invokes (deployed by `ordo up`).
 pub const E2E_CHAINCODE: &str = "bank";
@@ -119,6 +121,13 @@ pub struct E2eBenchReport {
     pub latency_ms_p99: f64,
     /// Largest of the same.
     pub latency_ms_max: f64,
+    /// The whole proposal → commit status distribution, in milliseconds: the tail and the
+    /// shape that p50 and p99 alone hide (what `--plot` draws).
+    pub latency_ms_percentiles: PercentileCurve,
+    /// VALID transactions per second over time, from the first proposal to the end of
+    /// `duration_s`, each counted when its client received its commit status: shows
+    /// warm-up, stalls and the block cadence that the average hides.
+    pub throughput: ThroughputSeries,
     /// Gateway `Endorse`.
     pub endorse_ms: Phase,
     /// Signing the transaction and Gateway `Submit` (answered once the orderer took it).
@@ -235,6 +244,16 @@ struct ClientRecord {
     endorse_ms: Vec<f64>,
     order_ms: Vec<f64>,
     commit_ms: Vec<f64>,
+    /// When each VALID commit status arrived, in milliseconds since the load started
+    /// (4 bytes a transaction; for `throughput`).
+    valid_at_ms: Vec<u32>,
+}
+
+/// When the load started, and when it must stop (with `--duration`).
+#[derive(Clone, Copy)]
+struct Clock {
+    started: Instant,
+    deadline: Option<Instant>,
 }
 
 /// How one transaction ended.
@@ -322,7 +341,10 @@ pub async fn run_e2e_bench(opts: E2eBenchOptions) -> anyhow::Result<E2eBenchRepo
     let remaining = Arc::new(AtomicU64::new(opts.txs.unwrap_or(u64::MAX)));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let deadline = opts.duration.map(|d| started + d);
+    let clock = Clock {
+        started,
+        deadline: opts.duration.map(|d| started + d),
+    };
     let mut tasks = JoinSet::new();
     for k in 0..opts.clients {
         let gw = gateways[k % gateways.len()].clone();
@@ -330,7 +352,7 @@ pub async fn run_e2e_bench(opts: E2eBenchOptions) -> anyhow::Result<E2eBenchRepo
         let (remaining, done) = (remaining.clone(), done.clone());
         let seed = opts.seed.wrapping_add(k as u64);
         tasks.spawn(async move {
-            client_loop(gw, &channel, &names, seed, &remaining, deadline, &done).await
+            client_loop(gw, &channel, &names, seed, &remaining, clock, &done).await
         });
     }
     let progress = opts.progress.then(|| {
@@ -377,10 +399,17 @@ pub async fn run_e2e_bench(opts: E2eBenchOptions) -> anyhow::Result<E2eBenchRepo
         all.endorse_ms.extend(r.endorse_ms);
         all.order_ms.extend(r.order_ms);
         all.commit_ms.extend(r.commit_ms);
+        all.valid_at_ms.extend(r.valid_at_ms);
     }
     let committed: u64 = all.codes.values().sum();
     let valid = all.codes.get("VALID").copied().unwrap_or(0);
     let total = LatencySummary::from_samples(&mut all.total_ms);
+    let throughput = ThroughputSeries::from_events(
+        duration,
+        all.valid_at_ms
+            .iter()
+            .map(|&ms| (Duration::from_millis(u64::from(ms)), 1)),
+    );
     let secs = duration.as_secs_f64();
     Ok(E2eBenchReport {
         consensus: channel_entry.consensus.clone(),
@@ -399,6 +428,8 @@ pub async fn run_e2e_bench(opts: E2eBenchOptions) -> anyhow::Result<E2eBenchRepo
         latency_ms_p50: total.p50,
         latency_ms_p99: total.p99,
         latency_ms_max: total.max,
+        latency_ms_percentiles: PercentileCurve::from_sorted(&all.total_ms),
+        throughput,
         endorse_ms: LatencySummary::from_samples(&mut all.endorse_ms).into(),
         order_ms: LatencySummary::from_samples(&mut all.order_ms).into(),
         commit_ms: LatencySummary::from_samples(&mut all.commit_ms).into(),
@@ -426,13 +457,13 @@ async fn client_loop(
     names: &[String],
     seed: u64,
     remaining: &AtomicU64,
-    deadline: Option<Instant>,
+    clock: Clock,
     done: &AtomicU64,
 ) -> ClientRecord {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut rec = ClientRecord::default();
     loop {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        if clock.deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
         let took =
@@ -456,7 +487,13 @@ async fn client_loop(
                 order,
                 commit,
             } => {
-                rec.total_ms.push(ms(t0.elapsed()));
+                let now = Instant::now();
+                rec.total_ms.push(ms(now.saturating_duration_since(t0)));
+                if code == "VALID" {
+                    let since_start = now.saturating_duration_since(clock.started).as_millis();
+                    rec.valid_at_ms
+                        .push(u32::try_from(since_start).unwrap_or(u32::MAX));
+                }
                 rec.endorse_ms.push(ms(endorse));
                 rec.order_ms.push(ms(order));
                 rec.commit_ms.push(ms(commit));

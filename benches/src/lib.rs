@@ -69,11 +69,16 @@
 //! Gateways by concurrent clients that each wait for their commit status; the method and
 //! the report's fields are in the `e2e` module's docs and on [`E2eBenchReport`].
 //!
+//! Every report also carries throughput over time (a [`stats::ThroughputSeries`], counted
+//! after the run from the times it already recorded) and its whole latency distribution
+//! (a [`stats::PercentileCurve`]); [`plot`] draws both into one SVG for `--plot FILE.svg`.
+//!
 //! Layout: `prepare` signs, `endorse` builds endorser transactions, `broadcast` drives one
 //! Broadcast stream, `deliver` follows blocks (its tracker owns the delivery times),
 //! `peers` polls and reads the peers, `txid` reads tx ids without copying, `progress`
 //! prints the live line, `orderer`, `peer` and `e2e` run the three benches, [`stats`] computes
-//! percentiles and [`report`] formats the results.
+//! percentiles and throughput over time, [`report`] formats the results and [`plot`] draws
+//! them.
 //!
 //! Memory: every envelope is kept from signing to the end of the run (about
 //! `payload_bytes` + 400 bytes each for the orderer bench, about 1.2 KB each for the peer
@@ -86,6 +91,7 @@ mod endorse;
 mod orderer;
 mod peer;
 mod peers;
+pub mod plot;
 mod prepare;
 mod progress;
 pub mod report;

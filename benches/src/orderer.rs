@@ -16,7 +16,7 @@ use crate::deliver::{self, DeliverOutcome, DeliverTracker, FollowSettings};
 use crate::prepare::{prepare, split_range};
 use crate::progress::{self, Counters, Live};
 use crate::report::OrdererBenchReport;
-use crate::stats::LatencySummary;
+use crate::stats::{LatencySummary, PercentileCurve, ThroughputSeries};
 
 /// Most unanswered envelopes per Broadcast stream. Bounds client memory and queueing, so
 /// that the measured latency is the orderer's and not our own backlog's.
@@ -356,6 +356,7 @@ fn build_report(t: Tally<'_>, h: ReportHeader) -> OrdererBenchReport {
         }
     }
     let latency = LatencySummary::from_samples(&mut latencies_ms);
+    let latency_ms_percentiles = PercentileCurve::from_sorted(&latencies_ms);
     let BroadcastTotals {
         sent,
         accepted,
@@ -369,6 +370,19 @@ fn build_report(t: Tally<'_>, h: ReportHeader) -> OrdererBenchReport {
         _ => 0.0,
     };
     let duration_s = span(d.last_delivery.or(Some(t.end)));
+    let throughput = match first_submit {
+        Some(start) => {
+            let until = d.last_delivery.unwrap_or(t.end);
+            ThroughputSeries::from_events(
+                until.saturating_duration_since(start),
+                d.delivered_at
+                    .iter()
+                    .flatten()
+                    .map(|at| (at.saturating_duration_since(start), 1)),
+            )
+        }
+        None => ThroughputSeries::default(),
+    };
     let per_s = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
     let tx_per_s = if d.last_delivery.is_some() {
         per_s(d.delivered, duration_s)
@@ -394,6 +408,8 @@ fn build_report(t: Tally<'_>, h: ReportHeader) -> OrdererBenchReport {
         latency_ms_p50: latency.p50,
         latency_ms_p99: latency.p99,
         latency_ms_max: latency.max,
+        latency_ms_percentiles,
+        throughput,
         blocks_delivered: d.blocks,
         rejections,
     }
@@ -402,6 +418,7 @@ fn build_report(t: Tally<'_>, h: ReportHeader) -> OrdererBenchReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deliver::OursInBlock;
     use std::collections::BTreeMap;
 
     fn header() -> ReportHeader {
@@ -443,7 +460,18 @@ mod tests {
             duplicates: 1,
             blocks: 3,
             last_delivery: Some(ms(500)),
-            ours_per_block: vec![(5, 1), (7, 1)],
+            ours_per_block: vec![
+                OursInBlock {
+                    number: 5,
+                    txs: 1,
+                    at: ms(100),
+                },
+                OursInBlock {
+                    number: 7,
+                    txs: 1,
+                    at: ms(500),
+                },
+            ],
             lost: 1,
         };
         let r = build_report(
@@ -472,6 +500,14 @@ mod tests {
             (100.0, 500.0, 500.0)
         );
         assert_eq!(r.rejections.get("FORBIDDEN"), Some(&1));
+        // Deliveries at 0.1 s and 0.5 s of a 0.5 s run: intervals of 0.1 s, the second
+        // delivery in the last one.
+        assert_eq!(r.throughput.interval_s, 0.1);
+        assert_eq!(r.throughput.tx_per_s, vec![0.0, 10.0, 0.0, 0.0, 10.0]);
+        assert_eq!(r.latency_ms_percentiles.percent.len(), 104);
+        assert_eq!(r.latency_ms_percentiles.value[0], 100.0);
+        assert_eq!(r.latency_ms_percentiles.value[49], 100.0);
+        assert_eq!(r.latency_ms_percentiles.value[51], 500.0);
         assert_eq!(
             (r.consensus.as_str(), r.ack_mode.as_str(), r.clients),
             ("raft", "committed", 2)
@@ -511,6 +547,8 @@ mod tests {
         assert_eq!(r.duration_s, 2.0);
         assert_eq!((r.tx_per_s, r.accepted_per_s), (0.0, 0.0));
         assert_eq!((r.latency_ms_p50, r.latency_ms_max), (0.0, 0.0));
+        assert_eq!(r.latency_ms_percentiles, PercentileCurve::default());
+        assert_eq!(r.throughput.tx_per_s, vec![0.0; 20]);
         assert_eq!(r.txs_rejected, 1);
     }
 }

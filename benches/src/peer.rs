@@ -13,15 +13,18 @@ use prost::Message;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::broadcast::{run_stream, BroadcastTotals};
+use crate::broadcast::{run_stream, BroadcastTotals, StreamOutcome};
 use crate::deliver::{self, DeliverOutcome, DeliverTracker, FollowSettings};
 use crate::endorse::{conflicts_for, prepare_endorsed, TxPlan};
 use crate::orderer::{
     await_streams_then_deliveries, connect_to, orderer_addr, plan_streams, SETUP_TIMEOUT,
 };
-use crate::peers::{settled_infos, watch_peer, CodeTally, CommitProgress, PeerConn, PeerTrace};
+use crate::peers::{
+    on_every_peer, settled_infos, watch_peer, CodeTally, CommitProgress, PeerConn, PeerTrace,
+};
 use crate::progress::{self, Counters, Live};
 use crate::report::{PeerBenchReport, PeerFigures};
+use crate::stats::{LatencySummary, PercentileCurve, ThroughputSeries};
 
 /// The chaincode the peer bench invokes (deployed by `ordo up`).
 pub const PEER_BENCH_CHAINCODE: &str = "bank";
@@ -222,7 +225,7 @@ pub async fn run_peer_bench(opts: PeerBenchOptions) -> anyhow::Result<PeerBenchR
     let final_height = delivered
         .ours_per_block
         .iter()
-        .map(|(n, _)| n + 1)
+        .map(|b| b.number + 1)
         .max()
         .unwrap_or(start_height);
     tracing::info!(final_height, "every delivery is in; waiting for the peers");
@@ -242,7 +245,7 @@ pub async fn run_peer_bench(opts: PeerBenchOptions) -> anyhow::Result<PeerBenchR
         .iter()
         .position(|t| t.reached(final_height).is_some())
         .unwrap_or(0);
-    let mut blocks: Vec<u64> = delivered.ours_per_block.iter().map(|(n, _)| *n).collect();
+    let mut blocks: Vec<u64> = delivered.ours_per_block.iter().map(|b| b.number).collect();
     blocks.sort_unstable();
     blocks.dedup();
     let mut tally = CodeTally::new(txs);
@@ -270,10 +273,13 @@ pub async fn run_peer_bench(opts: PeerBenchOptions) -> anyhow::Result<PeerBenchR
             reached_at: trace.reached(final_height),
         })
         .collect();
+    let committed_at = on_every_peer(&delivered.ours_per_block, &traces);
     Ok(build_report(
         PeerTally {
             totals: BroadcastTotals::of(&streams),
+            streams: &streams,
             delivered: &delivered,
+            committed_at,
             tally,
             peers: figures,
             start_height,
@@ -421,7 +427,11 @@ struct PeerResult {
 /// What the tasks measured.
 struct PeerTally<'a> {
     totals: BroadcastTotals,
+    /// The streams `totals` sums: when each transaction was submitted.
+    streams: &'a [StreamOutcome],
     delivered: &'a DeliverOutcome,
+    /// When each block of `delivered.ours_per_block` was on every peer (`on_every_peer`).
+    committed_at: Vec<Option<Instant>>,
     tally: CodeTally,
     peers: Vec<PeerResult>,
     start_height: u64,
@@ -440,15 +450,28 @@ fn build_report(t: PeerTally<'_>, h: PeerReportHeader) -> PeerBenchReport {
     let committed = t.tally.committed;
     let all_reached = t.peers.iter().all(|p| p.reached_at.is_some());
     let slowest = t.peers.iter().filter_map(|p| p.reached_at).max();
-    let duration_s = match slowest {
-        Some(at) if all_reached => span(at),
-        _ => span(t.end),
+    let until = match slowest {
+        Some(at) if all_reached => at,
+        _ => t.end,
     };
+    let duration_s = span(until);
     let agree = all_reached
         && t.peers
             .windows(2)
             .all(|w| w[0].height == w[1].height && w[0].commit_hash == w[1].commit_hash)
         && t.peers.iter().all(|p| p.height >= t.final_height);
+    let (latency, latency_ms_percentiles) = commit_latencies(&t);
+    let throughput = match first_submit {
+        Some(start) => ThroughputSeries::from_events(
+            until.saturating_duration_since(start),
+            t.delivered
+                .ours_per_block
+                .iter()
+                .zip(&t.committed_at)
+                .filter_map(|(b, at)| Some((at.as_ref()?.saturating_duration_since(start), b.txs))),
+        ),
+        None => ThroughputSeries::default(),
+    };
     let peers = t
         .peers
         .iter()
@@ -496,9 +519,37 @@ fn build_report(t: PeerTally<'_>, h: PeerReportHeader) -> PeerBenchReport {
         } else {
             0.0
         },
+        latency_ms_p50: latency.p50,
+        latency_ms_p99: latency.p99,
+        latency_ms_max: latency.max,
+        latency_ms_percentiles,
+        throughput,
         commit_hashes_agree: agree,
         peers,
     }
+}
+
+/// Submit → on every peer, per transaction whose block reached every peer: its summary
+/// and its curve, in milliseconds. A transaction's block is the first block of ours
+/// delivered at or after the transaction's delivery time (delivery times never decrease
+/// from block to block).
+fn commit_latencies(t: &PeerTally<'_>) -> (LatencySummary, PercentileCurve) {
+    let blocks = &t.delivered.ours_per_block;
+    let mut latencies_ms = Vec::with_capacity(t.delivered.delivered as usize);
+    for s in t.streams {
+        for (k, submitted) in s.submitted_at.iter().enumerate() {
+            let Some(Some(delivered)) = t.delivered.delivered_at.get(s.first_index + k) else {
+                continue;
+            };
+            let block = blocks.partition_point(|b| b.at < *delivered);
+            if let Some(Some(committed)) = t.committed_at.get(block) {
+                let latency = committed.saturating_duration_since(*submitted);
+                latencies_ms.push(latency.as_nanos() as f64 / 1e6);
+            }
+        }
+    }
+    let summary = LatencySummary::from_samples(&mut latencies_ms);
+    (summary, PercentileCurve::from_sorted(&latencies_ms))
 }
 
 #[cfg(test)]

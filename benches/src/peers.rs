@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use crate::broadcast::status_name;
+use crate::deliver::OursInBlock;
 use crate::txid::envelope_tx_id;
 
 /// How often each watcher asks its peer for its height. The time a peer reached the final
@@ -198,10 +199,9 @@ pub(crate) struct PeerTrace {
 impl PeerTrace {
     /// When the peer was first seen at `height` or above.
     pub fn reached(&self, height: u64) -> Option<Instant> {
-        self.heights
-            .iter()
-            .find(|(_, h)| *h >= height)
-            .map(|(t, _)| *t)
+        // Heights are recorded strictly ascending (`record`).
+        let k = self.heights.partition_point(|(_, h)| *h < height);
+        self.heights.get(k).map(|(t, _)| *t)
     }
 
     /// The highest height seen.
@@ -216,6 +216,23 @@ impl PeerTrace {
         self.heights.push((at, height));
         true
     }
+}
+
+/// When each of `blocks` was first seen committed on every peer of `traces` (the latest
+/// of the times each peer was first seen above its number); `None` for a block some peer
+/// never reached, or when there are no peers. In `blocks` order.
+pub(crate) fn on_every_peer(blocks: &[OursInBlock], traces: &[PeerTrace]) -> Vec<Option<Instant>> {
+    blocks
+        .iter()
+        .map(|b| {
+            let mut latest = None;
+            for t in traces {
+                let at = t.reached(b.number + 1)?;
+                latest = latest.max(Some(at));
+            }
+            latest
+        })
+        .collect()
 }
 
 /// Polls `peer`'s height on `channel` until it reaches the height announced on `target`,
@@ -466,5 +483,33 @@ mod tests {
         assert_eq!(t.reached(9), Some(ms(40)));
         assert_eq!(t.reached(10), None);
         assert_eq!(t.last_height(), Some(9));
+    }
+
+    #[test]
+    fn a_block_is_on_every_peer_when_the_slowest_has_it() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let trace = |heights: &[(u64, u64)]| PeerTrace {
+            heights: heights.iter().map(|&(t, h)| (ms(t), h)).collect(),
+            errors: 0,
+            last_error: None,
+        };
+        let fast = trace(&[(0, 5), (10, 7), (20, 9)]);
+        let slow = trace(&[(0, 5), (30, 6), (50, 8)]);
+        let block = |number| OursInBlock {
+            number,
+            txs: 1,
+            at: t0,
+        };
+        let blocks = [block(5), block(6), block(7), block(8)];
+        assert_eq!(
+            on_every_peer(&blocks, &[fast.clone(), slow.clone()]),
+            vec![Some(ms(30)), Some(ms(50)), Some(ms(50)), None]
+        );
+        assert_eq!(
+            on_every_peer(&blocks, std::slice::from_ref(&fast)),
+            vec![Some(ms(10)), Some(ms(10)), Some(ms(20)), Some(ms(20))]
+        );
+        assert_eq!(on_every_peer(&blocks, &[]), vec![None; 4]);
     }
 }

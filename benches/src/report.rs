@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::stats::{PercentileCurve, ThroughputSeries};
+
 /// The outcome of one orderer benchmark run. Field names end in their unit; counts are
 /// envelopes unless they say otherwise. See the crate docs for what each number means.
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +49,12 @@ pub struct OrdererBenchReport {
     pub latency_ms_p99: f64,
     /// Largest submit → delivered latency in milliseconds.
     pub latency_ms_max: f64,
+    /// The whole submit → delivered latency distribution, in milliseconds: the tail and
+    /// the shape that p50 and p99 alone hide (what `--plot` draws).
+    pub latency_ms_percentiles: PercentileCurve,
+    /// Delivered envelopes per second over time, from the first submit to the last
+    /// delivery: shows warm-up, stalls and the block cadence that the average hides.
+    pub throughput: ThroughputSeries,
     /// Blocks delivered while the bench ran (after the block that was newest at the start).
     pub blocks_delivered: u64,
     /// Rejections by status name, e.g. `SERVICE_UNAVAILABLE` → 12.
@@ -197,6 +205,19 @@ pub struct PeerBenchReport {
     /// `txs_committed / duration_s`: transactions validated and committed per second on
     /// the slowest peer; 0 when some peer never reached `final_height`.
     pub tx_per_s: f64,
+    /// Median latency from submit until every peer had committed the transaction's block,
+    /// in milliseconds (peers polled every 10 ms; 0 when no block reached every peer).
+    pub latency_ms_p50: f64,
+    /// 99th percentile of the same.
+    pub latency_ms_p99: f64,
+    /// Largest of the same.
+    pub latency_ms_max: f64,
+    /// The whole distribution of the same latency, in milliseconds (what `--plot` draws).
+    pub latency_ms_percentiles: PercentileCurve,
+    /// Transactions of ours committed on every peer per second over time, from the first
+    /// submit to `duration_s` (the live progress line's figure, counted exactly after the
+    /// run): shows warm-up, stalls and the commit cadence.
+    pub throughput: ThroughputSeries,
     /// Every peer reached `final_height`, all are at the same height afterwards, and all
     /// their commit hashes are equal there.
     pub commit_hashes_agree: bool,
@@ -272,6 +293,17 @@ impl PeerBenchReport {
                 thousands(self.tx_per_s.round() as u64)
             ),
         );
+        if self.latency_ms_percentiles.value.is_empty() {
+            line("latency", "n/a (no block reached every peer)".to_string());
+        } else {
+            line(
+                "latency",
+                format!(
+                    "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (submit → committed on every peer)",
+                    self.latency_ms_p50, self.latency_ms_p99, self.latency_ms_max
+                ),
+            );
+        }
         let codes: Vec<String> = self
             .codes
             .iter()
@@ -348,7 +380,7 @@ impl PeerBenchReport {
 }
 
 /// `1234567` → `"1,234,567"`.
-fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -384,6 +416,11 @@ mod tests {
             latency_ms_p50: 21.404,
             latency_ms_p99: 48.0,
             latency_ms_max: 60.196,
+            latency_ms_percentiles: PercentileCurve::from_sorted(&[10.0, 21.404, 48.0, 60.196]),
+            throughput: ThroughputSeries {
+                interval_s: 0.2,
+                tx_per_s: vec![50_000.0, 65_000.0],
+            },
             blocks_delivered: 98,
             rejections: [("SERVICE_UNAVAILABLE".to_string(), 12)]
                 .into_iter()
@@ -433,6 +470,14 @@ mod tests {
             ordered_per_s: 30_000.4,
             duration_s: 4.0,
             tx_per_s: 5_000.0,
+            latency_ms_p50: 800.0,
+            latency_ms_p99: 1_900.5,
+            latency_ms_max: 2_000.0,
+            latency_ms_percentiles: PercentileCurve::from_sorted(&[10.0, 800.0, 1_900.5, 2_000.0]),
+            throughput: ThroughputSeries {
+                interval_s: 0.1,
+                tx_per_s: vec![0.0, 5_000.0],
+            },
             commit_hashes_agree: true,
             peers: vec![peer("peer0.BankA", 6_250.0), peer("peer0.BankB", 5_000.0)],
         }
@@ -447,6 +492,7 @@ peer benchmark on channel \"ordo-channel\" (solo, ack enqueued), chaincode bank,
   broadcast   20,000 sent, 20,000 accepted, 0 rejected
   ordered     20,000 in 20 blocks (height 3 → 23), 30,000 tx/s
   committed   20,000 in 4.000 s (first submit → slowest peer at height 23): 5,000 tx/s
+  latency     p50 800.00 ms, p99 1900.50 ms, max 2000.00 ms (submit → committed on every peer)
   codes       MVCC_READ_CONFLICT 2,000, VALID 18,000 (read from peer0.BankA)
   peer0.BankA height 23, 6,250 tx/s (3.200 s), commit hash 0011223344556677
   peer0.BankB height 23, 5,000 tx/s (4.000 s), commit hash 0011223344556677
@@ -495,6 +541,11 @@ peer benchmark on channel \"ordo-channel\" (solo, ack enqueued), chaincode bank,
         assert_eq!(json["peers"][1]["tx_per_s"], 5_000.0);
         assert_eq!(json["consensus"], "solo");
         assert_eq!(json["clients"], 4);
+        assert_eq!(json["latency_ms_p99"], 1_900.5);
+        assert_eq!(json["throughput"]["interval_s"], 0.1);
+        assert_eq!(json["throughput"]["tx_per_s"][1], 5_000.0);
+        assert_eq!(json["latency_ms_percentiles"]["percent"][103], 100.0);
+        assert_eq!(json["latency_ms_percentiles"]["value"][103], 2_000.0);
     }
 
     #[test]
@@ -565,5 +616,7 @@ orderer benchmark on channel \"bench\" (solo, ack enqueued)
         assert_eq!(json["latency_ms_p99"], 48.0);
         assert_eq!(json["rejections"]["SERVICE_UNAVAILABLE"], 12);
         assert_eq!(json["ack_mode"], "enqueued");
+        assert_eq!(json["throughput"]["tx_per_s"][0], 50_000.0);
+        assert_eq!(json["latency_ms_percentiles"]["value"][50], 21.404);
     }
 }

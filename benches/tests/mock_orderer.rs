@@ -148,6 +148,14 @@ async fn clean_orderer_delivers_everything() {
         ("bench", "solo", "enqueued")
     );
     assert_eq!((r.clients, r.payload_bytes), (3, 256));
+    // Throughput over time counts every delivery once, and the latency curve ends at max.
+    let counted = r.throughput.tx_per_s.iter().sum::<f64>() * r.throughput.interval_s;
+    assert!((counted - 3_000.0).abs() < 1e-6, "{counted}: {r:?}");
+    assert_eq!(
+        r.latency_ms_percentiles.value.last(),
+        Some(&r.latency_ms_max),
+        "{r:?}"
+    );
     assert!(
         r.signing
             .starts_with("all envelopes signed before the clock started"),

@@ -83,13 +83,74 @@ fn bench_e2e_accounts_for_every_transaction_and_conserves_money() {
     assert_eq!(hot["clients"], 6);
 
     // By time, over many accounts: new accounts, nothing collides with the first run.
-    let cold = report(
+    // With a plot, whose notice must not spoil the JSON on stdout.
+    let plot = tmp.path().join("cold.svg");
+    let plot_arg = plot.to_str().expect("utf8");
+    let (ok, stdout, stderr) = run(&[
+        "bench",
+        "e2e",
+        "--network",
         network,
-        &["--duration", "2", "--clients", "3", "--accounts", "200"],
+        "--json",
+        "--duration",
+        "2",
+        "--clients",
+        "3",
+        "--accounts",
+        "200",
+        "--plot",
+        plot_arg,
+    ]);
+    assert!(ok, "ordo bench e2e --plot failed: {stdout}\n{stderr}");
+    let cold: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is one JSON object");
+    assert!(
+        stderr.contains(&format!("plot written to {plot_arg}")),
+        "{stderr}"
     );
     assert_adds_up(&cold, 200);
     assert!(cold["txs_submitted"].as_u64().unwrap_or(0) > 0, "{cold}");
+    let svg = std::fs::read_to_string(&plot).expect("--plot wrote the file");
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    assert!(svg.contains("ordo bench e2e: channel"), "{svg}");
+    assert!(svg.contains("<polyline"), "{svg}");
+    // The series in the report: VALID transactions per interval add up to the VALID count.
+    let interval_s = cold["throughput"]["interval_s"].as_f64().unwrap_or(0.0);
+    let per_s = cold["throughput"]["tx_per_s"].as_array().expect("series");
+    let counted: f64 = per_s.iter().map(|v| v.as_f64().unwrap_or(0.0)).sum::<f64>() * interval_s;
+    let valid = cold["codes"]["VALID"].as_u64().unwrap_or(0) as f64;
+    assert!(
+        (counted - valid).abs() < 1e-6,
+        "{counted} vs {valid}: {cold}"
+    );
+    assert_eq!(
+        cold["latency_ms_percentiles"]["percent"]
+            .as_array()
+            .map(Vec::len),
+        Some(104),
+        "{cold}"
+    );
 
     let status = up.stop().expect("ordo up exits");
     assert!(status.success(), "ordo up exit status {status}");
+}
+
+/// `--plot` takes only SVG, and says so before anything else happens: the network file
+/// here does not even exist.
+#[test]
+fn bench_plot_refuses_anything_but_svg() {
+    for bench in ["orderer", "peer", "e2e"] {
+        let (ok, stdout, stderr) = run(&[
+            "bench",
+            bench,
+            "--network",
+            "/nonexistent/network.json",
+            "--plot",
+            "run.png",
+        ]);
+        assert!(!ok, "{bench}: {stdout}");
+        assert!(
+            stderr.contains("--plot run.png: only SVG is supported"),
+            "{bench}: {stderr}"
+        );
+    }
 }

@@ -37,6 +37,18 @@ pub struct BenchTarget {
     pub channel: Option<String>,
 }
 
+/// How a bench reports, shared by every bench.
+#[derive(Args)]
+pub struct BenchOutput {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw throughput over time and the latency distribution into this SVG file
+    /// (only SVG is supported; the name must end in .svg).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+}
+
 /// `ordo bench orderer`
 #[derive(Args)]
 pub struct OrdererBenchArgs {
@@ -58,9 +70,9 @@ pub struct OrdererBenchArgs {
     /// Give up waiting for deliveries after this many seconds without progress.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout_s: u64,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    pub json: bool,
+    /// How to report.
+    #[command(flatten)]
+    pub output: BenchOutput,
 }
 
 /// `ordo bench peer`
@@ -85,9 +97,9 @@ pub struct PeerBenchArgs {
     /// orderer, no new block on a peer).
     #[arg(long, default_value_t = 60)]
     pub drain_timeout_s: u64,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    pub json: bool,
+    /// How to report.
+    #[command(flatten)]
+    pub output: BenchOutput,
 }
 
 /// `ordo bench e2e`
@@ -113,15 +125,16 @@ pub struct E2eBenchArgs {
     /// Seeds the clients' choice of accounts.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    pub json: bool,
+    /// How to report.
+    #[command(flatten)]
+    pub output: BenchOutput,
 }
 
 /// Runs a bench command.
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Orderer(a) => {
+            check_plot(&a.output)?;
             let report = ordo_bench::run_orderer_bench(ordo_bench::OrdererBenchOptions {
                 network: load(&a.target.network)?,
                 channel: a.target.channel,
@@ -129,13 +142,14 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 txs: a.txs,
                 payload_bytes: a.payload_bytes,
                 clients: a.clients.max(1),
-                progress: !a.json,
+                progress: !a.output.json,
                 drain_timeout: Duration::from_secs(a.drain_timeout_s),
             })
             .await?;
-            print_report(a.json, &report, || report.human())
+            finish(&a.output, &report, || report.human(), || report.plot())
         }
         BenchCommand::Peer(a) => {
+            check_plot(&a.output)?;
             let report = ordo_bench::run_peer_bench(ordo_bench::PeerBenchOptions {
                 network: load(&a.target.network)?,
                 channel: a.target.channel,
@@ -143,14 +157,15 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 txs: a.txs,
                 conflict_percent: a.conflict_percent,
                 clients: a.clients.max(1),
-                progress: !a.json,
+                progress: !a.output.json,
                 drain_timeout: Duration::from_secs(a.drain_timeout_s),
             })
             .await
             .context("ordo bench peer")?;
-            print_report(a.json, &report, || report.human())
+            finish(&a.output, &report, || report.human(), || report.plot())
         }
         BenchCommand::E2e(a) => {
+            check_plot(&a.output)?;
             let txs = match (a.txs, a.duration) {
                 (None, None) => Some(10_000),
                 (txs, _) => txs,
@@ -163,11 +178,11 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 clients: a.clients,
                 accounts: a.accounts,
                 seed: a.seed,
-                progress: !a.json,
+                progress: !a.output.json,
             })
             .await
             .context("ordo bench e2e")?;
-            print_report(a.json, &report, || report.human())
+            finish(&a.output, &report, || report.human(), || report.plot())
         }
     }
 }
@@ -177,19 +192,33 @@ fn load(path: &std::path::Path) -> anyhow::Result<Network> {
     Network::load(path).with_context(|| format!("loading {}", path.display()))
 }
 
-/// Prints a report as one JSON object (`--json`) or as text.
-fn print_report(
-    json: bool,
+/// Refuses a `--plot` file that could not be written after the run, before the run.
+fn check_plot(output: &BenchOutput) -> anyhow::Result<()> {
+    match &output.plot {
+        Some(path) => Ok(ordo_bench::plot::check_svg_path(path)?),
+        None => Ok(()),
+    }
+}
+
+/// Prints a report as one JSON object (`--json`) or as text on stdout, then draws it with
+/// `--plot` (saying so on stderr, so that stdout stays one JSON object).
+fn finish<'r>(
+    output: &BenchOutput,
     report: &impl serde::Serialize,
     human: impl FnOnce() -> String,
+    plot: impl FnOnce() -> ordo_bench::plot::Plot<'r>,
 ) -> anyhow::Result<()> {
-    if json {
+    if output.json {
         println!(
             "{}",
             serde_json::to_string(report).context("encoding the report")?
         );
     } else {
         println!("{}", human());
+    }
+    if let Some(path) = &output.plot {
+        ordo_bench::plot::write_svg(path, &plot())?;
+        eprintln!("plot written to {}", path.display());
     }
     Ok(())
 }
