@@ -31,9 +31,9 @@ use bytes::Bytes;
 use tokio::task::JoinSet;
 use tonic::Status;
 
-use ordo_proto::cert::VerifiedCert;
+use ordo_proto::cert::{Msp, VerifiedCert};
 use ordo_proto::crypto;
-use ordo_proto::pb::common::Envelope;
+use ordo_proto::pb::common::{Envelope, Policy};
 use ordo_proto::pb::gateway::{EndorseResponse, ProposalResponse};
 use ordo_proto::pb::peer::Endorsement;
 use ordo_proto::policy;
@@ -160,16 +160,17 @@ impl PeerGateway {
         local: &ProposalResponse,
         own: Endorsement,
     ) -> Result<Collected, Shortfall> {
+        let judge = Judge::of(checked);
         let mut collected = Collected::default();
         let mut failures: Vec<String> = Vec::new();
         let mut mismatched = false;
-        match self.own_cert(checked) {
+        match judge.cert(self.endorser.identity().cert_bytes()) {
             Ok(cert) => collected.add(cert, own),
             Err(why) => failures.push(format!("this peer: {}", why.message())),
         }
         let mut untried = self.directory.rotated(&self.settings.endorsers);
-        while self.unmet(checked, &collected.certs).is_some() {
-            let wave = self.plan(checked, &collected, &mut untried);
+        while judge.unmet(&collected.certs).is_some() {
+            let wave = self.plan(&judge, &collected, &mut untried);
             if wave.is_empty() {
                 break;
             }
@@ -188,12 +189,7 @@ impl PeerGateway {
                     let endorsement = resp
                         .endorsement
                         .ok_or_else(|| Status::aborted("returned no endorsement"))?;
-                    let cert = self.check_remote(
-                        checked,
-                        &local.response_payload,
-                        &endorsement,
-                        &addr,
-                    )?;
+                    let cert = judge.check_remote(&local.response_payload, &endorsement, &addr)?;
                     Ok((cert, endorsement))
                 });
                 match verdict {
@@ -205,7 +201,7 @@ impl PeerGateway {
                 }
             }
         }
-        if self.unmet(checked, &collected.certs).is_none() {
+        if judge.unmet(&collected.certs).is_none() {
             Ok(collected)
         } else {
             Err(Shortfall {
@@ -221,7 +217,7 @@ impl PeerGateway {
     /// unknown; failing that, everyone untried. The wave leaves `untried`.
     fn plan<'a>(
         &self,
-        checked: &CheckedProposal,
+        judge: &Judge<'_>,
         collected: &Collected,
         untried: &mut Vec<&'a str>,
     ) -> Vec<&'a str> {
@@ -229,7 +225,7 @@ impl PeerGateway {
         let mut wave: Vec<&'a str> = Vec::new();
         let mut unknown: Vec<&'a str> = Vec::new();
         for &addr in untried.iter() {
-            if self.unmet(checked, &hoped).is_none() {
+            if judge.unmet(&hoped).is_none() {
                 break;
             }
             match self.directory.lookup(addr) {
@@ -241,7 +237,7 @@ impl PeerGateway {
                 None => unknown.push(addr),
             }
         }
-        if self.unmet(checked, &hoped).is_some() {
+        if judge.unmet(&hoped).is_some() {
             wave.extend(unknown);
             if wave.is_empty() {
                 wave = untried.clone();
@@ -291,59 +287,10 @@ impl PeerGateway {
         answers.into_iter().map(|(_, a, r)| (a, r)).collect()
     }
 
-    /// This peer's certificate, as the channel's MSP verifies it (cached).
-    fn own_cert(&self, checked: &CheckedProposal) -> Result<VerifiedCert, Status> {
-        let status = checked.channel.status();
-        let msp = status
-            .msp
-            .as_ref()
-            .ok_or_else(|| Status::internal("the channel configuration has no usable MSP"))?;
-        msp.verify(
-            self.endorser.identity().cert_bytes(),
-            checked.timestamp_ms / 1000,
-        )
-        .map_err(|e| Status::permission_denied(format!("this peer's certificate: {e}")))
-    }
-
-    /// Checks a remote endorsement: a channel member's certificate, a signature over the
-    /// payload.
-    fn check_remote(
-        &self,
-        checked: &CheckedProposal,
-        payload: &Bytes,
-        endorsement: &Endorsement,
-        from: &str,
-    ) -> Result<VerifiedCert, Status> {
-        let status = checked.channel.status();
-        let msp = status
-            .msp
-            .as_ref()
-            .ok_or_else(|| Status::internal("the channel configuration has no usable MSP"))?;
-        let cert = msp
-            .verify(&endorsement.endorser, checked.timestamp_ms / 1000)
-            .map_err(|e| Status::permission_denied(format!("endorser certificate: {e}")))?;
-        crypto::verify(&cert.public_key, payload, &endorsement.signature).map_err(|_| {
-            Status::permission_denied(format!("the endorsement of {from} does not verify"))
-        })?;
-        Ok(cert)
-    }
-
-    /// What the endorsement policy still lacks with `certs`, if anything.
-    fn unmet(&self, checked: &CheckedProposal, certs: &[VerifiedCert]) -> Option<String> {
-        let status = checked.channel.status();
-        let org_names: Vec<String> = status.config.orgs.iter().map(|o| o.name.clone()).collect();
-        match &checked.definition.endorsement_policy {
-            Some(p) => policy::evaluate(p, certs, &org_names)
-                .err()
-                .map(|e| e.to_string()),
-            None => Some("the chaincode has no endorsement policy".into()),
-        }
-    }
-
     /// UNAVAILABLE, naming who endorsed, what is missing and every failure.
     fn unmet_status(&self, checked: &CheckedProposal, short: Shortfall) -> Status {
-        let missing = self
-            .unmet(checked, &short.collected.certs)
+        let missing = Judge::of(checked)
+            .unmet(&short.collected.certs)
             .unwrap_or_default();
         Status::unavailable(format!(
             "endorsement policy of chaincode {:?} not satisfied: endorsed by {} ({missing}); {}",
@@ -359,6 +306,63 @@ impl PeerGateway {
                 format!("failures: {}", short.failures.join("; "))
             }
         ))
+    }
+}
+
+/// What judging endorsements needs from the channel, read once per attempt (a status
+/// snapshot clones its maps).
+struct Judge<'a> {
+    policy: Option<&'a Policy>,
+    org_names: Vec<String>,
+    msp: Option<Msp>,
+    /// The proposal's time: certificates must be valid then.
+    at_secs: u64,
+}
+
+impl<'a> Judge<'a> {
+    fn of(checked: &'a CheckedProposal) -> Self {
+        let status = checked.channel.status();
+        Self {
+            policy: checked.definition.endorsement_policy.as_ref(),
+            org_names: status.config.orgs.iter().map(|o| o.name.clone()).collect(),
+            msp: status.msp,
+            at_secs: checked.timestamp_ms / 1000,
+        }
+    }
+
+    /// A channel member's certificate, verified (cached by the MSP).
+    fn cert(&self, cert_bytes: &[u8]) -> Result<VerifiedCert, Status> {
+        let msp = self
+            .msp
+            .as_ref()
+            .ok_or_else(|| Status::internal("the channel configuration has no usable MSP"))?;
+        msp.verify(cert_bytes, self.at_secs)
+            .map_err(|e| Status::permission_denied(format!("endorser certificate: {e}")))
+    }
+
+    /// Checks a remote endorsement: a channel member's certificate, a signature over the
+    /// payload.
+    fn check_remote(
+        &self,
+        payload: &Bytes,
+        endorsement: &Endorsement,
+        from: &str,
+    ) -> Result<VerifiedCert, Status> {
+        let cert = self.cert(&endorsement.endorser)?;
+        crypto::verify(&cert.public_key, payload, &endorsement.signature).map_err(|_| {
+            Status::permission_denied(format!("the endorsement of {from} does not verify"))
+        })?;
+        Ok(cert)
+    }
+
+    /// What the endorsement policy still lacks with `certs`, if anything.
+    fn unmet(&self, certs: &[VerifiedCert]) -> Option<String> {
+        match self.policy {
+            Some(p) => policy::evaluate(p, certs, &self.org_names)
+                .err()
+                .map(|e| e.to_string()),
+            None => Some("the chaincode has no endorsement policy".into()),
+        }
     }
 }
 
