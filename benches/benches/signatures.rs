@@ -1,5 +1,6 @@
-//! Ed25519 verification as the orderer and peers use it: `ordo_proto::crypto::verify`
-//! (one signature) and `verify_each` over a batch of 512 envelope-sized (1,100-byte)
+//! Ed25519 as the nodes and clients use it: `ordo_proto::crypto::sign` and
+//! `ordo_proto::crypto::verify` (one signature) on an envelope-sized (1,100-byte) message,
+//! and `verify_each` over a batch of 512 such
 //! messages, once with every signature from a different key and once from 4 keys (the
 //! common case: a few busy client identities), so changes to the batch equation can be
 //! measured on their own. Run with `cargo bench -p ordo-bench --bench signatures`.
@@ -52,6 +53,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("verify_single", |b| {
         b.iter(|| crypto::verify(&one.keys[0], &one.msgs[0], &one.sigs[0]))
     });
+    let signer = crypto::generate_signing_key();
+    group.bench_function("sign", |b| b.iter(|| crypto::sign(&signer, &one.msgs[0])));
     group.throughput(Throughput::Elements(BATCH as u64));
     for distinct in [BATCH, 4] {
         let c = corpus(distinct);

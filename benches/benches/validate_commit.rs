@@ -194,21 +194,41 @@ fn validate_commit(c: &mut Criterion) {
                 prev = block::hash(&block);
                 blocks.push(block);
             }
+            // One writer thread for the whole run, as the peer's blocking pool keeps its
+            // threads: block n is finished and written there while this thread makes
+            // block n+1's checks.
             let start = Instant::now();
-            let mut blocks = blocks.into_iter();
-            let mut pre = blocks
-                .next()
-                .map(|first| (committer.prechecker().precheck(&first), first));
-            while let Some((checks, block)) = pre.take() {
+            std::thread::scope(|s| {
+                let (to_writer, jobs) = std::sync::mpsc::sync_channel::<(
+                    ordo_peer::committer::PrecheckedBlock,
+                    ordo_proto::Block,
+                )>(1);
+                let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+                let committer = &mut committer;
                 let prechecker = committer.prechecker();
-                let done = std::thread::scope(|s| {
-                    let writer = s.spawn(|| committer.commit_prechecked(block, checks));
-                    pre = blocks.next().map(|b| (prechecker.precheck(&b), b));
-                    writer.join().expect("commit thread")
-                })
-                .expect("commit");
-                assert_eq!(done.validation.valid_count(), TXS_PER_BLOCK, "all valid");
-            }
+                s.spawn(move || {
+                    for (checks, block) in jobs {
+                        let done = committer.commit_prechecked(block, checks).expect("commit");
+                        if done_tx.send(done.validation.valid_count()).is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut sent = 0usize;
+                for block in blocks {
+                    let checks = prechecker.precheck(&block);
+                    if sent > 0 {
+                        let valid = done_rx.recv().expect("writer");
+                        assert_eq!(valid, TXS_PER_BLOCK, "all valid");
+                    }
+                    to_writer.send((checks, block)).expect("writer");
+                    sent += 1;
+                }
+                drop(to_writer);
+                if sent > 0 {
+                    assert_eq!(done_rx.recv().expect("writer"), TXS_PER_BLOCK);
+                }
+            });
             start.elapsed()
         })
     });
