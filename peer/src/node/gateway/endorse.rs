@@ -170,7 +170,7 @@ impl PeerGateway {
         }
         let mut untried = self.directory.rotated(&self.settings.endorsers);
         while judge.unmet(&collected.certs).is_some() {
-            let wave = self.plan(&judge, &collected, &mut untried);
+            let wave = plan(&self.directory, &judge, &collected.certs, &mut untried);
             if wave.is_empty() {
                 break;
             }
@@ -210,41 +210,6 @@ impl PeerGateway {
                 mismatched,
             })
         }
-    }
-
-    /// The next wave: the fewest untried endorsers of known, not yet collected orgs that
-    /// would meet the policy; failing that, those plus every untried endorser whose org is
-    /// unknown; failing that, everyone untried. The wave leaves `untried`.
-    fn plan<'a>(
-        &self,
-        judge: &Judge<'_>,
-        collected: &Collected,
-        untried: &mut Vec<&'a str>,
-    ) -> Vec<&'a str> {
-        let mut hoped = collected.certs.clone();
-        let mut wave: Vec<&'a str> = Vec::new();
-        let mut unknown: Vec<&'a str> = Vec::new();
-        for &addr in untried.iter() {
-            if judge.unmet(&hoped).is_none() {
-                break;
-            }
-            match self.directory.lookup(addr) {
-                Some(cert) if !hoped.iter().any(|c| c.org == cert.org) => {
-                    hoped.push(cert);
-                    wave.push(addr);
-                }
-                Some(_) => {}
-                None => unknown.push(addr),
-            }
-        }
-        if judge.unmet(&hoped).is_some() {
-            wave.extend(unknown);
-            if wave.is_empty() {
-                wave = untried.clone();
-            }
-        }
-        untried.retain(|a| !wave.contains(a));
-        wave
     }
 
     /// Asks every endorser of a wave at once; answers in the wave's order.
@@ -307,6 +272,54 @@ impl PeerGateway {
             }
         ))
     }
+}
+
+/// The next wave: untried endorsers of known, not yet collected orgs that would meet the
+/// policy together with `collected`, none of them superfluous; failing that, those plus every
+/// untried endorser whose org is unknown; failing that, everyone untried. The wave leaves
+/// `untried`.
+fn plan<'a>(
+    directory: &EndorserDirectory,
+    judge: &Judge<'_>,
+    collected: &[VerifiedCert],
+    untried: &mut Vec<&'a str>,
+) -> Vec<&'a str> {
+    let mut hoped = collected.to_vec();
+    let mut wave: Vec<&'a str> = Vec::new();
+    let mut unknown: Vec<&'a str> = Vec::new();
+    for &addr in untried.iter() {
+        if judge.unmet(&hoped).is_none() {
+            break;
+        }
+        match directory.lookup(addr) {
+            Some(cert) if !hoped.iter().any(|c| c.org == cert.org) => {
+                hoped.push(cert);
+                wave.push(addr);
+            }
+            Some(_) => {}
+            None => unknown.push(addr),
+        }
+    }
+    if judge.unmet(&hoped).is_none() {
+        // Drop whoever the policy is met without (an org it does not name, say), latest
+        // first, so the wave is as small as it can be.
+        let base = collected.len();
+        for i in (0..wave.len()).rev() {
+            let mut without = hoped.clone();
+            without.remove(base + i);
+            if judge.unmet(&without).is_none() {
+                hoped = without;
+                wave.remove(i);
+            }
+        }
+    } else {
+        wave.extend(unknown);
+        if wave.is_empty() {
+            wave = untried.clone();
+        }
+    }
+    untried.retain(|a| !wave.contains(a));
+    wave
 }
 
 /// What judging endorsements needs from the channel, read once per attempt (a status
@@ -387,3 +400,6 @@ async fn ask(
         .await
         .map_err(|_| Status::deadline_exceeded(format!("no answer within {timeout:?}")))?
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+//! The plan: which endorsers a proposal asks, wave by wave.
+
+use std::sync::Arc;
+
+use ordo_proto::cert::VerifiedCert;
+use ordo_proto::pb::common::{Policy, Role};
+use ordo_proto::policy::build as policy;
+
+use super::{plan, EndorserDirectory, Judge};
+
+const ORGS: [&str; 4] = ["A", "B", "C", "D"];
+
+fn cert(org: &str, seed: u8) -> VerifiedCert {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key();
+    VerifiedCert {
+        org: Arc::from(org),
+        role: Role::Peer,
+        subject: Arc::from(format!("peer{seed}.{org}")),
+        public_key: key,
+        not_before: 0,
+        not_after: u64::MAX,
+        cert_hash: [seed; 32],
+    }
+}
+
+fn judge(p: &Policy) -> Judge<'_> {
+    Judge {
+        policy: Some(p),
+        org_names: ORGS.iter().map(|o| o.to_string()).collect(),
+        msp: None,
+        at_secs: 0,
+    }
+}
+
+/// This peer is org A's; the configured endorsers are b, c and d, of orgs B, C and D.
+const ENDORSERS: [&str; 3] = ["b:7051", "c:7051", "d:7051"];
+
+fn learned() -> EndorserDirectory {
+    let d = EndorserDirectory::default();
+    for (i, (addr, org)) in ENDORSERS.iter().zip(["B", "C", "D"]).enumerate() {
+        d.learn(addr, &cert(org, i as u8 + 2));
+    }
+    d
+}
+
+fn endorsers() -> Vec<String> {
+    ENDORSERS.iter().map(|a| a.to_string()).collect()
+}
+
+#[test]
+fn unknown_endorsers_are_all_asked_at_once() {
+    let p = policy::majority(&ORGS, Role::Peer);
+    let d = EndorserDirectory::default();
+    let all = endorsers();
+    let mut untried = d.rotated(&all);
+    let wave = plan(&d, &judge(&p), &[cert("A", 1)], &mut untried);
+    assert_eq!(wave.len(), 3, "nothing known: everyone, in parallel");
+    assert!(untried.is_empty());
+}
+
+#[test]
+fn known_endorsers_are_asked_only_as_many_as_the_policy_needs_and_in_turn() {
+    // A majority of 4 orgs is 3: this peer plus two others.
+    let p = policy::majority(&ORGS, Role::Peer);
+    let d = learned();
+    let all = endorsers();
+    let mut firsts = Vec::new();
+    for _ in 0..3 {
+        let mut untried = d.rotated(&all);
+        let wave = plan(&d, &judge(&p), &[cert("A", 1)], &mut untried);
+        assert_eq!(wave.len(), 2, "two more orgs, asked together: {wave:?}");
+        assert_eq!(untried.len(), 1, "the third stays in reserve");
+        firsts.push(wave[0]);
+    }
+    firsts.sort();
+    firsts.dedup();
+    assert_eq!(firsts.len(), 3, "the work rotates over the endorsers");
+}
+
+#[test]
+fn a_failed_endorser_is_replaced_by_the_next_wave() {
+    let p = policy::majority(&ORGS, Role::Peer);
+    let d = learned();
+    let all = endorsers();
+    let mut untried = d.rotated(&all);
+    let j = judge(&p);
+    let first = plan(&d, &j, &[cert("A", 1)], &mut untried);
+    assert_eq!(first.len(), 2);
+    // Only the first of the wave answered.
+    let answered = match first[0] {
+        "b:7051" => cert("B", 2),
+        "c:7051" => cert("C", 3),
+        _ => cert("D", 4),
+    };
+    let second = plan(&d, &j, &[cert("A", 1), answered], &mut untried);
+    assert_eq!(second.len(), 1, "one more org is enough: {second:?}");
+    assert!(!first.contains(&second[0]), "nobody is asked twice");
+    let third = plan(&d, &j, &[cert("A", 1)], &mut untried);
+    assert!(third.is_empty(), "nobody is left");
+}
+
+#[test]
+fn endorsers_whose_org_the_policy_does_not_need_are_not_asked() {
+    // Any one peer of org B: this peer (A) cannot count, and neither can C or D.
+    let p = policy::any_member(&["B"], &[Role::Peer]);
+    let d = learned();
+    let all = endorsers();
+    for _ in 0..3 {
+        let mut untried = d.rotated(&all);
+        let wave = plan(&d, &judge(&p), &[cert("A", 1)], &mut untried);
+        assert_eq!(wave, vec!["b:7051"], "only B's endorser helps");
+    }
+}
