@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -133,6 +134,19 @@ fn draw(e: impl std::fmt::Display) -> PlotError {
     PlotError::Draw(e.to_string())
 }
 
+/// The series' names in the lower right corner of a panel.
+fn legend<'a>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+) -> Result<(), PlotError> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw)
+}
+
 /// A short line in the legend, in `color`.
 fn legend_mark(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
@@ -191,13 +205,7 @@ fn throughput_panel(
             thousands(plot.mean_tx_per_s.round() as u64)
         ))
         .legend(legend_mark(RED));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw)
+    legend(&mut chart)
 }
 
 /// The latency distribution as a cumulative curve (share of transactions at or below
@@ -255,13 +263,7 @@ fn latency_panel(
             .label(format!("{name} {ms:.2} ms"))
             .legend(legend_mark(color));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw)
+    legend(&mut chart)
 }
 
 /// The latency axis: from a little below the smallest sample (never below 0) to a little
