@@ -520,6 +520,10 @@ async fn transact(gw: &mut Gateway, channel: &str, function: &str, args: Vec<Byt
     );
     let request = signed_proposal(&gw.identity, &proposal, ordo_proto::now_ms());
     let t0 = Instant::now();
+    let request = ordo_proto::pb::gateway::EndorseRequest {
+        proposal: Some(request),
+        endorsing_orgs: Vec::new(),
+    };
     let endorsed = match call(gw.client.endorse(request)).await {
         Ok(e) => e,
         Err(code) => return Outcome::Failed(format!("endorse {code}")),

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ordo_proto::identity::Identity;
-use ordo_sdk::gateway::{Contract, GatewayError};
+use ordo_sdk::gateway::{Contract, GatewayError, RetryPolicy};
 use ordo_sdk::network::{ChannelEntry, IdentityFiles, Network, NodeEntry};
 use ordo_sdk::tls::TlsFiles;
 
@@ -535,6 +535,8 @@ async fn transfer_once(
                     GatewayError::NotValid { .. } => true,
                     GatewayError::Connect { .. } => true,
                     GatewayError::Refused { step, .. } => *step == "Endorse" || *step == "Evaluate",
+                    GatewayError::Chaincode { .. } => true,
+                    GatewayError::Retried { .. } => false,
                 };
                 {
                     let mut l = ledger.lock().unwrap_or_else(|p| p.into_inner());
@@ -709,17 +711,17 @@ async fn three_banks_in_compose_survive_kills_partitions_rolling_upgrades_and_re
     let bank_a = common::org_contract(&net, "BankA", CHANNEL, "bank").await;
     let mut openers = Vec::new();
     for w in 0..8 {
-        let mut contract = bank_a.clone();
+        let contract = bank_a.clone();
         openers.push(tokio::spawn(async move {
             for i in (w..ACCOUNTS).step_by(8) {
                 contract
+                    .with_retry_policy(RetryPolicy::with_attempts(10))
                     .submit_with_retry(
                         "open",
                         vec![
                             Bytes::from(format!("acct{i}")),
                             Bytes::from(OPENING_BALANCE.to_string()),
                         ],
-                        10,
                     )
                     .await
                     .unwrap_or_else(|e| panic!("opening acct{i}: {e}"));
@@ -899,7 +901,7 @@ async fn three_banks_in_compose_survive_kills_partitions_rolling_upgrades_and_re
         "too few transfers acknowledged"
     );
     for (org, _) in BANKS {
-        let mut contract = common::org_contract(&net, org, CHANNEL, "bank").await;
+        let contract = common::org_contract(&net, org, CHANNEL, "bank").await;
         let mut total = 0u64;
         for i in 0..ACCOUNTS {
             let b = contract
@@ -923,7 +925,7 @@ async fn three_banks_in_compose_survive_kills_partitions_rolling_upgrades_and_re
                 .unwrap_or_else(|e| panic!("commit status of {tx} on {org}'s peer: {e}"));
             assert_eq!(
                 status.code,
-                ordo_proto::pb::peer::TxValidationCode::Valid as u32,
+                ordo_proto::pb::peer::TxValidationCode::Valid,
                 "acknowledged tx {tx} is not VALID on {org}'s peer"
             );
         }

@@ -7,7 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use ordo_sdk::gateway::{Contract, GatewayError};
+use ordo_sdk::gateway::{Contract, GatewayError, RetryPolicy};
 
 const CHANNEL: &str = "endorse";
 const ORGS: [&str; 3] = ["BankA", "BankB", "BankC"];
@@ -61,7 +61,7 @@ async fn two_of_three_survives_one_peer_down_and_names_what_is_missing_with_two(
         peers.push(p);
     }
     let client = c.identity("BankA", "client");
-    let mut bank = Contract::connect(
+    let bank = Contract::connect(
         &addrs[0],
         &common::transport_for(&addrs[0]),
         client,
@@ -70,16 +70,19 @@ async fn two_of_three_survives_one_peer_down_and_names_what_is_missing_with_two(
     )
     .await
     .expect("gateway");
-    bank.submit_with_retry("open", args(&["alice", "50"]), 5)
+    bank.with_retry_policy(RetryPolicy::with_attempts(5))
+        .submit_with_retry("open", args(&["alice", "50"]))
         .await
         .expect("all peers up");
-    bank.submit_with_retry("open", args(&["bob", "0"]), 5)
+    bank.with_retry_policy(RetryPolicy::with_attempts(5))
+        .submit_with_retry("open", args(&["bob", "0"]))
         .await
         .expect("all peers up");
 
     peers[2].kill();
     let moved = bank
-        .submit_with_retry("transfer", args(&["alice", "bob", "5"]), 5)
+        .with_retry_policy(RetryPolicy::with_attempts(5))
+        .submit_with_retry("transfer", args(&["alice", "bob", "5"]))
         .await
         .expect("BankA and BankB endorse without BankC");
     assert_eq!(moved.result, "45");

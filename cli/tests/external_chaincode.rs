@@ -131,7 +131,7 @@ async fn an_external_bank_matches_the_builtin_and_a_killed_server_leaves_nothing
     // The same calls on the built-in and on the external server give the same answers.
     let mut outcomes = Vec::new();
     for name in ["bank", "ebank"] {
-        let mut cc = contract(name).await.expect("gateway");
+        let cc = contract(name).await.expect("gateway");
         let mut seen = Vec::new();
         for call in [
             ("open", vec!["alice", "100"]),
@@ -153,7 +153,10 @@ async fn an_external_bank_matches_the_builtin_and_a_killed_server_leaves_nothing
         let entries: Vec<serde_json::Value> = serde_json::from_slice(&history).expect("json");
         seen.push(Bytes::from(entries.len().to_string()));
         match cc.submit("transfer", args(&["bob", "alice", "1000"])).await {
-            Err(GatewayError::Refused { message, .. }) => {
+            Err(GatewayError::Chaincode {
+                status, message, ..
+            }) => {
+                assert_eq!(status, 400, "{name}: {message}");
                 assert!(message.contains("insufficient funds"), "{name}: {message}")
             }
             other => panic!("{name}: expected a refusal, got {other:?}"),
@@ -169,7 +172,7 @@ async fn an_external_bank_matches_the_builtin_and_a_killed_server_leaves_nothing
 
     // Killed in the middle of a transfer (it pauses before each write): a clean error
     // that names the server, and no partial state.
-    let mut s = contract("slowbank").await.expect("gateway");
+    let s = contract("slowbank").await.expect("gateway");
     s.submit("open", args(&["carol", "10"]))
         .await
         .expect("opened");
@@ -177,7 +180,7 @@ async fn an_external_bank_matches_the_builtin_and_a_killed_server_leaves_nothing
         .await
         .expect("opened");
     let pid = slow.id();
-    let mut other = contract("bank").await.expect("gateway");
+    let other = contract("bank").await.expect("gateway");
     let killer = tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
         // The gateway is busy with the paused transfer.
@@ -186,10 +189,15 @@ async fn an_external_bank_matches_the_builtin_and_a_killed_server_leaves_nothing
         busy
     });
     match s.submit("transfer", args(&["carol", "dave", "5"])).await {
-        Err(GatewayError::Refused { step, message, .. }) => {
+        Err(GatewayError::Chaincode {
+            step,
+            status,
+            message,
+            ..
+        }) => {
             assert_eq!(step, "Endorse");
             assert!(message.contains(&slow_addr), "names the server: {message}");
-            assert!(message.contains("500"), "{message}");
+            assert_eq!(status, 500, "{message}");
         }
         other => panic!("a killed server must fail the invocation: {other:?}"),
     }
@@ -203,14 +211,15 @@ async fn an_external_bank_matches_the_builtin_and_a_killed_server_leaves_nothing
     // The killed server is down now and the error says so; once a server is back on the
     // same address, carol still has 10.
     match s.evaluate("balance", args(&["carol"])).await {
-        Err(GatewayError::Refused { message, .. }) => {
+        Err(e) => {
+            let message = e.to_string();
             assert!(message.contains(&slow_addr), "{message}")
         }
         other => panic!("a server that is down must be reported: {other:?}"),
     }
     let port = slow_addr.rsplit_once(':').map(|(_, p)| p).expect("port");
     let (mut back, _) = serve(&format!("127.0.0.1:{port}"), &[]);
-    let mut s = contract("slowbank").await.expect("gateway");
+    let s = contract("slowbank").await.expect("gateway");
     let mut carol = Bytes::new();
     for _ in 0..50 {
         match s.evaluate("balance", args(&["carol"])).await {
@@ -278,6 +287,7 @@ async fn invoke_directly(addr: &str, transport: &Transport) -> Result<(), String
             channel_id: CHANNEL.into(),
             function: "balance".into(),
             args: args(&["alice"]),
+            transient: Default::default(),
         })),
     })
     .await
@@ -374,7 +384,7 @@ async fn external_chaincode_over_mutual_tls_and_what_it_refuses() {
     };
 
     // End to end over mutual TLS: client → TLS peer → TLS chaincode server.
-    let mut cc = contract("ebank").await.expect("gateway");
+    let cc = contract("ebank").await.expect("gateway");
     for call in [
         ("open", vec!["alice", "100"]),
         ("open", vec!["bob", "0"]),
@@ -442,10 +452,11 @@ async fn external_chaincode_over_mutual_tls_and_what_it_refuses() {
     // A server whose certificate the peer does not trust: the endorsement fails with a
     // message naming the server and why, and nothing is ordered.
     let height = channel_info(&p.addr, &admin, CHANNEL).await.height;
-    let mut r = contract("roguebank").await.expect("gateway");
+    let r = contract("roguebank").await.expect("gateway");
     match r.submit("open", args(&["mallory", "1000000"])).await {
-        Err(GatewayError::Refused { step, message, .. }) => {
-            assert_eq!(step, "Endorse", "{message}");
+        Err(e) => {
+            let message = e.to_string();
+            assert!(message.starts_with("Endorse"), "{message}");
             assert!(message.contains(&rogue_addr), "names the server: {message}");
             assert!(
                 message.contains("certificate") || message.contains("UnknownIssuer"),
@@ -464,9 +475,10 @@ async fn external_chaincode_over_mutual_tls_and_what_it_refuses() {
         "the peer never completed a connection to the untrusted server:\n{text}"
     );
     // A plaintext server: the TLS peer refuses to fall back, the server says why.
-    let mut pb = contract("plainbank").await.expect("gateway");
+    let pb = contract("plainbank").await.expect("gateway");
     match pb.evaluate("balance", args(&["alice"])).await {
-        Err(GatewayError::Refused { message, .. }) => {
+        Err(e) => {
+            let message = e.to_string();
             assert!(message.contains(&plain_addr), "names the server: {message}")
         }
         other => panic!("a TLS peer must not call a plaintext server: {other:?}"),

@@ -11,7 +11,7 @@ use common::*;
 use ordo_proto::pb::gateway::events_client::EventsClient;
 use ordo_proto::pb::gateway::gateway_client::GatewayClient;
 use ordo_proto::pb::gateway::{block_events_response, BlockEventsRequest};
-use ordo_sdk::gateway::{signed_proposal, Contract, GatewayError};
+use ordo_sdk::gateway::{signed_proposal, Contract, GatewayError, RetryPolicy};
 use ordo_sdk::network::Network;
 use ordo_sdk::tx::{invocation, Proposal};
 
@@ -106,7 +106,7 @@ async fn bank_through_the_gateway_of_every_org() {
     let net = Network::load(&network).expect("network.json");
     let mut tasks = Vec::new();
     for (i, org) in ["BankA", "BankB", "BankC"].iter().enumerate() {
-        let mut c = contract(&net, org).await;
+        let c = contract(&net, org).await;
         tasks.push(tokio::spawn(async move {
             let mut done = 0;
             for k in 0..8 {
@@ -115,7 +115,8 @@ async fn bank_through_the_gateway_of_every_org() {
                 } else {
                     ("bob", "alice")
                 };
-                c.submit_with_retry("transfer", args(&[from, to, "3"]), 20)
+                c.with_retry_policy(RetryPolicy::with_attempts(20))
+                    .submit_with_retry("transfer", args(&[from, to, "3"]))
                     .await
                     .expect("transfer eventually commits");
                 done += 1;
@@ -130,7 +131,7 @@ async fn bank_through_the_gateway_of_every_org() {
     assert_eq!(total_transfers, 24);
     let mut sums = Vec::new();
     for org in ["BankA", "BankB", "BankC"] {
-        let mut c = contract(&net, org).await;
+        let c = contract(&net, org).await;
         // Each peer answers from its own committed state: wait for it to catch up.
         let mut sum = 0;
         for _ in 0..50 {
@@ -289,21 +290,73 @@ async fn bank_through_the_gateway_of_every_org() {
         .await
         .expect_err("unknown identity");
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
-    let mut c = contract(&net, "BankA").await;
+    let c = contract(&net, "BankA").await;
     match c.evaluate("withdraw", args(&["alice", "1"])).await {
-        Err(GatewayError::Refused { message, .. }) => assert!(message.contains("404"), "{message}"),
+        Err(e) => assert_eq!(e.chaincode_status(), Some(404), "{e}"),
         other => panic!("unknown function: {other:?}"),
     }
     assert_eq!(
         c.evaluate("balance", args(&["nobody"])).await.map(|_| ()),
-        Err(GatewayError::Refused {
+        Err(GatewayError::Chaincode {
             step: "Evaluate",
-            code: tonic::Code::Aborted,
-            message: "chaincode answered status 404: account \"nobody\" does not exist".into()
+            status: 404,
+            message: "account \"nobody\" does not exist".into(),
+            payload: Bytes::new(),
+            peer: String::new(),
         })
     );
     assert!(
         c.evaluate("balance", args(&["alice"])).await.is_ok(),
         "still serving"
+    );
+
+    // The client chooses who endorses (2 of 3 orgs are enough for the policy): exactly
+    // those, in two steps (submit_async, then the commit). A choice without the
+    // gateway's own org, or with a stranger, is refused before anything runs; a choice
+    // the policy cannot accept is FAILED_PRECONDITION.
+    let pending = c
+        .call("open")
+        .args(["carol", "5"])
+        .endorsing_orgs(["BankC", "BankA"])
+        .submit_async()
+        .await
+        .expect("endorsed by the chosen orgs");
+    let mut orgs = pending.endorsing_orgs().to_vec();
+    orgs.sort();
+    assert_eq!(orgs, ["BankA", "BankC"]);
+    assert_eq!(pending.result(), "5");
+    let tx_id = pending.tx_id().to_string();
+    let status = pending.status().await.expect("status");
+    assert!(status.is_valid(), "{status:?}");
+    assert_eq!(pending.committed().await.expect("VALID").tx_id, tx_id);
+    for (orgs, code) in [
+        (vec!["BankB", "BankC"], tonic::Code::InvalidArgument),
+        (vec!["BankA", "Nobody"], tonic::Code::InvalidArgument),
+        (vec!["BankA"], tonic::Code::FailedPrecondition),
+    ] {
+        match c
+            .call("open")
+            .args(["dave", "1"])
+            .endorsing_orgs(&orgs)
+            .submit()
+            .await
+        {
+            Err(GatewayError::Refused {
+                step,
+                code: got,
+                message,
+            }) => {
+                assert_eq!(step, "Endorse");
+                assert_eq!(got, code, "{orgs:?}: {message}");
+            }
+            other => panic!("{orgs:?} must be refused: {other:?}"),
+        }
+    }
+    assert_eq!(
+        c.evaluate("balance", ["dave"])
+            .await
+            .map_err(|e| e.chaincode_status()),
+        Err(Some(404)),
+        "nothing was ordered for the refused choices"
     );
 }

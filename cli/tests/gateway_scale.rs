@@ -15,7 +15,7 @@ use bytes::Bytes;
 use common::*;
 use ordo_proto::pb::peer::TxValidationCode;
 use ordo_proto::pb::query::{query_request, GetStateRange, GetTransaction};
-use ordo_sdk::gateway::{Contract, GatewayError};
+use ordo_sdk::gateway::{Contract, GatewayError, RetryPolicy};
 use ordo_sdk::network::Network;
 
 const CHANNEL: &str = "ordo-channel";
@@ -70,10 +70,11 @@ async fn five_thousand_concurrent_transfers_conserve_money_on_every_peer() {
     // 100 accounts, opened concurrently through all three gateways.
     let mut opens = Vec::new();
     for t in 0..10u64 {
-        let mut c = contract(&net, ORGS[(t % 3) as usize]).await;
+        let c = contract(&net, ORGS[(t % 3) as usize]).await;
         opens.push(tokio::spawn(async move {
             for a in (t * 10)..(t * 10 + 10) {
-                c.submit_with_retry("open", args(&[format!("acct{a}"), INITIAL.to_string()]), 10)
+                c.with_retry_policy(RetryPolicy::with_attempts(10))
+                    .submit_with_retry("open", args(&[format!("acct{a}"), INITIAL.to_string()]))
                     .await
                     .expect("account opened");
             }
@@ -87,7 +88,7 @@ async fn five_thousand_concurrent_transfers_conserve_money_on_every_peer() {
     let refused = Arc::new(AtomicU64::new(0));
     let mut clients = Vec::new();
     for k in 0..CLIENTS {
-        let mut c = contract(&net, ORGS[(k % 3) as usize]).await;
+        let c = contract(&net, ORGS[(k % 3) as usize]).await;
         let conflicts = conflicts.clone();
         let refused = refused.clone();
         clients.push(tokio::spawn(async move {
@@ -116,12 +117,17 @@ async fn five_thousand_concurrent_transfers_conserve_money_on_every_peer() {
                         ..
                     }) => {
                         conflicts.fetch_add(1, Ordering::Relaxed);
-                        c.submit_with_retry("transfer", a, 50).await.ok()
+                        c.with_retry_policy(RetryPolicy::with_attempts(50))
+                            .submit_with_retry("transfer", a)
+                            .await
+                            .ok()
                     }
-                    Err(e) if e.is_retryable() => c.submit_with_retry("transfer", a, 50).await.ok(),
-                    Err(GatewayError::Refused { message, .. })
-                        if message.contains("insufficient funds") =>
-                    {
+                    Err(e) if e.is_retryable() => c
+                        .with_retry_policy(RetryPolicy::with_attempts(50))
+                        .submit_with_retry("transfer", a)
+                        .await
+                        .ok(),
+                    Err(e) if e.chaincode_status() == Some(400) => {
                         refused.fetch_add(1, Ordering::Relaxed);
                         None
                     }

@@ -61,18 +61,63 @@ pub fn invocation(chaincode: &str, function: &str, args: Vec<Bytes>) -> Chaincod
         chaincode: chaincode.to_string(),
         function: function.to_string(),
         args,
+        transient: Default::default(),
     }
+}
+
+/// The `ChaincodeProposal` field that holds transient data.
+const TRANSIENT_FIELD: u32 = 4;
+
+/// An encoded `ChaincodeProposal` without its transient data: every field-4 entry cut out
+/// on the wire and the other bytes kept exactly (nothing is re-encoded, so every node
+/// derives the same transaction bytes from the same signed proposal). Without transient
+/// data the bytes come back as they are.
+pub fn strip_transient(proposal_bytes: &Bytes) -> Result<Bytes, TxError> {
+    let malformed = |reason: String| TxError::Malformed {
+        what: "chaincode proposal",
+        reason,
+    };
+    let mut rest: &[u8] = proposal_bytes;
+    let mut kept: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut stripped = false;
+    while !rest.is_empty() {
+        let start = proposal_bytes.len() - rest.len();
+        let (tag, wire_type) =
+            prost::encoding::decode_key(&mut rest).map_err(|e| malformed(e.to_string()))?;
+        prost::encoding::skip_field(
+            wire_type,
+            tag,
+            &mut rest,
+            prost::encoding::DecodeContext::default(),
+        )
+        .map_err(|e| malformed(e.to_string()))?;
+        let end = proposal_bytes.len() - rest.len();
+        if tag == TRANSIENT_FIELD {
+            stripped = true;
+        } else {
+            kept.push(start..end);
+        }
+    }
+    if !stripped {
+        return Ok(proposal_bytes.clone());
+    }
+    let mut out = Vec::with_capacity(kept.iter().map(|r| r.len()).sum());
+    for range in kept {
+        out.extend_from_slice(&proposal_bytes[range]);
+    }
+    Ok(out.into())
 }
 
 /// A proposal: an invocation on a channel by a creator, with the nonce and tx id the
 /// final envelope will carry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Proposal {
     channel_id: String,
     creator: Bytes,
     nonce: Bytes,
     tx_id: String,
     invocation: ChaincodeProposal,
+    signed_bytes: Bytes,
     proposal_bytes: Bytes,
     proposal_hash: Hash,
 }
@@ -81,11 +126,10 @@ impl Proposal {
     /// A proposal by `creator` with a fresh random nonce of [`NONCE_LEN`] bytes.
     pub fn new(creator: &Identity, channel_id: &str, invocation: ChaincodeProposal) -> Self {
         let nonce: [u8; NONCE_LEN] = rand_nonce();
-        Self::build(
+        Self::encoded(
             channel_id,
             creator.cert_bytes().clone(),
             Bytes::copy_from_slice(&nonce),
-            invocation.encode_to_vec().into(),
             invocation,
         )
     }
@@ -99,33 +143,60 @@ impl Proposal {
         nonce: &[u8],
     ) -> Result<Self, TxError> {
         check_nonce(nonce)?;
-        Ok(Self::build(
+        Ok(Self::encoded(
             channel_id,
             creator_cert,
             Bytes::copy_from_slice(nonce),
-            invocation.encode_to_vec().into(),
             invocation,
         ))
     }
 
+    fn encoded(
+        channel_id: &str,
+        creator: Bytes,
+        nonce: Bytes,
+        invocation: ChaincodeProposal,
+    ) -> Self {
+        let signed_bytes: Bytes = invocation.encode_to_vec().into();
+        let proposal_bytes = if invocation.transient.is_empty() {
+            signed_bytes.clone()
+        } else {
+            let mut public = invocation.clone();
+            public.transient.clear();
+            public.encode_to_vec().into()
+        };
+        Self::build(
+            channel_id,
+            creator,
+            nonce,
+            signed_bytes,
+            proposal_bytes,
+            invocation,
+        )
+    }
+
     /// The proposal as an endorser or a gateway receives it: the creator's certificate,
-    /// the nonce and the encoded `ChaincodeProposal` bytes, kept exactly as received.
+    /// the nonce and the encoded `ChaincodeProposal` bytes of the signed PROPOSAL, kept
+    /// exactly as received (the transaction's bytes are those without transient data,
+    /// [`strip_transient`]).
     pub fn from_parts(
         channel_id: &str,
         creator_cert: Bytes,
         nonce: Bytes,
-        proposal_bytes: Bytes,
+        signed_bytes: Bytes,
     ) -> Result<Self, TxError> {
         check_nonce(&nonce)?;
         let invocation =
-            ChaincodeProposal::decode(proposal_bytes.clone()).map_err(|e| TxError::Malformed {
+            ChaincodeProposal::decode(signed_bytes.clone()).map_err(|e| TxError::Malformed {
                 what: "chaincode proposal",
                 reason: e.to_string(),
             })?;
+        let proposal_bytes = strip_transient(&signed_bytes)?;
         Ok(Self::build(
             channel_id,
             creator_cert,
             nonce,
+            signed_bytes,
             proposal_bytes,
             invocation,
         ))
@@ -135,6 +206,7 @@ impl Proposal {
         channel_id: &str,
         creator: Bytes,
         nonce: Bytes,
+        signed_bytes: Bytes,
         proposal_bytes: Bytes,
         invocation: ChaincodeProposal,
     ) -> Self {
@@ -146,6 +218,7 @@ impl Proposal {
             nonce,
             tx_id,
             invocation,
+            signed_bytes,
             proposal_bytes,
             proposal_hash,
         }
@@ -171,14 +244,21 @@ impl Proposal {
         &self.tx_id
     }
 
-    /// The decoded invocation.
+    /// The decoded invocation, with its transient data.
     pub fn invocation(&self) -> &ChaincodeProposal {
         &self.invocation
     }
 
-    /// The encoded `ChaincodeProposal`, exactly as it goes into the transaction.
+    /// The encoded `ChaincodeProposal`, exactly as it goes into the transaction (without
+    /// transient data).
     pub fn proposal_bytes(&self) -> &Bytes {
         &self.proposal_bytes
+    }
+
+    /// The encoded `ChaincodeProposal` the PROPOSAL envelope carries and its creator
+    /// signs: with the transient data, which only the endorsers see.
+    pub fn signed_bytes(&self) -> &Bytes {
+        &self.signed_bytes
     }
 
     /// `ordo_proto::hash::proposal_hash(tx_id, channel_id, proposal_bytes)`.

@@ -107,6 +107,9 @@ impl Context for PausedContext<'_> {
     fn tx_id(&self) -> &str {
         self.inner.tx_id()
     }
+    fn transient(&self) -> &ordo_sdk::chaincode::TransientMap {
+        self.inner.transient()
+    }
     fn get(&mut self, key: &str) -> Result<Option<Bytes>, StateError> {
         self.inner.get(key)
     }

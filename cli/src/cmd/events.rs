@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use ordo_sdk::gateway::{Checkpoint, Contract};
+use ordo_sdk::gateway::{Checkpoint, Contract, StartAt};
 use ordo_sdk::network::Network;
 
 /// `ordo events`
@@ -56,36 +56,32 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         &args.chaincode,
     )
     .await?;
-    let checkpoint = Checkpoint {
+    let start = StartAt::After(Checkpoint {
         block: args.from,
         tx_id: args.after.clone(),
-    };
-    let mut stream = contract.events(&checkpoint).await?;
+    });
+    let mut stream = contract.events(start).await?;
     let mut seen = 0u64;
-    while let Some(resp) = stream.message().await.context("event stream")? {
-        for e in resp.events {
-            let payload = String::from_utf8_lossy(&e.payload);
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "block": resp.block_number,
-                        "tx_id": e.tx_id,
-                        "chaincode": e.chaincode,
-                        "name": e.name,
-                        "payload": payload,
-                    })
-                );
-            } else {
-                println!(
-                    "block {} tx {} {}: {payload}",
-                    resp.block_number, e.tx_id, e.name
-                );
-            }
-            seen += 1;
-            if args.count.is_some_and(|c| seen >= c) {
-                return Ok(());
-            }
+    while let Some(e) = stream.next().await {
+        let e = e.context("event stream")?;
+        let payload = String::from_utf8_lossy(&e.payload);
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "block": e.block,
+                    "tx_id": e.tx_id,
+                    "chaincode": e.chaincode,
+                    "name": e.name,
+                    "payload": payload,
+                })
+            );
+        } else {
+            println!("block {} tx {} {}: {payload}", e.block, e.tx_id, e.name);
+        }
+        seen += 1;
+        if args.count.is_some_and(|c| seen >= c) {
+            return Ok(());
         }
     }
     Ok(())

@@ -7,10 +7,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use bytes::Bytes;
 use clap::{Args, Subcommand};
 
-use ordo_sdk::gateway::{Contract, GatewayError};
+use ordo_sdk::gateway::{Contract, GatewayError, RetryPolicy};
 use ordo_sdk::network::Network;
 
 /// `ordo tx ...`
@@ -48,9 +47,24 @@ pub struct TxArgs {
     #[arg(long)]
     pub json: bool,
     /// Submit again (fresh proposal) on an MVCC conflict or an unavailable node, up to
-    /// this many attempts in all.
+    /// this many attempts in all, after jittered, growing waits.
     #[arg(long, default_value_t = 3)]
     pub attempts: u32,
+    /// Transient data for the chaincode, KEY=VALUE (repeatable): the endorsers see it,
+    /// the ledger never records it.
+    #[arg(long = "transient", value_name = "KEY=VALUE", value_parser = parse_transient)]
+    pub transient: Vec<(String, String)>,
+    /// Exactly these orgs endorse (the gateway's own among them), comma-separated;
+    /// default: the fewest the endorsement policy needs.
+    #[arg(long, value_delimiter = ',')]
+    pub endorsing_orgs: Vec<String>,
+}
+
+fn parse_transient(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 /// Runs a tx command.
@@ -70,17 +84,24 @@ pub async fn run(cmd: TxCommand) -> anyhow::Result<()> {
             None => "the network has no peer to act as gateway".to_string(),
         })?;
     let member = net.member(Some(&peer.org), "client")?;
-    let mut contract = Contract::connect(
+    let contract = Contract::connect(
         &peer.grpc_addr,
         &member.transport,
         member.identity,
         &channel,
         &args.chaincode,
     )
-    .await?;
-    let fn_args: Vec<Bytes> = args.args.iter().map(|a| Bytes::from(a.clone())).collect();
+    .await?
+    .with_retry_policy(RetryPolicy::with_attempts(args.attempts));
+    let mut call = contract
+        .call(&args.function)
+        .args(&args.args)
+        .endorsing_orgs(&args.endorsing_orgs);
+    for (key, value) in &args.transient {
+        call = call.transient(key, value);
+    }
     if !invoke {
-        let result = contract.evaluate(&args.function, fn_args).await?;
+        let result = call.evaluate().await?;
         if args.json {
             println!(
                 "{}",
@@ -91,10 +112,7 @@ pub async fn run(cmd: TxCommand) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    match contract
-        .submit_with_retry(&args.function, fn_args, args.attempts)
-        .await
-    {
+    match call.submit_with_retry().await {
         Ok(done) => {
             if args.json {
                 println!(
@@ -105,6 +123,7 @@ pub async fn run(cmd: TxCommand) -> anyhow::Result<()> {
                         "code": "VALID",
                         "block": done.block,
                         "orderer": done.orderer,
+                        "attempts": done.attempts,
                     })
                 );
             } else {
@@ -116,12 +135,19 @@ pub async fn run(cmd: TxCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Err(GatewayError::NotValid { tx_id, code, block }) if args.json => {
-            println!(
-                "{}",
-                serde_json::json!({"tx_id": tx_id, "code": code.as_str_name(), "block": block})
-            );
-            anyhow::bail!("transaction {tx_id} committed as {}", code.as_str_name())
+        Err(e) if args.json && e.validation_code().is_some() => {
+            if let GatewayError::NotValid { tx_id, code, block } = e.root() {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "tx_id": tx_id,
+                        "code": code.as_str_name(),
+                        "block": block,
+                        "attempts": e.attempts(),
+                    })
+                );
+            }
+            Err(e.into())
         }
         Err(e) => Err(e.into()),
     }

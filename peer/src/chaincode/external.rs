@@ -133,6 +133,7 @@ impl ExternalChaincode {
             channel_id: self.channel_id.clone(),
             function: function.to_string(),
             args: args.to_vec(),
+            transient: ctx.transient().clone(),
         })))
         .await
         .map_err(|_| Failure::Protocol("the invocation stream closed".into()))?;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use ordo_proto::pb::peer::{ChaincodeEvent, ChaincodeResponse, KvRead, KvWrite, NsRwSet, Version};
-use ordo_sdk::chaincode::{Chaincode, Context, HistoryItem, Response, StateError};
+use ordo_sdk::chaincode::{Chaincode, Context, HistoryItem, Response, StateError, TransientMap};
 
 use super::StateReader;
 use crate::validator::rwset::MAX_KEY_BYTES;
@@ -69,7 +69,8 @@ impl Outcome {
 }
 
 /// Runs `function(args)` of `chaincode` on `namespace` over `state` as transaction
-/// `tx_id`, within `limits`.
+/// `tx_id`, within `limits`; the chaincode reads `transient` through its context.
+#[allow(clippy::too_many_arguments)]
 pub fn simulate(
     chaincode: &dyn Chaincode,
     state: &dyn StateReader,
@@ -77,12 +78,14 @@ pub fn simulate(
     tx_id: &str,
     function: &str,
     args: &[Bytes],
+    transient: &TransientMap,
     limits: Limits,
 ) -> Outcome {
     let mut sim = Simulation {
         state,
         namespace,
         tx_id,
+        transient,
         limits,
         deadline: Instant::now() + limits.time,
         reads: BTreeMap::new(),
@@ -128,6 +131,7 @@ struct Simulation<'a> {
     state: &'a dyn StateReader,
     namespace: &'a str,
     tx_id: &'a str,
+    transient: &'a TransientMap,
     limits: Limits,
     deadline: Instant,
     /// Committed keys read, with the version seen (`None`: absent).
@@ -236,6 +240,10 @@ impl Simulation<'_> {
 impl Context for Simulation<'_> {
     fn tx_id(&self) -> &str {
         self.tx_id
+    }
+
+    fn transient(&self) -> &TransientMap {
+        self.transient
     }
 
     fn get(&mut self, key: &str) -> Result<Option<Bytes>, StateError> {

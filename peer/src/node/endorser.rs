@@ -201,6 +201,7 @@ impl PeerEndorser {
                 &tx_id,
                 &invocation.function,
                 &invocation.args,
+                &invocation.transient,
                 limits,
             )
         })

@@ -36,7 +36,8 @@ use ordo_proto::pb::gateway::events_server::{Events, EventsServer};
 use ordo_proto::pb::gateway::gateway_server::{Gateway, GatewayServer};
 use ordo_proto::pb::gateway::{BlockEventsResponse, ChaincodeEventsResponse};
 use ordo_proto::pb::gateway::{
-    CommitStatusResponse, EndorseResponse, EvaluateResponse, ProposalResponse, SubmitResponse,
+    CommitStatusResponse, EndorseRequest, EndorseResponse, EvaluateResponse, ProposalResponse,
+    SubmitResponse,
 };
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -124,7 +125,7 @@ impl Gateway for GatewayService {
 
     async fn endorse(
         &self,
-        request: Request<Envelope>,
+        request: Request<EndorseRequest>,
     ) -> Result<Response<EndorseResponse>, Status> {
         self.0.endorse(request.get_ref()).await.map(Response::new)
     }

@@ -127,6 +127,7 @@ impl PeerQuery {
                         .unwrap_or_default(),
                 });
             }
+            query_request::Query::Height(_) => resp.height = ledger.height(),
             query_request::Query::Block(b) => {
                 resp.block = Some(ledger.block(b.number).map_err(storage)?.ok_or_else(|| {
                     (Code::NotFound, format!("block {} not committed", b.number))

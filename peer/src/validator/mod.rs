@@ -15,7 +15,7 @@
 //! | 5 | the creator certificate is valid on the channel at the transaction's own time (its signed header's timestamp) | BAD_CREATOR |
 //! | 6 | the envelope signature verifies | BAD_SIGNATURE |
 //! | 7 | the tx id is not committed and not used earlier in the block | DUPLICATE_TXID |
-//! | 8 | the transaction, proposal and response payload decode; the chaincode names agree; a response is present; at most [`MAX_ENDORSEMENTS`] endorsements | BAD_PAYLOAD |
+//! | 8 | the transaction, proposal and response payload decode; the proposal carries no transient data; the chaincode names agree; a response is present; at most [`MAX_ENDORSEMENTS`] endorsements | BAD_PAYLOAD |
 //! | 9 | the proposal hash is `ordo_proto::hash::proposal_hash(tx_id, channel, proposal)` | BAD_PROPOSAL_HASH |
 //! | 10 | the chaincode is defined on the channel | UNKNOWN_CHAINCODE |
 //! | 11 | the endorsed chaincode version is the defined one | CHAINCODE_VERSION_MISMATCH |

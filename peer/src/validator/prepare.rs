@@ -145,6 +145,12 @@ fn prepare_body<'c>(
     let tx = EndorserTransaction::decode(data).map_err(|e| bad("endorser transaction", e))?;
     let proposal =
         ChaincodeProposal::decode(tx.proposal.clone()).map_err(|e| bad("proposal", e))?;
+    if !proposal.transient.is_empty() {
+        return Err(Verdict::new(
+            TxValidationCode::BadPayload,
+            "the proposal carries transient data, which must never reach the ledger".into(),
+        ));
+    }
     let prp = ProposalResponsePayload::decode(tx.response_payload.clone())
         .map_err(|e| bad("response payload", e))?;
     if prp.chaincode != proposal.chaincode {

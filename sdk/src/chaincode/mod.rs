@@ -43,10 +43,19 @@ pub struct HistoryItem {
     pub value: Option<Bytes>,
 }
 
+/// A proposal's transient data by key: private inputs (a PIN, personal data, a price)
+/// that the endorsers' chaincode reads and the ledger never records.
+pub type TransientMap = std::collections::HashMap<String, Bytes>;
+
 /// What a chaincode may do during one invocation, on its own namespace.
 pub trait Context {
     /// The id of the transaction being simulated.
     fn tx_id(&self) -> &str;
+    /// The proposal's transient data. It is not in the transaction, so nothing checks
+    /// that endorsers saw the same values: derive writes from it only where every
+    /// endorser gets the same map (the gateway forwards the client's signed proposal as
+    /// is). Read it by key; the map's order is arbitrary.
+    fn transient(&self) -> &TransientMap;
     /// The value of `key`: this invocation's own write if it wrote one, else the
     /// committed value (the read and its version are recorded).
     fn get(&mut self, key: &str) -> Result<Option<Bytes>, StateError>;

@@ -402,6 +402,7 @@ impl ChaincodeService for Shim {
         tokio::task::spawn_blocking(move || {
             let mut ctx = RemoteContext {
                 tx_id: inv.tx_id,
+                transient: inv.transient,
                 out: out_tx.clone(),
                 results: result_rx,
             };
@@ -426,6 +427,7 @@ fn message(kind: chaincode_message::Kind) -> ChaincodeMessage {
 /// A [`Context`] whose every access is a request to the peer.
 struct RemoteContext {
     tx_id: String,
+    transient: super::TransientMap,
     out: mpsc::Sender<Result<ChaincodeMessage, Status>>,
     results: std::sync::mpsc::Receiver<StateResult>,
 }
@@ -450,6 +452,10 @@ impl RemoteContext {
 impl Context for RemoteContext {
     fn tx_id(&self) -> &str {
         &self.tx_id
+    }
+
+    fn transient(&self) -> &super::TransientMap {
+        &self.transient
     }
 
     fn get(&mut self, key: &str) -> Result<Option<Bytes>, StateError> {

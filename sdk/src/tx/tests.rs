@@ -190,3 +190,65 @@ fn rwset_builder_is_canonical() {
     );
     assert_eq!(set.ns_rwsets[1].reads[1].version, v(1, 0));
 }
+
+#[test]
+fn transient_data_is_signed_but_never_in_the_transaction() {
+    let client = member("A", Role::Client);
+    let mut call = invocation("bank", "open", vec![Bytes::from_static(b"alice")]);
+    call.transient
+        .insert("pin".into(), Bytes::from_static(b"1234"));
+    call.transient
+        .insert("salt".into(), Bytes::from_static(b"\x00\x01"));
+    let proposal = Proposal::with_nonce(client.cert_bytes().clone(), "ch", call.clone(), b"n-t")
+        .expect("nonce ok");
+    // The signed bytes carry it; the transaction's bytes are those without it.
+    assert_eq!(
+        ChaincodeProposal::decode(proposal.signed_bytes().clone())
+            .expect("decodes")
+            .transient,
+        call.transient
+    );
+    let public = ChaincodeProposal::decode(proposal.proposal_bytes().clone()).expect("decodes");
+    assert!(public.transient.is_empty());
+    assert_eq!(public.args, call.args);
+    assert_eq!(
+        strip_transient(proposal.signed_bytes()).expect("strips"),
+        *proposal.proposal_bytes()
+    );
+    // An endorser receiving the signed bytes derives the same transaction and hash.
+    let received = Proposal::from_parts(
+        "ch",
+        proposal.creator().clone(),
+        proposal.nonce().clone(),
+        proposal.signed_bytes().clone(),
+    )
+    .expect("decodes");
+    assert_eq!(received, proposal);
+    let payload = response_payload(&received, Simulation::succeeded("1", TxRwSet::default()));
+    let data = transaction_data(&received, payload, vec![]);
+    let tx = EndorserTransaction::decode(data).expect("decodes");
+    assert!(ChaincodeProposal::decode(tx.proposal)
+        .expect("decodes")
+        .transient
+        .is_empty());
+}
+
+#[test]
+fn stripping_keeps_other_bytes_exactly_and_refuses_garbage() {
+    // Fields out of canonical order, with transient entries between them: the others
+    // are kept byte for byte, in their order.
+    let chaincode = b"\x0a\x04bank".as_slice();
+    let entry = b"\x22\x07\x0a\x01k\x12\x02vv".as_slice();
+    let function = b"\x12\x04open".as_slice();
+    let mixed = Bytes::from([function, entry, chaincode, entry].concat());
+    assert_eq!(
+        strip_transient(&mixed).expect("strips"),
+        Bytes::from([function, chaincode].concat())
+    );
+    let plain = Bytes::from([chaincode, function].concat());
+    assert_eq!(strip_transient(&plain).expect("strips"), plain);
+    assert!(matches!(
+        strip_transient(&Bytes::from_static(b"\x22\x09\x0a")),
+        Err(TxError::Malformed { .. })
+    ));
+}

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use ordo_proto::pb::peer::{KvRead, KvWrite, Version};
 use ordo_sdk::chaincode::builtin::bank::{account_key, Bank};
 use ordo_sdk::chaincode::builtin::kv::Kv;
-use ordo_sdk::chaincode::{Chaincode, Context, Response};
+use ordo_sdk::chaincode::{Chaincode, Context, Response, TransientMap};
 
 use super::*;
 
@@ -34,7 +34,16 @@ fn commit(state: &mut State, ns: &str, out: &Outcome, version: Version) {
 }
 
 fn run(cc: &dyn Chaincode, state: &State, ns: &str, f: &str, a: &[&str]) -> Outcome {
-    simulate(cc, state, ns, "tx", f, &args(a), Limits::default())
+    simulate(
+        cc,
+        state,
+        ns,
+        "tx",
+        f,
+        &args(a),
+        &TransientMap::new(),
+        Limits::default(),
+    )
 }
 
 /// A chaincode written as a closure, for exercising the context directly.
@@ -122,7 +131,16 @@ fn limits_end_the_invocation_even_when_the_chaincode_ignores_the_error() {
         max_writes: 10,
         ..Limits::default()
     };
-    let out = simulate(&greedy, &State::new(), "kv", "tx", "", &[], few_writes);
+    let out = simulate(
+        &greedy,
+        &State::new(),
+        "kv",
+        "tx",
+        "",
+        &[],
+        &TransientMap::new(),
+        few_writes,
+    );
     assert_eq!(out.response.status, 413, "{:?}", out.response);
     assert!(out.response.message.contains("keys written"));
     assert!(out.rwset.writes.is_empty());
@@ -131,7 +149,16 @@ fn limits_end_the_invocation_even_when_the_chaincode_ignores_the_error() {
         max_write_bytes: 1000,
         ..Limits::default()
     };
-    let out = simulate(&greedy, &State::new(), "kv", "tx", "", &[], few_bytes);
+    let out = simulate(
+        &greedy,
+        &State::new(),
+        "kv",
+        "tx",
+        "",
+        &[],
+        &TransientMap::new(),
+        few_bytes,
+    );
     assert_eq!(out.response.status, 413);
     assert!(out.response.message.contains("bytes written"));
 
@@ -146,6 +173,7 @@ fn limits_end_the_invocation_even_when_the_chaincode_ignores_the_error() {
         "tx",
         "get",
         &args(&["a"]),
+        &TransientMap::new(),
         no_time,
     );
     assert_eq!(out.response.status, 413);
@@ -197,7 +225,16 @@ fn kv_functions_and_range_over_committed_and_own_writes() {
         max_range: 2,
         ..Limits::default()
     };
-    let out = simulate(&Kv, &state, "kv", "tx", "range", &args(&["a", ""]), tight);
+    let out = simulate(
+        &Kv,
+        &state,
+        "kv",
+        "tx",
+        "range",
+        &args(&["a", ""]),
+        &TransientMap::new(),
+        tight,
+    );
     assert_eq!(out.response.status, 413);
 }
 

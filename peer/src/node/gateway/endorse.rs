@@ -28,13 +28,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use prost::Message;
 use tokio::task::JoinSet;
 use tonic::Status;
 
 use ordo_proto::cert::{Msp, VerifiedCert};
 use ordo_proto::crypto;
 use ordo_proto::pb::common::{Envelope, Policy};
-use ordo_proto::pb::gateway::{EndorseResponse, ProposalResponse};
+use ordo_proto::pb::gateway::{
+    ChaincodeRefusal, EndorseRequest, EndorseResponse, ProposalResponse,
+};
+use ordo_proto::pb::peer::ChaincodeResponse;
 use ordo_proto::pb::peer::Endorsement;
 use ordo_proto::policy;
 use ordo_sdk::tx;
@@ -108,13 +112,23 @@ struct Shortfall {
     failures: Vec<String>,
     /// Some endorser signed a different simulation result.
     mismatched: bool,
+    /// What the policy (or the client's choice of orgs) still lacks.
+    missing: String,
+    /// The client chose orgs, all of them endorsed, and the policy is still unmet:
+    /// asking again cannot help.
+    chosen_all_endorsed: bool,
 }
 
 impl PeerGateway {
     /// Gateway.Endorse.
-    pub async fn endorse(&self, request: &Envelope) -> Result<EndorseResponse, Status> {
+    pub async fn endorse(&self, request: &EndorseRequest) -> Result<EndorseResponse, Status> {
         let _permit = self.admit()?;
-        let checked = self.endorser.check(request)?;
+        let proposal = request
+            .proposal
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("no proposal in the endorse request"))?;
+        let checked = self.endorser.check(proposal)?;
+        let chosen = self.chosen_orgs(&checked, &request.endorsing_orgs)?;
         let mut attempt = 0;
         loop {
             let height = checked.channel.ledger().height();
@@ -122,13 +136,12 @@ impl PeerGateway {
             let local = self.endorser.respond(&checked, outcome);
             let result = local.response.clone().unwrap_or_default();
             let Some(own) = local.endorsement.clone() else {
-                return Err(Status::aborted(format!(
-                    "chaincode {:?} refused on this peer: {}",
-                    checked.definition.name,
-                    describe(&result)
-                )));
+                return Err(chaincode_refused(&checked.definition.name, result, ""));
             };
-            match self.collect(&checked, request, &local, own).await {
+            match self
+                .collect(&checked, proposal, chosen.as_deref(), &local, own)
+                .await
+            {
                 Ok(collected) => {
                     let payload = tx::transaction_payload(
                         &checked.proposal,
@@ -152,15 +165,53 @@ impl PeerGateway {
         }
     }
 
-    /// Gathers endorsements, wave by wave (module docs), until the policy is met.
+    /// The orgs a request chose, checked: channel members, the gateway's own among them
+    /// (it endorses whatever it forwards). `None`: the gateway chooses.
+    fn chosen_orgs(
+        &self,
+        checked: &CheckedProposal,
+        orgs: &[String],
+    ) -> Result<Option<Vec<String>>, Status> {
+        if orgs.is_empty() {
+            return Ok(None);
+        }
+        let status = checked.channel.status();
+        if let Some(stranger) = orgs
+            .iter()
+            .find(|o| !status.config.orgs.iter().any(|c| &c.name == *o))
+        {
+            return Err(Status::invalid_argument(format!(
+                "endorsing org {stranger:?} is not a member of channel {:?}",
+                checked.proposal.channel_id()
+            )));
+        }
+        let own = Judge::of(checked)
+            .cert(self.endorser.identity().cert_bytes())?
+            .org
+            .to_string();
+        if !orgs.contains(&own) {
+            return Err(Status::invalid_argument(format!(
+                "this gateway's org {own:?} endorses every transaction it prepares: list it \
+                 among the endorsing orgs, or use a gateway of one of {orgs:?}"
+            )));
+        }
+        let mut chosen = orgs.to_vec();
+        chosen.sort();
+        chosen.dedup();
+        Ok(Some(chosen))
+    }
+
+    /// Gathers endorsements, wave by wave (module docs), until the policy is met (and,
+    /// when the client chose orgs, every one of them has endorsed).
     async fn collect(
         &self,
         checked: &CheckedProposal,
         request: &Envelope,
+        chosen: Option<&[String]>,
         local: &ProposalResponse,
         own: Endorsement,
     ) -> Result<Collected, Shortfall> {
-        let judge = Judge::of(checked);
+        let judge = Judge::of(checked).choosing(chosen);
         let mut collected = Collected::default();
         let mut failures: Vec<String> = Vec::new();
         let mut mismatched = false;
@@ -195,20 +246,26 @@ impl PeerGateway {
                 match verdict {
                     Ok((cert, endorsement)) => {
                         self.directory.learn(&addr, &cert);
-                        collected.add(cert, endorsement);
+                        if judge.admits(&cert.org) {
+                            collected.add(cert, endorsement);
+                        } else {
+                            failures.push(format!("{addr}: its org {} was not chosen", cert.org));
+                        }
                     }
                     Err(why) => failures.push(format!("{addr}: {}", why.message())),
                 }
             }
         }
-        if judge.unmet(&collected.certs).is_none() {
-            Ok(collected)
-        } else {
-            Err(Shortfall {
+        match judge.unmet(&collected.certs) {
+            None => Ok(collected),
+            Some(missing) => Err(Shortfall {
+                chosen_all_endorsed: chosen
+                    .is_some_and(|c| c.iter().all(|o| collected.orgs.contains(o))),
                 collected,
                 failures,
                 mismatched,
-            })
+                missing,
+            }),
         }
     }
 
@@ -254,9 +311,15 @@ impl PeerGateway {
 
     /// UNAVAILABLE, naming who endorsed, what is missing and every failure.
     fn unmet_status(&self, checked: &CheckedProposal, short: Shortfall) -> Status {
-        let missing = Judge::of(checked)
-            .unmet(&short.collected.certs)
-            .unwrap_or_default();
+        let missing = short.missing;
+        if short.chosen_all_endorsed {
+            return Status::failed_precondition(format!(
+                "the chosen orgs {} all endorsed, but the endorsement policy of chaincode {:?} \
+                 needs more: {missing}",
+                short.collected.orgs.join(", "),
+                checked.definition.name
+            ));
+        }
         Status::unavailable(format!(
             "endorsement policy of chaincode {:?} not satisfied: endorsed by {} ({missing}); {}",
             checked.definition.name,
@@ -292,6 +355,7 @@ fn plan<'a>(
             break;
         }
         match directory.lookup(addr) {
+            Some(cert) if !judge.admits(&cert.org) => {}
             Some(cert) if !hoped.iter().any(|c| c.org == cert.org) => {
                 hoped.push(cert);
                 wave.push(addr);
@@ -315,7 +379,15 @@ fn plan<'a>(
     } else {
         wave.extend(unknown);
         if wave.is_empty() {
-            wave = untried.clone();
+            wave = untried
+                .iter()
+                .copied()
+                .filter(|a| {
+                    directory
+                        .lookup(a)
+                        .is_none_or(|cert| judge.admits(&cert.org))
+                })
+                .collect();
         }
     }
     untried.retain(|a| !wave.contains(a));
@@ -326,6 +398,9 @@ fn plan<'a>(
 /// snapshot clones its maps).
 struct Judge<'a> {
     policy: Option<&'a Policy>,
+    /// The orgs the client chose, when it did: only they may endorse, and all of them
+    /// must.
+    chosen: Option<&'a [String]>,
     org_names: Vec<String>,
     msp: Option<Msp>,
     /// The proposal's time: certificates must be valid then.
@@ -337,10 +412,21 @@ impl<'a> Judge<'a> {
         let status = checked.channel.status();
         Self {
             policy: checked.definition.endorsement_policy.as_ref(),
+            chosen: None,
             org_names: status.config.orgs.iter().map(|o| o.name.clone()).collect(),
             msp: status.msp,
             at_secs: checked.timestamp_ms / 1000,
         }
+    }
+
+    /// The same judge, holding out for exactly the `chosen` orgs when there are some.
+    fn choosing(self, chosen: Option<&'a [String]>) -> Self {
+        Self { chosen, ..self }
+    }
+
+    /// Whether an endorsement from `org` may be used.
+    fn admits(&self, org: &str) -> bool {
+        self.chosen.is_none_or(|c| c.iter().any(|o| o == org))
     }
 
     /// A channel member's certificate, verified (cached by the MSP).
@@ -368,8 +454,22 @@ impl<'a> Judge<'a> {
         Ok(cert)
     }
 
-    /// What the endorsement policy still lacks with `certs`, if anything.
+    /// What the endorsement policy (or the client's choice of orgs) still lacks with
+    /// `certs`, if anything.
     fn unmet(&self, certs: &[VerifiedCert]) -> Option<String> {
+        if let Some(chosen) = self.chosen {
+            let absent: Vec<&str> = chosen
+                .iter()
+                .filter(|o| !certs.iter().any(|c| c.org.as_ref() == o.as_str()))
+                .map(String::as_str)
+                .collect();
+            if !absent.is_empty() {
+                return Some(format!(
+                    "chosen orgs not endorsed yet: {}",
+                    absent.join(", ")
+                ));
+            }
+        }
         match self.policy {
             Some(p) => policy::evaluate(p, certs, &self.org_names)
                 .err()
@@ -377,6 +477,27 @@ impl<'a> Judge<'a> {
             None => Some("the chaincode has no endorsement policy".into()),
         }
     }
+}
+
+/// ABORTED for a chaincode's refusal, its status, message and payload also as a
+/// [`ChaincodeRefusal`] in the status details (clients need not parse the message).
+fn chaincode_refused(chaincode: &str, result: ChaincodeResponse, peer: &str) -> Status {
+    let message = format!(
+        "chaincode {chaincode:?} refused on {}: {}",
+        if peer.is_empty() { "this peer" } else { peer },
+        describe(&result)
+    );
+    let details = ChaincodeRefusal {
+        status: result.status,
+        message: result.message,
+        payload: result.payload,
+        peer: peer.to_string(),
+    };
+    Status::with_details(
+        tonic::Code::Aborted,
+        message,
+        details.encode_to_vec().into(),
+    )
 }
 
 /// Endorser.ProcessProposal on `addr` over the pool's kept connection, within `timeout`.

@@ -5,7 +5,16 @@
 //!   in parallel and only as many as needed, until the chaincode's endorsement policy is
 //!   met (`endorse.rs`); every endorsement must be over the very same response payload
 //!   (same read/write set, response and event), or the endorsers disagree. It answers the
-//!   transaction payload for the client to sign.
+//!   transaction payload for the client to sign. A client may choose the endorsing orgs
+//!   (`EndorseRequest.endorsing_orgs`): then exactly those endorse, the gateway's own
+//!   among them (INVALID_ARGUMENT otherwise), and FAILED_PRECONDITION when they all did
+//!   and the policy still wants more. A chaincode's refusal is ABORTED with a
+//!   `ChaincodeRefusal` (status, message, payload) in the status details.
+//!
+//!   Until endorsers are discovered (they are learned from their first endorsement), an
+//!   endorser whose org is not known yet may be asked even under a choice of orgs; its
+//!   endorsement is then dropped. Transient data can reach it that way: configure only
+//!   the chosen orgs' endorsers where that matters.
 //! - **Submit** sends the signed transaction to the channel's orderers, one at a time
 //!   with a per-orderer timeout, until one accepts it — over one kept Broadcast stream per
 //!   orderer that every Submit shares (`submit.rs`).

@@ -718,3 +718,49 @@ fn every_code_fits_in_a_byte() {
     }
     assert_eq!(Code::NotValidated as i32, 255);
 }
+
+#[test]
+fn a_proposal_carrying_transient_data_is_a_bad_payload() {
+    let n = net();
+    let creator = n.client(0);
+    let mut invocation = tx::invocation("bank", "invoke", vec![Bytes::from_static(b"arg")]);
+    invocation
+        .transient
+        .insert("secret".into(), Bytes::from_static(b"pin 1234"));
+    let prop = tx::Proposal::with_nonce(creator.cert_bytes().clone(), CHANNEL, invocation, b"t1")
+        .expect("nonce");
+    // Hashed and endorsed over the bytes *with* the transient data, so only the transient
+    // check can refuse it.
+    let hash = ordo_proto::hash::proposal_hash(prop.tx_id(), CHANNEL, prop.signed_bytes());
+    let payload: Bytes = ProposalResponsePayload {
+        proposal_hash: Bytes::copy_from_slice(&hash),
+        chaincode: "bank".into(),
+        chaincode_version: "1".into(),
+        response: Some(ChaincodeResponse {
+            status: 200,
+            ..Default::default()
+        }),
+        results: None,
+        event: None,
+    }
+    .encode_to_vec()
+    .into();
+    let leaked = EndorserTransaction {
+        proposal: prop.signed_bytes().clone(),
+        response_payload: payload.clone(),
+        endorsements: vec![
+            tx::endorse(n.peer(0, 0), &payload),
+            tx::endorse(n.peer(1, 0), &payload),
+        ],
+    };
+    let (env, _) = envelope::create_signed_with_nonce(
+        creator,
+        CHANNEL,
+        HeaderType::EndorserTransaction,
+        leaked.encode_to_vec().into(),
+        1,
+        b"t1",
+    );
+    let out = validate(&block_of(1, vec![env.encode_to_vec().into()]));
+    assert_eq!(out.codes, vec![Code::BadPayload]);
+}

@@ -1,12 +1,21 @@
-//! `bank`: accounts with whole-unit balances. Functions (arguments are UTF-8 text):
+//! `bank`: accounts with whole-unit balances. Arguments and results are UTF-8 text;
+//! amounts are whole numbers (`u64`). Every refusal is a response status with a message:
+//! 400 for the caller's mistake, 404 for an unknown account or function, 500 for a
+//! corrupt balance.
 //!
-//! - `open ACCOUNT AMOUNT` — a new account with AMOUNT; 400 if it exists.
-//! - `deposit ACCOUNT AMOUNT` — adds AMOUNT (> 0); 404 for an unknown account.
-//! - `transfer FROM TO AMOUNT` — moves AMOUNT (> 0); 404 for an unknown account, 400 for
-//!   insufficient funds or FROM = TO. Sets the event `transfer` with a JSON payload.
-//! - `balance ACCOUNT` — answers the balance as decimal text.
-//! - `history ACCOUNT` — every committed balance of the account as a JSON array of
-//!   `{"block", "tx", "balance"}` (`balance` is null where the account was deleted).
+//! | function | arguments | result (status 200) | event (set when the transaction commits as VALID) | refusals |
+//! |---|---|---|---|---|
+//! | `open` | `ACCOUNT AMOUNT` | the opening balance | `open`: `{"account", "amount"}` | 400: the account exists, a bad name or amount |
+//! | `deposit` | `ACCOUNT AMOUNT` (> 0) | the new balance | none | 404: unknown account; 400: amount 0 or overflow |
+//! | `transfer` | `FROM TO AMOUNT` (> 0) | FROM's new balance | `transfer`: `{"from", "to", "amount"}` | 404: an unknown account; 400: insufficient funds, FROM = TO, amount 0, overflow |
+//! | `balance` | `ACCOUNT` | the balance | none | 404: unknown account |
+//! | `history` | `ACCOUNT` | every committed balance as a JSON array of `{"block", "tx", "balance"}` (`balance` null where the account was deleted) | none | none (an unknown account has `[]`) |
+//! | `owner` | `ACCOUNT` | the hex SHA-256 of the owner `open` was given, or 404 | none | 404: no owner recorded |
+//!
+//! Event payloads are JSON objects; `amount` is a number. **Transient data:** `open`
+//! reads the transient key `owner` (the holder's identity or personal data, for
+//! example) and records only its SHA-256 under `owner/<name>`: the ledger proves who owns
+//! the account to whoever knows the owner, without ever holding the owner's data.
 //!
 //! Account names are 1 to 64 characters of `[A-Za-z0-9._-]`; balances are stored as
 //! decimal text under `account/<name>`, so any tool reading the state can show them.
@@ -27,8 +36,9 @@ impl Chaincode for Bank {
             "transfer" => transfer(ctx, args),
             "balance" => balance(ctx, args),
             "history" => history(ctx, args),
+            "owner" => owner(ctx, args),
             other => Err(Response::not_found(format!(
-                "bank has no function {other:?} (open, deposit, transfer, balance, history)"
+                "bank has no function {other:?} (open, deposit, transfer, balance, history, owner)"
             ))),
         };
         result.unwrap_or_else(|e| e)
@@ -39,6 +49,14 @@ impl Chaincode for Bank {
 pub fn account_key(name: &str) -> String {
     format!("account/{name}")
 }
+
+/// The state key of the hash of an account's owner (see the module docs).
+pub fn owner_key(name: &str) -> String {
+    format!("owner/{name}")
+}
+
+/// The transient key `open` reads the owner from.
+pub const OWNER_TRANSIENT_KEY: &str = "owner";
 
 fn account<'a>(args: &'a [Bytes], i: usize, what: &str) -> Result<&'a str, Response> {
     let name = text_arg(args, i, what)?;
@@ -94,6 +112,10 @@ fn open(ctx: &mut dyn Context, args: &[Bytes]) -> Result<Response, Response> {
         )));
     }
     write_balance(ctx, name, initial)?;
+    if let Some(owner) = ctx.transient().get(OWNER_TRANSIENT_KEY).cloned() {
+        let digest = ordo_proto::hash::sha256(&owner);
+        ctx.put(&owner_key(name), Bytes::from(hex(&digest)))?;
+    }
     ctx.set_event(
         "open",
         Bytes::from(serde_json::json!({"account": name, "amount": initial}).to_string()),
@@ -143,6 +165,18 @@ fn balance(ctx: &mut dyn Context, args: &[Bytes]) -> Result<Response, Response> 
     expect_args(args, 1, "ACCOUNT")?;
     let name = account(args, 0, "ACCOUNT")?;
     Ok(Response::ok(read_balance(ctx, name)?.to_string()))
+}
+
+fn owner(ctx: &mut dyn Context, args: &[Bytes]) -> Result<Response, Response> {
+    expect_args(args, 1, "ACCOUNT")?;
+    let name = account(args, 0, "ACCOUNT")?;
+    ctx.get(&owner_key(name))?
+        .map(Response::ok)
+        .ok_or_else(|| Response::not_found(format!("account {name:?} has no recorded owner")))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn history(ctx: &mut dyn Context, args: &[Bytes]) -> Result<Response, Response> {

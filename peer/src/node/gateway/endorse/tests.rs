@@ -26,6 +26,7 @@ fn cert(org: &str, seed: u8) -> VerifiedCert {
 fn judge(p: &Policy) -> Judge<'_> {
     Judge {
         policy: Some(p),
+        chosen: None,
         org_names: ORGS.iter().map(|o| o.to_string()).collect(),
         msp: None,
         at_secs: 0,
@@ -110,4 +111,30 @@ fn endorsers_whose_org_the_policy_does_not_need_are_not_asked() {
         let wave = plan(&d, &judge(&p), &[cert("A", 1)], &mut untried);
         assert_eq!(wave, vec!["b:7051"], "only B's endorser helps");
     }
+}
+
+#[test]
+fn chosen_orgs_are_all_asked_and_no_others() {
+    // Majority of 4 orgs: A (this peer) plus any two. The client chose A, C and D.
+    let p = policy::majority(&ORGS, Role::Peer);
+    let chosen = ["A".to_string(), "C".to_string(), "D".to_string()];
+    let d = learned();
+    let all = endorsers();
+    for _ in 0..3 {
+        let mut untried = d.rotated(&all);
+        let j = judge(&p).choosing(Some(&chosen));
+        let mut wave = plan(&d, &j, &[cert("A", 1)], &mut untried);
+        wave.sort();
+        assert_eq!(wave, vec!["c:7051", "d:7051"], "B was not chosen");
+        // Were one to fail, B is still never asked.
+        let again = plan(&d, &j, &[cert("A", 1), cert("C", 3)], &mut untried);
+        assert!(again.is_empty(), "{again:?}");
+    }
+    // Chosen orgs must all endorse even where the policy is met without one.
+    let j = judge(&p).choosing(Some(&chosen));
+    assert!(j.unmet(&[cert("A", 1), cert("C", 3)]).is_some());
+    assert!(j
+        .unmet(&[cert("A", 1), cert("C", 3), cert("D", 4)])
+        .is_none());
+    assert!(!j.admits("B") && j.admits("D"));
 }
