@@ -19,7 +19,7 @@
 //!   that served a block failing verification for [`PullPolicy::avoid_ms`].
 //! - [`Backoff`] (core): capped exponential backoff with equal jitter from a seeded RNG.
 //! - `Outage` (core): which failures are worth a WARN line.
-//! - [`pull`] (driver): owns the streams, the timers, the [`ChainVerifier`] and the sink;
+//! - [`pull`] (driver): owns the streams, the timers, the [`ChainVerifier`](ordo_proto::verify::ChainVerifier) and the sink;
 //!   counts in [`PullStats`].
 //!
 //! # The flow
@@ -29,7 +29,7 @@
 //!
 //! 1. with [`Until::Block`], the block at the target must have the target's hash (else
 //!    the chains forked);
-//! 2. the [`ChainVerifier`] checks it — number, hash chain, Merkle data hash, last-config
+//! 2. the [`ChainVerifier`](ordo_proto::verify::ChainVerifier) checks it — number, hash chain, Merkle data hash, last-config
 //!    metadata and the orderer signatures against the BlockValidation policy of the
 //!    configuration in force — on tokio's blocking pool (a block of tens of megabytes
 //!    takes long enough to stall other tasks);
