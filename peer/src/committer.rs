@@ -106,10 +106,43 @@ impl StateView for LedgerView<'_> {
                 tx: v.version.tx,
             }),
             Err(e) => {
-                self.error.borrow_mut().get_or_insert(e.to_string());
+                self.remember(e);
                 None
             }
         }
+    }
+
+    fn range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Vec<(String, Version)> {
+        match self.ledger.state_range(namespace, start, end, limit) {
+            Ok(keys) => keys
+                .into_iter()
+                .map(|(key, v)| {
+                    (
+                        key,
+                        Version {
+                            block: v.version.block,
+                            tx: v.version.tx,
+                        },
+                    )
+                })
+                .collect(),
+            Err(e) => {
+                self.remember(e);
+                Vec::new()
+            }
+        }
+    }
+}
+
+impl LedgerView<'_> {
+    fn remember(&self, e: impl std::fmt::Display) {
+        self.error.borrow_mut().get_or_insert(e.to_string());
     }
 }
 

@@ -30,7 +30,7 @@ use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{Envelope, Header, HeaderType, Payload};
 use ordo_proto::pb::peer::{
     ChaincodeEvent, ChaincodeProposal, ChaincodeResponse, Endorsement, EndorserTransaction, KvRead,
-    KvWrite, NsRwSet, ProposalResponsePayload, TxRwSet, Version,
+    KvWrite, NsRwSet, ProposalResponsePayload, RangeRead, TxRwSet, Version,
 };
 use prost::Message;
 use thiserror::Error;
@@ -445,6 +445,7 @@ pub struct RwSetBuilder {
 struct NsEntry {
     reads: BTreeMap<String, Option<Version>>,
     writes: BTreeMap<String, Option<Bytes>>,
+    ranges: Vec<RangeRead>,
 }
 
 impl RwSetBuilder {
@@ -473,6 +474,30 @@ impl RwSetBuilder {
     /// Records the deletion of `key`.
     pub fn delete(&mut self, namespace: &str, key: &str) -> &mut Self {
         self.ns(namespace).writes.insert(key.to_string(), None);
+        self
+    }
+
+    /// Records a read of the range `[start, end)` (empty `end`: no bound) that held
+    /// exactly `keys` (committed keys with their versions, in ascending order). Ranges
+    /// are kept in the order they are recorded.
+    pub fn range(
+        &mut self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        keys: impl IntoIterator<Item = (String, Version)>,
+    ) -> &mut Self {
+        self.ns(namespace).ranges.push(RangeRead {
+            start: start.to_string(),
+            end: end.to_string(),
+            reads: keys
+                .into_iter()
+                .map(|(key, v)| KvRead {
+                    key,
+                    version: Some(v),
+                })
+                .collect(),
+        });
         self
     }
 
@@ -505,6 +530,7 @@ impl RwSetBuilder {
                             is_delete: v.is_none(),
                         })
                         .collect(),
+                    range_reads: e.ranges.clone(),
                 })
                 .collect(),
         }

@@ -2,18 +2,21 @@
 //! what it read (with versions) and buffering what it wrote, within per-invocation limits.
 //!
 //! Reads see the invocation's own writes first; a key read from the committed state is
-//! recorded once, with the version seen then (absent for a missing key). The validator
-//! later checks every recorded version against the state at commit time (MVCC), which
-//! makes simulations serializable without holding any lock while the chaincode runs. A
-//! range read records every committed key it returned; keys inserted into the range
-//! afterwards are not detected (there are no range predicates in Ordo's read/write set).
+//! recorded once, with the version seen then (absent for a missing key). A range read is
+//! recorded whole: its bounds and every committed key it held, with versions. The
+//! validator later checks every recorded version against the state at commit time (MVCC)
+//! and every recorded range against the keys the range holds then (a key inserted,
+//! updated or deleted since is a phantom), which makes simulations serializable without
+//! holding any lock while the chaincode runs.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use ordo_proto::pb::peer::{ChaincodeEvent, ChaincodeResponse, KvRead, KvWrite, NsRwSet, Version};
+use ordo_proto::pb::peer::{
+    ChaincodeEvent, ChaincodeResponse, KvRead, KvWrite, NsRwSet, RangeRead, Version,
+};
 use ordo_sdk::chaincode::{Chaincode, Context, HistoryItem, Response, StateError, TransientMap};
 
 use super::StateReader;
@@ -89,6 +92,8 @@ pub fn simulate(
         limits,
         deadline: Instant::now() + limits.time,
         reads: BTreeMap::new(),
+        range_reads: Vec::new(),
+        range_keys: 0,
         writes: BTreeMap::new(),
         write_bytes: 0,
         event: None,
@@ -136,6 +141,10 @@ struct Simulation<'a> {
     deadline: Instant,
     /// Committed keys read, with the version seen (`None`: absent).
     reads: BTreeMap<String, Option<Version>>,
+    /// Ranges read, in order, with the committed keys each held.
+    range_reads: Vec<RangeRead>,
+    /// Keys listed in `range_reads` (they count against `max_reads` too).
+    range_keys: usize,
     /// Keys written (`None`: deleted).
     writes: BTreeMap<String, Option<Bytes>>,
     write_bytes: usize,
@@ -176,7 +185,7 @@ impl Simulation<'_> {
         if self.reads.contains_key(key) {
             return Ok(());
         }
-        if self.reads.len() >= self.limits.max_reads {
+        if self.reads.len() + self.range_keys >= self.limits.max_reads {
             return Err(self.fail(StateError::Limit(format!(
                 "more than {} keys read",
                 self.limits.max_reads
@@ -233,6 +242,7 @@ impl Simulation<'_> {
                     value: value.clone().unwrap_or_default(),
                 })
                 .collect(),
+            range_reads: self.range_reads.clone(),
         }
     }
 }
@@ -276,11 +286,34 @@ impl Context for Simulation<'_> {
             .state
             .range(self.namespace, start, end, limit + 1)
             .map_err(|e| self.fail(StateError::Unavailable(e)))?;
+        // A range must be recorded whole, so more committed keys than the limit fail even
+        // where this invocation's own deletes would leave fewer.
+        if committed.len() > limit {
+            return Err(self.fail(StateError::Limit(format!(
+                "a range read returned more than {limit} keys"
+            ))));
+        }
+        if self.reads.len() + self.range_keys + committed.len() > self.limits.max_reads {
+            return Err(self.fail(StateError::Limit(format!(
+                "more than {} keys read",
+                self.limits.max_reads
+            ))));
+        }
         let mut merged: BTreeMap<String, Option<Bytes>> = BTreeMap::new();
+        let mut seen = Vec::with_capacity(committed.len());
         for (key, version, value) in committed {
-            self.record_read(&key, Some(version))?;
+            seen.push(KvRead {
+                key: key.clone(),
+                version: Some(version),
+            });
             merged.insert(key, Some(value));
         }
+        self.range_keys += seen.len();
+        self.range_reads.push(RangeRead {
+            start: start.to_string(),
+            end: end.to_string(),
+            reads: seen,
+        });
         let in_range = |k: &str| k >= start && (end.is_empty() || k < end);
         for (key, value) in self.writes.iter().filter(|(k, _)| in_range(k)) {
             merged.insert(key.clone(), value.clone());

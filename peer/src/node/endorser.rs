@@ -276,7 +276,7 @@ fn runnable(
 fn rwset(outcome: Outcome) -> TxRwSet {
     let ns = outcome.rwset;
     TxRwSet {
-        ns_rwsets: if ns.reads.is_empty() && ns.writes.is_empty() {
+        ns_rwsets: if ns.reads.is_empty() && ns.writes.is_empty() && ns.range_reads.is_empty() {
             Vec::new()
         } else {
             vec![ns]

@@ -3,9 +3,10 @@
 
 use std::collections::HashSet;
 
-use ordo_proto::pb::peer::{TxRwSet, TxValidationCode};
+use ordo_proto::pb::peer::{RangeRead, TxRwSet, TxValidationCode};
 
 use super::context::ValidationContext;
+use super::mvcc::in_range;
 use super::Verdict;
 
 /// Longest key, in bytes. A consensus rule like every other check: changing it changes
@@ -43,6 +44,9 @@ pub(crate) fn check(rwset: &TxRwSet, ctx: &ValidationContext) -> Result<(), Verd
                 )));
             }
         }
+        for range in &ns.range_reads {
+            check_range(&ns.namespace, range)?;
+        }
     }
     for ns in &rwset.ns_rwsets {
         if ctx.chaincode(&ns.namespace).is_none() {
@@ -65,6 +69,40 @@ pub(crate) fn written_namespaces(rwset: &TxRwSet) -> impl Iterator<Item = &str> 
         .iter()
         .filter(|ns| !ns.writes.is_empty())
         .map(|ns| ns.namespace.as_str())
+}
+
+/// A range read's shape: bounds no longer than a key, `start < end` when `end` is set,
+/// and its keys existing (a version each), inside the range, strictly ascending.
+fn check_range(namespace: &str, range: &RangeRead) -> Result<(), Verdict> {
+    let (start, end) = (range.start.as_str(), range.end.as_str());
+    if start.len() > MAX_KEY_BYTES || end.len() > MAX_KEY_BYTES {
+        return Err(bad(format!(
+            "{namespace}: a range bound longer than {MAX_KEY_BYTES} bytes"
+        )));
+    }
+    if !end.is_empty() && end <= start {
+        return Err(bad(format!(
+            "{namespace}: empty or reversed range [{start:?}, {end:?})"
+        )));
+    }
+    let mut previous: Option<&str> = None;
+    for r in &range.reads {
+        check_key(namespace, &r.key)?;
+        if !in_range(&r.key, start, end) || previous.is_some_and(|p| p >= r.key.as_str()) {
+            return Err(bad(format!(
+                "{namespace}: range [{start:?}, {end:?}) lists {:?} out of range or order",
+                r.key
+            )));
+        }
+        if r.version.is_none() {
+            return Err(bad(format!(
+                "{namespace}: range [{start:?}, {end:?}) lists {:?} without a version",
+                r.key
+            )));
+        }
+        previous = Some(&r.key);
+    }
+    Ok(())
 }
 
 fn check_key(namespace: &str, key: &str) -> Result<(), Verdict> {

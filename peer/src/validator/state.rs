@@ -20,6 +20,16 @@ pub trait StateView {
     /// The version of the transaction that last wrote `key` in `namespace`, or `None`
     /// if the key does not exist (never written, or deleted).
     fn version(&self, namespace: &str, key: &str) -> Option<Version>;
+
+    /// The existing keys of `namespace` in `[start, end)` (empty `end`: no bound) with
+    /// their versions, in ascending key order, at most `limit` of them.
+    fn range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Vec<(String, Version)>;
 }
 
 /// The ids of committed transactions.
@@ -33,12 +43,43 @@ impl StateView for HashMap<(String, String), Version> {
     fn version(&self, namespace: &str, key: &str) -> Option<Version> {
         self.get(&(namespace.to_string(), key.to_string())).copied()
     }
+
+    fn range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Vec<(String, Version)> {
+        let mut keys: Vec<(String, Version)> = self
+            .iter()
+            .filter(|((ns, key), _)| ns == namespace && super::mvcc::in_range(key, start, end))
+            .map(|((_, key), v)| (key.clone(), *v))
+            .collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        keys.truncate(limit);
+        keys
+    }
 }
 
 /// `(namespace, key) → version`, for tests and simulations.
 impl StateView for BTreeMap<(String, String), Version> {
     fn version(&self, namespace: &str, key: &str) -> Option<Version> {
         self.get(&(namespace.to_string(), key.to_string())).copied()
+    }
+
+    fn range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Vec<(String, Version)> {
+        self.range((namespace.to_string(), start.to_string())..)
+            .take_while(|((ns, key), _)| ns == namespace && (end.is_empty() || key.as_str() < end))
+            .take(limit)
+            .map(|((_, key), v)| (key.clone(), *v))
+            .collect()
     }
 }
 

@@ -64,8 +64,10 @@ pub trait Context {
     /// Deletes `key` (kept in the read/write set).
     fn delete(&mut self, key: &str) -> Result<(), StateError>;
     /// Keys in `[start, end)` (an empty `end`: no upper bound) in key order, as this
-    /// invocation sees them (its own writes included); every committed key returned is
-    /// recorded as read.
+    /// invocation sees them (its own writes included). The range is recorded whole —
+    /// its bounds and the committed keys it held, with versions — and the transaction
+    /// commits as PHANTOM_READ_CONFLICT if a key is inserted into, updated in or deleted
+    /// from the range before it commits.
     fn range(&mut self, start: &str, end: &str) -> Result<Vec<(String, Bytes)>, StateError>;
     /// Every committed change of `key`, oldest first. Not recorded as a read (history is
     /// informational; a transaction should not decide on it).

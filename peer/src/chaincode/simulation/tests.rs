@@ -3,7 +3,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use ordo_proto::pb::peer::{KvRead, KvWrite, Version};
+use ordo_proto::pb::peer::{KvRead, KvWrite, RangeRead, Version};
 use ordo_sdk::chaincode::builtin::bank::{account_key, Bank};
 use ordo_sdk::chaincode::builtin::kv::Kv;
 use ordo_sdk::chaincode::{Chaincode, Context, Response, TransientMap};
@@ -207,7 +207,29 @@ fn kv_functions_and_range_over_committed_and_own_writes() {
         listed,
         serde_json::json!([{"key": "b", "value": "bb"}, {"key": "c", "value": "cc"}])
     );
-    assert_eq!(out.rwset.reads.len(), 2, "range reads are recorded");
+    assert!(
+        out.rwset.reads.is_empty(),
+        "no point reads: {:?}",
+        out.rwset.reads
+    );
+    assert_eq!(
+        out.rwset.range_reads,
+        vec![RangeRead {
+            start: "b".into(),
+            end: "d".into(),
+            reads: vec![
+                KvRead {
+                    key: "b".into(),
+                    version: Some(v(1, 1))
+                },
+                KvRead {
+                    key: "c".into(),
+                    version: Some(v(1, 2))
+                },
+            ],
+        }],
+        "the range is recorded whole, with the versions seen"
+    );
 
     let cc = Script(|ctx: &mut dyn Context| {
         ctx.delete("b").expect("delete");
@@ -220,7 +242,18 @@ fn kv_functions_and_range_over_committed_and_own_writes() {
             .collect();
         Response::ok(keys.join(","))
     });
-    assert_eq!(run(&cc, &state, "kv", "", &[]).response.payload, "bb,c,d");
+    let out = run(&cc, &state, "kv", "", &[]);
+    assert_eq!(out.response.payload, "bb,c,d");
+    let recorded: Vec<&str> = out.rwset.range_reads[0]
+        .reads
+        .iter()
+        .map(|r| r.key.as_str())
+        .collect();
+    assert_eq!(
+        recorded,
+        ["b", "c", "d"],
+        "the committed keys, not the invocation's own view"
+    );
     let tight = Limits {
         max_range: 2,
         ..Limits::default()

@@ -9,13 +9,13 @@ use ordo_proto::envelope;
 use ordo_proto::pb::common::{Envelope, HeaderType, Role};
 use ordo_proto::pb::peer::{
     ChaincodeEvent, ChaincodeResponse, EndorserTransaction, KvRead, KvWrite, NsRwSet,
-    ProposalResponsePayload, TxRwSet,
+    ProposalResponsePayload, RangeRead, TxRwSet,
 };
 use ordo_sdk::tx::{self, RwSetBuilder};
 
 use super::fixture::*;
 use crate::validator::{
-    validate_block, StateUpdate, TxEvent, TxValidationCode as Code, MAX_ENDORSEMENTS,
+    validate_block, StateUpdate, TxEvent, TxValidationCode as Code, Version, MAX_ENDORSEMENTS,
 };
 
 fn write(ns: &str, k: &str, val: &'static [u8]) -> TxRwSet {
@@ -614,6 +614,22 @@ fn malformed_read_write_sets_are_bad_rwset() {
         namespace: "bank".into(),
         reads,
         writes,
+        range_reads: vec![],
+    };
+    let ranged = |start: &str, end: &str, keys: Vec<KvRead>| {
+        vec![NsRwSet {
+            namespace: "bank".into(),
+            range_reads: vec![RangeRead {
+                start: start.into(),
+                end: end.into(),
+                reads: keys,
+            }],
+            ..Default::default()
+        }]
+    };
+    let at = |k: &str| KvRead {
+        key: k.into(),
+        version: Some(v(1, 0)),
     };
     let w = |k: &str, val: &'static [u8], del: bool| KvWrite {
         key: k.into(),
@@ -639,6 +655,15 @@ fn malformed_read_write_sets_are_bad_rwset() {
         )],
         vec![ns(vec![], vec![]), ns(vec![], vec![])],
         vec![NsRwSet::default()],
+        // Ranges: reversed or empty, a key outside, out of order, repeated, without a
+        // version, an overlong bound.
+        ranged("b", "a", vec![]),
+        ranged("a", "a", vec![]),
+        ranged("b", "d", vec![at("a")]),
+        ranged("a", "", vec![at("c"), at("b")]),
+        ranged("a", "", vec![at("b"), at("b")]),
+        ranged("a", "", vec![r("b")]),
+        ranged(&"x".repeat(crate::validator::MAX_KEY_BYTES + 1), "", vec![]),
     ];
     let txs: Vec<Bytes> = sets
         .into_iter()
@@ -763,4 +788,118 @@ fn a_proposal_carrying_transient_data_is_a_bad_payload() {
     );
     let out = validate(&block_of(1, vec![env.encode_to_vec().into()]));
     assert_eq!(out.codes, vec![Code::BadPayload]);
+}
+
+/// A read of `[start, end)` in `bank` that held `keys` (with their versions).
+fn range_read(start: &str, end: &str, keys: &[(&str, Version)]) -> RwSetBuilder {
+    let mut rw = RwSetBuilder::new();
+    rw.range(
+        "bank",
+        start,
+        end,
+        keys.iter().map(|(k, ver)| (k.to_string(), *ver)),
+    );
+    rw
+}
+
+#[test]
+fn a_range_must_hold_what_it_held_at_simulation() {
+    let n = net();
+    let mut state = State::new();
+    state.insert(key("bank", "acct/a"), v(2, 0));
+    state.insert(key("bank", "acct/c"), v(2, 1));
+    state.insert(key("bank", "other"), v(2, 2));
+    let ctx = n.ctx();
+    let none = HashSet::<String>::new();
+    let seen = [("acct/a", v(2, 0)), ("acct/c", v(2, 1))];
+    let txs = vec![
+        // 0: exactly what is committed: fine (and the key outside the range is ignored).
+        n.tx(1)
+            .rwset(range_read("acct/", "acct0", &seen).build())
+            .build(),
+        // 1: simulated before acct/c existed: an insert since, a phantom.
+        n.tx(2)
+            .rwset(range_read("acct/", "acct0", &seen[..1]).build())
+            .build(),
+        // 2: saw a key that is gone now.
+        n.tx(3)
+            .rwset(range_read("acct/", "acct0", &[seen[0], seen[1], ("acct/e", v(1, 0))]).build())
+            .build(),
+        // 3: saw an older version of acct/c.
+        n.tx(4)
+            .rwset(range_read("acct/", "acct0", &[seen[0], ("acct/c", v(1, 5))]).build())
+            .build(),
+        // 4: an unbounded range to the end of the namespace sees "other" too.
+        n.tx(5)
+            .rwset(range_read("acct/", "", &seen).build())
+            .build(),
+        // 5: a point read that fails wins over the range: MVCC, not phantom.
+        n.tx(6)
+            .rwset({
+                let mut rw = range_read("acct/", "acct0", &seen[..1]);
+                rw.read("bank", "other", Some(v(1, 1)));
+                rw.build()
+            })
+            .build(),
+    ];
+    let out = validate_block(&block_of(3, txs), &ctx, &state, &none);
+    assert_eq!(
+        out.codes,
+        vec![
+            Code::Valid,
+            Code::PhantomReadConflict,
+            Code::PhantomReadConflict,
+            Code::PhantomReadConflict,
+            Code::PhantomReadConflict,
+            Code::MvccReadConflict,
+        ]
+    );
+}
+
+#[test]
+fn a_range_written_into_by_an_earlier_valid_transaction_is_a_phantom() {
+    let n = net();
+    let mut state = State::new();
+    state.insert(key("bank", "acct/a"), v(2, 0));
+    let ctx = n.ctx();
+    let none = HashSet::<String>::new();
+    let seen = [("acct/a", v(2, 0))];
+    let sums = |nonce| {
+        let mut rw = range_read("acct/", "acct0", &seen);
+        rw.write("bank", "total", Bytes::from_static(b"1"));
+        n.tx(nonce).rwset(rw.build()).build()
+    };
+    let txs = vec![
+        // 0: sums the range: valid.
+        sums(1),
+        // 1: inserts acct/b (a blind write): valid.
+        n.tx(2).rwset(write("bank", "acct/b", b"5")).build(),
+        // 2: sums the same range as simulated before tx 1: a phantom in this block.
+        sums(3),
+        // 3: writes acct0, just past the (exclusive) end of the range: valid.
+        n.tx(4).rwset(write("bank", "acct0", b"5")).build(),
+        // 4: saw [acct0, acct1) empty, but tx 3 wrote into it: a phantom.
+        n.tx(5)
+            .rwset(range_read("acct0", "acct1", &[]).build())
+            .build(),
+        // 5: [acct/, acct/b) ends before the key tx 1 inserted: unaffected.
+        n.tx(6)
+            .rwset(range_read("acct/", "acct/b", &seen).build())
+            .build(),
+    ];
+    let out = validate_block(&block_of(3, txs), &ctx, &state, &none);
+    assert_eq!(
+        out.codes,
+        vec![
+            Code::Valid,
+            Code::Valid,
+            Code::PhantomReadConflict,
+            Code::Valid,
+            Code::PhantomReadConflict,
+            Code::Valid,
+        ]
+    );
+    // Only the valid transactions' writes are applied.
+    let keys: Vec<&str> = out.updates.iter().map(|u| u.key.as_str()).collect();
+    assert_eq!(keys, ["total", "acct/b", "acct0"]);
 }

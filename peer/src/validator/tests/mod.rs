@@ -4,3 +4,4 @@ mod codes;
 pub(crate) mod config;
 pub(crate) mod fixture;
 mod props;
+mod serializable;
