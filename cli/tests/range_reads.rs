@@ -2,7 +2,8 @@
 //! that read a key range is endorsed, then — before it is ordered — another transaction
 //! inserts a key into that range and commits. The first one then commits as
 //! PHANTOM_READ_CONFLICT on every peer and changes nothing; proposed again, it is VALID.
-//! A transaction whose range nobody touched meanwhile commits as VALID.
+//! A transaction whose range nobody touched meanwhile commits as VALID. The Query
+//! service pages long ranges and histories.
 
 mod common;
 
@@ -11,6 +12,8 @@ use common::*;
 use ordo_proto::pb::gateway::gateway_client::GatewayClient;
 use ordo_proto::pb::gateway::EndorseRequest;
 use ordo_proto::pb::peer::TxValidationCode;
+use ordo_proto::pb::query::query_request::Query;
+use ordo_proto::pb::query::{GetHistory, GetStateRange};
 use ordo_sdk::gateway::{signed_proposal, Gateway};
 use ordo_sdk::network::Network;
 use ordo_sdk::tx::{self, invocation, Proposal};
@@ -45,13 +48,8 @@ async fn endorse_only(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_into_a_range_read_meanwhile_is_a_phantom_on_every_peer() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("net");
-    let dir_s = dir.to_str().expect("utf8");
-    let base = free_ports(8);
-    let (child, _) = start_up(dir_s, base, base + 4);
-    let _up = Up(Some(child));
-    let net = Network::load(&dir.join("network.json")).expect("network");
+    let (_tmp, network_file, _up) = up_in_temp_dir();
+    let net = Network::load(&network_file).expect("network");
     let peer_a = net
         .nodes_with_role("peer")
         .find(|p| p.org == "BankA")
@@ -91,11 +89,9 @@ async fn an_insert_into_a_range_read_meanwhile_is_a_phantom_on_every_peer() {
             &peer.grpc_addr,
             &reader,
             CHANNEL,
-            ordo_proto::pb::query::query_request::Query::Transaction(
-                ordo_proto::pb::query::GetTransaction {
-                    tx_id: lister_id.clone(),
-                },
-            ),
+            Query::Transaction(ordo_proto::pb::query::GetTransaction {
+                tx_id: lister_id.clone(),
+            }),
         )
         .await;
         let status = resp.transaction.expect("committed");
@@ -110,4 +106,44 @@ async fn an_insert_into_a_range_read_meanwhile_is_a_phantom_on_every_peer() {
         .expect("VALID when proposed again");
     let keys: Vec<serde_json::Value> = serde_json::from_slice(&listed.result).expect("json");
     assert_eq!(keys.len(), 3, "{keys:?}");
+
+    // The Query service pages ranges and histories: each answer says where to go on.
+    let query = |q| peer_query(&peer_a, &member.identity, CHANNEL, q);
+    let range = |start: &str| {
+        Query::Range(GetStateRange {
+            namespace: "kv".into(),
+            start: start.into(),
+            end: "acct0".into(),
+            limit: 2,
+        })
+    };
+    let first = query(range("acct/")).await;
+    let keys: Vec<&str> = first.values.iter().map(|v| v.key.as_str()).collect();
+    assert_eq!(keys, ["acct/a", "acct/b"]);
+    assert_eq!(first.next_start, "acct/c");
+    let last = query(range(&first.next_start)).await;
+    let keys: Vec<&str> = last.values.iter().map(|v| v.key.as_str()).collect();
+    assert_eq!(
+        (keys.as_slice(), last.next_start.as_str()),
+        (&["acct/c"][..], "")
+    );
+    for value in ["2", "3"] {
+        kv.submit("put", ["acct/a", value]).await.expect("put");
+    }
+    let history = |from| {
+        Query::History(GetHistory {
+            namespace: "kv".into(),
+            key: "acct/a".into(),
+            limit: 2,
+            from,
+        })
+    };
+    let first = query(history(None)).await;
+    let values: Vec<&[u8]> = first.history.iter().map(|h| h.value.as_ref()).collect();
+    assert_eq!(values, [b"1".as_ref(), b"2".as_ref()]);
+    let cursor = first.next_history.expect("more to come");
+    let rest = query(history(Some(cursor))).await;
+    let values: Vec<&[u8]> = rest.history.iter().map(|h| h.value.as_ref()).collect();
+    assert_eq!(values, [b"3".as_ref()]);
+    assert_eq!(rest.next_history, None);
 }

@@ -38,13 +38,7 @@ fn example_binary() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bank_client_example_runs_against_ordo_up() {
     let bin = example_binary();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("net");
-    let dir_s = dir.to_str().expect("utf8");
-    let base = free_ports(8);
-    let (child, _) = start_up(dir_s, base, base + 4);
-    let _up = Up(Some(child));
-    let network_file = dir.join("network.json");
+    let (_tmp, network_file, _up) = up_in_temp_dir();
 
     let out = std::process::Command::new(&bin)
         .arg(&network_file)

@@ -295,15 +295,32 @@ impl BlockStore {
 
     /// Every committed change of `key` in `namespace`, oldest first.
     pub fn history(&self, namespace: &str, key: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
+        Ok(self.history_page(namespace, key, None, usize::MAX)?.0)
+    }
+
+    /// At most `limit` committed changes of `key` in `namespace`, oldest first, from the
+    /// change at `from` on (`None`: from the oldest); and the version of the next change
+    /// when there are more.
+    pub fn history_page(
+        &self,
+        namespace: &str,
+        key: &str,
+        from: Option<Version>,
+        limit: usize,
+    ) -> Result<(Vec<HistoryEntry>, Option<Version>), LedgerError> {
         let prefix = history_prefix(namespace, key);
         let mut opts = ReadOptions::default();
         if let Some(u) = prefix_end(&prefix) {
             opts.set_iterate_upper_bound(u);
         }
+        let mut first = prefix.clone();
+        if let Some(v) = from {
+            first.extend_from_slice(&version_bytes(v));
+        }
         let iter = self.inner.db.iterator_cf_opt(
             self.cf(CF_HISTORY)?,
             opts,
-            IteratorMode::From(&prefix, Direction::Forward),
+            IteratorMode::From(&first, Direction::Forward),
         );
         let mut out = Vec::new();
         for item in iter {
@@ -318,9 +335,12 @@ impl BlockStore {
                     ))
                 }
             };
+            if out.len() == limit {
+                return Ok((out, Some(version)));
+            }
             out.push(HistoryEntry { version, value });
         }
-        Ok(out)
+        Ok((out, None))
     }
 
     /// The commit hash stored with the last committed block (`None` on an orderer's
@@ -486,6 +506,16 @@ mod tests {
                 },
             ]
         );
+        // Page by page: one entry, then the rest from where the first page ended.
+        let (first, next) = store
+            .history_page("bank", "alice", None, 1)
+            .expect("history");
+        assert_eq!(first, h[..1]);
+        assert_eq!(next, Some(Version { block: 2, tx: 0 }));
+        let (rest, next) = store
+            .history_page("bank", "alice", next, 1)
+            .expect("history");
+        assert_eq!((rest.as_slice(), next), (&h[1..], None));
         let loc = store.tx_location("t2").expect("read").expect("indexed");
         assert_eq!((loc.block, loc.index, loc.code), (1, 1, Some(11)));
     }

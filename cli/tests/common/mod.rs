@@ -577,6 +577,16 @@ pub fn start_up(dir: &str, port: u16, ops: u16) -> (Child, String) {
     start_up_with(dir, port, ops, &[])
 }
 
+/// A default `ordo up` network (solo, three banks) in a fresh temporary directory: the
+/// directory (removed when dropped), the network file, and the running network.
+pub fn up_in_temp_dir() -> (tempfile::TempDir, PathBuf, Up) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("net");
+    let base = free_ports(8);
+    let (child, _) = start_up(dir.to_str().expect("utf8"), base, base + 4);
+    (tmp, dir.join("network.json"), Up(Some(child)))
+}
+
 /// [`start_up`] with more `ordo up` arguments.
 pub fn start_up_with(dir: &str, port: u16, ops: u16, extra: &[&str]) -> (Child, String) {
     use std::io::{BufRead, BufReader};

@@ -32,8 +32,9 @@ pub trait StateReader {
         end: &str,
         limit: usize,
     ) -> Result<Vec<(String, Version, Bytes)>, String>;
-    /// Every committed change of `key`, oldest first.
-    fn history(&self, namespace: &str, key: &str) -> Result<Vec<HistoryItem>, String>;
+    /// The committed changes of `key`, oldest first, at most `limit`.
+    fn history(&self, namespace: &str, key: &str, limit: usize)
+        -> Result<Vec<HistoryItem>, String>;
 }
 
 fn version(v: ordo_ledger::Version) -> Version {
@@ -66,16 +67,24 @@ impl StateReader for BlockStore {
             .collect())
     }
 
-    fn history(&self, namespace: &str, key: &str) -> Result<Vec<HistoryItem>, String> {
-        Ok(ordo_ledger::BlockStore::history(self, namespace, key)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|h| HistoryItem {
-                block: h.version.block,
-                tx: h.version.tx,
-                value: h.value,
-            })
-            .collect())
+    fn history(
+        &self,
+        namespace: &str,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<HistoryItem>, String> {
+        Ok(
+            ordo_ledger::BlockStore::history_page(self, namespace, key, None, limit)
+                .map_err(|e| e.to_string())?
+                .0
+                .into_iter()
+                .map(|h| HistoryItem {
+                    block: h.version.block,
+                    tx: h.version.tx,
+                    value: h.value,
+                })
+                .collect(),
+        )
     }
 }
 
@@ -100,7 +109,12 @@ impl StateReader for std::collections::BTreeMap<(String, String), (Version, Byte
             .collect())
     }
 
-    fn history(&self, _namespace: &str, _key: &str) -> Result<Vec<HistoryItem>, String> {
+    fn history(
+        &self,
+        _namespace: &str,
+        _key: &str,
+        _limit: usize,
+    ) -> Result<Vec<HistoryItem>, String> {
         Ok(Vec::new())
     }
 }

@@ -34,7 +34,7 @@ pub struct Limits {
     pub max_writes: usize,
     /// Total bytes of written values.
     pub max_write_bytes: usize,
-    /// Keys one range read may return.
+    /// Keys one range read, or changes one history read, may return.
     pub max_range: usize,
     /// Bytes of the response payload.
     pub max_payload_bytes: usize,
@@ -333,9 +333,17 @@ impl Context for Simulation<'_> {
     fn history(&mut self, key: &str) -> Result<Vec<HistoryItem>, StateError> {
         self.check_time()?;
         self.check_key(key)?;
-        self.state
-            .history(self.namespace, key)
-            .map_err(|e| self.fail(StateError::Unavailable(e)))
+        let limit = self.limits.max_range;
+        let items = self
+            .state
+            .history(self.namespace, key, limit + 1)
+            .map_err(|e| self.fail(StateError::Unavailable(e)))?;
+        if items.len() > limit {
+            return Err(self.fail(StateError::Limit(format!(
+                "the history of {key:?} has more than {limit} changes"
+            ))));
+        }
+        Ok(items)
     }
 
     fn set_event(&mut self, name: &str, payload: Bytes) {

@@ -11,15 +11,28 @@ use ordo_proto::envelope;
 use ordo_proto::pb::common::{Envelope, Status as Code};
 use ordo_proto::pb::peer::TxValidationCode;
 use ordo_proto::pb::query::{
-    query_request, HistoryEntry, QueryRequest, QueryResponse, TransactionStatus, VersionedValue,
+    query_request, HistoryCursor, HistoryEntry, QueryRequest, QueryResponse, TransactionStatus,
+    VersionedValue,
 };
 use ordo_proto::replay::DEFAULT_FRESHNESS_WINDOW_MS;
 
 use super::admin::authorize_reader;
 use super::channels::PeerChannels;
 
-/// Most values a range query returns.
+/// Most values a range query returns; `next_start` says where to continue.
 pub const MAX_RANGE_RESULTS: u32 = 10_000;
+
+/// Most entries a history query returns; `next_history` says where to continue.
+pub const MAX_HISTORY_RESULTS: u32 = 10_000;
+
+/// A requested page size: 0 or anything above `max` is `max`.
+fn page_size(requested: u32, max: u32) -> usize {
+    (if requested == 0 {
+        max
+    } else {
+        requested.min(max)
+    }) as usize
+}
 
 /// The Query handler.
 pub struct PeerQuery {
@@ -84,15 +97,14 @@ impl PeerQuery {
                 }
             }
             query_request::Query::Range(r) => {
-                let limit = if r.limit == 0 {
-                    MAX_RANGE_RESULTS
-                } else {
-                    r.limit.min(MAX_RANGE_RESULTS)
-                };
-                for (key, v) in ledger
-                    .state_range(&r.namespace, &r.start, &r.end, limit as usize)
-                    .map_err(storage)?
-                {
+                let limit = page_size(r.limit, MAX_RANGE_RESULTS);
+                let mut page = ledger
+                    .state_range(&r.namespace, &r.start, &r.end, limit + 1)
+                    .map_err(storage)?;
+                if page.len() > limit {
+                    resp.next_start = page.pop().map(|(key, _)| key).unwrap_or_default();
+                }
+                for (key, v) in page {
                     resp.values.push(VersionedValue {
                         key,
                         value: v.value,
@@ -102,7 +114,23 @@ impl PeerQuery {
                 }
             }
             query_request::Query::History(h) => {
-                for e in ledger.history(&h.namespace, &h.key).map_err(storage)? {
+                let from = h.from.map(|c| ordo_ledger::Version {
+                    block: c.block,
+                    tx: c.tx,
+                });
+                let (entries, next) = ledger
+                    .history_page(
+                        &h.namespace,
+                        &h.key,
+                        from,
+                        page_size(h.limit, MAX_HISTORY_RESULTS),
+                    )
+                    .map_err(storage)?;
+                resp.next_history = next.map(|v| HistoryCursor {
+                    block: v.block,
+                    tx: v.tx,
+                });
+                for e in entries {
                     resp.history.push(HistoryEntry {
                         block: e.version.block,
                         tx: e.version.tx,

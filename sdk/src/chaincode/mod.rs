@@ -69,7 +69,8 @@ pub trait Context {
     /// commits as PHANTOM_READ_CONFLICT if a key is inserted into, updated in or deleted
     /// from the range before it commits.
     fn range(&mut self, start: &str, end: &str) -> Result<Vec<(String, Bytes)>, StateError>;
-    /// Every committed change of `key`, oldest first. Not recorded as a read (history is
+    /// Every committed change of `key`, oldest first (a peer fails the invocation with
+    /// 413 beyond its per-invocation limit, 1,000 by default). Not recorded as a read (history is
     /// informational; a transaction should not decide on it).
     fn history(&mut self, key: &str) -> Result<Vec<HistoryItem>, StateError>;
     /// Sets the invocation's event, delivered to listeners once the transaction commits

@@ -432,19 +432,7 @@ fn undecodable_parts_are_bad_payload() {
     env.signature = creator.sign(&env.payload).to_vec().into();
     // Response payload for another chaincode than the proposal's.
     let prop = n.tx(10).proposal();
-    let payload: Bytes = ProposalResponsePayload {
-        proposal_hash: Bytes::copy_from_slice(prop.proposal_hash()),
-        chaincode: "audit".into(),
-        chaincode_version: "1".into(),
-        response: Some(ChaincodeResponse {
-            status: 200,
-            ..Default::default()
-        }),
-        results: None,
-        event: None,
-    }
-    .encode_to_vec()
-    .into();
+    let payload = ok_payload(prop.proposal_hash(), "audit");
     let mismatched: Bytes = tx::assemble(
         creator,
         &prop,
@@ -757,19 +745,7 @@ fn a_proposal_carrying_transient_data_is_a_bad_payload() {
     // Hashed and endorsed over the bytes *with* the transient data, so only the transient
     // check can refuse it.
     let hash = ordo_proto::hash::proposal_hash(prop.tx_id(), CHANNEL, prop.signed_bytes());
-    let payload: Bytes = ProposalResponsePayload {
-        proposal_hash: Bytes::copy_from_slice(&hash),
-        chaincode: "bank".into(),
-        chaincode_version: "1".into(),
-        response: Some(ChaincodeResponse {
-            status: 200,
-            ..Default::default()
-        }),
-        results: None,
-        event: None,
-    }
-    .encode_to_vec()
-    .into();
+    let payload = ok_payload(&hash, "bank");
     let leaked = EndorserTransaction {
         proposal: prop.signed_bytes().clone(),
         response_payload: payload.clone(),
@@ -902,4 +878,21 @@ fn a_range_written_into_by_an_earlier_valid_transaction_is_a_phantom() {
     // Only the valid transactions' writes are applied.
     let keys: Vec<&str> = out.updates.iter().map(|u| u.key.as_str()).collect();
     assert_eq!(keys, ["total", "acct/b", "acct0"]);
+}
+
+/// A successful, empty response payload of `chaincode` version 1 for `proposal_hash`.
+fn ok_payload(proposal_hash: &[u8], chaincode: &str) -> Bytes {
+    ProposalResponsePayload {
+        proposal_hash: Bytes::copy_from_slice(proposal_hash),
+        chaincode: chaincode.into(),
+        chaincode_version: "1".into(),
+        response: Some(ChaincodeResponse {
+            status: 200,
+            ..Default::default()
+        }),
+        results: None,
+        event: None,
+    }
+    .encode_to_vec()
+    .into()
 }
