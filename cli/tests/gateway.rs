@@ -11,7 +11,7 @@ use common::*;
 use ordo_proto::pb::gateway::events_client::EventsClient;
 use ordo_proto::pb::gateway::gateway_client::GatewayClient;
 use ordo_proto::pb::gateway::{block_events_response, BlockEventsRequest};
-use ordo_sdk::gateway::{signed_proposal, Contract, GatewayError, RetryPolicy};
+use ordo_sdk::gateway::{signed_proposal, Contract, GatewayError, RetryPolicy, StartAt};
 use ordo_sdk::network::Network;
 use ordo_sdk::tx::{invocation, Proposal};
 
@@ -309,6 +309,19 @@ async fn bank_through_the_gateway_of_every_org() {
         c.evaluate("balance", args(&["alice"])).await.is_ok(),
         "still serving"
     );
+    // Events of a chaincode the channel does not define: refused, not a silent stream.
+    match c
+        .gateway()
+        .contract(CHANNEL, "nope")
+        .events(StartAt::Block(0))
+        .await
+    {
+        Err(GatewayError::Refused { code, message, .. }) => {
+            assert_eq!(code, tonic::Code::NotFound, "{message}")
+        }
+        Err(other) => panic!("undefined chaincode events: {other}"),
+        Ok(_) => panic!("undefined chaincode events must be refused"),
+    }
 
     // The client chooses who endorses (2 of 3 orgs are enough for the policy): exactly
     // those, in two steps (submit_async, then the commit). A choice without the

@@ -66,10 +66,10 @@ impl Decoder for ReceivedDecoder {
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
         let raw = buf.copy_to_bytes(buf.remaining());
-        // The generated codec's answer to bytes that are no Envelope, kept identical.
+        // Bytes that are no Envelope are the client's mistake, not the server's.
         ReceivedEnvelope::decode(raw)
             .map(Some)
-            .map_err(|e| Status::internal(e.to_string()))
+            .map_err(|e| Status::invalid_argument(format!("not an ordo.common.Envelope: {e}")))
     }
 }
 

@@ -158,7 +158,11 @@ impl BroadcastHandler {
         let (in_tx, in_rx) = mpsc::channel::<(ReceivedEnvelope, Instant)>(half);
         let (slot_tx, slot_rx) = mpsc::channel::<Answer>(half);
         let (out_tx, out_rx) = mpsc::channel(256);
+        // How the stream ends when the client sent something unreadable: after the answers
+        // to every envelope before it, with that status (never a silent OK).
+        let ending: Arc<std::sync::Mutex<Option<tonic::Status>>> = Arc::default();
         let shutdown = self.shutdown.clone();
+        let reader_ending = ending.clone();
         tokio::spawn(async move {
             // One registration with the node-wide token for the stream's life, not one per
             // envelope (its waiter list is a lock every stream shares).
@@ -178,6 +182,21 @@ impl BroadcastHandler {
                     }
                     Some(Err(status)) => {
                         debug!(%status, "broadcast stream ended with an error");
+                        let status = if status.code() == tonic::Code::Internal {
+                            tonic::Status::invalid_argument(status.message().to_string())
+                        } else {
+                            status
+                        };
+                        let ending = tonic::Status::new(
+                            status.code(),
+                            format!(
+                                "{}; the envelopes before it were answered, nothing after it was read",
+                                status.message()
+                            ),
+                        );
+                        if let Ok(mut slot) = reader_ending.lock() {
+                            *slot = Some(ending);
+                        }
                         break;
                     }
                     None => break,
@@ -192,7 +211,11 @@ impl BroadcastHandler {
         let metrics = self.metrics.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            respond(slot_rx, out_tx, &metrics, shutdown).await;
+            respond(slot_rx, &out_tx, &metrics, shutdown).await;
+            let ended_badly = ending.lock().ok().and_then(|mut e| e.take());
+            if let Some(status) = ended_badly {
+                let _ = out_tx.send(Err(status)).await;
+            }
             metrics.broadcast_streams.dec();
         });
         Response::new(ReceiverStream::new(out_rx))
@@ -499,7 +522,7 @@ impl ResponseMetrics<'_> {
 
 async fn respond(
     mut slot_rx: mpsc::Receiver<Answer>,
-    out_tx: mpsc::Sender<Result<BroadcastResponse, tonic::Status>>,
+    out_tx: &mpsc::Sender<Result<BroadcastResponse, tonic::Status>>,
     metrics: &Metrics,
     shutdown: CancellationToken,
 ) {

@@ -62,6 +62,20 @@ impl PeerEvents {
         if req.chaincode.is_empty() {
             return Err(Status::invalid_argument("no chaincode named"));
         }
+        // A stream for a chaincode the channel does not define would stay silent forever.
+        if !channel
+            .status()
+            .config
+            .chaincodes
+            .iter()
+            .any(|c| c.name == req.chaincode)
+        {
+            return Err(Status::not_found(format!(
+                "chaincode {:?} is not defined on channel {:?}",
+                req.chaincode,
+                channel.id()
+            )));
+        }
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
