@@ -11,7 +11,9 @@ use common::*;
 use ordo_proto::pb::gateway::events_client::EventsClient;
 use ordo_proto::pb::gateway::gateway_client::GatewayClient;
 use ordo_proto::pb::gateway::{block_events_response, BlockEventsRequest};
-use ordo_sdk::gateway::{signed_proposal, Contract, GatewayError, RetryPolicy, StartAt};
+use ordo_sdk::gateway::{
+    signed_proposal, Contract, GatewayError, RetryPolicy, StartAt, TxValidationCode,
+};
 use ordo_sdk::network::Network;
 use ordo_sdk::tx::{invocation, Proposal};
 
@@ -309,6 +311,32 @@ async fn bank_through_the_gateway_of_every_org() {
         c.evaluate("balance", args(&["alice"])).await.is_ok(),
         "still serving"
     );
+    // A MESSAGE envelope ordered onto the channel commits as UNKNOWN_TX_TYPE, and is
+    // found as such: by CommitStatus (no wait until the deadline) and by Query.
+    let orderer = net.first_orderer().expect("orderer").grpc_addr.clone();
+    let (note, note_id) = message(&client, CHANNEL, 64, 1);
+    let answers = broadcast(&orderer, vec![note]).await;
+    assert_eq!(
+        answers[0].status,
+        ordo_proto::pb::common::Status::Success as i32
+    );
+    let status = c.commit_status(&note_id).await.expect("found");
+    assert_eq!(status.code, TxValidationCode::UnknownTxType);
+    let found = peer_query(
+        &peer_a,
+        &client,
+        CHANNEL,
+        ordo_proto::pb::query::query_request::Query::Transaction(
+            ordo_proto::pb::query::GetTransaction { tx_id: note_id },
+        ),
+    )
+    .await;
+    let tx = found.transaction.expect("indexed");
+    assert_eq!(
+        (tx.code_name.as_str(), tx.block),
+        ("UNKNOWN_TX_TYPE", status.block)
+    );
+
     // Events of a chaincode the channel does not define: refused, not a silent stream.
     match c
         .gateway()

@@ -27,7 +27,10 @@
 //! | 17 | ranges (stage 2): every range read holds exactly the committed keys and versions it held at simulation, and no earlier valid transaction of the block wrote a key inside it | PHANTOM_READ_CONFLICT |
 //!
 //! Checks 1–6 and 8–15 are stage 1 (parallel); 7 runs between the stages in block order,
-//! and counts only tx ids authenticated by check 6; 16 and 17 are stage 2. Bad endorsements are
+//! and counts only tx ids authenticated by check 6; 16 and 17 are stage 2. An envelope
+//! that fails check 3 or 4 keeps that code, but checks 5 and 6 still run on it to
+//! authenticate its tx id: a committed MESSAGE envelope is indexed (Query and
+//! CommitStatus find it as UNKNOWN_TX_TYPE) and its id is taken. Bad endorsements are
 //! dropped, not fatal: they can only make check 15 fail.
 //!
 //! A block that holds exactly one CONFIG envelope is a config block: it is VALID with no

@@ -47,6 +47,11 @@ pub(crate) struct SignedTx<'c> {
     pub creator: VerifiedCert,
     /// The header's tx id (already known to match nonce and creator).
     pub tx_id: String,
+    /// Set when the envelope is for another channel or of a type the peer does not
+    /// validate (checks 3 and 4): that is its code whatever its signature, which is
+    /// checked only to tell whether the tx id is authentic (then it is indexed, so the
+    /// transaction can be looked up and its id is taken).
+    pub header_verdict: Option<Verdict>,
     /// The outcome of the checks on the transaction itself.
     pub body: Result<Body<'c>, Verdict>,
 }
@@ -69,21 +74,26 @@ pub(crate) struct Body<'c> {
 /// Runs the signature-free checks on one envelope of a block.
 pub(crate) fn prepare<'c>(envelope_bytes: &Bytes, ctx: &'c ValidationContext) -> Prepared<'c> {
     match prepare_envelope(envelope_bytes, ctx) {
-        Ok((env, header, creator, data)) => Prepared::Signed(Box::new(SignedTx {
+        Ok((env, header, creator, data, header_verdict)) => Prepared::Signed(Box::new(SignedTx {
             payload: env.payload,
             signature: env.signature,
             creator,
-            body: prepare_body(&header, data, ctx),
+            body: match &header_verdict {
+                Some(v) => Err(v.clone()),
+                None => prepare_body(&header, data, ctx),
+            },
+            header_verdict,
             tx_id: header.tx_id,
         })),
         Err(v) => Prepared::Rejected(v),
     }
 }
 
-fn prepare_envelope(
-    envelope_bytes: &Bytes,
-    ctx: &ValidationContext,
-) -> Result<(Envelope, Header, VerifiedCert, Bytes), Verdict> {
+/// The decoded envelope, its header, its valid creator, its data, and the verdict of
+/// checks 3 and 4 when one of them failed (see [`SignedTx::header_verdict`]).
+type Unpacked = (Envelope, Header, VerifiedCert, Bytes, Option<Verdict>);
+
+fn prepare_envelope(envelope_bytes: &Bytes, ctx: &ValidationContext) -> Result<Unpacked, Verdict> {
     let env = Envelope::decode(envelope_bytes.clone())
         .map_err(|e| Verdict::new(TxValidationCode::BadPayload, format!("envelope: {e}")))?;
     let unpacked = match envelope::unpack(&env) {
@@ -96,27 +106,27 @@ fn prepare_envelope(
         Err(e) => return Err(Verdict::new(TxValidationCode::BadPayload, e.to_string())),
     };
     let header = unpacked.header;
-    match unpacked.header_type {
+    let header_verdict = match unpacked.header_type {
         HeaderType::Config => return Err(config_out_of_place()),
-        _ if header.channel_id != ctx.channel_id() => {
-            return Err(Verdict::new(
-                TxValidationCode::WrongChannel,
-                format!("envelope for channel {:?}", header.channel_id),
-            ));
-        }
-        HeaderType::EndorserTransaction => {}
-        other => {
-            return Err(Verdict::new(
-                TxValidationCode::UnknownTxType,
-                format!("header type {}", other.as_str_name()),
-            ));
-        }
+        _ if header.channel_id != ctx.channel_id() => Some(Verdict::new(
+            TxValidationCode::WrongChannel,
+            format!("envelope for channel {:?}", header.channel_id),
+        )),
+        HeaderType::EndorserTransaction => None,
+        other => Some(Verdict::new(
+            TxValidationCode::UnknownTxType,
+            format!("header type {}", other.as_str_name()),
+        )),
+    };
+    match (
+        ctx.msp().verify(&header.creator, tx_time_secs(&header)),
+        header_verdict,
+    ) {
+        (Ok(creator), header_verdict) => Ok((env, header, creator, unpacked.data, header_verdict)),
+        // Checks 3 and 4 come first: their code stands, with the tx id unauthenticated.
+        (Err(_), Some(verdict)) => Err(verdict),
+        (Err(e), None) => Err(Verdict::new(TxValidationCode::BadCreator, e.to_string())),
     }
-    let creator = ctx
-        .msp()
-        .verify(&header.creator, tx_time_secs(&header))
-        .map_err(|e| Verdict::new(TxValidationCode::BadCreator, e.to_string()))?;
-    Ok((env, header, creator, unpacked.data))
 }
 
 /// The time a transaction's certificates are checked at: its own creation time, from its

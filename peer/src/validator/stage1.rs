@@ -126,6 +126,9 @@ fn check_chunk(chunk: &[Bytes], ctx: &ValidationContext) -> Vec<Checked> {
                     Ok(body) => verdicts.by_ref().take(body.endorsers.len()).collect(),
                     Err(_) => Vec::new(),
                 };
+                if let Some(v) = tx.header_verdict {
+                    return Checked::failed(v, envelope_ok.then_some(tx.tx_id));
+                }
                 if !envelope_ok {
                     return Checked::failed(
                         Verdict::new(

@@ -591,8 +591,50 @@ fn other_channels_and_other_header_types() {
     .0
     .encode_to_vec()
     .into();
-    let out = validate(&block_of(1, vec![other_channel, message]));
-    assert_eq!(out.codes, vec![Code::WrongChannel, Code::UnknownTxType]);
+    // The same MESSAGE with a broken signature, and one by a creator the channel does
+    // not know.
+    let mut forged = Envelope::decode(message.clone()).expect("decodes");
+    let mut sig = forged.signature.to_vec();
+    sig[0] ^= 1;
+    forged.signature = sig.into();
+    let stranger_ca = ed25519_dalek::SigningKey::from_bytes(&[98; 32]);
+    let stranger = member(&stranger_ca, "Z", Role::Client, 97, u64::MAX / 2);
+    let unknown_creator: Bytes = envelope::create_signed_with_nonce(
+        &stranger,
+        CHANNEL,
+        HeaderType::Message,
+        Bytes::from_static(b"hello"),
+        1,
+        b"z",
+    )
+    .0
+    .encode_to_vec()
+    .into();
+    let out = validate(&block_of(
+        1,
+        vec![
+            other_channel,
+            message,
+            forged.encode_to_vec().into(),
+            unknown_creator,
+        ],
+    ));
+    // Checks 3 and 4 come before the creator and signature checks: their codes stand.
+    assert_eq!(
+        out.codes,
+        vec![
+            Code::WrongChannel,
+            Code::UnknownTxType,
+            Code::UnknownTxType,
+            Code::UnknownTxType
+        ]
+    );
+    // A valid creator's signature authenticates the tx id, so the transaction is indexed
+    // (it can be looked up, and its id is taken); a forged or unknown one is not.
+    assert_eq!(
+        out.tx_ids.iter().map(Option::is_some).collect::<Vec<_>>(),
+        [true, true, false, false]
+    );
 }
 
 #[test]
