@@ -337,6 +337,22 @@ async fn bank_through_the_gateway_of_every_org() {
         ("UNKNOWN_TX_TYPE", status.block)
     );
 
+    // Request messages that are no message at all: INVALID_ARGUMENT on every service.
+    for path in [
+        "/ordo.gateway.Gateway/Evaluate",
+        "/ordo.gateway.Gateway/Endorse",
+        "/ordo.gateway.Endorser/ProcessProposal",
+        "/ordo.query.Query/Query",
+        "/ordo.admin.Admin/Execute",
+    ] {
+        let status = raw_unary(&peer_a, path, b"\xff\xff\xff\xff").await;
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{path}: {status}"
+        );
+    }
+
     // Events of a chaincode the channel does not define: refused, not a silent stream.
     match c
         .gateway()

@@ -30,6 +30,7 @@
 
 pub mod certinfo;
 pub mod data_dir;
+pub mod decode_errors;
 pub mod drain;
 pub mod health;
 pub mod listener;
@@ -41,6 +42,7 @@ pub mod reflection;
 pub mod tls;
 pub mod trust;
 
+pub use decode_errors::DecodeErrorLayer;
 pub use drain::{serve_with_drain, Drained};
 pub use listener::{
     incoming, memory_listener, GrpcListener, ListenerLimits, ListenerMetrics, MemoryConnector,

@@ -311,6 +311,7 @@ pub async fn run(
         .max_concurrent_streams(config.limits.max_concurrent_streams)
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
+        .layer(ordo_node::DecodeErrorLayer)
         .add_service(health)
         .add_service(ordo_node::reflection::v1(ORDERER_SERVICES)?)
         .add_service(ordo_node::reflection::v1alpha(ORDERER_SERVICES)?)

@@ -657,3 +657,112 @@ impl Drop for Up {
         self.stop();
     }
 }
+
+/// Sends each of `frames` as one gRPC message of a Broadcast stream, whatever its bytes;
+/// the answers, and the error the stream ended with, if any.
+pub async fn raw_broadcast(
+    addr: &str,
+    frames: Vec<Vec<u8>>,
+) -> (Vec<BroadcastResponse>, Option<tonic::Status>) {
+    let mut grpc = tonic::client::Grpc::new(connect(addr).await.expect("connect"));
+    grpc.ready().await.expect("ready");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/ordo.orderer.AtomicBroadcast/Broadcast",
+    );
+    let outbound = tokio_stream::iter(frames.into_iter().map(bytes::Bytes::from));
+    let mut answers = Vec::new();
+    let codec = RawCodec::<BroadcastResponse>::default();
+    let mut inbound = match grpc
+        .streaming(tonic::Request::new(outbound), path, codec)
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(status) => return (answers, Some(status)),
+    };
+    loop {
+        match inbound.message().await {
+            Ok(Some(a)) => answers.push(a),
+            Ok(None) => return (answers, None),
+            Err(status) => return (answers, Some(status)),
+        }
+    }
+}
+
+/// Calls the unary method `path` (e.g. `/ordo.query.Query/Query`) of `addr` with `bytes`
+/// as the request message, whatever they are; the status it answered.
+pub async fn raw_unary(addr: &str, path: &'static str, bytes: &'static [u8]) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(connect(addr).await.expect("connect"));
+    grpc.ready().await.expect("ready");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    // Whatever the method answers, an empty message decodes as one.
+    let codec = RawCodec::<ordo_proto::pb::common::Envelope>::default();
+    match grpc
+        .unary(
+            tonic::Request::new(bytes::Bytes::from_static(bytes)),
+            path,
+            codec,
+        )
+        .await
+    {
+        Ok(_) => tonic::Status::ok(""),
+        Err(status) => status,
+    }
+}
+
+/// Encodes messages as the raw bytes given; decodes `D`.
+pub struct RawCodec<D>(std::marker::PhantomData<D>);
+
+impl<D> Default for RawCodec<D> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<D: prost::Message + Default + Send + 'static> tonic::codec::Codec for RawCodec<D> {
+    type Encode = bytes::Bytes;
+    type Decode = D;
+    type Encoder = RawEncoder;
+    type Decoder = MessageDecoder<D>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        MessageDecoder(std::marker::PhantomData)
+    }
+}
+
+/// Decodes one `D` per message.
+pub struct MessageDecoder<D>(std::marker::PhantomData<D>);
+
+impl<D: prost::Message + Default> tonic::codec::Decoder for MessageDecoder<D> {
+    type Item = D;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<D>, tonic::Status> {
+        D::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+/// Writes the bytes as they are.
+pub struct RawEncoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
