@@ -39,6 +39,7 @@ pub mod pool;
 pub mod reachability;
 pub mod readiness;
 pub mod reflection;
+pub mod stream_budget;
 pub mod tls;
 pub mod trust;
 

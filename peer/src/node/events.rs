@@ -9,12 +9,20 @@
 //! A stream opens for a reader of the channel whose request is stamped within the
 //! freshness window of the peer's clock ([`reader_request`]; PERMISSION_DENIED otherwise),
 //! so a captured request cannot be replayed later.
+//!
+//! **Bounds.** A reader that never reads holds at most [`STREAM_BUFFER_BYTES`] of
+//! buffered answers (one larger block alone), not 16 whole blocks; and one identity holds
+//! at most [`MAX_STREAMS_PER_IDENTITY`] streams on this peer (RESOURCE_EXHAUSTED beyond).
+//! A chaincode the channel does not define is NOT_FOUND, not a stream that stays silent.
 
 use std::sync::Arc;
 
 use prost::Message;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use ordo_node::stream_budget::{self, BudgetSender, BudgetStream};
+use ordo_proto::hash::Hash;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -32,10 +40,42 @@ use super::channels::{PeerChannel, PeerChannels};
 /// Responses buffered per stream before the sender waits for the client.
 const STREAM_BUFFER: usize = 16;
 
+/// Bytes of responses buffered per stream before the sender waits for the client (a
+/// block larger than this is sent alone).
+pub const STREAM_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Event streams one identity may hold open on this peer at once; beyond,
+/// RESOURCE_EXHAUSTED.
+pub const MAX_STREAMS_PER_IDENTITY: usize = 64;
+
+/// The sending side of one event stream.
+type Sender<T> = BudgetSender<Result<T, Status>>;
+
 /// The Events handler.
 pub struct PeerEvents {
     channels: Arc<PeerChannels>,
     shutdown: CancellationToken,
+    /// Open streams per requesting certificate (its SHA-256).
+    open: Arc<Mutex<HashMap<Hash, usize>>>,
+}
+
+/// One open stream of an identity; the count drops with it.
+struct OpenStream {
+    open: Arc<Mutex<HashMap<Hash, usize>>>,
+    who: Hash,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.open.lock() {
+            if let Some(n) = open.get_mut(&self.who) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(&self.who);
+                }
+            }
+        }
+    }
 }
 
 /// One transaction of a committed block, as events see it.
@@ -48,14 +88,42 @@ struct TxOutcome {
 impl PeerEvents {
     /// A handler over the peer's channels; streams end when `shutdown` is cancelled.
     pub fn new(channels: Arc<PeerChannels>, shutdown: CancellationToken) -> Self {
-        Self { channels, shutdown }
+        Self {
+            channels,
+            shutdown,
+            open: Arc::default(),
+        }
+    }
+
+    /// Counts a new stream of the request's creator, or refuses it past the cap.
+    fn admit(&self, request: &Envelope) -> Result<OpenStream, Status> {
+        let creator = envelope::unpack(request)
+            .map_err(|e| Status::invalid_argument(format!("request: {e}")))?
+            .header
+            .creator;
+        let who = ordo_proto::hash::sha256(&creator);
+        let mut open = self
+            .open
+            .lock()
+            .map_err(|_| Status::internal("the stream registry is poisoned"))?;
+        let n = open.entry(who).or_default();
+        if *n >= MAX_STREAMS_PER_IDENTITY {
+            return Err(Status::resource_exhausted(format!(
+                "this identity holds {MAX_STREAMS_PER_IDENTITY} event streams on this peer already; close one first"
+            )));
+        }
+        *n += 1;
+        Ok(OpenStream {
+            open: self.open.clone(),
+            who,
+        })
     }
 
     /// Events.ChaincodeEvents.
     pub fn chaincode_events(
         &self,
         request: &Envelope,
-    ) -> Result<ReceiverStream<Result<ChaincodeEventsResponse, Status>>, Status> {
+    ) -> Result<BudgetStream<Result<ChaincodeEventsResponse, Status>>, Status> {
         let (channel, data) = reader_request(&self.channels, request)?;
         let req = ChaincodeEventsRequest::decode(data)
             .map_err(|e| Status::invalid_argument(format!("chaincode events request: {e}")))?;
@@ -76,9 +144,11 @@ impl PeerEvents {
                 channel.id()
             )));
         }
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let counted = self.admit(request)?;
+        let (tx, rx) = stream_budget::channel(STREAM_BUFFER_BYTES, STREAM_BUFFER);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            let _counted = counted;
             let mut skipping = !req.after_tx_id.is_empty();
             follow(
                 &channel,
@@ -106,20 +176,22 @@ impl PeerEvents {
             )
             .await;
         });
-        Ok(ReceiverStream::new(rx))
+        Ok(rx)
     }
 
     /// Events.BlockEvents.
     pub fn block_events(
         &self,
         request: &Envelope,
-    ) -> Result<ReceiverStream<Result<BlockEventsResponse, Status>>, Status> {
+    ) -> Result<BudgetStream<Result<BlockEventsResponse, Status>>, Status> {
         let (channel, data) = reader_request(&self.channels, request)?;
         let req = BlockEventsRequest::decode(data)
             .map_err(|e| Status::invalid_argument(format!("block events request: {e}")))?;
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let counted = self.admit(request)?;
+        let (tx, rx) = stream_budget::channel(STREAM_BUFFER_BYTES, STREAM_BUFFER);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            let _counted = counted;
             follow(
                 &channel,
                 req.start_block,
@@ -149,16 +221,16 @@ impl PeerEvents {
             )
             .await;
         });
-        Ok(ReceiverStream::new(rx))
+        Ok(rx)
     }
 }
 
 /// Sends `render(number, block)` for every committed block from `start` on, waiting for
 /// new ones, until the client goes away, the peer shuts down or the ledger fails.
-async fn follow<T>(
+async fn follow<T: Message>(
     channel: &PeerChannel,
     start: u64,
-    tx: &mpsc::Sender<Result<T, Status>>,
+    tx: &Sender<T>,
     shutdown: &CancellationToken,
     mut render: impl FnMut(u64, &Block) -> Option<T>,
 ) {
@@ -170,7 +242,9 @@ async fn follow<T>(
                 _ = ledger.wait_for_height(next + 1) => {}
                 _ = tx.closed() => return,
                 _ = shutdown.cancelled() => {
-                    let _ = tx.send(Err(Status::unavailable("the peer is shutting down"))).await;
+                    let _ = tx
+                        .send(Err(Status::unavailable("the peer is shutting down")), 0)
+                        .await;
                     return;
                 }
             }
@@ -180,17 +254,18 @@ async fn follow<T>(
             Ok(Some(b)) => b,
             Ok(None) => {
                 let _ = tx
-                    .send(Err(Status::internal(format!("block {next} missing"))))
+                    .send(Err(Status::internal(format!("block {next} missing"))), 0)
                     .await;
                 return;
             }
             Err(e) => {
-                let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                let _ = tx.send(Err(Status::internal(e.to_string())), 0).await;
                 return;
             }
         };
         if let Some(item) = render(next, &block) {
-            if tx.send(Ok(item)).await.is_err() {
+            let bytes = item.encoded_len();
+            if tx.send(Ok(item), bytes).await.is_err() {
                 return;
             }
         }

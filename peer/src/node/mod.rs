@@ -31,6 +31,7 @@ use ordo_proto::pb::common::Envelope;
 use ordo_proto::pb::query::query_server::{Query, QueryServer};
 use ordo_proto::pb::query::QueryResponse;
 
+use ordo_node::stream_budget::BudgetStream;
 use ordo_proto::pb::gateway::endorser_server::{Endorser, EndorserServer};
 use ordo_proto::pb::gateway::events_server::{Events, EventsServer};
 use ordo_proto::pb::gateway::gateway_server::{Gateway, GatewayServer};
@@ -39,7 +40,6 @@ use ordo_proto::pb::gateway::{
     CommitStatusResponse, EndorseRequest, EndorseResponse, EvaluateResponse, ProposalResponse,
     SubmitResponse,
 };
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::chaincode::Limits;
 use admin::PeerAdmin;
@@ -149,8 +149,8 @@ struct EventsService(PeerEvents);
 
 #[tonic::async_trait]
 impl Events for EventsService {
-    type ChaincodeEventsStream = ReceiverStream<Result<ChaincodeEventsResponse, Status>>;
-    type BlockEventsStream = ReceiverStream<Result<BlockEventsResponse, Status>>;
+    type ChaincodeEventsStream = BudgetStream<Result<ChaincodeEventsResponse, Status>>;
+    type BlockEventsStream = BudgetStream<Result<BlockEventsResponse, Status>>;
 
     async fn chaincode_events(
         &self,
