@@ -251,6 +251,39 @@ async fn every_filter_has_its_status_and_nothing_else_is_disturbed() {
     let d = deliver_raw(&o.addr, forged).await;
     assert_eq!(d.status, Some(Code::Forbidden), "{}", d.info);
 
+    // One reader holds at most MAX_DELIVER_STREAMS_PER_READER streams; the next is
+    // TOO_MANY_REQUESTS, and other readers are not affected.
+    let waiting = |who: &Identity| {
+        ordo_sdk::orderer::seek_request(
+            who,
+            "filters",
+            position(Some(1_000_000)),
+            None,
+            SeekBehavior::BlockUntilReady,
+        )
+    };
+    let mut held = Vec::new();
+    for _ in 0..ordo_orderer::deliver::MAX_DELIVER_STREAMS_PER_READER {
+        let mut client =
+            ordo_sdk::orderer::broadcast_client(connect(&o.addr).await.expect("connect"));
+        held.push(
+            client
+                .deliver(waiting(&b_client))
+                .await
+                .expect("deliver opens")
+                .into_inner(),
+        );
+    }
+    let refused = deliver_raw(&o.addr, waiting(&b_client)).await;
+    assert_eq!(
+        refused.status,
+        Some(Code::TooManyRequests),
+        "{}",
+        refused.info
+    );
+    assert!(refused.info.contains("close one first"), "{}", refused.info);
+    drop(held);
+
     // After all that, normal service: the whole channel reads back and verifies.
     let d = deliver(
         &o.addr,

@@ -79,6 +79,61 @@ impl<T> Stream for BudgetStream<T> {
     }
 }
 
+/// Counts the streams each client (a certificate hash) holds open, up to a cap.
+#[derive(Debug, Clone)]
+pub struct StreamLimiter {
+    max_per_client: usize,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<[u8; 32], usize>>>,
+}
+
+/// One counted stream; the count drops with it.
+#[derive(Debug)]
+pub struct StreamSlot {
+    open: Arc<std::sync::Mutex<std::collections::HashMap<[u8; 32], usize>>>,
+    client: [u8; 32],
+}
+
+impl StreamLimiter {
+    /// At most `max_per_client` streams per client.
+    pub fn new(max_per_client: usize) -> Self {
+        Self {
+            max_per_client,
+            open: Arc::default(),
+        }
+    }
+
+    /// The most streams one client may hold.
+    pub fn max_per_client(&self) -> usize {
+        self.max_per_client
+    }
+
+    /// A slot for one more stream of `client`, or `None` when it holds the most already.
+    pub fn admit(&self, client: [u8; 32]) -> Option<StreamSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(client).or_default();
+        if *n >= self.max_per_client {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            open: self.open.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +163,19 @@ mod tests {
         assert_eq!(rx.next().await, Some(4));
         drop(rx);
         assert_eq!(tx.send(5, 1).await, Err(Closed), "the reader is gone");
+    }
+
+    #[test]
+    fn each_client_holds_at_most_its_streams_and_a_closed_one_makes_room() {
+        let limiter = StreamLimiter::new(2);
+        let a = limiter.admit([1; 32]).expect("first");
+        let _b = limiter.admit([1; 32]).expect("second");
+        assert!(limiter.admit([1; 32]).is_none(), "a third is refused");
+        let _other = limiter
+            .admit([2; 32])
+            .expect("another client is not affected");
+        drop(a);
+        assert!(limiter.admit([1; 32]).is_some(), "room again");
     }
 
     #[tokio::test]

@@ -154,7 +154,8 @@ struct DeliverCall(Arc<DeliverHandler>);
 
 impl ServerStreamingService<Envelope> for DeliverCall {
     type Response = EncodedDeliverResponse;
-    type ResponseStream = ReceiverStream<Result<EncodedDeliverResponse, Status>>;
+    type ResponseStream =
+        ordo_node::stream_budget::BudgetStream<Result<EncodedDeliverResponse, Status>>;
     type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
 
     fn call(&mut self, request: Request<Envelope>) -> Self::Future {

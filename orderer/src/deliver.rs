@@ -13,13 +13,18 @@
 //!
 //! Blocks go out as the ledger stored them ([`EncodedDeliverResponse`]), never decoded
 //! and re-encoded.
+//!
+//! **Bounds.** A reader that never reads holds at most [`DELIVER_BUFFER_BYTES`] of
+//! buffered blocks (one larger block alone); one reader certificate holds at most
+//! [`MAX_DELIVER_STREAMS_PER_READER`] Deliver streams on this orderer (TOO_MANY_REQUESTS
+//! beyond, checked after every other check).
 
 use std::sync::Arc;
 
 use prost::Message;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+
+use ordo_node::stream_budget::{self, BudgetSender, BudgetStream, StreamLimiter};
 
 use ordo_proto::cert::VerifiedCert;
 use ordo_proto::envelope;
@@ -32,6 +37,15 @@ use crate::atomic::{EncodedDeliverItem, EncodedDeliverResponse};
 use crate::auth::{authorize_reader, Refusal};
 use crate::metrics::Metrics;
 use crate::registry::{ChannelHandle, Registry};
+
+/// Bytes of blocks buffered per Deliver stream before the sender waits for the reader.
+pub const DELIVER_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
+/// Deliver streams one reader certificate may hold open on this orderer at once.
+pub const MAX_DELIVER_STREAMS_PER_READER: usize = 64;
+
+/// The sending side of one Deliver stream.
+type Sender = BudgetSender<Result<EncodedDeliverResponse, tonic::Status>>;
 
 /// A Deliver request that passed every check.
 struct Seek {
@@ -51,6 +65,8 @@ pub struct DeliverHandler {
     pub metrics: Arc<Metrics>,
     /// Cancelled on node shutdown.
     pub shutdown: CancellationToken,
+    /// Open streams per reader certificate.
+    pub streams: StreamLimiter,
 }
 
 fn end(code: Code, info: impl Into<String>) -> EncodedDeliverResponse {
@@ -65,21 +81,30 @@ impl DeliverHandler {
     pub fn handle(
         &self,
         request: Envelope,
-    ) -> ReceiverStream<Result<EncodedDeliverResponse, tonic::Status>> {
-        let (tx, rx) = mpsc::channel(4);
+    ) -> BudgetStream<Result<EncodedDeliverResponse, tonic::Status>> {
+        let (tx, rx) = stream_budget::channel(DELIVER_BUFFER_BYTES, 4);
         let this = self.clone();
         tokio::spawn(async move {
             let final_status = match this.check(&request) {
                 Err((code, info)) => end(code, info),
-                Ok(seek) => {
-                    this.metrics.deliver_streams.inc();
-                    let r = this.stream(seek, &tx).await;
-                    this.metrics.deliver_streams.dec();
-                    match r {
-                        Some(resp) => resp,
-                        None => return, // the client went away
+                Ok(seek) => match this.streams.admit(seek.reader.cert_hash) {
+                    None => end(
+                        Code::TooManyRequests,
+                        format!(
+                            "this reader holds {} Deliver streams on this orderer already; close one first",
+                            this.streams.max_per_client()
+                        ),
+                    ),
+                    Some(_slot) => {
+                        this.metrics.deliver_streams.inc();
+                        let r = this.stream(seek, &tx).await;
+                        this.metrics.deliver_streams.dec();
+                        match r {
+                            Some(resp) => resp,
+                            None => return, // the client went away
+                        }
                     }
-                }
+                },
             };
             let name = match &final_status.item {
                 Some(EncodedDeliverItem::Status(c)) => Code::try_from(*c)
@@ -91,9 +116,9 @@ impl DeliverHandler {
                 .deliver_ends
                 .get_or_create(&vec![("status".to_string(), name.to_string())])
                 .inc();
-            let _ = tx.send(Ok(final_status)).await;
+            let _ = tx.send(Ok(final_status), 0).await;
         });
-        ReceiverStream::new(rx)
+        rx
     }
 
     fn check(&self, request: &Envelope) -> Result<Seek, Refusal> {
@@ -170,11 +195,7 @@ impl DeliverHandler {
     }
 
     /// Streams blocks; returns the final status, or `None` when the client went away.
-    async fn stream(
-        &self,
-        seek: Seek,
-        tx: &mpsc::Sender<Result<EncodedDeliverResponse, tonic::Status>>,
-    ) -> Option<EncodedDeliverResponse> {
+    async fn stream(&self, seek: Seek, tx: &Sender) -> Option<EncodedDeliverResponse> {
         let ledger = seek.channel.support.ledger().clone();
         let labels = Metrics::channel(seek.channel.id());
         let mut next = seek.start;
@@ -224,11 +245,12 @@ impl DeliverHandler {
                     ))
                 }
             };
+            let bytes = block.len();
             let resp = EncodedDeliverResponse {
                 item: Some(EncodedDeliverItem::Block(block)),
                 info: String::new(),
             };
-            if tx.send(Ok(resp)).await.is_err() {
+            if tx.send(Ok(resp), bytes).await.is_err() {
                 return None;
             }
             self.metrics.deliver_blocks.get_or_create(&labels).inc();

@@ -35,7 +35,7 @@ use crate::atomic::{AtomicBroadcastService, EncodedDeliverItem};
 use crate::broadcast::BroadcastHandler;
 use crate::cluster::{ClusterDialer, ClusterService, OrdererNetwork, MAX_CLUSTER_MESSAGE};
 use crate::config::OrdererConfig;
-use crate::deliver::DeliverHandler;
+use crate::deliver::{DeliverHandler, MAX_DELIVER_STREAMS_PER_READER};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError};
 
@@ -229,6 +229,7 @@ pub async fn run(
         registry: registry.clone(),
         metrics: metrics.clone(),
         shutdown: token.clone(),
+        streams: ordo_node::stream_budget::StreamLimiter::new(MAX_DELIVER_STREAMS_PER_READER),
     };
     let broadcast = BroadcastHandler {
         registry: registry.clone(),

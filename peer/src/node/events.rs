@@ -17,12 +17,8 @@
 
 use std::sync::Arc;
 
+use ordo_node::stream_budget::{self, BudgetSender, BudgetStream, StreamLimiter, StreamSlot};
 use prost::Message;
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-use ordo_node::stream_budget::{self, BudgetSender, BudgetStream};
-use ordo_proto::hash::Hash;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -56,26 +52,7 @@ pub struct PeerEvents {
     channels: Arc<PeerChannels>,
     shutdown: CancellationToken,
     /// Open streams per requesting certificate (its SHA-256).
-    open: Arc<Mutex<HashMap<Hash, usize>>>,
-}
-
-/// One open stream of an identity; the count drops with it.
-struct OpenStream {
-    open: Arc<Mutex<HashMap<Hash, usize>>>,
-    who: Hash,
-}
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        if let Ok(mut open) = self.open.lock() {
-            if let Some(n) = open.get_mut(&self.who) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    open.remove(&self.who);
-                }
-            }
-        }
-    }
+    open: StreamLimiter,
 }
 
 /// One transaction of a committed block, as events see it.
@@ -91,32 +68,23 @@ impl PeerEvents {
         Self {
             channels,
             shutdown,
-            open: Arc::default(),
+            open: StreamLimiter::new(MAX_STREAMS_PER_IDENTITY),
         }
     }
 
     /// Counts a new stream of the request's creator, or refuses it past the cap.
-    fn admit(&self, request: &Envelope) -> Result<OpenStream, Status> {
+    fn admit(&self, request: &Envelope) -> Result<StreamSlot, Status> {
         let creator = envelope::unpack(request)
             .map_err(|e| Status::invalid_argument(format!("request: {e}")))?
             .header
             .creator;
-        let who = ordo_proto::hash::sha256(&creator);
-        let mut open = self
-            .open
-            .lock()
-            .map_err(|_| Status::internal("the stream registry is poisoned"))?;
-        let n = open.entry(who).or_default();
-        if *n >= MAX_STREAMS_PER_IDENTITY {
-            return Err(Status::resource_exhausted(format!(
-                "this identity holds {MAX_STREAMS_PER_IDENTITY} event streams on this peer already; close one first"
-            )));
-        }
-        *n += 1;
-        Ok(OpenStream {
-            open: self.open.clone(),
-            who,
-        })
+        self.open
+            .admit(ordo_proto::hash::sha256(&creator))
+            .ok_or_else(|| {
+                Status::resource_exhausted(format!(
+                    "this identity holds {MAX_STREAMS_PER_IDENTITY} event streams on this peer already; close one first"
+                ))
+            })
     }
 
     /// Events.ChaincodeEvents.
