@@ -150,7 +150,12 @@ async fn every_filter_has_its_status_and_nothing_else_is_disturbed() {
     );
     // A unary request that is no message at all: INVALID_ARGUMENT (tonic's INTERNAL
     // would blame the orderer for the client's bytes).
-    let status = raw_unary(&o.addr, "/ordo.admin.Admin/Execute", b"\xff\xff\xff\xff").await;
+    let status = raw_unary(
+        &o.addr,
+        "/ordo.admin.Admin/Execute",
+        b"\xff\xff\xff\xff".to_vec(),
+    )
+    .await;
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
     assert!(status.message().contains("decode"), "{status}");
 

@@ -345,7 +345,7 @@ async fn bank_through_the_gateway_of_every_org() {
         "/ordo.query.Query/Query",
         "/ordo.admin.Admin/Execute",
     ] {
-        let status = raw_unary(&peer_a, path, b"\xff\xff\xff\xff").await;
+        let status = raw_unary(&peer_a, path, b"\xff\xff\xff\xff".to_vec()).await;
         assert_eq!(
             status.code(),
             tonic::Code::InvalidArgument,

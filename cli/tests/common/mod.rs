@@ -690,18 +690,14 @@ pub async fn raw_broadcast(
 
 /// Calls the unary method `path` (e.g. `/ordo.query.Query/Query`) of `addr` with `bytes`
 /// as the request message, whatever they are; the status it answered.
-pub async fn raw_unary(addr: &str, path: &'static str, bytes: &'static [u8]) -> tonic::Status {
+pub async fn raw_unary(addr: &str, path: &'static str, bytes: Vec<u8>) -> tonic::Status {
     let mut grpc = tonic::client::Grpc::new(connect(addr).await.expect("connect"));
     grpc.ready().await.expect("ready");
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
     // Whatever the method answers, an empty message decodes as one.
     let codec = RawCodec::<ordo_proto::pb::common::Envelope>::default();
     match grpc
-        .unary(
-            tonic::Request::new(bytes::Bytes::from_static(bytes)),
-            path,
-            codec,
-        )
+        .unary(tonic::Request::new(bytes::Bytes::from(bytes)), path, codec)
         .await
     {
         Ok(_) => tonic::Status::ok(""),
