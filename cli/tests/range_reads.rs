@@ -146,4 +146,29 @@ async fn an_insert_into_a_range_read_meanwhile_is_a_phantom_on_every_peer() {
     let values: Vec<&[u8]> = rest.history.iter().map(|h| h.value.as_ref()).collect();
     assert_eq!(values, [b"3".as_ref()]);
     assert_eq!(rest.next_history, None);
+
+    // A page of a range is checked only where it read: a key inserted past the page does
+    // not matter, one inserted inside it is a phantom.
+    let page = kv
+        .evaluate("page", ["acct/", "acct0", "2"])
+        .await
+        .expect("page");
+    let page: serde_json::Value = serde_json::from_slice(&page).expect("json");
+    assert_eq!(page["next"], "acct/c", "{page}");
+    let (beyond, beyond_id) =
+        endorse_only(&peer_a, &member.identity, "page", &["acct/", "acct0", "2"]).await;
+    kv.submit("put", ["acct/d", "1"])
+        .await
+        .expect("insert past the page");
+    raw.submit(beyond).await.expect("ordered");
+    let status = kv.commit_status(&beyond_id).await.expect("status");
+    assert_eq!(status.code, TxValidationCode::Valid);
+    let (inside, inside_id) =
+        endorse_only(&peer_a, &member.identity, "page", &["acct/", "acct0", "2"]).await;
+    kv.submit("put", ["acct/ab", "1"])
+        .await
+        .expect("insert inside the page");
+    raw.submit(inside).await.expect("ordered");
+    let status = kv.commit_status(&inside_id).await.expect("status");
+    assert_eq!(status.code, TxValidationCode::PhantomReadConflict);
 }

@@ -16,7 +16,9 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 
-use ordo_sdk::chaincode::{builtin, shim, Chaincode, Context, HistoryItem, Response, StateError};
+use ordo_sdk::chaincode::{
+    builtin, shim, Chaincode, Context, HistoryItem, RangePage, Response, StateError,
+};
 use ordo_sdk::tls::{ServerTls, TlsFiles};
 
 /// `ordo chaincode ...`
@@ -123,6 +125,14 @@ impl Context for PausedContext<'_> {
     }
     fn range(&mut self, start: &str, end: &str) -> Result<Vec<(String, Bytes)>, StateError> {
         self.inner.range(start, end)
+    }
+    fn range_page(
+        &mut self,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<RangePage, StateError> {
+        self.inner.range_page(start, end, limit)
     }
     fn history(&mut self, key: &str) -> Result<Vec<HistoryItem>, StateError> {
         self.inner.history(key)

@@ -174,12 +174,18 @@ impl ExternalChaincode {
                     answer(ctx.delete(&d.key).map(|()| StateResult::default()))
                 }
                 chaincode_message::Kind::Range(r) => {
-                    answer(ctx.range(&r.start, &r.end).map(|items| {
+                    let page = if r.limit == 0 {
+                        ctx.range(&r.start, &r.end).map(|items| (items, None))
+                    } else {
+                        ctx.range_page(&r.start, &r.end, r.limit as usize)
+                    };
+                    answer(page.map(|(items, next)| {
                         StateResult {
                             items: items
                                 .into_iter()
                                 .map(|(key, value)| KeyValue { key, value })
                                 .collect(),
+                            next_start: next.unwrap_or_default(),
                             ..Default::default()
                         }
                     }))

@@ -17,7 +17,9 @@ use bytes::Bytes;
 use ordo_proto::pb::peer::{
     ChaincodeEvent, ChaincodeResponse, KvRead, KvWrite, NsRwSet, RangeRead, Version,
 };
-use ordo_sdk::chaincode::{Chaincode, Context, HistoryItem, Response, StateError, TransientMap};
+use ordo_sdk::chaincode::{
+    Chaincode, Context, HistoryItem, RangePage, Response, StateError, TransientMap,
+};
 
 use super::StateReader;
 use crate::validator::rwset::MAX_KEY_BYTES;
@@ -222,6 +224,85 @@ impl Simulation<'_> {
         Ok(())
     }
 
+    /// A range read, whole (`page: None`: more committed keys than `max_range` fail) or
+    /// one page of at most `page` keys; what this invocation sees (its own writes
+    /// included) and, for a page, where the next one starts. The range is recorded up to
+    /// that key (or whole), with every committed key it held there.
+    fn read_range(
+        &mut self,
+        start: &str,
+        end: &str,
+        page: Option<usize>,
+    ) -> Result<RangePage, StateError> {
+        self.check_time()?;
+        let limit = self.limits.max_range;
+        let in_range = |k: &str| k >= start && (end.is_empty() || k < end);
+        let own: Vec<(String, Option<Bytes>)> = self
+            .writes
+            .iter()
+            .filter(|(k, _)| in_range(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let page = page.map(|n| n.clamp(1, limit.max(1)));
+        // One key past what can be shown is enough to know where the next page starts:
+        // own deletes may hide committed keys, own writes may add keys.
+        let fetch = match page {
+            None => limit + 1,
+            Some(n) => n + 1 + own.len(),
+        };
+        let committed = self
+            .state
+            .range(self.namespace, start, end, fetch)
+            .map_err(|e| self.fail(StateError::Unavailable(e)))?;
+        // A whole range must be recorded whole, so more committed keys than the limit
+        // fail even where this invocation's own deletes would leave fewer.
+        if page.is_none() && committed.len() > limit {
+            return Err(self.fail(StateError::Limit(format!(
+                "a range read returned more than {limit} keys"
+            ))));
+        }
+        let mut merged: BTreeMap<String, Option<Bytes>> = committed
+            .iter()
+            .map(|(k, _, v)| (k.clone(), Some(v.clone())))
+            .collect();
+        merged.extend(own);
+        let mut visible = merged.into_iter().filter_map(|(k, v)| v.map(|v| (k, v)));
+        let (items, next) = match page {
+            None => (visible.collect::<Vec<_>>(), None),
+            Some(n) => {
+                let items: Vec<(String, Bytes)> = visible.by_ref().take(n).collect();
+                (items, visible.next().map(|(k, _)| k))
+            }
+        };
+        if items.len() > limit {
+            return Err(self.fail(StateError::Limit(format!(
+                "a range read returned more than {limit} keys"
+            ))));
+        }
+        let recorded_end = next.clone().unwrap_or_else(|| end.to_string());
+        let seen: Vec<KvRead> = committed
+            .into_iter()
+            .filter(|(k, _, _)| recorded_end.is_empty() || *k < recorded_end)
+            .map(|(key, version, _)| KvRead {
+                key,
+                version: Some(version),
+            })
+            .collect();
+        if self.reads.len() + self.range_keys + seen.len() > self.limits.max_reads {
+            return Err(self.fail(StateError::Limit(format!(
+                "more than {} keys read",
+                self.limits.max_reads
+            ))));
+        }
+        self.range_keys += seen.len();
+        self.range_reads.push(RangeRead {
+            start: start.to_string(),
+            end: recorded_end,
+            reads: seen,
+        });
+        Ok((items, next))
+    }
+
     fn rwset(&self) -> NsRwSet {
         NsRwSet {
             namespace: self.namespace.to_string(),
@@ -279,55 +360,16 @@ impl Context for Simulation<'_> {
     }
 
     fn range(&mut self, start: &str, end: &str) -> Result<Vec<(String, Bytes)>, StateError> {
-        self.check_time()?;
-        let limit = self.limits.max_range;
-        // One more than allowed, to tell "exactly the limit" from "over it".
-        let committed = self
-            .state
-            .range(self.namespace, start, end, limit + 1)
-            .map_err(|e| self.fail(StateError::Unavailable(e)))?;
-        // A range must be recorded whole, so more committed keys than the limit fail even
-        // where this invocation's own deletes would leave fewer.
-        if committed.len() > limit {
-            return Err(self.fail(StateError::Limit(format!(
-                "a range read returned more than {limit} keys"
-            ))));
-        }
-        if self.reads.len() + self.range_keys + committed.len() > self.limits.max_reads {
-            return Err(self.fail(StateError::Limit(format!(
-                "more than {} keys read",
-                self.limits.max_reads
-            ))));
-        }
-        let mut merged: BTreeMap<String, Option<Bytes>> = BTreeMap::new();
-        let mut seen = Vec::with_capacity(committed.len());
-        for (key, version, value) in committed {
-            seen.push(KvRead {
-                key: key.clone(),
-                version: Some(version),
-            });
-            merged.insert(key, Some(value));
-        }
-        self.range_keys += seen.len();
-        self.range_reads.push(RangeRead {
-            start: start.to_string(),
-            end: end.to_string(),
-            reads: seen,
-        });
-        let in_range = |k: &str| k >= start && (end.is_empty() || k < end);
-        for (key, value) in self.writes.iter().filter(|(k, _)| in_range(k)) {
-            merged.insert(key.clone(), value.clone());
-        }
-        let out: Vec<(String, Bytes)> = merged
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect();
-        if out.len() > limit {
-            return Err(self.fail(StateError::Limit(format!(
-                "a range read returned more than {limit} keys"
-            ))));
-        }
-        Ok(out)
+        self.read_range(start, end, None).map(|(items, _)| items)
+    }
+
+    fn range_page(
+        &mut self,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<RangePage, StateError> {
+        self.read_range(start, end, Some(limit))
     }
 
     fn history(&mut self, key: &str) -> Result<Vec<HistoryItem>, StateError> {

@@ -47,6 +47,10 @@ pub struct HistoryItem {
 /// that the endorsers' chaincode reads and the ledger never records.
 pub type TransientMap = std::collections::HashMap<String, Bytes>;
 
+/// One page of a range read: the keys and values, and the key the next page starts at
+/// (`None`: the range is exhausted).
+pub type RangePage = (Vec<(String, Bytes)>, Option<String>);
+
 /// What a chaincode may do during one invocation, on its own namespace.
 pub trait Context {
     /// The id of the transaction being simulated.
@@ -69,6 +73,12 @@ pub trait Context {
     /// commits as PHANTOM_READ_CONFLICT if a key is inserted into, updated in or deleted
     /// from the range before it commits.
     fn range(&mut self, start: &str, end: &str) -> Result<Vec<(String, Bytes)>, StateError>;
+    /// One page of [`Context::range`]: at most `limit` keys of `[start, end)` as this
+    /// invocation sees them, and the key to start the next page at (`None`: the range is
+    /// exhausted). Only the part of the range up to that key is recorded, so a page is
+    /// checked for phantoms only where it read.
+    fn range_page(&mut self, start: &str, end: &str, limit: usize)
+        -> Result<RangePage, StateError>;
     /// Every committed change of `key`, oldest first (a peer fails the invocation with
     /// 413 beyond its per-invocation limit, 1,000 by default). Not recorded as a read (history is
     /// informational; a transaction should not decide on it).

@@ -44,7 +44,7 @@ use ordo_proto::pb::chaincode::{
 };
 use ordo_proto::pb::peer::ChaincodeResponse;
 
-use super::{Chaincode, Context, HistoryItem, Response as CcResponse, StateError};
+use super::{Chaincode, Context, HistoryItem, RangePage, Response as CcResponse, StateError};
 use crate::tls::{AcceptError, Reload, ServerTls};
 
 /// Largest message between peer and chaincode.
@@ -480,8 +480,24 @@ impl Context for RemoteContext {
         let r = self.ask(chaincode_message::Kind::Range(GetRange {
             start: start.into(),
             end: end.into(),
+            limit: 0,
         }))?;
         Ok(r.items.into_iter().map(|kv| (kv.key, kv.value)).collect())
+    }
+
+    fn range_page(
+        &mut self,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<RangePage, StateError> {
+        let r = self.ask(chaincode_message::Kind::Range(GetRange {
+            start: start.into(),
+            end: end.into(),
+            limit: u32::try_from(limit.max(1)).unwrap_or(u32::MAX),
+        }))?;
+        let items = r.items.into_iter().map(|kv| (kv.key, kv.value)).collect();
+        Ok((items, (!r.next_start.is_empty()).then_some(r.next_start)))
     }
 
     fn history(&mut self, key: &str) -> Result<Vec<HistoryItem>, StateError> {

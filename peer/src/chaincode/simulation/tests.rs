@@ -430,3 +430,51 @@ proptest! {
         prop_assert_eq!(total, opening.iter().sum::<u64>() + deposited);
     }
 }
+
+#[test]
+fn a_page_is_recorded_only_up_to_where_it_stopped() {
+    let mut state = State::new();
+    for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
+        let out = run(&Kv, &state, "kv", "put", &[k, k]);
+        commit(&mut state, "kv", &out, v(1, i as u32));
+    }
+    let cc = Script(|ctx: &mut dyn Context| {
+        ctx.delete("b").expect("delete");
+        ctx.put("bb", Bytes::from("new")).expect("put");
+        let (first, next) = ctx.range_page("a", "", 2).expect("page");
+        let next = next.expect("more to come");
+        let (rest, last) = ctx.range_page(&next, "", 2).expect("page");
+        let keys: Vec<String> = first.into_iter().chain(rest).map(|(k, _)| k).collect();
+        Response::ok(format!("{}|{next}|{last:?}", keys.join(",")))
+    });
+    let out = run(&cc, &state, "kv", "", &[]);
+    assert_eq!(out.response.payload, "a,bb,c,d|c|None");
+    let recorded: Vec<(String, String, Vec<String>)> = out
+        .rwset
+        .range_reads
+        .iter()
+        .map(|r| {
+            (
+                r.start.clone(),
+                r.end.clone(),
+                r.reads.iter().map(|k| k.key.clone()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        vec![
+            // The first page stopped before "c": the committed keys below it, b (deleted
+            // by this invocation) included.
+            ("a".into(), "c".into(), vec!["a".into(), "b".into()]),
+            // The last page ran to the end.
+            ("c".into(), "".into(), vec!["c".into(), "d".into()]),
+        ]
+    );
+    assert_eq!(
+        run(&Kv, &state, "kv", "page", &["a", "", "0"])
+            .response
+            .status,
+        400
+    );
+}

@@ -168,6 +168,17 @@ impl Context for Replay<'_> {
         }
         Ok(seen.into_iter().collect())
     }
+    fn range_page(
+        &mut self,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<ordo_sdk::chaincode::RangePage, ordo_sdk::chaincode::StateError> {
+        let mut all = self.range(start, end)?;
+        let next = all.get(limit).map(|(k, _)| k.clone());
+        all.truncate(limit);
+        Ok((all, next))
+    }
     fn history(
         &mut self,
         _key: &str,

@@ -5,6 +5,9 @@
 //! - `del KEY` — deletes the key; 404 when it does not exist.
 //! - `range START END` — keys in `[START, END)` (empty END: to the end) as a JSON array of
 //!   `{"key": …, "value": …}` (values as UTF-8, lossily).
+//! - `page START END LIMIT` — at most LIMIT of those keys, as
+//!   `{"items": [...], "next": KEY | null}`: call again with START = `next` for the rest.
+//!   Only the part of the range up to `next` is checked for phantoms.
 
 use bytes::Bytes;
 
@@ -21,8 +24,9 @@ impl Chaincode for Kv {
             "get" => get(ctx, args),
             "del" => del(ctx, args),
             "range" => range(ctx, args),
+            "page" => page(ctx, args),
             other => Err(Response::not_found(format!(
-                "kv has no function {other:?} (put, get, del, range)"
+                "kv has no function {other:?} (put, get, del, range, page)"
             ))),
         };
         result.unwrap_or_else(|e| e)
@@ -65,4 +69,23 @@ fn range(ctx: &mut dyn Context, args: &[Bytes]) -> Result<Response, Response> {
         .map(|(k, v)| serde_json::json!({"key": k, "value": String::from_utf8_lossy(&v)}))
         .collect();
     Ok(Response::ok(serde_json::Value::Array(items).to_string()))
+}
+
+fn page(ctx: &mut dyn Context, args: &[Bytes]) -> Result<Response, Response> {
+    expect_args(args, 3, "START END LIMIT")?;
+    let start = text_arg(args, 0, "START")?;
+    let end = text_arg(args, 1, "END")?;
+    let limit = text_arg(args, 2, "LIMIT")?
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Response::bad_request("LIMIT must be a whole number above 0"))?;
+    let (items, next) = ctx.range_page(start, end, limit)?;
+    let items: Vec<serde_json::Value> = items
+        .into_iter()
+        .map(|(k, v)| serde_json::json!({"key": k, "value": String::from_utf8_lossy(&v)}))
+        .collect();
+    Ok(Response::ok(
+        serde_json::json!({"items": items, "next": next}).to_string(),
+    ))
 }
