@@ -1,5 +1,6 @@
 //! Hostile clients against real processes (`ordo up`, TLS, one orderer, three peers):
-//! garbage and truncated messages to every RPC of every service, a thousand idle
+//! garbage and truncated messages to every RPC of every service, badly signed, stale and
+//! replayed requests, a thousand idle
 //! connections that never finish a handshake, and Deliver and BlockEvents readers that
 //! never read. Every bad request gets a precise status; afterwards a normal transfer still
 //! commits and every peer agrees.
@@ -68,6 +69,116 @@ async fn hostile_clients_get_precise_statuses_and_the_network_carries_on() {
     let (answers, ending) = raw_broadcast(&orderer, vec![truncated.clone()]).await;
     assert!(answers.is_empty(), "{answers:?}");
     assert_eq!(ending.map(|s| s.code()), Some(tonic::Code::InvalidArgument));
+
+    // Badly signed, stale and replayed requests: refused with the model's precise status.
+    let forged = |mut env: ordo_proto::pb::common::Envelope| {
+        let mut sig = env.signature.to_vec();
+        sig[0] ^= 1;
+        env.signature = sig.into();
+        env
+    };
+    let reader_request = |data: Vec<u8>, at_ms: u64| {
+        ordo_proto::envelope::create_signed(
+            &client,
+            CHANNEL,
+            ordo_proto::pb::common::HeaderType::Message,
+            data.into(),
+            at_ms,
+        )
+        .0
+    };
+    let query = ordo_proto::pb::query::QueryRequest {
+        query: Some(ordo_proto::pb::query::query_request::Query::Height(
+            ordo_proto::pb::query::GetHeight {},
+        )),
+    }
+    .encode_to_vec();
+    let mut peer_query_client = ordo_proto::pb::query::query_client::QueryClient::new(
+        connect(&peers[0]).await.expect("connect"),
+    );
+    let an_hour_ago = ordo_proto::now_ms() - 3_600_000;
+    for (what, env) in [
+        (
+            "forged",
+            forged(reader_request(query.clone(), ordo_proto::now_ms())),
+        ),
+        ("stale", reader_request(query.clone(), an_hour_ago)),
+    ] {
+        let resp = peer_query_client
+            .query(env)
+            .await
+            .expect("answered")
+            .into_inner();
+        assert_eq!(
+            resp.status,
+            ordo_proto::pb::common::Status::Forbidden as i32,
+            "{what} query: {}",
+            resp.info
+        );
+    }
+    let commit_status = ordo_proto::pb::gateway::CommitStatusRequest {
+        tx_id: "00".repeat(32),
+    }
+    .encode_to_vec();
+    let mut gateway_client = ordo_proto::pb::gateway::gateway_client::GatewayClient::new(
+        connect(&peers[0]).await.expect("connect"),
+    );
+    let status = gateway_client
+        .commit_status(forged(reader_request(commit_status, ordo_proto::now_ms())))
+        .await
+        .expect_err("forged commit status");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+    let forged_deliver = forged(ordo_sdk::orderer::seek_request(
+        &client,
+        CHANNEL,
+        ordo_sdk::orderer::oldest(),
+        None,
+        SeekBehavior::FailIfNotReady,
+    ));
+    let d = deliver_raw(&orderer, forged_deliver).await;
+    assert_eq!(
+        d.status,
+        Some(ordo_proto::pb::common::Status::Forbidden),
+        "{}",
+        d.info
+    );
+    assert!(d.blocks.is_empty());
+    // A replayed mutation is refused (reads get the freshness window only, by design):
+    // the same signed remove, sent twice.
+    let admin = net.identity(Some("BankA"), "admin").expect("admin");
+    let remove = ordo_sdk::orderer::admin_request(
+        &admin,
+        "no-such-channel",
+        ordo_proto::pb::admin::admin_command::Command::Remove(
+            ordo_proto::pb::admin::RemoveChannel {
+                channel_id: "no-such-channel".into(),
+            },
+        ),
+    );
+    let mut admin_client =
+        ordo_sdk::orderer::admin_client(connect(&orderer).await.expect("connect"));
+    let first = admin_client
+        .execute(remove.clone())
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!(
+        first.status,
+        ordo_proto::pb::common::Status::NotFound as i32,
+        "{}",
+        first.info
+    );
+    let replayed = admin_client
+        .execute(remove)
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!(
+        replayed.status,
+        ordo_proto::pb::common::Status::Conflict as i32,
+        "a replayed Admin request: {}",
+        replayed.info
+    );
 
     // A thousand connections that never say a word (nor finish a TLS handshake).
     let mut idle = Vec::new();
