@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/kafka.proto",
         "proto/gateway.proto",
         "proto/chaincode.proto",
+        "proto/discovery.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

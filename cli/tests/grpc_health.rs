@@ -33,6 +33,7 @@ const ORDERER_SERVICES: &[&str] = &[
 ];
 const PEER_SERVICES: &[&str] = &[
     "ordo.admin.Admin",
+    "ordo.discovery.Discovery",
     "ordo.gateway.Endorser",
     "ordo.gateway.Gateway",
     "ordo.gateway.Events",

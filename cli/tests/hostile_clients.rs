@@ -17,7 +17,7 @@ const CHANNEL: &str = "ordo-channel";
 
 /// Every unary-request RPC a peer serves (server streams included: their request is one
 /// message).
-const PEER_PATHS: [&str; 9] = [
+const PEER_PATHS: [&str; 11] = [
     "/ordo.gateway.Gateway/Evaluate",
     "/ordo.gateway.Gateway/Endorse",
     "/ordo.gateway.Gateway/Submit",
@@ -26,6 +26,8 @@ const PEER_PATHS: [&str; 9] = [
     "/ordo.gateway.Events/ChaincodeEvents",
     "/ordo.gateway.Events/BlockEvents",
     "/ordo.query.Query/Query",
+    "/ordo.discovery.Discovery/Announce",
+    "/ordo.discovery.Discovery/Peers",
     "/ordo.admin.Admin/Execute",
 ];
 

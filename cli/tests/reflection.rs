@@ -62,6 +62,7 @@ async fn every_node_describes_its_services() {
             &[
                 "ordo.query.Query",
                 "ordo.gateway.Gateway",
+                "ordo.discovery.Discovery",
                 "grpc.health.v1.Health",
             ]
         };

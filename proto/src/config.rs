@@ -29,6 +29,11 @@ pub const MAX_MESSAGE_COUNT: u32 = 100_000;
 pub const MAX_BATCH_TIMEOUT_MS: u64 = 60_000;
 /// The consensus types Ordo knows.
 pub const CONSENSUS_TYPES: [&str; 3] = ["solo", "kafka", "raft"];
+/// Most anchor peers one org may name: every peer of the channel announces itself to each
+/// anchor every few seconds.
+pub const MAX_ANCHOR_PEERS: usize = 16;
+/// Longest `host:port` endpoint (a DNS name's limit plus a port).
+pub const MAX_ENDPOINT_LEN: usize = 260;
 
 /// Why a configuration or config block is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -73,6 +78,30 @@ pub fn validate_channel_id(id: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Checks a `host:port` endpoint that nodes will dial: a host of visible ASCII (no `/`,
+/// no scheme) and a port in 1..=65535, at most [`MAX_ENDPOINT_LEN`] characters; an IPv6
+/// host is written in brackets (`[::1]:7051`).
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    if endpoint.len() > MAX_ENDPOINT_LEN {
+        return Err(format!(
+            "endpoint of {} characters; at most {MAX_ENDPOINT_LEN}",
+            endpoint.len()
+        ));
+    }
+    let Some((host, port)) = endpoint.rsplit_once(':') else {
+        return Err(format!("endpoint {endpoint:?} is not host:port"));
+    };
+    let host_ok = !host.is_empty()
+        && host.chars().all(|c| c.is_ascii_graphic() && c != '/')
+        && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(format!("endpoint {endpoint:?} is not host:port"))
+    }
+}
+
 /// Checks every field of a configuration and the relations between them.
 pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
     validate_channel_id(&config.channel_id)?;
@@ -89,6 +118,24 @@ pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
         }
         if org.root_public_keys.is_empty() {
             return Err(invalid(format!("org {:?} has no root keys", org.name)));
+        }
+        if org.anchor_peers.len() > MAX_ANCHOR_PEERS {
+            return Err(invalid(format!(
+                "org {:?} names {} anchor peers; at most {MAX_ANCHOR_PEERS}",
+                org.name,
+                org.anchor_peers.len()
+            )));
+        }
+        let mut anchors = HashSet::new();
+        for anchor in &org.anchor_peers {
+            check_endpoint(anchor)
+                .map_err(|why| invalid(format!("org {:?} anchor peer: {why}", org.name)))?;
+            if !anchors.insert(anchor) {
+                return Err(invalid(format!(
+                    "org {:?} names anchor peer {anchor:?} twice",
+                    org.name
+                )));
+            }
         }
     }
     crate::cert::Msp::from_config(config).map_err(|e| invalid(e.to_string()))?;
@@ -382,6 +429,36 @@ mod tests {
         assert!(with(&["k1:9092"], "bad topic!").is_err());
     }
     use crate::pb::common::{BatchSize, Consenter, Organization, RaftConfig, Role};
+
+    #[test]
+    fn anchor_peers_must_be_distinct_endpoints_and_few() {
+        let with = |anchors: &[&str]| {
+            let mut c = raft_config(vec![consenter("o0", 1)], None);
+            c.orgs[0].anchor_peers = anchors.iter().map(|a| a.to_string()).collect();
+            validate(&c)
+        };
+        assert!(with(&[]).is_ok());
+        assert!(with(&["peer0.banka.example:7051", "10.0.0.7:7051", "[::1]:7051"]).is_ok());
+        for bad in [
+            "peer0",
+            "peer0:",
+            "peer0:0",
+            ":7051",
+            "http://p:7051",
+            "::1:7051",
+            "a b:1",
+        ] {
+            let err = with(&[bad]).expect_err(bad).to_string();
+            assert!(err.contains("anchor peer"), "{bad}: {err}");
+        }
+        assert!(with(&["p:1", "p:1"]).is_err(), "repeated");
+        let many: Vec<String> = (0..=MAX_ANCHOR_PEERS)
+            .map(|i| format!("p{i}:7051"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(with(&many).is_err(), "too many");
+        assert!(with(&many[..MAX_ANCHOR_PEERS]).is_ok());
+    }
 
     fn raft_config(consenters: Vec<Consenter>, raft: Option<RaftConfig>) -> ChannelConfig {
         ChannelConfig {

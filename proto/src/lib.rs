@@ -27,6 +27,7 @@ pub mod cluster_auth;
 pub mod config;
 pub mod config_change;
 pub mod crypto;
+pub mod discovery;
 pub mod envelope;
 pub mod hash;
 pub mod identity;
@@ -74,6 +75,10 @@ pub mod pb {
     /// `ordo.gateway`: endorsement (peer to peer) and the Gateway for applications.
     pub mod gateway {
         include!(concat!(env!("OUT_DIR"), "/ordo.gateway.rs"));
+    }
+    /// `ordo.discovery`: peers announcing themselves per channel, and what a peer sees.
+    pub mod discovery {
+        include!(concat!(env!("OUT_DIR"), "/ordo.discovery.rs"));
     }
 }
 

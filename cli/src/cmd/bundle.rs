@@ -126,6 +126,14 @@ impl VerifiedBundle {
             root_public_keys: vec![self.ca_public_key.clone().into()],
             tls_root_certs: vec![self.tls_ca_der.clone().into()],
             tls_revoked_cert_hashes: Vec::new(),
+            // Every peer the bundle gives an endpoint for is an anchor: the channel's
+            // other peers find it, and through it each other (discovery).
+            anchor_peers: self
+                .peers
+                .iter()
+                .filter_map(|p| p.endpoint.clone())
+                .take(ordo_proto::config::MAX_ANCHOR_PEERS)
+                .collect(),
         }
     }
 
@@ -302,9 +310,7 @@ fn chains_to(ca: &[u8], leaf: &[u8], now_secs: u64) -> Result<(), String> {
 
 /// `HOST:PORT` with a non-empty host and a port above 0.
 pub(crate) fn valid_endpoint(endpoint: &str) -> bool {
-    endpoint
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+    ordo_proto::config::check_endpoint(endpoint).is_ok()
 }
 
 /// Every check of the module docs.

@@ -163,6 +163,12 @@ pub struct GenesisArgs {
         conflicts_with = "org_bundles"
     )]
     pub orderer_endpoints: Vec<String>,
+    /// With --crypto: an anchor peer of an org, ORG=[MEMBER=]HOST:PORT (member `peer` by
+    /// default; repeatable). Every peer of the channel announces itself to the anchors and finds the
+    /// channel's other peers through them, so gateways need no list of endorsers. With
+    /// --org-bundle, the bundles' peer endpoints are the anchors.
+    #[arg(long = "anchor-peer", conflicts_with = "org_bundles")]
+    pub anchor_peers: Vec<String>,
     #[command(flatten)]
     pub batch: BatchArgs,
     /// Output file for the encoded genesis block.
@@ -212,6 +218,11 @@ pub struct InfoArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Show what a peer's discovery sees instead: the channel's peers as they announced
+    /// themselves (org, endpoint, chaincodes, height, age). Asks the peer --peer or --node
+    /// names, else the network's peer of --org (default: the first org).
+    #[arg(long)]
+    pub peers: bool,
 }
 
 /// Runs a channel command.
@@ -227,6 +238,7 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
                     &a.channel,
                     a.consensus,
                     &a.orderer_endpoints,
+                    &a.anchor_peers,
                     &a.batch,
                 )?,
                 None => {
@@ -317,6 +329,9 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
                 (None, Some(n)) => n.channel(None)?.name.clone(),
                 (None, None) => bail!("--channel is required without --network"),
             };
+            if a.peers {
+                return discovered_peers(&a, net.as_ref(), &channel).await;
+            }
             let id = a.client.member("admin")?;
             let addr = crate::client::first_reachable(&a.client.orderer_addrs()?, &id).await?;
             let resp = admin(
@@ -374,6 +389,89 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `ordo channel info --peers`: what one peer's discovery sees.
+async fn discovered_peers(
+    a: &InfoArgs,
+    net: Option<&ordo_sdk::network::Network>,
+    channel: &str,
+) -> anyhow::Result<()> {
+    let (name, addr, org) = match (&a.client.orderer, &a.client.node, net) {
+        (Some(addr), _, _) => (addr.clone(), addr.clone(), a.client.org.clone()),
+        (None, Some(node), Some(net)) => {
+            let n = net.node(node)?;
+            if n.role != "peer" {
+                bail!("--node {node} is an {}; --peers asks a peer", n.role);
+            }
+            (n.name.clone(), n.grpc_addr.clone(), Some(n.org.clone()))
+        }
+        (None, None, Some(net)) => {
+            let n = net
+                .nodes_with_role("peer")
+                .find(|p| a.client.org.as_deref().is_none_or(|o| p.org == o))
+                .context("the network has no peer of that org")?;
+            (n.name.clone(), n.grpc_addr.clone(), Some(n.org.clone()))
+        }
+        (None, _, None) => bail!("say which peer: --peer HOST:PORT or --network DIR/network.json"),
+    };
+    let client = ClientArgs {
+        org: org.or_else(|| a.client.org.clone()),
+        ..a.client.clone()
+    };
+    let member = client.member("client")?;
+    let gateway =
+        ordo_sdk::gateway::Gateway::connect(&addr, &member.transport, member.identity).await?;
+    let peers = gateway.peers(channel).await?;
+    let now = ordo_proto::now_ms();
+    if a.json {
+        let list: Vec<serde_json::Value> = peers
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "org": p.org,
+                    "subject": p.subject,
+                    "endpoint": p.endpoint,
+                    "chaincodes": p.chaincodes,
+                    "height": p.height,
+                    "issued_ms": p.issued_ms,
+                    "age_ms": now.saturating_sub(p.issued_ms),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "channel": channel,
+                "asked": addr,
+                "peers": list,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("peers of channel {channel} as {name} ({addr}) sees them:");
+    if peers.is_empty() {
+        println!(
+            "  none: the channel names no anchor peers (Organization.anchor_peers), or the \
+             peer has not announced itself yet"
+        );
+    }
+    println!(
+        "  {:<10} {:<22} {:<18} {:>8} {:>7}  chaincodes",
+        "org", "endpoint", "name", "height", "age"
+    );
+    for p in &peers {
+        println!(
+            "  {:<10} {:<22} {:<18} {:>8} {:>6.1}s  {}",
+            p.org,
+            p.endpoint,
+            p.subject,
+            p.height,
+            now.saturating_sub(p.issued_ms) as f64 / 1000.0,
+            p.chaincodes.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// A channel's info as one node sees it.

@@ -81,11 +81,18 @@ pub struct OrdererConfigArgs {
 pub struct PeerConfigArgs {
     #[command(flatten)]
     pub node: NodeConfigArgs,
-    /// Another org's peer asked for endorsements, `HOST:PORT` (repeatable, in order).
+    /// Where other nodes reach this peer, `HOST:PORT`, as it announces itself to the
+    /// channel (`[discovery] endpoint`). Needed when --listen is an unspecified address
+    /// (the default 0.0.0.0): then nothing else says how the peer is reached.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// A peer asked for endorsements besides those discovery finds, `HOST:PORT`
+    /// (repeatable, in order). Not needed when the channel names anchor peers.
     #[arg(long = "endorser")]
     pub endorsers: Vec<String>,
     /// Org bundles of the channel's orgs: every other org's peer endpoint becomes an
-    /// endorser (after those given with --endorser).
+    /// endorser (after those given with --endorser). Not needed when the channel names
+    /// anchor peers (a channel made from bundles does: their peer endpoints).
     #[arg(long = "org-bundle")]
     pub org_bundles: Vec<PathBuf>,
     /// An orderer to pull blocks from when the channel's consenters cannot be reached,
@@ -172,14 +179,22 @@ pub fn orderer_toml(spec: &NodeSpec) -> String {
 }
 
 /// A peer's config file: `orderer_endpoints` for `[deliver]`, `endorsers` for
-/// `[gateway]`.
-pub fn peer_toml(spec: &NodeSpec, orderer_endpoints: &[String], endorsers: &[String]) -> String {
+/// `[gateway]`, the announced `endpoint` for `[discovery]` (default: the listen address).
+pub fn peer_toml(
+    spec: &NodeSpec,
+    orderer_endpoints: &[String],
+    endorsers: &[String],
+    endpoint: Option<&str>,
+) -> String {
     format!(
         "{}\n[deliver]\n# Tried after the channel configuration's consenters.\norderer_endpoints = {}\n\n\
-         [gateway]\n# Other orgs' peers asked for endorsements, in order.\nendorsers = {}\n",
+         [gateway]\n# Peers asked for endorsements besides those discovery finds.\nendorsers = {}\n\n\
+         [discovery]\n# Where the channel's other peers reach this one (empty: the listen address).\n\
+         endpoint = {}\n",
         common_sections(spec, "peer"),
         list(orderer_endpoints),
-        list(endorsers)
+        list(endorsers),
+        lit(endpoint.unwrap_or(""))
     )
 }
 
@@ -191,7 +206,7 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<()> {
             report(&written);
         }
         ConfigCommand::Peer(a) => {
-            for e in a.endorsers.iter().chain(&a.orderers) {
+            for e in a.endorsers.iter().chain(&a.orderers).chain(&a.endpoint) {
                 if !bundle::valid_endpoint(e) {
                     bail!("{e:?} is not HOST:PORT");
                 }
@@ -211,13 +226,25 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<()> {
                 }
             }
             let written = write_node_dir(&a.node, Kind::Peer, |spec| {
-                Ok(peer_toml(spec, &a.orderers, &endorsers))
+                Ok(peer_toml(
+                    spec,
+                    &a.orderers,
+                    &endorsers,
+                    a.endpoint.as_deref(),
+                ))
             })?;
             report(&written);
-            if endorsers.is_empty() {
+            let unspecified = written
+                .spec
+                .listen_addr
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|l| l.ip().is_unspecified());
+            if a.endpoint.is_none() && unspecified {
                 println!(
-                    "note: no endorsers: this peer's gateway endorses with itself alone \
-                     (give --endorser or --org-bundle for chaincodes other orgs must endorse)"
+                    "note: no --endpoint: the peer listens on {} and cannot say where it is \
+                     reached, so other gateways will not discover it (give --endpoint \
+                     HOST:PORT)",
+                    written.spec.listen_addr
                 );
             }
         }
@@ -520,9 +547,11 @@ mod tests {
             &spec(true),
             &["o.example:7050".into()],
             &["peer.bankb:7051".into(), "peer.bankc:7051".into()],
+            Some("peer.banka:7051"),
         );
         let c = ordo_peer::node::config::PeerConfig::parse(&text, &[], Path::new("/k"), "t")
             .expect("parses");
+        assert_eq!(c.announced_endpoint().as_deref(), Some("peer.banka:7051"));
         assert_eq!(
             c.deliver.orderer_endpoints,
             vec!["o.example:7050".to_string()]

@@ -29,6 +29,23 @@ pub enum OrgCommand {
     Add(AddArgs),
     /// Remove an org from a channel (remove its consenters first).
     Remove(RemoveArgs),
+    /// Set an org's anchor peers: where every peer of the channel announces itself and
+    /// learns of the others (discovery). Replaces the org's list.
+    Anchors(AnchorsArgs),
+}
+
+/// `ordo channel org anchors`
+#[derive(Args)]
+pub struct AnchorsArgs {
+    #[command(flatten)]
+    pub update: UpdateArgs,
+    /// The org whose anchor peers change.
+    #[arg(long)]
+    pub org: String,
+    /// An anchor peer, HOST:PORT (repeatable, or separated by commas); none: the org has
+    /// no anchor peer (its peers then announce only to other orgs' anchors).
+    #[arg(long = "anchor-peer", value_delimiter = ',')]
+    pub anchor_peers: Vec<String>,
 }
 
 /// `ordo channel org add`
@@ -70,6 +87,22 @@ pub async fn run(cmd: OrgCommand) -> anyhow::Result<()> {
                     "added org {name} (fingerprint {}) to channel {} in config block {}",
                     bundle.fingerprint(),
                     a.update.channel,
+                    ordo_proto::block::number(&block)
+                );
+            }
+            Ok(())
+        }
+        OrgCommand::Anchors(a) => {
+            let block = crate::cmd::update::propose(&a.update, |cfg| {
+                set_anchor_peers(cfg, &a.org, &a.anchor_peers)
+            })
+            .await?;
+            if let Some(block) = block {
+                println!(
+                    "org {} of channel {} now has anchor peers [{}] (config block {})",
+                    a.org,
+                    a.update.channel,
+                    a.anchor_peers.join(", "),
                     ordo_proto::block::number(&block)
                 );
             }
@@ -132,6 +165,29 @@ pub fn add_org(
         }
     }
     cfg.orgs.push(org);
+    Ok(())
+}
+
+/// Replaces the anchor peers of `org` in `cfg` (checked as the channel will check them).
+pub fn set_anchor_peers(
+    cfg: &mut ChannelConfig,
+    org: &str,
+    anchors: &[String],
+) -> anyhow::Result<()> {
+    for a in anchors {
+        ordo_proto::config::check_endpoint(a)
+            .map_err(|why| anyhow::anyhow!("--anchor-peer: {why}"))?;
+    }
+    let channel = cfg.channel_id.clone();
+    let entry = cfg
+        .orgs
+        .iter_mut()
+        .find(|o| o.name == org)
+        .with_context(|| format!("org {org} is not in channel {channel}"))?;
+    if entry.anchor_peers == anchors {
+        bail!("org {org} has exactly these anchor peers already");
+    }
+    entry.anchor_peers = anchors.to_vec();
     Ok(())
 }
 
@@ -260,5 +316,29 @@ mod tests {
             remove_org(&mut cfg, "A").is_err(),
             "Readers names A alone (and A is the last org)"
         );
+    }
+
+    #[test]
+    fn anchor_peers_are_replaced_checked_and_described() {
+        let mut cfg = ChannelConfig {
+            channel_id: "ch".into(),
+            orgs: vec![org("A", 1), org("B", 2)],
+            ..Default::default()
+        };
+        let before = cfg.clone();
+        let two = ["pa0:7051".to_string(), "pa1:7051".to_string()];
+        set_anchor_peers(&mut cfg, "A", &two).expect("set");
+        assert_eq!(cfg.orgs[0].anchor_peers, two);
+        assert!(cfg.orgs[1].anchor_peers.is_empty(), "other orgs untouched");
+        let said = crate::cmd::update::describe_change(&before, &cfg);
+        assert_eq!(
+            said,
+            ["change org A: anchor peers [] -> [pa0:7051, pa1:7051]"]
+        );
+        assert!(set_anchor_peers(&mut cfg, "A", &two).is_err(), "no change");
+        assert!(set_anchor_peers(&mut cfg, "Z", &[]).is_err(), "no such org");
+        assert!(set_anchor_peers(&mut cfg, "A", &["no-port".into()]).is_err());
+        set_anchor_peers(&mut cfg, "A", &[]).expect("cleared");
+        assert!(cfg.orgs[0].anchor_peers.is_empty());
     }
 }

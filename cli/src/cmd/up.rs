@@ -195,6 +195,25 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .collect();
     let grpc_endpoints: Vec<String> = endpoints.iter().map(|(g, _)| g.clone()).collect();
 
+    let peer_addrs: Vec<(String, String)> = if args.no_peers {
+        Vec::new()
+    } else {
+        manifest
+            .orgs
+            .iter()
+            .enumerate()
+            .map(|(i, org)| peer_addrs(&org.name, i, &args, previous.as_ref()))
+            .collect()
+    };
+    // Each org's peer is its anchor: the peers find each other through the channel
+    // configuration (discovery), so no peer's config lists the others.
+    let anchor_peers: Vec<String> = manifest
+        .orgs
+        .iter()
+        .zip(&peer_addrs)
+        .map(|(org, (grpc, _))| format!("{}={grpc}", org.name))
+        .collect();
+
     // Channels: reuse the genesis blocks of an earlier run.
     let channel_entries: Vec<ChannelEntry> = match &previous {
         Some(p) => p.channels.clone(),
@@ -206,8 +225,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 if batch.chaincodes.is_empty() {
                     batch.chaincodes = vec!["bank".into(), "kv".into()];
                 }
-                let block =
-                    channel::genesis(&crypto_dir, name, args.consensus, &grpc_endpoints, &batch)?;
+                let block = channel::genesis(
+                    &crypto_dir,
+                    name,
+                    args.consensus,
+                    &grpc_endpoints,
+                    &anchor_peers,
+                    &batch,
+                )?;
                 channel::write_block(&path, &block)?;
                 v.push(ChannelEntry {
                     name: name.clone(),
@@ -265,16 +290,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Every node's addresses are checked before any node starts, so that a port taken by
     // another program is reported with the node that wanted it, and nothing is left
     // half-started.
-    let peer_addrs: Vec<(String, String)> = if args.no_peers {
-        Vec::new()
-    } else {
-        manifest
-            .orgs
-            .iter()
-            .enumerate()
-            .map(|(i, org)| peer_addrs(&org.name, i, &args, previous.as_ref()))
-            .collect()
-    };
     let planned = endpoints
         .iter()
         .enumerate()
@@ -389,19 +404,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         // One peer per org, following every channel.
         if !args.no_peers {
             for (i, org) in manifest.orgs.iter().enumerate() {
-                // Each peer's gateway asks the other orgs' peers for endorsements.
-                let others: Vec<String> = peer_addrs
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, (grpc, _))| grpc.clone())
-                    .collect();
                 let started = start_peer(
                     &dir,
                     org,
                     &peer_addrs[i],
                     &grpc_endpoints,
-                    &others,
                     &args,
                     &exe,
                     &network,

@@ -27,16 +27,14 @@ fi
 # Each node's volume gets its config, its own key pairs and its org's TLS CA only
 # (`ordo config` copies them and checks the node will load them); the CA keys and the
 # admin's keys stay on the bank's admin volume. Both listen on every interface of their
-# container; the operations port is 8443 for both.
-endorsers=()
-for pair in $consortium; do
-    other=${pair#*:}
-    [[ $other == "$dom" ]] || endorsers+=(--endorser "peer.$other:7051")
-done
+# container; the operations port is 8443 for both. The peer announces itself as
+# peer.$dom:7051 and finds the other banks' peers through the channel's anchor peers (the
+# bundles' peer endpoints), so its config lists no endorsers.
 ordo config orderer --crypto "$crypto" --org "$org" --out /keys/orderer --force \
     --listen 0.0.0.0:7050 --ops-listen 0.0.0.0:8443 --data-dir /var/lib/ordo
 ordo config peer --crypto "$crypto" --org "$org" --out /keys/peer --force \
-    --listen 0.0.0.0:7051 --ops-listen 0.0.0.0:8443 --data-dir /var/lib/ordo "${endorsers[@]}"
+    --listen 0.0.0.0:7051 --ops-listen 0.0.0.0:8443 --data-dir /var/lib/ordo \
+    --endpoint "peer.$dom:7051"
 
 # The bank's client view of the consortium (`ordo` commands with ORDO_NETWORK): every
 # node, but only this bank's identities; other banks' TLS CAs come from their bundles

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Sections that environment overrides may address.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "node",
     "identity",
     "deliver",
@@ -17,6 +17,7 @@ const SECTIONS: [&str; 7] = [
     "gateway",
     "tls",
     "connections",
+    "discovery",
 ];
 
 /// Why a configuration could not be loaded.
@@ -65,6 +66,38 @@ pub struct PeerConfig {
     /// Limits on the listener's connections.
     #[serde(default)]
     pub connections: ConnectionsSection,
+    /// How the peer announces itself and finds the channels' other peers.
+    #[serde(default)]
+    pub discovery: PeerDiscoverySection,
+}
+
+/// `[discovery]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerDiscoverySection {
+    /// Whether the peer announces itself and its gateway uses the peers it learns of.
+    /// Default: true.
+    pub enabled: bool,
+    /// `host:port` other nodes reach this peer at, as announced. Default: empty, meaning
+    /// `[node] listen_addr` unless that is an unspecified address (then nothing is
+    /// announced, with a warning).
+    pub endpoint: String,
+    /// How often the peer announces itself to each channel's anchor peers, ms. Default:
+    /// 3,000.
+    pub announce_interval_ms: u64,
+    /// How long an announcement counts after it was signed, ms. Default: 20,000.
+    pub ttl_ms: u64,
+}
+
+impl Default for PeerDiscoverySection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            endpoint: String::new(),
+            announce_interval_ms: 3_000,
+            ttl_ms: 20_000,
+        }
+    }
 }
 
 /// `[gateway]`.
@@ -239,6 +272,23 @@ impl PeerConfig {
         .map_err(err)?;
         cfg.tls.validate().map_err(err)?;
         cfg.connections.validate().map_err(err)?;
+        if !cfg.discovery.endpoint.is_empty() {
+            ordo_proto::config::check_endpoint(&cfg.discovery.endpoint)
+                .map_err(|why| err(format!("discovery.endpoint: {why}")))?;
+        }
+        if cfg.discovery.announce_interval_ms == 0
+            || cfg.discovery.ttl_ms < 2 * cfg.discovery.announce_interval_ms
+        {
+            return Err(err(format!(
+                "discovery: announce_interval_ms ({}) must be positive and ttl_ms ({}) at least \
+                 twice it, or one late announcement would drop a live peer",
+                cfg.discovery.announce_interval_ms, cfg.discovery.ttl_ms
+            )));
+        }
+        for e in &cfg.gateway.endorsers {
+            ordo_proto::config::check_endpoint(e)
+                .map_err(|why| err(format!("gateway.endorsers: {why}")))?;
+        }
         if !matches!(cfg.log.format.as_str(), "text" | "json") {
             return Err(err(format!(
                 "log.format {:?} is not text or json",
@@ -268,6 +318,26 @@ impl PeerConfig {
             commit_timeout: ms(self.gateway.commit_timeout_ms.max(1)),
             max_concurrent: self.gateway.max_concurrent.max(1),
             max_commit_waiters: self.gateway.max_commit_waiters.max(1),
+        }
+    }
+
+    /// The `host:port` this peer announces: `[discovery] endpoint`, else `[node]
+    /// listen_addr` when it names a specific address. `None`: nothing to announce.
+    pub fn announced_endpoint(&self) -> Option<String> {
+        if !self.discovery.endpoint.is_empty() {
+            return Some(self.discovery.endpoint.clone());
+        }
+        let listen = self.node.listen_addr;
+        (!listen.ip().is_unspecified()).then(|| listen.to_string())
+    }
+
+    /// Discovery's settings.
+    pub fn discovery_settings(&self) -> crate::node::discovery::DiscoverySettings {
+        crate::node::discovery::DiscoverySettings {
+            enabled: self.discovery.enabled,
+            endpoint: self.announced_endpoint(),
+            interval: std::time::Duration::from_millis(self.discovery.announce_interval_ms),
+            ttl_ms: self.discovery.ttl_ms,
         }
     }
 
@@ -308,6 +378,39 @@ mod tests {
             "t"
         )
         .is_err());
+    }
+
+    #[test]
+    fn discovery_endpoint_and_timings_are_checked() {
+        let parse = |extra: &str| {
+            PeerConfig::parse(
+                &format!("[identity]\nkey_file=\"a\"\ncert_file=\"b\"\n{extra}"),
+                &[],
+                Path::new("/"),
+                "t",
+            )
+        };
+        let c = parse("").expect("defaults");
+        assert_eq!(c.announced_endpoint().as_deref(), Some("127.0.0.1:7051"));
+        let c = parse("[node]\nlisten_addr = \"0.0.0.0:7051\"\n").expect("valid");
+        assert_eq!(
+            c.announced_endpoint(),
+            None,
+            "unspecified: nothing to announce"
+        );
+        let c = parse(
+            "[node]\nlisten_addr = \"0.0.0.0:7051\"\n[discovery]\nendpoint = \"peer.a:7051\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.announced_endpoint().as_deref(), Some("peer.a:7051"));
+        for bad in [
+            "[discovery]\nendpoint = \"peer.a\"\n",
+            "[discovery]\nannounce_interval_ms = 0\n",
+            "[discovery]\nannounce_interval_ms = 5000\nttl_ms = 6000\n",
+            "[gateway]\nendorsers = [\"nope\"]\n",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -173,12 +173,14 @@ impl PeerMetrics {
         channels: Arc<PeerChannels>,
         listener: &Arc<ordo_node::ListenerMetrics>,
         certs: &ordo_node::certinfo::CertMetrics,
+        discovery: Arc<super::discovery::Discovery>,
     ) -> Self {
         let mut root = Registry::default();
         ordo_node::metrics::register_build_info(&mut root, NodeKind::Peer);
         let registry = root.sub_registry_with_prefix(PREFIX);
         commits.register(registry);
         registry.register_collector(Box::new(ChannelCollector { channels }));
+        registry.register_collector(Box::new(DiscoveryCollector { discovery }));
         listener.register(registry);
         certs.register(registry);
         Self { registry: root }
@@ -187,6 +189,34 @@ impl PeerMetrics {
     /// The exposition of every metric in `format` (see [`Format::negotiate`]).
     pub fn render(&self, format: Format) -> String {
         ordo_node::metrics::render(&self.registry, format)
+    }
+}
+
+/// Reads how many live peers discovery knows per channel when scraped.
+struct DiscoveryCollector {
+    discovery: Arc<super::discovery::Discovery>,
+}
+
+impl std::fmt::Debug for DiscoveryCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscoveryCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for DiscoveryCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut counts = self.discovery.live_counts();
+        counts.sort();
+        let mut gauge = encoder.encode_descriptor(
+            "discovery_peers",
+            "Peers of the channel (this one included) whose announcement is live",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (channel, n) in counts {
+            ConstGauge::new(n as i64).encode(gauge.encode_family(&ChannelLabel { channel })?)?;
+        }
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod channels;
 pub mod config;
+pub mod discovery;
 pub mod endorser;
 pub mod events;
 pub mod gateway;
@@ -28,6 +29,7 @@ use ordo_proto::identity::{Identity, IdentityError};
 use ordo_proto::pb::admin::admin_server::{Admin, AdminServer};
 use ordo_proto::pb::admin::AdminResponse;
 use ordo_proto::pb::common::Envelope;
+use ordo_proto::pb::discovery::discovery_server::DiscoveryServer;
 use ordo_proto::pb::query::query_server::{Query, QueryServer};
 use ordo_proto::pb::query::QueryResponse;
 
@@ -53,6 +55,7 @@ use query::PeerQuery;
 /// The peer's gRPC services, as the health service names them.
 const PEER_SERVICES: &[&str] = &[
     "ordo.admin.Admin",
+    "ordo.discovery.Discovery",
     "ordo.gateway.Endorser",
     "ordo.gateway.Gateway",
     "ordo.gateway.Events",
@@ -218,11 +221,16 @@ pub async fn run(
         identity.clone(),
         Limits::default(),
     ));
+    let discovery = Arc::new(discovery::Discovery::new(
+        config.discovery_settings(),
+        identity.clone(),
+    ));
     let gateway = GatewayService(PeerGateway::new(
         endorser.clone(),
         config.gateway_settings(),
         config.deliver.orderer_endpoints.clone(),
-        pool,
+        pool.clone(),
+        discovery.clone(),
     ));
     let endorser = EndorserService(endorser);
     let token = CancellationToken::new();
@@ -237,6 +245,18 @@ pub async fn run(
         }
     }
     let events = EventsService(PeerEvents::new(channels.clone(), token.clone()));
+    if config.discovery.enabled {
+        discovery::spawn_announcer(
+            discovery.clone(),
+            channels.clone(),
+            pool.clone(),
+            token.clone(),
+        );
+    } else {
+        info!("discovery is off: the gateway asks only [gateway] endorsers");
+    }
+    let discovery_view = discovery.clone();
+    let discovery = discovery::DiscoveryService::new(discovery, channels.clone());
     ordo_node::reachability::spawn_watch(
         "[gateway] endorsers",
         config.gateway.endorsers.clone(),
@@ -280,6 +300,7 @@ pub async fn run(
         channels.clone(),
         &listener_metrics,
         &cert_metrics,
+        discovery_view,
     ));
     let ops_task = tokio::spawn(ops::serve(
         ops,
@@ -306,6 +327,11 @@ pub async fn run(
         .add_service(ordo_node::reflection::v1alpha(PEER_SERVICES)?)
         .add_service(
             AdminServer::new(admin)
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .add_service(
+            DiscoveryServer::new(discovery)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )

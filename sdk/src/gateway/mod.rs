@@ -71,6 +71,8 @@ use tonic::transport::Channel;
 use ordo_proto::envelope;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{Envelope, HeaderType, Status as QueryStatus};
+use ordo_proto::pb::discovery::discovery_client::DiscoveryClient;
+use ordo_proto::pb::discovery::PeersRequest;
 use ordo_proto::pb::gateway::{ChaincodeEventsRequest, CommitStatusRequest};
 use ordo_proto::pb::query::query_client::QueryClient;
 use ordo_proto::pb::query::{query_request, GetHeight, QueryRequest};
@@ -169,6 +171,52 @@ impl Gateway {
         }
         Ok(resp.height)
     }
+
+    /// The peers of `channel` this gateway's discovery sees (itself included), as they
+    /// announced themselves: which org, where, which chaincodes, how far along. The peer
+    /// verified each announcement's signature and certificate before keeping it.
+    pub async fn peers(&self, channel: &str) -> Result<Vec<DiscoveredPeer>, GatewayError> {
+        let resp = DiscoveryClient::new(self.conn.clone())
+            .peers(peers_request(&self.identity, channel))
+            .await
+            .map_err(error::from_status("Peers"))?
+            .into_inner();
+        Ok(resp.peers.iter().filter_map(DiscoveredPeer::read).collect())
+    }
+}
+
+/// A peer as it announced itself on a channel ([`Gateway::peers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredPeer {
+    /// Its org (from its certificate).
+    pub org: String,
+    /// Its name (the certificate's subject).
+    pub subject: String,
+    /// Where it is reached, `host:port`.
+    pub endpoint: String,
+    /// The chaincodes it can run.
+    pub chaincodes: Vec<String>,
+    /// Its ledger height when it announced.
+    pub height: u64,
+    /// When it announced, ms since the Unix epoch (its clock).
+    pub issued_ms: u64,
+}
+
+impl DiscoveredPeer {
+    /// Reads an announcement (skipped when it does not decode: the peer verified it, so
+    /// that would be a peer of another version).
+    fn read(signed: &ordo_proto::pb::discovery::SignedPeerInfo) -> Option<Self> {
+        let info = ordo_proto::pb::discovery::PeerInfo::decode(signed.info.as_ref()).ok()?;
+        let (_, body) = ordo_proto::cert::decode(&info.certificate).ok()?;
+        Some(Self {
+            org: body.org,
+            subject: body.subject,
+            endpoint: info.endpoint,
+            chaincodes: info.chaincodes,
+            height: info.height,
+            issued_ms: info.issued_ms,
+        })
+    }
 }
 
 /// The signed PROPOSAL envelope for `proposal`, by its creator: the invocation with its
@@ -226,6 +274,11 @@ pub fn height_request(identity: &Identity, channel: &str) -> Envelope {
             query: Some(query_request::Query::Height(GetHeight {})),
         },
     )
+}
+
+/// A signed Discovery.Peers request for `channel`.
+pub fn peers_request(identity: &Identity, channel: &str) -> Envelope {
+    message(identity, channel, PeersRequest {})
 }
 
 /// A signed MESSAGE envelope carrying `data`, stamped now.

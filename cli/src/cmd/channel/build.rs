@@ -6,7 +6,8 @@ use super::*;
 /// The channel configuration `ordo` writes for a crypto directory holding every org:
 /// the orgs in manifest order, and consenter `i` at `orderer_endpoints[i]` running as org
 /// `i mod orgs`' `orderer` (its first orderer) or `orderer<i>` member, with id
-/// `orderer<i>`. Each org goes through the same export and verification as an org bundle
+/// `orderer<i>`; `anchor_peers` (`ORG=[MEMBER=]HOST:PORT`, the member `peer` by default) become
+/// the orgs' anchor peers. Each org goes through the same export and verification as an org bundle
 /// sent between machines ([`crate::cmd::bundle`]), so `ordo up` and a consortium of many
 /// hosts build channels with the same code. See [`config_from_parts`] for the policies.
 pub fn channel_config(
@@ -14,12 +15,27 @@ pub fn channel_config(
     channel: &str,
     consensus: Consensus,
     orderer_endpoints: &[String],
+    anchor_peers: &[String],
     batch: &BatchArgs,
 ) -> anyhow::Result<ChannelConfig> {
     let now_secs = ordo_proto::now_ms() / 1000;
+    let mut anchors: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for spec in anchor_peers {
+        let Some((org, endpoint)) = spec.split_once('=') else {
+            bail!("--anchor-peer {spec}: write it as ORG=HOST:PORT");
+        };
+        manifest
+            .org(org)
+            .with_context(|| format!("--anchor-peer {spec}"))?;
+        anchors.entry(org).or_default().push(endpoint.to_string());
+    }
     let mut bundles = Vec::new();
     for o in &manifest.orgs {
-        let exported = crate::cmd::bundle::export(manifest, &o.name, &Default::default())?;
+        let endpoints = crate::cmd::bundle::Endpoints {
+            orderers: Vec::new(),
+            peers: anchors.remove(o.name.as_str()).unwrap_or_default(),
+        };
+        let exported = crate::cmd::bundle::export(manifest, &o.name, &endpoints)?;
         bundles.push(
             crate::cmd::bundle::verify(&exported, now_secs)
                 .with_context(|| format!("the crypto directory's org {}", o.name))?,
@@ -202,10 +218,18 @@ pub fn genesis(
     channel: &str,
     consensus: Consensus,
     orderer_endpoints: &[String],
+    anchor_peers: &[String],
     batch: &BatchArgs,
 ) -> anyhow::Result<Block> {
     let manifest = Manifest::load(crypto)?;
-    let cfg = channel_config(&manifest, channel, consensus, orderer_endpoints, batch)?;
+    let cfg = channel_config(
+        &manifest,
+        channel,
+        consensus,
+        orderer_endpoints,
+        anchor_peers,
+        batch,
+    )?;
     Ok(config::genesis_block(&cfg, ordo_proto::now_ms())?)
 }
 

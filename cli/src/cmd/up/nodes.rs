@@ -123,7 +123,6 @@ pub(super) async fn start_peer(
     org: &crate::cmd::crypto::OrgEntry,
     addrs: &(String, String),
     orderer_addrs: &[String],
-    endorsers: &[String],
     args: &UpArgs,
     exe: &Path,
     network: &Network,
@@ -147,7 +146,7 @@ pub(super) async fn start_peer(
             data_dir: node_dir.join("data"),
             files: node_files(org, files, tls)?,
         };
-        let text = crate::cmd::config::peer_toml(&spec, orderer_addrs, endorsers);
+        let text = crate::cmd::config::peer_toml(&spec, orderer_addrs, &[], None);
         std::fs::write(&config_path, text)
             .with_context(|| format!("writing {}", config_path.display()))?;
     }

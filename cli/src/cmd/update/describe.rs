@@ -32,25 +32,33 @@ pub fn describe_change(cur: &ChannelConfig, new: &ChannelConfig) -> Vec<String> 
     for o in &new.orgs {
         match cur.orgs.iter().find(|c| c.name == o.name) {
             None => out.push(format!(
-                "add org {} (CA key {}, {} TLS CA certificate(s))",
+                "add org {} (CA key {}, {} TLS CA certificate(s), anchor peers [{}])",
                 o.name,
                 o.root_public_keys
                     .iter()
                     .map(hex::encode)
                     .collect::<Vec<_>>()
                     .join(", "),
-                o.tls_root_certs.len()
+                o.tls_root_certs.len(),
+                o.anchor_peers.join(", ")
             )),
             Some(c) if c != o => {
                 let mut what = Vec::new();
                 if c.root_public_keys != o.root_public_keys {
-                    what.push("CA keys");
+                    what.push("CA keys".to_string());
                 }
                 if c.tls_root_certs != o.tls_root_certs {
-                    what.push("TLS CA certificates");
+                    what.push("TLS CA certificates".to_string());
                 }
                 if c.tls_revoked_cert_hashes != o.tls_revoked_cert_hashes {
-                    what.push("revoked TLS certificates");
+                    what.push("revoked TLS certificates".to_string());
+                }
+                if c.anchor_peers != o.anchor_peers {
+                    what.push(format!(
+                        "anchor peers [{}] -> [{}]",
+                        c.anchor_peers.join(", "),
+                        o.anchor_peers.join(", ")
+                    ));
                 }
                 out.push(format!("change org {}: {}", o.name, what.join(", ")));
             }

@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prost::Message;
@@ -53,18 +53,26 @@ pub const MISMATCH_WAIT: Duration = Duration::from_secs(1);
 /// How many times an endorsement is attempted again after mismatched simulations.
 pub const MISMATCH_RETRIES: usize = 1;
 
-/// What the gateway has learned about its configured endorsers: the certificate each
-/// last endorsed with (hence its org and role), and where the next plan starts.
+/// How long an endorser that could not be reached (or did not answer in time) goes to
+/// the back of every plan.
+pub const UNHEALTHY_FOR: Duration = Duration::from_secs(10);
+
+/// What the gateway knows about endorsers: the certificate each announced itself with
+/// (discovery) or last endorsed with (hence its org and role), which ones failed to
+/// answer lately, and where the next plan starts.
 #[derive(Default)]
 pub(super) struct EndorserDirectory {
     known: Mutex<HashMap<String, VerifiedCert>>,
+    unreachable: Mutex<HashMap<String, Instant>>,
     rotation: AtomicUsize,
 }
 
 impl EndorserDirectory {
     fn learn(&self, addr: &str, cert: &VerifiedCert) {
         if let Ok(mut known) = self.known.lock() {
-            known.insert(addr.to_string(), cert.clone());
+            if known.get(addr).map(|c| c.cert_hash) != Some(cert.cert_hash) {
+                known.insert(addr.to_string(), cert.clone());
+            }
         }
     }
 
@@ -72,17 +80,41 @@ impl EndorserDirectory {
         self.known.lock().ok()?.get(addr).cloned()
     }
 
-    /// The configured endorsers, starting at the next offset of the rotation.
-    fn rotated<'a>(&self, endorsers: &'a [String]) -> Vec<&'a str> {
+    /// Records that `addr` could not be reached or did not answer in time.
+    fn unreachable(&self, addr: &str) {
+        if let Ok(mut failed) = self.unreachable.lock() {
+            failed.insert(addr.to_string(), Instant::now());
+        }
+    }
+
+    /// Records that `addr` answered.
+    fn answered(&self, addr: &str) {
+        if let Ok(mut failed) = self.unreachable.lock() {
+            if !failed.is_empty() {
+                failed.remove(addr);
+            }
+        }
+    }
+
+    /// The endorsers, starting at the next offset of the rotation, those unreachable
+    /// within [`UNHEALTHY_FOR`] moved to the back (still asked when nobody else can help).
+    fn ordered<'a>(&self, endorsers: &'a [String]) -> Vec<&'a str> {
         if endorsers.is_empty() {
             return Vec::new();
         }
         let start = self.rotation.fetch_add(1, Ordering::Relaxed) % endorsers.len();
-        endorsers[start..]
+        let mut order: Vec<&'a str> = endorsers[start..]
             .iter()
             .chain(&endorsers[..start])
             .map(String::as_str)
-            .collect()
+            .collect();
+        if let Ok(mut failed) = self.unreachable.lock() {
+            failed.retain(|_, at| at.elapsed() < UNHEALTHY_FOR);
+            if !failed.is_empty() {
+                order.sort_by_key(|addr| failed.contains_key(*addr));
+            }
+        }
+        order
     }
 }
 
@@ -219,13 +251,25 @@ impl PeerGateway {
             Ok(cert) => collected.add(cert, own),
             Err(why) => failures.push(format!("this peer: {}", why.message())),
         }
-        let mut untried = self.directory.rotated(&self.settings.endorsers);
+        let candidates = self.candidates(checked);
+        let mut untried = self.directory.ordered(&candidates);
         while judge.unmet(&collected.certs).is_some() {
             let wave = plan(&self.directory, &judge, &collected.certs, &mut untried);
             if wave.is_empty() {
                 break;
             }
             for (addr, answer) in self.ask_all(wave, request).await {
+                match &answer {
+                    Err(s)
+                        if matches!(
+                            s.code(),
+                            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                        ) =>
+                    {
+                        self.directory.unreachable(&addr)
+                    }
+                    _ => self.directory.answered(&addr),
+                }
                 let verdict = answer.and_then(|resp| {
                     if resp.response_payload != local.response_payload {
                         mismatched = true;
@@ -267,6 +311,29 @@ impl PeerGateway {
                 missing,
             }),
         }
+    }
+
+    /// Who may be asked to endorse this proposal: the channel's peers that announced they
+    /// run its chaincode (their orgs known from their announcements), then the configured
+    /// `[gateway] endorsers` not among them.
+    fn candidates(&self, checked: &CheckedProposal) -> Vec<String> {
+        let discovered = self
+            .discovery
+            .endorsers(checked.channel.id(), &checked.definition.name);
+        let mut all: Vec<String> =
+            Vec::with_capacity(discovered.len() + self.settings.endorsers.len());
+        for e in discovered {
+            self.directory.learn(&e.endpoint, &e.cert);
+            if !all.contains(&e.endpoint) {
+                all.push(e.endpoint);
+            }
+        }
+        for addr in &self.settings.endorsers {
+            if !all.contains(addr) {
+                all.push(addr.clone());
+            }
+        }
+        all
     }
 
     /// Asks every endorser of a wave at once; answers in the wave's order.
@@ -329,7 +396,9 @@ impl PeerGateway {
                 short.collected.orgs.join(", ")
             },
             if short.failures.is_empty() {
-                "no other endorsing peers are configured ([gateway] endorsers)".to_string()
+                "no other peer of the channel runs this chaincode (none discovered, none in \
+                 [gateway] endorsers)"
+                    .to_string()
             } else {
                 format!("failures: {}", short.failures.join("; "))
             }

@@ -1,9 +1,10 @@
 //! The Gateway: what a chaincode application asks of its peer.
 //!
 //! - **Evaluate** runs a signed proposal here and answers the chaincode's response.
-//! - **Endorse** simulates here, then asks the other orgs' peers (`[gateway] endorsers`),
-//!   in parallel and only as many as needed, until the chaincode's endorsement policy is
-//!   met (`endorse.rs`); every endorsement must be over the very same response payload
+//! - **Endorse** simulates here, then asks the other orgs' peers that run the chaincode
+//!   (found by discovery, `super::discovery`, plus any `[gateway] endorsers`), in parallel
+//!   and only as many as needed, reachable ones first, until the chaincode's endorsement
+//!   policy is met (`endorse.rs`); every endorsement must be over the very same response payload
 //!   (same read/write set, response and event), or the endorsers disagree. It answers the
 //!   transaction payload for the client to sign. A client may choose the endorsing orgs
 //!   (`EndorseRequest.endorsing_orgs`): then exactly those endorse, the gateway's own
@@ -11,10 +12,10 @@
 //!   and the policy still wants more. A chaincode's refusal is ABORTED with a
 //!   `ChaincodeRefusal` (status, message, payload) in the status details.
 //!
-//!   Until endorsers are discovered (they are learned from their first endorsement), an
-//!   endorser whose org is not known yet may be asked even under a choice of orgs; its
-//!   endorsement is then dropped. Transient data can reach it that way: configure only
-//!   the chosen orgs' endorsers where that matters.
+//!   Discovered endorsers come with their org, so a choice of orgs is asked of those orgs'
+//!   peers only. A configured `[gateway] endorsers` entry's org is learned from its first
+//!   endorsement: until then it may be asked even under a choice of orgs (its endorsement
+//!   is then dropped), so transient data can reach it that way.
 //! - **Submit** sends the signed transaction to the channel's orderers, one at a time
 //!   with a per-orderer timeout, until one accepts it — over one kept Broadcast stream per
 //!   orderer that every Submit shares (`submit.rs`).
@@ -45,14 +46,14 @@ use ordo_proto::pb::peer::TxValidationCode;
 use super::admin::reader_request;
 use super::endorser::PeerEndorser;
 use endorse::EndorserDirectory;
-pub use endorse::{MISMATCH_RETRIES, MISMATCH_WAIT};
+pub use endorse::{MISMATCH_RETRIES, MISMATCH_WAIT, UNHEALTHY_FOR};
 pub use submit::LANE_IN_FLIGHT;
 use submit::{OrdererLanes, Refused};
 
 /// Gateway tunables (the peer config's `[gateway]` section).
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
-    /// Other peers to ask for endorsements (`host:port`).
+    /// Peers to ask for endorsements besides the discovered ones (`host:port`).
     pub endorsers: Vec<String>,
     /// Per-peer wait for an endorsement.
     pub endorse_timeout: Duration,
@@ -82,6 +83,8 @@ pub struct PeerGateway {
     directory: EndorserDirectory,
     /// One kept Broadcast stream per orderer.
     lanes: OrdererLanes,
+    /// The channels' peers as announced.
+    discovery: Arc<super::discovery::Discovery>,
 }
 
 impl PeerGateway {
@@ -91,6 +94,7 @@ impl PeerGateway {
         settings: GatewaySettings,
         orderers: Vec<String>,
         pool: Arc<ordo_node::ClientPool>,
+        discovery: Arc<super::discovery::Discovery>,
     ) -> Self {
         Self {
             admission: Semaphore::new(settings.max_concurrent.max(1)),
@@ -101,6 +105,7 @@ impl PeerGateway {
             directory: EndorserDirectory::default(),
             lanes: OrdererLanes::new(pool.clone()),
             pool,
+            discovery,
         }
     }
 

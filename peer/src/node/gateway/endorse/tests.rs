@@ -53,7 +53,7 @@ fn unknown_endorsers_are_all_asked_at_once() {
     let p = policy::majority(&ORGS, Role::Peer);
     let d = EndorserDirectory::default();
     let all = endorsers();
-    let mut untried = d.rotated(&all);
+    let mut untried = d.ordered(&all);
     let wave = plan(&d, &judge(&p), &[cert("A", 1)], &mut untried);
     assert_eq!(wave.len(), 3, "nothing known: everyone, in parallel");
     assert!(untried.is_empty());
@@ -67,7 +67,7 @@ fn known_endorsers_are_asked_only_as_many_as_the_policy_needs_and_in_turn() {
     let all = endorsers();
     let mut firsts = Vec::new();
     for _ in 0..3 {
-        let mut untried = d.rotated(&all);
+        let mut untried = d.ordered(&all);
         let wave = plan(&d, &judge(&p), &[cert("A", 1)], &mut untried);
         assert_eq!(wave.len(), 2, "two more orgs, asked together: {wave:?}");
         assert_eq!(untried.len(), 1, "the third stays in reserve");
@@ -83,7 +83,7 @@ fn a_failed_endorser_is_replaced_by_the_next_wave() {
     let p = policy::majority(&ORGS, Role::Peer);
     let d = learned();
     let all = endorsers();
-    let mut untried = d.rotated(&all);
+    let mut untried = d.ordered(&all);
     let j = judge(&p);
     let first = plan(&d, &j, &[cert("A", 1)], &mut untried);
     assert_eq!(first.len(), 2);
@@ -107,7 +107,7 @@ fn endorsers_whose_org_the_policy_does_not_need_are_not_asked() {
     let d = learned();
     let all = endorsers();
     for _ in 0..3 {
-        let mut untried = d.rotated(&all);
+        let mut untried = d.ordered(&all);
         let wave = plan(&d, &judge(&p), &[cert("A", 1)], &mut untried);
         assert_eq!(wave, vec!["b:7051"], "only B's endorser helps");
     }
@@ -121,7 +121,7 @@ fn chosen_orgs_are_all_asked_and_no_others() {
     let d = learned();
     let all = endorsers();
     for _ in 0..3 {
-        let mut untried = d.rotated(&all);
+        let mut untried = d.ordered(&all);
         let j = judge(&p).choosing(Some(&chosen));
         let mut wave = plan(&d, &j, &[cert("A", 1)], &mut untried);
         wave.sort();
@@ -137,4 +137,34 @@ fn chosen_orgs_are_all_asked_and_no_others() {
         .unmet(&[cert("A", 1), cert("C", 3), cert("D", 4)])
         .is_none());
     assert!(!j.admits("B") && j.admits("D"));
+}
+
+#[test]
+fn an_unreachable_endorser_is_asked_after_the_reachable_peers_of_its_org() {
+    // 2 of 3: this peer (A) plus one of B's two peers.
+    let p = policy::n_out_of(
+        2,
+        &[("A", Role::Peer), ("B", Role::Peer), ("C", Role::Peer)],
+    );
+    let d = EndorserDirectory::default();
+    d.learn("b1:7051", &cert("B", 2));
+    d.learn("b2:7051", &cert("B", 3));
+    let all = vec!["b1:7051".to_string(), "b2:7051".to_string()];
+    d.unreachable("b1:7051");
+    for _ in 0..4 {
+        let mut untried = d.ordered(&all);
+        assert_eq!(untried, vec!["b2:7051", "b1:7051"], "whatever the rotation");
+        let wave = plan(&d, &judge(&p), &[cert("A", 1)], &mut untried);
+        assert_eq!(wave, vec!["b2:7051"]);
+        // Should b2 fail too, b1 is still tried rather than giving up.
+        let next = plan(&d, &judge(&p), &[cert("A", 1)], &mut untried);
+        assert_eq!(next, vec!["b1:7051"]);
+    }
+    d.answered("b1:7051");
+    let firsts: std::collections::HashSet<&str> = (0..4).map(|_| d.ordered(&all)[0]).collect();
+    assert_eq!(
+        firsts.len(),
+        2,
+        "once it answers, the rotation includes it again"
+    );
 }
