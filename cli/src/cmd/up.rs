@@ -451,6 +451,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 }
             }
             network.save(&network_path)?;
+            // Ready means usable: every gateway has found every org's endorsers.
+            for c in &channel_entries {
+                wait_discovered(&network, c, Duration::from_secs(args.ready_timeout_s)).await?;
+            }
         }
         Ok::<(), anyhow::Error>(())
     };

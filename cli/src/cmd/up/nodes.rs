@@ -43,6 +43,58 @@ pub(super) async fn wait_orderable(
     )
 }
 
+/// Polls every peer's discovery until each sees all `peers` of the network on `channel`
+/// (their gateways can then reach every org's endorsers), for a channel whose genesis
+/// configuration names anchor peers; a channel without anchors is not waited for.
+pub(super) async fn wait_discovered(
+    network: &Network,
+    channel: &ChannelEntry,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let genesis = std::fs::read(&channel.genesis_block)
+        .with_context(|| format!("reading {}", channel.genesis_block.display()))?;
+    let genesis = <ordo_proto::pb::common::Block as prost::Message>::decode(genesis.as_slice())
+        .context("decoding the genesis block")?;
+    let config = ordo_proto::config::config_from_block(&genesis)?;
+    if config.orgs.iter().all(|o| o.anchor_peers.is_empty()) {
+        return Ok(());
+    }
+    let peers: Vec<&NodeEntry> = network.nodes_with_role("peer").collect();
+    let deadline = tokio::time::Instant::now() + timeout;
+    for peer in &peers {
+        let member = network.member(Some(&peer.org), "client")?;
+        let gateway = ordo_sdk::gateway::Gateway::connect(
+            &peer.grpc_addr,
+            &member.transport,
+            member.identity,
+        )
+        .await?;
+        let mut seen = Vec::new();
+        while seen.len() < peers.len() {
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "{} discovered {} of the {} peers on channel {} within {timeout:?} ({}); \
+                     see the peers' logs",
+                    peer.name,
+                    seen.len(),
+                    peers.len(),
+                    channel.name,
+                    seen.join(", ")
+                );
+            }
+            seen = gateway
+                .peers(&channel.name)
+                .await
+                .map(|p| p.into_iter().map(|p| p.endpoint).collect())
+                .unwrap_or_default();
+            if seen.len() < peers.len() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Marks a network directory whose kafka channels ran on the mock cluster.
 pub(super) const MOCK_MARKER: &str = "kafka-mock.brokers";
 

@@ -1,6 +1,11 @@
 //! The announcement rounds: every interval, for each channel, this peer's signed
 //! announcement to every anchor peer at once; what each answers is verified and kept.
 //!
+//! Sooner than the interval, a channel is announced when it is new here (just joined, or
+//! at start) and, every [`EAGER_INTERVAL`] for its first [`EAGER_FOR`], while this peer
+//! knows no other peer of it (at start, anchors may not be up yet): a network is usable moments after its peers join,
+//! not an interval later.
+//!
 //! A round waits at most [`CALL_TIMEOUT`] (or the interval, if shorter) for any anchor. An
 //! anchor that stops answering is logged once (WARN) and its recovery once (INFO), not
 //! every round.
@@ -22,6 +27,13 @@ use crate::node::channels::{PeerChannel, PeerChannels};
 /// Longest wait for one anchor's answer.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often a channel is announced while this peer knows no other peer of it.
+pub const EAGER_INTERVAL: Duration = Duration::from_millis(250);
+
+/// For how long after a channel is first seen here it is announced eagerly (a channel
+/// with no other peer at all must not be announced four times a second forever).
+pub const EAGER_FOR: Duration = Duration::from_secs(60);
+
 /// Runs announcement rounds until `token` is cancelled; the first at once.
 pub fn spawn_announcer(
     discovery: Arc<Discovery>,
@@ -39,28 +51,52 @@ pub fn spawn_announcer(
             return;
         }
         let mut reachable: HashMap<(String, String), bool> = HashMap::new();
+        // When each channel was first seen here, and last announced.
+        let mut announced: HashMap<String, (tokio::time::Instant, tokio::time::Instant)> =
+            HashMap::new();
+        let interval = discovery.settings().interval;
         loop {
-            round(&discovery, &channels, &pool, &mut reachable).await;
+            let now = tokio::time::Instant::now();
+            let served = channels.list();
+            discovery.keep_channels(&served.iter().map(|c| c.id()).collect::<Vec<_>>());
+            announced.retain(|id, _| served.iter().any(|c| c.id() == id));
+            let due: Vec<Arc<PeerChannel>> = served
+                .into_iter()
+                .filter(|c| match announced.get(c.id()) {
+                    None => true,
+                    Some((_, last)) if now.duration_since(*last) >= interval => true,
+                    Some((first, last)) => {
+                        now.duration_since(*first) < EAGER_FOR
+                            && now.duration_since(*last) >= EAGER_INTERVAL
+                            && discovery.alone(c.id())
+                    }
+                })
+                .collect();
+            if !due.is_empty() {
+                for c in &due {
+                    let first = announced.get(c.id()).map_or(now, |(first, _)| *first);
+                    announced.insert(c.id().to_string(), (first, now));
+                }
+                round(&discovery, due, &pool, &mut reachable).await;
+            }
             tokio::select! {
                 _ = token.cancelled() => return,
-                _ = tokio::time::sleep(discovery.settings().interval) => {}
+                _ = tokio::time::sleep(EAGER_INTERVAL.min(interval)) => {}
             }
         }
     })
 }
 
-/// One round over every channel.
+/// One round over the channels due.
 async fn round(
     discovery: &Arc<Discovery>,
-    channels: &PeerChannels,
+    due: Vec<Arc<PeerChannel>>,
     pool: &Arc<ordo_node::ClientPool>,
     reachable: &mut HashMap<(String, String), bool>,
 ) {
     let timeout = CALL_TIMEOUT.min(discovery.settings().interval);
     let mut calls = JoinSet::new();
-    let served = channels.list();
-    discovery.keep_channels(&served.iter().map(|c| c.id()).collect::<Vec<_>>());
-    for channel in served {
+    for channel in due {
         discovery.tidy(&channel);
         let Some(own) = discovery.announce_self(&channel) else {
             continue;

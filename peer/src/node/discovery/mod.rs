@@ -1,8 +1,8 @@
 //! Discovery: how a peer's gateway finds the channel's other peers without a list in its
 //! configuration.
 //!
-//! **Announcing.** Every [`DiscoverySettings::interval`], for each channel it serves, a
-//! peer signs a `PeerInfo` about itself (where it is reached, which of the channel's
+//! **Announcing.** Every [`DiscoverySettings::interval`] (and at once for a channel just
+//! joined), for each channel it serves, a peer signs a `PeerInfo` about itself (where it is reached, which of the channel's
 //! chaincodes it can run, its height) and pushes it to every anchor peer the channel's
 //! configuration names (`Organization.anchor_peers`) with `Discovery.Announce`; the
 //! anchor answers every live announcement it holds, which the peer verifies and keeps.
@@ -215,6 +215,17 @@ impl Discovery {
     /// Forgets the channels the peer no longer serves.
     pub fn keep_channels(&self, served: &[&str]) {
         self.lock().retain(|id, _| served.contains(&id.as_str()));
+    }
+
+    /// Whether this peer knows no other live peer of a channel.
+    pub fn alone(&self, channel_id: &str) -> bool {
+        let now = ordo_proto::now_ms();
+        self.lock().get(channel_id).is_none_or(|t| {
+            t.membership
+                .live(now, self.settings.ttl_ms)
+                .iter()
+                .all(|p| p.cert.cert_hash == self.own_hash)
+        })
     }
 
     /// Live peers per channel (this one included), for metrics.
