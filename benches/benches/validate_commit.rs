@@ -75,6 +75,8 @@ fn consortium() -> Consortium {
                 &[("A", Role::Peer), ("B", Role::Peer), ("C", Role::Peer)],
             )),
             runtime: "builtin:bank".into(),
+            sequence: 1,
+            retired: false,
         }]);
     let mut peers = Vec::new();
     let mut client = None;

@@ -86,6 +86,8 @@ fn genesis(c: &Consortium, orderer: &str, servers: &[(&str, &str)]) -> std::path
             version: "1".into(),
             endorsement_policy: Some(policy::n_out_of(1, &[("BankA", Role::Peer)])),
             runtime: format!("external:{addr}"),
+            sequence: 1,
+            retired: false,
         });
     }
     std::fs::write(

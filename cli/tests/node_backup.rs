@@ -143,6 +143,8 @@ async fn a_peer_backed_up_under_load_restores_into_a_new_peer_that_catches_up_an
         version: "1".into(),
         endorsement_policy: Some(policy::n_out_of(1, &[("BankA", Role::Peer)])),
         runtime: "builtin:bank".into(),
+        sequence: 1,
+        retired: false,
     });
     std::fs::write(
         &path,

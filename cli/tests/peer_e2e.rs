@@ -101,6 +101,8 @@ async fn two_peers_validate_commit_and_agree() {
             ],
         )),
         runtime: "builtin:bank".into(),
+        sequence: 1,
+        retired: false,
     });
     std::fs::write(
         &path,

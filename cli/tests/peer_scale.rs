@@ -64,6 +64,8 @@ async fn network() -> Net {
             ],
         )),
         runtime: "builtin:bank".into(),
+        sequence: 1,
+        retired: false,
     });
     std::fs::write(
         &path,

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use ordo_proto::config;
+use ordo_proto::config_change;
 use ordo_proto::envelope;
 use ordo_proto::pb::common::{ChannelConfig, ConfigEnvelope, ConfigUpdate, HeaderType};
 use ordo_proto::policy;
@@ -17,8 +18,10 @@ use crate::support::ChainSupport;
 /// with its tx id.
 ///
 /// Rules: the update proposes a whole configuration for the same channel with sequence
-/// = current + 1, valid on its own, with the same consensus type, and signed (over the
-/// exact config bytes) by enough admins to satisfy the current Admins policy.
+/// = current + 1, valid on its own, with the same consensus type, whose chaincode
+/// definitions follow the lifecycle rules, and signed (over the exact config bytes) by
+/// enough admins to satisfy the policy the change needs (Lifecycle for chaincode
+/// definitions alone, Admins otherwise): the peers' `ordo_proto::config_change` check.
 pub fn process_config_update(
     support: &ChainSupport,
     candidate: &Candidate,
@@ -53,6 +56,8 @@ pub fn process_config_update(
             state.consensus_type()
         )));
     }
+    config_change::check_definitions(&state.config, &proposed)
+        .map_err(|e| FilterError::BadRequest(format!("chaincode lifecycle: {e}")))?;
     if new_type == "raft" {
         // One consenter added or removed per update (raft changes membership one voter
         // at a time); the leader also refuses a change that would lose quorum. One
@@ -68,13 +73,10 @@ pub fn process_config_update(
             .map(|s| (s.signer.as_ref(), s.signature.as_ref())),
         now_secs,
     );
-    let admins = state
-        .config
-        .admins
-        .as_ref()
-        .ok_or_else(|| FilterError::PolicyDenied("channel has no Admins policy".into()))?;
-    policy::evaluate(admins, &signers, &state.org_names)
-        .map_err(|e| FilterError::PolicyDenied(format!("Admins policy: {e}")))?;
+    let (name, needed) = config_change::authorizing_policy(&state.config, &proposed)
+        .map_err(FilterError::PolicyDenied)?;
+    policy::evaluate(needed, &signers, &state.org_names)
+        .map_err(|e| FilterError::PolicyDenied(format!("{name} policy: {e}")))?;
     let data = ConfigEnvelope {
         config: update.config.clone(),
         last_update: candidate.encoded(),

@@ -29,6 +29,12 @@ pub const MAX_MESSAGE_COUNT: u32 = 100_000;
 pub const MAX_BATCH_TIMEOUT_MS: u64 = 60_000;
 /// The consensus types Ordo knows.
 pub const CONSENSUS_TYPES: [&str; 3] = ["solo", "kafka", "raft"];
+/// Most chaincode definitions a channel holds (retired ones included).
+pub const MAX_CHAINCODES: usize = 256;
+/// Longest chaincode name.
+pub const MAX_CHAINCODE_NAME_LEN: usize = 128;
+/// Longest chaincode version.
+pub const MAX_CHAINCODE_VERSION_LEN: usize = 64;
 /// Most anchor peers one org may name: every peer of the channel announces itself to each
 /// anchor every few seconds.
 pub const MAX_ANCHOR_PEERS: usize = 16;
@@ -204,7 +210,72 @@ pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
             .ok_or_else(|| invalid(format!("no {name} policy")))?;
         policy::validate(p, &org_names).map_err(|source| ConfigError::Policy { name, source })?;
     }
+    if let Some(p) = &config.lifecycle {
+        policy::validate(p, &org_names).map_err(|source| ConfigError::Policy {
+            name: "Lifecycle",
+            source,
+        })?;
+    }
+    validate_chaincodes(config, &org_names)
+}
+
+/// Every chaincode definition: a unique name of [`MAX_CHAINCODE_NAME_LEN`] characters at
+/// most from `[A-Za-z0-9_-]`, a version, an endorsement policy naming only channel orgs,
+/// and a runtime that is empty, `builtin:<name>` or `external:<host:port>`.
+fn validate_chaincodes(config: &ChannelConfig, org_names: &[String]) -> Result<(), ConfigError> {
+    if config.chaincodes.len() > MAX_CHAINCODES {
+        return Err(invalid(format!(
+            "{} chaincode definitions; at most {MAX_CHAINCODES}",
+            config.chaincodes.len()
+        )));
+    }
+    let mut names = HashSet::new();
+    for def in &config.chaincodes {
+        let name = &def.name;
+        let name_ok = !name.is_empty()
+            && name.len() <= MAX_CHAINCODE_NAME_LEN
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !name_ok {
+            return Err(invalid(format!(
+                "chaincode name {name:?} must be 1..={MAX_CHAINCODE_NAME_LEN} characters of [A-Za-z0-9_-]"
+            )));
+        }
+        if !names.insert(name.as_str()) {
+            return Err(invalid(format!("chaincode {name:?} is defined twice")));
+        }
+        if def.version.is_empty() || def.version.len() > MAX_CHAINCODE_VERSION_LEN {
+            return Err(invalid(format!(
+                "chaincode {name:?}: version {:?} must be 1..={MAX_CHAINCODE_VERSION_LEN} characters",
+                def.version
+            )));
+        }
+        let endorsement = def
+            .endorsement_policy
+            .as_ref()
+            .ok_or_else(|| invalid(format!("chaincode {name:?} has no endorsement policy")))?;
+        policy::validate(endorsement, org_names)
+            .map_err(|e| invalid(format!("chaincode {name:?}: endorsement policy {e}")))?;
+        check_runtime(&def.runtime).map_err(|why| invalid(format!("chaincode {name:?}: {why}")))?;
+    }
     Ok(())
+}
+
+/// Checks a chaincode runtime: empty, `builtin:<name>`, or `external:<host:port>`.
+pub fn check_runtime(runtime: &str) -> Result<(), String> {
+    match runtime.split_once(':') {
+        _ if runtime.is_empty() => Ok(()),
+        Some(("builtin", name)) if !name.is_empty() && name.len() <= MAX_CHAINCODE_NAME_LEN => {
+            Ok(())
+        }
+        Some(("external", endpoint)) => {
+            check_endpoint(endpoint).map_err(|why| format!("runtime {runtime:?}: {why}"))
+        }
+        _ => Err(format!(
+            "runtime {runtime:?} is not builtin:<name> or external:<host:port>"
+        )),
+    }
 }
 
 /// A kafka channel's brokers (`host:port` each) and topic (Kafka's topic alphabet,
@@ -491,6 +562,7 @@ mod tests {
             admins: Some(policy::build::any_member(&[], &[Role::Admin])),
             block_validation: Some(policy::build::any_member(&[], &[Role::Orderer])),
             chaincodes: vec![],
+            lifecycle: None,
         }
     }
 

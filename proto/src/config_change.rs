@@ -4,11 +4,17 @@
 //! ordering service can rewrite a channel on their own.
 //!
 //! A change is accepted when the envelope carries a valid configuration for the same
-//! channel, with the next sequence number and the same consensus type, and its
-//! `last_update` is a CONFIG_UPDATE for this channel proposing exactly these configuration
-//! bytes, signed by enough admins to satisfy the current Admins policy. Admin certificates
-//! are checked at the update's own signed creation time, never a clock, so every node
-//! reaches the same verdict whenever it checks.
+//! channel, with the next sequence number and the same consensus type, whose chaincode
+//! definitions follow the lifecycle rules ([`check_definitions`]), and its `last_update`
+//! is a CONFIG_UPDATE for this channel proposing exactly these configuration bytes, signed
+//! by enough admins to satisfy the current policy for such a change
+//! ([`authorizing_policy`]: Lifecycle for a change to chaincode definitions alone, Admins
+//! otherwise). Admin certificates are checked at the update's own signed creation time,
+//! never a clock, so every node reaches the same verdict whenever it checks.
+//!
+//! The orderer applies the same two functions to a CONFIG_UPDATE before ordering it
+//! (`ordo_consensus::configtx`), so a change refused here never reaches a block from an
+//! honest orderer.
 
 use bytes::Bytes;
 use prost::Message;
@@ -17,7 +23,9 @@ use thiserror::Error;
 use crate::cert::Msp;
 use crate::config;
 use crate::envelope;
-use crate::pb::common::{ChannelConfig, ConfigEnvelope, ConfigUpdate, HeaderType, Payload};
+use crate::pb::common::{
+    ChaincodeDefinition, ChannelConfig, ConfigEnvelope, ConfigUpdate, HeaderType, Payload, Policy,
+};
 use crate::policy;
 
 /// Why a config change does not follow from the configuration in force.
@@ -50,9 +58,89 @@ pub enum ChangeError {
         /// The proposed type.
         to: String,
     },
+    /// The chaincode definitions break a lifecycle rule ([`check_definitions`]).
+    #[error("chaincode lifecycle: {0}")]
+    Lifecycle(String),
     /// The update behind the change is missing, foreign or not signed by enough admins.
     #[error("last update: {0}")]
     Unauthorized(String),
+}
+
+/// The lifecycle rules, from the definitions in force (`current`) to the proposed ones:
+///
+/// - a definition is never removed (retire it: `retired`, with the next sequence);
+/// - a definition that changes at all (version, policy, runtime, retirement) carries the
+///   next sequence: the one in force plus one;
+/// - a new name starts at sequence 1, not retired.
+///
+/// So every sequence number names exactly one definition of a chaincode, and a
+/// transaction endorsed under one is recognised as superseded after any change.
+pub fn check_definitions(current: &ChannelConfig, proposed: &ChannelConfig) -> Result<(), String> {
+    for old in &current.chaincodes {
+        if !proposed.chaincodes.iter().any(|d| d.name == old.name) {
+            return Err(format!(
+                "chaincode {:?} cannot be removed; retire it instead (retired, sequence {})",
+                old.name,
+                effective_sequence(old) + 1
+            ));
+        }
+    }
+    for new in &proposed.chaincodes {
+        match current.chaincodes.iter().find(|d| d.name == new.name) {
+            Some(old) if old == new => {}
+            Some(old) => {
+                let next = effective_sequence(old) + 1;
+                if new.sequence != next {
+                    return Err(format!(
+                        "chaincode {:?} changes, so its definition sequence must be {next} (the \
+                         one in force, {}, plus one), not {}",
+                        new.name,
+                        effective_sequence(old),
+                        new.sequence
+                    ));
+                }
+            }
+            None => {
+                if new.sequence != 1 || new.retired {
+                    return Err(format!(
+                        "new chaincode {:?} must start at definition sequence 1, not retired \
+                         (got sequence {}{})",
+                        new.name,
+                        new.sequence,
+                        if new.retired { ", retired" } else { "" }
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A definition's sequence, counting the 0 of configurations made before the lifecycle
+/// as the first definition.
+pub fn effective_sequence(def: &ChaincodeDefinition) -> u64 {
+    def.sequence.max(1)
+}
+
+/// The policy whose signatures a change from `current` to `proposed` needs, with its
+/// name: the Lifecycle policy when the change touches chaincode definitions alone and the
+/// channel has one; the Admins policy otherwise.
+pub fn authorizing_policy<'a>(
+    current: &'a ChannelConfig,
+    proposed: &ChannelConfig,
+) -> Result<(&'static str, &'a Policy), String> {
+    let mut rest = proposed.clone();
+    rest.chaincodes.clone_from(&current.chaincodes);
+    rest.sequence = current.sequence;
+    let definitions_only = rest == *current && proposed.chaincodes != current.chaincodes;
+    match (&current.lifecycle, definitions_only) {
+        (Some(lifecycle), true) => Ok(("Lifecycle", lifecycle)),
+        _ => current
+            .admins
+            .as_ref()
+            .map(|p| ("Admins", p))
+            .ok_or_else(|| "the channel has no Admins policy".to_string()),
+    }
 }
 
 /// The configuration in force, as the check needs it.
@@ -99,15 +187,18 @@ pub fn check(
     if from != to {
         return Err(ChangeError::ConsensusType { from, to });
     }
+    check_definitions(current.config, &proposed).map_err(ChangeError::Lifecycle)?;
     let ce = ConfigEnvelope::decode(payload.data).map_err(|e| malformed(&e))?;
-    check_update(current, &ce.config, &ce.last_update).map_err(ChangeError::Unauthorized)?;
+    check_update(current, &proposed, &ce.config, &ce.last_update)
+        .map_err(ChangeError::Unauthorized)?;
     Ok((proposed, tx_id))
 }
 
 /// The CONFIG_UPDATE behind a change: for this channel, proposing exactly
-/// `config_bytes`, signed by the admins the current Admins policy requires.
+/// `config_bytes`, signed by the admins the [`authorizing_policy`] requires.
 fn check_update(
     current: &CurrentConfig<'_>,
+    proposed: &ChannelConfig,
     config_bytes: &Bytes,
     last_update: &Bytes,
 ) -> Result<(), String> {
@@ -127,11 +218,7 @@ fn check_update(
     if update.config != config_bytes {
         return Err("config differs from the one the update proposed".into());
     }
-    let admins = current
-        .config
-        .admins
-        .as_ref()
-        .ok_or("the channel has no Admins policy")?;
+    let (name, needed) = authorizing_policy(current.config, proposed)?;
     let signers = current.msp.verified_signers(
         &update.config,
         update
@@ -140,5 +227,8 @@ fn check_update(
             .map(|s| (s.signer.as_ref(), s.signature.as_ref())),
         update_time_secs,
     );
-    policy::evaluate(admins, &signers, current.org_names).map_err(|e| format!("Admins policy: {e}"))
+    policy::evaluate(needed, &signers, current.org_names).map_err(|e| format!("{name} policy: {e}"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -35,8 +35,8 @@ pub const PEER_INFO_DOMAIN: &[u8] = b"ordo-peer-info/1\0";
 pub const MAX_PEER_INFO_BYTES: usize = 16 * 1024;
 /// Most chaincodes one announcement may list.
 pub const MAX_ANNOUNCED_CHAINCODES: usize = 256;
-/// Longest chaincode name in an announcement.
-pub const MAX_CHAINCODE_NAME_LEN: usize = 128;
+/// Longest chaincode name in an announcement (a channel's longest).
+pub use crate::config::MAX_CHAINCODE_NAME_LEN;
 /// How far ahead of the receiver's clock an announcement may be signed (clocks of
 /// different banks differ a little).
 pub const MAX_FUTURE_SKEW_MS: u64 = 60_000;

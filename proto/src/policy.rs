@@ -225,6 +225,32 @@ fn augment(
     false
 }
 
+/// A policy in words, for operators: "2 of BankA.PEER, BankB.PEER, BankC.PEER",
+/// "a majority of any channel org's ADMIN", "any member of BankA in CLIENT|ADMIN".
+pub fn describe(policy: &Policy) -> String {
+    match &policy.rule {
+        None => "no rule".into(),
+        Some(Rule::AnyMember(AnyMember { orgs, roles })) => format!(
+            "any member of {} in {}",
+            describe_orgs(orgs),
+            describe_roles(roles)
+        ),
+        Some(Rule::NOutOf(NOutOf { n, principals })) => format!(
+            "{n} of {}",
+            principals
+                .iter()
+                .map(|p| format!("{}.{}", p.org, describe_roles(&[p.role])))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Some(Rule::Majority(Majority { orgs, role })) => format!(
+            "a majority of {}'s {}",
+            describe_orgs(orgs),
+            describe_roles(&[*role])
+        ),
+    }
+}
+
 fn describe_orgs(orgs: &[String]) -> String {
     if orgs.is_empty() {
         "any channel org".into()

@@ -108,6 +108,7 @@ fn vectors() -> BTreeMap<&'static str, String> {
         admins: Some(policy::majority(&[], Role::Admin)),
         block_validation: Some(policy::n_out_of(1, &[("BankA", Role::Orderer)])),
         chaincodes: vec![],
+        lifecycle: None,
     };
     let genesis = config::genesis_block(&cfg, 1_750_000_000_000).expect("valid config");
     v.insert("genesis_block", hex::encode(genesis.encode_to_vec()));

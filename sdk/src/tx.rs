@@ -289,6 +289,8 @@ fn check_nonce(nonce: &[u8]) -> Result<(), TxError> {
 pub struct Simulation {
     /// The version of the chaincode that ran (the channel's definition).
     pub chaincode_version: String,
+    /// The sequence of the definition it ran under (0: unstated, taken as the first).
+    pub definition_sequence: u64,
     /// The read/write set.
     pub results: TxRwSet,
     /// The chaincode's answer.
@@ -303,6 +305,7 @@ impl Simulation {
     pub fn succeeded(chaincode_version: &str, results: TxRwSet) -> Self {
         Self {
             chaincode_version: chaincode_version.to_string(),
+            definition_sequence: 0,
             results,
             response: ChaincodeResponse {
                 status: 200,
@@ -323,6 +326,7 @@ pub fn response_payload(proposal: &Proposal, simulation: Simulation) -> Bytes {
         response: Some(simulation.response),
         results: Some(simulation.results),
         event: simulation.event,
+        definition_sequence: simulation.definition_sequence,
     }
     .encode_to_vec()
     .into()

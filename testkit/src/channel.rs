@@ -53,6 +53,9 @@ impl ChannelBuilder {
                 admins: Some(policy::majority(&[], Role::Admin)),
                 block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
                 chaincodes: vec![],
+                // Changes to chaincode definitions alone: a majority of orgs' admins, as
+                // `ordo channel genesis` sets it.
+                lifecycle: Some(policy::majority(&[], Role::Admin)),
             },
         }
     }

@@ -49,6 +49,18 @@ pub enum ChaincodeCommand {
     /// it can run the chaincode. Only for development networks (`ordo up --insecure`).
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
+    /// Approve a chaincode definition (define, upgrade or retire) as one org's admin: the
+    /// first approval writes the update file, later ones sign it if it proposes exactly
+    /// the same definition. Then `ordo chaincode commit`.
+    #[command(disable_version_flag = true)]
+    Approve(crate::cmd::lifecycle::ApproveArgs),
+    /// Submit an approved definition once the approvals meet the channel's Lifecycle
+    /// policy (refused, naming who is missing, until they do).
+    Commit(crate::cmd::lifecycle::CommitArgs),
+    /// The chaincode definitions in force on a channel.
+    List(crate::cmd::lifecycle::ListArgs),
+    /// One chaincode definition in force (--name).
+    Show(crate::cmd::lifecycle::ListArgs),
 }
 
 /// `ordo chaincode serve`
@@ -172,6 +184,15 @@ impl ServeArgs {
 /// Runs a chaincode command.
 pub async fn run(cmd: ChaincodeCommand) -> anyhow::Result<()> {
     match cmd {
+        ChaincodeCommand::Approve(a) => crate::cmd::lifecycle::approve(a).await,
+        ChaincodeCommand::Commit(a) => crate::cmd::lifecycle::commit(a).await,
+        ChaincodeCommand::List(a) => crate::cmd::lifecycle::list(a).await,
+        ChaincodeCommand::Show(a) => {
+            if a.name.is_none() {
+                anyhow::bail!("say which chaincode: --name NAME (or `ordo chaincode list`)");
+            }
+            crate::cmd::lifecycle::list(a).await
+        }
         ChaincodeCommand::Serve(a) => {
             crate::logging::init("info", "text");
             let options = a.options()?;

@@ -298,7 +298,8 @@ pub async fn run(cmd: UpdateCommand) -> anyhow::Result<()> {
             if let Err(e) = policy {
                 eprintln!(
                     "warning: by the config the update was made against, its signatures do \
-                     not meet the Admins policy ({e}); submitting anyway, the orderer decides"
+                     not meet the {} policy ({e}); submitting anyway, the orderer decides",
+                    pending.policy_name()
                 );
             }
             let addr = a.client.orderer_addr()?;
@@ -319,7 +320,7 @@ pub async fn run(cmd: UpdateCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Prints what an update changes, who signed and whether that meets the Admins policy.
+/// Prints what an update changes, who signed and whether that meets the policy it needs.
 fn print_status(pending: &PendingUpdate, now_secs: u64) {
     println!(
         "channel {}: config sequence {} -> {}",
@@ -369,12 +370,13 @@ fn print_status(pending: &PendingUpdate, now_secs: u64) {
         v.dedup();
         v
     };
+    let name = pending.policy_name();
     match policy {
         Ok(()) => println!(
-            "Admins policy: met (orgs signed: {}); ready to submit",
+            "{name} policy: met (orgs signed: {}); ready to submit",
             orgs.join(", ")
         ),
-        Err(e) => println!("Admins policy: not met yet: {e}"),
+        Err(e) => println!("{name} policy: not met yet: {e}"),
     }
 }
 

@@ -69,6 +69,12 @@ pub struct PeerConfig {
     /// How the peer announces itself and finds the channels' other peers.
     #[serde(default)]
     pub discovery: PeerDiscoverySection,
+    /// This peer's runtime for a chaincode, by name: `builtin:<name>` or
+    /// `external:<host:port>` (the org's own chaincode server). Wins over the runtime in
+    /// the chaincode's definition, so each org chooses where its endorsements run without
+    /// a channel change. Default: none (every chaincode on its definition's runtime).
+    #[serde(default)]
+    pub chaincodes: std::collections::BTreeMap<String, String>,
 }
 
 /// `[discovery]`.
@@ -284,6 +290,15 @@ impl PeerConfig {
                  twice it, or one late announcement would drop a live peer",
                 cfg.discovery.announce_interval_ms, cfg.discovery.ttl_ms
             )));
+        }
+        for (name, runtime) in &cfg.chaincodes {
+            if runtime.is_empty() {
+                return Err(err(format!(
+                    "chaincodes.{name}: an empty runtime binds nothing"
+                )));
+            }
+            ordo_proto::config::check_runtime(runtime)
+                .map_err(|why| err(format!("chaincodes.{name}: {why}")))?;
         }
         for e in &cfg.gateway.endorsers {
             ordo_proto::config::check_endpoint(e)

@@ -11,6 +11,7 @@
 //! (NOT_FOUND) and runnable here (FAILED_PRECONDITION): a built-in, or a chaincode
 //! server (`external:<host:port>`, see [`crate::chaincode::external`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -65,15 +66,22 @@ pub struct PeerEndorser {
     channels: Arc<PeerChannels>,
     identity: Identity,
     limits: Limits,
+    bindings: RuntimeBindings,
 }
 
 impl PeerEndorser {
-    /// An endorser signing with `identity`.
-    pub fn new(channels: Arc<PeerChannels>, identity: Identity, limits: Limits) -> Self {
+    /// An endorser signing with `identity`, running chaincodes as `bindings` say.
+    pub fn new(
+        channels: Arc<PeerChannels>,
+        identity: Identity,
+        limits: Limits,
+        bindings: RuntimeBindings,
+    ) -> Self {
         Self {
             channels,
             identity,
             limits,
+            bindings,
         }
     }
 
@@ -160,16 +168,22 @@ impl PeerEndorser {
             .config
             .chaincodes
             .iter()
-            .find(|c| &c.name == name)
+            .find(|c| &c.name == name && !c.retired)
             .cloned()
             .ok_or_else(|| {
                 Status::not_found(format!(
-                    "chaincode {name:?} is not defined on channel {:?}",
-                    header.channel_id
+                    "chaincode {name:?} is not defined on channel {:?}{}",
+                    header.channel_id,
+                    if status.config.chaincodes.iter().any(|c| &c.name == name) {
+                        " (it was retired)"
+                    } else {
+                        ""
+                    }
                 ))
             })?;
         let chaincode = runnable(
             &definition,
+            self.bindings.runtime(&definition),
             &header.channel_id,
             self.limits,
             &self.channels.settings().pool,
@@ -218,6 +232,7 @@ impl PeerEndorser {
             &p.proposal,
             tx::Simulation {
                 chaincode_version: p.definition.version.clone(),
+                definition_sequence: ordo_proto::config_change::effective_sequence(&p.definition),
                 results: rwset(outcome.clone()),
                 response: outcome.response,
                 event: outcome.event,
@@ -238,16 +253,57 @@ impl PeerEndorser {
     }
 }
 
-/// The chaincode a definition names, if this peer can run it. Chaincode servers are
-/// reached through `pool`: the peer's transport (mutual TLS when the peer runs TLS) and one
+/// This peer's own runtimes for chaincodes (its config's `[chaincodes]`): each org binds a
+/// chaincode to a built-in or to its own chaincode server without a channel change. A
+/// chaincode it does not bind runs on its definition's runtime.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeBindings(HashMap<String, String>);
+
+impl RuntimeBindings {
+    /// Bindings by chaincode name (each runtime checked by the config loader).
+    pub fn new(bindings: HashMap<String, String>) -> Self {
+        Self(bindings)
+    }
+
+    /// The runtime this peer runs `definition` on: its binding, else the definition's
+    /// (empty: none).
+    pub fn runtime<'a>(&'a self, definition: &'a ChaincodeDefinition) -> &'a str {
+        self.0
+            .get(&definition.name)
+            .map_or(definition.runtime.as_str(), String::as_str)
+    }
+
+    /// Whether this peer can run `definition`: a built-in it has, or a chaincode server
+    /// (reached when called); never a retired one.
+    pub fn runs(&self, definition: &ChaincodeDefinition) -> bool {
+        if definition.retired {
+            return false;
+        }
+        match self.runtime(definition).split_once(':') {
+            Some(("builtin", name)) => builtin::by_name(name).is_some(),
+            Some(("external", _)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The chaincode a definition names on `runtime`, if this peer can run it. Chaincode
+/// servers are reached through `pool`: the peer's transport (mutual TLS when the peer runs TLS) and one
 /// kept connection per server.
 fn runnable(
     definition: &ChaincodeDefinition,
+    runtime: &str,
     channel_id: &str,
     limits: Limits,
     pool: &Arc<ordo_node::ClientPool>,
 ) -> Result<Arc<dyn Chaincode>, Status> {
-    let runtime = definition.runtime.as_str();
+    if runtime.is_empty() {
+        return Err(Status::failed_precondition(format!(
+            "chaincode {:?} has no runtime on this peer: its definition names none, and the \
+             peer's [chaincodes] section does not bind it",
+            definition.name
+        )));
+    }
     if let Some(name) = runtime.strip_prefix("builtin:") {
         return builtin::by_name(name).ok_or_else(|| {
             Status::failed_precondition(format!(

@@ -216,14 +216,17 @@ pub async fn run(
     let channels = Arc::new(PeerChannels::open(&config.node.data_dir, settings)?);
     let admin = AdminService(PeerAdmin::new(channels.clone(), &identity)?);
     let query = QueryService(PeerQuery::new(channels.clone()));
+    let bindings = endorser::RuntimeBindings::new(config.chaincodes.clone().into_iter().collect());
     let endorser = Arc::new(PeerEndorser::new(
         channels.clone(),
         identity.clone(),
         Limits::default(),
+        bindings.clone(),
     ));
     let discovery = Arc::new(discovery::Discovery::new(
         config.discovery_settings(),
         identity.clone(),
+        bindings,
     ));
     let gateway = GatewayService(PeerGateway::new(
         endorser.clone(),

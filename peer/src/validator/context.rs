@@ -120,9 +120,10 @@ impl ValidationContext {
         &self.org_names
     }
 
-    /// The definition of chaincode `name`, if the channel has one.
+    /// The definition of chaincode `name`, if the channel has one in force (a retired
+    /// chaincode has none: it is not invoked, and its namespace is not written).
     pub fn chaincode(&self, name: &str) -> Option<&ChaincodeDefinition> {
-        self.chaincodes.get(name)
+        self.chaincodes.get(name).filter(|d| !d.retired)
     }
 
     /// The time certificates are checked against, seconds since the Unix epoch.

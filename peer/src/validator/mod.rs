@@ -17,21 +17,22 @@
 //! | 7 | the tx id is not committed and not used earlier in the block | DUPLICATE_TXID |
 //! | 8 | the transaction, proposal and response payload decode; the proposal carries no transient data; the chaincode names agree; a response is present; at most [`MAX_ENDORSEMENTS`] endorsements | BAD_PAYLOAD |
 //! | 9 | the proposal hash is `ordo_proto::hash::proposal_hash(tx_id, channel, proposal)` | BAD_PROPOSAL_HASH |
-//! | 10 | the chaincode is defined on the channel | UNKNOWN_CHAINCODE |
-//! | 11 | the endorsed chaincode version is the defined one | CHAINCODE_VERSION_MISMATCH |
-//! | 12 | the read/write set is well formed (see [`MAX_KEY_BYTES`]; a range read's bounds in order and its keys existing, inside it, ascending) | BAD_RWSET |
-//! | 13 | every namespace of the read/write set is a defined chaincode | UNKNOWN_CHAINCODE |
-//! | 14 | the response status is a success ([`SUCCESS_STATUSES`]) | BAD_RESPONSE |
-//! | 15 | the endorsements whose certificate is valid and whose signature over the exact response payload bytes verifies satisfy the endorsement policy of the chaincode and of every other namespace written | ENDORSEMENT_POLICY_FAILURE |
-//! | 16 | MVCC (stage 2): every point read's version is the committed one, and no earlier valid transaction of the block wrote the key | MVCC_READ_CONFLICT |
-//! | 17 | ranges (stage 2): every range read holds exactly the committed keys and versions it held at simulation, and no earlier valid transaction of the block wrote a key inside it | PHANTOM_READ_CONFLICT |
+//! | 10 | the chaincode is defined on the channel and not retired | UNKNOWN_CHAINCODE |
+//! | 11 | the endorsers ran under the definition in force: the response payload's `definition_sequence` (0 counts as 1) is the definition's | DEFINITION_SUPERSEDED |
+//! | 12 | the endorsed chaincode version is the defined one | CHAINCODE_VERSION_MISMATCH |
+//! | 13 | the read/write set is well formed (see [`MAX_KEY_BYTES`]; a range read's bounds in order and its keys existing, inside it, ascending) | BAD_RWSET |
+//! | 14 | every namespace of the read/write set is a defined, not retired chaincode | UNKNOWN_CHAINCODE |
+//! | 15 | the response status is a success ([`SUCCESS_STATUSES`]) | BAD_RESPONSE |
+//! | 16 | the endorsements whose certificate is valid and whose signature over the exact response payload bytes verifies satisfy the endorsement policy of the chaincode and of every other namespace written | ENDORSEMENT_POLICY_FAILURE |
+//! | 17 | MVCC (stage 2): every point read's version is the committed one, and no earlier valid transaction of the block wrote the key | MVCC_READ_CONFLICT |
+//! | 18 | ranges (stage 2): every range read holds exactly the committed keys and versions it held at simulation, and no earlier valid transaction of the block wrote a key inside it | PHANTOM_READ_CONFLICT |
 //!
-//! Checks 1–6 and 8–15 are stage 1 (parallel); 7 runs between the stages in block order,
-//! and counts only tx ids authenticated by check 6; 16 and 17 are stage 2. An envelope
+//! Checks 1–6 and 8–16 are stage 1 (parallel); 7 runs between the stages in block order,
+//! and counts only tx ids authenticated by check 6; 17 and 18 are stage 2. An envelope
 //! that fails check 3 or 4 keeps that code, but checks 5 and 6 still run on it to
 //! authenticate its tx id: a committed MESSAGE envelope is indexed (Query and
 //! CommitStatus find it as UNKNOWN_TX_TYPE) and its id is taken. Bad endorsements are
-//! dropped, not fatal: they can only make check 15 fail.
+//! dropped, not fatal: they can only make check 16 fail.
 //!
 //! A block that holds exactly one CONFIG envelope is a config block: it is VALID with no
 //! state updates when the new configuration follows from the one in force (see
@@ -231,7 +232,7 @@ pub fn precheck(block: &Block, ctx: &ValidationContext) -> Prechecked {
 }
 
 /// The rest of a block's validation, against the committed state: duplicate tx ids
-/// (check 7), MVCC and ranges (checks 16 and 17), in block order. `pre` must be the [`precheck`] of the
+/// (check 7), MVCC and ranges (checks 17 and 18), in block order. `pre` must be the [`precheck`] of the
 /// block, made with the configuration in force for it.
 pub fn finish<S, I>(pre: Prechecked, state: &S, txindex: &I) -> BlockValidation
 where

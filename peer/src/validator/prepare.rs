@@ -200,6 +200,18 @@ fn prepare_body<'c>(
             format!("chaincode {:?} is not defined", proposal.chaincode),
         )
     })?;
+    let endorsed_under = prp.definition_sequence.max(1);
+    let in_force = ordo_proto::config_change::effective_sequence(def);
+    if endorsed_under != in_force {
+        return Err(Verdict::new(
+            TxValidationCode::DefinitionSuperseded,
+            format!(
+                "endorsed under definition sequence {endorsed_under} of chaincode {:?}; the \
+                 channel's is {in_force} (version {:?})",
+                def.name, def.version
+            ),
+        ));
+    }
     if prp.chaincode_version != def.version {
         return Err(Verdict::new(
             TxValidationCode::ChaincodeVersionMismatch,

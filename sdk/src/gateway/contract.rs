@@ -270,9 +270,9 @@ impl Call<'_> {
         Ok(result.payload)
     }
 
-    /// Endorses, signs and hands the transaction to an orderer; returns once an orderer
-    /// took it, with the chaincode's result. [`Pending::committed`] waits for the commit.
-    pub async fn submit_async(&self) -> Result<Pending, GatewayError> {
+    /// Endorses and signs the transaction without submitting it: the first of two steps
+    /// ([`Endorsed::submit`] is the second), for a client that decides between them.
+    pub async fn endorse(&self) -> Result<Endorsed, GatewayError> {
         let c = self.contract;
         let identity = c.gateway.identity();
         let proposal = self.proposal();
@@ -280,27 +280,27 @@ impl Call<'_> {
             proposal: Some(signed_proposal(identity, &proposal, ordo_proto::now_ms())),
             endorsing_orgs: self.endorsing_orgs.clone(),
         };
-        let mut client = c.client.clone();
-        let endorsed = client
+        let endorsed = c
+            .client
+            .clone()
             .endorse(request)
             .await
             .map_err(from_status("Endorse"))?
             .into_inner();
         let signature = identity.sign(&endorsed.payload);
-        let transaction = tx::attach_signature(endorsed.payload, &signature);
-        let orderer = client
-            .submit(transaction)
-            .await
-            .map_err(from_status("Submit"))?
-            .into_inner()
-            .orderer;
-        Ok(Pending {
+        Ok(Endorsed {
             contract: c.clone(),
             tx_id: proposal.tx_id().to_string(),
+            transaction: tx::attach_signature(endorsed.payload, &signature),
             result: endorsed.result.unwrap_or_default().payload,
             endorsing_orgs: endorsed.endorsing_orgs,
-            orderer,
         })
+    }
+
+    /// Endorses, signs and hands the transaction to an orderer; returns once an orderer
+    /// took it, with the chaincode's result. [`Pending::committed`] waits for the commit.
+    pub async fn submit_async(&self) -> Result<Pending, GatewayError> {
+        self.endorse().await?.submit().await
     }
 
     /// Endorses, signs, submits and waits for the commit.
@@ -335,6 +335,54 @@ impl Call<'_> {
                 }
             }
         }
+    }
+}
+
+/// An endorsed, signed transaction not submitted yet ([`Call::endorse`]).
+pub struct Endorsed {
+    contract: Contract,
+    tx_id: String,
+    transaction: ordo_proto::pb::common::Envelope,
+    result: Bytes,
+    endorsing_orgs: Vec<String>,
+}
+
+impl Endorsed {
+    /// The transaction's id.
+    pub fn tx_id(&self) -> &str {
+        &self.tx_id
+    }
+
+    /// The chaincode's response payload (what the endorsers agreed on).
+    pub fn result(&self) -> &Bytes {
+        &self.result
+    }
+
+    /// The orgs whose peers endorsed it.
+    pub fn endorsing_orgs(&self) -> &[String] {
+        &self.endorsing_orgs
+    }
+
+    /// Hands the transaction to an orderer through the gateway; returns once one took it.
+    /// Validation judges it against the channel as it is then: a transaction endorsed
+    /// under a chaincode definition upgraded meanwhile commits as DEFINITION_SUPERSEDED.
+    pub async fn submit(self) -> Result<Pending, GatewayError> {
+        let orderer = self
+            .contract
+            .client
+            .clone()
+            .submit(self.transaction)
+            .await
+            .map_err(from_status("Submit"))?
+            .into_inner()
+            .orderer;
+        Ok(Pending {
+            contract: self.contract,
+            tx_id: self.tx_id,
+            result: self.result,
+            endorsing_orgs: self.endorsing_orgs,
+            orderer,
+        })
     }
 }
 

@@ -69,12 +69,18 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
-    /// Whether submitting again (a fresh proposal) can succeed: an MVCC conflict (another
-    /// transaction changed what this one read) or a peer or orderer that was unavailable
-    /// or overloaded. A chaincode refusal, a bad request or an exhausted retry is final.
+    /// Whether submitting again (a fresh proposal) can succeed: an MVCC or phantom
+    /// conflict (another transaction changed what this one read), a chaincode definition
+    /// upgraded while the transaction was on its way (it is endorsed again under the new
+    /// one), or a peer or orderer that was unavailable or overloaded. A chaincode refusal, a bad request or an exhausted retry is final.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::NotValid { code, .. } => *code == TxValidationCode::MvccReadConflict,
+            Self::NotValid { code, .. } => matches!(
+                code,
+                TxValidationCode::MvccReadConflict
+                    | TxValidationCode::PhantomReadConflict
+                    | TxValidationCode::DefinitionSuperseded
+            ),
             Self::Refused { code, .. } => {
                 matches!(
                     code,
@@ -195,6 +201,17 @@ mod tests {
             block: 3,
         };
         assert!(!policy.is_retryable());
+        for code in [
+            TxValidationCode::PhantomReadConflict,
+            TxValidationCode::DefinitionSuperseded,
+        ] {
+            let e = GatewayError::NotValid {
+                tx_id: "t".into(),
+                code,
+                block: 3,
+            };
+            assert!(e.is_retryable(), "{code:?}");
+        }
         for (code, retry) in [
             (tonic::Code::Unavailable, true),
             (tonic::Code::ResourceExhausted, true),

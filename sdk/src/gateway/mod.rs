@@ -77,7 +77,7 @@ use ordo_proto::pb::gateway::{ChaincodeEventsRequest, CommitStatusRequest};
 use ordo_proto::pb::query::query_client::QueryClient;
 use ordo_proto::pb::query::{query_request, GetHeight, QueryRequest};
 
-pub use contract::{Call, Commit, Contract, Pending, Submitted};
+pub use contract::{Call, Commit, Contract, Endorsed, Pending, Submitted};
 pub use error::GatewayError;
 pub use events::{
     ChaincodeEvent, ChaincodeEvents, Checkpoint, CheckpointError, Checkpointer, StartAt,

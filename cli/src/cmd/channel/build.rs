@@ -115,8 +115,8 @@ pub fn bundles_config(
 
 /// The configuration of a new channel over `orgs` and `consenters`, whatever they were
 /// read from: Readers = any member; Writers = any admin, client or peer (orderers do not
-/// submit transactions); Admins = a majority of orgs' admins; BlockValidation = any
-/// orderer. The policies name no org, so an org added later is covered by them.
+/// submit transactions); Admins = a majority of orgs' admins; Lifecycle (chaincode
+/// definitions) = a majority of orgs' admins; BlockValidation = any orderer. The policies name no org, so an org added later is covered by them.
 pub fn config_from_parts(
     orgs: Vec<Organization>,
     consenters: Vec<Consenter>,
@@ -167,6 +167,7 @@ pub fn config_from_parts(
         admins: Some(policy::majority(&[], Role::Admin)),
         block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
         chaincodes: chaincode_definitions(&org_names, &batch.chaincodes)?,
+        lifecycle: Some(policy::majority(&[], Role::Admin)),
     };
     config::validate(&cfg)?;
     Ok(cfg)
@@ -207,6 +208,8 @@ fn chaincode_definitions(
             version: "1".into(),
             endorsement_policy: Some(policy::n_out_of(n, &principals)),
             runtime: format!("builtin:{name}"),
+            sequence: 1,
+            retired: false,
         });
     }
     Ok(out)

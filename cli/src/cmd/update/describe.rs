@@ -125,18 +125,20 @@ pub fn describe_change(cur: &ChannelConfig, new: &ChannelConfig) -> Vec<String> 
             &cur.block_validation,
             &new.block_validation,
         ),
+        ("Lifecycle", &cur.lifecycle, &new.lifecycle),
     ] {
         if a != b {
             out.push(format!("change the {name} policy"));
         }
     }
     for cc in &new.chaincodes {
+        let def = crate::cmd::lifecycle::describe_definition(cc);
         match cur.chaincodes.iter().find(|c| c.name == cc.name) {
-            None => out.push(format!("add chaincode {}", cc.name)),
-            Some(c) if c != cc => out.push(format!(
-                "change chaincode {} (version, endorsement policy or runtime)",
-                cc.name
-            )),
+            None => out.push(format!("define chaincode {def}")),
+            Some(c) if c != cc && cc.retired && !c.retired => {
+                out.push(format!("retire chaincode {def}"))
+            }
+            Some(c) if c != cc => out.push(format!("upgrade chaincode {def}")),
             Some(_) => {}
         }
     }

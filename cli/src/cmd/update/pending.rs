@@ -204,7 +204,8 @@ impl PendingUpdate {
     }
 
     /// The signers whose certificate is valid in the config the update was made against
-    /// (at `now_secs`), and whether they meet its Admins policy.
+    /// (at `now_secs`), and whether they meet the policy the change needs there (Lifecycle
+    /// for chaincode definitions alone, Admins otherwise).
     pub fn policy_status(
         &self,
         now_secs: u64,
@@ -228,13 +229,18 @@ impl PendingUpdate {
             now_secs,
         );
         let names: Vec<String> = self.current.orgs.iter().map(|o| o.name.clone()).collect();
-        let result = match &self.current.admins {
-            Some(p) => ordo_proto::policy::evaluate(p, &signers, &names),
-            None => Err(ordo_proto::policy::PolicyError::Malformed(
-                "the channel has no Admins policy".into(),
-            )),
-        };
+        let result =
+            match ordo_proto::config_change::authorizing_policy(&self.current, &self.proposed) {
+                Ok((_, p)) => ordo_proto::policy::evaluate(p, &signers, &names),
+                Err(e) => Err(ordo_proto::policy::PolicyError::Malformed(e)),
+            };
         (signers, result)
+    }
+
+    /// The name of the policy the change needs (`Lifecycle` or `Admins`).
+    pub fn policy_name(&self) -> &'static str {
+        ordo_proto::config_change::authorizing_policy(&self.current, &self.proposed)
+            .map_or("Admins", |(name, _)| name)
     }
 
     /// Adds `id`'s signature. Refused when `id` (its certificate or its key) already

@@ -30,6 +30,7 @@ fn config_with(orgs: &[(&str, &ed25519_dalek::SigningKey)]) -> ChannelConfig {
         admins: Some(ordo_proto::policy::build::majority(&[], Role::Admin)),
         block_validation: Some(ordo_proto::policy::build::any_member(&[], &[])),
         chaincodes: vec![],
+        lifecycle: None,
     }
 }
 

@@ -33,15 +33,14 @@ use ordo_proto::cert::VerifiedCert;
 use ordo_proto::discovery::{self as announcement, AnnouncementError};
 use ordo_proto::hash::{sha256, Hash};
 use ordo_proto::identity::Identity;
-use ordo_proto::pb::common::ChaincodeDefinition;
 use ordo_proto::pb::discovery::{PeerInfo, SignedPeerInfo};
-use ordo_sdk::chaincode::builtin;
 
 pub use announcer::spawn_announcer;
 use membership::{Membership, Offered};
 pub use service::DiscoveryService;
 
 use super::channels::PeerChannel;
+use super::endorser::RuntimeBindings;
 
 /// Discovery tunables (the peer config's `[discovery]` section).
 #[derive(Debug, Clone)]
@@ -70,6 +69,8 @@ pub struct Discovery {
     settings: DiscoverySettings,
     identity: Identity,
     own_hash: Hash,
+    /// Which chaincodes this peer runs (announced as its chaincodes).
+    bindings: RuntimeBindings,
     tables: Mutex<HashMap<String, Table>>,
 }
 
@@ -81,12 +82,14 @@ struct Table {
 }
 
 impl Discovery {
-    /// Discovery for a peer signing with `identity`.
-    pub fn new(settings: DiscoverySettings, identity: Identity) -> Self {
+    /// Discovery for a peer signing with `identity` and running chaincodes as `bindings`
+    /// say.
+    pub fn new(settings: DiscoverySettings, identity: Identity, bindings: RuntimeBindings) -> Self {
         Self {
             own_hash: sha256(identity.cert_bytes()),
             settings,
             identity,
+            bindings,
             tables: Mutex::new(HashMap::new()),
         }
     }
@@ -176,7 +179,7 @@ impl Discovery {
                 .config
                 .chaincodes
                 .iter()
-                .filter(|d| runs_here(d))
+                .filter(|d| self.bindings.runs(d))
                 .map(|d| d.name.clone())
                 .take(announcement::MAX_ANNOUNCED_CHAINCODES)
                 .collect(),
@@ -244,15 +247,5 @@ impl Discovery {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Table>> {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Whether this peer can run a chaincode definition: a built-in it has, or a chaincode
-/// server (reached when called).
-fn runs_here(definition: &ChaincodeDefinition) -> bool {
-    match definition.runtime.split_once(':') {
-        Some(("builtin", name)) => builtin::by_name(name).is_some(),
-        Some(("external", _)) => true,
-        _ => false,
     }
 }

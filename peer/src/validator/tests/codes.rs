@@ -15,8 +15,10 @@ use ordo_sdk::tx::{self, RwSetBuilder};
 
 use super::fixture::*;
 use crate::validator::{
-    validate_block, StateUpdate, TxEvent, TxValidationCode as Code, Version, MAX_ENDORSEMENTS,
+    validate_block, StateUpdate, TxEvent, TxValidationCode as Code, ValidationContext, Version,
+    MAX_ENDORSEMENTS,
 };
+use ordo_proto::policy::build as policy;
 
 fn write(ns: &str, k: &str, val: &'static [u8]) -> TxRwSet {
     RwSetBuilder::new()
@@ -730,6 +732,80 @@ fn endorsing_another_chaincode_version_is_a_version_mismatch() {
 }
 
 #[test]
+fn a_transaction_endorsed_under_a_superseded_definition_is_refused_with_its_own_code() {
+    let n = net();
+    // `bank` upgraded: version 2 under sequence 2, the policy now needing all three orgs.
+    let mut upgraded = n.config.clone();
+    let bank = upgraded
+        .chaincodes
+        .iter_mut()
+        .find(|d| d.name == "bank")
+        .expect("bank");
+    bank.version = "2".into();
+    bank.sequence = 2;
+    bank.endorsement_policy = Some(policy::n_out_of(
+        3,
+        &[("A", Role::Peer), ("B", Role::Peer), ("C", Role::Peer)],
+    ));
+    let ctx = ValidationContext::new(upgraded, NOW).expect("context");
+    let check = |b: &TxBuilder<'_>| {
+        validate_block(
+            &block_of(1, vec![b.build()]),
+            &ctx,
+            &State::new(),
+            &HashSet::<String>::new(),
+        )
+        .codes
+    };
+    // Endorsed under sequence 1 (version 1): superseded, not a mere version mismatch.
+    assert_eq!(check(&n.tx(1)), vec![Code::DefinitionSuperseded]);
+    // Unstated (0) counts as the first definition: superseded too.
+    let mut unstated = n.tx(2);
+    unstated.sequence = 0;
+    assert_eq!(check(&unstated), vec![Code::DefinitionSuperseded]);
+    // Under the new definition: needs all three orgs' endorsements.
+    let mut two = n.tx(3);
+    two.version = "2".into();
+    two.sequence = 2;
+    assert_eq!(check(&two), vec![Code::EndorsementPolicyFailure]);
+    let three = two.endorsers(vec![n.peer(0, 0), n.peer(1, 0), n.peer(2, 0)]);
+    assert_eq!(check(&three), vec![Code::Valid]);
+    // The right sequence with the wrong version is still a version mismatch.
+    let mut wrong_version = n.tx(4);
+    wrong_version.sequence = 2;
+    assert_eq!(check(&wrong_version), vec![Code::ChaincodeVersionMismatch]);
+}
+
+#[test]
+fn a_retired_chaincode_is_unknown_to_invoke_and_to_write() {
+    let n = net();
+    let mut retired = n.config.clone();
+    for d in &mut retired.chaincodes {
+        if d.name == "audit" {
+            d.retired = true;
+            d.sequence = 2;
+        }
+    }
+    let ctx = ValidationContext::new(retired, NOW).expect("context");
+    let check = |b: &TxBuilder<'_>| {
+        validate_block(
+            &block_of(1, vec![b.build()]),
+            &ctx,
+            &State::new(),
+            &HashSet::<String>::new(),
+        )
+        .codes
+    };
+    let mut invoke = n.tx(1);
+    invoke.chaincode = "audit".into();
+    invoke.sequence = 2;
+    assert_eq!(check(&invoke), vec![Code::UnknownChaincode]);
+    let writes = n.tx(2).rwset(write("audit", "k", b"1"));
+    assert_eq!(check(&writes), vec![Code::UnknownChaincode]);
+    assert_eq!(check(&n.tx(3)), vec![Code::Valid], "bank is untouched");
+}
+
+#[test]
 fn events_of_valid_transactions_are_reported() {
     let n = net();
     let ev = |name: &str| ChaincodeEvent {
@@ -934,6 +1010,7 @@ fn ok_payload(proposal_hash: &[u8], chaincode: &str) -> Bytes {
         }),
         results: None,
         event: None,
+        definition_sequence: 0,
     }
     .encode_to_vec()
     .into()

@@ -25,6 +25,8 @@ pub(crate) fn next_config() -> ChannelConfig {
         version: "1".into(),
         endorsement_policy: Some(policy::any_member(&[], &[Role::Peer])),
         runtime: "builtin:kv".into(),
+        sequence: 1,
+        retired: false,
     });
     cfg
 }

@@ -92,12 +92,16 @@ fn build() -> Consortium {
                     &[("A", Role::Peer), ("B", Role::Peer), ("C", Role::Peer)],
                 )),
                 runtime: "builtin:bank".into(),
+                sequence: 1,
+                retired: false,
             },
             ChaincodeDefinition {
                 name: "audit".into(),
                 version: "1".into(),
                 endorsement_policy: Some(policy::n_out_of(1, &[("C", Role::Peer)])),
                 runtime: "builtin:kv".into(),
+                sequence: 1,
+                retired: false,
             },
         ])
         .build();
@@ -127,6 +131,7 @@ impl Consortium {
             channel: CHANNEL.into(),
             chaincode: "bank".into(),
             version: "1".into(),
+            sequence: 1,
             rwset: TxRwSet::default(),
             status: 200,
             event: None,
@@ -141,6 +146,8 @@ pub struct TxBuilder<'a> {
     pub channel: String,
     pub chaincode: String,
     pub version: String,
+    /// The definition sequence the endorsers claim to have run under.
+    pub sequence: u64,
     pub rwset: TxRwSet,
     pub status: i32,
     pub event: Option<ChaincodeEvent>,
@@ -179,6 +186,7 @@ impl<'a> TxBuilder<'a> {
             proposal,
             Simulation {
                 chaincode_version: self.version.clone(),
+                definition_sequence: self.sequence,
                 results: self.rwset.clone(),
                 response: ChaincodeResponse {
                     status: self.status,
