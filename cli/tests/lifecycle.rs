@@ -203,9 +203,7 @@ async fn chaincodes_are_deployed_and_upgraded_on_a_running_channel_by_the_orgs_a
         .await
         .expect("gateway");
     let retry = RetryPolicy::with_attempts(10);
-    let notes_cc = gateway
-        .contract(&channel, "notes")
-        .with_retry_policy(retry.clone());
+    let notes_cc = gateway.contract(&channel, "notes").with_retry_policy(retry);
     notes_cc
         .submit_with_retry("put", args(&["greeting", "hello"]))
         .await
