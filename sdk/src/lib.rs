@@ -11,6 +11,8 @@
 //! - [`gateway`]: evaluate and submit chaincode transactions through a peer's Gateway,
 //!   follow chaincode events — **start here** for an application (its docs walk through
 //!   connect → submit → evaluate → events; `examples/bank_client.rs` is a whole client).
+//! - [`lifecycle`]: define, upgrade and retire chaincodes on a running channel, each org
+//!   approving with its own admin; [`gateway::Gateway::peers`] shows what discovery sees.
 //! - [`tx`]: building endorser transactions step by step (proposal, endorsement,
 //!   assembly), for clients that sign elsewhere and for load generators.
 //!
@@ -29,6 +31,7 @@
 pub mod chaincode;
 pub mod config;
 pub mod gateway;
+pub mod lifecycle;
 pub mod network;
 pub mod orderer;
 pub mod pull;

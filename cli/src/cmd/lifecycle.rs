@@ -26,8 +26,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use ordo_proto::config_change::effective_sequence;
-use ordo_proto::pb::common::{ChaincodeDefinition, ChannelConfig, Role};
-use ordo_proto::policy::{self, build};
+use ordo_proto::pb::common::{ChaincodeDefinition, Role};
+use ordo_proto::policy;
+use ordo_sdk::lifecycle::Definition;
 
 use crate::client::ClientArgs;
 use crate::cmd::update::{current_config, submit_update, PendingUpdate};
@@ -114,7 +115,7 @@ pub async fn approve(a: ApproveArgs) -> anyhow::Result<()> {
     } else {
         let addr = a.client.orderer_addr()?;
         let (current, _) = current_config(&addr, &member, &a.channel).await?;
-        let proposed = with_definition(&current, definition(&a, &current)?)?;
+        let proposed = definition(&a)?.propose(&current)?;
         PendingUpdate::new(&current, &proposed)
     };
     if pending.channel != a.channel {
@@ -125,19 +126,15 @@ pub async fn approve(a: ApproveArgs) -> anyhow::Result<()> {
             a.channel
         );
     }
-    let mine = with_definition(&pending.current, definition(&a, &pending.current)?)?;
-    if mine != pending.proposed {
+    let stated = definition(&a)?;
+    let mine = stated.resolve(&pending.current)?;
+    if stated.propose(&pending.current)? != pending.proposed {
         bail!(
             "{} proposes another change than the one you approve:\n  it proposes: {}\n  you \
              approve:   {}\nagree on one definition (or make a new update file)",
             a.update.display(),
             pending.summary().join("; "),
-            describe_definition(
-                mine.chaincodes
-                    .iter()
-                    .find(|d| d.name == a.name)
-                    .context("definition")?
-            )
+            describe_definition(&mine)
         );
     }
     pending.sign(&member.identity, now)?;
@@ -264,102 +261,38 @@ pub async fn list(a: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The definition `a` states, relative to the definitions of `current`.
-fn definition(a: &ApproveArgs, current: &ChannelConfig) -> anyhow::Result<ChaincodeDefinition> {
-    let existing = current.chaincodes.iter().find(|d| d.name == a.name);
-    let next = existing.map_or(1, |d| effective_sequence(d) + 1);
+/// The definition `a` states.
+fn definition(a: &ApproveArgs) -> anyhow::Result<Definition> {
     if a.retire {
-        let Some(old) = existing.filter(|d| !d.retired) else {
-            bail!(
-                "channel {} has no chaincode {:?} in force to retire",
-                current.channel_id,
-                a.name
-            );
+        return Ok(Definition::retire(&a.name));
+    }
+    let mut d = Definition::new(&a.name, a.version.as_deref().context("--version")?);
+    if a.endorse.is_some() || !a.endorse_orgs.is_empty() {
+        let orgs: Vec<&str> = a.endorse_orgs.iter().map(String::as_str).collect();
+        d = match a.endorse {
+            Some(n) => d.endorsed_by(n, &orgs),
+            None => d.endorsed_by(orgs.len() as u32 / 2 + 1, &orgs),
         };
-        return Ok(ChaincodeDefinition {
-            sequence: next,
-            retired: true,
-            ..old.clone()
-        });
     }
-    let orgs: Vec<String> = if a.endorse_orgs.is_empty() {
-        current.orgs.iter().map(|o| o.name.clone()).collect()
-    } else {
-        a.endorse_orgs.clone()
-    };
-    let n = a.endorse.unwrap_or(orgs.len() as u32 / 2 + 1);
-    let principals: Vec<(&str, Role)> = orgs.iter().map(|o| (o.as_str(), Role::Peer)).collect();
-    let runtime = match (&a.runtime, existing) {
-        (Some(r), _) => r.clone(),
-        (None, Some(old)) => old.runtime.clone(),
-        (None, None) => String::new(),
-    };
-    if let Some(name) = runtime.strip_prefix("builtin:") {
-        if ordo_sdk::chaincode::builtin::by_name(name).is_none() {
-            bail!(
-                "--runtime {runtime}: no peer can run it: there is no built-in {name:?} \
-                 (built-ins: {})",
-                ordo_sdk::chaincode::builtin::NAMES.join(", ")
-            );
-        }
+    if let Some(r) = &a.runtime {
+        d = d.runtime(r);
     }
-    Ok(ChaincodeDefinition {
-        name: a.name.clone(),
-        version: a.version.clone().context("--version")?,
-        endorsement_policy: Some(build::n_out_of(n, &principals)),
-        runtime,
-        sequence: next,
-        retired: false,
-    })
-}
-
-/// `current` with `def` in place of its namesake (or added), as the next configuration;
-/// checked as the orderer and the peers will check it.
-fn with_definition(
-    current: &ChannelConfig,
-    def: ChaincodeDefinition,
-) -> anyhow::Result<ChannelConfig> {
-    let mut proposed = current.clone();
-    proposed.sequence += 1;
-    match proposed.chaincodes.iter_mut().find(|d| d.name == def.name) {
-        Some(slot) => *slot = def,
-        None => proposed.chaincodes.push(def),
-    }
-    ordo_proto::config::validate(&proposed).context("the proposed definition")?;
-    ordo_proto::config_change::check_definitions(current, &proposed)
-        .map_err(|e| anyhow::anyhow!("the proposed definition: {e}"))?;
-    Ok(proposed)
+    Ok(d)
 }
 
 /// One line per definition.
 pub fn describe_definition(d: &ChaincodeDefinition) -> String {
-    format!(
-        "{} version {} sequence {}{}: endorsed by {}; runtime {}",
-        d.name,
-        d.version,
-        effective_sequence(d),
-        if d.retired { " (retired)" } else { "" },
-        d.endorsement_policy
-            .as_ref()
-            .map(policy::describe)
-            .unwrap_or_else(|| "nobody".into()),
-        if d.runtime.is_empty() {
-            "bound by each peer"
-        } else {
-            &d.runtime
-        }
-    )
+    ordo_sdk::lifecycle::describe(d)
 }
 
 /// The orgs whose admins' approvals count.
 fn approvers(pending: &PendingUpdate, now_secs: u64) -> Vec<String> {
-    let (signers, _) = pending.policy_status(now_secs);
-    let mut orgs: Vec<String> = signers
-        .iter()
-        .filter(|s| s.role == Role::Admin)
-        .map(|s| s.org.to_string())
-        .collect();
-    orgs.sort();
-    orgs.dedup();
-    orgs
+    ordo_sdk::lifecycle::approvals(
+        &pending.current,
+        &pending.proposed,
+        &pending.config_bytes,
+        &pending.signatures,
+        now_secs,
+    )
+    .orgs
 }

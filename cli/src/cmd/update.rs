@@ -40,7 +40,6 @@ use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{
     Block, ChannelConfig, ConfigSignature, ConfigUpdate, HeaderType, Role, Status as Code,
 };
-use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
 use ordo_sdk::network::Member;
 use ordo_sdk::tls::{ClientTls, TlsFiles};
 use ordo_sdk::transport::Transport;
@@ -490,61 +489,13 @@ pub async fn current_config(
     identity: &Member,
     channel: &str,
 ) -> anyhow::Result<(ChannelConfig, Block)> {
-    let newest = one_block(addr, identity, channel, None).await?;
-    let last_config = newest.metadata.as_ref().map(|m| m.last_config).unwrap_or(0);
-    let block = if ordo_proto::block::number(&newest) == last_config {
-        newest
-    } else {
-        one_block(addr, identity, channel, Some(last_config)).await?
-    };
-    let cfg = config::config_from_block(&block)
-        .with_context(|| format!("block {last_config} holds no config"))?;
-    Ok((cfg, block))
-}
-
-/// Block `number` (`None`: the newest) over Deliver.
-async fn one_block(
-    addr: &str,
-    member: &Member,
-    channel: &str,
-    number: Option<u64>,
-) -> anyhow::Result<Block> {
-    let identity = &member.identity;
-    let ch = ordo_sdk::orderer::connect(addr, &member.transport)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    let mut client = ordo_sdk::orderer::broadcast_client(ch);
-    let at = ordo_sdk::orderer::position(number);
-    let req = ordo_sdk::orderer::seek_request(
-        identity,
+    Ok(ordo_sdk::lifecycle::config_in_force_with_block(
+        addr,
+        &identity.transport,
+        &identity.identity,
         channel,
-        at,
-        Some(at),
-        SeekBehavior::FailIfNotReady,
-    );
-    let mut stream = client
-        .deliver(req)
-        .await
-        .context("Deliver request")?
-        .into_inner();
-    let msg = stream
-        .next()
-        .await
-        .context("Deliver stream ended without a block")?
-        .context("Deliver stream")?;
-    match msg.r#type {
-        Some(deliver_response::Type::Block(b)) => Ok(b),
-        Some(deliver_response::Type::Status(code)) => {
-            let name = Code::try_from(code)
-                .map(|c| c.as_str_name())
-                .unwrap_or("UNKNOWN");
-            bail!(
-                "Deliver ended with {name} before sending a block: {}",
-                msg.info
-            )
-        }
-        None => bail!("Deliver sent an empty response"),
-    }
+    )
+    .await?)
 }
 
 #[cfg(test)]
