@@ -72,7 +72,8 @@ impl GatewayError {
     /// Whether submitting again (a fresh proposal) can succeed: an MVCC or phantom
     /// conflict (another transaction changed what this one read), a chaincode definition
     /// upgraded while the transaction was on its way (it is endorsed again under the new
-    /// one), or a peer or orderer that was unavailable or overloaded. A chaincode refusal, a bad request or an exhausted retry is final.
+    /// one), or a peer or orderer that was unavailable or overloaded. A chaincode
+    /// refusal, a bad request or an exhausted retry is final.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::NotValid { code, .. } => matches!(
