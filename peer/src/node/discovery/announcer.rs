@@ -2,7 +2,7 @@
 //! announcement to every anchor peer at once; what each answers is verified and kept.
 //!
 //! Sooner than the interval, a channel is announced when it is new here (just joined, or
-//! at start) and, every [`EAGER_INTERVAL`] for its first [`EAGER_FOR`], while this peer
+//! at start), when its configuration changed (a chaincode defined or retired), and, every [`EAGER_INTERVAL`] for its first [`EAGER_FOR`], while this peer
 //! knows no other peer of it (at start, anchors may not be up yet): a network is usable moments after its peers join,
 //! not an interval later.
 //!
@@ -65,6 +65,7 @@ pub fn spawn_announcer(
                 .filter(|c| match announced.get(c.id()) {
                     None => true,
                     Some((_, last)) if now.duration_since(*last) >= interval => true,
+                    Some(_) if discovery.config_changed(c) => true,
                     Some((first, last)) => {
                         now.duration_since(*first) < EAGER_FOR
                             && now.duration_since(*last) >= EAGER_INTERVAL

@@ -142,8 +142,10 @@ impl Discovery {
             .unwrap_or_default()
     }
 
-    /// The live peers of a channel, other than this one, that announced they run
-    /// `chaincode`; empty when discovery is off.
+    /// The live peers of a channel, other than this one: first those that announced they
+    /// run `chaincode`, then the others (a chaincode defined moments ago is not in
+    /// announcements signed before it; such a peer is asked only when the first kind
+    /// cannot meet the policy). Empty when discovery is off.
     pub fn endorsers(&self, channel_id: &str, chaincode: &str) -> Vec<Endorser> {
         if !self.settings.enabled {
             return Vec::new();
@@ -153,17 +155,28 @@ impl Discovery {
         let Some(table) = tables.get(channel_id) else {
             return Vec::new();
         };
-        table
+        let (runs, others): (Vec<_>, Vec<_>) = table
             .membership
             .live(now, self.settings.ttl_ms)
             .into_iter()
             .filter(|p| p.cert.cert_hash != self.own_hash)
-            .filter(|p| p.info.chaincodes.iter().any(|c| c == chaincode))
+            .partition(|p| p.info.chaincodes.iter().any(|c| c == chaincode));
+        runs.into_iter()
+            .chain(others)
             .map(|p| Endorser {
                 endpoint: p.info.endpoint.clone(),
                 cert: p.cert.clone(),
             })
             .collect()
+    }
+
+    /// Whether the channel's configuration changed since this peer last announced itself
+    /// on it (its chaincodes may have too).
+    pub fn config_changed(&self, channel: &PeerChannel) -> bool {
+        let sequence = channel.status().config.sequence;
+        self.lock()
+            .get(channel.id())
+            .is_some_and(|t| t.config_sequence != sequence)
     }
 
     /// Signs this peer's announcement for `channel` and holds it (so `Peers` and the

@@ -313,9 +313,9 @@ impl PeerGateway {
         }
     }
 
-    /// Who may be asked to endorse this proposal: the channel's peers that announced they
-    /// run its chaincode (their orgs known from their announcements), then the configured
-    /// `[gateway] endorsers` not among them.
+    /// Who may be asked to endorse this proposal: the channel's discovered peers, those
+    /// that announced they run its chaincode first (their orgs known from their
+    /// announcements), then the configured `[gateway] endorsers` not among them.
     fn candidates(&self, checked: &CheckedProposal) -> Vec<String> {
         let discovered = self
             .discovery
