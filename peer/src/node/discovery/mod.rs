@@ -30,7 +30,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ordo_proto::cert::VerifiedCert;
-use ordo_proto::discovery::{self as announcement, AnnouncementError};
+use ordo_proto::discovery::{self as announcement, AnnouncementError, VerifiedPeer};
 use ordo_proto::hash::{sha256, Hash};
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::discovery::{PeerInfo, SignedPeerInfo};
@@ -60,6 +60,8 @@ pub struct DiscoverySettings {
 pub struct Endorser {
     /// `host:port`.
     pub endpoint: String,
+    /// Whether it announced the chaincode asked about.
+    pub runs: bool,
     /// Its verified certificate (org, identity).
     pub cert: VerifiedCert,
 }
@@ -161,12 +163,14 @@ impl Discovery {
             .into_iter()
             .filter(|p| p.cert.cert_hash != self.own_hash)
             .partition(|p| p.info.chaincodes.iter().any(|c| c == chaincode));
-        runs.into_iter()
-            .chain(others)
-            .map(|p| Endorser {
-                endpoint: p.info.endpoint.clone(),
-                cert: p.cert.clone(),
-            })
+        let endorser = |p: &VerifiedPeer, runs: bool| Endorser {
+            endpoint: p.info.endpoint.clone(),
+            runs,
+            cert: p.cert.clone(),
+        };
+        runs.iter()
+            .map(|p| endorser(p, true))
+            .chain(others.iter().map(|p| endorser(p, false)))
             .collect()
     }
 

@@ -99,13 +99,24 @@ impl EndorserDirectory {
     /// The endorsers, starting at the next offset of the rotation, those unreachable
     /// within [`UNHEALTHY_FOR`] moved to the back (still asked when nobody else can help).
     fn ordered<'a>(&self, endorsers: &'a [String]) -> Vec<&'a str> {
+        self.ordered_preferring(endorsers, endorsers.len())
+    }
+
+    /// [`EndorserDirectory::ordered`] where only the first `preferred` endorsers rotate
+    /// and the others follow them (peers not known to run the chaincode yet).
+    fn ordered_preferring<'a>(&self, endorsers: &'a [String], preferred: usize) -> Vec<&'a str> {
         if endorsers.is_empty() {
             return Vec::new();
         }
-        let start = self.rotation.fetch_add(1, Ordering::Relaxed) % endorsers.len();
-        let mut order: Vec<&'a str> = endorsers[start..]
+        let (first, rest) = endorsers.split_at(preferred.min(endorsers.len()));
+        let start = match first.len() {
+            0 => 0,
+            n => self.rotation.fetch_add(1, Ordering::Relaxed) % n,
+        };
+        let mut order: Vec<&'a str> = first[start..]
             .iter()
-            .chain(&endorsers[..start])
+            .chain(&first[..start])
+            .chain(rest)
             .map(String::as_str)
             .collect();
         if let Ok(mut failed) = self.unreachable.lock() {
@@ -251,8 +262,8 @@ impl PeerGateway {
             Ok(cert) => collected.add(cert, own),
             Err(why) => failures.push(format!("this peer: {}", why.message())),
         }
-        let candidates = self.candidates(checked);
-        let mut untried = self.directory.ordered(&candidates);
+        let (candidates, preferred) = self.candidates(checked);
+        let mut untried = self.directory.ordered_preferring(&candidates, preferred);
         while judge.unmet(&collected.certs).is_some() {
             let wave = plan(&self.directory, &judge, &collected.certs, &mut untried);
             if wave.is_empty() {
@@ -313,19 +324,22 @@ impl PeerGateway {
         }
     }
 
-    /// Who may be asked to endorse this proposal: the channel's discovered peers, those
-    /// that announced they run its chaincode first (their orgs known from their
-    /// announcements), then the configured `[gateway] endorsers` not among them.
-    fn candidates(&self, checked: &CheckedProposal) -> Vec<String> {
+    /// Who may be asked to endorse this proposal, and how many of them are preferred:
+    /// the discovered peers that announced they run its chaincode and the configured
+    /// `[gateway] endorsers` (their orgs known from announcements or learned from
+    /// endorsements) first, then the discovered peers that have not announced it.
+    fn candidates(&self, checked: &CheckedProposal) -> (Vec<String>, usize) {
         let discovered = self
             .discovery
             .endorsers(checked.channel.id(), &checked.definition.name);
         let mut all: Vec<String> =
             Vec::with_capacity(discovered.len() + self.settings.endorsers.len());
+        let mut later: Vec<String> = Vec::new();
         for e in discovered {
             self.directory.learn(&e.endpoint, &e.cert);
-            if !all.contains(&e.endpoint) {
-                all.push(e.endpoint);
+            let list = if e.runs { &mut all } else { &mut later };
+            if !list.contains(&e.endpoint) {
+                list.push(e.endpoint);
             }
         }
         for addr in &self.settings.endorsers {
@@ -333,7 +347,10 @@ impl PeerGateway {
                 all.push(addr.clone());
             }
         }
-        all
+        later.retain(|a| !all.contains(a));
+        let preferred = all.len();
+        all.extend(later);
+        (all, preferred)
     }
 
     /// Asks every endorser of a wave at once; answers in the wave's order.

@@ -168,3 +168,31 @@ fn an_unreachable_endorser_is_asked_after_the_reachable_peers_of_its_org() {
         "once it answers, the rotation includes it again"
     );
 }
+
+#[test]
+fn peers_not_known_to_run_the_chaincode_come_after_those_that_are() {
+    let d = learned();
+    // b and c announced the chaincode; d has not (yet).
+    let all = endorsers();
+    for _ in 0..4 {
+        let order = d.ordered_preferring(&all, 2);
+        assert_eq!(order[2], "d:7051", "{order:?}");
+    }
+    let firsts: std::collections::HashSet<&str> =
+        (0..4).map(|_| d.ordered_preferring(&all, 2)[0]).collect();
+    assert_eq!(firsts.len(), 2, "the preferred ones rotate");
+    // 2 of 4 with A collected: one more is enough, and it is a preferred one.
+    let p = policy::n_out_of(
+        2,
+        &[
+            ("A", Role::Peer),
+            ("B", Role::Peer),
+            ("C", Role::Peer),
+            ("D", Role::Peer),
+        ],
+    );
+    let mut untried = d.ordered_preferring(&all, 2);
+    let wave = plan(&d, &judge(&p), &[cert("A", 1)], &mut untried);
+    assert_eq!(wave.len(), 1);
+    assert_ne!(wave[0], "d:7051");
+}
