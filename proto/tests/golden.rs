@@ -16,8 +16,9 @@ use ordo_proto::pb::common::{
     AckMode, BatchSize, BlockHeader, CertificateBody, ChannelConfig, HeaderType, OrdererConfig,
     Organization, Role,
 };
+use ordo_proto::pb::discovery::PeerInfo;
 use ordo_proto::policy::build as policy;
-use ordo_proto::{block, cert, config, envelope, hash, identity::Identity, merkle};
+use ordo_proto::{block, cert, config, discovery, envelope, hash, identity::Identity, merkle};
 
 fn vectors() -> BTreeMap<&'static str, String> {
     let mut v = BTreeMap::new();
@@ -38,6 +39,38 @@ fn vectors() -> BTreeMap<&'static str, String> {
     let id = Identity::new(member_key, cert_bytes.clone().into()).expect("identity");
 
     v.insert("tx_id", hash::tx_id(b"nonce-0123456789", &cert_bytes));
+
+    // A peer's signed announcement (ordo.discovery).
+    let peer_key = SigningKey::from_bytes(&[0x33; 32]);
+    let peer_body = CertificateBody {
+        org: "BankA".into(),
+        role: Role::Peer as i32,
+        subject: "peer0@BankA".into(),
+        public_key: peer_key.verifying_key().to_bytes().to_vec().into(),
+        not_before: 1_700_000_000,
+        not_after: 1_900_000_000,
+        issuer_public_key: Default::default(),
+        serial: 8,
+    };
+    let peer_cert = cert::issue(&ca, peer_body).encode_to_vec();
+    let peer = Identity::new(peer_key, peer_cert.clone().into()).expect("peer identity");
+    let announcement = discovery::sign(
+        &peer,
+        &PeerInfo {
+            channel_id: "golden".into(),
+            endpoint: "peer0.banka.example:7051".into(),
+            certificate: peer_cert.into(),
+            chaincodes: vec!["bank".into()],
+            height: 42,
+            issued_ms: 1_750_000_000_000,
+        },
+    );
+    let msp =
+        cert::Msp::new([("BankA".to_string(), vec![ca.verifying_key().to_bytes()])]).expect("msp");
+    discovery::verify(&announcement, "golden", &msp, 1_750_000_000_000, 20_000)
+        .expect("the vector is an announcement every peer accepts");
+    v.insert("peer_info", hex::encode(&announcement.info));
+    v.insert("peer_info_signature", hex::encode(&announcement.signature));
     let header = BlockHeader {
         number: 42,
         previous_hash: Bytes::from(vec![0xab; 32]),
