@@ -396,7 +396,7 @@ mod tests {
     }
 
     #[test]
-    fn discovery_endpoint_and_timings_are_checked() {
+    fn discovery_settings_and_chaincode_bindings_are_checked() {
         let parse = |extra: &str| {
             PeerConfig::parse(
                 &format!("[identity]\nkey_file=\"a\"\ncert_file=\"b\"\n{extra}"),
@@ -407,6 +407,11 @@ mod tests {
         };
         let c = parse("").expect("defaults");
         assert_eq!(c.announced_endpoint().as_deref(), Some("127.0.0.1:7051"));
+        let c = parse(
+            "[chaincodes]\nbank = \"external:cc.banka.example:9999\"\nnotes = \"builtin:kv\"\n",
+        )
+        .expect("bindings");
+        assert_eq!(c.chaincodes.len(), 2);
         let c = parse("[node]\nlisten_addr = \"0.0.0.0:7051\"\n").expect("valid");
         assert_eq!(
             c.announced_endpoint(),
@@ -423,6 +428,9 @@ mod tests {
             "[discovery]\nannounce_interval_ms = 0\n",
             "[discovery]\nannounce_interval_ms = 5000\nttl_ms = 6000\n",
             "[gateway]\nendorsers = [\"nope\"]\n",
+            "[chaincodes]\nbank = \"\"\n",
+            "[chaincodes]\nbank = \"docker:bank\"\n",
+            "[chaincodes]\nbank = \"external:nohost\"\n",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

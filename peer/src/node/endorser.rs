@@ -344,3 +344,47 @@ fn rwset(outcome: Outcome) -> TxRwSet {
 pub fn describe(response: &ChaincodeResponse) -> String {
     format!("status {}: {}", response.status, response.message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(name: &str, runtime: &str) -> ChaincodeDefinition {
+        ChaincodeDefinition {
+            name: name.into(),
+            version: "1".into(),
+            runtime: runtime.into(),
+            sequence: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_peers_own_binding_wins_over_the_definitions_runtime() {
+        let bindings = RuntimeBindings::new(HashMap::from([
+            (
+                "bank".to_string(),
+                "external:cc.banka.example:9999".to_string(),
+            ),
+            ("notes".to_string(), "builtin:kv".to_string()),
+        ]));
+        let bank = def("bank", "builtin:bank");
+        assert_eq!(bindings.runtime(&bank), "external:cc.banka.example:9999");
+        assert!(bindings.runs(&bank));
+        // Unbound: the definition's runtime; none at all: not runnable here.
+        assert_eq!(bindings.runtime(&def("kv", "builtin:kv")), "builtin:kv");
+        assert!(bindings.runs(&def("kv", "builtin:kv")));
+        assert!(!bindings.runs(&def("orphan", "")), "no runtime anywhere");
+        assert!(bindings.runs(&def("notes", "")), "bound by this peer alone");
+        assert!(
+            !bindings.runs(&def("x", "builtin:nope")),
+            "no such built-in"
+        );
+        let mut retired = def("notes", "");
+        retired.retired = true;
+        assert!(
+            !bindings.runs(&retired),
+            "a retired chaincode is run nowhere"
+        );
+    }
+}
