@@ -96,14 +96,16 @@ impl EndorserDirectory {
         }
     }
 
-    /// The endorsers, starting at the next offset of the rotation, those unreachable
-    /// within [`UNHEALTHY_FOR`] moved to the back (still asked when nobody else can help).
+    /// Every endorser preferred alike (see [`EndorserDirectory::ordered_preferring`]).
+    #[cfg(test)]
     fn ordered<'a>(&self, endorsers: &'a [String]) -> Vec<&'a str> {
         self.ordered_preferring(endorsers, endorsers.len())
     }
 
-    /// [`EndorserDirectory::ordered`] where only the first `preferred` endorsers rotate
-    /// and the others follow them (peers not known to run the chaincode yet).
+    /// The endorsers in the order a plan takes them: the first `preferred` starting at
+    /// the next offset of the rotation, then the others (peers not known to run the
+    /// chaincode yet); those unreachable within [`UNHEALTHY_FOR`] moved to the back (still
+    /// asked when nobody else can help).
     fn ordered_preferring<'a>(&self, endorsers: &'a [String], preferred: usize) -> Vec<&'a str> {
         if endorsers.is_empty() {
             return Vec::new();
