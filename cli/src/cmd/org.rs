@@ -21,6 +21,7 @@ use clap::{Args, Subcommand};
 use ordo_proto::pb::common::{policy::Rule, ChannelConfig, Policy, Principal, Role};
 
 use crate::cmd::update::UpdateArgs;
+use ordo_proto::config_change::effective_sequence;
 
 /// `ordo channel org ...`
 #[derive(Subcommand)]
@@ -163,6 +164,9 @@ pub fn add_org(
                 "--endorse {cc}: its endorsement policy is not an n-out-of list of orgs' peers"
             ),
         }
+        // A changed definition takes the next sequence (the lifecycle rules), so
+        // transactions endorsed under the old policy are recognised as superseded.
+        def.sequence = effective_sequence(def) + 1;
     }
     cfg.orgs.push(org);
     Ok(())
@@ -227,8 +231,12 @@ pub fn remove_org(cfg: &mut ChannelConfig, org: &str) -> anyhow::Result<()> {
     }
     for cc in &mut cfg.chaincodes {
         if let Some(p) = cc.endorsement_policy.as_mut() {
+            let before = p.clone();
             strip_org(p, org)
                 .with_context(|| format!("the endorsement policy of chaincode {}", cc.name))?;
+            if *p != before {
+                cc.sequence = effective_sequence(cc) + 1;
+            }
         }
     }
     Ok(())
@@ -297,7 +305,13 @@ mod tests {
         assert!(add_org(&mut cfg, org("A", 9), &[]).is_err(), "name taken");
         assert!(add_org(&mut cfg, org("D", 1), &[]).is_err(), "CA key taken");
         assert!(add_org(&mut cfg, org("D", 4), &["nope".into()]).is_err());
+        let before = cfg.clone();
         add_org(&mut cfg, org("D", 4), &["bank".into()]).expect("added");
+        assert_eq!(
+            cfg.chaincodes[0].sequence, 2,
+            "a changed definition moves on"
+        );
+        ordo_proto::config_change::check_definitions(&before, &cfg).expect("lifecycle rules");
         let n_of = |cfg: &ChannelConfig| match cfg.chaincodes[0]
             .endorsement_policy
             .as_ref()
@@ -307,7 +321,10 @@ mod tests {
             _ => panic!("n out of"),
         };
         assert_eq!(n_of(&cfg), (3, 4));
+        let before = cfg.clone();
         remove_org(&mut cfg, "B").expect("removed");
+        assert_eq!(cfg.chaincodes[0].sequence, 3);
+        ordo_proto::config_change::check_definitions(&before, &cfg).expect("lifecycle rules");
         remove_org(&mut cfg, "D").expect("removed");
         assert_eq!(n_of(&cfg), (2, 2), "n lowered to what is left");
         assert!(remove_org(&mut cfg, "B").is_err(), "already gone");
