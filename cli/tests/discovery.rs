@@ -188,40 +188,18 @@ async fn gateways_find_endorsers_by_discovery_survive_a_dead_peer_and_use_a_new_
     moved += transfer(5).await;
 
     // Money is conserved, and BankA's peer and the newcomer agree.
-    let balance = |who: &'static str| {
-        let bank = bank.clone();
-        async move {
-            String::from_utf8_lossy(
-                &bank
-                    .evaluate("balance", args(&[who]))
-                    .await
-                    .expect("balance"),
-            )
-            .parse::<i64>()
-            .expect("number")
-        }
-    };
-    assert_eq!(balance("alice").await, 100 - moved as i64);
-    assert_eq!(balance("bob").await, moved as i64);
+    assert_eq!(bank_balance(&bank, "alice").await, 100 - moved as i64);
+    assert_eq!(bank_balance(&bank, "bob").await, moved as i64);
     let a = net.node("peer0.BankA").expect("peer0.BankA");
     let a_admin = net.identity(Some("BankA"), "admin").expect("admin");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let ia = channel_info(&a.grpc_addr, &a_admin, &channel).await;
-        let ib = channel_info(&addr, &b_admin.identity, &channel).await;
-        if ia.height == ib.height && ia.commit_hash == ib.commit_hash {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "peers disagree: BankA at {} {:?}, peer1.BankB at {} {:?}",
-            ia.height,
-            hex::encode(&ia.commit_hash),
-            ib.height,
-            hex::encode(&ib.commit_hash)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_peers_agree(
+        &[
+            (a.grpc_addr.clone(), a_admin),
+            (addr.clone(), b_admin.identity.clone()),
+        ],
+        &channel,
+    )
+    .await;
 
     forged_announcements_are_refused(&net, &channel, &gateway).await;
 }

@@ -301,22 +301,9 @@ async fn chaincodes_are_deployed_and_upgraded_on_a_running_channel_by_the_orgs_a
         .await
         .expect("a transfer under the new definition");
     assert_eq!(endorsements(&net, &channel, &later.tx_id).await, 3);
-    let moved = moved.load(Ordering::Relaxed) + 2;
-    let balance = |who: &'static str| {
-        let bank = bank.clone();
-        async move {
-            String::from_utf8_lossy(
-                &bank
-                    .evaluate("balance", args(&[who]))
-                    .await
-                    .expect("balance"),
-            )
-            .parse::<u64>()
-            .expect("number")
-        }
-    };
-    assert_eq!(balance("alice").await, 1000 - moved);
-    assert_eq!(balance("bob").await, moved);
+    let moved = moved.load(Ordering::Relaxed) as i64 + 2;
+    assert_eq!(bank_balance(&bank, "alice").await, 1000 - moved);
+    assert_eq!(bank_balance(&bank, "bob").await, moved);
     let defs = definitions(net_s);
     let bank_def = &defs["chaincodes"][0];
     assert_eq!(
@@ -325,24 +312,14 @@ async fn chaincodes_are_deployed_and_upgraded_on_a_running_channel_by_the_orgs_a
     );
 
     // Every peer reaches the same height and commit hash.
-    let peers: Vec<_> = net.nodes_with_role("peer").collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut seen = Vec::new();
-        for p in &peers {
+    let peers: Vec<(String, _)> = net
+        .nodes_with_role("peer")
+        .map(|p| {
             let admin = net.identity(Some(&p.org), "admin").expect("admin");
-            let info = channel_info(&p.grpc_addr, &admin, &channel).await;
-            seen.push((info.height, info.commit_hash));
-        }
-        if seen.windows(2).all(|w| w[0] == w[1]) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "peers disagree: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            (p.grpc_addr.clone(), admin)
+        })
+        .collect();
+    wait_peers_agree(&peers, &channel).await;
 
     // With one bank's peer down, the new policy cannot be met.
     run_ok(&["node", "kill", "peer0.BankC", "--network", net_s]);

@@ -762,3 +762,32 @@ impl tonic::codec::Encoder for RawEncoder {
         Ok(())
     }
 }
+
+/// A `bank` account's balance through `bank`'s gateway.
+pub async fn bank_balance(bank: &ordo_sdk::gateway::Contract, who: &str) -> i64 {
+    let raw = bank.evaluate("balance", [who]).await.expect("balance");
+    String::from_utf8_lossy(&raw)
+        .parse::<i64>()
+        .expect("a balance is a number")
+}
+
+/// Waits (at most 20 s) until every peer of `peers` (address, an admin of its org) has
+/// the same height and commit hash on `channel`.
+pub async fn wait_peers_agree(peers: &[(String, Identity)], channel: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut seen = Vec::new();
+        for (addr, admin) in peers {
+            let info = channel_info(addr, admin, channel).await;
+            seen.push((info.height, hex::encode(&info.commit_hash)));
+        }
+        if seen.windows(2).all(|w| w[0] == w[1]) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "peers disagree (height, commit hash): {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
