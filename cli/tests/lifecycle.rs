@@ -147,45 +147,32 @@ async fn chaincodes_are_deployed_and_upgraded_on_a_running_channel_by_the_orgs_a
     ]);
     let err = chaincode_err(net_s, &as_strs(&as_client));
     assert!(err.contains("signed by an org's admin"), "{err}");
-    // A definition whose policy names an org the channel does not have.
-    let err = chaincode_err(
-        net_s,
-        &[
-            "approve",
-            "--org",
-            "BankB",
-            "--channel",
-            &channel,
-            "--name",
-            "ghost",
-            "--version",
-            "1",
-            "--endorse-orgs",
-            "BankA,BankZ",
-            "--update",
-            &update("ghost.json"),
-        ],
-    );
+    // A definition whose policy names an org the channel does not have, and one whose
+    // runtime no peer has.
+    let ghost = update("ghost.json");
+    let approve_ghost = |flag: &str, value: &str| {
+        chaincode_err(
+            net_s,
+            &[
+                "approve",
+                "--org",
+                "BankB",
+                "--channel",
+                &channel,
+                "--name",
+                "ghost",
+                "--version",
+                "1",
+                flag,
+                value,
+                "--update",
+                &ghost,
+            ],
+        )
+    };
+    let err = approve_ghost("--endorse-orgs", "BankA,BankZ");
     assert!(err.contains("BankZ"), "{err}");
-    // A runtime no peer has.
-    let err = chaincode_err(
-        net_s,
-        &[
-            "approve",
-            "--org",
-            "BankB",
-            "--channel",
-            &channel,
-            "--name",
-            "ghost",
-            "--version",
-            "1",
-            "--runtime",
-            "builtin:nope",
-            "--update",
-            &update("ghost.json"),
-        ],
-    );
+    let err = approve_ghost("--runtime", "builtin:nope");
     assert!(err.contains("no peer can run it"), "{err}");
     assert_eq!(
         definitions(net_s)["config_sequence"],
