@@ -10,7 +10,7 @@ use ordo_proto::envelope;
 use ordo_proto::pb::common::{ChannelConfig, ConfigEnvelope, ConfigUpdate, HeaderType};
 use ordo_proto::policy;
 
-use crate::filters::{Candidate, FilterError};
+use crate::filters::{Candidate, FilterError, MAX_TX_CLOCK_SKEW_SECS};
 use crate::support::ChainSupport;
 
 /// Validates a CONFIG_UPDATE (its envelope signature already verified) against the
@@ -21,7 +21,8 @@ use crate::support::ChainSupport;
 /// = current + 1, valid on its own, with the same consensus type, whose chaincode
 /// definitions follow the lifecycle rules, and signed (over the exact config bytes) by
 /// enough admins to satisfy the policy the change needs (Lifecycle for chaincode
-/// definitions alone, Admins otherwise): the peers' `ordo_proto::config_change` check.
+/// definitions alone, Admins otherwise), their certificates checked at the update's own
+/// signed creation time: the peers' `ordo_proto::config_change` check.
 pub fn process_config_update(
     support: &ChainSupport,
     candidate: &Candidate,
@@ -65,13 +66,26 @@ pub fn process_config_update(
         crate::raft::membership::check_one_change(&state.config, &proposed)
             .map_err(|e| FilterError::BadRequest(e.to_string()))?;
     }
+    // The admins' certificates are checked at the update's own signed creation time, as
+    // every peer checks them (`config_change::check`), not at this orderer's clock:
+    // otherwise a certificate valid at one of the two times and not at the other would
+    // have the orderers put in force a change the peers refuse as INVALID_CONFIG (or the
+    // reverse). That time is within the clock skew the filters allow of `now_secs`;
+    // checked again here, as this function may be given any candidate.
+    let update_time_secs = candidate.unpacked.header.timestamp_ms / 1000;
+    if update_time_secs.abs_diff(now_secs) > MAX_TX_CLOCK_SKEW_SECS {
+        return Err(FilterError::Timestamp {
+            timestamp_secs: update_time_secs,
+            now_secs,
+        });
+    }
     let signers = state.msp.verified_signers(
         &update.config,
         update
             .signatures
             .iter()
             .map(|s| (s.signer.as_ref(), s.signature.as_ref())),
-        now_secs,
+        update_time_secs,
     );
     let (name, needed) = config_change::authorizing_policy(&state.config, &proposed)
         .map_err(FilterError::PolicyDenied)?;

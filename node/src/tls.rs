@@ -101,6 +101,12 @@ pub struct ConnectionsSection {
     /// Seconds a graceful stop waits for open streams to end before closing them.
     /// Default: 10.
     pub drain_timeout_s: u64,
+    /// Concurrent gRPC (HTTP/2) streams one connection may hold open; a client opening
+    /// more is refused by HTTP/2 itself (REFUSED_STREAM) before any handler runs. Bounds
+    /// what one connection of never-reading streams can pin, on top of the per-identity
+    /// caps of each streaming service. Used by the peer; an orderer reads its
+    /// `[limits] max_concurrent_streams`. Default: 256.
+    pub max_streams_per_connection: u32,
 }
 
 impl Default for ConnectionsSection {
@@ -111,6 +117,7 @@ impl Default for ConnectionsSection {
             max_connections: l.max_connections,
             max_connections_per_identity: l.max_connections_per_identity,
             drain_timeout_s: 10,
+            max_streams_per_connection: 256,
         }
     }
 }
@@ -139,6 +146,9 @@ impl ConnectionsSection {
         }
         if self.max_connections_per_identity == 0 {
             return Err("connections.max_connections_per_identity must be positive".into());
+        }
+        if self.max_streams_per_connection == 0 {
+            return Err("connections.max_streams_per_connection must be positive".into());
         }
         Ok(())
     }

@@ -17,7 +17,10 @@
 //! **Bounds.** A reader that never reads holds at most [`DELIVER_BUFFER_BYTES`] of
 //! buffered blocks (one larger block alone); one reader certificate holds at most
 //! [`MAX_DELIVER_STREAMS_PER_READER`] Deliver streams on this orderer (TOO_MANY_REQUESTS
-//! beyond, checked after every other check).
+//! beyond, checked after every other check), whose blocks together hold at most
+//! [`ordo_node::stream_budget::DEFAULT_CLIENT_BYTES`]; all Deliver streams of the node
+//! together hold at most [`ordo_node::stream_budget::DEFAULT_NODE_BYTES`] (see
+//! `ordo_node::stream_budget` for how, and for the trade-off).
 
 use std::sync::Arc;
 
@@ -82,7 +85,7 @@ impl DeliverHandler {
         &self,
         request: Envelope,
     ) -> BudgetStream<Result<EncodedDeliverResponse, tonic::Status>> {
-        let (tx, rx) = stream_budget::channel(DELIVER_BUFFER_BYTES, 4);
+        let (mut tx, rx) = stream_budget::channel(DELIVER_BUFFER_BYTES, 4);
         let this = self.clone();
         tokio::spawn(async move {
             let final_status = match this.check(&request) {
@@ -95,7 +98,8 @@ impl DeliverHandler {
                             this.streams.max_per_client()
                         ),
                     ),
-                    Some(_slot) => {
+                    Some(slot) => {
+                        tx.share(&slot);
                         this.metrics.deliver_streams.inc();
                         let r = this.stream(seek, &tx).await;
                         this.metrics.deliver_streams.dec();

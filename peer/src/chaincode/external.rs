@@ -153,67 +153,89 @@ impl ExternalChaincode {
             let kind = msg
                 .kind
                 .ok_or_else(|| Failure::Protocol("a message without content".into()))?;
-            let result = match kind {
-                chaincode_message::Kind::Completed(c) => {
-                    let r = c.response.unwrap_or_default();
-                    return Ok(Response {
-                        status: r.status,
-                        message: r.message,
-                        payload: r.payload,
-                    });
-                }
-                chaincode_message::Kind::Get(g) => answer(ctx.get(&g.key).map(|v| StateResult {
-                    found: v.is_some(),
-                    value: v.unwrap_or_default(),
-                    ..Default::default()
-                })),
-                chaincode_message::Kind::Put(p) => {
-                    answer(ctx.put(&p.key, p.value).map(|()| StateResult::default()))
-                }
-                chaincode_message::Kind::Del(d) => {
-                    answer(ctx.delete(&d.key).map(|()| StateResult::default()))
-                }
-                chaincode_message::Kind::Range(r) => {
-                    let page = if r.limit == 0 {
-                        ctx.range(&r.start, &r.end).map(|items| (items, None))
-                    } else {
-                        ctx.range_page(&r.start, &r.end, r.limit as usize)
-                    };
-                    answer(page.map(|(items, next)| {
-                        StateResult {
-                            items: items
-                                .into_iter()
-                                .map(|(key, value)| KeyValue { key, value })
-                                .collect(),
-                            next_start: next.unwrap_or_default(),
-                            ..Default::default()
-                        }
-                    }))
-                }
-                chaincode_message::Kind::History(h) => answer(ctx.history(&h.key).map(|items| {
-                    StateResult {
-                        history: items
-                            .into_iter()
-                            .map(|i| HistoryEntry {
-                                block: i.block,
-                                tx: i.tx,
-                                is_delete: i.value.is_none(),
-                                value: i.value.unwrap_or_default(),
-                            })
-                            .collect(),
-                        ..Default::default()
-                    }
-                })),
-                chaincode_message::Kind::Event(e) => {
-                    ctx.set_event(&e.name, e.payload);
-                    StateResult::default()
-                }
+            let result = match handle_message(ctx, kind) {
+                ShimStep::Completed(response) => return Ok(response),
+                ShimStep::Reply(result) => result,
             };
             tx.send(send(peer_message::Kind::Result(result)))
                 .await
                 .map_err(|_| Failure::Protocol("the invocation stream closed".into()))?;
         }
     }
+}
+
+/// What the peer makes of one message from a chaincode server.
+#[derive(Debug)]
+pub enum ShimStep {
+    /// The invocation completed with the chaincode's response.
+    Completed(Response),
+    /// A state request, answered from the simulation (errors included, as the answer's
+    /// `error`): the peer sends it back and waits for the next message.
+    Reply(StateResult),
+}
+
+/// Handles one message of a chaincode server's invocation stream against the simulation
+/// `ctx`. Every field comes from the server, so nothing here may panic or go past the
+/// simulation's limits (the simulation enforces them); it is a function of its inputs so
+/// that the `shim` fuzz target drives it with arbitrary messages.
+pub fn handle_message(ctx: &mut dyn Context, kind: chaincode_message::Kind) -> ShimStep {
+    let reply = match kind {
+        chaincode_message::Kind::Completed(c) => {
+            let r = c.response.unwrap_or_default();
+            return ShimStep::Completed(Response {
+                status: r.status,
+                message: r.message,
+                payload: r.payload,
+            });
+        }
+        chaincode_message::Kind::Get(g) => answer(ctx.get(&g.key).map(|v| StateResult {
+            found: v.is_some(),
+            value: v.unwrap_or_default(),
+            ..Default::default()
+        })),
+        chaincode_message::Kind::Put(p) => {
+            answer(ctx.put(&p.key, p.value).map(|()| StateResult::default()))
+        }
+        chaincode_message::Kind::Del(d) => {
+            answer(ctx.delete(&d.key).map(|()| StateResult::default()))
+        }
+        chaincode_message::Kind::Range(r) => {
+            let page = if r.limit == 0 {
+                ctx.range(&r.start, &r.end).map(|items| (items, None))
+            } else {
+                ctx.range_page(&r.start, &r.end, r.limit as usize)
+            };
+            answer(page.map(|(items, next)| {
+                StateResult {
+                    items: items
+                        .into_iter()
+                        .map(|(key, value)| KeyValue { key, value })
+                        .collect(),
+                    next_start: next.unwrap_or_default(),
+                    ..Default::default()
+                }
+            }))
+        }
+        chaincode_message::Kind::History(h) => answer(ctx.history(&h.key).map(|items| {
+            StateResult {
+                history: items
+                    .into_iter()
+                    .map(|i| HistoryEntry {
+                        block: i.block,
+                        tx: i.tx,
+                        is_delete: i.value.is_none(),
+                        value: i.value.unwrap_or_default(),
+                    })
+                    .collect(),
+                ..Default::default()
+            }
+        })),
+        chaincode_message::Kind::Event(e) => {
+            ctx.set_event(&e.name, e.payload);
+            StateResult::default()
+        }
+    };
+    ShimStep::Reply(reply)
 }
 
 fn answer(r: Result<StateResult, ordo_sdk::chaincode::StateError>) -> StateResult {

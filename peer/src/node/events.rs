@@ -12,7 +12,11 @@
 //!
 //! **Bounds.** A reader that never reads holds at most [`STREAM_BUFFER_BYTES`] of
 //! buffered answers (one larger block alone), not 16 whole blocks; and one identity holds
-//! at most [`MAX_STREAMS_PER_IDENTITY`] streams on this peer (RESOURCE_EXHAUSTED beyond).
+//! at most [`MAX_STREAMS_PER_IDENTITY`] streams on this peer (RESOURCE_EXHAUSTED beyond),
+//! whose answers together hold at most [`ordo_node::stream_budget::DEFAULT_CLIENT_BYTES`];
+//! all event streams of the peer together hold at most
+//! [`ordo_node::stream_budget::DEFAULT_NODE_BYTES`] (`ordo_node::stream_budget` says how,
+//! and what it costs).
 //! A chaincode the channel does not define is NOT_FOUND, not a stream that stays silent.
 
 use std::sync::Arc;
@@ -113,7 +117,8 @@ impl PeerEvents {
             )));
         }
         let counted = self.admit(request)?;
-        let (tx, rx) = stream_budget::channel(STREAM_BUFFER_BYTES, STREAM_BUFFER);
+        let (mut tx, rx) = stream_budget::channel(STREAM_BUFFER_BYTES, STREAM_BUFFER);
+        tx.share(&counted);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let _counted = counted;
@@ -156,7 +161,8 @@ impl PeerEvents {
         let req = BlockEventsRequest::decode(data)
             .map_err(|e| Status::invalid_argument(format!("block events request: {e}")))?;
         let counted = self.admit(request)?;
-        let (tx, rx) = stream_budget::channel(STREAM_BUFFER_BYTES, STREAM_BUFFER);
+        let (mut tx, rx) = stream_budget::channel(STREAM_BUFFER_BYTES, STREAM_BUFFER);
+        tx.share(&counted);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let _counted = counted;

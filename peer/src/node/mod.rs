@@ -324,6 +324,7 @@ pub async fn run(
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .max_concurrent_streams(config.connections.max_streams_per_connection)
         .layer(ordo_node::DecodeErrorLayer)
         .add_service(health)
         .add_service(ordo_node::reflection::v1(PEER_SERVICES)?)

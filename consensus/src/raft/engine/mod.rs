@@ -435,8 +435,49 @@ impl Engine {
             );
             return;
         }
+        if let Some(why) = self.aborts_raft(&msg) {
+            tracing::warn!(
+                channel = %self.channel,
+                sender = format_args!("{from:x}"),
+                kind = ?msg.get_msg_type(),
+                "raft message dropped: {why}"
+            );
+            return;
+        }
         if let Err(e) = self.raw.step(msg) {
             tracing::debug!(channel = %self.channel, error = %e, "raft message refused");
+        }
+    }
+
+    /// Why raft-rs would abort the process on `msg` (its `fatal!`), if it would: a
+    /// heartbeat committing past the end of this node's log, or an append that rewrites an
+    /// entry this node has committed. A correct leader never sends either (it commits on a
+    /// follower only what that follower holds, and committed entries never change), so
+    /// such a message comes from a faulty or lying consenter — or from the fuzzer
+    /// (`fuzz/src/targets/raft_message.rs`, which found them). Dropping it loses nothing
+    /// a correct leader needs; stepping it would take down every channel of this node.
+    fn aborts_raft(&self, msg: &raft::eraftpb::Message) -> Option<String> {
+        use raft::eraftpb::MessageType;
+        let log = &self.raw.raft.raft_log;
+        match msg.get_msg_type() {
+            MessageType::MsgHeartbeat if msg.commit > log.last_index() => Some(format!(
+                "a heartbeat commits to {} past this log's last index {}",
+                msg.commit,
+                log.last_index()
+            )),
+            // raft-rs refuses (safely) an append whose previous entry does not match.
+            MessageType::MsgAppend if log.match_term(msg.index, msg.log_term) => msg
+                .get_entries()
+                .iter()
+                .filter(|e| e.index <= log.committed)
+                .find(|e| log.term(e.index).ok() != Some(e.term))
+                .map(|e| {
+                    format!(
+                        "an append rewrites committed entry {} (term {}; committed up to {})",
+                        e.index, e.term, log.committed
+                    )
+                }),
+            _ => None,
         }
     }
 

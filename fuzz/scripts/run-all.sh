@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS each (default 15) on its committed corpus, with
+# libFuzzer through `cargo fuzz`: what `.ci/run` does on every change, and, with a long
+# time, what produced fuzz/RESULTS.md.
+#
+#   fuzz/scripts/run-all.sh [SECONDS] [TARGET...]
+#
+# New inputs go to a scratch corpus, never into the committed one (`cargo fuzz cmin`
+# and a commit add them, deliberately). A crash leaves its input under
+# fuzz/artifacts/<target>/ and fails the run; add it to fuzz/regressions/<target>/ once
+# fixed, so `cargo test -p ordo-fuzz` keeps replaying it.
+#
+# Build: `--dev` (dependencies optimised as in the test build, Ordo's crates not) and no
+# sanitizer (Ordo is safe Rust: a panic is the bug; ASan would double every execution's
+# cost). RocksDB's C++ is linked from the test build's archive when one exists, so this
+# build compiles no C++ again. ORDO_FUZZ_RELEASE=1 builds with optimisations instead,
+# for long runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-15}
+shift || true
+: "${CARGO_TARGET_DIR:=/var/tmp/ordo-target}"
+fuzz_target_dir="$CARGO_TARGET_DIR/fuzz"
+for out in "$CARGO_TARGET_DIR"/debug/build/librocksdb-sys-*/out; do
+    if [[ -f "$out/librocksdb.a" ]]; then
+        export ROCKSDB_LIB_DIR="$out" ROCKSDB_STATIC=1
+        break
+    fi
+done
+profile=(--dev)
+if [[ "${ORDO_FUZZ_RELEASE:-0}" == 1 ]]; then
+    profile=(-O --codegen-units 16)
+fi
+# cargo-fuzz passes -Z flags only with a sanitizer or build-std; RUSTC_BOOTSTRAP lets a
+# stable toolchain take the few nightly-only options libFuzzer builds still use.
+export RUSTC_BOOTSTRAP=1
+build=(cargo fuzz build "${profile[@]}" -s none --target-dir "$fuzz_target_dir")
+echo "== building the fuzz targets (${profile[*]})"
+"${build[@]}"
+targets=("$@")
+if [[ ${#targets[@]} -eq 0 ]]; then
+    mapfile -t targets < <(cargo fuzz list)
+fi
+status=0
+for t in "${targets[@]}"; do
+    scratch=$(mktemp -d)
+    echo "== fuzzing $t for ${seconds}s"
+    if ! cargo fuzz run "${profile[@]}" -s none --target-dir "$fuzz_target_dir" "$t" \
+        "$scratch" "corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=4096 \
+        -timeout=60 -print_final_stats=1 2>&1 | tail -n 25; then
+        echo "!! $t failed" >&2
+        status=1
+    fi
+    rm -rf "$scratch"
+done
+exit "$status"
