@@ -1,8 +1,8 @@
 //! Hostile clients against real processes (`ordo up`, TLS, one orderer, three peers):
 //! garbage and truncated messages to every RPC of every service, badly signed, stale and
 //! replayed requests, a thousand idle
-//! connections that never finish a handshake, and Deliver and BlockEvents readers that
-//! never read. Every bad request gets a precise status; afterwards a normal transfer still
+//! connections that never finish a handshake, half-open Broadcast streams (never sending,
+//! or never reading their answers), and Deliver and BlockEvents readers that never read. Every bad request gets a precise status; afterwards a normal transfer still
 //! commits and every peer agrees.
 
 mod common;
@@ -182,6 +182,28 @@ async fn hostile_clients_get_precise_statuses_and_the_network_carries_on() {
         replayed.info
     );
 
+    // Half-open Broadcast streams: 200 that never send an envelope nor close their side,
+    // and 20 that sent one and never read the answer, each on its own connection.
+    let mut half_open = Vec::new();
+    for i in 0..220 {
+        let mut b = ordo_sdk::orderer::broadcast_client(connect(&orderer).await.expect("connect"));
+        let sent = if i < 200 {
+            Vec::new()
+        } else {
+            vec![message(&client, CHANNEL, 64, 10_000 + i).0]
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        for env in sent {
+            tx.send(env).await.expect("queued");
+        }
+        let answers = b
+            .broadcast(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .expect("a broadcast stream opens");
+        // Kept: the sender (so the stream stays half open) and the unread answers.
+        half_open.push((tx, answers, b));
+    }
+
     // A thousand connections that never say a word (nor finish a TLS handshake).
     let mut idle = Vec::new();
     for i in 0..1_000 {
@@ -228,4 +250,5 @@ async fn hostile_clients_get_precise_statuses_and_the_network_carries_on() {
         assert_eq!(balance, "4", "{org}'s peer agrees");
     }
     drop(idle);
+    drop(half_open);
 }

@@ -47,7 +47,8 @@ for t in "${targets[@]}"; do
     echo "== fuzzing $t for ${seconds}s"
     if ! cargo fuzz run "${profile[@]}" -s none --target-dir "$fuzz_target_dir" "$t" \
         "$scratch" "corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=4096 \
-        -timeout=60 -print_final_stats=1 2>&1 | tail -n 25; then
+        -timeout=60 -print_final_stats=1 2>&1 |
+        grep -E 'DONE|stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|panicked|ERROR|SUMMARY|Test unit written|deadly signal'; then
         echo "!! $t failed" >&2
         status=1
     fi

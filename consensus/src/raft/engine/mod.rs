@@ -449,17 +449,43 @@ impl Engine {
         }
     }
 
-    /// Why raft-rs would abort the process on `msg` (its `fatal!`), if it would: a
-    /// heartbeat committing past the end of this node's log, or an append that rewrites an
-    /// entry this node has committed. A correct leader never sends either (it commits on a
-    /// follower only what that follower holds, and committed entries never change), so
-    /// such a message comes from a faulty or lying consenter — or from the fuzzer
+    /// Why raft-rs would abort the process on `msg` (its `fatal!`) or take a peer's word
+    /// for a local decision, if it would: a local input (campaign, proposal, leader
+    /// transfer, …), a
+    /// message without a term (a vote request of term 0 makes raft-rs abort), a heartbeat
+    /// committing past the end of this node's log, or an append that rewrites an entry
+    /// this node has committed. A correct consenter never sends any of these (local inputs
+    /// stay local, every network message carries its sender's term, a leader commits on a
+    /// follower only what that follower holds, committed entries never change), so such
+    /// a message comes from a faulty or lying consenter — or from the fuzzer
     /// (`fuzz/src/targets/raft_message.rs`, which found them). Dropping it loses nothing
     /// a correct leader needs; stepping it would take down every channel of this node.
     fn aborts_raft(&self, msg: &raft::eraftpb::Message) -> Option<String> {
         use raft::eraftpb::MessageType;
         let log = &self.raw.raft.raft_log;
-        match msg.get_msg_type() {
+        let kind = msg.get_msg_type();
+        // Raft's own local inputs never travel between nodes here: a peer sending one
+        // would make this node campaign, propose or forget a peer on its say-so.
+        if matches!(
+            kind,
+            MessageType::MsgHup
+                | MessageType::MsgBeat
+                | MessageType::MsgPropose
+                | MessageType::MsgUnreachable
+                | MessageType::MsgSnapStatus
+                | MessageType::MsgCheckQuorum
+                | MessageType::MsgReadIndex
+                | MessageType::MsgReadIndexResp
+                | MessageType::MsgTransferLeader
+        ) {
+            return Some("a local raft input sent over the network".into());
+        }
+        // raft-rs takes a term of 0 for a local message and answers a vote request of
+        // term 0 with a response raft-rs itself then aborts on.
+        if msg.term == 0 {
+            return Some("a message without a term".into());
+        }
+        match kind {
             MessageType::MsgHeartbeat if msg.commit > log.last_index() => Some(format!(
                 "a heartbeat commits to {} past this log's last index {}",
                 msg.commit,

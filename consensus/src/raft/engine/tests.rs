@@ -782,3 +782,70 @@ fn a_halting_follower_stops_at_once_and_a_leader_drains_first() {
          queue is empty too)"
     );
 }
+
+#[test]
+fn messages_raft_rs_would_abort_on_are_dropped_and_the_group_goes_on() {
+    use protobuf::Message as _;
+    use raft::eraftpb::{Entry, Message, MessageType};
+    let mut g = Group::new(3, 1);
+    g.elect(1);
+    g.propose(1, 1, None);
+    g.step(1, Input::Flush);
+    g.deliver_all(&[]);
+    let (leader, follower) = (raft_id_of(1), raft_id_of(2));
+    let forged = |t: MessageType, change: &dyn Fn(&mut Message)| {
+        let mut m = Message::default();
+        m.set_msg_type(t);
+        m.from = leader;
+        m.to = follower;
+        m.term = 1;
+        change(&mut m);
+        m.write_to_bytes().expect("encodes")
+    };
+    let hostile = [
+        // Found by fuzz/src/targets/raft_message.rs: raft-rs answers a vote request of
+        // term 0 with a response it then aborts on.
+        forged(MessageType::MsgRequestVote, &|m| m.term = 0),
+        // A heartbeat committing past the follower's log.
+        forged(MessageType::MsgHeartbeat, &|m| m.commit = 1_000),
+        // An append rewriting the follower's committed entry 2 with another term.
+        forged(MessageType::MsgAppend, &|m| {
+            m.index = 1;
+            m.log_term = 1;
+            m.commit = 2;
+            m.set_entries(
+                vec![Entry {
+                    term: 7,
+                    index: 2,
+                    ..Default::default()
+                }]
+                .into(),
+            );
+        }),
+        // Local inputs: campaign now, propose this entry.
+        forged(MessageType::MsgHup, &|_| {}),
+        forged(MessageType::MsgPropose, &|m| {
+            m.set_entries(vec![Entry::default()].into())
+        }),
+    ];
+    for bytes in hostile {
+        g.step(
+            2,
+            Input::Message {
+                from: leader,
+                bytes,
+            },
+        );
+        g.step(2, Input::Flush);
+    }
+    let status = g.nodes[&2].engine.status();
+    assert_eq!(status.leader, leader, "the follower still follows node 1");
+    g.take(2);
+    g.propose(1, 2, None);
+    g.step(1, Input::Flush);
+    g.deliver_all(&[]);
+    assert!(
+        g.take(2).iter().any(|l| l.starts_with("write block 2")),
+        "the follower still replicates"
+    );
+}
