@@ -41,8 +41,14 @@ targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
     mapfile -t targets < <(cargo fuzz list)
 fi
+# ORDO_FUZZ_SKIP: targets with a known open crash (fuzz/open/<target>/, fuzz/RESULTS.md),
+# skipped by name so that the others still run.
 status=0
 for t in "${targets[@]}"; do
+    if [[ " ${ORDO_FUZZ_SKIP:-} " == *" $t "* ]]; then
+        echo "== skipping $t (known open crash: fuzz/open/$t/)"
+        continue
+    fi
     scratch=$(mktemp -d)
     echo "== fuzzing $t for ${seconds}s"
     if ! cargo fuzz run "${profile[@]}" -s none --target-dir "$fuzz_target_dir" "$t" \

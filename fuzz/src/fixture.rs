@@ -288,3 +288,20 @@ pub fn next_config(change: impl FnOnce(&mut ChannelConfig)) -> ChannelConfig {
     change(&mut proposed);
     proposed
 }
+
+/// The request envelope an input of the request targets describes: a mode byte, then
+/// bytes. With the mode's top bit set, the bytes are the envelope as received (`None`
+/// when they do not decode: the service answers that before any handler runs).
+/// Otherwise they are a payload signed by the member bits 3–5 pick ([`signer`]), its
+/// header restamped as bits 0–2 say ([`Restamp`]).
+pub fn request(mode: u8, rest: &[u8]) -> Option<Envelope> {
+    if mode & 0x80 != 0 {
+        Envelope::decode(rest).ok()
+    } else {
+        Some(sign_payload(
+            rest,
+            signer((mode >> 3) & 0b111),
+            Restamp::from_bits(mode),
+        ))
+    }
+}

@@ -52,11 +52,17 @@ pub struct ReceivedEnvelope {
 }
 
 impl ReceivedEnvelope {
-    /// Decodes received bytes; keeps them when they are the canonical encoding (no unknown
-    /// or repeated fields: the only way a decoded envelope's encoding has another length).
+    /// Decodes received bytes; keeps them when they are the canonical encoding. Unknown or
+    /// repeated fields, explicit defaults and over-long varints all change the length;
+    /// the one non-canonical form of the same length is the two fields in reverse order
+    /// (signature first), which the fuzz target `envelope` found: canonical bytes start
+    /// with the payload's tag unless the payload is empty.
     pub fn decode(raw: Bytes) -> Result<Self, prost::DecodeError> {
+        /// Field 1 (payload), length-delimited.
+        const PAYLOAD_TAG: u8 = 0x0a;
         let envelope = Envelope::decode(raw.clone())?;
-        let canonical = envelope.encoded_len() == raw.len();
+        let canonical = envelope.encoded_len() == raw.len()
+            && (envelope.payload.is_empty() || raw.first() == Some(&PAYLOAD_TAG));
         Ok(Self {
             envelope,
             canonical_bytes: canonical.then_some(raw),

@@ -16,11 +16,11 @@ use prost::Message;
 
 use ordo_proto::envelope::create_signed_with_nonce;
 use ordo_proto::pb::admin::{admin_command, AdminCommand, AdminResponse, Backup, GetChannelInfo};
-use ordo_proto::pb::common::{Envelope, HeaderType, Status};
+use ordo_proto::pb::common::{HeaderType, Status};
 use ordo_testkit::admin;
 use ordo_testkit::ChannelBuilder;
 
-use crate::fixture::{self, members, runtime, Restamp, CHANNEL, NOW_MS};
+use crate::fixture::{self, members, runtime, CHANNEL, NOW_MS};
 use crate::nodes::{orderer, peer};
 
 /// Runs one input.
@@ -28,17 +28,8 @@ pub fn run(data: &[u8]) {
     let Some((mode, rest)) = fixture::split(data) else {
         return;
     };
-    let request = if mode & 0x80 != 0 {
-        match Envelope::decode(rest) {
-            Ok(e) => e,
-            Err(_) => return,
-        }
-    } else {
-        fixture::sign_payload(
-            rest,
-            fixture::signer((mode >> 3) & 0b111),
-            Restamp::from_bits(mode),
-        )
+    let Some(request) = fixture::request(mode, rest) else {
+        return;
     };
     let to_peer = mode & 0x40 != 0;
     // Started outside the runtime (their start blocks on it).

@@ -24,9 +24,9 @@ use ordo_consensus::ChainSupport;
 use ordo_ledger::BlockStore;
 use ordo_proto::config_change::{check, CurrentConfig};
 use ordo_proto::envelope::create_signed_with_nonce;
-use ordo_proto::pb::common::{ChannelConfig, ConfigUpdate, Envelope, HeaderType};
+use ordo_proto::pb::common::{ChannelConfig, ConfigUpdate, HeaderType};
 
-use crate::fixture::{self, members, Restamp, CHANNEL, NOW_MS, NOW_SECS};
+use crate::fixture::{self, members, CHANNEL, NOW_MS, NOW_SECS};
 
 /// The orderer's side of the channel (a ledger holding the genesis block only).
 fn support() -> &'static Arc<ChainSupport> {
@@ -45,17 +45,8 @@ pub fn run(data: &[u8]) {
     let Some((mode, rest)) = fixture::split(data) else {
         return;
     };
-    let envelope = if mode & 0x80 != 0 {
-        match Envelope::decode(rest) {
-            Ok(e) => e,
-            Err(_) => return,
-        }
-    } else {
-        fixture::sign_payload(
-            rest,
-            fixture::signer(mode >> 3),
-            Restamp::from_bits(mode & 0b110),
-        )
+    let Some(envelope) = fixture::request(mode, rest) else {
+        return;
     };
     let support = support();
     let state = support.state();

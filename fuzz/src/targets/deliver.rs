@@ -5,7 +5,7 @@
 //!
 //! Input: a mode byte, then bytes. Top bit set: the bytes are the request envelope as
 //! received. Otherwise they are a payload signed by the fixture member the mode's bits
-//! 3–6 pick, restamped as bits 0–2 say ([`fixture::Restamp`]).
+//! 3–5 pick, restamped as bits 0–2 say ([`fixture::Restamp`]).
 //!
 //! Invariants: every answer is a block or a status; a status ends the stream (nothing
 //! follows it) and is a known one; blocks come in consecutive numbers.
@@ -19,11 +19,11 @@ use tokio_stream::StreamExt;
 
 use ordo_orderer::atomic::EncodedDeliverItem;
 use ordo_proto::envelope::create_signed_with_nonce;
-use ordo_proto::pb::common::{Block, Envelope, HeaderType, Status};
+use ordo_proto::pb::common::{Block, HeaderType, Status};
 use ordo_proto::pb::orderer::{SeekBehavior, SeekInfo};
 use ordo_sdk::orderer::{oldest, position};
 
-use crate::fixture::{self, members, runtime, Restamp, CHANNEL, NOW_MS};
+use crate::fixture::{self, members, runtime, CHANNEL, NOW_MS};
 use crate::nodes::orderer;
 
 /// Answers read per stream at most.
@@ -34,13 +34,8 @@ pub fn run(data: &[u8]) {
     let Some((mode, rest)) = fixture::split(data) else {
         return;
     };
-    let request = if mode & 0x80 != 0 {
-        match Envelope::decode(rest) {
-            Ok(e) => e,
-            Err(_) => return,
-        }
-    } else {
-        fixture::sign_payload(rest, fixture::signer(mode >> 3), Restamp::from_bits(mode))
+    let Some(request) = fixture::request(mode, rest) else {
+        return;
     };
     // Started outside the runtime (its start blocks on it).
     let orderer = orderer();

@@ -5,7 +5,7 @@
 //! built-in chaincode against the committed state, and the signed response.
 //!
 //! Input: a mode byte, then bytes. Top bit set: the bytes are the request envelope as
-//! received. Otherwise they are a payload signed by the fixture member bits 3–6 pick,
+//! received. Otherwise they are a payload signed by the fixture member bits 3–5 pick,
 //! restamped as bits 0–2 say ([`fixture::Restamp`]); the seeds are proposals for the
 //! `bank` and `kv` chaincodes, so the fuzzer mutates invocations.
 //!
@@ -14,13 +14,11 @@
 //! returns.
 
 use bytes::Bytes;
-use prost::Message;
 
-use ordo_proto::pb::common::Envelope;
 use ordo_sdk::gateway::signed_proposal;
 use ordo_sdk::tx::{self, Proposal};
 
-use crate::fixture::{self, members, runtime, Restamp, CHANNEL, NOW_MS};
+use crate::fixture::{self, members, runtime, CHANNEL, NOW_MS};
 use crate::nodes::peer;
 
 /// Runs one input.
@@ -28,13 +26,8 @@ pub fn run(data: &[u8]) {
     let Some((mode, rest)) = fixture::split(data) else {
         return;
     };
-    let request = if mode & 0x80 != 0 {
-        match Envelope::decode(rest) {
-            Ok(e) => e,
-            Err(_) => return,
-        }
-    } else {
-        fixture::sign_payload(rest, fixture::signer(mode >> 3), Restamp::from_bits(mode))
+    let Some(request) = fixture::request(mode, rest) else {
+        return;
     };
     let endorser = &peer().endorser;
     match runtime().block_on(endorser.process(&request)) {

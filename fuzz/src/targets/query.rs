@@ -4,7 +4,7 @@
 //! cursor, transactions, blocks, height) against a real ledger.
 //!
 //! Input: a mode byte, then bytes. Top bit set: the bytes are the request envelope as
-//! received. Otherwise they are a payload signed by the fixture member bits 3–6 pick,
+//! received. Otherwise they are a payload signed by the fixture member bits 3–5 pick,
 //! restamped as bits 0–2 say ([`fixture::Restamp`]).
 //!
 //! Invariants: every answer carries a known status; pages never exceed the documented
@@ -14,13 +14,13 @@ use bytes::Bytes;
 use prost::Message;
 
 use ordo_proto::envelope::create_signed_with_nonce;
-use ordo_proto::pb::common::{Envelope, HeaderType, Status};
+use ordo_proto::pb::common::{HeaderType, Status};
 use ordo_proto::pb::query::{
     query_request, GetBlock, GetHeight, GetHistory, GetState, GetStateRange, GetTransaction,
     HistoryCursor, QueryRequest,
 };
 
-use crate::fixture::{self, members, Restamp, CHANNEL, NOW_MS};
+use crate::fixture::{self, members, CHANNEL, NOW_MS};
 use crate::nodes::peer;
 
 /// The most items one answer may hold (PROTOCOL.md, "Limits on streams").
@@ -31,13 +31,8 @@ pub fn run(data: &[u8]) {
     let Some((mode, rest)) = fixture::split(data) else {
         return;
     };
-    let request = if mode & 0x80 != 0 {
-        match Envelope::decode(rest) {
-            Ok(e) => e,
-            Err(_) => return,
-        }
-    } else {
-        fixture::sign_payload(rest, fixture::signer(mode >> 3), Restamp::from_bits(mode))
+    let Some(request) = fixture::request(mode, rest) else {
+        return;
     };
     let response = peer().query.execute(&request);
     assert!(

@@ -485,6 +485,22 @@ impl Engine {
         if msg.term == 0 {
             return Some("a message without a term".into());
         }
+        if kind == MessageType::MsgAppend {
+            // A correct leader's entries follow its previous entry one by one, with terms
+            // that never go down nor pass its own; raft-rs slices its log on that premise.
+            let mut expected = msg.index.checked_add(1);
+            let mut term = msg.log_term;
+            for e in msg.get_entries() {
+                if Some(e.index) != expected || e.term < term || e.term > msg.term {
+                    return Some(format!(
+                        "an append whose entries do not follow entry {} of term {} in order",
+                        msg.index, msg.log_term
+                    ));
+                }
+                expected = e.index.checked_add(1);
+                term = e.term;
+            }
+        }
         match kind {
             MessageType::MsgHeartbeat if msg.commit > log.last_index() => Some(format!(
                 "a heartbeat commits to {} past this log's last index {}",
