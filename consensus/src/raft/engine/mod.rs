@@ -451,12 +451,14 @@ impl Engine {
 
     /// Why raft-rs would abort the process on `msg` (its `fatal!`) or take a peer's word
     /// for a local decision, if it would: a local input (campaign, proposal, leader
-    /// transfer, …), a
-    /// message without a term (a vote request of term 0 makes raft-rs abort), a heartbeat
-    /// committing past the end of this node's log, or an append that rewrites an entry
+    /// transfer, …), a message without a term (a vote request of term 0 makes raft-rs
+    /// abort), a heartbeat committing past the end of this node's log, an append whose
+    /// entries are out of order or of term 0, one "after entry N of term 0" for N > 0
+    /// (raft-rs takes it as matching a log shorter than N), or one that rewrites an entry
     /// this node has committed. A correct consenter never sends any of these (local inputs
-    /// stay local, every network message carries its sender's term, a leader commits on a
-    /// follower only what that follower holds, committed entries never change), so such
+    /// stay local, every network message carries its sender's term, every entry but the
+    /// founding entry 0 has a term, a leader commits on a follower only what that
+    /// follower holds, committed entries never change), so such
     /// a message comes from a faulty or lying consenter — or from the fuzzer
     /// (`fuzz/src/targets/raft_message.rs`, which found them). Dropping it loses nothing
     /// a correct leader needs; stepping it would take down every channel of this node.
@@ -486,12 +488,22 @@ impl Engine {
             return Some("a message without a term".into());
         }
         if kind == MessageType::MsgAppend {
+            // raft-rs reads the term of an index past its log's end as 0, so an append
+            // "after entry N of term 0" would match a log that does not reach N. Only the
+            // founding entry 0 has term 0; every entry raft makes has a term.
+            if msg.log_term == 0 && msg.index != 0 {
+                return Some(format!(
+                    "an append after entry {} of term 0 (only entry 0 has term 0)",
+                    msg.index
+                ));
+            }
             // A correct leader's entries follow its previous entry one by one, with terms
-            // that never go down nor pass its own; raft-rs slices its log on that premise.
+            // that never go down nor pass its own (nor are 0); raft-rs slices its log on
+            // that premise.
             let mut expected = msg.index.checked_add(1);
             let mut term = msg.log_term;
             for e in msg.get_entries() {
-                if Some(e.index) != expected || e.term < term || e.term > msg.term {
+                if Some(e.index) != expected || e.term == 0 || e.term < term || e.term > msg.term {
                     return Some(format!(
                         "an append whose entries do not follow entry {} of term {} in order",
                         msg.index, msg.log_term

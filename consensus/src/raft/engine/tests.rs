@@ -822,6 +822,22 @@ fn messages_raft_rs_would_abort_on_are_dropped_and_the_group_goes_on() {
                 .into(),
             );
         }),
+        // Found by fuzz/src/targets/raft_message.rs: an append "after entry 1,000 of term
+        // 0". raft-rs reads the term of an index past its log's end as 0, takes the
+        // append as matching, and aborts slicing a log that does not reach it.
+        forged(MessageType::MsgAppend, &|m| {
+            m.index = 1_000;
+            m.log_term = 0;
+            m.commit = 1_001;
+            m.set_entries(
+                vec![Entry {
+                    term: 1,
+                    index: 1_001,
+                    ..Default::default()
+                }]
+                .into(),
+            );
+        }),
         // Local inputs: campaign now, propose this entry.
         forged(MessageType::MsgHup, &|_| {}),
         forged(MessageType::MsgPropose, &|m| {
