@@ -8,17 +8,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::Block;
 use ordo_proto::pb::orderer::atomic_broadcast_client::AtomicBroadcastClient;
-use ordo_proto::pb::orderer::{deliver_response, DeliverResponse, SeekBehavior};
+use ordo_proto::pb::orderer::{DeliverResponse, SeekBehavior};
 use ordo_sdk::orderer::{position, seek_request};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::Streaming;
 
-use crate::broadcast::status_name;
 use crate::progress::Counters;
 use crate::txid::envelope_tx_id;
 
@@ -191,7 +190,7 @@ pub(crate) async fn open(
     let mut stream = tokio::time::timeout(timeout, client.deliver(request))
         .await
         .map_err(|_| anyhow!("Deliver from {addr}: no answer in {timeout:?}"))?
-        .with_context(|| format!("Deliver from {addr} on channel {channel:?}"))?
+        .map_err(|s| refused(&s, addr, channel))?
         .into_inner();
     let first = tokio::time::timeout(timeout, stream.message())
         .await
@@ -200,34 +199,25 @@ pub(crate) async fn open(
                 "Deliver from {addr} on channel {channel:?}: no newest block within {timeout:?}"
             )
         })?
-        .with_context(|| format!("Deliver from {addr} on channel {channel:?}"))?;
-    match first {
-        Some(DeliverResponse {
-            r#type: Some(deliver_response::Type::Block(newest)),
-            ..
-        }) => Ok((stream, ordo_proto::block::number(&newest))),
-        other => Err(unexpected_end(other, addr, channel)),
+        .map_err(|s| refused(&s, addr, channel))?;
+    match first.and_then(|m| m.block) {
+        Some(newest) => Ok((stream, ordo_proto::block::number(&newest))),
+        None => Err(unexpected_end(addr, channel)),
     }
 }
 
-fn unexpected_end(msg: Option<DeliverResponse>, addr: &str, channel: &str) -> anyhow::Error {
-    match msg {
-        Some(DeliverResponse {
-            r#type: Some(deliver_response::Type::Status(code)),
-            info,
-        }) => {
-            anyhow!(
-                "Deliver from {addr} on channel {channel:?} ended: {} {info}",
-                status_name(code)
-            )
-        }
-        Some(_) => anyhow!(
-            "Deliver from {addr} on channel {channel:?}: a response with neither block nor status"
-        ),
-        None => {
-            anyhow!("Deliver stream from {addr} on channel {channel:?} closed without a status")
-        }
-    }
+/// The orderer ended the stream with a refusal (its gRPC status).
+fn refused(s: &tonic::Status, addr: &str, channel: &str) -> anyhow::Error {
+    anyhow!(
+        "Deliver from {addr} on channel {channel:?} ended: {} {}",
+        ordo_proto::status::code_name(s.code()),
+        s.message()
+    )
+}
+
+/// The stream closed (OK) or sent no block where one was due.
+fn unexpected_end(addr: &str, channel: &str) -> anyhow::Error {
+    anyhow!("Deliver stream from {addr} on channel {channel:?} ended before the blocks it was asked for")
 }
 
 /// Where a Deliver stream comes from and how long to drain it.
@@ -276,10 +266,9 @@ pub(crate) async fn follow(
                 break;
             }
             msg = stream.message() => {
-                let msg = msg.with_context(|| format!("Deliver stream from {addr} failed"))?;
-                let block = match msg {
-                    Some(DeliverResponse { r#type: Some(deliver_response::Type::Block(block)), .. }) => block,
-                    other => return Err(unexpected_end(other, &addr, &channel)),
+                let msg = msg.map_err(|s| refused(&s, &addr, &channel))?;
+                let Some(block) = msg.and_then(|m| m.block) else {
+                    return Err(unexpected_end(&addr, &channel));
                 };
                 let new = tracker.record_block(&block, Instant::now());
                 if new > 0 {

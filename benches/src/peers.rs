@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::anyhow;
 use bytes::Bytes;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::admin_client::AdminClient;
 use ordo_proto::pb::admin::{admin_command, ChannelInfo, GetChannelInfo};
-use ordo_proto::pb::common::{Block, Envelope, HeaderType, Status};
+use ordo_proto::pb::common::{Block, Envelope, HeaderType};
 use ordo_proto::pb::peer::TxValidationCode;
 use ordo_proto::pb::query::query_client::QueryClient;
 use ordo_proto::pb::query::{query_request, GetBlock, QueryRequest};
@@ -26,7 +26,6 @@ use prost::Message;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
-use crate::broadcast::status_name;
 use crate::deliver::OursInBlock;
 use crate::txid::envelope_tx_id;
 
@@ -88,17 +87,16 @@ impl PeerConn {
         let resp = tokio::time::timeout(CALL_TIMEOUT, self.admin_client.execute(request))
             .await
             .map_err(|_| anyhow!("{}: no channel info in {CALL_TIMEOUT:?}", self.name))?
-            .with_context(|| format!("{} at {}: channel info", self.name, self.addr))?
+            .map_err(|s| {
+                anyhow!(
+                    "{} at {}: channel info: {} {}",
+                    self.name,
+                    self.addr,
+                    ordo_proto::status::code_name(s.code()),
+                    s.message()
+                )
+            })?
             .into_inner();
-        if resp.status != Status::Success as i32 {
-            bail!(
-                "{} at {}: channel info: {} {}",
-                self.name,
-                self.addr,
-                status_name(resp.status),
-                resp.info
-            );
-        }
         resp.channel
             .ok_or_else(|| anyhow!("{}: a channel info answer without the info", self.name))
     }
@@ -129,17 +127,16 @@ impl PeerConn {
         let resp = tokio::time::timeout(CALL_TIMEOUT, self.query_client.query(request))
             .await
             .map_err(|_| anyhow!("{}: no block {number} in {CALL_TIMEOUT:?}", self.name))?
-            .with_context(|| format!("{} at {}: block {number}", self.name, self.addr))?
+            .map_err(|s| {
+                anyhow!(
+                    "{} at {}: block {number}: {} {}",
+                    self.name,
+                    self.addr,
+                    ordo_proto::status::code_name(s.code()),
+                    s.message()
+                )
+            })?
             .into_inner();
-        if resp.status != Status::Success as i32 {
-            bail!(
-                "{} at {}: block {number}: {} {}",
-                self.name,
-                self.addr,
-                status_name(resp.status),
-                resp.info
-            );
-        }
         resp.block
             .ok_or_else(|| anyhow!("{}: a block answer without the block", self.name))
     }

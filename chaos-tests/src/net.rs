@@ -21,7 +21,6 @@ use thiserror::Error;
 
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, AdminResponse, GetChannelInfo, JoinChannel};
-use ordo_proto::pb::common::Status as Code;
 use ordo_sdk::tls::{ClientTls, TlsFiles};
 use ordo_sdk::transport::Transport;
 

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{Block, Envelope, Payload};
-use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
+use ordo_proto::pb::orderer::SeekBehavior;
 use ordo_sdk::transport::Transport;
 
 use crate::history::{BlockSource, BlockSummary, Event, History};
@@ -102,18 +102,14 @@ pub fn follow(
                 );
                 let mut stream = client.deliver(req).await.ok()?.into_inner();
                 while let Some(Ok(resp)) = stream.next().await {
-                    match resp.r#type {
-                        Some(deliver_response::Type::Block(b)) => {
-                            let summary = summarize(&b);
-                            next = summary.number + 1;
-                            history.record(Event::Block {
-                                node: node.clone(),
-                                source: BlockSource::Stream,
-                                block: summary,
-                            });
-                        }
-                        _ => break,
-                    }
+                    let Some(b) = resp.block else { break };
+                    let summary = summarize(&b);
+                    next = summary.number + 1;
+                    history.record(Event::Block {
+                        node: node.clone(),
+                        source: BlockSource::Stream,
+                        block: summary,
+                    });
                 }
                 Some(())
             };
@@ -153,9 +149,15 @@ pub async fn read_chain(
         .into_inner();
     let mut blocks = Vec::new();
     while let Some(item) = stream.next().await {
-        match item.map_err(|e| e.to_string())?.r#type {
-            Some(deliver_response::Type::Block(b)) => blocks.push(b),
-            Some(deliver_response::Type::Status(_)) | None => break,
+        match item {
+            Ok(resp) => match resp.block {
+                Some(b) => blocks.push(b),
+                None => break,
+            },
+            // A refusal before any block is the answer; one after blocks ends the read
+            // with what it got.
+            Err(e) if blocks.is_empty() => return Err(e.to_string()),
+            Err(_) => break,
         }
     }
     Ok(blocks)

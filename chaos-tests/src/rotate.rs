@@ -34,7 +34,7 @@ use tokio_stream::StreamExt;
 
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::ChannelConfig;
-use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
+use ordo_proto::pb::orderer::SeekBehavior;
 use ordo_sdk::transport::Transport;
 
 use crate::check::Violation;

@@ -8,7 +8,6 @@ use clap::Args;
 
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, AdminResponse};
-use ordo_proto::pb::common::Status as Code;
 use ordo_sdk::network::{Member, Network};
 use ordo_sdk::tls::{ClientTls, TlsFiles};
 use ordo_sdk::transport::Transport;
@@ -151,7 +150,8 @@ pub async fn first_reachable(
     bail!("no orderer answers: {}", failures.join("; "))
 }
 
-/// Sends an admin command and returns the response, or an error naming its status.
+/// Sends an admin command and returns the response, or an error naming its gRPC status
+/// (`PERMISSION_DENIED: ...`).
 pub async fn admin(
     addr: &str,
     member: &Member,
@@ -163,16 +163,12 @@ pub async fn admin(
         .with_context(|| format!("connecting to {addr}"))?;
     let mut client = ordo_sdk::orderer::admin_client(ch);
     let req = ordo_sdk::orderer::admin_request(&member.identity, channel, command);
-    let resp = client
-        .execute(req)
-        .await
-        .with_context(|| format!("admin request to {addr}"))?
-        .into_inner();
-    if resp.status != Code::Success as i32 {
-        let name = Code::try_from(resp.status)
-            .map(|c| c.as_str_name())
-            .unwrap_or("UNKNOWN");
-        bail!("{name}: {}", resp.info);
+    match client.execute(req).await {
+        Ok(resp) => Ok(resp.into_inner()),
+        Err(s) => bail!(
+            "admin request to {addr}: {}: {}",
+            ordo_proto::status::code_name(s.code()),
+            s.message()
+        ),
     }
-    Ok(resp)
 }

@@ -12,19 +12,20 @@ use ordo_proto::pb::admin::{
 use ordo_proto::pb::common::Status as Code;
 use ordo_proto::pb::orderer::SeekBehavior;
 use ordo_sdk::orderer::{oldest, position};
+use ordo_testkit::answer::Answer;
 
 async fn admin_call(
     addr: &str,
     id: &ordo_proto::identity::Identity,
     cmd: admin_command::Command,
-) -> ordo_proto::pb::admin::AdminResponse {
+) -> Answer<ordo_proto::pb::admin::AdminResponse> {
     let ch = common::connect(addr).await.expect("connect");
     let mut client = ordo_sdk::orderer::admin_client(ch);
-    client
-        .execute(ordo_sdk::orderer::admin_request(id, "", cmd))
-        .await
-        .expect("admin answers")
-        .into_inner()
+    Answer::of(
+        client
+            .execute(ordo_sdk::orderer::admin_request(id, "", cmd))
+            .await,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -45,10 +46,10 @@ async fn channel_participation_is_admin_only_and_all_or_nothing() {
         (c.identity("BankB", "admin"), "admin of another org"),
     ] {
         let r = admin_call(&o.addr, &who, join(genesis.clone())).await;
-        assert_eq!(r.status, Code::Forbidden as i32, "{label}: {}", r.info);
+        assert_eq!(r.code, tonic::Code::PermissionDenied, "{label}: {}", r.info);
     }
     let r = admin_call(&o.addr, &admin, join(b"not a block".to_vec())).await;
-    assert_eq!(r.status, Code::BadRequest as i32, "{}", r.info);
+    assert_eq!(r.code, tonic::Code::InvalidArgument, "{}", r.info);
     let r = admin_call(
         &o.addr,
         &admin,
@@ -56,15 +57,15 @@ async fn channel_participation_is_admin_only_and_all_or_nothing() {
     )
     .await;
     assert!(
-        r.list.expect("list").channels.is_empty(),
+        r.expect_ok("list").list.expect("list").channels.is_empty(),
         "refused joins left nothing behind"
     );
 
     let r = admin_call(&o.addr, &admin, join(genesis.clone())).await;
-    assert_eq!(r.status, Code::Success as i32, "{}", r.info);
-    assert_eq!(r.channel.expect("info").height, 1);
+    assert_eq!(r.code, tonic::Code::Ok, "{}", r.info);
+    assert_eq!(r.expect_ok("join").channel.expect("info").height, 1);
     let r = admin_call(&o.addr, &admin, join(genesis.clone())).await;
-    assert_eq!(r.status, Code::Conflict as i32, "{}", r.info);
+    assert_eq!(r.code, tonic::Code::AlreadyExists, "{}", r.info);
 
     // Readers may ask for info; strangers may not.
     let reader = c.identity("BankB", "client");
@@ -76,8 +77,11 @@ async fn channel_participation_is_admin_only_and_all_or_nothing() {
         }),
     )
     .await;
-    assert_eq!(r.status, Code::Success as i32, "{}", r.info);
-    assert_eq!(r.channel.expect("info").consensus_type, "solo");
+    assert_eq!(r.code, tonic::Code::Ok, "{}", r.info);
+    assert_eq!(
+        r.expect_ok("info").channel.expect("info").consensus_type,
+        "solo"
+    );
 
     let client = c.identity("BankA", "client");
     let resps = broadcast(&o.addr, vec![message(&client, "part", 10, 1).0]).await;
@@ -91,7 +95,7 @@ async fn channel_participation_is_admin_only_and_all_or_nothing() {
         }),
     )
     .await;
-    assert_eq!(r.status, Code::Success as i32, "{}", r.info);
+    assert_eq!(r.code, tonic::Code::Ok, "{}", r.info);
     let resps = broadcast(&o.addr, vec![message(&client, "part", 10, 2).0]).await;
     assert_eq!(resps[0].status, Code::NotFound as i32);
     let d = deliver(
@@ -103,7 +107,7 @@ async fn channel_participation_is_admin_only_and_all_or_nothing() {
         SeekBehavior::FailIfNotReady,
     )
     .await;
-    assert_eq!(d.status, Some(Code::NotFound));
+    assert_eq!(d.code, tonic::Code::NotFound);
     let r = admin_call(
         &o.addr,
         &admin,
@@ -112,11 +116,11 @@ async fn channel_participation_is_admin_only_and_all_or_nothing() {
         }),
     )
     .await;
-    assert_eq!(r.status, Code::NotFound as i32);
+    assert_eq!(r.code, tonic::Code::NotFound);
 
     // Rejoining starts a fresh ledger; a restart keeps it.
     let r = admin_call(&o.addr, &admin, join(genesis)).await;
-    assert_eq!(r.status, Code::Success as i32, "{}", r.info);
+    assert_eq!(r.code, tonic::Code::Ok, "{}", r.info);
     o.stop();
     o.restart(&admin).await;
     let r = admin_call(
@@ -125,7 +129,7 @@ async fn channel_participation_is_admin_only_and_all_or_nothing() {
         admin_command::Command::List(ListChannels {}),
     )
     .await;
-    let list = r.list.expect("list").channels;
+    let list = r.expect_ok("list").list.expect("list").channels;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].height, 1);
 
@@ -192,7 +196,7 @@ async fn committed_acks_survive_sigkill_and_enqueued_acks_survive_sigterm() {
         SeekBehavior::FailIfNotReady,
     )
     .await;
-    assert_eq!(d.status, Some(Code::Success), "{}", d.info);
+    assert_eq!(d.code, tonic::Code::Ok, "{}", d.info);
     let mut found = HashMap::new();
     for b in &d.blocks {
         let n = b.header.as_ref().expect("header").number;

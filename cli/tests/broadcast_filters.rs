@@ -178,7 +178,7 @@ async fn every_filter_has_its_status_and_nothing_else_is_disturbed() {
         SeekBehavior::FailIfNotReady,
     )
     .await;
-    assert_eq!(d.status, Some(Code::Forbidden), "{}", d.info);
+    assert_eq!(d.code, tonic::Code::PermissionDenied, "{}", d.info);
     assert!(d.info.contains("Readers"), "{}", d.info);
     assert!(d.blocks.is_empty());
     let d = deliver(
@@ -190,12 +190,7 @@ async fn every_filter_has_its_status_and_nothing_else_is_disturbed() {
         SeekBehavior::FailIfNotReady,
     )
     .await;
-    assert_eq!(
-        d.status,
-        Some(Code::Success),
-        "BankA still reads: {}",
-        d.info
-    );
+    assert_eq!(d.code, tonic::Code::Ok, "BankA still reads: {}", d.info);
     assert_eq!(d.blocks.len(), 1);
 
     let d = deliver(
@@ -207,7 +202,7 @@ async fn every_filter_has_its_status_and_nothing_else_is_disturbed() {
         SeekBehavior::BlockUntilReady,
     )
     .await;
-    assert_eq!(d.status, Some(Code::BadRequest), "{}", d.info);
+    assert_eq!(d.code, tonic::Code::InvalidArgument, "{}", d.info);
     assert!(d.info.contains("before start"), "{}", d.info);
 
     let d = deliver(
@@ -219,7 +214,7 @@ async fn every_filter_has_its_status_and_nothing_else_is_disturbed() {
         SeekBehavior::FailIfNotReady,
     )
     .await;
-    assert_eq!(d.status, Some(Code::NotFound), "{}", d.info);
+    assert_eq!(d.code, tonic::Code::NotFound, "{}", d.info);
 
     let d = deliver(
         &o.addr,
@@ -230,7 +225,7 @@ async fn every_filter_has_its_status_and_nothing_else_is_disturbed() {
         SeekBehavior::FailIfNotReady,
     )
     .await;
-    assert_eq!(d.status, Some(Code::NotFound), "{}", d.info);
+    assert_eq!(d.code, tonic::Code::NotFound, "{}", d.info);
 
     let d = deliver(
         &o.addr,
@@ -241,7 +236,7 @@ async fn every_filter_has_its_status_and_nothing_else_is_disturbed() {
         SeekBehavior::FailIfNotReady,
     )
     .await;
-    assert_eq!(d.status, Some(Code::Forbidden), "{}", d.info);
+    assert_eq!(d.code, tonic::Code::PermissionDenied, "{}", d.info);
 
     let mut forged = ordo_sdk::orderer::seek_request(
         &client,
@@ -254,7 +249,7 @@ async fn every_filter_has_its_status_and_nothing_else_is_disturbed() {
     sig[1] ^= 1;
     forged.signature = sig.into();
     let d = deliver_raw(&o.addr, forged).await;
-    assert_eq!(d.status, Some(Code::Forbidden), "{}", d.info);
+    assert_eq!(d.code, tonic::Code::PermissionDenied, "{}", d.info);
 
     // One reader holds at most MAX_DELIVER_STREAMS_PER_READER streams; the next is
     // TOO_MANY_REQUESTS, and other readers are not affected.
@@ -281,8 +276,8 @@ async fn every_filter_has_its_status_and_nothing_else_is_disturbed() {
     }
     let refused = deliver_raw(&o.addr, waiting(&b_client)).await;
     assert_eq!(
-        refused.status,
-        Some(Code::TooManyRequests),
+        refused.code,
+        tonic::Code::ResourceExhausted,
         "{}",
         refused.info
     );
@@ -299,7 +294,7 @@ async fn every_filter_has_its_status_and_nothing_else_is_disturbed() {
         SeekBehavior::FailIfNotReady,
     )
     .await;
-    assert_eq!(d.status, Some(Code::Success), "{}", d.info);
+    assert_eq!(d.code, tonic::Code::Ok, "{}", d.info);
     let txs: usize = d.blocks.iter().skip(1).map(|b| block_tx_ids(b).len()).sum();
     assert_eq!(
         txs,

@@ -635,7 +635,8 @@ async fn try_info(
         .await
         .map_err(|e| e.to_string())?
         .into_inner();
-    resp.channel.ok_or(resp.info)
+    resp.channel
+        .ok_or_else(|| "an info answer without the channel".to_string())
 }
 
 /// The raft leader's compose service (`orderer-bankb`), as the first orderer that

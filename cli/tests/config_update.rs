@@ -116,7 +116,7 @@ async fn config_update_needs_admins_and_takes_effect() {
         SeekBehavior::BlockUntilReady,
     )
     .await;
-    assert_eq!(d.status, Some(Code::Success), "{}", d.info);
+    assert_eq!(d.code, tonic::Code::Ok, "{}", d.info);
     let cfg_block = &d.blocks[1];
     assert_eq!(
         config::config_from_block(cfg_block)

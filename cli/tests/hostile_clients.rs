@@ -1,6 +1,7 @@
 //! Hostile clients against real processes (`ordo up`, TLS, one orderer, three peers):
-//! garbage and truncated messages to every RPC of every service, badly signed, stale and
-//! replayed requests, a thousand idle
+//! garbage and truncated messages to every RPC of every service; to every RPC again,
+//! well-formed requests for another channel, badly signed, or signed an hour ago, and
+//! copies of every request that changed something; a thousand idle
 //! connections that never finish a handshake, half-open Broadcast streams (never sending,
 //! or never reading their answers), and Deliver and BlockEvents readers that never read. Every bad request gets a precise status; afterwards a normal transfer still
 //! commits and every peer agrees.
@@ -106,16 +107,11 @@ async fn hostile_clients_get_precise_statuses_and_the_network_carries_on() {
         ),
         ("stale", reader_request(query.clone(), an_hour_ago)),
     ] {
-        let resp = peer_query_client
-            .query(env)
-            .await
-            .expect("answered")
-            .into_inner();
+        let refusal = peer_query_client.query(env).await.expect_err("refused");
         assert_eq!(
-            resp.status,
-            ordo_proto::pb::common::Status::Forbidden as i32,
-            "{what} query: {}",
-            resp.info
+            refusal.code(),
+            tonic::Code::PermissionDenied,
+            "{what} query: {refusal:?}"
         );
     }
     let commit_status = ordo_proto::pb::gateway::CommitStatusRequest {
@@ -138,12 +134,7 @@ async fn hostile_clients_get_precise_statuses_and_the_network_carries_on() {
         SeekBehavior::FailIfNotReady,
     ));
     let d = deliver_raw(&orderer, forged_deliver).await;
-    assert_eq!(
-        d.status,
-        Some(ordo_proto::pb::common::Status::Forbidden),
-        "{}",
-        d.info
-    );
+    assert_eq!(d.code, tonic::Code::PermissionDenied, "{}", d.info);
     assert!(d.blocks.is_empty());
     // A replayed mutation is refused (reads get the freshness window only, by design):
     // the same signed remove, sent twice.
@@ -162,25 +153,25 @@ async fn hostile_clients_get_precise_statuses_and_the_network_carries_on() {
     let first = admin_client
         .execute(remove.clone())
         .await
-        .expect("answered")
-        .into_inner();
-    assert_eq!(
-        first.status,
-        ordo_proto::pb::common::Status::NotFound as i32,
-        "{}",
-        first.info
-    );
+        .expect_err("no such channel");
+    assert_eq!(first.code(), tonic::Code::NotFound, "{first:?}");
     let replayed = admin_client
         .execute(remove)
         .await
-        .expect("answered")
-        .into_inner();
+        .expect_err("a replay is refused");
     assert_eq!(
-        replayed.status,
-        ordo_proto::pb::common::Status::Conflict as i32,
-        "a replayed Admin request: {}",
-        replayed.info
+        replayed.code(),
+        tonic::Code::AlreadyExists,
+        "a replayed Admin request: {replayed:?}"
     );
+
+    // Well-formed requests with one thing wrong, and replays, to every RPC.
+    let who = Signers {
+        client: client.clone(),
+        peer: net.identity(Some("BankA"), "peer").expect("peer identity"),
+    };
+    wrong_forged_and_stale_requests_to_every_rpc(&who, &orderer, &peers[0]).await;
+    replays_of_every_mutation(&who, &net, &orderer, &peers[0]).await;
 
     // Half-open Broadcast streams: 200 that never send an envelope nor close their side,
     // and 20 that sent one and never read the answer, each on its own connection.
@@ -251,4 +242,348 @@ async fn hostile_clients_get_precise_statuses_and_the_network_carries_on() {
     }
     drop(idle);
     drop(half_open);
+}
+
+/// Every RPC a client (or, for Announce, a peer) calls with a signed request.
+#[derive(Clone, Copy, Debug)]
+enum Rpc {
+    Evaluate,
+    Endorse,
+    Submit,
+    CommitStatus,
+    ProcessProposal,
+    ChaincodeEvents,
+    BlockEvents,
+    Query,
+    Announce,
+    Peers,
+    PeerAdmin,
+    Broadcast,
+    Deliver,
+    OrdererAdmin,
+}
+
+const EVERY_RPC: [Rpc; 14] = [
+    Rpc::Evaluate,
+    Rpc::Endorse,
+    Rpc::Submit,
+    Rpc::CommitStatus,
+    Rpc::ProcessProposal,
+    Rpc::ChaincodeEvents,
+    Rpc::BlockEvents,
+    Rpc::Query,
+    Rpc::Announce,
+    Rpc::Peers,
+    Rpc::PeerAdmin,
+    Rpc::Broadcast,
+    Rpc::Deliver,
+    Rpc::OrdererAdmin,
+];
+
+impl Rpc {
+    fn path(self) -> &'static str {
+        match self {
+            Rpc::Evaluate => "/ordo.gateway.Gateway/Evaluate",
+            Rpc::Endorse => "/ordo.gateway.Gateway/Endorse",
+            Rpc::Submit => "/ordo.gateway.Gateway/Submit",
+            Rpc::CommitStatus => "/ordo.gateway.Gateway/CommitStatus",
+            Rpc::ProcessProposal => "/ordo.gateway.Endorser/ProcessProposal",
+            Rpc::ChaincodeEvents => "/ordo.gateway.Events/ChaincodeEvents",
+            Rpc::BlockEvents => "/ordo.gateway.Events/BlockEvents",
+            Rpc::Query => "/ordo.query.Query/Query",
+            Rpc::Announce => "/ordo.discovery.Discovery/Announce",
+            Rpc::Peers => "/ordo.discovery.Discovery/Peers",
+            Rpc::PeerAdmin | Rpc::OrdererAdmin => "/ordo.admin.Admin/Execute",
+            Rpc::Broadcast => "/ordo.orderer.AtomicBroadcast/Broadcast",
+            Rpc::Deliver => "/ordo.orderer.AtomicBroadcast/Deliver",
+        }
+    }
+
+    fn on_orderer(self) -> bool {
+        matches!(self, Rpc::Broadcast | Rpc::Deliver | Rpc::OrdererAdmin)
+    }
+
+    /// The code for a copy signed an hour ago (PROTOCOL.md, "Statuses"): a signed read's
+    /// freshness check is a permission; the others' clock check is the request's fault.
+    fn stale_code(self) -> tonic::Code {
+        match self {
+            Rpc::Evaluate
+            | Rpc::Endorse
+            | Rpc::ProcessProposal
+            | Rpc::Submit
+            | Rpc::Announce
+            | Rpc::Broadcast => tonic::Code::InvalidArgument,
+            _ => tonic::Code::PermissionDenied,
+        }
+    }
+}
+
+/// Who signs the requests: a client of BankA, and BankA's peer for announcements.
+struct Signers {
+    client: ordo_proto::identity::Identity,
+    peer: ordo_proto::identity::Identity,
+}
+
+/// Flips a bit of an envelope's signature.
+fn forge(mut env: ordo_proto::pb::common::Envelope) -> ordo_proto::pb::common::Envelope {
+    let mut sig = env.signature.to_vec();
+    sig[0] ^= 1;
+    env.signature = sig.into();
+    env
+}
+
+/// A proposal to read alice's balance, by `who` on `channel` with `nonce`.
+fn balance_proposal(
+    who: &ordo_proto::identity::Identity,
+    channel: &str,
+    nonce: &[u8],
+) -> ordo_sdk::tx::Proposal {
+    ordo_sdk::tx::Proposal::with_nonce(
+        who.cert_bytes().clone(),
+        channel,
+        ordo_sdk::tx::invocation("bank", "balance", vec![bytes::Bytes::from_static(b"alice")]),
+        nonce,
+    )
+    .expect("a proposal")
+}
+
+/// A well-formed request to `rpc` on `channel`, signed at `at_ms` (badly when `forged`),
+/// as the bytes of the RPC's request message. Proposals and transactions use `nonce`.
+fn request(
+    rpc: Rpc,
+    who: &Signers,
+    channel: &str,
+    at_ms: u64,
+    forged: bool,
+    nonce: &[u8],
+) -> Vec<u8> {
+    use ordo_proto::pb::common::HeaderType;
+    let sign = |t: HeaderType, data: Vec<u8>| {
+        let (env, _) = ordo_proto::envelope::create_signed_with_nonce(
+            &who.client,
+            channel,
+            t,
+            data.into(),
+            at_ms,
+            nonce,
+        );
+        if forged {
+            forge(env)
+        } else {
+            env
+        }
+    };
+    let proposal = || {
+        let env = ordo_sdk::gateway::signed_proposal(
+            &who.client,
+            &balance_proposal(&who.client, channel, nonce),
+            at_ms,
+        );
+        if forged {
+            forge(env)
+        } else {
+            env
+        }
+    };
+    let admin_info = || {
+        let env = ordo_testkit::admin::request_at(
+            &who.client,
+            ordo_proto::pb::admin::admin_command::Command::Info(
+                ordo_proto::pb::admin::GetChannelInfo {
+                    channel_id: channel.into(),
+                },
+            ),
+            at_ms,
+        );
+        if forged {
+            forge(env)
+        } else {
+            env
+        }
+    };
+    match rpc {
+        Rpc::Evaluate | Rpc::ProcessProposal => proposal().encode_to_vec(),
+        Rpc::Endorse => ordo_proto::pb::gateway::EndorseRequest {
+            proposal: Some(proposal()),
+            endorsing_orgs: Vec::new(),
+        }
+        .encode_to_vec(),
+        Rpc::Submit => sign(
+            HeaderType::EndorserTransaction,
+            b"not a transaction".to_vec(),
+        )
+        .encode_to_vec(),
+        Rpc::CommitStatus => sign(
+            HeaderType::Message,
+            ordo_proto::pb::gateway::CommitStatusRequest {
+                tx_id: "00".repeat(32),
+            }
+            .encode_to_vec(),
+        )
+        .encode_to_vec(),
+        Rpc::ChaincodeEvents => sign(
+            HeaderType::Message,
+            ordo_proto::pb::gateway::ChaincodeEventsRequest {
+                chaincode: "bank".into(),
+                start_block: 0,
+                after_tx_id: String::new(),
+            }
+            .encode_to_vec(),
+        )
+        .encode_to_vec(),
+        Rpc::BlockEvents => sign(
+            HeaderType::Message,
+            ordo_proto::pb::gateway::BlockEventsRequest {
+                start_block: 0,
+                filtered: true,
+            }
+            .encode_to_vec(),
+        )
+        .encode_to_vec(),
+        Rpc::Query => sign(
+            HeaderType::Message,
+            ordo_proto::pb::query::QueryRequest {
+                query: Some(ordo_proto::pb::query::query_request::Query::Height(
+                    ordo_proto::pb::query::GetHeight {},
+                )),
+            }
+            .encode_to_vec(),
+        )
+        .encode_to_vec(),
+        Rpc::Peers => sign(
+            HeaderType::Message,
+            ordo_proto::pb::discovery::PeersRequest {}.encode_to_vec(),
+        )
+        .encode_to_vec(),
+        Rpc::Announce => {
+            let info = ordo_proto::pb::discovery::PeerInfo {
+                channel_id: channel.into(),
+                endpoint: "127.0.0.1:9".into(),
+                certificate: who.peer.cert_bytes().clone(),
+                chaincodes: Vec::new(),
+                height: 1,
+                issued_ms: at_ms,
+            };
+            let mut signed = ordo_proto::discovery::sign(&who.peer, &info);
+            if forged {
+                let mut sig = signed.signature.to_vec();
+                sig[0] ^= 1;
+                signed.signature = sig.into();
+            }
+            signed.encode_to_vec()
+        }
+        Rpc::PeerAdmin | Rpc::OrdererAdmin => admin_info().encode_to_vec(),
+        Rpc::Broadcast => sign(HeaderType::Message, vec![7u8; 64]).encode_to_vec(),
+        Rpc::Deliver => sign(
+            HeaderType::DeliverSeekInfo,
+            ordo_proto::pb::orderer::SeekInfo {
+                start: Some(ordo_sdk::orderer::oldest()),
+                stop: Some(ordo_sdk::orderer::oldest()),
+                behavior: SeekBehavior::FailIfNotReady as i32,
+            }
+            .encode_to_vec(),
+        )
+        .encode_to_vec(),
+    }
+}
+
+/// Sends `bytes` to `rpc` at `addr`; the gRPC code of the outcome. A Broadcast answer's
+/// status counts through the one table (`ordo_proto::status::grpc_code_of`).
+async fn call(rpc: Rpc, addr: &str, bytes: Vec<u8>) -> (tonic::Code, String) {
+    if let Rpc::Broadcast = rpc {
+        let (answers, ending) = raw_broadcast(addr, vec![bytes]).await;
+        return match (answers.first(), ending) {
+            (Some(a), _) => (ordo_proto::status::grpc_code_of(a.status), a.info.clone()),
+            (None, Some(s)) => (s.code(), s.message().to_string()),
+            (None, None) => panic!("Broadcast answered nothing"),
+        };
+    }
+    let status = raw_unary(addr, rpc.path(), bytes).await;
+    (status.code(), status.message().to_string())
+}
+
+/// Well-formed requests with one thing wrong, to every RPC: another channel (NOT_FOUND),
+/// a bad signature (PERMISSION_DENIED), a copy signed an hour ago (see `stale_code`).
+async fn wrong_forged_and_stale_requests_to_every_rpc(who: &Signers, orderer: &str, peer: &str) {
+    let now = ordo_proto::now_ms();
+    let an_hour_ago = now - 3_600_000;
+    for (i, rpc) in EVERY_RPC.into_iter().enumerate() {
+        let addr = if rpc.on_orderer() { orderer } else { peer };
+        let nonce = |k: u8| [b'w', b'f', b's', i as u8, k, 0, 0, 0];
+        let cases = [
+            (
+                "another channel",
+                request(rpc, who, "no-such-channel", now, false, &nonce(0)),
+                tonic::Code::NotFound,
+            ),
+            (
+                "a bad signature",
+                request(rpc, who, CHANNEL, now, true, &nonce(1)),
+                tonic::Code::PermissionDenied,
+            ),
+            (
+                "signed an hour ago",
+                request(rpc, who, CHANNEL, an_hour_ago, false, &nonce(2)),
+                rpc.stale_code(),
+            ),
+        ];
+        for (what, bytes, want) in cases {
+            let (code, info) = call(rpc, addr, bytes).await;
+            assert_eq!(code, want, "{rpc:?} with {what}: {info}");
+            assert!(!info.is_empty(), "{rpc:?} with {what}: a refusal says why");
+        }
+    }
+}
+
+/// Copies of requests that changed something, to every RPC that changes something: a
+/// transaction the orderer took (Broadcast, Submit: ALREADY_EXISTS) and, once it is
+/// committed, proposals with its tx id (Evaluate, Endorse, ProcessProposal:
+/// ALREADY_EXISTS). (Admin replays are checked above; reads have only their freshness
+/// window, checked by `wrong_forged_and_stale_requests_to_every_rpc`.)
+async fn replays_of_every_mutation(who: &Signers, net: &Network, orderer: &str, peer: &str) {
+    let nonce = *b"replayed";
+    let now = ordo_proto::now_ms();
+    let submitted = request(Rpc::Submit, who, CHANNEL, now, false, &nonce);
+    let (code, info) = call(Rpc::Submit, peer, submitted.clone()).await;
+    assert_eq!(code, tonic::Code::Ok, "the first Submit: {info}");
+    let tx_id = ordo_proto::hash::tx_id(&nonce, who.client.cert_bytes());
+    let (code, info) = call(Rpc::Submit, peer, submitted.clone()).await;
+    assert_eq!(code, tonic::Code::AlreadyExists, "Submit again: {info}");
+    let (code, info) = call(Rpc::Broadcast, orderer, submitted).await;
+    assert_eq!(
+        code,
+        tonic::Code::AlreadyExists,
+        "Broadcast of the same: {info}"
+    );
+    let broadcast = request(Rpc::Broadcast, who, CHANNEL, now, false, b"replay-b");
+    let (code, info) = call(Rpc::Broadcast, orderer, broadcast.clone()).await;
+    assert_eq!(code, tonic::Code::Ok, "the first Broadcast: {info}");
+    let (code, info) = call(Rpc::Broadcast, orderer, broadcast).await;
+    assert_eq!(code, tonic::Code::AlreadyExists, "Broadcast again: {info}");
+
+    // Committed (as an invalid transaction: its data is no transaction), its tx id is
+    // taken: a proposal reusing it is a replay.
+    let gateway = Gateway::for_org(net, "BankA", "client")
+        .await
+        .expect("gateway");
+    let committed = gateway
+        .contract(CHANNEL, "bank")
+        .commit_status(&tx_id)
+        .await
+        .expect("the submitted transaction commits");
+    assert!(!committed.is_valid(), "{committed:?}");
+    assert_eq!(
+        balance_proposal(&who.client, CHANNEL, &nonce).tx_id(),
+        tx_id,
+        "the proposal reuses the transaction's tx id"
+    );
+    for rpc in [Rpc::Evaluate, Rpc::Endorse, Rpc::ProcessProposal] {
+        let bytes = request(rpc, who, CHANNEL, ordo_proto::now_ms(), false, &nonce);
+        let (code, info) = call(rpc, peer, bytes).await;
+        assert_eq!(
+            code,
+            tonic::Code::AlreadyExists,
+            "{rpc:?} of a committed tx id: {info}"
+        );
+    }
 }

@@ -207,15 +207,18 @@ async fn a_peer_backed_up_under_load_restores_into_a_new_peer_that_catches_up_an
     // Refusals, while the load goes on.
     for bad in ["../x", "", "a/b", ".hidden", &"n".repeat(65)] {
         let (ok, _, err) = ordo_async(backup_args(&c, &peer.addr, "admin", bad)).await;
-        assert!(!ok && err.contains("BAD_REQUEST"), "name {bad:?}: {err}");
+        assert!(
+            !ok && err.contains("INVALID_ARGUMENT"),
+            "name {bad:?}: {err}"
+        );
     }
     let (ok, _, err) = ordo_async(backup_args(&c, &peer.addr, "admin", "b1")).await;
     assert!(
-        !ok && err.contains("CONFLICT") && err.contains("already exists"),
+        !ok && err.contains("ALREADY_EXISTS") && err.contains("already exists"),
         "{err}"
     );
     let (ok, _, err) = ordo_async(backup_args(&c, &peer.addr, "client", "b2")).await;
-    assert!(!ok && err.contains("FORBIDDEN"), "{err}");
+    assert!(!ok && err.contains("PERMISSION_DENIED"), "{err}");
     assert!(!peer.data_dir().join("backups/b2").exists());
     assert!(!peer.data_dir().join("x").exists() && !c.dir.path().join("x").exists());
 
@@ -353,15 +356,13 @@ async fn a_solo_orderer_is_backed_up_and_its_backup_restores() {
         }),
     );
     let mut client = ordo_sdk::orderer::admin_client(connect(&o.addr).await.expect("connect"));
-    let first = client
+    client
         .execute(req.clone())
         .await
-        .expect("answers")
-        .into_inner();
-    assert_eq!(first.status, Code::Success as i32, "{}", first.info);
+        .expect("the first backup is taken");
     std::fs::remove_dir_all(o.data_dir().join("backups/o3")).expect("rm");
-    let copy = client.execute(req).await.expect("answers").into_inner();
-    assert_eq!(copy.status, Code::Conflict as i32, "{}", copy.info);
+    let copy = client.execute(req).await.expect_err("a copy is refused");
+    assert_eq!(copy.code(), tonic::Code::AlreadyExists, "{copy:?}");
     assert!(!o.data_dir().join("backups/o3").exists());
     // An unknown channel is NOT_FOUND.
     let mut args = backup_args(&c, &o.addr, "admin", "o2");
@@ -531,7 +532,7 @@ async fn a_raft_channel_is_refused_for_backup_and_nothing_is_written() {
     named.extend(["--channel".to_string(), CHANNEL.to_string()]);
     let (ok, _, err) = ordo_async(named).await;
     assert!(
-        !ok && err.contains("BAD_REQUEST")
+        !ok && err.contains("INVALID_ARGUMENT")
             && err.contains("raft")
             && err.contains("joining it again"),
         "{err}"

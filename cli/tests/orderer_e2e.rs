@@ -48,15 +48,11 @@ async fn reader(
         tokio::select! {
             item = stream.next() => {
                 let resp = item.expect("stream open").expect("stream ok");
-                match resp.r#type {
-                    Some(ordo_proto::pb::orderer::deliver_response::Type::Block(b)) => {
-                        if !blocks.is_empty() {
-                            seen += b.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
-                        }
-                        blocks.push(b);
-                    }
-                    other => panic!("unexpected deliver response {other:?} {}", resp.info),
+                let b = resp.block.expect("a block");
+                if !blocks.is_empty() {
+                    seen += b.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
                 }
+                blocks.push(b);
             }
             _ = expected.changed() => {}
         }
@@ -241,7 +237,7 @@ async fn three_channels_concurrent_clients_restart_and_continue() {
             SeekBehavior::FailIfNotReady,
         )
         .await;
-        assert_eq!(d.status, Some(Code::Success), "{}", d.info);
+        assert_eq!(d.code, tonic::Code::Ok, "{}", d.info);
         let after: Vec<Vec<u8>> = d.blocks.iter().map(|b| b.encode_to_vec()).collect();
         assert_eq!(
             after, before[ch],
@@ -265,7 +261,7 @@ async fn three_channels_concurrent_clients_restart_and_continue() {
             SeekBehavior::BlockUntilReady,
         )
         .await;
-        assert_eq!(d.status, Some(Code::Success), "{}", d.info);
+        assert_eq!(d.code, tonic::Code::Ok, "{}", d.info);
         let prev = ordo_proto::pb::common::Block::decode(before[ch][(h - 1) as usize].as_slice())
             .expect("decodes");
         assert_eq!(

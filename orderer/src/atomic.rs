@@ -32,15 +32,16 @@ use ordo_proto::pb::orderer::BroadcastResponse;
 
 use crate::broadcast::{BroadcastHandler, ReceivedEnvelope};
 use crate::deliver::DeliverHandler;
+use crate::inflight::{BroadcastBuffers, BudgetedBody, StreamShare};
 
 /// The gRPC path of Deliver.
 const DELIVER_PATH: &str = "/ordo.orderer.AtomicBroadcast/Deliver";
 /// The gRPC path of Broadcast.
 const BROADCAST_PATH: &str = "/ordo.orderer.AtomicBroadcast/Broadcast";
 
-/// Broadcast's codec: responses as usual, envelopes as [`ReceivedEnvelope`].
-#[derive(Default)]
-struct BroadcastCodec;
+/// Broadcast's codec: responses as usual, envelopes as [`ReceivedEnvelope`], each taking
+/// its bytes' room in the buffer budget from the stream ([`crate::inflight`]).
+struct BroadcastCodec(Arc<StreamShare>);
 
 impl Codec for BroadcastCodec {
     type Encode = BroadcastResponse;
@@ -53,12 +54,16 @@ impl Codec for BroadcastCodec {
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ReceivedDecoder
+        ReceivedDecoder(self.0.clone())
     }
 }
 
-/// Takes the message's bytes out of the receive buffer (no copy) and decodes them.
-struct ReceivedDecoder;
+/// Bytes of the gRPC prefix of every message (compression flag and length).
+const GRPC_PREFIX_BYTES: usize = 5;
+
+/// Takes the message's bytes out of the receive buffer (no copy) and decodes them; the
+/// envelope holds their room in the budget until its checks begin.
+struct ReceivedDecoder(Arc<StreamShare>);
 
 impl Decoder for ReceivedDecoder {
     type Item = ReceivedEnvelope;
@@ -66,9 +71,10 @@ impl Decoder for ReceivedDecoder {
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
         let raw = buf.copy_to_bytes(buf.remaining());
+        let held = self.0.decoded(raw.len() + GRPC_PREFIX_BYTES);
         // Bytes that are no Envelope are the client's mistake, not the server's.
         ReceivedEnvelope::decode(raw)
-            .map(Some)
+            .map(|e| Some(e.holding(held)))
             .map_err(|e| Status::invalid_argument(format!("not an ordo.common.Envelope: {e}")))
     }
 }
@@ -87,26 +93,13 @@ impl StreamingService<ReceivedEnvelope> for BroadcastCall {
     }
 }
 
-/// `ordo.orderer.DeliverResponse` with the block as its encoded bytes.
+/// `ordo.orderer.DeliverResponse` with the block as its encoded bytes, exactly as the
+/// ledger stored them: never decoded and re-encoded on the way out.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct EncodedDeliverResponse {
-    /// A block or the final status.
-    #[prost(oneof = "EncodedDeliverItem", tags = "1, 2")]
-    pub item: Option<EncodedDeliverItem>,
-    /// Why the stream ended (with a status).
-    #[prost(string, tag = "3")]
-    pub info: String,
-}
-
-/// The `type` oneof of `DeliverResponse`.
-#[derive(Clone, PartialEq, prost::Oneof)]
-pub enum EncodedDeliverItem {
-    /// An `ordo.common.Status` value: ends the stream.
-    #[prost(int32, tag = "1")]
-    Status(i32),
-    /// An encoded `ordo.common.Block`, exactly as stored.
+    /// An encoded `ordo.common.Block`.
     #[prost(bytes = "bytes", tag = "2")]
-    Block(Bytes),
+    pub block: Bytes,
 }
 
 /// AtomicBroadcast: Broadcast and Deliver answered here, anything else by the generated
@@ -116,16 +109,18 @@ pub struct AtomicBroadcastService<T: AtomicBroadcast> {
     broadcast: Arc<BroadcastHandler>,
     deliver: Arc<DeliverHandler>,
     max_message_bytes: usize,
+    buffers: BroadcastBuffers,
 }
 
 impl<T: AtomicBroadcast> AtomicBroadcastService<T> {
-    /// Serves `broadcast` and `deliver` with the node's message size limit; `generated`
-    /// answers the rest.
+    /// Serves `broadcast` and `deliver` with the node's message size limit, Broadcast's
+    /// received bytes within `buffers`; `generated` answers the rest.
     pub fn new(
         generated: T,
         broadcast: BroadcastHandler,
         deliver: DeliverHandler,
         max_message_bytes: usize,
+        buffers: BroadcastBuffers,
     ) -> Self {
         Self {
             generated: AtomicBroadcastServer::new(generated)
@@ -134,6 +129,7 @@ impl<T: AtomicBroadcast> AtomicBroadcastService<T> {
             broadcast: Arc::new(broadcast),
             deliver: Arc::new(deliver),
             max_message_bytes,
+            buffers,
         }
     }
 }
@@ -145,6 +141,7 @@ impl<T: AtomicBroadcast> Clone for AtomicBroadcastService<T> {
             broadcast: self.broadcast.clone(),
             deliver: self.deliver.clone(),
             max_message_bytes: self.max_message_bytes,
+            buffers: self.buffers.clone(),
         }
     }
 }
@@ -187,8 +184,12 @@ impl<T: AtomicBroadcast> Service<http::Request<tonic::body::Body>> for AtomicBro
             }
             BROADCAST_PATH => {
                 let call = BroadcastCall(self.broadcast.clone());
+                let share = StreamShare::new(self.buffers.clone());
+                let (parts, body) = req.into_parts();
+                let body = tonic::body::Body::new(BudgetedBody::new(body, share.clone()));
+                let req = http::Request::from_parts(parts, body);
                 Box::pin(async move {
-                    let mut grpc = tonic::server::Grpc::new(BroadcastCodec)
+                    let mut grpc = tonic::server::Grpc::new(BroadcastCodec(share))
                         .apply_max_message_size_config(limit, limit);
                     Ok(grpc.streaming(call, req).await)
                 })
@@ -205,8 +206,7 @@ impl<T: AtomicBroadcast> NamedService for AtomicBroadcastService<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ordo_proto::pb::common::Status as Code;
-    use ordo_proto::pb::orderer::{deliver_response, DeliverResponse};
+    use ordo_proto::pb::orderer::DeliverResponse;
     use prost::Message;
 
     #[test]
@@ -239,29 +239,11 @@ mod tests {
             vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")],
         );
         let raw = EncodedDeliverResponse {
-            item: Some(EncodedDeliverItem::Block(block.encode_to_vec().into())),
-            info: String::new(),
+            block: block.encode_to_vec().into(),
         };
         let decoded = DeliverResponse::decode(raw.encode_to_vec().as_slice()).expect("decode");
-        assert_eq!(
-            decoded.r#type,
-            Some(deliver_response::Type::Block(block.clone()))
-        );
-        let typed = DeliverResponse {
-            r#type: Some(deliver_response::Type::Block(block)),
-            info: String::new(),
-        };
+        assert_eq!(decoded.block, Some(block.clone()));
+        let typed = DeliverResponse { block: Some(block) };
         assert_eq!(typed.encode_to_vec(), raw.encode_to_vec(), "byte-identical");
-
-        let end = EncodedDeliverResponse {
-            item: Some(EncodedDeliverItem::Status(Code::NotFound as i32)),
-            info: "block 9 is not available yet".into(),
-        };
-        let decoded = DeliverResponse::decode(end.encode_to_vec().as_slice()).expect("decode");
-        assert_eq!(
-            decoded.r#type,
-            Some(deliver_response::Type::Status(Code::NotFound as i32))
-        );
-        assert_eq!(decoded.info, "block 9 is not available yet");
     }
 }

@@ -36,6 +36,7 @@ use prost::Message;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
+use crate::inflight::HeldBytes;
 use crate::metrics::Metrics;
 use crate::registry::{ChannelHandle, Registry};
 use crate::status::chain_error_code;
@@ -43,12 +44,15 @@ use crate::status::chain_error_code;
 /// An envelope as it arrived: decoded, and its bytes when they are exactly its canonical
 /// encoding — then the block takes those bytes as they are instead of an encoding made
 /// again (a copy and an allocation per envelope).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ReceivedEnvelope {
     /// The decoded envelope (its payload shares the received buffer).
     pub envelope: Envelope,
     /// The received bytes, when re-encoding `envelope` would give the same bytes.
     pub canonical_bytes: Option<Bytes>,
+    /// Its room in the node's Broadcast buffers, given back when its checks begin (see
+    /// [`crate::inflight`]); `None` for an envelope that came another way.
+    pub held: Option<HeldBytes>,
 }
 
 impl ReceivedEnvelope {
@@ -66,7 +70,16 @@ impl ReceivedEnvelope {
         Ok(Self {
             envelope,
             canonical_bytes: canonical.then_some(raw),
+            held: None,
         })
+    }
+
+    /// The same envelope, holding `held` until its checks begin.
+    pub fn holding(self, held: HeldBytes) -> Self {
+        Self {
+            held: Some(held),
+            ..self
+        }
     }
 
     /// The encoded size.
@@ -82,6 +95,7 @@ impl From<Envelope> for ReceivedEnvelope {
         Self {
             envelope,
             canonical_bytes: None,
+            held: None,
         }
     }
 }
@@ -305,9 +319,12 @@ impl BroadcastHandler {
                 "",
             )));
         }
+        // The envelope's checks begin: its bytes now belong to the batch being verified
+        // (bounded by the batch size), and its room in the buffers goes back.
         let ReceivedEnvelope {
             envelope: env,
             canonical_bytes,
+            held: _,
         } = received;
         let unpacked = envelope::unpack(&env)
             .map_err(|e| unknown_channel(response(Code::BadRequest, e.to_string(), "")))?;

@@ -38,8 +38,8 @@ use ordo_proto::identity::Identity;
 use ordo_proto::pb::cluster::cluster_client::ClusterClient;
 use ordo_proto::pb::cluster::cluster_server::Cluster;
 use ordo_proto::pb::cluster::{StepRequest, StepResponse, SubmitRequest, SubmitResponse};
-use ordo_proto::pb::common::{Block, Consenter, Status as Code};
-use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
+use ordo_proto::pb::common::{Block, Consenter};
+use ordo_proto::pb::orderer::SeekBehavior;
 use ordo_sdk::orderer::{broadcast_client, position, seek_request};
 use ordo_sdk::transport::{ConnectOptions, Transport};
 
@@ -286,36 +286,33 @@ pub async fn pull_blocks(
         .map_err(|s| s.message().to_string())?
         .into_inner();
     let mut blocks = Vec::new();
-    while let Some(resp) = stream
-        .message()
-        .await
-        .map_err(|s| s.message().to_string())?
-    {
-        match resp.r#type {
-            Some(deliver_response::Type::Block(b)) => {
-                if block::number(&b) != start + blocks.len() as u64 {
-                    return Err(format!(
-                        "sent block {} where {} was expected",
-                        block::number(&b),
-                        start + blocks.len() as u64
-                    ));
-                }
-                blocks.push(b);
-                if blocks.len() as u64 > end - start {
-                    break;
-                }
+    loop {
+        // A stream that ends with a refusal after some blocks still gave those blocks.
+        let resp = match stream.message().await {
+            Ok(Some(resp)) => resp,
+            Ok(None) => break,
+            Err(s) if blocks.is_empty() => {
+                return Err(format!(
+                    "deliver ended with {:?}: {}",
+                    s.code(),
+                    s.message()
+                ))
             }
-            Some(deliver_response::Type::Status(code)) => {
-                if blocks.is_empty() {
-                    return Err(format!(
-                        "deliver ended with {:?}: {}",
-                        Code::try_from(code).unwrap_or(Code::Unknown),
-                        resp.info
-                    ));
-                }
-                break;
-            }
-            None => return Err("empty deliver response".into()),
+            Err(_) => break,
+        };
+        let Some(b) = resp.block else {
+            return Err("a deliver response without a block".into());
+        };
+        if block::number(&b) != start + blocks.len() as u64 {
+            return Err(format!(
+                "sent block {} where {} was expected",
+                block::number(&b),
+                start + blocks.len() as u64
+            ));
+        }
+        blocks.push(b);
+        if blocks.len() as u64 > end - start {
+            break;
         }
     }
     if blocks.is_empty() {
@@ -379,27 +376,27 @@ impl RaftTransport for GrpcTransport {
                 .await
                 .map_err(|_| ChainError::NotReady {
                     reason: format!("leader {} did not answer in time", link.name),
-                })?
-                .map_err(|s| {
-                    if s.code() == tonic::Code::PermissionDenied {
-                        link.redial("the leader refused this connection's certificate");
+                })?;
+            // The leader's chain refusals arrive as the codes of `chain_error_code`; any
+            // other failure (no connection, a refused certificate) leaves the leader
+            // unreachable for now.
+            match answer {
+                Ok(answer) => Ok(answer.into_inner().term),
+                Err(s) => Err(match s.code() {
+                    tonic::Code::InvalidArgument => ChainError::Revalidation(s.message().into()),
+                    tonic::Code::Unimplemented => ChainError::Unsupported(s.message().into()),
+                    tonic::Code::Internal => {
+                        ChainError::Storage(format!("leader {}: {}", link.name, s.message()))
                     }
-                    ChainError::NotReady {
-                        reason: format!("leader {} unreachable: {}", link.name, s.message()),
+                    code => {
+                        if code == tonic::Code::PermissionDenied {
+                            link.redial("the leader refused this connection's certificate");
+                        }
+                        ChainError::NotReady {
+                            reason: format!("leader {}: {}", link.name, s.message()),
+                        }
                     }
-                })?
-                .into_inner();
-            match Code::try_from(answer.status).unwrap_or(Code::Unknown) {
-                Code::Success => Ok(answer.term),
-                Code::ServiceUnavailable => Err(ChainError::NotReady {
-                    reason: format!("leader {}: {}", link.name, answer.info),
                 }),
-                Code::BadRequest => Err(ChainError::Revalidation(answer.info)),
-                Code::NotImplemented => Err(ChainError::Unsupported(answer.info)),
-                _ => Err(ChainError::Storage(format!(
-                    "leader {}: {}",
-                    link.name, answer.info
-                ))),
             }
         })
     }

@@ -168,6 +168,10 @@ pub struct LimitsSection {
     /// Envelopes a Broadcast stream may have in flight (received, not yet answered).
     /// Default: 4,096.
     pub broadcast_inflight: usize,
+    /// Bytes of Broadcast envelopes the node holds at once before checking them, over
+    /// every stream, partial messages included; a stream that finds no room for 10 s ends
+    /// with RESOURCE_EXHAUSTED. At least `max_grpc_message_bytes`. Default: 256 MiB.
+    pub broadcast_buffer_bytes: usize,
     /// How far an admin request's timestamp may be from the node's clock, in seconds
     /// (replay protection). Default: 300.
     pub admin_clock_skew_s: u64,
@@ -188,6 +192,7 @@ impl Default for LimitsSection {
             max_concurrent_streams: 256,
             dedupe_window: 100_000,
             broadcast_inflight: 4096,
+            broadcast_buffer_bytes: 256 * 1024 * 1024,
             admin_clock_skew_s: 300,
             commit_waiters: 100_000,
             commit_wait_s: 120,
@@ -272,6 +277,11 @@ impl OrdererConfig {
             return Err(ConfigError::Invalid(
                 "limits.commit_waiters and limits.commit_wait_s must be positive (a committed ack needs room and time to wait)"
                     .into(),
+            ));
+        }
+        if self.limits.broadcast_buffer_bytes < self.limits.max_grpc_message_bytes {
+            return Err(ConfigError::Invalid(
+                "limits.broadcast_buffer_bytes below limits.max_grpc_message_bytes (the largest envelope must fit)".into(),
             ));
         }
         if self.limits.broadcast_inflight == 0 || self.limits.max_concurrent_streams == 0 {

@@ -1,4 +1,9 @@
-//! Deliver: a signed SeekInfo in, a stream of blocks out, ended by a status.
+//! Deliver: a signed SeekInfo in, a stream of blocks out, ended by a gRPC status.
+//!
+//! The checks speak in `ordo.common.Status` values (the metrics' `status` label); the
+//! client gets each as a gRPC code ([`ordo_proto::status::grpc_code`]): BAD_REQUEST is
+//! INVALID_ARGUMENT, FORBIDDEN is PERMISSION_DENIED, and so on. A stream that delivered its
+//! `stop` block ends with OK.
 //!
 //! Checks, in order: decode and header (BAD_REQUEST), channel (NOT_FOUND), the request's
 //! timestamp within [`DEFAULT_FRESHNESS_WINDOW_MS`] of the node's clock (FORBIDDEN: a
@@ -16,8 +21,9 @@
 //!
 //! **Bounds.** A reader that never reads holds at most [`DELIVER_BUFFER_BYTES`] of
 //! buffered blocks (one larger block alone); one reader certificate holds at most
-//! [`MAX_DELIVER_STREAMS_PER_READER`] Deliver streams on this orderer (TOO_MANY_REQUESTS
-//! beyond, checked after every other check), whose blocks together hold at most
+//! [`MAX_DELIVER_STREAMS_PER_READER`] Deliver streams on this orderer (TOO_MANY_REQUESTS,
+//! i.e. RESOURCE_EXHAUSTED, beyond, checked after every other check), whose blocks
+//! together hold at most
 //! [`ordo_node::stream_budget::DEFAULT_CLIENT_BYTES`]; all Deliver streams of the node
 //! together hold at most [`ordo_node::stream_budget::DEFAULT_NODE_BYTES`] (see
 //! `ordo_node::stream_budget` for how, and for the trade-off).
@@ -35,7 +41,7 @@ use ordo_proto::pb::common::{Envelope, HeaderType, Status as Code};
 use ordo_proto::pb::orderer::{seek_position, SeekBehavior, SeekInfo, SeekPosition};
 use ordo_proto::replay::DEFAULT_FRESHNESS_WINDOW_MS;
 
-use crate::atomic::{EncodedDeliverItem, EncodedDeliverResponse};
+use crate::atomic::EncodedDeliverResponse;
 
 use crate::auth::{authorize_reader, Refusal};
 use crate::metrics::Metrics;
@@ -72,11 +78,11 @@ pub struct DeliverHandler {
     pub streams: StreamLimiter,
 }
 
-fn end(code: Code, info: impl Into<String>) -> EncodedDeliverResponse {
-    EncodedDeliverResponse {
-        item: Some(EncodedDeliverItem::Status(code as i32)),
-        info: info.into(),
-    }
+/// How a stream ended: SUCCESS after its `stop` block, otherwise why not.
+type End = (Code, String);
+
+fn end(code: Code, info: impl Into<String>) -> End {
+    (code, info.into())
 }
 
 impl DeliverHandler {
@@ -88,8 +94,8 @@ impl DeliverHandler {
         let (mut tx, rx) = stream_budget::channel(DELIVER_BUFFER_BYTES, 4);
         let this = self.clone();
         tokio::spawn(async move {
-            let final_status = match this.check(&request) {
-                Err((code, info)) => end(code, info),
+            let (code, info) = match this.check(&request) {
+                Err(refusal) => refusal,
                 Ok(seek) => match this.streams.admit(seek.reader.cert_hash) {
                     None => end(
                         Code::TooManyRequests,
@@ -110,17 +116,18 @@ impl DeliverHandler {
                     }
                 },
             };
-            let name = match &final_status.item {
-                Some(EncodedDeliverItem::Status(c)) => Code::try_from(*c)
-                    .map(|c| c.as_str_name())
-                    .unwrap_or("UNKNOWN"),
-                _ => "UNKNOWN",
-            };
             this.metrics
                 .deliver_ends
-                .get_or_create(&vec![("status".to_string(), name.to_string())])
+                .get_or_create(&vec![(
+                    "status".to_string(),
+                    code.as_str_name().to_string(),
+                )])
                 .inc();
-            let _ = tx.send(Ok(final_status), 0).await;
+            if code != Code::Success {
+                let _ = tx
+                    .send(Err(ordo_proto::status::refusal(code, info)), 0)
+                    .await;
+            }
         });
         rx
     }
@@ -198,8 +205,8 @@ impl DeliverHandler {
         })
     }
 
-    /// Streams blocks; returns the final status, or `None` when the client went away.
-    async fn stream(&self, seek: Seek, tx: &Sender) -> Option<EncodedDeliverResponse> {
+    /// Streams blocks; returns how the stream ended, or `None` when the client went away.
+    async fn stream(&self, seek: Seek, tx: &Sender) -> Option<End> {
         let ledger = seek.channel.support.ledger().clone();
         let labels = Metrics::channel(seek.channel.id());
         let mut next = seek.start;
@@ -250,10 +257,7 @@ impl DeliverHandler {
                 }
             };
             let bytes = block.len();
-            let resp = EncodedDeliverResponse {
-                item: Some(EncodedDeliverItem::Block(block)),
-                info: String::new(),
-            };
+            let resp = EncodedDeliverResponse { block };
             if tx.send(Ok(resp), bytes).await.is_err() {
                 return None;
             }

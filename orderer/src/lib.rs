@@ -7,7 +7,8 @@
 //!
 //! - [`config`]: the TOML node configuration with `ORDO_` overrides.
 //! - [`registry`]: the channels, joined from genesis blocks and reopened at start.
-//! - [`broadcast`], [`deliver`], [`admin`]: the services.
+//! - [`broadcast`], [`deliver`], [`admin`]: the services; [`inflight`]: the byte budget
+//!   for Broadcast envelopes received and not yet checked.
 //! - [`cluster`]: orderer to orderer for raft channels (the Cluster service and its client).
 //! - [`metrics`], [`ops`]: Prometheus metrics and the operations endpoint.
 //! - [`server::run`]: everything together, until a shutdown future resolves.
@@ -20,6 +21,7 @@ pub mod cluster;
 pub mod config;
 pub mod deliver;
 pub mod faults;
+pub mod inflight;
 pub mod metrics;
 pub mod ops;
 pub mod recent;

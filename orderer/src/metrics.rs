@@ -44,6 +44,9 @@ pub struct Metrics {
     pub broadcast_latency_seconds: LatencyFamily,
     /// Open Broadcast streams.
     pub broadcast_streams: Gauge,
+    /// Bytes of Broadcast envelopes received and not yet checked, partial messages
+    /// included (bounded by `[limits] broadcast_buffer_bytes`; see `crate::inflight`).
+    pub broadcast_buffered_bytes: Gauge,
     /// Blocks sent by Deliver, by channel.
     pub deliver_blocks: Family<Labels, Counter>,
     /// Open Deliver streams.
@@ -122,6 +125,7 @@ impl Metrics {
             broadcast_streams: Gauge::default(),
             deliver_blocks: Family::default(),
             deliver_streams: Gauge::default(),
+            broadcast_buffered_bytes: Gauge::default(),
             deliver_ends: Family::default(),
             ledger_height: Family::default(),
             config_sequence: Family::default(),
@@ -148,6 +152,11 @@ impl Metrics {
             "broadcast_streams",
             "Open Broadcast streams",
             m.broadcast_streams.clone(),
+        );
+        registry.register(
+            "broadcast_buffered_bytes",
+            "Bytes of Broadcast envelopes received and not yet checked, partial messages included",
+            m.broadcast_buffered_bytes.clone(),
         );
         registry.register(
             "deliver_blocks",

@@ -26,16 +26,17 @@ use ordo_proto::pb::admin::AdminResponse;
 use ordo_proto::pb::cluster::cluster_server::ClusterServer;
 use ordo_proto::pb::common::Envelope;
 use ordo_proto::pb::orderer::atomic_broadcast_server::AtomicBroadcast;
-use ordo_proto::pb::orderer::{deliver_response, BroadcastResponse, DeliverResponse};
+use ordo_proto::pb::orderer::{BroadcastResponse, DeliverResponse};
 use prost::Message;
 use tokio_stream::StreamExt;
 
 use crate::admin::AdminHandler;
-use crate::atomic::{AtomicBroadcastService, EncodedDeliverItem};
+use crate::atomic::AtomicBroadcastService;
 use crate::broadcast::BroadcastHandler;
 use crate::cluster::{ClusterDialer, ClusterService, OrdererNetwork, MAX_CLUSTER_MESSAGE};
 use crate::config::OrdererConfig;
 use crate::deliver::{DeliverHandler, MAX_DELIVER_STREAMS_PER_READER};
+use crate::inflight::BroadcastBuffers;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError};
 
@@ -99,21 +100,9 @@ impl AtomicBroadcast for BroadcastService {
         request: Request<Envelope>,
     ) -> Result<Response<Self::DeliverStream>, Status> {
         let stream = self.deliver.handle(request.into_inner()).map(|item| {
-            let item = item?;
-            let r#type = match item.item {
-                Some(EncodedDeliverItem::Status(code)) => {
-                    Some(deliver_response::Type::Status(code))
-                }
-                Some(EncodedDeliverItem::Block(bytes)) => Some(deliver_response::Type::Block(
-                    ordo_proto::pb::common::Block::decode(bytes)
-                        .map_err(|e| Status::internal(format!("stored block: {e}")))?,
-                )),
-                None => None,
-            };
-            Ok(DeliverResponse {
-                r#type,
-                info: item.info,
-            })
+            let block = ordo_proto::pb::common::Block::decode(item?.block)
+                .map_err(|e| Status::internal(format!("stored block: {e}")))?;
+            Ok(DeliverResponse { block: Some(block) })
         });
         Ok(Response::new(Box::pin(stream)))
     }
@@ -126,9 +115,10 @@ struct AdminService {
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn execute(&self, request: Request<Envelope>) -> Result<Response<AdminResponse>, Status> {
-        Ok(Response::new(
-            self.handler.execute(request.into_inner()).await,
-        ))
+        self.handler
+            .execute(request.into_inner())
+            .await
+            .map(Response::new)
     }
 }
 
@@ -317,7 +307,14 @@ pub async fn run(
         .add_service(ordo_node::reflection::v1(ORDERER_SERVICES)?)
         .add_service(ordo_node::reflection::v1alpha(ORDERER_SERVICES)?)
         .add_service(AtomicBroadcastService::new(
-            svc, broadcast, deliver, max_msg,
+            svc,
+            broadcast,
+            deliver,
+            max_msg,
+            BroadcastBuffers::new(
+                config.limits.broadcast_buffer_bytes,
+                metrics.broadcast_buffered_bytes.clone(),
+            ),
         ))
         .add_service(
             ClusterServer::new(ClusterService {

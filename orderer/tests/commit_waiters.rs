@@ -89,10 +89,9 @@ fn on_time(elapsed: Duration, timeout: Duration) -> bool {
 /// Starts a node on pipes for `org` and joins it to the org's channel.
 async fn joined(org: &Org) -> Node {
     let node = start_in_process(org).await;
-    let r = node
-        .admin(&admin_request(&org.admin, join(&org.genesis)))
-        .await;
-    assert_eq!(r.status, Code::Success as i32, "join: {}", r.info);
+    node.admin(&admin_request(&org.admin, join(&org.genesis)))
+        .await
+        .expect_ok("join");
     node
 }
 
@@ -172,7 +171,7 @@ async fn a_full_registry_refuses_and_a_quiet_wait_times_out_on_time_without_losi
         SeekBehavior::FailIfNotReady,
     );
     let (blocks, code, info) = node.deliver(&seek).await;
-    assert_eq!(code, Code::Success as i32, "deliver: {info}");
+    assert_eq!(code, tonic::Code::Ok, "deliver: {info}");
     let ordered = blocks::tx_ids(&blocks[0]);
     assert_eq!(ordered, vec![ids[0].clone(), ids[1].clone(), later]);
     node.stop().await;

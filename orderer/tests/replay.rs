@@ -19,9 +19,11 @@ use prost::Message;
 use ordo_proto::envelope;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, AdminResponse, GetChannelInfo};
-use ordo_proto::pb::common::{Envelope, HeaderType, Status as Code};
+use ordo_proto::pb::common::{Envelope, HeaderType};
 use ordo_proto::pb::orderer::{seek_position, SeekBehavior, SeekInfo, SeekPosition};
 use ordo_proto::replay::DEFAULT_FRESHNESS_WINDOW_MS;
+use ordo_testkit::answer::Answer;
+use tonic::Code;
 
 use common::{admin_request, admin_request_at, join, list, start, Org};
 
@@ -54,14 +56,8 @@ fn seek_block_0(reader: &Identity, timestamp_ms: u64) -> Envelope {
     .0
 }
 
-fn assert_status(r: &AdminResponse, code: Code, what: &str) {
-    assert_eq!(
-        Code::try_from(r.status),
-        Ok(code),
-        "{what}: status {} ({})",
-        r.status,
-        r.info
-    );
+fn assert_status(r: &Answer<AdminResponse>, code: Code, what: &str) {
+    r.assert_code(code, what);
 }
 
 /// Timestamps no node may accept: the epoch, the far future, and one second outside the
@@ -82,26 +78,26 @@ async fn a_replayed_admin_request_is_refused_and_executed_once() {
     let node = start(&org).await;
 
     let first_join = admin_request(&org.admin, join(&org.genesis));
-    assert_status(&node.admin(&first_join).await, Code::Success, "join");
+    assert_status(&node.admin(&first_join).await, Code::Ok, "join");
     let r = node.admin(&first_join).await;
-    assert_status(&r, Code::Conflict, "the same join again");
+    assert_status(&r, Code::AlreadyExists, "the same join again");
     assert!(r.info.contains("already executed"), "{}", r.info);
 
     // The attack the memory exists for: a captured remove, replayed after the channel
     // was joined again, would delete the new ledger.
     let captured_remove = admin_request(&org.admin, remove());
-    assert_status(&node.admin(&captured_remove).await, Code::Success, "remove");
+    assert_status(&node.admin(&captured_remove).await, Code::Ok, "remove");
     assert!(node.channels(&org.admin).await.is_empty());
     let rejoin = admin_request(&org.admin, join(&org.genesis));
-    assert_status(&node.admin(&rejoin).await, Code::Success, "rejoin");
+    assert_status(&node.admin(&rejoin).await, Code::Ok, "rejoin");
     let r = node.admin(&captured_remove).await;
-    assert_status(&r, Code::Conflict, "the captured remove replayed");
+    assert_status(&r, Code::AlreadyExists, "the captured remove replayed");
     assert!(r.info.contains("already executed"), "{}", r.info);
     assert_eq!(node.channels(&org.admin).await, vec![CHANNEL.to_string()]);
     let (blocks, code, info) = node
         .deliver(&seek_block_0(&org.client, ordo_proto::now_ms()))
         .await;
-    assert_eq!((blocks.len(), code), (1, Code::Success as i32), "{info}");
+    assert_eq!((blocks.len(), code), (1, Code::Ok), "{info}");
 
     // Reads are not remembered: the same list and info requests are answered twice.
     let list_request = admin_request(&org.admin, list());
@@ -112,8 +108,8 @@ async fn a_replayed_admin_request_is_refused_and_executed_once() {
         }),
     );
     for _ in 0..2 {
-        assert_status(&node.admin(&list_request).await, Code::Success, "list");
-        assert_status(&node.admin(&info_request).await, Code::Success, "info");
+        assert_status(&node.admin(&list_request).await, Code::Ok, "list");
+        assert_status(&node.admin(&info_request).await, Code::Ok, "info");
     }
     node.stop().await;
 }
@@ -125,24 +121,20 @@ async fn of_two_concurrent_copies_of_a_remove_exactly_one_executes() {
     let r = node
         .admin(&admin_request(&org.admin, join(&org.genesis)))
         .await;
-    assert_status(&r, Code::Success, "join");
+    assert_status(&r, Code::Ok, "join");
 
     let remove = admin_request(&org.admin, remove());
     let (a, b) = tokio::join!(node.admin(&remove), node.admin(&remove));
-    let mut statuses = [a.status, b.status];
-    statuses.sort_unstable();
+    let mut codes = [a.code, b.code];
+    codes.sort_unstable_by_key(|c| *c as i32);
     assert_eq!(
-        statuses,
-        [Code::Success as i32, Code::Conflict as i32],
+        codes,
+        [Code::Ok, Code::AlreadyExists],
         "{} / {}",
         a.info,
         b.info
     );
-    let refused = if a.status == Code::Conflict as i32 {
-        a
-    } else {
-        b
-    };
+    let refused = if a.code == Code::AlreadyExists { a } else { b };
     assert!(
         refused.info.contains("already executed"),
         "{}",
@@ -158,20 +150,24 @@ async fn an_admin_request_replayed_after_a_restart_is_refused() {
     let r = node
         .admin(&admin_request(&org.admin, join(&org.genesis)))
         .await;
-    assert_status(&r, Code::Success, "join");
+    assert_status(&r, Code::Ok, "join");
     let captured_remove = admin_request(&org.admin, remove());
-    assert_status(&node.admin(&captured_remove).await, Code::Success, "remove");
+    assert_status(&node.admin(&captured_remove).await, Code::Ok, "remove");
     let r = node
         .admin(&admin_request(&org.admin, join(&org.genesis)))
         .await;
-    assert_status(&r, Code::Success, "rejoin");
+    assert_status(&r, Code::Ok, "rejoin");
     node.stop().await;
 
     // The restarted node remembers nothing, so it refuses what was signed before it
     // started: still inside the window, but possibly executed by the previous run.
     let node = start(&org).await;
     let r = node.admin(&captured_remove).await;
-    assert_status(&r, Code::Forbidden, "the captured remove after a restart");
+    assert_status(
+        &r,
+        Code::PermissionDenied,
+        "the captured remove after a restart",
+    );
     assert!(r.info.contains("before this node started"), "{}", r.info);
     assert_eq!(node.channels(&org.admin).await, vec![CHANNEL.to_string()]);
     node.stop().await;
@@ -185,7 +181,7 @@ async fn admin_requests_stamped_outside_the_window_are_forbidden() {
         let r = node
             .admin(&admin_request_at(&org.admin, join(&org.genesis), t))
             .await;
-        assert_status(&r, Code::Forbidden, &format!("join stamped {t}"));
+        assert_status(&r, Code::PermissionDenied, &format!("join stamped {t}"));
         assert!(r.info.contains("this node's clock"), "{}", r.info);
     }
     assert!(node.channels(&org.admin).await.is_empty());
@@ -199,12 +195,12 @@ async fn deliver_requests_stamped_outside_the_window_are_forbidden() {
     let r = node
         .admin(&admin_request(&org.admin, join(&org.genesis)))
         .await;
-    assert_status(&r, Code::Success, "join");
+    assert_status(&r, Code::Ok, "join");
 
     for t in stale_timestamps() {
         let (blocks, code, info) = node.deliver(&seek_block_0(&org.client, t)).await;
         assert!(blocks.is_empty(), "stamped {t}: blocks were sent");
-        assert_eq!(code, Code::Forbidden as i32, "stamped {t}: {info}");
+        assert_eq!(code, Code::PermissionDenied, "stamped {t}: {info}");
         assert!(info.contains("this node's clock"), "{info}");
     }
 
@@ -212,7 +208,7 @@ async fn deliver_requests_stamped_outside_the_window_are_forbidden() {
     let fresh = seek_block_0(&org.client, ordo_proto::now_ms());
     for _ in 0..2 {
         let (blocks, code, info) = node.deliver(&fresh).await;
-        assert_eq!(code, Code::Success as i32, "{info}");
+        assert_eq!(code, Code::Ok, "{info}");
         assert_eq!(blocks.len(), 1);
     }
     node.stop().await;

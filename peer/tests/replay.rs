@@ -29,7 +29,7 @@ use ordo_proto::envelope;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::admin_client::AdminClient;
 use ordo_proto::pb::admin::{admin_command, AdminResponse, ListChannels};
-use ordo_proto::pb::common::{AckMode, Block, Envelope, HeaderType, Role, Status as Code};
+use ordo_proto::pb::common::{AckMode, Block, Envelope, HeaderType, Role};
 use ordo_proto::pb::gateway::events_client::EventsClient;
 use ordo_proto::pb::gateway::gateway_client::GatewayClient;
 use ordo_proto::pb::gateway::{
@@ -40,8 +40,10 @@ use ordo_proto::pb::query::{query_request, GetBlock, QueryRequest, QueryResponse
 use ordo_proto::policy::build as policy;
 use ordo_proto::replay::DEFAULT_FRESHNESS_WINDOW_MS;
 use ordo_testkit::admin::{self, join, request as admin_request, request_at as admin_request_at};
+use ordo_testkit::answer::Answer;
 use ordo_testkit::org::consenter_entry;
 use ordo_testkit::{ChannelBuilder, TestOrg};
+use tonic::Code;
 
 /// Bound on any single wait of a test.
 const WAIT: Duration = Duration::from_secs(60);
@@ -143,21 +145,21 @@ impl Node {
     }
 
     /// Sends one Admin request as it is (the same bytes every time).
-    async fn admin(&self, request: &Envelope) -> AdminResponse {
+    async fn admin(&self, request: &Envelope) -> Answer<AdminResponse> {
         let mut client = AdminClient::new(self.channel().await);
-        tokio::time::timeout(WAIT, client.execute(request.clone()))
-            .await
-            .expect("admin answers in time")
-            .expect("admin answers")
-            .into_inner()
+        Answer::of(
+            tokio::time::timeout(WAIT, client.execute(request.clone()))
+                .await
+                .expect("admin answers in time"),
+        )
     }
 
     /// The channels the peer serves, asked by `admin`.
     async fn channels(&self, admin: &Identity) -> Vec<String> {
         let list = admin_command::Command::List(ListChannels {});
         let r = self.admin(&admin_request(admin, list)).await;
-        assert_eq!(r.status, Code::Success as i32, "list: {}", r.info);
-        r.list
+        r.expect_ok("list")
+            .list
             .expect("a list")
             .channels
             .into_iter()
@@ -165,13 +167,13 @@ impl Node {
             .collect()
     }
 
-    async fn query(&self, request: &Envelope) -> QueryResponse {
+    async fn query(&self, request: &Envelope) -> Answer<QueryResponse> {
         let mut client = QueryClient::new(self.channel().await);
-        tokio::time::timeout(WAIT, client.query(request.clone()))
-            .await
-            .expect("query answers in time")
-            .expect("query answers")
-            .into_inner()
+        Answer::of(
+            tokio::time::timeout(WAIT, client.query(request.clone()))
+                .await
+                .expect("query answers in time"),
+        )
     }
 
     async fn stop(self) {
@@ -201,14 +203,8 @@ fn query_block_0(reader: &Identity, timestamp_ms: u64) -> Envelope {
     signed(reader, HeaderType::Message, q.encode_to_vec(), timestamp_ms)
 }
 
-fn assert_status(r: &AdminResponse, code: Code, what: &str) {
-    assert_eq!(
-        Code::try_from(r.status),
-        Ok(code),
-        "{what}: status {} ({})",
-        r.status,
-        r.info
-    );
+fn assert_status(r: &Answer<AdminResponse>, code: Code, what: &str) {
+    r.assert_code(code, what);
 }
 
 /// Timestamps outside a window of `window_ms`: the epoch, the far future, and one second
@@ -229,7 +225,7 @@ async fn joined(org: &Org) -> Node {
     let r = node
         .admin(&admin_request(&org.admin, join(&org.genesis)))
         .await;
-    assert_status(&r, Code::Success, "join");
+    assert_status(&r, Code::Ok, "join");
     node
 }
 
@@ -239,31 +235,31 @@ async fn a_replayed_peer_admin_request_is_refused_and_executed_once() {
     let node = start(&org).await;
 
     let first_join = admin_request(&org.admin, join(&org.genesis));
-    assert_status(&node.admin(&first_join).await, Code::Success, "join");
+    assert_status(&node.admin(&first_join).await, Code::Ok, "join");
     let r = node.admin(&first_join).await;
-    assert_status(&r, Code::Conflict, "the same join again");
+    assert_status(&r, Code::AlreadyExists, "the same join again");
     assert!(r.info.contains("already executed"), "{}", r.info);
 
     // A captured remove, replayed after the channel was joined again, would delete the
     // new ledger.
     let captured_remove = admin_request(&org.admin, remove());
-    assert_status(&node.admin(&captured_remove).await, Code::Success, "remove");
+    assert_status(&node.admin(&captured_remove).await, Code::Ok, "remove");
     assert!(node.channels(&org.admin).await.is_empty());
     let rejoin = admin_request(&org.admin, join(&org.genesis));
-    assert_status(&node.admin(&rejoin).await, Code::Success, "rejoin");
+    assert_status(&node.admin(&rejoin).await, Code::Ok, "rejoin");
     let r = node.admin(&captured_remove).await;
-    assert_status(&r, Code::Conflict, "the captured remove replayed");
+    assert_status(&r, Code::AlreadyExists, "the captured remove replayed");
     assert!(r.info.contains("already executed"), "{}", r.info);
     assert_eq!(node.channels(&org.admin).await, vec![CHANNEL.to_string()]);
 
     // Two copies racing: exactly one executes.
     let remove_again = admin_request(&org.admin, remove());
     let (a, b) = tokio::join!(node.admin(&remove_again), node.admin(&remove_again));
-    let mut statuses = [a.status, b.status];
-    statuses.sort_unstable();
+    let mut codes = [a.code, b.code];
+    codes.sort_unstable_by_key(|c| *c as i32);
     assert_eq!(
-        statuses,
-        [Code::Success as i32, Code::Conflict as i32],
+        codes,
+        [Code::Ok, Code::AlreadyExists],
         "{} / {}",
         a.info,
         b.info
@@ -279,7 +275,7 @@ async fn peer_admin_requests_stamped_outside_the_window_are_forbidden() {
         let r = node
             .admin(&admin_request_at(&org.admin, join(&org.genesis), t))
             .await;
-        assert_status(&r, Code::Forbidden, &format!("join stamped {t}"));
+        assert_status(&r, Code::PermissionDenied, &format!("join stamped {t}"));
         assert!(r.info.contains("this node's clock"), "{}", r.info);
     }
     assert!(node.channels(&org.admin).await.is_empty());
@@ -292,15 +288,13 @@ async fn queries_stamped_outside_the_window_are_forbidden() {
     let node = joined(&org).await;
     for t in stale_timestamps(DEFAULT_FRESHNESS_WINDOW_MS) {
         let r = node.query(&query_block_0(&org.client, t)).await;
-        assert_eq!(r.status, Code::Forbidden as i32, "stamped {t}: {}", r.info);
+        r.assert_code(Code::PermissionDenied, &format!("stamped {t}"));
         assert!(r.info.contains("this node's clock"), "{}", r.info);
-        assert!(r.block.is_none());
     }
     // A fresh query is answered, and so is its copy: reads are not remembered.
     let fresh = query_block_0(&org.client, ordo_proto::now_ms());
     for _ in 0..2 {
-        let r = node.query(&fresh).await;
-        assert_eq!(r.status, Code::Success as i32, "{}", r.info);
+        let r = node.query(&fresh).await.expect_ok("a fresh query");
         // The genesis block, as committed (its metadata gained the validation codes).
         let block = r.block.expect("block 0");
         assert_eq!(block.header, org.genesis.header);

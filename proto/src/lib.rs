@@ -16,6 +16,7 @@
 //! - [`block`]: building, hashing, signing and verifying blocks.
 //! - [`config`]: channel configuration validation and genesis blocks.
 //! - [`verify`]: checking a chain block by block as an untrusting reader.
+//! - [`status`]: the gRPC code of every refusal (one table for every service).
 //!
 //! Rule of the crate: sign and hash the exact bytes carried. No function here re-encodes a
 //! decoded message in order to check a signature or a hash.
@@ -34,6 +35,7 @@ pub mod identity;
 pub mod merkle;
 pub mod policy;
 pub mod replay;
+pub mod status;
 pub mod verify;
 
 /// Generated protobuf and gRPC code.

@@ -46,7 +46,7 @@ use ordo_proto::pb::common::{
     Block, ChaincodeDefinition, ChannelConfig, ConfigSignature, ConfigUpdate, HeaderType, Role,
     Status as Code,
 };
-use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
+use ordo_proto::pb::orderer::SeekBehavior;
 use ordo_proto::policy::{self, build, PolicyError};
 
 use crate::chaincode::builtin;
@@ -406,18 +406,16 @@ async fn one_block(
         .next()
         .await
         .ok_or_else(|| failed("Deliver ended without a block".into()))?
-        .map_err(|s| failed(format!("Deliver: {}", s.message())))?;
-    match message.r#type {
-        Some(deliver_response::Type::Block(b)) => Ok(b),
-        Some(deliver_response::Type::Status(code)) => Err(failed(format!(
-            "Deliver ended with {} before sending a block: {}",
-            Code::try_from(code)
-                .map(|c| c.as_str_name())
-                .unwrap_or("UNKNOWN"),
-            message.info
-        ))),
-        None => Err(failed("Deliver sent an empty response".into())),
-    }
+        .map_err(|s| {
+            failed(format!(
+                "Deliver ended with {:?} before sending a block: {}",
+                s.code(),
+                s.message()
+            ))
+        })?;
+    message
+        .block
+        .ok_or_else(|| failed("Deliver sent a response without a block".into()))
 }
 
 #[cfg(test)]

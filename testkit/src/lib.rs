@@ -11,6 +11,7 @@
 //! - [`channel`]: a channel-config builder with documented defaults;
 //! - [`envelopes`], [`admin`] and [`blocks`]: signed envelopes, admin requests and
 //!   signed chains;
+//! - [`answer`]: a call's outcome as a client sees it (a gRPC code and a reason);
 //! - [`fake_orderer`]: one AtomicBroadcast server that relays or orders, with a fault
 //!   enum for what it does wrong;
 //! - [`process`] and [`node_config`]: real `ordo` node processes (start, SIGKILL,
@@ -21,6 +22,7 @@
 //! own types.
 
 pub mod admin;
+pub mod answer;
 pub mod blocks;
 pub mod channel;
 pub mod envelopes;

@@ -53,9 +53,6 @@ impl Net {
                 }),
             )
             .await?;
-        if resp.status != Code::Success as i32 {
-            return Err(resp.info);
-        }
         resp.channel.ok_or_else(|| "no channel info".to_string())
     }
 
@@ -65,10 +62,8 @@ impl Net {
                 break;
             }
             let list = admin_command::Command::List(ordo_proto::pb::admin::ListChannels {});
-            if let Ok(resp) = self.admin(r, list).await {
-                if resp.status == Code::Success as i32 {
-                    return Ok(());
-                }
+            if self.admin(r, list).await.is_ok() {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -80,24 +75,17 @@ impl Net {
     }
 
     pub(super) async fn join(&self, r: NodeRef, genesis: &[u8]) -> Result<(), NetError> {
-        let resp = self
-            .admin(
-                r,
-                admin_command::Command::Join(JoinChannel {
-                    genesis_block: genesis.to_vec().into(),
-                }),
-            )
-            .await
-            .map_err(|reason| NetError::Node {
-                node: self.node(r).proc.name.clone(),
-                reason,
-            })?;
-        if resp.status != Code::Success as i32 {
-            return Err(NetError::Node {
-                node: self.node(r).proc.name.clone(),
-                reason: format!("join refused: {}", resp.info),
-            });
-        }
+        self.admin(
+            r,
+            admin_command::Command::Join(JoinChannel {
+                genesis_block: genesis.to_vec().into(),
+            }),
+        )
+        .await
+        .map_err(|reason| NetError::Node {
+            node: self.node(r).proc.name.clone(),
+            reason: format!("join refused: {reason}"),
+        })?;
         Ok(())
     }
 

@@ -116,14 +116,9 @@ async fn one_block(
         .await
         .map_err(|_| "no block within 5 s".to_string())?;
     match first {
-        Some(Ok(resp)) => match resp.r#type {
-            Some(deliver_response::Type::Block(b)) => Ok(b),
-            Some(deliver_response::Type::Status(code)) => Err(format!(
-                "Deliver ended with status {code} before a block: {}",
-                resp.info
-            )),
-            None => Err("Deliver sent an empty response".into()),
-        },
+        Some(Ok(resp)) => resp
+            .block
+            .ok_or_else(|| "Deliver sent a response without a block".into()),
         Some(Err(status)) => Err(status.to_string()),
         None => Err("Deliver ended without a block".into()),
     }

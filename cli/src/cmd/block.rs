@@ -10,8 +10,8 @@ use tokio_stream::StreamExt;
 use ordo_proto::block;
 use ordo_proto::config;
 use ordo_proto::envelope;
-use ordo_proto::pb::common::{Block, Payload, Status as Code};
-use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
+use ordo_proto::pb::common::{Block, Payload};
+use ordo_proto::pb::orderer::SeekBehavior;
 use ordo_proto::verify::ChainVerifier;
 use ordo_sdk::network::Member;
 
@@ -115,25 +115,20 @@ pub async fn fetch(
         .into_inner();
     let mut count = 0;
     while let Some(msg) = stream.next().await {
-        let msg = msg.context("Deliver stream")?;
-        match msg.r#type {
-            Some(deliver_response::Type::Block(b)) => {
-                count += 1;
-                each(b)?;
-            }
-            Some(deliver_response::Type::Status(code)) => {
-                if code == Code::Success as i32 {
-                    return Ok(count);
-                }
-                let name = Code::try_from(code)
-                    .map(|c| c.as_str_name())
-                    .unwrap_or("UNKNOWN");
-                bail!("Deliver ended with {name}: {}", msg.info);
-            }
-            None => bail!("Deliver sent an empty response"),
-        }
+        let msg = msg.map_err(|s| {
+            anyhow::anyhow!(
+                "Deliver ended with {}: {}",
+                ordo_proto::status::code_name(s.code()),
+                s.message()
+            )
+        })?;
+        let Some(b) = msg.block else {
+            bail!("Deliver sent a response without a block");
+        };
+        count += 1;
+        each(b)?;
     }
-    bail!("Deliver stream ended without a status")
+    Ok(count)
 }
 
 fn tx_ids(b: &Block) -> Vec<String> {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::{admin_command, JoinChannel, ListChannels};
-use ordo_proto::pb::common::{Block, Envelope, HeaderType, Status as Code};
-use ordo_proto::pb::orderer::{deliver_response, BroadcastResponse, SeekBehavior, SeekPosition};
+use ordo_proto::pb::common::{Block, Envelope, HeaderType};
+use ordo_proto::pb::orderer::{BroadcastResponse, SeekBehavior, SeekPosition};
 use ordo_sdk::transport::Transport;
 use prost::Message;
 use tokio_stream::StreamExt;
@@ -324,10 +324,8 @@ impl NodeProcess {
                     "",
                     admin_command::Command::List(ListChannels {}),
                 );
-                if let Ok(resp) = client.execute(req).await {
-                    if resp.get_ref().status == Code::Success as i32 {
-                        return;
-                    }
+                if client.execute(req).await.is_ok() {
+                    return;
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -367,12 +365,13 @@ impl NodeProcess {
 /// Joins `addr` to the channel of `genesis` with the Admin service.
 pub async fn join(addr: &str, admin: &Identity, genesis: &Path) {
     let bytes = std::fs::read(genesis).expect("genesis file");
-    let (status, info) = join_block(addr, admin, bytes).await;
-    assert_eq!(status, Code::Success as i32, "join failed: {info}");
+    let (code, info) = join_block(addr, admin, bytes).await;
+    assert_eq!(code, tonic::Code::Ok, "join failed: {info}");
 }
 
-/// Asks `addr` to join the channel of the encoded `block`; returns the status and info.
-pub async fn join_block(addr: &str, admin: &Identity, block: Vec<u8>) -> (i32, String) {
+/// Asks `addr` to join the channel of the encoded `block`; returns the call's gRPC code
+/// and message.
+pub async fn join_block(addr: &str, admin: &Identity, block: Vec<u8>) -> (tonic::Code, String) {
     let ch = connect(addr).await.expect("connect");
     let mut client = ordo_sdk::orderer::admin_client(ch);
     let req = ordo_sdk::orderer::admin_request(
@@ -382,12 +381,10 @@ pub async fn join_block(addr: &str, admin: &Identity, block: Vec<u8>) -> (i32, S
             genesis_block: block.into(),
         }),
     );
-    let resp = client
-        .execute(req)
-        .await
-        .expect("admin answers")
-        .into_inner();
-    (resp.status, resp.info)
+    match client.execute(req).await {
+        Ok(_) => (tonic::Code::Ok, String::new()),
+        Err(s) => (s.code(), s.message().to_string()),
+    }
 }
 
 #[allow(unused_imports)]
@@ -417,10 +414,11 @@ pub async fn broadcast(addr: &str, envs: Vec<Envelope>) -> Vec<BroadcastResponse
     out
 }
 
-/// The result of a Deliver request: the blocks and the final status with its info.
+/// The result of a Deliver request: the blocks, and the gRPC code the stream ended with
+/// (OK after the stop block) with its message.
 pub struct Delivered {
     pub blocks: Vec<Block>,
-    pub status: Option<Code>,
+    pub code: tonic::Code,
     pub info: String,
 }
 
@@ -439,29 +437,32 @@ pub async fn deliver(
 pub async fn deliver_raw(addr: &str, req: Envelope) -> Delivered {
     let ch = connect(addr).await.expect("connect");
     let mut client = ordo_sdk::orderer::broadcast_client(ch);
-    let mut stream = client
-        .deliver(req)
-        .await
-        .expect("deliver opens")
-        .into_inner();
     let mut blocks = Vec::new();
+    let mut stream = match client.deliver(req).await {
+        Ok(stream) => stream.into_inner(),
+        Err(s) => {
+            return Delivered {
+                blocks,
+                code: s.code(),
+                info: s.message().to_string(),
+            }
+        }
+    };
     while let Some(item) = stream.next().await {
-        let resp = item.expect("deliver stream item");
-        match resp.r#type {
-            Some(deliver_response::Type::Block(b)) => blocks.push(b),
-            Some(deliver_response::Type::Status(c)) => {
+        match item {
+            Ok(resp) => blocks.push(resp.block.expect("a deliver response holds a block")),
+            Err(s) => {
                 return Delivered {
                     blocks,
-                    status: Code::try_from(c).ok(),
-                    info: resp.info,
-                };
+                    code: s.code(),
+                    info: s.message().to_string(),
+                }
             }
-            None => panic!("empty deliver response"),
         }
     }
     Delivered {
         blocks,
-        status: None,
+        code: tonic::Code::Ok,
         info: String::new(),
     }
 }
@@ -511,7 +512,11 @@ pub async fn peer_query(
         ordo_proto::now_ms(),
     )
     .0;
-    client.query(env).await.expect("query answers").into_inner()
+    client
+        .query(env)
+        .await
+        .unwrap_or_else(|s| panic!("query refused: {s:?}"))
+        .into_inner()
 }
 
 /// `ordo channel info` of a node as JSON.
@@ -532,9 +537,8 @@ pub async fn channel_info(
     let resp = client
         .execute(req)
         .await
-        .expect("admin answers")
+        .expect("channel info answered")
         .into_inner();
-    assert_eq!(resp.status, Code::Success as i32, "info: {}", resp.info);
     resp.channel.expect("channel info")
 }
 

@@ -1,18 +1,21 @@
 """A peer's ledger queries (``ordo.query.Query``): signed MESSAGE requests carrying a
-QueryRequest, answered with a status in the body."""
+QueryRequest; a refusal is the call's gRPC status (PROTOCOL.md, "Statuses")."""
+
+import grpc
 
 from . import envelope
-from .pb import common_pb2, query_pb2, query_pb2_grpc
+from .pb import query_pb2, query_pb2_grpc
 
 CALL_TIMEOUT_S = 30.0
 
 
 class QueryError(Exception):
-    def __init__(self, status, info):
-        name = common_pb2.Status.Name(status) if status in common_pb2.Status.values() else status
-        super().__init__(f"query answered {name}: {info}")
-        self.status = status
-        self.info = info
+    """The peer refused a query; ``code`` is the gRPC status code."""
+
+    def __init__(self, code, details):
+        super().__init__(f"query refused: {code.name}: {details}")
+        self.code = code
+        self.details = details
 
 
 class Query:
@@ -23,10 +26,10 @@ class Query:
 
     def _ask(self, request, timeout=CALL_TIMEOUT_S):
         req = envelope.message(self.identity, self.channel_id, request)
-        resp = self.stub.Query(req, timeout=timeout)
-        if resp.status != common_pb2.SUCCESS:
-            raise QueryError(resp.status, resp.info)
-        return resp
+        try:
+            return self.stub.Query(req, timeout=timeout)
+        except grpc.RpcError as e:
+            raise QueryError(e.code(), e.details()) from None
 
     def height(self):
         """Blocks committed on the channel: also the next block's number."""
@@ -39,7 +42,7 @@ class Query:
                 query_pb2.QueryRequest(state=query_pb2.GetState(namespace=namespace, key=key))
             )
         except QueryError as e:
-            if e.status == common_pb2.NOT_FOUND:
+            if e.code == grpc.StatusCode.NOT_FOUND:
                 return None
             raise
         return resp.values[0] if resp.values else None

@@ -22,8 +22,8 @@ import pytest
 from ordo_client import connection, crypto, deliver, envelope, events, verify
 from ordo_client.gateway import ChaincodeRefused, Gateway
 from ordo_client.identity import Network
-from ordo_client.pb import common_pb2, transaction_pb2
-from ordo_client.query import Query
+from ordo_client.pb import admin_pb2, admin_pb2_grpc, common_pb2, transaction_pb2
+from ordo_client.query import Query, QueryError
 
 #: Bounds each stream the tests read, so a node that stops answering fails the test.
 STREAM_TIMEOUT_S = 60.0
@@ -105,6 +105,34 @@ def test_plaintext_is_refused(net, channel_id):
                 envelope.message(ident, channel_id, common_pb2.Envelope()), timeout=10
             )
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value
+
+
+def test_refusals_are_grpc_codes(net, channel_id):
+    """Every refusal is the call's gRPC status (PROTOCOL.md, "Statuses"): Query, Deliver
+    and Admin alike, with the node's reason as the details."""
+    peer, orderer = net.peers()[0], net.orderers()[0]
+    ident = client_of(net, peer.org).identity()
+    with grpc_to(net, peer) as ch:
+        q = Query(ch, ident, "no-such-channel")
+        with pytest.raises(QueryError) as e:
+            q.height()
+        assert e.value.code == grpc.StatusCode.NOT_FOUND and "no-such-channel" in e.value.details
+        with pytest.raises(QueryError) as e:
+            Query(ch, ident, channel_id).block(10**9)
+        assert e.value.code == grpc.StatusCode.NOT_FOUND, e.value
+        # A client is no admin: the Admin service refuses it. (The header's channel is
+        # not read, but must not be empty: "-", PROTOCOL.md, "Admin requests".)
+        admin_cmd = admin_pb2.AdminCommand(list=admin_pb2.ListChannels())
+        env, _ = envelope.signed(
+            ident, "-", common_pb2.ADMIN_COMMAND, admin_cmd.SerializeToString()
+        )
+        with pytest.raises(grpc.RpcError) as e:
+            admin_pb2_grpc.AdminStub(ch).Execute(env, timeout=10)
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, e.value
+    with grpc_to(net, orderer) as ch:
+        with pytest.raises(deliver.DeliverError) as e:
+            list(deliver.blocks(ch, ident, channel_id, 10**9, 10**9))
+        assert "NOT_FOUND" in str(e.value), e.value
 
 
 def test_transfer_commits_valid(transfer, accounts):

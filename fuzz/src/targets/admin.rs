@@ -8,15 +8,16 @@
 //! they are a payload signed by the fixture member bits 3–5 pick, restamped as bits 0–2
 //! say ([`fixture::Restamp`]).
 //!
-//! Invariants: every answer carries a known status; a backup is written under the node's
-//! own `backups/` directory and nowhere else, whatever the request names.
+//! Invariants: a refusal is a documented gRPC code with a reason
+//! ([`fixture::assert_documented_refusal`]); a backup is written under the node's own
+//! `backups/` directory and nowhere else, whatever the request names.
 
 use bytes::Bytes;
 use prost::Message;
 
 use ordo_proto::envelope::create_signed_with_nonce;
 use ordo_proto::pb::admin::{admin_command, AdminCommand, AdminResponse, Backup, GetChannelInfo};
-use ordo_proto::pb::common::{HeaderType, Status};
+use ordo_proto::pb::common::HeaderType;
 use ordo_testkit::admin;
 use ordo_testkit::ChannelBuilder;
 
@@ -34,18 +35,17 @@ pub fn run(data: &[u8]) {
     let to_peer = mode & 0x40 != 0;
     // Started outside the runtime (their start blocks on it).
     let (orderer, peer) = (orderer(), peer());
-    let response: AdminResponse = runtime().block_on(async {
+    let answer: Result<AdminResponse, tonic::Status> = runtime().block_on(async {
         if to_peer {
             peer.admin.execute(request).await
         } else {
             orderer.admin.execute(request).await
         }
     });
-    assert!(
-        Status::try_from(response.status).is_ok(),
-        "unknown status {}",
-        response.status
-    );
+    let response = match answer {
+        Ok(response) => response,
+        Err(refusal) => return fixture::assert_documented_refusal(&refusal),
+    };
     if let Some(backup) = &response.backup {
         let node = fixture::scratch(if to_peer { "peer" } else { "orderer" });
         let root = node.join("backups");

@@ -7,8 +7,9 @@
 //! received. Otherwise they are a payload signed by the fixture member the mode's bits
 //! 3–5 pick, restamped as bits 0–2 say ([`fixture::Restamp`]).
 //!
-//! Invariants: every answer is a block or a status; a status ends the stream (nothing
-//! follows it) and is a known one; blocks come in consecutive numbers.
+//! Invariants: every answer is a block or a refusal; a refusal ends the stream (nothing
+//! follows it) and is a documented gRPC code with a reason
+//! ([`fixture::assert_documented_refusal`]); blocks come in consecutive numbers.
 //! A stream still open (waiting for a block that does not exist yet) after a few answers
 //! is dropped by the harness, as a client may.
 
@@ -17,9 +18,8 @@ use std::time::Duration;
 use prost::Message;
 use tokio_stream::StreamExt;
 
-use ordo_orderer::atomic::EncodedDeliverItem;
 use ordo_proto::envelope::create_signed_with_nonce;
-use ordo_proto::pb::common::{Block, HeaderType, Status};
+use ordo_proto::pb::common::{Block, HeaderType};
 use ordo_proto::pb::orderer::{SeekBehavior, SeekInfo};
 use ordo_sdk::orderer::{oldest, position};
 
@@ -53,22 +53,20 @@ pub fn run(data: &[u8]) {
     let mut last_block: Option<u64> = None;
     let mut ended = false;
     for answer in answers {
-        assert!(!ended, "an answer after the final status");
-        let answer = answer.expect("Deliver answers in the body");
-        match answer.item {
-            Some(EncodedDeliverItem::Status(code)) => {
-                assert!(Status::try_from(code).is_ok(), "unknown status {code}");
+        assert!(!ended, "an answer after the refusal that ended the stream");
+        match answer {
+            Err(refusal) => {
+                fixture::assert_documented_refusal(&refusal);
                 ended = true;
             }
-            Some(EncodedDeliverItem::Block(bytes)) => {
-                let block = Block::decode(bytes).expect("the ledger's blocks decode");
+            Ok(answer) => {
+                let block = Block::decode(answer.block).expect("the ledger's blocks decode");
                 let n = ordo_proto::block::number(&block);
                 if let Some(prev) = last_block {
                     assert_eq!(n, prev + 1, "blocks out of order");
                 }
                 last_block = Some(n);
             }
-            None => panic!("an answer with neither block nor status"),
         }
     }
 }

@@ -7,14 +7,15 @@
 //! received. Otherwise they are a payload signed by the fixture member bits 3–5 pick,
 //! restamped as bits 0–2 say ([`fixture::Restamp`]).
 //!
-//! Invariants: every answer carries a known status; pages never exceed the documented
-//! maximum of 10,000 items.
+//! Invariants: a refusal is a documented gRPC code with a reason
+//! ([`fixture::assert_documented_refusal`]); pages never exceed the documented maximum of
+//! 10,000 items.
 
 use bytes::Bytes;
 use prost::Message;
 
 use ordo_proto::envelope::create_signed_with_nonce;
-use ordo_proto::pb::common::{HeaderType, Status};
+use ordo_proto::pb::common::HeaderType;
 use ordo_proto::pb::query::{
     query_request, GetBlock, GetHeight, GetHistory, GetState, GetStateRange, GetTransaction,
     HistoryCursor, QueryRequest,
@@ -34,12 +35,10 @@ pub fn run(data: &[u8]) {
     let Some(request) = fixture::request(mode, rest) else {
         return;
     };
-    let response = peer().query.execute(&request);
-    assert!(
-        Status::try_from(response.status).is_ok(),
-        "unknown status {}",
-        response.status
-    );
+    let response = match peer().query.execute(&request) {
+        Ok(response) => response,
+        Err(refusal) => return fixture::assert_documented_refusal(&refusal),
+    };
     assert!(
         response.values.len() <= MAX_PAGE,
         "a page of {}",

@@ -161,18 +161,12 @@ impl Cluster for ClusterService {
             tx_id: req.tx_id,
             config_seq: req.config_seq,
         };
-        let answer = match raft.submit_forwarded(order, req.is_config).await {
-            Ok(term) => SubmitResponse {
-                status: Code::Success as i32,
-                info: String::new(),
-                term,
-            },
-            Err(e) => SubmitResponse {
-                status: chain_error_code(&e) as i32,
-                info: e.to_string(),
-                term: 0,
-            },
-        };
-        Ok(Response::new(answer))
+        match raft.submit_forwarded(order, req.is_config).await {
+            Ok(term) => Ok(Response::new(SubmitResponse { term })),
+            Err(e) => Err(ordo_proto::status::refusal(
+                chain_error_code(&e),
+                e.to_string(),
+            )),
+        }
     }
 }

@@ -17,10 +17,10 @@ use ordo_orderer::OrdererConfig;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::admin::admin_client::AdminClient;
 use ordo_proto::pb::admin::AdminResponse;
-use ordo_proto::pb::common::{AckMode, Block, Envelope, Role, Status as Code};
+use ordo_proto::pb::common::{AckMode, Block, Envelope, Role};
 use ordo_proto::pb::orderer::atomic_broadcast_client::AtomicBroadcastClient;
-use ordo_proto::pb::orderer::deliver_response;
 use ordo_proto::policy::build as policy;
+use ordo_testkit::answer::Answer;
 use ordo_testkit::org::consenter_entry;
 use ordo_testkit::{ChannelBuilder, TestOrg};
 
@@ -172,20 +172,20 @@ impl Node {
     }
 
     /// Sends one Admin request as it is (the same bytes every time).
-    pub async fn admin(&self, request: &Envelope) -> AdminResponse {
+    pub async fn admin(&self, request: &Envelope) -> Answer<AdminResponse> {
         let mut client = AdminClient::new(self.channel().await);
-        tokio::time::timeout(WAIT, client.execute(request.clone()))
-            .await
-            .expect("admin answers in time")
-            .expect("admin answers")
-            .into_inner()
+        Answer::of(
+            tokio::time::timeout(WAIT, client.execute(request.clone()))
+                .await
+                .expect("admin answers in time"),
+        )
     }
 
     /// The channels the node serves, asked by `admin`.
     pub async fn channels(&self, admin: &Identity) -> Vec<String> {
         let r = self.admin(&admin_request(admin, list())).await;
-        assert_eq!(r.status, Code::Success as i32, "list: {}", r.info);
-        r.list
+        r.expect_ok("list")
+            .list
             .expect("a list")
             .channels
             .into_iter()
@@ -193,25 +193,25 @@ impl Node {
             .collect()
     }
 
-    /// Sends one Deliver request; the blocks and the final status with its info.
-    pub async fn deliver(&self, request: &Envelope) -> (Vec<Block>, i32, String) {
+    /// Sends one Deliver request; the blocks and the stream's gRPC code with its message.
+    pub async fn deliver(&self, request: &Envelope) -> (Vec<Block>, tonic::Code, String) {
         let mut client = AtomicBroadcastClient::new(self.channel().await);
-        let mut stream = tokio::time::timeout(WAIT, client.deliver(request.clone()))
+        let mut stream = match tokio::time::timeout(WAIT, client.deliver(request.clone()))
             .await
             .expect("deliver opens in time")
-            .expect("deliver opens")
-            .into_inner();
+        {
+            Ok(stream) => stream.into_inner(),
+            Err(s) => return (Vec::new(), s.code(), s.message().to_string()),
+        };
         let mut blocks = Vec::new();
         loop {
-            let resp = tokio::time::timeout(WAIT, stream.message())
+            let next = tokio::time::timeout(WAIT, stream.message())
                 .await
-                .expect("deliver answers in time")
-                .expect("deliver stream")
-                .expect("a status ends the stream");
-            match resp.r#type {
-                Some(deliver_response::Type::Block(b)) => blocks.push(b),
-                Some(deliver_response::Type::Status(c)) => return (blocks, c, resp.info),
-                None => panic!("empty deliver response"),
+                .expect("deliver answers in time");
+            match next {
+                Ok(Some(resp)) => blocks.push(resp.block.expect("a block")),
+                Ok(None) => return (blocks, tonic::Code::Ok, String::new()),
+                Err(s) => return (blocks, s.code(), s.message().to_string()),
             }
         }
     }

@@ -7,8 +7,7 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use ordo_proto::identity::Identity;
-use ordo_proto::pb::common::Status as Code;
-use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
+use ordo_proto::pb::orderer::SeekBehavior;
 use ordo_sdk::pull::{
     self, BlockOpener, BlockStream, BoxFuture, Finished, PullError, PullPolicy, Until,
 };
@@ -116,20 +115,16 @@ impl BlockOpener for DeliverOpener {
                 .await
                 .map_err(|status| status.to_string())?;
             let blocks = response.into_inner().map(|message| {
-                let response = message.map_err(|status| format!("transport: {status}"))?;
-                match response.r#type {
-                    Some(deliver_response::Type::Block(b)) => Ok(b),
-                    Some(deliver_response::Type::Status(code)) => {
-                        let code = Code::try_from(code)
-                            .map(|c| c.as_str_name().to_string())
-                            .unwrap_or_else(|_| format!("status {code}"));
-                        Err(format!(
-                            "the orderer ended the stream with {code}: {}",
-                            response.info
-                        ))
-                    }
-                    None => Err("an empty Deliver response".to_string()),
-                }
+                let response = message.map_err(|status| {
+                    format!(
+                        "the orderer ended the stream with {:?}: {}",
+                        status.code(),
+                        status.message()
+                    )
+                })?;
+                response
+                    .block
+                    .ok_or_else(|| "a Deliver response without a block".to_string())
             });
             Ok(Box::pin(blocks) as BlockStream<'a>)
         })

@@ -11,6 +11,9 @@
 //! ([`ReplayError::status`](ordo_proto::replay::ReplayError::status) says why that code).
 //! The tx id is remembered only after the signature and the admin role are verified.
 //!
+//! Refusals are named here by their `ordo.common.Status`; the client gets the call's gRPC
+//! status, coded by [`ordo_proto::status::grpc_code`].
+//!
 //! This module also holds the reader check every signed read of the peer goes through
 //! ([`authorize_reader`], [`reader_request`]): Query, CommitStatus, ChaincodeEvents,
 //! BlockEvents and channel info.
@@ -78,15 +81,12 @@ impl PeerAdmin {
             .map_err(|e| (e.status(), e.to_string()))
     }
 
-    /// Executes one request.
-    pub async fn execute(&self, request: Envelope) -> AdminResponse {
+    /// Executes one request: its answer, or the refusal as the gRPC status the client
+    /// gets ([`ordo_proto::status::grpc_code`]).
+    pub async fn execute(&self, request: Envelope) -> Result<AdminResponse, tonic::Status> {
         self.run(&request)
             .await
-            .unwrap_or_else(|(code, info)| AdminResponse {
-                status: code as i32,
-                info,
-                ..Default::default()
-            })
+            .map_err(|(code, info)| ordo_proto::status::refusal(code, info))
     }
 
     async fn run(&self, request: &Envelope) -> Result<AdminResponse, Refusal> {
@@ -105,7 +105,6 @@ impl PeerAdmin {
         let creator = &unpacked.header.creator;
         let now_secs = now_ms / 1000;
         let ok = |channel: Option<ChannelInfo>, list: Option<ChannelList>| AdminResponse {
-            status: Code::Success as i32,
             channel,
             list,
             ..Default::default()
@@ -160,7 +159,6 @@ impl PeerAdmin {
                     .await
                     .map_err(|e| (e.status(), e.to_string()))?;
                 Ok(AdminResponse {
-                    status: Code::Success as i32,
                     backup: Some(manifest.to_result(&dir)),
                     ..Default::default()
                 })

@@ -99,7 +99,10 @@ struct AdminService(PeerAdmin);
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn execute(&self, request: Request<Envelope>) -> Result<Response<AdminResponse>, Status> {
-        Ok(Response::new(self.0.execute(request.into_inner()).await))
+        self.0
+            .execute(request.into_inner())
+            .await
+            .map(Response::new)
     }
 }
 
@@ -177,7 +180,7 @@ struct QueryService(PeerQuery);
 #[tonic::async_trait]
 impl Query for QueryService {
     async fn query(&self, request: Request<Envelope>) -> Result<Response<QueryResponse>, Status> {
-        Ok(Response::new(self.0.execute(request.get_ref())))
+        self.0.execute(request.get_ref()).map(Response::new)
     }
 }
 

@@ -139,7 +139,7 @@ async fn orderer_height(
     channel: &str,
     config: &ordo_proto::pb::common::ChannelConfig,
 ) -> Option<u64> {
-    use ordo_proto::pb::orderer::{deliver_response, SeekBehavior};
+    use ordo_proto::pb::orderer::SeekBehavior;
     use tokio_stream::StreamExt;
     let settings = channels.settings();
     let mut endpoints = crate::deliver::channel_endpoints(config);
@@ -157,10 +157,8 @@ async fn orderer_height(
                 SeekBehavior::FailIfNotReady,
             );
             let mut stream = client.deliver(req).await.ok()?.into_inner();
-            match stream.next().await?.ok()?.r#type? {
-                deliver_response::Type::Block(b) => Some(ordo_proto::block::number(&b) + 1),
-                deliver_response::Type::Status(_) => None,
-            }
+            let block = stream.next().await?.ok()?.block?;
+            Some(ordo_proto::block::number(&block) + 1)
         };
         if let Ok(Some(h)) = tokio::time::timeout(ORDERER_HEIGHT_TIMEOUT, ask).await {
             return Some(h);

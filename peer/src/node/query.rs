@@ -1,14 +1,18 @@
 //! The peer's Query service: committed state, key history, transaction status and
-//! blocks, for any member the channel's Readers policy admits, by a request stamped
-//! within [`DEFAULT_FRESHNESS_WINDOW_MS`] of the peer's clock (both FORBIDDEN otherwise;
-//! see [`authorize_reader`]).
+//! blocks, for any member the channel's Readers policy admits, by a signed MESSAGE
+//! request stamped within [`DEFAULT_FRESHNESS_WINDOW_MS`] of the peer's clock (both
+//! FORBIDDEN otherwise; see [`authorize_reader`]).
+//!
+//! Refusals are named here by their `ordo.common.Status`; the client gets the call's gRPC
+//! status, coded by [`ordo_proto::status::grpc_code`] (BAD_REQUEST is INVALID_ARGUMENT,
+//! FORBIDDEN is PERMISSION_DENIED, ...).
 
 use std::sync::Arc;
 
 use prost::Message;
 
 use ordo_proto::envelope;
-use ordo_proto::pb::common::{Envelope, Status as Code};
+use ordo_proto::pb::common::{Envelope, HeaderType, Status as Code};
 use ordo_proto::pb::peer::TxValidationCode;
 use ordo_proto::pb::query::{
     query_request, HistoryCursor, HistoryEntry, QueryRequest, QueryResponse, TransactionStatus,
@@ -45,18 +49,23 @@ impl PeerQuery {
         Self { channels }
     }
 
-    /// Answers one signed query.
-    pub fn execute(&self, request: &Envelope) -> QueryResponse {
+    /// Answers one signed query, or refuses it with the gRPC status the client gets.
+    pub fn execute(&self, request: &Envelope) -> Result<QueryResponse, tonic::Status> {
         self.run(request)
-            .unwrap_or_else(|(code, info)| QueryResponse {
-                status: code as i32,
-                info,
-                ..Default::default()
-            })
+            .map_err(|(code, info)| ordo_proto::status::refusal(code, info))
     }
 
     fn run(&self, request: &Envelope) -> Result<QueryResponse, (Code, String)> {
         let unpacked = envelope::unpack(request).map_err(|e| (Code::BadRequest, e.to_string()))?;
+        if unpacked.header_type != HeaderType::Message {
+            return Err((
+                Code::BadRequest,
+                format!(
+                    "header type {} is not MESSAGE",
+                    unpacked.header_type.as_str_name()
+                ),
+            ));
+        }
         let channel = &unpacked.header.channel_id;
         let ch = self
             .channels
@@ -73,10 +82,7 @@ impl PeerQuery {
             .map_err(|e| (Code::BadRequest, format!("query: {e}")))?;
         let ledger = ch.ledger();
         let storage = |e: ordo_ledger::LedgerError| (Code::InternalServerError, e.to_string());
-        let mut resp = QueryResponse {
-            status: Code::Success as i32,
-            ..Default::default()
-        };
+        let mut resp = QueryResponse::default();
         match q
             .query
             .ok_or((Code::BadRequest, "empty query".to_string()))?

@@ -70,7 +70,7 @@ use tonic::transport::Channel;
 
 use ordo_proto::envelope;
 use ordo_proto::identity::Identity;
-use ordo_proto::pb::common::{Envelope, HeaderType, Status as QueryStatus};
+use ordo_proto::pb::common::{Envelope, HeaderType};
 use ordo_proto::pb::discovery::discovery_client::DiscoveryClient;
 use ordo_proto::pb::discovery::PeersRequest;
 use ordo_proto::pb::gateway::{ChaincodeEventsRequest, CommitStatusRequest};
@@ -159,16 +159,6 @@ impl Gateway {
             .await
             .map_err(error::from_status("Query"))?
             .into_inner();
-        if resp.status != QueryStatus::Success as i32 {
-            return Err(GatewayError::Refused {
-                step: "Query",
-                code: tonic::Code::FailedPrecondition,
-                message: format!(
-                    "height of {channel:?}: status {}: {}",
-                    resp.status, resp.info
-                ),
-            });
-        }
         Ok(resp.height)
     }
 

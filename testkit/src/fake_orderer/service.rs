@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use ordo_proto::pb::common::{Block, Envelope, Status as OrdoStatus};
 use ordo_proto::pb::orderer::atomic_broadcast_server::AtomicBroadcast;
-use ordo_proto::pb::orderer::{deliver_response, BroadcastResponse, DeliverResponse};
+use ordo_proto::pb::orderer::{BroadcastResponse, DeliverResponse};
 
 use super::{cutter, tamper, Counters, DeliverFault, Faults, Source};
 
@@ -58,9 +58,7 @@ impl Fake {
 
 /// Applies the deliver fault to one response; counts what it tampers with.
 fn pass(mut resp: DeliverResponse, fault: DeliverFault, counters: &Counters) -> DeliverResponse {
-    if let (DeliverFault::Tamper(which, how), Some(deliver_response::Type::Block(b))) =
-        (fault, resp.r#type.as_mut())
-    {
+    if let (DeliverFault::Tamper(which, how), Some(b)) = (fault, resp.block.as_mut()) {
         if which.includes(ordo_proto::block::number(b)) {
             counters.tampered.fetch_add(1, Ordering::Relaxed);
             tamper::tamper(b, how);
@@ -70,10 +68,7 @@ fn pass(mut resp: DeliverResponse, fault: DeliverFault, counters: &Counters) -> 
 }
 
 fn block_response(block: Block) -> DeliverResponse {
-    DeliverResponse {
-        r#type: Some(deliver_response::Type::Block(block)),
-        info: String::new(),
-    }
+    DeliverResponse { block: Some(block) }
 }
 
 #[tonic::async_trait]
@@ -142,11 +137,8 @@ impl AtomicBroadcast for Fake {
                 return Ok(Response::new(ReceiverStream::new(rx)));
             }
             DeliverFault::Refuse => {
-                let end = DeliverResponse {
-                    r#type: Some(deliver_response::Type::Status(OrdoStatus::NotFound as i32)),
-                    info: "channel not found".into(),
-                };
-                let _ = tx.send(Ok(end)).await;
+                let end = ordo_proto::status::refusal(OrdoStatus::NotFound, "channel not found");
+                let _ = tx.send(Err(end)).await;
                 return Ok(Response::new(ReceiverStream::new(rx)));
             }
             DeliverFault::Honest | DeliverFault::Tamper(..) => {}

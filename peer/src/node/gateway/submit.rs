@@ -111,20 +111,22 @@ impl OrdererLanes {
     }
 }
 
-/// Maps the orderer's answer to the gateway's: taken, refused for good, or try the next.
+/// Maps the orderer's answer to the gateway's: taken, refused for good (with the code the
+/// one status table gives the orderer's status, `ordo_proto::status::grpc_code`), or try
+/// the next orderer.
 fn judge(addr: &str, resp: BroadcastResponse) -> Result<(), Refused> {
-    let why = format!("orderer {addr}: {}", resp.info);
     match Code::try_from(resp.status) {
         Ok(Code::Success) => Ok(()),
-        Ok(Code::ServiceUnavailable | Code::InternalServerError) => {
-            Err(Refused::TryNext(resp.info))
-        }
-        Ok(Code::BadRequest | Code::RequestEntityTooLarge) => {
-            Err(Refused::Final(Status::invalid_argument(why)))
-        }
-        Ok(Code::Forbidden) => Err(Refused::Final(Status::permission_denied(why))),
-        Ok(Code::NotFound) => Err(Refused::Final(Status::not_found(why))),
-        Ok(Code::Conflict) => Err(Refused::Final(Status::already_exists(why))),
+        Ok(
+            code @ (Code::BadRequest
+            | Code::RequestEntityTooLarge
+            | Code::Forbidden
+            | Code::NotFound
+            | Code::Conflict),
+        ) => Err(Refused::Final(ordo_proto::status::refusal(
+            code,
+            format!("orderer {addr}: {}", resp.info),
+        ))),
         _ => Err(Refused::TryNext(resp.info)),
     }
 }
