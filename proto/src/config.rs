@@ -278,8 +278,8 @@ pub fn check_runtime(runtime: &str) -> Result<(), String> {
     }
 }
 
-/// A kafka channel's brokers (`host:port` each) and topic (Kafka's topic alphabet,
-/// at most 249 characters; empty means `ordo.<channel>`).
+/// A kafka channel's brokers (each an endpoint, [`check_endpoint`]) and topic (Kafka's
+/// topic alphabet, at most 249 characters; empty means `ordo.<channel>`).
 fn validate_kafka(orderer: &OrdererConfig) -> Result<(), ConfigError> {
     let k = orderer
         .kafka
@@ -289,12 +289,7 @@ fn validate_kafka(orderer: &OrdererConfig) -> Result<(), ConfigError> {
         return Err(invalid("a kafka channel needs at least one broker"));
     }
     for b in &k.brokers {
-        let ok = b
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !ok {
-            return Err(invalid(format!("kafka broker {b:?} is not host:port")));
-        }
+        check_endpoint(b).map_err(|why| invalid(format!("kafka broker: {why}")))?;
     }
     let topic_ok = k.topic.len() <= 249
         && k.topic
@@ -309,7 +304,8 @@ fn validate_kafka(orderer: &OrdererConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// A raft channel's consenters and timings. Zero timing fields mean "the default"
+/// A raft channel's consenters (an id, an endpoint nodes can dial, a certificate of their
+/// own) and timings. Zero timing fields mean "the default"
 /// (`ordo_consensus::raft::RaftOptions`); set ones must make sense together, because every
 /// consenter runs with them and a bad value (an election timeout shorter than the
 /// heartbeat) would keep the group from ever settling on a leader.
@@ -326,6 +322,8 @@ fn validate_raft(orderer: &OrdererConfig) -> Result<(), ConfigError> {
                 c.id
             )));
         }
+        check_endpoint(&c.endpoint)
+            .map_err(|why| invalid(format!("consenter {:?}: {why}", c.id)))?;
         if !ids.insert(c.id.as_str()) {
             return Err(invalid(format!("consenter id {:?} appears twice", c.id)));
         }
@@ -497,9 +495,25 @@ mod tests {
         assert!(with(&[], "").is_err());
         assert!(with(&["k1"], "").is_err());
         assert!(with(&["k1:notaport"], "").is_err());
+        // Port 0 and a URL are no endpoints a node can dial.
+        assert!(with(&["k1:0"], "").is_err());
+        assert!(with(&["http://k1:9092"], "").is_err());
         assert!(with(&["k1:9092"], "bad topic!").is_err());
     }
     use crate::pb::common::{BatchSize, Consenter, Organization, RaftConfig, Role};
+
+    #[test]
+    fn consenters_need_endpoints_nodes_can_dial() {
+        let with = |endpoint: &str| {
+            let mut c = consenter("o0", 1);
+            c.endpoint = endpoint.into();
+            validate(&raft_config(vec![c], None))
+        };
+        assert!(with("orderer0.banka.example:7050").is_ok());
+        for bad in ["orderer0", "orderer0:0", "http://o:7050", ":7050"] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn anchor_peers_must_be_distinct_endpoints_and_few() {
