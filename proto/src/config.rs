@@ -40,6 +40,20 @@ pub const MAX_CHAINCODE_VERSION_LEN: usize = 64;
 pub const MAX_ANCHOR_PEERS: usize = 16;
 /// Longest `host:port` endpoint (a DNS name's limit plus a port).
 pub const MAX_ENDPOINT_LEN: usize = 260;
+/// Most organizations a channel holds: every node keeps each one's keys and roots, and
+/// policies count them.
+pub const MAX_ORGS: usize = 256;
+/// Most CA keys one org may list (every certificate check tries them).
+pub const MAX_ROOT_KEYS: usize = 16;
+/// Most TLS CA certificates one org may list, and the largest one (DER).
+pub const MAX_TLS_ROOTS: usize = 16;
+/// Largest DER TLS CA certificate an org may list.
+pub const MAX_TLS_ROOT_BYTES: usize = 64 * 1024;
+/// Most revoked TLS certificate hashes one org may list (each node checks every handshake
+/// against the union).
+pub const MAX_REVOKED_TLS_CERTS: usize = 10_000;
+/// Most consenters a channel may list, whatever its consensus type (peers dial them).
+pub const MAX_CONSENTERS: usize = 64;
 
 /// Why a configuration or config block is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -114,6 +128,12 @@ pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
     if config.orgs.is_empty() {
         return Err(invalid("no organizations"));
     }
+    if config.orgs.len() > MAX_ORGS {
+        return Err(invalid(format!(
+            "{} organizations; at most {MAX_ORGS}",
+            config.orgs.len()
+        )));
+    }
     let mut names = HashSet::new();
     for org in &config.orgs {
         if org.name.is_empty() || !names.insert(org.name.clone()) {
@@ -125,6 +145,7 @@ pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
         if org.root_public_keys.is_empty() {
             return Err(invalid(format!("org {:?} has no root keys", org.name)));
         }
+        validate_org_lists(org)?;
         if org.anchor_peers.len() > MAX_ANCHOR_PEERS {
             return Err(invalid(format!(
                 "org {:?} names {} anchor peers; at most {MAX_ANCHOR_PEERS}",
@@ -190,6 +211,12 @@ pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
         return Err(invalid(format!(
             "ack_mode {} is not enqueued or committed",
             orderer.ack_mode
+        )));
+    }
+    if orderer.consenters.len() > MAX_CONSENTERS {
+        return Err(invalid(format!(
+            "{} consenters; at most {MAX_CONSENTERS}",
+            orderer.consenters.len()
         )));
     }
     if orderer.consensus_type == "raft" {
@@ -278,7 +305,60 @@ pub fn check_runtime(runtime: &str) -> Result<(), String> {
     }
 }
 
-/// A kafka channel's brokers (each an endpoint, [`check_endpoint`]) and topic (Kafka's
+/// An org's repeated fields within their limits: CA keys, TLS roots (non-empty, at most
+/// [`MAX_TLS_ROOT_BYTES`] each; their parsing is each node's, which skips one it cannot
+/// read) and revoked TLS certificate hashes (SHA-256: 32 bytes each).
+fn validate_org_lists(org: &crate::pb::common::Organization) -> Result<(), ConfigError> {
+    let too_many = |what: &str, n: usize, max: usize| {
+        invalid(format!(
+            "org {:?} lists {n} {what}; at most {max}",
+            org.name
+        ))
+    };
+    if org.root_public_keys.len() > MAX_ROOT_KEYS {
+        return Err(too_many(
+            "root keys",
+            org.root_public_keys.len(),
+            MAX_ROOT_KEYS,
+        ));
+    }
+    if org.tls_root_certs.len() > MAX_TLS_ROOTS {
+        return Err(too_many(
+            "TLS roots",
+            org.tls_root_certs.len(),
+            MAX_TLS_ROOTS,
+        ));
+    }
+    if let Some(bad) = org
+        .tls_root_certs
+        .iter()
+        .find(|c| c.is_empty() || c.len() > MAX_TLS_ROOT_BYTES)
+    {
+        return Err(invalid(format!(
+            "org {:?} lists a TLS root of {} bytes; 1 to {MAX_TLS_ROOT_BYTES}",
+            org.name,
+            bad.len()
+        )));
+    }
+    if org.tls_revoked_cert_hashes.len() > MAX_REVOKED_TLS_CERTS {
+        return Err(too_many(
+            "revoked TLS certificates",
+            org.tls_revoked_cert_hashes.len(),
+            MAX_REVOKED_TLS_CERTS,
+        ));
+    }
+    if let Some(bad) = org.tls_revoked_cert_hashes.iter().find(|h| h.len() != 32) {
+        return Err(invalid(format!(
+            "org {:?} lists a revoked TLS certificate hash of {} bytes; a SHA-256 is 32",
+            org.name,
+            bad.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A kafka channel's brokers (each an endpoint, [`check_endpoint`], or a comma-separated
+/// list of them) and topic (Kafka's
 /// topic alphabet, at most 249 characters; empty means `ordo.<channel>`).
 fn validate_kafka(orderer: &OrdererConfig) -> Result<(), ConfigError> {
     let k = orderer
@@ -288,7 +368,9 @@ fn validate_kafka(orderer: &OrdererConfig) -> Result<(), ConfigError> {
     if k.brokers.is_empty() {
         return Err(invalid("a kafka channel needs at least one broker"));
     }
-    for b in &k.brokers {
+    // An entry may itself be a comma-separated list, as librdkafka's bootstrap servers
+    // are written (`ordo up` writes its mock cluster's that way).
+    for b in k.brokers.iter().flat_map(|b| b.split(',')) {
         check_endpoint(b).map_err(|why| invalid(format!("kafka broker: {why}")))?;
     }
     let topic_ok = k.topic.len() <= 249
@@ -492,6 +574,9 @@ mod tests {
         };
         assert!(with(&["k1:9092", "10.0.0.2:9093"], "").is_ok());
         assert!(with(&["k1:9092"], "ordo.channel_1-x").is_ok());
+        assert!(with(&["k1:9092,k2:9092"], "").is_ok(), "a bootstrap list");
+        assert!(with(&["k1:9092,k2:0"], "").is_err());
+        assert!(with(&["k1:9092,"], "").is_err());
         assert!(with(&[], "").is_err());
         assert!(with(&["k1"], "").is_err());
         assert!(with(&["k1:notaport"], "").is_err());
@@ -501,6 +586,55 @@ mod tests {
         assert!(with(&["k1:9092"], "bad topic!").is_err());
     }
     use crate::pb::common::{BatchSize, Consenter, Organization, RaftConfig, Role};
+
+    #[test]
+    fn every_repeated_org_field_has_a_limit() {
+        let base = raft_config(vec![consenter("o0", 1)], None);
+        assert!(validate(&base).is_ok());
+        let with = |change: &dyn Fn(&mut Organization)| {
+            let mut c = base.clone();
+            change(&mut c.orgs[0]);
+            validate(&c)
+        };
+        let key = base.orgs[0].root_public_keys[0].clone();
+        assert!(with(&|o| o.root_public_keys = vec![key.clone(); MAX_ROOT_KEYS]).is_ok());
+        assert!(with(&|o| o.root_public_keys = vec![key.clone(); MAX_ROOT_KEYS + 1]).is_err());
+        let root = Bytes::from(vec![0x30u8; 900]);
+        assert!(with(&|o| o.tls_root_certs = vec![root.clone(); MAX_TLS_ROOTS]).is_ok());
+        assert!(with(&|o| o.tls_root_certs = vec![root.clone(); MAX_TLS_ROOTS + 1]).is_err());
+        assert!(with(&|o| o.tls_root_certs = vec![Bytes::new()]).is_err());
+        assert!(
+            with(&|o| o.tls_root_certs = vec![vec![1u8; MAX_TLS_ROOT_BYTES + 1].into()]).is_err()
+        );
+        let hash = Bytes::from(vec![7u8; 32]);
+        assert!(
+            with(&|o| o.tls_revoked_cert_hashes = vec![hash.clone(); MAX_REVOKED_TLS_CERTS])
+                .is_ok()
+        );
+        assert!(with(
+            &|o| o.tls_revoked_cert_hashes = vec![hash.clone(); MAX_REVOKED_TLS_CERTS + 1]
+        )
+        .is_err());
+        assert!(with(&|o| o.tls_revoked_cert_hashes = vec![vec![7u8; 31].into()]).is_err());
+
+        let mut c = base.clone();
+        let org = c.orgs[0].clone();
+        c.orgs = (0..=MAX_ORGS)
+            .map(|i| Organization {
+                name: format!("org{i}"),
+                ..org.clone()
+            })
+            .collect();
+        let refused = validate(&c).expect_err("too many orgs").to_string();
+        assert!(refused.contains("at most 256"), "{refused}");
+        let consenters = (0..=MAX_CONSENTERS as u8)
+            .map(|i| consenter(&format!("o{i}"), i))
+            .collect();
+        let refused = validate(&raft_config(consenters, None))
+            .expect_err("too many consenters")
+            .to_string();
+        assert!(refused.contains("at most 64"), "{refused}");
+    }
 
     #[test]
     fn consenters_need_endpoints_nodes_can_dial() {
