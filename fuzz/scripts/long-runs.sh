@@ -17,15 +17,7 @@ out=$(realpath -m "${1:?usage: long-runs.sh OUT_DIR [TARGET...]}")
 shift
 max_runs=${ORDO_FUZZ_MAX_RUNS:-10000000}
 max_seconds=${ORDO_FUZZ_MAX_SECONDS:-3600}
-: "${CARGO_TARGET_DIR:=/var/tmp/ordo-target}"
-fuzz_target_dir="$CARGO_TARGET_DIR/fuzz"
-for lib in "$CARGO_TARGET_DIR"/debug/build/librocksdb-sys-*/out; do
-    if [[ -f "$lib/librocksdb.a" ]]; then
-        export ROCKSDB_LIB_DIR="$lib" ROCKSDB_STATIC=1
-        break
-    fi
-done
-export RUSTC_BOOTSTRAP=1
+source scripts/build-env.sh
 echo "== building the fuzz targets (-O)"
 cargo fuzz build -O --codegen-units 16 -s none --target-dir "$fuzz_target_dir"
 bin_dir="$fuzz_target_dir/$(rustc -vV | sed -n 's/^host: //p')/release"

@@ -19,21 +19,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-15}
 shift || true
-: "${CARGO_TARGET_DIR:=/var/tmp/ordo-target}"
-fuzz_target_dir="$CARGO_TARGET_DIR/fuzz"
-for out in "$CARGO_TARGET_DIR"/debug/build/librocksdb-sys-*/out; do
-    if [[ -f "$out/librocksdb.a" ]]; then
-        export ROCKSDB_LIB_DIR="$out" ROCKSDB_STATIC=1
-        break
-    fi
-done
+source scripts/build-env.sh
 profile=(--dev)
 if [[ "${ORDO_FUZZ_RELEASE:-0}" == 1 ]]; then
     profile=(-O --codegen-units 16)
 fi
-# cargo-fuzz passes -Z flags only with a sanitizer or build-std; RUSTC_BOOTSTRAP lets a
-# stable toolchain take the few nightly-only options libFuzzer builds still use.
-export RUSTC_BOOTSTRAP=1
 build=(cargo fuzz build "${profile[@]}" -s none --target-dir "$fuzz_target_dir")
 echo "== building the fuzz targets (${profile[*]})"
 "${build[@]}"

@@ -310,19 +310,7 @@ pub fn request(mode: u8, rest: &[u8]) -> Option<Envelope> {
 /// code is one that [`ordo_proto::status::grpc_code`] gives a refusal (never OK, never a
 /// code outside the table), and it says why.
 pub fn assert_documented_refusal(refusal: &tonic::Status) {
-    use ordo_proto::pb::common::Status;
-    let documented = [
-        Status::BadRequest,
-        Status::Forbidden,
-        Status::NotFound,
-        Status::Conflict,
-        Status::RequestEntityTooLarge,
-        Status::TooManyRequests,
-        Status::InternalServerError,
-        Status::NotImplemented,
-        Status::ServiceUnavailable,
-    ]
-    .map(ordo_proto::status::grpc_code);
+    let documented = ordo_proto::status::REFUSALS.map(ordo_proto::status::grpc_code);
     assert!(
         documented.contains(&refusal.code()),
         "a refusal with an undocumented code: {refusal:?}"

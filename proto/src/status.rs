@@ -10,6 +10,19 @@
 
 use crate::pb::common::Status;
 
+/// Every status a node's check may refuse with (all but SUCCESS and STATUS_UNKNOWN).
+pub const REFUSALS: [Status; 9] = [
+    Status::BadRequest,
+    Status::Forbidden,
+    Status::NotFound,
+    Status::Conflict,
+    Status::RequestEntityTooLarge,
+    Status::TooManyRequests,
+    Status::InternalServerError,
+    Status::NotImplemented,
+    Status::ServiceUnavailable,
+];
+
 /// The gRPC code of a node's refusal.
 ///
 /// | `ordo.common.Status` | gRPC code |
@@ -80,19 +93,10 @@ mod tests {
 
     #[test]
     fn every_status_has_one_code_and_only_success_is_ok() {
-        for s in [
-            Status::Unknown,
-            Status::Success,
-            Status::BadRequest,
-            Status::Forbidden,
-            Status::NotFound,
-            Status::Conflict,
-            Status::RequestEntityTooLarge,
-            Status::TooManyRequests,
-            Status::InternalServerError,
-            Status::NotImplemented,
-            Status::ServiceUnavailable,
-        ] {
+        for s in REFUSALS
+            .into_iter()
+            .chain([Status::Success, Status::Unknown])
+        {
             assert_eq!(
                 grpc_code(s) == tonic::Code::Ok,
                 s == Status::Success,
