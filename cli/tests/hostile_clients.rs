@@ -1,5 +1,5 @@
 //! Hostile clients against real processes (`ordo up`, TLS, one orderer, three peers):
-//! garbage and truncated messages to every RPC of every service; to every RPC again,
+//! garbage, truncated and oversized messages to every RPC of every service; to every RPC again,
 //! well-formed requests for another channel, badly signed, or signed an hour ago, and
 //! copies of every request that changed something; a thousand idle
 //! connections that never finish a handshake, half-open Broadcast streams (never sending,
@@ -72,6 +72,25 @@ async fn hostile_clients_get_precise_statuses_and_the_network_carries_on() {
     let (answers, ending) = raw_broadcast(&orderer, vec![truncated.clone()]).await;
     assert!(answers.is_empty(), "{answers:?}");
     assert_eq!(ending.map(|s| s.code()), Some(tonic::Code::InvalidArgument));
+
+    // A message over the nodes' gRPC limit (80 MiB on both, PROTOCOL.md "Statuses") to
+    // every RPC, Broadcast included: OUT_OF_RANGE, read no further than its length.
+    let oversized = vec![0u8; 80 * 1024 * 1024 + 1];
+    let every_path = PEER_PATHS
+        .iter()
+        .map(|path| (peers[0].clone(), *path))
+        .chain(ORDERER_PATHS.iter().map(|path| (orderer.clone(), *path)));
+    for (addr, path) in every_path {
+        let status = raw_unary(&addr, path, oversized.clone()).await;
+        assert_eq!(
+            status.code(),
+            tonic::Code::OutOfRange,
+            "{addr}{path} with 80 MiB + 1: {status}"
+        );
+    }
+    let (answers, ending) = raw_broadcast(&orderer, vec![oversized]).await;
+    assert!(answers.is_empty(), "{answers:?}");
+    assert_eq!(ending.map(|s| s.code()), Some(tonic::Code::OutOfRange));
 
     // Badly signed, stale and replayed requests: refused with the model's precise status.
     let forged = |mut env: ordo_proto::pb::common::Envelope| {
