@@ -1,10 +1,11 @@
 //! Hostile clients against real processes (`ordo up`, TLS, one orderer, three peers):
-//! garbage, truncated and oversized messages to every RPC of every service; to every RPC again,
-//! well-formed requests for another channel, badly signed, or signed an hour ago, and
-//! copies of every request that changed something; a thousand idle
-//! connections that never finish a handshake, half-open Broadcast streams (never sending,
-//! or never reading their answers), and Deliver and BlockEvents readers that never read. Every bad request gets a precise status; afterwards a normal transfer still
-//! commits and every peer agrees.
+//! garbage, truncated and oversized messages to every RPC of every service; to every RPC
+//! again, well-formed requests for another channel, badly signed, or signed an hour ago,
+//! and copies of every request that changed something; a thousand idle connections that
+//! never finish a handshake, half-open Broadcast streams (never sending, or never reading
+//! their answers), and Deliver and BlockEvents readers that never read. Every bad request
+//! gets a precise status; afterwards a normal transfer still commits and every peer
+//! agrees.
 
 mod common;
 
