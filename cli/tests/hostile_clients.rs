@@ -260,8 +260,58 @@ async fn hostile_clients_get_precise_statuses_and_the_network_carries_on() {
         let balance = theirs.evaluate("balance", ["bob"]).await.expect("balance");
         assert_eq!(balance, "4", "{org}'s peer agrees");
     }
+    // Through all of it, with every hostile connection and stream still held, each
+    // node's memory stayed bounded.
+    let dir = network_file.parent().expect("the network's directory");
+    let nodes = node_pids(dir);
+    assert_eq!(nodes.len(), 4, "one orderer and three peers: {nodes:?}");
+    for (pid, rss) in nodes.iter().map(|&pid| (pid, rss(pid))) {
+        assert!(rss < 1 << 30, "node {pid} holds {} MiB", rss >> 20);
+    }
     drop(idle);
     drop(half_open);
+}
+
+/// The node processes `ordo up` started for the network in `dir` (their command line
+/// names a config file under it).
+fn node_pids(dir: &std::path::Path) -> Vec<u32> {
+    let dir = dir.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let config_in_dir = args
+            .iter()
+            .any(|a| a.starts_with(&dir) && a.ends_with(".toml"));
+        let is_node = args.iter().any(|a| a == "orderer" || a == "peer");
+        if config_in_dir && is_node {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A process's resident memory, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
 }
 
 /// Every RPC a client (or, for Announce, a peer) calls with a signed request.
