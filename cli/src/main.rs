@@ -60,6 +60,9 @@ enum Command {
     /// Fetch and verify blocks.
     #[command(subcommand)]
     Block(cmd::block::BlockCommand),
+    /// Check a stopped node's ledgers on disk.
+    #[command(subcommand)]
+    Ledger(cmd::ledger::LedgerCommand),
     /// Measure throughput and latency against a running network.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
             Command::Channel(c) => cmd::channel::run(c).await,
             Command::Config(c) => cmd::config::run(c),
             Command::Block(c) => cmd::block::run(c).await,
+            Command::Ledger(c) => cmd::ledger::run(c),
             Command::Bench(c) => cmd::bench::run(c).await,
             Command::Kafka(c) => cmd::kafka::run(c).await,
             Command::Tx(c) => cmd::tx::run(c).await,

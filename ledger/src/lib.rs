@@ -11,6 +11,7 @@
 //! | [`CF_META`] | `height` | number of blocks, `u64` BE |
 //! | [`CF_META`] | `last_hash` | hash of block `height - 1`, 32 bytes |
 //! | [`CF_META`] | `tx_index` | `off` when created with [`TxIndex::Off`] (an orderer's ledger) |
+//! | [`CF_META`] | `format` | the layout's version, `u32` BE ([`LEDGER_FORMAT`]; see the `format` module) |
 //! | [`CF_STATE`], [`CF_HISTORY`] | a peer's world state and key history | see the `state` module |
 //!
 //! An orderer appends blocks with [`BlockStore::append`]; a peer commits them with
@@ -38,6 +39,15 @@
 //! against the stored chain tip (the block at `height - 1` exists and hashes to `last_hash`;
 //! no block is stored at or beyond `height`); any mismatch is [`LedgerError::Corrupt`],
 //! because serving a ledger that disagrees with itself would fork the channel.
+//!
+//! ## Integrity
+//!
+//! Every ledger records its format version and refuses a newer one (`format` module).
+//! Every block read passes RocksDB's checksums; damage becomes [`LedgerError::Corrupt`]
+//! naming the channel, the block and the file, and the store remembers its first
+//! [`LedgerFault`] for health checks and metrics ([`fault`]). A background [`scrub`]
+//! reads every block again and again so damage shows before a client asks; offline,
+//! `ordo ledger verify` checks a stopped node's ledgers (see `ordo_peer::replay_check`).
 //!
 //! ## Concurrency
 //!
@@ -72,20 +82,29 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 pub mod backup;
+pub mod blob_files;
+pub mod compare;
 pub mod consensus_log;
 pub mod dirs;
+pub mod fault;
+mod format;
 mod logged;
 mod open;
 mod read;
+pub mod scrub;
 mod state;
 mod tx_index;
 pub use backup::{BackupError, BackupWriter, Manifest};
+pub use compare::{Difference, REPLAYED_COLUMNS};
 pub use consensus_log::{ConsensusLog, LogUpdate, CF_CONSENSUS_LOG, CF_CONSENSUS_STATE};
 pub use dirs::ChannelDirs;
+pub use fault::LedgerFault;
+pub use format::LEDGER_FORMAT;
 pub use logged::LogPosition;
 pub use state::{HistoryEntry, StateCommit, StateWrite, Version, VersionedValue};
 pub use tx_index::{TxIndex, TxLocation};
 
+use format::settle_format;
 use open::{cf_descriptors, db_options, recover_tip};
 use read::{decode_block, resolve_stored, BlockRange};
 use tx_index::{first_occurrences, settle_tx_index};
@@ -160,6 +179,19 @@ pub enum LedgerError {
     /// blocks, index entry of the wrong size). The ledger must not be served as is.
     #[error("corrupt ledger: {0}")]
     Corrupt(String),
+    /// The ledger was written by a newer build, in a format this one does not know
+    /// (`format` module). No block, index entry or state was read or written; run the
+    /// newer build.
+    #[error(
+        "the ledger has format {found}, newer than the format {supported} this build knows: \
+         run the build that wrote it (or restore a backup taken before the upgrade)"
+    )]
+    NewerFormat {
+        /// The format recorded in the ledger.
+        found: u32,
+        /// The newest format this build reads ([`LEDGER_FORMAT`]).
+        supported: u32,
+    },
 }
 
 /// The chain tip as known in memory; moves only after the write that makes it durable.
@@ -180,6 +212,10 @@ struct Inner {
     writer: Mutex<()>,
     /// Height watch; `send_replace` keeps it updated even with no receivers.
     height_tx: watch::Sender<u64>,
+    /// The first corruption found since the store was opened (`fault` module).
+    fault: Mutex<Option<LedgerFault>>,
+    /// The background scrub's progress (`scrub` module).
+    scrub: Mutex<scrub::ScrubStatus>,
 }
 
 /// The block store of one channel: append-only, hash-linked, indexed by tx id, durable at
@@ -215,9 +251,16 @@ impl BlockStore {
     /// whatever `tx_index` says.
     pub fn open_with(dir: &Path, tx_index: TxIndex) -> Result<Self, LedgerError> {
         let db = Db::open_cf_descriptors(&db_options(), dir, cf_descriptors())?;
-        let tip = recover_tip(&db)?;
+        let format = settle_format(&db).map_err(|e| fault::at_open(dir, e))?;
+        let tip = recover_tip(&db).map_err(|e| fault::at_open(dir, e))?;
         let tx_index = settle_tx_index(&db, tip.height, tx_index)?;
-        tracing::info!(dir = %dir.display(), height = tip.height, ?tx_index, "opened ledger");
+        tracing::info!(
+            dir = %dir.display(),
+            height = tip.height,
+            ?tx_index,
+            ?format,
+            "opened ledger"
+        );
         let (height_tx, _) = watch::channel(tip.height);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -227,6 +270,8 @@ impl BlockStore {
                 tx_index,
                 writer: Mutex::new(()),
                 height_tx,
+                fault: Mutex::new(None),
+                scrub: Mutex::new(scrub::ScrubStatus::default()),
             }),
         })
     }
@@ -394,6 +439,17 @@ impl BlockStore {
         Ok(())
     }
 
+    /// Whether `other` is a clone of this store (the same open database), not merely a
+    /// store of the same directory.
+    pub fn is_same(&self, other: &BlockStore) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The ledger's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
     /// The number of blocks, i.e. the number the next block must carry.
     pub fn height(&self) -> u64 {
         self.tip().height
@@ -409,7 +465,7 @@ impl BlockStore {
     /// The block with `number`, or `None` at or beyond the height.
     pub fn block(&self, number: u64) -> Result<Option<Block>, LedgerError> {
         self.block_bytes(number)?
-            .map(|bytes| decode_block(number, bytes))
+            .map(|bytes| self.checked(Some(number), decode_block(number, bytes)))
             .transpose()
     }
 
@@ -421,14 +477,17 @@ impl BlockStore {
         if number >= self.height() {
             return Ok(None);
         }
-        let value = self
-            .inner
-            .db
-            .get_cf(self.cf(CF_BLOCKS)?, number.to_be_bytes())?
-            .ok_or_else(|| {
-                LedgerError::Corrupt(format!("block {number} is below the height but missing"))
-            })?;
-        resolve_stored(&self.inner.db, number, value).map(Some)
+        let read = || -> Result<Bytes, LedgerError> {
+            let value = self
+                .inner
+                .db
+                .get_cf(self.cf(CF_BLOCKS)?, number.to_be_bytes())?
+                .ok_or_else(|| {
+                    LedgerError::Corrupt(format!("block {number} is below the height but missing"))
+                })?;
+            resolve_stored(&self.inner.db, number, value)
+        };
+        self.checked(Some(number), read()).map(Some)
     }
 
     /// Where the consensus log holds block `number`, when the ledger stores it by
@@ -481,7 +540,7 @@ impl BlockStore {
     ) -> impl Iterator<Item = Result<Block, LedgerError>> + '_ {
         let end = to_exclusive.min(self.height());
         let mut range = BlockRange {
-            db: &self.inner.db,
+            store: self,
             iter: None,
             pending_error: None,
             next: from,
@@ -575,3 +634,5 @@ fn cf<'a>(db: &'a Db, name: &str) -> Result<&'a ColumnFamily, LedgerError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_support;

@@ -45,10 +45,22 @@ pub(crate) fn recover_tip(db: &Db) -> Result<Tip, LedgerError> {
         ))),
         (_, Some(expected)) => {
             let number = height - 1;
-            let bytes = db.get_cf(blocks, number.to_be_bytes())?.ok_or_else(|| {
-                LedgerError::Corrupt(format!("last block {number} (height {height}) is missing"))
-            })?;
-            let block = decode_block(number, resolve_stored(db, number, bytes)?)?;
+            let in_last_block = |e: LedgerError| match e {
+                LedgerError::Storage(e) if e.kind() == rocksdb::ErrorKind::Corruption => {
+                    LedgerError::Corrupt(format!("reading the last block {number}: {e}"))
+                }
+                other => other,
+            };
+            let bytes = db
+                .get_cf(blocks, number.to_be_bytes())
+                .map_err(|e| in_last_block(e.into()))?
+                .ok_or_else(|| {
+                    LedgerError::Corrupt(format!(
+                        "last block {number} (height {height}) is missing"
+                    ))
+                })?;
+            let stored = resolve_stored(db, number, bytes).map_err(in_last_block)?;
+            let block = decode_block(number, stored)?;
             chain::check_structure(&block, None)
                 .map_err(|e| LedgerError::Corrupt(format!("last block: {e}")))?;
             if chain::hash(&block) != expected {

@@ -8,11 +8,12 @@ use rocksdb::DBIteratorWithThreadMode;
 
 use ordo_proto::pb::common::Block;
 
-use crate::{cf, logged, Db, LedgerError, CF_CONSENSUS_LOG};
+use crate::{cf, logged, BlockStore, Db, LedgerError, CF_CONSENSUS_LOG};
 
 /// Blocks `next..end` from one forward iterator; ends after the first error.
 pub(crate) struct BlockRange<'a> {
-    pub(crate) db: &'a Db,
+    /// The store, whose corruption check every result passes.
+    pub(crate) store: &'a BlockStore,
     pub(crate) iter: Option<DBIteratorWithThreadMode<'a, Db>>,
     pub(crate) pending_error: Option<LedgerError>,
     pub(crate) next: u64,
@@ -24,7 +25,7 @@ impl Iterator for BlockRange<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(e) = self.pending_error.take() {
-            return Some(Err(e));
+            return Some(self.store.checked(Some(self.next), Err(e)));
         }
         if self.next >= self.end {
             return None;
@@ -36,13 +37,14 @@ impl Iterator for BlockRange<'_> {
             ))),
             Some(Err(e)) => Err(e.into()),
             Some(Ok((key, value))) if key.as_ref() == number.to_be_bytes() => {
-                resolve_stored(self.db, number, value.into_vec())
+                resolve_stored(&self.store.inner.db, number, value.into_vec())
                     .and_then(|bytes| decode_block(number, bytes))
             }
             Some(Ok((key, _))) => Err(LedgerError::Corrupt(format!(
                 "expected block {number}, found key {key:02x?}"
             ))),
         };
+        let result = self.store.checked(Some(number), result);
         if result.is_ok() {
             self.next += 1;
         } else {

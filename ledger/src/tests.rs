@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use super::*;
+use crate::tests_support::{flip_in_blob_files, ledger_in_blob_files};
 use ordo_proto::pb::common::{Envelope, Header, HeaderType, Payload};
 
 fn envelope(tx_id: &str) -> Bytes {
@@ -731,4 +732,57 @@ fn a_logged_block_whose_entry_is_gone_is_corrupt() {
         assert!(matches!(store.block(1), Err(LedgerError::Corrupt(_))));
     }
     assert_corrupt_on_open(dir.path(), "a last block whose log entry is gone");
+}
+
+/// A flipped byte on disk in block 1's blob: reading block 1 is `Corrupt` naming the
+/// channel, the block and the blob file (which RocksDB's own message does not name); the
+/// store remembers the fault; the other blocks are still served.
+#[test]
+fn a_flipped_byte_in_a_blob_file_names_the_channel_block_and_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("payments");
+    let marker = |n: u64| format!("MARKER-OF-BLOCK-{n}-");
+    ledger_in_blob_files(&dir, marker);
+    let file = flip_in_blob_files(&dir, marker(1).as_bytes());
+
+    let store = BlockStore::open(&dir).expect("the tip is intact: opens");
+    assert_eq!(store.fault(), None, "nothing read yet");
+    for n in [0, 2, 3] {
+        assert!(store.block(n).expect("intact").is_some(), "block {n}");
+    }
+    let why = match store.block(1) {
+        Err(LedgerError::Corrupt(why)) => why,
+        other => panic!("expected Corrupt, got {other:?}"),
+    };
+    assert!(why.contains("channel \"payments\""), "{why}");
+    assert!(why.contains("block 1"), "{why}");
+    assert!(why.contains(&file.display().to_string()), "{why}");
+    let fault = store.fault().expect("remembered");
+    assert_eq!(
+        (fault.channel(), fault.block, fault.file.as_deref()),
+        ("payments".to_string(), Some(1), Some(file.as_path()))
+    );
+    assert!(matches!(store.block_bytes(1), Err(LedgerError::Corrupt(_))));
+    let range: Vec<_> = store.blocks(0, 4).collect();
+    assert_eq!(range.len(), 2, "the range ends at the damaged block");
+    assert!(range[0].is_ok());
+    assert!(matches!(&range[1], Err(LedgerError::Corrupt(w)) if w.contains("block 1")));
+}
+
+/// The same damage in the last block stops the open, naming the channel and the file.
+#[test]
+fn a_flipped_byte_in_the_last_block_stops_the_open_naming_the_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("payments");
+    let marker = |n: u64| format!("MARKER-OF-BLOCK-{n}-");
+    ledger_in_blob_files(&dir, marker);
+    let file = flip_in_blob_files(&dir, marker(3).as_bytes());
+    match BlockStore::open(&dir) {
+        Err(LedgerError::Corrupt(why)) => {
+            assert!(why.contains("channel \"payments\""), "{why}");
+            assert!(why.contains("last block 3"), "{why}");
+            assert!(why.contains(&file.display().to_string()), "{why}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
 }

@@ -33,6 +33,7 @@ pub mod data_dir;
 pub mod decode_errors;
 pub mod drain;
 pub mod health;
+pub mod ledger_section;
 pub mod listener;
 pub mod metrics;
 pub mod pool;
@@ -45,6 +46,7 @@ pub mod trust;
 
 pub use decode_errors::DecodeErrorLayer;
 pub use drain::{serve_with_drain, Drained};
+pub use ledger_section::LedgerSection;
 pub use listener::{
     incoming, memory_listener, GrpcListener, ListenerLimits, ListenerMetrics, MemoryConnector,
     PeerInfo,

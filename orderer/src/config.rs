@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Sections that environment overrides may address.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "node",
     "identity",
     "limits",
@@ -22,6 +22,7 @@ const SECTIONS: [&str; 7] = [
     "kafka",
     "tls",
     "connections",
+    "ledger",
 ];
 
 /// Why a configuration could not be loaded.
@@ -72,6 +73,9 @@ pub struct OrdererConfig {
     /// Limits on the listener's connections.
     #[serde(default)]
     pub connections: ConnectionsSection,
+    /// Upkeep of the channel ledgers (the background scrub).
+    #[serde(default)]
+    pub ledger: ordo_node::LedgerSection,
 }
 
 /// `[kafka]`: this node's side of the Kafka channels. The channel config names the

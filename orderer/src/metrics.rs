@@ -57,6 +57,15 @@ pub struct Metrics {
     pub ledger_height: Family<Labels, Gauge<u64, AtomicU64>>,
     /// Config sequence by channel (refreshed at scrape time).
     pub config_sequence: Family<Labels, Gauge<u64, AtomicU64>>,
+    /// 1 when the channel's ledger found corruption in its stored data since start, else
+    /// 0 (refreshed at scrape time; see `ordo_ledger::fault` for the remedy).
+    pub ledger_corrupt: Family<Labels, Gauge<u64, AtomicU64>>,
+    /// Complete passes of the background scrub over the channel's ledger since start
+    /// (refreshed at scrape time; `ordo_ledger::scrub`).
+    pub ledger_scrub_passes: Family<Labels, Counter<u64, AtomicU64>>,
+    /// Bytes of blocks the background scrub read and checked since start (refreshed at
+    /// scrape time).
+    pub ledger_scrubbed_bytes: Family<Labels, Counter<u64, AtomicU64>>,
     /// Envelopes whose Broadcast waits for their block (`committed` ack mode), by
     /// channel (refreshed at scrape time): bounded by the channel's waiter registry.
     pub commit_waiters: Family<Labels, Gauge<u64, AtomicU64>>,
@@ -129,6 +138,9 @@ impl Metrics {
             deliver_ends: Family::default(),
             ledger_height: Family::default(),
             config_sequence: Family::default(),
+            ledger_corrupt: Family::default(),
+            ledger_scrub_passes: Family::default(),
+            ledger_scrubbed_bytes: Family::default(),
             commit_waiters: Family::default(),
             blocks_written: Family::default(),
             envelopes_written: Family::default(),
@@ -182,6 +194,21 @@ impl Metrics {
             "config_sequence",
             "Sequence of the channel configuration in force",
             m.config_sequence.clone(),
+        );
+        registry.register(
+            "ledger_corrupt",
+            "1 when the channel's ledger found corruption in its stored data since start",
+            m.ledger_corrupt.clone(),
+        );
+        registry.register(
+            "ledger_scrub_passes",
+            "Complete passes of the background scrub over the channel's ledger since start",
+            m.ledger_scrub_passes.clone(),
+        );
+        registry.register(
+            "ledger_scrubbed_bytes",
+            "Bytes of blocks the background scrub read and checked since start",
+            m.ledger_scrubbed_bytes.clone(),
         );
         registry.register(
             "commit_waiters",

@@ -55,20 +55,31 @@ pub async fn serve(
 }
 
 /// Liveness: 200 with `{"status":"OK",...}` while the process serves; the body also says
-/// whether it is ready and why not, for a human reading it.
+/// whether it is ready and why not, for a human reading it. 503 with `"UNAVAILABLE"` and
+/// the faults when a channel's ledger found corruption in its stored data: restarting
+/// does not repair a ledger, but a supervisor or an operator must notice (the remedy is
+/// in `ordo_ledger::fault::REMEDY` and the node's log).
 async fn healthz(State(ops): State<Ops>) -> impl IntoResponse {
     let v = ops.readiness.verdict();
+    let channels = ops.registry.list();
+    let faults: Vec<String> = channels
+        .iter()
+        .filter_map(|ch| ch.support.ledger().fault())
+        .map(|f| format!("ledger corrupt: {f}"))
+        .collect();
+    let (code, status) = if faults.is_empty() {
+        (StatusCode::OK, "OK")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+    };
     let body = format!(
-        "{{\"status\":\"OK\",\"channels\":{},\"ready\":{},\"problems\":{}}}\n",
-        ops.registry.list().len(),
+        "{{\"status\":\"{status}\",\"channels\":{},\"ready\":{},\"problems\":{},\"failed_checks\":{}}}\n",
+        channels.len(),
         v.ready,
-        json_strings(&v.problems)
+        json_strings(&v.problems),
+        json_strings(&faults)
     );
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
+    (code, [(header::CONTENT_TYPE, "application/json")], body)
 }
 
 /// Readiness: 200 when the last evaluation (see [`readiness_problems`]) found nothing
@@ -96,7 +107,8 @@ fn json_strings(items: &[String]) -> String {
 }
 
 /// Why the orderer is not ready: a channel whose chain cannot order now (no raft leader,
-/// kafka brokers unreachable, ...), or one of its own certificates not valid now.
+/// kafka brokers unreachable, ...) or whose ledger found corruption, or one of its own
+/// certificates not valid now.
 pub async fn readiness_problems(
     registry: Arc<Registry>,
     identity: ordo_proto::identity::Identity,
@@ -108,6 +120,9 @@ pub async fn readiness_problems(
         ordo_node::certinfo::now_s(),
     );
     for ch in registry.list() {
+        if let Some(fault) = ch.support.ledger().fault() {
+            problems.push(format!("ledger corrupt: {fault}"));
+        }
         if let Err(e) = ch.chain.wait_ready().await {
             problems.push(format!("channel {}: {e}", ch.id()));
         }
@@ -144,9 +159,22 @@ async fn metrics_text(State(ops): State<Ops>, headers: HeaderMap) -> impl IntoRe
             .get_or_create(&labels)
             .set(ch.support.sequence());
         ops.metrics
+            .ledger_corrupt
+            .get_or_create(&labels)
+            .set(u64::from(ch.support.ledger().fault().is_some()));
+        ops.metrics
             .commit_waiters
             .get_or_create(&labels)
             .set(ch.support.commit_waiters() as u64);
+        let scrub = ch.support.ledger().scrub_status();
+        catch_up(
+            &ops.metrics.ledger_scrub_passes.get_or_create(&labels),
+            scrub.passes,
+        );
+        catch_up(
+            &ops.metrics.ledger_scrubbed_bytes.get_or_create(&labels),
+            scrub.bytes,
+        );
         let stats = ch.support.stats();
         catch_up(
             &ops.metrics.blocks_written.get_or_create(&labels),

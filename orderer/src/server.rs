@@ -265,6 +265,21 @@ pub async fn run(
         let probe: ReadinessProbe = Arc::new(move || readiness.is_ready());
         serve_health(ORDERER_SERVICES, probe, token.clone()).await
     };
+    {
+        let registry = registry.clone();
+        let token = token.clone();
+        ordo_ledger::scrub::spawn(
+            move || {
+                registry
+                    .list()
+                    .iter()
+                    .map(|c| c.support.ledger().clone())
+                    .collect()
+            },
+            config.ledger.scrub_bytes_per_sec,
+            async move { token.cancelled().await },
+        );
+    }
     let ops_task = tokio::spawn(crate::ops::serve(
         ops,
         registry.clone(),

@@ -47,4 +47,5 @@ pub mod chaincode;
 pub mod committer;
 pub mod deliver;
 pub mod node;
+pub mod replay_check;
 pub mod validator;

@@ -136,6 +136,7 @@ async fn start_orderer(org: &Org, grpc: TcpListener, data_dir: PathBuf) -> Order
         kafka: Default::default(),
         tls: Default::default(),
         connections: Default::default(),
+        ledger: Default::default(),
     };
     let stop = CancellationToken::new();
     let token = stop.clone();

@@ -11,6 +11,7 @@ pub mod consenter;
 pub mod crypto;
 pub mod events;
 pub mod kafka;
+pub mod ledger;
 pub mod lifecycle;
 pub mod node;
 pub mod orderer;

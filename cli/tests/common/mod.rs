@@ -333,6 +333,19 @@ impl NodeProcess {
         panic!("{} not ready:\n{}", self.kind, self.log_text());
     }
 
+    /// Starts the node and waits (at most 30 s) for it to exit, as a node that refuses to
+    /// start must; its exit status.
+    pub async fn start_expecting_exit(&mut self) -> std::process::ExitStatus {
+        self.spawn();
+        for _ in 0..300 {
+            if let Some(status) = self.proc.reap_if_exited() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{} kept running:\n{}", self.kind, self.log_text());
+    }
+
     /// SIGTERM and wait: a graceful stop, which must exit 0.
     pub fn stop(&mut self) {
         if let Some(status) = self.proc.stop_status() {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Sections that environment overrides may address.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "node",
     "identity",
     "deliver",
@@ -17,6 +17,7 @@ const SECTIONS: [&str; 8] = [
     "gateway",
     "tls",
     "connections",
+    "ledger",
     "discovery",
 ];
 
@@ -66,6 +67,9 @@ pub struct PeerConfig {
     /// Limits on the listener's connections.
     #[serde(default)]
     pub connections: ConnectionsSection,
+    /// Upkeep of the channel ledgers (the background scrub).
+    #[serde(default)]
+    pub ledger: ordo_node::LedgerSection,
     /// How the peer announces itself and finds the channels' other peers.
     #[serde(default)]
     pub discovery: PeerDiscoverySection,

@@ -235,6 +235,9 @@ impl std::fmt::Debug for ChannelCollector {
 struct ChannelValues {
     label: ChannelLabel,
     height: u64,
+    corrupt: bool,
+    scrub_passes: u64,
+    scrub_bytes: u64,
     received: u64,
     verified: u64,
     failures: u64,
@@ -258,6 +261,9 @@ impl Collector for ChannelCollector {
                         channel: c.id().to_string(),
                     },
                     height: c.ledger().height(),
+                    corrupt: c.ledger().fault().is_some(),
+                    scrub_passes: c.ledger().scrub_status().passes,
+                    scrub_bytes: c.ledger().scrub_status().bytes,
                     received: counts.blocks_received,
                     verified: counts.blocks_verified,
                     failures: counts.verification_failures,
@@ -275,7 +281,26 @@ impl Collector for ChannelCollector {
         for v in &values {
             ConstGauge::new(v.height).encode(gauge.encode_family(&v.label)?)?;
         }
-        let counters: [CounterSource; 4] = [
+        let mut corrupt = encoder.encode_descriptor(
+            "ledger_corrupt",
+            "1 when the channel's ledger found corruption in its stored data since start",
+            None,
+            MetricType::Gauge,
+        )?;
+        for v in &values {
+            ConstGauge::new(i64::from(v.corrupt)).encode(corrupt.encode_family(&v.label)?)?;
+        }
+        let counters: [CounterSource; 6] = [
+            (
+                "ledger_scrub_passes",
+                "Complete passes of the background scrub over the channel's ledger since start",
+                |v| v.scrub_passes,
+            ),
+            (
+                "ledger_scrubbed_bytes",
+                "Bytes of blocks the background scrub read and checked since start",
+                |v| v.scrub_bytes,
+            ),
             (
                 "deliver_blocks_received",
                 "Blocks received from orderers, verified or not",

@@ -281,6 +281,15 @@ pub async fn run(
             token.cancel();
         });
     }
+    {
+        let channels = channels.clone();
+        let token = token.clone();
+        ordo_ledger::scrub::spawn(
+            move || channels.list().iter().map(|c| c.ledger().clone()).collect(),
+            config.ledger.scrub_bytes_per_sec,
+            async move { token.cancelled().await },
+        );
+    }
     let ops_token = token.clone();
     let listener_metrics = ordo_node::ListenerMetrics::new();
     let cert_metrics = ordo_node::certinfo::CertMetrics::new();

@@ -59,15 +59,20 @@ pub(super) async fn serve(
         .await
 }
 
-/// 200 unless a channel's follower stopped on an error it cannot repair.
+/// 200 unless a channel's follower stopped on an error it cannot repair, or its ledger
+/// found corruption in its stored data (`ordo_ledger::fault`; the remedy is in the log).
 async fn healthz(State(channels): State<Arc<PeerChannels>>) -> impl IntoResponse {
     let failed: Vec<String> = channels
         .list()
         .iter()
-        .filter_map(|c| {
-            c.status()
-                .failed
-                .map(|f| format!("{{\"channel\":\"{}\",\"reason\":{:?}}}", c.id(), f))
+        .flat_map(|c| {
+            let stopped = c.status().failed;
+            let corrupt = c.ledger().fault().map(|f| format!("ledger corrupt: {f}"));
+            [stopped, corrupt]
+                .into_iter()
+                .flatten()
+                .map(|why| format!("{{\"channel\":\"{}\",\"reason\":{:?}}}", c.id(), why))
+                .collect::<Vec<_>>()
         })
         .collect();
     let code = if failed.is_empty() {
@@ -105,9 +110,10 @@ async fn readyz(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {
     }
 }
 
-/// Why the peer is not ready: a channel stopped, or more than `max_lag_blocks` behind the
-/// ordering service's height (asked of the orderers with a signed Deliver for the newest
-/// block), or no orderer answers; or one of its own certificates is not valid now.
+/// Why the peer is not ready: a channel stopped or its ledger found corruption, or more
+/// than `max_lag_blocks` behind the ordering service's height (asked of the orderers with
+/// a signed Deliver for the newest block), or no orderer answers; or one of its own
+/// certificates is not valid now.
 pub(super) async fn readiness_problems(
     channels: Arc<PeerChannels>,
     tls: Option<Arc<ordo_node::NodeTls>>,
@@ -122,6 +128,9 @@ pub(super) async fn readiness_problems(
         if let Some(f) = &st.failed {
             lagging.push(format!("{}: stopped: {f}", c.id()));
             continue;
+        }
+        if let Some(fault) = c.ledger().fault() {
+            lagging.push(format!("ledger corrupt: {fault}"));
         }
         match orderer_height(&channels, c.id(), &st.config).await {
             Some(h) if h.saturating_sub(st.height) <= channels.settings().max_lag_blocks => {}
