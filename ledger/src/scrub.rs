@@ -16,14 +16,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 
 use ordo_proto::block::{self as chain, GENESIS_PREVIOUS_HASH};
 use ordo_proto::hash::Hash;
 use prost::Message;
 
-use crate::{BlockStore, LedgerError};
+use crate::{BlockStore, Inner, LedgerError};
 
 /// How far the scrub has come on one ledger, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,10 +52,13 @@ pub enum Step {
     PassComplete,
 }
 
-/// One ledger's scrub pass.
+/// One ledger's scrub pass: where it is, not the ledger itself. The scrub must not keep
+/// a removed channel's store open: RocksDB allows one open instance of a directory per
+/// process, so a held store would stop the channel from being joined again.
 #[derive(Debug)]
 pub struct Scrubber {
-    store: BlockStore,
+    /// The store scrubbed, to tell it from a later store of the same directory.
+    of: Weak<Inner>,
     next: u64,
     /// The hash the next block must link to; `None` after a damaged block.
     prev: Option<Hash>,
@@ -63,30 +66,31 @@ pub struct Scrubber {
 
 impl Scrubber {
     /// A pass over `store` from block 0.
-    pub fn new(store: BlockStore) -> Self {
+    pub fn new(store: &BlockStore) -> Self {
         Self {
-            store,
+            of: Arc::downgrade(&store.inner),
             next: 0,
             prev: Some(GENESIS_PREVIOUS_HASH),
         }
     }
 
-    /// The ledger scrubbed.
-    pub fn store(&self) -> &BlockStore {
-        &self.store
+    /// Whether this pass is over `store` (and not an earlier store of its directory).
+    pub fn is_for(&self, store: &BlockStore) -> bool {
+        std::ptr::eq(self.of.as_ptr(), Arc::as_ptr(&store.inner))
     }
 
     /// Checks the next block (blocking: RocksDB reads). Storage errors that are not
     /// corruption (the disk gone, say) are returned and the block is tried again later.
-    pub fn step(&mut self) -> Result<Step, LedgerError> {
+    /// `store` must be the one the pass is for ([`Scrubber::is_for`]).
+    pub fn step(&mut self, store: &BlockStore) -> Result<Step, LedgerError> {
         let number = self.next;
-        if number >= self.store.height() {
+        if number >= store.height() {
             self.next = 0;
             self.prev = Some(GENESIS_PREVIOUS_HASH);
-            self.update(|s| s.passes += 1);
+            update(store, |s| s.passes += 1);
             return Ok(Step::PassComplete);
         }
-        let read = self.store.block(number);
+        let read = store.block(number);
         let (bytes, ok) = match read {
             Ok(Some(block)) => {
                 let bytes = block.encoded_len() as u64;
@@ -97,7 +101,7 @@ impl Scrubber {
                 let ok = match checked {
                     Ok(()) => true,
                     Err(e) => {
-                        let _ = self.store.checked::<()>(
+                        let _ = store.checked::<()>(
                             Some(number),
                             Err(LedgerError::Corrupt(format!("block {number}: {e}"))),
                         );
@@ -116,21 +120,20 @@ impl Scrubber {
             Err(e) => return Err(e),
         };
         self.next += 1;
-        self.update(|s| {
+        update(store, |s| {
             s.blocks += 1;
             s.bytes += bytes;
         });
         Ok(Step::Block { number, bytes, ok })
     }
+}
 
-    fn update(&self, f: impl FnOnce(&mut ScrubStatus)) {
-        f(&mut self
-            .store
-            .inner
-            .scrub
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner));
-    }
+fn update(store: &BlockStore, f: impl FnOnce(&mut ScrubStatus)) {
+    f(&mut store
+        .inner
+        .scrub
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner));
 }
 
 impl BlockStore {
@@ -149,28 +152,29 @@ const IDLE: Duration = Duration::from_secs(1);
 /// The scrub sleeps off its reads once they add up to this much time.
 const MIN_SLEEP: Duration = Duration::from_millis(20);
 
-/// Scrubs every ledger `ledgers()` returns, one block of each in turn, reading at most
-/// `bytes_per_sec` on average; never returns (drop or abort the future to stop it).
-/// Ledgers are re-listed every round, so joined channels are picked up and removed ones
-/// dropped. A storage error that is not corruption is logged and the round goes on.
+/// Scrubs every ledger `ledgers()` returns, one block of each per round, reading at
+/// most `bytes_per_sec` on average; never returns (drop or abort the future to stop it).
+/// Ledgers are listed again every round and let go of before the round's pause, so that
+/// joined channels are picked up and removed ones are not held open. A storage error that
+/// is not corruption is logged and the round goes on.
 pub async fn scrub_forever(ledgers: impl Fn() -> Vec<BlockStore>, bytes_per_sec: u64) {
     let rate = bytes_per_sec.max(1) as f64;
-    let mut scrubbers: HashMap<PathBuf, Scrubber> = HashMap::new();
+    let mut passes: HashMap<PathBuf, Scrubber> = HashMap::new();
     let mut owed = Duration::ZERO;
     loop {
         let current = ledgers();
-        scrubbers.retain(|dir, _| current.iter().any(|s| s.dir() == dir.as_path()));
+        passes.retain(|dir, _| current.iter().any(|s| s.dir() == dir.as_path()));
         let mut read_any = false;
         for store in current {
             let dir = store.dir().to_path_buf();
             // A channel removed and joined again has a new store in the same directory.
-            let scrubber = match scrubbers.remove(&dir) {
-                Some(s) if s.store().is_same(&store) => s,
-                _ => Scrubber::new(store),
+            let scrubber = match passes.remove(&dir) {
+                Some(s) if s.is_for(&store) => s,
+                _ => Scrubber::new(&store),
             };
             let done = tokio::task::spawn_blocking(move || {
                 let mut s = scrubber;
-                let r = s.step();
+                let r = s.step(&store);
                 (s, r)
             })
             .await;
@@ -186,13 +190,12 @@ pub async fn scrub_forever(ledgers: impl Fn() -> Vec<BlockStore>, bytes_per_sec:
                 Ok(Step::PassComplete) => {}
                 Err(e) => tracing::warn!(dir = %dir.display(), "ledger scrub: {e}"),
             }
-            scrubbers.insert(dir, scrubber);
-            if owed >= MIN_SLEEP {
-                tokio::time::sleep(owed).await;
-                owed = Duration::ZERO;
-            }
+            passes.insert(dir, scrubber);
         }
-        if !read_any {
+        if owed >= MIN_SLEEP {
+            tokio::time::sleep(owed).await;
+            owed = Duration::ZERO;
+        } else if !read_any {
             tokio::time::sleep(IDLE).await;
         }
     }
@@ -223,10 +226,10 @@ mod tests {
     use super::*;
     use crate::tests_support::{flip_in_blob_files, ledger_in_blob_files};
 
-    fn full_pass(s: &mut Scrubber) -> Vec<Step> {
+    fn full_pass(s: &mut Scrubber, store: &BlockStore) -> Vec<Step> {
         let mut steps = Vec::new();
         loop {
-            let step = s.step().expect("step");
+            let step = s.step(store).expect("step");
             steps.push(step);
             if step == Step::PassComplete {
                 return steps;
@@ -240,9 +243,9 @@ mod tests {
         let dir = tmp.path().join("ch");
         ledger_in_blob_files(&dir, |n| format!("M{n}"));
         let store = BlockStore::open(&dir).expect("open");
-        let mut s = Scrubber::new(store.clone());
+        let mut s = Scrubber::new(&store);
         for pass in 1..=2u64 {
-            let steps = full_pass(&mut s);
+            let steps = full_pass(&mut s, &store);
             let numbers: Vec<u64> = steps
                 .iter()
                 .filter_map(|st| match st {
@@ -269,8 +272,8 @@ mod tests {
         ledger_in_blob_files(&dir, marker);
         let file = flip_in_blob_files(&dir, marker(1).as_bytes());
         let store = BlockStore::open(&dir).expect("open");
-        let mut s = Scrubber::new(store.clone());
-        let verdicts: Vec<(u64, bool)> = full_pass(&mut s)
+        let mut s = Scrubber::new(&store);
+        let verdicts: Vec<(u64, bool)> = full_pass(&mut s, &store)
             .into_iter()
             .filter_map(|st| match st {
                 Step::Block { number, ok, .. } => Some((number, ok)),
@@ -308,5 +311,33 @@ mod tests {
         assert!(finished.is_ok(), "both ledgers scrubbed within a minute");
         assert_eq!(stores[0].fault(), None);
         assert_eq!(stores[1].fault().and_then(|f| f.block), Some(2));
+    }
+
+    /// Between rounds the scrub holds no store: a removed channel's directory can be
+    /// opened again (RocksDB refuses a second open instance in one process).
+    #[tokio::test]
+    async fn between_rounds_the_scrub_holds_no_store_open() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("ch");
+        ledger_in_blob_files(&dir, |n| format!("M{n}"));
+        let store = BlockStore::open(&dir).expect("open");
+        let listed = store.clone();
+        // One byte a second: after its first block the driver pauses for hours.
+        let driver = tokio::spawn(scrub_forever(move || vec![listed.clone()], 1));
+        let held = || Arc::strong_count(&store.inner);
+        let paused = tokio::time::timeout(Duration::from_secs(30), async {
+            while store.scrub_status().blocks == 0 || held() != 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        // Two: this test's handle and the one the listing closure keeps.
+        let count = held();
+        driver.abort();
+        assert!(
+            paused.is_ok(),
+            "the paused scrub still holds {count} handles"
+        );
+        assert_eq!(count, 2);
     }
 }
