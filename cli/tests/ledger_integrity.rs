@@ -15,14 +15,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use ordo_proto::config;
 use ordo_proto::identity::Identity;
-use ordo_proto::pb::common::{Block, ChaincodeDefinition, HeaderType, Role, Status as Code};
+use ordo_proto::pb::common::{Block, Status as Code};
 use ordo_proto::pb::orderer::SeekBehavior;
-use ordo_proto::pb::query::{query_request, GetBlock, QueryRequest};
-use ordo_proto::policy::build as policy;
+use ordo_proto::pb::query::{query_request, GetBlock};
 use ordo_sdk::tx::{self, Proposal, RwSetBuilder};
-use prost::Message;
 
 const CHANNEL: &str = "audited";
 
@@ -86,23 +83,30 @@ fn flip_in_blob_files(ledger: &Path, needle: &[u8]) -> PathBuf {
 
 /// A signed GetBlock to the peer's Query service: its gRPC outcome.
 async fn query_block(addr: &str, id: &Identity, number: u64) -> Result<Block, tonic::Status> {
-    let ch = connect(addr).await.expect("connect");
-    let mut client = ordo_proto::pb::query::query_client::QueryClient::new(ch);
-    let req = QueryRequest {
-        query: Some(query_request::Query::Block(GetBlock { number })),
-    };
-    let env = ordo_proto::envelope::create_signed(
-        id,
-        CHANNEL,
-        HeaderType::Message,
-        req.encode_to_vec().into(),
-        ordo_proto::now_ms(),
-    )
-    .0;
-    client
-        .query(env)
+    let q = query_request::Query::Block(GetBlock { number });
+    try_peer_query(addr, id, CHANNEL, q)
         .await
-        .map(|r| r.into_inner().block.expect("a block"))
+        .map(|r| r.block.expect("a block"))
+}
+
+/// Flips one byte of `needle` in the blob files of the stopped `node`'s ledger and
+/// checks that `ordo ledger verify` fails naming block 2 and the file; the file's name.
+async fn damage_block_2(node: &NodeProcess, needle: &[u8]) -> String {
+    let ledger = node.data_dir().join("channels").join(CHANNEL);
+    let file = flip_in_blob_files(&ledger, needle);
+    let file_name = file
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let (ok, report, _) = verify(&node.data_dir()).await;
+    assert!(!ok, "a flipped byte fails the check: {report}");
+    let why = report["channels"][0]["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(why.contains("block 2") && why.contains(&file_name), "{why}");
+    file_name
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,8 +115,10 @@ async fn verify_passes_intact_ledgers_and_a_flipped_byte_is_named_everywhere() {
     let admin = c.identity("BankA", "admin");
     let mut o = OrdererProcess::start(&c, "orderer0", "BankA");
     o.wait_ready(&admin).await;
-    let path = c.genesis(
+    let path = genesis_with_bank(
+        &c,
         CHANNEL,
+        "BankA",
         &[
             "--orderer-endpoints",
             &o.addr,
@@ -124,23 +130,6 @@ async fn verify_passes_intact_ledgers_and_a_flipped_byte_is_named_everywhere() {
             "committed",
         ],
     );
-    let genesis = Block::decode(std::fs::read(&path).expect("read").as_slice()).expect("block");
-    let mut cfg = config::config_from_block(&genesis).expect("config");
-    cfg.chaincodes.push(ChaincodeDefinition {
-        name: "bank".into(),
-        version: "1".into(),
-        endorsement_policy: Some(policy::n_out_of(1, &[("BankA", Role::Peer)])),
-        runtime: "builtin:bank".into(),
-        sequence: 1,
-        retired: false,
-    });
-    std::fs::write(
-        &path,
-        config::genesis_block(&cfg, 0)
-            .expect("genesis")
-            .encode_to_vec(),
-    )
-    .expect("write");
     join(&o.addr, &admin, &path).await;
     // The background scrub at a pace that reads this small ledger in well under a second.
     let mut peer = PeerProcess::start_peer_at(
@@ -193,21 +182,7 @@ async fn verify_passes_intact_ledgers_and_a_flipped_byte_is_named_everywhere() {
     let first_envelope = &block_2.data.as_ref().expect("data").data[0];
     // Its last bytes are its signature: in no other block.
     let signature = &first_envelope[first_envelope.len() - 48..];
-    let ledger = peer.data_dir().join("channels").join(CHANNEL);
-    let file = flip_in_blob_files(&ledger, signature);
-    let file_name = file
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
-
-    let (ok, report, _) = verify(&peer.data_dir()).await;
-    assert!(!ok, "a flipped byte fails the check: {report}");
-    let why = report["channels"][0]["error"]
-        .as_str()
-        .expect("error")
-        .to_string();
-    assert!(why.contains("block 2") && why.contains(&file_name), "{why}");
+    let file_name = damage_block_2(&peer, signature).await;
 
     // The peer starts (its tip is intact) and serves the other blocks. Its background
     // scrub finds the damage with no client asking: health, metrics and log show it, and
@@ -259,20 +234,7 @@ async fn verify_passes_intact_ledgers_and_a_flipped_byte_is_named_everywhere() {
     // scrub, and a Deliver of that block ends naming it.
     o.restart(&admin).await;
     o.stop();
-    let ledger = o.data_dir().join("channels").join(CHANNEL);
-    let file = flip_in_blob_files(&ledger, signature);
-    let file_name = file
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
-    let (ok, report, _) = verify(&o.data_dir()).await;
-    assert!(!ok, "{report}");
-    let why = report["channels"][0]["error"]
-        .as_str()
-        .expect("error")
-        .to_string();
-    assert!(why.contains("block 2") && why.contains(&file_name), "{why}");
+    let file_name = damage_block_2(&o, signature).await;
     // At start an orderer reads its last blocks back (to refill its duplicate filter):
     // block 2 is among them, so it refuses to start, naming the block and the file.
     let status = o.start_expecting_exit().await;

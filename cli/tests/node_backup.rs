@@ -13,10 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use ordo_proto::config;
 use ordo_proto::identity::Identity;
-use ordo_proto::pb::common::{Block, ChaincodeDefinition, Role, Status as Code};
-use ordo_proto::policy::build as policy;
+use ordo_proto::pb::common::{Block, Status as Code};
 use ordo_sdk::tx::{self, Proposal, RwSetBuilder};
 use prost::Message;
 
@@ -123,8 +121,10 @@ async fn a_peer_backed_up_under_load_restores_into_a_new_peer_that_catches_up_an
     let admin = c.identity("BankA", "admin");
     let mut o = OrdererProcess::start(&c, "orderer0", "BankA");
     o.wait_ready(&admin).await;
-    let path = c.genesis(
+    let path = genesis_with_bank(
+        &c,
         CHANNEL,
+        "BankA",
         &[
             "--orderer-endpoints",
             &o.addr,
@@ -136,23 +136,6 @@ async fn a_peer_backed_up_under_load_restores_into_a_new_peer_that_catches_up_an
             "committed",
         ],
     );
-    let block = Block::decode(std::fs::read(&path).expect("read").as_slice()).expect("block");
-    let mut cfg = config::config_from_block(&block).expect("config");
-    cfg.chaincodes.push(ChaincodeDefinition {
-        name: "bank".into(),
-        version: "1".into(),
-        endorsement_policy: Some(policy::n_out_of(1, &[("BankA", Role::Peer)])),
-        runtime: "builtin:bank".into(),
-        sequence: 1,
-        retired: false,
-    });
-    std::fs::write(
-        &path,
-        config::genesis_block(&cfg, 0)
-            .expect("genesis")
-            .encode_to_vec(),
-    )
-    .expect("write");
     join(&o.addr, &admin, &path).await;
     let mut peer = PeerProcess::start_peer(&c, "peer0", "BankA", &[]);
     peer.wait_ready(&admin).await;

@@ -507,13 +507,25 @@ pub async fn org_contract(
     .expect("gateway reachable")
 }
 
-/// A signed query to a peer's Query service on `channel`.
+/// A signed query to a peer's Query service on `channel`; panics on a refusal.
 pub async fn peer_query(
     addr: &str,
     id: &Identity,
     channel: &str,
     q: ordo_proto::pb::query::query_request::Query,
 ) -> ordo_proto::pb::query::QueryResponse {
+    try_peer_query(addr, id, channel, q)
+        .await
+        .unwrap_or_else(|s| panic!("query refused: {s:?}"))
+}
+
+/// [`peer_query`], with a refusal returned as its gRPC status.
+pub async fn try_peer_query(
+    addr: &str,
+    id: &Identity,
+    channel: &str,
+    q: ordo_proto::pb::query::query_request::Query,
+) -> Result<ordo_proto::pb::query::QueryResponse, tonic::Status> {
     let ch = connect(addr).await.expect("connect");
     let mut client = ordo_proto::pb::query::query_client::QueryClient::new(ch);
     let req = ordo_proto::pb::query::QueryRequest { query: Some(q) };
@@ -525,11 +537,28 @@ pub async fn peer_query(
         ordo_proto::now_ms(),
     )
     .0;
-    client
-        .query(env)
-        .await
-        .unwrap_or_else(|s| panic!("query refused: {s:?}"))
-        .into_inner()
+    client.query(env).await.map(tonic::Response::into_inner)
+}
+
+/// Writes the genesis block of `channel` (made by `ordo channel create` with `extra`
+/// arguments) with the built-in `bank` chaincode, endorsed by any one peer of `org`;
+/// returns its path.
+pub fn genesis_with_bank(c: &Consortium, channel: &str, org: &str, extra: &[&str]) -> PathBuf {
+    use ordo_proto::pb::common::{ChaincodeDefinition, Role};
+    let path = c.genesis(channel, extra);
+    let block = Block::decode(std::fs::read(&path).expect("read").as_slice()).expect("block");
+    let mut cfg = ordo_proto::config::config_from_block(&block).expect("config");
+    cfg.chaincodes.push(ChaincodeDefinition {
+        name: "bank".into(),
+        version: "1".into(),
+        endorsement_policy: Some(ordo_proto::policy::build::n_out_of(1, &[(org, Role::Peer)])),
+        runtime: "builtin:bank".into(),
+        sequence: 1,
+        retired: false,
+    });
+    let genesis = ordo_proto::config::genesis_block(&cfg, 0).expect("genesis");
+    std::fs::write(&path, genesis.encode_to_vec()).expect("write");
+    path
 }
 
 /// `ordo channel info` of a node as JSON.
