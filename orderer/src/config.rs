@@ -358,6 +358,18 @@ mod tests {
     }
 
     #[test]
+    fn the_ledger_scrub_defaults_on_and_an_override_turns_it_off() {
+        let c = OrdererConfig::parse(MINIMAL, &[], Path::new("/"), "t").expect("valid");
+        assert_eq!(c.ledger.scrub_bytes_per_sec, 4 * 1024 * 1024);
+        let env = vec![(
+            "ORDO_LEDGER_SCRUB_BYTES_PER_SEC".to_string(),
+            "0".to_string(),
+        )];
+        let c = OrdererConfig::parse(MINIMAL, &env, Path::new("/"), "t").expect("valid");
+        assert_eq!(c.ledger.scrub_bytes_per_sec, 0);
+    }
+
+    #[test]
     fn unknown_fields_and_bad_values_are_errors() {
         let bad = format!("{MINIMAL}[node]\nlisten_adr = \"x\"\n");
         assert!(matches!(

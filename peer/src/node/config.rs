@@ -379,11 +379,20 @@ mod tests {
     #[test]
     fn defaults_and_overrides() {
         let text = "[identity]\nkey_file = \"p.key\"\ncert_file = \"p.cert\"\n";
-        let env = vec![(
-            "ORDO_DELIVER_ORDERER_ENDPOINTS".to_string(),
-            "[\"127.0.0.1:7050\"]".to_string(),
-        )];
+        let env = vec![
+            (
+                "ORDO_DELIVER_ORDERER_ENDPOINTS".to_string(),
+                "[\"127.0.0.1:7050\"]".to_string(),
+            ),
+            (
+                "ORDO_LEDGER_SCRUB_BYTES_PER_SEC".to_string(),
+                "1048576".to_string(),
+            ),
+        ];
+        let defaults = PeerConfig::parse(text, &[], Path::new("/etc"), "t").expect("valid");
+        assert_eq!(defaults.ledger.scrub_bytes_per_sec, 4 * 1024 * 1024);
         let c = PeerConfig::parse(text, &env, Path::new("/etc"), "t").expect("valid");
+        assert_eq!(c.ledger.scrub_bytes_per_sec, 1024 * 1024);
         assert_eq!(c.node.listen_addr.port(), 7051);
         assert_eq!(
             c.deliver.orderer_endpoints,
