@@ -37,7 +37,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use ordo_proto::hash::Hash;
-use ordo_proto::verify::ChainVerifier;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -431,7 +430,7 @@ pub struct RestoredChannel {
 
 /// Restores `backup` into `data_dir`, which must be missing or empty: each channel is
 /// copied into `channels/<id>.joining` (a node deletes such leftovers at start), opened,
-/// verified block by block from the genesis block ([`ChainVerifier`] at `now_secs`) and
+/// verified block by block from the genesis block (`ordo_proto::verify::ChainVerifier` at `now_secs`) and
 /// against the manifest (height, last block hash, commit hash), synced, and renamed into
 /// place. Files are copied, never linked: the restored node must not share files with
 /// the node the backup came from.
@@ -528,9 +527,9 @@ fn verify_restored(
             c.commit_hash
         )));
     }
-    let mut verifier = ChainVerifier::new();
+    let mut verifier = store.chain_verifier().map_err(|e| fail(e.to_string()))?;
     let mut envelopes = 0u64;
-    for block in store.blocks(0, c.height) {
+    for block in store.blocks(verifier.next_number(), c.height) {
         let block = block.map_err(|e| fail(e.to_string()))?;
         let number = verifier.next_number();
         verifier

@@ -61,7 +61,9 @@ impl ChannelDirs {
     }
 
     /// Builds channel `id`'s directory with `build` (given a fresh temporary directory)
-    /// and moves it into place only if `build` succeeds; on failure nothing is left.
+    /// and moves it into place only if `build` succeeds; on failure nothing is left. The
+    /// rename is made durable (the parent directory is fsynced) before this returns, so a
+    /// join that was answered survives a crash.
     pub fn install<E: From<io::Error>>(
         &self,
         id: &str,
@@ -74,6 +76,7 @@ impl ChannelDirs {
         let finished = build(&tmp).and_then(|()| {
             let target = self.path(id);
             std::fs::rename(&tmp, &target)?;
+            std::fs::File::open(&self.root)?.sync_all()?;
             Ok(target)
         });
         if finished.is_err() {

@@ -14,7 +14,11 @@
 //! **Migrations.** Each step rewrites what its format changed and records its target
 //! version in the same synced write batch, so a crash during a migration leaves the ledger
 //! at the last completed step and the next open resumes there. Format 0 is the layout of
-//! format 1 without the version key, so its step only records the version.
+//! format 1 without the version key, so its step only records the version. Format 2 lets
+//! a ledger start above block 0 (`meta` keys `first_block`, `base_hash`, `base_config`:
+//! the `base` module); a format-1 ledger starts at block 0, so its step too only records
+//! the version — but a format-1 build must not open a format-2 ledger, which may hold no
+//! block 0.
 //!
 //! **Why refuse a newer format rather than try.** A newer node may have changed how
 //! blocks, the tx index or state are keyed; an older binary reading them would serve wrong
@@ -28,7 +32,7 @@ use crate::{cf, Db, LedgerError, CF_BLOCKS, CF_META};
 
 /// The format this build writes and reads. Bump it with every change to the layout in the
 /// crate docs, and add the step from the previous one to [`MIGRATIONS`].
-pub const LEDGER_FORMAT: u32 = 1;
+pub const LEDGER_FORMAT: u32 = 2;
 
 /// `meta` key of the format version (`u32` big-endian).
 pub(crate) const META_FORMAT: &[u8] = b"format";
@@ -45,11 +49,19 @@ pub(crate) struct Migration {
 }
 
 /// The steps from every older format to [`LEDGER_FORMAT`], in order.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    from: 0,
-    what: "record the format version (the layout is unchanged)",
-    apply: layout_unchanged,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        from: 0,
+        what: "record the format version (the layout is unchanged)",
+        apply: layout_unchanged,
+    },
+    Migration {
+        from: 1,
+        what: "allow a ledger to start above block 0 (the `base` keys; a format-1 ledger \
+               holds its chain from block 0 and needs none)",
+        apply: layout_unchanged,
+    },
+];
 
 /// A step that changes nothing but the recorded version.
 fn layout_unchanged(_: &Db, _: &mut WriteBatch) -> Result<(), LedgerError> {

@@ -82,19 +82,23 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 pub mod backup;
+mod base;
 pub mod blob_files;
 pub mod compare;
 pub mod consensus_log;
 pub mod dirs;
 pub mod fault;
 mod format;
+mod in_force;
 mod logged;
 mod open;
 mod read;
 pub mod scrub;
+pub mod snapshot;
 mod state;
 mod tx_index;
 pub use backup::{BackupError, BackupWriter, Manifest};
+pub use base::Base;
 pub use compare::{Difference, REPLAYED_COLUMNS};
 pub use consensus_log::{ConsensusLog, LogUpdate, CF_CONSENSUS_LOG, CF_CONSENSUS_STATE};
 pub use dirs::ChannelDirs;
@@ -179,6 +183,16 @@ pub enum LedgerError {
     /// blocks, index entry of the wrong size). The ledger must not be served as is.
     #[error("corrupt ledger: {0}")]
     Corrupt(String),
+    /// The block is below the first block this ledger holds: the ledger was joined from a
+    /// snapshot taken above it, or the block was pruned. Other nodes (or an archive) may
+    /// hold it; this one never will again.
+    #[error("block {number} is not held here: the lowest block held is {first}")]
+    Pruned {
+        /// The block asked for.
+        number: u64,
+        /// The lowest block number held.
+        first: u64,
+    },
     /// The ledger was written by a newer build, in a format this one does not know
     /// (`format` module). No block, index entry or state was read or written; run the
     /// newer build.
@@ -197,6 +211,8 @@ pub enum LedgerError {
 /// The chain tip as known in memory; moves only after the write that makes it durable.
 #[derive(Debug, Clone, Copy)]
 struct Tip {
+    /// The lowest block number held (`base` module); 0 unless joined from a snapshot.
+    first: u64,
     height: u64,
     last_hash: Option<Hash>,
 }
@@ -431,6 +447,7 @@ impl BlockStore {
             .tip
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Tip {
+            first: tip.first,
             height: new_height,
             last_hash: Some(new_hash),
         };
@@ -462,7 +479,8 @@ impl BlockStore {
         self.tip().last_hash
     }
 
-    /// The block with `number`, or `None` at or beyond the height.
+    /// The block with `number`, or `None` at or beyond the height;
+    /// [`LedgerError::Pruned`] below the first block held.
     pub fn block(&self, number: u64) -> Result<Option<Block>, LedgerError> {
         self.block_bytes(number)?
             .map(|bytes| self.checked(Some(number), decode_block(number, bytes)))
@@ -470,13 +488,15 @@ impl BlockStore {
     }
 
     /// The stored encoding of block `number`, byte-identical to what [`append`] stored, so
-    /// Deliver can send it without re-encoding. `None` at or beyond the height.
+    /// Deliver can send it without re-encoding. `None` at or beyond the height;
+    /// [`LedgerError::Pruned`] below the first block held.
     ///
     /// [`append`]: BlockStore::append
     pub fn block_bytes(&self, number: u64) -> Result<Option<Bytes>, LedgerError> {
         if number >= self.height() {
             return Ok(None);
         }
+        self.check_held(number)?;
         let read = || -> Result<Bytes, LedgerError> {
             let value = self
                 .inner
@@ -532,7 +552,8 @@ impl BlockStore {
 
     /// Blocks `from..to_exclusive` in order, read with one RocksDB iterator, for Deliver and
     /// catch-up. The range is clipped to the height at the time of the call, so the iterator
-    /// ends there even if blocks are appended meanwhile. After an error it ends.
+    /// ends there even if blocks are appended meanwhile. After an error it ends; a range
+    /// starting below the first block held yields [`LedgerError::Pruned`] alone.
     pub fn blocks(
         &self,
         from: u64,
@@ -547,6 +568,10 @@ impl BlockStore {
             end,
         };
         if from < end {
+            if let Err(e) = self.check_held(from) {
+                range.pending_error = Some(e);
+                return range;
+            }
             match self.cf(CF_BLOCKS) {
                 Ok(cf) => {
                     let mut opts = ReadOptions::default();

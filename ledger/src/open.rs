@@ -1,6 +1,7 @@
 //! Opening a ledger's database: its options, its column families, and the chain tip
 //! recovered from what is on disk.
 
+use crate::base::{read_base_hash, read_first_block};
 use crate::*;
 
 /// Reads the tip from `meta` and checks it against the stored blocks.
@@ -20,6 +21,13 @@ pub(crate) fn recover_tip(db: &Db) -> Result<Tip, LedgerError> {
         })?),
     };
 
+    let first = read_first_block(db)?;
+    if height < first {
+        return Err(LedgerError::Corrupt(format!(
+            "meta height {height} is below the first block held {first}"
+        )));
+    }
+
     // Appends write the tip with the block, so nothing may be stored at or beyond it.
     let start = height.to_be_bytes();
     if let Some(item) = db
@@ -31,9 +39,19 @@ pub(crate) fn recover_tip(db: &Db) -> Result<Tip, LedgerError> {
             "block key {key:02x?} stored at or beyond the height {height}"
         )));
     }
+    // Nor below the first block held (`base` module).
+    if let Some(item) = db.iterator_cf(blocks, IteratorMode::Start).next() {
+        let (key, _) = item?;
+        if key.as_ref() < first.to_be_bytes().as_slice() {
+            return Err(LedgerError::Corrupt(format!(
+                "block key {key:02x?} stored below the first block held {first}"
+            )));
+        }
+    }
 
     match (height, last_hash) {
         (0, None) => Ok(Tip {
+            first: 0,
             height: 0,
             last_hash: None,
         }),
@@ -43,6 +61,19 @@ pub(crate) fn recover_tip(db: &Db) -> Result<Tip, LedgerError> {
         (_, None) => Err(LedgerError::Corrupt(format!(
             "meta has height {height} but no last hash"
         ))),
+        // No block held yet above a base: the tip is the block the base ends with.
+        (_, Some(expected)) if height == first => {
+            if read_base_hash(db)? != Some(expected) {
+                return Err(LedgerError::Corrupt(format!(
+                    "the ledger starts at block {first} but meta last_hash is not its base hash"
+                )));
+            }
+            Ok(Tip {
+                first,
+                height,
+                last_hash: Some(expected),
+            })
+        }
         (_, Some(expected)) => {
             let number = height - 1;
             let in_last_block = |e: LedgerError| match e {
@@ -69,6 +100,7 @@ pub(crate) fn recover_tip(db: &Db) -> Result<Tip, LedgerError> {
                 )));
             }
             Ok(Tip {
+                first,
                 height,
                 last_hash: Some(expected),
             })

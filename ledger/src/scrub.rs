@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 
-use ordo_proto::block::{self as chain, GENESIS_PREVIOUS_HASH};
+use ordo_proto::block as chain;
 use ordo_proto::hash::Hash;
 use prost::Message;
 
@@ -65,12 +65,13 @@ pub struct Scrubber {
 }
 
 impl Scrubber {
-    /// A pass over `store` from block 0.
+    /// A pass over `store` from its first block (0, or a snapshot's height).
     pub fn new(store: &BlockStore) -> Self {
+        let (next, prev) = pass_start(store);
         Self {
             of: Arc::downgrade(&store.inner),
-            next: 0,
-            prev: Some(GENESIS_PREVIOUS_HASH),
+            next,
+            prev,
         }
     }
 
@@ -84,9 +85,13 @@ impl Scrubber {
     /// `store` must be the one the pass is for ([`Scrubber::is_for`]).
     pub fn step(&mut self, store: &BlockStore) -> Result<Step, LedgerError> {
         let number = self.next;
+        if number < store.first_block() {
+            // The blocks ahead of the pass are no longer held: go on from the first held.
+            (self.next, self.prev) = pass_start(store);
+            return self.step(store);
+        }
         if number >= store.height() {
-            self.next = 0;
-            self.prev = Some(GENESIS_PREVIOUS_HASH);
+            (self.next, self.prev) = pass_start(store);
             update(store, |s| s.passes += 1);
             return Ok(Step::PassComplete);
         }
@@ -125,6 +130,15 @@ impl Scrubber {
             s.bytes += bytes;
         });
         Ok(Step::Block { number, bytes, ok })
+    }
+}
+
+/// Where a pass starts: the first block held and the hash it links to (unknown when the
+/// base cannot be read; the first block is then checked without its link).
+fn pass_start(store: &BlockStore) -> (u64, Option<Hash>) {
+    match store.chain_start() {
+        Ok((first, prev)) => (first, Some(prev)),
+        Err(_) => (store.first_block(), None),
     }
 }
 

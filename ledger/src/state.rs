@@ -22,7 +22,7 @@ use ordo_proto::pb::common::Block;
 use crate::{BlockStore, LedgerError, CF_HISTORY, CF_META, CF_STATE};
 
 /// `meta` key of the peer's commit hash.
-const META_COMMIT_HASH: &[u8] = b"commit_hash";
+pub(crate) const META_COMMIT_HASH: &[u8] = b"commit_hash";
 /// Largest namespace or key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
 

@@ -210,6 +210,17 @@ impl AdminHandler {
                     },
                 ))
             }
+            admin_command::Command::Snapshot(_) | admin_command::Command::JoinBySnapshot(_) => {
+                Err((
+                    "snapshot",
+                    (
+                        Code::NotImplemented,
+                        "snapshots are a peer's: an orderer joins a channel from a config block \
+                     (`ordo channel join --genesis`)"
+                            .into(),
+                    ),
+                ))
+            }
             admin_command::Command::Info(i) => {
                 let name = "info";
                 let handle = self.registry.get(&i.channel_id).ok_or_else(|| {

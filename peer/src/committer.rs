@@ -35,7 +35,7 @@ use ordo_proto::pb::common::{Block, BlockMetadata, ChannelConfig};
 
 use crate::validator::{
     finish, precheck, BlockValidation, ContextError, Prechecked, StateUpdate, StateView, TxIndex,
-    TxValidationCode, ValidationContext, Version,
+    ValidationContext, Version,
 };
 
 /// The commit hash before the genesis block.
@@ -234,40 +234,18 @@ impl Committer {
         Ok(c)
     }
 
-    /// Resumes a channel whose ledger holds at least the genesis block: the configuration
-    /// in force is that of the last config block this peer validated as VALID.
+    /// Resumes a channel whose ledger holds at least the genesis block (or starts from a
+    /// snapshot): the configuration in force is that of the last config block this peer
+    /// validated as VALID ([`BlockStore::config_in_force`]).
     pub fn open(ledger: BlockStore) -> Result<Self, CommitError> {
-        let height = ledger.height();
-        let last = height.checked_sub(1).ok_or_else(|| {
-            CommitError::Config("the ledger is empty; join the channel first".into())
-        })?;
-        let tip = ledger
-            .block(last)?
-            .ok_or_else(|| CommitError::Config("last block missing".into()))?;
-        let mut candidate = if config::config_from_block(&tip).is_ok() {
-            last
-        } else {
-            tip.metadata.as_ref().map(|m| m.last_config).unwrap_or(0)
-        };
-        let (cfg, config_block) = loop {
-            let b = ledger
-                .block(candidate)?
-                .ok_or_else(|| CommitError::Config(format!("config block {candidate} missing")))?;
-            let valid = b
-                .metadata
-                .as_ref()
-                .and_then(|m| m.transaction_validation_codes.first().copied())
-                == Some(TxValidationCode::Valid as u8);
-            match config::config_from_block(&b) {
-                Ok(cfg) if valid => break (cfg, candidate),
-                _ if candidate == 0 => {
-                    return Err(CommitError::Config(
-                        "no valid config block in the ledger".into(),
-                    ))
-                }
-                _ => candidate -= 1,
-            }
-        };
+        if ledger.height() == 0 {
+            return Err(CommitError::Config(
+                "the ledger is empty; join the channel first".into(),
+            ));
+        }
+        let (block, config_block) = ledger.config_in_force()?;
+        let cfg =
+            config::config_from_block(&block).map_err(|e| CommitError::Config(e.to_string()))?;
         let commit_hash = ledger.commit_hash()?.unwrap_or(GENESIS_COMMIT_HASH);
         Ok(Self {
             ctx: Arc::new(ValidationContext::new(cfg, 0)?),
@@ -422,6 +400,7 @@ pub fn next_commit_hash(prev: &Hash, number: u64, codes: &[u8], updates: &[State
 mod tests {
     use super::*;
     use crate::validator::tests::fixture::{net, NOW};
+    use crate::validator::TxValidationCode;
     use bytes::Bytes;
     use ordo_proto::block;
     use ordo_sdk::tx::RwSetBuilder;

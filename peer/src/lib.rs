@@ -48,4 +48,5 @@ pub mod committer;
 pub mod deliver;
 pub mod node;
 pub mod replay_check;
+pub mod snapshot;
 pub mod validator;

@@ -3,7 +3,7 @@
 //!
 //! What is checked, in one pass over the blocks:
 //!
-//! 1. **The chain** ([`ChainVerifier`]): every block readable, numbered in order, linked
+//! 1. **The chain** ([`ordo_proto::verify::ChainVerifier`]): every block readable, numbered in order, linked
 //!    by hash to the one before, its data hash the Merkle root of its data, signed by the
 //!    orderers under the channel's BlockValidation policy; the last one the ledger's tip.
 //! 2. **On a peer's ledger** (one that stores a commit hash), the derived data: the blocks
@@ -15,6 +15,11 @@
 //!    state value, a lost index entry or a history entry left over are all found, with the
 //!    first key that differs.
 //!
+//! A ledger joined from a snapshot holds no block below the snapshot's height: its chain
+//! is verified from there, with the configuration the snapshot carried, and its state is
+//! not replayed (the report says so); compare its commit hash with a peer that replayed
+//! from genesis instead (`ordo channel info`).
+//!
 //! The check reads the ledger and writes only the scratch directory, which the caller
 //! provides and deletes. It costs what validation costs (tens of thousands of
 //! transactions a second on two cores), so `progress` is called after every block.
@@ -23,7 +28,7 @@ use std::path::Path;
 
 use ordo_ledger::{BlockStore, Difference, LedgerError, REPLAYED_COLUMNS};
 use ordo_proto::hash::Hash;
-use ordo_proto::verify::{ChainVerifier, VerifyError};
+use ordo_proto::verify::VerifyError;
 use thiserror::Error;
 
 use crate::committer::{CommitError, Committer};
@@ -86,7 +91,9 @@ fn shown(value: Option<&[u8]>) -> String {
 /// What a passed check covered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayReport {
-    /// Blocks checked (the height).
+    /// The first block checked: 0, or where a ledger joined from a snapshot starts.
+    pub first_block: u64,
+    /// The height: blocks `first_block..blocks` were checked.
     pub blocks: u64,
     /// Envelopes in them.
     pub envelopes: u64,
@@ -107,11 +114,18 @@ pub fn check_ledger(
     mut progress: impl FnMut(u64, usize),
 ) -> Result<ReplayReport, ReplayCheckError> {
     let height = ledger.height();
-    let stored_commit = ledger.commit_hash()?;
-    let mut verifier = ChainVerifier::new();
+    let mut verifier = ledger.chain_verifier()?;
+    let first = verifier.next_number();
+    // A ledger joined from a snapshot has no genesis to replay from: its held chain is
+    // verified from the snapshot's height, its state is not replayed.
+    let stored_commit = if first == 0 {
+        ledger.commit_hash()?
+    } else {
+        None
+    };
     let mut committer: Option<Committer> = None;
     let mut envelopes = 0u64;
-    for block in ledger.blocks(0, height) {
+    for block in ledger.blocks(first, height) {
         let block = block?;
         let number = verifier.next_number();
         verifier
@@ -149,6 +163,7 @@ pub fn check_ledger(
     }
     let Some(committer) = committer else {
         return Ok(ReplayReport {
+            first_block: first,
             blocks: height,
             envelopes,
             replayed: false,
@@ -169,6 +184,7 @@ pub fn check_ledger(
         }
     }
     Ok(ReplayReport {
+        first_block: first,
         blocks: height,
         envelopes,
         replayed: true,
@@ -269,6 +285,7 @@ mod tests {
         assert_eq!(
             report,
             ReplayReport {
+                first_block: 0,
                 blocks: 3,
                 envelopes: 5,
                 replayed: true,

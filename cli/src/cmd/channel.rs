@@ -13,7 +13,8 @@ use prost::Message;
 
 use ordo_proto::config;
 use ordo_proto::pb::admin::{
-    admin_command, ChannelInfo, GetChannelInfo, JoinChannel, ListChannels, RemoveChannel,
+    admin_command, ChannelInfo, GetChannelInfo, JoinBySnapshot, JoinChannel, ListChannels,
+    RemoveChannel,
 };
 use ordo_proto::pb::common::{
     AckMode, BatchSize, Block, ChaincodeDefinition, ChannelConfig, Consenter, KafkaConfig,
@@ -34,7 +35,8 @@ pub enum ChannelCommand {
     /// Write a channel's genesis block from a consortium's crypto directory, or from the
     /// org bundles of its orgs (`ordo crypto export`).
     Genesis(GenesisArgs),
-    /// Join a node to a channel from its genesis block (needs an admin of the node's org).
+    /// Join a node to a channel from its genesis block, or a peer from a snapshot another
+    /// peer took (needs an admin of the node's org).
     Join(JoinArgs),
     /// List the channels a node serves.
     List(ListArgs),
@@ -183,8 +185,20 @@ pub struct JoinArgs {
     pub client: ClientArgs,
     /// The channel's genesis block file; for a running raft channel, the config block
     /// that added this node as a consenter.
-    #[arg(long, visible_alias = "block")]
-    pub genesis: PathBuf,
+    #[arg(
+        long,
+        visible_alias = "block",
+        required_unless_present = "snapshot",
+        conflicts_with = "snapshot"
+    )]
+    pub genesis: Option<PathBuf>,
+    /// Join a peer from a snapshot (`ordo peer snapshot`) instead of replaying the chain
+    /// from genesis: the snapshot directory ON THE PEER'S HOST (an absolute path, or its
+    /// name under the peer's <data_dir>/snapshots/). The peer checks the manifest's
+    /// signature and files, and the snapshot's last block and config block against the
+    /// orderers, then follows blocks from the snapshot's height.
+    #[arg(long)]
+    pub snapshot: Option<String>,
 }
 
 /// `ordo channel list`
@@ -225,6 +239,19 @@ pub struct InfoArgs {
     pub peers: bool,
 }
 
+/// The snapshot path sent to the peer: a relative path that names a directory here is
+/// made absolute (the usual case on one machine, `ordo up`); a bare name that does not is
+/// sent as is, for the peer to find under its <data_dir>/snapshots/.
+fn snapshot_path(given: &str) -> String {
+    let p = Path::new(given);
+    if p.is_relative() && p.is_dir() {
+        if let Ok(abs) = std::fs::canonicalize(p) {
+            return abs.display().to_string();
+        }
+    }
+    given.to_string()
+}
+
 /// Runs a channel command.
 pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
     match cmd {
@@ -261,19 +288,22 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ChannelCommand::Join(a) => {
-            let bytes = std::fs::read(&a.genesis)
-                .with_context(|| format!("reading {}", a.genesis.display()))?;
+            let command = match (&a.genesis, &a.snapshot) {
+                (_, Some(path)) => admin_command::Command::JoinBySnapshot(JoinBySnapshot {
+                    path: snapshot_path(path),
+                }),
+                (Some(genesis), None) => {
+                    let bytes = std::fs::read(genesis)
+                        .with_context(|| format!("reading {}", genesis.display()))?;
+                    admin_command::Command::Join(JoinChannel {
+                        genesis_block: bytes.into(),
+                    })
+                }
+                (None, None) => bail!("give --genesis FILE or --snapshot DIR"),
+            };
             let addr = a.client.orderer_addr()?;
             let id = a.client.member("admin")?;
-            let resp = admin(
-                &addr,
-                &id,
-                "",
-                admin_command::Command::Join(JoinChannel {
-                    genesis_block: bytes.into(),
-                }),
-            )
-            .await?;
+            let resp = admin(&addr, &id, "", command).await?;
             let info = resp.channel.unwrap_or_default();
             println!(
                 "joined channel {} on {addr} (height {})",

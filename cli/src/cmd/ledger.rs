@@ -173,10 +173,18 @@ fn verify_one(
 fn print_outcome(o: &Outcome) {
     match &o.result {
         Ok(r) => {
-            print!(
-                "{}: OK, {} blocks ({} envelopes): chain and orderer signatures",
-                o.channel, r.blocks, r.envelopes
-            );
+            if r.first_block == 0 {
+                print!(
+                    "{}: OK, {} blocks ({} envelopes): chain and orderer signatures",
+                    o.channel, r.blocks, r.envelopes
+                );
+            } else {
+                print!(
+                    "{}: OK, blocks {}..{} ({} envelopes; joined from a snapshot at {}, so \
+                     nothing to replay from): chain and orderer signatures",
+                    o.channel, r.first_block, r.blocks, r.envelopes, r.first_block
+                );
+            }
             if let Some(h) = r.commit_hash {
                 print!(
                     "; replayed: commit hash {}, tx index, state and history match",
@@ -198,6 +206,7 @@ fn outcome_json(o: &Outcome) -> serde_json::Value {
     });
     match &o.result {
         Ok(r) => {
+            v["first_block"] = r.first_block.into();
             v["blocks"] = r.blocks.into();
             v["envelopes"] = r.envelopes.into();
             v["replayed"] = r.replayed.into();

@@ -18,6 +18,7 @@ pub mod orderer;
 pub mod org;
 pub mod peer;
 pub mod probe;
+pub mod snapshot;
 pub mod tx;
 pub mod up;
 pub mod update;

@@ -1,16 +1,21 @@
-//! `ordo peer --config FILE`: run a peer node until SIGINT or SIGTERM.
+//! `ordo peer --config FILE`: run a peer node until SIGINT or SIGTERM;
+//! `ordo peer snapshot`: have a running peer snapshot a channel.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
 use tokio::net::TcpListener;
 
 use ordo_peer::node::config::PeerConfig;
 
 /// `ordo peer`
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct PeerArgs {
+    /// What to do instead of running a peer.
+    #[command(subcommand)]
+    pub command: Option<PeerCommand>,
     /// Peer configuration file (TOML). `ordo peer --print-example-config` shows every
     /// field with its default.
     #[arg(long, required_unless_present = "print_example_config")]
@@ -20,8 +25,21 @@ pub struct PeerArgs {
     pub print_example_config: bool,
 }
 
+/// `ordo peer ...` commands addressed to a running peer.
+#[derive(Subcommand)]
+pub enum PeerCommand {
+    /// Have a running peer write a signed snapshot of a channel at its committed height
+    /// (state, tx index, commit hash, config block) into <data_dir>/snapshots/ on the
+    /// peer, without pausing commits; join another peer from it with
+    /// `ordo channel join --snapshot`.
+    Snapshot(crate::cmd::snapshot::SnapshotArgs),
+}
+
 /// Runs the peer.
 pub async fn run(args: PeerArgs) -> anyhow::Result<()> {
+    if let Some(PeerCommand::Snapshot(a)) = args.command {
+        return crate::cmd::snapshot::run(a).await;
+    }
     if args.print_example_config {
         print!("{}", PeerConfig::example());
         return Ok(());

@@ -57,6 +57,7 @@
 //! reconnects once per idle timeout. That costs a signed request and resumes from the
 //! same block; the default timeout is long enough to make it negligible.
 
+mod fetch;
 mod follow;
 
 use std::sync::Arc;
@@ -65,6 +66,7 @@ use ordo_proto::identity::Identity;
 use ordo_proto::verify::ChainVerifier;
 use thiserror::Error;
 
+pub use fetch::{fetch_block, FetchError};
 pub use follow::follow;
 /// The sink's contract and the counters are the shared pull's; a deliver client's
 /// counters keep their name here.

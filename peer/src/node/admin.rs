@@ -1,4 +1,5 @@
-//! The peer's Admin service: join, list, remove, info and backup, with the same signed
+//! The peer's Admin service: join (from a genesis block or a snapshot), list, remove,
+//! info, backup and snapshot, with the same signed
 //! ADMIN_COMMAND envelopes as the orderer's. Mutations and backups need an admin of the
 //! peer's own org
 //! (issued by the CA that issued the peer's certificate); info is also open to the
@@ -163,6 +164,33 @@ impl PeerAdmin {
                     ..Default::default()
                 })
             }
+            admin_command::Command::Snapshot(t) => {
+                self.admins
+                    .authorize(request, creator, now_secs)
+                    .map_err(|e| (Code::Forbidden, e.0))?;
+                self.admit(&unpacked.header, now_ms)?;
+                let (manifest, dir) = self
+                    .channels
+                    .snapshot(&t.channel_id, now_ms)
+                    .await
+                    .map_err(|e| (e.status(), e.to_string()))?;
+                Ok(AdminResponse {
+                    snapshot: Some(snapshot_result(&manifest, &dir)),
+                    ..Default::default()
+                })
+            }
+            admin_command::Command::JoinBySnapshot(j) => {
+                self.admins
+                    .authorize(request, creator, now_secs)
+                    .map_err(|e| (Code::Forbidden, e.0))?;
+                self.admit(&unpacked.header, now_ms)?;
+                let ch = self
+                    .channels
+                    .join_snapshot(&j.path)
+                    .await
+                    .map_err(|e| (e.status(), e.to_string()))?;
+                Ok(ok(Some(info(&ch)), None))
+            }
             admin_command::Command::Info(i) => {
                 let ch = self.channels.get(&i.channel_id).ok_or_else(|| {
                     (
@@ -258,6 +286,24 @@ pub fn reader_request(
     )
     .map_err(|(_, why)| tonic::Status::permission_denied(why))?;
     Ok((channel, unpacked.data))
+}
+
+/// The Admin answer describing a snapshot written to `dir`.
+fn snapshot_result(
+    m: &ordo_ledger::snapshot::SnapshotManifest,
+    dir: &std::path::Path,
+) -> ordo_proto::pb::admin::SnapshotResult {
+    let count = |name| m.file(name).map(|f| f.records).unwrap_or(0);
+    ordo_proto::pb::admin::SnapshotResult {
+        channel_id: m.channel_id.clone(),
+        height: m.height,
+        last_block_hash: hex::decode(&m.last_block_hash).unwrap_or_default().into(),
+        commit_hash: hex::decode(&m.commit_hash).unwrap_or_default().into(),
+        path: dir.display().to_string(),
+        state_records: count(ordo_ledger::snapshot::STATE_FILE),
+        txid_records: count(ordo_ledger::snapshot::TXIDS_FILE),
+        bytes: m.files.iter().map(|f| f.bytes).sum(),
+    }
 }
 
 /// The info `ordo channel info` shows for a peer's channel.

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use ordo_ledger::backup::{BackupError, BackupWriter, Manifest};
+use ordo_ledger::snapshot::SnapshotError;
 use ordo_ledger::{BlockStore, ChannelDirs, LedgerError};
 use ordo_proto::config;
 use ordo_proto::hash::Hash;
@@ -22,11 +23,13 @@ use ordo_proto::verify::ChainVerifier;
 
 use crate::committer::{CommitError, Committer};
 use crate::deliver::{self, DeliverConfig, DeliverStats, FollowOptions};
+use crate::snapshot::TrustError;
 
 use super::metrics::CommitMetrics;
 use commit_sink::CommitSink;
 
 mod commit_sink;
+mod snapshots;
 
 /// Why a channel operation failed.
 #[derive(Debug, Error)]
@@ -55,6 +58,15 @@ pub enum ChannelError {
     /// Nothing to back up.
     #[error("this peer serves no channel: nothing to back up")]
     NothingToBackUp,
+    /// A snapshot could not be taken, read or imported.
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] SnapshotError),
+    /// The snapshot is not trusted (`crate::snapshot`): nothing was imported.
+    #[error(transparent)]
+    Untrusted(#[from] TrustError),
+    /// No orderer could serve the blocks a snapshot is checked against.
+    #[error("checking the snapshot against the orderers: {0}")]
+    OrderersUnavailable(String),
 }
 
 impl ChannelError {
@@ -66,6 +78,14 @@ impl ChannelError {
             ChannelError::InvalidGenesis(_) => Status::BadRequest,
             ChannelError::Backup(e) => e.status(),
             ChannelError::NothingToBackUp => Status::BadRequest,
+            ChannelError::Snapshot(SnapshotError::AlreadyExists(_)) => Status::Conflict,
+            ChannelError::Snapshot(SnapshotError::Manifest(_) | SnapshotError::File { .. }) => {
+                Status::BadRequest
+            }
+            // A snapshot directory the peer cannot read is the request's mistake too.
+            ChannelError::Snapshot(SnapshotError::Io { .. }) => Status::BadRequest,
+            ChannelError::Untrusted(_) => Status::BadRequest,
+            ChannelError::OrderersUnavailable(_) => Status::ServiceUnavailable,
             _ => Status::InternalServerError,
         }
     }

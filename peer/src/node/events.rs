@@ -232,6 +232,10 @@ async fn follow<T: Message>(
                     .await;
                 return;
             }
+            Err(e @ ordo_ledger::LedgerError::Pruned { .. }) => {
+                let _ = tx.send(Err(Status::not_found(e.to_string())), 0).await;
+                return;
+            }
             Err(e) => {
                 let _ = tx.send(Err(Status::internal(e.to_string())), 0).await;
                 return;

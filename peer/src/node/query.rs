@@ -81,7 +81,12 @@ impl PeerQuery {
         let q = QueryRequest::decode(unpacked.data.as_ref())
             .map_err(|e| (Code::BadRequest, format!("query: {e}")))?;
         let ledger = ch.ledger();
-        let storage = |e: ordo_ledger::LedgerError| (Code::InternalServerError, e.to_string());
+        // A block below the lowest held (joined from a snapshot) is NOT_FOUND, and the
+        // answer names the lowest block held.
+        let storage = |e: ordo_ledger::LedgerError| match e {
+            ordo_ledger::LedgerError::Pruned { .. } => (Code::NotFound, e.to_string()),
+            e => (Code::InternalServerError, e.to_string()),
+        };
         let mut resp = QueryResponse::default();
         match q
             .query

@@ -1,0 +1,349 @@
+//! `ordo peer snapshot` and `ordo channel join --snapshot` over real processes: a peer
+//! committing under load writes a signed snapshot; a new peer joins the channel from it,
+//! follows the orderer from the snapshot's height and agrees with the first peer (same
+//! height, same commit hash); it answers a read below the snapshot's height NOT_FOUND
+//! with the lowest block it holds. Refusals, each leaving the new peer without the
+//! channel: a changed file, a manifest another peer re-signed with a height or a last
+//! block hash the orderer's chain contradicts, a manifest edited without re-signing, a
+//! signer who is not an admin, a channel already joined.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use ordo_ledger::snapshot::{read_manifest, SnapshotManifest, MANIFEST_FILE, STATE_FILE};
+use ordo_proto::identity::Identity;
+use ordo_proto::pb::common::Status as Code;
+use ordo_proto::pb::query::{query_request, GetBlock};
+use ordo_sdk::tx::{self, Proposal, RwSetBuilder};
+
+const CHANNEL: &str = "snapped";
+
+/// A `bank` write of a fresh key, endorsed by BankA's peer (the policy needs one).
+fn write_tx(client: &Identity, endorser: &Identity, key: &str) -> ordo_proto::pb::common::Envelope {
+    let p = Proposal::new(
+        client,
+        CHANNEL,
+        tx::invocation("bank", "set", vec![Bytes::copy_from_slice(key.as_bytes())]),
+    );
+    let mut rw = RwSetBuilder::new();
+    rw.write("bank", key, Bytes::from_static(b"100"));
+    tx::endorse_known(client, &p, "1", rw.build(), [endorser]).expect("assemble")
+}
+
+async fn wait_for_height(
+    addr: &str,
+    id: &Identity,
+    height: u64,
+) -> ordo_proto::pb::admin::ChannelInfo {
+    for _ in 0..600 {
+        let info = channel_info(addr, id, CHANNEL).await;
+        if info.height >= height {
+            return info;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("peer at {addr} did not reach height {height}");
+}
+
+/// Runs `ordo` off the runtime's threads; returns (success, stdout, stderr).
+async fn ordo_async(args: Vec<String>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&refs)
+    })
+    .await
+    .expect("ordo ran")
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().expect("utf8").to_string()
+}
+
+/// The signing flags of BankA's `member`.
+fn signer(c: &Consortium, member: &str) -> Vec<String> {
+    let dir = c.crypto().join("BankA");
+    vec![
+        "--key".into(),
+        s(&dir.join(format!("{member}.key"))),
+        "--cert".into(),
+        s(&dir.join(format!("{member}.cert"))),
+    ]
+}
+
+fn join_args(c: &Consortium, addr: &str, member: &str, snapshot: &Path) -> Vec<String> {
+    let mut a = vec![
+        "channel".to_string(),
+        "join".into(),
+        "--peer".into(),
+        addr.into(),
+        "--snapshot".into(),
+        s(snapshot),
+    ];
+    a.extend(signer(c, member));
+    a
+}
+
+fn copy_snapshot(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("list") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+    }
+}
+
+fn write_manifest(dir: &Path, m: &SnapshotManifest) {
+    std::fs::write(
+        dir.join(MANIFEST_FILE),
+        serde_json::to_vec_pretty(m).expect("json"),
+    )
+    .expect("write manifest");
+}
+
+async fn serves_channel(addr: &str, admin: &Identity) -> bool {
+    let ch = connect(addr).await.expect("connect");
+    let req = ordo_sdk::orderer::admin_request(
+        admin,
+        "",
+        ordo_proto::pb::admin::admin_command::Command::List(Default::default()),
+    );
+    let resp = ordo_sdk::orderer::admin_client(ch)
+        .execute(req)
+        .await
+        .expect("list answered")
+        .into_inner();
+    resp.list
+        .unwrap_or_default()
+        .channels
+        .iter()
+        .any(|c| c.channel_id == CHANNEL)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_joins_from_a_snapshot_taken_under_load_and_agrees_with_the_peer_that_took_it() {
+    let c = Consortium::new("BankA");
+    let admin = c.identity("BankA", "admin");
+    let mut o = OrdererProcess::start(&c, "orderer0", "BankA");
+    o.wait_ready(&admin).await;
+    let genesis = genesis_with_bank(
+        &c,
+        CHANNEL,
+        "BankA",
+        &[
+            "--orderer-endpoints",
+            &o.addr,
+            "--batch-timeout-ms",
+            "20",
+            "--max-message-count",
+            "10",
+            "--ack-mode",
+            "committed",
+        ],
+    );
+    join(&o.addr, &admin, &genesis).await;
+    let mut peer = PeerProcess::start_peer(&c, "peer0", "BankA", &[]);
+    peer.wait_ready(&admin).await;
+    join(&peer.addr, &admin, &genesis).await;
+
+    // Load: batches of fresh-key writes until told to stop.
+    let client = c.identity("BankA", "client");
+    let endorser = c.identity("BankA", "peer");
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let load = {
+        let (stop, acked, addr) = (stop.clone(), acked.clone(), o.addr.clone());
+        let (client, endorser) = (client.clone(), endorser.clone());
+        tokio::spawn(async move {
+            let mut round = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let envs = (0..10)
+                    .map(|i| write_tx(&client, &endorser, &format!("k{round}-{i}")))
+                    .collect();
+                let resps = broadcast(&addr, envs).await;
+                assert!(
+                    resps.iter().all(|r| r.status == Code::Success as i32),
+                    "{resps:?}"
+                );
+                acked.fetch_add(10, Ordering::Relaxed);
+                round += 1;
+            }
+        })
+    };
+    wait_for_height(&peer.addr, &admin, 8).await;
+
+    // The snapshot, taken while blocks keep committing.
+    let mut args = vec![
+        "peer".to_string(),
+        "snapshot".into(),
+        "--peer".into(),
+        peer.addr.clone(),
+        "--channel".into(),
+        CHANNEL.into(),
+        "--json".into(),
+    ];
+    args.extend(signer(&c, "admin"));
+    let (ok, out, err) = ordo_async(args.clone()).await;
+    assert!(ok, "snapshot failed: {err}");
+    let taken: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let height = taken["height"].as_u64().expect("height");
+    assert!(height >= 8, "{taken}");
+    let snap_dir = peer
+        .data_dir()
+        .join("snapshots")
+        .join(format!("{CHANNEL}-{height}"));
+    assert_eq!(
+        taken["path"].as_str(),
+        Some(s(&snap_dir).as_str()),
+        "{taken}"
+    );
+    assert!(
+        taken["txid_records"].as_u64().expect("txids") >= 60,
+        "{taken}"
+    );
+    let manifest = read_manifest(&snap_dir).expect("manifest");
+    assert_eq!(
+        (manifest.height, manifest.channel_id.as_str()),
+        (height, CHANNEL)
+    );
+    // A client may not take one.
+    let mut by_client = args.clone();
+    let n = by_client.len();
+    by_client[n - 4..].clone_from_slice(&signer(&c, "client"));
+    let (ok, _, err) = ordo_async(by_client).await;
+    assert!(!ok && err.contains("PERMISSION_DENIED"), "{err}");
+
+    // The new peer, and the refusals first: each leaves it without the channel.
+    let mut joiner = PeerProcess::start_peer(&c, "peer1", "BankA", &[]);
+    joiner.wait_ready(&admin).await;
+    let scratch = c.dir.path().join("scratch");
+    let peer_id = c.identity("BankA", "peer");
+
+    // A changed byte in the state file.
+    let changed = scratch.join("changed");
+    copy_snapshot(&snap_dir, &changed);
+    let state = changed.join(STATE_FILE);
+    let mut bytes = std::fs::read(&state).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&state, bytes).expect("write");
+    let (ok, _, err) = ordo_async(join_args(&c, &joiner.addr, "admin", &changed)).await;
+    assert!(
+        !ok && err.contains("INVALID_ARGUMENT") && err.contains("state.records"),
+        "{err}"
+    );
+
+    // An edited manifest that nobody re-signed.
+    let edited = scratch.join("edited");
+    copy_snapshot(&snap_dir, &edited);
+    let mut m = manifest.clone();
+    m.commit_hash = "00".repeat(32);
+    write_manifest(&edited, &m);
+    let (ok, _, err) = ordo_async(join_args(&c, &joiner.addr, "admin", &edited)).await;
+    assert!(
+        !ok && err.contains("INVALID_ARGUMENT") && err.contains("does not verify"),
+        "{err}"
+    );
+
+    // A peer of the channel signs a height the orderer does not have.
+    let beyond = scratch.join("beyond");
+    copy_snapshot(&snap_dir, &beyond);
+    let mut m = manifest.clone();
+    m.height += 100_000;
+    ordo_peer::snapshot::sign(&mut m, &peer_id);
+    write_manifest(&beyond, &m);
+    let (ok, _, err) = ordo_async(join_args(&c, &joiner.addr, "admin", &beyond)).await;
+    assert!(
+        !ok && err.contains("INVALID_ARGUMENT") && err.contains("do not hold"),
+        "{err}"
+    );
+
+    // ... or a last block hash the orderer's chain contradicts.
+    let forked = scratch.join("forked");
+    copy_snapshot(&snap_dir, &forked);
+    let mut m = manifest.clone();
+    m.last_block_hash = "11".repeat(32);
+    ordo_peer::snapshot::sign(&mut m, &peer_id);
+    write_manifest(&forked, &m);
+    let (ok, _, err) = ordo_async(join_args(&c, &joiner.addr, "admin", &forked)).await;
+    assert!(
+        !ok && err.contains("INVALID_ARGUMENT") && err.contains("hashes to"),
+        "{err}"
+    );
+
+    // Not an admin.
+    let (ok, _, err) = ordo_async(join_args(&c, &joiner.addr, "client", &snap_dir)).await;
+    assert!(!ok && err.contains("PERMISSION_DENIED"), "{err}");
+    assert!(!serves_channel(&joiner.addr, &admin).await);
+    assert!(
+        !joiner.data_dir().join("channels").join(CHANNEL).exists(),
+        "a refused snapshot leaves no ledger behind"
+    );
+
+    // The join, while the load goes on.
+    let started = std::time::Instant::now();
+    let (ok, out, err) = ordo_async(join_args(&c, &joiner.addr, "admin", &snap_dir)).await;
+    assert!(ok, "join failed: {err}");
+    let join_took = started.elapsed();
+    assert!(out.contains(&format!("joined channel {CHANNEL}")), "{out}");
+    // A second join of the same channel is a conflict.
+    let (ok, _, err) = ordo_async(join_args(&c, &joiner.addr, "admin", &snap_dir)).await;
+    assert!(!ok && err.contains("ALREADY_EXISTS"), "{err}");
+
+    wait_for_height(&joiner.addr, &admin, height + 3).await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("load task");
+    let final_height = channel_info(&o.addr, &admin, CHANNEL).await.height;
+    let original = wait_for_height(&peer.addr, &admin, final_height).await;
+    let joined = wait_for_height(&joiner.addr, &admin, final_height).await;
+    assert_eq!(joined.height, original.height);
+    assert_eq!(joined.last_block_hash, original.last_block_hash);
+    assert_eq!(
+        joined.commit_hash, original.commit_hash,
+        "the peer joined from the snapshot disagrees with the peer that replayed everything"
+    );
+
+    // Below the snapshot's height the joined peer holds nothing, and says so.
+    let below = try_peer_query(
+        &joiner.addr,
+        &admin,
+        CHANNEL,
+        query_request::Query::Block(GetBlock { number: 1 }),
+    )
+    .await
+    .expect_err("block 1 is not held");
+    assert_eq!(below.code(), tonic::Code::NotFound, "{below:?}");
+    assert!(
+        below
+            .message()
+            .contains(&format!("the lowest block held is {height}")),
+        "{below:?}"
+    );
+    let above = try_peer_query(
+        &joiner.addr,
+        &admin,
+        CHANNEL,
+        query_request::Query::Block(GetBlock { number: height }),
+    )
+    .await
+    .expect("the first block after the snapshot is held");
+    assert!(above.block.is_some());
+
+    // After a restart the joined peer still starts at the snapshot and agrees.
+    joiner.stop();
+    let mut joiner = PeerProcess::start_peer(&c, "peer1", "BankA", &[]);
+    joiner.wait_ready(&admin).await;
+    let again = wait_for_height(&joiner.addr, &admin, final_height).await;
+    assert_eq!(again.commit_hash, original.commit_hash);
+    eprintln!(
+        "snapshot at height {height}; joined in {join_took:?}; both peers at {final_height} with commit hash {}",
+        hex::encode(&original.commit_hash)
+    );
+    joiner.stop();
+    peer.stop();
+    o.stop();
+}
