@@ -93,6 +93,15 @@ pub enum Event {
         /// The block.
         block: BlockSummary,
     },
+    /// A node's final chain starts above block 0: it answered NOT_FOUND below `first` (a
+    /// peer joined from a snapshot holds no earlier block). Its chain is checked from
+    /// there.
+    ChainBase {
+        /// The node.
+        node: String,
+        /// The lowest block it holds.
+        first: u64,
+    },
     /// A peer's (height, commit hash) as its channel info reported it.
     PeerState {
         /// The peer.

@@ -199,6 +199,7 @@ pub async fn record_peer_chain(
     };
     let mut client =
         QueryClient::new(conn).max_decoding_message_size(ordo_sdk::orderer::MAX_GRPC_MESSAGE_BYTES);
+    let mut below_base = false;
     for number in 0..height {
         let req = QueryRequest {
             query: Some(query_request::Query::Block(GetBlock { number })),
@@ -211,12 +212,24 @@ pub async fn record_peer_chain(
             ordo_proto::now_ms(),
         )
         .0;
-        let Ok(resp) = client.query(env).await else {
-            return;
+        let resp = match client.query(env).await {
+            Ok(resp) => resp,
+            // A peer joined from a snapshot holds no block below the snapshot's height.
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                below_base = true;
+                continue;
+            }
+            Err(_) => return,
         };
         let Some(block) = resp.into_inner().block else {
             return;
         };
+        if std::mem::take(&mut below_base) {
+            history.record(Event::ChainBase {
+                node: peer.to_string(),
+                first: number,
+            });
+        }
         history.record(Event::Block {
             node: peer.to_string(),
             source: BlockSource::Final,

@@ -20,6 +20,7 @@ use crate::net::{Backend, Net, NetError, NetSpec, NodeRef};
 use crate::observe;
 
 mod inject;
+mod snapshots;
 use inject::inject;
 
 /// A fault pattern. Which backends it applies to is [`Scenario::applies_to`].
@@ -63,11 +64,19 @@ pub enum Scenario {
     /// client's certificates ([`crate::rotate`]). Certificates expire, so rotation is
     /// routine; it must not cost an acknowledged transaction or fork a chain.
     RotateCertificates,
+    /// Peers: kill -9 a peer while it writes a snapshot of the channel, again and again;
+    /// once back it must take one, and peers must agree.
+    KillWhileSnapshotting,
+    /// Peers: a peer leaves the channel and joins it again from the other peer's
+    /// snapshot, and is killed -9 while it joins, again and again; once back it must
+    /// join (an interrupted join leaves nothing in the way), and its commit hashes must
+    /// agree with the peer that never left.
+    KillWhileJoiningFromSnapshot,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 15] = [
+    pub const ALL: [Scenario; 17] = [
         Scenario::KillLoop,
         Scenario::RollingRestart,
         Scenario::MinorityPartition,
@@ -83,6 +92,8 @@ impl Scenario {
         Scenario::KafkaLeaderMoved,
         Scenario::TamperedBlock,
         Scenario::RotateCertificates,
+        Scenario::KillWhileSnapshotting,
+        Scenario::KillWhileJoiningFromSnapshot,
     ];
 
     /// Whether the scenario means something on `backend`.
@@ -94,6 +105,9 @@ impl Scenario {
             MinorityPartition | MajorityPartition | FlappingLinks | AsymmetricCut
             | SlowAndResetLinks | KillDuringSnapshot => backend == Backend::Raft,
             KafkaBrokersDown | KafkaLeaderMoved => backend == Backend::Kafka,
+            // Peer-side faults: solo, and raft (whose orderers the joining peer reaches
+            // through the fault proxies) cover the orderer side they touch.
+            KillWhileSnapshotting | KillWhileJoiningFromSnapshot => backend != Backend::Kafka,
         }
     }
 
@@ -110,7 +124,10 @@ impl Scenario {
     pub fn net_spec(self, backend: Backend) -> NetSpec {
         let mut spec = NetSpec::new(backend);
         match self {
-            Scenario::PeerKilledMidCommit | Scenario::RotateCertificates => spec.peers = 2,
+            Scenario::PeerKilledMidCommit
+            | Scenario::RotateCertificates
+            | Scenario::KillWhileSnapshotting
+            | Scenario::KillWhileJoiningFromSnapshot => spec.peers = 2,
             Scenario::TamperedBlock => {
                 spec.peers = 2;
                 spec.lying_orderer = true;

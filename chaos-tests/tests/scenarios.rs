@@ -81,6 +81,13 @@ short!(solo_disk_full, DiskFull, Solo, 4);
 short!(solo_peer_killed_mid_commit, PeerKilledMidCommit, Solo, 5);
 short!(solo_tampered_block, TamperedBlock, Solo, 6);
 short!(solo_rotate_certificates, RotateCertificates, Solo, 7);
+short!(solo_kill_while_snapshotting, KillWhileSnapshotting, Solo, 8);
+short!(
+    solo_kill_while_joining_from_snapshot,
+    KillWhileJoiningFromSnapshot,
+    Solo,
+    9
+);
 
 short!(raft_leader_kill_loop, KillLoop, Raft, 11);
 short!(raft_rolling_restart, RollingRestart, Raft, 12);
@@ -95,6 +102,18 @@ short!(raft_disk_full_follower, DiskFull, Raft, 20);
 short!(raft_peer_killed_mid_commit, PeerKilledMidCommit, Raft, 21);
 short!(raft_tampered_block, TamperedBlock, Raft, 22);
 short!(raft_rotate_certificates, RotateCertificates, Raft, 23);
+short!(
+    raft_kill_while_snapshotting,
+    KillWhileSnapshotting,
+    Raft,
+    24
+);
+short!(
+    raft_kill_while_joining_from_snapshot,
+    KillWhileJoiningFromSnapshot,
+    Raft,
+    25
+);
 
 short!(kafka_orderer_kill_loop, KillLoop, Kafka, 31);
 short!(kafka_rolling_restart, RollingRestart, Kafka, 32);

@@ -19,7 +19,7 @@ use common::*;
 use ordo_ledger::snapshot::{read_manifest, SnapshotManifest, MANIFEST_FILE, STATE_FILE};
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::Status as Code;
-use ordo_proto::pb::query::{query_request, GetBlock};
+use ordo_proto::pb::query::{query_request, GetBlock, GetHistory, GetState};
 use ordo_sdk::tx::{self, Proposal, RwSetBuilder};
 
 const CHANNEL: &str = "snapped";
@@ -332,6 +332,52 @@ async fn a_peer_joins_from_a_snapshot_taken_under_load_and_agrees_with_the_peer_
     .await
     .expect("the first block after the snapshot is held");
     assert!(above.block.is_some());
+
+    // A key written before the snapshot: its value is in the joined peer's state, its
+    // history there starts at the snapshot, and the answer says so.
+    let state = |addr: String| {
+        let admin = admin.clone();
+        async move {
+            try_peer_query(
+                &addr,
+                &admin,
+                CHANNEL,
+                query_request::Query::State(GetState {
+                    namespace: "bank".into(),
+                    key: "k0-0".into(),
+                }),
+            )
+            .await
+            .expect("state")
+            .values
+        }
+    };
+    assert_eq!(
+        state(joiner.addr.clone()).await,
+        state(peer.addr.clone()).await
+    );
+    let history = |addr: String| {
+        let admin = admin.clone();
+        async move {
+            try_peer_query(
+                &addr,
+                &admin,
+                CHANNEL,
+                query_request::Query::History(GetHistory {
+                    namespace: "bank".into(),
+                    key: "k0-0".into(),
+                    limit: 10,
+                    from: None,
+                }),
+            )
+            .await
+            .expect("history")
+        }
+    };
+    let full = history(peer.addr.clone()).await;
+    assert_eq!((full.history.len(), full.history_from), (1, 0));
+    let cut = history(joiner.addr.clone()).await;
+    assert_eq!((cut.history.len(), cut.history_from), (0, height));
 
     // After a restart the joined peer still starts at the snapshot and agrees.
     joiner.stop();

@@ -14,12 +14,25 @@ const PROPERTY: &str = "gaps";
 /// Checks the property.
 pub fn check(history: &[Record]) -> Vec<Violation> {
     let mut out = Vec::new();
+    // Where a node's chain starts when it holds none below (joined from a snapshot).
+    let bases: BTreeMap<&str, u64> = history
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::ChainBase { node, first } => Some((node.as_str(), *first)),
+            _ => None,
+        })
+        .collect();
     for (node, chain) in final_chains(history) {
+        let base = bases.get(node).copied().unwrap_or(0);
         for (i, b) in chain.iter().enumerate() {
-            if b.number != i as u64 {
+            let number = base + i as u64;
+            if b.number != number {
                 out.push(Violation::new(
                     PROPERTY,
-                    format!("{node}: final chain has block {} at position {i}", b.number),
+                    format!(
+                        "{node}: final chain has block {} where block {number} belongs",
+                        b.number
+                    ),
                 ));
                 break;
             }
@@ -27,8 +40,8 @@ pub fn check(history: &[Record]) -> Vec<Violation> {
                 out.push(Violation::new(
                     PROPERTY,
                     format!(
-                        "{node}: block {i} does not link to block {} (previous {} != {})",
-                        i - 1,
+                        "{node}: block {number} does not link to block {} (previous {} != {})",
+                        number - 1,
                         b.previous,
                         chain[i - 1].hash
                     ),
@@ -100,5 +113,29 @@ mod tests {
         let v = check(&h);
         assert_eq!(v.len(), 1);
         assert!(v[0].detail.contains("block 1 was next"), "{}", v[0]);
+    }
+
+    #[test]
+    fn a_chain_from_a_snapshot_starts_at_its_base_and_nowhere_else() {
+        let c = chain(&[&["g"], &["a"], &["b"], &["c"]]);
+        let base = |first| {
+            at(
+                1,
+                Event::ChainBase {
+                    node: "p1".into(),
+                    first,
+                },
+            )
+        };
+        let mut joined = final_blocks("p1", &c[2..]);
+        assert_eq!(check(&joined).len(), 1, "no base recorded: a gap from 0");
+        joined.push(base(2));
+        assert!(check(&joined).is_empty());
+
+        let mut skipping = final_blocks("p1", &[c[1].clone(), c[3].clone()]);
+        skipping.push(base(1));
+        let v = check(&skipping);
+        assert_eq!(v.len(), 1);
+        assert!(v[0].detail.contains("where block 2 belongs"), "{}", v[0]);
     }
 }

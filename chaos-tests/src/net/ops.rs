@@ -26,21 +26,39 @@ impl Net {
         r: NodeRef,
         command: admin_command::Command,
     ) -> Result<AdminResponse, String> {
+        self.admin_call(r, command, Duration::from_secs(5)).await
+    }
+
+    /// An Admin command to a node as a future that borrows nothing, so that a scenario
+    /// can spawn it and kill the node while it runs.
+    pub fn admin_call(
+        &self,
+        r: NodeRef,
+        command: admin_command::Command,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<AdminResponse, String>> + Send + 'static {
         let node = self.node(r);
-        let conn = ordo_sdk::orderer::connect(&node.addr, &node.admin_transport)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut client = ordo_sdk::orderer::admin_client(conn);
-        let channel = match &command {
-            admin_command::Command::Info(_) => CHANNEL,
-            _ => "",
-        };
-        let req = ordo_sdk::orderer::admin_request(&node.admin, channel, command);
-        tokio::time::timeout(Duration::from_secs(5), client.execute(req))
-            .await
-            .map_err(|_| "admin request timed out".to_string())?
-            .map(tonic::Response::into_inner)
-            .map_err(|e| e.to_string())
+        let (addr, transport, admin) = (
+            node.addr.clone(),
+            node.admin_transport.clone(),
+            node.admin.clone(),
+        );
+        async move {
+            let conn = ordo_sdk::orderer::connect(&addr, &transport)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut client = ordo_sdk::orderer::admin_client(conn);
+            let channel = match &command {
+                admin_command::Command::Info(_) => CHANNEL,
+                _ => "",
+            };
+            let req = ordo_sdk::orderer::admin_request(&admin, channel, command);
+            tokio::time::timeout(timeout, client.execute(req))
+                .await
+                .map_err(|_| "admin request timed out".to_string())?
+                .map(tonic::Response::into_inner)
+                .map_err(|e| e.to_string())
+        }
     }
 
     /// The channel's info on a node (height, role, commit hash on a peer).

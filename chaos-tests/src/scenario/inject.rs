@@ -180,6 +180,12 @@ pub(super) async fn inject(
         Scenario::RotateCertificates => {
             found.extend(crate::rotate::inject(n, rng, time).await);
         }
+        Scenario::KillWhileSnapshotting => {
+            found.extend(super::snapshots::kill_while_snapshotting(n, rng, end).await);
+        }
+        Scenario::KillWhileJoiningFromSnapshot => {
+            found.extend(super::snapshots::kill_while_joining(n, rng, end).await);
+        }
         Scenario::KafkaLeaderMoved => {
             while tokio::time::Instant::now() < end {
                 n.move_partition_leader(rng.gen_range(1..=3));

@@ -158,7 +158,8 @@ impl SnapshotWriter {
         std::fs::rename(&self.partial, &target).map_err(io_err("renaming", &self.partial))?;
         self.finished = true;
         sync_dir(&self.parent)?;
-        Ok(target)
+        // Absolute, so the answer can be handed to another peer on the same host.
+        Ok(std::fs::canonicalize(&target).unwrap_or(target))
     }
 }
 

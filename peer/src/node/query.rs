@@ -137,6 +137,7 @@ impl PeerQuery {
                         page_size(h.limit, MAX_HISTORY_RESULTS),
                     )
                     .map_err(storage)?;
+                resp.history_from = ledger.first_block();
                 resp.next_history = next.map(|v| HistoryCursor {
                     block: v.block,
                     tx: v.tx,
