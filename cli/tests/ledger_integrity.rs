@@ -11,7 +11,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -19,37 +18,8 @@ use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{Block, Status as Code};
 use ordo_proto::pb::orderer::SeekBehavior;
 use ordo_proto::pb::query::{query_request, GetBlock};
-use ordo_sdk::tx::{self, Proposal, RwSetBuilder};
 
 const CHANNEL: &str = "audited";
-
-/// A `bank` write of a fresh key with a 2 KiB value, endorsed by BankA's peer: ten of
-/// them make a block well over RocksDB's 4 KiB blob threshold.
-fn write_tx(client: &Identity, endorser: &Identity, key: &str) -> ordo_proto::pb::common::Envelope {
-    let p = Proposal::new(
-        client,
-        CHANNEL,
-        tx::invocation("bank", "set", vec![Bytes::copy_from_slice(key.as_bytes())]),
-    );
-    let mut rw = RwSetBuilder::new();
-    rw.write("bank", key, Bytes::from(vec![b'7'; 2048]));
-    tx::endorse_known(client, &p, "1", rw.build(), [endorser]).expect("assemble")
-}
-
-async fn wait_for_height(
-    addr: &str,
-    id: &Identity,
-    height: u64,
-) -> ordo_proto::pb::admin::ChannelInfo {
-    for _ in 0..600 {
-        let info = channel_info(addr, id, CHANNEL).await;
-        if info.height >= height {
-            return info;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("node at {addr} did not reach height {height}");
-}
 
 /// `ordo ledger verify --data-dir DIR --json`, off the runtime's threads.
 async fn verify(data_dir: &Path) -> (bool, serde_json::Value, String) {
@@ -113,24 +83,7 @@ async fn damage_block_2(node: &NodeProcess, needle: &[u8]) -> String {
 async fn verify_passes_intact_ledgers_and_a_flipped_byte_is_named_everywhere() {
     let c = Consortium::new("BankA");
     let admin = c.identity("BankA", "admin");
-    let mut o = OrdererProcess::start(&c, "orderer0", "BankA");
-    o.wait_ready(&admin).await;
-    let path = genesis_with_bank(
-        &c,
-        CHANNEL,
-        "BankA",
-        &[
-            "--orderer-endpoints",
-            &o.addr,
-            "--batch-timeout-ms",
-            "20",
-            "--max-message-count",
-            "10",
-            "--ack-mode",
-            "committed",
-        ],
-    );
-    join(&o.addr, &admin, &path).await;
+    let (mut o, path) = orderer_with_bank_channel(&c, CHANNEL, "BankA").await;
     // The background scrub at a pace that reads this small ledger in well under a second.
     let mut peer = PeerProcess::start_peer_at(
         &c,
@@ -147,7 +100,15 @@ async fn verify_passes_intact_ledgers_and_a_flipped_byte_is_named_everywhere() {
     let endorser = c.identity("BankA", "peer");
     for round in 0..5u64 {
         let envs = (0..10)
-            .map(|i| write_tx(&client, &endorser, &format!("k{round}-{i}")))
+            .map(|i| {
+                bank_set_tx(
+                    &client,
+                    &endorser,
+                    CHANNEL,
+                    &format!("k{round}-{i}"),
+                    Bytes::from(vec![b'7'; 2048]),
+                )
+            })
             .collect();
         let resps = broadcast(&o.addr, envs).await;
         assert!(
@@ -157,7 +118,7 @@ async fn verify_passes_intact_ledgers_and_a_flipped_byte_is_named_everywhere() {
     }
     let height = channel_info(&o.addr, &admin, CHANNEL).await.height;
     assert!(height >= 6, "five rounds of ten make at least five blocks");
-    let committed = wait_for_height(&peer.addr, &admin, height).await;
+    let committed = wait_for_channel_height(&peer.addr, &admin, CHANNEL, height).await;
 
     // Intact: the peer's ledger replays to its own commit hash.
     peer.stop();

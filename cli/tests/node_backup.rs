@@ -7,59 +7,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{Block, Status as Code};
-use ordo_sdk::tx::{self, Proposal, RwSetBuilder};
 use prost::Message;
 
 const CHANNEL: &str = "backed";
-
-/// A `bank` write of a fresh key, endorsed by BankA's peer (the policy needs one).
-fn write_tx(client: &Identity, endorser: &Identity, key: &str) -> ordo_proto::pb::common::Envelope {
-    let p = Proposal::new(
-        client,
-        CHANNEL,
-        tx::invocation("bank", "set", vec![Bytes::copy_from_slice(key.as_bytes())]),
-    );
-    let mut rw = RwSetBuilder::new();
-    rw.write("bank", key, Bytes::from_static(b"100"));
-    tx::endorse_known(client, &p, "1", rw.build(), [endorser]).expect("assemble")
-}
-
-async fn wait_for_height(
-    addr: &str,
-    id: &Identity,
-    height: u64,
-) -> ordo_proto::pb::admin::ChannelInfo {
-    for _ in 0..600 {
-        let info = channel_info(addr, id, CHANNEL).await;
-        if info.height >= height {
-            return info;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("peer at {addr} did not reach height {height}");
-}
-
-/// Runs `ordo` off the runtime's threads; returns (success, stdout, stderr).
-async fn ordo_async(args: Vec<String>) -> (bool, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&refs)
-    })
-    .await
-    .expect("ordo ran")
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().expect("utf8").to_string()
-}
 
 /// `ordo node backup` of the peer at `addr`, signed with `member` of BankA.
 fn backup_args(c: &Consortium, addr: &str, member: &str, name: &str) -> Vec<String> {
@@ -70,9 +26,9 @@ fn backup_args(c: &Consortium, addr: &str, member: &str, name: &str) -> Vec<Stri
         "--peer".into(),
         addr.into(),
         "--key".into(),
-        s(&dir.join(format!("{member}.key"))),
+        path_arg(&dir.join(format!("{member}.key"))),
         "--cert".into(),
-        s(&dir.join(format!("{member}.cert"))),
+        path_arg(&dir.join(format!("{member}.cert"))),
         "--name".into(),
         name.into(),
         "--json".into(),
@@ -119,24 +75,7 @@ fn tamper_block(dir: &Path, number: u64) {
 async fn a_peer_backed_up_under_load_restores_into_a_new_peer_that_catches_up_and_agrees() {
     let c = Consortium::new("BankA");
     let admin = c.identity("BankA", "admin");
-    let mut o = OrdererProcess::start(&c, "orderer0", "BankA");
-    o.wait_ready(&admin).await;
-    let path = genesis_with_bank(
-        &c,
-        CHANNEL,
-        "BankA",
-        &[
-            "--orderer-endpoints",
-            &o.addr,
-            "--batch-timeout-ms",
-            "20",
-            "--max-message-count",
-            "10",
-            "--ack-mode",
-            "committed",
-        ],
-    );
-    join(&o.addr, &admin, &path).await;
+    let (mut o, path) = orderer_with_bank_channel(&c, CHANNEL, "BankA").await;
     let mut peer = PeerProcess::start_peer(&c, "peer0", "BankA", &[]);
     peer.wait_ready(&admin).await;
     join(&peer.addr, &admin, &path).await;
@@ -144,30 +83,17 @@ async fn a_peer_backed_up_under_load_restores_into_a_new_peer_that_catches_up_an
     // Load: batches of fresh-key writes until told to stop.
     let client = c.identity("BankA", "client");
     let endorser = c.identity("BankA", "peer");
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(AtomicU64::new(0));
-    let load = {
-        let (stop, acked, addr) = (stop.clone(), acked.clone(), o.addr.clone());
-        tokio::spawn(async move {
-            let mut round = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let envs = (0..10)
-                    .map(|i| write_tx(&client, &endorser, &format!("k{round}-{i}")))
-                    .collect();
-                let resps = broadcast(&addr, envs).await;
-                assert!(
-                    resps.iter().all(|r| r.status == Code::Success as i32),
-                    "{resps:?}"
-                );
-                acked.fetch_add(10, Ordering::Relaxed);
-                round += 1;
-            }
-        })
-    };
-    wait_for_height(&peer.addr, &admin, 6).await;
+    let load = BankLoad::start(
+        &o.addr,
+        client,
+        endorser,
+        CHANNEL,
+        Bytes::from_static(b"100"),
+    );
+    wait_for_channel_height(&peer.addr, &admin, CHANNEL, 6).await;
 
     // The backup, taken while blocks keep committing.
-    let before = acked.load(Ordering::Relaxed);
+    let before = load.acked();
     let (ok, out, err) = ordo_async(backup_args(&c, &peer.addr, "admin", "b1")).await;
     assert!(ok, "backup failed: {err}");
     let b: serde_json::Value = serde_json::from_str(&out).expect("json");
@@ -177,7 +103,11 @@ async fn a_peer_backed_up_under_load_restores_into_a_new_peer_that_catches_up_an
     assert!(backup_height >= 6, "{b}");
     assert_eq!(ch["commit_hash"].as_str().map(str::len), Some(64), "{b}");
     let backup_dir = peer.data_dir().join("backups/b1");
-    assert_eq!(b["path"].as_str(), Some(s(&backup_dir).as_str()), "{b}");
+    assert_eq!(
+        b["path"].as_str(),
+        Some(path_arg(&backup_dir).as_str()),
+        "{b}"
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(backup_dir.join("manifest.json")).expect("manifest"))
             .expect("manifest json");
@@ -206,13 +136,12 @@ async fn a_peer_backed_up_under_load_restores_into_a_new_peer_that_catches_up_an
     assert!(!peer.data_dir().join("x").exists() && !c.dir.path().join("x").exists());
 
     // The load went on during the backup; stop it and let the peer catch up.
-    wait_for_height(&peer.addr, &admin, backup_height + 3).await;
-    stop.store(true, Ordering::Relaxed);
-    load.await.expect("load task");
-    assert!(acked.load(Ordering::Relaxed) > before);
+    wait_for_channel_height(&peer.addr, &admin, CHANNEL, backup_height + 3).await;
+    assert!(load.acked() > before);
+    load.stop().await;
     let height = channel_info(&o.addr, &admin, CHANNEL).await.height;
     assert!(height > backup_height);
-    let original = wait_for_height(&peer.addr, &admin, height).await;
+    let original = wait_for_channel_height(&peer.addr, &admin, CHANNEL, height).await;
     assert_eq!(original.height, height);
 
     // Restore refusals: a non-empty target, a backup with a changed block.
@@ -225,9 +154,9 @@ async fn a_peer_backed_up_under_load_restores_into_a_new_peer_that_catches_up_an
             "node".to_string(),
             "restore".into(),
             "--backup".into(),
-            s(backup),
+            path_arg(backup),
             "--data-dir".into(),
-            s(data),
+            path_arg(data),
         ]
     };
     let (ok, _, err) = ordo_async(restore(&backup_dir, &busy)).await;
@@ -254,7 +183,7 @@ async fn a_peer_backed_up_under_load_restores_into_a_new_peer_that_catches_up_an
     assert!(out.contains(&format!("blocks 0..{backup_height}")), "{out}");
     let mut restored = PeerProcess::start_peer(&c, "peer1", "BankA", &[]);
     restored.wait_ready(&admin).await;
-    let caught_up = wait_for_height(&restored.addr, &admin, height).await;
+    let caught_up = wait_for_channel_height(&restored.addr, &admin, CHANNEL, height).await;
     assert_eq!(caught_up.height, height);
     assert_eq!(caught_up.last_block_hash, original.last_block_hash);
     assert_eq!(
@@ -270,9 +199,9 @@ async fn a_peer_backed_up_under_load_restores_into_a_new_peer_that_catches_up_an
             "--peer".into(),
             addr.into(),
             "--key".into(),
-            s(&c.crypto().join("BankA/admin.key")),
+            path_arg(&c.crypto().join("BankA/admin.key")),
             "--cert".into(),
-            s(&c.crypto().join("BankA/admin.cert")),
+            path_arg(&c.crypto().join("BankA/admin.cert")),
             "--channel".into(),
             CHANNEL.into(),
             "--json".into(),
@@ -368,9 +297,9 @@ async fn restore(backup: &Path, target: &Path) -> String {
         "node".into(),
         "restore".into(),
         "--backup".into(),
-        s(backup),
+        path_arg(backup),
         "--data-dir".into(),
-        s(target),
+        path_arg(target),
     ])
     .await;
     assert!(ok, "{err}");

@@ -10,69 +10,23 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
 use ordo_ledger::snapshot::{read_manifest, SnapshotManifest, MANIFEST_FILE, STATE_FILE};
 use ordo_proto::identity::Identity;
-use ordo_proto::pb::common::Status as Code;
 use ordo_proto::pb::query::{query_request, GetBlock, GetHistory, GetState};
-use ordo_sdk::tx::{self, Proposal, RwSetBuilder};
 
 const CHANNEL: &str = "snapped";
-
-/// A `bank` write of a fresh key, endorsed by BankA's peer (the policy needs one).
-fn write_tx(client: &Identity, endorser: &Identity, key: &str) -> ordo_proto::pb::common::Envelope {
-    let p = Proposal::new(
-        client,
-        CHANNEL,
-        tx::invocation("bank", "set", vec![Bytes::copy_from_slice(key.as_bytes())]),
-    );
-    let mut rw = RwSetBuilder::new();
-    rw.write("bank", key, Bytes::from_static(b"100"));
-    tx::endorse_known(client, &p, "1", rw.build(), [endorser]).expect("assemble")
-}
-
-async fn wait_for_height(
-    addr: &str,
-    id: &Identity,
-    height: u64,
-) -> ordo_proto::pb::admin::ChannelInfo {
-    for _ in 0..600 {
-        let info = channel_info(addr, id, CHANNEL).await;
-        if info.height >= height {
-            return info;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("peer at {addr} did not reach height {height}");
-}
-
-/// Runs `ordo` off the runtime's threads; returns (success, stdout, stderr).
-async fn ordo_async(args: Vec<String>) -> (bool, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&refs)
-    })
-    .await
-    .expect("ordo ran")
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().expect("utf8").to_string()
-}
 
 /// The signing flags of BankA's `member`.
 fn signer(c: &Consortium, member: &str) -> Vec<String> {
     let dir = c.crypto().join("BankA");
     vec![
         "--key".into(),
-        s(&dir.join(format!("{member}.key"))),
+        path_arg(&dir.join(format!("{member}.key"))),
         "--cert".into(),
-        s(&dir.join(format!("{member}.cert"))),
+        path_arg(&dir.join(format!("{member}.cert"))),
     ]
 }
 
@@ -83,7 +37,7 @@ fn join_args(c: &Consortium, addr: &str, member: &str, snapshot: &Path) -> Vec<S
         "--peer".into(),
         addr.into(),
         "--snapshot".into(),
-        s(snapshot),
+        path_arg(snapshot),
     ];
     a.extend(signer(c, member));
     a
@@ -128,24 +82,7 @@ async fn serves_channel(addr: &str, admin: &Identity) -> bool {
 async fn a_peer_joins_from_a_snapshot_taken_under_load_and_agrees_with_the_peer_that_took_it() {
     let c = Consortium::new("BankA");
     let admin = c.identity("BankA", "admin");
-    let mut o = OrdererProcess::start(&c, "orderer0", "BankA");
-    o.wait_ready(&admin).await;
-    let genesis = genesis_with_bank(
-        &c,
-        CHANNEL,
-        "BankA",
-        &[
-            "--orderer-endpoints",
-            &o.addr,
-            "--batch-timeout-ms",
-            "20",
-            "--max-message-count",
-            "10",
-            "--ack-mode",
-            "committed",
-        ],
-    );
-    join(&o.addr, &admin, &genesis).await;
+    let (mut o, genesis) = orderer_with_bank_channel(&c, CHANNEL, "BankA").await;
     let mut peer = PeerProcess::start_peer(&c, "peer0", "BankA", &[]);
     peer.wait_ready(&admin).await;
     join(&peer.addr, &admin, &genesis).await;
@@ -153,28 +90,14 @@ async fn a_peer_joins_from_a_snapshot_taken_under_load_and_agrees_with_the_peer_
     // Load: batches of fresh-key writes until told to stop.
     let client = c.identity("BankA", "client");
     let endorser = c.identity("BankA", "peer");
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(AtomicU64::new(0));
-    let load = {
-        let (stop, acked, addr) = (stop.clone(), acked.clone(), o.addr.clone());
-        let (client, endorser) = (client.clone(), endorser.clone());
-        tokio::spawn(async move {
-            let mut round = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let envs = (0..10)
-                    .map(|i| write_tx(&client, &endorser, &format!("k{round}-{i}")))
-                    .collect();
-                let resps = broadcast(&addr, envs).await;
-                assert!(
-                    resps.iter().all(|r| r.status == Code::Success as i32),
-                    "{resps:?}"
-                );
-                acked.fetch_add(10, Ordering::Relaxed);
-                round += 1;
-            }
-        })
-    };
-    wait_for_height(&peer.addr, &admin, 8).await;
+    let load = BankLoad::start(
+        &o.addr,
+        client,
+        endorser,
+        CHANNEL,
+        Bytes::from_static(b"100"),
+    );
+    wait_for_channel_height(&peer.addr, &admin, CHANNEL, 8).await;
 
     // The snapshot, taken while blocks keep committing.
     let mut args = vec![
@@ -198,7 +121,7 @@ async fn a_peer_joins_from_a_snapshot_taken_under_load_and_agrees_with_the_peer_
         .join(format!("{CHANNEL}-{height}"));
     assert_eq!(
         taken["path"].as_str(),
-        Some(s(&snap_dir).as_str()),
+        Some(path_arg(&snap_dir).as_str()),
         "{taken}"
     );
     assert!(
@@ -275,6 +198,15 @@ async fn a_peer_joins_from_a_snapshot_taken_under_load_and_agrees_with_the_peer_
         "{err}"
     );
 
+    // Not the channel the operator meant.
+    let mut other = join_args(&c, &joiner.addr, "admin", &snap_dir);
+    other.extend(["--channel".to_string(), "payments".to_string()]);
+    let (ok, _, err) = ordo_async(other).await;
+    assert!(
+        !ok && err.contains("INVALID_ARGUMENT") && err.contains("not \"payments\""),
+        "{err}"
+    );
+
     // Not an admin.
     let (ok, _, err) = ordo_async(join_args(&c, &joiner.addr, "client", &snap_dir)).await;
     assert!(!ok && err.contains("PERMISSION_DENIED"), "{err}");
@@ -286,7 +218,9 @@ async fn a_peer_joins_from_a_snapshot_taken_under_load_and_agrees_with_the_peer_
 
     // The join, while the load goes on.
     let started = std::time::Instant::now();
-    let (ok, out, err) = ordo_async(join_args(&c, &joiner.addr, "admin", &snap_dir)).await;
+    let mut args = join_args(&c, &joiner.addr, "admin", &snap_dir);
+    args.extend(["--channel".to_string(), CHANNEL.to_string()]);
+    let (ok, out, err) = ordo_async(args).await;
     assert!(ok, "join failed: {err}");
     let join_took = started.elapsed();
     assert!(out.contains(&format!("joined channel {CHANNEL}")), "{out}");
@@ -294,12 +228,11 @@ async fn a_peer_joins_from_a_snapshot_taken_under_load_and_agrees_with_the_peer_
     let (ok, _, err) = ordo_async(join_args(&c, &joiner.addr, "admin", &snap_dir)).await;
     assert!(!ok && err.contains("ALREADY_EXISTS"), "{err}");
 
-    wait_for_height(&joiner.addr, &admin, height + 3).await;
-    stop.store(true, Ordering::Relaxed);
-    load.await.expect("load task");
+    wait_for_channel_height(&joiner.addr, &admin, CHANNEL, height + 3).await;
+    load.stop().await;
     let final_height = channel_info(&o.addr, &admin, CHANNEL).await.height;
-    let original = wait_for_height(&peer.addr, &admin, final_height).await;
-    let joined = wait_for_height(&joiner.addr, &admin, final_height).await;
+    let original = wait_for_channel_height(&peer.addr, &admin, CHANNEL, final_height).await;
+    let joined = wait_for_channel_height(&joiner.addr, &admin, CHANNEL, final_height).await;
     assert_eq!(joined.height, original.height);
     assert_eq!(joined.last_block_hash, original.last_block_hash);
     assert_eq!(
@@ -383,7 +316,7 @@ async fn a_peer_joins_from_a_snapshot_taken_under_load_and_agrees_with_the_peer_
     joiner.stop();
     let mut joiner = PeerProcess::start_peer(&c, "peer1", "BankA", &[]);
     joiner.wait_ready(&admin).await;
-    let again = wait_for_height(&joiner.addr, &admin, final_height).await;
+    let again = wait_for_channel_height(&joiner.addr, &admin, CHANNEL, final_height).await;
     assert_eq!(again.commit_hash, original.commit_hash);
     eprintln!(
         "snapshot at height {height}; joined in {join_took:?}; both peers at {final_height} with commit hash {}",

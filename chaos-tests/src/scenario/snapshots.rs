@@ -128,7 +128,12 @@ pub(super) async fn kill_while_joining(
             found.push(violation(format!("peer1 could not leave the channel: {e}")));
             return found;
         }
-        let join = || admin_command::Command::JoinBySnapshot(JoinBySnapshot { path: path.clone() });
+        let join = || {
+            admin_command::Command::JoinBySnapshot(JoinBySnapshot {
+                path: path.clone(),
+                channel_id: CHANNEL.into(),
+            })
+        };
         let call = tokio::spawn(n.net.admin_call(joiner, join(), CALL_TIMEOUT));
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..60))).await;
         n.kill(joiner);

@@ -199,6 +199,9 @@ pub struct JoinArgs {
     /// orderers, then follows blocks from the snapshot's height.
     #[arg(long)]
     pub snapshot: Option<String>,
+    /// With --snapshot: the channel the snapshot must be of (refused otherwise).
+    #[arg(long, requires = "snapshot")]
+    pub channel: Option<String>,
 }
 
 /// `ordo channel list`
@@ -291,6 +294,7 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
             let command = match (&a.genesis, &a.snapshot) {
                 (_, Some(path)) => admin_command::Command::JoinBySnapshot(JoinBySnapshot {
                     path: snapshot_path(path),
+                    channel_id: a.channel.clone().unwrap_or_default(),
                 }),
                 (Some(genesis), None) => {
                     let bytes = std::fs::read(genesis)

@@ -837,3 +837,150 @@ pub async fn wait_peers_agree(peers: &[(String, Identity)], channel: &str) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A `bank` write of `value` under the fresh `key` on `channel`, endorsed by `endorser`
+/// (a channel from [`genesis_with_bank`] needs one peer of its org).
+pub fn bank_set_tx(
+    client: &Identity,
+    endorser: &Identity,
+    channel: &str,
+    key: &str,
+    value: bytes::Bytes,
+) -> Envelope {
+    use ordo_sdk::tx::{self, Proposal, RwSetBuilder};
+    let p = Proposal::new(
+        client,
+        channel,
+        tx::invocation(
+            "bank",
+            "set",
+            vec![bytes::Bytes::copy_from_slice(key.as_bytes())],
+        ),
+    );
+    let mut rw = RwSetBuilder::new();
+    rw.write("bank", key, value);
+    tx::endorse_known(client, &p, "1", rw.build(), [endorser]).expect("assemble")
+}
+
+/// Waits (up to 30 s) until the node at `addr` reports at least `height` blocks of
+/// `channel`; its channel info then.
+pub async fn wait_for_channel_height(
+    addr: &str,
+    id: &Identity,
+    channel: &str,
+    height: u64,
+) -> ordo_proto::pb::admin::ChannelInfo {
+    for _ in 0..600 {
+        let info = channel_info(addr, id, channel).await;
+        if info.height >= height {
+            return info;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("node at {addr} did not reach height {height} of {channel}");
+}
+
+/// Runs `ordo` off the runtime's threads; returns (success, stdout, stderr).
+pub async fn ordo_async(args: Vec<String>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&refs)
+    })
+    .await
+    .expect("ordo ran")
+}
+
+/// A path as a command-line argument.
+pub fn path_arg(p: &Path) -> String {
+    p.to_str().expect("utf8").to_string()
+}
+
+/// An orderer of `org` serving `channel` with the built-in `bank` chaincode
+/// ([`genesis_with_bank`]), `committed` acks and blocks of at most 10 envelopes or 20 ms;
+/// the process and the genesis block's path.
+pub async fn orderer_with_bank_channel(
+    c: &Consortium,
+    channel: &str,
+    org: &str,
+) -> (OrdererProcess, PathBuf) {
+    let admin = c.identity(org, "admin");
+    let mut o = OrdererProcess::start(c, "orderer0", org);
+    o.wait_ready(&admin).await;
+    let path = genesis_with_bank(
+        c,
+        channel,
+        org,
+        &[
+            "--orderer-endpoints",
+            &o.addr,
+            "--batch-timeout-ms",
+            "20",
+            "--max-message-count",
+            "10",
+            "--ack-mode",
+            "committed",
+        ],
+    );
+    join(&o.addr, &admin, &path).await;
+    (o, path)
+}
+
+/// Batches of ten fresh-key `bank` writes broadcast to one orderer, one batch after the
+/// other, each required to be accepted, until [`BankLoad::stop`].
+pub struct BankLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BankLoad {
+    /// Starts the load on `channel` at the orderer `addr`, signed by `client` and
+    /// endorsed by `endorser`, each write's value `value`.
+    pub fn start(
+        addr: &str,
+        client: Identity,
+        endorser: Identity,
+        channel: &str,
+        value: bytes::Bytes,
+    ) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (addr, channel) = (addr.to_string(), channel.to_string());
+        let task = {
+            let (stop, acked) = (stop.clone(), acked.clone());
+            tokio::spawn(async move {
+                let mut round = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let envs = (0..10)
+                        .map(|i| {
+                            let key = format!("k{round}-{i}");
+                            bank_set_tx(&client, &endorser, &channel, &key, value.clone())
+                        })
+                        .collect();
+                    let resps = broadcast(&addr, envs).await;
+                    assert!(
+                        resps
+                            .iter()
+                            .all(|r| r.status == ordo_proto::pb::common::Status::Success as i32),
+                        "{resps:?}"
+                    );
+                    acked.fetch_add(10, Ordering::Relaxed);
+                    round += 1;
+                }
+            })
+        };
+        Self { stop, acked, task }
+    }
+
+    /// Transactions acknowledged so far.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the load after its current batch; panics if a batch was refused.
+    pub async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.expect("load task");
+    }
+}

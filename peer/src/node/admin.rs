@@ -186,7 +186,10 @@ impl PeerAdmin {
                 self.admit(&unpacked.header, now_ms)?;
                 let ch = self
                     .channels
-                    .join_snapshot(&j.path)
+                    .join_snapshot(
+                        &j.path,
+                        (!j.channel_id.is_empty()).then_some(j.channel_id.as_str()),
+                    )
                     .await
                     .map_err(|e| (e.status(), e.to_string()))?;
                 Ok(ok(Some(info(&ch)), None))

@@ -61,8 +61,13 @@ impl PeerChannels {
     /// `<data_dir>/snapshots/`): checks the manifest, its signer and the snapshot against
     /// the orderers' chain, imports it into a new ledger that is moved into place only
     /// once complete, then follows the orderers from the snapshot's height. Refused,
-    /// with nothing stored, when any check fails or the channel is already joined.
-    pub async fn join_snapshot(&self, path: &str) -> Result<Arc<PeerChannel>, ChannelError> {
+    /// with nothing stored, when any check fails, the snapshot is not of
+    /// `expected_channel` (when given) or the channel is already joined.
+    pub async fn join_snapshot(
+        &self,
+        path: &str,
+        expected_channel: Option<&str>,
+    ) -> Result<Arc<PeerChannel>, ChannelError> {
         let _guard = self.admin_lock.lock().await;
         let dir = self.snapshot_dir(path)?;
         let read_dir = dir.clone();
@@ -73,6 +78,13 @@ impl PeerChannels {
         })
         .await
         .map_err(|e| ChannelError::Dir(std::io::Error::other(e.to_string())))??;
+        if let Some(want) = expected_channel.filter(|c| *c != manifest.channel_id) {
+            return Err(TrustError::Manifest(format!(
+                "the snapshot is of channel {:?}, not {want:?}",
+                manifest.channel_id
+            ))
+            .into());
+        }
         let cfg = snapshot_config(&manifest, &config_block)?;
         let id = manifest.channel_id.clone();
         if self.get(&id).is_some() {
