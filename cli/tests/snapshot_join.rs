@@ -160,43 +160,38 @@ async fn a_peer_joins_from_a_snapshot_taken_under_load_and_agrees_with_the_peer_
         "{err}"
     );
 
-    // An edited manifest that nobody re-signed.
-    let edited = scratch.join("edited");
-    copy_snapshot(&snap_dir, &edited);
-    let mut m = manifest.clone();
-    m.commit_hash = "00".repeat(32);
-    write_manifest(&edited, &m);
-    let (ok, _, err) = ordo_async(join_args(&c, &joiner.addr, "admin", &edited)).await;
-    assert!(
-        !ok && err.contains("INVALID_ARGUMENT") && err.contains("does not verify"),
-        "{err}"
-    );
-
-    // A peer of the channel signs a height the orderer does not have.
-    let beyond = scratch.join("beyond");
-    copy_snapshot(&snap_dir, &beyond);
-    let mut m = manifest.clone();
-    m.height += 100_000;
-    ordo_peer::snapshot::sign(&mut m, &peer_id);
-    write_manifest(&beyond, &m);
-    let (ok, _, err) = ordo_async(join_args(&c, &joiner.addr, "admin", &beyond)).await;
-    assert!(
-        !ok && err.contains("INVALID_ARGUMENT") && err.contains("do not hold"),
-        "{err}"
-    );
-
-    // ... or a last block hash the orderer's chain contradicts.
-    let forked = scratch.join("forked");
-    copy_snapshot(&snap_dir, &forked);
-    let mut m = manifest.clone();
-    m.last_block_hash = "11".repeat(32);
-    ordo_peer::snapshot::sign(&mut m, &peer_id);
-    write_manifest(&forked, &m);
-    let (ok, _, err) = ordo_async(join_args(&c, &joiner.addr, "admin", &forked)).await;
-    assert!(
-        !ok && err.contains("INVALID_ARGUMENT") && err.contains("hashes to"),
-        "{err}"
-    );
+    // Edited manifests: one nobody re-signed, then two a peer of the channel re-signed
+    // with a height the orderer does not have or a last block hash its chain contradicts.
+    let edits: [(&str, bool, fn(&mut SnapshotManifest), &str); 3] = [
+        (
+            "edited",
+            false,
+            |m| m.commit_hash = "00".repeat(32),
+            "does not verify",
+        ),
+        ("beyond", true, |m| m.height += 100_000, "do not hold"),
+        (
+            "forked",
+            true,
+            |m| m.last_block_hash = "11".repeat(32),
+            "hashes to",
+        ),
+    ];
+    for (name, resign, edit, why) in edits {
+        let dir = scratch.join(name);
+        copy_snapshot(&snap_dir, &dir);
+        let mut m = manifest.clone();
+        edit(&mut m);
+        if resign {
+            ordo_peer::snapshot::sign(&mut m, &peer_id);
+        }
+        write_manifest(&dir, &m);
+        let (ok, _, err) = ordo_async(join_args(&c, &joiner.addr, "admin", &dir)).await;
+        assert!(
+            !ok && err.contains("INVALID_ARGUMENT") && err.contains(why),
+            "{name}: {err}"
+        );
+    }
 
     // Not the channel the operator meant.
     let mut other = join_args(&c, &joiner.addr, "admin", &snap_dir);
