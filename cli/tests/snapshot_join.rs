@@ -162,7 +162,9 @@ async fn a_peer_joins_from_a_snapshot_taken_under_load_and_agrees_with_the_peer_
 
     // Edited manifests: one nobody re-signed, then two a peer of the channel re-signed
     // with a height the orderer does not have or a last block hash its chain contradicts.
-    let edits: [(&str, bool, fn(&mut SnapshotManifest), &str); 3] = [
+    // (scratch name, re-signed by a peer, the edit, what the refusal says)
+    type Edit = (&'static str, bool, fn(&mut SnapshotManifest), &'static str);
+    let edits: [Edit; 3] = [
         (
             "edited",
             false,
