@@ -9,7 +9,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{Block, Status as Code};
@@ -76,20 +75,10 @@ async fn a_peer_backed_up_under_load_restores_into_a_new_peer_that_catches_up_an
     let c = Consortium::new("BankA");
     let admin = c.identity("BankA", "admin");
     let (mut o, path) = orderer_with_bank_channel(&c, CHANNEL, "BankA").await;
-    let mut peer = PeerProcess::start_peer(&c, "peer0", "BankA", &[]);
-    peer.wait_ready(&admin).await;
-    join(&peer.addr, &admin, &path).await;
+    let mut peer = joined_peer(&c, "peer0", "BankA", &path).await;
 
     // Load: batches of fresh-key writes until told to stop.
-    let client = c.identity("BankA", "client");
-    let endorser = c.identity("BankA", "peer");
-    let load = BankLoad::start(
-        &o.addr,
-        client,
-        endorser,
-        CHANNEL,
-        Bytes::from_static(b"100"),
-    );
+    let load = BankLoad::of_org(&c, "BankA", &o.addr, CHANNEL);
     wait_for_channel_height(&peer.addr, &admin, CHANNEL, 6).await;
 
     // The backup, taken while blocks keep committing.

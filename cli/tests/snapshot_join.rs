@@ -11,7 +11,6 @@ mod common;
 
 use std::path::Path;
 
-use bytes::Bytes;
 use common::*;
 use ordo_ledger::snapshot::{read_manifest, SnapshotManifest, MANIFEST_FILE, STATE_FILE};
 use ordo_proto::identity::Identity;
@@ -83,20 +82,10 @@ async fn a_peer_joins_from_a_snapshot_taken_under_load_and_agrees_with_the_peer_
     let c = Consortium::new("BankA");
     let admin = c.identity("BankA", "admin");
     let (mut o, genesis) = orderer_with_bank_channel(&c, CHANNEL, "BankA").await;
-    let mut peer = PeerProcess::start_peer(&c, "peer0", "BankA", &[]);
-    peer.wait_ready(&admin).await;
-    join(&peer.addr, &admin, &genesis).await;
+    let mut peer = joined_peer(&c, "peer0", "BankA", &genesis).await;
 
     // Load: batches of fresh-key writes until told to stop.
-    let client = c.identity("BankA", "client");
-    let endorser = c.identity("BankA", "peer");
-    let load = BankLoad::start(
-        &o.addr,
-        client,
-        endorser,
-        CHANNEL,
-        Bytes::from_static(b"100"),
-    );
+    let load = BankLoad::of_org(&c, "BankA", &o.addr, CHANNEL);
     wait_for_channel_height(&peer.addr, &admin, CHANNEL, 8).await;
 
     // The snapshot, taken while blocks keep committing.

@@ -925,6 +925,15 @@ pub async fn orderer_with_bank_channel(
     (o, path)
 }
 
+/// A peer `name` of `org` started, ready, and joined to the channel of `genesis`.
+pub async fn joined_peer(c: &Consortium, name: &str, org: &str, genesis: &Path) -> PeerProcess {
+    let admin = c.identity(org, "admin");
+    let mut peer = PeerProcess::start_peer(c, name, org, &[]);
+    peer.wait_ready(&admin).await;
+    join(&peer.addr, &admin, genesis).await;
+    peer
+}
+
 /// Batches of ten fresh-key `bank` writes broadcast to one orderer, one batch after the
 /// other, each required to be accepted, until [`BankLoad::stop`].
 pub struct BankLoad {
@@ -971,6 +980,17 @@ impl BankLoad {
             })
         };
         Self { stop, acked, task }
+    }
+
+    /// [`BankLoad::start`] by `org`'s client, endorsed by its peer, each value `100`.
+    pub fn of_org(c: &Consortium, org: &str, addr: &str, channel: &str) -> Self {
+        Self::start(
+            addr,
+            c.identity(org, "client"),
+            c.identity(org, "peer"),
+            channel,
+            bytes::Bytes::from_static(b"100"),
+        )
     }
 
     /// Transactions acknowledged so far.
