@@ -116,6 +116,8 @@ pub struct NetSpec {
     pub raft_snapshot_bytes: u64,
     /// Extra environment for every orderer process.
     pub orderer_env: Vec<(String, String)>,
+    /// Extra environment for every peer process.
+    pub peer_env: Vec<(String, String)>,
     /// Size of a tmpfs mounted on each orderer's data directory, so a scenario can fill
     /// the disk (None: the data lives in the temporary directory).
     pub orderer_disk_mb: Option<u64>,
@@ -136,6 +138,7 @@ impl NetSpec {
             max_message_count: 50,
             raft_snapshot_bytes: 0,
             orderer_env: Vec::new(),
+            peer_env: Vec::new(),
             orderer_disk_mb: None,
             lying_orderer: false,
         }
@@ -446,6 +449,7 @@ impl Net {
                 ),
             )?;
             let mut proc = NodeProc::new(&name, "peer", config, node_dir.join("peer.log"));
+            proc.env = spec.peer_env.clone();
             proc.start()?;
             net.peers.push(Node {
                 proc,

@@ -163,16 +163,33 @@ pub async fn read_chain(
     Ok(blocks)
 }
 
-/// Records `addr`'s whole chain as [`BlockSource::Final`] blocks of `node`; returns its
-/// height.
+/// The blocks of the node's archive (its data directory `data_dir`, when it archives)
+/// below `first`: read after the ledger, so they reach at least the block before the first
+/// one read. An archive that does not verify gives none (the scenario reports it).
+fn archived_below(data_dir: Option<&std::path::Path>, first: u64) -> Vec<Block> {
+    data_dir
+        .and_then(|d| crate::scenario::pruning::final_archive(d).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|b| ordo_proto::block::number(b) < first)
+        .collect()
+}
+
+/// Records `addr`'s whole chain as [`BlockSource::Final`] blocks of `node` — with, for a
+/// node that prunes into an archive (`archive_of`: its data directory), the archive's
+/// blocks before those its ledger holds; returns its height.
 pub async fn record_final_chain(
     node: &str,
     addr: &str,
     reader: &Identity,
     transport: &Transport,
     history: &History,
+    archive_of: Option<&std::path::Path>,
 ) -> Result<u64, String> {
-    let blocks = read_chain(addr, reader, transport).await?;
+    let held = read_chain(addr, reader, transport).await?;
+    let first = held.first().map_or(u64::MAX, ordo_proto::block::number);
+    let mut blocks = archived_below(archive_of, first);
+    blocks.extend(held);
     for b in &blocks {
         history.record(Event::Block {
             node: node.to_string(),
@@ -192,6 +209,7 @@ pub async fn record_peer_chain(
     transport: &Transport,
     height: u64,
     history: &History,
+    archive_of: Option<&std::path::Path>,
 ) {
     use ordo_proto::pb::query::{query_client::QueryClient, query_request, GetBlock, QueryRequest};
     let Ok(conn) = ordo_sdk::orderer::connect(addr, transport).await else {
@@ -199,7 +217,7 @@ pub async fn record_peer_chain(
     };
     let mut client =
         QueryClient::new(conn).max_decoding_message_size(ordo_sdk::orderer::MAX_GRPC_MESSAGE_BYTES);
-    let mut below_base = false;
+    let mut held = Vec::new();
     for number in 0..height {
         let req = QueryRequest {
             query: Some(query_request::Query::Block(GetBlock { number })),
@@ -214,26 +232,35 @@ pub async fn record_peer_chain(
         .0;
         let resp = match client.query(env).await {
             Ok(resp) => resp,
-            // A peer joined from a snapshot holds no block below the snapshot's height.
-            Err(status) if status.code() == tonic::Code::NotFound => {
-                below_base = true;
+            // A peer joined from a snapshot, or pruned, holds no block below its first.
+            Err(status) if status.code() == tonic::Code::NotFound && held.is_empty() => {
                 continue;
             }
-            Err(_) => return,
+            Err(_) => break,
         };
         let Some(block) = resp.into_inner().block else {
-            return;
+            break;
         };
-        if std::mem::take(&mut below_base) {
-            history.record(Event::ChainBase {
-                node: peer.to_string(),
-                first: number,
-            });
-        }
+        held.push(block);
+    }
+    let first = held.first().map_or(height, ordo_proto::block::number);
+    let mut blocks = archived_below(archive_of, first);
+    blocks.extend(held);
+    if let Some(base) = blocks
+        .first()
+        .map(ordo_proto::block::number)
+        .filter(|n| *n > 0)
+    {
+        history.record(Event::ChainBase {
+            node: peer.to_string(),
+            first: base,
+        });
+    }
+    for block in &blocks {
         history.record(Event::Block {
             node: peer.to_string(),
             source: BlockSource::Final,
-            block: summarize(&block),
+            block: summarize(block),
         });
     }
 }

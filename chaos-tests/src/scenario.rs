@@ -20,6 +20,7 @@ use crate::net::{Backend, Net, NetError, NetSpec, NodeRef};
 use crate::observe;
 
 mod inject;
+pub(crate) mod pruning;
 mod snapshots;
 use inject::inject;
 
@@ -72,11 +73,16 @@ pub enum Scenario {
     /// join (an interrupted join leaves nothing in the way), and its commit hashes must
     /// agree with the peer that never left.
     KillWhileJoiningFromSnapshot,
+    /// Every node (orderers and peers) keeps only its newest blocks and archives the
+    /// rest; nodes are killed -9 while an archive segment is written, right after one was
+    /// renamed into place (before the ledger's delete), and at random moments. Each node's
+    /// archive followed by its ledger must be the whole chain.
+    KillWhilePruning,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 17] = [
+    pub const ALL: [Scenario; 18] = [
         Scenario::KillLoop,
         Scenario::RollingRestart,
         Scenario::MinorityPartition,
@@ -94,6 +100,7 @@ impl Scenario {
         Scenario::RotateCertificates,
         Scenario::KillWhileSnapshotting,
         Scenario::KillWhileJoiningFromSnapshot,
+        Scenario::KillWhilePruning,
     ];
 
     /// Whether the scenario means something on `backend`.
@@ -108,6 +115,9 @@ impl Scenario {
             // Peer-side faults: solo, and raft (whose orderers the joining peer reaches
             // through the fault proxies) cover the orderer side they touch.
             KillWhileSnapshotting | KillWhileJoiningFromSnapshot => backend != Backend::Kafka,
+            // Solo, and raft with its snapshot ceiling; a Kafka orderer needs only its last
+            // block (the resume point), which pruning always keeps.
+            KillWhilePruning => backend != Backend::Kafka,
         }
     }
 
@@ -133,6 +143,13 @@ impl Scenario {
                 spec.lying_orderer = true;
             }
             Scenario::KillDuringSnapshot => spec.raft_snapshot_bytes = 1 << 20,
+            Scenario::KillWhilePruning => {
+                spec.peers = 2;
+                // Raft snapshots often, so its ceiling lets pruning follow the window.
+                spec.raft_snapshot_bytes = 1 << 20;
+                spec.orderer_env = pruning::pruning_env(pruning::ORDERER_RETAIN_BLOCKS);
+                spec.peer_env = pruning::pruning_env(pruning::PEER_RETAIN_BLOCKS);
+            }
             Scenario::DiskFull => spec.orderer_disk_mb = Some(256),
             _ => {}
         }
@@ -325,6 +342,7 @@ pub async fn run_with(
             &net.client,
             &net.transport,
             &history,
+            Some(&o.data_dir),
         )
         .await
         {
@@ -353,6 +371,7 @@ pub async fn run_with(
                         &p.admin_transport,
                         h,
                         &history,
+                        Some(&p.data_dir),
                     )
                     .await;
                     break;
@@ -378,6 +397,24 @@ pub async fn run_with(
     };
     let mut violations = check::all(&records, &expect);
     violations.extend(scenario_violations);
+    // Every archive a node wrote verifies on its own (the final chains already hold its
+    // blocks; one that does not verify was left out of them).
+    for (name, data_dir) in net
+        .orderers
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (format!("orderer{i}"), &o.data_dir))
+        .chain(
+            net.peers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("peer{i}"), &p.data_dir)),
+        )
+    {
+        if let Err(why) = pruning::final_archive(data_dir) {
+            violations.push(Violation::new("archive", format!("{name}: {why}")));
+        }
+    }
     // Peers that never reported a final state at the orderers' height did not catch up.
     for i in 0..net.peers.len() {
         let name = format!("peer{i}");

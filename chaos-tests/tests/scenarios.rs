@@ -88,6 +88,9 @@ short!(
     Solo,
     9
 );
+// KillWhilePruning (solo seed 10, raft seed 26) is in the long sweep only until its
+// first short runs are recorded in RESULTS.md: it is new in session 24 and not yet seen
+// passing.
 
 short!(raft_leader_kill_loop, KillLoop, Raft, 11);
 short!(raft_rolling_restart, RollingRestart, Raft, 12);

@@ -147,6 +147,14 @@ pub trait Chain: Send + Sync + 'static {
     /// Stops the chain, writing what it has already cut; resolves when it has stopped.
     fn halt(&self) -> BoxFuture<'_, ()>;
 
+    /// The lowest block this backend may still need from its own ledger: pruning
+    /// (`ordo_ledger::pruner`) never removes it or anything above it. Every backend needs
+    /// the last block (the ledger keeps it anyway); raft also needs the block its last
+    /// snapshot names, since recovery walks back to it.
+    fn prune_ceiling(&self) -> u64 {
+        u64::MAX
+    }
+
     /// The backend's own metrics for this channel, as its consenter declared them.
     fn metrics(&self) -> Vec<MetricSample> {
         Vec::new()

@@ -145,21 +145,12 @@ impl ChainSupport {
     /// block); reads the configuration in force from the ledger.
     pub fn new(ledger: BlockStore, signer: Identity) -> Result<Self, SupportError> {
         let height = ledger.height();
-        let last = ledger
-            .block(
-                height
-                    .checked_sub(1)
-                    .ok_or_else(|| SupportError::Config("empty ledger".into()))?,
-            )?
-            .ok_or_else(|| SupportError::Config("last block missing".into()))?;
-        let last_config_number = if config::config_from_block(&last).is_ok() {
-            height - 1
-        } else {
-            last.metadata.as_ref().map(|m| m.last_config).unwrap_or(0)
-        };
-        let config_block = ledger.block(last_config_number)?.ok_or_else(|| {
-            SupportError::Config(format!("config block {last_config_number} missing"))
-        })?;
+        if height == 0 {
+            return Err(SupportError::Config("empty ledger".into()));
+        }
+        // The last block's metadata names the config block in force; a pruned ledger
+        // keeps it in its base when it was removed.
+        let (config_block, last_config_number) = ledger.config_in_force()?;
         let config = config::config_from_block(&config_block)
             .map_err(|e| SupportError::Config(e.to_string()))?;
         let state = ConfigState::new(config, last_config_number)?;

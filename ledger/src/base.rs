@@ -80,7 +80,9 @@ impl BlockStore {
     /// Where the ledger's chain begins when it is not at block 0 (see the module docs);
     /// `None` for a ledger that holds its chain from the genesis block.
     pub fn base(&self) -> Result<Option<Base>, LedgerError> {
-        let first_block = self.first_block();
+        // Read from `meta`, not the in-memory tip: a pruning step moves the tip's first
+        // block just before it writes the new base, and the three keys must agree.
+        let first_block = read_first_block(&self.inner.db)?;
         if first_block == 0 {
             return Ok(None);
         }

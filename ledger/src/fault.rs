@@ -73,12 +73,23 @@ impl BlockStore {
     }
 
     /// Passes `result` through, turning RocksDB corruption into [`LedgerError::Corrupt`]
-    /// naming `block`, and recording the first corruption (see the module docs).
+    /// naming `block`, and recording the first corruption (see the module docs). A failed
+    /// read of a block that is now below the first block held was cut short by pruning:
+    /// it answers [`LedgerError::Pruned`] and is no fault.
     pub(crate) fn checked<T>(
         &self,
         block: Option<u64>,
         result: Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
+        if result.is_err() {
+            // A block pruned while it was being read is gone, not damaged.
+            if let Some(number) = block.filter(|n| *n < self.first_block()) {
+                return Err(LedgerError::Pruned {
+                    number,
+                    first: self.first_block(),
+                });
+            }
+        }
         let detail = match &result {
             Err(LedgerError::Storage(e)) if e.kind() == rocksdb::ErrorKind::Corruption => {
                 e.to_string()

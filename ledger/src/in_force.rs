@@ -8,8 +8,10 @@
 //! (a ledger joined from a snapshot), the base's config block is the one in force
 //! (`base` module).
 //!
-//! An orderer's ledger has no validation codes; an orderer finds its config block from
-//! its own metadata and does not use this.
+//! An orderer's ledger has no validation codes: there every config block the metadata
+//! names is in force (the orderers validated it before ordering it). Pruning uses
+//! [`BlockStore::config_in_force_at`] on both, to keep the config block in force at the
+//! new first block as the base's.
 
 use ordo_proto::config;
 use ordo_proto::pb::common::Block;
@@ -24,7 +26,16 @@ impl BlockStore {
     /// on an empty ledger, and with [`LedgerError::Corrupt`] when no valid config block
     /// can be found.
     pub fn config_in_force(&self) -> Result<(Block, u64), LedgerError> {
-        let height = self.height();
+        let last = self
+            .height()
+            .checked_sub(1)
+            .ok_or_else(|| LedgerError::Corrupt("the ledger is empty".into()))?;
+        self.config_in_force_at(last)
+    }
+
+    /// The config block in force after block `last` (held, or the base's block), and its
+    /// number.
+    pub fn config_in_force_at(&self, last: u64) -> Result<(Block, u64), LedgerError> {
         let first = self.first_block();
         let base_config = || -> Result<(Block, u64), LedgerError> {
             let block = self.base()?.and_then(|b| b.config_block).ok_or_else(|| {
@@ -35,9 +46,6 @@ impl BlockStore {
             let number = ordo_proto::block::number(&block);
             Ok((block, number))
         };
-        let last = height
-            .checked_sub(1)
-            .ok_or_else(|| LedgerError::Corrupt("the ledger is empty".into()))?;
         if last < first {
             return base_config();
         }
@@ -56,11 +64,13 @@ impl BlockStore {
             let b = self
                 .block(candidate)?
                 .ok_or_else(|| LedgerError::Corrupt(format!("config block {candidate} missing")))?;
-            let valid = b
+            // No codes at all: an orderer's block.
+            let codes = b
                 .metadata
                 .as_ref()
-                .and_then(|m| m.transaction_validation_codes.first().copied())
-                == Some(VALID);
+                .map(|m| m.transaction_validation_codes.as_ref())
+                .unwrap_or_default();
+            let valid = codes.is_empty() || codes.first() == Some(&VALID);
             match config::config_from_block(&b) {
                 Ok(_) if valid => return Ok((b, candidate)),
                 _ if candidate == 0 => {

@@ -67,6 +67,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
@@ -81,6 +82,7 @@ use rocksdb::{
 use thiserror::Error;
 use tokio::sync::watch;
 
+pub mod archive;
 pub mod backup;
 mod base;
 pub mod blob_files;
@@ -92,6 +94,8 @@ mod format;
 mod in_force;
 mod logged;
 mod open;
+pub mod prune;
+pub mod pruner;
 mod read;
 pub mod scrub;
 pub mod snapshot;
@@ -105,11 +109,14 @@ pub use dirs::ChannelDirs;
 pub use fault::LedgerFault;
 pub use format::LEDGER_FORMAT;
 pub use logged::LogPosition;
+pub use prune::{PruneError, PruneStep};
 pub use state::{HistoryEntry, StateCommit, StateWrite, Version, VersionedValue};
 pub use tx_index::{TxIndex, TxLocation};
 
 use format::settle_format;
-use open::{cf_descriptors, db_options, recover_tip};
+#[cfg(test)]
+use open::cf_descriptors;
+use open::{cf_descriptors_with, db_options, recover_tip};
 use read::{decode_block, resolve_stored, BlockRange};
 use tx_index::{first_occurrences, settle_tx_index};
 
@@ -232,6 +239,11 @@ struct Inner {
     fault: Mutex<Option<LedgerFault>>,
     /// The background scrub's progress (`scrub` module).
     scrub: Mutex<scrub::ScrubStatus>,
+    /// The first block held, as the `history` compaction filter sees it (`prune`
+    /// module): history of blocks below it is dropped when compacted.
+    history_floor: Arc<AtomicU64>,
+    /// The background pruner's work on this ledger (`pruner` module).
+    prune: Mutex<pruner::PruneStatus>,
 }
 
 /// The block store of one channel: append-only, hash-linked, indexed by tx id, durable at
@@ -266,9 +278,16 @@ impl BlockStore {
     /// [`TxIndex`] choice. An existing ledger keeps the choice it was created with,
     /// whatever `tx_index` says.
     pub fn open_with(dir: &Path, tx_index: TxIndex) -> Result<Self, LedgerError> {
-        let db = Db::open_cf_descriptors(&db_options(), dir, cf_descriptors())?;
+        // 0 until the tip is known: the filter drops nothing before then.
+        let history_floor = Arc::new(AtomicU64::new(0));
+        let db = Db::open_cf_descriptors(
+            &db_options(),
+            dir,
+            cf_descriptors_with(history_floor.clone()),
+        )?;
         let format = settle_format(&db).map_err(|e| fault::at_open(dir, e))?;
         let tip = recover_tip(&db).map_err(|e| fault::at_open(dir, e))?;
+        history_floor.store(tip.first, std::sync::atomic::Ordering::Relaxed);
         let tx_index = settle_tx_index(&db, tip.height, tx_index)?;
         tracing::info!(
             dir = %dir.display(),
@@ -288,6 +307,8 @@ impl BlockStore {
                 height_tx,
                 fault: Mutex::new(None),
                 scrub: Mutex::new(scrub::ScrubStatus::default()),
+                history_floor,
+                prune: Mutex::new(pruner::PruneStatus::default()),
             }),
         })
     }

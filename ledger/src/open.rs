@@ -108,6 +108,9 @@ pub(crate) fn recover_tip(db: &Db) -> Result<Tip, LedgerError> {
     }
 }
 
+/// Largest blob file of `blocks` and of the consensus log (RocksDB's default is 256 MiB).
+pub(crate) const BLOB_FILE_BYTES: u64 = 16 << 20;
+
 /// Database-wide options: modest, because a node opens one ledger per channel and the
 /// machines may be small.
 pub(crate) fn db_options() -> Options {
@@ -128,7 +131,18 @@ pub(crate) fn db_options() -> Options {
     opts
 }
 
+/// The column families with a `history` filter that sees no first block (drops nothing):
+/// for tests that open a ledger's database raw.
+#[cfg(test)]
 pub(crate) fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
+    cf_descriptors_with(Arc::new(std::sync::atomic::AtomicU64::new(0)))
+}
+
+/// The column families, with the `history` compaction filter reading the first block held
+/// from `history_floor` (`prune` module).
+pub(crate) fn cf_descriptors_with(
+    history_floor: Arc<std::sync::atomic::AtomicU64>,
+) -> Vec<ColumnFamilyDescriptor> {
     let mut blocks = Options::default();
     blocks.set_compression_type(DBCompressionType::Lz4);
     // Blocks are large, written once and never updated: keep their bytes in blob files so
@@ -138,6 +152,9 @@ pub(crate) fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
     // Envelopes are mostly signed, high-entropy payloads: compressing them costs CPU on
     // the write path and saves little.
     blocks.set_blob_compression_type(DBCompressionType::None);
+    // A blob file is freed only when every block in it was removed (pruning): small files
+    // bound what a partly pruned file keeps on disk (the slack of a byte budget).
+    blocks.set_blob_file_size(BLOB_FILE_BYTES);
 
     // Almost every lookup at append is for a tx id that is not there yet: a bloom filter
     // answers most of them without reading a data block.
@@ -165,13 +182,18 @@ pub(crate) fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
     consensus_log.set_enable_blob_files(true);
     consensus_log.set_min_blob_size(4096);
     consensus_log.set_blob_compression_type(DBCompressionType::None);
+    consensus_log.set_blob_file_size(BLOB_FILE_BYTES);
+
+    let mut history = state::cf_options();
+    let (name, filter) = crate::prune::history_filter(history_floor);
+    history.set_compaction_filter(name, filter);
 
     vec![
         ColumnFamilyDescriptor::new(CF_BLOCKS, blocks),
         ColumnFamilyDescriptor::new(CF_TXIDS, txids),
         ColumnFamilyDescriptor::new(CF_META, Options::default()),
         ColumnFamilyDescriptor::new(CF_STATE, state::cf_options()),
-        ColumnFamilyDescriptor::new(CF_HISTORY, state::cf_options()),
+        ColumnFamilyDescriptor::new(CF_HISTORY, history),
         ColumnFamilyDescriptor::new(CF_CONSENSUS_LOG, consensus_log),
         ColumnFamilyDescriptor::new(CF_CONSENSUS_STATE, Options::default()),
     ]

@@ -137,8 +137,10 @@ impl Scrubber {
 /// base cannot be read; the first block is then checked without its link).
 fn pass_start(store: &BlockStore) -> (u64, Option<Hash>) {
     match store.chain_start() {
-        Ok((first, prev)) => (first, Some(prev)),
-        Err(_) => (store.first_block(), None),
+        // A pruning step between the two reads: the base on disk is not yet (or no
+        // longer) the first block's; its link is checked on the next pass.
+        Ok((first, prev)) if first == store.first_block() => (first, Some(prev)),
+        _ => (store.first_block(), None),
     }
 }
 

@@ -299,8 +299,8 @@ impl BlockStore {
     }
 
     /// At most `limit` committed changes of `key` in `namespace`, oldest first, from the
-    /// change at `from` on (`None`: from the oldest); and the version of the next change
-    /// when there are more.
+    /// change at `from` on (`None`: from the oldest held, at or above the first block);
+    /// and the version of the next change when there are more.
     pub fn history_page(
         &self,
         namespace: &str,
@@ -313,10 +313,14 @@ impl BlockStore {
         if let Some(u) = prefix_end(&prefix) {
             opts.set_iterate_upper_bound(u);
         }
+        // History below the first block held is cut (pruned, or never held): it is
+        // skipped here at once, and dropped from disk at compaction (`prune` module).
+        let floor = Version {
+            block: self.first_block(),
+            tx: 0,
+        };
         let mut first = prefix.clone();
-        if let Some(v) = from {
-            first.extend_from_slice(&version_bytes(v));
-        }
+        first.extend_from_slice(&version_bytes(from.map_or(floor, |v| v.max(floor))));
         let iter = self.inner.db.iterator_cf_opt(
             self.cf(CF_HISTORY)?,
             opts,

@@ -14,7 +14,21 @@ use crate::{BlockStore, CF_BLOCKS};
 /// block goes to a blob file), flushes them to disk and closes the store.
 pub(crate) fn ledger_in_blob_files(dir: &Path, marker: impl Fn(u64) -> String) {
     let store = BlockStore::open(dir).expect("open");
-    for n in 0..4u64 {
+    append_marked_blocks(&store, 4, marker);
+    let blocks = store.cf(CF_BLOCKS).expect("cf");
+    store.inner.db.flush_cf(blocks).expect("flush");
+}
+
+/// Appends `count` blocks of about 8 KiB each (their bytes go to blob files when flushed).
+pub(crate) fn append_large_blocks(store: &BlockStore, count: u64) {
+    append_marked_blocks(store, count, |n| format!("block-{n}"));
+}
+
+/// Appends `count` blocks after the tip, each with one envelope carrying `marker(n)` in
+/// 8 KiB of data.
+fn append_marked_blocks(store: &BlockStore, count: u64, marker: impl Fn(u64) -> String) {
+    for _ in 0..count {
+        let n = store.height();
         let payload = Payload {
             header: Some(Header {
                 channel_id: "ch".into(),
@@ -37,8 +51,6 @@ pub(crate) fn ledger_in_blob_files(dir: &Path, marker: impl Fn(u64) -> String) {
         );
         store.append(&b).expect("append");
     }
-    let blocks = store.cf(CF_BLOCKS).expect("cf");
-    store.inner.db.flush_cf(blocks).expect("flush");
 }
 
 /// Flips one byte of the first occurrence of `needle` in the ledger's blob files; returns

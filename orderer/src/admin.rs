@@ -280,5 +280,6 @@ pub fn info(handle: &ChannelHandle) -> ChannelInfo {
         config_sequence: state.sequence(),
         commit_hash: Default::default(),
         node_role: "orderer".into(),
+        first_block: ledger.first_block(),
     }
 }

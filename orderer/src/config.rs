@@ -256,6 +256,7 @@ impl OrdererConfig {
                     &mut c.identity.cert_file,
                 ];
                 paths.extend(c.tls.paths_mut());
+                paths.extend(c.ledger.archive_dir.as_mut());
                 paths
             },
         )
@@ -269,6 +270,7 @@ impl OrdererConfig {
 
     /// Checks relations between fields.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.ledger.validate().map_err(ConfigError::Invalid)?;
         if self.node.name.is_empty() {
             return Err(ConfigError::Invalid("node.name is empty".into()));
         }

@@ -162,7 +162,9 @@ impl DeliverHandler {
         let newest = height.saturating_sub(1);
         let resolve = |p: &Option<SeekPosition>, what: &str| -> Result<u64, Refusal> {
             match p.as_ref().and_then(|p| p.r#type.as_ref()) {
-                Some(seek_position::Type::Oldest(_)) => Ok(0),
+                // The oldest block held: 0, or where pruning (or a join above it) left
+                // the ledger starting.
+                Some(seek_position::Type::Oldest(_)) => Ok(channel.support.ledger().first_block()),
                 Some(seek_position::Type::Newest(_)) => Ok(newest),
                 Some(seek_position::Type::Specified(n)) => Ok(*n),
                 None => Err((
@@ -248,6 +250,11 @@ impl DeliverHandler {
                         Code::InternalServerError,
                         format!("block {next} missing from the ledger"),
                     ))
+                }
+                // Pruned (or joined above it): the answer names the lowest block held,
+                // where the client can resume or what it must get elsewhere (an archive).
+                Err(e @ ordo_ledger::LedgerError::Pruned { .. }) => {
+                    return Some(end(Code::NotFound, e.to_string()))
                 }
                 Err(e) => {
                     return Some(end(

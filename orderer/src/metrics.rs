@@ -66,6 +66,14 @@ pub struct Metrics {
     /// Bytes of blocks the background scrub read and checked since start (refreshed at
     /// scrape time).
     pub ledger_scrubbed_bytes: Family<Labels, Counter<u64, AtomicU64>>,
+    /// The lowest block the channel's ledger holds (0 unless pruned or joined above it;
+    /// refreshed at scrape time).
+    pub ledger_first_block: Family<Labels, Gauge<u64, AtomicU64>>,
+    /// Bytes the channel's blocks take on disk, what `[ledger] retain_bytes` bounds
+    /// (refreshed at scrape time).
+    pub ledger_chain_bytes: Family<Labels, Gauge<u64, AtomicU64>>,
+    /// Blocks the background pruner removed since start (refreshed at scrape time).
+    pub ledger_pruned_blocks: Family<Labels, Counter<u64, AtomicU64>>,
     /// Envelopes whose Broadcast waits for their block (`committed` ack mode), by
     /// channel (refreshed at scrape time): bounded by the channel's waiter registry.
     pub commit_waiters: Family<Labels, Gauge<u64, AtomicU64>>,
@@ -141,6 +149,9 @@ impl Metrics {
             ledger_corrupt: Family::default(),
             ledger_scrub_passes: Family::default(),
             ledger_scrubbed_bytes: Family::default(),
+            ledger_first_block: Family::default(),
+            ledger_chain_bytes: Family::default(),
+            ledger_pruned_blocks: Family::default(),
             commit_waiters: Family::default(),
             blocks_written: Family::default(),
             envelopes_written: Family::default(),
@@ -209,6 +220,21 @@ impl Metrics {
             "ledger_scrubbed_bytes",
             "Bytes of blocks the background scrub read and checked since start",
             m.ledger_scrubbed_bytes.clone(),
+        );
+        registry.register(
+            "ledger_first_block",
+            "The lowest block the channel's ledger holds (0 unless pruned or joined above it)",
+            m.ledger_first_block.clone(),
+        );
+        registry.register(
+            "ledger_chain_bytes",
+            "Bytes the channel's blocks take on disk (what [ledger] retain_bytes bounds)",
+            m.ledger_chain_bytes.clone(),
+        );
+        registry.register(
+            "ledger_pruned_blocks",
+            "Blocks the background pruner removed from the channel's ledger since start",
+            m.ledger_pruned_blocks.clone(),
         );
         registry.register(
             "commit_waiters",

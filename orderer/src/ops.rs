@@ -166,7 +166,22 @@ async fn metrics_text(State(ops): State<Ops>, headers: HeaderMap) -> impl IntoRe
             .commit_waiters
             .get_or_create(&labels)
             .set(ch.support.commit_waiters() as u64);
-        let scrub = ch.support.ledger().scrub_status();
+        let ledger = ch.support.ledger();
+        ops.metrics
+            .ledger_first_block
+            .get_or_create(&labels)
+            .set(ledger.first_block());
+        if let Ok(bytes) = ledger.chain_bytes() {
+            ops.metrics
+                .ledger_chain_bytes
+                .get_or_create(&labels)
+                .set(bytes);
+        }
+        catch_up(
+            &ops.metrics.ledger_pruned_blocks.get_or_create(&labels),
+            ledger.prune_status().blocks,
+        );
+        let scrub = ledger.scrub_status();
         catch_up(
             &ops.metrics.ledger_scrub_passes.get_or_create(&labels),
             scrub.passes,

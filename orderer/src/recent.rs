@@ -39,7 +39,8 @@ impl RecentTxIds {
     pub fn from_ledger(ledger: &BlockStore, capacity: usize) -> Result<Self, RegistryError> {
         let mut newest_first: Vec<String> = Vec::new();
         let mut number = ledger.height();
-        while number > 0 && newest_first.len() < capacity {
+        // Blocks below the first held were pruned; their ids are older than any window.
+        while number > ledger.first_block() && newest_first.len() < capacity {
             number -= 1;
             let Some(block) = ledger.block(number)? else {
                 break;

@@ -280,6 +280,29 @@ pub async fn run(
             async move { token.cancelled().await },
         );
     }
+    {
+        let registry = registry.clone();
+        let token = token.clone();
+        let ledger = config.ledger.clone();
+        ordo_ledger::pruner::spawn(
+            move || {
+                registry
+                    .list()
+                    .iter()
+                    .map(|c| ordo_ledger::pruner::PruneTarget {
+                        channel: c.support.channel_id().to_string(),
+                        store: c.support.ledger().clone(),
+                        retention: ledger.retention(c.support.channel_id()),
+                        ceiling: c.chain.prune_ceiling(),
+                    })
+                    .collect()
+            },
+            config.ledger.any_retention(),
+            config.ledger.archive_dir.clone(),
+            config.ledger.prune_bytes_per_sec,
+            async move { token.cancelled().await },
+        );
+    }
     let ops_task = tokio::spawn(crate::ops::serve(
         ops,
         registry.clone(),

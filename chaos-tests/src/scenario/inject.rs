@@ -186,6 +186,9 @@ pub(super) async fn inject(
         Scenario::KillWhileJoiningFromSnapshot => {
             found.extend(super::snapshots::kill_while_joining(n, rng, end).await);
         }
+        Scenario::KillWhilePruning => {
+            found.extend(super::pruning::kill_while_pruning(n, rng, end).await);
+        }
         Scenario::KafkaLeaderMoved => {
             while tokio::time::Instant::now() < end {
                 n.move_partition_leader(rng.gen_range(1..=3));

@@ -180,8 +180,9 @@ fn print_outcome(o: &Outcome) {
                 );
             } else {
                 print!(
-                    "{}: OK, blocks {}..{} ({} envelopes; joined from a snapshot at {}, so \
-                     nothing to replay from): chain and orderer signatures",
+                    "{}: OK, blocks {}..{} ({} envelopes; the ledger starts at {} — joined \
+                     from a snapshot or pruned — so nothing to replay from): chain and orderer \
+                     signatures",
                     o.channel, r.first_block, r.blocks, r.envelopes, r.first_block
                 );
             }

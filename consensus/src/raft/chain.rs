@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::error;
+use tracing::{error, warn};
 
 use super::{driver, Proposal, RaftMetrics, RaftSetup, RaftTransport, Shared};
 use crate::chain::{BoxFuture, Chain, ChainError, ChainStatus, OrderRequest};
@@ -298,6 +298,19 @@ impl Chain for RaftChain {
                 error!("raft thread ended without reporting");
             }
         })
+    }
+
+    /// The block the last raft snapshot names (0 before the first): entries up to the
+    /// snapshot are forgotten by raft, so the blocks they wrote may go (with their log
+    /// entries), but recovery reads the snapshot's block itself.
+    fn prune_ceiling(&self) -> u64 {
+        match super::disk::snapshot_block(&self.support.ledger().consensus_log()) {
+            Ok(block) => block.unwrap_or(0),
+            Err(e) => {
+                warn!(channel = %self.support.channel_id(), "reading the raft snapshot for pruning: {e}");
+                0
+            }
+        }
     }
 
     fn metrics(&self) -> Vec<crate::chain::MetricSample> {

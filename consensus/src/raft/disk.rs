@@ -26,6 +26,20 @@ fn encode<M: protobuf::Message>(m: &M) -> Vec<u8> {
     m.write_to_bytes().unwrap_or_default()
 }
 
+/// The block the last raft snapshot recorded in `log` names, if a snapshot was taken (or
+/// installed): what pruning must keep (`Chain::prune_ceiling`).
+pub fn snapshot_block(log: &ConsensusLog) -> Result<Option<u64>, LogStorageError> {
+    let Some(data) = log.record(SNAPSHOT_DATA)? else {
+        return Ok(None);
+    };
+    if data.is_empty() {
+        return Ok(None);
+    }
+    super::parse_snapshot_data(&data)
+        .map(|(number, _)| Some(number))
+        .ok_or_else(|| LogStorageError::Corrupt(format!("snapshot data of {} bytes", data.len())))
+}
+
 /// A channel's raft state on disk.
 #[derive(Clone)]
 pub struct DiskLog {

@@ -332,5 +332,6 @@ pub fn info(ch: &PeerChannel) -> ChannelInfo {
         config_sequence: st.config.sequence,
         commit_hash: st.commit_hash.to_vec().into(),
         node_role: "peer".into(),
+        first_block: ch.ledger().first_block(),
     }
 }

@@ -276,12 +276,14 @@ impl PeerConfig {
                     &mut c.identity.cert_file,
                 ];
                 paths.extend(c.tls.paths_mut());
+                paths.extend(c.ledger.archive_dir.as_mut());
                 paths
             },
         )
         .map_err(err)?;
         cfg.tls.validate().map_err(err)?;
         cfg.connections.validate().map_err(err)?;
+        cfg.ledger.validate().map_err(err)?;
         if !cfg.discovery.endpoint.is_empty() {
             ordo_proto::config::check_endpoint(&cfg.discovery.endpoint)
                 .map_err(|why| err(format!("discovery.endpoint: {why}")))?;

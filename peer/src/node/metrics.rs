@@ -235,6 +235,9 @@ impl std::fmt::Debug for ChannelCollector {
 struct ChannelValues {
     label: ChannelLabel,
     height: u64,
+    first_block: u64,
+    chain_bytes: u64,
+    pruned_blocks: u64,
     corrupt: bool,
     scrub_passes: u64,
     scrub_bytes: u64,
@@ -261,6 +264,9 @@ impl Collector for ChannelCollector {
                         channel: c.id().to_string(),
                     },
                     height: c.ledger().height(),
+                    first_block: c.ledger().first_block(),
+                    chain_bytes: c.ledger().chain_bytes().unwrap_or(0),
+                    pruned_blocks: c.ledger().prune_status().blocks,
                     corrupt: c.ledger().fault().is_some(),
                     scrub_passes: c.ledger().scrub_status().passes,
                     scrub_bytes: c.ledger().scrub_status().bytes,
@@ -281,6 +287,24 @@ impl Collector for ChannelCollector {
         for v in &values {
             ConstGauge::new(v.height).encode(gauge.encode_family(&v.label)?)?;
         }
+        let gauges: [(&str, &str, fn(&ChannelValues) -> u64); 2] = [
+            (
+                "ledger_first_block",
+                "The lowest block the channel's ledger holds (0 unless pruned or joined above it)",
+                |v| v.first_block,
+            ),
+            (
+                "ledger_chain_bytes",
+                "Bytes the channel's blocks take on disk (what [ledger] retain_bytes bounds)",
+                |v| v.chain_bytes,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut g = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for v in &values {
+                ConstGauge::new(value(v)).encode(g.encode_family(&v.label)?)?;
+            }
+        }
         let mut corrupt = encoder.encode_descriptor(
             "ledger_corrupt",
             "1 when the channel's ledger found corruption in its stored data since start",
@@ -290,7 +314,12 @@ impl Collector for ChannelCollector {
         for v in &values {
             ConstGauge::new(i64::from(v.corrupt)).encode(corrupt.encode_family(&v.label)?)?;
         }
-        let counters: [CounterSource; 6] = [
+        let counters: [CounterSource; 7] = [
+            (
+                "ledger_pruned_blocks",
+                "Blocks the background pruner removed from the channel's ledger since start",
+                |v| v.pruned_blocks,
+            ),
             (
                 "ledger_scrub_passes",
                 "Complete passes of the background scrub over the channel's ledger since start",

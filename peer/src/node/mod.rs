@@ -290,6 +290,30 @@ pub async fn run(
             async move { token.cancelled().await },
         );
     }
+    {
+        let channels = channels.clone();
+        let token = token.clone();
+        let ledger = config.ledger.clone();
+        ordo_ledger::pruner::spawn(
+            move || {
+                channels
+                    .list()
+                    .iter()
+                    .map(|c| ordo_ledger::pruner::PruneTarget {
+                        channel: c.id().to_string(),
+                        store: c.ledger().clone(),
+                        retention: ledger.retention(c.id()),
+                        // A peer's committer needs only its last block.
+                        ceiling: u64::MAX,
+                    })
+                    .collect()
+            },
+            config.ledger.any_retention(),
+            config.ledger.archive_dir.clone(),
+            config.ledger.prune_bytes_per_sec,
+            async move { token.cancelled().await },
+        );
+    }
     let ops_token = token.clone();
     let listener_metrics = ordo_node::ListenerMetrics::new();
     let cert_metrics = ordo_node::certinfo::CertMetrics::new();

@@ -36,12 +36,13 @@ impl<E: Environment> Driver<E> {
         if self.support.height() <= to {
             self.pull_blocks_to(to, hash, sources)?;
         } else {
-            let ours = self
-                .support
-                .ledger()
-                .block(to)
-                .map_err(|e| Stop::Failed(e.to_string()))?
-                .map(|b| block::hash(&b));
+            let ours = match self.support.ledger().block(to) {
+                Ok(b) => b.map(|b| block::hash(&b)),
+                // Pruned here: this node verified it when it stored it, and the blocks
+                // held since link to it.
+                Err(ordo_ledger::LedgerError::Pruned { .. }) => Some(hash),
+                Err(e) => return Err(Stop::Failed(e.to_string())),
+            };
             if ours != Some(hash) {
                 return Err(Stop::Failed(format!(
                     "the raft snapshot names block {to} with another hash than this ledger's: the chains forked"

@@ -180,7 +180,12 @@ fn restore(support: &ChainSupport, voters: &[u64]) -> Result<(DiskLog, Restored)
     }
     // The blocks written by entries since the log's snapshot, and the last one before.
     let mut marks = Vec::new();
-    for n in (height.saturating_sub(MAX_SNAPSHOT_SEARCH)..height).rev() {
+    // Pruning keeps the snapshot's block (`Chain::prune_ceiling`), so the walk ends
+    // before the first block held; the bound is a guard.
+    let lowest = height
+        .saturating_sub(MAX_SNAPSHOT_SEARCH)
+        .max(ledger.first_block());
+    for n in (lowest..height).rev() {
         let Some(b) = ledger.block(n).map_err(|e| e.to_string())? else {
             break;
         };
