@@ -248,7 +248,8 @@ struct ChannelValues {
     verify_seconds: f64,
 }
 
-/// A scrape-time counter: name, help, and its value in a channel's [`ChannelValues`].
+/// A scrape-time value (counter or gauge): name, help, and its value in a channel's
+/// [`ChannelValues`].
 type CounterSource = (&'static str, &'static str, fn(&ChannelValues) -> u64);
 
 impl Collector for ChannelCollector {
@@ -287,7 +288,7 @@ impl Collector for ChannelCollector {
         for v in &values {
             ConstGauge::new(v.height).encode(gauge.encode_family(&v.label)?)?;
         }
-        let gauges: [(&str, &str, fn(&ChannelValues) -> u64); 2] = [
+        let gauges: [CounterSource; 2] = [
             (
                 "ledger_first_block",
                 "The lowest block the channel's ledger holds (0 unless pruned or joined above it)",
