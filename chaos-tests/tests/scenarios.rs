@@ -88,9 +88,7 @@ short!(
     Solo,
     9
 );
-// KillWhilePruning (solo seed 10, raft seed 26) is in the long sweep only until its
-// first short runs are recorded in RESULTS.md: it is new in session 24 and not yet seen
-// passing.
+short!(solo_kill_while_pruning, KillWhilePruning, Solo, 10);
 
 short!(raft_leader_kill_loop, KillLoop, Raft, 11);
 short!(raft_rolling_restart, RollingRestart, Raft, 12);
@@ -117,6 +115,7 @@ short!(
     Raft,
     25
 );
+short!(raft_kill_while_pruning, KillWhilePruning, Raft, 26);
 
 short!(kafka_orderer_kill_loop, KillLoop, Kafka, 31);
 short!(kafka_rolling_restart, RollingRestart, Kafka, 32);

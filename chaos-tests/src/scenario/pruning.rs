@@ -128,7 +128,7 @@ pub(super) async fn kill_while_pruning(
         } else {
             Moment::Archived
         };
-        if wait_for(&dir, moment, Duration::from_secs(4)).await {
+        if wait_for(&dir, moment, Duration::from_secs(3)).await {
             match moment {
                 Moment::Archiving => archiving += 1,
                 Moment::Archived => archived += 1,
@@ -137,9 +137,9 @@ pub(super) async fn kill_while_pruning(
             random += 1;
         }
         n.kill(victim);
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1000))).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..800))).await;
         n.start(victim);
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(1000..2500))).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(500..1500))).await;
     }
     n.note_fact(format!(
         "kills: {archiving} while a segment was written, {archived} right after one was renamed into place (before the delete), {random} at other moments"
