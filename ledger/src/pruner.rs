@@ -377,6 +377,51 @@ mod tests {
     }
 
     #[test]
+    fn steps_bring_a_real_ledger_within_its_byte_budget_and_the_archive_holds_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let arch = tempfile::tempdir().expect("tempdir");
+        let store = BlockStore::open(dir.path()).expect("open");
+        let genesis = ordo_testkit::ChannelBuilder::new("bank")
+            .org(&ordo_testkit::TestOrg::new("A"))
+            .genesis(0);
+        store.append(&genesis).expect("genesis");
+        // ~12 MiB of 8 KiB blocks against a 4 MiB budget.
+        crate::tests_support::append_large_blocks(&store, 1500);
+        let budget = 4 << 20;
+        let target = PruneTarget {
+            channel: "bank".into(),
+            store: store.clone(),
+            retention: Retention {
+                blocks: None,
+                bytes: Some(budget),
+            },
+            ceiling: u64::MAX,
+        };
+        let mut steps = 0;
+        while let Round::Pruned { .. } = step(&target, Some(arch.path())) {
+            steps += 1;
+            assert!(steps < 100, "the pruner does not converge");
+        }
+        let held = store.chain_bytes().expect("bytes");
+        assert!(
+            held <= budget,
+            "{held} bytes held over a budget of {budget}"
+        );
+        assert!(store.first_block() > 0);
+        // What was removed is in the archive, which ends where the ledger starts (these
+        // blocks are unsigned, so only the segments are checked, not the chain).
+        let archive = Archive::open(arch.path(), "bank").expect("archive");
+        let segments = archive.segments().expect("segments");
+        assert_eq!(segments.first().map(|s| s.first), Some(0));
+        assert!(segments.windows(2).all(|w| w[0].last + 1 == w[1].first));
+        assert_eq!(
+            archive.next_block().expect("end"),
+            Some(store.first_block())
+        );
+        assert_eq!(store.prune_status().blocks, store.first_block());
+    }
+
+    #[test]
     fn a_step_is_bounded_in_bytes_and_blocks() {
         // 1 MiB blocks: at most 64 in one step.
         let p = plan(shape(0, 1000, 1000 << 20), BLOCKS_100, u64::MAX);
