@@ -585,7 +585,7 @@ fn an_unknown_tx_index_marker_is_corruption() {
 
 /// Writes block `b` without metadata into consensus log entry `index`, after `frame`
 /// bytes of framing, and returns where it is (as a replicated backend would).
-fn log_block(store: &BlockStore, index: u64, frame: &[u8], b: &Block) -> LogPosition {
+pub(crate) fn log_block(store: &BlockStore, index: u64, frame: &[u8], b: &Block) -> LogPosition {
     let unsigned = Block {
         metadata: None,
         ..b.clone()

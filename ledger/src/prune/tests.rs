@@ -11,9 +11,7 @@ use prost::Message;
 
 use super::*;
 use crate::archive::{self, Archive};
-use crate::{
-    ConsensusLog, DataCheck, LogPosition, LogUpdate, StateCommit, StateWrite, Version, CF_HISTORY,
-};
+use crate::{ConsensusLog, DataCheck, StateCommit, StateWrite, Version, CF_HISTORY};
 
 /// A signed chain of `len` blocks (genesis, then one envelope each) in a new ledger.
 fn orderer_ledger(dir: &Path, len: u64) -> (BlockStore, Vec<Block>) {
@@ -147,6 +145,37 @@ fn a_step_interrupted_after_archiving_does_not_archive_twice() {
 }
 
 #[test]
+fn a_step_shorter_than_an_interrupted_one_finds_its_blocks_archived() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let arch = tempfile::tempdir().expect("tempdir");
+    let (store, chain) = orderer_ledger(dir.path(), 30);
+    let archive = Archive::open(arch.path(), "bank").expect("archive");
+    // 0..15 archived, then the node died; it comes back with a larger window.
+    let encoded: Vec<Bytes> = chain[..15]
+        .iter()
+        .map(|b| b.encode_to_vec().into())
+        .collect();
+    store
+        .archive_range(&archive, 0, 15, &encoded, block::hash(&chain[14]))
+        .expect("archive");
+    let step = store
+        .prune_below(10, Some(&archive))
+        .expect("prune")
+        .expect("a step");
+    assert_eq!((step.to, step.archived), (10, None));
+    let step = store
+        .prune_below(20, Some(&archive))
+        .expect("prune")
+        .expect("a step");
+    assert_eq!(
+        step.archived.as_deref().and_then(|p| p.file_name()),
+        Some(archive::segment_name(15, 19).as_ref())
+    );
+    let summary = archive::verify(archive.dir(), now_secs(), |_| {}).expect("verifies");
+    assert_eq!((summary.first, summary.last), (0, 19));
+}
+
+#[test]
 fn an_archive_that_cannot_continue_the_ledger_is_refused_and_nothing_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let arch = tempfile::tempdir().expect("tempdir");
@@ -190,21 +219,9 @@ fn an_archive_started_above_genesis_verifies_from_its_base_file() {
 /// Writes `b` without metadata into log entry `index` (as raft does) and appends it by
 /// reference.
 fn append_logged(store: &BlockStore, index: u64, b: &Block) {
-    let unsigned = Block {
-        metadata: None,
-        ..b.clone()
-    };
-    let entry = unsigned.encode_to_vec();
+    let at = crate::tests::log_block(store, index, b"", b);
     store
-        .consensus_log()
-        .write(&LogUpdate {
-            entries: vec![(index, entry.as_slice())],
-            sync: true,
-            ..LogUpdate::default()
-        })
-        .expect("log write");
-    store
-        .append_logged(b, LogPosition { index, offset: 0 }, DataCheck::Verify)
+        .append_logged(b, at, DataCheck::Verify)
         .expect("append by reference");
 }
 
