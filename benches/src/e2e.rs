@@ -26,6 +26,7 @@
 //! transaction, in milliseconds.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,9 +46,11 @@ use ordo_sdk::gateway::{commit_status_request, signed_proposal};
 use ordo_sdk::network::Network;
 use ordo_sdk::tx::{self, Proposal};
 
+use crate::disk::{DiskSeries, DiskWatcher, SAMPLE_EVERY};
 use crate::orderer::connect_to;
 use crate::peers::{settled_infos, PeerConn};
 use crate::stats::{LatencySummary, PercentileCurve, ThroughputSeries};
+use crate::windows::{self, Drift, Finished, Window, DRIFT_SPAN};
 
 /// The chaincode the end-to-end bench invokes (deployed by `ordo up`).
 pub const E2E_CHAINCODE: &str = "bank";
@@ -83,6 +86,12 @@ pub struct E2eBenchOptions {
     pub seed: u64,
     /// Print a progress line to stderr about once a second.
     pub progress: bool,
+    /// Width of the report's windows (`windows`): throughput and latency per minute, say,
+    /// for a long run.
+    pub window: Duration,
+    /// Directories whose disk use is sampled while the load runs (a node's data
+    /// directory, say); none to sample nothing.
+    pub watch_disk: Vec<PathBuf>,
 }
 
 /// The outcome of one end-to-end run. Field names end in their unit; counts are
@@ -128,6 +137,15 @@ pub struct E2eBenchReport {
     /// `duration_s`, each counted when its client received its commit status: shows
     /// warm-up, stalls and the block cadence that the average hides.
     pub throughput: ThroughputSeries,
+    /// Width of each of `windows`, in seconds.
+    pub window_s: f64,
+    /// The run cut into windows of `window_s`: VALID tx/s and the latency of the
+    /// transactions that received their commit status in each (see `windows`).
+    pub windows: Vec<Window>,
+    /// The first 10 minutes against the last 10 (`None` for a run under 20 minutes).
+    pub drift: Option<Drift>,
+    /// Disk use of the watched directories over the run (`None` when none were given).
+    pub disk: Option<DiskSeries>,
     /// Gateway `Endorse`.
     pub endorse_ms: Phase,
     /// Signing the transaction and Gateway `Submit` (answered once the orderer took it).
@@ -222,6 +240,29 @@ impl E2eBenchReport {
                 .collect();
             s.push_str(&format!("\nfailures: {}", f.join(", ")));
         }
+        if let Some(d) = &self.drift {
+            s.push_str(&format!(
+                "\nfirst {:.0} s against the last: {:.0} → {:.0} VALID tx/s ({:+.1}%), p99 {:.1} → {:.1} ms ({:+.1}%)",
+                d.span_s,
+                d.first_tx_per_s,
+                d.last_tx_per_s,
+                d.throughput_change_pct,
+                d.first_p99_ms,
+                d.last_p99_ms,
+                d.p99_change_pct
+            ));
+        }
+        if let Some(disk) = &self.disk {
+            s.push_str(&format!("\n{}", disk.summary()));
+        }
+        if self.windows.len() > 1 {
+            let disk = |at_s: f64| self.disk.as_ref().and_then(|d| d.total_at(at_s));
+            s.push_str(&format!(
+                "\nper {:.0} s:\n{}",
+                self.window_s,
+                windows::table(&self.windows, &disk)
+            ));
+        }
         s
     }
 }
@@ -240,13 +281,12 @@ struct ClientRecord {
     submitted: u64,
     codes: BTreeMap<String, u64>,
     failures: BTreeMap<String, u64>,
-    total_ms: Vec<f64>,
+    /// Every transaction with a commit status: when it arrived, how long it took, whether
+    /// it was VALID (16 bytes a transaction; for `throughput` and `windows`).
+    finished: Vec<Finished>,
     endorse_ms: Vec<f64>,
     order_ms: Vec<f64>,
     commit_ms: Vec<f64>,
-    /// When each VALID commit status arrived, in milliseconds since the load started
-    /// (4 bytes a transaction; for `throughput`).
-    valid_at_ms: Vec<u32>,
 }
 
 /// When the load started, and when it must stop (with `--duration`).
@@ -341,6 +381,11 @@ pub async fn run_e2e_bench(opts: E2eBenchOptions) -> anyhow::Result<E2eBenchRepo
     let remaining = Arc::new(AtomicU64::new(opts.txs.unwrap_or(u64::MAX)));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let disk = if opts.watch_disk.is_empty() {
+        None
+    } else {
+        Some(DiskWatcher::start(&opts.watch_disk, SAMPLE_EVERY, started).context("--watch-disk")?)
+    };
     let clock = Clock {
         started,
         deadline: opts.duration.map(|d| started + d),
@@ -380,6 +425,10 @@ pub async fn run_e2e_bench(opts: E2eBenchOptions) -> anyhow::Result<E2eBenchRepo
     }
     let infos = settled_infos(&mut peers, &channel, SETTLE_TIMEOUT).await?;
     let duration = started.elapsed();
+    let disk = match disk {
+        Some(watcher) => Some(watcher.finish().await),
+        None => None,
+    };
     let first = infos.first().context("no peer answered")?;
     let commit_hashes_agree = infos
         .iter()
@@ -395,21 +444,33 @@ pub async fn run_e2e_bench(opts: E2eBenchOptions) -> anyhow::Result<E2eBenchRepo
         for (k, v) in r.failures {
             *all.failures.entry(k).or_default() += v;
         }
-        all.total_ms.extend(r.total_ms);
+        all.finished.extend(r.finished);
         all.endorse_ms.extend(r.endorse_ms);
         all.order_ms.extend(r.order_ms);
         all.commit_ms.extend(r.commit_ms);
-        all.valid_at_ms.extend(r.valid_at_ms);
     }
     let committed: u64 = all.codes.values().sum();
     let valid = all.codes.get("VALID").copied().unwrap_or(0);
-    let total = LatencySummary::from_samples(&mut all.total_ms);
+    let mut total_ms: Vec<f64> = all.finished.iter().map(|f| f.latency_ms).collect();
+    let total = LatencySummary::from_samples(&mut total_ms);
     let throughput = ThroughputSeries::from_events(
         duration,
-        all.valid_at_ms
+        all.finished
             .iter()
-            .map(|&ms| (Duration::from_millis(u64::from(ms)), 1)),
+            .filter(|f| f.counted)
+            .map(|f| (Duration::from_millis(u64::from(f.at_ms)), 1)),
     );
+    // The load's own span (not the settling after it), so the last window is not diluted
+    // by the wait for the peers.
+    let load_span = all
+        .finished
+        .iter()
+        .map(|f| Duration::from_millis(u64::from(f.at_ms)))
+        .max()
+        .unwrap_or_default()
+        .max(opts.duration.unwrap_or_default());
+    let windows = windows::windows(load_span, opts.window, &all.finished);
+    let drift = windows::drift(load_span, DRIFT_SPAN, &all.finished);
     let secs = duration.as_secs_f64();
     Ok(E2eBenchReport {
         consensus: channel_entry.consensus.clone(),
@@ -428,8 +489,12 @@ pub async fn run_e2e_bench(opts: E2eBenchOptions) -> anyhow::Result<E2eBenchRepo
         latency_ms_p50: total.p50,
         latency_ms_p99: total.p99,
         latency_ms_max: total.max,
-        latency_ms_percentiles: PercentileCurve::from_sorted(&all.total_ms),
+        latency_ms_percentiles: PercentileCurve::from_sorted(&total_ms),
         throughput,
+        window_s: opts.window.as_secs_f64(),
+        windows,
+        drift,
+        disk,
         endorse_ms: LatencySummary::from_samples(&mut all.endorse_ms).into(),
         order_ms: LatencySummary::from_samples(&mut all.order_ms).into(),
         commit_ms: LatencySummary::from_samples(&mut all.commit_ms).into(),
@@ -488,12 +553,12 @@ async fn client_loop(
                 commit,
             } => {
                 let now = Instant::now();
-                rec.total_ms.push(ms(now.saturating_duration_since(t0)));
-                if code == "VALID" {
-                    let since_start = now.saturating_duration_since(clock.started).as_millis();
-                    rec.valid_at_ms
-                        .push(u32::try_from(since_start).unwrap_or(u32::MAX));
-                }
+                let since_start = now.saturating_duration_since(clock.started).as_millis();
+                rec.finished.push(Finished {
+                    at_ms: u32::try_from(since_start).unwrap_or(u32::MAX),
+                    latency_ms: ms(now.saturating_duration_since(t0)),
+                    counted: code == "VALID",
+                });
                 rec.endorse_ms.push(ms(endorse));
                 rec.order_ms.push(ms(order));
                 rec.commit_ms.push(ms(commit));

@@ -73,12 +73,18 @@
 //! after the run from the times it already recorded) and its whole latency distribution
 //! (a [`stats::PercentileCurve`]); [`plot`] draws both into one SVG for `--plot FILE.svg`.
 //!
+//! For endurance, `ordo bench e2e --duration S` also cuts the run into windows
+//! (`--window-s`, a minute by default: VALID tx/s, p50 and p99 of each), compares its
+//! first 10 minutes with its last 10 ([`windows::Drift`]), and with `--watch-disk DIR`
+//! samples the disk use of each directory every 10 s ([`disk::DiskSeries`]); `--plot`
+//! then adds latency per window and disk use over time below the two panels.
+//!
 //! Layout: `prepare` signs, `endorse` builds endorser transactions, `broadcast` drives one
 //! Broadcast stream, `deliver` follows blocks (its tracker owns the delivery times),
 //! `peers` polls and reads the peers, `txid` reads tx ids without copying, `progress`
 //! prints the live line, `orderer`, `peer` and `e2e` run the three benches, [`stats`] computes
-//! percentiles and throughput over time, [`report`] formats the results and [`plot`] draws
-//! them.
+//! percentiles and throughput over time, [`windows`] cuts a run into windows, [`disk`]
+//! samples disk use, [`report`] formats the results and [`plot`] draws them.
 //!
 //! Memory: every envelope is kept from signing to the end of the run (about
 //! `payload_bytes` + 400 bytes each for the orderer bench, about 1.2 KB each for the peer
@@ -86,6 +92,7 @@
 
 mod broadcast;
 mod deliver;
+pub mod disk;
 mod e2e;
 mod endorse;
 mod orderer;
@@ -97,6 +104,7 @@ mod progress;
 pub mod report;
 pub mod stats;
 mod txid;
+pub mod windows;
 
 pub use e2e::{run_e2e_bench, E2eBenchOptions, E2eBenchReport, E2E_CHAINCODE, OPENING_BALANCE};
 pub use orderer::{run_orderer_bench, OrdererBenchOptions, BROADCAST_WINDOW};

@@ -1,5 +1,8 @@
 //! `--plot FILE.svg`: one picture of a bench run — throughput over time on the left, the
-//! latency distribution on the right — drawn from the report alone.
+//! latency distribution on the right — drawn from the report alone. A long run (more than
+//! one window) or one that watched the disk gets a second row: p50 and p99 latency per
+//! window on the left, disk use over time on the right — what an endurance run is judged
+//! by.
 //!
 //! Each report carries what the picture needs (a [`ThroughputSeries`] and a
 //! [`PercentileCurve`]), so the same data is in `--json` and a plot can be redrawn from
@@ -12,14 +15,18 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use crate::disk::DiskSeries;
 use crate::report::{thousands, OrdererBenchReport, PeerBenchReport};
 use crate::stats::{PercentileCurve, ThroughputSeries};
+use crate::windows::Window;
 use crate::E2eBenchReport;
 
 /// Width of the picture, in pixels (two panels side by side).
 const WIDTH_PX: u32 = 1400;
-/// Height of the picture, in pixels.
+/// Height of one row of panels, in pixels.
 const HEIGHT_PX: u32 = 620;
+/// Most parts of a disk series drawn as their own lines (the total is always drawn).
+const MOST_DISK_PARTS: usize = 8;
 
 /// Why a plot could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +82,17 @@ pub struct Plot<'a> {
     pub latency_ms_p50: f64,
     /// 99th percentile latency, marked on the distribution.
     pub latency_ms_p99: f64,
+    /// The run cut into windows (drawn in the second row when there are two or more).
+    pub windows: &'a [Window],
+    /// Disk use over the run (drawn in the second row when present).
+    pub disk: Option<&'a DiskSeries>,
+}
+
+impl Plot<'_> {
+    /// The run is drawn with a second row: it has windows to compare or disk samples.
+    fn has_second_row(&self) -> bool {
+        self.windows.len() > 1 || self.disk.is_some_and(|d| !d.samples.is_empty())
+    }
 }
 
 /// Refuses, before a run, a `--plot` file that could not be written afterwards: a name
@@ -114,16 +132,29 @@ pub fn write_svg(path: &Path, plot: &Plot<'_>) -> Result<(), PlotError> {
 fn render_svg(plot: &Plot<'_>) -> Result<String, PlotError> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH_PX, HEIGHT_PX)).into_drawing_area();
+        let rows = if plot.has_second_row() { 2 } else { 1 };
+        let root =
+            SVGBackend::with_string(&mut svg, (WIDTH_PX, HEIGHT_PX * rows)).into_drawing_area();
         root.fill(&WHITE).map_err(draw)?;
         let body = root
             .titled(&plot.title, ("sans-serif", 26))
             .map_err(draw)?
             .titled(&plot.subtitle, ("sans-serif", 17))
             .map_err(draw)?;
-        let (left, right) = body.split_horizontally(WIDTH_PX / 2);
+        let (top, bottom) = if rows == 2 {
+            let (top, bottom) = body.split_vertically(body.dim_in_pixel().1 / 2);
+            (top, Some(bottom))
+        } else {
+            (body, None)
+        };
+        let (left, right) = top.split_horizontally(WIDTH_PX / 2);
         throughput_panel(&left, plot)?;
         latency_panel(&right, plot)?;
+        if let Some(bottom) = bottom {
+            let (left, right) = bottom.split_horizontally(WIDTH_PX / 2);
+            window_latency_panel(&left, plot)?;
+            disk_panel(&right, plot.disk)?;
+        }
         root.present().map_err(draw)?;
     }
     Ok(svg)
@@ -266,6 +297,124 @@ fn latency_panel(
     legend(&mut chart)
 }
 
+/// One line of the latency-per-window panel: its name, what it reads of a window, its
+/// colour.
+type WindowSeries = (&'static str, fn(&Window) -> f64, RGBColor);
+
+/// p50 and p99 latency of each window, as steps across the window.
+fn window_latency_panel(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    plot: &Plot<'_>,
+) -> Result<(), PlotError> {
+    let windows = plot.windows;
+    let x_max = windows.last().map_or(1.0, |w| w.end_s).max(1e-3);
+    let y_max = windows
+        .iter()
+        .map(|w| w.latency_ms_p99)
+        .fold(0.0, f64::max)
+        .max(1e-3)
+        * 1.12;
+    let mut chart = ChartBuilder::on(area)
+        .caption("latency per window", ("sans-serif", 20))
+        .margin(18)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .map_err(draw)?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("{} (s)", plot.time_axis))
+        .y_desc(format!("{} latency (ms)", plot.latency_axis))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(draw)?;
+    let Some(first) = windows.first() else {
+        return Ok(());
+    };
+    let width = first.end_s - first.start_s;
+    let series: [WindowSeries; 2] = [
+        ("p99", |w| w.latency_ms_p99, RED),
+        ("p50", |w| w.latency_ms_p50, GREEN),
+    ];
+    for (name, value, color) in series {
+        let steps: Vec<(f64, f64)> = windows
+            .iter()
+            .flat_map(|w| [(w.start_s, value(w)), (w.end_s, value(w))])
+            .collect();
+        chart
+            .draw_series(LineSeries::new(steps, color.stroke_width(2)))
+            .map_err(draw)?
+            .label(format!("{name} per {width:.0} s"))
+            .legend(legend_mark(color));
+    }
+    legend(&mut chart)
+}
+
+/// Disk use over the run: the total and each watched directory (the largest few), in MiB.
+fn disk_panel(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    disk: Option<&DiskSeries>,
+) -> Result<(), PlotError> {
+    let empty = DiskSeries::default();
+    let disk = disk.unwrap_or(&empty);
+    let mib = |bytes: u64| bytes as f64 / f64::from(1u32 << 20);
+    let x_max = disk.samples.last().map_or(1.0, |s| s.at_s).max(1e-3);
+    let y_max = (mib(disk.max_total_bytes()) * 1.12).max(1.0);
+    let caption = if disk.samples.is_empty() {
+        "disk use (not watched: --watch-disk DIR)"
+    } else {
+        "disk use over time"
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
+        .margin(18)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .map_err(draw)?;
+    chart
+        .configure_mesh()
+        .x_desc("time since the load started (s)")
+        .y_desc("on disk (MiB)")
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(draw)?;
+    let Some(last) = disk.samples.last() else {
+        return Ok(());
+    };
+    let total: Vec<(f64, f64)> = disk
+        .samples
+        .iter()
+        .map(|s| (s.at_s, mib(s.total_bytes)))
+        .collect();
+    chart
+        .draw_series(LineSeries::new(total, BLACK.stroke_width(2)))
+        .map_err(draw)?
+        .label("all watched")
+        .legend(legend_mark(BLACK));
+    if last.parts.len() > 1 {
+        // The largest parts at the end of the run, each in its own colour.
+        let mut parts: Vec<(&String, u64)> = last.parts.iter().map(|(k, v)| (k, *v)).collect();
+        parts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        for (k, (name, _)) in parts.into_iter().take(MOST_DISK_PARTS).enumerate() {
+            let color = Palette99::pick(k).to_rgba();
+            let points: Vec<(f64, f64)> = disk
+                .samples
+                .iter()
+                .filter_map(|s| s.parts.get(name).map(|&b| (s.at_s, mib(b))))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(1)))
+                .map_err(draw)?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
+                });
+        }
+    }
+    legend(&mut chart)
+}
+
 /// The latency axis: from a little below the smallest sample (never below 0) to a little
 /// above the largest, so that a distribution far from 0 is not squeezed against one side.
 fn latency_range(curve: &PercentileCurve) -> (f64, f64) {
@@ -305,6 +454,8 @@ impl OrdererBenchReport {
             latency_ms: &self.latency_ms_percentiles,
             latency_ms_p50: self.latency_ms_p50,
             latency_ms_p99: self.latency_ms_p99,
+            windows: &[],
+            disk: None,
         }
     }
 }
@@ -338,6 +489,8 @@ impl PeerBenchReport {
             latency_ms: &self.latency_ms_percentiles,
             latency_ms_p50: self.latency_ms_p50,
             latency_ms_p99: self.latency_ms_p99,
+            windows: &[],
+            disk: None,
         }
     }
 }
@@ -368,6 +521,8 @@ impl E2eBenchReport {
             latency_ms: &self.latency_ms_percentiles,
             latency_ms_p50: self.latency_ms_p50,
             latency_ms_p99: self.latency_ms_p99,
+            windows: &self.windows,
+            disk: self.disk.as_ref(),
         }
     }
 }
@@ -398,6 +553,8 @@ mod tests {
             latency_ms: l,
             latency_ms_p50: 100.0,
             latency_ms_p99: 198.0,
+            windows: &[],
+            disk: None,
         }
     }
 
@@ -449,6 +606,72 @@ mod tests {
             .collect();
         assert!(point_counts.contains(&40), "{point_counts:?}");
         assert!(point_counts.contains(&104), "{point_counts:?}");
+    }
+
+    #[test]
+    fn a_long_run_with_disk_samples_gets_a_second_row() {
+        use std::collections::BTreeMap;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("long.svg");
+        let (t, l) = sample();
+        let finished: Vec<crate::windows::Finished> = (0..180u32)
+            .map(|s| crate::windows::Finished {
+                at_ms: s * 1000,
+                latency_ms: f64::from(10 + s % 7),
+                counted: true,
+            })
+            .collect();
+        let windows =
+            crate::windows::windows(Duration::from_secs(180), Duration::from_secs(60), &finished);
+        let sample_at = |at_s: f64, a: u64, b: u64| crate::disk::DiskSample {
+            at_s,
+            total_bytes: a + b,
+            parts: BTreeMap::from([
+                ("orderer0/data".to_string(), a),
+                ("peer0/data".to_string(), b),
+            ]),
+        };
+        let disk = DiskSeries {
+            dirs: vec!["net/orderer0/data".into(), "net/peer0/data".into()],
+            samples: vec![
+                sample_at(0.0, 1 << 20, 2 << 20),
+                sample_at(90.0, 40 << 20, 30 << 20),
+                sample_at(180.0, 41 << 20, 31 << 20),
+            ],
+        };
+        let mut p = plot(&t, &l);
+        p.windows = &windows;
+        p.disk = Some(&disk);
+        write_svg(&path, &p).expect("plot written");
+        let svg = read(&path);
+        assert!(
+            svg.contains(&format!("height=\"{}\"", 2 * HEIGHT_PX)),
+            "{}",
+            &svg[..200]
+        );
+        for text in [
+            "latency per window",
+            "p99 per 60 s",
+            "p50 per 60 s",
+            "disk use over time",
+            "on disk (MiB)",
+            "all watched",
+            "orderer0/data",
+            "peer0/data",
+        ] {
+            assert!(svg.contains(&format!(">\n{text}\n<")), "no text {text:?}");
+        }
+        // One run without windows or disk keeps the single row.
+        let path = dir.path().join("short.svg");
+        write_svg(&path, &plot(&t, &l)).expect("plot written");
+        let svg = read(&path);
+        assert!(
+            svg.contains(&format!("height=\"{HEIGHT_PX}\"")),
+            "{}",
+            &svg[..200]
+        );
+        assert!(!svg.contains("disk use"));
     }
 
     #[test]

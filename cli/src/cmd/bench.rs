@@ -125,6 +125,15 @@ pub struct E2eBenchArgs {
     /// Seeds the clients' choice of accounts.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Cut the run into windows of this many seconds and report VALID tx/s, p50 and p99
+    /// of each (a run of at least 20 minutes also compares its first 10 with its last 10:
+    /// an endurance run).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub window_s: u64,
+    /// Sample the disk use of this directory every 10 s during the load (repeat it for
+    /// several, e.g. each node's data directory); the report and `--plot` show it over time.
+    #[arg(long, value_name = "DIR")]
+    pub watch_disk: Vec<std::path::PathBuf>,
     /// How to report.
     #[command(flatten)]
     pub output: BenchOutput,
@@ -179,6 +188,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 accounts: a.accounts,
                 seed: a.seed,
                 progress: !a.output.json,
+                window: Duration::from_secs(a.window_s),
+                watch_disk: a.watch_disk,
             })
             .await
             .context("ordo bench e2e")?;
