@@ -5,7 +5,9 @@
 //! SIGKILLed orderer resumes from its last block's offset with no gap and no duplicate.
 //! With every broker down Broadcast answers SERVICE_UNAVAILABLE, and once they are back
 //! the chain goes on with nothing acknowledged lost; partition leader moves and injected
-//! produce and fetch errors under load change nothing in the chains.
+//! produce and fetch errors under load change nothing in the chains. A fourth orderer
+//! joins after a config block in the middle of the chain, without the blocks below it,
+//! and cuts the same blocks from the partition offset recorded in that block.
 
 mod common;
 
@@ -17,7 +19,10 @@ use common::*;
 use ordo_consensus::kafka::core::KafkaMessage;
 use ordo_consensus::kafka::wire;
 use ordo_proto::identity::Identity;
-use ordo_proto::pb::common::{Block, Status as Code};
+use ordo_proto::pb::common::{
+    Block, ConfigSignature, ConfigUpdate, Envelope, HeaderType, Status as Code,
+};
+use ordo_proto::pb::orderer::SeekBehavior;
 use prost::Message;
 
 const CHANNEL: &str = "kafkach";
@@ -343,4 +348,174 @@ async fn leader_moves_and_injected_errors_under_load_change_nothing() {
     assert_eq!(acked.len(), 1800, "every envelope acknowledged in the end");
     converged(CHANNEL, &net.all(), &acked).await;
     assert_identical_chains(&net).await;
+}
+
+/// A CONFIG_UPDATE of `channel` to `config`, signed by `admins` (the submitter is the
+/// first).
+fn config_update(config: &ordo_proto::pb::common::ChannelConfig, admins: &[&Identity]) -> Envelope {
+    let bytes = config.encode_to_vec();
+    let update = ConfigUpdate {
+        config: bytes.clone().into(),
+        signatures: admins
+            .iter()
+            .map(|a| ConfigSignature {
+                signer: a.cert_bytes().clone(),
+                signature: a.sign(&bytes).to_vec().into(),
+            })
+            .collect(),
+    };
+    ordo_proto::envelope::create_signed(
+        admins[0],
+        &config.channel_id,
+        HeaderType::ConfigUpdate,
+        update.encode_to_vec().into(),
+        ordo_proto::now_ms(),
+    )
+    .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_orderer_joins_after_a_config_block_without_the_history() {
+    let cluster = Cluster::from_env();
+    let topic = unique_topic("ordo.kafkajoin");
+    cluster.create_topic(&topic).await;
+    let net = Network::start(
+        &cluster,
+        &topic,
+        "",
+        &["--batch-timeout-ms", "20", "--max-message-count", "40"],
+    )
+    .await;
+    let client = net.c.identity("BankB", "client");
+    let mut acked = submit_all(CHANNEL, &net.nodes[0].addr, &client, 0, 200).await;
+
+    // A config update (smaller blocks) puts a config block in the middle of the chain.
+    let before = chain(CHANNEL, &net.nodes[0].addr, &net.admins[0]).await;
+    let mut config = ordo_proto::config::config_from_block(&before[0]).expect("genesis config");
+    config.sequence = 1;
+    if let Some(b) = config.orderer.as_mut().and_then(|o| o.batch_size.as_mut()) {
+        b.max_message_count = 25;
+    }
+    let r = broadcast(
+        &net.nodes[1].addr,
+        vec![config_update(&config, &[&net.admins[1], &net.admins[2]])],
+    )
+    .await;
+    assert_eq!(r[0].status, Code::Success as i32, "{}", r[0].info);
+    acked.extend(submit_all(CHANNEL, &net.nodes[2].addr, &client, 1_000, 200).await);
+    converged(CHANNEL, &net.all(), &acked).await;
+    let chain0 = chain(CHANNEL, &net.nodes[0].addr, &net.admins[0]).await;
+    let config_block = chain0
+        .iter()
+        .rev()
+        .find(|b| ordo_proto::config::config_from_block(b).is_ok())
+        .expect("the config block")
+        .clone();
+    let h = ordo_proto::block::number(&config_block);
+    assert!(h > 1, "the config block is in the middle of the chain");
+
+    // A block that is not the channel's block h (another previous hash: a different
+    // header) is refused by what the orderers hold, and leaves nothing behind.
+    // The new orderer has an identity of its own: the channel config lists it nowhere.
+    let crypto = net.c.crypto();
+    run_ok(&[
+        "crypto",
+        "issue",
+        "--crypto",
+        crypto.to_str().expect("utf8"),
+        "--org",
+        "BankA",
+        "--name",
+        "orderer3",
+        "--role",
+        "orderer",
+    ]);
+    let admin = net.c.identity("BankA", "admin");
+    let mut joiner = OrdererProcess::start_as(&net.c, "orderer3", "BankA", "orderer3", "");
+    joiner.wait_ready(&admin).await;
+    let joiner_addr = joiner.addr.clone();
+    let mut forged = config_block.clone();
+    if let Some(header) = forged.header.as_mut() {
+        header.previous_hash = vec![9u8; 32].into();
+    }
+    let (code, info) = join_block(&joiner.addr, &admin, forged.encode_to_vec()).await;
+    assert_eq!(code, tonic::Code::InvalidArgument, "{info}");
+    assert!(info.contains("holds another block"), "{info}");
+
+    // The real one: the new orderer holds nothing below h + 1 and cuts the same blocks.
+    let (code, info) = join_block(&joiner.addr, &admin, config_block.encode_to_vec()).await;
+    assert_eq!(code, tonic::Code::Ok, "{info}");
+    let info = channel_info(&joiner.addr, &admin, CHANNEL).await;
+    assert_eq!(info.first_block, h + 1, "{info:?}");
+    acked.extend(submit_all(CHANNEL, &joiner.addr, &client, 2_000, 100).await);
+    acked.extend(submit_all(CHANNEL, &net.nodes[0].addr, &client, 3_000, 100).await);
+    let mut all = net.all();
+    all.push((joiner_addr.as_str(), &admin));
+    converged(CHANNEL, &all, &acked).await;
+    let joined = chain(CHANNEL, &joiner.addr, &admin).await;
+    let reference = chain(CHANNEL, &net.nodes[0].addr, &net.admins[0]).await;
+    assert_eq!(ordo_proto::block::number(&joined[0]), h + 1);
+    for b in &joined {
+        let theirs = &reference[ordo_proto::block::number(b) as usize];
+        assert_eq!(
+            b.header,
+            theirs.header,
+            "block {}",
+            ordo_proto::block::number(b)
+        );
+        assert_eq!(
+            b.metadata.as_ref().map(|m| &m.consenter_metadata),
+            theirs.metadata.as_ref().map(|m| &m.consenter_metadata),
+            "resume point of block {}",
+            ordo_proto::block::number(b)
+        );
+    }
+    // Below the join block: NOT_FOUND naming the first block held; the join block itself,
+    // the config in force, is still served.
+    let d = deliver(
+        &joiner.addr,
+        &client,
+        CHANNEL,
+        at(1),
+        Some(at(1)),
+        SeekBehavior::FailIfNotReady,
+    )
+    .await;
+    assert_eq!(d.code, tonic::Code::NotFound, "{}", d.info);
+    assert!(
+        d.info
+            .contains(&format!("the lowest block held is {}", h + 1)),
+        "{}",
+        d.info
+    );
+    let d = deliver(
+        &joiner.addr,
+        &client,
+        CHANNEL,
+        at(h),
+        Some(at(h)),
+        SeekBehavior::FailIfNotReady,
+    )
+    .await;
+    assert_eq!(d.code, tonic::Code::Ok, "{}", d.info);
+    assert_eq!(d.blocks.len(), 1);
+    // Another orderer's copy: the same block, signed by that orderer.
+    assert_eq!(
+        ordo_proto::block::hash(&d.blocks[0]),
+        ordo_proto::block::hash(&config_block)
+    );
+    assert_eq!(d.blocks[0].data, config_block.data);
+    assert_eq!(
+        d.blocks[0].metadata.as_ref().map(|m| &m.consenter_metadata),
+        config_block
+            .metadata
+            .as_ref()
+            .map(|m| &m.consenter_metadata)
+    );
+
+    // Killed and restarted, it resumes from its own last block.
+    joiner.kill();
+    joiner.restart(&admin).await;
+    acked.extend(submit_all(CHANNEL, &joiner.addr, &client, 4_000, 50).await);
+    converged(CHANNEL, &all, &acked).await;
 }

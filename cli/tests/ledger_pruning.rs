@@ -181,13 +181,25 @@ async fn a_raft_channel_and_three_peers_prune_and_archive_under_load_and_survive
     wait_pruned_past(&all, &twice).await;
 
     // A pruned block: NOT_FOUND with the lowest height, from an orderer and from a peer.
+    // (Block 0, the config block in force, is kept with the base and still served.)
     let client = c.identity("BankA", "client");
-    let d = deliver(
+    let genesis = deliver(
         &orderers[1].addr,
         &client,
         CHANNEL,
         at(0),
         Some(at(0)),
+        SeekBehavior::FailIfNotReady,
+    )
+    .await;
+    assert_eq!(genesis.code, tonic::Code::Ok, "{}", genesis.info);
+    assert_eq!(genesis.blocks.len(), 1);
+    let d = deliver(
+        &orderers[1].addr,
+        &client,
+        CHANNEL,
+        at(1),
+        Some(at(1)),
         SeekBehavior::FailIfNotReady,
     )
     .await;

@@ -1,7 +1,9 @@
 //! Raft membership and catch-up over real `ordo orderer` processes: a channel grows from 3
 //! to 5 consenters and loses one while clients keep submitting; a node killed while the
 //! others compacted their logs comes back through a snapshot and block pulls; a node
-//! whose data directory was wiped rejoins through a config remove + add. All changes go
+//! whose data directory was wiped rejoins through a config remove + add; a fourth orderer
+//! joins a channel every orderer has pruned, after its latest config block, without the
+//! blocks below it. All changes go
 //! through the `ordo channel consenter` CLI, as an operator would make them. Every link
 //! is mutual TLS, and the Cluster service pins each consenter's TLS certificate.
 
@@ -19,13 +21,19 @@ use ordo_proto::pb::common::Status as Code;
 const CHANNEL: &str = "members";
 const ORGS: [&str; 3] = ["BankA", "BankB", "BankC"];
 
-/// Three raft orderers (one per org, over mutual TLS) on a committed-mode channel, joined
-/// and ready.
-async fn three_orderers(c: &Consortium, extra: &[&str]) -> (Vec<OrdererProcess>, Vec<Identity>) {
+/// Three raft orderers (one per org, over mutual TLS, `node_toml` added to their
+/// configs) on a committed-mode channel, joined and ready.
+async fn three_orderers(
+    c: &Consortium,
+    extra: &[&str],
+    node_toml: &str,
+) -> (Vec<OrdererProcess>, Vec<Identity>) {
     let mut nodes: Vec<OrdererProcess> = ORGS
         .iter()
         .enumerate()
-        .map(|(i, org)| OrdererProcess::start_tls(c, &format!("orderer{i}"), org, "orderer", ""))
+        .map(|(i, org)| {
+            OrdererProcess::start_tls(c, &format!("orderer{i}"), org, "orderer", node_toml)
+        })
         .collect();
     let admins: Vec<Identity> = ORGS.iter().map(|o| c.identity(o, "admin")).collect();
     for (n, a) in nodes.iter_mut().zip(&admins) {
@@ -130,7 +138,7 @@ fn pairs<'a>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_grows_from_three_to_five_consenters_and_loses_one_under_load() {
     let c = Consortium::new(&ORGS.join(","));
-    let (nodes, admins) = three_orderers(&c, &[]).await;
+    let (nodes, admins) = three_orderers(&c, &[], "").await;
     let crypto = c.crypto();
     let crypto = crypto.to_str().expect("utf8");
     // Two more orderers, each with an orderer identity of its own.
@@ -239,7 +247,7 @@ async fn a_channel_grows_from_three_to_five_consenters_and_loses_one_under_load(
 async fn a_node_catches_up_by_snapshot_and_a_wiped_node_rejoins() {
     let c = Consortium::new(&ORGS.join(","));
     // Snapshots every MiB of log: about a thousand 1 KiB envelopes.
-    let (mut nodes, admins) = three_orderers(&c, &["--raft-snapshot-bytes", "1048576"]).await;
+    let (mut nodes, admins) = three_orderers(&c, &["--raft-snapshot-bytes", "1048576"], "").await;
     let client = c.identity("BankA", "client");
     let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
     let all: Vec<(&str, &Identity)> = addrs
@@ -335,4 +343,132 @@ async fn a_node_catches_up_by_snapshot_and_a_wiped_node_rejoins() {
     for n in nodes.iter_mut() {
         n.stop();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orderer_joins_a_pruned_channel_after_its_config_block_without_the_history() {
+    let c = Consortium::new(&ORGS.join(","));
+    // Every orderer keeps 20 blocks and snapshots its raft log every MiB, so the chain's
+    // start is gone everywhere: a join that pulled the history could not finish.
+    let (nodes, admins) = three_orderers(
+        &c,
+        &["--raft-snapshot-bytes", "1048576"],
+        "[ledger]\nretain_blocks = 20\n",
+    )
+    .await;
+    let client = c.identity("BankB", "client");
+    let all: Vec<(&str, &Identity)> = nodes
+        .iter()
+        .zip(&admins)
+        .map(|(n, a)| (n.addr.as_str(), a))
+        .collect();
+    agreed_leader(CHANNEL, &all).await;
+    let mut acked = Vec::new();
+    for round in 0..4 {
+        acked.extend(submit_sized(CHANNEL, &nodes[0].addr, &client, round * 300, 300, 1_000).await);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while first_blocks(&all).await.contains(&0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every orderer pruned: {:?}",
+            first_blocks(&all).await
+        );
+        acked.extend(
+            submit_all(
+                CHANNEL,
+                &nodes[1].addr,
+                &client,
+                9_000 + acked.len() as u64,
+                20,
+            )
+            .await,
+        );
+    }
+
+    // A fourth orderer made a consenter; it joins after the config block that added it.
+    let crypto = c.crypto();
+    run_ok(&[
+        "crypto",
+        "issue",
+        "--crypto",
+        crypto.to_str().expect("utf8"),
+        "--org",
+        "BankA",
+        "--name",
+        "orderer3",
+        "--role",
+        "orderer",
+    ]);
+    let admin = c.identity("BankA", "admin");
+    let mut fourth = OrdererProcess::start_tls(&c, "orderer3", "BankA", "orderer3", "");
+    fourth.wait_ready(&admin).await;
+    let block = add_consenter(&c, &nodes[0].addr, "orderer3", &fourth.addr, "BankA");
+    let h = ordo_proto::block::number(
+        &<ordo_proto::pb::common::Block as prost::Message>::decode(
+            std::fs::read(&block).expect("block file").as_slice(),
+        )
+        .expect("a block"),
+    );
+    assert!(
+        first_blocks(&all).await.iter().all(|f| *f > 0),
+        "block 0 is gone everywhere"
+    );
+    join(&fourth.addr, &admin, std::path::Path::new(&block)).await;
+    assert_eq!(
+        channel_info(&fourth.addr, &admin, CHANNEL)
+            .await
+            .first_block,
+        h + 1
+    );
+
+    // It orders with the others and holds their blocks from h + 1 on.
+    acked.extend(submit_all(CHANNEL, &fourth.addr, &client, 50_000, 60).await);
+    let held = chain(CHANNEL, &fourth.addr, &admin).await;
+    assert_eq!(held.first().map(ordo_proto::block::number), Some(h + 1));
+    let theirs = chain(CHANNEL, &nodes[0].addr, &admins[0]).await;
+    let mut compared = 0;
+    for b in &held {
+        let n = ordo_proto::block::number(b);
+        if let Some(t) = theirs.iter().find(|t| ordo_proto::block::number(t) == n) {
+            assert_eq!(
+                ordo_proto::block::hash(b),
+                ordo_proto::block::hash(t),
+                "block {n}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 0, "the two ledgers share blocks to compare");
+    let height = |addr: &str| {
+        let addr = addr.to_string();
+        let admin = admin.clone();
+        async move { channel_info(&addr, &admin, CHANNEL).await.height }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let target = height(&nodes[0].addr).await;
+        if height(&fourth.addr).await >= target {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the joined orderer does not keep up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        acked.len() >= 1_260,
+        "every round was acknowledged: {}",
+        acked.len()
+    );
+}
+
+/// The first block each node holds (`ordo channel info`'s `first_block`).
+async fn first_blocks(nodes: &[(&str, &Identity)]) -> Vec<u64> {
+    let mut firsts = Vec::new();
+    for (addr, admin) in nodes {
+        firsts.push(channel_info(addr, admin, CHANNEL).await.first_block);
+    }
+    firsts
 }

@@ -2,20 +2,17 @@
 //! [`ordo_sdk::pull`], the one loop that pulls, verifies, writes and retries (a peer's
 //! deliver client uses the same loop to follow a channel).
 //!
-//! Two places need it: an orderer joining a running raft channel pulls the chain up to
-//! its join block before it starts (`orderer::registry`), and a raft node whose log is
-//! behind its leader's snapshot pulls the blocks up to the snapshot
-//! (`raft::driver::catch_up`, executing the raft engine's `CatchUp`). Both trust nothing
-//! they pull: each block goes through a [`ChainVerifier`] (hash chain, data hash,
-//! signatures under the configuration in force) and the block at the target must have
-//! the target's hash, or the chains forked.
+//! A raft node whose log is behind its leader's snapshot pulls the blocks up to the
+//! snapshot with it (`raft::driver::catch_up`, executing the raft engine's `CatchUp`). It
+//! trusts nothing it pulls: each block goes through a [`ChainVerifier`] (hash chain, data
+//! hash, signatures under the configuration in force) and the block at the target must
+//! have the target's hash, or the chains forked. (An orderer joining a running channel no
+//! longer pulls the chain below its join block: `orderer::registry`.)
 //!
-//! What the two differ in is policy ([`RetryPolicy`]): how long one pull may take, how
-//! long to pause when a source served nothing, whether to give up after some rounds (a
-//! join answers its admin; a raft node retries until it halts), and whether a block that
-//! fails verification ends the catch-up (a join: the join block the admin gave is
-//! probably not this channel's) or only that source's turn (raft: another consenter may
-//! serve the right block).
+//! The policy is a parameter ([`RetryPolicy`]): how long one pull may take, how long to
+//! pause when a source served nothing, whether to give up after some rounds (raft retries
+//! until it halts), and whether a block that fails verification ends the catch-up or only
+//! that source's turn (raft: another consenter may serve the right block).
 
 use std::time::Duration;
 

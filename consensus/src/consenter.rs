@@ -40,6 +40,32 @@ pub trait Consenter: Send + Sync + 'static {
     fn backup_refusal(&self) -> Option<&'static str> {
         None
     }
+
+    /// Whether a node can join a running channel of this type after a config block,
+    /// without its history ([`Consenter::prepare_join`]); checked before anything is
+    /// pulled. A single-orderer backend cannot: there is no other orderer to join.
+    fn joins_after_config_block(&self) -> bool {
+        false
+    }
+
+    /// Readies `ledger` — new, and already started right after `join_block`
+    /// ([`ordo_ledger::BlockStore::start_after_config_block`]) — for a node that joins a
+    /// running channel of this type without its history: whatever the backend must record
+    /// or check so that [`Consenter::handle_chain`] resumes right after that block.
+    /// `join_block` is the other orderers' copy, checked by the caller against the one the
+    /// admin gave. The default refuses: a channel of this type is joined from its genesis
+    /// block.
+    fn prepare_join(
+        &self,
+        ledger: &ordo_ledger::BlockStore,
+        join_block: &ordo_proto::pb::common::Block,
+    ) -> Result<(), ChainError> {
+        let _ = (ledger, join_block);
+        Err(ChainError::Unsupported(format!(
+            "a {} channel is joined from its genesis block",
+            self.consensus_type()
+        )))
+    }
 }
 
 /// The consenters of a node, by consensus type.

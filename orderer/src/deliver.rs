@@ -253,8 +253,13 @@ impl DeliverHandler {
                 }
                 // Pruned (or joined above it): the answer names the lowest block held,
                 // where the client can resume or what it must get elsewhere (an archive).
+                // The config block in force is the exception: the ledger keeps it with its
+                // base, and clients read it to build config updates.
                 Err(e @ ordo_ledger::LedgerError::Pruned { .. }) => {
-                    return Some(end(Code::NotFound, e.to_string()))
+                    match ledger.base_config_block_bytes(next) {
+                        Ok(Some(b)) => b,
+                        _ => return Some(end(Code::NotFound, e.to_string())),
+                    }
                 }
                 Err(e) => {
                     return Some(end(

@@ -1,15 +1,22 @@
 //! The channels this node serves: each with its ledger, its chain support, its running
 //! chain and its recent tx ids.
 //!
-//! Joining is all or nothing: the ledger is built in `<id>.joining`, holding the genesis
-//! block, and renamed into place only once complete; a crash in between leaves a
-//! `.joining` directory that the next start removes.
+//! Joining is all or nothing: the ledger is built in `<id>.joining` (holding the genesis
+//! block, or starting after a config block) and renamed into place only once complete; a
+//! crash in between leaves a `.joining` directory that the next start removes.
 //!
-//! A raft channel can also be joined while it runs, from a later config block that names
-//! this node as a consenter (after a config update added it): the node pulls the chain up
-//! to that block from the other consenters, verifies it from the genesis block on and
-//! checks that it ends in the block the admin gave, then starts raft right after the
-//! entry that carried that block.
+//! A raft or kafka channel can also be joined while it runs, from a later config block
+//! (for raft, one that names this node as a consenter, after a config update added it),
+//! **without its history**: the node asks the channel's other orderers for their block at
+//! that number, and once one holds the same block (and none another) its ledger starts
+//! right after it ([`BlockStore::start_after_config_block`]), holding no block below. The
+//! backend then resumes from that block ([`ordo_consensus::Consenter::prepare_join`]): raft
+//! right after the entry that carried it (the leader replicates the rest, or sends a
+//! snapshot and the blocks are pulled), kafka at the partition offset recorded in it. The
+//! join takes the same time at block 10 or at block 10 million, and works when every other
+//! orderer has pruned the chain's start. Blocks below the join block are not held (Deliver
+//! answers NOT_FOUND naming the first block held); they are in the other orderers' ledgers
+//! or archives.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,11 +26,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use ordo_consensus::catch_up::{self, BlockSource, CatchUpError, RetryPolicy, Target};
-use ordo_consensus::chain::BoxFuture;
-use ordo_consensus::raft::prepare_join;
 use ordo_consensus::{Chain, ChainError, ChainSupport, Consenters};
-use ordo_sdk::pull::PullError;
 
 use crate::cluster::{connect, pull_blocks, ClusterDialer};
 pub use crate::recent::RecentTxIds;
@@ -32,12 +35,14 @@ use ordo_proto::block;
 use ordo_proto::config;
 use ordo_proto::identity::Identity;
 use ordo_proto::pb::common::{Block, ChannelConfig, Consenter, Status};
-use ordo_proto::verify::ChainVerifier;
 
 /// Rounds of pulls over all consenters before a join from a later block gives up.
 const JOIN_PULL_ROUNDS: u32 = 5;
-/// How long one block pull of a join may take before the next consenter is tried.
-const JOIN_PULL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a join waits for another orderer's copy of the join block (all are asked at
+/// once; one block is small).
+const JOIN_PULL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The pause between two rounds of pulls of a join.
+const JOIN_PULL_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Why a channel operation failed.
 #[derive(Debug, Error)]
@@ -81,6 +86,7 @@ impl RegistryError {
             RegistryError::Backup(e) => e.status(),
             RegistryError::NothingToBackUp(_) => Status::BadRequest,
             RegistryError::Chain(ChainError::Unsupported(_)) => Status::NotImplemented,
+            RegistryError::Chain(ChainError::NotReady { .. }) => Status::ServiceUnavailable,
             _ => Status::InternalServerError,
         }
     }
@@ -293,18 +299,20 @@ impl Registry {
             ))
         })?;
         let orderer = cfg.orderer.clone().unwrap_or_default();
-        if orderer.consensus_type != "raft" {
+        let consenter = self.consenters.get(&orderer.consensus_type)?.clone();
+        if !consenter.joins_after_config_block() {
             return Err(invalid(format!(
                 "a {} channel is joined from its genesis block, not from block {number}",
                 orderer.consensus_type
             )));
         }
-        let me = self.my_consenter(&cfg).ok_or_else(|| {
-            invalid(format!(
+        let me = self.my_consenter(&cfg);
+        if orderer.consensus_type == "raft" && me.is_none() {
+            return Err(invalid(format!(
                 "block {number} does not name this orderer among the consenters"
-            ))
-        })?;
-        let my_id = me.id.clone();
+            )));
+        }
+        let my_id = me.map(|c| c.id.clone());
         let id = cfg.channel_id.clone();
         if self.get(&id).is_some() {
             return Err(RegistryError::AlreadyExists(id));
@@ -312,31 +320,31 @@ impl Registry {
         let sources: Vec<Consenter> = orderer
             .consenters
             .iter()
-            .filter(|c| c.id != my_id)
+            .filter(|c| Some(&c.id) != my_id.as_ref())
             .cloned()
             .collect();
-        info!(channel = %id, block = number, "joining a running raft channel: pulling its blocks from the other consenters");
-        let signer = self.signer.clone();
-        // The other consenters' TLS roots come with the join block's config.
+        if sources.is_empty() {
+            return Err(invalid(format!(
+                "block {number} names no other orderer to check it against and pull from; \
+                 join from the genesis block"
+            )));
+        }
+        info!(channel = %id, block = number, "joining a running channel after a config block, without its history");
+        // The other orderers' TLS roots come with the join block's config.
         self.trust_channel(&id, &cfg);
-        let handle = tokio::runtime::Handle::current();
+        let agreed =
+            confirm_join_block(&self.signer, &id, &sources, &join_block, &self.dialer).await?;
+        // Writing the base syncs, and a kafka join asks the brokers: blocking work.
         let final_dir = tokio::task::block_in_place(|| {
             self.dirs.install(&id, |tmp| -> Result<(), RegistryError> {
                 let store = open_ledger(tmp)?;
-                handle.block_on(onboard(
-                    &store,
-                    &signer,
-                    &id,
-                    &sources,
-                    &join_block,
-                    &self.dialer,
-                ))?;
-                prepare_join(store.consensus_log(), &join_block)?;
+                store.start_after_config_block(&agreed)?;
+                consenter.prepare_join(&store, &agreed)?;
                 Ok(())
             })
         })?;
         let handle = self.start_installed(&final_dir)?;
-        info!(channel = %id, height = handle.support.height(), "channel joined from a config block");
+        info!(channel = %id, first_block = number + 1, "channel joined after a config block");
         self.write_map().insert(id, handle.clone());
         Ok(handle)
     }
@@ -445,79 +453,81 @@ impl Registry {
     }
 }
 
-/// Fills `store` with blocks 0..=number of `join_block` pulled from `sources`, verified
-/// from the genesis block on (through [`ordo_consensus::catch_up`]); the last one must be
-/// `join_block` itself. A block that does not verify ends the join: the join block the
-/// admin gave is most likely not this channel's.
-async fn onboard(
-    store: &BlockStore,
+/// Asks the other orderers of the channel for block `number` of `join_block` and returns
+/// their copy once one of them holds the same block (its header hash) and none holds
+/// another: the admin's block is then the channel's, and the copy carries the consensus
+/// position (raft index, kafka offsets) that the node resumes from — metadata the block
+/// hash does not cover, so it is taken from the orderers, not from the admin.
+///
+/// A different block at that number ends the join at once (the join block is not this
+/// channel's, or not its block at that height). Orderers that cannot answer are retried
+/// for [`JOIN_PULL_ROUNDS`] rounds; a block they no longer hold (pruned below it) means
+/// the join block is too old: join from the latest config block.
+async fn confirm_join_block(
     signer: &Identity,
     channel: &str,
     sources: &[Consenter],
     join_block: &Block,
     dialer: &ClusterDialer,
-) -> Result<(), RegistryError> {
-    let sources: Vec<JoinSource<'_>> = sources
-        .iter()
-        .map(|consenter| JoinSource {
-            consenter,
-            dialer,
-            signer,
-            channel,
-        })
-        .collect();
-    let sources: Vec<&dyn BlockSource> = sources.iter().map(|s| s as &dyn BlockSource).collect();
-    let policy = RetryPolicy {
-        pull_timeout: JOIN_PULL_TIMEOUT,
-        pause: std::time::Duration::from_millis(500),
-        max_rounds: Some(JOIN_PULL_ROUNDS),
-        bad_block_is_fatal: true,
-    };
-    let filled = catch_up::fill_to(
-        &sources,
-        Target {
-            number: block::number(join_block),
-            hash: block::hash(join_block),
-        },
-        || store.height(),
-        &mut ChainVerifier::new(),
-        |b| store.append(&b).map_err(|e| e.to_string()),
-        policy,
-        &CancellationToken::new(),
-    )
-    .await;
-    match filled {
-        Ok(()) => Ok(()),
-        Err(e @ CatchUpError::Pull(PullError::BadBlock { .. })) => {
-            Err(RegistryError::InvalidGenesis(format!(
-                "{e} (is the join block one of this channel's?)"
-            )))
+) -> Result<Block, RegistryError> {
+    let number = block::number(join_block);
+    let wanted = block::hash(join_block);
+    let mut reasons = Vec::new();
+    for round in 0..JOIN_PULL_ROUNDS {
+        if round > 0 {
+            tokio::time::sleep(JOIN_PULL_PAUSE).await;
         }
-        Err(e) => Err(ChainError::NotReady {
-            reason: e.to_string(),
+        reasons.clear();
+        let mut agreed = None;
+        // Every source at once: one unreachable orderer costs one timeout, not one each.
+        let mut pulls = tokio::task::JoinSet::new();
+        for source in sources {
+            let (source, dialer, signer) = (source.clone(), dialer.clone(), signer.clone());
+            let channel = channel.to_string();
+            pulls.spawn(async move {
+                let pulled = match connect(&source, &dialer) {
+                    Ok(conn) => tokio::time::timeout(
+                        JOIN_PULL_TIMEOUT,
+                        pull_blocks(conn, &signer, &channel, number, number),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err("timed out".into())),
+                    Err(e) => Err(e.to_string()),
+                };
+                (source, pulled)
+            });
         }
-        .into()),
+        let mut answers = Vec::new();
+        while let Some(joined) = pulls.join_next().await {
+            match joined {
+                Ok(answer) => answers.push(answer),
+                Err(e) => reasons.push(format!("a pull task failed: {e}")),
+            }
+        }
+        for (source, pulled) in answers {
+            match pulled.map(|mut b| b.pop()) {
+                Ok(Some(theirs)) if block::hash(&theirs) == wanted => {
+                    agreed.get_or_insert(theirs);
+                }
+                Ok(Some(_)) => {
+                    return Err(RegistryError::InvalidGenesis(format!(
+                        "orderer {} holds another block {number} than the join block: is the join block this channel's?",
+                        source.id
+                    )))
+                }
+                Ok(None) => reasons.push(format!("{}: no block {number}", source.id)),
+                Err(e) => reasons.push(format!("{}: {e}", source.id)),
+            }
+        }
+        if let Some(block) = agreed {
+            return Ok(block);
+        }
     }
-}
-
-/// A consenter of the channel being joined, as a source of blocks over the Cluster
-/// service.
-struct JoinSource<'a> {
-    consenter: &'a Consenter,
-    dialer: &'a ClusterDialer,
-    signer: &'a Identity,
-    channel: &'a str,
-}
-
-impl BlockSource for JoinSource<'_> {
-    fn name(&self) -> String {
-        self.consenter.id.clone()
+    Err(ChainError::NotReady {
+        reason: format!(
+            "no other orderer confirmed block {number} ({}); if they no longer hold it, join from the latest config block",
+            reasons.join("; ")
+        ),
     }
-
-    fn pull(&self, start: u64, end: u64) -> BoxFuture<'_, Result<Vec<Block>, String>> {
-        Box::pin(async move {
-            let conn = connect(self.consenter, self.dialer).map_err(|e| e.to_string())?;
-            pull_blocks(conn, self.signer, self.channel, start, end).await
-        })
-    }
+    .into())
 }

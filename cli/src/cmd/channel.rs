@@ -183,8 +183,10 @@ pub struct GenesisArgs {
 pub struct JoinArgs {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// The channel's genesis block file; for a running raft channel, the config block
-    /// that added this node as a consenter.
+    /// The channel's genesis block file; for an orderer joining a running raft channel,
+    /// the config block that added it as a consenter (a running kafka channel: any of its
+    /// config blocks, usually the latest). Such an orderer holds the chain from that block
+    /// on, without the blocks below it.
     #[arg(
         long,
         visible_alias = "block",

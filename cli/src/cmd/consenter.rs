@@ -6,7 +6,8 @@
 //! Raft changes membership one node at a time, so each command changes one consenter;
 //! the orderer refuses a change that would leave the channel without a live majority.
 //! After `add`, the new node joins from the config block that added it (saved with
-//! `--out-block`): it pulls the chain up to there from the other consenters.
+//! `--out-block`): its ledger starts right after that block, checked against the other
+//! consenters' copy, without the blocks below it.
 //!
 //! The new consenter's certificates come from a crypto directory holding its org
 //! (`--crypto`, `--org`, `--member`) or from its org's bundle (`--org-bundle`), which is

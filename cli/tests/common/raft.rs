@@ -16,7 +16,8 @@ pub fn at(n: u64) -> SeekPosition {
     }
 }
 
-/// Every block of `addr`'s ledger.
+/// Every block `addr`'s ledger holds: from block 0, or — for a node that joined after a
+/// config block, or pruned — from the first block it holds.
 pub async fn chain(
     channel: &str,
     addr: &str,
@@ -45,7 +46,9 @@ pub async fn chain(
         addr,
         reader,
         channel,
-        at(0),
+        SeekPosition {
+            r#type: Some(seek_position::Type::Oldest(Default::default())),
+        },
         Some(at(top)),
         SeekBehavior::FailIfNotReady,
     )
@@ -125,33 +128,47 @@ pub async fn submit_sized(
     panic!("{} envelopes never accepted", pending.len());
 }
 
-/// Waits until every node's chain holds `acked` exactly once and all chains have the same
-/// block hashes; returns the common height.
+/// Waits until every node that holds its chain from block 0 holds `acked` exactly once,
+/// every node is at the same height, and every block any node holds has the same hash as
+/// that block on the others (a node that joined after a config block holds only the
+/// chain from there on, compared block by block); returns the common height.
 pub async fn converged(channel: &str, nodes: &[(&str, &Identity)], acked: &[String]) -> usize {
     let want: HashSet<&String> = acked.iter().collect();
+    let first =
+        |c: &[ordo_proto::pb::common::Block]| c.first().map_or(0, ordo_proto::block::number);
     for _ in 0..150 {
         let mut chains = Vec::new();
         for (addr, reader) in nodes {
             chains.push(chain(channel, addr, reader).await);
         }
-        let heights: Vec<usize> = chains.iter().map(Vec::len).collect();
-        let complete = chains.iter().all(|c| {
+        let heights: Vec<u64> = chains
+            .iter()
+            .map(|c| c.last().map_or(0, |b| ordo_proto::block::number(b) + 1))
+            .collect();
+        let whole: Vec<&Vec<_>> = chains.iter().filter(|c| first(c) == 0).collect();
+        assert!(!whole.is_empty(), "no node holds the chain from block 0");
+        for c in &chains {
             let ids: Vec<String> = c.iter().flat_map(block_tx_ids).collect();
             let unique: HashSet<&String> = ids.iter().collect();
             assert_eq!(unique.len(), ids.len(), "a tx id is in the chain twice");
-            want.iter().all(|w| unique.contains(w))
+        }
+        let complete = whole.iter().all(|c| {
+            let ids: HashSet<String> = c.iter().flat_map(block_tx_ids).collect();
+            want.iter().all(|w| ids.contains(*w))
         });
         if complete && heights.iter().all(|h| *h == heights[0]) {
-            for c in &chains[1..] {
-                for (a, b) in c.iter().zip(&chains[0]) {
+            let reference = whole[0];
+            for c in &chains {
+                for b in c {
+                    let n = usize::try_from(ordo_proto::block::number(b)).expect("small");
                     assert_eq!(
-                        ordo_proto::block::hash(a),
                         ordo_proto::block::hash(b),
+                        ordo_proto::block::hash(&reference[n]),
                         "ledgers diverge"
                     );
                 }
             }
-            return heights[0];
+            return usize::try_from(heights[0]).expect("small");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -93,6 +93,19 @@ fn apply_properties(c: &mut ClientConfig, cfg: &PartitionConfig) {
     }
 }
 
+/// The offsets the partition holds, asked of the brokers: its low watermark (where
+/// retention has left it starting) and its high watermark (the next offset to be
+/// written). Blocks for up to `timeout`.
+pub fn watermarks(cfg: &PartitionConfig, timeout: Duration) -> Result<(i64, i64), BrokerError> {
+    let mut c = client_config(cfg);
+    c.set("group.id", format!("ordo-{}", cfg.topic));
+    apply_properties(&mut c, cfg);
+    let consumer: BaseConsumer = c.create().map_err(|e| BrokerError::Client(e.to_string()))?;
+    consumer
+        .fetch_watermarks(&cfg.topic, PARTITION, timeout)
+        .map_err(|e| BrokerError::Consume(e.to_string()))
+}
+
 /// Produces to a channel's partition.
 pub struct PartitionProducer {
     producer: FutureProducer,
@@ -399,6 +412,37 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         drop(consumer);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watermarks_say_where_the_partition_starts_and_ends_and_unreachable_brokers_say_so() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("ordo.test", 1, 1).expect("topic");
+        let cfg = config(&cluster);
+        let producer = PartitionProducer::new(&cfg).expect("producer");
+        for i in 0u32..5 {
+            producer
+                .send(&i.to_be_bytes(), Duration::from_secs(10))
+                .await
+                .expect("acknowledged");
+        }
+        let marks = tokio::task::spawn_blocking(move || watermarks(&cfg, Duration::from_secs(10)))
+            .await
+            .expect("task");
+        assert_eq!(
+            marks,
+            Ok((0, 5)),
+            "a topic that keeps everything starts at offset 0"
+        );
+        let nowhere = PartitionConfig::new("127.0.0.1:1", "ordo.test");
+        let refused =
+            tokio::task::spawn_blocking(move || watermarks(&nowhere, Duration::from_millis(500)))
+                .await
+                .expect("task");
+        assert!(
+            matches!(refused, Err(BrokerError::Consume(_))),
+            "{refused:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

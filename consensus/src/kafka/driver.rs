@@ -128,13 +128,11 @@ impl KafkaChain {
     /// Starts the chain's tasks on the current Tokio runtime, resuming after the ledger's
     /// last block.
     pub fn start(support: Arc<ChainSupport>, opts: KafkaOptions) -> Result<Arc<Self>, ChainError> {
+        // The last block, or the config block a node joined after (kept in the base).
         let last = support
-            .height()
-            .checked_sub(1)
-            .map(|n| support.ledger().block(n))
-            .transpose()
-            .map_err(|e| ChainError::Storage(e.to_string()))?
-            .flatten();
+            .ledger()
+            .tip_block()
+            .map_err(|e| ChainError::Storage(e.to_string()))?;
         let resume = wire::resume_point(last.as_ref())
             .map_err(|e| ChainError::Unsupported(e.to_string()))?;
         let producer = PartitionProducer::new(&opts.partition)

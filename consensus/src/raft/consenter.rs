@@ -171,6 +171,21 @@ impl Consenter for RaftConsenter {
         Ok(RaftChain::start(support, setup)?)
     }
 
+    fn joins_after_config_block(&self) -> bool {
+        true
+    }
+
+    /// The raft log starts as a snapshot at the entry that carried the join block, with
+    /// its consenters as voters ([`super::prepare_join`]): the leader replicates only what
+    /// follows, or sends a snapshot and the node pulls the blocks after the join block.
+    fn prepare_join(
+        &self,
+        ledger: &ordo_ledger::BlockStore,
+        join_block: &ordo_proto::pb::common::Block,
+    ) -> Result<(), ChainError> {
+        super::prepare_join(ledger.consensus_log(), join_block)
+    }
+
     fn metrics(&self) -> &'static [MetricDesc] {
         METRICS
     }

@@ -195,10 +195,10 @@ pub(crate) fn parse_snapshot_data(data: &[u8]) -> Option<(u64, ordo_proto::hash:
 }
 
 /// Prepares the raft state of a node that joins a running channel from `join_block`, a
-/// config block naming it as a consenter, after its ledger was filled up to that block
-/// (pulled from the other consenters and verified): the raft log starts as a snapshot at
-/// the entry that carried the block, with the block's consenters as voters, so the leader
-/// replicates only what follows.
+/// config block naming it as a consenter, once its ledger starts right after that block
+/// (`BlockStore::start_after_config_block`, with the other consenters' copy of it): the
+/// raft log starts as a snapshot at the entry that carried the block, with the block's
+/// consenters as voters, so the leader replicates only what follows.
 pub fn prepare_join(log: ConsensusLog, join_block: &Block) -> Result<(), ChainError> {
     let (index, term) = raft_position(join_block).ok_or_else(|| {
         ChainError::Unsupported(

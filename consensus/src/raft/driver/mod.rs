@@ -164,10 +164,12 @@ fn restore(support: &ChainSupport, voters: &[u64]) -> Result<(DiskLog, Restored)
         DiskLog::load(support.ledger().consensus_log(), voters).map_err(|e| e.to_string())?;
     let ledger = support.ledger();
     let height = ledger.height();
-    let tip_block = match height.checked_sub(1) {
-        Some(n) => ledger.block(n).map_err(|e| e.to_string())?.map(|b| (n, b)),
-        None => None,
-    };
+    // The block below the height: the last held, or — for a node that joined after a
+    // config block and has applied nothing since — that block, kept in the ledger's base.
+    let tip_block = ledger
+        .tip_block()
+        .map_err(|e| e.to_string())?
+        .map(|b| (height - 1, b));
     let repair = super::recovery::reconcile(
         support.channel_id(),
         &view,
@@ -197,6 +199,31 @@ fn restore(support: &ChainSupport, voters: &[u64]) -> Result<(DiskLog, Restored)
         });
         if index <= view.snapshot_index() {
             break;
+        }
+    }
+    // The walk reached the first block held without passing the log's snapshot: on a node
+    // that joined after a config block, that block — kept in the ledger's base — is the
+    // last one at or below it.
+    let passed_snapshot = marks
+        .last()
+        .is_some_and(|m| m.index <= view.snapshot_index());
+    if !passed_snapshot && lowest == ledger.first_block() {
+        let below_first = ledger.first_block().checked_sub(1);
+        let based = match below_first {
+            Some(n) if n + 1 == height => tip_block.as_ref().map(|(_, b)| b.clone()),
+            Some(n) => ledger
+                .base()
+                .map_err(|e| e.to_string())?
+                .and_then(|b| b.config_block)
+                .filter(|c| block::number(c) == n),
+            None => None,
+        };
+        if let (Some(n), Some(b)) = (below_first, based) {
+            marks.push(BlockMark {
+                index: super::raft_position(&b).map(|(i, _)| i).unwrap_or(0),
+                number: n,
+                hash: block::hash(&b),
+            });
         }
     }
     marks.reverse();
