@@ -461,14 +461,15 @@ pub async fn run_e2e_bench(opts: E2eBenchOptions) -> anyhow::Result<E2eBenchRepo
             .map(|f| (Duration::from_millis(u64::from(f.at_ms)), 1)),
     );
     // The load's own span (not the settling after it), so the last window is not diluted
-    // by the wait for the peers.
-    let load_span = all
-        .finished
-        .iter()
-        .map(|f| Duration::from_millis(u64::from(f.at_ms)))
-        .max()
-        .unwrap_or_default()
-        .max(opts.duration.unwrap_or_default());
+    // by the wait for the peers: the duration asked for (transactions in flight at its end
+    // count in the last window), or until the last commit status of a `--txs` run.
+    let load_span = opts.duration.unwrap_or_else(|| {
+        all.finished
+            .iter()
+            .map(|f| Duration::from_millis(u64::from(f.at_ms)))
+            .max()
+            .unwrap_or_default()
+    });
     let windows = windows::windows(load_span, opts.window, &all.finished);
     let drift = windows::drift(load_span, DRIFT_SPAN, &all.finished);
     let secs = duration.as_secs_f64();
