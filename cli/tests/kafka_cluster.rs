@@ -396,12 +396,27 @@ async fn a_fourth_orderer_joins_after_a_config_block_without_the_history() {
     if let Some(b) = config.orderer.as_mut().and_then(|o| o.batch_size.as_mut()) {
         b.max_message_count = 25;
     }
-    let r = broadcast(
-        &net.nodes[1].addr,
-        vec![config_update(&config, &[&net.admins[1], &net.admins[2]])],
-    )
-    .await;
-    assert_eq!(r[0].status, Code::Success as i32, "{}", r[0].info);
+    // Sent to an orderer that may still be connecting to the brokers: retried while it
+    // answers SERVICE_UNAVAILABLE, as a client would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = broadcast(
+            &net.nodes[1].addr,
+            vec![config_update(&config, &[&net.admins[1], &net.admins[2]])],
+        )
+        .await;
+        if r[0].status == Code::Success as i32 {
+            break;
+        }
+        assert_eq!(
+            r[0].status,
+            Code::ServiceUnavailable as i32,
+            "{}",
+            r[0].info
+        );
+        assert!(std::time::Instant::now() < deadline, "{}", r[0].info);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     acked.extend(submit_all(CHANNEL, &net.nodes[2].addr, &client, 1_000, 200).await);
     converged(CHANNEL, &net.all(), &acked).await;
     let chain0 = chain(CHANNEL, &net.nodes[0].addr, &net.admins[0]).await;
@@ -417,19 +432,7 @@ async fn a_fourth_orderer_joins_after_a_config_block_without_the_history() {
     // A block that is not the channel's block h (another previous hash: a different
     // header) is refused by what the orderers hold, and leaves nothing behind.
     // The new orderer has an identity of its own: the channel config lists it nowhere.
-    let crypto = net.c.crypto();
-    run_ok(&[
-        "crypto",
-        "issue",
-        "--crypto",
-        crypto.to_str().expect("utf8"),
-        "--org",
-        "BankA",
-        "--name",
-        "orderer3",
-        "--role",
-        "orderer",
-    ]);
+    issue_orderer(&net.c, "BankA", "orderer3");
     let admin = net.c.identity("BankA", "admin");
     let mut joiner = OrdererProcess::start_as(&net.c, "orderer3", "BankA", "orderer3", "");
     joiner.wait_ready(&admin).await;

@@ -139,14 +139,9 @@ fn pairs<'a>(
 async fn a_channel_grows_from_three_to_five_consenters_and_loses_one_under_load() {
     let c = Consortium::new(&ORGS.join(","));
     let (nodes, admins) = three_orderers(&c, &[], "").await;
-    let crypto = c.crypto();
-    let crypto = crypto.to_str().expect("utf8");
     // Two more orderers, each with an orderer identity of its own.
     for (name, org) in [("orderer3", "BankA"), ("orderer4", "BankB")] {
-        run_ok(&[
-            "crypto", "issue", "--crypto", crypto, "--org", org, "--name", name, "--role",
-            "orderer",
-        ]);
+        issue_orderer(&c, org, name);
     }
     let mut extra = Vec::new();
     for (name, org) in [("orderer3", "BankA"), ("orderer4", "BankB")] {
@@ -387,19 +382,7 @@ async fn an_orderer_joins_a_pruned_channel_after_its_config_block_without_the_hi
     }
 
     // A fourth orderer made a consenter; it joins after the config block that added it.
-    let crypto = c.crypto();
-    run_ok(&[
-        "crypto",
-        "issue",
-        "--crypto",
-        crypto.to_str().expect("utf8"),
-        "--org",
-        "BankA",
-        "--name",
-        "orderer3",
-        "--role",
-        "orderer",
-    ]);
+    issue_orderer(&c, "BankA", "orderer3");
     let admin = c.identity("BankA", "admin");
     let mut fourth = OrdererProcess::start_tls(&c, "orderer3", "BankA", "orderer3", "");
     fourth.wait_ready(&admin).await;

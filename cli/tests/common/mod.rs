@@ -382,6 +382,24 @@ pub async fn join(addr: &str, admin: &Identity, genesis: &Path) {
     assert_eq!(code, tonic::Code::Ok, "join failed: {info}");
 }
 
+/// Issues `org` an orderer identity of its own, `name` (`ordo crypto issue`), for an
+/// orderer started with [`NodeProcess::start_as`] or [`NodeProcess::start_tls`].
+pub fn issue_orderer(c: &Consortium, org: &str, name: &str) {
+    let crypto = c.crypto();
+    run_ok(&[
+        "crypto",
+        "issue",
+        "--crypto",
+        crypto.to_str().expect("utf8"),
+        "--org",
+        org,
+        "--name",
+        name,
+        "--role",
+        "orderer",
+    ]);
+}
+
 /// Asks `addr` to join the channel of the encoded `block`; returns the call's gRPC code
 /// and message.
 pub async fn join_block(addr: &str, admin: &Identity, block: Vec<u8>) -> (tonic::Code, String) {
