@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -151,6 +152,7 @@ pub struct DiskWatcher {
     task: JoinHandle<Vec<DiskSample>>,
     dirs: Vec<(String, PathBuf)>,
     started: Instant,
+    taken: Arc<AtomicUsize>,
 }
 
 impl DiskWatcher {
@@ -161,8 +163,9 @@ impl DiskWatcher {
         let dirs: Vec<(String, PathBuf)> = labels(dirs).into_iter().zip(dirs.to_vec()).collect();
         let first = sample(&dirs, started.elapsed().as_secs_f64())?;
         let stop = Arc::new(Notify::new());
+        let taken = Arc::new(AtomicUsize::new(1));
         let task = {
-            let (stop, dirs) = (stop.clone(), dirs.clone());
+            let (stop, dirs, taken) = (stop.clone(), dirs.clone(), taken.clone());
             tokio::spawn(async move {
                 let mut samples = vec![first];
                 let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
@@ -175,7 +178,10 @@ impl DiskWatcher {
                     let dirs = dirs.clone();
                     let at_s = started.elapsed().as_secs_f64();
                     match tokio::task::spawn_blocking(move || sample(&dirs, at_s)).await {
-                        Ok(Ok(s)) => samples.push(s),
+                        Ok(Ok(s)) => {
+                            samples.push(s);
+                            taken.fetch_add(1, Ordering::Relaxed);
+                        }
                         Ok(Err(e)) => tracing::warn!("disk sample skipped: {e}"),
                         Err(e) => tracing::warn!("disk sample task failed: {e}"),
                     }
@@ -187,7 +193,13 @@ impl DiskWatcher {
             task,
             dirs,
             started,
+            taken,
         })
+    }
+
+    /// Samples taken so far (the first one included).
+    pub fn samples_taken(&self) -> usize {
+        self.taken.load(Ordering::Relaxed)
     }
 
     /// Stops sampling, takes a last sample, and returns the series.
@@ -267,9 +279,19 @@ mod tests {
         )
         .expect("watching");
         std::fs::write(dir.path().join("f"), vec![7u8; 1 << 20]).expect("write");
-        // Let at least one periodic sample run after the write.
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        // Wait (polling, bounded) until a periodic sample was taken after the write.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while watcher.samples_taken() < 3 {
+            assert!(Instant::now() < deadline, "no periodic sample in 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let series = watcher.finish().await;
+        assert!(
+            series.samples[1..series.samples.len() - 1]
+                .iter()
+                .any(|s| s.total_bytes >= 1 << 20),
+            "a periodic sample saw the file: {series:?}"
+        );
         assert!(series.samples.len() >= 3, "{series:?}");
         assert_eq!(series.samples[0].total_bytes, 0);
         assert!(series.max_total_bytes() >= 1 << 20, "{series:?}");
