@@ -4,7 +4,8 @@
 //! needs all three banks — a transaction endorsed under the old definition commits as
 //! DEFINITION_SUPERSEDED, later ones carry three endorsements, money is conserved and
 //! the peers agree. Bad approvals and an early commit are refused with their reasons, and
-//! nothing changes.
+//! nothing changes. The channel's tx validity window is changed the same way (`ordo
+//! channel expiry`), and a window too short for honest transactions is refused.
 
 mod common;
 
@@ -307,6 +308,63 @@ async fn chaincodes_are_deployed_and_upgraded_on_a_running_channel_by_the_orgs_a
         })
         .collect();
     wait_peers_agree(&peers, &channel).await;
+
+    // --- The tx validity window: `ordo up` made the channel with 1,800 s, so the peers'
+    // expiry floor follows the transfers; the admins change the window by config update.
+    let (peer_addr, peer_admin) = peers[0].clone();
+    let info = channel_info(&peer_addr, &peer_admin, &channel).await;
+    assert_eq!(info.tx_validity_window_s, 1800);
+    let latest_ms = ordo_proto::now_ms();
+    assert!(
+        info.expiry_floor_ms > 0 && info.expiry_floor_ms <= latest_ms - 1_800_000,
+        "the floor trails the latest VALID transaction by the window: {}",
+        info.expiry_floor_ms
+    );
+    let crypto = network_path.parent().expect("net dir").join("crypto");
+    let orderer = net
+        .nodes_with_role("orderer")
+        .next()
+        .expect("an orderer")
+        .grpc_addr
+        .clone();
+    let expiry = |window: &str| {
+        run(&[
+            "channel",
+            "expiry",
+            "--crypto",
+            crypto.to_str().expect("utf8"),
+            "--orderer",
+            &orderer,
+            "--channel",
+            &channel,
+            "--window-s",
+            window,
+        ])
+    };
+    let (ok, _, err) = expiry("60");
+    assert!(!ok, "a window shorter than 1,500 s is refused");
+    assert!(err.contains("tx_validity_window_s 60"), "{err}");
+    let (ok, out, err) = expiry("3600");
+    assert!(ok, "ordo channel expiry failed:\n{out}\n{err}");
+    assert!(out.contains("tx validity window 3600 s"), "{out}");
+    for (addr, admin) in &peers {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while channel_info(addr, admin, &channel)
+            .await
+            .tx_validity_window_s
+            != 3600
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "peer {addr} never committed the new window"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    bank.submit_with_retry("transfer", args(&["alice", "bob", "1"]))
+        .await
+        .expect("a transfer under the new window");
+    assert_eq!(bank_balance(&bank, "bob").await, moved + 1);
 
     // With one bank's peer down, the new policy cannot be met.
     run_ok(&["node", "kill", "peer0.BankC", "--network", net_s]);

@@ -3,11 +3,16 @@
 
 use rocksdb::IteratorMode;
 
-use crate::{BlockStore, LedgerError, CF_HISTORY, CF_STATE, CF_TXIDS};
+use crate::{BlockStore, LedgerError, TxLocation, CF_HISTORY, CF_STATE, CF_TXIDS};
 
 /// The column families a replay of the same blocks must reproduce byte for byte on a
-/// peer: the tx index (locations and codes), the world state and the key history.
+/// peer: the tx index (locations and codes), the world state and the key history. Tx-index
+/// entries signed below a ledger's expiry floor are left out on each side: whether they
+/// are still held depends on when compaction ran, not on the blocks (`expiry` module).
 pub const REPLAYED_COLUMNS: [&str; 3] = [CF_TXIDS, CF_STATE, CF_HISTORY];
+
+/// What a RocksDB iterator yields: a key and its value, or a read error.
+type IteratedEntry = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
 
 /// Where two ledgers' column families first differ.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,14 +36,27 @@ impl BlockStore {
         other: &BlockStore,
         column: &'static str,
     ) -> Result<Option<Difference>, LedgerError> {
+        let live = |store: &BlockStore| {
+            let floor = if column == CF_TXIDS {
+                store.expiry_floor_ms()
+            } else {
+                0
+            };
+            move |item: &IteratedEntry| match item {
+                Ok((_, value)) => TxLocation::timestamp_of(value).is_none_or(|at| at >= floor),
+                Err(_) => true,
+            }
+        };
         let mut mine = self
             .inner
             .db
-            .iterator_cf(self.cf(column)?, IteratorMode::Start);
+            .iterator_cf(self.cf(column)?, IteratorMode::Start)
+            .filter(live(self));
         let mut theirs = other
             .inner
             .db
-            .iterator_cf(other.cf(column)?, IteratorMode::Start);
+            .iterator_cf(other.cf(column)?, IteratorMode::Start)
+            .filter(live(other));
         let mut a = mine.next().transpose()?;
         let mut b = theirs.next().transpose()?;
         loop {

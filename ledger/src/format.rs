@@ -18,7 +18,12 @@
 //! a ledger start above block 0 (`meta` keys `first_block`, `base_hash`, `base_config`:
 //! the `base` module); a format-1 ledger starts at block 0, so its step too only records
 //! the version — but a format-1 build must not open a format-2 ledger, which may hold no
-//! block 0.
+//! block 0. Format 3 lets a peer's tx-index entries end with the transaction's signed
+//! timestamp and records the expiry floor (`expiry` module). Entries written before keep
+//! no timestamp, and must not get one now: whether a block is still held to read it from
+//! differs between peers, and an entry's timestamp decides verdicts. They never expire.
+//! So this step too only records the version, and a format-2 build, which would read a
+//! 21-byte entry as corrupt, must not open a format-3 ledger.
 //!
 //! **Why refuse a newer format rather than try.** A newer node may have changed how
 //! blocks, the tx index or state are keyed; an older binary reading them would serve wrong
@@ -32,7 +37,7 @@ use crate::{cf, Db, LedgerError, CF_BLOCKS, CF_META};
 
 /// The format this build writes and reads. Bump it with every change to the layout in the
 /// crate docs, and add the step from the previous one to [`MIGRATIONS`].
-pub const LEDGER_FORMAT: u32 = 2;
+pub const LEDGER_FORMAT: u32 = 3;
 
 /// `meta` key of the format version (`u32` big-endian).
 pub(crate) const META_FORMAT: &[u8] = b"format";
@@ -59,6 +64,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         from: 1,
         what: "allow a ledger to start above block 0 (the `base` keys; a format-1 ledger \
                holds its chain from block 0 and needs none)",
+        apply: layout_unchanged,
+    },
+    Migration {
+        from: 2,
+        what: "let a peer's tx-index entries carry their signed timestamp and record the \
+               expiry floor (the `expiry` module); older entries keep none and never expire",
         apply: layout_unchanged,
     },
 ];

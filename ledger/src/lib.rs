@@ -7,10 +7,11 @@
 //! | column family | key | value |
 //! |---|---|---|
 //! | [`CF_BLOCKS`] | block number, `u64` big-endian | the block, protobuf-encoded exactly once at append — or, for a block already in the consensus log, a reference to it plus the metadata (`logged` module) |
-//! | [`CF_TXIDS`] | transaction id (UTF-8 bytes) | block number `u64` BE ‖ index within the block `u32` BE |
+//! | [`CF_TXIDS`] | transaction id (UTF-8 bytes) | block number `u64` BE ‖ index within the block `u32` BE, then on a peer the validation code (1 byte) and the signed timestamp (`u64` BE, ms; see the `expiry` module) |
 //! | [`CF_META`] | `height` | number of blocks, `u64` BE |
 //! | [`CF_META`] | `last_hash` | hash of block `height - 1`, 32 bytes |
 //! | [`CF_META`] | `tx_index` | `off` when created with [`TxIndex::Off`] (an orderer's ledger) |
+//! | [`CF_META`] | `expiry_floor_ms` | a peer's expiry floor, `u64` BE (`expiry` module) |
 //! | [`CF_META`] | `format` | the layout's version, `u32` BE ([`LEDGER_FORMAT`]; see the `format` module) |
 //! | [`CF_STATE`], [`CF_HISTORY`] | a peer's world state and key history | see the `state` module |
 //!
@@ -89,6 +90,7 @@ pub mod blob_files;
 pub mod compare;
 pub mod consensus_log;
 pub mod dirs;
+pub mod expiry;
 pub mod fault;
 mod format;
 mod in_force;
@@ -242,6 +244,11 @@ struct Inner {
     /// The first block held, as the `history` compaction filter sees it (`prune`
     /// module): history of blocks below it is dropped when compacted.
     history_floor: Arc<AtomicU64>,
+    /// The expiry floor (`expiry` module), as readers and the `txids` compaction filter
+    /// see it: moved only after the write that records it.
+    expiry_floor: Arc<AtomicU64>,
+    /// Where the last expiry compactions left off (`expiry` module).
+    compacted_at: Mutex<expiry::CompactedAt>,
     /// The background pruner's work on this ledger (`pruner` module).
     prune: Mutex<pruner::PruneStatus>,
 }
@@ -280,14 +287,17 @@ impl BlockStore {
     pub fn open_with(dir: &Path, tx_index: TxIndex) -> Result<Self, LedgerError> {
         // 0 until the tip is known: the filter drops nothing before then.
         let history_floor = Arc::new(AtomicU64::new(0));
+        let expiry_floor = Arc::new(AtomicU64::new(0));
         let db = Db::open_cf_descriptors(
             &db_options(),
             dir,
-            cf_descriptors_with(history_floor.clone()),
+            cf_descriptors_with(history_floor.clone(), expiry_floor.clone()),
         )?;
         let format = settle_format(&db).map_err(|e| fault::at_open(dir, e))?;
         let tip = recover_tip(&db).map_err(|e| fault::at_open(dir, e))?;
         history_floor.store(tip.first, std::sync::atomic::Ordering::Relaxed);
+        let floor = expiry::read_floor(&db).map_err(|e| fault::at_open(dir, e))?;
+        expiry_floor.store(floor, std::sync::atomic::Ordering::Release);
         let tx_index = settle_tx_index(&db, tip.height, tx_index)?;
         tracing::info!(
             dir = %dir.display(),
@@ -308,6 +318,8 @@ impl BlockStore {
                 fault: Mutex::new(None),
                 scrub: Mutex::new(scrub::ScrubStatus::default()),
                 history_floor,
+                expiry_floor,
+                compacted_at: Mutex::new(expiry::CompactedAt::default()),
                 prune: Mutex::new(pruner::PruneStatus::default()),
             }),
         })
@@ -408,7 +420,7 @@ impl BlockStore {
         let number = tip.height;
         let new_hash = chain::hash(block);
         if let Some(c) = commit {
-            c.check(block, number)?;
+            c.check(block, number, self.expiry_floor_ms())?;
         }
         // A peer's commit names exactly the ids to index: its validator already refused
         // every id the index holds (DUPLICATE_TXID), so there is nothing to look up again.
@@ -417,6 +429,11 @@ impl BlockStore {
             (None, TxIndex::On) => self.new_tx_ids(block)?,
             (None, TxIndex::Off) => Vec::new(),
         };
+        let data = block
+            .data
+            .as_ref()
+            .map(|d| d.data.as_slice())
+            .unwrap_or_default();
 
         let blocks = self.cf(CF_BLOCKS)?;
         let txids = self.cf(CF_TXIDS)?;
@@ -449,6 +466,12 @@ impl BlockStore {
                     block: number,
                     index: *index,
                     code: commit.and_then(|c| c.codes.get(*index as usize).copied()),
+                    // The signed timestamp expiry judges, when expiry is on for the
+                    // block (`expiry` module); an orderer's entries never expire.
+                    timestamp_ms: commit
+                        .filter(|c| c.record_tx_times)
+                        .and_then(|_| data.get(*index as usize))
+                        .and_then(tx_index::timestamp_of_entry),
                 }
                 .encode(),
             );
@@ -462,6 +485,9 @@ impl BlockStore {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         self.inner.db.write_opt(batch, &opts)?;
+        if let Some(c) = commit {
+            self.raise_expiry_floor(c.expiry_floor_ms);
+        }
 
         *self
             .inner

@@ -135,13 +135,18 @@ pub(crate) fn db_options() -> Options {
 /// for tests that open a ledger's database raw.
 #[cfg(test)]
 pub(crate) fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
-    cf_descriptors_with(Arc::new(std::sync::atomic::AtomicU64::new(0)))
+    cf_descriptors_with(
+        Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    )
 }
 
 /// The column families, with the `history` compaction filter reading the first block held
-/// from `history_floor` (`prune` module).
+/// from `history_floor` (`prune` module) and the `txids` one reading the expiry floor from
+/// `expiry_floor` (`expiry` module).
 pub(crate) fn cf_descriptors_with(
     history_floor: Arc<std::sync::atomic::AtomicU64>,
+    expiry_floor: Arc<std::sync::atomic::AtomicU64>,
 ) -> Vec<ColumnFamilyDescriptor> {
     let mut blocks = Options::default();
     blocks.set_compression_type(DBCompressionType::Lz4);
@@ -171,6 +176,8 @@ pub(crate) fn cf_descriptors_with(
     // compaction would rewrite all of level 1 for each flush (write amplification growing
     // with the ledger). Universal compaction merges runs of similar size instead.
     txids.set_compaction_style(DBCompactionStyle::Universal);
+    let (name, filter) = crate::expiry::txids_filter(expiry_floor);
+    txids.set_compaction_filter(name, filter);
 
     // Raft entries carry whole blocks, and the blocks of committed entries stay where
     // they are for good (the ledger refers to them: see `logged`): in blob files they are

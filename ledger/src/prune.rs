@@ -13,8 +13,8 @@
 //! | what | when |
 //! |---|---|
 //! | consensus log entries the removed blocks refer to (`logged` module) | in the same batch; the caller guarantees raft forgot them (below its snapshot) |
-//! | key history below the first block | lazily, by a compaction filter on `history`; reads skip it at once |
-//! | tx-index entries | kept: duplicate detection needs every tx id ever ordered; a lookup of a pruned block answers [`LedgerError::Pruned`] |
+//! | key history below the first block | lazily, by a compaction filter on `history` (compacted by the `expiry` module's background compactor once the window turned over); reads skip it at once |
+//! | tx-index entries | kept with the blocks: duplicate detection needs them for as long as the channel's tx validity window says, whatever blocks are held; entries below the expiry floor go (`expiry` module); a lookup of a pruned block answers [`LedgerError::Pruned`] |
 //! | world state, commit hash | kept: they describe the tip, not the history |
 //!
 //! ## What the caller decides

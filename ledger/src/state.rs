@@ -64,6 +64,13 @@ pub struct StateCommit {
     /// ledger does not look them up again; an id given here overwrites its entry). Must
     /// have one entry per data entry.
     pub tx_ids: Vec<Option<String>>,
+    /// The expiry floor after this block (ms; `expiry` module): at least the ledger's
+    /// current one (it never goes down). 0 on a channel that never expires transactions.
+    pub expiry_floor_ms: u64,
+    /// Index each id with its transaction's signed timestamp (read from the envelope):
+    /// set by the validator when expiry is on for the block. Entries without one never
+    /// expire.
+    pub record_tx_times: bool,
 }
 
 /// A value with the version that wrote it.
@@ -147,12 +154,23 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 impl StateCommit {
     /// Checks the commit against the block it goes with; nothing is written on failure.
-    pub(crate) fn check(&self, block: &Block, number: u64) -> Result<(), LedgerError> {
+    pub(crate) fn check(
+        &self,
+        block: &Block,
+        number: u64,
+        floor_ms: u64,
+    ) -> Result<(), LedgerError> {
         let entries = block.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
         if self.codes.len() != entries {
             return Err(LedgerError::InvalidBlock(format!(
                 "{} validation codes for {entries} transactions",
                 self.codes.len()
+            )));
+        }
+        if self.expiry_floor_ms < floor_ms {
+            return Err(LedgerError::InvalidBlock(format!(
+                "expiry floor {} ms is below the ledger's {floor_ms} ms: it never goes down",
+                self.expiry_floor_ms
             )));
         }
         if self.tx_ids.len() != entries {
@@ -232,6 +250,13 @@ impl BlockStore {
             }
         }
         batch.put_cf(self.cf(CF_META)?, META_COMMIT_HASH, c.commit_hash);
+        if c.expiry_floor_ms > 0 {
+            batch.put_cf(
+                self.cf(CF_META)?,
+                crate::expiry::META_EXPIRY_FLOOR,
+                c.expiry_floor_ms.to_be_bytes(),
+            );
+        }
         Ok(())
     }
 
@@ -450,6 +475,7 @@ mod tests {
             ],
             commit_hash: [1; 32],
             tx_ids: ids(&["t1", "t2", "t3"]),
+            ..Default::default()
         };
         store.commit(&b1, &c1).expect("commit");
         let b2 = block::build(2, block::hash(&b1), vec![env("t4")]);
@@ -461,6 +487,7 @@ mod tests {
             ],
             commit_hash: [2; 32],
             tx_ids: ids(&["t4"]),
+            ..Default::default()
         };
         store.commit(&b2, &c2).expect("commit");
         drop(store);
@@ -543,18 +570,21 @@ mod tests {
                 writes: vec![write("bank", "a", Some("1"), 7, 0)],
                 commit_hash: [0; 32],
                 tx_ids: ids(&["t1"]),
+                ..Default::default()
             },
             StateCommit {
                 codes: vec![0],
                 writes: vec![write("bank", "a", Some("1"), 1, 5)],
                 commit_hash: [0; 32],
                 tx_ids: ids(&["t1"]),
+                ..Default::default()
             },
             StateCommit {
                 codes: vec![0],
                 writes: vec![write("", "a", Some("1"), 1, 0)],
                 commit_hash: [0; 32],
                 tx_ids: ids(&["t1"]),
+                ..Default::default()
             },
         ] {
             assert!(
@@ -579,6 +609,7 @@ mod tests {
             ],
             commit_hash: [0; 32],
             tx_ids: ids(&["t1"]),
+            ..Default::default()
         };
         store.commit(&b1, &c).expect("commit");
         assert_eq!(

@@ -45,6 +45,7 @@ fn loc(block: u64, index: u32) -> Option<TxLocation> {
         block,
         index,
         code: None,
+        timestamp_ms: None,
     })
 }
 

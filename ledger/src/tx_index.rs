@@ -21,32 +21,59 @@ pub struct TxLocation {
     /// The validation code a peer gave the transaction (`None` on an orderer's ledger,
     /// where transactions are ordered, not validated).
     pub code: Option<u8>,
+    /// The transaction's signed timestamp (ms since the Unix epoch), which expiry judges
+    /// (`ordo-peer`'s validator, "Expiry"); `None` for entries written before it was kept
+    /// and on ledgers that do not expire transactions (orderers).
+    pub timestamp_ms: Option<u64>,
 }
 
 impl TxLocation {
     /// The `txids` value: block number `u64` BE ‖ index `u32` BE, then the validation code
-    /// byte on a peer's ledger.
+    /// byte on a peer's ledger, then the timestamp `u64` BE when known. The four shapes
+    /// have four lengths (12, 13, 20, 21 bytes), so the length says which it is.
     pub(crate) fn encode(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(TX_LOCATION_LEN + 1);
+        let mut out = Vec::with_capacity(TX_LOCATION_LEN + 9);
         out.extend_from_slice(&self.block.to_be_bytes());
         out.extend_from_slice(&self.index.to_be_bytes());
         if let Some(code) = self.code {
             out.push(code);
         }
+        if let Some(at) = self.timestamp_ms {
+            out.extend_from_slice(&at.to_be_bytes());
+        }
         out
+    }
+
+    /// The timestamp of an encoded entry, without decoding the rest (the expiry
+    /// compaction filter reads every entry it compacts). `None` for an entry without one,
+    /// or of a length no entry has.
+    pub(crate) fn timestamp_of(bytes: &[u8]) -> Option<u64> {
+        let at = match bytes.len() {
+            n if n == TX_LOCATION_LEN + 8 => TX_LOCATION_LEN,
+            n if n == TX_LOCATION_LEN + 9 => TX_LOCATION_LEN + 1,
+            _ => return None,
+        };
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
     }
 
     pub(crate) fn decode(tx_id: &str, bytes: &[u8]) -> Result<Self, LedgerError> {
         let bad = || {
             LedgerError::Corrupt(format!(
-                "tx index entry for {tx_id:?} is {} bytes, expected {TX_LOCATION_LEN} or {}",
+                "tx index entry for {tx_id:?} is {} bytes, expected {TX_LOCATION_LEN}, {}, {} or {}",
                 bytes.len(),
-                TX_LOCATION_LEN + 1
+                TX_LOCATION_LEN + 1,
+                TX_LOCATION_LEN + 8,
+                TX_LOCATION_LEN + 9
             ))
         };
         let code = match bytes.len() {
-            TX_LOCATION_LEN => None,
-            n if n == TX_LOCATION_LEN + 1 => Some(bytes[TX_LOCATION_LEN]),
+            n if n == TX_LOCATION_LEN || n == TX_LOCATION_LEN + 8 => None,
+            n if n == TX_LOCATION_LEN + 1 || n == TX_LOCATION_LEN + 9 => {
+                Some(bytes[TX_LOCATION_LEN])
+            }
             _ => return Err(bad()),
         };
         let block = bytes
@@ -61,6 +88,7 @@ impl TxLocation {
             block: u64::from_be_bytes(block),
             index: u32::from_be_bytes(index),
             code,
+            timestamp_ms: Self::timestamp_of(bytes),
         })
     }
 }
@@ -106,6 +134,15 @@ pub(crate) fn first_occurrences(block: &Block) -> Result<Vec<(u32, String)>, Led
         }
     }
     Ok(candidates)
+}
+
+/// The signed timestamp (ms) of a block data entry's header, if it is an envelope with one.
+pub(crate) fn timestamp_of_entry(entry: &Bytes) -> Option<u64> {
+    use ordo_proto::pb::common::{Envelope, Payload};
+    use prost::Message;
+    let envelope = Envelope::decode(entry.clone()).ok()?;
+    let payload = Payload::decode(envelope.payload).ok()?;
+    payload.header.map(|h| h.timestamp_ms)
 }
 
 /// The tx id carried by a block data entry, if it is an envelope with a non-empty one.

@@ -125,7 +125,8 @@ fn sigkill_while_appending_loses_no_acknowledged_block() {
             Some(ordo_ledger::TxLocation {
                 block: height,
                 index: 0,
-                code: None
+                code: None,
+                timestamp_ms: None,
             })
         );
         eprintln!(

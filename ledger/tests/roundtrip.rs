@@ -74,7 +74,7 @@ proptest! {
                 prev = chain::hash(&block);
                 for (i, e) in (0u32..).zip(entries) {
                     if let Some(id) = e.tx_id() {
-                        index.entry(id).or_insert(TxLocation { block: n, index: i, code: None });
+                        index.entry(id).or_insert(TxLocation { block: n, index: i, code: None, timestamp_ms: None });
                     }
                 }
                 let bytes = block.encode_to_vec();

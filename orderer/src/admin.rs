@@ -281,5 +281,8 @@ pub fn info(handle: &ChannelHandle) -> ChannelInfo {
         commit_hash: Default::default(),
         node_role: "orderer".into(),
         first_block: ledger.first_block(),
+        tx_validity_window_s: state.config.tx_validity_window_s,
+        // Orderers do not validate transactions: peers keep the floor.
+        expiry_floor_ms: 0,
     }
 }

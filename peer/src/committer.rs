@@ -7,8 +7,8 @@
 //! the block fully committed or not at all; a restart resumes from the ledger's height
 //! with the configuration in force and the commit hash the ledger holds.
 //!
-//! **Commit hash.** `H(previous commit hash ‖ block number ‖ codes ‖ state updates)`,
-//! SHA-256 over a fixed encoding. Two peers agree on the state exactly when their commit
+//! **Commit hash.** `H(previous commit hash ‖ block number ‖ codes ‖ state updates
+//! [‖ expiry floor])`, SHA-256 over a fixed encoding ([`next_commit_hash`]). Two peers agree on the state exactly when their commit
 //! hashes agree at the same height, without comparing the state itself.
 //!
 //! The caller must have verified the block (hash chain, data hash, orderer signatures —
@@ -147,14 +147,20 @@ impl LedgerView<'_> {
 }
 
 impl TxIndex for LedgerView<'_> {
-    fn contains(&self, tx_id: &str) -> bool {
+    fn committed_at_ms(&self, tx_id: &str) -> Option<u64> {
         match self.ledger.tx_location(tx_id) {
-            Ok(l) => l.is_some(),
+            // An entry without a timestamp (indexed before they were kept) never expires.
+            Ok(l) => l.map(|l| l.timestamp_ms.unwrap_or(u64::MAX)),
             Err(e) => {
-                self.error.borrow_mut().get_or_insert(e.to_string());
-                false
+                self.remember(e);
+                // Discarded with the whole validation (the caller sees the error).
+                None
             }
         }
+    }
+
+    fn expiry_floor_ms(&self) -> u64 {
+        self.ledger.expiry_floor_ms()
     }
 }
 
@@ -322,7 +328,13 @@ impl Committer {
             return Err(CommitError::StateRead { number, reason });
         }
         let codes = validation.codes_bytes();
-        let commit_hash = next_commit_hash(&self.commit_hash, number, &codes, &validation.updates);
+        let commit_hash = next_commit_hash(
+            &self.commit_hash,
+            number,
+            &codes,
+            &validation.updates,
+            validation.expiry_floor_ms,
+        );
         block
             .metadata
             .get_or_insert_with(BlockMetadata::default)
@@ -344,6 +356,8 @@ impl Committer {
                 .collect(),
             commit_hash,
             tx_ids: validation.tx_ids.clone(),
+            expiry_floor_ms: validation.expiry_floor_ms,
+            record_tx_times: validation.record_tx_times,
         };
         let writing = Instant::now();
         self.ledger.commit(&block, &commit)?;
@@ -368,8 +382,17 @@ impl Committer {
 
 /// The commit hash after a block: SHA-256 over the previous hash, the block number, the
 /// codes, then every update as `len(ns) ns len(key) key version kind [len(value) value]`
-/// with u32/u64 big-endian lengths and numbers.
-pub fn next_commit_hash(prev: &Hash, number: u64, codes: &[u8], updates: &[StateUpdate]) -> Hash {
+/// with u32/u64 big-endian lengths and numbers, then — once transactions expire on the
+/// channel (`expiry_floor_ms` above 0) — `expiry` and the floor (u64 BE), so that peers
+/// whose floors differ disagree at once. A channel that never expired a transaction
+/// keeps the hashes it always had.
+pub fn next_commit_hash(
+    prev: &Hash,
+    number: u64,
+    codes: &[u8],
+    updates: &[StateUpdate],
+    expiry_floor_ms: u64,
+) -> Hash {
     let mut h = Sha256::new();
     h.update(b"ordo/commit/v1");
     h.update(prev);
@@ -392,6 +415,10 @@ pub fn next_commit_hash(prev: &Hash, number: u64, codes: &[u8], updates: &[State
             }
             None => h.update([0u8]),
         }
+    }
+    if expiry_floor_ms > 0 {
+        h.update(b"expiry");
+        h.update(expiry_floor_ms.to_be_bytes());
     }
     h.finalize().into()
 }
@@ -634,5 +661,45 @@ mod tests {
         let done = p.committer.commit_prechecked(first, wrong).expect("commit");
         assert_eq!(done.validation.codes.len(), 2, "judged on its own two txs");
         assert_eq!(done.validation.valid_count(), 2);
+    }
+
+    #[test]
+    fn an_expiring_channel_records_its_floor_refuses_old_transactions_and_forgets_their_ids() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = net().config.clone();
+        cfg.tx_validity_window_s = 1500;
+        let genesis = config::genesis_block(&cfg, NOW * 1000).expect("genesis");
+        let mut c =
+            Committer::join(BlockStore::open(dir.path()).expect("ledger"), genesis).expect("join");
+        let t = NOW * 1000;
+        let first = net().tx(1).at(t).build();
+        let done = c
+            .commit(next_block(&c, vec![first.clone()]))
+            .expect("block 1");
+        assert_eq!(done.validation.codes, vec![TxValidationCode::Valid]);
+        assert_eq!(c.ledger().expiry_floor_ms(), t - 1_500_000);
+
+        // Half an hour later on the ledger's clock: the first transaction is 5 minutes
+        // past the window.
+        let later = net().tx(2).at(t + 1_800_000).build();
+        c.commit(next_block(&c, vec![later])).expect("block 2");
+        assert_eq!(c.ledger().expiry_floor_ms(), t + 300_000);
+        drop(c);
+
+        let mut c = Committer::open(BlockStore::open(dir.path()).expect("reopen")).expect("open");
+        assert_eq!(c.ledger().expiry_floor_ms(), t + 300_000, "durable");
+        let replay = c.commit(next_block(&c, vec![first])).expect("block 3");
+        assert_eq!(replay.validation.codes, vec![TxValidationCode::Expired]);
+        let ledger = c.ledger().clone();
+        drop(c);
+        let at = ledger
+            .tx_location(&ordo_proto::envelope::tx_id_of(&net().tx(1).at(t).build()).expect("id"))
+            .expect("read")
+            .expect("the original's entry, until compacted")
+            .timestamp_ms;
+        assert_eq!(at, Some(t));
+        assert!(ledger.compact_expired().expect("compact").txids);
+        let id = ordo_proto::envelope::tx_id_of(&net().tx(1).at(t).build()).expect("id");
+        assert_eq!(ledger.tx_location(&id).expect("read"), None, "forgotten");
     }
 }

@@ -11,7 +11,8 @@
 //!    validation is a pure function of the blocks (see the validator's docs), so an intact
 //!    ledger is reproduced exactly. Then the commit hash must be the stored one, and the
 //!    tx index (locations and validation codes), the world state and the key history must
-//!    match the replay's entry for entry ([`REPLAYED_COLUMNS`]). A flipped bit in a
+//!    match the replay's entry for entry ([`REPLAYED_COLUMNS`]; tx ids signed below the
+//!    expiry floor left out), and so must the expiry floor. A flipped bit in a
 //!    state value, a lost index entry or a history entry left over are all found, with the
 //!    first key that differs.
 //!
@@ -68,6 +69,19 @@ pub enum ReplayCheckError {
         stored: String,
         /// Replayed, hex.
         replayed: String,
+    },
+    /// The stored expiry floor is not the replay's.
+    #[error(
+        "the expiry floor after block {block} is {stored} ms in the ledger but {replayed} ms \
+         when its blocks are validated again"
+    )]
+    ExpiryFloor {
+        /// The last block.
+        block: u64,
+        /// Stored.
+        stored: u64,
+        /// Replayed.
+        replayed: u64,
     },
     /// A column differs from the replay's.
     #[error(
@@ -176,6 +190,17 @@ pub fn check_ledger(
             block: height.saturating_sub(1),
             stored: stored_commit.map(hex::encode).unwrap_or_default(),
             replayed: hex::encode(replayed),
+        });
+    }
+    let (stored, replayed_floor) = (
+        ledger.expiry_floor_ms(),
+        committer.ledger().expiry_floor_ms(),
+    );
+    if stored != replayed_floor {
+        return Err(ReplayCheckError::ExpiryFloor {
+            block: height.saturating_sub(1),
+            stored,
+            replayed: replayed_floor,
         });
     }
     for column in REPLAYED_COLUMNS {

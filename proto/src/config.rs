@@ -54,6 +54,17 @@ pub const MAX_TLS_ROOT_BYTES: usize = 64 * 1024;
 pub const MAX_REVOKED_TLS_CERTS: usize = 10_000;
 /// Most consenters a channel may list, whatever its consensus type (peers dial them).
 pub const MAX_CONSENTERS: usize = 64;
+/// Shortest non-zero `tx_validity_window_s`: twice the orderers' bound on how far an
+/// envelope's timestamp may be from their clock (600 s), plus 300 s. An honest
+/// transaction is signed at most that far behind the orderer's clock, and the ledger's
+/// clock (the latest VALID timestamp) is at most that far ahead of it; the 300 s cover
+/// the orderers' whole-second rounding, differences between their clocks, and queues.
+pub const MIN_TX_VALIDITY_WINDOW_S: u64 = 1500;
+/// Longest `tx_validity_window_s` (a year): longer is "never" in practice; say 0.
+pub const MAX_TX_VALIDITY_WINDOW_S: u64 = 365 * 24 * 3600;
+/// The window new channels get (`ordo channel genesis`, `ordo up`): the minimum plus five
+/// more minutes of margin. Peers keep about this much of the tx-id index.
+pub const DEFAULT_TX_VALIDITY_WINDOW_S: u64 = 1800;
 
 /// Why a configuration or config block is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -211,6 +222,13 @@ pub fn validate(config: &ChannelConfig) -> Result<(), ConfigError> {
         return Err(invalid(format!(
             "ack_mode {} is not enqueued or committed",
             orderer.ack_mode
+        )));
+    }
+    let window = config.tx_validity_window_s;
+    if window != 0 && !(MIN_TX_VALIDITY_WINDOW_S..=MAX_TX_VALIDITY_WINDOW_S).contains(&window) {
+        return Err(invalid(format!(
+            "tx_validity_window_s {window} is neither 0 (never expire) nor in \
+             {MIN_TX_VALIDITY_WINDOW_S}..={MAX_TX_VALIDITY_WINDOW_S}"
         )));
     }
     if orderer.consenters.len() > MAX_CONSENTERS {
@@ -588,6 +606,27 @@ mod tests {
     use crate::pb::common::{BatchSize, Consenter, Organization, RaftConfig, Role};
 
     #[test]
+    fn the_tx_validity_window_is_off_or_long_enough_for_honest_transactions() {
+        let base = raft_config(vec![consenter("o0", 1)], None);
+        let with = |window: u64| {
+            let mut c = base.clone();
+            c.tx_validity_window_s = window;
+            validate(&c)
+        };
+        assert!(with(0).is_ok(), "0: never expire");
+        assert!(with(MIN_TX_VALIDITY_WINDOW_S).is_ok());
+        assert!(with(DEFAULT_TX_VALIDITY_WINDOW_S).is_ok());
+        assert!(with(MAX_TX_VALIDITY_WINDOW_S).is_ok());
+        let short = with(MIN_TX_VALIDITY_WINDOW_S - 1).expect_err("shorter than the minimum");
+        assert!(
+            short.to_string().contains("tx_validity_window_s 1499"),
+            "{short}"
+        );
+        assert!(with(MAX_TX_VALIDITY_WINDOW_S + 1).is_err());
+        assert!(with(1).is_err());
+    }
+
+    #[test]
     fn every_repeated_org_field_has_a_limit() {
         let base = raft_config(vec![consenter("o0", 1)], None);
         assert!(validate(&base).is_ok());
@@ -711,6 +750,7 @@ mod tests {
             block_validation: Some(policy::build::any_member(&[], &[Role::Orderer])),
             chaincodes: vec![],
             lifecycle: None,
+            tx_validity_window_s: 0,
         }
     }
 

@@ -170,6 +170,7 @@ fn vectors() -> BTreeMap<&'static str, String> {
         block_validation: Some(policy::n_out_of(1, &[("BankA", Role::Orderer)])),
         chaincodes: vec![],
         lifecycle: None,
+        tx_validity_window_s: 0,
     };
     let genesis = config::genesis_block(&cfg, 1_750_000_000_000).expect("valid config");
     v.insert("genesis_block", hex::encode(genesis.encode_to_vec()));
@@ -251,6 +252,7 @@ fn channel_config_vectors(
             2,
             &[("BankA", Role::Admin), ("BankB", Role::Admin)],
         )),
+        tx_validity_window_s: 1800,
     };
     config::validate(&full).expect("the full configuration is valid");
     v.insert("channel_config_full", hex::encode(full.encode_to_vec()));

@@ -56,6 +56,9 @@ impl ChannelBuilder {
                 // Changes to chaincode definitions alone: a majority of orgs' admins, as
                 // `ordo channel genesis` sets it.
                 lifecycle: Some(policy::majority(&[], Role::Admin)),
+                // Transactions never expire: tests build their transactions at fixed
+                // times far apart; `tx_validity_window` turns expiry on.
+                tx_validity_window_s: 0,
             },
         }
     }
@@ -74,6 +77,13 @@ impl ChannelBuilder {
     /// The consensus type (`solo`, `raft`, `kafka`).
     pub fn consensus(mut self, consensus_type: &str) -> Self {
         self.orderer().consensus_type = consensus_type.to_string();
+        self
+    }
+
+    /// The tx validity window in seconds (`ChannelConfig.tx_validity_window_s`; 0, the
+    /// builder's default, never expires a transaction).
+    pub fn tx_validity_window(mut self, seconds: u64) -> Self {
+        self.config.tx_validity_window_s = seconds;
         self
     }
 

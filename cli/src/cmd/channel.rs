@@ -57,6 +57,10 @@ pub enum ChannelCommand {
         #[command(subcommand)]
         command: crate::cmd::org::OrgCommand,
     },
+    /// Set how long a transaction stays valid after its own timestamp (the tx validity
+    /// window, docs/PROTOCOL.md "Transaction expiry"): peers refuse older ones as EXPIRED
+    /// and keep only about one window of tx ids. A config update signed by the admins.
+    Expiry(ExpiryArgs),
     /// Config updates as files that travel between orgs: show, sign (each org's admin on
     /// its own machine), submit.
     Update {
@@ -133,6 +137,23 @@ pub struct BatchArgs {
     /// 64 MiB, at least 1 MiB).
     #[arg(long, default_value_t = 0)]
     pub raft_snapshot_bytes: u64,
+    /// How long a transaction stays valid after its own timestamp, in seconds (on the
+    /// ledger's clock: the latest VALID transaction's timestamp). Peers refuse older ones
+    /// as EXPIRED and forget their tx ids, which keeps the tx-id index to this window.
+    /// 0: never expire (the index keeps every tx id ever committed); else at least 1500.
+    #[arg(long, default_value_t = ordo_proto::config::DEFAULT_TX_VALIDITY_WINDOW_S)]
+    pub tx_validity_window_s: u64,
+}
+
+/// `ordo channel expiry`
+#[derive(Args)]
+pub struct ExpiryArgs {
+    #[command(flatten)]
+    pub update: crate::cmd::update::UpdateArgs,
+    /// The new window in seconds: 0 (transactions never expire; the tx-id index keeps
+    /// every id) or 1500 to 31536000.
+    #[arg(long)]
+    pub window_s: u64,
 }
 
 /// `ordo channel genesis`
@@ -263,6 +284,22 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
         ChannelCommand::Consenter { command } => crate::cmd::consenter::run(command).await,
         ChannelCommand::Org { command } => crate::cmd::org::run(command).await,
         ChannelCommand::Update { command } => crate::cmd::update::run(command).await,
+        ChannelCommand::Expiry(a) => {
+            let block = crate::cmd::update::propose(&a.update, |cfg| {
+                cfg.tx_validity_window_s = a.window_s;
+                Ok(())
+            })
+            .await?;
+            if let Some(block) = block {
+                println!(
+                    "channel {}: tx validity window {} (config block {})",
+                    a.update.channel,
+                    describe_window(a.window_s),
+                    ordo_proto::block::number(&block)
+                );
+            }
+            Ok(())
+        }
         ChannelCommand::Genesis(a) => {
             let block = match &a.crypto {
                 Some(crypto) => genesis(
@@ -394,8 +431,18 @@ pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
                 }
                 println!("ack mode:       {}", ack_name(info.ack_mode));
                 println!("config seq:     {}", info.config_sequence);
+                println!(
+                    "tx validity:    {}",
+                    describe_window(info.tx_validity_window_s)
+                );
                 if info.node_role == "peer" {
                     println!("commit hash:    {}", hex::encode(&info.commit_hash));
+                    if info.expiry_floor_ms > 0 {
+                        println!(
+                            "expiry floor:   {} ms (transactions signed earlier are EXPIRED)",
+                            info.expiry_floor_ms
+                        );
+                    }
                 }
             }
             // With a network file and more than one orderer, every orderer's view: who
@@ -549,6 +596,8 @@ fn info_json(i: &ChannelInfo) -> serde_json::Value {
         "config_sequence": i.config_sequence,
         "node_role": i.node_role,
         "commit_hash": if i.commit_hash.is_empty() { serde_json::Value::Null } else { hex::encode(&i.commit_hash).into() },
+        "tx_validity_window_s": i.tx_validity_window_s,
+        "expiry_floor_ms": i.expiry_floor_ms,
     })
 }
 
@@ -562,4 +611,13 @@ pub fn write_block(path: &Path, block: &Block) -> anyhow::Result<()> {
     }
     std::fs::write(path, block.encode_to_vec())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// A tx validity window as people read it.
+pub fn describe_window(seconds: u64) -> String {
+    if seconds == 0 {
+        "off (transactions never expire)".into()
+    } else {
+        format!("{seconds} s")
+    }
 }

@@ -11,7 +11,8 @@
 //! fixture peer's endorsement of its response payload, and the payload is signed by the
 //! client with its certificate and tx id set (so fuzzed read/write sets, responses and
 //! proposals reach the checks behind the signatures). Otherwise the pieces are taken as
-//! the envelopes' bytes.
+//! the envelopes' bytes. With mode bit 1 set, the channel has a tx validity window and
+//! the ledger an expiry floor at the fixture's time (so fuzzed timestamps meet expiry).
 //!
 //! Invariants: one code per envelope; validation is a function of its inputs — the same
 //! block gives the same codes, updates and tx ids on one thread and on several.
@@ -22,7 +23,9 @@ use std::num::NonZeroUsize;
 use bytes::Bytes;
 use prost::Message;
 
-use ordo_peer::validator::{validate_block, ValidationContext, ValidatorOptions};
+use ordo_peer::validator::{
+    validate_block, ExpiringTxIds, TxIndex, ValidationContext, ValidatorOptions,
+};
 use ordo_proto::block;
 use ordo_proto::pb::common::Payload;
 use ordo_proto::pb::peer::{EndorserTransaction, TxRwSet, Version};
@@ -42,12 +45,14 @@ fn state() -> State {
     s
 }
 
-fn context(threads: usize) -> ValidationContext {
+fn context(threads: usize, window_s: u64) -> ValidationContext {
     let options = ValidatorOptions {
         chunk_size: NonZeroUsize::new(4).expect("non-zero"),
         max_threads: NonZeroUsize::new(threads).expect("non-zero"),
     };
-    ValidationContext::new(fixture::config().clone(), NOW_SECS)
+    let mut config = fixture::config().clone();
+    config.tx_validity_window_s = window_s;
+    ValidationContext::new(config, NOW_SECS)
         .expect("the fixture context")
         .with_options(options)
 }
@@ -69,10 +74,23 @@ pub fn run(data: &[u8]) {
         .collect();
     let count = envelopes.len();
     let b = block::build(1, [7; 32], envelopes);
-    let known: HashSet<String> = HashSet::from(["0".repeat(64)]);
-    let one = validate_block(&b, &context(1), &state(), &known);
-    let many = validate_block(&b, &context(3), &state(), &known);
+    let (known, window_s): (Box<dyn TxIndex>, u64) = if mode & 2 != 0 {
+        let index = ExpiringTxIds {
+            ids: HashMap::from([("0".repeat(64), 0)]),
+            floor_ms: NOW_SECS * 1000,
+        };
+        (Box::new(index), 1500)
+    } else {
+        (Box::new(HashSet::from(["0".repeat(64)])), 0)
+    };
+    let one = validate_block(&b, &context(1, window_s), &state(), known.as_ref());
+    let many = validate_block(&b, &context(3, window_s), &state(), known.as_ref());
     assert_eq!(one.codes.len(), count, "one code per envelope");
+    assert!(
+        one.expiry_floor_ms >= known.expiry_floor_ms(),
+        "the expiry floor went down"
+    );
+    assert_eq!(one.expiry_floor_ms, many.expiry_floor_ms);
     assert_eq!(
         one.codes, many.codes,
         "the verdict depends on the thread count"

@@ -13,7 +13,7 @@ use super::{
     io_err, SnapshotError, SnapshotFile, SnapshotManifest, CONFIG_BLOCK_FILE, MANIFEST_FILE,
     SNAPSHOT_FORMAT, STATE_FILE, TXIDS_FILE,
 };
-use crate::{BlockStore, TxIndex, CF_STATE, CF_TXIDS};
+use crate::{BlockStore, TxIndex, TxLocation, CF_STATE, CF_TXIDS};
 
 /// Write buffer of a record file.
 const WRITE_BUFFER: usize = 1 << 20;
@@ -68,17 +68,32 @@ impl SnapshotWriter {
             ));
         }
         let db = &store.inner.db;
-        let (tip, commit_hash, config, snap) = {
-            let _writer = store
-                .inner
-                .writer
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let tip = store.tip();
-            let commit_hash = store.commit_hash()?;
-            let config = store.config_in_force()?;
-            (tip, commit_hash, config, db.snapshot())
-        };
+        let writer = store
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let tip = store.tip();
+        let commit_hash = store.commit_hash()?;
+        let config = store.config_in_force()?;
+        let floor = store.expiry_floor_ms();
+        let snap = db.snapshot();
+        // Both iterators are opened now, with the floor: an open iterator pins the files it
+        // reads, while a RocksDB snapshot alone does not stop a compaction filter (the
+        // `txids` one drops entries below the live floor, which may move on while the state
+        // file is written).
+        let mut iterators = Vec::with_capacity(2);
+        for (name, cf_name, kind) in [
+            (STATE_FILE, CF_STATE, Kind::State),
+            (TXIDS_FILE, CF_TXIDS, Kind::TxIds),
+        ] {
+            let mut opts = ReadOptions::default();
+            // A one-off scan: keep the node's block cache for its working set.
+            opts.fill_cache(false);
+            let iter = snap.iterator_cf_opt(store.cf(cf_name)?, opts, IteratorMode::Start);
+            iterators.push((name, kind, iter));
+        }
+        drop(writer);
         let (Some(last_hash), Some(commit_hash)) = (tip.last_hash, commit_hash) else {
             return Err(SnapshotError::Manifest(
                 "the ledger has no committed block with a commit hash: nothing to snapshot".into(),
@@ -86,20 +101,19 @@ impl SnapshotWriter {
         };
 
         let mut files = Vec::with_capacity(3);
-        for (name, cf_name, kind) in [
-            (STATE_FILE, CF_STATE, Kind::State),
-            (TXIDS_FILE, CF_TXIDS, Kind::TxIds),
-        ] {
+        for (name, kind, iter) in iterators.drain(..) {
             let path = self.partial.join(name);
             let file = File::create(&path).map_err(io_err("creating", &path))?;
             let mut out = RecordWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file), kind)
                 .map_err(io_err("writing", &path))?;
-            let mut opts = ReadOptions::default();
-            // A one-off scan: keep the node's block cache for its working set.
-            opts.fill_cache(false);
-            for item in snap.iterator_cf_opt(store.cf(cf_name)?, opts, IteratorMode::Start) {
+            for item in iter {
                 let (key, value) = item?;
-                out.record(&key, &value).map_err(io_err("writing", &path))?;
+                // An expired id will never be asked about again (`expiry` module).
+                let expired = kind == Kind::TxIds
+                    && TxLocation::timestamp_of(&value).is_some_and(|at| at < floor);
+                if !expired {
+                    out.record(&key, &value).map_err(io_err("writing", &path))?;
+                }
             }
             let (buffered, records, bytes, sha256) =
                 out.finish().map_err(io_err("writing", &path))?;
@@ -114,6 +128,7 @@ impl SnapshotWriter {
                 sha256: hex::encode(sha256),
             });
         }
+        drop(iterators);
         drop(snap);
 
         let (config_block, config_number) = config;
@@ -134,6 +149,7 @@ impl SnapshotWriter {
             last_block_hash: hex::encode(last_hash),
             commit_hash: hex::encode(commit_hash),
             config_block_number: config_number,
+            expiry_floor_ms: floor,
             created_at_ms,
             files,
             signer_cert: hex::encode(signer_cert),

@@ -91,6 +91,13 @@ pub fn import(
     batch.put_cf(meta, META_HEIGHT, height.to_be_bytes());
     batch.put_cf(meta, META_LAST_HASH, last_hash);
     batch.put_cf(meta, crate::state::META_COMMIT_HASH, commit_hash);
+    if manifest.expiry_floor_ms > 0 {
+        batch.put_cf(
+            meta,
+            crate::expiry::META_EXPIRY_FLOOR,
+            manifest.expiry_floor_ms.to_be_bytes(),
+        );
+    }
     let mut opts = WriteOptions::default();
     opts.set_sync(true);
     store.inner.db.write_opt(batch, &opts)?;
@@ -105,6 +112,7 @@ pub fn import(
         last_hash: Some(last_hash),
     };
     store.inner.height_tx.send_replace(height);
+    store.raise_expiry_floor(manifest.expiry_floor_ms);
     tracing::info!(
         channel = %manifest.channel_id,
         height,

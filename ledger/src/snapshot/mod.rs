@@ -6,7 +6,8 @@
 //! ```text
 //! manifest.json      what the snapshot is, the hash of every file, the taker's signature
 //! state.records      the world state after block h-1 (`state` column family, as stored)
-//! txids.records      the tx-id index after block h-1 (duplicate detection, CommitStatus)
+//! txids.records      the tx-id index after block h-1 (duplicate detection, CommitStatus),
+//!                    less the entries below the expiry floor (`expiry` module)
 //! config_block.pb    the config block in force after block h-1, as the peer stored it
 //! ```
 //!
@@ -151,6 +152,11 @@ pub struct SnapshotManifest {
     pub commit_hash: String,
     /// The number of the config block in `config_block.pb`.
     pub config_block_number: u64,
+    /// The expiry floor after block `height - 1` (ms; `expiry` module): `txids.records`
+    /// holds no entry signed below it. Absent (0) when the channel never expired a
+    /// transaction, so such a snapshot reads the same in builds older than expiry.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expiry_floor_ms: u64,
     /// When it was taken, ms since the Unix epoch (the taker's clock).
     pub created_at_ms: u64,
     /// The data files, in [`DATA_FILES`] order.
@@ -160,6 +166,10 @@ pub struct SnapshotManifest {
     /// Hex Ed25519 signature by that certificate's key over
     /// [`SnapshotManifest::signing_bytes`]; empty until signed.
     pub signature: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl SnapshotManifest {

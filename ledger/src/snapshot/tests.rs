@@ -13,11 +13,17 @@ use crate::{BlockStore, StateCommit, StateWrite, Version, CF_STATE, CF_TXIDS};
 const CHANNEL: &str = "bank";
 
 fn env(tx_id: &str) -> Bytes {
+    env_at(tx_id, 0)
+}
+
+/// An envelope with `tx_id`, signed (by its header) at `at_ms`.
+fn env_at(tx_id: &str, at_ms: u64) -> Bytes {
     let payload = Payload {
         header: Some(Header {
             channel_id: CHANNEL.into(),
             r#type: HeaderType::EndorserTransaction as i32,
             tx_id: tx_id.into(),
+            timestamp_ms: at_ms,
             ..Default::default()
         }),
         data: Bytes::new(),
@@ -77,6 +83,8 @@ fn commit_next(store: &BlockStore, n: u64) {
         }],
         commit_hash: [n as u8; 32],
         tx_ids: ids.iter().map(|i| Some(i.clone())).collect(),
+        expiry_floor_ms: 0,
+        record_tx_times: false,
     };
     store.commit(&b, &commit).expect("commit");
 }
@@ -362,4 +370,61 @@ fn the_record_reader_refuses_what_a_writer_would_not_write() {
         .expect_err("cut")
         .contains("truncated"));
     assert_eq!(&good[..8], MAGIC);
+}
+
+#[test]
+fn a_snapshot_leaves_out_the_ids_below_the_expiry_floor_and_carries_the_floor() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (source, _) = peer_ledger(&tmp.path().join("source"), 0);
+    for (txs, floor) in [
+        (vec![("gone", 1_000), ("kept", 9_000)], 0),
+        (vec![("tip", 20_000)], 5_000),
+    ] {
+        let n = source.height();
+        let b = block::build(
+            n,
+            source.last_hash().expect("tip"),
+            txs.iter().map(|(id, at)| env_at(id, *at)).collect(),
+        );
+        let commit = StateCommit {
+            codes: vec![0; txs.len()],
+            tx_ids: txs.iter().map(|(id, _)| Some(id.to_string())).collect(),
+            commit_hash: [n as u8; 32],
+            expiry_floor_ms: floor,
+            record_tx_times: true,
+            ..Default::default()
+        };
+        source.commit(&b, &commit).expect("commit");
+    }
+    let (manifest, dir) = take(&source, &tmp.path().join("snapshots"));
+    assert_eq!(manifest.expiry_floor_ms, 5_000);
+    assert_eq!(
+        manifest.file(TXIDS_FILE).expect("entry").records,
+        2,
+        "kept and tip, not the id signed below the floor"
+    );
+
+    let joined_dir = tmp.path().join("joined");
+    let joined = BlockStore::open(&joined_dir).expect("open");
+    import(&joined, &dir, &manifest).expect("import");
+    assert_eq!(joined.expiry_floor_ms(), 5_000);
+    assert_eq!(joined.tx_location("gone").expect("read"), None);
+    let kept = joined.tx_location("kept").expect("read").expect("indexed");
+    assert_eq!(kept.timestamp_ms, Some(9_000));
+    drop(joined);
+    let joined = BlockStore::open(&joined_dir).expect("reopen");
+    assert_eq!(joined.expiry_floor_ms(), 5_000, "durable");
+}
+
+#[test]
+fn a_manifest_without_an_expiry_floor_reads_as_floor_zero_and_writes_none() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (source, _) = peer_ledger(&tmp.path().join("source"), 2);
+    let (manifest, dir) = take(&source, &tmp.path().join("snapshots"));
+    assert_eq!(manifest.expiry_floor_ms, 0);
+    let text = std::fs::read_to_string(dir.join(MANIFEST_FILE)).expect("manifest");
+    assert!(
+        !text.contains("expiry_floor_ms"),
+        "a snapshot of a channel that never expired reads the same in older builds"
+    );
 }

@@ -84,6 +84,7 @@ pub fn verify_ledger(store: &BlockStore) -> Vec<Block> {
                     block: n,
                     index,
                     code: None,
+                    timestamp_ms: None,
                 });
             }
         }

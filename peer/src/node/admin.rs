@@ -333,5 +333,7 @@ pub fn info(ch: &PeerChannel) -> ChannelInfo {
         commit_hash: st.commit_hash.to_vec().into(),
         node_role: "peer".into(),
         first_block: ch.ledger().first_block(),
+        tx_validity_window_s: st.config.tx_validity_window_s,
+        expiry_floor_ms: ch.ledger().expiry_floor_ms(),
     }
 }

@@ -139,11 +139,13 @@ impl PeerEndorser {
             now_secs,
         )
         .map_err(|e| Status::permission_denied(e.0))?;
-        if channel
-            .ledger()
+        let ledger = channel.ledger();
+        // As the validator judges it (check 8): an id signed below the expiry floor no
+        // longer counts.
+        if ledger
             .tx_location(&header.tx_id)
             .map_err(|e| Status::internal(e.to_string()))?
-            .is_some()
+            .is_some_and(|l| l.timestamp_ms.unwrap_or(u64::MAX) >= ledger.expiry_floor_ms())
         {
             return Err(Status::already_exists(format!(
                 "transaction {} is already committed",

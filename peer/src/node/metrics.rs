@@ -236,6 +236,7 @@ struct ChannelValues {
     label: ChannelLabel,
     height: u64,
     first_block: u64,
+    expiry_floor_secs: u64,
     chain_bytes: u64,
     pruned_blocks: u64,
     corrupt: bool,
@@ -266,6 +267,7 @@ impl Collector for ChannelCollector {
                     },
                     height: c.ledger().height(),
                     first_block: c.ledger().first_block(),
+                    expiry_floor_secs: c.ledger().expiry_floor_ms() / 1000,
                     chain_bytes: c.ledger().chain_bytes().unwrap_or(0),
                     pruned_blocks: c.ledger().prune_status().blocks,
                     corrupt: c.ledger().fault().is_some(),
@@ -288,11 +290,16 @@ impl Collector for ChannelCollector {
         for v in &values {
             ConstGauge::new(v.height).encode(gauge.encode_family(&v.label)?)?;
         }
-        let gauges: [CounterSource; 2] = [
+        let gauges: [CounterSource; 3] = [
             (
                 "ledger_first_block",
                 "The lowest block the channel's ledger holds (0 unless pruned or joined above it)",
                 |v| v.first_block,
+            ),
+            (
+                "ledger_expiry_floor_timestamp_seconds",
+                "The channel's expiry floor: transactions signed before it are EXPIRED and their ids forgotten (0: none expired)",
+                |v| v.expiry_floor_secs,
             ),
             (
                 "ledger_chain_bytes",
@@ -386,6 +393,8 @@ mod tests {
                 updates: Vec::new(),
                 events: Vec::new(),
                 config: None,
+                expiry_floor_ms: 0,
+                record_tx_times: false,
             },
             commit_hash: [0; 32],
             validate_time: std::time::Duration::from_millis(3),

@@ -293,6 +293,20 @@ pub async fn run(
     {
         let channels = channels.clone();
         let token = token.clone();
+        ordo_ledger::expiry::spawn_compactor(
+            move || {
+                channels
+                    .list()
+                    .iter()
+                    .map(|c| (c.id().to_string(), c.ledger().clone()))
+                    .collect()
+            },
+            async move { token.cancelled().await },
+        );
+    }
+    {
+        let channels = channels.clone();
+        let token = token.clone();
         let ledger = config.ledger.clone();
         ordo_ledger::pruner::spawn(
             move || {

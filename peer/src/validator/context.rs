@@ -131,6 +131,12 @@ impl ValidationContext {
         self.now_secs
     }
 
+    /// The channel's tx validity window in milliseconds; 0 when transactions never
+    /// expire (validator docs, "Expiry").
+    pub fn tx_validity_window_ms(&self) -> u64 {
+        self.config.tx_validity_window_s.saturating_mul(1000)
+    }
+
     /// How stage 1 spreads its work.
     pub fn options(&self) -> ValidatorOptions {
         self.options

@@ -14,29 +14,66 @@
 //! | 4 | the header type is ENDORSER_TRANSACTION | UNKNOWN_TX_TYPE |
 //! | 5 | the creator certificate is valid on the channel at the transaction's own time (its signed header's timestamp) | BAD_CREATOR |
 //! | 6 | the envelope signature verifies | BAD_SIGNATURE |
-//! | 7 | the tx id is not committed and not used earlier in the block | DUPLICATE_TXID |
-//! | 8 | the transaction, proposal and response payload decode; the proposal carries no transient data; the chaincode names agree; a response is present; at most [`MAX_ENDORSEMENTS`] endorsements | BAD_PAYLOAD |
-//! | 9 | the proposal hash is `ordo_proto::hash::proposal_hash(tx_id, channel, proposal)` | BAD_PROPOSAL_HASH |
-//! | 10 | the chaincode is defined on the channel and not retired | UNKNOWN_CHAINCODE |
-//! | 11 | the endorsers ran under the definition in force: the response payload's `definition_sequence` (0 counts as 1) is the definition's | DEFINITION_SUPERSEDED |
-//! | 12 | the endorsed chaincode version is the defined one | CHAINCODE_VERSION_MISMATCH |
-//! | 13 | the read/write set is well formed (see [`MAX_KEY_BYTES`]; a range read's bounds in order and its keys existing, inside it, ascending) | BAD_RWSET |
-//! | 14 | every namespace of the read/write set is a defined, not retired chaincode | UNKNOWN_CHAINCODE |
-//! | 15 | the response status is a success ([`SUCCESS_STATUSES`]) | BAD_RESPONSE |
-//! | 16 | the endorsements whose certificate is valid and whose signature over the exact response payload bytes verifies satisfy the endorsement policy of the chaincode and of every other namespace written | ENDORSEMENT_POLICY_FAILURE |
-//! | 17 | MVCC (stage 2): every point read's version is the committed one, and no earlier valid transaction of the block wrote the key | MVCC_READ_CONFLICT |
-//! | 18 | ranges (stage 2): every range read holds exactly the committed keys and versions it held at simulation, and no earlier valid transaction of the block wrote a key inside it | PHANTOM_READ_CONFLICT |
+//! | 7 | the transaction is not expired: its signed timestamp is at or above the ledger's expiry floor ([`TxIndex::expiry_floor_ms`]; see "Expiry" below) | EXPIRED |
+//! | 8 | the tx id is not committed (an entry signed below the expiry floor no longer counts) and not used earlier in the block | DUPLICATE_TXID |
+//! | 9 | the transaction, proposal and response payload decode; the proposal carries no transient data; the chaincode names agree; a response is present; at most [`MAX_ENDORSEMENTS`] endorsements | BAD_PAYLOAD |
+//! | 10 | the proposal hash is `ordo_proto::hash::proposal_hash(tx_id, channel, proposal)` | BAD_PROPOSAL_HASH |
+//! | 11 | the chaincode is defined on the channel and not retired | UNKNOWN_CHAINCODE |
+//! | 12 | the endorsers ran under the definition in force: the response payload's `definition_sequence` (0 counts as 1) is the definition's | DEFINITION_SUPERSEDED |
+//! | 13 | the endorsed chaincode version is the defined one | CHAINCODE_VERSION_MISMATCH |
+//! | 14 | the read/write set is well formed (see [`MAX_KEY_BYTES`]; a range read's bounds in order and its keys existing, inside it, ascending) | BAD_RWSET |
+//! | 15 | every namespace of the read/write set is a defined, not retired chaincode | UNKNOWN_CHAINCODE |
+//! | 16 | the response status is a success ([`SUCCESS_STATUSES`]) | BAD_RESPONSE |
+//! | 17 | the endorsements whose certificate is valid and whose signature over the exact response payload bytes verifies satisfy the endorsement policy of the chaincode and of every other namespace written | ENDORSEMENT_POLICY_FAILURE |
+//! | 18 | MVCC (stage 2): every point read's version is the committed one, and no earlier valid transaction of the block wrote the key | MVCC_READ_CONFLICT |
+//! | 19 | ranges (stage 2): every range read holds exactly the committed keys and versions it held at simulation, and no earlier valid transaction of the block wrote a key inside it | PHANTOM_READ_CONFLICT |
 //!
-//! Checks 1–6 and 8–16 are stage 1 (parallel); 7 runs between the stages in block order,
-//! and counts only tx ids authenticated by check 6; 17 and 18 are stage 2. An envelope
+//! Checks 1–6 and 9–17 are stage 1 (parallel); 7 and 8 run between the stages in block
+//! order, and count only tx ids authenticated by check 6; 18 and 19 are stage 2. An envelope
 //! that fails check 3 or 4 keeps that code, but checks 5 and 6 still run on it to
 //! authenticate its tx id: a committed MESSAGE envelope is indexed (Query and
 //! CommitStatus find it as UNKNOWN_TX_TYPE) and its id is taken. Bad endorsements are
-//! dropped, not fatal: they can only make check 16 fail.
+//! dropped, not fatal: they can only make check 17 fail.
 //!
 //! A block that holds exactly one CONFIG envelope is a config block: it is VALID with no
 //! state updates when the new configuration follows from the one in force (see
 //! `config_block`), else INVALID_CONFIG.
+//!
+//! # Expiry
+//!
+//! A channel with a tx validity window `W` (`ChannelConfig.tx_validity_window_s`, not 0)
+//! refuses transactions older than `W` on the **ledger's clock** — the latest signed
+//! timestamp of a VALID transaction so far — so that peers need to remember tx ids for
+//! `W` only, not forever. The clock is read off the chain itself, never off a peer's
+//! wall clock, so every peer judges every transaction alike. It is kept as the **expiry
+//! floor**: after block n, `floor(n) = max(floor(n-1), t(n) - W)`, where `t(n)` is the
+//! latest timestamp of a VALID transaction of block n (a block with none, and a config
+//! block, leave it as it was). The floor never goes down, whatever later configurations
+//! say: raising `W` or turning it off (0) stops it until the clock catches up, never
+//! brings back ids that were allowed to go.
+//!
+//! In block n, a transaction signed below `floor(n-1)` is EXPIRED (check 7): its id may
+//! have been forgotten, so it cannot be judged for duplicates. A committed id signed
+//! below the floor no longer makes a transaction a duplicate (check 8) — whether a peer
+//! still holds its entry or already dropped it, so dropping entries (lazily, in the
+//! background) can never make two peers disagree.
+//!
+//! Why honest transactions are not refused: the orderers admit an envelope only when its
+//! timestamp is within 600 s of their clock (and re-check it on re-validation), so a
+//! VALID timestamp is at most 600 s ahead of the ordering clock and an honest one at most
+//! 600 s behind; the smallest window allowed, `ordo_proto::config::MIN_TX_VALIDITY_WINDOW_S`
+//! (1,500 s), covers both with 300 s to spare.
+//!
+//! **What the rule trusts.** The envelope's timestamp is the creator's choice, signed by
+//! the creator but not by the endorsers, so the bound on how far a client can move the
+//! ledger's clock is the orderers' admission check alone: clients can move it at most
+//! 600 s ahead of an orderer's clock, which the window absorbs. An orderer whose clock is
+//! far ahead would admit envelopes that move the floor past every honest transaction until
+//! real time catches up (orderers' clocks must be kept synchronised, as their certificate
+//! checks already need). A byzantine-tolerant backend must bound proposal timestamps
+//! itself. For the same reason an endorsement does not expire with its transaction: after
+//! the window its creator could submit it again under a fresh timestamp, which MVCC
+//! refuses whenever the transaction read what it writes.
 //!
 //! # The caller's duties
 //!
@@ -44,7 +81,9 @@
 //!   judges transactions, not the block.
 //! - Store [`BlockValidation::codes_bytes`] in the block's
 //!   `metadata.transaction_validation_codes`, apply [`BlockValidation::updates`] in order,
-//!   and index the tx ids of [`BlockValidation::tx_ids`] — all in one write batch.
+//!   index the tx ids of [`BlockValidation::tx_ids`] (with their timestamps when
+//!   [`BlockValidation::record_tx_times`]) and record [`BlockValidation::expiry_floor_ms`]
+//!   — all in one write batch.
 //! - When [`BlockValidation::config`] is set, validate the following blocks with a new
 //!   [`ValidationContext`] built from it.
 
@@ -69,7 +108,7 @@ pub use context::{ContextError, ValidationContext, ValidatorOptions, DEFAULT_CHU
 pub use ordo_proto::pb::peer::{ChaincodeEvent, TxValidationCode, Version};
 pub use prepare::{MAX_ENDORSEMENTS, SUCCESS_STATUSES};
 pub use rwset::MAX_KEY_BYTES;
-pub use state::{StateView, TxIndex};
+pub use state::{ExpiringTxIds, StateView, TxIndex};
 
 use mvcc::Mvcc;
 
@@ -117,6 +156,14 @@ pub struct BlockValidation {
     pub events: Vec<TxEvent>,
     /// For a valid config block: the configuration in force from the next block on.
     pub config: Option<ChannelConfig>,
+    /// The expiry floor after this block (module docs, "Expiry"): what
+    /// [`TxIndex::expiry_floor_ms`] must answer when the next block is validated.
+    pub expiry_floor_ms: u64,
+    /// Whether the committer indexes each id with its signed timestamp: expiry is on for
+    /// this block (the window in force is not 0, or the floor is above 0). Read off the
+    /// chain, so every peer — upgraded in place or replaying from genesis — writes the
+    /// same entries: one kept before expiry existed never expires.
+    pub record_tx_times: bool,
 }
 
 impl BlockValidation {
@@ -181,6 +228,9 @@ where
 pub struct Prechecked {
     block_number: u64,
     txs: usize,
+    /// The channel's tx validity window in ms (0: never expire), from the configuration
+    /// the checks were made with.
+    window_ms: u64,
     stage: Stage,
 }
 
@@ -227,12 +277,13 @@ pub fn precheck(block: &Block, ctx: &ValidationContext) -> Prechecked {
     Prechecked {
         block_number: number,
         txs: envelopes.len(),
+        window_ms: ctx.tx_validity_window_ms(),
         stage,
     }
 }
 
-/// The rest of a block's validation, against the committed state: duplicate tx ids
-/// (check 7), MVCC and ranges (checks 17 and 18), in block order. `pre` must be the [`precheck`] of the
+/// The rest of a block's validation, against the committed state: expiry and duplicate tx
+/// ids (checks 7 and 8), MVCC and ranges (checks 18 and 19), in block order. `pre` must be the [`precheck`] of the
 /// block, made with the configuration in force for it.
 pub fn finish<S, I>(pre: Prechecked, state: &S, txindex: &I) -> BlockValidation
 where
@@ -240,11 +291,16 @@ where
     I: TxIndex + ?Sized,
 {
     let number = pre.block_number;
+    let floor_before = txindex.expiry_floor_ms();
     let mut checked = match pre.stage {
-        Stage::Config(verdict) => return *verdict,
+        Stage::Config(mut verdict) => {
+            verdict.expiry_floor_ms = floor_before;
+            verdict.record_tx_times = pre.window_ms > 0 || floor_before > 0;
+            return *verdict;
+        }
         Stage::Txs(checked) => checked,
     };
-    txid::mark_duplicates(&mut checked, txindex);
+    txid::judge(&mut checked, txindex, floor_before);
 
     let mut mvcc = Mvcc::new(number, state);
     let mut updates = Vec::new();
@@ -282,6 +338,7 @@ where
             );
         }
     }
+    let expiry_floor_ms = txid::next_floor(&checked, floor_before, pre.window_ms);
     BlockValidation {
         block_number: number,
         codes: checked.iter().map(|c| c.code).collect(),
@@ -289,6 +346,8 @@ where
         updates,
         events,
         config: None,
+        expiry_floor_ms,
+        record_tx_times: pre.window_ms > 0 || floor_before > 0,
     }
 }
 
@@ -315,5 +374,8 @@ fn validate_config_block(block: &Block, number: u64, ctx: &ValidationContext) ->
         updates: Vec::new(),
         events: Vec::new(),
         config,
+        // Set by `finish` from the ledger: a config block leaves the floor as it was.
+        expiry_floor_ms: 0,
+        record_tx_times: false,
     }
 }

@@ -47,6 +47,9 @@ pub(crate) struct SignedTx<'c> {
     pub creator: VerifiedCert,
     /// The header's tx id (already known to match nonce and creator).
     pub tx_id: String,
+    /// The header's timestamp (ms since the Unix epoch), as signed by the creator: what
+    /// expiry judges (check 7).
+    pub timestamp_ms: u64,
     /// Set when the envelope is for another channel or of a type the peer does not
     /// validate (checks 3 and 4): that is its code whatever its signature, which is
     /// checked only to tell whether the tx id is authentic (then it is indexed, so the
@@ -83,6 +86,7 @@ pub(crate) fn prepare<'c>(envelope_bytes: &Bytes, ctx: &'c ValidationContext) ->
                 None => prepare_body(&header, data, ctx),
             },
             header_verdict,
+            timestamp_ms: header.timestamp_ms,
             tx_id: header.tx_id,
         })),
         Err(v) => Prepared::Rejected(v),

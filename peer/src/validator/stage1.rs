@@ -29,6 +29,8 @@ pub(crate) struct Checked {
     pub reason: Option<String>,
     /// The tx id, once the envelope signature proved the creator made it; `None` before.
     pub tx_id: Option<String>,
+    /// The signed header's timestamp (ms) when `tx_id` is set (authenticated); else 0.
+    pub timestamp_ms: u64,
     /// What the transaction does, when `code` is VALID.
     pub effects: Option<Effects>,
 }
@@ -41,11 +43,17 @@ pub(crate) struct Effects {
 }
 
 impl Checked {
-    fn failed(v: Verdict, tx_id: Option<String>) -> Self {
+    /// A failed check; `signed` is the authenticated (tx id, timestamp), if any.
+    fn failed(v: Verdict, signed: Option<(String, u64)>) -> Self {
+        let (tx_id, timestamp_ms) = match signed {
+            Some((id, at)) => (Some(id), at),
+            None => (None, 0),
+        };
         Self {
             code: v.code,
             reason: Some(v.reason),
             tx_id,
+            timestamp_ms,
             effects: None,
         }
     }
@@ -126,8 +134,9 @@ fn check_chunk(chunk: &[Bytes], ctx: &ValidationContext) -> Vec<Checked> {
                     Ok(body) => verdicts.by_ref().take(body.endorsers.len()).collect(),
                     Err(_) => Vec::new(),
                 };
+                let signed = (tx.tx_id, tx.timestamp_ms);
                 if let Some(v) = tx.header_verdict {
-                    return Checked::failed(v, envelope_ok.then_some(tx.tx_id));
+                    return Checked::failed(v, envelope_ok.then_some(signed));
                 }
                 if !envelope_ok {
                     return Checked::failed(
@@ -138,10 +147,9 @@ fn check_chunk(chunk: &[Bytes], ctx: &ValidationContext) -> Vec<Checked> {
                         None,
                     );
                 }
-                let tx_id = Some(tx.tx_id);
                 match tx.body {
-                    Err(v) => Checked::failed(v, tx_id),
-                    Ok(body) => settle(body, &endorsements_ok, ctx, tx_id),
+                    Err(v) => Checked::failed(v, Some(signed)),
+                    Ok(body) => settle(body, &endorsements_ok, ctx, signed),
                 }
             }
         })
@@ -153,7 +161,7 @@ fn settle(
     body: Body<'_>,
     endorsements_ok: &[bool],
     ctx: &ValidationContext,
-    tx_id: Option<String>,
+    signed: (String, u64),
 ) -> Checked {
     let endorsers: Vec<VerifiedCert> = body
         .endorsers
@@ -177,14 +185,16 @@ fn settle(
                     TxValidationCode::EndorsementPolicyFailure,
                     format!("chaincode {:?}: {e}", def.name),
                 ),
-                tx_id,
+                Some(signed),
             );
         }
     }
+    let (tx_id, timestamp_ms) = signed;
     Checked {
         code: TxValidationCode::Valid,
         reason: None,
-        tx_id,
+        tx_id: Some(tx_id),
+        timestamp_ms,
         effects: Some(Effects {
             rwset: body.rwset,
             event: body.event,

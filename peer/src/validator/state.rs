@@ -32,10 +32,16 @@ pub trait StateView {
     ) -> Vec<(String, Version)>;
 }
 
-/// The ids of committed transactions.
+/// The ids of committed transactions, and the expiry floor (validator docs, "Expiry").
 pub trait TxIndex {
-    /// Whether a transaction with this id is already in the ledger (with any code).
-    fn contains(&self, tx_id: &str) -> bool;
+    /// The signed timestamp (ms) of the committed transaction with this id (any code), or
+    /// `None` when the ledger holds none. An entry whose timestamp is unknown (indexed
+    /// before timestamps were kept) answers `u64::MAX`: it never expires. An entry signed
+    /// below the floor may be answered or not: the validator ignores it either way.
+    fn committed_at_ms(&self, tx_id: &str) -> Option<u64>;
+
+    /// The expiry floor after the last committed block, in ms (0 on a new ledger).
+    fn expiry_floor_ms(&self) -> u64;
 }
 
 /// `(namespace, key) → version`, for tests and simulations.
@@ -83,9 +89,33 @@ impl StateView for BTreeMap<(String, String), Version> {
     }
 }
 
-/// A set of tx ids, for tests and simulations.
+/// A set of tx ids that never expire (floor 0), for tests and simulations.
 impl TxIndex for HashSet<String> {
-    fn contains(&self, tx_id: &str) -> bool {
-        HashSet::contains(self, tx_id)
+    fn committed_at_ms(&self, tx_id: &str) -> Option<u64> {
+        HashSet::contains(self, tx_id).then_some(u64::MAX)
+    }
+
+    fn expiry_floor_ms(&self) -> u64 {
+        0
+    }
+}
+
+/// Tx ids with their signed timestamps and an expiry floor: the committed side of expiry,
+/// in memory, for tests and simulations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpiringTxIds {
+    /// tx id → its signed timestamp (ms).
+    pub ids: HashMap<String, u64>,
+    /// The floor after the last block applied.
+    pub floor_ms: u64,
+}
+
+impl TxIndex for ExpiringTxIds {
+    fn committed_at_ms(&self, tx_id: &str) -> Option<u64> {
+        self.ids.get(tx_id).copied()
+    }
+
+    fn expiry_floor_ms(&self) -> u64 {
+        self.floor_ms
     }
 }

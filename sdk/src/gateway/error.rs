@@ -72,7 +72,8 @@ impl GatewayError {
     /// Whether submitting again (a fresh proposal) can succeed: an MVCC or phantom
     /// conflict (another transaction changed what this one read), a chaincode definition
     /// upgraded while the transaction was on its way (it is endorsed again under the new
-    /// one), or a peer or orderer that was unavailable or overloaded. A chaincode
+    /// one), a transaction that expired on its way (a fresh proposal is signed now), or a
+    /// peer or orderer that was unavailable or overloaded. A chaincode
     /// refusal, a bad request or an exhausted retry is final.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -81,6 +82,7 @@ impl GatewayError {
                 TxValidationCode::MvccReadConflict
                     | TxValidationCode::PhantomReadConflict
                     | TxValidationCode::DefinitionSuperseded
+                    | TxValidationCode::Expired
             ),
             Self::Refused { code, .. } => {
                 matches!(
@@ -205,6 +207,7 @@ mod tests {
         for code in [
             TxValidationCode::PhantomReadConflict,
             TxValidationCode::DefinitionSuperseded,
+            TxValidationCode::Expired,
         ] {
             let e = GatewayError::NotValid {
                 tx_id: "t".into(),

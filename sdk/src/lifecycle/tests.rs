@@ -50,6 +50,7 @@ fn channel() -> Channel {
         admins: Some(build::majority(&[], Role::Admin)),
         block_validation: Some(build::any_member(&[], &[Role::Orderer])),
         lifecycle: Some(build::majority(&[], Role::Admin)),
+        tx_validity_window_s: 0,
         chaincodes: vec![ChaincodeDefinition {
             name: "bank".into(),
             version: "1".into(),

@@ -168,6 +168,7 @@ pub fn config_from_parts(
         block_validation: Some(policy::any_member(&[], &[Role::Orderer])),
         chaincodes: chaincode_definitions(&org_names, &batch.chaincodes)?,
         lifecycle: Some(policy::majority(&[], Role::Admin)),
+        tx_validity_window_s: batch.tx_validity_window_s,
     };
     config::validate(&cfg)?;
     Ok(cfg)

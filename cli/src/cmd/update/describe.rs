@@ -116,6 +116,13 @@ pub fn describe_change(cur: &ChannelConfig, new: &ChannelConfig) -> Vec<String> 
     if settings(cur) != settings(new) {
         out.push("change orderer settings (batch size, timeout, ack mode, kafka or raft)".into());
     }
+    if cur.tx_validity_window_s != new.tx_validity_window_s {
+        out.push(format!(
+            "change the tx validity window: {} -> {}",
+            crate::cmd::channel::describe_window(cur.tx_validity_window_s),
+            crate::cmd::channel::describe_window(new.tx_validity_window_s)
+        ));
+    }
     for (name, a, b) in [
         ("Readers", &cur.readers, &new.readers),
         ("Writers", &cur.writers, &new.writers),

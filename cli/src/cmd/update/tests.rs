@@ -31,6 +31,7 @@ fn config_with(orgs: &[(&str, &ed25519_dalek::SigningKey)]) -> ChannelConfig {
         block_validation: Some(ordo_proto::policy::build::any_member(&[], &[])),
         chaincodes: vec![],
         lifecycle: None,
+        tx_validity_window_s: 0,
     }
 }
 

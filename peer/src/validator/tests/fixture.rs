@@ -137,6 +137,7 @@ impl Consortium {
             event: None,
             endorsers: vec![self.peer(0, 0), self.peer(1, 0)],
             nonce: nonce.to_be_bytes().to_vec(),
+            at_ms: NOW * 1000,
         }
     }
 }
@@ -153,6 +154,8 @@ pub struct TxBuilder<'a> {
     pub event: Option<ChaincodeEvent>,
     pub endorsers: Vec<&'a Identity>,
     pub nonce: Vec<u8>,
+    /// The signed header's timestamp, ms.
+    pub at_ms: u64,
 }
 
 impl<'a> TxBuilder<'a> {
@@ -163,6 +166,12 @@ impl<'a> TxBuilder<'a> {
 
     pub fn endorsers(mut self, endorsers: Vec<&'a Identity>) -> Self {
         self.endorsers = endorsers;
+        self
+    }
+
+    /// Signed at `at_ms` instead of `NOW`.
+    pub fn at(mut self, at_ms: u64) -> Self {
+        self.at_ms = at_ms;
         self
     }
 
@@ -207,7 +216,7 @@ impl<'a> TxBuilder<'a> {
             .iter()
             .map(|e| tx::endorse(e, &payload))
             .collect();
-        tx::assemble(self.creator, &p, payload, endorsements, NOW * 1000)
+        tx::assemble(self.creator, &p, payload, endorsements, self.at_ms)
             .expect("creator")
             .encode_to_vec()
             .into()

@@ -2,6 +2,7 @@
 
 mod codes;
 pub(crate) mod config;
+mod expiry;
 pub(crate) mod fixture;
 mod props;
 mod serializable;
