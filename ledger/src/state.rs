@@ -392,25 +392,9 @@ impl BlockStore {
 mod tests {
     use super::*;
     use ordo_proto::block;
-    use ordo_proto::pb::common::{Envelope, Header, HeaderType, Payload};
-    use prost::Message;
 
     fn env(tx_id: &str) -> Bytes {
-        let payload = Payload {
-            header: Some(Header {
-                channel_id: "ch".into(),
-                r#type: HeaderType::EndorserTransaction as i32,
-                tx_id: tx_id.into(),
-                ..Default::default()
-            }),
-            data: Bytes::new(),
-        };
-        Envelope {
-            payload: payload.encode_to_vec().into(),
-            signature: Bytes::new(),
-        }
-        .encode_to_vec()
-        .into()
+        crate::tests_support::tx_envelope("ch", tx_id, 0)
     }
 
     fn write(ns: &str, key: &str, value: Option<&str>, block: u64, tx: u32) -> StateWrite {

@@ -10,6 +10,27 @@ use prost::Message;
 
 use crate::{BlockStore, CF_BLOCKS};
 
+/// An unsigned endorser-transaction envelope on `channel` with `tx_id` and header
+/// timestamp `at_ms`: what the ledger reads of a transaction (its id, its time).
+pub(crate) fn tx_envelope(channel: &str, tx_id: &str, at_ms: u64) -> Bytes {
+    let payload = Payload {
+        header: Some(Header {
+            channel_id: channel.into(),
+            r#type: HeaderType::EndorserTransaction as i32,
+            tx_id: tx_id.into(),
+            timestamp_ms: at_ms,
+            ..Default::default()
+        }),
+        data: Bytes::new(),
+    };
+    Envelope {
+        payload: payload.encode_to_vec().into(),
+        signature: Bytes::new(),
+    }
+    .encode_to_vec()
+    .into()
+}
+
 /// Appends blocks 0..4 whose single envelope carries `marker(n)` in 8 KiB of data (so the
 /// block goes to a blob file), flushes them to disk and closes the store.
 pub(crate) fn ledger_in_blob_files(dir: &Path, marker: impl Fn(u64) -> String) {

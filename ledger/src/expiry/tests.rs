@@ -1,29 +1,13 @@
 use bytes::Bytes;
 use ordo_proto::block;
-use ordo_proto::pb::common::{Block, Envelope, Header, HeaderType, Payload};
-use prost::Message;
+use ordo_proto::pb::common::Block;
 
 use super::*;
 use crate::StateCommit;
 
 /// An endorser-transaction envelope with `tx_id`, signed (by its header) at `at_ms`.
 fn env(tx_id: &str, at_ms: u64) -> Bytes {
-    let payload = Payload {
-        header: Some(Header {
-            channel_id: "ch".into(),
-            r#type: HeaderType::EndorserTransaction as i32,
-            tx_id: tx_id.into(),
-            timestamp_ms: at_ms,
-            ..Default::default()
-        }),
-        data: Bytes::new(),
-    };
-    Envelope {
-        payload: payload.encode_to_vec().into(),
-        signature: Bytes::new(),
-    }
-    .encode_to_vec()
-    .into()
+    crate::tests_support::tx_envelope("ch", tx_id, at_ms)
 }
 
 /// A ledger with a genesis block committed.

@@ -2,9 +2,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use ordo_proto::block;
-use ordo_proto::pb::common::{Block, BlockMetadata, Envelope, Header, HeaderType, Payload};
+use ordo_proto::pb::common::{Block, BlockMetadata};
 use ordo_testkit::{ChannelBuilder, TestOrg};
-use prost::Message;
 
 use super::records::{Kind, RecordReader, RecordWriter, MAGIC};
 use super::*;
@@ -18,22 +17,7 @@ fn env(tx_id: &str) -> Bytes {
 
 /// An envelope with `tx_id`, signed (by its header) at `at_ms`.
 fn env_at(tx_id: &str, at_ms: u64) -> Bytes {
-    let payload = Payload {
-        header: Some(Header {
-            channel_id: CHANNEL.into(),
-            r#type: HeaderType::EndorserTransaction as i32,
-            tx_id: tx_id.into(),
-            timestamp_ms: at_ms,
-            ..Default::default()
-        }),
-        data: Bytes::new(),
-    };
-    Envelope {
-        payload: payload.encode_to_vec().into(),
-        signature: Bytes::new(),
-    }
-    .encode_to_vec()
-    .into()
+    crate::tests_support::tx_envelope(CHANNEL, tx_id, at_ms)
 }
 
 /// A peer's ledger: the genesis config block committed VALID, then `blocks` blocks of
